@@ -1,0 +1,29 @@
+/* routes: the table of every endpoint apiary serves. Add a route here and its handler in the file of
+ * its area; docs/architecture.md shows how to write one. */
+#include "handlers.h"
+#include "log.h"
+
+typedef struct handlers_route {
+    http_method method;
+    const char *pattern;
+    http_handler_fn handler;
+} handlers_route;
+
+static const handlers_route handlers_routes[] = {
+    {HTTP_METHOD_GET, "/healthz", health_live},
+    {HTTP_METHOD_GET, "/readyz", health_ready},
+    {HTTP_METHOD_GET, "/v1/hello", hello_get},
+    {HTTP_METHOD_POST, "/v1/echo", echo_post},
+};
+
+int handlers_register(router *r)
+{
+    for (size_t i = 0; i < sizeof(handlers_routes) / sizeof(handlers_routes[0]); i++) {
+        const handlers_route *route = &handlers_routes[i];
+        if (router_add(r, route->method, route->pattern, route->handler) != 0) {
+            log_error("cannot register %s %s", http_method_name(route->method), route->pattern);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,670 @@
+/* http_conn: one client connection on its loop. Reads into a pooled buffer, feeds llhttp, dispatches
+ * one request at a time (pipelined requests wait in the input buffer, so answers leave in order),
+ * writes every queued response with a single send, and runs the per-state timers: header, body,
+ * keep-alive, write and linger.
+ *
+ * Lifetime: the loop owns every connection through its list. A connection is freed only by
+ * http_conn_release, and only when no engine frame of it is on the stack (`busy`), so a handler
+ * that answers synchronously, a cancel callback or a timer can close it without the caller touching
+ * freed memory afterwards. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http_internal.h"
+#include "log.h"
+#include "xalloc.h"
+
+#define HTTP_CONN_MIN_READ 2048 /* below this much free space, compact or grow before reading */
+
+static void http_conn_on_read(evutil_socket_t fd, short what, void *arg);
+static void http_conn_on_write(evutil_socket_t fd, short what, void *arg);
+static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg);
+static void http_conn_process(http_conn *conn);
+static void http_conn_flush(http_conn *conn);
+static void http_conn_close(http_conn *conn);
+
+/* ---- lifetime ---------------------------------------------------------------------------------- */
+
+static void http_conn_enter(http_conn *conn) { conn->busy++; }
+
+static void http_conn_free(http_conn *conn)
+{
+    http_loop *loop = conn->loop;
+    buf_release(&conn->in, &loop->cache);
+    buf_release(&conn->out, &loop->cache);
+    buf_release(&conn->body, &loop->cache);
+    free(conn);
+}
+
+/* Leaves an engine frame; the last frame out frees a dead connection. */
+static void http_conn_leave(http_conn *conn)
+{
+    if (--conn->busy == 0 && conn->dead)
+        http_conn_free(conn);
+}
+
+void http_conn_accept(http_loop *loop, int fd)
+{
+    int one = 1;
+    /* Responses are written whole in one send; Nagle would only delay the last segment. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    http_conn *conn = xcalloc(1, sizeof(*conn));
+    conn->loop = loop;
+    conn->fd = fd;
+    conn->state = HTTP_CONN_IDLE;
+    conn->fresh = true;
+    llhttp_init(&conn->parser, HTTP_REQUEST, http_parser_settings());
+    conn->parser.data = conn;
+    event_assign(&conn->read_ev, loop->base, fd, EV_READ | EV_PERSIST, http_conn_on_read, conn);
+    event_assign(&conn->write_ev, loop->base, fd, EV_WRITE | EV_PERSIST, http_conn_on_write, conn);
+    evtimer_assign(&conn->timer_ev, loop->base, http_conn_on_timer, conn);
+    http_loop_conn_added(loop, conn);
+    event_add(&conn->read_ev, NULL);
+    conn->reading = true;
+    evtimer_add(&conn->timer_ev, loop->tv_header);
+}
+
+/* Ends the current request's use of its slot: arena, parsed JSON, the slot itself. */
+static void http_conn_end_request(http_conn *conn)
+{
+    http_req_slot *slot = conn->slot;
+    if (!slot)
+        return;
+    json_decref(slot->req._json);
+    arena_reset(&slot->req.arena);
+    http_loop_slot_put(conn->loop, slot);
+    conn->slot = NULL;
+}
+
+static void http_conn_close(http_conn *conn)
+{
+    if (conn->dead)
+        return;
+    http_loop *loop = conn->loop;
+    if (conn->state == HTTP_CONN_HANDLER && conn->slot) {
+        /* The client left (or the server is stopping) before the handler answered: let the handler's
+         * operations stop and free themselves, then forget the request. Marking the connection dead
+         * first makes any answer attempted from inside the callback a no-op. */
+        conn->dead = true;
+        HTTP_STAT_ADD(loop, cancelled, 1);
+        http_request *req = &conn->slot->req;
+        if (req->_cancel_fn)
+            req->_cancel_fn(req, req->_cancel_arg);
+    }
+    conn->dead = true;
+    event_del(&conn->read_ev);
+    event_del(&conn->write_ev);
+    event_del(&conn->timer_ev);
+    close(conn->fd);
+    conn->fd = -1;
+    http_conn_end_request(conn);
+    http_loop_conn_removed(loop, conn);
+    if (conn->busy == 0)
+        http_conn_free(conn);
+}
+
+/* ---- timers ------------------------------------------------------------------------------------ */
+
+/* Arms the one timer a connection has, for the state it is in. Output blocked on the socket wins:
+ * whatever else is going on, a client that stops reading is bounded by the write timeout. */
+static void http_conn_arm_timer(http_conn *conn)
+{
+    http_loop *loop = conn->loop;
+    const struct timeval *tv = NULL;
+    if (conn->state == HTTP_CONN_LINGER)
+        tv = loop->tv_linger;
+    else if (conn->writing)
+        tv = loop->tv_write;
+    else if (conn->state == HTTP_CONN_IDLE)
+        tv = conn->fresh ? loop->tv_header : loop->tv_keepalive;
+    if (tv)
+        evtimer_add(&conn->timer_ev, tv);
+    else if (conn->state == HTTP_CONN_HANDLER || conn->state == HTTP_CONN_CLOSING)
+        evtimer_del(&conn->timer_ev);
+    /* HEAD and BODY keep the deadline armed when they began: it is absolute, not per read. */
+}
+
+static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_conn *conn = arg;
+    http_conn_enter(conn);
+    HTTP_STAT_ADD(conn->loop, timeouts, 1);
+    if (conn->writing || conn->state == HTTP_CONN_IDLE || conn->state == HTTP_CONN_LINGER) {
+        /* Write timeout, idle keep-alive, linger done: nothing useful can be said to this client. */
+        http_conn_close(conn);
+    } else if (conn->state == HTTP_CONN_HEAD) {
+        http_conn_reject(conn, 408, "request headers not received within %u ms",
+                         conn->loop->settings->header_timeout_ms);
+        http_conn_flush(conn);
+    } else if (conn->state == HTTP_CONN_BODY) {
+        http_conn_reject(conn, 408, "request body not received within %u ms", conn->loop->settings->body_timeout_ms);
+        http_conn_flush(conn);
+    }
+    http_conn_leave(conn);
+}
+
+/* ---- input ------------------------------------------------------------------------------------- */
+
+static void http_conn_set_reading(http_conn *conn, bool on)
+{
+    if (on == conn->reading || conn->dead)
+        return;
+    if (on)
+        event_add(&conn->read_ev, NULL);
+    else
+        event_del(&conn->read_ev);
+    conn->reading = on;
+}
+
+/* Makes room to read. Bytes before the current message are dead, and so are body bytes llhttp has
+ * consumed (they were copied out), so they are squeezed out; only a head that really needs more room
+ * makes the buffer grow, up to the head limit. While a handler runs, its request's pointers point
+ * into the buffer, so nothing moves and reading stops when the free space is gone. */
+static bool http_conn_make_room(http_conn *conn)
+{
+    buf *in = &conn->in;
+    http_loop *loop = conn->loop;
+    if (in->cap - in->len >= HTTP_CONN_MIN_READ)
+        return true;
+    size_t keep_from = conn->parse_pos, keep_head = 0;
+    switch (conn->state) {
+    case HTTP_CONN_HANDLER:
+        return in->cap > in->len;
+    case HTTP_CONN_CLOSING:
+    case HTTP_CONN_LINGER:
+        in->len = conn->parse_pos = conn->msg_start = 0; /* nothing more will be parsed */
+        break;
+    case HTTP_CONN_HEAD:
+        keep_from = conn->msg_start; /* the head so far: spans point into it */
+        break;
+    case HTTP_CONN_BODY:
+        keep_head = conn->head_len;
+        break;
+    case HTTP_CONN_IDLE:
+        break;
+    }
+    if (in->data && (keep_from > keep_head || conn->msg_start > 0)) {
+        if (keep_head && conn->msg_start)
+            memmove(in->data, in->data + conn->msg_start, keep_head);
+        size_t rest = in->len - keep_from;
+        memmove(in->data + keep_head, in->data + keep_from, rest);
+        in->len = keep_head + rest;
+        conn->parse_pos = keep_head + (conn->parse_pos - keep_from);
+        conn->msg_start = 0;
+    }
+    if (in->cap - in->len >= HTTP_CONN_MIN_READ)
+        return true;
+    if (in->cap >= loop->settings->max_header_bytes + 2 * BUF_BLOCK_BYTES)
+        return in->cap > in->len;
+    buf_reserve(in, &loop->cache, HTTP_CONN_MIN_READ);
+    return true;
+}
+
+static void http_conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    http_conn *conn = arg;
+    http_conn_enter(conn);
+    if (conn->state == HTTP_CONN_LINGER) {
+        /* Discard what the client still sends so our close does not turn into a reset that could
+         * destroy the error answer before the client has read it. */
+        char sink[4096];
+        ssize_t n;
+        while ((n = recv(fd, sink, sizeof(sink), 0)) > 0)
+            ;
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            http_conn_close(conn);
+        http_conn_leave(conn);
+        return;
+    }
+    while (!conn->dead) {
+        if (!http_conn_make_room(conn)) {
+            http_conn_set_reading(conn, false); /* resumed once the handler answers or output drains */
+            break;
+        }
+        buf *in = &conn->in;
+        size_t room = in->cap - in->len;
+        ssize_t n = recv(fd, in->data + in->len, room, 0);
+        if (n > 0) {
+            in->len += (size_t)n;
+            if ((size_t)n < room)
+                break; /* the socket is drained: skip the recv that would only say EAGAIN */
+            continue;
+        }
+        if (n == 0) {
+            conn->peer_eof = true;
+            http_conn_set_reading(conn, false);
+            break;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            http_conn_close(conn); /* reset by peer and friends: nobody to answer */
+        break;
+    }
+    if (!conn->dead)
+        http_conn_process(conn);
+    http_conn_leave(conn);
+}
+
+/* ---- requests ---------------------------------------------------------------------------------- */
+
+static const char *http_conn_msg(http_conn *conn, http_span s) { return conn->in.data + conn->msg_start + s.off; }
+
+static http_header_span *http_conn_find_header(http_conn *conn, const char *name)
+{
+    size_t name_len = strlen(name);
+    http_req_slot *slot = conn->slot;
+    for (size_t i = 0; i < slot->header_count; i++) {
+        http_header_span *h = &slot->header_spans[i];
+        if (h->name.len == name_len && strncasecmp(http_conn_msg(conn, h->name), name, name_len) == 0)
+            return h;
+    }
+    return NULL;
+}
+
+/* The head is complete: check the version, the method, the body size and Expect, and route, so a
+ * request that cannot succeed is refused before its body is read. */
+int http_conn_on_headers_complete(http_conn *conn)
+{
+    llhttp_t *p = &conn->parser;
+    http_req_slot *slot = conn->slot;
+    http_request *req = &slot->req;
+    const http_settings *settings = conn->loop->settings;
+    /* Everything the request will point at ends with the last span; what follows is body. */
+    size_t head_end = slot->url.off + slot->url.len;
+    for (size_t i = 0; i < slot->header_count; i++) {
+        http_header_span *h = &slot->header_spans[i];
+        size_t end = h->value.len ? h->value.off + h->value.len : h->name.off + h->name.len;
+        if (end > head_end)
+            head_end = end;
+    }
+    conn->head_len = head_end;
+    if (llhttp_get_http_major(p) != 1) {
+        http_conn_reject(conn, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
+        return -1;
+    }
+    req->http_minor = llhttp_get_http_minor(p);
+    req->method = http_method_from_llhttp(llhttp_get_method(p));
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > settings->max_body_bytes) {
+        http_conn_reject(conn, 413, "request body of %llu bytes exceeds %zu bytes",
+                         (unsigned long long)p->content_length, settings->max_body_bytes);
+        return -1;
+    }
+    bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+    const char *target = http_conn_msg(conn, slot->url);
+    const char *path, *query;
+    size_t path_len, query_len;
+    uri_split(target, slot->url.len, &path, &path_len, &query, &query_len);
+    slot->route_status = req->method == HTTP_METHOD_UNSUPPORTED
+                             ? ROUTER_NOT_FOUND
+                             : router_match(conn->loop->router, req->method, path, path_len, &slot->match);
+    http_header_span *expect = http_conn_find_header(conn, "Expect");
+    if (expect && req->http_minor >= 1) {
+        if (expect->value.len != 12 || strncasecmp(http_conn_msg(conn, expect->value), "100-continue", 12) != 0) {
+            http_conn_reject(conn, 417, "only the expectation 100-continue is supported");
+            return -1;
+        }
+        /* Ask for the body only when we will use it; otherwise the final answer comes after it. */
+        if (has_body && slot->route_status == ROUTER_FOUND) {
+            /* Queued only: http_conn_process flushes once llhttp asks for more bytes. */
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            buf_append(&conn->out, &conn->loop->cache, cont, sizeof(cont) - 1);
+        }
+    }
+    if (has_body) {
+        conn->state = HTTP_CONN_BODY;
+        evtimer_add(&conn->timer_ev, conn->loop->tv_body);
+    }
+    return 0;
+}
+
+/* Turns the spans into the request a handler sees: pointers, decoded path, params and query. Returns
+ * NULL when it is ready, or a reason for a 400. */
+static const char *http_conn_build_request(http_conn *conn)
+{
+    http_req_slot *slot = conn->slot;
+    http_request *req = &slot->req;
+    for (size_t i = 0; i < slot->header_count; i++) {
+        http_header_span *s = &slot->header_spans[i];
+        slot->headers[i] = (http_header){http_conn_msg(conn, s->name), s->name.len, http_conn_msg(conn, s->value),
+                                         s->value.len};
+    }
+    req->headers = slot->headers;
+    req->header_count = slot->header_count;
+    req->raw_target = http_conn_msg(conn, slot->url);
+    req->raw_target_len = slot->url.len;
+    req->body = conn->body.len ? conn->body.data : NULL;
+    req->body_len = conn->body.len;
+    req->_conn = conn;
+    const char *path, *query;
+    size_t path_len, query_len;
+    uri_split(req->raw_target, req->raw_target_len, &path, &path_len, &query, &query_len);
+    char *decoded = arena_alloc(&req->arena, path_len + 1);
+    if (uri_decode(decoded, path, path_len, false) < 0)
+        return "the request path has an invalid percent-encoding";
+    req->path = decoded;
+    if (query_len) {
+        size_t max_pairs = 64;
+        req->query = arena_alloc(&req->arena, max_pairs * sizeof(uri_param));
+        int n = uri_parse_query(query, query_len, &req->arena, req->query, max_pairs);
+        if (n < 0)
+            return "the query string has an invalid percent-encoding or more than 64 parameters";
+        req->query_count = (size_t)n;
+    }
+    if (slot->route_status == ROUTER_FOUND) {
+        route_match *m = &slot->match;
+        req->route_name = m->name;
+        req->param_count = m->param_count;
+        req->params = m->params;
+        for (size_t i = 0; i < m->param_count; i++) {
+            char *v = arena_alloc(&req->arena, m->params[i].value_len + 1);
+            ssize_t n = uri_decode(v, m->params[i].value, m->params[i].value_len, false);
+            if (n < 0)
+                return "a path parameter has an invalid percent-encoding";
+            m->params[i].value = v;
+            m->params[i].value_len = (size_t)n;
+        }
+    }
+    return NULL;
+}
+
+static void http_conn_dispatch(http_conn *conn)
+{
+    http_req_slot *slot = conn->slot;
+    http_request *req = &slot->req;
+    http_loop *loop = conn->loop;
+    conn->state = HTTP_CONN_HANDLER;
+    conn->keep_alive = llhttp_should_keep_alive(&conn->parser) && !loop->draining;
+    evtimer_del(&conn->timer_ev);
+    HTTP_STAT_ADD(loop, requests, 1);
+    const char *bad = http_conn_build_request(conn);
+    if (bad) {
+        http_respond_problem(req, 400, NULL, "%s", bad);
+    } else if (req->method == HTTP_METHOD_UNSUPPORTED) {
+        http_respond_problem(req, 501, NULL, "method %s is not implemented",
+                             llhttp_method_name((llhttp_method_t)llhttp_get_method(&conn->parser)));
+    } else if (slot->route_status == ROUTER_NOT_FOUND) {
+        http_respond_problem(req, 404, NULL, "no route for %s", req->path);
+    } else if (slot->route_status == ROUTER_METHOD_NOT_ALLOWED) {
+        char allow[96];
+        router_format_allow(slot->match.allowed_methods, allow, sizeof(allow));
+        http_response_header(req, "Allow", allow);
+        http_respond_problem(req, 405, NULL, "%s does not accept %s", req->path, http_method_name(req->method));
+    } else {
+        slot->match.handler(req);
+    }
+}
+
+/* Finishes the request after its answer was queued: either get ready for the next one or close. */
+static void http_conn_request_done(http_conn *conn)
+{
+    http_conn_end_request(conn);
+    llhttp_resume(&conn->parser);
+    conn->msg_start = conn->parse_pos;
+    conn->head_len = 0;
+    if (!conn->keep_alive) {
+        conn->state = HTTP_CONN_CLOSING;
+        return;
+    }
+    conn->state = HTTP_CONN_IDLE;
+}
+
+static int http_conn_error_status(llhttp_errno_t err)
+{
+    switch (err) {
+    case HPE_INVALID_METHOD: return 501;
+    case HPE_INVALID_VERSION: return 505;
+    default: return 400;
+    }
+}
+
+/* Parses and dispatches everything buffered, one request at a time, until a handler goes async,
+ * input runs out, or the output backlog says the client is not reading. */
+static void http_conn_process(http_conn *conn)
+{
+    http_loop *loop = conn->loop;
+    while (!conn->dead) {
+        if (conn->state == HTTP_CONN_HANDLER || conn->state == HTTP_CONN_CLOSING ||
+            conn->state == HTTP_CONN_LINGER)
+            break;
+        if (buf_pending(&conn->out) > loop->settings->output_buffer_bytes)
+            break; /* backpressure: parse on once the client has read some of its answers */
+        size_t avail = conn->in.len - conn->parse_pos;
+        if (avail == 0)
+            break;
+        if (conn->state == HTTP_CONN_IDLE) {
+            conn->msg_start = conn->parse_pos;
+            evtimer_add(&conn->timer_ev, loop->tv_header);
+        }
+        const char *start = conn->in.data + conn->parse_pos;
+        llhttp_errno_t err = llhttp_execute(&conn->parser, start, avail);
+        if (conn->state == HTTP_CONN_IDLE && err == HPE_OK) {
+            /* Only CR/LF between requests, which llhttp skips: stay idle. */
+            conn->parse_pos = conn->in.len;
+            continue;
+        }
+        if (err == HPE_OK) {
+            conn->parse_pos = conn->in.len;
+            break; /* need more bytes */
+        }
+        if (err == HPE_PAUSED) {
+            conn->parse_pos = (size_t)(llhttp_get_error_pos(&conn->parser) - conn->in.data);
+            http_conn_dispatch(conn);
+            continue; /* answered now: next request; answered later: the loop head stops */
+        }
+        if (conn->error_status == 0) {
+            const char *reason = llhttp_get_error_reason(&conn->parser);
+            http_conn_reject(conn, http_conn_error_status(err), "malformed request: %s",
+                             reason ? reason : llhttp_errno_name(err));
+        }
+        break;
+    }
+    if (conn->dead)
+        return;
+    if (conn->peer_eof) {
+        if (conn->state == HTTP_CONN_HANDLER) {
+            http_conn_close(conn); /* client gone while its request runs: cancel it */
+            return;
+        }
+        /* The client sends nothing more: answer what it asked, then close. Pipelined requests held
+         * back by the output limit are still answered; a request cut off mid-way is not. */
+        bool more_buffered = conn->state == HTTP_CONN_IDLE && conn->parse_pos < conn->in.len;
+        if (!more_buffered && conn->state != HTTP_CONN_LINGER)
+            conn->state = HTTP_CONN_CLOSING;
+    }
+    http_conn_flush(conn);
+}
+
+/* ---- output ------------------------------------------------------------------------------------ */
+
+/* After the last answer is out: stop sending, and drain the client's leftovers for a while. */
+static void http_conn_start_linger(http_conn *conn)
+{
+    if (conn->peer_eof || conn->loop->settings->linger_timeout_ms == 0) {
+        http_conn_close(conn);
+        return;
+    }
+    shutdown(conn->fd, SHUT_WR);
+    conn->state = HTTP_CONN_LINGER;
+    http_conn_set_reading(conn, true);
+    http_conn_arm_timer(conn);
+}
+
+static void http_conn_flush(http_conn *conn)
+{
+    buf *out = &conn->out;
+    bool progress = false;
+    while (buf_pending(out) > 0) {
+        ssize_t n = send(conn->fd, out->data + out->pos, buf_pending(out), MSG_NOSIGNAL);
+        if (n > 0) {
+            out->pos += (size_t)n;
+            progress = true;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        http_conn_close(conn); /* EPIPE, ECONNRESET: the client is gone */
+        return;
+    }
+    if (buf_pending(out) == 0) {
+        buf_release(out, &conn->loop->cache);
+        if (conn->writing) {
+            event_del(&conn->write_ev);
+            conn->writing = false;
+        }
+        if (conn->state == HTTP_CONN_CLOSING) {
+            http_conn_start_linger(conn);
+            return;
+        }
+    } else if (!conn->writing) {
+        event_add(&conn->write_ev, NULL);
+        conn->writing = true;
+        progress = true; /* start the write timer now */
+    }
+    if (conn->state == HTTP_CONN_IDLE) {
+        /* Idle connections hold no buffers: 10,000 of them must fit in a few MiB. */
+        if (conn->in.data && conn->parse_pos == conn->in.len) {
+            buf_release(&conn->in, &conn->loop->cache);
+            conn->parse_pos = conn->msg_start = 0;
+        }
+        if (conn->body.data)
+            buf_release(&conn->body, &conn->loop->cache);
+    }
+    if (!conn->peer_eof && conn->state != HTTP_CONN_CLOSING)
+        http_conn_set_reading(conn, true);
+    if (progress || !conn->writing)
+        http_conn_arm_timer(conn);
+}
+
+static void http_conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_conn *conn = arg;
+    http_conn_enter(conn);
+    http_conn_flush(conn);
+    /* The client read some answers: requests held back by the output limit can go on. */
+    if (!conn->dead && !conn->writing)
+        http_conn_process(conn);
+    http_conn_leave(conn);
+}
+
+/* Queues status line, headers and body; ends the request. The single entry for every answer. */
+static void http_conn_queue_response(http_conn *conn, int status, const char *content_type, const void *body,
+                                     size_t len)
+{
+    http_loop *loop = conn->loop;
+    http_request *req = conn->slot ? &conn->slot->req : NULL;
+    bool head_only = req && req->method == HTTP_METHOD_HEAD;
+    if (loop->draining)
+        conn->keep_alive = false;
+    http_connection_header connection = HTTP_CONN_HEADER_NONE;
+    if (!conn->keep_alive)
+        connection = HTTP_CONN_HEADER_CLOSE;
+    else if (req && req->http_minor == 0)
+        connection = HTTP_CONN_HEADER_KEEP_ALIVE;
+    http_response_head head = {
+        .status = status,
+        .content_type = content_type,
+        .content_length = len,
+        .connection = connection,
+        .date = loop->date,
+        .extra_headers = req ? req->_extra_headers : NULL,
+        .extra_headers_len = req ? req->_extra_headers_len : 0,
+    };
+    http_response_write_head(&conn->out, &loop->cache, &head);
+    if (len && !head_only)
+        buf_append(&conn->out, &loop->cache, body, len);
+    HTTP_STAT_ADD(loop, responses_by_class[status / 100 % 6], 1);
+}
+
+void http_conn_send_response(http_conn *conn, int status, const char *content_type, const void *body, size_t len)
+{
+    if (conn->dead)
+        return; /* answered from a cancel callback: the client is gone */
+    http_conn_enter(conn);
+    bool async = conn->busy == 1; /* nobody of ours below us on the stack: a timer or a posted result */
+    http_conn_queue_response(conn, status, content_type, body, len);
+    http_conn_request_done(conn);
+    if (async) {
+        /* Called from outside the engine: carry on with pipelined input and write it all out. */
+        http_conn_set_reading(conn, !conn->peer_eof);
+        http_conn_process(conn);
+    }
+    http_conn_leave(conn);
+}
+
+void http_conn_send_json(http_conn *conn, int status, const char *content_type, const json_t *json)
+{
+    http_loop *loop = conn->loop;
+    buf *scratch = &loop->scratch;
+    scratch->len = 0;
+    if (http_json_dump(scratch, &loop->cache, json) == 0) {
+        static const char fallback[] =
+            "{\"type\":\"about:blank\",\"title\":\"Internal Server Error\",\"status\":500,"
+            "\"detail\":\"the response could not be serialized\"}";
+        http_conn_send_response(conn, 500, "application/problem+json", fallback, sizeof(fallback) - 1);
+        return;
+    }
+    http_conn_send_response(conn, status, content_type, scratch->data, scratch->len);
+}
+
+/* Refuses the message being parsed: a problem answer with Connection: close, and no further parsing.
+ * Used for what breaks the framing or a limit (400, 408, 413, 414, 431, 505, 417). */
+void http_conn_reject(http_conn *conn, int status, const char *fmt, ...)
+{
+    char detail[sizeof(conn->error_detail)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    conn->error_status = status;
+    conn->keep_alive = false;
+    http_loop *loop = conn->loop;
+    json_t *problem = http_problem_new(status, detail, NULL);
+    loop->scratch.len = 0;
+    http_json_dump(&loop->scratch, &loop->cache, problem);
+    json_decref(problem);
+    if (conn->slot)
+        conn->slot->req.method = HTTP_METHOD_GET; /* a HEAD request's refusal still carries its body */
+    http_conn_queue_response(conn, status, "application/problem+json", loop->scratch.data, loop->scratch.len);
+    http_conn_end_request(conn);
+    conn->state = HTTP_CONN_CLOSING;
+    evtimer_del(&conn->timer_ev);
+    log_debug("loop %u: rejected request with %d: %s", loop->id, status, detail);
+}
+
+/* ---- shutdown ---------------------------------------------------------------------------------- */
+
+/* Graceful drain: idle connections close now, unless bytes are already waiting on the socket, which
+ * are read and answered (with Connection: close) rather than dropped. */
+void http_conn_drain(http_conn *conn)
+{
+    if (conn->state != HTTP_CONN_IDLE || buf_pending(&conn->out) > 0)
+        return; /* in flight: its answer will carry Connection: close */
+    http_conn_enter(conn);
+    http_conn_on_read(conn->fd, EV_READ, conn);
+    if (!conn->dead && conn->state == HTTP_CONN_IDLE && buf_pending(&conn->out) == 0)
+        http_conn_close(conn);
+    http_conn_leave(conn);
+}
+
+void http_conn_force_close(http_conn *conn)
+{
+    http_conn_enter(conn);
+    http_conn_close(conn);
+    http_conn_leave(conn);
+}

@@ -1,0 +1,138 @@
+/* http_internal: the engine's private structs, shared by http_loop.c, http_conn.c, http_parser.c
+ * and http_request.c only. Handlers and the server never include this; they see http_request.h and
+ * http_loop.h. */
+#ifndef APIARY_HTTP_INTERNAL_H
+#define APIARY_HTTP_INTERNAL_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <llhttp.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "http_loop.h"
+#include "http_request.h"
+#include "http_response.h"
+#include "router.h"
+
+/* Where a connection is in its life. The timer armed in each state is chosen by http_conn_arm_timer. */
+typedef enum http_conn_state {
+    HTTP_CONN_IDLE,    /* between requests: keep-alive timer (header timer for a new connection) */
+    HTTP_CONN_HEAD,    /* request line and headers arriving: header timer from the first byte */
+    HTTP_CONN_BODY,    /* body arriving: body timer from the end of the headers */
+    HTTP_CONN_HANDLER, /* dispatched, waiting for the handler's answer: no engine timer */
+    HTTP_CONN_CLOSING, /* last response queued: flush it, then linger */
+    HTTP_CONN_LINGER,  /* write side shut; discard input until EOF or the linger timer */
+} http_conn_state;
+
+/* A byte range of the current message, relative to its first byte (conn->msg_start), so the input
+ * buffer can be compacted or grown while the head is still arriving. */
+typedef struct http_span {
+    uint32_t off;
+    uint32_t len;
+} http_span;
+
+typedef struct http_header_span {
+    http_span name;
+    http_span value;
+} http_header_span;
+
+/* The per-request work area. Taken from the loop's free list when a request begins and given back
+ * when it ends, so idle connections hold none and busy ones never malloc per request. */
+typedef struct http_req_slot {
+    http_request req;
+    struct http_req_slot *next_free;
+    http_span url;
+    http_header_span *header_spans; /* [settings->max_headers], allocated with the slot */
+    http_header *headers;           /* [settings->max_headers] */
+    size_t header_count;
+    bool in_header_value;            /* the last header callback was a value (llhttp splits tokens) */
+    bool expect_continue;
+    router_status route_status;
+    route_match match;
+} http_req_slot;
+
+struct http_conn {
+    http_loop *loop;
+    http_conn *prev, *next; /* the loop's list of live connections */
+    int fd;
+    http_conn_state state;
+    unsigned busy;    /* engine frames of this connection on the stack; free only at zero */
+    bool dead;        /* closed: fd and events gone, memory freed when busy drops to zero */
+    bool reading;     /* read_ev is added */
+    bool writing;     /* write_ev is added: output is blocked on the socket */
+    bool peer_eof;    /* the client shut its write side */
+    bool keep_alive;  /* the current request allows another after it */
+    bool fresh;       /* no request seen yet: idle expiry uses the header timeout */
+    struct event read_ev, write_ev, timer_ev;
+    llhttp_t parser;
+    buf in;           /* raw bytes; data[msg_start..] is the current message */
+    buf out;          /* responses not yet written */
+    buf body;         /* the current request's body, de-chunked */
+    size_t parse_pos; /* bytes of `in` given to llhttp so far */
+    size_t msg_start; /* where the current message begins in `in` */
+    size_t head_len;  /* length of the current message's head once complete, relative to msg_start */
+    http_req_slot *slot; /* the current request, NULL when idle */
+    int error_status; /* set by a parser callback that rejected the request */
+    char error_detail[160];
+};
+
+/* Single writer (the loop thread), readers elsewhere: a relaxed store is enough and costs a plain mov. */
+#define HTTP_STAT_ADD(loop, field, n) \
+    __atomic_store_n(&(loop)->stats.field, (loop)->stats.field + (n), __ATOMIC_RELAXED)
+
+typedef struct http_loop_post_item {
+    struct http_loop_post_item *next;
+    http_loop_fn fn;
+    void *arg;
+} http_loop_post_item;
+
+struct http_loop {
+    unsigned id;
+    struct event_base *base;
+    const http_settings *settings;
+    const router *router;
+    int listen_fd;
+    struct event *listen_ev;
+    struct event *accept_retry_ev; /* re-enables accepting after EMFILE/ENFILE */
+    bool accept_enabled;
+    struct event *date_ev;
+    char date[HTTP_DATE_LEN + 1]; /* refreshed once a second, shared by every response */
+    struct event *post_ev;
+    pthread_mutex_t post_lock;
+    http_loop_post_item *post_head, *post_tail;
+    http_conn *conns;
+    size_t conn_count;
+    bool draining;
+    buf_cache cache;
+    http_req_slot *free_slots;
+    size_t free_slot_count;
+    buf scratch; /* JSON is serialized here first to learn its Content-Length */
+    /* libevent "common timeouts": O(1) queues instead of the heap, one per fixed duration. */
+    const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_write, *tv_linger;
+    http_loop_stats stats;
+};
+
+/* http_parser.c: the llhttp callbacks. */
+const llhttp_settings_t *http_parser_settings(void);
+
+/* http_conn.c */
+void http_conn_accept(http_loop *loop, int fd);
+void http_conn_drain(http_conn *conn);
+void http_conn_force_close(http_conn *conn);
+/* Queues a response for the connection's current request and ends the request. */
+void http_conn_send_response(http_conn *conn, int status, const char *content_type, const void *body, size_t len);
+void http_conn_send_json(http_conn *conn, int status, const char *content_type, const json_t *json);
+/* Called by the parser on a message's first byte, at the end of its head, and on a limit breach. */
+int http_conn_on_headers_complete(http_conn *conn);
+void http_conn_reject(http_conn *conn, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* http_loop.c */
+http_req_slot *http_loop_slot_get(http_loop *loop);
+void http_loop_slot_put(http_loop *loop, http_req_slot *slot);
+void http_loop_conn_added(http_loop *loop, http_conn *conn);
+void http_loop_conn_removed(http_loop *loop, http_conn *conn);
+
+#endif

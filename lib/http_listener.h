@@ -1,0 +1,16 @@
+/* http_listener: opens the listening sockets. Each loop gets its own socket on the same address
+ * with SO_REUSEPORT, so the kernel spreads new connections across loops with no shared accept lock
+ * and no hand-off between threads (see docs/architecture.md). */
+#ifndef APIARY_HTTP_LISTENER_H
+#define APIARY_HTTP_LISTENER_H
+
+#include <stddef.h>
+
+/* Opens a non-blocking TCP listener on host:port with SO_REUSEADDR and SO_REUSEPORT. host is an IP
+ * literal or a name (resolved with getaddrinfo, first address wins). Returns the fd, or -1 with a
+ * message in err. With port 0 the kernel picks one; read it back with http_listener_port. */
+int http_listener_open(const char *host, unsigned port, unsigned backlog, char *err, size_t err_len);
+/* The local port a socket is bound to, or 0. */
+unsigned http_listener_port(int fd);
+
+#endif

@@ -1,0 +1,323 @@
+/* http_loop: one libevent loop on one thread (see http_loop.h). Owns the listener, the connection
+ * list, the buffer cache, the request slots and the cached Date header; runs posted functions from
+ * other threads; drains on request. */
+#include <errno.h>
+#include <event2/thread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http_internal.h"
+#include "log.h"
+#include "xalloc.h"
+
+#define HTTP_LOOP_ACCEPT_BATCH 64     /* accepts per wake-up: fairness to connections already open */
+#define HTTP_LOOP_ACCEPT_RETRY_MS 100 /* pause after EMFILE/ENFILE before trying again */
+#define HTTP_LOOP_CACHED_BLOCKS 512   /* 4 MiB of 8 KiB buffers kept per loop at most */
+#define HTTP_LOOP_CACHED_SLOTS 256
+
+int http_loop_global_init(void) { return evthread_use_pthreads(); }
+
+/* ---- request slots ----------------------------------------------------------------------------- */
+
+http_req_slot *http_loop_slot_get(http_loop *loop)
+{
+    http_req_slot *slot = loop->free_slots;
+    if (slot) {
+        loop->free_slots = slot->next_free;
+        loop->free_slot_count--;
+    } else {
+        size_t n = loop->settings->max_headers;
+        /* One allocation: the slot, then its two header arrays. */
+        slot = xmalloc(sizeof(*slot) + n * sizeof(http_header_span) + n * sizeof(http_header));
+        slot->header_spans = (http_header_span *)(slot + 1);
+        slot->headers = (http_header *)(slot->header_spans + n);
+    }
+    http_request *req = &slot->req;
+    memset(req, 0, offsetof(http_request, arena));
+    memset(&req->user, 0, sizeof(*req) - offsetof(http_request, user));
+    arena_init(&req->arena);
+    return slot;
+}
+
+void http_loop_slot_put(http_loop *loop, http_req_slot *slot)
+{
+    if (loop->free_slot_count >= HTTP_LOOP_CACHED_SLOTS) {
+        free(slot);
+        return;
+    }
+    slot->next_free = loop->free_slots;
+    loop->free_slots = slot;
+    loop->free_slot_count++;
+}
+
+/* ---- accepting --------------------------------------------------------------------------------- */
+
+static size_t http_loop_max_connections(const http_loop *loop) { return loop->settings->max_connections; }
+
+static void http_loop_set_accepting(http_loop *loop, bool on)
+{
+    if (on == loop->accept_enabled || loop->listen_fd < 0)
+        return;
+    if (on)
+        event_add(loop->listen_ev, NULL);
+    else
+        event_del(loop->listen_ev);
+    loop->accept_enabled = on;
+}
+
+static void http_loop_on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+    (void)what;
+    http_loop *loop = arg;
+    for (int i = 0; i < HTTP_LOOP_ACCEPT_BATCH; i++) {
+        if (loop->conn_count >= http_loop_max_connections(loop)) {
+            /* At the cap: leave new connections in the kernel's backlog until one of ours closes. */
+            http_loop_set_accepting(loop, false);
+            return;
+        }
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            http_conn_accept(loop, fd);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+            continue;
+        HTTP_STAT_ADD(loop, accept_errors, 1);
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* Out of descriptors or memory: retrying at once would spin on the same error. Back off
+             * and let closing connections give some back. */
+            log_warn("loop %u: accept: %s; pausing accepts for %d ms", loop->id, strerror(errno),
+                     HTTP_LOOP_ACCEPT_RETRY_MS);
+            http_loop_set_accepting(loop, false);
+            struct timeval tv = {0, HTTP_LOOP_ACCEPT_RETRY_MS * 1000};
+            evtimer_add(loop->accept_retry_ev, &tv);
+            return;
+        }
+        log_error("loop %u: accept: %s", loop->id, strerror(errno));
+        return;
+    }
+}
+
+static void http_loop_on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_loop *loop = arg;
+    if (!loop->draining && loop->conn_count < http_loop_max_connections(loop))
+        http_loop_set_accepting(loop, true);
+}
+
+void http_loop_conn_added(http_loop *loop, http_conn *conn)
+{
+    conn->prev = NULL;
+    conn->next = loop->conns;
+    if (loop->conns)
+        loop->conns->prev = conn;
+    loop->conns = conn;
+    loop->conn_count++;
+    HTTP_STAT_ADD(loop, connections_accepted, 1);
+    HTTP_STAT_ADD(loop, connections_active, 1);
+}
+
+void http_loop_conn_removed(http_loop *loop, http_conn *conn)
+{
+    if (conn->prev)
+        conn->prev->next = conn->next;
+    else
+        loop->conns = conn->next;
+    if (conn->next)
+        conn->next->prev = conn->prev;
+    loop->conn_count--;
+    HTTP_STAT_ADD(loop, connections_active, (uint64_t)-1);
+    if (loop->draining) {
+        if (loop->conn_count == 0)
+            event_base_loopexit(loop->base, NULL);
+    } else if (!loop->accept_enabled && !evtimer_pending(loop->accept_retry_ev, NULL) &&
+               loop->conn_count < http_loop_max_connections(loop)) {
+        http_loop_set_accepting(loop, true); /* a slot is free again */
+    }
+}
+
+/* ---- Date cache -------------------------------------------------------------------------------- */
+
+static void http_loop_on_date(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_loop *loop = arg;
+    http_date_format(time(NULL), loop->date);
+}
+
+/* ---- posting from other threads ---------------------------------------------------------------- */
+
+static void http_loop_on_post(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_loop *loop = arg;
+    pthread_mutex_lock(&loop->post_lock);
+    http_loop_post_item *item = loop->post_head;
+    loop->post_head = loop->post_tail = NULL;
+    pthread_mutex_unlock(&loop->post_lock);
+    while (item) {
+        http_loop_post_item *next = item->next;
+        item->fn(item->arg);
+        free(item);
+        item = next;
+    }
+}
+
+void http_loop_post(http_loop *loop, http_loop_fn fn, void *arg)
+{
+    http_loop_post_item *item = xmalloc(sizeof(*item));
+    item->next = NULL;
+    item->fn = fn;
+    item->arg = arg;
+    pthread_mutex_lock(&loop->post_lock);
+    if (loop->post_tail)
+        loop->post_tail->next = item;
+    else
+        loop->post_head = item;
+    loop->post_tail = item;
+    pthread_mutex_unlock(&loop->post_lock);
+    /* Thread-safe with evthread_use_pthreads(): wakes the loop through libevent's notify fd. */
+    event_active(loop->post_ev, EV_READ, 0);
+}
+
+/* ---- drain and stop ---------------------------------------------------------------------------- */
+
+static void http_loop_close_listener(http_loop *loop)
+{
+    if (loop->listen_fd < 0)
+        return;
+    http_loop_set_accepting(loop, false);
+    evtimer_del(loop->accept_retry_ev);
+    close(loop->listen_fd);
+    loop->listen_fd = -1;
+}
+
+static void http_loop_do_drain(void *arg)
+{
+    http_loop *loop = arg;
+    if (loop->draining)
+        return;
+    loop->draining = true;
+    /* Connections the kernel already completed are ours to answer: take them before closing the
+     * listener, which would otherwise reset them. */
+    if (loop->listen_fd >= 0) {
+        for (;;) {
+            int fd = accept4(loop->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0)
+                break;
+            http_conn_accept(loop, fd);
+        }
+    }
+    http_loop_close_listener(loop);
+    http_conn *conn = loop->conns;
+    while (conn) {
+        http_conn *next = conn->next; /* drain may free conn */
+        http_conn_drain(conn);
+        conn = next;
+    }
+    if (loop->conn_count == 0)
+        event_base_loopexit(loop->base, NULL);
+}
+
+static void http_loop_do_stop(void *arg)
+{
+    http_loop *loop = arg;
+    loop->draining = true;
+    http_loop_close_listener(loop);
+    while (loop->conns)
+        http_conn_force_close(loop->conns);
+    event_base_loopexit(loop->base, NULL);
+}
+
+void http_loop_drain(http_loop *loop) { http_loop_post(loop, http_loop_do_drain, loop); }
+
+void http_loop_stop(http_loop *loop) { http_loop_post(loop, http_loop_do_stop, loop); }
+
+/* ---- life cycle -------------------------------------------------------------------------------- */
+
+static const struct timeval *http_loop_common_timeout(http_loop *loop, unsigned ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return event_base_init_common_timeout(loop->base, &tv);
+}
+
+http_loop *http_loop_new(const http_loop_options *opts)
+{
+    http_loop *loop = xcalloc(1, sizeof(*loop));
+    loop->id = opts->id;
+    loop->settings = opts->settings;
+    loop->router = opts->router;
+    loop->listen_fd = opts->listen_fd;
+    struct event_config *cfg = event_config_new();
+    /* One thread per loop and no signals here: libevent's own locks on this base stay uncontended. */
+    loop->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (!loop->base) {
+        free(loop);
+        return NULL;
+    }
+    pthread_mutex_init(&loop->post_lock, NULL);
+    loop->post_ev = event_new(loop->base, -1, 0, http_loop_on_post, loop);
+    loop->listen_ev = event_new(loop->base, loop->listen_fd, EV_READ | EV_PERSIST, http_loop_on_accept, loop);
+    loop->accept_retry_ev = evtimer_new(loop->base, http_loop_on_accept_retry, loop);
+    loop->date_ev = event_new(loop->base, -1, EV_PERSIST, http_loop_on_date, loop);
+    http_date_format(time(NULL), loop->date);
+    struct timeval one_second = {1, 0};
+    event_add(loop->date_ev, &one_second);
+    buf_cache_init(&loop->cache, HTTP_LOOP_CACHED_BLOCKS);
+    const http_settings *s = loop->settings;
+    loop->tv_header = http_loop_common_timeout(loop, s->header_timeout_ms);
+    loop->tv_body = http_loop_common_timeout(loop, s->body_timeout_ms);
+    loop->tv_keepalive = http_loop_common_timeout(loop, s->keepalive_timeout_ms);
+    loop->tv_write = http_loop_common_timeout(loop, s->write_timeout_ms);
+    loop->tv_linger = http_loop_common_timeout(loop, s->linger_timeout_ms);
+    http_loop_set_accepting(loop, true);
+    return loop;
+}
+
+void http_loop_run(http_loop *loop) { event_base_dispatch(loop->base); }
+
+void http_loop_free(http_loop *loop)
+{
+    while (loop->conns)
+        http_conn_force_close(loop->conns);
+    http_loop_close_listener(loop);
+    http_loop_on_post(-1, 0, loop); /* run (and free) anything posted after the loop ended */
+    event_free(loop->post_ev);
+    event_free(loop->listen_ev);
+    event_free(loop->accept_retry_ev);
+    event_free(loop->date_ev);
+    while (loop->free_slots) {
+        http_req_slot *next = loop->free_slots->next_free;
+        free(loop->free_slots);
+        loop->free_slots = next;
+    }
+    buf_release(&loop->scratch, &loop->cache);
+    buf_cache_free(&loop->cache);
+    event_base_free(loop->base);
+    pthread_mutex_destroy(&loop->post_lock);
+    free(loop);
+}
+
+bool http_loop_draining(const http_loop *loop) { return loop->draining; }
+
+struct event_base *http_loop_base(http_loop *loop) { return loop->base; }
+
+unsigned http_loop_id(const http_loop *loop) { return loop->id; }
+
+void http_loop_stats_read(const http_loop *loop, http_loop_stats *out)
+{
+    const uint64_t *src = (const uint64_t *)&loop->stats;
+    uint64_t *dst = (uint64_t *)out;
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}

@@ -1,0 +1,62 @@
+/* http_loop: one event loop on one thread, accepting on its own SO_REUSEPORT listener and owning
+ * every connection it accepts. Nothing about a connection is ever touched by another thread; other
+ * threads talk to a loop only through http_loop_post (and the drain/stop calls built on it). */
+#ifndef APIARY_HTTP_LOOP_H
+#define APIARY_HTTP_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http_settings.h"
+#include "router.h"
+
+typedef struct http_loop http_loop;
+struct event_base;
+
+typedef struct http_loop_options {
+    unsigned id;                  /* 0..N-1, for logs and thread names */
+    int listen_fd;                /* non-blocking listening socket; the loop owns and closes it */
+    const http_settings *settings; /* read-only, must outlive the loop */
+    const router *router;         /* read-only, must outlive the loop */
+} http_loop_options;
+
+/* Counters a loop keeps for itself; read from other threads with relaxed loads (metrics). */
+typedef struct http_loop_stats {
+    uint64_t connections_accepted;
+    uint64_t connections_active;
+    uint64_t requests;
+    uint64_t responses_by_class[6]; /* index status/100: 1xx..5xx */
+    uint64_t accept_errors;
+    uint64_t timeouts;
+    uint64_t cancelled;            /* requests whose client left before the answer */
+} http_loop_stats;
+
+typedef void (*http_loop_fn)(void *arg);
+
+/* Creates the loop (call evthread_use_pthreads() once before, see http_loop_global_init). */
+http_loop *http_loop_new(const http_loop_options *opts);
+/* Runs the loop on the calling thread until it has drained or been stopped. */
+void http_loop_run(http_loop *loop);
+/* Frees the loop after http_loop_run returned. */
+void http_loop_free(http_loop *loop);
+
+/* Thread-safe: runs fn(arg) on the loop's thread soon. Calls are run in the order posted. */
+void http_loop_post(http_loop *loop, http_loop_fn fn, void *arg);
+/* Thread-safe: graceful drain. Stop accepting, answer what is in flight with Connection: close,
+ * close idle connections, and return from http_loop_run once no connection is left. */
+void http_loop_drain(http_loop *loop);
+/* Thread-safe: stop now (drain timeout): cancel pending requests, close every connection. */
+void http_loop_stop(http_loop *loop);
+
+/* Loop-thread calls. */
+bool http_loop_draining(const http_loop *loop);
+struct event_base *http_loop_base(http_loop *loop);
+unsigned http_loop_id(const http_loop *loop);
+/* Copies the loop's counters (any thread; values are each consistent, not a joint snapshot). */
+void http_loop_stats_read(const http_loop *loop, http_loop_stats *out);
+
+/* Once per process, before any loop: makes libevent thread-aware (for http_loop_post). */
+int http_loop_global_init(void);
+
+#endif

@@ -1,0 +1,148 @@
+/* http_request: the handler-facing request API (see http_request.h): lookups over the parsed
+ * request and the http_respond_* answers, which hand the bytes to the connection. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http_internal.h"
+#include "log.h"
+
+const char *http_request_header(http_request *req, const char *name)
+{
+    size_t name_len = strlen(name);
+    for (size_t i = 0; i < req->header_count; i++) {
+        const http_header *h = &req->headers[i];
+        if (h->name_len == name_len && strncasecmp(h->name, name, name_len) == 0)
+            return arena_strndup(&req->arena, h->value, h->value_len);
+    }
+    return NULL;
+}
+
+const char *http_request_query(const http_request *req, const char *name)
+{
+    return uri_query_get(req->query, req->query_count, name);
+}
+
+const char *http_request_param(const http_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->param_count; i++)
+        if (strcmp(req->params[i].name, name) == 0)
+            return req->params[i].value;
+    return NULL;
+}
+
+bool http_request_content_type_is(http_request *req, const char *media)
+{
+    const char *ct = http_request_header(req, "Content-Type");
+    if (!ct)
+        return false;
+    size_t media_len = strlen(media);
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, media, media_len) != 0)
+        return false;
+    const char *rest = ct + media_len;
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
+    return *rest == '\0' || *rest == ';'; /* "application/json; charset=utf-8" */
+}
+
+json_t *http_request_json(http_request *req, json_error_t *err)
+{
+    if (req->_json)
+        return req->_json;
+    json_error_t local;
+    json_error_t *e = err ? err : &local;
+    if (req->body_len == 0) {
+        memset(e, 0, sizeof(*e));
+        snprintf(e->text, sizeof(e->text), "empty body");
+        return NULL;
+    }
+    /* JSON_REJECT_DUPLICATES: {"a":1,"a":2} is ambiguous, refuse it rather than pick one. */
+    req->_json = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, e);
+    return req->_json;
+}
+
+http_loop *http_request_loop(const http_request *req) { return req->_conn->loop; }
+
+void http_request_on_cancel(http_request *req, http_cancel_fn fn, void *arg)
+{
+    req->_cancel_fn = fn;
+    req->_cancel_arg = arg;
+}
+
+void http_response_header(http_request *req, const char *name, const char *value)
+{
+    size_t name_len = strlen(name), value_len = strlen(value);
+    /* Header injection guard: a value with CR or LF would let a handler split the response. */
+    if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) {
+        log_error("dropping response header %s: contains CR, LF or ':'", name);
+        return;
+    }
+    size_t add = name_len + 2 + value_len + 2;
+    char *grown = arena_alloc(&req->arena, req->_extra_headers_len + add);
+    if (req->_extra_headers_len)
+        memcpy(grown, req->_extra_headers, req->_extra_headers_len);
+    char *p = grown + req->_extra_headers_len;
+    memcpy(p, name, name_len);
+    p += name_len;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, value, value_len);
+    p += value_len;
+    *p++ = '\r';
+    *p++ = '\n';
+    req->_extra_headers = grown;
+    req->_extra_headers_len += add;
+}
+
+/* Guards the one-answer rule; a second answer is a handler bug, logged and ignored. */
+static bool http_request_begin_answer(http_request *req)
+{
+    if (req->_answered) {
+        log_error("route %s answered twice; the second answer is dropped",
+                  req->route_name ? req->route_name : "(none)");
+        return false;
+    }
+    req->_answered = true;
+    return true;
+}
+
+void http_respond_json(http_request *req, int status, json_t *body)
+{
+    if (!http_request_begin_answer(req)) {
+        json_decref(body);
+        return;
+    }
+    if (!body) {
+        json_t *problem = http_problem_new(500, "the handler failed to build its response", NULL);
+        http_conn_send_json(req->_conn, 500, "application/problem+json", problem);
+        json_decref(problem);
+        return;
+    }
+    http_conn_send_json(req->_conn, status, "application/json", body);
+    json_decref(body);
+}
+
+void http_respond_raw(http_request *req, int status, const char *content_type, const void *body, size_t len)
+{
+    if (http_request_begin_answer(req))
+        http_conn_send_response(req->_conn, status, content_type, body, len);
+}
+
+void http_respond_problem(http_request *req, int status, json_t *extra, const char *detail_fmt, ...)
+{
+    if (!http_request_begin_answer(req)) {
+        json_decref(extra);
+        return;
+    }
+    char detail[512];
+    va_list ap;
+    va_start(ap, detail_fmt);
+    vsnprintf(detail, sizeof(detail), detail_fmt, ap);
+    va_end(ap);
+    json_t *problem = http_problem_new(status, detail, extra);
+    http_conn_send_json(req->_conn, status, "application/problem+json", problem);
+    json_decref(problem);
+}

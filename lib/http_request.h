@@ -1,0 +1,102 @@
+/* http_request: what a handler sees of one request, and how it answers.
+ *
+ * Lifetime: a request belongs to its connection and is valid from the moment its handler is called
+ * until the handler answers (any http_respond_* call) or, if the client goes away first, until the
+ * cancel callback registered with http_request_on_cancel returns. Every pointer below points into
+ * the connection's buffers or the request's arena and dies with the request; copy what must outlive
+ * it. All calls must be made on the loop thread that owns the request (http_request_loop).
+ *
+ * Answering later: a handler may return without answering and answer from a timer or from a
+ * message posted to its loop (http_loop_post); the connection keeps reading (for disconnects) but
+ * parses no further pipelined request until this one is answered, so responses stay in order. */
+#ifndef APIARY_HTTP_REQUEST_H
+#define APIARY_HTTP_REQUEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "arena.h"
+#include "http_method.h"
+#include "router.h"
+#include "uri.h"
+
+typedef struct http_conn http_conn;
+typedef struct http_loop http_loop;
+
+typedef struct http_header {
+    const char *name; /* as sent, not NUL-terminated; compare with http_request_header */
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} http_header;
+
+typedef void (*http_cancel_fn)(http_request *req, void *arg);
+
+struct http_request {
+    /* --- read-only for handlers --- */
+    http_method method;       /* HEAD requests run the GET handler; the engine drops the body */
+    unsigned http_minor;      /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    const char *path;         /* percent-decoded, NUL-terminated (arena) */
+    const char *raw_target;   /* the request target as sent, not NUL-terminated */
+    size_t raw_target_len;
+    const char *route_name;   /* "GET /v1/kv/{key}", for logs and metrics */
+    route_param *params;      /* path parameters, values percent-decoded and NUL-terminated */
+    size_t param_count;
+    uri_param *query;         /* query pairs, percent-decoded and NUL-terminated */
+    size_t query_count;
+    http_header *headers;
+    size_t header_count;
+    const char *body;         /* NULL when the request had no body */
+    size_t body_len;
+    arena arena;              /* request-scoped memory, freed when the request ends */
+    void *user;               /* free for the handler: its per-request state */
+
+    /* --- private to the engine --- */
+    http_conn *_conn;
+    json_t *_json;            /* parsed body, cached by http_request_json */
+    http_cancel_fn _cancel_fn;
+    void *_cancel_arg;
+    char *_extra_headers;     /* "Name: value\r\n"..., arena */
+    size_t _extra_headers_len;
+    bool _answered;
+};
+
+/* Header lookup, case-insensitive; returns a NUL-terminated copy in the arena or NULL. */
+const char *http_request_header(http_request *req, const char *name);
+/* Query lookup by name (first match) or NULL. */
+const char *http_request_query(const http_request *req, const char *name);
+/* Path parameter by name or NULL. */
+const char *http_request_param(const http_request *req, const char *name);
+/* True when the Content-Type's media type is `media` ("application/json"), parameters ignored. */
+bool http_request_content_type_is(http_request *req, const char *media);
+
+/* Parses the body as JSON once and caches it; the request keeps the reference (do not decref).
+ * On a parse error returns NULL and, if err is not NULL, fills it with jansson's line and column.
+ * An empty body is an error ("empty body"). */
+json_t *http_request_json(http_request *req, json_error_t *err);
+
+http_loop *http_request_loop(const http_request *req);
+
+/* Registers the callback run if the request is cancelled before it is answered (client closed the
+ * connection, server forced shutdown). After it returns the request is gone: the callback must
+ * stop every operation that would answer it. One callback per request; a later call replaces it. */
+void http_request_on_cancel(http_request *req, http_cancel_fn fn, void *arg);
+
+/* Adds a response header ("Retry-After", "5"). Must be called before the http_respond_* call. The
+ * engine itself writes Date, Server, Content-Type, Content-Length and Connection. */
+void http_response_header(http_request *req, const char *name, const char *value);
+
+/* The answers. Each ends the handler's ownership of the request (see Lifetime above). */
+
+/* Serializes `body` compactly; takes the reference (decrefs it). A NULL body (a failed json_pack)
+ * answers 500. */
+void http_respond_json(http_request *req, int status, json_t *body);
+/* Sends bytes as they are with the given Content-Type. */
+void http_respond_raw(http_request *req, int status, const char *content_type, const void *body, size_t len);
+/* RFC 9457 problem+json: {"type":"about:blank","title":<reason phrase>,"status":...,"detail":...}.
+ * `extra`, if not NULL, is merged into the object as extension members (taken: decref'd). */
+void http_respond_problem(http_request *req, int status, json_t *extra, const char *detail_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

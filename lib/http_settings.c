@@ -1,0 +1,22 @@
+/* http_settings: the engine's built-in limits and timeouts. They must match config/apiary.json and
+ * docs/config.md; tests/unit/config_test.c checks the shipped file against them. */
+#include "http_settings.h"
+
+#include <string.h>
+
+void http_settings_defaults(http_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->max_url_bytes = 8192;
+    s->max_header_bytes = 16384;
+    s->max_headers = 64;
+    s->max_body_bytes = 1048576;
+    /* Whole-server figure; the server divides it across loops once the thread count is known. */
+    s->max_connections = 10000;
+    s->output_buffer_bytes = 262144;
+    s->header_timeout_ms = 10000;
+    s->body_timeout_ms = 30000;
+    s->keepalive_timeout_ms = 60000;
+    s->write_timeout_ms = 30000;
+    s->linger_timeout_ms = 2000;
+}

@@ -1,0 +1,27 @@
+/* http_settings: the limits and timeouts the HTTP engine enforces on every connection. The server
+ * fills it from the config file; lib/ never reads files itself. Read-only while loops run. */
+#ifndef APIARY_HTTP_SETTINGS_H
+#define APIARY_HTTP_SETTINGS_H
+
+#include <stddef.h>
+
+typedef struct http_settings {
+    /* limits */
+    size_t max_url_bytes;        /* request target longer than this: 414 */
+    size_t max_header_bytes;     /* request line + header block larger than this: 431 */
+    size_t max_headers;          /* more header fields than this: 431 */
+    size_t max_body_bytes;       /* body (Content-Length or running chunked total) larger: 413 */
+    size_t max_connections;      /* per loop; at the cap the loop stops accepting until one closes */
+    size_t output_buffer_bytes;  /* stop parsing pipelined requests while more than this is unsent */
+    /* timeouts, milliseconds */
+    unsigned header_timeout_ms;    /* first byte of a request to the end of its headers: else 408 */
+    unsigned body_timeout_ms;      /* end of headers to the end of the body: else 408 */
+    unsigned keepalive_timeout_ms; /* idle between requests: closed silently */
+    unsigned write_timeout_ms;     /* no write progress while output is pending: closed */
+    unsigned linger_timeout_ms;    /* after an error answer, how long unread input is drained */
+} http_settings;
+
+/* Fills the defaults documented in docs/config.md. */
+void http_settings_defaults(http_settings *s);
+
+#endif

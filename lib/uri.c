@@ -1,0 +1,130 @@
+/* uri: see uri.h. Percent-decoding, target splitting and query parsing; pure, allocation only in the
+ * caller's arena. */
+#include "uri.h"
+
+#include <limits.h>
+#include <string.h>
+
+static int uri_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes the escape at src[0] ("%XX"), given `left` bytes from there on; returns the byte or -1. */
+static int uri_decode_escape(const char *src, size_t left)
+{
+    if (left < 3)
+        return -1;
+    int hi = uri_hex_value(src[1]);
+    int lo = uri_hex_value(src[2]);
+    if (hi < 0 || lo < 0)
+        return -1;
+    return hi << 4 | lo;
+}
+
+ssize_t uri_decode(char *dst, const char *src, size_t len, bool plus_as_space)
+{
+    /* Written through unsigned char so bytes >= 0x80 never go through an implementation-defined
+     * int-to-char conversion. */
+    unsigned char *out = (unsigned char *)dst;
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)src[i];
+        if (c == '%') {
+            c = uri_decode_escape(src + i, len - i);
+            i += 2;
+        } else if (c == '+' && plus_as_space) {
+            c = ' ';
+        }
+        /* A raw NUL is refused like "%00": either would truncate the string a handler sees. */
+        if (c <= 0) {
+            out[n] = '\0';
+            return -1;
+        }
+        out[n++] = (unsigned char)c;
+    }
+    out[n] = '\0';
+    return (ssize_t)n;
+}
+
+void uri_split(const char *target, size_t len, const char **path, size_t *path_len, const char **query,
+               size_t *query_len)
+{
+    size_t end = 0;
+    while (end < len && target[end] != '?' && target[end] != '#')
+        end++;
+    *path = target;
+    *path_len = end;
+    *query = target + end;
+    *query_len = 0;
+    /* A '?' inside the fragment ("/a#x?y") belongs to the fragment, so only a '?' found first counts. */
+    if (end < len && target[end] == '?') {
+        size_t start = end + 1;
+        size_t stop = start;
+        while (stop < len && target[stop] != '#')
+            stop++;
+        *query = target + start;
+        *query_len = stop - start;
+    }
+}
+
+/* Decodes src[0..len) (query rules: '+' is a space) into a fresh NUL-terminated arena string. */
+static const char *uri_decode_into(arena *a, const char *src, size_t len, size_t *out_len)
+{
+    char *dst = arena_alloc(a, len + 1);
+    ssize_t n = uri_decode(dst, src, len, true);
+    if (n < 0)
+        return NULL;
+    *out_len = (size_t)n;
+    return dst;
+}
+
+/* Parses one non-empty "name=value" or "name" piece. */
+static int uri_parse_pair(const char *piece, size_t len, arena *a, uri_param *p)
+{
+    const char *eq = memchr(piece, '=', len);
+    size_t name_len = eq ? (size_t)(eq - piece) : len;
+    const char *value = eq ? eq + 1 : piece + len;
+    size_t value_len = eq ? len - name_len - 1 : 0;
+
+    p->name = uri_decode_into(a, piece, name_len, &p->name_len);
+    p->value = uri_decode_into(a, value, value_len, &p->value_len);
+    return p->name && p->value ? 0 : -1;
+}
+
+int uri_parse_query(const char *query, size_t len, arena *a, uri_param *out, size_t max)
+{
+    size_t n = 0;
+    size_t start = 0;
+
+    while (start < len) {
+        const char *amp = memchr(query + start, '&', len - start);
+        size_t end = amp ? (size_t)(amp - query) : len;
+        if (end > start) {
+            if (n == max || n == INT_MAX)
+                return -1;
+            if (uri_parse_pair(query + start, end - start, a, &out[n]) < 0)
+                return -1;
+            n++;
+        }
+        start = end + 1;
+    }
+    return (int)n;
+}
+
+const char *uri_query_get(const uri_param *params, size_t n, const char *name)
+{
+    size_t len = strlen(name);
+    /* Compared by length and bytes rather than strcmp so pairs built by hand need no terminator. */
+    for (size_t i = 0; i < n; i++)
+        if (params[i].name_len == len && memcmp(params[i].name, name, len) == 0)
+            return params[i].value;
+    return NULL;
+}

@@ -1,0 +1,151 @@
+/* cli: parses apiary's command line into cli_options. A plain loop over argv instead of getopt, so
+ * there is no global state and tests can call it again and again. */
+#include "cli.h"
+
+#include <string.h>
+
+#define CLI_THREADS_MAX 256
+
+typedef enum cli_flag_id {
+    CLI_CONFIG,
+    CLI_LISTEN,
+    CLI_THREADS,
+    CLI_CHECK_CONFIG,
+    CLI_VERSION,
+    CLI_HELP,
+} cli_flag_id;
+
+typedef struct cli_flag {
+    const char *name; /* without the leading "--" */
+    cli_flag_id id;
+    bool takes_value;
+} cli_flag;
+
+static const cli_flag cli_flags[] = {
+    {"config", CLI_CONFIG, true},
+    {"listen", CLI_LISTEN, true},
+    {"threads", CLI_THREADS, true},
+    {"check-config", CLI_CHECK_CONFIG, false},
+    {"version", CLI_VERSION, false},
+    {"help", CLI_HELP, false},
+};
+
+static const cli_flag *cli_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(cli_flags) / sizeof(cli_flags[0]); i++) {
+        if (strlen(cli_flags[i].name) == len && strncmp(cli_flags[i].name, name, len) == 0)
+            return &cli_flags[i];
+    }
+    return NULL;
+}
+
+static int cli_parse_threads(const char *text, int *out)
+{
+    int n = 0;
+    if (*text == '\0')
+        return -1;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        n = n * 10 + (*p - '0');
+        if (n > CLI_THREADS_MAX)
+            return -1;
+    }
+    if (n < 1)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int cli_apply(const cli_flag *f, const char *value, cli_options *out, FILE *err)
+{
+    switch (f->id) {
+    case CLI_CONFIG:
+        out->config_path = value;
+        break;
+    case CLI_LISTEN:
+        /* Only collected: main validates it with config_parse_listen, as for the file's value. */
+        out->listen = value;
+        break;
+    case CLI_THREADS:
+        if (cli_parse_threads(value, &out->threads) != 0) {
+            fprintf(err, "apiary: --threads: '%s' is not an integer between 1 and %d\n", value,
+                    CLI_THREADS_MAX);
+            return -1;
+        }
+        break;
+    case CLI_CHECK_CONFIG:
+        out->check_config = true;
+        break;
+    case CLI_VERSION:
+        out->version = true;
+        break;
+    case CLI_HELP:
+        out->help = true;
+        break;
+    }
+    return 0;
+}
+
+/* Finds the value of a flag that takes one: after '=' or in the next argument. A next argument that
+ * starts with "--" is taken as a forgotten value ("--config --check-config"), not as the value;
+ * "--config=--odd-name" still works. */
+static const char *cli_value(const cli_flag *f, const char *inline_value, int argc, char **argv, int *i,
+                             FILE *err)
+{
+    const char *value = inline_value;
+    if (!value && *i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0)
+        value = argv[++*i];
+    if (!value || *value == '\0') {
+        fprintf(err, "apiary: --%s needs a value\n", f->name);
+        return NULL;
+    }
+    return value;
+}
+
+int cli_parse(int argc, char **argv, cli_options *out, FILE *err)
+{
+    *out = (cli_options){.config_path = "config/apiary.json", .listen = NULL, .threads = -1};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            fprintf(err, "apiary: unexpected argument '%s' (see --help)\n", arg);
+            return -1;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        int name_len = (int)(eq ? (size_t)(eq - name) : strlen(name));
+        const cli_flag *f = cli_find(name, (size_t)name_len);
+        if (!f) {
+            fprintf(err, "apiary: unknown option '--%.*s' (see --help)\n", name_len, name);
+            return -1;
+        }
+        if (!f->takes_value && eq) {
+            fprintf(err, "apiary: --%s does not take a value\n", f->name);
+            return -1;
+        }
+        const char *value = NULL;
+        if (f->takes_value && !(value = cli_value(f, eq ? eq + 1 : NULL, argc, argv, &i, err)))
+            return -1;
+        if (cli_apply(f, value, out, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void cli_usage(FILE *out)
+{
+    fputs("usage: apiary [--config PATH] [--listen HOST:PORT] [--threads N] [--check-config]\n"
+          "              [--version] [--help]\n"
+          "\n"
+          "  --config PATH        JSON config file (default config/apiary.json)\n"
+          "  --listen HOST:PORT   address to listen on, [IPv6]:PORT for IPv6; overrides \"listen\"\n"
+          "  --threads N          event loops, 1..256; overrides \"threads\"\n"
+          "  --check-config       validate the config, print \"config OK\" and exit\n"
+          "  --version            print the version and exit\n"
+          "  --help               print this help and exit\n"
+          "\n"
+          "Flags override the config file. Both \"--flag value\" and \"--flag=value\" work.\n"
+          "Exit status 2 on a bad command line or config.\n",
+          out);
+}

@@ -1,0 +1,25 @@
+/* cli: command-line parsing for the apiary binary. Flags override the config file; parsing only
+ * collects them, main applies them after the file is loaded so the precedence is in one place. */
+#ifndef APIARY_CLI_H
+#define APIARY_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct cli_options {
+    const char *config_path; /* --config PATH (default "config/apiary.json") */
+    const char *listen;      /* --listen HOST:PORT, or NULL */
+    int threads;             /* --threads N (1..256), or -1 when not given */
+    bool check_config;       /* --check-config: validate, print "config OK", exit 0 (2 on error) */
+    bool version;            /* --version */
+    bool help;               /* --help */
+} cli_options;
+
+/* Parses argv (both "--flag value" and "--flag=value"). Returns 0, or -1 after writing a message
+ * naming the bad argument to `err`; the caller exits with status 2. */
+int cli_parse(int argc, char **argv, cli_options *out, FILE *err);
+
+/* Prints usage to `out`. */
+void cli_usage(FILE *out);
+
+#endif

@@ -1,0 +1,345 @@
+/* config: loads the JSON config file into apiary_config. Every key is one row of config_keys, so a new
+ * key is a new row; the walker rejects anything the table does not name, and nothing reaches the
+ * caller's struct until the whole file has been checked. */
+#include "config.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CONFIG_THREADS_MAX 256
+#define CONFIG_PORT_MAX 65535
+/* Longer than any real dotted key, so a truncated path can never match a row by accident. */
+#define CONFIG_PATH_MAX 128
+
+typedef enum config_type { CONFIG_UNSIGNED, CONFIG_SIZE, CONFIG_STRING } config_type;
+
+typedef int (*config_string_fn)(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
+
+typedef struct config_key {
+    const char *path;       /* dotted, as messages name it: "limits.max_body_bytes" */
+    config_type type;
+    long long min, max;     /* integers only */
+    size_t offset;          /* integers only: where the value lands in apiary_config */
+    config_string_fn parse; /* strings only: validates and stores */
+    const char *expected;   /* strings only: what a wrong-type message asks for */
+} config_key;
+
+typedef struct config_loader {
+    apiary_config cfg; /* scratch copy: the caller's struct is written only on success */
+    const char *origin;
+    char *err;
+} config_loader;
+
+static int config_parse_log_level(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
+
+/* _Generic has no default branch, so a row pointing at a field of any other type fails to compile
+ * instead of writing the wrong width at run time. */
+#define CONFIG_FIELD_TYPE(field) \
+    _Generic(((apiary_config *)0)->field, size_t: CONFIG_SIZE, unsigned: CONFIG_UNSIGNED)
+#define CONFIG_INT(path, field, min, max) \
+    {path, CONFIG_FIELD_TYPE(field), min, max, offsetof(apiary_config, field), NULL, NULL}
+#define CONFIG_STR(path, fn, expected) {path, CONFIG_STRING, 0, 0, 0, fn, expected}
+
+static const config_key config_keys[] = {
+    CONFIG_STR("listen", config_parse_listen, "a string \"HOST:PORT\" or \"[IPv6]:PORT\""),
+    CONFIG_INT("threads", threads, 0, CONFIG_THREADS_MAX),
+    CONFIG_INT("backlog", backlog, 1, 65535),
+    CONFIG_INT("max_connections", max_connections, 1, 1000000),
+    CONFIG_INT("drain_timeout_ms", drain_timeout_ms, 0, 600000),
+    CONFIG_STR("log_level", config_parse_log_level, "one of \"debug\", \"info\", \"warn\", \"error\""),
+    CONFIG_INT("limits.max_url_bytes", http.max_url_bytes, 64, 1048576),
+    CONFIG_INT("limits.max_header_bytes", http.max_header_bytes, 256, 1048576),
+    CONFIG_INT("limits.max_headers", http.max_headers, 1, 256),
+    CONFIG_INT("limits.max_body_bytes", http.max_body_bytes, 0, 1073741824),
+    CONFIG_INT("limits.output_buffer_bytes", http.output_buffer_bytes, 4096, 67108864),
+    CONFIG_INT("timeouts.header_ms", http.header_timeout_ms, 1, 3600000),
+    CONFIG_INT("timeouts.body_ms", http.body_timeout_ms, 1, 3600000),
+    CONFIG_INT("timeouts.keepalive_ms", http.keepalive_timeout_ms, 1, 3600000),
+    CONFIG_INT("timeouts.write_ms", http.write_timeout_ms, 1, 3600000),
+    CONFIG_INT("timeouts.linger_ms", http.linger_timeout_ms, 0, 60000),
+};
+
+#define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
+
+static int config_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int config_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, CONFIG_ERROR_MAX, fmt, ap);
+    va_end(ap);
+    /* Keys and values are echoed from the file; a "\n" in one must not break the one-line promise. */
+    for (char *p = err; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    }
+    return -1;
+}
+
+/* The file's defaults: threads stays 0 ("one per CPU") until config_resolve. */
+static void config_defaults_unresolved(apiary_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    strcpy(cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 8080;
+    cfg->threads = 0;
+    cfg->backlog = 511;
+    cfg->max_connections = 10000;
+    cfg->drain_timeout_ms = 10000;
+    cfg->log_level = LOG_INFO;
+    http_settings_defaults(&cfg->http);
+}
+
+static unsigned config_cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    /* Keep the resolved value inside the range the file and --threads accept. */
+    return n > CONFIG_THREADS_MAX ? CONFIG_THREADS_MAX : (unsigned)n;
+}
+
+static void config_resolve(apiary_config *cfg)
+{
+    if (cfg->threads == 0)
+        cfg->threads = config_cpu_count();
+    /* Whole-server figure for now; the server divides it once it has started its loops. */
+    cfg->http.max_connections = cfg->max_connections;
+}
+
+void config_defaults(apiary_config *cfg)
+{
+    config_defaults_unresolved(cfg);
+    config_resolve(cfg);
+}
+
+static const config_key *config_find(const char *path)
+{
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        if (strcmp(config_keys[i].path, path) == 0)
+            return &config_keys[i];
+    }
+    return NULL;
+}
+
+/* A section is any prefix of a row's path, so adding "tls.cert" makes "tls" a section by itself. */
+static int config_is_section(const char *path)
+{
+    size_t len = strlen(path);
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        if (strncmp(config_keys[i].path, path, len) == 0 && config_keys[i].path[len] == '.')
+            return 1;
+    }
+    return 0;
+}
+
+static int config_set_integer(config_loader *l, const config_key *k, json_t *v)
+{
+    /* json_is_integer is false for 1.5, 1.0, true and null; only the range is left to check. */
+    if (!json_is_integer(v) || json_integer_value(v) < k->min || json_integer_value(v) > k->max)
+        return config_fail(l->err, "%s: %s: must be an integer between %lld and %lld", l->origin, k->path,
+                           k->min, k->max);
+    char *field = (char *)&l->cfg + k->offset;
+    if (k->type == CONFIG_SIZE)
+        *(size_t *)(void *)field = (size_t)json_integer_value(v);
+    else
+        *(unsigned *)(void *)field = (unsigned)json_integer_value(v);
+    return 0;
+}
+
+static int config_set_string(config_loader *l, const config_key *k, json_t *v)
+{
+    if (!json_is_string(v))
+        return config_fail(l->err, "%s: %s: must be %s", l->origin, k->path, k->expected);
+    char why[CONFIG_ERROR_MAX];
+    if (k->parse(&l->cfg, json_string_value(v), why) != 0)
+        return config_fail(l->err, "%s: %s: %s", l->origin, k->path, why);
+    return 0;
+}
+
+static int config_walk(config_loader *l, json_t *obj, const char *prefix)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        char path[CONFIG_PATH_MAX];
+        int n = snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", key);
+        /* A dotted key such as "limits.max_body_bytes" at the top level would otherwise match a row. */
+        int plain = n > 0 && (size_t)n < sizeof(path) && strchr(key, '.') == NULL;
+        const config_key *k = plain ? config_find(path) : NULL;
+        if (k) {
+            int rc = k->type == CONFIG_STRING ? config_set_string(l, k, v) : config_set_integer(l, k, v);
+            if (rc != 0)
+                return -1;
+        } else if (plain && config_is_section(path)) {
+            if (!json_is_object(v))
+                return config_fail(l->err, "%s: %s: must be an object", l->origin, path);
+            if (config_walk(l, v, path) != 0)
+                return -1;
+        } else {
+            return config_fail(l->err, "%s: unknown key '%s%s'", l->origin, path,
+                               (size_t)n >= sizeof(path) ? "..." : "");
+        }
+    }
+    return 0;
+}
+
+static int config_check(config_loader *l)
+{
+    const http_settings *h = &l->cfg.http;
+    /* The request line is part of the header block, so a URL this long could never fit anyway. */
+    if (h->max_url_bytes >= h->max_header_bytes)
+        return config_fail(l->err, "%s: limits.max_url_bytes (%zu) must be less than "
+                           "limits.max_header_bytes (%zu)", l->origin, h->max_url_bytes, h->max_header_bytes);
+    return 0;
+}
+
+static int config_load_json(apiary_config *cfg, json_t *root, const char *origin, char err[CONFIG_ERROR_MAX])
+{
+    config_loader l = {.origin = origin, .err = err};
+    config_defaults_unresolved(&l.cfg);
+    if (!json_is_object(root))
+        return config_fail(err, "%s: the top-level value must be an object", origin);
+    if (config_walk(&l, root, "") != 0 || config_check(&l) != 0)
+        return -1;
+    config_resolve(&l.cfg);
+    *cfg = l.cfg;
+    return 0;
+}
+
+static int config_json_error(const json_error_t *jerr, const char *origin, char err[CONFIG_ERROR_MAX])
+{
+    /* jansson's own text already names the path ("unable to open PATH: ..."). */
+    if (json_error_code(jerr) == json_error_cannot_open_file)
+        return config_fail(err, "%s", jerr->text);
+    if (jerr->line < 1)
+        return config_fail(err, "%s: %s", origin, jerr->text);
+    return config_fail(err, "%s: line %d, column %d: %s", origin, jerr->line, jerr->column, jerr->text);
+}
+
+int config_load_file(apiary_config *cfg, const char *path, char err[CONFIG_ERROR_MAX])
+{
+    if (!path)
+        return config_fail(err, "no config file given");
+    /* fopen succeeds on a directory, and jansson would then report an empty document at 1:0. */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return config_fail(err, "%s: is a directory, not a config file", path);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return config_json_error(&jerr, path, err);
+    int rc = config_load_json(cfg, root, path, err);
+    json_decref(root);
+    return rc;
+}
+
+int config_load_string(apiary_config *cfg, const char *json_text, const char *origin,
+                       char err[CONFIG_ERROR_MAX])
+{
+    if (!origin)
+        origin = "<string>";
+    if (!json_text)
+        return config_fail(err, "%s: no JSON text given", origin);
+    json_error_t jerr;
+    json_t *root = json_loadb(json_text, strlen(json_text), JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return config_json_error(&jerr, origin, err);
+    int rc = config_load_json(cfg, root, origin, err);
+    json_decref(root);
+    return rc;
+}
+
+static int config_parse_log_level(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    log_level level;
+    if (log_level_parse(value, &level) != 0)
+        return config_fail(err, "'%s' is not one of \"debug\", \"info\", \"warn\", \"error\"", value);
+    cfg->log_level = level;
+    return 0;
+}
+
+static int config_is_alnum(char c)
+{
+    /* Not isalnum(): its answer depends on the locale. */
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Catches typos such as "localhost :80" early; what remains is getaddrinfo's to judge. The bracketed
+ * set adds ':' and '%' for IPv6 literals with a zone ("fe80::1%eth0"). */
+static int config_host_chars_ok(const char *host, size_t len, int bracketed)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = host[i];
+        if (config_is_alnum(c) || c == '.' || c == '-' || c == '_')
+            continue;
+        if (bracketed && (c == ':' || c == '%'))
+            continue;
+        return 0;
+    }
+    return 1;
+}
+
+static int config_parse_port(const char *text, unsigned *port)
+{
+    unsigned long n = 0;
+    if (*text == '\0')
+        return -1;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        n = n * 10 + (unsigned long)(*p - '0');
+        if (n > CONFIG_PORT_MAX)
+            return -1;
+    }
+    *port = (unsigned)n;
+    return 0;
+}
+
+int config_parse_listen(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    if (!value)
+        return config_fail(err, "no address given (expected HOST:PORT or [IPv6]:PORT)");
+    const char *host, *colon;
+    size_t host_len;
+    int bracketed = value[0] == '[';
+    if (bracketed) {
+        const char *close = strchr(value, ']');
+        if (!close || close[1] != ':')
+            return config_fail(err, "'%s' is not [IPv6]:PORT", value);
+        host = value + 1;
+        host_len = (size_t)(close - host);
+        colon = close + 1;
+    } else {
+        colon = strrchr(value, ':');
+        if (!colon)
+            return config_fail(err, "'%s' is not HOST:PORT or [IPv6]:PORT", value);
+        host = value;
+        host_len = (size_t)(colon - host);
+    }
+    if (host_len == 0)
+        return config_fail(err, "'%s' has an empty host", value);
+    if (bracketed && !memchr(host, ':', host_len))
+        return config_fail(err, "'%s': brackets are only for IPv6 addresses", value);
+    if (!bracketed && memchr(host, ':', host_len))
+        return config_fail(err, "'%s': an IPv6 address needs brackets, as in [::1]:8080", value);
+    if (host_len >= sizeof(cfg->listen_host))
+        return config_fail(err, "the host is longer than %zu characters", sizeof(cfg->listen_host) - 1);
+    if (!config_host_chars_ok(host, host_len, bracketed))
+        return config_fail(err, "'%s': the host has a character no address or name can contain", value);
+    unsigned port;
+    if (config_parse_port(colon + 1, &port) != 0)
+        return config_fail(err, "'%s': the port must be a number between 0 and %d", value, CONFIG_PORT_MAX);
+    /* Written only now so a bad value leaves the previous address in place. */
+    memcpy(cfg->listen_host, host, host_len);
+    cfg->listen_host[host_len] = '\0';
+    cfg->listen_port = port;
+    return 0;
+}

@@ -1,0 +1,40 @@
+/* config: the server's configuration, loaded from a JSON file (config/apiary.json) and then
+ * overridden by command-line flags. Loading is all-or-nothing: an unknown key, a wrong type or an
+ * out-of-range value yields an error naming the key, and no partially filled config is ever used. */
+#ifndef APIARY_CONFIG_H
+#define APIARY_CONFIG_H
+
+#include <stdbool.h>
+
+#include "http_settings.h"
+#include "log.h"
+
+#define CONFIG_ERROR_MAX 512
+
+typedef struct apiary_config {
+    char listen_host[256];     /* "127.0.0.1", "::1", "0.0.0.0" (brackets stripped) */
+    unsigned listen_port;      /* 0 = pick an ephemeral port (tests) */
+    unsigned threads;          /* event loops; 0 in the file = one per CPU, resolved by config_load */
+    unsigned backlog;          /* listen(2) backlog of each listener */
+    unsigned max_connections;  /* whole server; split evenly across loops */
+    unsigned drain_timeout_ms; /* SIGTERM: how long in-flight requests may take to finish */
+    log_level log_level;
+    http_settings http;        /* limits and timeouts, see http_settings.h */
+} apiary_config;
+
+/* Fills every field with its default (threads resolved to the CPU count). */
+void config_defaults(apiary_config *cfg);
+
+/* Loads `path` over the defaults into *cfg. Returns 0, or -1 with a one-line message in err such as
+ * "config/apiary.json: limits.max_body_bytes: must be an integer between 0 and 1073741824".
+ * On failure *cfg is left untouched. */
+int config_load_file(apiary_config *cfg, const char *path, char err[CONFIG_ERROR_MAX]);
+
+/* Same as config_load_file, from a JSON text (for tests); `origin` names it in messages. */
+int config_load_string(apiary_config *cfg, const char *json_text, const char *origin,
+                       char err[CONFIG_ERROR_MAX]);
+
+/* Parses "HOST:PORT", "[v6]:PORT" into the listen fields. Returns 0, or -1 with a message. */
+int config_parse_listen(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
+
+#endif

@@ -1,0 +1,46 @@
+/* main: the apiary binary. Parses the command line, loads and checks the config (flags override the
+ * file), then hands over to server_run. Exit status: 0 clean, 1 start-up failure, 2 bad usage or
+ * config. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+int main(int argc, char **argv)
+{
+    cli_options opts;
+    if (cli_parse(argc, argv, &opts, stderr) != 0) {
+        fprintf(stderr, "try 'apiary --help'\n");
+        return 2;
+    }
+    if (opts.help) {
+        cli_usage(stdout);
+        return 0;
+    }
+    if (opts.version) {
+        printf("apiary %s\n", APIARY_VERSION);
+        return 0;
+    }
+    apiary_config cfg;
+    char err[CONFIG_ERROR_MAX];
+    config_defaults(&cfg);
+    if (config_load_file(&cfg, opts.config_path, err) != 0) {
+        fprintf(stderr, "apiary: %s\n", err);
+        return 2;
+    }
+    if (opts.listen && config_parse_listen(&cfg, opts.listen, err) != 0) {
+        fprintf(stderr, "apiary: --listen: %s\n", err);
+        return 2;
+    }
+    if (opts.threads > 0)
+        cfg.threads = (unsigned)opts.threads;
+    if (opts.check_config) {
+        printf("config OK: %s\n", opts.config_path);
+        return 0;
+    }
+    log_set_level(cfg.log_level);
+    return server_run(&cfg);
+}

@@ -1,0 +1,178 @@
+/* server: see server.h. Signals are blocked in every thread and taken synchronously by the main
+ * thread with sigtimedwait, so no code runs in signal context and no loop is interrupted. */
+#include "server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "handlers.h"
+#include "http_listener.h"
+#include "http_loop.h"
+#include "log.h"
+#include "xalloc.h"
+
+typedef struct server_thread {
+    pthread_t thread;
+    http_loop *loop;
+    atomic_bool finished;
+} server_thread;
+
+static void *server_thread_main(void *arg)
+{
+    server_thread *t = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "apiary-loop-%u", http_loop_id(t->loop));
+    pthread_setname_np(pthread_self(), name);
+    http_loop_run(t->loop);
+    atomic_store(&t->finished, true);
+    return NULL;
+}
+
+/* Opens one listener per loop on the same address; with port 0 the first one picks the port and the
+ * others join it. Returns 0 or -1 (logged); on failure no descriptor is left open. */
+static int server_open_listeners(const apiary_config *cfg, int *fds, unsigned n, unsigned *port_out)
+{
+    char err[256];
+    unsigned port = cfg->listen_port;
+    for (unsigned i = 0; i < n; i++) {
+        fds[i] = http_listener_open(cfg->listen_host, port, cfg->backlog, err, sizeof(err));
+        if (fds[i] < 0) {
+            log_error("%s", err);
+            while (i--)
+                close(fds[i]);
+            return -1;
+        }
+        if (port == 0)
+            port = http_listener_port(fds[i]);
+    }
+    *port_out = port;
+    return 0;
+}
+
+/* Waits for SIGTERM/SIGINT; SIGHUP is acknowledged (config reload comes with the operations work). */
+static int server_wait_for_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int sig = sigwaitinfo(&set, NULL);
+        if (sig == SIGTERM || sig == SIGINT)
+            return sig;
+        if (sig == SIGHUP)
+            log_warn("SIGHUP received: live reload is not supported yet; restart to apply config changes");
+    }
+}
+
+static bool server_all_finished(server_thread *threads, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (!atomic_load(&threads[i].finished))
+            return false;
+    return true;
+}
+
+/* Drains every loop, waiting at most drain_timeout_ms; what is still running then is stopped. A
+ * second SIGTERM/SIGINT during the drain stops at once. */
+static void server_shutdown(const apiary_config *cfg, server_thread *threads, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        http_loop_drain(threads[i].loop);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        if (server_all_finished(threads, n))
+            return;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed_ms = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed_ms >= (long)cfg->drain_timeout_ms)
+            break;
+        struct timespec tick = {0, 10 * 1000000}; /* poll the loops every 10 ms, or take a signal */
+        if (sigtimedwait(&set, NULL, &tick) > 0) {
+            log_warn("second signal: stopping without waiting for in-flight requests");
+            break;
+        }
+    }
+    if (!server_all_finished(threads, n))
+        log_warn("drain timeout (%u ms) reached: closing the remaining connections", cfg->drain_timeout_ms);
+    for (unsigned i = 0; i < n; i++)
+        http_loop_stop(threads[i].loop);
+}
+
+int server_run(const apiary_config *cfg)
+{
+    unsigned n = cfg->threads ? cfg->threads : 1;
+    /* Block the signals before any thread exists so every thread inherits the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (http_loop_global_init() != 0) {
+        log_error("libevent has no pthreads support");
+        return 1;
+    }
+    http_settings settings = cfg->http;
+    /* max_connections is for the whole server; every loop gets its share, and at least one. */
+    settings.max_connections = cfg->max_connections / n ? cfg->max_connections / n : 1;
+    router *r = router_new();
+    if (handlers_register(r) != 0) {
+        router_free(r);
+        return 1;
+    }
+    int *fds = xcalloc(n, sizeof(int));
+    unsigned port = 0;
+    if (server_open_listeners(cfg, fds, n, &port) != 0) {
+        free(fds);
+        router_free(r);
+        return 1;
+    }
+    server_thread *threads = xcalloc(n, sizeof(*threads));
+    for (unsigned i = 0; i < n; i++) {
+        http_loop_options opts = {.id = i, .listen_fd = fds[i], .settings = &settings, .router = r};
+        threads[i].loop = http_loop_new(&opts);
+        if (!threads[i].loop) {
+            log_error("cannot create event loop %u", i);
+            exit(1);
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        int rc = pthread_create(&threads[i].thread, NULL, server_thread_main, &threads[i]);
+        if (rc != 0) {
+            log_error("cannot start loop thread %u: %s", i, strerror(rc));
+            exit(1);
+        }
+    }
+    bool v6 = strchr(cfg->listen_host, ':') != NULL;
+    log_info("apiary %s listening on http://%s%s%s:%u with %u thread%s", APIARY_VERSION, v6 ? "[" : "",
+             cfg->listen_host, v6 ? "]" : "", port, n, n == 1 ? "" : "s");
+
+    int sig = server_wait_for_signal();
+    log_info("%s received: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg->drain_timeout_ms);
+    server_shutdown(cfg, threads, n);
+    for (unsigned i = 0; i < n; i++) {
+        pthread_join(threads[i].thread, NULL);
+        http_loop_free(threads[i].loop);
+    }
+    free(threads);
+    free(fds);
+    router_free(r);
+    log_info("shutdown complete");
+    return 0;
+}
