@@ -420,10 +420,23 @@ static void http_conn_request_done(http_conn *conn)
     conn->state = HTTP_CONN_IDLE;
 }
 
-static int http_conn_error_status(llhttp_errno_t err)
+/* An unknown method that is a well-formed token ("BREW /") is 501: the request may be fine, we just
+ * do not implement it. Bytes that are no method at all (a TLS handshake, binary junk) are 400. */
+static bool http_conn_starts_with_method_token(const http_conn *conn)
+{
+    const char *p = conn->in.data + conn->msg_start, *end = conn->in.data + conn->in.len;
+    while (p < end && (*p == '\r' || *p == '\n'))
+        p++;
+    const char *start = p;
+    while (p < end && *p >= 'A' && *p <= 'Z')
+        p++;
+    return p > start && p < end && *p == ' ';
+}
+
+static int http_conn_error_status(const http_conn *conn, llhttp_errno_t err)
 {
     switch (err) {
-    case HPE_INVALID_METHOD: return 501;
+    case HPE_INVALID_METHOD: return http_conn_starts_with_method_token(conn) ? 501 : 400;
     case HPE_INVALID_VERSION: return 505;
     default: return 400;
     }
@@ -465,7 +478,7 @@ static void http_conn_process(http_conn *conn)
         }
         if (conn->error_status == 0) {
             const char *reason = llhttp_get_error_reason(&conn->parser);
-            http_conn_reject(conn, http_conn_error_status(err), "malformed request: %s",
+            http_conn_reject(conn, http_conn_error_status(conn, err), "malformed request: %s",
                              reason ? reason : llhttp_errno_name(err));
         }
         break;

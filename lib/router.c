@@ -271,9 +271,10 @@ int router_add(router *r, http_method method, const char *pattern, http_handler_
         return -1;
     }
     if (!path) {
-        /* The path and the route each own a copy so neither outlives storage it points into. */
+        /* The path and the route each own a copy so neither outlives storage it points into; the
+         * pattern compiled once already, so compiling it again cannot fail. */
         router_pattern own;
-        router_compile(pattern, &own);
+        (void)router_compile(pattern, &own);
         path = router_append_path(r, &own);
     }
     router_route_init(&path->routes[method], method, pattern, handler, &p);
