@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http_internal.h"
@@ -113,23 +114,40 @@ static void http_conn_close(http_conn *conn)
 
 /* ---- timers ------------------------------------------------------------------------------------ */
 
-/* Arms the one timer a connection has, for the state it is in. Output blocked on the socket wins:
- * whatever else is going on, a client that stops reading is bounded by the write timeout. */
+static uint64_t http_conn_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* a few ms of resolution is plenty for timeouts */
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Starts the header or body phase: its deadline is absolute, so a client trickling one byte at a
+ * time cannot extend it (slowloris). */
+static void http_conn_start_deadline(http_conn *conn, unsigned timeout_ms)
+{
+    conn->deadline_ms = http_conn_now_ms() + timeout_ms;
+}
+
+/* Arms the one timer a connection has, for the state it is in; the only place that does. Output
+ * blocked on the socket wins: whatever else is going on, a client that stops reading is bounded by
+ * the write timeout. */
 static void http_conn_arm_timer(http_conn *conn)
 {
     http_loop *loop = conn->loop;
-    const struct timeval *tv = NULL;
-    if (conn->state == HTTP_CONN_LINGER)
-        tv = loop->tv_linger;
-    else if (conn->writing)
-        tv = loop->tv_write;
-    else if (conn->state == HTTP_CONN_IDLE)
-        tv = conn->fresh ? loop->tv_header : loop->tv_keepalive;
-    if (tv)
-        evtimer_add(&conn->timer_ev, tv);
-    else if (conn->state == HTTP_CONN_HANDLER || conn->state == HTTP_CONN_CLOSING)
-        evtimer_del(&conn->timer_ev);
-    /* HEAD and BODY keep the deadline armed when they began: it is absolute, not per read. */
+    if (conn->state == HTTP_CONN_LINGER) {
+        evtimer_add(&conn->timer_ev, loop->tv_linger);
+    } else if (conn->writing) {
+        evtimer_add(&conn->timer_ev, loop->tv_write);
+    } else if (conn->state == HTTP_CONN_IDLE) {
+        evtimer_add(&conn->timer_ev, conn->fresh ? loop->tv_header : loop->tv_keepalive);
+    } else if (conn->state == HTTP_CONN_HEAD || conn->state == HTTP_CONN_BODY) {
+        uint64_t now = http_conn_now_ms();
+        uint64_t left = conn->deadline_ms > now ? conn->deadline_ms - now : 0;
+        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+        evtimer_add(&conn->timer_ev, &tv);
+    } else {
+        evtimer_del(&conn->timer_ev); /* HANDLER: the request's own deadline applies; CLOSING: flushing */
+    }
 }
 
 static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
@@ -324,7 +342,7 @@ int http_conn_on_headers_complete(http_conn *conn)
     }
     if (has_body) {
         conn->state = HTTP_CONN_BODY;
-        evtimer_add(&conn->timer_ev, conn->loop->tv_body);
+        http_conn_start_deadline(conn, settings->body_timeout_ms);
     }
     return 0;
 }
@@ -386,7 +404,6 @@ static void http_conn_dispatch(http_conn *conn)
     http_loop *loop = conn->loop;
     conn->state = HTTP_CONN_HANDLER;
     conn->keep_alive = llhttp_should_keep_alive(&conn->parser) && !loop->draining;
-    evtimer_del(&conn->timer_ev);
     HTTP_STAT_ADD(loop, requests, 1);
     const char *bad = http_conn_build_request(conn);
     if (bad) {
@@ -458,7 +475,7 @@ static void http_conn_process(http_conn *conn)
             break;
         if (conn->state == HTTP_CONN_IDLE) {
             conn->msg_start = conn->parse_pos;
-            evtimer_add(&conn->timer_ev, loop->tv_header);
+            http_conn_start_deadline(conn, loop->settings->header_timeout_ms);
         }
         const char *start = conn->in.data + conn->parse_pos;
         llhttp_errno_t err = llhttp_execute(&conn->parser, start, avail);
@@ -558,6 +575,7 @@ static void http_conn_flush(http_conn *conn)
     }
     if (!conn->peer_eof && conn->state != HTTP_CONN_CLOSING)
         http_conn_set_reading(conn, true);
+    /* Blocked without progress: leave the write timer running, or it would never expire. */
     if (progress || !conn->writing)
         http_conn_arm_timer(conn);
 }
@@ -656,7 +674,6 @@ void http_conn_reject(http_conn *conn, int status, const char *fmt, ...)
     http_conn_queue_response(conn, status, "application/problem+json", loop->scratch.data, loop->scratch.len);
     http_conn_end_request(conn);
     conn->state = HTTP_CONN_CLOSING;
-    evtimer_del(&conn->timer_ev);
     log_debug("loop %u: rejected request with %d: %s", loop->id, status, detail);
 }
 

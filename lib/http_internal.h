@@ -74,6 +74,7 @@ struct http_conn {
     size_t parse_pos; /* bytes of `in` given to llhttp so far */
     size_t msg_start; /* where the current message begins in `in` */
     size_t head_len;  /* length of the current message's head once complete, relative to msg_start */
+    uint64_t deadline_ms; /* HEAD/BODY: monotonic time by which the head/body must be complete */
     http_req_slot *slot; /* the current request, NULL when idle */
     int error_status; /* set by a parser callback that rejected the request */
     char error_detail[160];
