@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what is missing, then builds and runs every test twice: a warnings-as-errors build, and
+# an AddressSanitizer + UndefinedBehaviorSanitizer build. Unit tests (criterion) and integration
+# tests (the real binary over raw sockets) both run under ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+jobs=$(nproc)
+
+run_suite() { # name, extra cmake args...
+  local dir="build-test-$1"; shift
+  echo "=== $dir: build" >&2
+  cmake -S . -B "$dir" -DAPIARY_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  echo "=== $dir: ctest" >&2
+  # Integration tests start servers and time protocol behaviour, so they run one at a time.
+  ctest --test-dir "$dir" --output-on-failure -j1
+}
+
+run_suite plain -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+  run_suite sanitize -DCMAKE_BUILD_TYPE=Debug -DAPIARY_SANITIZE=ON
+echo "all test suites passed" >&2
