@@ -6,8 +6,17 @@
 #include "http_request.h"
 #include "router.h"
 
-/* Registers every route. Returns 0, or -1 if the table is inconsistent (a bug, reported in the log). */
-int handlers_register(router *r);
+/* What the endpoints take from the config; read-only once the loops run. */
+typedef struct handlers_settings {
+    unsigned max_sleep_ms;          /* /v1/sleep and /v1/aggregate delays: 0..this */
+    unsigned max_aggregate_sources; /* /v1/aggregate: at most this many sources */
+} handlers_settings;
+
+/* Registers every route and keeps `settings` (which must outlive the loops) for the endpoints.
+ * Returns 0, or -1 if the table is inconsistent (a bug, reported in the log). */
+int handlers_register(router *r, const handlers_settings *settings);
+/* The settings given to handlers_register. */
+const handlers_settings *handlers_get_settings(void);
 
 /* health.c */
 void health_live(http_request *req);
@@ -16,5 +25,15 @@ void health_ready(http_request *req);
 void hello_get(http_request *req);
 /* echo.c */
 void echo_post(http_request *req);
+/* sleep.c */
+void sleep_get(http_request *req);
+/* Reads query parameter `name` as a decimal integer in min..max into *out. Anything else (missing,
+ * signed, non-numeric, out of range) is answered 400 with "field": name, and it returns false: the
+ * handler then just returns. */
+bool sleep_query_ms(http_request *req, const char *name, unsigned min, unsigned max, unsigned *out);
+/* aggregate.c */
+void aggregate_post(http_request *req);
+/* example_pair.c */
+void example_pair_get(http_request *req);
 
 #endif

@@ -14,10 +14,18 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/readyz", health_ready},
     {HTTP_METHOD_GET, "/v1/hello", hello_get},
     {HTTP_METHOD_POST, "/v1/echo", echo_post},
+    {HTTP_METHOD_GET, "/v1/sleep", sleep_get},
+    {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post},
+    {HTTP_METHOD_GET, "/v1/example/pair", example_pair_get},
 };
 
-int handlers_register(router *r)
+static const handlers_settings *handlers_current_settings;
+
+const handlers_settings *handlers_get_settings(void) { return handlers_current_settings; }
+
+int handlers_register(router *r, const handlers_settings *settings)
 {
+    handlers_current_settings = settings;
     for (size_t i = 0; i < sizeof(handlers_routes) / sizeof(handlers_routes[0]); i++) {
         const handlers_route *route = &handlers_routes[i];
         if (router_add(r, route->method, route->pattern, route->handler) != 0) {

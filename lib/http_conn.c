@@ -19,11 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "async_internal.h"
 #include "http_internal.h"
 #include "log.h"
 #include "xalloc.h"
 
 #define HTTP_CONN_MIN_READ 2048 /* below this much free space, compact or grow before reading */
+#define HTTP_MAX_QUERY_PAIRS 64
+#define HTTP_MAX_QUERY_PAIRS_STR "64"
 
 static void http_conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void http_conn_on_write(evutil_socket_t fd, short what, void *arg);
@@ -79,6 +82,12 @@ static void http_conn_end_request(http_conn *conn)
     http_req_slot *slot = conn->slot;
     if (!slot)
         return;
+    if (slot->req._scope) {
+        /* Cancels every pending operation of the request, so none runs into the arena freed below. */
+        async_scope_free(slot->req._scope);
+        slot->req._scope = NULL;
+        HTTP_STAT_ADD(conn->loop, async_inflight, (uint64_t)-1);
+    }
     json_decref(slot->req._json);
     arena_reset(&slot->req.arena);
     http_loop_slot_put(conn->loop, slot);
@@ -140,15 +149,34 @@ static void http_conn_arm_timer(http_conn *conn)
         evtimer_add(&conn->timer_ev, loop->tv_write);
     } else if (conn->state == HTTP_CONN_IDLE) {
         evtimer_add(&conn->timer_ev, conn->fresh ? loop->tv_header : loop->tv_keepalive);
-    } else if (conn->state == HTTP_CONN_HEAD || conn->state == HTTP_CONN_BODY) {
+    } else if (conn->state == HTTP_CONN_HEAD || conn->state == HTTP_CONN_BODY ||
+               conn->state == HTTP_CONN_HANDLER) {
         uint64_t now = http_conn_now_ms();
         uint64_t left = conn->deadline_ms > now ? conn->deadline_ms - now : 0;
         struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
         evtimer_add(&conn->timer_ev, &tv);
     } else {
-        evtimer_del(&conn->timer_ev); /* HANDLER: the request's own deadline applies; CLOSING: flushing */
+        evtimer_del(&conn->timer_ev); /* CLOSING with nothing blocked: about to linger */
     }
 }
+
+/* The request's deadline passed before its answer: stop its work and answer 504. The connection
+ * stays usable: the request was complete, only its handler was late. */
+static void http_conn_deadline_expired(http_conn *conn)
+{
+    http_request *req = &conn->slot->req;
+    HTTP_STAT_ADD(conn->loop, deadline_expired, 1);
+    if (req->_cancel_fn) {
+        http_cancel_fn fn = req->_cancel_fn;
+        req->_cancel_fn = NULL;
+        fn(req, req->_cancel_arg);
+    }
+    log_info("loop %u: %s passed its deadline; answering 504", conn->loop->id,
+             req->route_name ? req->route_name : "request");
+    http_respond_problem(req, 504, NULL, "the request did not complete within its deadline");
+}
+
+void http_conn_rearm_timer(http_conn *conn) { http_conn_arm_timer(conn); }
 
 static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
 {
@@ -167,6 +195,8 @@ static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
     } else if (conn->state == HTTP_CONN_BODY) {
         http_conn_reject(conn, 408, "request body not received within %u ms", conn->loop->settings->body_timeout_ms);
         http_conn_flush(conn);
+    } else if (conn->state == HTTP_CONN_HANDLER) {
+        http_conn_deadline_expired(conn);
     }
     http_conn_leave(conn);
 }
@@ -197,7 +227,13 @@ static bool http_conn_make_room(http_conn *conn)
     size_t keep_from = conn->parse_pos, keep_head = 0;
     switch (conn->state) {
     case HTTP_CONN_HANDLER:
-        return in->cap > in->len;
+        /* The request lives in its arena: only pipelined bytes are here. Hold at most one block of
+         * them; the rest waits in the socket until the answer is out. */
+        if (!in->data)
+            break;
+        if (conn->parse_pos == 0)
+            return in->cap > in->len;
+        break;
     case HTTP_CONN_CLOSING:
     case HTTP_CONN_LINGER:
         in->len = conn->parse_pos = conn->msg_start = 0; /* nothing more will be parsed */
@@ -222,7 +258,8 @@ static bool http_conn_make_room(http_conn *conn)
     }
     if (in->cap - in->len >= HTTP_CONN_MIN_READ)
         return true;
-    if (in->cap >= loop->settings->max_header_bytes + 2 * BUF_BLOCK_BYTES)
+    if (in->cap >= loop->settings->max_header_bytes + 2 * BUF_BLOCK_BYTES ||
+        (conn->state == HTTP_CONN_HANDLER && in->data))
         return in->cap > in->len;
     buf_reserve(in, &loop->cache, HTTP_CONN_MIN_READ);
     return true;
@@ -347,20 +384,39 @@ int http_conn_on_headers_complete(http_conn *conn)
     return 0;
 }
 
+/* Copies the head into the request's arena, so nothing the handler holds points into the input buffer:
+ * a request that waits (on a timer, a worker, an upstream) then pins no 8 KiB read buffer, and the
+ * buffer may move under it. Heads are small; the copy is one memcpy. */
+static const char *http_conn_copy_head(http_conn *conn)
+{
+    char *head = arena_alloc(&conn->slot->req.arena, conn->head_len);
+    memcpy(head, conn->in.data + conn->msg_start, conn->head_len);
+    return head;
+}
+
+/* Counts the pairs a query string can hold, so the array fits it instead of the worst case. */
+static size_t http_conn_query_pairs(const char *query, size_t len)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < len; i++)
+        n += query[i] == '&';
+    return n;
+}
+
 /* Turns the spans into the request a handler sees: pointers, decoded path, params and query. Returns
  * NULL when it is ready, or a reason for a 400. */
 static const char *http_conn_build_request(http_conn *conn)
 {
     http_req_slot *slot = conn->slot;
     http_request *req = &slot->req;
+    const char *head = http_conn_copy_head(conn);
+    req->headers = arena_alloc(&req->arena, slot->header_count * sizeof(http_header));
     for (size_t i = 0; i < slot->header_count; i++) {
         http_header_span *s = &slot->header_spans[i];
-        slot->headers[i] = (http_header){http_conn_msg(conn, s->name), s->name.len, http_conn_msg(conn, s->value),
-                                         s->value.len};
+        req->headers[i] = (http_header){head + s->name.off, s->name.len, head + s->value.off, s->value.len};
     }
-    req->headers = slot->headers;
     req->header_count = slot->header_count;
-    req->raw_target = http_conn_msg(conn, slot->url);
+    req->raw_target = head + slot->url.off;
     req->raw_target_len = slot->url.len;
     req->body = conn->body.len ? conn->body.data : NULL;
     req->body_len = conn->body.len;
@@ -373,15 +429,21 @@ static const char *http_conn_build_request(http_conn *conn)
         return "the request path has an invalid percent-encoding";
     req->path = decoded;
     if (query_len) {
-        size_t max_pairs = 64;
+        size_t max_pairs = http_conn_query_pairs(query, query_len);
+        if (max_pairs > HTTP_MAX_QUERY_PAIRS)
+            return "the query string has more than " HTTP_MAX_QUERY_PAIRS_STR " parameters";
         req->query = arena_alloc(&req->arena, max_pairs * sizeof(uri_param));
         int n = uri_parse_query(query, query_len, &req->arena, req->query, max_pairs);
         if (n < 0)
-            return "the query string has an invalid percent-encoding or more than 64 parameters";
+            return "the query string has an invalid percent-encoding";
         req->query_count = (size_t)n;
     }
     if (slot->route_status == ROUTER_FOUND) {
         route_match *m = &slot->match;
+        /* The match made at the end of the headers points into the input buffer, which the body may
+         * have moved since: match again on the stable copy (only routes with parameters care). */
+        if (m->param_count)
+            router_match(conn->loop->router, req->method, path, path_len, m);
         req->route_name = m->name;
         req->param_count = m->param_count;
         req->params = m->params;
@@ -395,6 +457,21 @@ static const char *http_conn_build_request(http_conn *conn)
         }
     }
     return NULL;
+}
+
+/* asyncio's slow_callback_duration: a handler that keeps the loop busy this long delays every other
+ * connection of the loop, so say which route did it. Coarse clock: a few ms of resolution. */
+static void http_conn_watch_slow(http_loop *loop, const char *route, uint64_t started_ms)
+{
+    unsigned limit = loop->settings->slow_callback_ms;
+    if (limit == 0)
+        return;
+    uint64_t took = http_conn_now_ms() - started_ms;
+    if (took >= limit) {
+        HTTP_STAT_ADD(loop, slow_callbacks, 1);
+        log_warn("loop %u: handler of %s blocked the loop for %llu ms (slow_callback_ms %u)", loop->id,
+                 route ? route : "(unknown route)", (unsigned long long)took, limit);
+    }
 }
 
 static void http_conn_dispatch(http_conn *conn)
@@ -419,7 +496,15 @@ static void http_conn_dispatch(http_conn *conn)
         http_response_header(req, "Allow", allow);
         http_respond_problem(req, 405, NULL, "%s does not accept %s", req->path, http_method_name(req->method));
     } else {
+        http_conn_start_deadline(conn, loop->settings->request_timeout_ms);
+        uint64_t started = http_conn_now_ms();
         slot->match.handler(req);
+        http_conn_watch_slow(loop, slot->match.name, started);
+        if (!conn->dead && conn->state == HTTP_CONN_HANDLER && conn->parse_pos == conn->in.len) {
+            /* Waiting for an async answer with nothing else buffered: hold no read buffer meanwhile. */
+            buf_release(&conn->in, &loop->cache);
+            conn->parse_pos = conn->msg_start = 0;
+        }
     }
 }
 
@@ -464,6 +549,7 @@ static int http_conn_error_status(const http_conn *conn, llhttp_errno_t err)
 static void http_conn_process(http_conn *conn)
 {
     http_loop *loop = conn->loop;
+    conn->processing = true;
     while (!conn->dead) {
         if (conn->state == HTTP_CONN_HANDLER || conn->state == HTTP_CONN_CLOSING ||
             conn->state == HTTP_CONN_LINGER)
@@ -500,6 +586,7 @@ static void http_conn_process(http_conn *conn)
         }
         break;
     }
+    conn->processing = false;
     if (conn->dead)
         return;
     if (conn->peer_eof) {
@@ -627,11 +714,11 @@ void http_conn_send_response(http_conn *conn, int status, const char *content_ty
     if (conn->dead)
         return; /* answered from a cancel callback: the client is gone */
     http_conn_enter(conn);
-    bool async = conn->busy == 1; /* nobody of ours below us on the stack: a timer or a posted result */
+    bool outside = !conn->processing; /* a timer, a continuation, a posted result, the deadline */
     http_conn_queue_response(conn, status, content_type, body, len);
     http_conn_request_done(conn);
-    if (async) {
-        /* Called from outside the engine: carry on with pipelined input and write it all out. */
+    if (outside) {
+        /* Nobody below us will parse on: carry on with pipelined input and write it all out. */
         http_conn_set_reading(conn, !conn->peer_eof);
         http_conn_process(conn);
     }

@@ -14,6 +14,10 @@
 typedef struct http_loop http_loop;
 struct event_base;
 
+#define HTTP_LOOP_LAG_BUCKETS 11
+/* Upper bounds (exclusive, ms) of the lag histogram's buckets; the last bucket is unbounded. */
+extern const unsigned HTTP_LOOP_LAG_BOUNDS_MS[HTTP_LOOP_LAG_BUCKETS - 1];
+
 typedef struct http_loop_options {
     unsigned id;                  /* 0..N-1, for logs and thread names */
     int listen_fd;                /* non-blocking listening socket; the loop owns and closes it */
@@ -30,6 +34,14 @@ typedef struct http_loop_stats {
     uint64_t accept_errors;
     uint64_t timeouts;
     uint64_t cancelled;            /* requests whose client left before the answer */
+    uint64_t async_inflight;       /* requests holding an async scope now */
+    uint64_t async_rejected;       /* 503s because max_async_per_loop was reached */
+    uint64_t deadline_expired;     /* 504s: request deadline passed before the answer */
+    uint64_t slow_callbacks;       /* callbacks that blocked the loop longer than slow_callback_ms */
+    /* Loop lag: how late the loop's 100 ms probe timer fires. Bucket i counts lags below
+     * HTTP_LOOP_LAG_BOUNDS_MS[i]; the last bucket counts the rest. */
+    uint64_t lag_buckets[HTTP_LOOP_LAG_BUCKETS];
+    uint64_t lag_max_ms;
 } http_loop_stats;
 
 typedef void (*http_loop_fn)(void *arg);

@@ -35,6 +35,8 @@ static int http_parser_on_message_begin(llhttp_t *p)
     http_req_slot *slot = conn->slot;
     slot->url = (http_span){0, 0};
     slot->header_count = 0;
+    slot->header_spans = slot->spans_inline;
+    slot->header_spans_cap = HTTP_SLOT_INLINE_HEADERS;
     slot->in_header_value = false;
     slot->expect_continue = false;
     conn->head_len = 0;
@@ -56,6 +58,16 @@ static int http_parser_on_url(llhttp_t *p, const char *at, size_t len)
     return http_parser_check_head(conn, at, len);
 }
 
+/* Past the inline spans: double into the request's arena (freed with the request). */
+static void http_parser_grow_spans(http_req_slot *slot)
+{
+    size_t cap = slot->header_spans_cap * 2;
+    http_header_span *grown = arena_alloc(&slot->req.arena, cap * sizeof(*grown));
+    memcpy(grown, slot->header_spans, slot->header_count * sizeof(*grown));
+    slot->header_spans = grown;
+    slot->header_spans_cap = cap;
+}
+
 static int http_parser_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     http_conn *conn = http_parser_conn(p);
@@ -65,6 +77,8 @@ static int http_parser_on_header_field(llhttp_t *p, const char *at, size_t len)
             http_conn_reject(conn, 431, "more than %zu header fields", conn->loop->settings->max_headers);
             return HPE_USER;
         }
+        if (slot->header_count == slot->header_spans_cap)
+            http_parser_grow_spans(slot);
         http_header_span *h = &slot->header_spans[slot->header_count++];
         h->name = (http_span){http_parser_rel(conn, at), 0};
         h->value = (http_span){0, 0};

@@ -5,6 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <time.h>
+
+#include "async_internal.h"
 #include "http_internal.h"
 #include "log.h"
 
@@ -145,4 +148,35 @@ void http_respond_problem(http_request *req, int status, json_t *extra, const ch
     json_t *problem = http_problem_new(status, detail, extra);
     http_conn_send_json(req->_conn, status, "application/problem+json", problem);
     json_decref(problem);
+}
+
+async_scope *http_request_async(http_request *req)
+{
+    if (req->_scope)
+        return req->_scope;
+    http_loop *loop = req->_conn->loop;
+    if (loop->stats.async_inflight >= loop->settings->max_async_per_loop) {
+        /* Limit task creation, never queue: an unbounded backlog of waiting requests only turns
+         * overload into timeouts for everyone. */
+        HTTP_STAT_ADD(loop, async_rejected, 1);
+        http_response_header(req, "Retry-After", "1");
+        http_respond_problem(req, 503, NULL, "too many requests in flight on this loop (limit %zu)",
+                             loop->settings->max_async_per_loop);
+        return NULL;
+    }
+    req->_scope = async_scope_new_in_arena(loop->base, &req->arena);
+    HTTP_STAT_ADD(loop, async_inflight, 1);
+    return req->_scope;
+}
+
+void http_request_set_deadline(http_request *req, unsigned ms)
+{
+    http_conn *conn = req->_conn;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t deadline = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + ms;
+    if (deadline < conn->deadline_ms)
+        conn->deadline_ms = deadline; /* armed when the handler returns, or re-armed here if it already did */
+    if (conn->state == HTTP_CONN_HANDLER && !req->_answered)
+        http_conn_rearm_timer(conn);
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "arena.h"
+#include "async.h"
 #include "http_method.h"
 #include "router.h"
 #include "uri.h"
@@ -59,6 +60,7 @@ struct http_request {
     void *_cancel_arg;
     char *_extra_headers;     /* "Name: value\r\n"..., arena */
     size_t _extra_headers_len;
+    async_scope *_scope;      /* created by http_request_async, freed when the request ends */
     bool _answered;
 };
 
@@ -82,6 +84,19 @@ http_loop *http_request_loop(const http_request *req);
  * connection, server forced shutdown). After it returns the request is gone: the callback must
  * stop every operation that would answer it. One callback per request; a later call replaces it. */
 void http_request_on_cancel(http_request *req, http_cancel_fn fn, void *arg);
+
+/* Starts asynchronous work for this request and returns its scope (see async.h): the operations
+ * started in it are cancelled and freed when the request ends, whichever way it ends (answered, client
+ * gone, deadline passed, server stopping). The first call counts the request against the loop's cap
+ * of in-flight asynchronous requests (limits.max_async_per_loop); at the cap it answers 503 with
+ * Retry-After itself and returns NULL, and the handler must simply return. Later calls return the
+ * same scope. */
+async_scope *http_request_async(http_request *req);
+
+/* Sets the request's deadline to `ms` from now if that is sooner than the current one (the default is
+ * timeouts.request_ms from dispatch). When it passes before the answer, the request's scope is
+ * cancelled and the client gets 504 problem+json. */
+void http_request_set_deadline(http_request *req, unsigned ms);
 
 /* Adds a response header ("Retry-After", "5"). Must be called before the http_respond_* call. The
  * engine itself writes Date, Server, Content-Type, Content-Length and Connection. */

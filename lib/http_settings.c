@@ -14,9 +14,12 @@ void http_settings_defaults(http_settings *s)
     /* Whole-server figure; the server divides it across loops once the thread count is known. */
     s->max_connections = 10000;
     s->output_buffer_bytes = 262144;
+    s->max_async_per_loop = 10000;
     s->header_timeout_ms = 10000;
     s->body_timeout_ms = 30000;
     s->keepalive_timeout_ms = 60000;
     s->write_timeout_ms = 30000;
     s->linger_timeout_ms = 2000;
+    s->request_timeout_ms = 30000;
+    s->slow_callback_ms = 100;
 }

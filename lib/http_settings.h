@@ -13,12 +13,16 @@ typedef struct http_settings {
     size_t max_body_bytes;       /* body (Content-Length or running chunked total) larger: 413 */
     size_t max_connections;      /* per loop; at the cap the loop stops accepting until one closes */
     size_t output_buffer_bytes;  /* stop parsing pipelined requests while more than this is unsent */
+    size_t max_async_per_loop;   /* requests awaiting async work per loop; above it: 503 + Retry-After */
     /* timeouts, milliseconds */
     unsigned header_timeout_ms;    /* first byte of a request to the end of its headers: else 408 */
     unsigned body_timeout_ms;      /* end of headers to the end of the body: else 408 */
     unsigned keepalive_timeout_ms; /* idle between requests: closed silently */
     unsigned write_timeout_ms;     /* no write progress while output is pending: closed */
     unsigned linger_timeout_ms;    /* after an error answer, how long unread input is drained */
+    unsigned request_timeout_ms;   /* dispatch to answer (handlers may lower it): else 504 */
+    /* diagnostics */
+    unsigned slow_callback_ms;     /* warn when one callback blocks its loop longer; 0 = off */
 } http_settings;
 
 /* Fills the defaults documented in docs/config.md. */

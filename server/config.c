@@ -52,16 +52,21 @@ static const config_key config_keys[] = {
     CONFIG_INT("max_connections", max_connections, 1, 1000000),
     CONFIG_INT("drain_timeout_ms", drain_timeout_ms, 0, 600000),
     CONFIG_STR("log_level", config_parse_log_level, "one of \"debug\", \"info\", \"warn\", \"error\""),
+    CONFIG_INT("slow_callback_ms", http.slow_callback_ms, 0, 60000),
     CONFIG_INT("limits.max_url_bytes", http.max_url_bytes, 64, 1048576),
     CONFIG_INT("limits.max_header_bytes", http.max_header_bytes, 256, 1048576),
     CONFIG_INT("limits.max_headers", http.max_headers, 1, 256),
     CONFIG_INT("limits.max_body_bytes", http.max_body_bytes, 0, 1073741824),
     CONFIG_INT("limits.output_buffer_bytes", http.output_buffer_bytes, 4096, 67108864),
+    CONFIG_INT("limits.max_async_per_loop", http.max_async_per_loop, 1, 1000000),
+    CONFIG_INT("limits.max_sleep_ms", max_sleep_ms, 0, 3600000),
+    CONFIG_INT("limits.max_aggregate_sources", max_aggregate_sources, 1, 1024),
     CONFIG_INT("timeouts.header_ms", http.header_timeout_ms, 1, 3600000),
     CONFIG_INT("timeouts.body_ms", http.body_timeout_ms, 1, 3600000),
     CONFIG_INT("timeouts.keepalive_ms", http.keepalive_timeout_ms, 1, 3600000),
     CONFIG_INT("timeouts.write_ms", http.write_timeout_ms, 1, 3600000),
     CONFIG_INT("timeouts.linger_ms", http.linger_timeout_ms, 0, 60000),
+    CONFIG_INT("timeouts.request_ms", http.request_timeout_ms, 1, 3600000),
 };
 
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -94,6 +99,8 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->max_connections = 10000;
     cfg->drain_timeout_ms = 10000;
     cfg->log_level = LOG_INFO;
+    cfg->max_sleep_ms = 60000;
+    cfg->max_aggregate_sources = 64;
     http_settings_defaults(&cfg->http);
 }
 

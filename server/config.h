@@ -19,6 +19,8 @@ typedef struct apiary_config {
     unsigned max_connections;  /* whole server; split evenly across loops */
     unsigned drain_timeout_ms; /* SIGTERM: how long in-flight requests may take to finish */
     log_level log_level;
+    unsigned max_sleep_ms;          /* simulated I/O endpoints: longest accepted delay */
+    unsigned max_aggregate_sources; /* /v1/aggregate: most sources in one request */
     http_settings http;        /* limits and timeouts, see http_settings.h */
 } apiary_config;
 

@@ -131,8 +131,12 @@ int server_run(const apiary_config *cfg)
     http_settings settings = cfg->http;
     /* max_connections is for the whole server; every loop gets its share, and at least one. */
     settings.max_connections = cfg->max_connections / n ? cfg->max_connections / n : 1;
+    handlers_settings handler_settings = {
+        .max_sleep_ms = cfg->max_sleep_ms,
+        .max_aggregate_sources = cfg->max_aggregate_sources,
+    };
     router *r = router_new();
-    if (handlers_register(r) != 0) {
+    if (handlers_register(r, &handler_settings) != 0) {
         router_free(r);
         return 1;
     }

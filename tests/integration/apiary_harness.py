@@ -164,9 +164,10 @@ class ApiaryServer:
     stdout and stderr both go into one pipe that a background thread drains line by line, so the
     server can never block on a full pipe however much it logs."""
 
-    def __init__(self, config_overrides=None, threads=1, extra_args=(), startup_timeout=10.0):
+    def __init__(self, config_overrides=None, threads=1, extra_args=(), startup_timeout=10.0, nofile=None):
         self.config = deep_merge(DEFAULT_CONFIG, config_overrides or {})
         self.threads = threads
+        self.nofile = nofile  # RLIMIT_NOFILE for the server process, to test descriptor exhaustion
         self.extra_args = list(extra_args)
         self.startup_timeout = startup_timeout
         self.proc = None
@@ -191,8 +192,15 @@ class ApiaryServer:
                 "--threads", str(self.threads)] + self.extra_args
         read_fd, write_fd = os.pipe()
         try:
+            nofile = self.nofile
+
+            def preexec():
+                _die_with_parent()
+                if nofile is not None:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd,
-                                         close_fds=True, preexec_fn=_die_with_parent)
+                                         close_fds=True, preexec_fn=preexec)
         except BaseException:
             os.close(read_fd)
             os.close(write_fd)
@@ -754,13 +762,14 @@ class ServerTestMixin(ApiaryAssertions):
     CONFIG = {}
     THREADS = 1
     RAISE_NOFILE = False
+    SERVER_NOFILE = None  # descriptor limit of the server process (None: inherited)
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         if cls.RAISE_NOFILE:
             raise_nofile_limit()
-        cls.server = ApiaryServer(cls.CONFIG, threads=cls.THREADS)
+        cls.server = ApiaryServer(cls.CONFIG, threads=cls.THREADS, nofile=cls.SERVER_NOFILE)
         cls.server.start()
 
     @classmethod

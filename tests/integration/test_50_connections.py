@@ -2,6 +2,7 @@
 are served once a slot frees), hundreds of concurrent keep-alive clients, and clients that vanish
 mid-request or mid-response without disturbing anyone else."""
 
+import os
 import threading
 import time
 import unittest
@@ -23,6 +24,52 @@ def send_what_fits(sock, data, seconds=0.3):
             time.sleep(0.01)
         except (BrokenPipeError, ConnectionResetError):
             break
+
+
+def server_cpu_seconds(pid):
+    """utime + stime of a process, from /proc/PID/stat (fields 14 and 15, clock ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class DescriptorExhaustionTest(ServerTestMixin, unittest.TestCase):
+    """The server runs out of file descriptors (EMFILE) long before max_connections: it must neither
+    spin on accept nor crash, keep serving the connections it has, and accept the waiting ones once
+    descriptors come back."""
+    SERVER_NOFILE = 40
+    THREADS = 1
+    CONFIG = {"max_connections": 1000}
+
+    def test_emfile_pauses_accepting_without_spinning(self):
+        # More connections than the server has descriptors: the kernel completes them all (backlog).
+        socks = [self.server.connect() for _ in range(60)]
+        try:
+            for sock in socks:
+                sock.sendall(build_request("GET", "/v1/hello"))
+            cpu_before = server_cpu_seconds(self.server.proc.pid)
+            time.sleep(1.0)
+            cpu_used = server_cpu_seconds(self.server.proc.pid) - cpu_before
+            self.assertLess(cpu_used, 0.3, "the server spins on accept while out of descriptors")
+            self.assertTrue(self.server.wait_for_log(r"pausing accepts", timeout=2.0),
+                            "no warning about descriptor exhaustion in the log")
+            # The ones it did accept were answered; the rest wait. Free descriptors by closing the
+            # answered ones, and every waiting client gets its answer.
+            answered, waiting = [], []
+            for sock in socks:
+                (answered if readable(sock, 0.05) else waiting).append(sock)
+            self.assertGreater(len(answered), 0)
+            self.assertGreater(len(waiting), 0, "the descriptor limit was never reached")
+            for sock in answered:
+                self.assertHello(read_response(sock))
+                sock.close()
+            for sock in waiting:
+                sock.settimeout(5.0)
+                self.assertHello(read_response(sock))
+        finally:
+            for sock in socks:
+                sock.close()
+        self.assertServing(self.server)
 
 
 class MaxConnectionsTest(ServerTestMixin, unittest.TestCase):

@@ -1,0 +1,182 @@
+/* async: asyncio-style operations on an event loop, for handlers that wait without blocking.
+ *
+ * The model. An operation (async_op) is started by its constructor and completes later, once, with a
+ * status and a value: a timer (async_sleep), a value someone else provides (async_future), all of a
+ * set (async_gather), one bounded by a deadline (async_wait_for), a semaphore permit, a queue item.
+ * async_op_then attaches the continuation that runs when it completes, like `await`. Continuations
+ * never run inside the call that completed the operation: they are queued and run from the loop
+ * (asyncio's call_soon), so no caller ever finds its own state changed under it.
+ *
+ * Ownership. Every operation belongs to a scope (async_scope). For a request the scope comes from
+ * http_request_async() and lives until the request is answered; its operations' memory comes from the
+ * request's arena. Ending a scope (answer sent, client gone, request deadline passed, server stopping)
+ * cancels every operation still pending and frees everything: no continuation of that scope runs
+ * after that, ever. So a handler never frees an operation and never registers a cancel callback of
+ * its own for toolkit operations.
+ *
+ * Cancellation. async_op_cancel(op) stops op (deletes its timer, leaves the wait list it is on,
+ * cancels its children) and guarantees that op's continuation will not run. The canceller already
+ * knows why, so nothing is delivered to anyone.
+ *
+ * Threads. Everything here runs on the scope's loop thread, and nothing takes a lock. Another thread
+ * hands a result back by posting to the loop (http_loop_post) and resolving a future there.
+ *
+ * Semaphores, locks and queues may be shared by several scopes on one loop (e.g. one per loop, to cap
+ * calls to an upstream). Their waiters are operations of the waiting scope; ending that scope removes
+ * them from the wait list. A semaphore, lock or queue itself is owned by whoever initialised it and
+ * must outlive every scope that waits on it. */
+#ifndef APIARY_ASYNC_H
+#define APIARY_ASYNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+typedef struct async_scope async_scope;
+typedef struct async_op async_op;
+
+typedef enum async_status {
+    ASYNC_PENDING,
+    ASYNC_OK,
+    ASYNC_FAILED,    /* op->error says why */
+    ASYNC_TIMEOUT,   /* a deadline passed: async_wait_for, or an operation with its own timeout */
+    ASYNC_CANCELLED, /* only ever seen by reading a child after it was cancelled (e.g. by gather) */
+} async_status;
+
+/* A continuation: runs once, on the loop thread, after op completed. */
+typedef void (*async_cb)(async_op *op, void *arg);
+
+/* Cancel hook of a future whose work lives outside the toolkit (a worker-pool job, an HTTP client
+ * call): stop that work and release what it holds. Runs at most once, never after resolve/fail. */
+typedef void (*async_cancel_fn)(async_op *op, void *arg);
+
+typedef struct async_op_vtable async_op_vtable;
+
+struct async_op {
+    /* --- read-only for users once complete --- */
+    async_status status;
+    const char *error;      /* FAILED/TIMEOUT: a short, static or scope-owned reason ("timeout") */
+    void *value;            /* OK: the result; its meaning depends on the operation */
+    uint64_t started_ms;    /* loop time when the operation began (for "ms" fields in answers) */
+    uint64_t finished_ms;   /* loop time when it completed */
+
+    /* --- private --- */
+    const async_op_vtable *_vt;
+    async_scope *_scope;
+    async_op *_prev, *_next;   /* the scope's pending list, then its ready queue */
+    async_cb _cb;
+    void *_cb_arg;
+    bool _cb_set;
+    bool _queued;              /* on the ready queue */
+};
+
+/* ---- scopes ---------------------------------------------------------------------------------- */
+
+/* A scope not tied to a request (tests, per-loop background work). Frees with async_scope_free. */
+async_scope *async_scope_new(struct event_base *base);
+/* Cancels every pending operation (no continuation runs) and frees the scope and its memory. Safe to
+ * call from inside one of the scope's own continuations: the memory goes when that returns. */
+void async_scope_free(async_scope *scope);
+/* Memory that lives exactly as long as the scope (for per-request state of a handler). Zeroed. */
+void *async_scope_alloc(async_scope *scope, size_t size);
+struct event_base *async_scope_base(const async_scope *scope);
+/* Milliseconds on the loop's monotonic clock (what started_ms/finished_ms use). */
+uint64_t async_now_ms(void);
+
+/* ---- operations ------------------------------------------------------------------------------ */
+
+/* Attaches the continuation. If op has already completed, it runs soon (from the loop), never from
+ * inside this call. At most one continuation per operation; gather and wait_for take over their
+ * children's, so do not attach one to an operation given to them. */
+void async_op_then(async_op *op, async_cb cb, void *arg);
+/* Stops op; its continuation will not run. A completed op keeps its status. No-op when cancelled. */
+void async_op_cancel(async_op *op);
+/* Elapsed milliseconds from start to completion (or to now while pending). */
+uint64_t async_op_elapsed_ms(const async_op *op);
+
+/* Completes OK after `ms` milliseconds on a loop timer (asyncio.sleep). value: NULL. */
+async_op *async_sleep(async_scope *scope, unsigned ms);
+
+/* A future: completes when someone calls async_resolve or async_fail on it (loop thread only). */
+async_op *async_future(async_scope *scope);
+/* Registers the hook that stops the outside work if the future is cancelled before completion. */
+void async_future_on_cancel(async_op *future, async_cancel_fn fn, void *arg);
+/* Completes OK with value. Ignored (returns false) if the future already completed or was cancelled,
+ * so a late result from outside never lands in freed state. */
+bool async_resolve(async_op *future, void *value);
+/* Completes FAILED with a reason (static or scope-owned string). Same rule as async_resolve. */
+bool async_fail(async_op *future, const char *error);
+
+typedef enum async_gather_mode {
+    ASYNC_GATHER_ALL,       /* wait for every child; gather completes OK; read each child's status
+                             * (asyncio.gather(..., return_exceptions=True)) */
+    ASYNC_GATHER_FAIL_FAST, /* on the first child that is not OK, cancel the pending ones and complete
+                             * with that child's status and error; value: the failed child */
+} async_gather_mode;
+
+/* Runs `n` operations concurrently (they are already started); completes when all have finished (or
+ * the first fails, in FAIL_FAST). The array is copied. n may be 0 (completes OK soon). */
+async_op *async_gather(async_scope *scope, async_op *const *ops, size_t n, async_gather_mode mode);
+/* The i-th child given to async_gather. */
+async_op *async_gather_child(const async_op *gather, size_t i);
+
+/* Completes like `inner`, or with ASYNC_TIMEOUT ("timeout") after `ms`, cancelling inner. value: inner's
+ * value when it finished in time. */
+async_op *async_wait_for(async_scope *scope, async_op *inner, unsigned ms);
+
+/* ---- semaphore and lock ---------------------------------------------------------------------- */
+
+typedef struct async_sem {
+    unsigned permits;       /* available now */
+    async_op *_head, *_tail; /* FIFO of waiting acquire operations (private) */
+} async_sem;
+
+void async_sem_init(async_sem *sem, unsigned permits);
+/* Completes OK once a permit is this caller's (FIFO among waiters); the caller must later
+ * async_sem_release. To bound the wait: async_wait_for(scope, async_sem_acquire(...), ms). Cancelling
+ * a waiter leaves the line; cancelling one that was granted but not yet continued gives the permit
+ * back. */
+async_op *async_sem_acquire(async_scope *scope, async_sem *sem);
+/* Takes a permit now if one is free and nobody waits. */
+bool async_sem_try_acquire(async_sem *sem);
+/* Returns a permit: the first waiter gets it, else it becomes available. */
+void async_sem_release(async_sem *sem);
+/* Waiters in line. */
+size_t async_sem_waiting(const async_sem *sem);
+
+/* A lock is a semaphore with one permit (asyncio.Lock). */
+typedef async_sem async_lock;
+static inline void async_lock_init(async_lock *lock) { async_sem_init(lock, 1); }
+static inline async_op *async_lock_acquire(async_scope *scope, async_lock *lock)
+{
+    return async_sem_acquire(scope, lock);
+}
+static inline void async_lock_release(async_lock *lock) { async_sem_release(lock); }
+static inline bool async_lock_locked(const async_lock *lock) { return lock->permits == 0; }
+
+/* ---- bounded queue --------------------------------------------------------------------------- */
+
+typedef struct async_queue {
+    void **items;            /* ring buffer of `capacity` (private) */
+    size_t capacity, head, count;
+    async_op *_getters_head, *_getters_tail; /* FIFO of waiting gets (private) */
+    async_op *_putters_head, *_putters_tail; /* FIFO of waiting puts (private) */
+} async_queue;
+
+/* items must hold `capacity` (>= 1) pointers and outlive the queue. */
+void async_queue_init(async_queue *q, void **items, size_t capacity);
+/* Puts now; returns false when full (the "fail when full" mode: answer 503, drop, ...). */
+bool async_queue_try_put(async_queue *q, void *item);
+/* Completes OK once item is in the queue (or handed straight to a waiting getter); waits while full.
+ * Cancelling a waiting put withdraws its item. */
+async_op *async_queue_put(async_scope *scope, async_queue *q, void *item);
+/* Takes now; returns false when empty. */
+bool async_queue_try_get(async_queue *q, void **item);
+/* Completes OK with value = the item; waits while empty. Cancelling a get that was handed an item but
+ * not yet continued puts the item back at the front. */
+async_op *async_queue_get(async_scope *scope, async_queue *q);
+size_t async_queue_size(const async_queue *q);
+
+#endif
