@@ -78,6 +78,10 @@ struct async_scope {
     bool closing; /* async_scope_free was called */
     bool dead;    /* freed from inside the runner: the runner frees the struct when it unwinds */
     bool owns_arena;
+    unsigned slow_ms;      /* async_scope_watch: report continuations this slow (0: off) */
+    async_slow_fn slow_fn;
+    void *slow_arg;
+    const char *slow_label;
     arena own_arena[]; /* standalone scopes only */
 };
 
@@ -180,6 +184,21 @@ static void async_scope_enqueue(async_scope *s, async_op *op)
 
 /* Runs the continuations that were ready when the event fired; later ones wait for the next loop
  * iteration (asyncio's call_soon), so a chain of instant completions cannot starve the loop. */
+static uint64_t async_coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* ~5 ns, enough for a threshold of tens of ms */
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void async_scope_watch(async_scope *scope, unsigned slow_ms, async_slow_fn fn, void *arg, const char *label)
+{
+    scope->slow_ms = fn ? slow_ms : 0;
+    scope->slow_fn = fn;
+    scope->slow_arg = arg;
+    scope->slow_label = label;
+}
+
 static void async_scope_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -192,7 +211,13 @@ static void async_scope_run(evutil_socket_t fd, short what, void *arg)
         async_op *op = s->ready.head;
         async_list_remove(&s->ready, op);
         op->_queued = false;
+        uint64_t started = s->slow_ms ? async_coarse_ms() : 0;
         op->_cb(op, op->_cb_arg);
+        if (s->slow_ms) {
+            uint64_t took = async_coarse_ms() - started;
+            if (took >= s->slow_ms)
+                s->slow_fn(s->slow_arg, s->slow_label, took);
+        }
         /* The continuation may have freed the scope and its owner reset the arena: `op` and every
          * other operation may be gone, only the struct is still ours. */
         if (s->dead)

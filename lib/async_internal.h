@@ -16,4 +16,12 @@ struct event_base;
  * it. */
 async_scope *async_scope_new_in_arena(struct event_base *base, arena *a);
 
+/* Called when one continuation of a watched scope kept the loop busy for `ms` >= the threshold. */
+typedef void (*async_slow_fn)(void *arg, const char *label, uint64_t ms);
+
+/* Watches every continuation the scope runs (asyncio's slow_callback_duration): one that runs for
+ * slow_ms or longer is reported to fn with `label` (e.g. the route). label and arg must outlive the
+ * scope. slow_ms 0 turns the watch off. Resolution: the coarse monotonic clock (a few ms). */
+void async_scope_watch(async_scope *scope, unsigned slow_ms, async_slow_fn fn, void *arg, const char *label);
+
 #endif

@@ -459,19 +459,22 @@ static const char *http_conn_build_request(http_conn *conn)
     return NULL;
 }
 
+void http_loop_report_slow(void *loop_arg, const char *route, uint64_t ms)
+{
+    http_loop *loop = loop_arg;
+    HTTP_STAT_ADD(loop, slow_callbacks, 1);
+    log_warn("loop %u: %s blocked the loop for %llu ms (slow_callback_ms %u)", loop->id,
+             route ? route : "(unknown route)", (unsigned long long)ms, loop->settings->slow_callback_ms);
+}
+
 /* asyncio's slow_callback_duration: a handler that keeps the loop busy this long delays every other
  * connection of the loop, so say which route did it. Coarse clock: a few ms of resolution. */
 static void http_conn_watch_slow(http_loop *loop, const char *route, uint64_t started_ms)
 {
     unsigned limit = loop->settings->slow_callback_ms;
-    if (limit == 0)
-        return;
     uint64_t took = http_conn_now_ms() - started_ms;
-    if (took >= limit) {
-        HTTP_STAT_ADD(loop, slow_callbacks, 1);
-        log_warn("loop %u: handler of %s blocked the loop for %llu ms (slow_callback_ms %u)", loop->id,
-                 route ? route : "(unknown route)", (unsigned long long)took, limit);
-    }
+    if (limit && took >= limit)
+        http_loop_report_slow(loop, route, took);
 }
 
 static void http_conn_dispatch(http_conn *conn)

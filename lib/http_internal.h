@@ -136,6 +136,8 @@ void http_conn_send_json(http_conn *conn, int status, const char *content_type, 
 /* Called by the parser on a message's first byte, at the end of its head, and on a limit breach. */
 int http_conn_on_headers_complete(http_conn *conn);
 void http_conn_reject(http_conn *conn, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Logs and counts a callback of `route` that blocked the loop for `ms` (an async_slow_fn). */
+void http_loop_report_slow(void *loop, const char *route, uint64_t ms);
 /* Re-arms the connection's timer after its deadline changed. */
 void http_conn_rearm_timer(http_conn *conn);
 

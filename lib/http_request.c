@@ -165,6 +165,7 @@ async_scope *http_request_async(http_request *req)
         return NULL;
     }
     req->_scope = async_scope_new_in_arena(loop->base, &req->arena);
+    async_scope_watch(req->_scope, loop->settings->slow_callback_ms, http_loop_report_slow, loop, req->route_name);
     HTTP_STAT_ADD(loop, async_inflight, 1);
     return req->_scope;
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http_internal.h"
@@ -72,6 +73,43 @@ static void handler_async(http_request *req)
     http_request_on_cancel(req, later_cancel, l);
 }
 
+/* Keeps the loop busy for `ms`, as a CPU-heavy handler would. */
+static void busy_wait_ms(unsigned ms)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < ms);
+}
+
+static void handler_blocking(http_request *req)
+{
+    busy_wait_ms(150);
+    http_respond_json(req, 200, json_pack("{s:s}", "m", "slow"));
+}
+
+static void blocking_continuation(async_op *op, void *arg)
+{
+    (void)op;
+    busy_wait_ms(60);
+    http_respond_json(arg, 200, json_pack("{s:s}", "m", "slow-async"));
+}
+
+static void handler_blocking_async(http_request *req)
+{
+    async_scope *scope = http_request_async(req);
+    if (scope)
+        async_op_then(async_sleep(scope, 1), blocking_continuation, req);
+}
+
+static void handler_async_sleep(http_request *req)
+{
+    async_scope *scope = http_request_async(req);
+    if (scope)
+        async_op_then(async_sleep(scope, 10000), blocking_continuation, req);
+}
+
 static void setup(void)
 {
     http_settings_defaults(&settings);
@@ -82,11 +120,17 @@ static void setup(void)
     settings.max_connections = 16;
     settings.header_timeout_ms = 300;
     settings.linger_timeout_ms = 50;
+    settings.slow_callback_ms = 40;
+    settings.max_async_per_loop = 2;
+    settings.request_timeout_ms = 400;
     routes = router_new();
     router_add(routes, HTTP_METHOD_GET, "/hello", handler_hello);
     router_add(routes, HTTP_METHOD_POST, "/body", handler_body);
     router_add(routes, HTTP_METHOD_GET, "/kv/{key}", handler_params);
     router_add(routes, HTTP_METHOD_GET, "/async", handler_async);
+    router_add(routes, HTTP_METHOD_GET, "/blocking", handler_blocking);
+    router_add(routes, HTTP_METHOD_GET, "/blocking-async", handler_blocking_async);
+    router_add(routes, HTTP_METHOD_GET, "/long", handler_async_sleep);
     http_loop_options opts = {.id = 0, .listen_fd = -1, .settings = &settings, .router = routes};
     loop = http_loop_new(&opts);
     int fds[2];
@@ -354,4 +398,70 @@ Test(http_conn, idle_connection_holds_no_buffers)
     cr_assert_null(conn->out.data);
     cr_assert_null(conn->body.data);
     cr_assert_null(conn->slot);
+}
+
+static http_loop_stats stats(void)
+{
+    http_loop_stats st;
+    http_loop_stats_read(loop, &st);
+    return st;
+}
+
+Test(http_conn, blocking_handler_is_reported_and_shows_as_loop_lag)
+{
+    send_str("GET /blocking HTTP/1.1\r\n\r\n");
+    cr_assert(strstr(collect(300), "\"slow\""));
+    http_loop_stats st = stats();
+    cr_assert_eq(st.slow_callbacks, 1);
+    /* The 100 ms probe came due while the handler held the loop for 150 ms: at least 20 ms late. */
+    uint64_t late = 0;
+    for (size_t i = 5; i < HTTP_LOOP_LAG_BUCKETS; i++)
+        late += st.lag_buckets[i];
+    cr_assert_geq(late, 1);
+    cr_assert_geq(st.lag_max_ms, 20);
+}
+
+Test(http_conn, blocking_continuation_is_reported)
+{
+    send_str("GET /blocking-async HTTP/1.1\r\n\r\n");
+    cr_assert(strstr(collect(200), "\"slow-async\""));
+    cr_assert_eq(stats().slow_callbacks, 1);
+    cr_assert_eq(stats().async_inflight, 0);
+}
+
+Test(http_conn, request_deadline_answers_504_and_cancels_the_scope)
+{
+    send_str("GET /long HTTP/1.1\r\n\r\n");
+    spin(5);
+    cr_assert_eq(stats().async_inflight, 1);
+    const char *r = collect(600);
+    cr_assert(strstr(r, "HTTP/1.1 504 Gateway Timeout\r\n"), "got: %s", r);
+    cr_assert_not(eof, "a deadline answer keeps the connection");
+    cr_assert_eq(stats().async_inflight, 0);
+    cr_assert_eq(stats().deadline_expired, 1);
+    send_str("GET /hello HTTP/1.1\r\n\r\n");
+    cr_assert(strstr(collect(20), "HTTP/1.1 200 OK"));
+}
+
+Test(http_conn, async_cap_answers_503_with_retry_after)
+{
+    int extra[2][2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, extra[i]), 0);
+        http_conn_accept(loop, extra[i][0]);
+        const char *req = "GET /long HTTP/1.1\r\n\r\n";
+        cr_assert_eq(send(extra[i][1], req, strlen(req), 0), (ssize_t)strlen(req));
+    }
+    spin(10);
+    cr_assert_eq(stats().async_inflight, 2);
+    send_str("GET /long HTTP/1.1\r\n\r\n");
+    const char *r = collect(10);
+    cr_assert(strstr(r, "HTTP/1.1 503 Service Unavailable\r\n"), "got: %s", r);
+    cr_assert(strstr(r, "Retry-After: 1\r\n"));
+    cr_assert_eq(stats().async_rejected, 1);
+    for (int i = 0; i < 2; i++)
+        close(extra[i][1]);
+    spin(10);
+    cr_assert_eq(stats().async_inflight, 0, "closing the clients cancelled their scopes");
+    cr_assert_eq(stats().cancelled, 2);
 }
