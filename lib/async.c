@@ -78,6 +78,7 @@ struct async_scope {
     bool closing; /* async_scope_free was called */
     bool dead;    /* freed from inside the runner: the runner frees the struct when it unwinds */
     bool owns_arena;
+    async_timeouts *timeouts; /* common timeouts of the scope's loop, or NULL: heap timers */
     unsigned slow_ms;      /* async_scope_watch: report continuations this slow (0: off) */
     async_slow_fn slow_fn;
     void *slow_arg;
@@ -481,12 +482,37 @@ static int async_timer_arm(async_timer *t, uint64_t ms)
     return evtimer_add(&t->ev, &tv);
 }
 
-static int async_timer_start(async_timer *t, unsigned ms)
+static int async_timer_start(async_timer *t, async_scope *scope, unsigned ms)
 {
     t->due_ms += ms;
     event_base_update_cache_time(event_get_base(&t->ev));
-    return async_timer_arm(t, ms);
+    const struct timeval *common = scope->timeouts ? async_timeouts_get(scope->timeouts, ms) : NULL;
+    return common ? evtimer_add(&t->ev, common) : async_timer_arm(t, ms);
 }
+
+void async_timeouts_init(async_timeouts *t, struct event_base *base)
+{
+    memset(t, 0, sizeof(*t));
+    t->base = base;
+}
+
+const struct timeval *async_timeouts_get(async_timeouts *t, unsigned ms)
+{
+    for (size_t i = 0; i < t->count; i++)
+        if (t->ms[i] == ms)
+            return t->tv[i];
+    if (t->count == ASYNC_COMMON_TIMEOUTS)
+        return NULL;
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    const struct timeval *common = event_base_init_common_timeout(t->base, &tv);
+    if (!common)
+        return NULL;
+    t->ms[t->count] = ms;
+    t->tv[t->count++] = common;
+    return common;
+}
+
+void async_scope_use_timeouts(async_scope *scope, async_timeouts *t) { scope->timeouts = t; }
 
 /* For the timer's callback: true when the deadline really passed, else it is re-armed. */
 static bool async_timer_due(async_timer *t)
@@ -521,7 +547,7 @@ async_op *async_sleep(async_scope *scope, unsigned ms)
 {
     async_sleep_op *s = (async_sleep_op *)async_op_new(scope, &async_sleep_vt, sizeof(*s));
     async_timer_init(&s->timer, &s->op, async_sleep_fire, s);
-    if (async_timer_start(&s->timer, ms) != 0)
+    if (async_timer_start(&s->timer, scope, ms) != 0)
         async_op_complete(&s->op, ASYNC_FAILED, NULL, "cannot start timer");
     return async_op_started(&s->op);
 }
@@ -785,7 +811,7 @@ static void async_wait_start(async_wait_op *w, async_op *inner, unsigned ms)
 {
     if (inner->status == ASYNC_PENDING) {
         async_op_adopt(&w->op, inner);
-        if (async_timer_start(&w->timer, ms) != 0) {
+        if (async_timer_start(&w->timer, w->op._scope, ms) != 0) {
             async_op_complete(&w->op, ASYNC_FAILED, NULL, "cannot start timer");
             async_op_cancel_child(&w->op, inner);
         }

@@ -137,20 +137,42 @@ static void http_conn_start_deadline(http_conn *conn, unsigned timeout_ms)
     conn->deadline_ms = http_conn_now_ms() + timeout_ms;
 }
 
+/* The request deadline, armed once when the handler goes async. Right after dispatch the deadline is
+ * exactly request_ms away, so it can use the loop's common timeout (an O(1) queue, not the heap: 10,000
+ * waiting requests would otherwise make every timer operation walk a 10,000-entry heap). */
+static void http_conn_arm_deadline(http_conn *conn, bool already_armed)
+{
+    conn->timer_is_deadline = true;
+    if (already_armed)
+        return; /* re-arming from a later flush would only move it */
+    const http_settings *s = conn->loop->settings;
+    uint64_t now = http_conn_now_ms();
+    uint64_t left = conn->deadline_ms > now ? conn->deadline_ms - now : 0;
+    if (conn->deadline_default && left >= s->request_timeout_ms) {
+        evtimer_add(&conn->timer_ev, conn->loop->tv_request);
+        return;
+    }
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    evtimer_add(&conn->timer_ev, &tv);
+}
+
 /* Arms the one timer a connection has, for the state it is in; the only place that does. Output
  * blocked on the socket wins: whatever else is going on, a client that stops reading is bounded by
  * the write timeout. */
 static void http_conn_arm_timer(http_conn *conn)
 {
     http_loop *loop = conn->loop;
-    if (conn->state == HTTP_CONN_LINGER) {
+    bool armed_for_deadline = conn->timer_is_deadline;
+    conn->timer_is_deadline = false;
+    if (conn->state == HTTP_CONN_HANDLER && !conn->writing) {
+        http_conn_arm_deadline(conn, armed_for_deadline);
+    } else if (conn->state == HTTP_CONN_LINGER) {
         evtimer_add(&conn->timer_ev, loop->tv_linger);
     } else if (conn->writing) {
         evtimer_add(&conn->timer_ev, loop->tv_write);
     } else if (conn->state == HTTP_CONN_IDLE) {
         evtimer_add(&conn->timer_ev, conn->fresh ? loop->tv_header : loop->tv_keepalive);
-    } else if (conn->state == HTTP_CONN_HEAD || conn->state == HTTP_CONN_BODY ||
-               conn->state == HTTP_CONN_HANDLER) {
+    } else if (conn->state == HTTP_CONN_HEAD || conn->state == HTTP_CONN_BODY) {
         uint64_t now = http_conn_now_ms();
         uint64_t left = conn->deadline_ms > now ? conn->deadline_ms - now : 0;
         struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
@@ -500,6 +522,7 @@ static void http_conn_dispatch(http_conn *conn)
         http_respond_problem(req, 405, NULL, "%s does not accept %s", req->path, http_method_name(req->method));
     } else {
         http_conn_start_deadline(conn, loop->settings->request_timeout_ms);
+        conn->deadline_default = true;
         uint64_t started = http_conn_now_ms();
         slot->match.handler(req);
         http_conn_watch_slow(loop, slot->match.name, started);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "async_internal.h"
 #include "buf.h"
 #include "http_loop.h"
 #include "http_request.h"
@@ -71,6 +72,8 @@ struct http_conn {
     bool keep_alive;  /* the current request allows another after it */
     bool fresh;       /* no request seen yet: idle expiry uses the header timeout */
     bool processing;  /* inside http_conn_process: an answer given now is flushed by that loop */
+    bool deadline_default;  /* HANDLER: the deadline is dispatch + request_ms (a common timeout) */
+    bool timer_is_deadline; /* the timer is armed for the current request deadline: leave it */
     struct event read_ev, write_ev, timer_ev;
     llhttp_t parser;
     buf in;           /* raw bytes; data[msg_start..] is the current message */
@@ -119,7 +122,8 @@ struct http_loop {
     size_t free_slot_count;
     buf scratch; /* JSON is serialized here first to learn its Content-Length */
     /* libevent "common timeouts": O(1) queues instead of the heap, one per fixed duration. */
-    const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_write, *tv_linger;
+    const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_write, *tv_linger, *tv_request;
+    async_timeouts timeouts; /* the same for the async toolkit's timers (sleep, wait_for) */
     http_loop_stats stats;
 };
 

@@ -317,6 +317,8 @@ http_loop *http_loop_new(const http_loop_options *opts)
     loop->tv_keepalive = http_loop_common_timeout(loop, s->keepalive_timeout_ms);
     loop->tv_write = http_loop_common_timeout(loop, s->write_timeout_ms);
     loop->tv_linger = http_loop_common_timeout(loop, s->linger_timeout_ms);
+    loop->tv_request = http_loop_common_timeout(loop, s->request_timeout_ms);
+    async_timeouts_init(&loop->timeouts, loop->base);
     http_loop_set_accepting(loop, true);
     return loop;
 }

@@ -166,6 +166,7 @@ async_scope *http_request_async(http_request *req)
     }
     req->_scope = async_scope_new_in_arena(loop->base, &req->arena);
     async_scope_watch(req->_scope, loop->settings->slow_callback_ms, http_loop_report_slow, loop, req->route_name);
+    async_scope_use_timeouts(req->_scope, &loop->timeouts);
     HTTP_STAT_ADD(loop, async_inflight, 1);
     return req->_scope;
 }
@@ -176,8 +177,11 @@ void http_request_set_deadline(http_request *req, unsigned ms)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     uint64_t deadline = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + ms;
-    if (deadline < conn->deadline_ms)
-        conn->deadline_ms = deadline; /* armed when the handler returns, or re-armed here if it already did */
+    if (deadline >= conn->deadline_ms)
+        return;
+    conn->deadline_ms = deadline; /* armed when the handler returns, or re-armed here if it already did */
+    conn->deadline_default = false;
+    conn->timer_is_deadline = false;
     if (conn->state == HTTP_CONN_HANDLER && !req->_answered)
         http_conn_rearm_timer(conn);
 }
