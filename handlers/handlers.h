@@ -4,12 +4,18 @@
 #define APIARY_HANDLERS_H
 
 #include "http_request.h"
+#include "pool.h"
 #include "router.h"
 
 /* What the endpoints take from the config; read-only once the loops run. */
 typedef struct handlers_settings {
     unsigned max_sleep_ms;          /* /v1/sleep and /v1/aggregate delays: 0..this */
     unsigned max_aggregate_sources; /* /v1/aggregate: at most this many sources */
+    pool *pool;                     /* CPU-heavy work (password hashing, primes) runs here */
+    unsigned password_opslimit;     /* Argon2id passes */
+    size_t password_memlimit_bytes; /* Argon2id memory per hash */
+    unsigned password_max_bytes;    /* longest password accepted */
+    unsigned primes_max_n;          /* /v1/primes: largest n */
 } handlers_settings;
 
 /* Registers every route and keeps `settings` (which must outlive the loops) for the endpoints.
@@ -35,5 +41,12 @@ bool sleep_query_ms(http_request *req, const char *name, unsigned min, unsigned 
 void aggregate_post(http_request *req);
 /* example_pair.c */
 void example_pair_get(http_request *req);
+/* password.c */
+/* Initialises libsodium; handlers_register fails when it returns -1. */
+int password_init(void);
+void password_hash_post(http_request *req);
+void password_verify_post(http_request *req);
+/* primes.c */
+void primes_get(http_request *req);
 
 #endif

@@ -79,6 +79,8 @@ struct async_scope {
     bool dead;    /* freed from inside the runner: the runner frees the struct when it unwinds */
     bool owns_arena;
     async_timeouts *timeouts; /* common timeouts of the scope's loop, or NULL: heap timers */
+    async_post_fn post;       /* how other threads reach the scope's loop (async_scope_set_poster) */
+    void *post_target;
     unsigned slow_ms;      /* async_scope_watch: report continuations this slow (0: off) */
     async_slow_fn slow_fn;
     void *slow_arg;
@@ -513,6 +515,18 @@ const struct timeval *async_timeouts_get(async_timeouts *t, unsigned ms)
 }
 
 void async_scope_use_timeouts(async_scope *scope, async_timeouts *t) { scope->timeouts = t; }
+
+void async_scope_set_poster(async_scope *scope, async_post_fn post, void *target)
+{
+    scope->post = post;
+    scope->post_target = target;
+}
+
+void async_scope_poster(const async_scope *scope, async_post_fn *post, void **target)
+{
+    *post = scope->post;
+    *target = scope->post_target;
+}
 
 /* For the timer's callback: true when the deadline really passed, else it is re-armed. */
 static bool async_timer_due(async_timer *t)

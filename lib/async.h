@@ -82,6 +82,16 @@ void async_scope_free(async_scope *scope);
 /* Memory that lives exactly as long as the scope (for per-request state of a handler). Zeroed. */
 void *async_scope_alloc(async_scope *scope, size_t size);
 struct event_base *async_scope_base(const async_scope *scope);
+
+/* How other threads reach the scope's loop: post(target, fn, arg) must run fn(arg) on that loop's
+ * thread soon, callable from any thread, in order (http_loop_post is one). Request scopes get their
+ * loop's; a standalone scope gets one from its owner. Work that completes on another thread (the
+ * worker pool) captures it at submit time, on the loop thread, because the scope itself may be gone by
+ * the time the work finishes. */
+typedef void (*async_post_fn)(void *target, void (*fn)(void *arg), void *arg);
+void async_scope_set_poster(async_scope *scope, async_post_fn post, void *target);
+/* The poster set on the scope, or NULL/NULL. */
+void async_scope_poster(const async_scope *scope, async_post_fn *post, void **target);
 /* Milliseconds on the loop's monotonic clock (what started_ms/finished_ms use). */
 uint64_t async_now_ms(void);
 

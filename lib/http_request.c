@@ -150,6 +150,9 @@ void http_respond_problem(http_request *req, int status, json_t *extra, const ch
     json_decref(problem);
 }
 
+/* async_post_fn for request scopes: results from other threads come back through the loop's queue. */
+static void http_request_post_to_loop(void *loop, void (*fn)(void *arg), void *arg) { http_loop_post(loop, fn, arg); }
+
 async_scope *http_request_async(http_request *req)
 {
     if (req->_scope)
@@ -167,6 +170,7 @@ async_scope *http_request_async(http_request *req)
     req->_scope = async_scope_new_in_arena(loop->base, &req->arena);
     async_scope_watch(req->_scope, loop->settings->slow_callback_ms, http_loop_report_slow, loop, req->route_name);
     async_scope_use_timeouts(req->_scope, &loop->timeouts);
+    async_scope_set_poster(req->_scope, http_request_post_to_loop, loop);
     HTTP_STAT_ADD(loop, async_inflight, 1);
     return req->_scope;
 }

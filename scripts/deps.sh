@@ -3,7 +3,8 @@
 # Usage: scripts/deps.sh [--bench]   (--bench adds wrk and nginx for bench/)
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libcriterion-dev node-llhttp python3 curl)
+packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libcriterion-dev node-llhttp
+          python3 curl)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light)
 fi

@@ -16,7 +16,7 @@
 /* Longer than any real dotted key, so a truncated path can never match a row by accident. */
 #define CONFIG_PATH_MAX 128
 
-typedef enum config_type { CONFIG_UNSIGNED, CONFIG_SIZE, CONFIG_STRING } config_type;
+typedef enum config_type { CONFIG_UNSIGNED, CONFIG_SIZE, CONFIG_BOOL, CONFIG_STRING } config_type;
 
 typedef int (*config_string_fn)(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 
@@ -40,10 +40,11 @@ static int config_parse_log_level(apiary_config *cfg, const char *value, char er
 /* _Generic has no default branch, so a row pointing at a field of any other type fails to compile
  * instead of writing the wrong width at run time. */
 #define CONFIG_FIELD_TYPE(field) \
-    _Generic(((apiary_config *)0)->field, size_t: CONFIG_SIZE, unsigned: CONFIG_UNSIGNED)
+    _Generic(((apiary_config *)0)->field, size_t: CONFIG_SIZE, unsigned: CONFIG_UNSIGNED, bool: CONFIG_BOOL)
 #define CONFIG_INT(path, field, min, max) \
     {path, CONFIG_FIELD_TYPE(field), min, max, offsetof(apiary_config, field), NULL, NULL}
 #define CONFIG_STR(path, fn, expected) {path, CONFIG_STRING, 0, 0, 0, fn, expected}
+#define CONFIG_BOOLEAN(path, field) {path, CONFIG_FIELD_TYPE(field), 0, 1, offsetof(apiary_config, field), NULL, NULL}
 
 static const config_key config_keys[] = {
     CONFIG_STR("listen", config_parse_listen, "a string \"HOST:PORT\" or \"[IPv6]:PORT\""),
@@ -67,6 +68,13 @@ static const config_key config_keys[] = {
     CONFIG_INT("timeouts.write_ms", http.write_timeout_ms, 1, 3600000),
     CONFIG_INT("timeouts.linger_ms", http.linger_timeout_ms, 0, 60000),
     CONFIG_INT("timeouts.request_ms", http.request_timeout_ms, 1, 3600000),
+    CONFIG_INT("pool.threads", pool_threads, 0, CONFIG_THREADS_MAX),
+    CONFIG_INT("pool.queue_size", pool_queue_size, 1, 1000000),
+    CONFIG_BOOLEAN("pool.run_inline", pool_run_inline),
+    CONFIG_INT("password.opslimit", password_opslimit, 1, 16),
+    CONFIG_INT("password.memlimit_kib", password_memlimit_kib, 8, 1048576),
+    CONFIG_INT("password.max_bytes", password_max_bytes, 1, 4096),
+    CONFIG_INT("primes.max_n", primes_max_n, 2, 1000000000),
 };
 
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -101,6 +109,14 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->log_level = LOG_INFO;
     cfg->max_sleep_ms = 60000;
     cfg->max_aggregate_sources = 64;
+    cfg->pool_threads = 0;
+    cfg->pool_queue_size = 64;
+    cfg->pool_run_inline = false;
+    /* libsodium's "interactive" Argon2id parameters: about 60 ms and 64 MiB per hash on this machine. */
+    cfg->password_opslimit = 2;
+    cfg->password_memlimit_kib = 65536;
+    cfg->password_max_bytes = 1024;
+    cfg->primes_max_n = 50000000;
     http_settings_defaults(&cfg->http);
 }
 
@@ -117,6 +133,8 @@ static void config_resolve(apiary_config *cfg)
 {
     if (cfg->threads == 0)
         cfg->threads = config_cpu_count();
+    if (cfg->pool_threads == 0)
+        cfg->pool_threads = config_cpu_count();
     /* Whole-server figure for now; the server divides it once it has started its loops. */
     cfg->http.max_connections = cfg->max_connections;
 }
@@ -161,6 +179,14 @@ static int config_set_integer(config_loader *l, const config_key *k, json_t *v)
     return 0;
 }
 
+static int config_set_bool(config_loader *l, const config_key *k, json_t *v)
+{
+    if (!json_is_boolean(v))
+        return config_fail(l->err, "%s: %s: must be true or false", l->origin, k->path);
+    *(bool *)(void *)((char *)&l->cfg + k->offset) = json_is_true(v);
+    return 0;
+}
+
 static int config_set_string(config_loader *l, const config_key *k, json_t *v)
 {
     if (!json_is_string(v))
@@ -182,7 +208,9 @@ static int config_walk(config_loader *l, json_t *obj, const char *prefix)
         int plain = n > 0 && (size_t)n < sizeof(path) && strchr(key, '.') == NULL;
         const config_key *k = plain ? config_find(path) : NULL;
         if (k) {
-            int rc = k->type == CONFIG_STRING ? config_set_string(l, k, v) : config_set_integer(l, k, v);
+            int rc = k->type == CONFIG_STRING ? config_set_string(l, k, v)
+                     : k->type == CONFIG_BOOL ? config_set_bool(l, k, v)
+                                              : config_set_integer(l, k, v);
             if (rc != 0)
                 return -1;
         } else if (plain && config_is_section(path)) {

@@ -21,6 +21,13 @@ typedef struct apiary_config {
     log_level log_level;
     unsigned max_sleep_ms;          /* simulated I/O endpoints: longest accepted delay */
     unsigned max_aggregate_sources; /* /v1/aggregate: most sources in one request */
+    unsigned pool_threads;          /* worker threads for CPU-heavy handlers; 0 in the file = CPU count */
+    unsigned pool_queue_size;       /* jobs waiting for a worker; a full queue answers 503 */
+    bool pool_run_inline;           /* benchmarks only: run pool jobs on the loop thread instead */
+    unsigned password_opslimit;     /* Argon2id passes (crypto_pwhash opslimit) */
+    unsigned password_memlimit_kib; /* Argon2id memory per hash, KiB */
+    unsigned password_max_bytes;    /* longest password accepted */
+    unsigned primes_max_n;          /* /v1/primes: largest n */
     http_settings http;        /* limits and timeouts, see http_settings.h */
 } apiary_config;
 

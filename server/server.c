@@ -16,6 +16,7 @@
 #include "http_listener.h"
 #include "http_loop.h"
 #include "log.h"
+#include "pool.h"
 #include "xalloc.h"
 
 typedef struct server_thread {
@@ -131,13 +132,25 @@ int server_run(const apiary_config *cfg)
     http_settings settings = cfg->http;
     /* max_connections is for the whole server; every loop gets its share, and at least one. */
     settings.max_connections = cfg->max_connections / n ? cfg->max_connections / n : 1;
+    pool *workers = cfg->pool_run_inline ? pool_new_inline() : pool_new(cfg->pool_threads, cfg->pool_queue_size);
+    if (!workers)
+        return 1;
+    if (cfg->pool_run_inline)
+        log_warn("pool.run_inline is on: CPU-heavy handlers run on the event loops (benchmarks only)");
     handlers_settings handler_settings = {
         .max_sleep_ms = cfg->max_sleep_ms,
         .max_aggregate_sources = cfg->max_aggregate_sources,
+        .pool = workers,
+        .password_opslimit = cfg->password_opslimit,
+        .password_memlimit_bytes = (size_t)cfg->password_memlimit_kib * 1024,
+        .password_max_bytes = cfg->password_max_bytes,
+        .primes_max_n = cfg->primes_max_n,
     };
     router *r = router_new();
     if (handlers_register(r, &handler_settings) != 0) {
         router_free(r);
+        pool_shutdown(workers);
+        pool_free(workers);
         return 1;
     }
     int *fds = xcalloc(n, sizeof(int));
@@ -145,6 +158,8 @@ int server_run(const apiary_config *cfg)
     if (server_open_listeners(cfg, fds, n, &port) != 0) {
         free(fds);
         router_free(r);
+        pool_shutdown(workers);
+        pool_free(workers);
         return 1;
     }
     server_thread *threads = xcalloc(n, sizeof(*threads));
@@ -170,10 +185,14 @@ int server_run(const apiary_config *cfg)
     int sig = server_wait_for_signal();
     log_info("%s received: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg->drain_timeout_ms);
     server_shutdown(cfg, threads, n);
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; i < n; i++)
         pthread_join(threads[i].thread, NULL);
+    /* Workers may still be finishing jobs whose requests were cancelled: join them while the loops
+     * they post results to still exist; freeing a loop then discards what was posted late. */
+    pool_shutdown(workers);
+    for (unsigned i = 0; i < n; i++)
         http_loop_free(threads[i].loop);
-    }
+    pool_free(workers);
     free(threads);
     free(fds);
     router_free(r);
