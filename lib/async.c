@@ -79,6 +79,7 @@ struct async_scope {
     bool dead;    /* freed from inside the runner: the runner frees the struct when it unwinds */
     bool owns_arena;
     async_timeouts *timeouts; /* common timeouts of the scope's loop, or NULL: heap timers */
+    async_defer *defers;      /* cleanups to run when the scope ends, newest first */
     async_post_fn post;       /* how other threads reach the scope's loop (async_scope_set_poster) */
     void *post_target;
     unsigned slow_ms;      /* async_scope_watch: report continuations this slow (0: off) */
@@ -242,6 +243,8 @@ static async_op *async_scope_next_victim(const async_scope *s)
     return s->unclaimed.head ? s->unclaimed.head : s->ready.head;
 }
 
+static void async_scope_run_defers(async_scope *scope);
+
 void async_scope_free(async_scope *scope)
 {
     if (!scope || scope->closing)
@@ -252,11 +255,58 @@ void async_scope_free(async_scope *scope)
     async_op *op;
     while ((op = async_scope_next_victim(scope)) != NULL)
         async_op_cancel(op);
+    async_scope_run_defers(scope);
     event_del(&scope->run_ev);
     if (scope->running)
         scope->dead = true;
     else
         async_scope_destroy(scope);
+}
+
+struct async_defer {
+    async_defer *prev, *next;
+    void (*fn)(void *arg);
+    void *arg;
+    async_scope *scope;
+};
+
+async_defer *async_scope_defer(async_scope *scope, void (*fn)(void *arg), void *arg)
+{
+    async_defer *d = async_scope_alloc(scope, sizeof(*d));
+    d->fn = fn;
+    d->arg = arg;
+    d->scope = scope;
+    d->next = scope->defers;
+    if (scope->defers)
+        scope->defers->prev = d;
+    scope->defers = d;
+    return d;
+}
+
+void async_defer_cancel(async_defer *d)
+{
+    if (!d || !d->fn)
+        return;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        d->scope->defers = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    d->fn = NULL;
+    d->prev = d->next = NULL;
+}
+
+/* Runs the cleanups newest first, each exactly once; a cleanup that releases a shared permit may grant
+ * it to another scope's waiter, which only queues that scope's continuation. */
+static void async_scope_run_defers(async_scope *scope)
+{
+    async_defer *d;
+    while ((d = scope->defers) != NULL) {
+        void (*fn)(void *) = d->fn;
+        async_defer_cancel(d);
+        fn(d->arg);
+    }
 }
 
 void *async_scope_alloc(async_scope *scope, size_t size)

@@ -92,6 +92,17 @@ typedef void (*async_post_fn)(void *target, void (*fn)(void *arg), void *arg);
 void async_scope_set_poster(async_scope *scope, async_post_fn post, void *target);
 /* The poster set on the scope, or NULL/NULL. */
 void async_scope_poster(const async_scope *scope, async_post_fn *post, void **target);
+/* Cleanup when the scope ends (Go's defer, Python's `finally`): fn(arg) runs when the scope is freed,
+ * however it ends (answered, client gone, deadline passed, server stopping), after its operations
+ * were cancelled, newest first. This is how a request gives back what it holds outside its own memory,
+ * e.g. a permit of a semaphore shared with other requests: register the release right after the
+ * acquire completes, and cancel the cleanup when releasing normally. The callback must not start
+ * operations in this scope. The handle lives in the scope's memory. */
+typedef struct async_defer async_defer;
+async_defer *async_scope_defer(async_scope *scope, void (*fn)(void *arg), void *arg);
+/* The resource was released normally: the cleanup will not run. No-op when it already ran. */
+void async_defer_cancel(async_defer *d);
+
 /* Milliseconds on the loop's monotonic clock (what started_ms/finished_ms use). */
 uint64_t async_now_ms(void);
 

@@ -1170,3 +1170,58 @@ Test(async, scopes_leak_nothing)
     cr_skip_test("built without AddressSanitizer: nothing to check leaks with");
 #endif
 }
+
+/* ---- scope cleanups (async_scope_defer) ------------------------------------------------------- */
+
+static void async_test_defer_record(void *arg) { trace[ntrace++] = (int)(intptr_t)arg; }
+
+Test(async, defers_run_at_scope_end_newest_first_and_cancelled_ones_never)
+{
+    async_scope_defer(scope, async_test_defer_record, async_test_tag(1));
+    async_defer *skipped = async_scope_defer(scope, async_test_defer_record, async_test_tag(2));
+    async_scope_defer(scope, async_test_defer_record, async_test_tag(3));
+    async_defer_cancel(skipped);
+    async_defer_cancel(skipped); /* idempotent */
+    cr_assert_eq(ntrace, 0, "nothing runs before the scope ends");
+    async_scope_free(scope);
+    scope = NULL;
+    cr_assert_eq(ntrace, 2);
+    cr_assert_eq(trace[0], 3);
+    cr_assert_eq(trace[1], 1);
+}
+
+/* The case that needs it: a permit of a semaphore shared by two requests. The first request holds it
+ * and ends without releasing (client gone, deadline); its cleanup gives the permit to the second. */
+static async_sem shared_sem;
+
+static void async_test_release_shared(void *arg)
+{
+    (void)arg;
+    async_sem_release(&shared_sem);
+}
+
+static void async_test_hold_permit(async_op *op, void *arg)
+{
+    cr_assert_eq(op->status, ASYNC_OK);
+    async_scope_defer(arg, async_test_release_shared, NULL);
+}
+
+Test(async, cleanup_returns_a_shared_permit_when_its_holder_is_cancelled)
+{
+    async_sem_init(&shared_sem, 1);
+    async_scope *holder = async_scope_new(base);
+    async_op_then(async_sem_acquire(holder, &shared_sem), async_test_hold_permit, holder);
+    async_op *waiting = async_sem_acquire(scope, &shared_sem);
+    async_op_then(waiting, async_test_record, async_test_tag(7));
+    after_call = true;
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    cr_assert_eq(shared_sem.permits, 0);
+    cr_assert_eq(waiting->status, ASYNC_PENDING, "the second request waits for the permit");
+    async_scope_free(holder); /* the holder's request ends without releasing */
+    async_test_run();
+    cr_assert_eq(waiting->status, ASYNC_OK, "the cleanup handed the permit on");
+    cr_assert_eq(ntrace, 1);
+    cr_assert_eq(trace[0], 7);
+    async_sem_release(&shared_sem);
+    cr_assert_eq(shared_sem.permits, 1);
+}
