@@ -17,6 +17,9 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/sleep", sleep_get},
     {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post},
     {HTTP_METHOD_GET, "/v1/example/pair", example_pair_get},
+    {HTTP_METHOD_POST, "/v1/password/hash", password_hash_post},
+    {HTTP_METHOD_POST, "/v1/password/verify", password_verify_post},
+    {HTTP_METHOD_GET, "/v1/primes", primes_get},
 };
 
 static const handlers_settings *handlers_current_settings;
@@ -26,6 +29,8 @@ const handlers_settings *handlers_get_settings(void) { return handlers_current_s
 int handlers_register(router *r, const handlers_settings *settings)
 {
     handlers_current_settings = settings;
+    if (password_init() != 0)
+        return -1;
     for (size_t i = 0; i < sizeof(handlers_routes) / sizeof(handlers_routes[0]); i++) {
         const handlers_route *route = &handlers_routes[i];
         if (router_add(r, route->method, route->pattern, route->handler) != 0) {
