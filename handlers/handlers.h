@@ -3,8 +3,10 @@
 #ifndef APIARY_HANDLERS_H
 #define APIARY_HANDLERS_H
 
+#include "http_client.h"
 #include "http_request.h"
 #include "pool.h"
+#include "redis.h"
 #include "router.h"
 
 /* What the endpoints take from the config; read-only once the loops run. */
@@ -16,6 +18,14 @@ typedef struct handlers_settings {
     size_t password_memlimit_bytes; /* Argon2id memory per hash */
     unsigned password_max_bytes;    /* longest password accepted */
     unsigned primes_max_n;          /* /v1/primes: largest n */
+    const http_client_upstream *upstreams; /* the named upstreams /v1/fanout may call */
+    unsigned upstream_count;
+    unsigned fanout_max_requests;   /* /v1/fanout: most calls in one request */
+    bool kv_use_redis;              /* /v1/kv backend: false = the embedded memory store */
+    unsigned kv_max_key_bytes;
+    unsigned kv_max_value_bytes;
+    unsigned kv_max_entries;        /* memory backend, whole server */
+    const redis_settings *redis;
 } handlers_settings;
 
 /* Registers every route and keeps `settings` (which must outlive the loops) for the endpoints.

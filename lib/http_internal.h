@@ -125,6 +125,8 @@ struct http_loop {
     const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_write, *tv_linger, *tv_request;
     async_timeouts timeouts; /* the same for the async toolkit's timers (sleep, wait_for) */
     http_loop_stats stats;
+    void *locals[HTTP_LOOP_SLOT_COUNT];                 /* http_loop_local */
+    void (*local_destroy[HTTP_LOOP_SLOT_COUNT])(void *); /* run at http_loop_free */
 };
 
 /* http_parser.c: the llhttp callbacks. */

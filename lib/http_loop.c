@@ -325,12 +325,27 @@ http_loop *http_loop_new(const http_loop_options *opts)
 
 void http_loop_run(http_loop *loop) { event_base_dispatch(loop->base); }
 
+void *http_loop_local(const http_loop *loop, http_loop_slot slot) { return loop->locals[slot]; }
+
+void http_loop_set_local(http_loop *loop, http_loop_slot slot, void *value, void (*destroy)(void *value))
+{
+    loop->locals[slot] = value;
+    loop->local_destroy[slot] = destroy;
+}
+
 void http_loop_free(http_loop *loop)
 {
     while (loop->conns)
         http_conn_force_close(loop->conns);
     http_loop_close_listener(loop);
     http_loop_on_post(-1, 0, loop); /* run (and free) anything posted after the loop ended */
+    /* Module state goes after the requests that used it, newest slot first. */
+    for (int i = HTTP_LOOP_SLOT_COUNT - 1; i >= 0; i--)
+        if (loop->local_destroy[i] && loop->locals[i])
+            loop->local_destroy[i](loop->locals[i]);
+    /* A destructor may close connections whose final callbacks were posted or made active: run them. */
+    event_base_loop(loop->base, EVLOOP_NONBLOCK);
+    http_loop_on_post(-1, 0, loop);
     event_free(loop->post_ev);
     event_free(loop->listen_ev);
     event_free(loop->accept_retry_ev);

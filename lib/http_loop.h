@@ -68,6 +68,21 @@ unsigned http_loop_id(const http_loop *loop);
 /* Copies the loop's counters (any thread; values are each consistent, not a joint snapshot). */
 void http_loop_stats_read(const http_loop *loop, http_loop_stats *out);
 
+/* Loop-local storage: one pointer per module and loop (the HTTP client's connection pools, the Redis
+ * connections), created lazily on the loop's own thread, so a module needs no hook in the server.
+ * The destructor runs on the loop's thread when the loop is freed, after every connection (and so
+ * every request and its scope) is gone. */
+typedef enum http_loop_slot {
+    HTTP_LOOP_SLOT_HTTP_CLIENT,
+    HTTP_LOOP_SLOT_REDIS,
+    HTTP_LOOP_SLOT_KV,
+    HTTP_LOOP_SLOT_COUNT,
+} http_loop_slot;
+
+void *http_loop_local(const http_loop *loop, http_loop_slot slot);
+/* Sets the slot (loop thread); `destroy` (may be NULL) is called with the value at http_loop_free. */
+void http_loop_set_local(http_loop *loop, http_loop_slot slot, void *value, void (*destroy)(void *value));
+
 /* Once per process, before any loop: makes libevent thread-aware (for http_loop_post). */
 int http_loop_global_init(void);
 

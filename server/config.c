@@ -16,7 +16,7 @@
 /* Longer than any real dotted key, so a truncated path can never match a row by accident. */
 #define CONFIG_PATH_MAX 128
 
-typedef enum config_type { CONFIG_UNSIGNED, CONFIG_SIZE, CONFIG_BOOL, CONFIG_STRING } config_type;
+typedef enum config_type { CONFIG_UNSIGNED, CONFIG_SIZE, CONFIG_BOOL, CONFIG_STRING, CONFIG_JSON } config_type;
 
 typedef int (*config_string_fn)(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 
@@ -27,6 +27,8 @@ typedef struct config_key {
     size_t offset;          /* integers only: where the value lands in apiary_config */
     config_string_fn parse; /* strings only: validates and stores */
     const char *expected;   /* strings only: what a wrong-type message asks for */
+    /* CONFIG_JSON only: parses a whole structured value (a map of named entries) */
+    int (*parse_json)(apiary_config *cfg, const void *json, char err[CONFIG_ERROR_MAX]);
 } config_key;
 
 typedef struct config_loader {
@@ -42,9 +44,11 @@ static int config_parse_log_level(apiary_config *cfg, const char *value, char er
 #define CONFIG_FIELD_TYPE(field) \
     _Generic(((apiary_config *)0)->field, size_t: CONFIG_SIZE, unsigned: CONFIG_UNSIGNED, bool: CONFIG_BOOL)
 #define CONFIG_INT(path, field, min, max) \
-    {path, CONFIG_FIELD_TYPE(field), min, max, offsetof(apiary_config, field), NULL, NULL}
-#define CONFIG_STR(path, fn, expected) {path, CONFIG_STRING, 0, 0, 0, fn, expected}
-#define CONFIG_BOOLEAN(path, field) {path, CONFIG_FIELD_TYPE(field), 0, 1, offsetof(apiary_config, field), NULL, NULL}
+    {path, CONFIG_FIELD_TYPE(field), min, max, offsetof(apiary_config, field), NULL, NULL, NULL}
+#define CONFIG_STR(path, fn, expected) {path, CONFIG_STRING, 0, 0, 0, fn, expected, NULL}
+#define CONFIG_BOOLEAN(path, field) \
+    {path, CONFIG_FIELD_TYPE(field), 0, 1, offsetof(apiary_config, field), NULL, NULL, NULL}
+#define CONFIG_OBJECT(path, fn) {path, CONFIG_JSON, 0, 0, 0, NULL, "an object", fn}
 
 static const config_key config_keys[] = {
     CONFIG_STR("listen", config_parse_listen, "a string \"HOST:PORT\" or \"[IPv6]:PORT\""),
@@ -75,6 +79,16 @@ static const config_key config_keys[] = {
     CONFIG_INT("password.memlimit_kib", password_memlimit_kib, 8, 1048576),
     CONFIG_INT("password.max_bytes", password_max_bytes, 1, 4096),
     CONFIG_INT("primes.max_n", primes_max_n, 2, 1000000000),
+    CONFIG_OBJECT("upstreams", config_parse_upstreams),
+    CONFIG_INT("fanout.max_requests", fanout_max_requests, 1, 256),
+    CONFIG_STR("kv.backend", config_parse_kv_backend, "\"memory\" or \"redis\""),
+    CONFIG_INT("kv.max_key_bytes", kv_max_key_bytes, 1, 512),
+    CONFIG_INT("kv.max_value_bytes", kv_max_value_bytes, 2, 16777216),
+    CONFIG_INT("kv.max_entries", kv_max_entries, 1, 100000000),
+    CONFIG_STR("redis.url", config_parse_redis_url, "a string \"redis://HOST:PORT/DB\""),
+    CONFIG_INT("redis.connections_per_loop", redis.connections_per_loop, 1, 64),
+    CONFIG_INT("redis.connect_timeout_ms", redis.connect_timeout_ms, 1, 60000),
+    CONFIG_INT("redis.command_timeout_ms", redis.command_timeout_ms, 1, 600000),
 };
 
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -117,6 +131,17 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->password_memlimit_kib = 65536;
     cfg->password_max_bytes = 1024;
     cfg->primes_max_n = 50000000;
+    cfg->fanout_max_requests = 16;
+    cfg->kv_backend = CONFIG_KV_MEMORY;
+    cfg->kv_max_key_bytes = 128;
+    cfg->kv_max_value_bytes = 65536;
+    cfg->kv_max_entries = 100000;
+    strcpy(cfg->redis.host, "127.0.0.1");
+    cfg->redis.port = 6379;
+    cfg->redis.db = 0;
+    cfg->redis.connections_per_loop = 1;
+    cfg->redis.connect_timeout_ms = 200;
+    cfg->redis.command_timeout_ms = 500;
     http_settings_defaults(&cfg->http);
 }
 
@@ -187,6 +212,16 @@ static int config_set_bool(config_loader *l, const config_key *k, json_t *v)
     return 0;
 }
 
+static int config_set_json(config_loader *l, const config_key *k, json_t *v)
+{
+    if (!json_is_object(v))
+        return config_fail(l->err, "%s: %s: must be %s", l->origin, k->path, k->expected);
+    char why[CONFIG_ERROR_MAX];
+    if (k->parse_json(&l->cfg, v, why) != 0)
+        return config_fail(l->err, "%s: %s.%s", l->origin, k->path, why);
+    return 0;
+}
+
 static int config_set_string(config_loader *l, const config_key *k, json_t *v)
 {
     if (!json_is_string(v))
@@ -210,6 +245,7 @@ static int config_walk(config_loader *l, json_t *obj, const char *prefix)
         if (k) {
             int rc = k->type == CONFIG_STRING ? config_set_string(l, k, v)
                      : k->type == CONFIG_BOOL ? config_set_bool(l, k, v)
+                     : k->type == CONFIG_JSON ? config_set_json(l, k, v)
                                               : config_set_integer(l, k, v);
             if (rc != 0)
                 return -1;

@@ -6,11 +6,17 @@
 
 #include <stdbool.h>
 
+#include "http_client.h"
 #include "http_settings.h"
+#include "redis.h"
 #include "log.h"
 
 #define CONFIG_ERROR_MAX 512
 
+#define CONFIG_MAX_UPSTREAMS 16
+#define CONFIG_UPSTREAM_NAME_MAX HTTP_CLIENT_UPSTREAM_NAME_MAX
+
+typedef enum config_kv_backend { CONFIG_KV_MEMORY, CONFIG_KV_REDIS } config_kv_backend;
 typedef struct apiary_config {
     char listen_host[256];     /* "127.0.0.1", "::1", "0.0.0.0" (brackets stripped) */
     unsigned listen_port;      /* 0 = pick an ephemeral port (tests) */
@@ -28,6 +34,14 @@ typedef struct apiary_config {
     unsigned password_memlimit_kib; /* Argon2id memory per hash, KiB */
     unsigned password_max_bytes;    /* longest password accepted */
     unsigned primes_max_n;          /* /v1/primes: largest n */
+    http_client_upstream upstreams[CONFIG_MAX_UPSTREAMS];
+    unsigned upstream_count;
+    unsigned fanout_max_requests;   /* /v1/fanout: most calls in one request */
+    config_kv_backend kv_backend;
+    unsigned kv_max_key_bytes;
+    unsigned kv_max_value_bytes;
+    unsigned kv_max_entries;        /* memory backend: entries across the whole server */
+    redis_settings redis;
     http_settings http;        /* limits and timeouts, see http_settings.h */
 } apiary_config;
 
@@ -42,6 +56,12 @@ int config_load_file(apiary_config *cfg, const char *path, char err[CONFIG_ERROR
 /* Same as config_load_file, from a JSON text (for tests); `origin` names it in messages. */
 int config_load_string(apiary_config *cfg, const char *json_text, const char *origin,
                        char err[CONFIG_ERROR_MAX]);
+
+/* Structured sections (server/config_sections.c); each validates and stores, or returns -1 with a
+ * message naming the offending key below the section ("users.timeout_ms: must be ..."). */
+int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err[CONFIG_ERROR_MAX]);
+int config_parse_kv_backend(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
+int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 
 /* Parses "HOST:PORT", "[v6]:PORT" into the listen fields. Returns 0, or -1 with a message. */
 int config_parse_listen(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);

@@ -145,6 +145,14 @@ int server_run(const apiary_config *cfg)
         .password_memlimit_bytes = (size_t)cfg->password_memlimit_kib * 1024,
         .password_max_bytes = cfg->password_max_bytes,
         .primes_max_n = cfg->primes_max_n,
+        .upstreams = cfg->upstreams,
+        .upstream_count = cfg->upstream_count,
+        .fanout_max_requests = cfg->fanout_max_requests,
+        .kv_use_redis = cfg->kv_backend == CONFIG_KV_REDIS,
+        .kv_max_key_bytes = cfg->kv_max_key_bytes,
+        .kv_max_value_bytes = cfg->kv_max_value_bytes,
+        .kv_max_entries = cfg->kv_max_entries,
+        .redis = &cfg->redis,
     };
     router *r = router_new();
     if (handlers_register(r, &handler_settings) != 0) {

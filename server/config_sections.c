@@ -1,0 +1,192 @@
+/* config_sections: the structured parts of the config file that a flat table row cannot describe:
+ * the map of named upstreams, and the strings with their own grammar (kv.backend, redis.url). Called
+ * by config.c on its scratch copy, so a failure here leaves the caller's config untouched. */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+static int config_sections_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int config_sections_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, CONFIG_ERROR_MAX, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+typedef struct config_upstream_key {
+    const char *name;
+    size_t offset;
+    unsigned min, max, fallback;
+} config_upstream_key;
+
+#define UPSTREAM_KEY(name, min, max, fallback) {#name, offsetof(http_client_upstream, name), min, max, fallback}
+
+static const config_upstream_key config_upstream_keys[] = {
+    UPSTREAM_KEY(max_connections, 1, 10000, 64),
+    UPSTREAM_KEY(max_idle, 0, 10000, 16),
+    UPSTREAM_KEY(idle_timeout_ms, 1, 3600000, 30000),
+    UPSTREAM_KEY(connect_timeout_ms, 1, 60000, 200),
+    UPSTREAM_KEY(timeout_ms, 1, 600000, 1000),
+    UPSTREAM_KEY(retries, 0, 5, 0),
+    UPSTREAM_KEY(max_response_bytes, 1, 67108864, 1048576),
+};
+
+static bool config_upstream_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > CONFIG_UPSTREAM_NAME_MAX)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+              *p == '-'))
+            return false;
+    return true;
+}
+
+/* "http://HOST:PORT" with nothing after it: apiary adds the path, so a URL cannot smuggle one in. */
+static int config_parse_upstream_url(http_client_upstream *u, const char *url, char err[CONFIG_ERROR_MAX])
+{
+    const char *prefix = "http://";
+    if (strncmp(url, prefix, strlen(prefix)) != 0)
+        return config_sections_fail(err, "url: must start with http:// (https is not supported)");
+    const char *host = url + strlen(prefix);
+    const char *colon = strrchr(host, ':');
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        if (!close || close[1] != ':')
+            return config_sections_fail(err, "url: an IPv6 host needs brackets and a port: http://[::1]:9001");
+        colon = close + 1;
+    }
+    if (!colon || colon == host)
+        return config_sections_fail(err, "url: must be http://HOST:PORT");
+    const char *hstart = host[0] == '[' ? host + 1 : host;
+    size_t hlen = (size_t)((host[0] == '[' ? colon - 1 : colon) - hstart);
+    if (hlen == 0 || hlen >= sizeof(u->host))
+        return config_sections_fail(err, "url: the host must be 1..255 characters");
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
+        return config_sections_fail(err, "url: needs a port 1..65535 and nothing after it (no path)");
+    memcpy(u->host, hstart, hlen);
+    u->host[hlen] = '\0';
+    if (strpbrk(u->host, "/?#@ "))
+        return config_sections_fail(err, "url: the host has characters a host cannot have");
+    u->port = (unsigned)port;
+    return 0;
+}
+
+static int config_parse_upstream(http_client_upstream *u, const char *name, json_t *obj, char err[CONFIG_ERROR_MAX])
+{
+    char why[CONFIG_ERROR_MAX];
+    if (!json_is_object(obj))
+        return config_sections_fail(err, "%s: must be an object", name);
+    memset(u, 0, sizeof(*u));
+    snprintf(u->name, sizeof(u->name), "%s", name);
+    for (size_t i = 0; i < sizeof(config_upstream_keys) / sizeof(config_upstream_keys[0]); i++) {
+        const config_upstream_key *k = &config_upstream_keys[i];
+        *(unsigned *)(void *)((char *)u + k->offset) = k->fallback;
+    }
+    bool have_url = false;
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        if (strcmp(key, "url") == 0) {
+            if (!json_is_string(v))
+                return config_sections_fail(err, "%s.url: must be a string \"http://HOST:PORT\"", name);
+            if (config_parse_upstream_url(u, json_string_value(v), why) != 0)
+                return config_sections_fail(err, "%s.%s", name, why);
+            have_url = true;
+            continue;
+        }
+        const config_upstream_key *k = NULL;
+        for (size_t i = 0; i < sizeof(config_upstream_keys) / sizeof(config_upstream_keys[0]); i++)
+            if (strcmp(key, config_upstream_keys[i].name) == 0)
+                k = &config_upstream_keys[i];
+        if (!k)
+            return config_sections_fail(err, "%s: unknown key '%s'", name, key);
+        if (!json_is_integer(v) || json_integer_value(v) < k->min || json_integer_value(v) > k->max)
+            return config_sections_fail(err, "%s.%s: must be an integer between %u and %u", name, key, k->min,
+                                        k->max);
+        *(unsigned *)(void *)((char *)u + k->offset) = (unsigned)json_integer_value(v);
+    }
+    if (!have_url)
+        return config_sections_fail(err, "%s.url: missing", name);
+    if (u->max_idle > u->max_connections)
+        return config_sections_fail(err, "%s.max_idle: must not exceed max_connections", name);
+    return 0;
+}
+
+int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err[CONFIG_ERROR_MAX])
+{
+    json_t *obj = (json_t *)json_object;
+    if (json_object_size(obj) > CONFIG_MAX_UPSTREAMS)
+        return config_sections_fail(err, "at most %d upstreams", CONFIG_MAX_UPSTREAMS);
+    unsigned n = 0;
+    const char *name;
+    json_t *v;
+    json_object_foreach(obj, name, v) {
+        if (!config_upstream_name_ok(name))
+            return config_sections_fail(err, "'%s': an upstream name is 1..%d of [A-Za-z0-9_-]", name,
+                                        CONFIG_UPSTREAM_NAME_MAX);
+        if (config_parse_upstream(&cfg->upstreams[n], name, v, err) != 0)
+            return -1;
+        n++;
+    }
+    cfg->upstream_count = n;
+    return 0;
+}
+
+int config_parse_kv_backend(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    if (strcmp(value, "memory") == 0)
+        cfg->kv_backend = CONFIG_KV_MEMORY;
+    else if (strcmp(value, "redis") == 0)
+        cfg->kv_backend = CONFIG_KV_REDIS;
+    else
+        return config_sections_fail(err, "'%s' is not \"memory\" or \"redis\"", value);
+    return 0;
+}
+
+/* redis://HOST[:PORT][/DB]; no password or TLS (the Redis is expected on loopback or a private net). */
+int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    const char *prefix = "redis://";
+    if (strncmp(value, prefix, strlen(prefix)) != 0)
+        return config_sections_fail(err, "'%s' must start with redis://", value);
+    const char *host = value + strlen(prefix);
+    const char *slash = strchr(host, '/');
+    const char *end = slash ? slash : host + strlen(host);
+    const char *colon = memchr(host, ':', (size_t)(end - host));
+    const char *host_end = colon ? colon : end;
+    size_t hlen = (size_t)(host_end - host);
+    if (hlen == 0 || hlen >= sizeof(cfg->redis.host) || memchr(host, '@', hlen))
+        return config_sections_fail(err, "'%s': needs a host (credentials in the URL are not supported)", value);
+    unsigned port = 6379, db = 0;
+    if (colon) {
+        char *e;
+        long p = strtol(colon + 1, &e, 10);
+        if (e != end || p < 1 || p > 65535)
+            return config_sections_fail(err, "'%s': the port must be 1..65535", value);
+        port = (unsigned)p;
+    }
+    if (slash && slash[1]) {
+        char *e;
+        long d = strtol(slash + 1, &e, 10);
+        if (*e != '\0' || d < 0 || d > 15)
+            return config_sections_fail(err, "'%s': the database must be 0..15", value);
+        db = (unsigned)d;
+    }
+    memcpy(cfg->redis.host, host, hlen);
+    cfg->redis.host[hlen] = '\0';
+    cfg->redis.port = port;
+    cfg->redis.db = db;
+    return 0;
+}
