@@ -3,8 +3,9 @@
 # Usage: scripts/deps.sh [--bench]   (--bench adds wrk and nginx for bench/)
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libcriterion-dev node-llhttp
-          python3 curl)
+# redis-server is a test dependency (the Redis backend's tests start their own on loopback).
+packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libhiredis-dev
+          libcriterion-dev node-llhttp python3 curl redis-server)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light)
 fi
