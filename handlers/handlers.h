@@ -37,6 +37,8 @@ const handlers_settings *handlers_get_settings(void);
 /* health.c */
 void health_live(http_request *req);
 void health_ready(http_request *req);
+/* metrics.c */
+void metrics_get(http_request *req);
 /* hello.c */
 void hello_get(http_request *req);
 /* echo.c */

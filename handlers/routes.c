@@ -12,6 +12,7 @@ typedef struct handlers_route {
 static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/healthz", health_live},
     {HTTP_METHOD_GET, "/readyz", health_ready},
+    {HTTP_METHOD_GET, "/metrics", metrics_get},
     {HTTP_METHOD_GET, "/v1/hello", hello_get},
     {HTTP_METHOD_POST, "/v1/echo", echo_post},
     {HTTP_METHOD_GET, "/v1/sleep", sleep_get},

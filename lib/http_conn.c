@@ -123,6 +123,13 @@ static void http_conn_close(http_conn *conn)
 
 /* ---- timers ------------------------------------------------------------------------------------ */
 
+static uint64_t http_conn_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static uint64_t http_conn_now_ms(void)
 {
     struct timespec ts;
@@ -587,6 +594,7 @@ static void http_conn_process(http_conn *conn)
             break;
         if (conn->state == HTTP_CONN_IDLE) {
             conn->msg_start = conn->parse_pos;
+            conn->started_us = http_conn_now_us();
             http_conn_start_deadline(conn, loop->settings->header_timeout_ms);
         }
         const char *start = conn->in.data + conn->parse_pos;
@@ -706,6 +714,23 @@ static void http_conn_on_write(evutil_socket_t fd, short what, void *arg)
     http_conn_leave(conn);
 }
 
+/* Counts the answer for /metrics: by route and status, and its latency. Requests that matched no route
+ * (or were refused before routing) count under the extra "unmatched" slot. */
+static void http_conn_count(http_conn *conn, int status)
+{
+    http_loop *loop = conn->loop;
+    http_req_slot *slot = conn->slot;
+    size_t route = slot && slot->route_status == ROUTER_FOUND ? slot->match.route_id
+                                                               : router_route_count(loop->router);
+    http_route_stats *s = &loop->route_stats[route];
+    uint64_t us = http_conn_now_us() - conn->started_us;
+    unsigned slot_i = http_metrics_status_slot(status);
+    unsigned bucket = http_metrics_latency_bucket(us);
+    __atomic_store_n(&s->by_status[slot_i], s->by_status[slot_i] + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->latency[bucket], s->latency[bucket] + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->latency_sum_us, s->latency_sum_us + us, __ATOMIC_RELAXED);
+}
+
 /* Queues status line, headers and body; ends the request. The single entry for every answer. */
 static void http_conn_queue_response(http_conn *conn, int status, const char *content_type, const void *body,
                                      size_t len)
@@ -733,6 +758,7 @@ static void http_conn_queue_response(http_conn *conn, int status, const char *co
     if (len && !head_only)
         buf_append(&conn->out, &loop->cache, body, len);
     HTTP_STAT_ADD(loop, responses_by_class[status / 100 % 6], 1);
+    http_conn_count(conn, status);
 }
 
 void http_conn_send_response(http_conn *conn, int status, const char *content_type, const void *body, size_t len)

@@ -14,6 +14,7 @@
 #include "async_internal.h"
 #include "buf.h"
 #include "http_loop.h"
+#include "http_metrics.h"
 #include "http_request.h"
 #include "http_response.h"
 #include "router.h"
@@ -83,6 +84,7 @@ struct http_conn {
     size_t msg_start; /* where the current message begins in `in` */
     size_t head_len;  /* length of the current message's head once complete, relative to msg_start */
     uint64_t deadline_ms; /* HEAD/BODY: monotonic time by which the head/body must be complete */
+    uint64_t started_us;  /* when the current request's first byte was parsed (precise clock) */
     http_req_slot *slot; /* the current request, NULL when idle */
     int error_status; /* set by a parser callback that rejected the request */
     char error_detail[160];
@@ -125,6 +127,7 @@ struct http_loop {
     const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_write, *tv_linger, *tv_request;
     async_timeouts timeouts; /* the same for the async toolkit's timers (sleep, wait_for) */
     http_loop_stats stats;
+    http_route_stats *route_stats;  /* [route count + 1]: per route, the last for unmatched requests */
     void *locals[HTTP_LOOP_SLOT_COUNT];                 /* http_loop_local */
     void (*local_destroy[HTTP_LOOP_SLOT_COUNT])(void *); /* run at http_loop_free */
 };

@@ -311,6 +311,7 @@ http_loop *http_loop_new(const http_loop_options *opts)
     struct timeval probe = {0, HTTP_LOOP_LAG_PROBE_MS * 1000};
     evtimer_add(loop->lag_ev, &probe);
     buf_cache_init(&loop->cache, HTTP_LOOP_CACHED_BLOCKS);
+    loop->route_stats = xcalloc(router_route_count(loop->router) + 1, sizeof(http_route_stats));
     const http_settings *s = loop->settings;
     loop->tv_header = http_loop_common_timeout(loop, s->header_timeout_ms);
     loop->tv_body = http_loop_common_timeout(loop, s->body_timeout_ms);
@@ -358,6 +359,7 @@ void http_loop_free(http_loop *loop)
     }
     buf_release(&loop->scratch, &loop->cache);
     buf_cache_free(&loop->cache);
+    free(loop->route_stats);
     event_base_free(loop->base);
     pthread_mutex_destroy(&loop->post_lock);
     free(loop);

@@ -39,6 +39,7 @@ static int http_parser_on_message_begin(llhttp_t *p)
     slot->header_spans_cap = HTTP_SLOT_INLINE_HEADERS;
     slot->in_header_value = false;
     slot->expect_continue = false;
+    slot->route_status = ROUTER_NOT_FOUND; /* until the head is routed: a refusal counts as unmatched */
     conn->head_len = 0;
     conn->body.len = conn->body.pos = 0;
     return 0;

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "xalloc.h"
 
 const char POOL_ERROR_FULL[] = "the worker pool is full";
@@ -332,4 +333,31 @@ void pool_stats_read(const pool *p, pool_stats *out)
     uint64_t *dst = (uint64_t *)out;
     for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
         dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+void pool_metrics_source(metrics_writer *w, void *arg)
+{
+    pool_stats s;
+    pool_stats_read(arg, &s);
+    struct {
+        const char *name, *type, *help;
+        double value;
+    } rows[] = {
+        {"apiary_pool_threads", "gauge", "Worker threads.", (double)s.threads},
+        {"apiary_pool_queue_capacity", "gauge", "Jobs the queue holds before refusing.", (double)s.queue_capacity},
+        {"apiary_pool_queue_depth", "gauge", "Jobs waiting for a worker now.", (double)s.queued},
+        {"apiary_pool_running", "gauge", "Jobs on a worker now.", (double)s.running},
+        {"apiary_pool_completed_total", "counter", "Jobs that ran to the end while still wanted.",
+         (double)s.completed},
+        {"apiary_pool_rejected_total", "counter", "Jobs refused because the queue was full (503).",
+         (double)s.rejected},
+        {"apiary_pool_cancelled_total", "counter", "Jobs whose request went away while queued or running.",
+         (double)s.cancelled},
+        {"apiary_pool_wait_seconds_total", "counter", "Time jobs spent queued.", (double)s.wait_us / 1e6},
+        {"apiary_pool_run_seconds_total", "counter", "Time jobs spent running.", (double)s.run_us / 1e6},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        metrics_family(w, rows[i].name, rows[i].type, rows[i].help);
+        metrics_sample(w, rows[i].name, NULL, rows[i].value);
+    }
 }

@@ -34,6 +34,7 @@ typedef struct router_pattern {
  * "PUT /kv/{id}" share a path yet name their parameter differently. */
 typedef struct router_route {
     http_handler_fn handler; /* NULL when the method is not registered on this path */
+    unsigned id;             /* 0..route_count-1 in registration order: index of per-route counters */
     char *name;
     char *storage;
     const char *param_names[ROUTER_MAX_PARAMS];
@@ -52,6 +53,8 @@ struct router {
     router_path *paths;
     size_t count;
     size_t cap;
+    const char **names;  /* route names by id (pointing into the routes) */
+    size_t route_count;
 };
 
 /* Where a segment of the path being matched lies, without copying it. */
@@ -59,6 +62,10 @@ typedef struct router_span {
     size_t start;
     size_t len;
 } router_span;
+
+size_t router_route_count(const router *r) { return r->route_count; }
+
+const char *router_route_name(const router *r, size_t id) { return id < r->route_count ? r->names[id] : NULL; }
 
 router *router_new(void)
 {
@@ -82,6 +89,7 @@ void router_free(router *r)
     for (size_t i = 0; i < r->count; i++)
         router_path_free(&r->paths[i]);
     free(r->paths);
+    free(r->names);
     free(r);
 }
 
@@ -233,7 +241,7 @@ static router_path *router_append_path(router *r, const router_pattern *p)
     return path;
 }
 
-static char *router_route_name(http_method method, const char *pattern)
+static char *router_format_route_name(http_method method, const char *pattern)
 {
     const char *verb = http_method_name(method);
     size_t verb_len = strlen(verb);
@@ -250,7 +258,7 @@ static void router_route_init(router_route *route, http_method method, const cha
                               http_handler_fn handler, const router_pattern *p)
 {
     route->handler = handler;
-    route->name = router_route_name(method, pattern);
+    route->name = router_format_route_name(method, pattern);
     route->storage = p->storage;
     size_t k = 0;
     for (size_t i = 0; i < p->segment_count; i++)
@@ -279,6 +287,9 @@ int router_add(router *r, http_method method, const char *pattern, http_handler_
     }
     router_route_init(&path->routes[method], method, pattern, handler, &p);
     path->methods |= 1u << method;
+    path->routes[method].id = (unsigned)r->route_count;
+    r->names = xrealloc(r->names, (r->route_count + 1) * sizeof(*r->names));
+    r->names[r->route_count++] = path->routes[method].name;
     return 0;
 }
 
@@ -395,6 +406,7 @@ router_status router_match(const router *r, http_method method, const char *path
         return ROUTER_METHOD_NOT_ALLOWED;
     out->handler = route->handler;
     out->name = route->name;
+    out->route_id = route->id;
     router_fill_params(p, route, path, spans, out);
     return ROUTER_FOUND;
 }

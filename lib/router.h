@@ -34,6 +34,7 @@ typedef enum router_status {
 typedef struct route_match {
     http_handler_fn handler;
     const char *name;          /* the route's name, for logs and metrics ("GET /v1/kv/{key}") */
+    unsigned route_id;         /* 0..router_route_count-1: index of the route's counters */
     size_t param_count;
     route_param params[ROUTER_MAX_PARAMS];
     unsigned allowed_methods;  /* bit (1u << method) for every method the path accepts */
@@ -53,6 +54,11 @@ int router_add(router *r, http_method method, const char *pattern, http_handler_
  * ROUTER_METHOD_NOT_ALLOWED, allowed_methods says what the path accepts (for the Allow header). */
 router_status router_match(const router *r, http_method method, const char *path, size_t path_len,
                            route_match *out);
+
+/* Routes registered so far, and the name of route `id` (NULL when out of range). A HEAD request served
+ * by a GET route counts as that GET route. */
+size_t router_route_count(const router *r);
+const char *router_route_name(const router *r, size_t id);
 
 /* Writes the Allow header value for a method bitmask ("GET, HEAD, POST") into buf, NUL-terminated;
  * returns its length. */

@@ -15,7 +15,9 @@
 #include "handlers.h"
 #include "http_listener.h"
 #include "http_loop.h"
+#include "http_metrics.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "xalloc.h"
 
@@ -171,14 +173,17 @@ int server_run(const apiary_config *cfg)
         return 1;
     }
     server_thread *threads = xcalloc(n, sizeof(*threads));
+    http_loop **loops = xcalloc(n, sizeof(*loops));
     for (unsigned i = 0; i < n; i++) {
         http_loop_options opts = {.id = i, .listen_fd = fds[i], .settings = &settings, .router = r};
-        threads[i].loop = http_loop_new(&opts);
+        threads[i].loop = loops[i] = http_loop_new(&opts);
         if (!threads[i].loop) {
             log_error("cannot create event loop %u", i);
             exit(1);
         }
     }
+    http_metrics_register(loops, n, r);
+    metrics_add_source(pool_metrics_source, workers);
     for (unsigned i = 0; i < n; i++) {
         int rc = pthread_create(&threads[i].thread, NULL, server_thread_main, &threads[i]);
         if (rc != 0) {
@@ -198,9 +203,11 @@ int server_run(const apiary_config *cfg)
     /* Workers may still be finishing jobs whose requests were cancelled: join them while the loops
      * they post results to still exist; freeing a loop then discards what was posted late. */
     pool_shutdown(workers);
+    metrics_clear_sources();
     for (unsigned i = 0; i < n; i++)
         http_loop_free(threads[i].loop);
     pool_free(workers);
+    free(loops);
     free(threads);
     free(fds);
     router_free(r);
