@@ -8,6 +8,7 @@
  * that answers synchronously, a cancel callback or a timer can close it without the caller touching
  * freed memory afterwards. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -55,7 +56,7 @@ static void http_conn_leave(http_conn *conn)
         http_conn_free(conn);
 }
 
-void http_conn_accept(http_loop *loop, int fd)
+void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer)
 {
     int one = 1;
     /* Responses are written whole in one send; Nagle would only delay the last segment. */
@@ -65,6 +66,13 @@ void http_conn_accept(http_loop *loop, int fd)
     conn->fd = fd;
     conn->state = HTTP_CONN_IDLE;
     conn->fresh = true;
+    if (peer && peer->sa_family == AF_INET) {
+        conn->peer_family = AF_INET;
+        memcpy(conn->peer_addr, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, 4);
+    } else if (peer && peer->sa_family == AF_INET6) {
+        conn->peer_family = AF_INET6;
+        memcpy(conn->peer_addr, &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr, 16);
+    }
     llhttp_init(&conn->parser, HTTP_REQUEST, http_parser_settings());
     conn->parser.data = conn;
     event_assign(&conn->read_ev, loop->base, fd, EV_READ | EV_PERSIST, http_conn_on_read, conn);
@@ -423,6 +431,35 @@ static const char *http_conn_copy_head(http_conn *conn)
     return head;
 }
 
+/* X-Request-Id: the client's (a proxy's) id when it is well-formed — 1..64 of [A-Za-z0-9._:-], nothing
+ * a log reader or header could be fooled by — else one of ours: a random per-loop prefix and a counter. */
+static void http_conn_take_request_id(http_conn *conn, http_request *req)
+{
+    http_req_slot *slot = conn->slot;
+    for (size_t i = 0; i < req->header_count; i++) {
+        const http_header *h = &req->headers[i];
+        if (h->name_len != 12 || strncasecmp(h->name, "X-Request-Id", 12) != 0)
+            continue;
+        bool ok = h->value_len >= 1 && h->value_len <= HTTP_REQUEST_ID_MAX;
+        for (size_t k = 0; ok && k < h->value_len; k++) {
+            char c = h->value[k];
+            ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                 c == '_' || c == ':' || c == '-';
+        }
+        if (ok) {
+            memcpy(slot->request_id, h->value, h->value_len);
+            slot->request_id[h->value_len] = '\0';
+            req->request_id = slot->request_id;
+            return;
+        }
+        break;
+    }
+    http_loop *loop = conn->loop;
+    snprintf(slot->request_id, sizeof(slot->request_id), "%s-%u-%llx", loop->request_id_prefix, loop->id,
+             (unsigned long long)++loop->request_id_next);
+    req->request_id = slot->request_id;
+}
+
 /* Counts the pairs a query string can hold, so the array fits it instead of the worst case. */
 static size_t http_conn_query_pairs(const char *query, size_t len)
 {
@@ -445,6 +482,7 @@ static const char *http_conn_build_request(http_conn *conn)
         req->headers[i] = (http_header){head + s->name.off, s->name.len, head + s->value.off, s->value.len};
     }
     req->header_count = slot->header_count;
+    http_conn_take_request_id(conn, req);
     req->raw_target = head + slot->url.off;
     req->raw_target_len = slot->url.len;
     req->body = conn->body.len ? conn->body.data : NULL;
@@ -716,19 +754,42 @@ static void http_conn_on_write(evutil_socket_t fd, short what, void *arg)
 
 /* Counts the answer for /metrics: by route and status, and its latency. Requests that matched no route
  * (or were refused before routing) count under the extra "unmatched" slot. */
-static void http_conn_count(http_conn *conn, int status)
+static void http_conn_count(http_conn *conn, int status, uint64_t us)
 {
     http_loop *loop = conn->loop;
     http_req_slot *slot = conn->slot;
     size_t route = slot && slot->route_status == ROUTER_FOUND ? slot->match.route_id
                                                                : router_route_count(loop->router);
     http_route_stats *s = &loop->route_stats[route];
-    uint64_t us = http_conn_now_us() - conn->started_us;
     unsigned slot_i = http_metrics_status_slot(status);
     unsigned bucket = http_metrics_latency_bucket(us);
     __atomic_store_n(&s->by_status[slot_i], s->by_status[slot_i] + 1, __ATOMIC_RELAXED);
     __atomic_store_n(&s->latency[bucket], s->latency[bucket] + 1, __ATOMIC_RELAXED);
     __atomic_store_n(&s->latency_sum_us, s->latency_sum_us + us, __ATOMIC_RELAXED);
+}
+
+/* The access-log line of an answer (only when the log is on). */
+static void http_conn_log(http_conn *conn, const http_request *req, int status, size_t bytes, uint64_t us)
+{
+    char client[64];
+    const char *method = "-", *path = "-";
+    size_t path_len = 1;
+    if (req && req->raw_target) {
+        method = req->method == HTTP_METHOD_UNSUPPORTED ? "OTHER" : http_method_name(req->method);
+        path = req->raw_target;
+        path_len = req->raw_target_len;
+    }
+    access_log_entry e = {
+        .request_id = req && req->request_id ? req->request_id : "-",
+        .client = http_conn_peer_text(conn, client, sizeof(client)),
+        .method = method,
+        .path = path,
+        .path_len = path_len,
+        .status = status,
+        .bytes = bytes,
+        .duration_us = us,
+    };
+    access_log_append(&conn->loop->access_log, &e);
 }
 
 /* Queues status line, headers and body; ends the request. The single entry for every answer. */
@@ -745,12 +806,15 @@ static void http_conn_queue_response(http_conn *conn, int status, const char *co
         connection = HTTP_CONN_HEADER_CLOSE;
     else if (req && req->http_minor == 0)
         connection = HTTP_CONN_HEADER_KEEP_ALIVE;
+    if (req && !req->request_id) /* refused before dispatch: still give the client an id to quote */
+        http_conn_take_request_id(conn, req);
     http_response_head head = {
         .status = status,
         .content_type = content_type,
         .content_length = len,
         .connection = connection,
         .date = loop->date,
+        .request_id = req ? req->request_id : NULL,
         .extra_headers = req ? req->_extra_headers : NULL,
         .extra_headers_len = req ? req->_extra_headers_len : 0,
     };
@@ -758,7 +822,10 @@ static void http_conn_queue_response(http_conn *conn, int status, const char *co
     if (len && !head_only)
         buf_append(&conn->out, &loop->cache, body, len);
     HTTP_STAT_ADD(loop, responses_by_class[status / 100 % 6], 1);
-    http_conn_count(conn, status);
+    uint64_t us = http_conn_now_us() - conn->started_us;
+    http_conn_count(conn, status, us);
+    if (access_log_enabled())
+        http_conn_log(conn, req, status, head_only ? 0 : len, us);
 }
 
 void http_conn_send_response(http_conn *conn, int status, const char *content_type, const void *body, size_t len)
@@ -814,6 +881,13 @@ void http_conn_reject(http_conn *conn, int status, const char *fmt, ...)
     http_conn_end_request(conn);
     conn->state = HTTP_CONN_CLOSING;
     log_debug("loop %u: rejected request with %d: %s", loop->id, status, detail);
+}
+
+const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t len)
+{
+    if (!conn->peer_family || !inet_ntop(conn->peer_family, conn->peer_addr, buf, (socklen_t)len))
+        snprintf(buf, len, "local");
+    return buf;
 }
 
 /* ---- shutdown ---------------------------------------------------------------------------------- */

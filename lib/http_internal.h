@@ -11,6 +11,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
+#include "access_log.h"
 #include "async_internal.h"
 #include "buf.h"
 #include "http_loop.h"
@@ -42,6 +45,7 @@ typedef struct http_header_span {
 } http_header_span;
 
 #define HTTP_SLOT_INLINE_HEADERS 16 /* most requests carry fewer; more grow into the arena */
+#define HTTP_REQUEST_ID_MAX 64       /* longer client ids are replaced by our own */
 
 /* The per-request work area. Taken from the loop's free list when a request begins and given back
  * when it ends, so idle connections hold none and busy ones never malloc per request. It is small
@@ -58,6 +62,7 @@ typedef struct http_req_slot {
     bool expect_continue;
     router_status route_status;
     route_match match;
+    char request_id[HTTP_REQUEST_ID_MAX + 1]; /* the id sent back; the client's when well-formed */
 } http_req_slot;
 
 struct http_conn {
@@ -86,6 +91,8 @@ struct http_conn {
     uint64_t deadline_ms; /* HEAD/BODY: monotonic time by which the head/body must be complete */
     uint64_t started_us;  /* when the current request's first byte was parsed (precise clock) */
     http_req_slot *slot; /* the current request, NULL when idle */
+    uint8_t peer_family;  /* AF_INET, AF_INET6, or 0 (Unix socket, socketpair) */
+    uint8_t peer_addr[16];
     int error_status; /* set by a parser callback that rejected the request */
     char error_detail[160];
 };
@@ -128,6 +135,9 @@ struct http_loop {
     async_timeouts timeouts; /* the same for the async toolkit's timers (sleep, wait_for) */
     http_loop_stats stats;
     http_route_stats *route_stats;  /* [route count + 1]: per route, the last for unmatched requests */
+    access_log_buf access_log;      /* this loop's lines, written whole */
+    char request_id_prefix[9];      /* random per loop: ids stay unique across loops and restarts */
+    uint64_t request_id_next;
     void *locals[HTTP_LOOP_SLOT_COUNT];                 /* http_loop_local */
     void (*local_destroy[HTTP_LOOP_SLOT_COUNT])(void *); /* run at http_loop_free */
 };
@@ -136,7 +146,7 @@ struct http_loop {
 const llhttp_settings_t *http_parser_settings(void);
 
 /* http_conn.c */
-void http_conn_accept(http_loop *loop, int fd);
+void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer);
 void http_conn_drain(http_conn *conn);
 void http_conn_force_close(http_conn *conn);
 /* Queues a response for the connection's current request and ends the request. */
@@ -147,6 +157,8 @@ int http_conn_on_headers_complete(http_conn *conn);
 void http_conn_reject(http_conn *conn, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Logs and counts a callback of `route` that blocked the loop for `ms` (an async_slow_fn). */
 void http_loop_report_slow(void *loop, const char *route, uint64_t ms);
+/* The peer's address as text ("local" when it has none). */
+const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t len);
 /* Re-arms the connection's timer after its deadline changed. */
 void http_conn_rearm_timer(http_conn *conn);
 

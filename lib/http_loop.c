@@ -5,6 +5,8 @@
 #include <event2/thread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,9 +81,11 @@ static void http_loop_on_accept(evutil_socket_t lfd, short what, void *arg)
             http_loop_set_accepting(loop, false);
             return;
         }
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        int fd = accept4(lfd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            http_conn_accept(loop, fd);
+            http_conn_accept(loop, fd, (struct sockaddr *)&peer);
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -181,6 +185,7 @@ static void http_loop_on_date(evutil_socket_t fd, short what, void *arg)
     (void)what;
     http_loop *loop = arg;
     http_date_format(time(NULL), loop->date);
+    access_log_flush(&loop->access_log); /* lines are at most a second late */
 }
 
 /* ---- posting from other threads ---------------------------------------------------------------- */
@@ -241,10 +246,12 @@ static void http_loop_do_drain(void *arg)
      * listener, which would otherwise reset them. */
     if (loop->listen_fd >= 0) {
         for (;;) {
-            int fd = accept4(loop->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            struct sockaddr_storage peer;
+            socklen_t peer_len = sizeof(peer);
+            int fd = accept4(loop->listen_fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0)
                 break;
-            http_conn_accept(loop, fd);
+            http_conn_accept(loop, fd, (struct sockaddr *)&peer);
         }
     }
     http_loop_close_listener(loop);
@@ -312,6 +319,11 @@ http_loop *http_loop_new(const http_loop_options *opts)
     evtimer_add(loop->lag_ev, &probe);
     buf_cache_init(&loop->cache, HTTP_LOOP_CACHED_BLOCKS);
     loop->route_stats = xcalloc(router_route_count(loop->router) + 1, sizeof(http_route_stats));
+    unsigned char seed[4];
+    if (getrandom(seed, sizeof(seed), 0) != sizeof(seed))
+        memcpy(seed, &loop, sizeof(seed)); /* no entropy yet: the address still differs per loop */
+    snprintf(loop->request_id_prefix, sizeof(loop->request_id_prefix), "%02x%02x%02x%02x", seed[0], seed[1],
+             seed[2], seed[3]);
     const http_settings *s = loop->settings;
     loop->tv_header = http_loop_common_timeout(loop, s->header_timeout_ms);
     loop->tv_body = http_loop_common_timeout(loop, s->body_timeout_ms);
@@ -360,6 +372,7 @@ void http_loop_free(http_loop *loop)
     buf_release(&loop->scratch, &loop->cache);
     buf_cache_free(&loop->cache);
     free(loop->route_stats);
+    access_log_buf_free(&loop->access_log);
     event_base_free(loop->base);
     pthread_mutex_destroy(&loop->post_lock);
     free(loop);

@@ -189,3 +189,8 @@ void http_request_set_deadline(http_request *req, unsigned ms)
     if (conn->state == HTTP_CONN_HANDLER && !req->_answered)
         http_conn_rearm_timer(conn);
 }
+
+const char *http_request_client(const http_request *req, char *buf, size_t len)
+{
+    return http_conn_peer_text(req->_conn, buf, len);
+}

@@ -42,6 +42,7 @@ struct http_request {
     const char *raw_target;   /* the request target as sent, not NUL-terminated */
     size_t raw_target_len;
     const char *route_name;   /* "GET /v1/kv/{key}", for logs and metrics */
+    const char *request_id;   /* X-Request-Id: the client's when well-formed, else generated; sent back */
     route_param *params;      /* path parameters, values percent-decoded and NUL-terminated */
     size_t param_count;
     uri_param *query;         /* query pairs, percent-decoded and NUL-terminated */
@@ -63,6 +64,9 @@ struct http_request {
     async_scope *_scope;      /* created by http_request_async, freed when the request ends */
     bool _answered;
 };
+
+/* The client's address as text ("127.0.0.1", "::1"; "local" for a Unix socket) into buf. */
+const char *http_request_client(const http_request *req, char *buf, size_t len);
 
 /* Header lookup, case-insensitive; returns a NUL-terminated copy in the arena or NULL. */
 const char *http_request_header(http_request *req, const char *name);

@@ -70,8 +70,9 @@ void http_response_write_head(buf *out, buf_cache *cache, const http_response_he
     size_t reason_len = strlen(reason);
     size_t ctype_len = h->content_type ? strlen(h->content_type) : 0;
     /* Upper bound of everything below, so one reserve covers the whole head. */
+    size_t rid_len = h->request_id ? strlen(h->request_id) : 0;
     size_t need = 64 + reason_len + sizeof(HTTP_SERVER_HEADER) + HTTP_DATE_LEN + ctype_len + h->extra_headers_len
-                  + 64;
+                  + rid_len + 80;
     buf_reserve(out, cache, need);
     char *p = out->data + out->len;
 
@@ -100,6 +101,11 @@ void http_response_write_head(buf *out, buf_cache *cache, const http_response_he
         p = PUT_LIT(p, "Connection: close\r\n");
     else if (h->connection == HTTP_CONN_HEADER_KEEP_ALIVE)
         p = PUT_LIT(p, "Connection: keep-alive\r\n");
+    if (rid_len) {
+        p = PUT_LIT(p, "X-Request-Id: ");
+        p = http_response_put(p, h->request_id, rid_len);
+        p = PUT_LIT(p, "\r\n");
+    }
     if (h->extra_headers_len)
         p = http_response_put(p, h->extra_headers, h->extra_headers_len);
     p = PUT_LIT(p, "\r\n");

@@ -26,6 +26,7 @@ typedef struct http_response_head {
     size_t content_length;
     http_connection_header connection;
     const char *date;          /* HTTP_DATE_LEN characters, the loop's cached Date */
+    const char *request_id;    /* sent as X-Request-Id when not NULL */
     const char *extra_headers; /* pre-formatted "Name: value\r\n" lines, or NULL */
     size_t extra_headers_len;
 } http_response_head;

@@ -39,6 +39,16 @@ typedef struct config_loader {
 
 static int config_parse_log_level(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 
+static int config_parse_access_log_path(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    if (strlen(value) >= sizeof(cfg->access_log_path)) {
+        snprintf(err, CONFIG_ERROR_MAX, "the path is longer than %zu bytes", sizeof(cfg->access_log_path) - 1);
+        return -1;
+    }
+    strcpy(cfg->access_log_path, value);
+    return 0;
+}
+
 /* _Generic has no default branch, so a row pointing at a field of any other type fails to compile
  * instead of writing the wrong width at run time. */
 #define CONFIG_FIELD_TYPE(field) \
@@ -80,6 +90,8 @@ static const config_key config_keys[] = {
     CONFIG_INT("password.max_bytes", password_max_bytes, 1, 4096),
     CONFIG_INT("primes.max_n", primes_max_n, 2, 1000000000),
     CONFIG_OBJECT("upstreams", config_parse_upstreams),
+    CONFIG_BOOLEAN("access_log.enabled", access_log_enabled),
+    CONFIG_STR("access_log.path", config_parse_access_log_path, "a string: a file path, or \"\" for stderr"),
     CONFIG_INT("fanout.max_requests", fanout_max_requests, 1, 256),
     CONFIG_STR("kv.backend", config_parse_kv_backend, "\"memory\" or \"redis\""),
     CONFIG_INT("kv.max_key_bytes", kv_max_key_bytes, 1, 512),

@@ -42,6 +42,8 @@ typedef struct apiary_config {
     unsigned kv_max_value_bytes;
     unsigned kv_max_entries;        /* memory backend: entries across the whole server */
     redis_settings redis;
+    bool access_log_enabled;
+    char access_log_path[4096];     /* "" = stderr */
     http_settings http;        /* limits and timeouts, see http_settings.h */
 } apiary_config;
 

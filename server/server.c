@@ -15,6 +15,7 @@
 #include "handlers.h"
 #include "http_listener.h"
 #include "http_loop.h"
+#include "access_log.h"
 #include "http_metrics.h"
 #include "log.h"
 #include "metrics.h"
@@ -134,6 +135,13 @@ int server_run(const apiary_config *cfg)
     http_settings settings = cfg->http;
     /* max_connections is for the whole server; every loop gets its share, and at least one. */
     settings.max_connections = cfg->max_connections / n ? cfg->max_connections / n : 1;
+    if (cfg->access_log_enabled) {
+        char err[512];
+        if (access_log_open(cfg->access_log_path, err, sizeof(err)) != 0) {
+            log_error("%s", err);
+            return 1;
+        }
+    }
     pool *workers = cfg->pool_run_inline ? pool_new_inline() : pool_new(cfg->pool_threads, cfg->pool_queue_size);
     if (!workers)
         return 1;
@@ -208,6 +216,7 @@ int server_run(const apiary_config *cfg)
         http_loop_free(threads[i].loop);
     pool_free(workers);
     free(loops);
+    access_log_close(); /* after the loops: freeing a loop flushes its last lines */
     free(threads);
     free(fds);
     router_free(r);

@@ -136,7 +136,7 @@ static void setup(void)
     int fds[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
     client_fd = fds[1];
-    http_conn_accept(loop, fds[0]);
+    http_conn_accept(loop, fds[0], NULL);
     cancel_calls = 0;
 }
 
@@ -448,7 +448,7 @@ Test(http_conn, async_cap_answers_503_with_retry_after)
     int extra[2][2];
     for (int i = 0; i < 2; i++) {
         cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, extra[i]), 0);
-        http_conn_accept(loop, extra[i][0]);
+        http_conn_accept(loop, extra[i][0], NULL);
         const char *req = "GET /long HTTP/1.1\r\n\r\n";
         cr_assert_eq(send(extra[i][1], req, strlen(req), 0), (ssize_t)strlen(req));
     }
