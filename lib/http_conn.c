@@ -35,6 +35,7 @@ static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg);
 static void http_conn_process(http_conn *conn);
 static void http_conn_flush(http_conn *conn);
 static void http_conn_close(http_conn *conn);
+static const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t len);
 
 /* ---- lifetime ---------------------------------------------------------------------------------- */
 
@@ -544,6 +545,25 @@ static void http_conn_watch_slow(http_loop *loop, const char *route, uint64_t st
         http_loop_report_slow(loop, route, took);
 }
 
+/* Per-client token bucket (rate_limit.*): answers 429 with Retry-After and returns true when the client
+ * is over its rate. Only paths under rate_limit.path_prefix count, so probes and /metrics never do. */
+static bool http_conn_rate_limited(http_conn *conn, http_request *req)
+{
+    const http_settings *s = conn->loop->settings;
+    if (!s->rate_limiter || strncmp(req->path, s->rate_limit_prefix, strlen(s->rate_limit_prefix)) != 0)
+        return false;
+    uint8_t family, addr[16];
+    http_request_client_addr(req, &family, addr);
+    unsigned wait = ratelimit_take(s->rate_limiter, family, addr, http_conn_now_ms());
+    if (!wait)
+        return false;
+    char retry[16];
+    snprintf(retry, sizeof(retry), "%u", wait);
+    http_response_header(req, "Retry-After", retry);
+    http_respond_problem(req, 429, NULL, "too many requests from this client; retry in %u s", wait);
+    return true;
+}
+
 static void http_conn_dispatch(http_conn *conn)
 {
     http_req_slot *slot = conn->slot;
@@ -565,7 +585,7 @@ static void http_conn_dispatch(http_conn *conn)
         router_format_allow(slot->match.allowed_methods, allow, sizeof(allow));
         http_response_header(req, "Allow", allow);
         http_respond_problem(req, 405, NULL, "%s does not accept %s", req->path, http_method_name(req->method));
-    } else {
+    } else if (!http_conn_rate_limited(conn, req)) {
         http_conn_start_deadline(conn, loop->settings->request_timeout_ms);
         conn->deadline_default = true;
         uint64_t started = http_conn_now_ms();
@@ -781,7 +801,8 @@ static void http_conn_log(http_conn *conn, const http_request *req, int status, 
     }
     access_log_entry e = {
         .request_id = req && req->request_id ? req->request_id : "-",
-        .client = http_conn_peer_text(conn, client, sizeof(client)),
+        .client = req && req->raw_target ? http_request_client(req, client, sizeof(client))
+                                         : http_conn_peer_text(conn, client, sizeof(client)),
         .method = method,
         .path = path,
         .path_len = path_len,
@@ -883,7 +904,8 @@ void http_conn_reject(http_conn *conn, int status, const char *fmt, ...)
     log_debug("loop %u: rejected request with %d: %s", loop->id, status, detail);
 }
 
-const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t len)
+/* The peer's address as text ("local" when it has none, e.g. a socketpair in tests). */
+static const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t len)
 {
     if (!conn->peer_family || !inet_ntop(conn->peer_family, conn->peer_addr, buf, (socklen_t)len))
         snprintf(buf, len, "local");

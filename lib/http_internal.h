@@ -63,6 +63,9 @@ typedef struct http_req_slot {
     router_status route_status;
     route_match match;
     char request_id[HTTP_REQUEST_ID_MAX + 1]; /* the id sent back; the client's when well-formed */
+    bool client_resolved;  /* client_family/addr hold the address trusted_proxies lead to */
+    uint8_t client_family;
+    uint8_t client_addr[16];
 } http_req_slot;
 
 struct http_conn {
@@ -157,8 +160,8 @@ int http_conn_on_headers_complete(http_conn *conn);
 void http_conn_reject(http_conn *conn, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Logs and counts a callback of `route` that blocked the loop for `ms` (an async_slow_fn). */
 void http_loop_report_slow(void *loop, const char *route, uint64_t ms);
-/* The peer's address as text ("local" when it has none). */
-const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t len);
+/* The request's client address (binary), resolved through trusted proxies once and cached. */
+void http_request_client_addr(http_request *req, uint8_t *family, uint8_t addr[16]);
 /* Re-arms the connection's timer after its deadline changed. */
 void http_conn_rearm_timer(http_conn *conn);
 

@@ -40,6 +40,7 @@ static int http_parser_on_message_begin(llhttp_t *p)
     slot->in_header_value = false;
     slot->expect_continue = false;
     slot->route_status = ROUTER_NOT_FOUND; /* until the head is routed: a refusal counts as unmatched */
+    slot->client_resolved = false;
     conn->head_len = 0;
     conn->body.len = conn->body.pos = 0;
     return 0;

@@ -1,6 +1,8 @@
 /* http_request: the handler-facing request API (see http_request.h): lookups over the parsed
  * request and the http_respond_* answers, which hand the bytes to the connection. */
+#include <arpa/inet.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -190,7 +192,56 @@ void http_request_set_deadline(http_request *req, unsigned ms)
         http_conn_rearm_timer(conn);
 }
 
+/* Joins every occurrence of a header with ',' (RFC 9110 5.3: repeated fields are one list). */
+static const char *http_request_header_list(http_request *req, const char *name)
+{
+    size_t name_len = strlen(name), total = 0;
+    for (size_t i = 0; i < req->header_count; i++)
+        if (req->headers[i].name_len == name_len && strncasecmp(req->headers[i].name, name, name_len) == 0)
+            total += req->headers[i].value_len + 1;
+    if (!total)
+        return NULL;
+    char *joined = arena_alloc(&req->arena, total), *p = joined;
+    for (size_t i = 0; i < req->header_count; i++) {
+        const http_header *h = &req->headers[i];
+        if (h->name_len == name_len && strncasecmp(h->name, name, name_len) == 0) {
+            if (p != joined)
+                *p++ = ',';
+            memcpy(p, h->value, h->value_len);
+            p += h->value_len;
+        }
+    }
+    *p = '\0';
+    return joined;
+}
+
+_Static_assert(offsetof(http_req_slot, req) == 0, "http_request_client_addr casts a request to its slot");
+
+void http_request_client_addr(http_request *req, uint8_t *family, uint8_t addr[16])
+{
+    http_req_slot *slot = (http_req_slot *)req; /* the request is the slot's first member */
+    http_conn *conn = req->_conn;
+    if (!slot->client_resolved) {
+        slot->client_family = conn->peer_family;
+        memcpy(slot->client_addr, conn->peer_addr, 16);
+        const http_settings *s = conn->loop->settings;
+        if (s->trusted_proxy_count && http_cidr_contains(s->trusted_proxies, s->trusted_proxy_count,
+                                                         conn->peer_family, conn->peer_addr))
+            http_trust_resolve(s->trusted_proxies, s->trusted_proxy_count,
+                               http_request_header_list(req, "X-Forwarded-For"),
+                               http_request_header_list(req, "Forwarded"), &slot->client_family,
+                               slot->client_addr);
+        slot->client_resolved = true;
+    }
+    *family = slot->client_family;
+    memcpy(addr, slot->client_addr, 16);
+}
+
 const char *http_request_client(const http_request *req, char *buf, size_t len)
 {
-    return http_conn_peer_text(req->_conn, buf, len);
+    uint8_t family, addr[16];
+    http_request_client_addr((http_request *)req, &family, addr);
+    if (!family || !inet_ntop(family, addr, buf, (socklen_t)len))
+        snprintf(buf, len, "local");
+    return buf;
 }

@@ -5,6 +5,9 @@
 
 #include <stddef.h>
 
+#include "http_trust.h"
+#include "ratelimit.h"
+
 typedef struct http_settings {
     /* limits */
     size_t max_url_bytes;        /* request target longer than this: 414 */
@@ -23,6 +26,11 @@ typedef struct http_settings {
     unsigned request_timeout_ms;   /* dispatch to answer (handlers may lower it): else 504 */
     /* diagnostics */
     unsigned slow_callback_ms;     /* warn when one callback blocks its loop longer; 0 = off */
+    /* behind a proxy */
+    const http_cidr *trusted_proxies; /* peers whose X-Forwarded-For / Forwarded are believed */
+    size_t trusted_proxy_count;
+    ratelimit *rate_limiter;          /* per-client token buckets, or NULL when off */
+    const char *rate_limit_prefix;    /* only paths starting with this are limited ("/v1/") */
 } http_settings;
 
 /* Fills the defaults documented in docs/config.md. */

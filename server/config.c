@@ -39,6 +39,17 @@ typedef struct config_loader {
 
 static int config_parse_log_level(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 
+static int config_parse_rate_limit_prefix(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    if (value[0] != '/' || strlen(value) >= sizeof(cfg->rate_limit_prefix)) {
+        snprintf(err, CONFIG_ERROR_MAX, "must start with '/' and be shorter than %zu bytes",
+                 sizeof(cfg->rate_limit_prefix));
+        return -1;
+    }
+    strcpy(cfg->rate_limit_prefix, value);
+    return 0;
+}
+
 static int config_parse_access_log_path(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
 {
     if (strlen(value) >= sizeof(cfg->access_log_path)) {
@@ -59,6 +70,7 @@ static int config_parse_access_log_path(apiary_config *cfg, const char *value, c
 #define CONFIG_BOOLEAN(path, field) \
     {path, CONFIG_FIELD_TYPE(field), 0, 1, offsetof(apiary_config, field), NULL, NULL, NULL}
 #define CONFIG_OBJECT(path, fn) {path, CONFIG_JSON, 0, 0, 0, NULL, "an object", fn}
+#define CONFIG_ARRAY(path, fn) {path, CONFIG_JSON, 0, 0, 0, NULL, "an array", fn}
 
 static const config_key config_keys[] = {
     CONFIG_STR("listen", config_parse_listen, "a string \"HOST:PORT\" or \"[IPv6]:PORT\""),
@@ -90,6 +102,12 @@ static const config_key config_keys[] = {
     CONFIG_INT("password.max_bytes", password_max_bytes, 1, 4096),
     CONFIG_INT("primes.max_n", primes_max_n, 2, 1000000000),
     CONFIG_OBJECT("upstreams", config_parse_upstreams),
+    CONFIG_ARRAY("trusted_proxies", config_parse_trusted_proxies),
+    CONFIG_BOOLEAN("rate_limit.enabled", rate_limit_enabled),
+    CONFIG_INT("rate_limit.requests_per_second", rate_limit_per_second, 1, 1000000),
+    CONFIG_INT("rate_limit.burst", rate_limit_burst, 1, 1000000),
+    CONFIG_INT("rate_limit.max_clients", rate_limit_max_clients, 64, 10000000),
+    CONFIG_STR("rate_limit.path_prefix", config_parse_rate_limit_prefix, "a string such as \"/v1/\""),
     CONFIG_BOOLEAN("access_log.enabled", access_log_enabled),
     CONFIG_STR("access_log.path", config_parse_access_log_path, "a string: a file path, or \"\" for stderr"),
     CONFIG_INT("fanout.max_requests", fanout_max_requests, 1, 256),
@@ -144,6 +162,10 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->password_max_bytes = 1024;
     cfg->primes_max_n = 50000000;
     cfg->fanout_max_requests = 16;
+    cfg->rate_limit_per_second = 100;
+    cfg->rate_limit_burst = 200;
+    cfg->rate_limit_max_clients = 100000;
+    strcpy(cfg->rate_limit_prefix, "/v1/");
     cfg->kv_backend = CONFIG_KV_MEMORY;
     cfg->kv_max_key_bytes = 128;
     cfg->kv_max_value_bytes = 65536;
@@ -226,11 +248,11 @@ static int config_set_bool(config_loader *l, const config_key *k, json_t *v)
 
 static int config_set_json(config_loader *l, const config_key *k, json_t *v)
 {
-    if (!json_is_object(v))
+    if (strcmp(k->expected, "an object") == 0 ? !json_is_object(v) : !json_is_array(v))
         return config_fail(l->err, "%s: %s: must be %s", l->origin, k->path, k->expected);
     char why[CONFIG_ERROR_MAX];
     if (k->parse_json(&l->cfg, v, why) != 0)
-        return config_fail(l->err, "%s: %s.%s", l->origin, k->path, why);
+        return config_fail(l->err, "%s: %s%s%s", l->origin, k->path, why[0] == '[' || why[0] == ':' ? "" : ".", why);
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #define CONFIG_ERROR_MAX 512
 
 #define CONFIG_MAX_UPSTREAMS 16
+#define CONFIG_MAX_TRUSTED_PROXIES 64
 #define CONFIG_UPSTREAM_NAME_MAX HTTP_CLIENT_UPSTREAM_NAME_MAX
 
 typedef enum config_kv_backend { CONFIG_KV_MEMORY, CONFIG_KV_REDIS } config_kv_backend;
@@ -42,6 +43,13 @@ typedef struct apiary_config {
     unsigned kv_max_value_bytes;
     unsigned kv_max_entries;        /* memory backend: entries across the whole server */
     redis_settings redis;
+    http_cidr trusted_proxies[CONFIG_MAX_TRUSTED_PROXIES];
+    unsigned trusted_proxy_count;
+    bool rate_limit_enabled;
+    unsigned rate_limit_per_second;
+    unsigned rate_limit_burst;
+    unsigned rate_limit_max_clients;
+    char rate_limit_prefix[64];
     bool access_log_enabled;
     char access_log_path[4096];     /* "" = stderr */
     http_settings http;        /* limits and timeouts, see http_settings.h */
@@ -62,6 +70,7 @@ int config_load_string(apiary_config *cfg, const char *json_text, const char *or
 /* Structured sections (server/config_sections.c); each validates and stores, or returns -1 with a
  * message naming the offending key below the section ("users.timeout_ms: must be ..."). */
 int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err[CONFIG_ERROR_MAX]);
+int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
 int config_parse_kv_backend(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 

@@ -190,3 +190,19 @@ int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFI
     cfg->redis.db = db;
     return 0;
 }
+
+int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX])
+{
+    json_t *arr = (json_t *)json_array;
+    if (json_array_size(arr) > CONFIG_MAX_TRUSTED_PROXIES)
+        return config_sections_fail(err, ": at most %d entries", CONFIG_MAX_TRUSTED_PROXIES);
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(v) || http_cidr_parse(json_string_value(v), &cfg->trusted_proxies[i]) != 0)
+            return config_sections_fail(err, "[%zu]: must be an address or CIDR such as \"10.0.0.0/8\" or \"::1\"",
+                                        i);
+    }
+    cfg->trusted_proxy_count = (unsigned)json_array_size(arr);
+    return 0;
+}

@@ -133,6 +133,12 @@ int server_run(const apiary_config *cfg)
         return 1;
     }
     http_settings settings = cfg->http;
+    settings.trusted_proxies = cfg->trusted_proxies;
+    settings.trusted_proxy_count = cfg->trusted_proxy_count;
+    settings.rate_limiter = cfg->rate_limit_enabled ? ratelimit_new(cfg->rate_limit_per_second, cfg->rate_limit_burst,
+                                                                     cfg->rate_limit_max_clients)
+                                                    : NULL;
+    settings.rate_limit_prefix = cfg->rate_limit_prefix;
     /* max_connections is for the whole server; every loop gets its share, and at least one. */
     settings.max_connections = cfg->max_connections / n ? cfg->max_connections / n : 1;
     if (cfg->access_log_enabled) {
@@ -216,6 +222,7 @@ int server_run(const apiary_config *cfg)
         http_loop_free(threads[i].loop);
     pool_free(workers);
     free(loops);
+    ratelimit_free(settings.rate_limiter);
     access_log_close(); /* after the loops: freeing a loop flushes its last lines */
     free(threads);
     free(fds);
