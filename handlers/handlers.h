@@ -31,7 +31,9 @@ typedef struct handlers_settings {
 /* Registers every route and keeps `settings` (which must outlive the loops) for the endpoints.
  * Returns 0, or -1 if the table is inconsistent (a bug, reported in the log). */
 int handlers_register(router *r, const handlers_settings *settings);
-/* The settings given to handlers_register. */
+/* Replaces the settings (config reload); the old ones must stay alive until exit. Any thread. */
+void handlers_update_settings(const handlers_settings *settings);
+/* The settings given to handlers_register, or the latest handlers_update_settings. */
 const handlers_settings *handlers_get_settings(void);
 
 /* health.c */

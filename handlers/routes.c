@@ -23,9 +23,12 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/primes", primes_get},
 };
 
-static const handlers_settings *handlers_current_settings;
+/* Swapped whole on a config reload while loops run: readers see either the old or the new settings. */
+static const handlers_settings *_Atomic handlers_current_settings;
 
 const handlers_settings *handlers_get_settings(void) { return handlers_current_settings; }
+
+void handlers_update_settings(const handlers_settings *settings) { handlers_current_settings = settings; }
 
 int handlers_register(router *r, const handlers_settings *settings)
 {

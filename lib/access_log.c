@@ -13,7 +13,11 @@
 
 #define ACCESS_LOG_FLUSH_BYTES 32768
 
-static int access_log_fd = -1;
+#include <stdatomic.h>
+
+/* Read by every loop per request, changed only by start-up and reloads. */
+static atomic_int access_log_fd = -1;
+static int access_log_file_fd = -1; /* the descriptor number writers use for a file sink */
 
 int access_log_open(const char *path, char *err, size_t err_len)
 {
@@ -26,15 +30,42 @@ int access_log_open(const char *path, char *err, size_t err_len)
         snprintf(err, err_len, "cannot open access log %s: %s", path, strerror(errno));
         return -1;
     }
+    access_log_file_fd = fd;
     access_log_fd = fd;
+    return 0;
+}
+
+int access_log_reopen(bool enabled, const char *path, char *err, size_t err_len)
+{
+    if (!enabled) {
+        access_log_fd = -1; /* the file stays open (writers may be mid-line); closed at exit */
+        return 0;
+    }
+    if (!path || !*path) {
+        access_log_fd = STDERR_FILENO;
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, err_len, "cannot open access log %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (access_log_file_fd >= 0) {
+        dup3(fd, access_log_file_fd, O_CLOEXEC); /* atomic for writers: same number, new file */
+        close(fd);
+    } else {
+        access_log_file_fd = fd;
+    }
+    access_log_fd = access_log_file_fd;
     return 0;
 }
 
 void access_log_close(void)
 {
-    if (access_log_fd > STDERR_FILENO)
-        close(access_log_fd);
     access_log_fd = -1;
+    if (access_log_file_fd >= 0)
+        close(access_log_file_fd);
+    access_log_file_fd = -1;
 }
 
 bool access_log_enabled(void) { return access_log_fd >= 0; }
@@ -42,8 +73,9 @@ bool access_log_enabled(void) { return access_log_fd >= 0; }
 void access_log_flush(access_log_buf *b)
 {
     size_t off = 0;
-    while (off < b->len && access_log_fd >= 0) {
-        ssize_t n = write(access_log_fd, b->data + off, b->len - off);
+    int fd = access_log_fd;
+    while (off < b->len && fd >= 0) {
+        ssize_t n = write(fd, b->data + off, b->len - off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)

@@ -32,6 +32,10 @@ typedef struct access_log_buf {
  * with a message in err. Call once at start-up, before the loops run. */
 int access_log_open(const char *path, char *err, size_t err_len);
 void access_log_close(void);
+/* Config reload: switch to `path` ("" stderr), or turn the log off (enabled false), while loops write.
+ * An already open file is replaced in place (dup2), so no loop ever writes to a closed descriptor.
+ * Also reopens the same path after log rotation. Returns 0 or -1 (err set, old sink kept). */
+int access_log_reopen(bool enabled, const char *path, char *err, size_t err_len);
 bool access_log_enabled(void);
 
 /* Loop thread: appends one line; flushes when the buffer is full. */

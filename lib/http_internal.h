@@ -135,6 +135,7 @@ struct http_loop {
     buf scratch; /* JSON is serialized here first to learn its Content-Length */
     /* libevent "common timeouts": O(1) queues instead of the heap, one per fixed duration. */
     const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_write, *tv_linger, *tv_request;
+    struct timeval tv_fallback[6]; /* used when libevent has no common timeout left (many reloads) */
     async_timeouts timeouts; /* the same for the async toolkit's timers (sleep, wait_for) */
     http_loop_stats stats;
     http_route_stats *route_stats;  /* [route count + 1]: per route, the last for unmatched requests */

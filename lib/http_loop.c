@@ -275,17 +275,58 @@ static void http_loop_do_stop(void *arg)
     event_base_loopexit(loop->base, NULL);
 }
 
+/* A libevent common timeout for `ms` (an O(1) queue). libevent has 256 per base; should reloads with
+ * ever new durations use them up, the loop's own timeval in `fallback` makes it a plain heap timer. */
+static const struct timeval *http_loop_common_timeout(http_loop *loop, unsigned ms, struct timeval *fallback)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    const struct timeval *common = event_base_init_common_timeout(loop->base, &tv);
+    if (common)
+        return common;
+    *fallback = tv;
+    return fallback;
+}
+
+typedef struct http_loop_settings_msg {
+    http_loop *loop;
+    const http_settings *settings;
+} http_loop_settings_msg;
+
+static void http_loop_init_timeouts(http_loop *loop)
+{
+    const http_settings *s = loop->settings;
+    struct timeval *f = loop->tv_fallback;
+    loop->tv_header = http_loop_common_timeout(loop, s->header_timeout_ms, &f[0]);
+    loop->tv_body = http_loop_common_timeout(loop, s->body_timeout_ms, &f[1]);
+    loop->tv_keepalive = http_loop_common_timeout(loop, s->keepalive_timeout_ms, &f[2]);
+    loop->tv_write = http_loop_common_timeout(loop, s->write_timeout_ms, &f[3]);
+    loop->tv_linger = http_loop_common_timeout(loop, s->linger_timeout_ms, &f[4]);
+    loop->tv_request = http_loop_common_timeout(loop, s->request_timeout_ms, &f[5]);
+}
+
+static void http_loop_do_update_settings(void *arg)
+{
+    http_loop_settings_msg *msg = arg;
+    http_loop *loop = msg->loop;
+    loop->settings = msg->settings;
+    /* Timers already armed keep their old duration; every timer armed from now on uses the new one. */
+    http_loop_init_timeouts(loop);
+    free(msg);
+}
+
+void http_loop_update_settings(http_loop *loop, const http_settings *settings)
+{
+    http_loop_settings_msg *msg = xmalloc(sizeof(*msg));
+    msg->loop = loop;
+    msg->settings = settings;
+    http_loop_post(loop, http_loop_do_update_settings, msg);
+}
+
 void http_loop_drain(http_loop *loop) { http_loop_post(loop, http_loop_do_drain, loop); }
 
 void http_loop_stop(http_loop *loop) { http_loop_post(loop, http_loop_do_stop, loop); }
 
 /* ---- life cycle -------------------------------------------------------------------------------- */
-
-static const struct timeval *http_loop_common_timeout(http_loop *loop, unsigned ms)
-{
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    return event_base_init_common_timeout(loop->base, &tv);
-}
 
 http_loop *http_loop_new(const http_loop_options *opts)
 {
@@ -324,13 +365,7 @@ http_loop *http_loop_new(const http_loop_options *opts)
         memcpy(seed, &loop, sizeof(seed)); /* no entropy yet: the address still differs per loop */
     snprintf(loop->request_id_prefix, sizeof(loop->request_id_prefix), "%02x%02x%02x%02x", seed[0], seed[1],
              seed[2], seed[3]);
-    const http_settings *s = loop->settings;
-    loop->tv_header = http_loop_common_timeout(loop, s->header_timeout_ms);
-    loop->tv_body = http_loop_common_timeout(loop, s->body_timeout_ms);
-    loop->tv_keepalive = http_loop_common_timeout(loop, s->keepalive_timeout_ms);
-    loop->tv_write = http_loop_common_timeout(loop, s->write_timeout_ms);
-    loop->tv_linger = http_loop_common_timeout(loop, s->linger_timeout_ms);
-    loop->tv_request = http_loop_common_timeout(loop, s->request_timeout_ms);
+    http_loop_init_timeouts(loop);
     async_timeouts_init(&loop->timeouts, loop->base);
     http_loop_set_accepting(loop, true);
     return loop;

@@ -61,6 +61,11 @@ void http_loop_drain(http_loop *loop);
 /* Thread-safe: stop now (drain timeout): cancel pending requests, close every connection. */
 void http_loop_stop(http_loop *loop);
 
+/* Thread-safe: the loop uses `settings` from its next event on (config reload). The caller keeps the
+ * old settings alive until the loop has switched (the server retires them until exit), and must keep
+ * max_headers as it was: parsing state is sized by it. */
+void http_loop_update_settings(http_loop *loop, const http_settings *settings);
+
 /* Loop-thread calls. */
 bool http_loop_draining(const http_loop *loop);
 struct event_base *http_loop_base(http_loop *loop);

@@ -343,6 +343,8 @@ int config_load_file(apiary_config *cfg, const char *path, char err[CONFIG_ERROR
         return config_json_error(&jerr, path, err);
     int rc = config_load_json(cfg, root, path, err);
     json_decref(root);
+    if (rc == 0)
+        snprintf(cfg->source_path, sizeof(cfg->source_path), "%s", path);
     return rc;
 }
 

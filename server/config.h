@@ -50,6 +50,7 @@ typedef struct apiary_config {
     unsigned rate_limit_burst;
     unsigned rate_limit_max_clients;
     char rate_limit_prefix[64];
+    char source_path[4096];         /* the file it was loaded from (config_load_file), for reloads */
     bool access_log_enabled;
     char access_log_path[4096];     /* "" = stderr */
     http_settings http;        /* limits and timeouts, see http_settings.h */

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "generation.h"
 #include "handlers.h"
 #include "http_listener.h"
 #include "http_loop.h"
@@ -60,8 +61,26 @@ static int server_open_listeners(const apiary_config *cfg, int *fds, unsigned n,
     return 0;
 }
 
-/* Waits for SIGTERM/SIGINT; SIGHUP is acknowledged (config reload comes with the operations work). */
-static int server_wait_for_signal(void)
+/* SIGHUP: load the config file again and switch to it, or keep the running one if the file is bad. */
+static server_generation *server_reload(server_generation *current, http_loop *const *loops, unsigned n)
+{
+    server_generation *next = generation_reload(current, n);
+    if (!next)
+        return current;
+    const apiary_config *cfg = &next->cfg;
+    log_set_level(cfg->log_level);
+    char err[512];
+    if (access_log_reopen(cfg->access_log_enabled, cfg->access_log_path, err, sizeof(err)) != 0)
+        log_error("config reload: %s; the access log keeps its old file", err);
+    handlers_update_settings(&next->handlers);
+    for (unsigned i = 0; i < n; i++)
+        http_loop_update_settings(loops[i], &next->http);
+    log_info("config reloaded from %s (generation %u)", cfg->source_path, next->number);
+    return next;
+}
+
+/* Waits for SIGTERM/SIGINT, reloading the config on every SIGHUP meanwhile. */
+static int server_wait_for_signal(server_generation **gen, http_loop *const *loops, unsigned n)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -73,7 +92,7 @@ static int server_wait_for_signal(void)
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
         if (sig == SIGHUP)
-            log_warn("SIGHUP received: live reload is not supported yet; restart to apply config changes");
+            *gen = server_reload(*gen, loops, n);
     }
 }
 
@@ -132,15 +151,6 @@ int server_run(const apiary_config *cfg)
         log_error("libevent has no pthreads support");
         return 1;
     }
-    http_settings settings = cfg->http;
-    settings.trusted_proxies = cfg->trusted_proxies;
-    settings.trusted_proxy_count = cfg->trusted_proxy_count;
-    settings.rate_limiter = cfg->rate_limit_enabled ? ratelimit_new(cfg->rate_limit_per_second, cfg->rate_limit_burst,
-                                                                     cfg->rate_limit_max_clients)
-                                                    : NULL;
-    settings.rate_limit_prefix = cfg->rate_limit_prefix;
-    /* max_connections is for the whole server; every loop gets its share, and at least one. */
-    settings.max_connections = cfg->max_connections / n ? cfg->max_connections / n : 1;
     if (cfg->access_log_enabled) {
         char err[512];
         if (access_log_open(cfg->access_log_path, err, sizeof(err)) != 0) {
@@ -153,28 +163,13 @@ int server_run(const apiary_config *cfg)
         return 1;
     if (cfg->pool_run_inline)
         log_warn("pool.run_inline is on: CPU-heavy handlers run on the event loops (benchmarks only)");
-    handlers_settings handler_settings = {
-        .max_sleep_ms = cfg->max_sleep_ms,
-        .max_aggregate_sources = cfg->max_aggregate_sources,
-        .pool = workers,
-        .password_opslimit = cfg->password_opslimit,
-        .password_memlimit_bytes = (size_t)cfg->password_memlimit_kib * 1024,
-        .password_max_bytes = cfg->password_max_bytes,
-        .primes_max_n = cfg->primes_max_n,
-        .upstreams = cfg->upstreams,
-        .upstream_count = cfg->upstream_count,
-        .fanout_max_requests = cfg->fanout_max_requests,
-        .kv_use_redis = cfg->kv_backend == CONFIG_KV_REDIS,
-        .kv_max_key_bytes = cfg->kv_max_key_bytes,
-        .kv_max_value_bytes = cfg->kv_max_value_bytes,
-        .kv_max_entries = cfg->kv_max_entries,
-        .redis = &cfg->redis,
-    };
+    server_generation *gen = generation_first(cfg, n, workers);
     router *r = router_new();
-    if (handlers_register(r, &handler_settings) != 0) {
+    if (handlers_register(r, &gen->handlers) != 0) {
         router_free(r);
         pool_shutdown(workers);
         pool_free(workers);
+        generation_free_all(gen);
         return 1;
     }
     int *fds = xcalloc(n, sizeof(int));
@@ -184,12 +179,13 @@ int server_run(const apiary_config *cfg)
         router_free(r);
         pool_shutdown(workers);
         pool_free(workers);
+        generation_free_all(gen);
         return 1;
     }
     server_thread *threads = xcalloc(n, sizeof(*threads));
     http_loop **loops = xcalloc(n, sizeof(*loops));
     for (unsigned i = 0; i < n; i++) {
-        http_loop_options opts = {.id = i, .listen_fd = fds[i], .settings = &settings, .router = r};
+        http_loop_options opts = {.id = i, .listen_fd = fds[i], .settings = &gen->http, .router = r};
         threads[i].loop = loops[i] = http_loop_new(&opts);
         if (!threads[i].loop) {
             log_error("cannot create event loop %u", i);
@@ -209,9 +205,10 @@ int server_run(const apiary_config *cfg)
     log_info("apiary %s listening on http://%s%s%s:%u with %u thread%s", APIARY_VERSION, v6 ? "[" : "",
              cfg->listen_host, v6 ? "]" : "", port, n, n == 1 ? "" : "s");
 
-    int sig = server_wait_for_signal();
-    log_info("%s received: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg->drain_timeout_ms);
-    server_shutdown(cfg, threads, n);
+    int sig = server_wait_for_signal(&gen, loops, n);
+    log_info("%s received: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+             gen->cfg.drain_timeout_ms);
+    server_shutdown(&gen->cfg, threads, n);
     for (unsigned i = 0; i < n; i++)
         pthread_join(threads[i].thread, NULL);
     /* Workers may still be finishing jobs whose requests were cancelled: join them while the loops
@@ -222,7 +219,7 @@ int server_run(const apiary_config *cfg)
         http_loop_free(threads[i].loop);
     pool_free(workers);
     free(loops);
-    ratelimit_free(settings.rate_limiter);
+    generation_free_all(gen); /* after the loops: they read their settings until freed */
     access_log_close(); /* after the loops: freeing a loop flushes its last lines */
     free(threads);
     free(fds);

@@ -1,0 +1,129 @@
+/* generation: see generation.h. */
+#include "generation.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "xalloc.h"
+
+static void generation_derive(server_generation *g, unsigned loops, pool *workers)
+{
+    const apiary_config *cfg = &g->cfg;
+    g->http = cfg->http;
+    g->http.trusted_proxies = cfg->trusted_proxies;
+    g->http.trusted_proxy_count = cfg->trusted_proxy_count;
+    g->http.rate_limiter = g->limiter;
+    g->http.rate_limit_prefix = cfg->rate_limit_prefix;
+    /* max_connections is for the whole server; every loop gets its share, and at least one. */
+    g->http.max_connections = cfg->max_connections / loops ? cfg->max_connections / loops : 1;
+    g->handlers = (handlers_settings){
+        .max_sleep_ms = cfg->max_sleep_ms,
+        .max_aggregate_sources = cfg->max_aggregate_sources,
+        .pool = workers,
+        .password_opslimit = cfg->password_opslimit,
+        .password_memlimit_bytes = (size_t)cfg->password_memlimit_kib * 1024,
+        .password_max_bytes = cfg->password_max_bytes,
+        .primes_max_n = cfg->primes_max_n,
+        .upstreams = cfg->upstreams,
+        .upstream_count = cfg->upstream_count,
+        .fanout_max_requests = cfg->fanout_max_requests,
+        .kv_use_redis = cfg->kv_backend == CONFIG_KV_REDIS,
+        .kv_max_key_bytes = cfg->kv_max_key_bytes,
+        .kv_max_value_bytes = cfg->kv_max_value_bytes,
+        .kv_max_entries = cfg->kv_max_entries,
+        .redis = &cfg->redis,
+    };
+}
+
+static ratelimit *generation_new_limiter(const apiary_config *cfg)
+{
+    if (!cfg->rate_limit_enabled)
+        return NULL;
+    return ratelimit_new(cfg->rate_limit_per_second, cfg->rate_limit_burst, cfg->rate_limit_max_clients);
+}
+
+server_generation *generation_first(const apiary_config *cfg, unsigned loops, pool *workers)
+{
+    server_generation *g = xcalloc(1, sizeof(*g));
+    g->number = 1;
+    g->cfg = *cfg;
+    g->limiter = generation_new_limiter(cfg);
+    g->owns_limiter = true;
+    generation_derive(g, loops, workers);
+    return g;
+}
+
+/* What cannot change under running loops, threads and connections. A changed one is named in the log
+ * and keeps its running value, so the new generation describes what actually runs. */
+#define GENERATION_KEEP(field, name)                                                                    \
+    do {                                                                                               \
+        if (memcmp(&next->field, &now->field, sizeof(now->field)) != 0) {                              \
+            log_warn("config reload: %s changed; it needs a restart, the running value stays", name);  \
+            memcpy(&next->field, &now->field, sizeof(now->field));                                     \
+        }                                                                                              \
+    } while (0)
+
+static void generation_keep_restart_only(apiary_config *next, const apiary_config *now)
+{
+    if (strcmp(next->listen_host, now->listen_host) != 0 || next->listen_port != now->listen_port) {
+        log_warn("config reload: listen changed; it needs a restart, the running value stays");
+        memcpy(next->listen_host, now->listen_host, sizeof(now->listen_host));
+        next->listen_port = now->listen_port;
+    }
+    GENERATION_KEEP(threads, "threads");
+    GENERATION_KEEP(backlog, "backlog");
+    GENERATION_KEEP(http.max_headers, "limits.max_headers");
+    GENERATION_KEEP(pool_threads, "pool.threads");
+    GENERATION_KEEP(pool_queue_size, "pool.queue_size");
+    GENERATION_KEEP(pool_run_inline, "pool.run_inline");
+    GENERATION_KEEP(upstream_count, "upstreams");
+    GENERATION_KEEP(upstreams, "upstreams");
+    GENERATION_KEEP(kv_backend, "kv.backend");
+    GENERATION_KEEP(kv_max_entries, "kv.max_entries");
+    GENERATION_KEEP(redis, "redis");
+}
+
+static bool generation_same_limits(const apiary_config *a, const apiary_config *b)
+{
+    return a->rate_limit_enabled == b->rate_limit_enabled && a->rate_limit_per_second == b->rate_limit_per_second &&
+           a->rate_limit_burst == b->rate_limit_burst && a->rate_limit_max_clients == b->rate_limit_max_clients;
+}
+
+server_generation *generation_reload(server_generation *current, unsigned loops)
+{
+    apiary_config next;
+    char err[CONFIG_ERROR_MAX];
+    config_defaults(&next);
+    if (config_load_file(&next, current->cfg.source_path, err) != 0) {
+        log_error("config reload rejected, the running config stays: %s", err);
+        return NULL;
+    }
+    generation_keep_restart_only(&next, &current->cfg);
+    server_generation *g = xcalloc(1, sizeof(*g));
+    g->prev = current;
+    g->number = current->number + 1;
+    g->cfg = next;
+    if (generation_same_limits(&next, &current->cfg)) {
+        g->limiter = current->limiter; /* clients keep their buckets */
+    } else {
+        g->limiter = generation_new_limiter(&next);
+        g->owns_limiter = true;
+    }
+    generation_derive(g, loops, current->handlers.pool);
+    /* Modules may key state by these pointers (pools per upstream, Redis settings): keep the originals. */
+    g->handlers.upstreams = current->handlers.upstreams;
+    g->handlers.redis = current->handlers.redis;
+    return g;
+}
+
+void generation_free_all(server_generation *newest)
+{
+    while (newest) {
+        server_generation *prev = newest->prev;
+        if (newest->owns_limiter)
+            ratelimit_free(newest->limiter);
+        free(newest);
+        newest = prev;
+    }
+}
