@@ -115,8 +115,9 @@ struct http_loop {
     struct event_base *base;
     const http_settings *settings;
     const router *router;
-    int listen_fd;
-    struct event *listen_ev;
+    int listen_fds[2];               /* TCP (own SO_REUSEPORT socket) and/or the shared Unix socket */
+    struct event *listen_evs[2];
+    size_t listen_count;
     struct event *accept_retry_ev; /* re-enables accepting after EMFILE/ENFILE */
     bool accept_enabled;
     struct event *date_ev;

@@ -7,7 +7,10 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int http_listener_open(const char *host, unsigned port, unsigned backlog, char *err, size_t err_len)
@@ -37,6 +40,41 @@ int http_listener_open(const char *host, unsigned port, unsigned backlog, char *
         return -1;
     }
     freeaddrinfo(res);
+    return fd;
+}
+
+int http_listener_open_unix(const char *path, unsigned mode, unsigned backlog, char *err, size_t err_len)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        snprintf(err, err_len, "unix socket path %s is longer than %zu bytes", path, sizeof(sun.sun_path) - 1);
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, err_len, "%s exists and is not a socket", path);
+            return -1;
+        }
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool alive = probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (alive) {
+            snprintf(err, err_len, "%s: another server is listening there", path);
+            return -1;
+        }
+        unlink(path); /* stale, from a server that did not exit cleanly */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 || chmod(path, (mode_t)mode) != 0 ||
+        listen(fd, (int)backlog) != 0) {
+        snprintf(err, err_len, "cannot listen on unix:%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
     return fd;
 }
 

@@ -10,6 +10,11 @@
  * literal or a name (resolved with getaddrinfo, first address wins). Returns the fd, or -1 with a
  * message in err. With port 0 the kernel picks one; read it back with http_listener_port. */
 int http_listener_open(const char *host, unsigned port, unsigned backlog, char *err, size_t err_len);
+/* Opens a non-blocking Unix-domain listener at `path` with permissions `mode` (e.g. 0660). A stale socket
+ * file left by a crashed server is replaced; a path where another server still accepts is refused.
+ * Returns the fd, or -1 with a message in err. The caller unlinks the path at exit. */
+int http_listener_open_unix(const char *path, unsigned mode, unsigned backlog, char *err, size_t err_len);
+
 /* The local port a socket is bound to, or 0. */
 unsigned http_listener_port(int fd);
 

@@ -62,12 +62,14 @@ static size_t http_loop_max_connections(const http_loop *loop) { return loop->se
 
 static void http_loop_set_accepting(http_loop *loop, bool on)
 {
-    if (on == loop->accept_enabled || loop->listen_fd < 0)
+    if (on == loop->accept_enabled || loop->listen_count == 0)
         return;
-    if (on)
-        event_add(loop->listen_ev, NULL);
-    else
-        event_del(loop->listen_ev);
+    for (size_t i = 0; i < loop->listen_count; i++) {
+        if (on)
+            event_add(loop->listen_evs[i], NULL);
+        else
+            event_del(loop->listen_evs[i]);
+    }
     loop->accept_enabled = on;
 }
 
@@ -228,12 +230,15 @@ void http_loop_post(http_loop *loop, http_loop_fn fn, void *arg)
 
 static void http_loop_close_listener(http_loop *loop)
 {
-    if (loop->listen_fd < 0)
+    if (loop->listen_count == 0)
         return;
     http_loop_set_accepting(loop, false);
     evtimer_del(loop->accept_retry_ev);
-    close(loop->listen_fd);
-    loop->listen_fd = -1;
+    for (size_t i = 0; i < loop->listen_count; i++) {
+        event_free(loop->listen_evs[i]);
+        close(loop->listen_fds[i]);
+    }
+    loop->listen_count = 0;
 }
 
 static void http_loop_do_drain(void *arg)
@@ -244,11 +249,11 @@ static void http_loop_do_drain(void *arg)
     loop->draining = true;
     /* Connections the kernel already completed are ours to answer: take them before closing the
      * listener, which would otherwise reset them. */
-    if (loop->listen_fd >= 0) {
+    for (size_t i = 0; i < loop->listen_count; i++) {
         for (;;) {
             struct sockaddr_storage peer;
             socklen_t peer_len = sizeof(peer);
-            int fd = accept4(loop->listen_fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            int fd = accept4(loop->listen_fds[i], (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0)
                 break;
             http_conn_accept(loop, fd, (struct sockaddr *)&peer);
@@ -334,7 +339,10 @@ http_loop *http_loop_new(const http_loop_options *opts)
     loop->id = opts->id;
     loop->settings = opts->settings;
     loop->router = opts->router;
-    loop->listen_fd = opts->listen_fd;
+    if (opts->listen_fd >= 0)
+        loop->listen_fds[loop->listen_count++] = opts->listen_fd;
+    if (opts->has_unix)
+        loop->listen_fds[loop->listen_count++] = opts->unix_fd;
     struct event_config *cfg = event_config_new();
     /* libevent's default clock is CLOCK_MONOTONIC_COARSE (a 4 ms tick): a 100 ms sleep could then end
      * after 96 ms. asyncio never wakes early, and neither do we; the precise clock costs ~20 ns. */
@@ -348,7 +356,8 @@ http_loop *http_loop_new(const http_loop_options *opts)
     }
     pthread_mutex_init(&loop->post_lock, NULL);
     loop->post_ev = event_new(loop->base, -1, 0, http_loop_on_post, loop);
-    loop->listen_ev = event_new(loop->base, loop->listen_fd, EV_READ | EV_PERSIST, http_loop_on_accept, loop);
+    for (size_t i = 0; i < loop->listen_count; i++)
+        loop->listen_evs[i] = event_new(loop->base, loop->listen_fds[i], EV_READ | EV_PERSIST, http_loop_on_accept, loop);
     loop->accept_retry_ev = evtimer_new(loop->base, http_loop_on_accept_retry, loop);
     loop->date_ev = event_new(loop->base, -1, EV_PERSIST, http_loop_on_date, loop);
     http_date_format(time(NULL), loop->date);
@@ -395,7 +404,6 @@ void http_loop_free(http_loop *loop)
     event_base_loop(loop->base, EVLOOP_NONBLOCK);
     http_loop_on_post(-1, 0, loop);
     event_free(loop->post_ev);
-    event_free(loop->listen_ev);
     event_free(loop->accept_retry_ev);
     event_free(loop->date_ev);
     event_free(loop->lag_ev);

@@ -20,7 +20,9 @@ extern const unsigned HTTP_LOOP_LAG_BOUNDS_MS[HTTP_LOOP_LAG_BUCKETS - 1];
 
 typedef struct http_loop_options {
     unsigned id;                  /* 0..N-1, for logs and thread names */
-    int listen_fd;                /* non-blocking listening socket; the loop owns and closes it */
+    int listen_fd;                /* non-blocking TCP listening socket, or -1; the loop owns and closes it */
+    bool has_unix;                /* unix_fd is set (zero-initialised options must not mean fd 0) */
+    int unix_fd;                  /* this loop's dup of the Unix-socket listener; owned likewise */
     const http_settings *settings; /* read-only, must outlive the loop */
     const router *router;         /* read-only, must outlive the loop */
 } http_loop_options;

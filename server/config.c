@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,6 +39,29 @@ typedef struct config_loader {
 } config_loader;
 
 static int config_parse_log_level(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
+
+static int config_parse_unix_path(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    if (value[0] && (value[0] != '/' || strlen(value) >= sizeof(cfg->unix_socket_path))) {
+        snprintf(err, CONFIG_ERROR_MAX, "must be an absolute path shorter than %zu bytes, or \"\"",
+                 sizeof(cfg->unix_socket_path));
+        return -1;
+    }
+    strcpy(cfg->unix_socket_path, value);
+    return 0;
+}
+
+static int config_parse_unix_mode(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    char *end;
+    long mode = strtol(value, &end, 8);
+    if (!value[0] || *end || mode < 0 || mode > 0777) {
+        snprintf(err, CONFIG_ERROR_MAX, "'%s' is not octal permissions 0..0777", value);
+        return -1;
+    }
+    cfg->unix_socket_mode = (unsigned)mode;
+    return 0;
+}
 
 static int config_parse_rate_limit_prefix(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
 {
@@ -103,6 +127,8 @@ static const config_key config_keys[] = {
     CONFIG_INT("primes.max_n", primes_max_n, 2, 1000000000),
     CONFIG_OBJECT("upstreams", config_parse_upstreams),
     CONFIG_ARRAY("trusted_proxies", config_parse_trusted_proxies),
+    CONFIG_STR("unix_socket.path", config_parse_unix_path, "a string: an absolute path, or \"\" for none"),
+    CONFIG_STR("unix_socket.mode", config_parse_unix_mode, "a string of octal permissions such as \"0660\""),
     CONFIG_BOOLEAN("rate_limit.enabled", rate_limit_enabled),
     CONFIG_INT("rate_limit.requests_per_second", rate_limit_per_second, 1, 1000000),
     CONFIG_INT("rate_limit.burst", rate_limit_burst, 1, 1000000),
@@ -162,6 +188,7 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->password_max_bytes = 1024;
     cfg->primes_max_n = 50000000;
     cfg->fanout_max_requests = 16;
+    cfg->unix_socket_mode = 0660;
     cfg->rate_limit_per_second = 100;
     cfg->rate_limit_burst = 200;
     cfg->rate_limit_max_clients = 100000;
@@ -303,6 +330,8 @@ static int config_check(config_loader *l)
     if (h->max_url_bytes >= h->max_header_bytes)
         return config_fail(l->err, "%s: limits.max_url_bytes (%zu) must be less than "
                            "limits.max_header_bytes (%zu)", l->origin, h->max_url_bytes, h->max_header_bytes);
+    if (!l->cfg.listen_host[0] && !l->cfg.unix_socket_path[0])
+        return config_fail(l->err, "%s: listen: \"\" turns TCP off, so unix_socket.path must be set", l->origin);
     return 0;
 }
 
@@ -414,6 +443,11 @@ int config_parse_listen(apiary_config *cfg, const char *value, char err[CONFIG_E
 {
     if (!value)
         return config_fail(err, "no address given (expected HOST:PORT or [IPv6]:PORT)");
+    if (!value[0]) { /* no TCP listener: the Unix socket only (checked against unix_socket.path) */
+        cfg->listen_host[0] = '\0';
+        cfg->listen_port = 0;
+        return 0;
+    }
     const char *host, *colon;
     size_t host_len;
     int bracketed = value[0] == '[';

@@ -50,6 +50,8 @@ typedef struct apiary_config {
     unsigned rate_limit_burst;
     unsigned rate_limit_max_clients;
     char rate_limit_prefix[64];
+    char unix_socket_path[108];     /* "" = no Unix-socket listener */
+    unsigned unix_socket_mode;      /* permissions of the socket file */
     char source_path[4096];         /* the file it was loaded from (config_load_file), for reloads */
     bool access_log_enabled;
     char access_log_path[4096];     /* "" = stderr */

@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -46,6 +47,12 @@ static int server_open_listeners(const apiary_config *cfg, int *fds, unsigned n,
 {
     char err[256];
     unsigned port = cfg->listen_port;
+    if (!cfg->listen_host[0]) { /* listen "": Unix socket only */
+        for (unsigned i = 0; i < n; i++)
+            fds[i] = -1;
+        *port_out = 0;
+        return 0;
+    }
     for (unsigned i = 0; i < n; i++) {
         fds[i] = http_listener_open(cfg->listen_host, port, cfg->backlog, err, sizeof(err));
         if (fds[i] < 0) {
@@ -182,10 +189,26 @@ int server_run(const apiary_config *cfg)
         generation_free_all(gen);
         return 1;
     }
+    int unix_fd = -1;
+    if (cfg->unix_socket_path[0]) {
+        char err[256];
+        unix_fd = http_listener_open_unix(cfg->unix_socket_path, cfg->unix_socket_mode, cfg->backlog, err,
+                                          sizeof(err));
+        if (unix_fd < 0) {
+            log_error("%s", err);
+            exit(1);
+        }
+    }
     server_thread *threads = xcalloc(n, sizeof(*threads));
     http_loop **loops = xcalloc(n, sizeof(*loops));
     for (unsigned i = 0; i < n; i++) {
+        /* No SO_REUSEPORT for Unix sockets: every loop polls its own dup of the one listener, and the
+         * loop that loses an accept race just gets EAGAIN. */
         http_loop_options opts = {.id = i, .listen_fd = fds[i], .settings = &gen->http, .router = r};
+        if (unix_fd >= 0) {
+            opts.has_unix = true;
+            opts.unix_fd = i == 0 ? unix_fd : fcntl(unix_fd, F_DUPFD_CLOEXEC, 0);
+        }
         threads[i].loop = loops[i] = http_loop_new(&opts);
         if (!threads[i].loop) {
             log_error("cannot create event loop %u", i);
@@ -202,8 +225,12 @@ int server_run(const apiary_config *cfg)
         }
     }
     bool v6 = strchr(cfg->listen_host, ':') != NULL;
-    log_info("apiary %s listening on http://%s%s%s:%u with %u thread%s", APIARY_VERSION, v6 ? "[" : "",
-             cfg->listen_host, v6 ? "]" : "", port, n, n == 1 ? "" : "s");
+    if (cfg->listen_host[0])
+        log_info("apiary %s listening on http://%s%s%s:%u with %u thread%s", APIARY_VERSION, v6 ? "[" : "",
+                 cfg->listen_host, v6 ? "]" : "", port, n, n == 1 ? "" : "s");
+    if (unix_fd >= 0)
+        log_info("apiary %s listening on unix:%s with %u thread%s", APIARY_VERSION, cfg->unix_socket_path, n,
+                 n == 1 ? "" : "s");
 
     int sig = server_wait_for_signal(&gen, loops, n);
     log_info("%s received: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
@@ -219,6 +246,8 @@ int server_run(const apiary_config *cfg)
         http_loop_free(threads[i].loop);
     pool_free(workers);
     free(loops);
+    if (unix_fd >= 0)
+        unlink(cfg->unix_socket_path);
     generation_free_all(gen); /* after the loops: they read their settings until freed */
     access_log_close(); /* after the loops: freeing a loop flushes its last lines */
     free(threads);

@@ -577,7 +577,7 @@ Test(config, listen_good_forms)
 Test(config, listen_bad_forms)
 {
     static const char *const cases[] = {
-        "", "8080", ":8080", "localhost", "localhost:", "localhost:65536", "localhost:99999999999",
+        "8080", ":8080", "localhost", "localhost:", "localhost:65536", "localhost:99999999999",
         "localhost:-1", "localhost:+80", "localhost:80x", "localhost: 80", " localhost:80", "local host:80",
         "::1:8080", "::1", "[::1]", "[::1]8080", "[::1]:", "[::1:8080", "[]:80", "[localhost]:80",
         "[127.0.0.1]:80", "[::1]]:80", "host[1]:80", "*:80",
@@ -630,4 +630,22 @@ Test(config, listen_in_file_names_the_key)
     cr_assert_str_eq(err, "test.json: listen: 'localhost' is not HOST:PORT or [IPv6]:PORT");
     config_test_reject("{\"listen\": \"localhost:65536\"}", err);
     config_test_assert_err(err, "test.json: listen: ");
+}
+
+Test(config, empty_listen_means_unix_socket_only)
+{
+    apiary_config cfg;
+    char err[CONFIG_ERROR_MAX] = "";
+    config_defaults(&cfg);
+    cr_assert_eq(config_load_string(&cfg, "{\"listen\": \"\"}", "t.json", err), -1);
+    config_test_assert_err(err, "unix_socket.path must be set");
+    cr_assert_eq(config_load_string(&cfg, "{\"listen\": \"\", \"unix_socket\": {\"path\": \"/run/a.sock\", "
+                                          "\"mode\": \"0600\"}}", "t.json", err), 0, "%s", err);
+    cr_assert_str_eq(cfg.listen_host, "");
+    cr_assert_str_eq(cfg.unix_socket_path, "/run/a.sock");
+    cr_assert_eq(cfg.unix_socket_mode, 0600);
+    cr_assert_eq(config_load_string(&cfg, "{\"unix_socket\": {\"path\": \"relative.sock\"}}", "t.json", err), -1);
+    config_test_assert_err(err, "unix_socket.path");
+    cr_assert_eq(config_load_string(&cfg, "{\"unix_socket\": {\"mode\": \"0999\"}}", "t.json", err), -1);
+    config_test_assert_err(err, "unix_socket.mode");
 }
