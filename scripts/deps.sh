@@ -5,7 +5,7 @@ set -euo pipefail
 
 # redis-server is a test dependency (the Redis backend's tests start their own on loopback).
 packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libhiredis-dev
-          libcriterion-dev node-llhttp python3 curl redis-server)
+          libcriterion-dev node-llhttp python3 curl redis-server nginx-light)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light)
 fi

@@ -11,6 +11,7 @@ typedef enum cli_flag_id {
     CLI_LISTEN,
     CLI_THREADS,
     CLI_CHECK_CONFIG,
+    CLI_HEALTHCHECK,
     CLI_VERSION,
     CLI_HELP,
 } cli_flag_id;
@@ -26,6 +27,7 @@ static const cli_flag cli_flags[] = {
     {"listen", CLI_LISTEN, true},
     {"threads", CLI_THREADS, true},
     {"check-config", CLI_CHECK_CONFIG, false},
+    {"healthcheck", CLI_HEALTHCHECK, false},
     {"version", CLI_VERSION, false},
     {"help", CLI_HELP, false},
 };
@@ -76,6 +78,9 @@ static int cli_apply(const cli_flag *f, const char *value, cli_options *out, FIL
         break;
     case CLI_CHECK_CONFIG:
         out->check_config = true;
+        break;
+    case CLI_HEALTHCHECK:
+        out->healthcheck = true;
         break;
     case CLI_VERSION:
         out->version = true;
@@ -136,16 +141,18 @@ int cli_parse(int argc, char **argv, cli_options *out, FILE *err)
 void cli_usage(FILE *out)
 {
     fputs("usage: apiary [--config PATH] [--listen HOST:PORT] [--threads N] [--check-config]\n"
-          "              [--version] [--help]\n"
+          "              [--healthcheck] [--version] [--help]\n"
           "\n"
           "  --config PATH        JSON config file (default config/apiary.json)\n"
           "  --listen HOST:PORT   address to listen on, [IPv6]:PORT for IPv6; overrides \"listen\"\n"
           "  --threads N          event loops, 1..256; overrides \"threads\"\n"
           "  --check-config       validate the config, print \"config OK\" and exit\n"
+          "  --healthcheck        GET /healthz on the listen address (2 s timeout); exit 0 on 200, else 1\n"
           "  --version            print the version and exit\n"
           "  --help               print this help and exit\n"
           "\n"
           "Flags override the config file. Both \"--flag value\" and \"--flag=value\" work.\n"
+          "APIARY_LISTEN=HOST:PORT in the environment overrides \"listen\" too; --listen wins over it.\n"
           "Exit status 2 on a bad command line or config.\n",
           out);
 }

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "healthcheck.h"
 #include "log.h"
 #include "server.h"
 
@@ -31,12 +32,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "apiary: %s\n", err);
         return 2;
     }
+    /* Containers set the address in the environment (0.0.0.0 inside, a config file baked for loopback);
+     * it sits between the file and the flags. Empty counts as unset, since an image's ENV cannot be
+     * removed at run time, only emptied. */
+    const char *env_listen = getenv("APIARY_LISTEN");
+    if (env_listen && *env_listen && config_parse_listen(&cfg, env_listen, err) != 0) {
+        fprintf(stderr, "apiary: APIARY_LISTEN: %s\n", err);
+        return 2;
+    }
     if (opts.listen && config_parse_listen(&cfg, opts.listen, err) != 0) {
         fprintf(stderr, "apiary: --listen: %s\n", err);
         return 2;
     }
     if (opts.threads > 0)
         cfg.threads = (unsigned)opts.threads;
+    if (opts.healthcheck)
+        return healthcheck_run(&cfg);
     if (opts.check_config) {
         printf("config OK: %s\n", opts.config_path);
         return 0;

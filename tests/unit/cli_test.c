@@ -214,3 +214,84 @@ Test(cli, usage_lists_every_flag)
         cr_assert(strstr(buf, flags[i]) != NULL, "usage does not mention %s", flags[i]);
     free(buf);
 }
+
+/* --healthcheck (operations): a boolean flag that combines with --config and --listen, which say where
+ * to probe. */
+Test(cli, healthcheck_defaults_to_off)
+{
+    cli_test_run run;
+    CLI_TEST_PARSE(&run, "--config", "a.json");
+    cr_assert_eq(run.rc, 0, "%s", run.err);
+    cr_assert(!run.opts.healthcheck);
+}
+
+Test(cli, healthcheck_alone)
+{
+    cli_test_run run;
+    CLI_TEST_PARSE(&run, "--healthcheck");
+    cr_assert_eq(run.rc, 0, "%s", run.err);
+    cr_assert(run.opts.healthcheck);
+    cr_assert_str_eq(run.opts.config_path, "config/apiary.json");
+    cr_assert_null(run.opts.listen);
+    cr_assert(!run.opts.check_config && !run.opts.version && !run.opts.help);
+    cr_assert_str_eq(run.err, "");
+}
+
+Test(cli, healthcheck_with_listen_and_config)
+{
+    cli_test_run run;
+    CLI_TEST_PARSE(&run, "--healthcheck", "--listen", "0.0.0.0:8080", "--config=/etc/apiary/apiary.json");
+    cr_assert_eq(run.rc, 0, "%s", run.err);
+    cr_assert(run.opts.healthcheck);
+    cr_assert_str_eq(run.opts.listen, "0.0.0.0:8080");
+    cr_assert_str_eq(run.opts.config_path, "/etc/apiary/apiary.json");
+    /* Order does not matter. */
+    CLI_TEST_PARSE(&run, "--listen=[::]:9000", "--healthcheck");
+    cr_assert_eq(run.rc, 0, "%s", run.err);
+    cr_assert(run.opts.healthcheck);
+    cr_assert_str_eq(run.opts.listen, "[::]:9000");
+}
+
+Test(cli, healthcheck_rejects_a_value)
+{
+    cli_test_run run;
+    CLI_TEST_PARSE(&run, "--healthcheck=yes");
+    cli_test_assert_fails(&run, "--healthcheck does not take a value");
+}
+
+Test(cli, healthcheck_is_not_a_value)
+{
+    cli_test_run run;
+    /* "--listen --healthcheck" forgot the address; the flag is not taken as one. */
+    CLI_TEST_PARSE(&run, "--listen", "--healthcheck");
+    cli_test_assert_fails(&run, "--listen needs a value");
+}
+
+Test(cli, healthcheck_misspelt)
+{
+    cli_test_run run;
+    CLI_TEST_PARSE(&run, "--health-check");
+    cli_test_assert_fails(&run, "unknown option '--health-check'");
+}
+
+Test(cli, healthcheck_does_not_survive_a_new_parse)
+{
+    cli_test_run run;
+    CLI_TEST_PARSE(&run, "--healthcheck");
+    cr_assert(run.opts.healthcheck);
+    CLI_TEST_PARSE(&run, "--check-config");
+    cr_assert_eq(run.rc, 0, "%s", run.err);
+    cr_assert(!run.opts.healthcheck);
+}
+
+Test(cli, usage_mentions_healthcheck_and_apiary_listen)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    cli_usage(out);
+    fclose(out);
+    cr_assert(strstr(buf, "--healthcheck") != NULL, "usage does not mention --healthcheck");
+    cr_assert(strstr(buf, "APIARY_LISTEN") != NULL, "usage does not mention APIARY_LISTEN");
+    free(buf);
+}
