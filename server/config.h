@@ -53,6 +53,8 @@ typedef struct apiary_config {
     char unix_socket_path[108];     /* "" = no Unix-socket listener */
     unsigned unix_socket_mode;      /* permissions of the socket file */
     char source_path[4096];         /* the file it was loaded from (config_load_file), for reloads */
+    bool listen_overridden;         /* set by APIARY_LISTEN or --listen: a reload keeps it quietly */
+    bool threads_overridden;        /* set by --threads: likewise */
     bool access_log_enabled;
     char access_log_path[4096];     /* "" = stderr */
     http_settings http;        /* limits and timeouts, see http_settings.h */

@@ -66,6 +66,15 @@ server_generation *generation_first(const apiary_config *cfg, unsigned loops, po
 
 static void generation_keep_restart_only(apiary_config *next, const apiary_config *now)
 {
+    /* Values the environment or a flag set are not the file's to change: keep them without a word. */
+    next->listen_overridden = now->listen_overridden;
+    next->threads_overridden = now->threads_overridden;
+    if (now->listen_overridden) {
+        memcpy(next->listen_host, now->listen_host, sizeof(now->listen_host));
+        next->listen_port = now->listen_port;
+    }
+    if (now->threads_overridden)
+        next->threads = now->threads;
     if (strcmp(next->listen_host, now->listen_host) != 0 || next->listen_port != now->listen_port) {
         log_warn("config reload: listen changed; it needs a restart, the running value stays");
         memcpy(next->listen_host, now->listen_host, sizeof(now->listen_host));

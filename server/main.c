@@ -44,8 +44,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "apiary: --listen: %s\n", err);
         return 2;
     }
-    if (opts.threads > 0)
+    cfg.listen_overridden = (env_listen && *env_listen) || opts.listen;
+    if (opts.threads > 0) {
         cfg.threads = (unsigned)opts.threads;
+        cfg.threads_overridden = true;
+    }
     if (opts.healthcheck)
         return healthcheck_run(&cfg);
     if (opts.check_config) {
