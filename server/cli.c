@@ -14,6 +14,7 @@ typedef enum cli_flag_id {
     CLI_HEALTHCHECK,
     CLI_VERSION,
     CLI_HELP,
+    CLI_DAEMON,
 } cli_flag_id;
 
 typedef struct cli_flag {
@@ -28,6 +29,7 @@ static const cli_flag cli_flags[] = {
     {"threads", CLI_THREADS, true},
     {"check-config", CLI_CHECK_CONFIG, false},
     {"healthcheck", CLI_HEALTHCHECK, false},
+    {"daemon", CLI_DAEMON, false},
     {"version", CLI_VERSION, false},
     {"help", CLI_HELP, false},
 };
@@ -81,6 +83,9 @@ static int cli_apply(const cli_flag *f, const char *value, cli_options *out, FIL
         break;
     case CLI_HEALTHCHECK:
         out->healthcheck = true;
+        break;
+    case CLI_DAEMON:
+        out->daemon = true;
         break;
     case CLI_VERSION:
         out->version = true;
@@ -141,12 +146,13 @@ int cli_parse(int argc, char **argv, cli_options *out, FILE *err)
 void cli_usage(FILE *out)
 {
     fputs("usage: apiary [--config PATH] [--listen HOST:PORT] [--threads N] [--check-config]\n"
-          "              [--healthcheck] [--version] [--help]\n"
+          "              [--daemon] [--healthcheck] [--version] [--help]\n"
           "\n"
           "  --config PATH        JSON config file (default config/apiary.json)\n"
           "  --listen HOST:PORT   address to listen on, [IPv6]:PORT for IPv6; overrides \"listen\"\n"
           "  --threads N          event loops, 1..256; overrides \"threads\"\n"
           "  --check-config       validate the config, print \"config OK\" and exit\n"
+          "  --daemon             detach into the background (needs daemon.log_file; see docs/deploy.md)\n"
           "  --healthcheck        GET /healthz on the listen address (2 s timeout); exit 0 on 200, else 1\n"
           "  --version            print the version and exit\n"
           "  --help               print this help and exit\n"

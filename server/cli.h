@@ -11,6 +11,7 @@ typedef struct cli_options {
     const char *listen;      /* --listen HOST:PORT, or NULL */
     int threads;             /* --threads N (1..256), or -1 when not given */
     bool check_config;       /* --check-config: validate, print "config OK", exit 0 (2 on error) */
+    bool daemon;             /* --daemon: detach; needs daemon.log_file in the config */
     bool healthcheck;        /* --healthcheck: GET /healthz on the listen address, exit 0 on 200, else 1 */
     bool version;            /* --version */
     bool help;               /* --help */

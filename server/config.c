@@ -40,6 +40,31 @@ typedef struct config_loader {
 
 static int config_parse_log_level(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 
+static int config_copy_string(char *dst, size_t cap, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    if (strlen(value) >= cap) {
+        snprintf(err, CONFIG_ERROR_MAX, "longer than %zu bytes", cap - 1);
+        return -1;
+    }
+    strcpy(dst, value);
+    return 0;
+}
+
+static int config_parse_pid_file(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    return config_copy_string(cfg->pid_file, sizeof(cfg->pid_file), value, err);
+}
+
+static int config_parse_log_file(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    return config_copy_string(cfg->log_file, sizeof(cfg->log_file), value, err);
+}
+
+static int config_parse_user(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    return config_copy_string(cfg->user, sizeof(cfg->user), value, err);
+}
+
 static int config_parse_unix_path(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
 {
     if (value[0] && (value[0] != '/' || strlen(value) >= sizeof(cfg->unix_socket_path))) {
@@ -127,6 +152,9 @@ static const config_key config_keys[] = {
     CONFIG_INT("primes.max_n", primes_max_n, 2, 1000000000),
     CONFIG_OBJECT("upstreams", config_parse_upstreams),
     CONFIG_ARRAY("trusted_proxies", config_parse_trusted_proxies),
+    CONFIG_STR("daemon.pid_file", config_parse_pid_file, "a string: a path, or \"\" for none"),
+    CONFIG_STR("daemon.log_file", config_parse_log_file, "a string: a path, or \"\" for stderr"),
+    CONFIG_STR("user", config_parse_user, "a string: a user name, or \"\" to stay who we are"),
     CONFIG_STR("unix_socket.path", config_parse_unix_path, "a string: an absolute path, or \"\" for none"),
     CONFIG_STR("unix_socket.mode", config_parse_unix_mode, "a string of octal permissions such as \"0660\""),
     CONFIG_BOOLEAN("rate_limit.enabled", rate_limit_enabled),

@@ -52,6 +52,10 @@ typedef struct apiary_config {
     char rate_limit_prefix[64];
     char unix_socket_path[108];     /* "" = no Unix-socket listener */
     unsigned unix_socket_mode;      /* permissions of the socket file */
+    char pid_file[4096];            /* "" = none; locked while we run (daemon.pid_file) */
+    char log_file[4096];            /* "" = stderr; required with --daemon (daemon.log_file) */
+    char user[64];                  /* "" = keep the user we started as; else switch after binding */
+    bool daemonize;                 /* --daemon */
     char source_path[4096];         /* the file it was loaded from (config_load_file), for reloads */
     bool listen_overridden;         /* set by APIARY_LISTEN or --listen: a reload keeps it quietly */
     bool threads_overridden;        /* set by --threads: likewise */

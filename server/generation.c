@@ -91,6 +91,12 @@ static void generation_keep_restart_only(apiary_config *next, const apiary_confi
     GENERATION_KEEP(kv_backend, "kv.backend");
     GENERATION_KEEP(kv_max_entries, "kv.max_entries");
     GENERATION_KEEP(redis, "redis");
+    GENERATION_KEEP(pid_file, "daemon.pid_file");
+    GENERATION_KEEP(log_file, "daemon.log_file");
+    GENERATION_KEEP(user, "user");
+    GENERATION_KEEP(unix_socket_path, "unix_socket.path");
+    GENERATION_KEEP(unix_socket_mode, "unix_socket.mode");
+    next->daemonize = now->daemonize;
 }
 
 static bool generation_same_limits(const apiary_config *a, const apiary_config *b)

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "daemon.h"
 #include "healthcheck.h"
 #include "log.h"
 #include "server.h"
@@ -56,5 +57,18 @@ int main(int argc, char **argv)
         return 0;
     }
     log_set_level(cfg.log_level);
-    return server_run(&cfg);
+    int ready_fd = -1;
+    if (opts.daemon) {
+        if (!cfg.log_file[0]) {
+            fprintf(stderr, "apiary: --daemon needs daemon.log_file in the config (a daemon has no terminal)\n");
+            return 2;
+        }
+        ready_fd = daemon_start(err, sizeof(err));
+        if (ready_fd < 0) {
+            fprintf(stderr, "apiary: %s\n", err);
+            return 1;
+        }
+        cfg.daemonize = true;
+    }
+    return server_run(&cfg, ready_fd);
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "generation.h"
 #include "handlers.h"
 #include "http_listener.h"
@@ -77,6 +78,9 @@ static server_generation *server_reload(server_generation *current, http_loop *c
     const apiary_config *cfg = &next->cfg;
     log_set_level(cfg->log_level);
     char err[512];
+    /* The log file is reopened under the same name (after rotation); another name needs a restart. */
+    if (current->cfg.log_file[0] && daemon_log_open(current->cfg.log_file, err, sizeof(err)) != 0)
+        log_error("config reload: %s; logging goes on to the old file", err);
     if (access_log_reopen(cfg->access_log_enabled, cfg->access_log_path, err, sizeof(err)) != 0)
         log_error("config reload: %s; the access log keeps its old file", err);
     handlers_update_settings(&next->handlers);
@@ -142,7 +146,27 @@ static void server_shutdown(const apiary_config *cfg, server_thread *threads, un
         http_loop_stop(threads[i].loop);
 }
 
-int server_run(const apiary_config *cfg)
+/* What must happen before anything is served and before the privileges go: the log and pid files.
+ * Returns 0, or 1 after logging why. */
+static int server_open_files(const apiary_config *cfg)
+{
+    char err[512];
+    if (cfg->log_file[0] && daemon_log_open(cfg->log_file, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (cfg->pid_file[0] && daemon_pidfile_acquire(cfg->pid_file, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (cfg->access_log_enabled && access_log_open(cfg->access_log_path, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    return 0;
+}
+
+int server_run(const apiary_config *cfg, int ready_fd)
 {
     unsigned n = cfg->threads ? cfg->threads : 1;
     /* Block the signals before any thread exists so every thread inherits the mask. */
@@ -158,13 +182,8 @@ int server_run(const apiary_config *cfg)
         log_error("libevent has no pthreads support");
         return 1;
     }
-    if (cfg->access_log_enabled) {
-        char err[512];
-        if (access_log_open(cfg->access_log_path, err, sizeof(err)) != 0) {
-            log_error("%s", err);
-            return 1;
-        }
-    }
+    if (server_open_files(cfg) != 0)
+        return 1;
     pool *workers = cfg->pool_run_inline ? pool_new_inline() : pool_new(cfg->pool_threads, cfg->pool_queue_size);
     if (!workers)
         return 1;
@@ -199,6 +218,14 @@ int server_run(const apiary_config *cfg)
             exit(1);
         }
     }
+    if (cfg->user[0]) { /* everything privileged is done: ports bound, files open */
+        char err[256];
+        if (daemon_drop_privileges(cfg->user, err, sizeof(err)) != 0) {
+            log_error("%s", err);
+            exit(1);
+        }
+        log_info("running as user %s", cfg->user);
+    }
     server_thread *threads = xcalloc(n, sizeof(*threads));
     http_loop **loops = xcalloc(n, sizeof(*loops));
     for (unsigned i = 0; i < n; i++) {
@@ -231,6 +258,7 @@ int server_run(const apiary_config *cfg)
     if (unix_fd >= 0)
         log_info("apiary %s listening on unix:%s with %u thread%s", APIARY_VERSION, cfg->unix_socket_path, n,
                  n == 1 ? "" : "s");
+    daemon_ready(ready_fd);
 
     int sig = server_wait_for_signal(&gen, loops, n);
     log_info("%s received: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
@@ -248,6 +276,7 @@ int server_run(const apiary_config *cfg)
     free(loops);
     if (unix_fd >= 0)
         unlink(cfg->unix_socket_path);
+    daemon_pidfile_release();
     generation_free_all(gen); /* after the loops: they read their settings until freed */
     access_log_close(); /* after the loops: freeing a loop flushes its last lines */
     free(threads);
