@@ -63,4 +63,6 @@ void password_verify_post(http_request *req);
 /* primes.c */
 void primes_get(http_request *req);
 
+/* fanout.c */
+void fanout_post(http_request *req);
 #endif

@@ -21,6 +21,7 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_POST, "/v1/password/hash", password_hash_post},
     {HTTP_METHOD_POST, "/v1/password/verify", password_verify_post},
     {HTTP_METHOD_GET, "/v1/primes", primes_get},
+    {HTTP_METHOD_POST, "/v1/fanout", fanout_post},
 };
 
 /* Swapped whole on a config reload while loops run: readers see either the old or the new settings. */

@@ -1,8 +1,23 @@
 /* http_client: an async HTTP/1.1 client on the request's loop, with a keep-alive connection pool per
  * loop and upstream (see docs/fanout.md). Clients of apiary name an upstream, never a URL, so apiary
- * cannot be turned into an open proxy. */
+ * cannot be turned into an open proxy.
+ *
+ * A call is a toolkit operation: http_client_request() returns an async_op of the caller's scope that
+ * completes OK with an http_client_response, or FAILED / TIMEOUT with one of the short error strings
+ * below. The scope owns the operation, the response and the request bytes; the loop's client owns
+ * every connection. Ending the scope (client gone, deadline, an outer async_wait_for) cancels the
+ * call: a connection that has started a request it can no longer finish is closed, one that has not
+ * goes back to the pool, and nothing ever touches the scope's memory afterwards.
+ *
+ * Threads: everything runs on the loop thread of the scope, except http_client_stats_read. */
 #ifndef APIARY_HTTP_CLIENT_H
 #define APIARY_HTTP_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "async.h"
 
 #define HTTP_CLIENT_UPSTREAM_NAME_MAX 32
 
@@ -19,5 +34,100 @@ typedef struct http_client_upstream {
     unsigned retries;            /* extra attempts for idempotent requests (0 = off) */
     unsigned max_response_bytes; /* larger answers fail the call */
 } http_client_upstream;
+
+/* The longest request target a call may send. */
+#define HTTP_CLIENT_PATH_MAX 2048
+
+typedef struct http_loop http_loop;
+struct event_base;
+
+/* The client of one loop: its connection pools (one per upstream) and its counters. */
+typedef struct http_client http_client;
+
+/* Why a call failed. The operation's error string is http_client_error_name(kind); the counters are
+ * indexed by kind. */
+typedef enum http_client_error {
+    HTTP_CLIENT_ERR_TIMEOUT,            /* "timeout": the upstream's timeout_ms passed (ASYNC_TIMEOUT) */
+    HTTP_CLIENT_ERR_DNS_FAILED,         /* "dns_failed": the host name did not resolve */
+    HTTP_CLIENT_ERR_CONNECT_FAILED,     /* "connect_failed": refused, unreachable, no descriptor */
+    HTTP_CLIENT_ERR_CONNECT_TIMEOUT,    /* "connect_timeout": connect_timeout_ms passed (DNS included) */
+    HTTP_CLIENT_ERR_CONNECTION_RESET,   /* "connection_reset": reset or closed before the response ended */
+    HTTP_CLIENT_ERR_MALFORMED_RESPONSE, /* "malformed_response": not HTTP/1.x as llhttp reads it */
+    HTTP_CLIENT_ERR_RESPONSE_TOO_LARGE, /* "response_too_large": body over max_response_bytes, or a huge head */
+    HTTP_CLIENT_ERR_INVALID_REQUEST,    /* "invalid_request": bad method or path; nothing was sent */
+    HTTP_CLIENT_ERR_COUNT,
+} http_client_error;
+
+/* The stable short name of an error kind ("timeout", "connect_failed", ...). */
+const char *http_client_error_name(http_client_error kind);
+
+/* What a successful call completes with (op->value). Lives in the caller's scope memory. Any status
+ * the upstream sent is a success here: a 500 is a response, not a failure of the call. */
+typedef struct http_client_response {
+    int status;
+    const char *body;   /* body_len bytes followed by a NUL (the body itself may contain NULs) */
+    size_t body_len;
+} http_client_response;
+
+/* Counters of one loop's client. The metrics endpoint sums them over the loops. */
+typedef struct http_client_stats {
+    uint64_t requests;            /* calls started */
+    uint64_t responses;           /* calls that completed with a response (any status) */
+    uint64_t errors[HTTP_CLIENT_ERR_COUNT]; /* calls that failed, by kind */
+    uint64_t cancelled;           /* calls their caller abandoned (client gone, deadline, outer timeout) */
+    uint64_t retries;             /* extra attempts made because of the upstream's `retries` */
+    uint64_t stale_retries;       /* calls moved to a fresh connection after a pooled one was found dead */
+    uint64_t connections_opened;  /* connection attempts started */
+    uint64_t connections_reused;  /* calls that got an idle pooled connection */
+    uint64_t connections_open;    /* gauge: connections that exist now, in any state */
+    uint64_t idle_closed;         /* idle pooled connections the upstream closed */
+    uint64_t idle_expired;        /* idle pooled connections closed after idle_timeout_ms */
+    uint64_t pool_waits;          /* calls that queued: max_connections in use, or others waiting */
+} http_client_stats;
+
+/* A client on `base` with no pools yet. Loop thread only; free it with http_client_free. */
+http_client *http_client_new(struct event_base *base);
+/* Closes every connection and frees the client. Every scope that called through it must have ended
+ * first; a call still pending then fails with "shutdown" (never counted). May run the base briefly
+ * (non-blocking) to let cancelled DNS look-ups unwind. */
+void http_client_free(http_client *client);
+/* The loop's client, created on first use and freed with the loop (HTTP_LOOP_SLOT_HTTP_CLIENT). */
+http_client *http_client_for_loop(http_loop *loop);
+
+/* True when `path` (len bytes) may be sent as a request target: it starts with '/', is at most
+ * HTTP_CLIENT_PATH_MAX bytes, and has only visible ASCII other than '#' (no space, CR, LF, control
+ * or non-ASCII byte), so it can neither split the request line nor name another host. "//x/y" is a
+ * valid path here: it goes to the configured upstream as it is. */
+bool http_client_path_valid(const char *path, size_t len);
+
+/* Starts a call to `up` on `client` and returns its operation in `scope` (loop thread):
+ * `method` is an upper-case token ("GET"), `path` must pass http_client_path_valid, `body` (may be
+ * NULL when body_len is 0) is sent with Content-Type: application/json. The bytes are copied into the
+ * scope at once, so the caller's buffers may go right after the call.
+ *
+ * Completes OK with value = http_client_response * (scope memory), ASYNC_TIMEOUT ("timeout") after
+ * up->timeout_ms, or ASYNC_FAILED with http_client_error_name() of the cause (an invalid request
+ * fails at once, before anything is sent; its continuation still runs from the loop). It never
+ * completes after its scope ended or it was cancelled: cancel it (or wrap it in async_wait_for /
+ * async_gather, which may cancel it) freely. Idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS,
+ * TRACE) are retried up to up->retries times after connect, DNS and reset failures; any
+ * call that finds its pooled connection dead before a response byte arrived is moved once to a fresh
+ * connection (for other methods only when the send itself failed). `up` must outlive the client: the
+ * pool is keyed by its address. */
+async_op *http_client_start(async_scope *scope, http_client *client, const http_client_upstream *up,
+                            const char *method, const char *path, const char *body, size_t body_len);
+
+/* http_client_start on the loop's client: what handlers use. */
+async_op *http_client_request(async_scope *scope, http_loop *loop, const http_client_upstream *up,
+                              const char *method, const char *path, const char *body, size_t body_len);
+
+/* Copies a client's counters (loop thread, or any thread: relaxed loads, each value consistent). */
+void http_client_stats_get(const http_client *client, http_client_stats *out);
+/* The counters of a loop's client, zeros when it never made a call. Any thread. */
+void http_client_stats_read(const http_loop *loop, http_client_stats *out);
+
+/* A metrics_source_fn (lib/metrics.h) summing every registered loop's client counters. */
+struct metrics_writer;
+void http_client_metrics_source(struct metrics_writer *w, void *arg);
 
 #endif

@@ -382,12 +382,16 @@ http_loop *http_loop_new(const http_loop_options *opts)
 
 void http_loop_run(http_loop *loop) { event_base_dispatch(loop->base); }
 
-void *http_loop_local(const http_loop *loop, http_loop_slot slot) { return loop->locals[slot]; }
+/* Atomic because /metrics reads module state from another thread; set once, read many times. */
+void *http_loop_local(const http_loop *loop, http_loop_slot slot)
+{
+    return __atomic_load_n(&loop->locals[slot], __ATOMIC_ACQUIRE);
+}
 
 void http_loop_set_local(http_loop *loop, http_loop_slot slot, void *value, void (*destroy)(void *value))
 {
-    loop->locals[slot] = value;
     loop->local_destroy[slot] = destroy;
+    __atomic_store_n(&loop->locals[slot], value, __ATOMIC_RELEASE);
 }
 
 void http_loop_free(http_loop *loop)

@@ -191,6 +191,12 @@ static void http_metrics_source(metrics_writer *w, void *arg)
     http_metrics_render_loops(w, v);
 }
 
+http_loop *const *http_metrics_loops(size_t *n)
+{
+    *n = http_metrics_current.n;
+    return http_metrics_current.loops;
+}
+
 void http_metrics_register(http_loop *const *loops, size_t n, const router *r)
 {
     http_metrics_current = (http_metrics_view){loops, n, r};

@@ -27,6 +27,9 @@ unsigned http_metrics_status_slot(int status);
 /* The bucket of a latency in microseconds. */
 unsigned http_metrics_latency_bucket(uint64_t us);
 
+/* The loops registered (for other modules' sources, which sum per-loop counters). */
+http_loop *const *http_metrics_loops(size_t *n);
+
 /* Registers the engine's metrics source for these loops (start-up, before the loops run). The array
  * and the router must outlive every render. */
 void http_metrics_register(http_loop *const *loops, size_t n, const router *r);

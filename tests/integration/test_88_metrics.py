@@ -102,6 +102,9 @@ class MetricsTest(ServerTestMixin, unittest.TestCase):
             "apiary_pool_queue_depth": "gauge",
             "apiary_pool_completed_total": "counter",
             "apiary_pool_rejected_total": "counter",
+            "apiary_upstream_requests_total": "counter",
+            "apiary_upstream_errors_total": "counter",
+            "apiary_upstream_connections_open": "gauge",
         }.items():
             self.assertEqual(types.get(family), kind, family)
         self.assertEqual(value_of(samples, "apiary_build_info"), 1)

@@ -1,0 +1,190 @@
+#!/usr/bin/python3
+"""bench/aiohttp_fanout.py: the aiohttp reference for bench/fanout.sh, the obvious Python version of
+apiary's POST /v1/fanout.
+
+  aiohttp_fanout.py HOST:PORT --upstream NAME=http://127.0.0.1:PORT [--upstream ...]
+                    [--max-connections 64] [--max-requests 16] [--timeout-ms 1000]
+                    [--backlog 4096] [--keepalive-timeout 600] [--loop auto|asyncio|uvloop]
+
+POST /v1/fanout {"requests":[{"upstream":NAME,"path":"/..."}...],"timeout_ms":T} calls every
+upstream at once with one shared aiohttp.ClientSession (a keep-alive pool of at most
+--max-connections per upstream host, like apiary's max_connections) and asyncio.gather, and answers
+{"results":[...]} in request order with the same members apiary sends ("upstream", "ok", "status",
+"body" parsed as JSON or else a string, "ms"; failures "error"), serialized compactly as apiary does.
+Input is checked as far as the benchmark needs (shape, names, paths); it is not a second
+implementation of apiary's every 422.
+
+Single process, one event loop, no access log. Debian's /usr/bin/python3 with python3-aiohttp
+(`apt-get install -y python3-aiohttp`). Prints one "listening ..." line on stdout when ready; stops
+cleanly on SIGTERM/SIGINT.
+"""
+import argparse
+import asyncio
+import json
+import resource
+import signal
+import sys
+
+import aiohttp
+from aiohttp import web
+
+# Where Debian's python3-* packages live; --loop auto takes uvloop only from there (as aiohttp_sleep.py).
+DEBIAN_DIST = "/usr/lib/python3/dist-packages/"
+
+
+def pick_loop(choice):
+    if choice == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            sys.exit("aiohttp_fanout: --loop uvloop but uvloop is not installed (apt-get install -y python3-uvloop)")
+        return "asyncio"
+    if choice == "auto" and not uvloop.__file__.startswith(DEBIAN_DIST):
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return f"uvloop {uvloop.__version__}"
+
+
+def dumps(value):
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def problem(status, detail, field=None):
+    doc = {"type": "about:blank", "status": status, "detail": detail}
+    if field:
+        doc["field"] = field
+    return web.Response(status=status, text=dumps(doc), content_type="application/problem+json")
+
+
+class Fanout:
+    def __init__(self, upstreams, args):
+        self.upstreams = upstreams  # name -> "http://host:port"
+        self.args = args
+        self.session = None
+
+    async def start(self):
+        # limit_per_host: the pool's max_connections; limit=0 so the per-host cap is the only one.
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self.args.max_connections,
+                                         keepalive_timeout=30, ttl_dns_cache=None)
+        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+
+    async def stop(self):
+        await self.session.close()
+
+    async def call(self, loop, name, path, timeout_s):
+        started = loop.time()
+
+        def ms():
+            return int((loop.time() - started) * 1000)
+
+        try:
+            async with self.session.get(self.upstreams[name] + path,
+                                        timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except asyncio.TimeoutError:
+            return {"upstream": name, "ok": False, "error": "timeout", "ms": ms()}
+        except aiohttp.ClientConnectorError:
+            return {"upstream": name, "ok": False, "error": "connect_failed", "ms": ms()}
+        except aiohttp.ClientPayloadError:
+            return {"upstream": name, "ok": False, "error": "connection_reset", "ms": ms()}
+        except aiohttp.ClientResponseError:
+            return {"upstream": name, "ok": False, "error": "malformed_response", "ms": ms()}
+        except aiohttp.ClientError:
+            return {"upstream": name, "ok": False, "error": "connection_reset", "ms": ms()}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        return {"upstream": name, "ok": True, "status": status, "body": body, "ms": ms()}
+
+    async def handle(self, request):
+        if request.content_type != "application/json":
+            return problem(415, "the body must be sent with Content-Type: application/json")
+        try:
+            doc = json.loads(await request.read())
+        except ValueError as e:
+            return problem(400, f"invalid JSON: {e}")
+        if not isinstance(doc, dict):
+            return problem(422, "the body must be a JSON object")
+        calls = doc.get("requests")
+        if not isinstance(calls, list) or not 1 <= len(calls) <= self.args.max_requests:
+            return problem(422, "requests is required", "requests")
+        for i, c in enumerate(calls):
+            if not isinstance(c, dict) or c.get("upstream") not in self.upstreams:
+                return problem(422, "not a configured upstream", f"requests[{i}].upstream")
+            path = c.get("path")
+            if not isinstance(path, str) or not path.startswith("/") or any(ch <= " " or ch > "~" for ch in path):
+                return problem(422, "not a valid path", f"requests[{i}].path")
+        timeout_ms = doc.get("timeout_ms", self.args.timeout_ms)
+        if type(timeout_ms) is not int or not 1 <= timeout_ms <= 60000:
+            return problem(422, "timeout_ms must be an integer 1..60000", "timeout_ms")
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(*(self.call(loop, c["upstream"], c["path"], timeout_ms / 1000) for c in calls))
+        return web.Response(text=dumps({"results": results}), content_type="application/json")
+
+
+def somaxconn():
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return int(f.read())
+    except OSError:
+        return None
+
+
+async def serve(host, port, fanout, args, loop_name):
+    await fanout.start()
+    app = web.Application()
+    app.router.add_post("/v1/fanout", fanout.handle)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=args.keepalive_timeout, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=args.backlog, shutdown_timeout=1.0)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"listening on http://{host}:{port} aiohttp {aiohttp.__version__} python {sys.version.split()[0]} "
+          f"loop {loop_name} backlog {args.backlog} (somaxconn {somaxconn()}) "
+          f"limit_per_host {args.max_connections} upstreams {','.join(fanout.upstreams)}", flush=True)
+    await stop.wait()
+    await runner.cleanup()
+    await fanout.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("listen", help="HOST:PORT")
+    ap.add_argument("--upstream", action="append", default=[], help="NAME=http://HOST:PORT (repeatable)")
+    ap.add_argument("--max-connections", type=int, default=64)
+    ap.add_argument("--max-requests", type=int, default=16)
+    ap.add_argument("--timeout-ms", type=int, default=1000)
+    ap.add_argument("--backlog", type=int, default=4096)
+    ap.add_argument("--keepalive-timeout", type=float, default=600.0)
+    ap.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    args = ap.parse_args()
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        ap.error("listen must be HOST:PORT")
+    upstreams = {}
+    for spec in args.upstream:
+        name, sep, url = spec.partition("=")
+        if not sep or not url.startswith("http://"):
+            ap.error(f"--upstream {spec!r}: must be NAME=http://HOST:PORT")
+        upstreams[name] = url.rstrip("/")
+    if not upstreams:
+        ap.error("at least one --upstream NAME=http://HOST:PORT")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    loop_name = pick_loop(args.loop)
+    try:
+        asyncio.run(serve(host.strip("[]"), int(port), Fanout(upstreams, args), args, loop_name))
+    except OSError as e:
+        sys.exit(f"aiohttp_fanout: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+/* http_client: the calls of the HTTP client and the per-loop client that holds their pools (see
+ * http_client.h for the contract and docs/fanout.md for the behaviour).
+ *
+ * Ownership and cancellation, in one place:
+ * - The client (one per loop, freed with the loop) owns the pools; the pools own the connections. No
+ *   connection is ever owned by a call, so a call that goes away never takes a socket with it by
+ *   accident, and a connection never outlives its loop.
+ * - A call (http_client_call) is allocated in the caller's scope, with the request bytes. Its future is
+ *   completed only by the pool, after the pool has let go of the call; its cancel hook
+ *   (http_client_on_cancel) runs when the caller gives up first — the scope ended (client gone,
+ *   request deadline, server stopping), the upstream's timeout_ms passed (the wait_for around the
+ *   future), or an outer wait_for/gather cancelled it — and makes the pool let go: out of the waiting
+ *   line, no longer the reason a connection is being opened, and off its connection, which goes back
+ *   to the pool if none of the call's bytes were sent and is closed otherwise (half an exchange cannot
+ *   be resumed by anyone else). The hook runs before the scope's memory goes, and afterwards nothing
+ *   in the pool points at the call.
+ * - A successful response's body is handed over, not copied: the reader's buffer becomes the
+ *   response's, and a scope cleanup (async_scope_defer) frees it when the scope ends. */
+#include <event2/dns.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_client_internal.h"
+#include "http_loop.h"
+#include "log.h"
+#include "xalloc.h"
+
+#define HTTP_CLIENT_METHOD_MAX 16
+
+static const char *const http_client_error_names[HTTP_CLIENT_ERR_COUNT] = {
+    [HTTP_CLIENT_ERR_TIMEOUT] = "timeout",
+    [HTTP_CLIENT_ERR_DNS_FAILED] = "dns_failed",
+    [HTTP_CLIENT_ERR_CONNECT_FAILED] = "connect_failed",
+    [HTTP_CLIENT_ERR_CONNECT_TIMEOUT] = "connect_timeout",
+    [HTTP_CLIENT_ERR_CONNECTION_RESET] = "connection_reset",
+    [HTTP_CLIENT_ERR_MALFORMED_RESPONSE] = "malformed_response",
+    [HTTP_CLIENT_ERR_RESPONSE_TOO_LARGE] = "response_too_large",
+    [HTTP_CLIENT_ERR_INVALID_REQUEST] = "invalid_request",
+};
+
+const char *http_client_error_name(http_client_error kind)
+{
+    return (unsigned)kind < HTTP_CLIENT_ERR_COUNT ? http_client_error_names[kind] : "failed";
+}
+
+/* ---- the client ------------------------------------------------------------------------------- */
+
+http_client *http_client_new(struct event_base *base)
+{
+    http_client *client = xcalloc(1, sizeof(*client));
+    client->base = base;
+    return client;
+}
+
+void http_client_free(http_client *client)
+{
+    if (!client)
+        return;
+    client->closing = true;
+    while (client->pools) {
+        http_client_pool *pool = client->pools;
+        client->pools = pool->next;
+        http_client_pool_free(pool);
+    }
+    /* A cancelled DNS look-up still calls back, later and from the loop, into the resolver's memory:
+     * let those callbacks run before the resolver goes. */
+    for (int pass = 0; pass < 100 && client->lookups_pending > 0; pass++)
+        event_base_loop(client->base, EVLOOP_NONBLOCK);
+    if (client->lookups_pending > 0) {
+        /* Never seen; freeing would let a late callback write into freed memory, so keep both. */
+        log_error("http client: %u DNS look-ups did not end; leaving their resolver allocated",
+                  client->lookups_pending);
+        return;
+    }
+    if (client->dns)
+        evdns_base_free(client->dns, 0);
+    free(client);
+}
+
+static void http_client_destroy_local(void *value) { http_client_free(value); }
+
+http_client *http_client_for_loop(http_loop *loop)
+{
+    http_client *client = http_loop_local(loop, HTTP_LOOP_SLOT_HTTP_CLIENT);
+    if (!client) {
+        client = http_client_new(http_loop_base(loop));
+        http_loop_set_local(loop, HTTP_LOOP_SLOT_HTTP_CLIENT, client, http_client_destroy_local);
+    }
+    return client;
+}
+
+void http_client_stats_get(const http_client *client, http_client_stats *out)
+{
+    const uint64_t *src = (const uint64_t *)&client->stats;
+    uint64_t *dst = (uint64_t *)out;
+    for (size_t i = 0; i < sizeof(*out) / sizeof(uint64_t); i++)
+        dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+void http_client_stats_read(const http_loop *loop, http_client_stats *out)
+{
+    const http_client *client = http_loop_local(loop, HTTP_LOOP_SLOT_HTTP_CLIENT);
+    if (client)
+        http_client_stats_get(client, out);
+    else
+        memset(out, 0, sizeof(*out));
+}
+
+/* ---- what may be sent ------------------------------------------------------------------------- */
+
+bool http_client_path_valid(const char *path, size_t len)
+{
+    if (!path || len == 0 || len > HTTP_CLIENT_PATH_MAX || path[0] != '/')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)path[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '#')
+            return false;
+    }
+    return true;
+}
+
+static bool http_client_method_valid(const char *method)
+{
+    if (!method)
+        return false;
+    size_t len = strlen(method);
+    if (len == 0 || len > HTTP_CLIENT_METHOD_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (method[i] < 'A' || method[i] > 'Z')
+            return false;
+    return true;
+}
+
+/* RFC 9110 9.2.2: sending these twice has the effect of sending them once. */
+static bool http_client_method_idempotent(const char *method)
+{
+    static const char *const idempotent[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
+    for (size_t i = 0; i < sizeof(idempotent) / sizeof(idempotent[0]); i++)
+        if (strcmp(method, idempotent[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The whole request in scope memory, written as is by whichever connection carries it. */
+static char *http_client_wire(async_scope *scope, const http_client_pool *pool, const char *method, const char *path,
+                              const char *body, size_t body_len, size_t *out_len)
+{
+    /* A request that may carry a body says how long it is, even when empty (RFC 9110 8.6). */
+    bool length = body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+                  strcmp(method, "PATCH") == 0;
+    char length_field[48] = "";
+    if (length)
+        snprintf(length_field, sizeof(length_field), "Content-Length: %zu\r\n", body_len);
+    const char *type_field = body_len > 0 ? "Content-Type: application/json\r\n" : "";
+    const char *fmt = "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: apiary/" APIARY_VERSION "\r\n%s%s\r\n";
+    int head_len = snprintf(NULL, 0, fmt, method, path, pool->host_header, length_field, type_field);
+    char *wire = async_scope_alloc(scope, (size_t)head_len + body_len + 1);
+    snprintf(wire, (size_t)head_len + 1, fmt, method, path, pool->host_header, length_field, type_field);
+    if (body_len > 0)
+        memcpy(wire + head_len, body, body_len);
+    *out_len = (size_t)head_len + body_len;
+    return wire;
+}
+
+/* ---- a call ----------------------------------------------------------------------------------- */
+
+/* The caller gave up (see the top of the file). The wait_for around the future has already completed
+ * with ASYNC_TIMEOUT when it is the upstream's timeout that fired, which is how the two are told apart
+ * in the counters. */
+static void http_client_on_cancel(async_op *future, void *arg)
+{
+    (void)future;
+    http_client_call *call = arg;
+    if (call->bounded && call->bounded->status == ASYNC_TIMEOUT)
+        HTTP_CLIENT_STAT_ADD(call->client, errors[HTTP_CLIENT_ERR_TIMEOUT], 1);
+    else
+        HTTP_CLIENT_STAT_ADD(call->client, cancelled, 1);
+    http_client_pool_abandon(call);
+}
+
+void http_client_call_succeeded(http_client_call *call, http_client_reader *reader)
+{
+    http_client_response *resp = async_scope_alloc(call->scope, sizeof(*resp));
+    /* Exact size plus the NUL: the spare capacity of a grown buffer goes back now, not at scope end. */
+    char *body = xrealloc(reader->body, reader->body_len + 1);
+    body[reader->body_len] = '\0';
+    resp->status = reader->status;
+    resp->body = body;
+    resp->body_len = reader->body_len;
+    reader->body = NULL;
+    reader->body_len = reader->body_cap = 0;
+    async_scope_defer(call->scope, free, body);
+    HTTP_CLIENT_STAT_ADD(call->client, responses, 1);
+    async_resolve(call->future, resp);
+}
+
+/* Failures where the request cannot have been processed (no connection) or, for an idempotent one,
+ * where processing it again is harmless. A malformed or oversized answer would only come again. */
+static bool http_client_error_retryable(http_client_error kind)
+{
+    return kind == HTTP_CLIENT_ERR_DNS_FAILED || kind == HTTP_CLIENT_ERR_CONNECT_FAILED ||
+           kind == HTTP_CLIENT_ERR_CONNECT_TIMEOUT || kind == HTTP_CLIENT_ERR_CONNECTION_RESET;
+}
+
+void http_client_call_failed(http_client_call *call, http_client_error kind)
+{
+    if (call->idempotent && call->retries_left > 0 && http_client_error_retryable(kind) && !call->client->closing) {
+        call->retries_left--;
+        HTTP_CLIENT_STAT_ADD(call->client, retries, 1);
+        http_client_pool_acquire(call->pool, call, false);
+        return;
+    }
+    HTTP_CLIENT_STAT_ADD(call->client, errors[kind], 1);
+    async_fail(call->future, http_client_error_name(kind));
+}
+
+/* A call that cannot even start: failed now, reported from the loop like any other result. */
+static async_op *http_client_call_invalid(async_scope *scope, http_client *client, async_op *future)
+{
+    HTTP_CLIENT_STAT_ADD(client, requests, 1);
+    HTTP_CLIENT_STAT_ADD(client, errors[HTTP_CLIENT_ERR_INVALID_REQUEST], 1);
+    async_fail(future, http_client_error_name(HTTP_CLIENT_ERR_INVALID_REQUEST));
+    return async_wait_for(scope, future, 1);
+}
+
+async_op *http_client_start(async_scope *scope, http_client *client, const http_client_upstream *up,
+                            const char *method, const char *path, const char *body, size_t body_len)
+{
+    async_op *future = async_future(scope);
+    if (future->status == ASYNC_CANCELLED)
+        return async_wait_for(scope, future, 1); /* the scope is ending: born cancelled, nothing starts */
+    if (!up || !http_client_method_valid(method) || !http_client_path_valid(path, path ? strlen(path) : 0) ||
+        (body_len > 0 && !body))
+        return http_client_call_invalid(scope, client, future);
+
+    http_client_call *call = async_scope_alloc(scope, sizeof(*call));
+    call->scope = scope;
+    call->client = client;
+    call->pool = http_client_pool_get(client, up);
+    call->future = future;
+    call->wire = http_client_wire(scope, call->pool, method, path, body, body_len, &call->wire_len);
+    call->head_only = strcmp(method, "HEAD") == 0;
+    call->idempotent = http_client_method_idempotent(method);
+    call->retries_left = up->retries;
+    /* The whole call, connect and retries included, is bounded by a toolkit deadline: when it passes,
+     * the wait_for completes "timeout" and cancels the future, whose hook frees the connection. */
+    call->bounded = async_wait_for(scope, future, up->timeout_ms);
+    async_future_on_cancel(future, http_client_on_cancel, call);
+    HTTP_CLIENT_STAT_ADD(client, requests, 1);
+    http_client_pool_acquire(call->pool, call, false);
+    return call->bounded;
+}
+
+async_op *http_client_request(async_scope *scope, http_loop *loop, const http_client_upstream *up,
+                              const char *method, const char *path, const char *body, size_t body_len)
+{
+    return http_client_start(scope, http_client_for_loop(loop), up, method, path, body, body_len);
+}
