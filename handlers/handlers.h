@@ -62,7 +62,11 @@ void password_hash_post(http_request *req);
 void password_verify_post(http_request *req);
 /* primes.c */
 void primes_get(http_request *req);
-
 /* fanout.c */
 void fanout_post(http_request *req);
+/* kv.c: the key-value API on the configured backend (docs/kv.md) */
+void kv_get(http_request *req);
+void kv_put(http_request *req);
+void kv_delete(http_request *req);
+
 #endif

@@ -21,6 +21,9 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_POST, "/v1/password/hash", password_hash_post},
     {HTTP_METHOD_POST, "/v1/password/verify", password_verify_post},
     {HTTP_METHOD_GET, "/v1/primes", primes_get},
+    {HTTP_METHOD_GET, "/v1/kv/{key}", kv_get},
+    {HTTP_METHOD_PUT, "/v1/kv/{key}", kv_put},
+    {HTTP_METHOD_DELETE, "/v1/kv/{key}", kv_delete},
     {HTTP_METHOD_POST, "/v1/fanout", fanout_post},
 };
 

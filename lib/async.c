@@ -514,18 +514,26 @@ static bool async_status_failed(async_status st) { return st == ASYNC_FAILED || 
 
 /* ---- sleep ---------------------------------------------------------------------------------- */
 
-/* A timer due on async_now_ms's clock. libevent counts from the time it cached when the loop pass
- * began, possibly on a coarse clock, so its timers can fire a few ms early by ours: an early one is
- * re-armed for the rest, so an operation's elapsed time never reads less than what was asked. */
+/* A timer due on the monotonic clock, to the microsecond. libevent counts from the time it cached when
+ * the loop pass began, possibly on a coarse clock, so its timers can fire a little early by ours: an
+ * early one is re-armed for the rest, so an operation never completes before the time it was asked to
+ * wait has passed. (Counting in whole milliseconds from a truncated start was up to 1 ms early.) */
 typedef struct async_timer {
     struct event ev;
-    uint64_t due_ms;
+    uint64_t due_us;
 } async_timer;
+
+static uint64_t async_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static void async_timer_init(async_timer *t, async_op *op, event_callback_fn fn, void *arg)
 {
     evtimer_assign(&t->ev, op->_scope->base, fn, arg);
-    t->due_ms = op->started_ms;
+    t->due_us = async_now_us();
 }
 
 static int async_timer_arm(async_timer *t, uint64_t ms)
@@ -536,7 +544,7 @@ static int async_timer_arm(async_timer *t, uint64_t ms)
 
 static int async_timer_start(async_timer *t, async_scope *scope, unsigned ms)
 {
-    t->due_ms += ms;
+    t->due_us += (uint64_t)ms * 1000u;
     event_base_update_cache_time(event_get_base(&t->ev));
     const struct timeval *common = scope->timeouts ? async_timeouts_get(scope->timeouts, ms) : NULL;
     return common ? evtimer_add(&t->ev, common) : async_timer_arm(t, ms);
@@ -581,10 +589,12 @@ void async_scope_poster(const async_scope *scope, async_post_fn *post, void **ta
 /* For the timer's callback: true when the deadline really passed, else it is re-armed. */
 static bool async_timer_due(async_timer *t)
 {
-    uint64_t now = async_now_ms();
-    if (now >= t->due_ms)
+    uint64_t now = async_now_us();
+    if (now >= t->due_us)
         return true;
-    return async_timer_arm(t, t->due_ms - now) != 0; /* cannot re-arm: better early than never */
+    uint64_t left = t->due_us - now;
+    struct timeval tv = {.tv_sec = (time_t)(left / 1000000u), .tv_usec = (suseconds_t)(left % 1000000u)};
+    return evtimer_add(&t->ev, &tv) != 0; /* cannot re-arm: better early than never */
 }
 
 static void async_timer_stop(async_timer *t) { evtimer_del(&t->ev); }

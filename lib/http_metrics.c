@@ -9,6 +9,7 @@
 static const int http_metrics_statuses[HTTP_METRICS_STATUS_SLOTS - 5] = {
     200, 201, 204, 304, 400, 404, 405, 408, 413, 414, 415, 417, 422, 429, 431, 500, 501, 502, 503, 504, 505,
 };
+/* 507 (a full key-value store) and others count under their class. */
 static const char *const http_metrics_classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 
 /* Upper bounds in µs; Prometheus wants them in seconds (rendered below). */

@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "generation.h"
 #include "http_client.h"
+#include "redis.h"
 #include "handlers.h"
 #include "http_listener.h"
 #include "http_loop.h"
@@ -246,6 +247,7 @@ int server_run(const apiary_config *cfg, int ready_fd)
     http_metrics_register(loops, n, r);
     metrics_add_source(pool_metrics_source, workers);
     metrics_add_source(http_client_metrics_source, NULL);
+    metrics_add_source(redis_metrics_source, NULL);
     for (unsigned i = 0; i < n; i++) {
         int rc = pthread_create(&threads[i].thread, NULL, server_thread_main, &threads[i]);
         if (rc != 0) {

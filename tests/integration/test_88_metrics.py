@@ -105,6 +105,8 @@ class MetricsTest(ServerTestMixin, unittest.TestCase):
             "apiary_upstream_requests_total": "counter",
             "apiary_upstream_errors_total": "counter",
             "apiary_upstream_connections_open": "gauge",
+            "apiary_redis_commands_total": "counter",
+            "apiary_redis_errors_total": "counter",
         }.items():
             self.assertEqual(types.get(family), kind, family)
         self.assertEqual(value_of(samples, "apiary_build_info"), 1)

@@ -1,0 +1,292 @@
+/* kv: the key-value API (docs/kv.md).
+ *
+ *   PUT    /v1/kv/{key}[?ttl=SECONDS]  body: any JSON value  -> 201 created / 200 replaced
+ *   GET    /v1/kv/{key}                -> 200 {"key":...,"value":...,"ttl":seconds or null} / 404
+ *   DELETE /v1/kv/{key}                -> 204 / 404
+ *
+ * Everything a request can get wrong is checked before the store is touched (400 key or ttl, 415
+ * media type, 400 invalid JSON, 413 value too large), then one call to the backend (kv_store.h) does
+ * the work. Store failures are answers too: 504 when the store did not answer in time, 503 with
+ * Retry-After when it is unreachable, 507 when the memory store is full. */
+#include <stdint.h>
+#include <string.h>
+
+#include "handlers.h"
+#include "kv_store.h"
+#include "log.h"
+
+/* ?ttl= accepts 1 to this many seconds (68 years; Redis's own limit is far above). */
+#define KV_TTL_MAX_S 2147483647u
+
+/* What a continuation needs; scope memory, gone with the request. */
+typedef struct kv_call {
+    http_request *req;
+    const char *key;
+    size_t key_len;
+    json_t *value;   /* PUT: the parsed body, released by a scope cleanup */
+    unsigned ttl_s;  /* PUT: 0 when none was asked for */
+} kv_call;
+
+static const kv_store *kv_backend(void)
+{
+    return handlers_get_settings()->kv_use_redis ? &kv_redis_store : &kv_memory_store;
+}
+
+/* ---- keys -------------------------------------------------------------------------------------- */
+
+/* The key charset: well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF)
+ * without control characters (C0, DEL, C1). Everything printable is allowed, spaces, quotes, '/'
+ * (sent as %2F) and '%' (sent as %25) included: Redis keys are binary-safe and the memory store
+ * compares bytes, so nothing else needs excluding, and control characters would only make keys
+ * unreadable in logs and tools. */
+static bool kv_key_charset_ok(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f)
+                return false;
+            i++;
+            continue;
+        }
+        size_t more;
+        uint32_t cp;
+        if (c >= 0xc2 && c <= 0xdf) {
+            more = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            more = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            more = 3;
+            cp = c & 0x07;
+        } else {
+            return false; /* a continuation byte first, 0xc0/0xc1 (overlong) or above U+10FFFF */
+        }
+        if (len - i - 1 < more)
+            return false;
+        for (size_t k = 1; k <= more; k++) {
+            unsigned b = s[i + k];
+            if ((b & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (b & 0x3f);
+        }
+        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+            return false;
+        i += more + 1;
+    }
+    return true;
+}
+
+/* The decoded key if it follows the rules; otherwise answers 400 naming "key" and returns NULL. The
+ * engine already refused a NUL byte (%00) in the path, so strlen is the key's length. */
+static const char *kv_key(http_request *req, size_t *len)
+{
+    const unsigned max = handlers_get_settings()->kv_max_key_bytes;
+    const char *key = http_request_param(req, "key");
+    size_t n = key ? strlen(key) : 0;
+    if (n == 0 || n > max) {
+        http_respond_problem(req, 400, json_pack("{s:s}", "field", "key"),
+                             "key must be 1 to %u bytes (UTF-8), it has %zu", max, n);
+        return NULL;
+    }
+    if (!kv_key_charset_ok((const unsigned char *)key, n)) {
+        http_respond_problem(req, 400, json_pack("{s:s}", "field", "key"),
+                             "key must be valid UTF-8 without control characters");
+        return NULL;
+    }
+    *len = n;
+    return key;
+}
+
+/* ---- answers ----------------------------------------------------------------------------------- */
+
+static json_t *kv_representation(const kv_call *call, json_t *value, int64_t ttl_s)
+{
+    return json_pack("{s:s%,s:O,s:o}", "key", call->key, call->key_len, "value", value, "ttl",
+                     ttl_s == KV_TTL_NONE ? json_null() : json_integer((json_int_t)ttl_s));
+}
+
+static void kv_not_found(http_request *req)
+{
+    http_respond_problem(req, 404, NULL, "no value is stored under this key");
+}
+
+/* The store could not do it: a timeout is the store's delay (504), a full memory store is a capacity
+ * limit (507: retrying will not help until something is deleted or expires), anything else means the
+ * store cannot be reached now (503 with Retry-After, so clients and balancers back off). */
+static void kv_store_failed(http_request *req, const async_op *op)
+{
+    const handlers_settings *cfg = handlers_get_settings();
+    const char *error = op->error ? op->error : "failed";
+    if (op->status == ASYNC_TIMEOUT || error == REDIS_ERROR_TIMEOUT) {
+        http_respond_problem(req, 504, NULL, "the key-value store did not answer within %u ms",
+                             cfg->redis->command_timeout_ms);
+    } else if (error == KV_ERROR_FULL) {
+        http_respond_problem(req, 507, NULL, "the key-value store is full (%u values); delete some first",
+                             cfg->kv_max_entries);
+    } else if (error == KV_ERROR_CORRUPT) {
+        http_respond_problem(req, 500, NULL, "the value under this key was not stored by this API");
+    } else if (error == REDIS_ERROR_UNAVAILABLE || error == REDIS_ERROR_CONNECTION_LOST) {
+        http_response_header(req, "Retry-After", "1");
+        http_respond_problem(req, 503, NULL, "the key-value store is unavailable (%s)", error);
+    } else {
+        /* A Redis error reply: its text is for the operator's log, not for clients. */
+        log_warn("kv: %s %s: %s", http_method_name(req->method), req->path, error);
+        http_response_header(req, "Retry-After", "1");
+        http_respond_problem(req, 503, NULL, "the key-value store refused the command");
+    }
+}
+
+/* Starts the request's asynchronous part: a scope and the call record. NULL when the loop is at its
+ * cap of waiting requests (the engine has answered 503). */
+static kv_call *kv_call_start(http_request *req, const char *key, size_t key_len, async_scope **scope_out)
+{
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return NULL;
+    kv_call *call = async_scope_alloc(scope, sizeof(*call));
+    call->req = req;
+    call->key = key;
+    call->key_len = key_len;
+    *scope_out = scope;
+    return call;
+}
+
+/* ---- GET --------------------------------------------------------------------------------------- */
+
+static void kv_get_done(async_op *op, void *arg)
+{
+    kv_call *call = arg;
+    if (op->status != ASYNC_OK) {
+        kv_store_failed(call->req, op);
+        return;
+    }
+    const kv_result *res = op->value;
+    if (!res->existed) {
+        kv_not_found(call->req);
+        return;
+    }
+    json_error_t err;
+    json_t *value = json_loadb(res->value, res->value_len, JSON_DECODE_ANY, &err);
+    if (!value) {
+        http_respond_problem(call->req, 500, NULL, "the value under this key is not JSON (not stored by this API)");
+        return;
+    }
+    json_t *body = kv_representation(call, value, res->ttl_s);
+    json_decref(value);
+    http_respond_json(call->req, 200, body);
+}
+
+void kv_get(http_request *req)
+{
+    size_t key_len;
+    const char *key = kv_key(req, &key_len);
+    if (!key)
+        return;
+    async_scope *scope;
+    kv_call *call = kv_call_start(req, key, key_len, &scope);
+    if (!call)
+        return;
+    async_op_then(kv_backend()->get(scope, http_request_loop(req), key, key_len), kv_get_done, call);
+}
+
+/* ---- PUT --------------------------------------------------------------------------------------- */
+
+static void kv_put_done(async_op *op, void *arg)
+{
+    kv_call *call = arg;
+    if (op->status != ASYNC_OK) {
+        kv_store_failed(call->req, op);
+        return;
+    }
+    const kv_result *res = op->value;
+    int64_t ttl = call->ttl_s ? (int64_t)call->ttl_s : KV_TTL_NONE;
+    http_respond_json(call->req, res->existed ? 200 : 201, kv_representation(call, call->value, ttl));
+}
+
+static void kv_json_release(void *arg) { json_decref(arg); }
+
+void kv_put(http_request *req)
+{
+    const handlers_settings *cfg = handlers_get_settings();
+    size_t key_len;
+    const char *key = kv_key(req, &key_len);
+    if (!key)
+        return;
+    unsigned ttl_s = 0;
+    if (http_request_query(req, "ttl") && !sleep_query_ms(req, "ttl", 1, KV_TTL_MAX_S, &ttl_s))
+        return;
+    if (!http_request_content_type_is(req, "application/json")) {
+        http_respond_problem(req, 415, NULL, "the body must be sent with Content-Type: application/json");
+        return;
+    }
+    /* Any JSON value, scalars included; duplicate object members are ambiguous and refused. */
+    json_error_t err;
+    json_t *value = NULL;
+    if (req->body_len)
+        value = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+    if (!value) {
+        if (!req->body_len)
+            http_respond_problem(req, 400, NULL, "the body must be a JSON value; it is empty");
+        else
+            http_respond_problem(req, 400, NULL, "invalid JSON at line %d, column %d: %s", err.line, err.column,
+                                 err.text);
+        return;
+    }
+    /* What is stored, and what the bound applies to, is the compact text, whatever whitespace the
+     * client sent. */
+    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    size_t text_len = json_dumpb(value, NULL, 0, flags);
+    if (text_len > cfg->kv_max_value_bytes) {
+        json_decref(value);
+        http_respond_problem(req, 413, NULL, "the value is %zu bytes as compact JSON; at most %u are stored",
+                             text_len, cfg->kv_max_value_bytes);
+        return;
+    }
+    async_scope *scope;
+    kv_call *call = kv_call_start(req, key, key_len, &scope);
+    if (!call) {
+        json_decref(value);
+        return;
+    }
+    call->value = value;
+    call->ttl_s = ttl_s;
+    async_scope_defer(scope, kv_json_release, value);
+    char *text = async_scope_alloc(scope, text_len + 1);
+    json_dumpb(value, text, text_len, flags);
+    async_op_then(kv_backend()->put(scope, http_request_loop(req), key, key_len, text, text_len, ttl_s), kv_put_done,
+                  call);
+}
+
+/* ---- DELETE ------------------------------------------------------------------------------------ */
+
+static void kv_delete_done(async_op *op, void *arg)
+{
+    kv_call *call = arg;
+    if (op->status != ASYNC_OK) {
+        kv_store_failed(call->req, op);
+        return;
+    }
+    const kv_result *res = op->value;
+    if (!res->existed) {
+        kv_not_found(call->req);
+        return;
+    }
+    http_respond_raw(call->req, 204, NULL, NULL, 0);
+}
+
+void kv_delete(http_request *req)
+{
+    size_t key_len;
+    const char *key = kv_key(req, &key_len);
+    if (!key)
+        return;
+    async_scope *scope;
+    kv_call *call = kv_call_start(req, key, key_len, &scope);
+    if (!call)
+        return;
+    async_op_then(kv_backend()->del(scope, http_request_loop(req), key, key_len), kv_delete_done, call);
+}

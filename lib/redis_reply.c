@@ -1,0 +1,69 @@
+/* redis_reply: copies hiredis replies into scope memory. hiredis frees its reply as soon as the
+ * callback that received it returns, so an operation's value must be a copy that lives as long as the
+ * operation's scope, not a pointer into hiredis. */
+#include <hiredis/hiredis.h>
+#include <string.h>
+
+#include "redis.h"
+
+#define REDIS_ERROR_PREFIX "redis: "
+
+/* The bytes plus a NUL, so text replies can be used as C strings; len still counts every byte. */
+static const char *redis_reply_copy_bytes(async_scope *scope, const char *s, size_t len)
+{
+    char *out = async_scope_alloc(scope, len + 1);
+    if (len)
+        memcpy(out, s, len);
+    out[len] = '\0';
+    return out;
+}
+
+void redis_reply_copy_into(async_scope *scope, const struct redisReply *r, redis_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    switch (r->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        out->kind = r->type == REDIS_REPLY_STRING   ? REDIS_KIND_STRING
+                    : r->type == REDIS_REPLY_STATUS ? REDIS_KIND_STATUS
+                                                    : REDIS_KIND_ERROR;
+        out->str = redis_reply_copy_bytes(scope, r->str ? r->str : "", r->str ? r->len : 0);
+        out->len = r->str ? r->len : 0;
+        break;
+    case REDIS_REPLY_INTEGER:
+        out->kind = REDIS_KIND_INTEGER;
+        out->integer = r->integer;
+        break;
+    case REDIS_REPLY_ARRAY:
+        out->kind = REDIS_KIND_ARRAY;
+        out->count = r->elements;
+        out->elements = async_scope_alloc(scope, r->elements * sizeof(*out->elements));
+        /* Recursion is bounded: hiredis's reader refuses replies nested deeper than 7 levels. */
+        for (size_t i = 0; i < r->elements; i++)
+            redis_reply_copy_into(scope, r->element[i], &out->elements[i]);
+        break;
+    default:
+        /* REDIS_REPLY_NIL, and anything a later protocol version may add, reads as nil. */
+        out->kind = REDIS_KIND_NIL;
+        break;
+    }
+}
+
+redis_reply *redis_reply_copy(async_scope *scope, const struct redisReply *r)
+{
+    redis_reply *out = async_scope_alloc(scope, sizeof(*out));
+    redis_reply_copy_into(scope, r, out);
+    return out;
+}
+
+const char *redis_reply_error_text(async_scope *scope, const char *text, size_t len)
+{
+    size_t prefix = sizeof(REDIS_ERROR_PREFIX) - 1;
+    char *out = async_scope_alloc(scope, prefix + len + 1);
+    memcpy(out, REDIS_ERROR_PREFIX, prefix);
+    if (len)
+        memcpy(out + prefix, text, len);
+    out[prefix + len] = '\0';
+    return out;
+}
