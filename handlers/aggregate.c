@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "request_body.h"
 
 #define AGGREGATE_NAME_MAX_BYTES 64
 
@@ -37,21 +38,6 @@ struct aggregate_run {
 
 /* ---- validation ------------------------------------------------------------------------------ */
 
-/* 422 naming the offending member exactly, in "field" (for programs) and in the detail (for people).
- * Member names come from the client, so the detail shows at most the start of one. */
-static void aggregate_reject(http_request *req, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void aggregate_reject(http_request *req, const char *field, const char *fmt, ...)
-{
-    char why[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-    http_respond_problem(req, 422, json_pack("{s:s}", "field", field), "%.100s %s", field, why);
-}
-
 /* "sources[3].delay_ms", in the request's arena: its length depends on a client-chosen name. */
 static const char *aggregate_field(http_request *req, size_t index, const char *member)
 {
@@ -80,14 +66,14 @@ static bool aggregate_parse_source(http_request *req, size_t i, json_t *obj, agg
     char self[32];
     snprintf(self, sizeof(self), "sources[%zu]", i);
     if (!json_is_object(obj)) {
-        aggregate_reject(req, self, "must be an object");
+        request_body_reject(req, 422, self, "must be an object");
         return false;
     }
     const char *key;
     json_t *value;
     json_object_foreach(obj, key, value) {
         if (strcmp(key, "name") != 0 && strcmp(key, "delay_ms") != 0 && strcmp(key, "fail") != 0) {
-            aggregate_reject(req, aggregate_field(req, i, key),
+            request_body_reject(req, 422, aggregate_field(req, i, key),
                              "is not a member of a source (name, delay_ms, fail)");
             return false;
         }
@@ -95,18 +81,18 @@ static bool aggregate_parse_source(http_request *req, size_t i, json_t *obj, agg
     json_t *name = json_object_get(obj, "name");
     if (!json_is_string(name) || json_string_length(name) == 0 ||
         json_string_length(name) > AGGREGATE_NAME_MAX_BYTES) {
-        aggregate_reject(req, aggregate_field(req, i, "name"), "is required: a string of 1 to %d bytes",
+        request_body_reject(req, 422, aggregate_field(req, i, "name"), "is required: a string of 1 to %d bytes",
                          AGGREGATE_NAME_MAX_BYTES);
         return false;
     }
     if (!aggregate_int(json_object_get(obj, "delay_ms"), 0, max_sleep_ms, &src->delay_ms)) {
-        aggregate_reject(req, aggregate_field(req, i, "delay_ms"), "is required: an integer between 0 and %u",
+        request_body_reject(req, 422, aggregate_field(req, i, "delay_ms"), "is required: an integer between 0 and %u",
                          max_sleep_ms);
         return false;
     }
     json_t *fail = json_object_get(obj, "fail");
     if (fail && !json_is_boolean(fail)) {
-        aggregate_reject(req, aggregate_field(req, i, "fail"), "must be a boolean");
+        request_body_reject(req, 422, aggregate_field(req, i, "fail"), "must be a boolean");
         return false;
     }
     src->name = json_string_value(name);
@@ -120,36 +106,15 @@ static bool aggregate_parse_source(http_request *req, size_t i, json_t *obj, agg
 static bool aggregate_parse(http_request *req, aggregate_run *run)
 {
     const handlers_settings *cfg = handlers_get_settings();
-    if (!http_request_content_type_is(req, "application/json")) {
-        http_respond_problem(req, 415, NULL, "the body must be sent with Content-Type: application/json");
+    static const char *const members[] = {"sources", "timeout_ms", "concurrency", NULL};
+    json_t *body = request_body_object(req, members, false);
+    if (!body)
         return false;
-    }
-    json_error_t err;
-    json_t *body = http_request_json(req, &err);
-    if (!body) {
-        http_respond_problem(req, 400, NULL, "invalid JSON at line %d, column %d: %s", err.line, err.column,
-                             err.text);
-        return false;
-    }
-    if (!json_is_object(body)) {
-        /* No "field": there is no member to name, the document itself has the wrong shape. */
-        http_respond_problem(req, 422, NULL, "the body must be a JSON object");
-        return false;
-    }
-    const char *key;
-    json_t *value;
-    json_object_foreach(body, key, value) {
-        if (strcmp(key, "sources") != 0 && strcmp(key, "timeout_ms") != 0 &&
-            strcmp(key, "concurrency") != 0) {
-            aggregate_reject(req, key, "is not a member of the body (sources, timeout_ms, concurrency)");
-            return false;
-        }
-    }
 
     json_t *sources = json_object_get(body, "sources");
     if (!json_is_array(sources) || json_array_size(sources) == 0 ||
         json_array_size(sources) > cfg->max_aggregate_sources) {
-        aggregate_reject(req, "sources", "is required: an array of 1 to %u sources",
+        request_body_reject(req, 422, "sources", "is required: an array of 1 to %u sources",
                          cfg->max_aggregate_sources);
         return false;
     }
@@ -163,13 +128,13 @@ static bool aggregate_parse(http_request *req, aggregate_run *run)
     }
 
     if (!aggregate_int(json_object_get(body, "timeout_ms"), 1, cfg->max_sleep_ms, &run->timeout_ms)) {
-        aggregate_reject(req, "timeout_ms", "is required: an integer between 1 and %u", cfg->max_sleep_ms);
+        request_body_reject(req, 422, "timeout_ms", "is required: an integer between 1 and %u", cfg->max_sleep_ms);
         return false;
     }
     json_t *concurrency = json_object_get(body, "concurrency");
     run->concurrency = (unsigned)run->count;
     if (concurrency && !aggregate_int(concurrency, 1, (json_int_t)run->count, &run->concurrency)) {
-        aggregate_reject(req, "concurrency", "must be an integer between 1 and the number of sources (%zu)",
+        request_body_reject(req, 422, "concurrency", "must be an integer between 1 and the number of sources (%zu)",
                          run->count);
         return false;
     }

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "request_body.h"
 #include "xalloc.h"
 
 #define FANOUT_MAX_TIMEOUT_MS 60000
@@ -35,20 +36,6 @@ typedef struct fanout_run {
 } fanout_run;
 
 /* ---- validation ------------------------------------------------------------------------------ */
-
-/* 422 naming the offending member in "field" and in the detail. */
-static void fanout_reject(http_request *req, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fanout_reject(http_request *req, const char *field, const char *fmt, ...)
-{
-    char why[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-    http_respond_problem(req, 422, json_pack("{s:s}", "field", field), "%.100s %s", field, why);
-}
 
 /* "requests[3].path", in the request's arena: a member name chosen by the client can be long. */
 static const char *fanout_field(http_request *req, size_t index, const char *member)
@@ -75,25 +62,25 @@ static const http_client_upstream *fanout_find_upstream(const json_t *name)
 static bool fanout_parse_call(http_request *req, size_t i, json_t *obj, fanout_call *call)
 {
     if (!json_is_object(obj)) {
-        fanout_reject(req, fanout_field(req, i, NULL), "must be an object with upstream and path");
+        request_body_reject(req, 422, fanout_field(req, i, NULL), "must be an object with upstream and path");
         return false;
     }
     const char *key;
     json_t *value;
     json_object_foreach(obj, key, value) {
         if (strcmp(key, "upstream") != 0 && strcmp(key, "path") != 0) {
-            fanout_reject(req, fanout_field(req, i, key), "is not a member of a request (upstream, path)");
+            request_body_reject(req, 422, fanout_field(req, i, key), "is not a member of a request (upstream, path)");
             return false;
         }
     }
     call->up = fanout_find_upstream(json_object_get(obj, "upstream"));
     if (!call->up) {
-        fanout_reject(req, fanout_field(req, i, "upstream"), "is required: the name of a configured upstream");
+        request_body_reject(req, 422, fanout_field(req, i, "upstream"), "is required: the name of a configured upstream");
         return false;
     }
     json_t *path = json_object_get(obj, "path");
     if (!json_is_string(path) || !http_client_path_valid(json_string_value(path), json_string_length(path))) {
-        fanout_reject(req, fanout_field(req, i, "path"),
+        request_body_reject(req, 422, fanout_field(req, i, "path"),
                       "is required: 1 to %d bytes starting with '/', visible ASCII only, no '#'",
                       HTTP_CLIENT_PATH_MAX);
         return false;
@@ -104,29 +91,10 @@ static bool fanout_parse_call(http_request *req, size_t i, json_t *obj, fanout_c
 
 static bool fanout_parse_body(http_request *req, json_t **out)
 {
-    if (!http_request_content_type_is(req, "application/json")) {
-        http_respond_problem(req, 415, NULL, "the body must be sent with Content-Type: application/json");
+    static const char *const members[] = {"requests", "timeout_ms", NULL};
+    json_t *body = request_body_object(req, members, false);
+    if (!body)
         return false;
-    }
-    json_error_t err;
-    json_t *body = http_request_json(req, &err);
-    if (!body) {
-        http_respond_problem(req, 400, NULL, "invalid JSON at line %d, column %d: %s", err.line, err.column,
-                             err.text);
-        return false;
-    }
-    if (!json_is_object(body)) {
-        http_respond_problem(req, 422, NULL, "the body must be a JSON object");
-        return false;
-    }
-    const char *key;
-    json_t *value;
-    json_object_foreach(body, key, value) {
-        if (strcmp(key, "requests") != 0 && strcmp(key, "timeout_ms") != 0) {
-            fanout_reject(req, key, "is not a member of the body (requests, timeout_ms)");
-            return false;
-        }
-    }
     *out = body;
     return true;
 }
@@ -142,7 +110,7 @@ static bool fanout_parse(http_request *req, fanout_run *run)
     json_t *requests = json_object_get(body, "requests");
     if (!json_is_array(requests) || json_array_size(requests) == 0 ||
         json_array_size(requests) > cfg->fanout_max_requests) {
-        fanout_reject(req, "requests", "is required: an array of 1 to %u requests", cfg->fanout_max_requests);
+        request_body_reject(req, 422, "requests", "is required: an array of 1 to %u requests", cfg->fanout_max_requests);
         return false;
     }
     run->count = json_array_size(requests);
@@ -156,7 +124,7 @@ static bool fanout_parse(http_request *req, fanout_run *run)
         /* A real (300.0) is refused rather than truncated, as everywhere in the API. */
         json_int_t ms = json_is_integer(timeout) ? json_integer_value(timeout) : 0;
         if (ms < 1 || ms > FANOUT_MAX_TIMEOUT_MS) {
-            fanout_reject(req, "timeout_ms", "must be an integer between 1 and %d", FANOUT_MAX_TIMEOUT_MS);
+            request_body_reject(req, 422, "timeout_ms", "must be an integer between 1 and %d", FANOUT_MAX_TIMEOUT_MS);
             return false;
         }
         run->timeout_ms = (unsigned)ms;

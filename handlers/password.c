@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "request_body.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -88,55 +89,6 @@ static const char *password_verify_work(pool_job *job, const void *input, size_t
 
 /* ---- validation (on the loop) ----------------------------------------------------------------- */
 
-/* A problem naming the offending member in "field" and in the detail. Never given the password. */
-static void password_reject(http_request *req, int status, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void password_reject(http_request *req, int status, const char *field, const char *fmt, ...)
-{
-    char why[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-    /* Member names come from the client: the detail shows at most the start of one. */
-    http_respond_problem(req, status, json_pack("{s:s}", "field", field), "%.100s %s", field, why);
-}
-
-/* The parsed body if it is a JSON object whose members are all in `members`; otherwise answers and
- * returns NULL. */
-static json_t *password_body(http_request *req, const char *const *members, size_t count, const char *list)
-{
-    if (!http_request_content_type_is(req, "application/json")) {
-        http_respond_problem(req, 415, NULL, "the body must be sent with Content-Type: application/json");
-        return NULL;
-    }
-    json_error_t err;
-    json_t *body = http_request_json(req, &err);
-    if (!body) {
-        /* Position only: jansson's text quotes the input near the error ("invalid token near
-         * 'hunter2'"), and the input here is a password. */
-        http_respond_problem(req, 400, NULL, "invalid JSON at line %d, column %d", err.line, err.column);
-        return NULL;
-    }
-    if (!json_is_object(body)) {
-        http_respond_problem(req, 422, NULL, "the body must be a JSON object");
-        return NULL;
-    }
-    const char *key;
-    json_t *value;
-    json_object_foreach(body, key, value) {
-        bool known = false;
-        for (size_t i = 0; i < count && !known; i++)
-            known = strcmp(key, members[i]) == 0;
-        if (!known) {
-            password_reject(req, 422, key, "is not a member of the body (%s)", list);
-            return NULL;
-        }
-    }
-    return body;
-}
-
 /* The "password" member: a string of 1..password_max_bytes bytes. Its length is passed along, never
  * found with strlen: Argon2 takes bytes, not a C string. */
 static bool password_member(http_request *req, json_t *body, const char **out, size_t *out_len)
@@ -145,7 +97,7 @@ static bool password_member(http_request *req, json_t *body, const char **out, s
     json_t *password = json_object_get(body, "password");
     if (!json_is_string(password) || json_string_length(password) == 0 ||
         json_string_length(password) > max) {
-        password_reject(req, 422, "password", "is required: a string of 1 to %u bytes", max);
+        request_body_reject(req, 422, "password", "is required: a string of 1 to %u bytes", max);
         return false;
     }
     *out = json_string_value(password);
@@ -197,7 +149,7 @@ static bool password_hash_member(http_request *req, json_t *body, const char **o
 {
     json_t *hash = json_object_get(body, "hash");
     if (!json_is_string(hash)) {
-        password_reject(req, 422, "hash", "is required: a string");
+        request_body_reject(req, 422, "hash", "is required: a string");
         return false;
     }
     const char *text = json_string_value(hash);
@@ -211,12 +163,12 @@ static bool password_hash_member(http_request *req, json_t *body, const char **o
      * "\u0000" today; this keeps that from mattering if it ever accepts it. Every string libsodium
      * writes fits crypto_pwhash_STRBYTES with its NUL. */
     if (prefix_len == 0 || strlen(text) != len || len >= crypto_pwhash_STRBYTES) {
-        password_reject(req, 400, "hash", "must be an $argon2id$ or $argon2i$ string of at most %d bytes",
+        request_body_reject(req, 400, "hash", "must be an $argon2id$ or $argon2i$ string of at most %d bytes",
                         crypto_pwhash_STRBYTES - 1);
         return false;
     }
     if (!password_hash_cost_ok(text, prefix_len)) {
-        password_reject(req, 400, "hash",
+        request_body_reject(req, 400, "hash",
                         "is malformed, or asks for more memory or passes than this server's own hashes");
         return false;
     }
@@ -268,8 +220,8 @@ static void password_hash_done(async_op *op, void *arg)
 
 void password_hash_post(http_request *req)
 {
-    static const char *const members[] = {"password"};
-    json_t *body = password_body(req, members, 1, "password");
+    static const char *const members[] = {"password", NULL};
+    json_t *body = request_body_object(req, members, true); /* quiet: never quote the password back */
     const char *password;
     size_t password_len;
     if (!body || !password_member(req, body, &password, &password_len))
@@ -289,7 +241,7 @@ static void password_verify_done(async_op *op, void *arg)
     http_request *req = arg;
     if (op->status != ASYNC_OK) {
         if (op->error && strcmp(op->error, password_malformed) == 0)
-            password_reject(req, 400, "hash", "is not an Argon2 string libsodium can read");
+            request_body_reject(req, 400, "hash", "is not an Argon2 string libsodium can read");
         else
             password_pool_failed(req, op, "verified");
         return;
@@ -301,8 +253,8 @@ static void password_verify_done(async_op *op, void *arg)
 
 void password_verify_post(http_request *req)
 {
-    static const char *const members[] = {"password", "hash"};
-    json_t *body = password_body(req, members, 2, "password, hash");
+    static const char *const members[] = {"password", "hash", NULL};
+    json_t *body = request_body_object(req, members, true);
     const char *password, *hash;
     size_t password_len, hash_len;
     if (!body || !password_member(req, body, &password, &password_len) ||
