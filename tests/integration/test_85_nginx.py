@@ -8,6 +8,7 @@ prefix, temp dirs, pid file and error log in a temp dir, on free loopback ports;
 signalled. The class is skipped only when no nginx binary exists (scripts/deps.sh installs nginx-light)."""
 
 import http.server
+import json
 import os
 import re
 import shutil
@@ -250,6 +251,24 @@ class NginxProxyTest(unittest.TestCase):
             resp = request(sock, "GET", "/v1/hello", {"X-Request-Id": "req-123"})
             self.assertHelloViaNginx(resp)
             self.assertEqual(resp.headers.get_all("X-Request-Id"), ["req-123"], "the client's id comes back")
+
+    def test_apiary_sees_the_client_behind_nginx(self):
+        """With nginx (127.0.0.1) as apiary's only trusted proxy, apiary's access log names the real
+        client: here one connecting from 127.0.0.2 (still loopback), which also tries to spoof its
+        address with an X-Forwarded-For of its own. The request id nginx passes on is logged too."""
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "access.log")
+            config = {"trusted_proxies": ["127.0.0.1"], "access_log": {"enabled": True, "path": log}}
+            with ApiaryServer(config) as apiary, Nginx(apiary.port) as nginx:
+                with socket.create_connection((HOST, nginx.port), timeout=5, source_address=("127.0.0.2", 0)) as sock:
+                    request(sock, "GET", "/v1/hello", {"X-Request-Id": "trace-77"})
+                    request(sock, "GET", "/v1/hello", {"X-Forwarded-For": "6.6.6.6"})
+                apiary.sigterm()
+                self.assertEqual(apiary.wait(10), 0)
+            with open(log, encoding="utf-8") as f:
+                lines = [json.loads(line) for line in f]
+        self.assertEqual([l["client"] for l in lines], ["127.0.0.2", "127.0.0.2"])
+        self.assertEqual(lines[0]["request_id"], "trace-77")
 
     @unittest.skipIf(shutil.which("ss") is None, "ss (iproute2) not found: cannot count connections")
     def test_upstream_connections_are_reused(self):
