@@ -194,3 +194,83 @@ cpu_ticks() {
     # rest starts at field 3, so field 14 is index 11 and field 15 index 12
     echo $((f[11] + f[12]))
 }
+
+# ---- helpers for pool_isolation.sh and pool_hash.sh ------------------------------------------------
+
+# run_waited CMD...: runs CMD in the background and waits for it, so Ctrl-C/TERM reach the EXIT trap
+# at once (bash delays traps until a foreground child ends) and the cleanup can stop it. Returns
+# CMD's exit status. (sleep.sh has its own copy with the same behaviour.)
+run_waited() {
+    local pid rc=0 keep=() p
+    "$@" &
+    pid=$!
+    BENCH_PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    for p in "${BENCH_PIDS[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
+    BENCH_PIDS=("${keep[@]}")
+    return "$rc"
+}
+
+# wait_url NAME PID URL LOGFILE [EXPECTED_BODY]: polls URL until it answers 200, for at most
+# READY_TIMEOUT seconds; fails early if the process died, and at once on a 404 (this build has no
+# such endpoint yet: say so instead of timing out). Warns when the body is not EXPECTED_BODY.
+wait_url() {
+    local name=$1 pid=$2 url=$3 logf=$4 want=${5:-} deadline code body
+    deadline=$((SECONDS + ${READY_TIMEOUT:-15}))
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name (pid $pid) exited during startup; its log:"
+            sed 's/^/    /' "$logf" >&2 || true
+            exit 1
+        fi
+        code="$(curl -s -o "$BENCH_TMP/ready.body" -m 5 -w '%{http_code}' "$url" || true)"
+        if [[ "$code" == 200 ]]; then
+            body="$(<"$BENCH_TMP/ready.body")"
+            [[ -z "$want" || "$body" == "$want" ]] || log "warning: $name answers $url with '$body', not '$want'"
+            return 0
+        fi
+        [[ "$code" == 404 ]] && die "$name answers $url with 404: this build does not have that endpoint yet (rebuild, or run with BENCH_SELFTEST=1)"
+        sleep 0.1
+    done
+    log "$name did not answer $url with 200 within ${READY_TIMEOUT:-15}s; its log:"
+    sed 's/^/    /' "$logf" >&2 || true
+    exit 1
+}
+
+# start_pool_server NAME CPUS CONFIG_JSON: starts `apiary --threads 1` with CONFIG_JSON, or with
+# BENCH_SELFTEST=1 bench/pool_standin.py (same command line), under `taskset -c CPUS` on a free port,
+# and waits until GET /v1/primes?n=10 answers 200. apiary is checked with --check-config first, so a
+# config key it does not know fails loudly here instead of silently. Sets SRV_PID, SRV_PORT, SRV_CMD,
+# SRV_LOG, SRV_DIR.
+start_pool_server() {
+    local name=$1 cpus=$2 config_json=$3 bin port
+    SRV_DIR="$BENCH_TMP/$name"
+    mkdir -p "$SRV_DIR"
+    printf '%s\n' "$config_json" >"$SRV_DIR/config.json"
+    port="$(free_port)"
+    if [[ "${BENCH_SELFTEST:-0}" == 1 ]]; then
+        SRV_CMD="taskset -c $cpus $PY $BENCH_DIR/pool_standin.py --config $SRV_DIR/config.json --listen 127.0.0.1:$port --threads 1"
+    else
+        bin="$(resolve_apiary_bin)"
+        [[ -x "$bin" ]] || die "apiary binary '$bin' not found; build it (see bench/README.md), set APIARY_BIN, or run with BENCH_SELFTEST=1"
+        "$bin" --config "$SRV_DIR/config.json" --check-config >"$SRV_DIR/check.out" 2>&1 \
+            || die "apiary --check-config rejects $config_json: $(cat "$SRV_DIR/check.out")"
+        SRV_CMD="taskset -c $cpus $bin --config $SRV_DIR/config.json --listen 127.0.0.1:$port --threads 1"
+    fi
+    # shellcheck disable=SC2086
+    $SRV_CMD </dev/null >"$SRV_DIR/stdout.log" 2>"$SRV_DIR/stderr.log" &
+    SRV_PID=$!
+    BENCH_PIDS+=("$SRV_PID")
+    SRV_PORT=$port
+    SRV_LOG="$SRV_DIR/stderr.log"
+    wait_url "$name" "$SRV_PID" "http://127.0.0.1:$port/v1/primes?n=10" "$SRV_LOG" '{"n":10,"count":4}'
+    log "$name: pid $SRV_PID on 127.0.0.1:$port (cpus $(taskset -cp "$SRV_PID" | sed 's/.*: //'))"
+}
+
+# pool_server_alive NAME PID LOG WHEN: stops the run, with the server's log, if the server has died.
+pool_server_alive() {
+    kill -0 "$2" 2>/dev/null && return 0
+    log "$1 (pid $2) died $4; last lines of its log:"
+    tail -20 "$3" | sed 's/^/    /' >&2 || true
+    exit 1
+}

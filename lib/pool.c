@@ -7,6 +7,9 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -54,6 +57,7 @@ struct pool {
     bool stopping;
     bool joined;
     bool run_inline;
+    int nice;          /* workers' nice value, applied by each worker to itself */
     unsigned threads;
     pthread_t *workers;
     pool_stats stats;
@@ -237,6 +241,9 @@ static void *pool_worker_main(void *arg)
 {
     pool *p = arg;
     pthread_setname_np(pthread_self(), "apiary-worker");
+    /* On Linux a nice value is per thread: this lowers only the worker, not the loops. */
+    if (p->nice && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), p->nice) != 0)
+        log_warn("pool: cannot set the workers' nice value to %d", p->nice);
     for (;;) {
         pthread_mutex_lock(&p->lock);
         while (!p->head && !p->stopping)
@@ -279,13 +286,16 @@ static pool *pool_alloc(unsigned threads, size_t capacity, bool run_inline)
     return p;
 }
 
-pool *pool_new(unsigned threads, size_t queue_capacity)
+pool *pool_new(unsigned threads, size_t queue_capacity) { return pool_new_niced(threads, queue_capacity, 0); }
+
+pool *pool_new_niced(unsigned threads, size_t queue_capacity, int nice)
 {
     if (threads == 0 || queue_capacity == 0) {
         log_error("pool: needs at least one thread and one queue slot");
         return NULL;
     }
     pool *p = pool_alloc(threads, queue_capacity, false);
+    p->nice = nice;
     p->workers = xcalloc(threads, sizeof(pthread_t));
     for (unsigned i = 0; i < threads; i++) {
         int rc = pthread_create(&p->workers[i], NULL, pool_worker_main, p);

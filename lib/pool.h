@@ -56,6 +56,11 @@ typedef struct pool_stats {
 /* Starts `threads` workers (>= 1) behind a queue of `queue_capacity` jobs (>= 1). NULL if a thread
  * cannot be started (logged). */
 pool *pool_new(unsigned threads, size_t queue_capacity);
+/* Like pool_new, with the workers' nice value (0..19). A loop thread that shares a CPU with a busy
+ * worker must get that CPU back the moment a request wakes it; a worker niced well below the loop
+ * loses its time slice at once instead of after the scheduler tick (4 ms here), which is what keeps a
+ * loop's latency low while the pool is saturated. The pool still gets CPU whenever the loop idles. */
+pool *pool_new_niced(unsigned threads, size_t queue_capacity, int nice);
 /* Stops accepting, runs what is queued, joins every worker. Idempotent. Blocks: main thread only, and
  * for as long as the longest running job (work that can run long must poll pool_job_cancelled; jobs
  * of cancelled requests see it turn true). */

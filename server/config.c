@@ -146,6 +146,7 @@ static const config_key config_keys[] = {
     CONFIG_INT("pool.threads", pool_threads, 0, CONFIG_THREADS_MAX),
     CONFIG_INT("pool.queue_size", pool_queue_size, 1, 1000000),
     CONFIG_BOOLEAN("pool.run_inline", pool_run_inline),
+    CONFIG_INT("pool.nice", pool_nice, 0, 19),
     CONFIG_INT("password.opslimit", password_opslimit, 1, 16),
     CONFIG_INT("password.memlimit_kib", password_memlimit_kib, 8, 1048576),
     CONFIG_INT("password.max_bytes", password_max_bytes, 1, 4096),
@@ -210,6 +211,7 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->pool_threads = 0;
     cfg->pool_queue_size = 64;
     cfg->pool_run_inline = false;
+    cfg->pool_nice = 19;
     /* libsodium's "interactive" Argon2id parameters: about 60 ms and 64 MiB per hash on this machine. */
     cfg->password_opslimit = 2;
     cfg->password_memlimit_kib = 65536;

@@ -31,6 +31,7 @@ typedef struct apiary_config {
     unsigned pool_threads;          /* worker threads for CPU-heavy handlers; 0 in the file = CPU count */
     unsigned pool_queue_size;       /* jobs waiting for a worker; a full queue answers 503 */
     bool pool_run_inline;           /* benchmarks only: run pool jobs on the loop thread instead */
+    unsigned pool_nice;             /* workers' nice value: below the loops, so a woken loop runs at once */
     unsigned password_opslimit;     /* Argon2id passes (crypto_pwhash opslimit) */
     unsigned password_memlimit_kib; /* Argon2id memory per hash, KiB */
     unsigned password_max_bytes;    /* longest password accepted */

@@ -86,6 +86,7 @@ static void generation_keep_restart_only(apiary_config *next, const apiary_confi
     GENERATION_KEEP(pool_threads, "pool.threads");
     GENERATION_KEEP(pool_queue_size, "pool.queue_size");
     GENERATION_KEEP(pool_run_inline, "pool.run_inline");
+    GENERATION_KEEP(pool_nice, "pool.nice");
     GENERATION_KEEP(upstream_count, "upstreams");
     GENERATION_KEEP(upstreams, "upstreams");
     GENERATION_KEEP(kv_backend, "kv.backend");

@@ -186,7 +186,8 @@ int server_run(const apiary_config *cfg, int ready_fd)
     }
     if (server_open_files(cfg) != 0)
         return 1;
-    pool *workers = cfg->pool_run_inline ? pool_new_inline() : pool_new(cfg->pool_threads, cfg->pool_queue_size);
+    pool *workers = cfg->pool_run_inline ? pool_new_inline()
+                                          : pool_new_niced(cfg->pool_threads, cfg->pool_queue_size, (int)cfg->pool_nice);
     if (!workers)
         return 1;
     if (cfg->pool_run_inline)

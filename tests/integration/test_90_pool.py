@@ -8,6 +8,7 @@ Timings of /v1/primes on the reference machine: n = 10^8 takes about 0.1 s, 2*10
 about 0.9 s and 10^9 about 2.5 s. Bounds from above are generous, except where the point is that
 something answers at once."""
 
+import os
 import re
 import selectors
 import socket
@@ -556,3 +557,27 @@ class PoolLifecycleTest(PoolAssertions, unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class WorkerPriorityTest(unittest.TestCase):
+    """Workers run niced (pool.nice, default 19) so a loop sharing their CPU gets it back at once; the
+    loops keep the default priority. Read from /proc, the kernel's own view of each thread."""
+
+    def thread_nices(self, pid):
+        nices = {}
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                nice = int(f.read().rsplit(")", 1)[1].split()[16])  # field 19 of stat
+            nices.setdefault(name, set()).add(nice)
+        return nices
+
+    def test_workers_are_niced_and_loops_are_not(self):
+        with ApiaryServer({"pool": {"threads": 2}}, threads=2) as srv:
+            nices = self.thread_nices(srv.proc.pid)
+            self.assertEqual(nices.get("apiary-worker"), {19})
+            self.assertEqual(nices.get("apiary-loop-0"), {0})
+            self.assertEqual(nices.get("apiary-loop-1"), {0})
+        with ApiaryServer({"pool": {"threads": 1, "nice": 0}}, threads=1) as srv:
+            self.assertEqual(self.thread_nices(srv.proc.pid).get("apiary-worker"), {0})
