@@ -157,18 +157,28 @@ static kv_call *kv_call_start(http_request *req, const char *key, size_t key_len
 
 /* ---- GET --------------------------------------------------------------------------------------- */
 
-static void kv_get_done(async_op *op, void *arg)
+/* The backend's result for a key that exists, or NULL after answering: the store failed (503, 504,
+ * 500) or the key is absent (404). */
+static const kv_result *kv_existing(async_op *op, kv_call *call)
 {
-    kv_call *call = arg;
     if (op->status != ASYNC_OK) {
         kv_store_failed(call->req, op);
-        return;
+        return NULL;
     }
     const kv_result *res = op->value;
     if (!res->existed) {
         kv_not_found(call->req);
-        return;
+        return NULL;
     }
+    return res;
+}
+
+static void kv_get_done(async_op *op, void *arg)
+{
+    kv_call *call = arg;
+    const kv_result *res = kv_existing(op, call);
+    if (!res)
+        return;
     json_error_t err;
     json_t *value = json_loadb(res->value, res->value_len, JSON_DECODE_ANY, &err);
     if (!value) {
@@ -266,16 +276,8 @@ void kv_put(http_request *req)
 static void kv_delete_done(async_op *op, void *arg)
 {
     kv_call *call = arg;
-    if (op->status != ASYNC_OK) {
-        kv_store_failed(call->req, op);
-        return;
-    }
-    const kv_result *res = op->value;
-    if (!res->existed) {
-        kv_not_found(call->req);
-        return;
-    }
-    http_respond_raw(call->req, 204, NULL, NULL, 0);
+    if (kv_existing(op, call))
+        http_respond_raw(call->req, 204, NULL, NULL, 0);
 }
 
 void kv_delete(http_request *req)

@@ -19,17 +19,23 @@
 static atomic_int access_log_fd = -1;
 static int access_log_file_fd = -1; /* the descriptor number writers use for a file sink */
 
+static int access_log_open_file(const char *path, char *err, size_t err_len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0)
+        snprintf(err, err_len, "cannot open access log %s: %s", path, strerror(errno));
+    return fd;
+}
+
 int access_log_open(const char *path, char *err, size_t err_len)
 {
     if (!path || !*path) {
         access_log_fd = STDERR_FILENO;
         return 0;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        snprintf(err, err_len, "cannot open access log %s: %s", path, strerror(errno));
+    int fd = access_log_open_file(path, err, err_len);
+    if (fd < 0)
         return -1;
-    }
     access_log_file_fd = fd;
     access_log_fd = fd;
     return 0;
@@ -45,11 +51,9 @@ int access_log_reopen(bool enabled, const char *path, char *err, size_t err_len)
         access_log_fd = STDERR_FILENO;
         return 0;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        snprintf(err, err_len, "cannot open access log %s: %s", path, strerror(errno));
+    int fd = access_log_open_file(path, err, err_len);
+    if (fd < 0)
         return -1;
-    }
     if (access_log_file_fd >= 0) {
         dup3(fd, access_log_file_fd, O_CLOEXEC); /* atomic for writers: same number, new file */
         close(fd);
