@@ -455,9 +455,29 @@ static void http_conn_take_request_id(http_conn *conn, http_request *req)
         }
         break;
     }
+    /* "<8 hex prefix>-<loop>-<hex counter>", formatted by hand: this runs for every request. */
     http_loop *loop = conn->loop;
-    snprintf(slot->request_id, sizeof(slot->request_id), "%s-%u-%llx", loop->request_id_prefix, loop->id,
-             (unsigned long long)++loop->request_id_next);
+    static const char hex[] = "0123456789abcdef";
+    char *p = slot->request_id;
+    memcpy(p, loop->request_id_prefix, 8);
+    p += 8;
+    *p++ = '-';
+    char digits[24];
+    int n = 0;
+    unsigned id = loop->id;
+    do
+        digits[n++] = (char)('0' + id % 10);
+    while ((id /= 10) != 0);
+    while (n)
+        *p++ = digits[--n];
+    *p++ = '-';
+    uint64_t counter = ++loop->request_id_next;
+    do
+        digits[n++] = hex[counter & 15];
+    while ((counter >>= 4) != 0);
+    while (n)
+        *p++ = digits[--n];
+    *p = '\0';
     req->request_id = slot->request_id;
 }
 
