@@ -87,8 +87,6 @@ static void generation_keep_restart_only(apiary_config *next, const apiary_confi
     GENERATION_KEEP(pool_queue_size, "pool.queue_size");
     GENERATION_KEEP(pool_run_inline, "pool.run_inline");
     GENERATION_KEEP(pool_nice, "pool.nice");
-    GENERATION_KEEP(upstream_count, "upstreams");
-    GENERATION_KEEP(upstreams, "upstreams");
     GENERATION_KEEP(kv_backend, "kv.backend");
     GENERATION_KEEP(kv_max_entries, "kv.max_entries");
     GENERATION_KEEP(redis, "redis");
@@ -127,9 +125,15 @@ server_generation *generation_reload(server_generation *current, unsigned loops)
         g->owns_limiter = true;
     }
     generation_derive(g, loops, current->handlers.pool);
-    /* Modules may key state by these pointers (pools per upstream, Redis settings): keep the originals. */
-    g->handlers.upstreams = current->handlers.upstreams;
-    g->handlers.redis = current->handlers.redis;
+    /* The HTTP client keys its connection pools by upstream: unchanged upstreams keep the running
+     * array and so their pools. Changed ones take effect now with fresh pools; calls in flight finish
+     * on the old ones (their generation stays alive), whose connections close as they go idle. */
+    if (next.upstream_count == current->cfg.upstream_count &&
+        memcmp(next.upstreams, current->cfg.upstreams, sizeof(next.upstreams)) == 0)
+        g->handlers.upstreams = current->handlers.upstreams;
+    else
+        log_info("config reload: upstreams changed; new calls use fresh connection pools");
+    g->handlers.redis = current->handlers.redis; /* redis needs a restart: the running links keep it */
     return g;
 }
 

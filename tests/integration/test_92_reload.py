@@ -94,3 +94,36 @@ class ReloadTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class UpstreamReloadTest(unittest.TestCase):
+    """Upstreams change live: a new timeout applies to the next calls, a new upstream becomes callable."""
+
+    def fanout(self, srv, upstream, path):
+        body = json.dumps({"requests": [{"upstream": upstream, "path": path}], "timeout_ms": 5000}).encode()
+        with srv.connect() as sock:
+            return request(sock, "POST", "/v1/fanout", {"Content-Type": "application/json"}, body)
+
+    def test_upstream_changes_apply_without_a_restart(self):
+        with ApiaryServer({}, threads=1) as upstream:
+            url = f"http://127.0.0.1:{upstream.port}"
+            with ApiaryServer({"upstreams": {"slow": {"url": url, "timeout_ms": 3000}}}, threads=1) as srv:
+                resp = self.fanout(srv, "slow", "/v1/sleep?ms=400")
+                self.assertEqual(resp.status, 200)
+                self.assertEqual(resp.json()["results"][0]["status"], 200)
+                self.assertEqual(self.fanout(srv, "other", "/healthz").status, 422, "not configured yet")
+                config = dict(srv.config)
+                config["upstreams"] = {"slow": {"url": url, "timeout_ms": 100}, "other": {"url": url}}
+                with open(srv.config_path, "w", encoding="utf-8") as f:
+                    json.dump(config, f)
+                os.kill(srv.proc.pid, 1)  # SIGHUP
+                self.assertTrue(srv.wait_for_log(r"upstreams changed", timeout=5.0))
+                self.assertTrue(srv.wait_for_log(r"config reloaded", timeout=5.0))
+                time.sleep(0.1)
+                result = self.fanout(srv, "slow", "/v1/sleep?ms=400").json()["results"][0]
+                self.assertEqual((result["ok"], result["error"]), (False, "timeout"))
+                result = self.fanout(srv, "other", "/healthz").json()["results"][0]
+                self.assertEqual(result["status"], 200)
+                self.assertNotIn("needs a restart", srv.log_text())
+                srv.sigterm()
+                self.assertEqual(srv.wait(10), 0)
