@@ -36,9 +36,6 @@ typedef struct server_thread {
 static void *server_thread_main(void *arg)
 {
     server_thread *t = arg;
-    char name[16];
-    snprintf(name, sizeof(name), "apiary-loop-%u", http_loop_id(t->loop));
-    pthread_setname_np(pthread_self(), name);
     http_loop_run(t->loop);
     atomic_store(&t->finished, true);
     return NULL;
@@ -255,6 +252,11 @@ int server_run(const apiary_config *cfg, int ready_fd)
             log_error("cannot start loop thread %u: %s", i, strerror(rc));
             exit(1);
         }
+        /* Named here, not by the thread itself, so the names are in place before we say we listen. */
+        char name[32];
+        snprintf(name, sizeof(name), "apiary-loop-%u", i);
+        name[15] = '\0'; /* the kernel keeps 15 characters */
+        pthread_setname_np(threads[i].thread, name);
     }
     bool v6 = strchr(cfg->listen_host, ':') != NULL;
     if (cfg->listen_host[0])
