@@ -28,23 +28,9 @@ import sys
 import aiohttp
 from aiohttp import web
 
+from aiohttp_common import pick_loop
+
 # Where Debian's python3-* packages live; --loop auto takes uvloop only from there (as aiohttp_sleep.py).
-DEBIAN_DIST = "/usr/lib/python3/dist-packages/"
-
-
-def pick_loop(choice):
-    if choice == "asyncio":
-        return "asyncio"
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            sys.exit("aiohttp_fanout: --loop uvloop but uvloop is not installed (apt-get install -y python3-uvloop)")
-        return "asyncio"
-    if choice == "auto" and not uvloop.__file__.startswith(DEBIAN_DIST):
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return f"uvloop {uvloop.__version__}"
 
 
 def dumps(value):
@@ -179,7 +165,7 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    loop_name = pick_loop(args.loop)
+    loop_name = pick_loop(args.loop, "aiohttp_fanout")
     try:
         asyncio.run(serve(host.strip("[]"), int(port), Fanout(upstreams, args), args, loop_name))
     except OSError as e:

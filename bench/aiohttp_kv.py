@@ -22,38 +22,16 @@ import sys
 
 import aiohttp
 from aiohttp import web
+
+from aiohttp_common import pick_loop, raise_nofile
 import redis
 import redis.asyncio
 
 PREFIX = "apiary:kv:"
 # Where Debian's python3-* packages live; --loop auto takes uvloop only from there, so a pip copy
 # in /usr/local does not silently change what is measured.
-DEBIAN_DIST = "/usr/lib/python3/dist-packages/"
 NOT_FOUND = json.dumps({"type": "about:blank", "title": "Not Found", "status": 404,
                         "detail": "no value is stored under this key"}, separators=(",", ":"))
-
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def pick_loop(choice):
-    """Returns the loop name in use. uvloop only if asked for, or (auto) if Debian's is installed."""
-    if choice == "asyncio":
-        return "asyncio"
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            sys.exit("aiohttp_kv: --loop uvloop but uvloop is not installed (apt-get install -y python3-uvloop)")
-        return "asyncio"
-    if choice == "auto" and not uvloop.__file__.startswith(DEBIAN_DIST):
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return f"uvloop {uvloop.__version__}"
 
 
 def make_get_handler(store):
@@ -114,7 +92,7 @@ def main():
     if not host or not port.isdigit():
         ap.error("listen must be HOST:PORT")
     nofile = raise_nofile()
-    loop_name = pick_loop(args.loop)
+    loop_name = pick_loop(args.loop, "aiohttp_kv")
     try:
         asyncio.run(serve(host.strip("[]"), int(port), args, loop_name, nofile))
     except OSError as e:

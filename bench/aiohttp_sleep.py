@@ -17,37 +17,14 @@ import signal
 import sys
 
 from aiohttp import web
+
+from aiohttp_common import pick_loop, raise_nofile
 import aiohttp
 
 # Same range as apiary's default limits.max_sleep_ms, so a bad request is a 400 on both.
 MAX_SLEEP_MS = 60000
 # Where Debian's python3-* packages live; --loop auto takes uvloop only from there, so a pip copy
 # in /usr/local does not silently change what is measured.
-DEBIAN_DIST = "/usr/lib/python3/dist-packages/"
-
-
-def raise_nofile():
-    # 10,000 client sockets need far more than the usual soft limit of 1024.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def pick_loop(choice):
-    """Returns the loop name in use. uvloop only if asked for, or (auto) if Debian's is installed."""
-    if choice == "asyncio":
-        return "asyncio"
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            sys.exit("aiohttp_sleep: --loop uvloop but uvloop is not installed (apt-get install -y python3-uvloop)")
-        return "asyncio"
-    if choice == "auto" and not uvloop.__file__.startswith(DEBIAN_DIST):
-        return "asyncio"
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return f"uvloop {uvloop.__version__}"
 
 
 async def sleep_handler(request):
@@ -108,7 +85,7 @@ def main():
         ap.error("listen must be HOST:PORT")
     host = host.strip("[]")
     nofile = raise_nofile()
-    loop_name = pick_loop(args.loop)
+    loop_name = pick_loop(args.loop, "aiohttp_sleep")
     try:
         asyncio.run(serve(host, int(port), args, loop_name, nofile))
     except OSError as e:
