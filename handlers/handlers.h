@@ -25,6 +25,7 @@ typedef struct handlers_settings {
     unsigned kv_max_key_bytes;
     unsigned kv_max_value_bytes;
     unsigned kv_max_entries;        /* memory backend, whole server */
+    size_t kv_max_memory_bytes;     /* memory backend: key and value bytes held, whole server */
     const redis_settings *redis;
 } handlers_settings;
 

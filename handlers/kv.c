@@ -125,8 +125,8 @@ static void kv_store_failed(http_request *req, const async_op *op)
         http_respond_problem(req, 504, NULL, "the key-value store did not answer within %u ms",
                              cfg->redis->command_timeout_ms);
     } else if (error == KV_ERROR_FULL) {
-        http_respond_problem(req, 507, NULL, "the key-value store is full (%u values); delete some first",
-                             cfg->kv_max_entries);
+        http_respond_problem(req, 507, NULL, "the key-value store is full (at most %u values, %zu bytes); delete "
+                             "some first", cfg->kv_max_entries, cfg->kv_max_memory_bytes);
     } else if (error == KV_ERROR_CORRUPT) {
         http_respond_problem(req, 500, NULL, "the value under this key was not stored by this API");
     } else if (error == REDIS_ERROR_UNAVAILABLE || error == REDIS_ERROR_CONNECTION_LOST) {

@@ -39,6 +39,8 @@ struct kv_memory {
     size_t mask;           /* bucket count - 1; the count is a power of two */
     size_t count;          /* entries in the table, expired ones not yet purged included */
     size_t max_entries;
+    size_t bytes;          /* key and value bytes of the entries in the table */
+    size_t max_bytes;
     kv_memory_entry **heap; /* min-heap on expires_ms of the entries that expire */
     size_t heap_len;
     size_t heap_cap;
@@ -137,6 +139,7 @@ static kv_memory_entry *kv_memory_unlink(kv_memory *m, kv_memory_entry **pp)
     if (e->heap_index != KV_MEMORY_NOT_IN_HEAP)
         kv_heap_remove(m, e);
     m->count--;
+    m->bytes -= e->key_len + e->value_len;
     return e;
 }
 
@@ -178,7 +181,9 @@ static void kv_memory_grow(kv_memory *m)
 
 /* ---- the store's calls ------------------------------------------------------------------------- */
 
-kv_memory *kv_memory_new(size_t max_entries)
+kv_memory *kv_memory_new(size_t max_entries) { return kv_memory_new_bounded(max_entries, SIZE_MAX); }
+
+kv_memory *kv_memory_new_bounded(size_t max_entries, size_t max_bytes)
 {
     /* For the hash key; idempotent and thread-safe, so callers need not have initialised libsodium. */
     if (sodium_init() < 0)
@@ -189,6 +194,7 @@ kv_memory *kv_memory_new(size_t max_entries)
     m->buckets = xcalloc(KV_MEMORY_MIN_BUCKETS, sizeof(*m->buckets));
     m->mask = KV_MEMORY_MIN_BUCKETS - 1;
     m->max_entries = max_entries;
+    m->max_bytes = max_bytes;
     return m;
 }
 
@@ -229,11 +235,14 @@ kv_memory_put_status kv_memory_put(kv_memory *m, const char *key, size_t key_len
     pthread_mutex_lock(&m->lock);
     kv_memory_expire(m, now_ms);
     kv_memory_entry **pp = kv_memory_find(m, e->hash, key, key_len);
-    if (*pp) {
+    /* A replacement only needs room for the difference; a new key needs an entry and its bytes. */
+    size_t old_bytes = *pp ? (*pp)->key_len + (*pp)->value_len : 0;
+    bool fits = m->bytes - old_bytes + key_len + value_len <= m->max_bytes;
+    if (!fits || (!*pp && m->count >= m->max_entries)) {
+        status = KV_MEMORY_FULL;
+    } else if (*pp) {
         old = kv_memory_unlink(m, pp);
         status = KV_MEMORY_REPLACED;
-    } else if (m->count >= m->max_entries) {
-        status = KV_MEMORY_FULL;
     } else {
         status = KV_MEMORY_CREATED;
     }
@@ -242,6 +251,7 @@ kv_memory_put_status kv_memory_put(kv_memory *m, const char *key, size_t key_len
         e->next = *pp;
         *pp = e;
         m->count++;
+        m->bytes += key_len + value_len;
         if (e->expires_ms)
             kv_heap_push(m, e);
         kv_memory_grow(m);
@@ -323,7 +333,8 @@ static kv_memory *kv_memory_for_loop(http_loop *loop)
         return m;
     pthread_mutex_lock(&kv_memory_shared_lock);
     if (!kv_memory_shared)
-        kv_memory_shared = kv_memory_new(handlers_get_settings()->kv_max_entries);
+        kv_memory_shared = kv_memory_new_bounded(handlers_get_settings()->kv_max_entries,
+                                                 handlers_get_settings()->kv_max_memory_bytes);
     kv_memory_shared_refs++;
     m = kv_memory_shared;
     pthread_mutex_unlock(&kv_memory_shared_lock);

@@ -56,13 +56,15 @@ typedef struct kv_memory kv_memory;
 typedef enum kv_memory_put_status {
     KV_MEMORY_CREATED,
     KV_MEMORY_REPLACED,
-    KV_MEMORY_FULL, /* a new key while max_entries are live: nothing stored */
+    KV_MEMORY_FULL, /* a new key while max_entries are live, or over max_bytes: nothing stored */
 } kv_memory_put_status;
 
 /* Allocator for the copy of a value that get hands out (async_scope_alloc in the backend). */
 typedef void *(*kv_memory_alloc_fn)(void *ctx, size_t size);
 
 kv_memory *kv_memory_new(size_t max_entries);
+/* Also bounded in bytes: the keys and values held stay at or below max_bytes (kv.max_memory_bytes). */
+kv_memory *kv_memory_new_bounded(size_t max_entries, size_t max_bytes);
 void kv_memory_free(kv_memory *m);
 /* ttl_ms 0: no expiry. Copies key and value. */
 kv_memory_put_status kv_memory_put(kv_memory *m, const char *key, size_t key_len, const char *value, size_t value_len,

@@ -170,6 +170,7 @@ static const config_key config_keys[] = {
     CONFIG_INT("kv.max_key_bytes", kv_max_key_bytes, 1, 512),
     CONFIG_INT("kv.max_value_bytes", kv_max_value_bytes, 2, 16777216),
     CONFIG_INT("kv.max_entries", kv_max_entries, 1, 100000000),
+    CONFIG_INT("kv.max_memory_bytes", kv_max_memory_bytes, 65536, 1099511627776LL),
     CONFIG_STR("redis.url", config_parse_redis_url, "a string \"redis://HOST:PORT/DB\""),
     CONFIG_INT("redis.connections_per_loop", redis.connections_per_loop, 1, 64),
     CONFIG_INT("redis.connect_timeout_ms", redis.connect_timeout_ms, 1, 60000),
@@ -227,6 +228,7 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->kv_max_key_bytes = 128;
     cfg->kv_max_value_bytes = 65536;
     cfg->kv_max_entries = 100000;
+    cfg->kv_max_memory_bytes = 268435456; /* 256 MiB: entries x max_value_bytes could reach 6.5 GB */
     strcpy(cfg->redis.host, "127.0.0.1");
     cfg->redis.port = 6379;
     cfg->redis.db = 0;

@@ -43,6 +43,7 @@ typedef struct apiary_config {
     unsigned kv_max_key_bytes;
     unsigned kv_max_value_bytes;
     unsigned kv_max_entries;        /* memory backend: entries across the whole server */
+    size_t kv_max_memory_bytes;     /* memory backend: key and value bytes across the whole server */
     redis_settings redis;
     http_cidr trusted_proxies[CONFIG_MAX_TRUSTED_PROXIES];
     unsigned trusted_proxy_count;

@@ -32,6 +32,7 @@ static void generation_derive(server_generation *g, unsigned loops, pool *worker
         .kv_max_key_bytes = cfg->kv_max_key_bytes,
         .kv_max_value_bytes = cfg->kv_max_value_bytes,
         .kv_max_entries = cfg->kv_max_entries,
+        .kv_max_memory_bytes = cfg->kv_max_memory_bytes,
         .redis = &cfg->redis,
     };
 }
@@ -89,6 +90,7 @@ static void generation_keep_restart_only(apiary_config *next, const apiary_confi
     GENERATION_KEEP(pool_nice, "pool.nice");
     GENERATION_KEEP(kv_backend, "kv.backend");
     GENERATION_KEEP(kv_max_entries, "kv.max_entries");
+    GENERATION_KEEP(kv_max_memory_bytes, "kv.max_memory_bytes");
     GENERATION_KEEP(redis, "redis");
     GENERATION_KEEP(pid_file, "daemon.pid_file");
     GENERATION_KEEP(log_file, "daemon.log_file");

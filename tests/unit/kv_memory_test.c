@@ -326,3 +326,20 @@ Test(kv_memory, two_threads_share_the_store)
     cr_expect_leq(found, KV_THREAD_MAX);
     kv_memory_free(m);
 }
+
+Test(kv_memory, bounded_in_bytes_replacements_count_the_difference)
+{
+    kv_memory *m = kv_memory_new_bounded(100, 20); /* 20 bytes of keys and values */
+    cr_assert_eq(kv_memory_put(m, "a", 1, "123456789", 9, 0, 0), KV_MEMORY_CREATED);   /* 10 bytes */
+    cr_assert_eq(kv_memory_put(m, "b", 1, "123456789", 9, 0, 0), KV_MEMORY_CREATED);   /* 20 bytes */
+    cr_assert_eq(kv_memory_put(m, "c", 1, "1", 1, 0, 0), KV_MEMORY_FULL, "a new key past the byte bound");
+    cr_assert_eq(kv_memory_put(m, "a", 1, "12345678", 8, 0, 0), KV_MEMORY_REPLACED, "a smaller value fits");
+    cr_assert_eq(kv_memory_put(m, "a", 1, "123456789", 9, 0, 0), KV_MEMORY_REPLACED, "back to 20: fits");
+    cr_assert_eq(kv_memory_put(m, "a", 1, "1234567890", 10, 0, 0), KV_MEMORY_FULL, "21 bytes does not");
+    cr_assert_eq(kv_memory_delete(m, "b", 1, 0), true);
+    cr_assert_eq(kv_memory_put(m, "c", 1, "1", 1, 0, 0), KV_MEMORY_CREATED, "deleting gave the bytes back");
+    cr_assert_eq(kv_memory_put(m, "d", 1, "1234567", 7, 1000, 0), KV_MEMORY_CREATED); /* 10 + 2 + 8 = 20 */
+    cr_assert_eq(kv_memory_put(m, "e", 1, "1234567", 7, 0, 500), KV_MEMORY_FULL, "d still holds its bytes");
+    cr_assert_eq(kv_memory_put(m, "e", 1, "1234567", 7, 0, 2000), KV_MEMORY_CREATED, "d expired: bytes back");
+    kv_memory_free(m);
+}
