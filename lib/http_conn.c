@@ -204,13 +204,17 @@ static void http_conn_deadline_expired(http_conn *conn)
 {
     http_request *req = &conn->slot->req;
     HTTP_STAT_ADD(conn->loop, deadline_expired, 1);
-    if (req->_cancel_fn) {
-        http_cancel_fn fn = req->_cancel_fn;
-        req->_cancel_fn = NULL;
-        fn(req, req->_cancel_arg);
-    }
     log_info("loop %u: %s passed its deadline; answering 504", conn->loop->id,
              req->route_name ? req->route_name : "request");
+    if (req->_cancel_fn) {
+        /* The 504 is the answer: marked answered first, so a cancel callback that tries to answer is
+         * ignored instead of ending the request under us (and the slot going to the next request). */
+        http_cancel_fn fn = req->_cancel_fn;
+        req->_cancel_fn = NULL;
+        req->_answered = true;
+        fn(req, req->_cancel_arg);
+        req->_answered = false;
+    }
     http_respond_problem(req, 504, NULL, "the request did not complete within its deadline");
 }
 
@@ -560,8 +564,10 @@ void http_loop_report_slow(void *loop_arg, const char *route, uint64_t ms)
 static void http_conn_watch_slow(http_loop *loop, const char *route, uint64_t started_ms)
 {
     unsigned limit = loop->settings->slow_callback_ms;
+    if (!limit)
+        return;
     uint64_t took = http_conn_now_ms() - started_ms;
-    if (limit && took >= limit)
+    if (took >= limit)
         http_loop_report_slow(loop, route, took);
 }
 
@@ -606,9 +612,9 @@ static void http_conn_dispatch(http_conn *conn)
         http_response_header(req, "Allow", allow);
         http_respond_problem(req, 405, NULL, "%s does not accept %s", req->path, http_method_name(req->method));
     } else if (!http_conn_rate_limited(conn, req)) {
-        http_conn_start_deadline(conn, loop->settings->request_timeout_ms);
+        uint64_t started = http_conn_now_ms(); /* one clock read for the deadline and the slow watch */
+        conn->deadline_ms = started + loop->settings->request_timeout_ms;
         conn->deadline_default = true;
-        uint64_t started = http_conn_now_ms();
         slot->match.handler(req);
         http_conn_watch_slow(loop, slot->match.name, started);
         if (!conn->dead && conn->state == HTTP_CONN_HANDLER && conn->parse_pos == conn->in.len) {

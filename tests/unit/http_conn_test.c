@@ -103,6 +103,15 @@ static void handler_blocking_async(http_request *req)
         async_op_then(async_sleep(scope, 1), blocking_continuation, req);
 }
 
+/* A misbehaving cancel callback: it answers, although the request is being ended for it. */
+static void answering_cancel(http_request *req, void *arg)
+{
+    (void)arg;
+    http_respond_json(req, 200, json_pack("{s:s}", "m", "from-cancel"));
+}
+
+static void handler_waits_forever(http_request *req) { http_request_on_cancel(req, answering_cancel, NULL); }
+
 static void handler_async_sleep(http_request *req)
 {
     async_scope *scope = http_request_async(req);
@@ -131,6 +140,7 @@ static void setup(void)
     router_add(routes, HTTP_METHOD_GET, "/blocking", handler_blocking);
     router_add(routes, HTTP_METHOD_GET, "/blocking-async", handler_blocking_async);
     router_add(routes, HTTP_METHOD_GET, "/long", handler_async_sleep);
+    router_add(routes, HTTP_METHOD_GET, "/forever", handler_waits_forever);
     http_loop_options opts = {.id = 0, .listen_fd = -1, .settings = &settings, .router = routes};
     loop = http_loop_new(&opts);
     int fds[2];
@@ -464,4 +474,15 @@ Test(http_conn, async_cap_answers_503_with_retry_after)
     spin(10);
     cr_assert_eq(stats().async_inflight, 0, "closing the clients cancelled their scopes");
     cr_assert_eq(stats().cancelled, 2);
+}
+
+Test(http_conn, deadline_answers_once_even_if_the_cancel_callback_answers)
+{
+    /* A pipelined request waits behind: the 504 must not be taken as its answer, nor sent twice. */
+    send_str("GET /forever HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
+    const char *r = collect(600);
+    cr_assert_eq(count(r, "HTTP/1.1 504 "), 1, "got: %s", r);
+    cr_assert_eq(count(r, "from-cancel"), 0, "got: %s", r);
+    cr_assert_eq(count(r, "HTTP/1.1 200 OK"), 1, "the pipelined request got its own answer: %s", r);
+    cr_assert(strstr(r, "HTTP/1.1 504 ") < strstr(r, "HTTP/1.1 200 OK"));
 }
