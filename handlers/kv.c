@@ -190,7 +190,10 @@ static void kv_get_done(async_op *op, void *arg)
     http_respond_json(call->req, 200, body);
 }
 
-void kv_get(http_request *req)
+/* GET and DELETE: a valid key, one backend operation, one continuation. */
+typedef async_op *(*kv_key_op_fn)(async_scope *scope, http_loop *loop, const char *key, size_t key_len);
+
+static void kv_run_key_op(http_request *req, kv_key_op_fn op, async_cb done)
 {
     size_t key_len;
     const char *key = kv_key(req, &key_len);
@@ -200,8 +203,10 @@ void kv_get(http_request *req)
     kv_call *call = kv_call_start(req, key, key_len, &scope);
     if (!call)
         return;
-    async_op_then(kv_backend()->get(scope, http_request_loop(req), key, key_len), kv_get_done, call);
+    async_op_then(op(scope, http_request_loop(req), key, key_len), done, call);
 }
+
+void kv_get(http_request *req) { kv_run_key_op(req, kv_backend()->get, kv_get_done); }
 
 /* ---- PUT --------------------------------------------------------------------------------------- */
 
@@ -280,15 +285,4 @@ static void kv_delete_done(async_op *op, void *arg)
         http_respond_raw(call->req, 204, NULL, NULL, 0);
 }
 
-void kv_delete(http_request *req)
-{
-    size_t key_len;
-    const char *key = kv_key(req, &key_len);
-    if (!key)
-        return;
-    async_scope *scope;
-    kv_call *call = kv_call_start(req, key, key_len, &scope);
-    if (!call)
-        return;
-    async_op_then(kv_backend()->del(scope, http_request_loop(req), key, key_len), kv_delete_done, call);
-}
+void kv_delete(http_request *req) { kv_run_key_op(req, kv_backend()->del, kv_delete_done); }

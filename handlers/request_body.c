@@ -51,6 +51,10 @@ json_t *request_body_object(http_request *req, const char *const *members, bool 
     return body;
 }
 
+/* Member names come from the client: what is echoed back of one is cut to REQUEST_BODY_FIELD_MAX bytes,
+ * at a UTF-8 character boundary so the cut string is still valid JSON text. */
+#define REQUEST_BODY_FIELD_MAX 100
+
 void request_body_reject(http_request *req, int status, const char *field, const char *fmt, ...)
 {
     char why[256];
@@ -58,5 +62,11 @@ void request_body_reject(http_request *req, int status, const char *field, const
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    http_respond_problem(req, status, json_pack("{s:s}", "field", field), "%.100s %s", field, why);
+    size_t len = strlen(field);
+    if (len > REQUEST_BODY_FIELD_MAX) {
+        len = REQUEST_BODY_FIELD_MAX;
+        while (len > 0 && ((unsigned char)field[len] & 0xC0) == 0x80)
+            len--; /* do not split a multi-byte character */
+    }
+    http_respond_problem(req, status, json_pack("{s:s%}", "field", field, len), "%.*s %s", (int)len, field, why);
 }

@@ -19,7 +19,7 @@ json_t *request_body_json(http_request *req, bool quiet);
 json_t *request_body_object(http_request *req, const char *const *members, bool quiet);
 
 /* Answers `status` naming `field` in the "field" member and in the detail ("<field> <why>"). Field names
- * can come from the client, so the detail shows at most 100 bytes of one. */
+ * can come from the client, so both show at most 100 bytes of one. */
 void request_body_reject(http_request *req, int status, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

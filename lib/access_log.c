@@ -29,16 +29,7 @@ static int access_log_open_file(const char *path, char *err, size_t err_len)
 
 int access_log_open(const char *path, char *err, size_t err_len)
 {
-    if (!path || !*path) {
-        access_log_fd = STDERR_FILENO;
-        return 0;
-    }
-    int fd = access_log_open_file(path, err, err_len);
-    if (fd < 0)
-        return -1;
-    access_log_file_fd = fd;
-    access_log_fd = fd;
-    return 0;
+    return access_log_reopen(true, path, err, err_len); /* with no file open yet, a reopen is an open */
 }
 
 int access_log_reopen(bool enabled, const char *path, char *err, size_t err_len)

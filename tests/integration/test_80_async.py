@@ -449,6 +449,18 @@ class AggregateTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
                     self.assertIn("line", doc["detail"])
             self.assertStillOpen(sock)
 
+    def test_a_long_unknown_member_is_echoed_cut_short(self):
+        # Member names come from the client: a 5,000-byte one must not come back whole, and the cut
+        # must not split a UTF-8 character (the key is 2-byte characters, so 100 bytes is 50 of them).
+        key = "é" * 2500
+        body = {"sources": [{"name": "a", "delay_ms": 1}], "timeout_ms": 100, key: 1}
+        with self.server.connect() as sock:
+            resp, _ = self.aggregate(sock, body)
+        self.assertEqual(resp.status, 422)
+        doc = resp.json()
+        self.assertEqual(doc["field"], "é" * 50)
+        self.assertLess(len(doc["detail"].encode()), 400)
+
     def test_bad_fields_are_422_naming_them(self):
         ok = {"name": "ok", "delay_ms": 1}
         top = {"sources": [ok], "timeout_ms": 100}
@@ -521,7 +533,8 @@ class AggregateTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
             (body(sources=[ok, source(extra=True)]), "sources[1].extra"),
             (body(sources=[source(timeout_ms=5)]), "sources[0].timeout_ms"),
             (body(sources=[source(**{"na me": 1})]), "sources[0].na me"),
-            (body(sources=[source(**{"x" * 300: 1})]), "sources[0]." + "x" * 300),
+            # A long client-chosen member name is echoed cut to 100 bytes.
+            (body(sources=[source(**{"x" * 300: 1})]), ("sources[0]." + "x" * 300)[:100]),
         ]
         with self.server.connect() as sock:
             for value, field in cases:
