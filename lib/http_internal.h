@@ -59,7 +59,6 @@ typedef struct http_req_slot {
     http_header_span spans_inline[HTTP_SLOT_INLINE_HEADERS];
     size_t header_count;
     bool in_header_value;            /* the last header callback was a value (llhttp splits tokens) */
-    bool expect_continue;
     router_status route_status;
     route_match match;
     char request_id[HTTP_REQUEST_ID_MAX + 1]; /* the id sent back; the client's when well-formed */

@@ -38,7 +38,6 @@ static int http_parser_on_message_begin(llhttp_t *p)
     slot->header_spans = slot->spans_inline;
     slot->header_spans_cap = HTTP_SLOT_INLINE_HEADERS;
     slot->in_header_value = false;
-    slot->expect_continue = false;
     slot->route_status = ROUTER_NOT_FOUND; /* until the head is routed: a refusal counts as unmatched */
     slot->client_resolved = false;
     conn->head_len = 0;
