@@ -6,11 +6,12 @@
 
 void health_live(http_request *req) { http_respond_json(req, 200, json_pack("{s:s}", "status", "ok")); }
 
+/* Any client may ask /readyz, so the answer names no address: where Redis lives is for the operator,
+ * and the Redis client logs it (with the reason) once per outage, when the link first fails. */
 static void health_redis_unreachable(http_request *req)
 {
-    const redis_settings *s = handlers_get_settings()->redis;
     http_response_header(req, "Retry-After", "1");
-    http_respond_problem(req, 503, NULL, "the key-value store (Redis at %s:%u) is unreachable", s->host, s->port);
+    http_respond_problem(req, 503, NULL, "the key-value store is unavailable");
 }
 
 static void health_redis_pinged(async_op *op, void *arg)

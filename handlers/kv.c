@@ -14,6 +14,7 @@
 #include "handlers.h"
 #include "kv_store.h"
 #include "log.h"
+#include "request_body.h"
 
 /* ?ttl= accepts 1 to this many seconds (68 years; Redis's own limit is far above). */
 #define KV_TTL_MAX_S 2147483647u
@@ -234,23 +235,11 @@ void kv_put(http_request *req)
     unsigned ttl_s = 0;
     if (http_request_query(req, "ttl") && !sleep_query_ms(req, "ttl", 1, KV_TTL_MAX_S, &ttl_s))
         return;
-    if (!http_request_content_type_is(req, "application/json")) {
-        http_respond_problem(req, 415, NULL, "the body must be sent with Content-Type: application/json");
-        return;
-    }
     /* Any JSON value, scalars included; duplicate object members are ambiguous and refused. */
-    json_error_t err;
-    json_t *value = NULL;
-    if (req->body_len)
-        value = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
-    if (!value) {
-        if (!req->body_len)
-            http_respond_problem(req, 400, NULL, "the body must be a JSON value; it is empty");
-        else
-            http_respond_problem(req, 400, NULL, "invalid JSON at line %d, column %d: %s", err.line, err.column,
-                                 err.text);
+    json_t *value = request_body_json(req, false);
+    if (!value)
         return;
-    }
+    json_incref(value); /* the request keeps its own reference; this one goes with the call */
     /* What is stored, and what the bound applies to, is the compact text, whatever whitespace the
      * client sent. */
     const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;

@@ -11,10 +11,16 @@ json_t *request_body_json(http_request *req, bool quiet)
         http_respond_problem(req, 415, NULL, "the body must be sent with Content-Type: application/json");
         return NULL;
     }
+    if (req->body_len == 0) {
+        http_respond_problem(req, 400, NULL, "the body must be a JSON value; it is empty");
+        return NULL;
+    }
     json_error_t err;
     json_t *body = http_request_json(req, &err);
     if (!body) {
-        if (quiet)
+        if (err.line == HTTP_JSON_TOO_LARGE)
+            http_respond_problem(req, 413, NULL, "%s", err.text);
+        else if (quiet)
             http_respond_problem(req, 400, NULL, "invalid JSON at line %d, column %d", err.line, err.column);
         else
             http_respond_problem(req, 400, NULL, "invalid JSON at line %d, column %d: %s", err.line, err.column,

@@ -1,6 +1,6 @@
 /* request_body: the checks every JSON endpoint makes on its body, in one place so every endpoint
- * answers the same way: 415 unless the media type is application/json, 400 with the position of a
- * syntax error, 422 for a body of the wrong shape or an unknown member, and 422 (or another status)
+ * answers the same way: 415 unless the media type is application/json, 400 for an empty body or with
+ * the position of a syntax error, 413 past the JSON limits (limits.json_max_depth/_values), 422 for a body of the wrong shape or an unknown member, and 422 (or another status)
  * naming the offending member in a "field" extension member. */
 #ifndef APIARY_REQUEST_BODY_H
 #define APIARY_REQUEST_BODY_H
@@ -9,7 +9,8 @@
 
 #include "http_request.h"
 
-/* The parsed body (the request keeps the reference), or NULL after answering 415 or 400. With `quiet`
+/* The parsed body, any JSON value (the request keeps the reference), or NULL after answering 415, 400
+ * or 413. With `quiet`
  * the 400 gives only line and column: jansson's text quotes the input near the error, and some inputs
  * (passwords) must never be echoed. */
 json_t *request_body_json(http_request *req, bool quiet);

@@ -26,6 +26,7 @@
 #include "xalloc.h"
 
 #define HTTP_CONN_MIN_READ 2048 /* below this much free space, compact or grow before reading */
+#define HTTP_CONN_LINGER_READS 16 /* 64 KiB drained a wake-up while lingering */
 #define HTTP_MAX_QUERY_PAIRS 64
 #define HTTP_MAX_QUERY_PAIRS_STR "64"
 
@@ -316,10 +317,12 @@ static void http_conn_on_read(evutil_socket_t fd, short what, void *arg)
         /* Discard what the client still sends so our close does not turn into a reset that could
          * destroy the error answer before the client has read it. */
         char sink[4096];
-        ssize_t n;
-        while ((n = recv(fd, sink, sizeof(sink), 0)) > 0)
+        ssize_t n = 0;
+        /* At most HTTP_CONN_LINGER_READS reads a wake-up: a fast sender must not hold the loop. The
+         * read event persists, so the rest is read on the next turn. */
+        for (int i = 0; i < HTTP_CONN_LINGER_READS && (n = recv(fd, sink, sizeof(sink), 0)) > 0; i++)
             ;
-        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             http_conn_close(conn);
         http_conn_leave(conn);
         return;
@@ -370,7 +373,49 @@ static http_header_span *http_conn_find_header(http_conn *conn, const char *name
     return NULL;
 }
 
-/* The head is complete: check the version, the method, the body size and Expect, and route, so a
+/* Host (RFC 9112 3.2): an HTTP/1.1 request carries exactly one, HTTP/1.0 at most one, and its value
+ * must be an authority. Returns NULL when the request passes, else why it does not. */
+static const char *http_conn_check_host(http_conn *conn, unsigned http_minor)
+{
+    http_req_slot *slot = conn->slot;
+    const http_header_span *host = NULL;
+    for (size_t i = 0; i < slot->header_count; i++) {
+        const http_header_span *h = &slot->header_spans[i];
+        if (h->name.len != 4 || strncasecmp(http_conn_msg(conn, h->name), "Host", 4) != 0)
+            continue;
+        if (host)
+            return "the request has more than one Host header";
+        host = h;
+    }
+    if (!host)
+        return http_minor >= 1 ? "an HTTP/1.1 request must carry a Host header" : NULL;
+    if (!uri_host_valid(http_conn_msg(conn, host->value), host->value.len))
+        return "the Host header is not a valid host[:port]";
+    return NULL;
+}
+
+/* The status a request gets whatever its body says, known from the head alone: no route (404), a
+ * method the path does not take (405), one we do not implement (501), or a body of a media type the
+ * route refuses (415). 0 when the handler decides. Dispatch gives the answer; this lets the engine
+ * skip reading such a body into memory, and answer an Expect: 100-continue at once. */
+static int http_conn_head_refusal(http_conn *conn, bool has_body)
+{
+    http_req_slot *slot = conn->slot;
+    if (slot->req.method == HTTP_METHOD_UNSUPPORTED)
+        return 501;
+    if (slot->route_status == ROUTER_NOT_FOUND)
+        return 404;
+    if (slot->route_status == ROUTER_METHOD_NOT_ALLOWED)
+        return 405;
+    if (has_body && (slot->match.flags & ROUTE_BODY_JSON)) {
+        http_header_span *ct = http_conn_find_header(conn, "Content-Type");
+        if (!ct || !http_media_type_is(http_conn_msg(conn, ct->value), ct->value.len, "application/json"))
+            return 415;
+    }
+    return 0;
+}
+
+/* The head is complete: check the version, framing, Host, the body size and Expect, and route, so a
  * request that cannot succeed is refused before its body is read. */
 int http_conn_on_headers_complete(http_conn *conn)
 {
@@ -382,7 +427,9 @@ int http_conn_on_headers_complete(http_conn *conn)
     size_t head_end = slot->url.off + slot->url.len;
     for (size_t i = 0; i < slot->header_count; i++) {
         http_header_span *h = &slot->header_spans[i];
-        size_t end = h->value.len ? h->value.off + h->value.len : h->name.off + h->name.len;
+        size_t end = h->name.off + h->name.len;
+        if (h->value.off + h->value.len > end)
+            end = h->value.off + h->value.len; /* an empty value may sit past its name, before the CRLF */
         if (end > head_end)
             head_end = end;
     }
@@ -393,6 +440,16 @@ int http_conn_on_headers_complete(http_conn *conn)
     }
     req->http_minor = llhttp_get_http_minor(p);
     req->method = http_method_from_llhttp(llhttp_get_method(p));
+    if (req->http_minor == 0 && (p->flags & F_TRANSFER_ENCODING)) {
+        /* RFC 9112 6.1: HTTP/1.0 has no Transfer-Encoding, so its framing cannot be trusted. */
+        http_conn_reject(conn, 400, "malformed request: Transfer-Encoding is not allowed in HTTP/1.0");
+        return -1;
+    }
+    const char *bad_host = http_conn_check_host(conn, req->http_minor);
+    if (bad_host) {
+        http_conn_reject(conn, 400, "%s", bad_host);
+        return -1;
+    }
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > settings->max_body_bytes) {
         http_conn_reject(conn, 413, "request body of %llu bytes exceeds %zu bytes",
                          (unsigned long long)p->content_length, settings->max_body_bytes);
@@ -406,20 +463,27 @@ int http_conn_on_headers_complete(http_conn *conn)
     slot->route_status = req->method == HTTP_METHOD_UNSUPPORTED
                              ? ROUTER_NOT_FOUND
                              : router_match(conn->loop->router, req->method, path, path_len, &slot->match);
+    slot->refusal = http_conn_head_refusal(conn, has_body);
     http_header_span *expect = http_conn_find_header(conn, "Expect");
     if (expect && req->http_minor >= 1) {
         if (expect->value.len != 12 || strncasecmp(http_conn_msg(conn, expect->value), "100-continue", 12) != 0) {
             http_conn_reject(conn, 417, "only the expectation 100-continue is supported");
             return -1;
         }
-        /* Ask for the body only when we will use it; otherwise the final answer comes after it. */
-        if (has_body && slot->route_status == ROUTER_FOUND) {
+        if (has_body && slot->refusal) {
+            /* RFC 9110 10.1.1: the final status now, not after a body we would throw away. The body
+             * stays unread, so the connection closes after the answer (its bytes are drained). */
+            conn->close_after = true;
+            return 1;
+        }
+        if (has_body) {
             /* Queued only: http_conn_process flushes once llhttp asks for more bytes. */
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             buf_append(&conn->out, &conn->loop->cache, cont, sizeof(cont) - 1);
         }
     }
     if (has_body) {
+        conn->discard_body = slot->refusal != 0;
         conn->state = HTTP_CONN_BODY;
         http_conn_start_deadline(conn, settings->body_timeout_ms);
     }
@@ -500,11 +564,22 @@ static const char *http_conn_build_request(http_conn *conn)
 {
     http_req_slot *slot = conn->slot;
     http_request *req = &slot->req;
+    req->_conn = conn;
     const char *head = http_conn_copy_head(conn);
     req->headers = arena_alloc(&req->arena, slot->header_count * sizeof(http_header));
+    /* Every span must lie inside the copy: one that did not would read bytes of whatever the arena held
+     * before (an earlier request's head). The parser keeps them inside; this guards the invariant. */
+    bool inside = (size_t)slot->url.off + slot->url.len <= conn->head_len;
     for (size_t i = 0; i < slot->header_count; i++) {
         http_header_span *s = &slot->header_spans[i];
+        inside = inside && (size_t)s->name.off + s->name.len <= conn->head_len &&
+                 (size_t)s->value.off + s->value.len <= conn->head_len;
         req->headers[i] = (http_header){head + s->name.off, s->name.len, head + s->value.off, s->value.len};
+    }
+    if (!inside) {
+        log_error("loop %u: a header span lies outside the request head; refusing the request", conn->loop->id);
+        req->header_count = 0;
+        return "malformed request";
     }
     req->header_count = slot->header_count;
     http_conn_take_request_id(conn, req);
@@ -512,7 +587,6 @@ static const char *http_conn_build_request(http_conn *conn)
     req->raw_target_len = slot->url.len;
     req->body = conn->body.len ? conn->body.data : NULL;
     req->body_len = conn->body.len;
-    req->_conn = conn;
     const char *path, *query;
     size_t path_len, query_len;
     uri_split(req->raw_target, req->raw_target_len, &path, &path_len, &query, &query_len);
@@ -596,7 +670,7 @@ static void http_conn_dispatch(http_conn *conn)
     http_request *req = &slot->req;
     http_loop *loop = conn->loop;
     conn->state = HTTP_CONN_HANDLER;
-    conn->keep_alive = llhttp_should_keep_alive(&conn->parser) && !loop->draining;
+    conn->keep_alive = llhttp_should_keep_alive(&conn->parser) && !loop->draining && !conn->close_after;
     HTTP_STAT_ADD(loop, requests, 1);
     const char *bad = http_conn_build_request(conn);
     if (bad) {
@@ -611,6 +685,8 @@ static void http_conn_dispatch(http_conn *conn)
         router_format_allow(slot->match.allowed_methods, allow, sizeof(allow));
         http_response_header(req, "Allow", allow);
         http_respond_problem(req, 405, NULL, "%s does not accept %s", req->path, http_method_name(req->method));
+    } else if (slot->refusal == 415) {
+        http_respond_problem(req, 415, NULL, "the body must be sent with Content-Type: application/json");
     } else if (!http_conn_rate_limited(conn, req)) {
         uint64_t started = http_conn_now_ms(); /* one clock read for the deadline and the slow watch */
         conn->deadline_ms = started + loop->settings->request_timeout_ms;
@@ -671,8 +747,8 @@ static void http_conn_process(http_conn *conn)
         if (conn->state == HTTP_CONN_HANDLER || conn->state == HTTP_CONN_CLOSING ||
             conn->state == HTTP_CONN_LINGER)
             break;
-        if (buf_pending(&conn->out) > loop->settings->output_buffer_bytes)
-            break; /* backpressure: parse on once the client has read some of its answers */
+        if (conn->out.len > loop->settings->output_buffer_bytes)
+            break; /* backpressure: parse on once the client has read its answers (on_write) */
         size_t avail = conn->in.len - conn->parse_pos;
         if (avail == 0)
             break;
@@ -682,7 +758,13 @@ static void http_conn_process(http_conn *conn)
             http_conn_start_deadline(conn, loop->settings->header_timeout_ms);
         }
         const char *start = conn->in.data + conn->parse_pos;
+        bool chunk_lines = conn->state == HTTP_CONN_BODY && (conn->parser.flags & F_CHUNKED) && !conn->last_chunk;
+        conn->chunk_parse_start = start;
+        conn->chunk_data_end = NULL;
         llhttp_errno_t err = llhttp_execute(&conn->parser, start, avail);
+        /* Mid-way through a chunked body: the chunk-size line still open must not be too long already. */
+        if (chunk_lines && err == HPE_OK && !conn->last_chunk && !http_parser_chunk_line_ok(conn, start + avail))
+            break;
         if (conn->state == HTTP_CONN_IDLE && err == HPE_OK) {
             /* Only CR/LF between requests, which llhttp skips: stay idle. */
             conn->parse_pos = conn->in.len;
@@ -754,6 +836,8 @@ static void http_conn_flush(http_conn *conn)
         http_conn_close(conn); /* EPIPE, ECONNRESET: the client is gone */
         return;
     }
+    if (out->pos >= buf_pending(out) && buf_pending(out) > 0)
+        buf_compact(out); /* moves at most as many bytes as were sent since the last move: O(1) a byte */
     if (buf_pending(out) == 0) {
         buf_release(out, &conn->loop->cache);
         if (conn->writing) {

@@ -46,6 +46,7 @@ typedef struct http_header_span {
 
 #define HTTP_SLOT_INLINE_HEADERS 16 /* most requests carry fewer; more grow into the arena */
 #define HTTP_REQUEST_ID_MAX 64       /* longer client ids are replaced by our own */
+#define HTTP_MAX_CHUNK_EXTENSION_BYTES 4096 /* per chunk-size line; more is 400 */
 
 /* The per-request work area. Taken from the loop's free list when a request begins and given back
  * when it ends, so idle connections hold none and busy ones never malloc per request. It is small
@@ -61,6 +62,7 @@ typedef struct http_req_slot {
     bool in_header_value;            /* the last header callback was a value (llhttp splits tokens) */
     router_status route_status;
     route_match match;
+    int refusal; /* a status the head alone decides (404, 405, 415, 501): answered at dispatch */
     char request_id[HTTP_REQUEST_ID_MAX + 1]; /* the id sent back; the client's when well-formed */
     bool client_resolved;  /* client_family/addr hold the address trusted_proxies lead to */
     uint8_t client_family;
@@ -82,6 +84,8 @@ struct http_conn {
     bool processing;  /* inside http_conn_process: an answer given now is flushed by that loop */
     bool deadline_default;  /* HANDLER: the deadline is dispatch + request_ms (a common timeout) */
     bool timer_is_deadline; /* the timer is armed for the current request deadline: leave it */
+    bool discard_body; /* the current request is refused from its head: its body is read, not kept */
+    bool close_after;  /* the current request's answer closes the connection (framing left unread) */
     struct event read_ev, write_ev, timer_ev;
     llhttp_t parser;
     buf in;           /* raw bytes; data[msg_start..] is the current message */
@@ -90,6 +94,14 @@ struct http_conn {
     size_t parse_pos; /* bytes of `in` given to llhttp so far */
     size_t msg_start; /* where the current message begins in `in` */
     size_t head_len;  /* length of the current message's head once complete, relative to msg_start */
+    uint32_t trailer_bytes;    /* chunked trailer fields seen so far (discarded, but bounded) */
+    uint32_t trailer_name_len; /* length of the trailer field name being parsed */
+    uint32_t chunk_ext_bytes;  /* chunk extension bytes of the current chunk-size line */
+    uint32_t chunk_framing_bytes; /* bytes parsed since the last chunk data: the chunk-size line so far */
+    const char *chunk_parse_start; /* during one llhttp_execute: where it began */
+    const char *chunk_data_end;   /* during one llhttp_execute: where the last chunk data ended */
+    bool chunk_data_next;         /* a chunk header was parsed: the next body bytes begin its data */
+    bool last_chunk;              /* the size-0 chunk was seen: what follows is trailers (bounded apart) */
     uint64_t deadline_ms; /* HEAD/BODY: monotonic time by which the head/body must be complete */
     uint64_t started_us;  /* when the current request's first byte was parsed (precise clock) */
     http_req_slot *slot; /* the current request, NULL when idle */
@@ -148,6 +160,8 @@ struct http_loop {
 
 /* http_parser.c: the llhttp callbacks. */
 const llhttp_settings_t *http_parser_settings(void);
+/* Measures the open chunk-size line up to `upto` (see http_parser.c); false after rejecting it. */
+bool http_parser_chunk_line_ok(http_conn *conn, const char *upto);
 
 /* http_conn.c */
 void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer);
@@ -156,11 +170,14 @@ void http_conn_force_close(http_conn *conn);
 /* Queues a response for the connection's current request and ends the request. */
 void http_conn_send_response(http_conn *conn, int status, const char *content_type, const void *body, size_t len);
 void http_conn_send_json(http_conn *conn, int status, const char *content_type, const json_t *json);
-/* Called by the parser on a message's first byte, at the end of its head, and on a limit breach. */
+/* Called by the parser at the end of a message's head: 0 to read the body, 1 to treat the message as
+ * having none (it is refused and the connection closes), -1 after a rejection. */
 int http_conn_on_headers_complete(http_conn *conn);
 void http_conn_reject(http_conn *conn, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Logs and counts a callback of `route` that blocked the loop for `ms` (an async_slow_fn). */
 void http_loop_report_slow(void *loop, const char *route, uint64_t ms);
+/* True when a Content-Type value's media type is `media`, parameters ignored (http_request.c). */
+bool http_media_type_is(const char *value, size_t len, const char *media);
 /* The request's client address (binary), resolved through trusted proxies once and cached. */
 void http_request_client_addr(http_request *req, uint8_t *family, uint8_t addr[16]);
 /* Re-arms the connection's timer after its deadline changed. */

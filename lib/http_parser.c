@@ -1,7 +1,9 @@
 /* http_parser: the llhttp callbacks. They record where the request line and headers are (as spans
  * relative to the message start, because the input buffer may move while the head arrives), enforce
- * the size limits the moment a limit is crossed, collect the body, and pause llhttp at the end of
- * every message so the connection dispatches one request at a time and answers strictly in order. */
+ * the size limits the moment a limit is crossed, refuse what RFC 9112 says a server must refuse and
+ * llhttp 8 lets through (empty field names, obs-fold), collect the body, discard chunked trailers,
+ * and pause llhttp at the end of every message so the connection dispatches one request at a time
+ * and answers strictly in order. */
 #include <string.h>
 
 #include "http_internal.h"
@@ -41,6 +43,11 @@ static int http_parser_on_message_begin(llhttp_t *p)
     slot->route_status = ROUTER_NOT_FOUND; /* until the head is routed: a refusal counts as unmatched */
     slot->client_resolved = false;
     conn->head_len = 0;
+    conn->trailer_bytes = conn->trailer_name_len = 0;
+    conn->chunk_ext_bytes = conn->chunk_framing_bytes = 0;
+    conn->last_chunk = conn->chunk_data_next = false;
+    conn->discard_body = false;
+    conn->close_after = false;
     conn->body.len = conn->body.pos = 0;
     return 0;
 }
@@ -69,9 +76,29 @@ static void http_parser_grow_spans(http_req_slot *slot)
     slot->header_spans_cap = cap;
 }
 
+/* Trailer fields of a chunked body arrive through the header callbacks after the head is complete
+ * (head_len is set). They are parsed and discarded: nothing in apiary reads them, and they lie outside
+ * the head the request is built from, so they must never become header spans. Their size still counts
+ * against max_header_bytes so they cannot run on for ever. */
+static bool http_parser_in_trailers(const http_conn *conn) { return conn->head_len != 0; }
+
+static int http_parser_count_trailer(http_conn *conn, size_t len)
+{
+    conn->trailer_bytes += len;
+    if (conn->trailer_bytes > conn->loop->settings->max_header_bytes) {
+        http_conn_reject(conn, 431, "request trailer section exceeds %zu bytes", conn->loop->settings->max_header_bytes);
+        return HPE_USER;
+    }
+    return 0;
+}
+
 static int http_parser_on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     http_conn *conn = http_parser_conn(p);
+    if (http_parser_in_trailers(conn)) {
+        conn->trailer_name_len += len;
+        return http_parser_count_trailer(conn, len);
+    }
     http_req_slot *slot = conn->slot;
     if (slot->header_count == 0 || slot->in_header_value) {
         if (slot->header_count == conn->loop->settings->max_headers) {
@@ -89,23 +116,58 @@ static int http_parser_on_header_field(llhttp_t *p, const char *at, size_t len)
     return http_parser_check_head(conn, at, len);
 }
 
+/* llhttp 8 reports ": value" as a field with an empty name; RFC 9110 5.1 field names are tokens. */
+static int http_parser_on_header_field_complete(llhttp_t *p)
+{
+    http_conn *conn = http_parser_conn(p);
+    size_t name_len = conn->trailer_name_len;
+    conn->trailer_name_len = 0;
+    if (!http_parser_in_trailers(conn))
+        name_len = conn->slot->header_spans[conn->slot->header_count - 1].name.len;
+    if (name_len == 0) {
+        http_conn_reject(conn, 400, "malformed request: a header field has an empty name");
+        return HPE_USER;
+    }
+    return 0;
+}
+
 static int http_parser_on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     http_conn *conn = http_parser_conn(p);
+    if (http_parser_in_trailers(conn))
+        return http_parser_count_trailer(conn, len);
     http_req_slot *slot = conn->slot;
     http_header_span *h = &slot->header_spans[slot->header_count - 1];
+    uint32_t rel = http_parser_rel(conn, at);
     if (!slot->in_header_value) {
-        h->value.off = http_parser_rel(conn, at);
+        h->value.off = rel;
         slot->in_header_value = true;
+    } else if (h->value.off + h->value.len != rel) {
+        /* llhttp splits a value only at a read boundary, where the pieces touch. A gap means an obs-fold
+         * (CRLF followed by whitespace), which RFC 9112 5.2 lets a server refuse: a folded value would
+         * otherwise be read with the fold's CR LF inside it and its end cut off. */
+        http_conn_reject(conn, 400, "malformed request: header %.*s is folded over several lines (obs-fold)",
+                         (int)(h->name.len > 64 ? 64 : h->name.len), conn->in.data + conn->msg_start + h->name.off);
+        return HPE_USER;
     }
     h->value.len += (uint32_t)len;
     return http_parser_check_head(conn, at, len);
 }
 
-/* A header with an empty value gets no on_header_value call; this marks the field as finished. */
+/* A header with an empty value gets no on_header_value call; this marks the field as finished. llhttp
+ * keeps the value's trailing whitespace, which RFC 9110 5.5 says is not part of it: drop it here so
+ * every lookup sees the value itself ("Host: a " is host "a"). */
 static int http_parser_on_header_value_complete(llhttp_t *p)
 {
-    http_parser_conn(p)->slot->in_header_value = true;
+    http_conn *conn = http_parser_conn(p);
+    if (http_parser_in_trailers(conn))
+        return 0;
+    http_req_slot *slot = conn->slot;
+    slot->in_header_value = true;
+    http_header_span *h = &slot->header_spans[slot->header_count - 1];
+    const char *value = conn->in.data + conn->msg_start + h->value.off;
+    while (h->value.len && (value[h->value.len - 1] == ' ' || value[h->value.len - 1] == '\t'))
+        h->value.len--;
     return 0;
 }
 
@@ -114,12 +176,53 @@ static int http_parser_on_headers_complete(llhttp_t *p)
     /* We never switch protocols: an Upgrade request is answered as plain HTTP/1.1 (RFC 9110 7.8
      * lets a server ignore Upgrade), so stop llhttp from handing the rest to an upgrade path. */
     p->upgrade = 0;
-    return http_conn_on_headers_complete(http_parser_conn(p)) == 0 ? 0 : HPE_USER;
+    int verdict = http_conn_on_headers_complete(http_parser_conn(p));
+    return verdict >= 0 ? verdict : HPE_USER; /* 1: llhttp treats the message as having no body */
+}
+
+/* Chunk extensions are ignored (RFC 9112 7.1.1), but read: bound them so one chunk-size line cannot
+ * carry megabytes that are parsed and thrown away. */
+static int http_parser_on_chunk_extension(llhttp_t *p, const char *at, size_t len)
+{
+    (void)at;
+    http_conn *conn = http_parser_conn(p);
+    conn->chunk_ext_bytes += len;
+    if (conn->chunk_ext_bytes > HTTP_MAX_CHUNK_EXTENSION_BYTES) {
+        http_conn_reject(conn, 400, "malformed request: chunk extensions exceed %d bytes",
+                         HTTP_MAX_CHUNK_EXTENSION_BYTES);
+        return HPE_USER;
+    }
+    return 0;
+}
+
+/* A chunk-size line is bounded like its extensions (HTTP_MAX_CHUNK_EXTENSION_BYTES), but llhttp
+ * reports neither its start nor its digits — and accepts any number of leading zeros — so its length
+ * is measured from outside: the bytes parsed from the end of the last chunk data up to `upto`, across
+ * reads (chunk_framing_bytes carries the count from earlier reads). Only framing lies between two
+ * chunks' data (CRLF, size, extensions), so this never refuses a valid body. Checked when the next
+ * chunk's data begins and after every read; a last chunk ("0…") read whole in one read is bounded by
+ * that read's size instead. Rejects the request (400, close) and returns false when it is too long. */
+bool http_parser_chunk_line_ok(http_conn *conn, const char *upto)
+{
+    if (conn->chunk_data_end)
+        conn->chunk_framing_bytes = (uint32_t)(upto - conn->chunk_data_end);
+    else
+        conn->chunk_framing_bytes += (uint32_t)(upto - conn->chunk_parse_start);
+    conn->chunk_parse_start = upto; /* counted: a later check this read adds only what follows */
+    /* CRLF after the data, 16 hex digits of size and the line's own CRLF are always allowed */
+    if (conn->chunk_framing_bytes <= HTTP_MAX_CHUNK_EXTENSION_BYTES + 20)
+        return true;
+    http_conn_reject(conn, 400, "malformed request: a chunk-size line exceeds %d bytes", HTTP_MAX_CHUNK_EXTENSION_BYTES);
+    return false;
 }
 
 static int http_parser_on_chunk_header(llhttp_t *p)
 {
     http_conn *conn = http_parser_conn(p);
+    conn->chunk_data_next = true;
+    conn->chunk_ext_bytes = 0; /* the bound is per chunk-size line */
+    if (p->content_length == 0)
+        conn->last_chunk = true;
     /* llhttp puts the announced chunk size in content_length: refuse before reading the chunk. */
     if (p->content_length > conn->loop->settings->max_body_bytes - conn->body.len) {
         http_conn_reject(conn, 413, "request body exceeds %zu bytes", conn->loop->settings->max_body_bytes);
@@ -131,6 +234,14 @@ static int http_parser_on_chunk_header(llhttp_t *p)
 static int http_parser_on_body(llhttp_t *p, const char *at, size_t len)
 {
     http_conn *conn = http_parser_conn(p);
+    if (conn->chunk_data_next) {
+        conn->chunk_data_next = false;
+        if (!http_parser_chunk_line_ok(conn, at))
+            return HPE_USER;
+    }
+    conn->chunk_data_end = at + len;
+    if (conn->discard_body)
+        return 0; /* the request is refused from its head (no route, 405, 415): its body is of no use */
     if (len > conn->loop->settings->max_body_bytes - conn->body.len) {
         http_conn_reject(conn, 413, "request body exceeds %zu bytes", conn->loop->settings->max_body_bytes);
         return HPE_USER;
@@ -149,9 +260,12 @@ static const llhttp_settings_t http_parser_callbacks = {
     .on_message_begin = http_parser_on_message_begin,
     .on_url = http_parser_on_url,
     .on_header_field = http_parser_on_header_field,
+    .on_header_field_complete = http_parser_on_header_field_complete,
     .on_header_value = http_parser_on_header_value,
     .on_header_value_complete = http_parser_on_header_value_complete,
     .on_headers_complete = http_parser_on_headers_complete,
+    .on_chunk_extension_name = http_parser_on_chunk_extension,
+    .on_chunk_extension_value = http_parser_on_chunk_extension,
     .on_chunk_header = http_parser_on_chunk_header,
     .on_body = http_parser_on_body,
     .on_message_complete = http_parser_on_message_complete,

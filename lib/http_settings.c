@@ -11,9 +11,11 @@ void http_settings_defaults(http_settings *s)
     s->max_header_bytes = 16384;
     s->max_headers = 64;
     s->max_body_bytes = 1048576;
+    s->json_max_depth = 128;
+    s->json_max_values = 20000;
     /* Whole-server figure; the server divides it across loops once the thread count is known. */
     s->max_connections = 10000;
-    s->output_buffer_bytes = 262144;
+    s->output_buffer_bytes = 65536;
     s->max_async_per_loop = 10000;
     s->header_timeout_ms = 10000;
     s->body_timeout_ms = 30000;

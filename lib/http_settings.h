@@ -3,6 +3,7 @@
 #ifndef APIARY_HTTP_SETTINGS_H
 #define APIARY_HTTP_SETTINGS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "http_trust.h"
@@ -14,6 +15,8 @@ typedef struct http_settings {
     size_t max_header_bytes;     /* request line + header block larger than this: 431 */
     size_t max_headers;          /* more header fields than this: 431 */
     size_t max_body_bytes;       /* body (Content-Length or running chunked total) larger: 413 */
+    size_t json_max_depth;       /* a JSON body nesting arrays/objects deeper: 413 (http_request_json) */
+    size_t json_max_values;      /* a JSON body with more values: 413 (http_request_json) */
     size_t max_connections;      /* per loop; at the cap the loop stops accepting until one closes */
     size_t output_buffer_bytes;  /* stop parsing pipelined requests while more than this is unsent */
     size_t max_async_per_loop;   /* requests awaiting async work per loop; above it: 503 + Retry-After */
@@ -27,8 +30,10 @@ typedef struct http_settings {
     /* diagnostics */
     unsigned slow_callback_ms;     /* warn when one callback blocks its loop longer; 0 = off */
     /* behind a proxy */
-    const http_cidr *trusted_proxies; /* peers whose X-Forwarded-For / Forwarded are believed */
+    const http_cidr *trusted_proxies; /* peers whose forwarding header is believed */
     size_t trusted_proxy_count;
+    bool trust_unix_socket;           /* peers on the Unix socket are trusted proxies too ("unix") */
+    bool proxy_header_forwarded;      /* read Forwarded (RFC 7239) instead of X-Forwarded-For */
     ratelimit *rate_limiter;          /* per-client token buckets, or NULL when off */
     const char *rate_limit_prefix;    /* only paths starting with this are limited ("/v1/") */
 } http_settings;

@@ -82,6 +82,9 @@ int http_trust_parse_hop(const char *s, size_t len, uint8_t *family, uint8_t add
     }
     memcpy(buf, s, len);
     buf[len] = '\0';
+    /* An IPv4 address fills 4 of the 16 bytes; the rest must be zero, not whatever was there before,
+     * because the rate limiter hashes and compares all 16 (one client, one bucket). */
+    memset(addr, 0, 16);
     if (inet_pton(AF_INET, buf, addr) == 1) {
         *family = AF_INET;
         return 0;
@@ -94,9 +97,11 @@ int http_trust_parse_hop(const char *s, size_t len, uint8_t *family, uint8_t add
 }
 
 /* Walks the comma-separated hops right to left; for Forwarded, only each element's for= counts. */
-static void http_trust_walk(const http_cidr *trusted, size_t n, const char *list, bool forwarded, uint8_t *family,
-                            uint8_t addr[16])
+void http_trust_resolve(const http_cidr *trusted, size_t n, const char *list, bool forwarded, uint8_t *family,
+                        uint8_t addr[16])
 {
+    if (!list)
+        return;
     const char *end = list + strlen(list);
     while (end > list) {
         const char *start = end;
@@ -133,15 +138,4 @@ static void http_trust_walk(const http_cidr *trusted, size_t n, const char *list
             return; /* the rightmost untrusted hop: the client as far as anyone we trust knows */
         end = start > list ? start - 1 : list;
     }
-}
-
-void http_trust_resolve(const http_cidr *trusted, size_t n, const char *xff, const char *forwarded,
-                        uint8_t *family, uint8_t addr[16])
-{
-    if (!n || !http_cidr_contains(trusted, n, *family, addr))
-        return;
-    if (xff && *xff)
-        http_trust_walk(trusted, n, xff, false, family, addr);
-    else if (forwarded && *forwarded)
-        http_trust_walk(trusted, n, forwarded, true, family, addr);
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "xalloc.h"
 
@@ -95,8 +96,25 @@ static ratelimit_entry *ratelimit_find(ratelimit *rl, ratelimit_entry *slots, ui
     return victim;
 }
 
-unsigned ratelimit_take(ratelimit *rl, uint8_t family, const uint8_t addr[16], uint64_t now_ms)
+/* The bucket's key for a client address (see ratelimit.h): the /64 of IPv6, IPv4 for mapped addresses. */
+static void ratelimit_key(uint8_t *family, const uint8_t in[16], uint8_t out[16])
 {
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    memset(out, 0, 16);
+    if (*family == AF_INET6 && memcmp(in, v4_mapped, 12) == 0) {
+        *family = AF_INET;
+        memcpy(out, in + 12, 4);
+    } else if (*family == AF_INET6) {
+        memcpy(out, in, 8);
+    } else if (*family == AF_INET) {
+        memcpy(out, in, 4);
+    }
+}
+
+unsigned ratelimit_take(ratelimit *rl, uint8_t family, const uint8_t client[16], uint64_t now_ms)
+{
+    uint8_t addr[16];
+    ratelimit_key(&family, client, addr);
     uint64_t h = ratelimit_hash(family, addr);
     ratelimit_stripe *stripe = &rl->stripes[h % RATELIMIT_STRIPES];
     pthread_mutex_lock(&stripe->lock);

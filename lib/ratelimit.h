@@ -15,7 +15,10 @@ typedef struct ratelimit ratelimit;
 ratelimit *ratelimit_new(double rate, double burst, size_t max_clients);
 void ratelimit_free(ratelimit *rl);
 
-/* Takes one token for the client (family AF_INET/AF_INET6 or 0, 16 address bytes). Returns 0 when
+/* Takes one token for the client (family AF_INET/AF_INET6 or 0, 16 address bytes). An IPv6 client is
+ * keyed by its /64, the smallest block a site is given (a host picks any address in it at will), and an
+ * IPv4-mapped IPv6 address (::ffff:a.b.c.d, a dual-stack listener) counts as that IPv4 address.
+ * Family 0 (a Unix-socket peer without a trusted proxy in front) is one client. Returns 0 when
  * allowed, else the whole seconds (>= 1) until a token is available, for Retry-After. Thread-safe. */
 unsigned ratelimit_take(ratelimit *rl, uint8_t family, const uint8_t addr[16], uint64_t now_ms);
 

@@ -34,6 +34,7 @@ typedef struct router_pattern {
  * "PUT /kv/{id}" share a path yet name their parameter differently. */
 typedef struct router_route {
     http_handler_fn handler; /* NULL when the method is not registered on this path */
+    unsigned flags;          /* ROUTE_* */
     unsigned id;             /* 0..route_count-1 in registration order: index of per-route counters */
     char *name;
     char *storage;
@@ -268,6 +269,11 @@ static void router_route_init(router_route *route, http_method method, const cha
 
 int router_add(router *r, http_method method, const char *pattern, http_handler_fn handler)
 {
+    return router_add_flags(r, method, pattern, handler, 0);
+}
+
+int router_add_flags(router *r, http_method method, const char *pattern, http_handler_fn handler, unsigned flags)
+{
     if (!r || (unsigned)method >= HTTP_METHOD_COUNT || !handler)
         return -1;
     router_pattern p;
@@ -287,6 +293,7 @@ int router_add(router *r, http_method method, const char *pattern, http_handler_
     }
     router_route_init(&path->routes[method], method, pattern, handler, &p);
     path->methods |= 1u << method;
+    path->routes[method].flags = flags;
     path->routes[method].id = (unsigned)r->route_count;
     r->names = xrealloc(r->names, (r->route_count + 1) * sizeof(*r->names));
     r->names[r->route_count++] = path->routes[method].name;
@@ -391,6 +398,7 @@ router_status router_match(const router *r, http_method method, const char *path
                            route_match *out)
 {
     out->handler = NULL;
+    out->flags = 0;
     out->name = NULL;
     out->param_count = 0;
     out->allowed_methods = 0;
@@ -405,6 +413,7 @@ router_status router_match(const router *r, http_method method, const char *path
     if (!route)
         return ROUTER_METHOD_NOT_ALLOWED;
     out->handler = route->handler;
+    out->flags = route->flags;
     out->name = route->name;
     out->route_id = route->id;
     router_fill_params(p, route, path, spans, out);

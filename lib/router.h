@@ -31,8 +31,15 @@ typedef enum router_status {
     ROUTER_NOT_FOUND,
 } router_status;
 
+/* What a route declares about the requests it takes, so the engine can refuse the rest from the head
+ * alone, before reading a body (and answer an Expect: 100-continue at once instead of after it). */
+enum {
+    ROUTE_BODY_JSON = 1u << 0, /* a body must be application/json: any other media type is 415 */
+};
+
 typedef struct route_match {
     http_handler_fn handler;
+    unsigned flags;            /* ROUTE_* of the matched route */
     const char *name;          /* the route's name, for logs and metrics ("GET /v1/kv/{key}") */
     unsigned route_id;         /* 0..router_route_count-1: index of the route's counters */
     size_t param_count;
@@ -48,6 +55,8 @@ void router_free(router *r);
  * of them. Returns 0, or -1 for a malformed pattern or a duplicate (same method and same pattern
  * shape). A GET route also answers HEAD unless a HEAD route is registered for the same pattern. */
 int router_add(router *r, http_method method, const char *pattern, http_handler_fn handler);
+/* router_add with ROUTE_* flags. */
+int router_add_flags(router *r, http_method method, const char *pattern, http_handler_fn handler, unsigned flags);
 
 /* Matches a raw path (no query string). Literal segments win over parameters when both could match
  * ("/v1/kv/stats" before "/v1/kv/{key}"). On ROUTER_FOUND, handler, name and params are filled; on

@@ -1,8 +1,10 @@
-/* uri: see uri.h. Percent-decoding, target splitting and query parsing; pure, allocation only in the
- * caller's arena. */
+/* uri: see uri.h. Percent-decoding, target splitting, query parsing and Host validation; pure,
+ * allocation only in the caller's arena. */
 #include "uri.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <string.h>
 
 static int uri_hex_value(char c)
@@ -127,4 +129,54 @@ const char *uri_query_get(const uri_param *params, size_t n, const char *name)
         if (params[i].name_len == len && memcmp(params[i].name, name, len) == 0)
             return params[i].value;
     return NULL;
+}
+
+/* reg-name = *( unreserved / pct-encoded / sub-delims ) (RFC 3986 3.2.2) */
+static bool uri_reg_name_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' ||
+           c == '*' || c == '+' || c == ',' || c == ';' || c == '=';
+}
+
+bool uri_host_valid(const char *s, size_t len)
+{
+    size_t i = 0;
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        size_t inner = close ? (size_t)(close - s - 1) : 0;
+        char addr[INET6_ADDRSTRLEN];
+        struct in6_addr parsed;
+        if (!close || inner == 0 || inner >= sizeof(addr))
+            return false;
+        memcpy(addr, s + 1, inner);
+        addr[inner] = '\0';
+        if (inet_pton(AF_INET6, addr, &parsed) != 1)
+            return false; /* IPvFuture ("[v1.x]") names nothing a server can be reached at */
+        i = inner + 2;
+    } else {
+        while (i < len && s[i] != ':') {
+            unsigned char c = (unsigned char)s[i];
+            if (c == '%') {
+                if (i + 2 >= len || uri_hex_value(s[i + 1]) < 0 || uri_hex_value(s[i + 2]) < 0)
+                    return false;
+                i += 3;
+            } else if (uri_reg_name_char(c)) {
+                i++;
+            } else {
+                return false;
+            }
+        }
+    }
+    if (i == len)
+        return true;
+    if (s[i] != ':' || len - i - 1 > 5)
+        return false;
+    unsigned port = 0;
+    for (size_t k = i + 1; k < len; k++) {
+        if (s[k] < '0' || s[k] > '9')
+            return false;
+        port = port * 10 + (unsigned)(s[k] - '0');
+    }
+    return port <= 65535; /* "host:" (an empty port) is allowed by RFC 3986's port = *DIGIT */
 }

@@ -34,6 +34,11 @@ void uri_split(const char *target, size_t len, const char **path, size_t *path_l
  * or there are more than max pairs. */
 int uri_parse_query(const char *query, size_t len, arena *a, uri_param *out, size_t max);
 
+/* True when `s` is a valid Host header value (RFC 9110 7.2): uri-host [":" port], where uri-host is an
+ * RFC 3986 reg-name (which covers IPv4 addresses) or "[IPv6]", and the port has at most 5 digits and is
+ * at most 65535. The empty value is valid: RFC 9112 3.2 has clients send it when there is no authority. */
+bool uri_host_valid(const char *s, size_t len);
+
 /* Looks up the first pair named `name`; returns its value or NULL. */
 const char *uri_query_get(const uri_param *params, size_t n, const char *name);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,6 +89,19 @@ static int config_parse_unix_mode(apiary_config *cfg, const char *value, char er
     return 0;
 }
 
+static int config_parse_proxy_header(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    if (strcasecmp(value, "X-Forwarded-For") == 0) {
+        cfg->http.proxy_header_forwarded = false;
+    } else if (strcasecmp(value, "Forwarded") == 0) {
+        cfg->http.proxy_header_forwarded = true;
+    } else {
+        snprintf(err, CONFIG_ERROR_MAX, "must be \"X-Forwarded-For\" or \"Forwarded\", not '%s'", value);
+        return -1;
+    }
+    return 0;
+}
+
 static int config_parse_rate_limit_prefix(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
 {
     if (value[0] != '/' || strlen(value) >= sizeof(cfg->rate_limit_prefix)) {
@@ -133,6 +147,8 @@ static const config_key config_keys[] = {
     CONFIG_INT("limits.max_header_bytes", http.max_header_bytes, 256, 1048576),
     CONFIG_INT("limits.max_headers", http.max_headers, 1, 256),
     CONFIG_INT("limits.max_body_bytes", http.max_body_bytes, 0, 1073741824),
+    CONFIG_INT("limits.json_max_depth", http.json_max_depth, 1, 2048),
+    CONFIG_INT("limits.json_max_values", http.json_max_values, 1, 100000000),
     CONFIG_INT("limits.output_buffer_bytes", http.output_buffer_bytes, 4096, 67108864),
     CONFIG_INT("limits.max_async_per_loop", http.max_async_per_loop, 1, 1000000),
     CONFIG_INT("limits.max_sleep_ms", max_sleep_ms, 0, 3600000),
@@ -153,6 +169,7 @@ static const config_key config_keys[] = {
     CONFIG_INT("primes.max_n", primes_max_n, 2, 1000000000),
     CONFIG_OBJECT("upstreams", config_parse_upstreams),
     CONFIG_ARRAY("trusted_proxies", config_parse_trusted_proxies),
+    CONFIG_STR("proxy_header", config_parse_proxy_header, "\"X-Forwarded-For\" or \"Forwarded\""),
     CONFIG_STR("daemon.pid_file", config_parse_pid_file, "a string: a path, or \"\" for none"),
     CONFIG_STR("daemon.log_file", config_parse_log_file, "a string: a path, or \"\" for stderr"),
     CONFIG_STR("user", config_parse_user, "a string: a user name, or \"\" to stay who we are"),

@@ -198,11 +198,17 @@ int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, cha
         return config_sections_fail(err, ": at most %d entries", CONFIG_MAX_TRUSTED_PROXIES);
     size_t i;
     json_t *v;
+    cfg->trusted_proxy_count = 0;
     json_array_foreach(arr, i, v) {
-        if (!json_is_string(v) || http_cidr_parse(json_string_value(v), &cfg->trusted_proxies[i]) != 0)
-            return config_sections_fail(err, "[%zu]: must be an address or CIDR such as \"10.0.0.0/8\" or \"::1\"",
-                                        i);
+        if (json_is_string(v) && strcmp(json_string_value(v), "unix") == 0) {
+            cfg->http.trust_unix_socket = true; /* whoever may connect to the socket is a proxy */
+            continue;
+        }
+        if (!json_is_string(v) ||
+            http_cidr_parse(json_string_value(v), &cfg->trusted_proxies[cfg->trusted_proxy_count]) != 0)
+            return config_sections_fail(err, "[%zu]: must be an address or CIDR such as \"10.0.0.0/8\" or \"::1\", "
+                                        "or \"unix\" for the Unix socket", i);
+        cfg->trusted_proxy_count++;
     }
-    cfg->trusted_proxy_count = (unsigned)json_array_size(arr);
     return 0;
 }

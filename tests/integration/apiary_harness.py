@@ -44,7 +44,7 @@ DEFAULT_CONFIG = {
         "max_header_bytes": 16384,
         "max_headers": 64,
         "max_body_bytes": 1048576,
-        "output_buffer_bytes": 262144,
+        "output_buffer_bytes": 65536,
     },
     "timeouts": {
         "header_ms": 10000,

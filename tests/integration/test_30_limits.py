@@ -166,3 +166,71 @@ class LimitsTest(ServerTestMixin, unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class JsonLimitsTest(ServerTestMixin, unittest.TestCase):
+    """A JSON body is measured before it is parsed: deeper than limits.json_max_depth or with more
+    values than limits.json_max_values it is refused with 413 naming the limit, on every endpoint that
+    reads JSON, and the connection stays usable (the body was well framed). Small limits keep the
+    bodies small; the default-limit attack body (1 MiB of "{}") is checked too."""
+
+    DEPTH = 8
+    VALUES = 100
+    CONFIG = {"limits": {"json_max_depth": DEPTH, "json_max_values": VALUES}}
+
+    def post(self, sock, path, body, method="POST"):
+        return request(sock, method, path, {"Content-Type": "application/json"}, body)
+
+    def test_nesting_at_the_limit_is_served_one_deeper_is_413(self):
+        with self.server.connect() as sock:
+            at = b"[" * self.DEPTH + b"]" * self.DEPTH
+            self.assertJson(self.post(sock, "/v1/echo", at), 200, json.loads(at))
+            over = b"[" * (self.DEPTH + 1) + b"]" * (self.DEPTH + 1)
+            doc = self.assertProblem(self.post(sock, "/v1/echo", over), 413)
+            self.assertEqual(doc["detail"], f"the JSON body nests arrays and objects deeper than {self.DEPTH} levels")
+            self.assertStillOpen(sock)
+
+    def test_values_at_the_limit_are_served_one_more_is_413(self):
+        with self.server.connect() as sock:
+            at = json.dumps(list(range(self.VALUES - 1))).encode()  # the document and its elements
+            self.assertJson(self.post(sock, "/v1/echo", at), 200, json.loads(at))
+            over = json.dumps(list(range(self.VALUES))).encode()
+            doc = self.assertProblem(self.post(sock, "/v1/echo", over), 413)
+            self.assertEqual(doc["detail"], f"the JSON body holds more than {self.VALUES} values")
+            # commas and brackets inside strings are not structure
+            text = json.dumps(["[,{" * 200]).encode()
+            self.assertJson(self.post(sock, "/v1/echo", text), 200, json.loads(text))
+            self.assertStillOpen(sock)
+
+    def test_every_json_endpoint_applies_the_limits(self):
+        over = json.dumps({"a": list(range(self.VALUES))}).encode()
+        with self.server.connect() as sock:
+            for method, path in (("POST", "/v1/echo"), ("PUT", "/v1/kv/k"), ("POST", "/v1/aggregate"),
+                                 ("POST", "/v1/password/hash")):
+                with self.subTest(path=path):
+                    doc = self.assertProblem(self.post(sock, path, over, method), 413)
+                    self.assertIn(f"more than {self.VALUES} values", doc["detail"])
+            self.assertStillOpen(sock)
+
+
+class JsonDefaultLimitsTest(ServerTestMixin, unittest.TestCase):
+    """At the default limits, the body the review found holding a loop for 0.33 s (1 MiB of "{}" in an
+    array) is refused without being parsed, and a top-level scalar is a JSON text like any other."""
+
+    def test_a_megabyte_of_empty_objects_is_413(self):
+        body = b"[" + b",".join([b"{}"] * 349000) + b"]"
+        self.assertLess(len(body), 1 << 20)
+        with self.server.connect() as sock:
+            doc = self.assertProblem(self.post_echo(sock, body), 413)
+            self.assertEqual(doc["detail"], "the JSON body holds more than 20000 values")
+            self.assertStillOpen(sock)
+        self.assertServing(self.server)
+
+    def test_top_level_scalars_are_echoed(self):
+        with self.server.connect() as sock:
+            for text in (b"42", b'"x"', b"true", b"null", b"-0.5"):
+                with self.subTest(text=text):
+                    self.assertJson(self.post_echo(sock, text), 200, json.loads(text))
+
+    def post_echo(self, sock, body):
+        return request(sock, "POST", "/v1/echo", {"Content-Type": "application/json"}, body)

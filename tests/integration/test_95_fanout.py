@@ -259,9 +259,9 @@ class FanoutValidationTest(FanoutFixture, unittest.TestCase):
             self.assertProblemDoc(resp, 415)
 
     def test_bodies_the_json_parser_refuses_are_400(self):
-        # Includes what the engine's parser refuses before the handler looks: scalars at the top, a
+        # Includes what the engine's parser refuses before the handler looks: an empty body, a
         # repeated member, and a NUL escaped inside a string (so no path can carry one).
-        raws = (b"{", b"", b'{"requests": [}', b"\xff", b'"x"', b"3", b"null",
+        raws = (b"{", b"", b'{"requests": [}', b"\xff",
                 b'{"requests": [], "requests": []}', b'{"requests": [{"upstream": "mis", "path": "/a\\u0000b"}]}')
         with self.server.connect() as sock:
             for raw in raws:
@@ -272,7 +272,7 @@ class FanoutValidationTest(FanoutFixture, unittest.TestCase):
 
     def test_body_that_is_not_an_object_is_422(self):
         with self.server.connect() as sock:
-            for body in ([], [{"upstream": "mis", "path": "/json"}]):
+            for body in ([], [{"upstream": "mis", "path": "/json"}], "x", 3, None):
                 with self.subTest(body=body):
                     resp, _ = self.fanout(sock, json_request_body(body))
                     self.assertProblemDoc(resp, 422)

@@ -15,6 +15,7 @@ signalled. Time bounds are tight only where the point is that an answer comes at
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -669,7 +670,10 @@ class RedisFailureTest(KvAssertions, unittest.TestCase):
         with server.connect() as sock:
             resp = request(sock, "GET", "/readyz")
             doc = self.assertUnavailable(resp)
-            self.assertIn("Redis", doc["detail"])
+            self.assertEqual(doc["detail"], "the key-value store is unavailable")
+            self.assertNotIn(str(self.redis.port), resp.body.decode(), "clients are not told where Redis lives")
+            logged = server.wait_for_log(re.escape(f"cannot connect to 127.0.0.1:{self.redis.port}"), 5)
+            self.assertIsNotNone(logged, "the operator's log names the address")
             resp, took = timed_request(sock, "PUT", kv_path("k"), JSON, b"1")
             self.assertUnavailable(resp)
             self.assertLess(took, 0.5)

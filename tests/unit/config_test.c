@@ -143,7 +143,7 @@ Test(config, defaults)
     cr_assert_eq(cfg.http.max_headers, 64);
     cr_assert_eq(cfg.http.max_body_bytes, 1048576);
     cr_assert_eq(cfg.http.max_connections, 10000);
-    cr_assert_eq(cfg.http.output_buffer_bytes, 262144);
+    cr_assert_eq(cfg.http.output_buffer_bytes, 65536);
     cr_assert_eq(cfg.http.header_timeout_ms, 10000);
     cr_assert_eq(cfg.http.body_timeout_ms, 30000);
     cr_assert_eq(cfg.http.keepalive_timeout_ms, 60000);

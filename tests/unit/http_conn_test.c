@@ -2,228 +2,13 @@
  * a real loop and connection driven in-process through a socketpair, so framing, limits, buffer
  * compaction, ordering of pipelined answers, async answers and cancellation run under ASan without a
  * network or the server binary. */
-#include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "http_internal.h"
-
-static http_settings settings;
-static router *routes;
-static http_loop *loop;
-static int client_fd;
-static int cancel_calls;
-static size_t last_body_len;
-static unsigned long last_body_sum;
-
-static void handler_hello(http_request *req) { http_respond_json(req, 200, json_pack("{s:s}", "m", "hi")); }
-
-static void handler_body(http_request *req)
-{
-    last_body_len = req->body_len;
-    last_body_sum = 0;
-    for (size_t i = 0; i < req->body_len; i++)
-        last_body_sum += (unsigned char)req->body[i];
-    http_respond_json(req, 200, json_pack("{s:I}", "len", (json_int_t)req->body_len));
-}
-
-static void handler_params(http_request *req)
-{
-    const char *q = http_request_query(req, "q");
-    http_respond_json(req, 200, json_pack("{s:s,s:s?}", "key", http_request_param(req, "key"), "q", q));
-}
-
-/* Answers 20 ms later from a timer, as an async handler does. */
-typedef struct later {
-    struct event *ev;
-    http_request *req;
-} later;
-
-static void later_fire(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    later *l = arg;
-    event_free(l->ev);
-    http_request *req = l->req;
-    free(l);
-    http_respond_json(req, 200, json_pack("{s:s}", "m", "later"));
-}
-
-static void later_cancel(http_request *req, void *arg)
-{
-    (void)req;
-    later *l = arg;
-    cancel_calls++;
-    event_free(l->ev);
-    free(l);
-}
-
-static void handler_async(http_request *req)
-{
-    later *l = malloc(sizeof(*l));
-    l->req = req;
-    l->ev = evtimer_new(http_loop_base(http_request_loop(req)), later_fire, l);
-    struct timeval tv = {0, 20000};
-    evtimer_add(l->ev, &tv);
-    http_request_on_cancel(req, later_cancel, l);
-}
-
-/* Keeps the loop busy for `ms`, as a CPU-heavy handler would. */
-static void busy_wait_ms(unsigned ms)
-{
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    do
-        clock_gettime(CLOCK_MONOTONIC, &now);
-    while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < ms);
-}
-
-static void handler_blocking(http_request *req)
-{
-    busy_wait_ms(150);
-    http_respond_json(req, 200, json_pack("{s:s}", "m", "slow"));
-}
-
-static void blocking_continuation(async_op *op, void *arg)
-{
-    (void)op;
-    busy_wait_ms(60);
-    http_respond_json(arg, 200, json_pack("{s:s}", "m", "slow-async"));
-}
-
-static void handler_blocking_async(http_request *req)
-{
-    async_scope *scope = http_request_async(req);
-    if (scope)
-        async_op_then(async_sleep(scope, 1), blocking_continuation, req);
-}
-
-/* A misbehaving cancel callback: it answers, although the request is being ended for it. */
-static void answering_cancel(http_request *req, void *arg)
-{
-    (void)arg;
-    http_respond_json(req, 200, json_pack("{s:s}", "m", "from-cancel"));
-}
-
-static void handler_waits_forever(http_request *req) { http_request_on_cancel(req, answering_cancel, NULL); }
-
-static void handler_async_sleep(http_request *req)
-{
-    async_scope *scope = http_request_async(req);
-    if (scope)
-        async_op_then(async_sleep(scope, 10000), blocking_continuation, req);
-}
-
-static void setup(void)
-{
-    http_settings_defaults(&settings);
-    settings.max_headers = 8;
-    settings.max_url_bytes = 256;
-    settings.max_header_bytes = 16384;
-    settings.max_body_bytes = 200000;
-    settings.max_connections = 16;
-    settings.header_timeout_ms = 300;
-    settings.linger_timeout_ms = 50;
-    settings.slow_callback_ms = 40;
-    settings.max_async_per_loop = 2;
-    settings.request_timeout_ms = 400;
-    routes = router_new();
-    router_add(routes, HTTP_METHOD_GET, "/hello", handler_hello);
-    router_add(routes, HTTP_METHOD_POST, "/body", handler_body);
-    router_add(routes, HTTP_METHOD_GET, "/kv/{key}", handler_params);
-    router_add(routes, HTTP_METHOD_GET, "/async", handler_async);
-    router_add(routes, HTTP_METHOD_GET, "/blocking", handler_blocking);
-    router_add(routes, HTTP_METHOD_GET, "/blocking-async", handler_blocking_async);
-    router_add(routes, HTTP_METHOD_GET, "/long", handler_async_sleep);
-    router_add(routes, HTTP_METHOD_GET, "/forever", handler_waits_forever);
-    http_loop_options opts = {.id = 0, .listen_fd = -1, .settings = &settings, .router = routes};
-    loop = http_loop_new(&opts);
-    int fds[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
-    client_fd = fds[1];
-    http_conn_accept(loop, fds[0], NULL);
-    cancel_calls = 0;
-}
-
-static void teardown(void)
-{
-    if (client_fd >= 0)
-        close(client_fd);
-    http_loop_free(loop);
-    router_free(routes);
-}
+#include "http_conn_fixture.h"
 
 TestSuite(http_conn, .init = setup, .fini = teardown, .timeout = 20);
 
-/* Runs the loop for `ms` milliseconds. */
-static void spin(int ms)
-{
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    event_base_loopexit(http_loop_base(loop), &tv);
-    event_base_dispatch(http_loop_base(loop));
-}
-
-static void send_all(const char *data, size_t len)
-{
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = send(client_fd, data + off, len - off, MSG_NOSIGNAL);
-        if (n > 0)
-            off += (size_t)n;
-        else
-            spin(1); /* let the server read */
-    }
-}
-
-static void send_str(const char *s) { send_all(s, strlen(s)); }
-
-/* Everything the server has written so far (spinning the loop first); eof set when it closed. */
-static char received[1 << 20];
-static size_t received_len;
-static bool eof;
-
-static const char *collect(int ms)
-{
-    spin(ms);
-    received_len = 0;
-    eof = false;
-    for (;;) {
-        ssize_t n = recv(client_fd, received + received_len, sizeof(received) - 1 - received_len, 0);
-        if (n > 0) {
-            received_len += (size_t)n;
-            continue;
-        }
-        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-            eof = true;
-        break;
-    }
-    received[received_len] = '\0';
-    return received;
-}
-
-static int count(const char *hay, const char *needle)
-{
-    int n = 0;
-    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
-        n++;
-    return n;
-}
-
-static size_t active(void)
-{
-    http_loop_stats st;
-    http_loop_stats_read(loop, &st);
-    return st.connections_active;
-}
-
 Test(http_conn, pipelined_requests_answered_in_order_in_one_read)
 {
-    send_str("GET /hello HTTP/1.1\r\n\r\nGET /kv/a%2Fb?q=x+y HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
+    send_str("GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /kv/a%2Fb?q=x+y HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *r = collect(20);
     cr_assert_eq(count(r, "HTTP/1.1 200 OK"), 3);
     const char *kv = strstr(r, "{\"key\":\"a/b\",\"q\":\"x y\"}");
@@ -244,7 +29,7 @@ Test(http_conn, request_split_byte_by_byte)
 
 Test(http_conn, chunked_body_in_pieces)
 {
-    send_str("POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+    send_str("POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
     spin(5);
     send_str("lo\r\n6\r\n world\r\n0\r\n\r\n");
     const char *r = collect(10);
@@ -260,10 +45,10 @@ Test(http_conn, large_body_survives_buffer_compaction)
         body[i] = (char)('a' + i % 26);
         sum += (unsigned char)body[i];
     }
-    send_str("POST /body HTTP/1.1\r\nContent-Length: 150000\r\nX-Pad: ");
+    send_str("POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 150000\r\nX-Pad: ");
     send_str("0123456789012345678901234567890123456789\r\n\r\n");
     send_all(body, sizeof(body));
-    send_str("GET /hello HTTP/1.1\r\n\r\n");
+    send_str("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *r = collect(50);
     cr_assert(strstr(r, "{\"len\":150000}"), "got: %s", r);
     cr_assert_eq(last_body_sum, sum);
@@ -273,7 +58,7 @@ Test(http_conn, large_body_survives_buffer_compaction)
 Test(http_conn, head_larger_than_one_buffer_block)
 {
     char head[12000];
-    int n = snprintf(head, sizeof(head), "GET /hello HTTP/1.1\r\nX-Big: ");
+    int n = snprintf(head, sizeof(head), "GET /hello HTTP/1.1\r\nHost: t\r\nX-Big: ");
     memset(head + n, 'v', 10000);
     memcpy(head + n + 10000, "\r\nX-After: 1\r\n\r\n", 17);
     send_all(head, (size_t)n + 10000 + 16);
@@ -282,7 +67,7 @@ Test(http_conn, head_larger_than_one_buffer_block)
 
 Test(http_conn, async_answer_keeps_pipelined_order)
 {
-    send_str("GET /async HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
+    send_str("GET /async HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *r = collect(5);
     cr_assert_eq(received_len, 0, "nothing may overtake the async answer: %s", r);
     r = collect(60);
@@ -293,7 +78,7 @@ Test(http_conn, async_answer_keeps_pipelined_order)
 
 Test(http_conn, client_gone_cancels_pending_request)
 {
-    send_str("GET /async HTTP/1.1\r\n\r\n");
+    send_str("GET /async HTTP/1.1\r\nHost: t\r\n\r\n");
     spin(2);
     close(client_fd);
     client_fd = -1;
@@ -304,7 +89,7 @@ Test(http_conn, client_gone_cancels_pending_request)
 
 Test(http_conn, content_length_over_limit_is_413_before_the_body)
 {
-    send_str("POST /body HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n");
+    send_str("POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 999999999\r\n\r\n");
     const char *r = collect(10);
     cr_assert(strstr(r, "HTTP/1.1 413 Content Too Large\r\n"), "got: %s", r);
     cr_assert(strstr(r, "Connection: close\r\n"));
@@ -313,13 +98,13 @@ Test(http_conn, content_length_over_limit_is_413_before_the_body)
 
 Test(http_conn, chunked_total_over_limit_is_413)
 {
-    send_str("POST /body HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40000\r\n");
+    send_str("POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n40000\r\n");
     cr_assert(strstr(collect(10), "HTTP/1.1 413 "));
 }
 
 Test(http_conn, too_many_headers_is_431)
 {
-    send_str("GET /hello HTTP/1.1\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\nF: 1\r\nG: 1\r\nH: 1\r\nI: 1\r\n\r\n");
+    send_str("GET /hello HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\nF: 1\r\nG: 1\r\nH: 1\r\nI: 1\r\n\r\n");
     cr_assert(strstr(collect(10), "HTTP/1.1 431 "));
 }
 
@@ -327,14 +112,14 @@ Test(http_conn, long_url_is_414)
 {
     char req[600] = "GET /";
     memset(req + 5, 'a', 400);
-    strcpy(req + 405, " HTTP/1.1\r\n\r\n");
+    strcpy(req + 405, " HTTP/1.1\r\nHost: t\r\n\r\n");
     send_str(req);
     cr_assert(strstr(collect(10), "HTTP/1.1 414 "));
 }
 
 Test(http_conn, malformed_and_unknown_methods)
 {
-    send_str("BREW /pot HTTP/1.1\r\n\r\n");
+    send_str("BREW /pot HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_assert(strstr(collect(10), "HTTP/1.1 501 "), "got: %s", received);
 }
 
@@ -346,14 +131,14 @@ Test(http_conn, binary_junk_is_400)
 
 Test(http_conn, conflicting_framing_is_400)
 {
-    send_str("POST /body HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc");
+    send_str("POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc");
     cr_assert(strstr(collect(10), "HTTP/1.1 400 "));
 }
 
 Test(http_conn, routing_errors_keep_the_connection)
 {
-    send_str("GET /nope HTTP/1.1\r\n\r\nDELETE /hello HTTP/1.1\r\n\r\nPROPFIND /hello HTTP/1.1\r\n\r\n"
-             "GET /hello HTTP/1.1\r\n\r\n");
+    send_str("GET /nope HTTP/1.1\r\nHost: t\r\n\r\nDELETE /hello HTTP/1.1\r\nHost: t\r\n\r\nPROPFIND /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+             "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *r = collect(10);
     cr_assert(strstr(r, "HTTP/1.1 404 "));
     cr_assert(strstr(r, "HTTP/1.1 405 "));
@@ -365,7 +150,7 @@ Test(http_conn, routing_errors_keep_the_connection)
 
 Test(http_conn, head_gets_headers_only)
 {
-    send_str("HEAD /hello HTTP/1.1\r\n\r\n");
+    send_str("HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *r = collect(10);
     cr_assert(strstr(r, "Content-Length: 10\r\n"), "got: %s", r);
     cr_assert(strstr(r, "\r\n\r\n")[4] == '\0');
@@ -385,7 +170,7 @@ Test(http_conn, http10_closes_unless_keep_alive)
 
 Test(http_conn, expect_continue_then_body)
 {
-    send_str("POST /body HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+    send_str("POST /body HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
     cr_assert_str_eq(collect(10), "HTTP/1.1 100 Continue\r\n\r\n");
     send_str("abcd");
     cr_assert(strstr(collect(10), "{\"len\":4}"));
@@ -393,14 +178,14 @@ Test(http_conn, expect_continue_then_body)
 
 Test(http_conn, header_timeout_is_408)
 {
-    send_str("GET /hello HTTP/1.1\r\nX-Slow: ");
+    send_str("GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ");
     const char *r = collect(400);
     cr_assert(strstr(r, "HTTP/1.1 408 "), "got: %s", r);
 }
 
 Test(http_conn, idle_connection_holds_no_buffers)
 {
-    send_str("POST /body HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+    send_str("POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
     collect(10);
     http_conn *conn = loop->conns;
     cr_assert_not_null(conn);
@@ -419,7 +204,7 @@ static http_loop_stats stats(void)
 
 Test(http_conn, blocking_handler_is_reported_and_shows_as_loop_lag)
 {
-    send_str("GET /blocking HTTP/1.1\r\n\r\n");
+    send_str("GET /blocking HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_assert(strstr(collect(300), "\"slow\""));
     http_loop_stats st = stats();
     cr_assert_eq(st.slow_callbacks, 1);
@@ -433,7 +218,7 @@ Test(http_conn, blocking_handler_is_reported_and_shows_as_loop_lag)
 
 Test(http_conn, blocking_continuation_is_reported)
 {
-    send_str("GET /blocking-async HTTP/1.1\r\n\r\n");
+    send_str("GET /blocking-async HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_assert(strstr(collect(200), "\"slow-async\""));
     cr_assert_eq(stats().slow_callbacks, 1);
     cr_assert_eq(stats().async_inflight, 0);
@@ -441,7 +226,7 @@ Test(http_conn, blocking_continuation_is_reported)
 
 Test(http_conn, request_deadline_answers_504_and_cancels_the_scope)
 {
-    send_str("GET /long HTTP/1.1\r\n\r\n");
+    send_str("GET /long HTTP/1.1\r\nHost: t\r\n\r\n");
     spin(5);
     cr_assert_eq(stats().async_inflight, 1);
     const char *r = collect(600);
@@ -449,7 +234,7 @@ Test(http_conn, request_deadline_answers_504_and_cancels_the_scope)
     cr_assert_not(eof, "a deadline answer keeps the connection");
     cr_assert_eq(stats().async_inflight, 0);
     cr_assert_eq(stats().deadline_expired, 1);
-    send_str("GET /hello HTTP/1.1\r\n\r\n");
+    send_str("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     cr_assert(strstr(collect(20), "HTTP/1.1 200 OK"));
 }
 
@@ -459,12 +244,12 @@ Test(http_conn, async_cap_answers_503_with_retry_after)
     for (int i = 0; i < 2; i++) {
         cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, extra[i]), 0);
         http_conn_accept(loop, extra[i][0], NULL);
-        const char *req = "GET /long HTTP/1.1\r\n\r\n";
+        const char *req = "GET /long HTTP/1.1\r\nHost: t\r\n\r\n";
         cr_assert_eq(send(extra[i][1], req, strlen(req), 0), (ssize_t)strlen(req));
     }
     spin(10);
     cr_assert_eq(stats().async_inflight, 2);
-    send_str("GET /long HTTP/1.1\r\n\r\n");
+    send_str("GET /long HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *r = collect(10);
     cr_assert(strstr(r, "HTTP/1.1 503 Service Unavailable\r\n"), "got: %s", r);
     cr_assert(strstr(r, "Retry-After: 1\r\n"));
@@ -479,7 +264,7 @@ Test(http_conn, async_cap_answers_503_with_retry_after)
 Test(http_conn, deadline_answers_once_even_if_the_cancel_callback_answers)
 {
     /* A pipelined request waits behind: the 504 must not be taken as its answer, nor sent twice. */
-    send_str("GET /forever HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\n\r\n");
+    send_str("GET /forever HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *r = collect(600);
     cr_assert_eq(count(r, "HTTP/1.1 504 "), 1, "got: %s", r);
     cr_assert_eq(count(r, "from-cancel"), 0, "got: %s", r);

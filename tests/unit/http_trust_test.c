@@ -42,7 +42,9 @@ static const char *resolve(const char *peer, const char *xff, const char *forwar
     } else {
         v4(peer, &family, addr);
     }
-    http_trust_resolve(trusted, 3, xff, forwarded, &family, addr);
+    /* The caller's part: only a trusted peer's header is read, and only the configured one. */
+    if (http_cidr_contains(trusted, 3, family, addr))
+        http_trust_resolve(trusted, 3, forwarded ? forwarded : xff, forwarded != NULL, &family, addr);
     return text_of(family, addr);
 }
 
@@ -113,6 +115,23 @@ Test(http_trust, forwarded_header)
                      "2001:db8::7");
     cr_assert_str_eq(resolve("127.0.0.1", NULL, "for=198.51.100.3;by=10.0.0.1"), "198.51.100.3");
     cr_assert_str_eq(resolve("127.0.0.1", NULL, "proto=http"), "127.0.0.1");
-    /* X-Forwarded-For wins when both are present */
-    cr_assert_str_eq(resolve("127.0.0.1", "198.51.100.4", "for=198.51.100.5"), "198.51.100.4");
+}
+
+Test(http_trust, ipv4_hop_leaves_no_stale_bytes)
+{
+    /* An IPv4 hop after an IPv6 one (or over uninitialised stack) must not keep the old bytes: the rate
+     * limiter compares all 16, so stale ones would give one client many buckets. */
+    uint8_t f, a[16];
+    memset(a, 0xAA, sizeof(a));
+    cr_assert_eq(http_trust_parse_hop("2001:db8::1", 11, &f, a), 0);
+    cr_assert_eq(http_trust_parse_hop("192.0.2.7", 9, &f, a), 0);
+    cr_assert_eq(f, AF_INET);
+    for (int i = 4; i < 16; i++)
+        cr_assert_eq(a[i], 0, "byte %d of an IPv4 address is %#x, not 0", i, a[i]);
+    uint8_t family = AF_INET, addr[16];
+    v4("127.0.0.1", &family, addr);
+    http_trust_resolve(trusted, 3, "2001:db8::9, 198.51.100.7", false, &family, addr);
+    cr_assert_str_eq(text_of(family, addr), "198.51.100.7");
+    for (int i = 4; i < 16; i++)
+        cr_assert_eq(addr[i], 0);
 }

@@ -1,6 +1,7 @@
 /* Unit tests for lib/ratelimit.c: the token bucket's burst, refill and Retry-After arithmetic, clients
  * kept apart, the bounded table forgetting the stalest client, and use from two threads. */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -95,4 +96,33 @@ Test(ratelimit, two_threads_share_one_bucket_exactly)
         pthread_join(t[i], NULL);
     cr_assert_eq(allowed[0] + allowed[1], 1000, "exactly the burst, however the threads interleave");
     ratelimit_free(shared);
+}
+
+Test(ratelimit, ipv6_clients_are_keyed_by_their_64)
+{
+    ratelimit *rl = ratelimit_new(0.001, 2.0, 64);
+    uint8_t a[16], b[16], other[16];
+    inet_pton(AF_INET6, "2001:db8:1:2::1", a);
+    inet_pton(AF_INET6, "2001:db8:1:2:ffff:1234:5678:9abc", b);
+    inet_pton(AF_INET6, "2001:db8:1:3::1", other);
+    cr_assert_eq(ratelimit_take(rl, AF_INET6, a, 0), 0);
+    cr_assert_eq(ratelimit_take(rl, AF_INET6, b, 0), 0, "another address of the same /64 shares the bucket");
+    cr_assert_neq(ratelimit_take(rl, AF_INET6, a, 0), 0, "the /64's bucket is empty");
+    cr_assert_eq(ratelimit_take(rl, AF_INET6, other, 0), 0, "the next /64 is another client");
+    ratelimit_free(rl);
+}
+
+Test(ratelimit, ipv4_mapped_is_ipv4_and_only_four_bytes_count)
+{
+    ratelimit *rl = ratelimit_new(0.001, 2.0, 64);
+    uint8_t v4[16], mapped[16], stale[16];
+    memset(v4, 0, 16);
+    inet_pton(AF_INET, "192.0.2.7", v4);
+    inet_pton(AF_INET6, "::ffff:192.0.2.7", mapped);
+    memset(stale, 0xAA, 16);
+    memcpy(stale, v4, 4);
+    cr_assert_eq(ratelimit_take(rl, AF_INET, v4, 0), 0);
+    cr_assert_eq(ratelimit_take(rl, AF_INET6, mapped, 0), 0, "the mapped form is the same client");
+    cr_assert_neq(ratelimit_take(rl, AF_INET, stale, 0), 0, "bytes past the fourth are not part of the key");
+    ratelimit_free(rl);
 }

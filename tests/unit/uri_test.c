@@ -413,3 +413,27 @@ Test(uri_query, get_empty_name)
     cr_assert_eq(n, 2);
     cr_assert_str_eq(uri_query_get(p, (size_t)n, ""), "v");
 }
+
+/* ---- Host values (RFC 9110 7.2, RFC 3986 3.2.2) ---- */
+
+static bool host_ok(const char *s) { return uri_host_valid(s, strlen(s)); }
+
+Test(uri_host, accepts_names_addresses_and_ports)
+{
+    const char *good[] = {"",          "example.com", "example.com:8080", "localhost:", "127.0.0.1",
+                          "10.0.0.1:80", "[::1]",     "[::1]:8080",       "[2001:db8::7]:65535",
+                          "a-b_c~d.e", "xn--bcher-kva.example", "ex%41mple.com", "host!$&'()*+,;=:1"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        cr_expect(host_ok(good[i]), "should accept Host \"%s\"", good[i]);
+}
+
+Test(uri_host, refuses_what_is_no_authority)
+{
+    const char *bad[] = {"exa mple.com", "example.com:80:80", "example.com:65536", "example.com:123456",
+                         "example.com:8o", "[::1", "[]", "[not-v6]", "[v1.future]", "[::1]x", "[::1]:x",
+                         "user@example.com", "example.com/path", "a\tb", "%4", "%zz.example", "ex\"ample",
+                         "h\xc3\xa9.example"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_expect(!host_ok(bad[i]), "should refuse Host \"%s\"", bad[i]);
+    cr_expect(!uri_host_valid("a\0b", 3), "an embedded NUL is no reg-name character");
+}
