@@ -7,10 +7,11 @@
  * http_conn_release, and only when no engine frame of it is on the stack (`busy`), so a handler
  * that answers synchronously, a cancel callback or a timer can close it without the caller touching
  * freed memory afterwards. */
-#include <errno.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,15 @@
 #define HTTP_CONN_LINGER_READS 16 /* 64 KiB drained a wake-up while lingering */
 #define HTTP_MAX_QUERY_PAIRS 64
 #define HTTP_MAX_QUERY_PAIRS_STR "64"
+
+/* End of input is a half-close unless the peer closed both directions, which the kernel tells for a
+ * Unix-socket peer (POLLHUP). A TCP peer's close() looks like shutdown(SHUT_WR) until a write to it
+ * fails or it resets; RST reaches recv as ECONNRESET. */
+static bool http_conn_peer_hung_up(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
 
 static void http_conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void http_conn_on_write(evutil_socket_t fd, short what, void *arg);
@@ -58,7 +68,7 @@ static void http_conn_leave(http_conn *conn)
         http_conn_free(conn);
 }
 
-void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer)
+void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer, bool over_limit)
 {
     int one = 1;
     /* Responses are written whole in one send; Nagle would only delay the last segment. */
@@ -68,6 +78,8 @@ void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer)
     conn->fd = fd;
     conn->state = HTTP_CONN_IDLE;
     conn->fresh = true;
+    conn->over_limit = over_limit;
+    conn->accepted_ms = http_conn_limit_now_ms();
     if (peer && peer->sa_family == AF_INET) {
         conn->peer_family = AF_INET;
         memcpy(conn->peer_addr, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, 4);
@@ -342,7 +354,11 @@ static void http_conn_on_read(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         if (n == 0) {
-            conn->peer_eof = true;
+            if (http_conn_peer_hung_up(fd)) {
+                http_conn_close(conn); /* both directions gone: nobody to answer, cancel what runs */
+                break;
+            }
+            conn->peer_eof = true; /* a half-close: the client still reads its answers */
             http_conn_set_reading(conn, false);
             break;
         }
@@ -440,6 +456,14 @@ int http_conn_on_headers_complete(http_conn *conn)
     }
     req->http_minor = llhttp_get_http_minor(p);
     req->method = http_method_from_llhttp(llhttp_get_method(p));
+    if (conn->over_limit) {
+        /* Accepted past max_connections because every connection was busy (http_conn_limit.c): a
+         * quick, clear answer instead of a wait in the backlog. */
+        http_response_header(req, "Retry-After", "1");
+        http_conn_reject(conn, 503, "the server is at its connection limit; try again shortly");
+        http_conn_limit_refused(conn->loop);
+        return -1;
+    }
     if (req->http_minor == 0 && (p->flags & F_TRANSFER_ENCODING)) {
         /* RFC 9112 6.1: HTTP/1.0 has no Transfer-Encoding, so its framing cannot be trusted. */
         http_conn_reject(conn, 400, "malformed request: Transfer-Encoding is not allowed in HTTP/1.0");
@@ -713,6 +737,7 @@ static void http_conn_request_done(http_conn *conn)
         return;
     }
     conn->state = HTTP_CONN_IDLE;
+    http_loop_conn_idle(conn->loop, conn);
 }
 
 /* An unknown method that is a well-formed token ("BREW /") is 501: the request may be fine, we just
@@ -789,13 +814,12 @@ static void http_conn_process(http_conn *conn)
     conn->processing = false;
     if (conn->dead)
         return;
-    if (conn->peer_eof) {
-        if (conn->state == HTTP_CONN_HANDLER) {
-            http_conn_close(conn); /* client gone while its request runs: cancel it */
-            return;
-        }
-        /* The client sends nothing more: answer what it asked, then close. Pipelined requests held
-         * back by the output limit are still answered; a request cut off mid-way is not. */
+    if (conn->peer_eof && conn->state != HTTP_CONN_HANDLER) {
+        /* The client sends nothing more (a FIN is a half-close: it may still read): answer what it
+         * asked, then close. Pipelined requests held back by the output limit or behind an
+         * asynchronous one are still answered; a request cut off mid-way is not. A request still
+         * running is not cancelled either: its answer comes back here through http_conn_send_response.
+         * Only a reset (or a failed write) says the client is gone. */
         bool more_buffered = conn->state == HTTP_CONN_IDLE && conn->parse_pos < conn->in.len;
         if (!more_buffered && conn->state != HTTP_CONN_LINGER)
             conn->state = HTTP_CONN_CLOSING;

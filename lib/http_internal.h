@@ -81,6 +81,8 @@ struct http_conn {
     bool peer_eof;    /* the client shut its write side */
     bool keep_alive;  /* the current request allows another after it */
     bool fresh;       /* no request seen yet: idle expiry uses the header timeout */
+    bool over_limit;  /* accepted past max_connections with every connection busy: its request gets 503 */
+    uint64_t accepted_ms; /* coarse monotonic clock at accept (http_conn_limit's grace for new clients) */
     bool processing;  /* inside http_conn_process: an answer given now is flushed by that loop */
     bool deadline_default;  /* HANDLER: the deadline is dispatch + request_ms (a common timeout) */
     bool timer_is_deadline; /* the timer is armed for the current request deadline: leave it */
@@ -138,8 +140,11 @@ struct http_loop {
     struct event *post_ev;
     pthread_mutex_t post_lock;
     http_loop_post_item *post_head, *post_tail;
-    http_conn *conns;
-    size_t conn_count;
+    http_conn *conns, *conns_tail; /* most recently gone idle (or accepted) first */
+    size_t conn_count;             /* all open connections, over-limit ones included */
+    size_t over_limit_count;       /* open connections accepted past max_connections (http_conn_limit) */
+    uint64_t limit_logged_ms, limit_reclaimed_unlogged, limit_refused_unlogged;
+    uint64_t accept_error_logged_ms;
     bool draining;
     buf_cache cache;
     http_req_slot *free_slots;
@@ -164,7 +169,8 @@ const llhttp_settings_t *http_parser_settings(void);
 bool http_parser_chunk_line_ok(http_conn *conn, const char *upto);
 
 /* http_conn.c */
-void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer);
+/* `over_limit`: accepted past max_connections with every connection busy: its request gets 503. */
+void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer, bool over_limit);
 void http_conn_drain(http_conn *conn);
 void http_conn_force_close(http_conn *conn);
 /* Queues a response for the connection's current request and ends the request. */
@@ -188,5 +194,22 @@ http_req_slot *http_loop_slot_get(http_loop *loop);
 void http_loop_slot_put(http_loop *loop, http_req_slot *slot);
 void http_loop_conn_added(http_loop *loop, http_conn *conn);
 void http_loop_conn_removed(http_loop *loop, http_conn *conn);
+/* The connection went idle (keep-alive, between requests): it moves to the head of the list, so the
+ * tail holds the longest idle, and a loop that stopped accepting at its limit may start again. */
+void http_loop_conn_idle(http_loop *loop, http_conn *conn);
+
+/* http_conn_limit.c */
+#define HTTP_CONN_LIMIT_OVERFLOW 64 /* per loop: clients accepted past the limit to be answered 503 */
+/* The loop's share is full and so are the over-limit places: new clients wait in the backlog. */
+bool http_conn_limit_saturated(const http_loop *loop);
+/* Decides for a client just accepted: false to serve it (below the limit, or room was made by
+ * closing idle connections), true when every connection is busy: it is over the limit, answer 503. */
+bool http_conn_limit_admit(http_loop *loop);
+/* Closes up to a batch of the longest-idle connections that lose nothing by it; returns how many. */
+size_t http_conn_limit_reclaim(http_loop *loop);
+/* The coarse monotonic clock the limit's timings use, in ms. */
+uint64_t http_conn_limit_now_ms(void);
+/* Counts (and logs, rate-limited) a 503 given to an over-limit client. */
+void http_conn_limit_refused(http_loop *loop);
 
 #endif

@@ -23,6 +23,8 @@
 
 const unsigned HTTP_LOOP_LAG_BOUNDS_MS[HTTP_LOOP_LAG_BUCKETS - 1] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
 
+static uint64_t http_loop_now_ms(void);
+
 int http_loop_global_init(void) { return evthread_use_pthreads(); }
 
 /* ---- request slots ----------------------------------------------------------------------------- */
@@ -78,8 +80,10 @@ static void http_loop_on_accept(evutil_socket_t lfd, short what, void *arg)
     (void)what;
     http_loop *loop = arg;
     for (int i = 0; i < HTTP_LOOP_ACCEPT_BATCH; i++) {
-        if (loop->conn_count >= http_loop_max_connections(loop)) {
-            /* At the cap: leave new connections in the kernel's backlog until one of ours closes. */
+        /* Every connection busy and the over-limit places taken too: leave new clients in the backlog
+         * until a connection closes or goes idle (http_loop_maybe_resume_accepting). The first pass
+         * knows a client is waiting, so it may close idle connections for it. */
+        if (http_conn_limit_saturated(loop) && !(i == 0 && http_conn_limit_reclaim(loop) > 0)) {
             http_loop_set_accepting(loop, false);
             return;
         }
@@ -87,7 +91,8 @@ static void http_loop_on_accept(evutil_socket_t lfd, short what, void *arg)
         socklen_t peer_len = sizeof(peer);
         int fd = accept4(lfd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            http_conn_accept(loop, fd, (struct sockaddr *)&peer);
+            /* Decided once the client is really there: room is never made for nobody. */
+            http_conn_accept(loop, fd, (struct sockaddr *)&peer, http_conn_limit_admit(loop));
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -95,11 +100,17 @@ static void http_loop_on_accept(evutil_socket_t lfd, short what, void *arg)
         if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
             continue;
         HTTP_STAT_ADD(loop, accept_errors, 1);
+        if ((errno == EMFILE || errno == ENFILE) && http_conn_limit_reclaim(loop) > 0)
+            continue; /* out of descriptors: idle connections gave some back */
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-            /* Out of descriptors or memory: retrying at once would spin on the same error. Back off
-             * and let closing connections give some back. */
-            log_warn("loop %u: accept: %s; pausing accepts for %d ms", loop->id, strerror(errno),
-                     HTTP_LOOP_ACCEPT_RETRY_MS);
+            /* Out of descriptors or memory, nothing idle to close: retrying at once would spin on the
+             * same error. Back off and let closing connections give some back. */
+            uint64_t now = http_loop_now_ms();
+            if (now >= loop->accept_error_logged_ms + 1000) {
+                loop->accept_error_logged_ms = now;
+                log_warn("loop %u: accept: %s; pausing accepts for %d ms (logged once a second)", loop->id,
+                         strerror(errno), HTTP_LOOP_ACCEPT_RETRY_MS);
+            }
             http_loop_set_accepting(loop, false);
             struct timeval tv = {0, HTTP_LOOP_ACCEPT_RETRY_MS * 1000};
             evtimer_add(loop->accept_retry_ev, &tv);
@@ -119,19 +130,18 @@ static void http_loop_on_accept_retry(evutil_socket_t fd, short what, void *arg)
         http_loop_set_accepting(loop, true);
 }
 
-void http_loop_conn_added(http_loop *loop, http_conn *conn)
+static void http_loop_conn_link_head(http_loop *loop, http_conn *conn)
 {
     conn->prev = NULL;
     conn->next = loop->conns;
     if (loop->conns)
         loop->conns->prev = conn;
+    else
+        loop->conns_tail = conn;
     loop->conns = conn;
-    loop->conn_count++;
-    HTTP_STAT_ADD(loop, connections_accepted, 1);
-    HTTP_STAT_ADD(loop, connections_active, 1);
 }
 
-void http_loop_conn_removed(http_loop *loop, http_conn *conn)
+static void http_loop_conn_unlink(http_loop *loop, http_conn *conn)
 {
     if (conn->prev)
         conn->prev->next = conn->next;
@@ -139,15 +149,50 @@ void http_loop_conn_removed(http_loop *loop, http_conn *conn)
         loop->conns = conn->next;
     if (conn->next)
         conn->next->prev = conn->prev;
+    else
+        loop->conns_tail = conn->prev;
+}
+
+/* At the limit with accepting off, a chance that room can be made: try again (the accept callback
+ * decides, and turns accepting off again if not). */
+static void http_loop_maybe_resume_accepting(http_loop *loop)
+{
+    if (!loop->draining && !loop->accept_enabled && !evtimer_pending(loop->accept_retry_ev, NULL))
+        http_loop_set_accepting(loop, true);
+}
+
+void http_loop_conn_added(http_loop *loop, http_conn *conn)
+{
+    http_loop_conn_link_head(loop, conn);
+    loop->conn_count++;
+    if (conn->over_limit)
+        loop->over_limit_count++;
+    HTTP_STAT_ADD(loop, connections_accepted, 1);
+    HTTP_STAT_ADD(loop, connections_active, 1);
+}
+
+void http_loop_conn_removed(http_loop *loop, http_conn *conn)
+{
+    http_loop_conn_unlink(loop, conn);
     loop->conn_count--;
+    if (conn->over_limit)
+        loop->over_limit_count--;
     HTTP_STAT_ADD(loop, connections_active, (uint64_t)-1);
     if (loop->draining) {
         if (loop->conn_count == 0)
             event_base_loopexit(loop->base, NULL);
-    } else if (!loop->accept_enabled && !evtimer_pending(loop->accept_retry_ev, NULL) &&
-               loop->conn_count < http_loop_max_connections(loop)) {
-        http_loop_set_accepting(loop, true); /* a slot is free again */
+    } else {
+        http_loop_maybe_resume_accepting(loop); /* a slot is free again */
     }
+}
+
+void http_loop_conn_idle(http_loop *loop, http_conn *conn)
+{
+    if (loop->conns != conn) {
+        http_loop_conn_unlink(loop, conn);
+        http_loop_conn_link_head(loop, conn);
+    }
+    http_loop_maybe_resume_accepting(loop); /* it could be closed to make room */
 }
 
 /* ---- loop lag ---------------------------------------------------------------------------------- */
@@ -256,7 +301,7 @@ static void http_loop_do_drain(void *arg)
             int fd = accept4(loop->listen_fds[i], (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0)
                 break;
-            http_conn_accept(loop, fd, (struct sockaddr *)&peer);
+            http_conn_accept(loop, fd, (struct sockaddr *)&peer, false);
         }
     }
     http_loop_close_listener(loop);

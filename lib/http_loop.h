@@ -34,6 +34,8 @@ typedef struct http_loop_stats {
     uint64_t requests;
     uint64_t responses_by_class[6]; /* index status/100: 1xx..5xx */
     uint64_t accept_errors;
+    uint64_t connections_reclaimed; /* idle connections closed to make room at max_connections */
+    uint64_t connections_refused;   /* clients answered 503 at max_connections (all busy) */
     uint64_t timeouts;
     uint64_t cancelled;            /* requests whose client left before the answer */
     uint64_t async_inflight;       /* requests holding an async scope now */

@@ -126,6 +126,8 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
         total.timeouts += s.timeouts;
         total.cancelled += s.cancelled;
         total.accept_errors += s.accept_errors;
+        total.connections_reclaimed += s.connections_reclaimed;
+        total.connections_refused += s.connections_refused;
         total.slow_callbacks += s.slow_callbacks;
         for (unsigned i = 0; i < HTTP_LOOP_LAG_BUCKETS; i++)
             lag[i] += s.lag_buckets[i];
@@ -151,6 +153,11 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
          total.cancelled},
         {"apiary_http_accept_errors_total", "counter", "accept(2) failures (EMFILE and others).",
          total.accept_errors},
+        {"apiary_http_connections_reclaimed_total", "counter",
+         "Idle connections closed to make room for new clients at max_connections.", total.connections_reclaimed},
+        {"apiary_http_connections_refused_total", "counter",
+         "New clients answered 503 at max_connections because every connection was busy.",
+         total.connections_refused},
         {"apiary_loop_slow_callbacks_total", "counter", "Callbacks that blocked a loop beyond slow_callback_ms.",
          total.slow_callbacks},
         {"apiary_loops", "gauge", "Event loops (threads) serving requests.", (uint64_t)v->n},

@@ -1,5 +1,5 @@
-"""Connection management: the max_connections cap (excess connections wait in the kernel backlog and
-are served once a slot frees), hundreds of concurrent keep-alive clients, and clients that vanish
+"""Connection management: the max_connections cap (idle connections make room for new clients, and
+when all are busy a new client gets 503 at once), descriptor exhaustion (no spinning), hundreds of concurrent keep-alive clients, and clients that vanish
 mid-request or mid-response without disturbing anyone else."""
 
 import os
@@ -33,38 +33,47 @@ def server_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+PARTIAL_HEAD = b"GET /v1/hello HTTP/1.1\r\nHost: t\r\n"  # mid-request: the connection is busy
+
+
+def metric(server, name):
+    with server.connect() as sock:
+        body = request(sock, "GET", "/metrics").body.decode()
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"{name} not in /metrics")
+
+
 class DescriptorExhaustionTest(ServerTestMixin, unittest.TestCase):
-    """The server runs out of file descriptors (EMFILE) long before max_connections: it must neither
-    spin on accept nor crash, keep serving the connections it has, and accept the waiting ones once
-    descriptors come back."""
+    """The server runs out of file descriptors (EMFILE) long before max_connections, with every
+    connection it holds mid-request (nothing idle to close): it must neither spin on accept nor crash,
+    and once its clients finish, the waiting ones are accepted and served — the idle connections the
+    finished clients leave are closed to give descriptors back."""
     SERVER_NOFILE = 40
     THREADS = 1
     CONFIG = {"max_connections": 1000}
 
-    def test_emfile_pauses_accepting_without_spinning(self):
+    def test_emfile_pauses_accepting_without_spinning_then_resumes(self):
         # More connections than the server has descriptors: the kernel completes them all (backlog).
         socks = [self.server.connect() for _ in range(60)]
         try:
             for sock in socks:
-                sock.sendall(build_request("GET", "/v1/hello"))
+                sock.sendall(PARTIAL_HEAD)
+            time.sleep(0.3)
             cpu_before = server_cpu_seconds(self.server.proc.pid)
             time.sleep(1.0)
             cpu_used = server_cpu_seconds(self.server.proc.pid) - cpu_before
             self.assertLess(cpu_used, 0.3, "the server spins on accept while out of descriptors")
             self.assertTrue(self.server.wait_for_log(r"pausing accepts", timeout=2.0),
                             "no warning about descriptor exhaustion in the log")
-            # The ones it did accept were answered; the rest wait. Free descriptors by closing the
-            # answered ones, and every waiting client gets its answer.
-            answered, waiting = [], []
+            self.assertGreater(metric_or_none(self.server), 0)
+            # Every client finishes its request: the accepted ones are answered at once, and the
+            # rest as descriptors come back.
             for sock in socks:
-                (answered if readable(sock, 0.05) else waiting).append(sock)
-            self.assertGreater(len(answered), 0)
-            self.assertGreater(len(waiting), 0, "the descriptor limit was never reached")
-            for sock in answered:
-                self.assertHello(read_response(sock))
-                sock.close()
-            for sock in waiting:
-                sock.settimeout(5.0)
+                sock.sendall(b"\r\n")
+            for sock in socks:
+                sock.settimeout(10.0)
                 self.assertHello(read_response(sock))
         finally:
             for sock in socks:
@@ -72,43 +81,105 @@ class DescriptorExhaustionTest(ServerTestMixin, unittest.TestCase):
         self.assertServing(self.server)
 
 
-class MaxConnectionsTest(ServerTestMixin, unittest.TestCase):
+def metric_or_none(server):
+    """accept errors so far, or 1 when /metrics cannot be reached right now (out of descriptors)."""
+    try:
+        return metric(server, "apiary_http_accept_errors_total")
+    except (OSError, AssertionError):
+        return 1
+
+
+class ConnectionLimitTest(ServerTestMixin, unittest.TestCase):
+    """At max_connections a new client is never left waiting in the backlog: the longest-idle
+    keep-alive connection is closed to make room, and when every connection is busy the new client
+    gets 503 with Retry-After and Connection: close at once."""
     CONFIG = {"max_connections": 4}
     THREADS = 1
 
-    def test_fifth_connection_waits_for_a_free_slot(self):
+    def test_idle_connections_make_room_oldest_first(self):
         held = [self.server.connect() for _ in range(4)]
-        waiting = None
         try:
-            # Each of the four is accepted and served, then sits idle on keep-alive.
-            for sock in held:
+            for sock in held:  # served, then idle on keep-alive; held[0] has been idle longest
                 self.assertJson(request(sock, "GET", "/healthz"), 200, {"status": "ok"})
-            # The 5th completes the TCP handshake (kernel backlog) but must not be served.
-            waiting = self.server.connect()
-            waiting.sendall(build_request("GET", "/v1/hello"))
-            self.assertFalse(readable(waiting, 0.5), "a 5th connection was served over max_connections=4")
-            # The held ones are unaffected.
-            self.assertHello(request(held[1], "GET", "/v1/hello"))
-            # Freeing one slot lets the waiting connection in, and its request is answered.
-            held.pop(0).close()
-            self.assertHello(read_response(waiting, timeout=5.0))
-            for sock in held:
+            self.assertHello(request(held[3], "GET", "/v1/hello"))  # ...and held[3] the shortest
+            started = time.monotonic()
+            with self.server.connect() as newcomer:
+                self.assertHello(request(newcomer, "GET", "/v1/hello", timeout=5.0))
+            took = time.monotonic() - started
+            self.assertLess(took, 0.5, f"a new client at the limit waited {took:.2f} s")
+            self.assertClosedByServer(held[0])  # the longest idle made room, silently
+            for sock in held[1:]:
                 self.assertHello(request(sock, "GET", "/v1/hello"))
         finally:
             for sock in held:
                 sock.close()
-            if waiting is not None:
-                waiting.close()
-        # All slots released again: a new client is served (allow the server to notice the closes).
         time.sleep(0.2)
-        self.assertServing(self.server)
+        self.assertGreaterEqual(metric(self.server, "apiary_http_connections_reclaimed_total"), 1)
+        # logged at most once a second, so an earlier test's line may be the one
+        self.assertTrue(self.server.wait_for_log(r"at max_connections \(4 on this loop\): closed", timeout=2.0))
+
+    def test_silent_connections_make_room_too(self):
+        # Connected and sent nothing for over a second: nothing is lost by closing them either.
+        held = [self.server.connect() for _ in range(4)]
+        try:
+            time.sleep(1.2)
+            with self.server.connect() as newcomer:
+                self.assertHello(request(newcomer, "GET", "/v1/hello", timeout=5.0))
+            self.assertClosedByServer(held[0])
+        finally:
+            for sock in held:
+                sock.close()
+
+    def test_busy_connections_mean_503_at_once(self):
+        held = [self.server.connect() for _ in range(4)]
+        try:
+            for sock in held:
+                sock.sendall(PARTIAL_HEAD)
+            time.sleep(0.2)
+            started = time.monotonic()
+            with self.server.connect() as newcomer:
+                resp = request(newcomer, "GET", "/v1/hello", timeout=5.0)
+                took = time.monotonic() - started
+                doc = self.assertProblem(resp, 503)
+                self.assertIn("connection limit", doc["detail"])
+                self.assertEqual(resp.headers.get("Retry-After"), "1")
+                self.assertIn("close", resp.connection_tokens())
+                self.assertClosedByServer(newcomer)
+            self.assertLess(took, 0.5, f"the 503 took {took:.2f} s")
+            for sock in held:  # the busy ones were never disturbed
+                sock.sendall(b"\r\n")
+                self.assertHello(read_response(sock))
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.2)
+        self.assertGreaterEqual(metric(self.server, "apiary_http_connections_refused_total"), 1)
+        self.assertTrue(self.server.wait_for_log(r"at max_connections \(4 on this loop\): .* answered", timeout=2.0))
+
+    def test_over_limit_clients_are_bounded_then_wait_in_the_backlog(self):
+        held = [self.server.connect() for _ in range(4)]
+        over, waiting = [], None
+        try:
+            for sock in held:
+                sock.sendall(PARTIAL_HEAD)
+            time.sleep(0.2)
+            over = [self.server.connect() for _ in range(64)]  # accepted over the limit, silent
+            time.sleep(0.3)
+            waiting = self.server.connect()
+            waiting.sendall(build_request("GET", "/v1/hello"))
+            self.assertFalse(readable(waiting, 0.5), "more than 64 clients were accepted over the limit")
+            over.pop().close()  # one over-limit place frees: the waiting client gets its 503
+            self.assertProblem(read_response(waiting, timeout=5.0), 503)
+        finally:
+            for sock in held + over + ([waiting] if waiting else []):
+                sock.close()
 
     def test_slot_freed_by_server_side_close_is_reused(self):
         # A connection the server itself ends (Connection: close) must give its slot back too.
         held = [self.server.connect() for _ in range(3)]
         try:
             for sock in held:
-                self.assertJson(request(sock, "GET", "/healthz"), 200, {"status": "ok"})
+                sock.sendall(PARTIAL_HEAD)  # busy: nothing to reclaim, so only a freed slot serves
             for _ in range(10):
                 with self.server.connect() as sock:
                     resp = request(sock, "GET", "/v1/hello", {"Connection": "close"})

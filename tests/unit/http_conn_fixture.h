@@ -152,7 +152,7 @@ static void setup(void)
     int fds[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
     client_fd = fds[1];
-    http_conn_accept(loop, fds[0], NULL);
+    http_conn_accept(loop, fds[0], NULL, false);
     cancel_calls = 0;
 }
 

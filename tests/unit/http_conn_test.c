@@ -243,7 +243,7 @@ Test(http_conn, async_cap_answers_503_with_retry_after)
     int extra[2][2];
     for (int i = 0; i < 2; i++) {
         cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, extra[i]), 0);
-        http_conn_accept(loop, extra[i][0], NULL);
+        http_conn_accept(loop, extra[i][0], NULL, false);
         const char *req = "GET /long HTTP/1.1\r\nHost: t\r\n\r\n";
         cr_assert_eq(send(extra[i][1], req, strlen(req), 0), (ssize_t)strlen(req));
     }

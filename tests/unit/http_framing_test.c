@@ -204,7 +204,7 @@ Test(http_framing, expect_continue_gets_the_final_status_at_once_when_the_head_d
             int fds[2];
             cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
             client_fd = fds[1];
-            http_conn_accept(loop, fds[0], NULL);
+            http_conn_accept(loop, fds[0], NULL, false);
         }
         send_str(cases[i][0]); /* and no body: the client waits for 100 Continue */
         const char *r = collect(20);
@@ -291,4 +291,30 @@ Test(http_framing, output_memory_is_bounded_whatever_the_reading_pattern)
     }
     cr_assert_gt(answers_read, 1000000, "the client read %zu bytes", answers_read);
     cr_assert_leq(max_cap, 2 * (16384 + 4096), "the output buffer grew to %zu bytes", max_cap);
+}
+
+/* ---- half-closed clients ---- */
+
+Test(http_framing, a_half_closed_client_gets_every_answer_async_and_sync)
+{
+    /* The client sends an asynchronous request and a synchronous one behind it, then shuts its write
+     * side: it still reads, so both answers come, in order, and then the server closes. */
+    send_str("GET /async HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    shutdown(client_fd, SHUT_WR);
+    const char *r = collect(200);
+    const char *later_pos = strstr(r, "\"later\"");
+    const char *hi_pos = strstr(r, "\"hi\"");
+    cr_assert(later_pos && hi_pos && later_pos < hi_pos, "got: %s", r);
+    cr_assert_eq(cancel_calls, 0, "a half-close is not a disconnect");
+    cr_assert(eof, "the server closes once everything is answered");
+}
+
+Test(http_framing, a_client_that_closes_both_directions_is_cancelled)
+{
+    send_str("GET /async HTTP/1.1\r\nHost: t\r\n\r\n");
+    spin(2);
+    close(client_fd);
+    client_fd = -1;
+    spin(40);
+    cr_assert_eq(cancel_calls, 1);
 }
