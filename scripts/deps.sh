@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages apiary needs to build, run and test, skipping what is already there.
-# Usage: scripts/deps.sh [--bench]   (--bench adds wrk and nginx for bench/)
+# Usage: scripts/deps.sh [--bench|--fuzz]   (--bench adds wrk and nginx for bench/, --fuzz clang for tests/fuzz)
 set -euo pipefail
 
 # redis-server is a test dependency (the Redis backend's tests start their own on loopback).
@@ -8,6 +8,9 @@ packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium
           libcriterion-dev node-llhttp python3 curl redis-server nginx-light)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light)
+fi
+if [[ "${1:-}" == "--fuzz" ]]; then
+  packages+=(clang libclang-rt-14-dev)  # libFuzzer (scripts/fuzz.sh)
 fi
 
 missing=()

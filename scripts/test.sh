@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, then builds and runs every test twice: a warnings-as-errors build, and
 # an AddressSanitizer + UndefinedBehaviorSanitizer build. Unit tests (criterion) and integration
-# tests (the real binary over raw sockets) both run under ctest.
+# tests (the real binary over raw sockets) both run under ctest. Then every fuzz target runs briefly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -20,4 +20,8 @@ run_suite() { # name, extra cmake args...
 run_suite plain -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
   run_suite sanitize -DCMAKE_BUILD_TYPE=Debug -DAPIARY_SANITIZE=ON
+# A short run of every libFuzzer target from its seed corpus: a crash, leak or hang found here, or a
+# seed that no longer passes, fails the suite (docs/fuzzing.md has the long runs).
+echo "=== fuzz smoke" >&2
+scripts/fuzz.sh "${APIARY_FUZZ_SECONDS:-15}"
 echo "all test suites passed" >&2

@@ -1,0 +1,87 @@
+/* fuzz_json: libFuzzer target for the JSON body path and the writer. The input is a request body:
+ * the pre-parse scan (lib/json_limits.c) measures it, jansson parses what the scan admits with the
+ * flags http_request_json uses, and http_json_dump (what every JSON answer goes through) writes it.
+ * Invariants beyond the sanitizers: the scan never refuses a document with fewer values and less
+ * depth than its limits; what the writer writes parses again and writes back byte for byte the same
+ * (the answer is valid JSON and stable). */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "http_internal.h"
+#include "json_limits.h"
+
+#define FUZZ_JSON_DEPTH 64
+#define FUZZ_JSON_VALUES 5000
+
+static size_t fuzz_json_count(const json_t *v, size_t depth, size_t *max_depth)
+{
+    size_t n = 1;
+    if (json_is_array(v) || json_is_object(v)) {
+        depth++;
+        if (depth > *max_depth)
+            *max_depth = depth;
+    }
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            n += fuzz_json_count(json_array_get(v, i), depth, max_depth);
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *m;
+        json_object_foreach((json_t *)v, k, m) n += fuzz_json_count(m, depth, max_depth);
+    }
+    return n;
+}
+
+static size_t fuzz_json_dump(buf *out, buf_cache *cache, const json_t *v)
+{
+    out->len = 0;
+    size_t n = http_json_dump(out, cache, v);
+    if (n == 0 || n != out->len) {
+        fprintf(stderr, "fuzz_json: the writer failed on a parsed document\n");
+        abort();
+    }
+    return n;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *text = (const char *)data;
+    json_limits_result lim = json_limits_scan(text, size, FUZZ_JSON_DEPTH, FUZZ_JSON_VALUES);
+    json_error_t err;
+    json_t *doc = json_loadb(text, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+    if (doc) {
+        size_t depth = 0, values = fuzz_json_count(doc, 0, &depth);
+        if (lim != JSON_LIMITS_OK && values <= FUZZ_JSON_VALUES && depth <= FUZZ_JSON_DEPTH) {
+            fprintf(stderr, "fuzz_json: scan refused a document of %zu values, depth %zu\n", values, depth);
+            abort();
+        }
+        if (lim == JSON_LIMITS_OK && (values > FUZZ_JSON_VALUES || depth > FUZZ_JSON_DEPTH)) {
+            fprintf(stderr, "fuzz_json: scan admitted a document of %zu values, depth %zu\n", values, depth);
+            abort();
+        }
+        buf_cache cache;
+        buf_cache_init(&cache, 4);
+        buf first = {0}, second = {0};
+        fuzz_json_dump(&first, &cache, doc);
+        json_t *again = json_loadb(first.data, first.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+        if (!again) {
+            fprintf(stderr, "fuzz_json: the writer's output does not parse: %s\n", err.text);
+            abort();
+        }
+        fuzz_json_dump(&second, &cache, again);
+        if (first.len != second.len || memcmp(first.data, second.data, first.len) != 0) {
+            fprintf(stderr, "fuzz_json: writing is not stable\n");
+            abort();
+        }
+        json_decref(again);
+        buf_release(&first, &cache);
+        buf_release(&second, &cache);
+        buf_cache_free(&cache);
+        json_decref(doc);
+    }
+    return 0;
+}
