@@ -11,23 +11,15 @@ Starts its own server (--threads 1, port 0 on loopback) and stops it by PID; bou
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
 os.environ.setdefault("APIARY_SOURCE_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from apiary_harness import ApiaryServer, build_request, read_response  # noqa: E402
+from apiary_harness import ApiaryServer, build_request, read_response, rss_kib, slow_pipelining_reader  # noqa: E402
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def json_stall(srv, count):
@@ -63,41 +55,10 @@ def json_stall(srv, count):
 
 
 def slow_reader(srv, seconds=20.0, rate=4e6):
-    sock = srv.connect()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    stop = threading.Event()
-    batch = build_request("GET", "/v1/hello") * 256
-
-    def send_forever():
-        try:
-            while not stop.is_set():
-                sock.sendall(batch)
-        except OSError:
-            pass
-
-    th = threading.Thread(target=send_forever, daemon=True)
-    th.start()
-    got, start, samples = 0, time.monotonic(), []
-    next_sample = 1.0
-    while time.monotonic() - start < seconds:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        got += len(chunk)
-        elapsed = time.monotonic() - start
-        if elapsed >= next_sample:
-            samples.append((round(elapsed), rss_kib(srv.proc.pid) / 1024))
-            next_sample += 5.0
-        ahead = got / rate - elapsed
-        if ahead > 0:
-            time.sleep(ahead)
-    stop.set()
-    sock.close()
-    th.join(5)
-    trace = ", ".join(f"{t} s {mb:.1f}" for t, mb in samples)
+    got, samples = slow_pipelining_reader(srv, seconds, rate, sample_every=5.0)
+    trace = ", ".join(f"{t:.0f} s {kib / 1024:.1f}" for t, kib in samples[:-1])
     print(f"pipelining reader at {rate / 1e6:.0f} MB/s for {seconds:.0f} s, read {got / 1e6:.0f} MB: RSS MiB {trace}, "
-          f"end {rss_kib(srv.proc.pid) / 1024:.1f}")
-
+          f"end {samples[-1][1] / 1024:.1f}")
 
 def main():
     ap = argparse.ArgumentParser()

@@ -31,21 +31,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
 os.environ.setdefault("APIARY_SOURCE_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from apiary_harness import ApiaryServer, build_request, raise_nofile_limit, read_response  # noqa: E402
+from apiary_harness import (ApiaryServer, build_request, open_fds, raise_nofile_limit, read_response,  # noqa: E402
+                            rss_kib)
 
 JSON = [("Content-Type", "application/json")]
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 class Stats:

@@ -568,6 +568,60 @@ def build_request(method, path, headers=None, body=None, version="HTTP/1.1", hos
     return head.encode("latin-1") + (body or b"")
 
 
+
+def rss_kib(pid):
+    """The process's resident set (VmRSS) in KiB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def open_fds(pid):
+    """How many descriptors the process has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def slow_pipelining_reader(server, seconds, rate, sample_every=1.0):
+    """One client that pipelines GET /v1/hello without pause (256 a write, from a thread) and reads
+    the answers at `rate` bytes/s for `seconds`: the slow reader a server must not buffer for. Returns
+    (bytes read, [(elapsed s, server RSS KiB)] sampled every `sample_every` s from the first second)."""
+    sock = server.connect()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    stop = threading.Event()
+    batch = build_request("GET", "/v1/hello") * 256
+
+    def send_forever():
+        try:
+            while not stop.is_set():
+                sock.sendall(batch)
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=send_forever, daemon=True)
+    sender.start()
+    got, start, samples, next_sample = 0, time.monotonic(), [], 1.0
+    try:
+        while time.monotonic() - start < seconds:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+            elapsed = time.monotonic() - start
+            if elapsed >= next_sample:
+                samples.append((elapsed, rss_kib(server.proc.pid)))
+                next_sample += sample_every
+            ahead = got / rate - elapsed
+            if ahead > 0:
+                time.sleep(ahead)
+        samples.append((time.monotonic() - start, rss_kib(server.proc.pid)))
+    finally:
+        stop.set()
+        sock.close()
+        sender.join(5)
+    return got, samples
+
 def request(sock, method, path, headers=None, body=None, version="HTTP/1.1", timeout=10.0):
     """Sends one request and reads its response."""
     sock.sendall(build_request(method, path, headers, body, version))

@@ -4,22 +4,14 @@ obs-fold and HTTP/1.0 with Transfer-Encoding are refused; a request refused from
 Expect: 100-continue at once; a pipelining client that reads slowly cannot grow the server's memory."""
 
 import re
-import socket
-import threading
-import time
 import unittest
 
-from apiary_harness import ApiaryServer, ServerTestMixin, build_request, read_response, request
+from apiary_harness import (ApiaryServer, ServerTestMixin, build_request, read_response, request,
+                            slow_pipelining_reader)
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{8}-[0-9]+-[0-9a-f]+$")
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 class HeadRulesTest(ServerTestMixin, unittest.TestCase):
@@ -121,44 +113,11 @@ class SlowReaderTest(unittest.TestCase):
     def test_rss_stays_flat_under_a_slow_pipelining_reader(self):
         # The old default limit, at which the growth was found (it showed above 64 KiB).
         with ApiaryServer({"limits": {"output_buffer_bytes": 262144}}, threads=1) as srv:
-            sock = srv.connect()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-            stop = threading.Event()
-            batch = build_request("GET", "/v1/hello") * 256
-
-            def send_forever():
-                try:
-                    while not stop.is_set():
-                        sock.sendall(batch)
-                except OSError:
-                    pass
-
-            sender = threading.Thread(target=send_forever, daemon=True)
-            sender.start()
-            got = 0
-            start = time.monotonic()
-            baseline = None
-            try:
-                while time.monotonic() - start < 6.0:
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        break
-                    got += len(chunk)
-                    elapsed = time.monotonic() - start
-                    if baseline is None and elapsed > 1.0:
-                        baseline = rss_kib(srv.proc.pid)
-                    ahead = got / 4e6 - elapsed  # read at about 4 MB/s
-                    if ahead > 0:
-                        time.sleep(ahead)
-                end = rss_kib(srv.proc.pid)
-            finally:
-                stop.set()
-                sock.close()
-                sender.join(5)
-            self.assertGreater(got, 15e6, f"the client read only {got} bytes")
-            self.assertIsNotNone(baseline)
-            self.assertLess(end - baseline, 4096, f"RSS grew from {baseline} KiB to {end} KiB while the client read "
-                                                  f"{got / 1e6:.1f} MB")
+            got, samples = slow_pipelining_reader(srv, 6.0, 4e6)
+        baseline, end = samples[0][1], samples[-1][1]
+        self.assertGreater(got, 15e6, f"the client read only {got} bytes")
+        self.assertLess(end - baseline, 4096, f"RSS grew from {baseline} KiB to {end} KiB while the client read "
+                                              f"{got / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ Test(http_conn, async_answer_keeps_pipelined_order)
     cr_assert(later_pos && hi_pos && later_pos < hi_pos, "got: %s", r);
 }
 
+/* A Unix-socket peer that closed both directions is gone (a half-close is not: http_framing_test). */
 Test(http_conn, client_gone_cancels_pending_request)
 {
     send_str("GET /async HTTP/1.1\r\nHost: t\r\n\r\n");

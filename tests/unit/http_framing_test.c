@@ -308,13 +308,3 @@ Test(http_framing, a_half_closed_client_gets_every_answer_async_and_sync)
     cr_assert_eq(cancel_calls, 0, "a half-close is not a disconnect");
     cr_assert(eof, "the server closes once everything is answered");
 }
-
-Test(http_framing, a_client_that_closes_both_directions_is_cancelled)
-{
-    send_str("GET /async HTTP/1.1\r\nHost: t\r\n\r\n");
-    spin(2);
-    close(client_fd);
-    client_fd = -1;
-    spin(40);
-    cr_assert_eq(cancel_calls, 1);
-}
