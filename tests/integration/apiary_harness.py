@@ -95,6 +95,13 @@ def apiary_bin():
     return path
 
 
+
+def binary_is_sanitized():
+    """True for an AddressSanitizer build: its allocator keeps freed memory in quarantine, so RSS there
+    says nothing about the server's own memory bounds."""
+    with open(apiary_bin(), "rb") as f:
+        return b"__asan_init" in f.read()
+
 def source_dir():
     path = os.environ.get("APIARY_SOURCE_DIR")
     if path:
