@@ -349,6 +349,7 @@ static void redis_link_connect(redis_link *link)
         return;
     }
     ac->data = link;
+    redis_reader_bound(ac->c.reader);
     if (redisLibeventAttach(ac, c->base) != REDIS_OK) {
         redisAsyncFree(ac);
         redis_link_failed(link, "cannot attach to the event loop");

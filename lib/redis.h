@@ -144,4 +144,11 @@ void redis_reply_copy_into(async_scope *scope, const struct redisReply *r, redis
 /* "redis: <text>" in scope memory, the error of an operation that got an error reply. */
 const char *redis_reply_error_text(async_scope *scope, const char *text, size_t len);
 
+/* hiredis 0.14 allocates an array reply's element table from the count the server announces, so
+ * "*999999999\r\n" from a broken or hostile server is an 8 GB calloc. Bounded readers refuse arrays
+ * of more than REDIS_MAX_REPLY_ELEMENTS: the reply is a protocol error and the link is dropped. */
+#define REDIS_MAX_REPLY_ELEMENTS (1 << 20)
+struct redisReader;
+void redis_reader_bound(struct redisReader *reader);
+
 #endif

@@ -2,6 +2,7 @@
  * callback that received it returns, so an operation's value must be a copy that lives as long as the
  * operation's scope, not a pointer into hiredis. */
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "redis.h"
@@ -66,4 +67,32 @@ const char *redis_reply_error_text(async_scope *scope, const char *text, size_t 
         memcpy(out + prefix, text, len);
     out[prefix + len] = '\0';
     return out;
+}
+
+/* ---- bounded readers ---------------------------------------------------------------------------- */
+
+static redisReplyObjectFunctions redis_reader_default_fns, redis_reader_bounded_fns;
+static pthread_once_t redis_reader_fns_once = PTHREAD_ONCE_INIT;
+
+static void *redis_reader_create_array(const redisReadTask *task, int elements)
+{
+    if (elements < 0 || elements > REDIS_MAX_REPLY_ELEMENTS)
+        return NULL; /* hiredis reports it as a reader error ("Out of memory"): the link is dropped */
+    return redis_reader_default_fns.createArray(task, elements);
+}
+
+/* hiredis's default functions are not exported: copy them from a reader, once, and wrap one. */
+static void redis_reader_fns_init(void)
+{
+    redisReader *probe = redisReaderCreate();
+    redis_reader_default_fns = *probe->fn;
+    redisReaderFree(probe);
+    redis_reader_bounded_fns = redis_reader_default_fns;
+    redis_reader_bounded_fns.createArray = redis_reader_create_array;
+}
+
+void redis_reader_bound(struct redisReader *reader)
+{
+    pthread_once(&redis_reader_fns_once, redis_reader_fns_init);
+    reader->fn = &redis_reader_bounded_fns;
 }

@@ -2,7 +2,8 @@
  * async client uses) parses the stream as a Redis server would send it, split at the first byte's
  * read size, and every reply is copied into an async scope as the client hands it to a handler
  * (lib/redis_reply.c), then walked. A reply the reader refuses ends the stream, as it closes the
- * link. Invariants beyond the sanitizers: copied strings keep their length and NUL terminator, arrays
+ * link. The reader is bounded as the client's are (an announced array of 8 GB was the first finding).
+ * Invariants beyond the sanitizers: copied strings keep their length and NUL terminator, arrays
  * their element count. */
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
@@ -55,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
     redisReader *reader = redisReaderCreate();
+    redis_reader_bound(reader); /* as lib/redis.c does for every link */
     async_scope *scope = async_scope_new(fuzz_base);
     bool failed = false;
     for (size_t fed = 0; fed < size && !failed;) {

@@ -562,3 +562,24 @@ Test(redis, a_refused_select_backs_off_instead_of_spinning)
     cr_assert_geq(T.fs.accepted, 2, "never retried");
     cr_assert_leq(T.fs.accepted, 5, "%u connections in 600 ms: no backoff", T.fs.accepted);
 }
+
+/* A server's announced array size is not trusted (the fuzzer's first finding: "*999999992" made the
+ * reader calloc 8 GB): a bounded reader fails the reply instead, and ordinary arrays still read. */
+Test(redis_reader, announced_arrays_past_the_bound_are_a_protocol_error)
+{
+    redisReader *r = redisReaderCreate();
+    redis_reader_bound(r);
+    const char ok[] = "*2\r\n:1\r\n$1\r\na\r\n";
+    cr_assert_eq(redisReaderFeed(r, ok, sizeof(ok) - 1), REDIS_OK);
+    void *reply = NULL;
+    cr_assert_eq(redisReaderGetReply(r, &reply), REDIS_OK);
+    cr_assert_not_null(reply);
+    cr_assert_eq(((redisReply *)reply)->elements, 2);
+    freeReplyObject(reply);
+    const char huge[] = "*999999992\r\n$1\r\na\r\n";
+    cr_assert_eq(redisReaderFeed(r, huge, sizeof(huge) - 1), REDIS_OK);
+    reply = NULL;
+    cr_assert_eq(redisReaderGetReply(r, &reply), REDIS_ERR);
+    cr_assert_null(reply);
+    redisReaderFree(r);
+}
