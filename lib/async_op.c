@@ -139,7 +139,7 @@ uint64_t async_op_elapsed_ms(const async_op *op)
     return end > op->started_ms ? end - op->started_ms : 0;
 }
 
-/* ---- children of gather, wait_for and wait_first---------------------------------------------------- */
+/* ---- children of gather, wait_for and wait_first ----------------------------------------- */
 
 void async__child_done(async_op *child, void *parent)
 {
@@ -192,6 +192,20 @@ bool async__op_revoke_child(async_op *parent, async_op *child)
     child->_cb = NULL;
     child->_cb_arg = NULL;
     return async__op_revoke(child);
+}
+
+void async__op_release_child(async_op *parent, async_op *child)
+{
+    if (async__op_observer(child) != parent || (child->status != ASYNC_PENDING && !child->_queued))
+        return;
+    if (child->_queued) {
+        async__list_remove(&child->_scope->ready, child);
+        child->_queued = false;
+        async__list_push(&child->_scope->unclaimed, child);
+    }
+    child->_cb = NULL;
+    child->_cb_arg = NULL;
+    child->_cb_set = false;
 }
 
 bool async__status_failed(async_status st) { return st == ASYNC_FAILED || st == ASYNC_TIMEOUT; }

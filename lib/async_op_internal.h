@@ -128,6 +128,9 @@ void async__op_adopt(async_op *parent, async_op *child);
 void async__op_cancel_child(async_op *parent, async_op *child);
 /* Undoes a child whose completion parent consumed; at most once per child. */
 bool async__op_revoke_child(async_op *parent, async_op *child);
+/* Gives a child parent listens to back to the caller, as if parent had never taken it: pending, it
+ * has no continuation; completed with its report queued to parent, it is unclaimed again. */
+void async__op_release_child(async_op *parent, async_op *child);
 bool async__status_failed(async_status st);
 
 /* ---- timers (async_timer.c) -------------------------------------------------------------------- */
@@ -153,7 +156,7 @@ void async__timer_stop(async_timer *t);
 typedef struct async_waiter {
     async_op op;
     struct async_waiter *wprev, *wnext;
-    void *owner; /* the async_sem or async_queue */
+    void *owner; /* the async_sem, async_queue, async_event or async_cond */
     void *item;  /* queue put: what it puts */
     bool waiting;
 } async_waiter;
