@@ -369,6 +369,43 @@ static int config_set_string(config_loader *l, const config_key *k, json_t *v)
     return 0;
 }
 
+static const char *config_app_sections[CONFIG_MAX_APP_SECTIONS];
+static size_t config_app_section_count;
+
+static bool config_is_app_section(const char *key)
+{
+    for (size_t i = 0; i < config_app_section_count; i++)
+        if (strcmp(config_app_sections[i], key) == 0)
+            return true;
+    return false;
+}
+
+int config_register_section(const char *name)
+{
+    if (!name || !name[0] || strchr(name, '.') || config_find(name) || config_is_section(name) ||
+        config_is_app_section(name) || config_app_section_count == CONFIG_MAX_APP_SECTIONS)
+        return -1;
+    config_app_sections[config_app_section_count++] = name;
+    return 0;
+}
+
+void config_release(apiary_config *cfg)
+{
+    json_decref(cfg->app_json);
+    cfg->app_json = NULL;
+}
+
+/* An app's section is kept whole for the app to judge; it must at least be an object. */
+static int config_keep_app_section(config_loader *l, const char *key, json_t *v)
+{
+    if (!json_is_object(v))
+        return config_fail(l->err, "%s: %s: must be an object", l->origin, key);
+    if (!l->cfg.app_json)
+        l->cfg.app_json = json_object();
+    json_object_set(l->cfg.app_json, key, v);
+    return 0;
+}
+
 static int config_walk(config_loader *l, json_t *obj, const char *prefix)
 {
     const char *key;
@@ -379,7 +416,10 @@ static int config_walk(config_loader *l, json_t *obj, const char *prefix)
         /* A dotted key such as "limits.max_body_bytes" at the top level would otherwise match a row. */
         int plain = n > 0 && (size_t)n < sizeof(path) && strchr(key, '.') == NULL;
         const config_key *k = plain ? config_find(path) : NULL;
-        if (k) {
+        if (plain && !*prefix && config_is_app_section(key)) {
+            if (config_keep_app_section(l, key, v) != 0)
+                return -1;
+        } else if (k) {
             int rc = k->type == CONFIG_STRING ? config_set_string(l, k, v)
                      : k->type == CONFIG_BOOL ? config_set_bool(l, k, v)
                      : k->type == CONFIG_JSON ? config_set_json(l, k, v)
@@ -417,11 +457,15 @@ static int config_load_json(apiary_config *cfg, json_t *root, const char *origin
     config_defaults_unresolved(&l.cfg);
     if (!json_is_object(root))
         return config_fail(err, "%s: the top-level value must be an object", origin);
-    if (config_walk(&l, root, "") != 0)
+    if (config_walk(&l, root, "") != 0) {
+        config_release(&l.cfg);
         return -1;
+    }
     config_fit_defaults(&l.cfg);
-    if (config_check(&l) != 0)
+    if (config_check(&l) != 0) {
+        config_release(&l.cfg);
         return -1;
+    }
     config_resolve(&l.cfg);
     *cfg = l.cfg;
     return 0;
