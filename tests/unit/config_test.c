@@ -1,6 +1,7 @@
 /* config_test: unit tests for server/config.c — defaults, the shipped config/apiary.json, every class of
  * error the loader reports (each message must name the key), listen parsing and all-or-nothing loads. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -731,4 +732,38 @@ Test(config, empty_listen_means_unix_socket_only)
     config_test_assert_err(err, "unix_socket.path");
     cr_assert_eq(config_load_string(&cfg, "{\"unix_socket\": {\"mode\": \"0999\"}}", "t.json", err), -1);
     config_test_assert_err(err, "unix_socket.mode");
+}
+
+/* --- an application's own section (apiary_app_section) --- */
+
+Test(config, app_section_is_unknown_until_registered_then_kept_whole)
+{
+    char err[CONFIG_ERROR_MAX];
+    apiary_config cfg;
+    config_test_reject("{\"shop\": {\"max_items\": 3}}", err);
+    cr_assert_str_eq(err, "test.json: unknown key 'shop'");
+    cr_assert_eq(config_register_section("shop"), 0);
+    config_test_accept("{\"shop\": {\"max_items\": 3, \"anything\": [1]}}", &cfg);
+    cr_assert_not_null(cfg.app_json);
+    json_t *shop = json_object_get(cfg.app_json, "shop");
+    cr_assert_eq(json_integer_value(json_object_get(shop, "max_items")), 3);
+    config_release(&cfg);
+    cr_assert_null(cfg.app_json);
+    config_test_accept("{}", &cfg);
+    cr_assert_null(cfg.app_json, "no section in the file: nothing kept");
+    config_test_reject("{\"shop\": 3}", err);
+    cr_assert_str_eq(err, "test.json: shop: must be an object");
+    /* A nested key of that name is still apiary's to judge. */
+    config_test_reject("{\"limits\": {\"shop\": {}}}", err);
+    cr_assert_str_eq(err, "test.json: unknown key 'limits.shop'");
+}
+
+Test(config, app_section_cannot_take_an_apiary_name)
+{
+    cr_assert_eq(config_register_section("limits"), -1, "a section of apiary's");
+    cr_assert_eq(config_register_section("threads"), -1, "a key of apiary's");
+    cr_assert_eq(config_register_section("a.b"), -1);
+    cr_assert_eq(config_register_section(""), -1);
+    cr_assert_eq(config_register_section("mine"), 0);
+    cr_assert_eq(config_register_section("mine"), -1, "twice");
 }
