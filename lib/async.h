@@ -111,8 +111,9 @@ uint64_t async_now_ms(void);
 /* ---- operations ------------------------------------------------------------------------------ */
 
 /* Attaches the continuation. If op has already completed, it runs soon (from the loop), never from
- * inside this call. At most one continuation per operation; gather and wait_for take over their
- * children's, so do not attach one to an operation given to them. */
+ * inside this call. At most one continuation per operation; gather, wait_for and wait_first take over
+ * their children's, so do not attach one to an operation given to them (wait_first hands back the
+ * ones it leaves running). */
 void async_op_then(async_op *op, async_cb cb, void *arg);
 /* Stops op; its continuation will not run. A completed op keeps its status. No-op when cancelled. */
 void async_op_cancel(async_op *op);

@@ -13,9 +13,9 @@
  * that completed them. A runner runs only what was ready when it started and a runner woken from
  * inside a runner waits for the loop's next pass, so instant completions cannot starve I/O and timers.
  *
- * gather and wait_for listen to their children through the same ready queue, with an internal
- * continuation (async_child_done). A child they listen to and whose completion they have taken in is
- * "consumed": _cb stays async_child_done, so the parent can still find it to undo it (revoke) if the
+ * gather, wait_for and wait_first listen to their children through the same ready queue, with an
+ * internal continuation (async__child_done). A child they listen to and whose completion they have taken in is
+ * "consumed": _cb stays async__child_done, so the parent can still find it to undo it (revoke) if the
  * parent itself is cancelled before its own continuation ran. Cancellation of a child is reported to
  * its parent synchronously, because a cancelled operation never goes through the ready queue.
  *

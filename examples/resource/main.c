@@ -373,7 +373,8 @@ static void fingerprint_get(http_request *req)
     async_scope *scope = http_request_async(req);
     if (!scope)
         return;
-    async_op *job = pool_submit(scope, apiary_pool(), fingerprint_work, &in, sizeof(in), 2 * crypto_generichash_BYTES + 1);
+    async_op *job =
+        pool_submit(scope, apiary_pool(), fingerprint_work, &in, sizeof(in), 2 * crypto_generichash_BYTES + 1);
     async_op_then(job, fingerprint_done, req);
 }
 
