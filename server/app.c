@@ -228,21 +228,22 @@ const redis_settings *apiary_context_redis(const apiary_context *ctx) { return c
 static int app_main_configured(apiary_app *app, const cli_options *opts, apiary_config *cfg)
 {
     char err[CONFIG_ERROR_MAX];
+    if (opts->healthcheck) { /* a probe of the running server: only the address matters */
+        int rc = healthcheck_run(cfg);
+        config_release(cfg);
+        return rc;
+    }
     void *sections[CONFIG_MAX_APP_SECTIONS] = {0};
     if (app_parse_sections(cfg, sections, err) != 0) {
         fprintf(stderr, "%s: %s\n", app->name, err);
         config_release(cfg);
         return 2;
     }
-    if (opts->healthcheck || opts->check_config) {
+    if (opts->check_config) {
         app_free_sections(sections);
-        int rc = 0;
-        if (opts->healthcheck)
-            rc = healthcheck_run(cfg);
-        else
-            printf("config OK: %s\n", cfg->source_path[0] ? cfg->source_path : "(built-in defaults)");
+        printf("config OK: %s\n", cfg->source_path[0] ? cfg->source_path : "(built-in defaults)");
         config_release(cfg);
-        return rc;
+        return 0;
     }
     log_set_level(cfg->log_level);
     int ready_fd = -1;
