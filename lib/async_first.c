@@ -31,9 +31,11 @@ static void async_first_win(async_first_op *f, size_t i)
         async_op *c = f->children[j];
         if (c == f->children[i])
             continue;
-        if (f->mode == ASYNC_FIRST_CANCEL_OTHERS)
-            async__op_cancel_child(&f->op, c);
-        else
+        if (f->mode == ASYNC_FIRST_CANCEL_OTHERS) {
+            /* One that completed too (and was taken in) is undone, e.g. a granted permit returned. */
+            if (!async__op_revoke_child(&f->op, c))
+                async__op_cancel_child(&f->op, c);
+        } else
             async__op_release_child(&f->op, c);
     }
 }

@@ -196,11 +196,14 @@ bool async__op_revoke_child(async_op *parent, async_op *child)
 
 void async__op_release_child(async_op *parent, async_op *child)
 {
-    if (async__op_observer(child) != parent || (child->status != ASYNC_PENDING && !child->_queued))
+    if (async__op_observer(child) != parent)
         return;
-    if (child->_queued) {
-        async__list_remove(&child->_scope->ready, child);
-        child->_queued = false;
+    if (child->status != ASYNC_PENDING) {
+        /* Completed: its report is queued to parent, or parent took it in already (consumed). */
+        if (child->_queued) {
+            async__list_remove(&child->_scope->ready, child);
+            child->_queued = false;
+        }
         async__list_push(&child->_scope->unclaimed, child);
     }
     child->_cb = NULL;

@@ -129,7 +129,7 @@ void async__op_cancel_child(async_op *parent, async_op *child);
 /* Undoes a child whose completion parent consumed; at most once per child. */
 bool async__op_revoke_child(async_op *parent, async_op *child);
 /* Gives a child parent listens to back to the caller, as if parent had never taken it: pending, it
- * has no continuation; completed with its report queued to parent, it is unclaimed again. */
+ * has no continuation; completed (its report queued to parent, or taken in), it is unclaimed again. */
 void async__op_release_child(async_op *parent, async_op *child);
 bool async__status_failed(async_status st);
 

@@ -474,3 +474,28 @@ Test(async_sync, wait_first_revoked_winner_returns_its_permit)
     cr_assert_eq(sem.permits, 1, "the winner's permit came back");
     run();
 }
+
+Test(async_sync, wait_first_with_several_already_completed_children)
+{
+    /* Leave: the ones that lost are the caller's again, continuations can be attached. */
+    async_op *a = async_future(scope), *b = async_future(scope);
+    async_resolve(a, NULL);
+    async_resolve(b, NULL);
+    async_op *ops[2] = {a, b};
+    async_op *w = async_wait_first(scope, ops, 2, ASYNC_FIRST_LEAVE_OTHERS);
+    cr_assert_eq(async_wait_first_index(w), 0);
+    async_op_then(b, record, tag(2));
+    run();
+    assert_trace((int[]){2}, 1);
+
+    /* Cancel: one that had completed too is undone, so a permit it was granted comes back. */
+    static async_sem sem;
+    async_sem_init(&sem, 2);
+    async_op *acq[2] = {async_sem_acquire(scope, &sem), async_sem_acquire(scope, &sem)};
+    cr_assert_eq(sem.permits, 0);
+    async_op *w2 = async_wait_first(scope, acq, 2, ASYNC_FIRST_CANCEL_OTHERS);
+    cr_assert_eq(async_wait_first_index(w2), 0);
+    cr_assert_eq(sem.permits, 1, "the loser's permit came back; the winner keeps its own");
+    cr_assert_eq(acq[1]->status, ASYNC_CANCELLED);
+    run();
+}
