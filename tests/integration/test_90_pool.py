@@ -590,4 +590,5 @@ class WorkerPriorityTest(unittest.TestCase):
             for name, value in want.items():
                 self.assertEqual(nices.get(name), value, name)
         with ApiaryServer({"pool": {"threads": 1, "nice": 0}}, threads=1) as srv:
-            self.assertEqual(self.settled_nices(srv.proc.pid, {"apiary-worker": {0}}).get("apiary-worker"), {0})
+            self.assertEqual(self.settled_nices(srv.proc.pid, {"apiary-worker": {inherited}}).get("apiary-worker"),
+                             {inherited})
