@@ -206,6 +206,7 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
         router_free(r);
         pool_shutdown(workers);
         pool_free(workers);
+        app_set_current(NULL);
         generation_free_all(gen);
         return 1;
     }
@@ -216,6 +217,7 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
         router_free(r);
         pool_shutdown(workers);
         pool_free(workers);
+        app_set_current(NULL);
         generation_free_all(gen);
         return 1;
     }
