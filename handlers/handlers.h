@@ -1,13 +1,11 @@
-/* handlers: apiary's endpoints. Each area has its own file; handlers_register puts every route into
- * the router from the one table in routes.c, so the API surface is readable in one place. */
+/* handlers: the apiary binary's own endpoints (the demonstration set), an app built on the library
+ * like any other: handlers_add_routes puts every route of the one table in routes.c into the app, so
+ * the API surface is readable in one place. /healthz, /readyz and /metrics are the library's (health.c,
+ * metrics.c are compiled into it). */
 #ifndef APIARY_HANDLERS_H
 #define APIARY_HANDLERS_H
 
-#include "http_client.h"
-#include "http_request.h"
-#include "pool.h"
-#include "redis.h"
-#include "router.h"
+#include "apiary.h"
 
 /* What the endpoints take from the config; read-only once the loops run. */
 typedef struct handlers_settings {
@@ -29,19 +27,15 @@ typedef struct handlers_settings {
     const redis_settings *redis;
 } handlers_settings;
 
-/* Registers every route and keeps `settings` (which must outlive the loops) for the endpoints.
- * Returns 0, or -1 if the table is inconsistent (a bug, reported in the log). */
-int handlers_register(router *r, const handlers_settings *settings);
-/* Replaces the settings (config reload); the old ones must stay alive until exit. Any thread. */
+/* Adds every route of the table to `app`, and the hooks that derive the settings from the config at
+ * start and on each reload, and the /readyz check of the Redis backend. Returns 0, or -1 if the table
+ * is inconsistent (a bug, reported in the log). */
+int handlers_add_routes(apiary_app *app);
+/* Replaces the settings (start, config reload); the old ones must stay alive until exit. Any thread. */
 void handlers_update_settings(const handlers_settings *settings);
-/* The settings given to handlers_register, or the latest handlers_update_settings. */
+/* The latest settings given to handlers_update_settings. */
 const handlers_settings *handlers_get_settings(void);
 
-/* health.c */
-void health_live(http_request *req);
-void health_ready(http_request *req);
-/* metrics.c */
-void metrics_get(http_request *req);
 /* hello.c */
 void hello_get(http_request *req);
 /* echo.c */
@@ -69,5 +63,7 @@ void fanout_post(http_request *req);
 void kv_get(http_request *req);
 void kv_put(http_request *req);
 void kv_delete(http_request *req);
+/* The /readyz check (apiary_app_ready_check): with the Redis backend, 503 while this loop has no link. */
+bool kv_ready(http_request *req);
 
 #endif

@@ -275,3 +275,40 @@ static void kv_delete_done(async_op *op, void *arg)
 }
 
 void kv_delete(http_request *req) { kv_run_key_op(req, kv_backend()->del, kv_delete_done); }
+
+/* ---- readiness ------------------------------------------------------------------------------- */
+
+/* Any client may ask /readyz, so the answer names no address: where Redis lives is for the operator,
+ * and the Redis client logs it (with the reason) once per outage, when the link first fails. */
+static void kv_redis_unreachable(http_request *req)
+{
+    http_response_header(req, "Retry-After", "1");
+    http_respond_problem(req, 503, NULL, "the key-value store is unavailable");
+}
+
+static void kv_redis_pinged(async_op *op, void *arg)
+{
+    http_request *req = arg;
+    if (op->status != ASYNC_OK)
+        kv_redis_unreachable(req);
+    else
+        http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+bool kv_ready(http_request *req)
+{
+    const handlers_settings *cfg = handlers_get_settings();
+    http_loop *loop = http_request_loop(req);
+    if (!cfg->kv_use_redis || redis_ready(loop, cfg->redis))
+        return false;
+    /* No link up. A PING fails at once when the links are waiting to retry, and waits for the outcome
+     * when an attempt is under way (e.g. the loop's very first use of Redis), so the answer is never a
+     * guess. */
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return true; /* answered 503 by the in-flight cap */
+    const char *argv[] = {"PING"};
+    const size_t argvlen[] = {4};
+    async_op_then(redis_command(scope, loop, cfg->redis, 1, argv, argvlen), kv_redis_pinged, req);
+    return true;
+}

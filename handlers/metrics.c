@@ -1,8 +1,8 @@
-/* metrics: GET /metrics, the Prometheus text exposition of every registered source (engine, worker
- * pool, clients). Rendering sums the loops' own counters; it takes no lock any request path takes. */
+/* metrics: GET /metrics, built into every app: the Prometheus text exposition of every registered
+ * source (engine, worker pool, clients). Rendering sums the loops' own counters; it takes no lock any request path takes. */
 #include <stdlib.h>
 
-#include "handlers.h"
+#include "app_internal.h"
 #include "metrics.h"
 
 void metrics_get(http_request *req)

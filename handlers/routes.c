@@ -1,5 +1,7 @@
-/* routes: the table of every endpoint apiary serves. Add a route here and its handler in the file of
- * its area; docs/architecture.md shows how to write one. */
+/* routes: the table of every endpoint the apiary binary serves beside the library's built-ins
+ * (/healthz, /readyz, /metrics), and the hooks that give them their settings. Add a route here and its
+ * handler in the file of its area; docs/architecture.md shows how to write one. */
+#include "app_internal.h"
 #include "handlers.h"
 #include "log.h"
 
@@ -11,9 +13,6 @@ typedef struct handlers_route {
 } handlers_route;
 
 static const handlers_route handlers_routes[] = {
-    {HTTP_METHOD_GET, "/healthz", health_live, 0},
-    {HTTP_METHOD_GET, "/readyz", health_ready, 0},
-    {HTTP_METHOD_GET, "/metrics", metrics_get, 0},
     {HTTP_METHOD_GET, "/v1/hello", hello_get, 0},
     {HTTP_METHOD_POST, "/v1/echo", echo_post, ROUTE_BODY_JSON},
     {HTTP_METHOD_GET, "/v1/sleep", sleep_get, 0},
@@ -35,17 +34,52 @@ const handlers_settings *handlers_get_settings(void) { return handlers_current_s
 
 void handlers_update_settings(const handlers_settings *settings) { handlers_current_settings = settings; }
 
-int handlers_register(router *r, const handlers_settings *settings)
+/* The endpoints' settings are keys of apiary's own config file (limits.max_sleep_ms, password.*, kv.*,
+ * ...), read from the context's config; they live in the context's memory, as long as it. */
+static int handlers_derive(const apiary_context *ctx, void *arg)
 {
-    handlers_current_settings = settings;
+    (void)arg;
+    const apiary_config *cfg = apiary_context_config(ctx);
+    handlers_settings *h = apiary_context_alloc(ctx, sizeof(*h));
+    *h = (handlers_settings){
+        .max_sleep_ms = cfg->max_sleep_ms,
+        .max_aggregate_sources = cfg->max_aggregate_sources,
+        .pool = apiary_context_pool(ctx),
+        .password_opslimit = cfg->password_opslimit,
+        .password_memlimit_bytes = (size_t)cfg->password_memlimit_kib * 1024,
+        .password_max_bytes = cfg->password_max_bytes,
+        .primes_max_n = cfg->primes_max_n,
+        .fanout_max_requests = cfg->fanout_max_requests,
+        .kv_use_redis = cfg->kv_backend == CONFIG_KV_REDIS,
+        .kv_max_key_bytes = cfg->kv_max_key_bytes,
+        .kv_max_value_bytes = cfg->kv_max_value_bytes,
+        .kv_max_entries = cfg->kv_max_entries,
+        .kv_max_memory_bytes = cfg->kv_max_memory_bytes,
+        .redis = apiary_context_redis(ctx),
+    };
+    apiary_context_upstreams(ctx, &h->upstreams, &h->upstream_count);
+    handlers_update_settings(h);
+    return 0;
+}
+
+static int handlers_start(const apiary_context *ctx, void *arg)
+{
     if (password_init() != 0)
         return -1;
+    return handlers_derive(ctx, arg);
+}
+
+int handlers_add_routes(apiary_app *app)
+{
     for (size_t i = 0; i < sizeof(handlers_routes) / sizeof(handlers_routes[0]); i++) {
         const handlers_route *route = &handlers_routes[i];
-        if (router_add_flags(r, route->method, route->pattern, route->handler, route->flags) != 0) {
+        if (apiary_app_route(app, route->method, route->pattern, route->handler, route->flags) != 0) {
             log_error("cannot register %s %s", http_method_name(route->method), route->pattern);
             return -1;
         }
     }
+    apiary_app_on_start(app, handlers_start, NULL);
+    apiary_app_on_reload(app, handlers_derive, NULL);
+    apiary_app_ready_check(app, kv_ready);
     return 0;
 }

@@ -2,7 +2,9 @@
  *
  * The model. An operation (async_op) is started by its constructor and completes later, once, with a
  * status and a value: a timer (async_sleep), a value someone else provides (async_future), all of a
- * set (async_gather), one bounded by a deadline (async_wait_for), a semaphore permit, a queue item.
+ * set (async_gather), the first of a set (async_wait_first), one bounded by a deadline
+ * (async_wait_for), a semaphore permit, a queue item, an event being set, a condition being notified,
+ * another program's exit (async_subprocess).
  * async_op_then attaches the continuation that runs when it completes, like `await`. Continuations
  * never run inside the call that completed the operation: they are queued and run from the loop
  * (asyncio's call_soon), so no caller ever finds its own state changed under it.
@@ -109,8 +111,9 @@ uint64_t async_now_ms(void);
 /* ---- operations ------------------------------------------------------------------------------ */
 
 /* Attaches the continuation. If op has already completed, it runs soon (from the loop), never from
- * inside this call. At most one continuation per operation; gather and wait_for take over their
- * children's, so do not attach one to an operation given to them. */
+ * inside this call. At most one continuation per operation; gather, wait_for and wait_first take over
+ * their children's, so do not attach one to an operation given to them (wait_first hands back the
+ * ones it leaves running). */
 void async_op_then(async_op *op, async_cb cb, void *arg);
 /* Stops op; its continuation will not run. A completed op keeps its status. No-op when cancelled. */
 void async_op_cancel(async_op *op);
@@ -147,6 +150,26 @@ async_op *async_gather_child(const async_op *gather, size_t i);
  * value when it finished in time. */
 async_op *async_wait_for(async_scope *scope, async_op *inner, unsigned ms);
 
+typedef enum async_first_mode {
+    ASYNC_FIRST_CANCEL_OTHERS, /* the first completion cancels every other operation */
+    ASYNC_FIRST_LEAVE_OTHERS,  /* the others keep running and are the caller's again, as if never
+                                * given: attach a continuation, wait_first them again, or cancel them */
+} async_first_mode;
+
+/* Waits for the first of `n` operations (already started) to complete, whatever its status
+ * (asyncio.wait(return_when=FIRST_COMPLETED)); asyncio's as_completed is a wait_first over the ones
+ * left, in a loop (ASYNC_FIRST_LEAVE_OTHERS). Completes OK with value = the child that finished
+ * first (read its status, value and error; async_wait_first_index says which one it was). A child
+ * that had already completed when this was called wins at once (the first such in array order).
+ * Children the caller cancels drop out; when all have, it completes ASYNC_FAILED ("all cancelled").
+ * Fails at once with n == 0 ("no operations") or a child that gather would refuse. Cancelling the
+ * wait_first before it completed (its scope ended, an outer wait_for passed) cancels every child it
+ * waits for, in both modes. The array is copied. */
+async_op *async_wait_first(async_scope *scope, async_op *const *ops, size_t n, async_first_mode mode);
+/* Index in the array given to async_wait_first of the child that finished first; -1 while pending or
+ * when none did. */
+long async_wait_first_index(const async_op *wait_first);
+
 /* ---- semaphore and lock ---------------------------------------------------------------------- */
 
 typedef struct async_sem {
@@ -177,6 +200,57 @@ static inline async_op *async_lock_acquire(async_scope *scope, async_lock *lock)
 static inline void async_lock_release(async_lock *lock) { async_sem_release(lock); }
 static inline bool async_lock_locked(const async_lock *lock) { return lock->permits == 0; }
 
+/* ---- event and condition --------------------------------------------------------------------- */
+
+/* An event (asyncio.Event): a flag that many can wait for. Setting it releases every waiter at once
+ * and it stays set (later waits complete at once) until cleared. Owned by whoever initialised it; it
+ * must outlive every scope that waits on it. */
+typedef struct async_event {
+    bool is_set;
+    async_op *_head, *_tail; /* FIFO of waiting operations (private) */
+} async_event;
+
+void async_event_init(async_event *ev);
+/* Sets the flag and completes every waiting operation OK (their continuations run from the loop, in
+ * the order they started waiting). No-op when already set. */
+void async_event_set(async_event *ev);
+/* Clears the flag: waits started from now on wait for the next set. */
+void async_event_clear(async_event *ev);
+static inline bool async_event_is_set(const async_event *ev) { return ev->is_set; }
+/* Completes OK (value NULL) once the event is set: soon (from the loop) when it already is. To bound
+ * the wait: async_wait_for(scope, async_event_wait(...), ms). Cancelling a waiter leaves the line. */
+async_op *async_event_wait(async_scope *scope, async_event *ev);
+/* Operations waiting now. */
+size_t async_event_waiting(const async_event *ev);
+
+/* A condition (asyncio.Condition): wait, under a lock, until another holder of the lock says the
+ * shared state changed. The lock is the caller's (several conditions may share one); it must outlive
+ * the condition, which must outlive every scope that waits on it. */
+typedef struct async_cond {
+    async_lock *lock;
+    async_op *_head, *_tail; /* FIFO of waiters not yet notified (private) */
+} async_cond;
+
+void async_cond_init(async_cond *cond, async_lock *lock);
+/* The caller must hold cond->lock. Releases it at once (another waiter of the lock may get it),
+ * waits for a notify, then acquires the lock again, and only then completes OK (value NULL): the
+ * continuation runs holding the lock and must release it (or wait again). The state it waited for
+ * may have changed again in between (another waiter may have held the lock first), so check the
+ * predicate in the continuation and wait again if it does not hold, as with asyncio's
+ * `while not pred: await cond.wait()`.
+ *
+ * Cancellation (or its scope ending, or an outer async_wait_for timing out) at any stage leaves the
+ * caller NOT holding the lock: a waiter that was granted the lock but not yet continued gives it back.
+ * This differs from asyncio, which reacquires before raising: here a cancelled continuation never
+ * runs, so nobody would release it. */
+async_op *async_cond_wait(async_scope *scope, async_cond *cond);
+/* Wakes up to n waiters (oldest first): each then queues for the lock, behind the caller if the
+ * caller holds it (asyncio requires the lock held; here it is merely the usual way). */
+void async_cond_notify(async_cond *cond, size_t n);
+void async_cond_notify_all(async_cond *cond);
+/* Waiters not yet notified. */
+size_t async_cond_waiting(const async_cond *cond);
+
 /* ---- bounded queue --------------------------------------------------------------------------- */
 
 typedef struct async_queue {
@@ -199,5 +273,48 @@ bool async_queue_try_get(async_queue *q, void **item);
  * not yet continued puts the item back at the front. */
 async_op *async_queue_get(async_scope *scope, async_queue *q);
 size_t async_queue_size(const async_queue *q);
+
+/* ---- subprocess ------------------------------------------------------------------------------ */
+
+/* What async_subprocess runs (asyncio.create_subprocess_exec). Only read during the call. */
+typedef struct async_subprocess_options {
+    const char *const *argv;  /* NULL-terminated; argv[0] is the program: a path, or a name looked up
+                               * in PATH. Run directly, never through a shell: no word splitting, no
+                               * globbing, no metacharacters. */
+    const char *const *envp;  /* NULL-terminated environment, or NULL to inherit ours */
+    const void *stdin_data;   /* bytes written to the child's stdin, then closed; NULL: /dev/null.
+                               * Copied at once, so the caller's buffer may go. */
+    size_t stdin_len;
+    size_t max_output_bytes;  /* kept per stream (stdout, stderr); more is read and dropped so the
+                               * child never blocks on a full pipe. 0: 1 MiB. */
+    unsigned timeout_ms;      /* 0: none. Passed: SIGTERM, then SIGKILL after kill_grace_ms */
+    unsigned kill_grace_ms;   /* 0: 2000 */
+} async_subprocess_options;
+
+/* The outcome (op->value, scope memory). */
+typedef struct async_subprocess_result {
+    int pid;
+    int exit_code;            /* the exit status when the child exited, else -1 */
+    int term_signal;          /* the signal that ended it, else 0 */
+    bool timed_out;           /* timeout_ms passed and we signalled it */
+    const char *out, *err;    /* what it wrote to stdout / stderr, NUL-terminated (may contain NULs) */
+    size_t out_len, err_len;
+    bool out_truncated, err_truncated; /* it wrote more than max_output_bytes */
+} async_subprocess_result;
+
+/* Starts argv as a child process and completes once it has exited and been reaped:
+ * - OK with value = async_subprocess_result * for any exit, zero or not, or death by a signal
+ *   someone else sent (a non-zero exit is a result, not a failure of the call);
+ * - ASYNC_TIMEOUT ("timeout") with the same value (timed_out set) when timeout_ms passed: the child got
+ *   SIGTERM, then SIGKILL after kill_grace_ms if it was still there;
+ * - ASYNC_FAILED "spawn_failed" (value NULL) when it cannot be started: no such program, not
+ *   executable, out of processes or descriptors. Nothing is left running then.
+ * The child gets its own process group (signals go to the group, so a script's own children go too),
+ * every descriptor but 0-2 closed, the default signal mask and dispositions. It is reaped through a
+ * pidfd watched on the scope's loop: nothing blocks the loop, no SIGCHLD handler is installed, and
+ * other children of the process (anyone's waitpid) are untouched. Cancellation, a scope ending or an
+ * outer async_wait_for kill the group with SIGKILL and reap the child later from the loop (it needs
+ * no memory of the scope); its output is dropped. */
+async_op *async_subprocess(async_scope *scope, const async_subprocess_options *opts);
 
 #endif

@@ -44,6 +44,32 @@ const char *http_client_error_name(http_client_error kind)
     return (unsigned)kind < HTTP_CLIENT_ERR_COUNT ? http_client_error_names[kind] : "failed";
 }
 
+void http_client_upstream_defaults(http_client_upstream *u)
+{
+    u->max_connections = HTTP_CLIENT_MAX_CONNECTIONS_DEFAULT;
+    u->max_idle = HTTP_CLIENT_UNSET;
+    u->idle_timeout_ms = 30000;
+    u->connect_timeout_ms = 200;
+    u->timeout_ms = 1000;
+    u->retries = 0;
+    u->max_response_bytes = 1048576;
+}
+
+int http_client_upstream_finish(http_client_upstream *u, char *err, size_t err_cap)
+{
+    if (u->max_idle == HTTP_CLIENT_UNSET) {
+        u->max_idle = u->max_connections < HTTP_CLIENT_MAX_IDLE_DEFAULT ? u->max_connections
+                                                                        : HTTP_CLIENT_MAX_IDLE_DEFAULT;
+        return 0;
+    }
+    if (u->max_idle > u->max_connections) {
+        snprintf(err, err_cap, "max_idle (%u) must not exceed max_connections (%u)", u->max_idle,
+                 u->max_connections);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- the client ------------------------------------------------------------------------------- */
 
 http_client *http_client_new(struct event_base *base)

@@ -35,6 +35,21 @@ typedef struct http_client_upstream {
     unsigned max_response_bytes; /* larger answers fail the call */
 } http_client_upstream;
 
+/* An upstream's defaults, for the fields the config (or an app building one in code) leaves out.
+ * max_idle follows max_connections: it defaults to the smaller of HTTP_CLIENT_MAX_IDLE_DEFAULT and
+ * max_connections, so a user who only lowers max_connections is never told the default is too big. */
+#define HTTP_CLIENT_MAX_CONNECTIONS_DEFAULT 64
+#define HTTP_CLIENT_MAX_IDLE_DEFAULT 16
+#define HTTP_CLIENT_UNSET ((unsigned)-1) /* "not given": http_client_upstream_finish picks the default */
+
+/* Fills every tunable field with its default; max_idle is HTTP_CLIENT_UNSET until
+ * http_client_upstream_finish. name, host and port are left empty. */
+void http_client_upstream_defaults(http_client_upstream *u);
+/* Resolves the defaults that depend on other fields (max_idle) and checks the pairs. Returns 0, or
+ * -1 with a message naming both keys in err ("max_idle (32) must not exceed max_connections (8)")
+ * when the values given conflict. */
+int http_client_upstream_finish(http_client_upstream *u, char *err, size_t err_cap);
+
 /* The longest request target a call may send. */
 #define HTTP_CLIENT_PATH_MAX 2048
 

@@ -66,6 +66,7 @@ static int cli_apply(const cli_flag *f, const char *value, cli_options *out, FIL
     switch (f->id) {
     case CLI_CONFIG:
         out->config_path = value;
+        out->config_given = true;
         break;
     case CLI_LISTEN:
         /* Only collected: main validates it with config_parse_listen, as for the file's value. */
@@ -143,13 +144,17 @@ int cli_parse(int argc, char **argv, cli_options *out, FILE *err)
     return 0;
 }
 
-void cli_usage(FILE *out)
+void cli_usage(FILE *out) { cli_usage_for(out, "apiary", "config/apiary.json"); }
+
+void cli_usage_for(FILE *out, const char *program, const char *default_config)
 {
-    fputs("usage: apiary [--config PATH] [--listen HOST:PORT] [--threads N] [--check-config]\n"
-          "              [--daemon] [--healthcheck] [--version] [--help]\n"
-          "\n"
-          "  --config PATH        JSON config file (default config/apiary.json)\n"
-          "  --listen HOST:PORT   address to listen on, [IPv6]:PORT for IPv6; overrides \"listen\"\n"
+    fprintf(out, "usage: %s [--config PATH] [--listen HOST:PORT] [--threads N] [--check-config]\n"
+                 "%*s [--daemon] [--healthcheck] [--version] [--help]\n\n", program, (int)strlen(program) + 7, "");
+    if (default_config)
+        fprintf(out, "  --config PATH        JSON config file (default %s)\n", default_config);
+    else
+        fputs("  --config PATH        JSON config file (default: none, built-in defaults)\n", out);
+    fputs("  --listen HOST:PORT   address to listen on, [IPv6]:PORT for IPv6; overrides \"listen\"\n"
           "  --threads N          event loops, 1..256; overrides \"threads\"\n"
           "  --check-config       validate the config, print \"config OK\" and exit\n"
           "  --daemon             detach into the background (needs daemon.log_file; see docs/deploy.md)\n"

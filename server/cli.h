@@ -8,6 +8,7 @@
 
 typedef struct cli_options {
     const char *config_path; /* --config PATH (default "config/apiary.json") */
+    bool config_given;       /* --config was on the command line (an app may have no default file) */
     const char *listen;      /* --listen HOST:PORT, or NULL */
     int threads;             /* --threads N (1..256), or -1 when not given */
     bool check_config;       /* --check-config: validate, print "config OK", exit 0 (2 on error) */
@@ -23,5 +24,8 @@ int cli_parse(int argc, char **argv, cli_options *out, FILE *err);
 
 /* Prints usage to `out`. */
 void cli_usage(FILE *out);
+/* The same for an application called `program` whose --config defaults to `default_config` (NULL:
+ * no file, the built-in defaults). */
+void cli_usage_for(FILE *out, const char *program, const char *default_config);
 
 #endif

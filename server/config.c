@@ -15,6 +15,7 @@
 
 #define CONFIG_THREADS_MAX 256
 #define CONFIG_PORT_MAX 65535
+#define CONFIG_HEADER_BYTES_MAX 1048576 /* limits.max_header_bytes' own maximum */
 /* Longer than any real dotted key, so a truncated path can never match a row by accident. */
 #define CONFIG_PATH_MAX 128
 
@@ -143,8 +144,9 @@ static const config_key config_keys[] = {
     CONFIG_INT("drain_timeout_ms", drain_timeout_ms, 0, 600000),
     CONFIG_STR("log_level", config_parse_log_level, "one of \"debug\", \"info\", \"warn\", \"error\""),
     CONFIG_INT("slow_callback_ms", http.slow_callback_ms, 0, 60000),
-    CONFIG_INT("limits.max_url_bytes", http.max_url_bytes, 64, 1048576),
-    CONFIG_INT("limits.max_header_bytes", http.max_header_bytes, 256, 1048576),
+    /* One below max_header_bytes' maximum: the request line must fit inside the header block. */
+    CONFIG_INT("limits.max_url_bytes", http.max_url_bytes, 64, CONFIG_HEADER_BYTES_MAX - 1),
+    CONFIG_INT("limits.max_header_bytes", http.max_header_bytes, 256, CONFIG_HEADER_BYTES_MAX),
     CONFIG_INT("limits.max_headers", http.max_headers, 1, 256),
     CONFIG_INT("limits.max_body_bytes", http.max_body_bytes, 0, 1073741824),
     CONFIG_INT("limits.json_max_depth", http.json_max_depth, 1, 2048),
@@ -253,6 +255,30 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->redis.connect_timeout_ms = 200;
     cfg->redis.command_timeout_ms = 500;
     http_settings_defaults(&cfg->http);
+    /* 0 is outside both ranges, so it means "not in the file": config_fit_defaults picks a value that
+     * fits whatever the file did set for the other one. */
+    cfg->http.max_url_bytes = 0;
+    cfg->http.max_header_bytes = 0;
+}
+
+/* Defaults that depend on another key follow the user's value, so leaving one of a pair out can never
+ * make the file invalid: max_url_bytes defaults to 8192 but at most half of max_header_bytes (the
+ * request line is part of the header block), and max_header_bytes to 16384 but at least twice
+ * max_url_bytes (capped at its own maximum). Only a pair the file gave explicitly can conflict, and
+ * config_check names both keys then. */
+static void config_fit_defaults(apiary_config *cfg)
+{
+    http_settings d;
+    http_settings_defaults(&d);
+    http_settings *h = &cfg->http;
+    if (!h->max_header_bytes) {
+        size_t want = h->max_url_bytes ? h->max_url_bytes * 2 : d.max_header_bytes;
+        if (want < d.max_header_bytes)
+            want = d.max_header_bytes;
+        h->max_header_bytes = want > CONFIG_HEADER_BYTES_MAX ? CONFIG_HEADER_BYTES_MAX : want;
+    }
+    if (!h->max_url_bytes)
+        h->max_url_bytes = d.max_url_bytes < h->max_header_bytes / 2 ? d.max_url_bytes : h->max_header_bytes / 2;
 }
 
 static unsigned config_cpu_count(void)
@@ -277,6 +303,7 @@ static void config_resolve(apiary_config *cfg)
 void config_defaults(apiary_config *cfg)
 {
     config_defaults_unresolved(cfg);
+    config_fit_defaults(cfg);
     config_resolve(cfg);
 }
 
@@ -342,6 +369,43 @@ static int config_set_string(config_loader *l, const config_key *k, json_t *v)
     return 0;
 }
 
+static const char *config_app_sections[CONFIG_MAX_APP_SECTIONS];
+static size_t config_app_section_count;
+
+static bool config_is_app_section(const char *key)
+{
+    for (size_t i = 0; i < config_app_section_count; i++)
+        if (strcmp(config_app_sections[i], key) == 0)
+            return true;
+    return false;
+}
+
+int config_register_section(const char *name)
+{
+    if (!name || !name[0] || strchr(name, '.') || config_find(name) || config_is_section(name) ||
+        config_is_app_section(name) || config_app_section_count == CONFIG_MAX_APP_SECTIONS)
+        return -1;
+    config_app_sections[config_app_section_count++] = name;
+    return 0;
+}
+
+void config_release(apiary_config *cfg)
+{
+    json_decref(cfg->app_json);
+    cfg->app_json = NULL;
+}
+
+/* An app's section is kept whole for the app to judge; it must at least be an object. */
+static int config_keep_app_section(config_loader *l, const char *key, json_t *v)
+{
+    if (!json_is_object(v))
+        return config_fail(l->err, "%s: %s: must be an object", l->origin, key);
+    if (!l->cfg.app_json)
+        l->cfg.app_json = json_object();
+    json_object_set(l->cfg.app_json, key, v);
+    return 0;
+}
+
 static int config_walk(config_loader *l, json_t *obj, const char *prefix)
 {
     const char *key;
@@ -352,7 +416,10 @@ static int config_walk(config_loader *l, json_t *obj, const char *prefix)
         /* A dotted key such as "limits.max_body_bytes" at the top level would otherwise match a row. */
         int plain = n > 0 && (size_t)n < sizeof(path) && strchr(key, '.') == NULL;
         const config_key *k = plain ? config_find(path) : NULL;
-        if (k) {
+        if (plain && !*prefix && config_is_app_section(key)) {
+            if (config_keep_app_section(l, key, v) != 0)
+                return -1;
+        } else if (k) {
             int rc = k->type == CONFIG_STRING ? config_set_string(l, k, v)
                      : k->type == CONFIG_BOOL ? config_set_bool(l, k, v)
                      : k->type == CONFIG_JSON ? config_set_json(l, k, v)
@@ -390,8 +457,15 @@ static int config_load_json(apiary_config *cfg, json_t *root, const char *origin
     config_defaults_unresolved(&l.cfg);
     if (!json_is_object(root))
         return config_fail(err, "%s: the top-level value must be an object", origin);
-    if (config_walk(&l, root, "") != 0 || config_check(&l) != 0)
+    if (config_walk(&l, root, "") != 0) {
+        config_release(&l.cfg);
         return -1;
+    }
+    config_fit_defaults(&l.cfg);
+    if (config_check(&l) != 0) {
+        config_release(&l.cfg);
+        return -1;
+    }
     config_resolve(&l.cfg);
     *cfg = l.cfg;
     return 0;

@@ -64,6 +64,9 @@ typedef struct apiary_config {
     bool access_log_enabled;
     char access_log_path[4096];     /* "" = stderr */
     http_settings http;        /* limits and timeouts, see http_settings.h */
+    void *app_json;            /* json_t object holding the app's own sections as the file had them
+                                * (config_register_section), or NULL. Owned by whoever owns the
+                                * config: config_release drops it; plain copies share it. */
 } apiary_config;
 
 /* Fills every field with its default (threads resolved to the CPU count). */
@@ -84,6 +87,14 @@ int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err
 int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
 int config_parse_kv_backend(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
+
+/* Makes the top-level key `name` an application's section: the loader keeps its object as it is in
+ * cfg->app_json instead of rejecting it, and the app validates it (server/app.c). Start-up only, main
+ * thread. Returns 0, or -1 when the name is one of apiary's own sections or there are too many. */
+#define CONFIG_MAX_APP_SECTIONS 8
+int config_register_section(const char *name);
+/* Drops what a loaded config owns beyond its own struct (app_json). */
+void config_release(apiary_config *cfg);
 
 /* Parses "HOST:PORT", "[v6]:PORT" into the listen fields. Returns 0, or -1 with a message. */
 int config_parse_listen(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);

@@ -24,19 +24,21 @@ static int config_sections_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...
 typedef struct config_upstream_key {
     const char *name;
     size_t offset;
-    unsigned min, max, fallback;
+    unsigned min, max;
 } config_upstream_key;
 
-#define UPSTREAM_KEY(name, min, max, fallback) {#name, offsetof(http_client_upstream, name), min, max, fallback}
+/* The defaults come from http_client_upstream_defaults, so an app that builds an upstream in code gets
+ * the same ones as the config file. */
+#define UPSTREAM_KEY(name, min, max) {#name, offsetof(http_client_upstream, name), min, max}
 
 static const config_upstream_key config_upstream_keys[] = {
-    UPSTREAM_KEY(max_connections, 1, 10000, 64),
-    UPSTREAM_KEY(max_idle, 0, 10000, 16),
-    UPSTREAM_KEY(idle_timeout_ms, 1, 3600000, 30000),
-    UPSTREAM_KEY(connect_timeout_ms, 1, 60000, 200),
-    UPSTREAM_KEY(timeout_ms, 1, 600000, 1000),
-    UPSTREAM_KEY(retries, 0, 5, 0),
-    UPSTREAM_KEY(max_response_bytes, 1, 67108864, 1048576),
+    UPSTREAM_KEY(max_connections, 1, 10000),
+    UPSTREAM_KEY(max_idle, 0, 10000),
+    UPSTREAM_KEY(idle_timeout_ms, 1, 3600000),
+    UPSTREAM_KEY(connect_timeout_ms, 1, 60000),
+    UPSTREAM_KEY(timeout_ms, 1, 600000),
+    UPSTREAM_KEY(retries, 0, 5),
+    UPSTREAM_KEY(max_response_bytes, 1, 67108864),
 };
 
 static bool config_upstream_name_ok(const char *name)
@@ -90,10 +92,7 @@ static int config_parse_upstream(http_client_upstream *u, const char *name, json
         return config_sections_fail(err, "%s: must be an object", name);
     memset(u, 0, sizeof(*u));
     snprintf(u->name, sizeof(u->name), "%s", name);
-    for (size_t i = 0; i < sizeof(config_upstream_keys) / sizeof(config_upstream_keys[0]); i++) {
-        const config_upstream_key *k = &config_upstream_keys[i];
-        *(unsigned *)(void *)((char *)u + k->offset) = k->fallback;
-    }
+    http_client_upstream_defaults(u);
     bool have_url = false;
     const char *key;
     json_t *v;
@@ -119,8 +118,9 @@ static int config_parse_upstream(http_client_upstream *u, const char *name, json
     }
     if (!have_url)
         return config_sections_fail(err, "%s.url: missing", name);
-    if (u->max_idle > u->max_connections)
-        return config_sections_fail(err, "%s.max_idle: must not exceed max_connections", name);
+    /* max_idle left out follows max_connections; both given and in conflict is an error naming both. */
+    if (http_client_upstream_finish(u, why, sizeof(why)) != 0)
+        return config_sections_fail(err, "%s.%s", name, why);
     return 0;
 }
 

@@ -4,8 +4,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app_internal.h"
 #include "log.h"
 #include "xalloc.h"
+
+struct generation_alloc {
+    generation_alloc *next;
+    max_align_t data[];
+};
+
+void *apiary_context_alloc(const apiary_context *ctx, size_t size)
+{
+    /* Hooks run on the main thread only, so the list needs no lock; the memory itself is the app's. */
+    server_generation *g = (server_generation *)ctx;
+    generation_alloc *a = xcalloc(1, sizeof(*a) + size);
+    a->next = g->allocs;
+    g->allocs = a;
+    return a->data;
+}
 
 static void generation_derive(server_generation *g, unsigned loops, pool *workers)
 {
@@ -17,24 +33,10 @@ static void generation_derive(server_generation *g, unsigned loops, pool *worker
     g->http.rate_limit_prefix = cfg->rate_limit_prefix;
     /* max_connections is for the whole server; every loop gets its share, and at least one. */
     g->http.max_connections = cfg->max_connections / loops ? cfg->max_connections / loops : 1;
-    g->handlers = (handlers_settings){
-        .max_sleep_ms = cfg->max_sleep_ms,
-        .max_aggregate_sources = cfg->max_aggregate_sources,
-        .pool = workers,
-        .password_opslimit = cfg->password_opslimit,
-        .password_memlimit_bytes = (size_t)cfg->password_memlimit_kib * 1024,
-        .password_max_bytes = cfg->password_max_bytes,
-        .primes_max_n = cfg->primes_max_n,
-        .upstreams = cfg->upstreams,
-        .upstream_count = cfg->upstream_count,
-        .fanout_max_requests = cfg->fanout_max_requests,
-        .kv_use_redis = cfg->kv_backend == CONFIG_KV_REDIS,
-        .kv_max_key_bytes = cfg->kv_max_key_bytes,
-        .kv_max_value_bytes = cfg->kv_max_value_bytes,
-        .kv_max_entries = cfg->kv_max_entries,
-        .kv_max_memory_bytes = cfg->kv_max_memory_bytes,
-        .redis = &cfg->redis,
-    };
+    g->pool = workers;
+    g->upstreams = cfg->upstreams;
+    g->upstream_count = cfg->upstream_count;
+    g->redis = &cfg->redis;
 }
 
 static ratelimit *generation_new_limiter(const apiary_config *cfg)
@@ -44,11 +46,13 @@ static ratelimit *generation_new_limiter(const apiary_config *cfg)
     return ratelimit_new(cfg->rate_limit_per_second, cfg->rate_limit_burst, cfg->rate_limit_max_clients);
 }
 
-server_generation *generation_first(const apiary_config *cfg, unsigned loops, pool *workers)
+server_generation *generation_first(const apiary_config *cfg, void *const *sections, unsigned loops,
+                                    pool *workers)
 {
     server_generation *g = xcalloc(1, sizeof(*g));
     g->number = 1;
     g->cfg = *cfg;
+    memcpy(g->sections, sections, sizeof(g->sections));
     g->limiter = generation_new_limiter(cfg);
     g->owns_limiter = true;
     generation_derive(g, loops, workers);
@@ -115,8 +119,15 @@ server_generation *generation_reload(server_generation *current, unsigned loops)
         log_error("config reload rejected, the running config stays: %s", err);
         return NULL;
     }
+    void *sections[CONFIG_MAX_APP_SECTIONS] = {0};
+    if (app_parse_sections(&next, sections, err) != 0) {
+        log_error("config reload rejected, the running config stays: %s", err);
+        config_release(&next);
+        return NULL;
+    }
     generation_keep_restart_only(&next, &current->cfg);
     server_generation *g = xcalloc(1, sizeof(*g));
+    memcpy(g->sections, sections, sizeof(g->sections));
     g->prev = current;
     g->number = current->number + 1;
     g->cfg = next;
@@ -126,16 +137,16 @@ server_generation *generation_reload(server_generation *current, unsigned loops)
         g->limiter = generation_new_limiter(&next);
         g->owns_limiter = true;
     }
-    generation_derive(g, loops, current->handlers.pool);
+    generation_derive(g, loops, current->pool);
     /* The HTTP client keys its connection pools by upstream: unchanged upstreams keep the running
      * array and so their pools. Changed ones take effect now with fresh pools; calls in flight finish
      * on the old ones (their generation stays alive), whose connections close as they go idle. */
     if (next.upstream_count == current->cfg.upstream_count &&
         memcmp(next.upstreams, current->cfg.upstreams, sizeof(next.upstreams)) == 0)
-        g->handlers.upstreams = current->handlers.upstreams;
+        g->upstreams = current->upstreams;
     else
         log_info("config reload: upstreams changed; new calls use fresh connection pools");
-    g->handlers.redis = current->handlers.redis; /* redis needs a restart: the running links keep it */
+    g->redis = current->redis; /* redis needs a restart: the running links keep it */
     return g;
 }
 
@@ -145,6 +156,13 @@ void generation_free_all(server_generation *newest)
         server_generation *prev = newest->prev;
         if (newest->owns_limiter)
             ratelimit_free(newest->limiter);
+        app_free_sections(newest->sections);
+        config_release(&newest->cfg);
+        while (newest->allocs) {
+            generation_alloc *a = newest->allocs;
+            newest->allocs = a->next;
+            free(a);
+        }
         free(newest);
         newest = prev;
     }

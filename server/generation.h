@@ -1,5 +1,6 @@
 /* generation: one loaded config and everything the running server derives from it (the engine's
- * settings, the handlers' settings, the rate limiter). A reload builds a new generation and switches the
+ * settings, the rate limiter, the app's parsed sections and what its hooks allocated). It is the
+ * apiary_context of the public API (apiary.h). A reload builds a new generation and switches the
  * loops and handlers to it; older ones are kept, untouched, until exit, so no thread can be left
  * reading settings that were freed under it. */
 #ifndef APIARY_GENERATION_H
@@ -8,26 +9,36 @@
 #include <stdbool.h>
 
 #include "config.h"
-#include "handlers.h"
+#include "apiary.h"
 #include "http_settings.h"
 #include "pool.h"
 #include "ratelimit.h"
 
-typedef struct server_generation {
-    struct server_generation *prev; /* older generations, freed at exit */
+typedef struct generation_alloc generation_alloc;
+
+typedef struct apiary_context {
+    struct apiary_context *prev;    /* older generations, freed at exit */
     unsigned number;                /* 1 at start, +1 per successful reload */
     apiary_config cfg;
     http_settings http;             /* per loop: max_connections is the loop's share */
-    handlers_settings handlers;
+    pool *pool;                     /* the worker pool (one for the process) */
+    const http_client_upstream *upstreams; /* cfg's, or an older generation's when unchanged (pools) */
+    unsigned upstream_count;
+    const redis_settings *redis;    /* the first generation's: Redis needs a restart */
+    void *sections[CONFIG_MAX_APP_SECTIONS]; /* what the app's section parsers built */
+    generation_alloc *allocs;       /* apiary_context_alloc memory */
     ratelimit *limiter;             /* NULL when rate limiting is off */
     bool owns_limiter;              /* a reload with the same rate settings keeps the old buckets */
 } server_generation;
 
-/* The start-up generation. `loops` is the number of event loops; `workers` the pool. */
-server_generation *generation_first(const apiary_config *cfg, unsigned loops, pool *workers);
+/* The start-up generation; it owns cfg's app_json and `sections` (parsed by app_parse_sections) from
+ * now on. `loops` is the number of event loops; `workers` the pool. */
+server_generation *generation_first(const apiary_config *cfg, void *const *sections, unsigned loops,
+                                    pool *workers);
 
-/* Loads the current generation's config file again. Returns the new generation, linked to `current`,
- * or NULL when the file is bad (the reason is logged and nothing changes). Keys that need a restart
+/* Loads the current generation's config file again (and the app's sections). Returns the new
+ * generation, linked to `current`, or NULL when the file is bad (the reason is logged and nothing
+ * changes). Keys that need a restart
  * keep their running values, each named in the log. */
 server_generation *generation_reload(server_generation *current, unsigned loops);
 

@@ -17,7 +17,7 @@
 #include "generation.h"
 #include "http_client.h"
 #include "redis.h"
-#include "handlers.h"
+#include "app_internal.h"
 #include "http_listener.h"
 #include "http_loop.h"
 #include "access_log.h"
@@ -82,7 +82,8 @@ static server_generation *server_reload(server_generation *current, http_loop *c
         log_error("config reload: %s; logging goes on to the old file", err);
     if (access_log_reopen(cfg->access_log_enabled, cfg->access_log_path, err, sizeof(err)) != 0)
         log_error("config reload: %s; the access log keeps its old file", err);
-    handlers_update_settings(&next->handlers);
+    app_run_reload_hook(next);
+    app_set_current(next);
     for (unsigned i = 0; i < n; i++)
         http_loop_update_settings(loops[i], &next->http);
     log_info("config reloaded from %s (generation %u)", cfg->source_path, next->number);
@@ -165,7 +166,16 @@ static int server_open_files(const apiary_config *cfg)
     return 0;
 }
 
-int server_run(const apiary_config *cfg, int ready_fd)
+/* A start that fails before the first generation exists still frees what it was handed. */
+static int server_give_up(const apiary_config *cfg, void *sections[])
+{
+    app_free_sections(sections);
+    apiary_config copy = *cfg;
+    config_release(&copy);
+    return 1;
+}
+
+int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
 {
     unsigned n = cfg->threads ? cfg->threads : 1;
     /* Block the signals before any thread exists so every thread inherits the mask. */
@@ -179,22 +189,24 @@ int server_run(const apiary_config *cfg, int ready_fd)
 
     if (http_loop_global_init() != 0) {
         log_error("libevent has no pthreads support");
-        return 1;
+        return server_give_up(cfg, sections);
     }
     if (server_open_files(cfg) != 0)
-        return 1;
+        return server_give_up(cfg, sections);
     pool *workers = cfg->pool_run_inline ? pool_new_inline()
                                           : pool_new_niced(cfg->pool_threads, cfg->pool_queue_size, (int)cfg->pool_nice);
     if (!workers)
-        return 1;
+        return server_give_up(cfg, sections);
     if (cfg->pool_run_inline)
         log_warn("pool.run_inline is on: CPU-heavy handlers run on the event loops (benchmarks only)");
-    server_generation *gen = generation_first(cfg, n, workers);
+    server_generation *gen = generation_first(cfg, sections, n, workers);
+    app_set_current(gen);
     router *r = router_new();
-    if (handlers_register(r, &gen->handlers) != 0) {
+    if (app_run_start_hook(gen) != 0 || app_register_routes(r) != 0) {
         router_free(r);
         pool_shutdown(workers);
         pool_free(workers);
+        app_set_current(NULL);
         generation_free_all(gen);
         return 1;
     }
@@ -205,6 +217,7 @@ int server_run(const apiary_config *cfg, int ready_fd)
         router_free(r);
         pool_shutdown(workers);
         pool_free(workers);
+        app_set_current(NULL);
         generation_free_all(gen);
         return 1;
     }
@@ -284,6 +297,7 @@ int server_run(const apiary_config *cfg, int ready_fd)
     if (unix_fd >= 0)
         unlink(cfg->unix_socket_path);
     daemon_pidfile_release();
+    app_set_current(NULL);
     generation_free_all(gen); /* after the loops: they read their settings until freed */
     access_log_close(); /* after the loops: freeing a loop flushes its last lines */
     free(threads);

@@ -171,7 +171,9 @@ class ApiaryServer:
     stdout and stderr both go into one pipe that a background thread drains line by line, so the
     server can never block on a full pipe however much it logs."""
 
-    def __init__(self, config_overrides=None, threads=1, extra_args=(), startup_timeout=10.0, nofile=None):
+    def __init__(self, config_overrides=None, threads=1, extra_args=(), startup_timeout=10.0, nofile=None,
+                 binary=None):
+        self.binary = binary  # another app built on the library (examples/), else the apiary binary
         self.config = deep_merge(DEFAULT_CONFIG, config_overrides or {})
         self.threads = threads
         self.nofile = nofile  # RLIMIT_NOFILE for the server process, to test descriptor exhaustion
@@ -195,7 +197,7 @@ class ApiaryServer:
         self.config_path = os.path.join(self._tmpdir.name, "apiary.json")
         with open(self.config_path, "w", encoding="utf-8") as f:
             json.dump(self.config, f, indent=2)
-        argv = [apiary_bin(), "--config", self.config_path, "--listen", f"{HOST}:0",
+        argv = [self.binary or apiary_bin(), "--config", self.config_path, "--listen", f"{HOST}:0",
                 "--threads", str(self.threads)] + self.extra_args
         read_fd, write_fd = os.pipe()
         try:

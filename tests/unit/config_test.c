@@ -1,6 +1,7 @@
 /* config_test: unit tests for server/config.c — defaults, the shipped config/apiary.json, every class of
  * error the loader reports (each message must name the key), listen parsing and all-or-nothing loads. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,7 +375,7 @@ static const config_test_range config_test_ranges[] = {
     {"max_connections", 1, 1000000, 1000000, NULL},
     {"drain_timeout_ms", 0, 600000, 600000, NULL},
     /* max_url_bytes must be below max_header_bytes, whose own maximum is 1048576. */
-    {"limits.max_url_bytes", 64, 1048576, 1048575, "\"max_header_bytes\": 1048576"},
+    {"limits.max_url_bytes", 64, 1048575, 1048575, "\"max_header_bytes\": 1048576"},
     {"limits.max_header_bytes", 256, 1048576, 1048576, "\"max_url_bytes\": 64"},
     {"limits.max_headers", 1, 256, 256, NULL},
     {"limits.max_body_bytes", 0, 1073741824, 1073741824, NULL},
@@ -427,12 +428,94 @@ Test(config, url_limit_must_be_below_header_limit)
     config_test_reject("{\"limits\": {\"max_url_bytes\": 1024, \"max_header_bytes\": 1024}}", err);
     cr_assert_str_eq(err, "test.json: limits.max_url_bytes (1024) must be less than "
                           "limits.max_header_bytes (1024)");
-    /* The default header limit (16384) applies when only the URL limit is raised. */
-    config_test_reject("{\"limits\": {\"max_url_bytes\": 20000}}", err);
+    config_test_reject("{\"limits\": {\"max_url_bytes\": 20000, \"max_header_bytes\": 16384}}", err);
     config_test_assert_err(err, "limits.max_url_bytes (20000) must be less than "
                                 "limits.max_header_bytes (16384)");
     config_test_accept("{\"limits\": {\"max_url_bytes\": 1023, \"max_header_bytes\": 1024}}", &cfg);
     cr_assert_eq(cfg.http.max_url_bytes, 1023);
+}
+
+/* --- defaults that follow the user's value (a default never conflicts with a key the file set) --- */
+
+Test(config, header_limit_default_follows_a_raised_url_limit)
+{
+    apiary_config cfg;
+    config_test_accept("{\"limits\": {\"max_url_bytes\": 20000}}", &cfg);
+    cr_assert_eq(cfg.http.max_url_bytes, 20000);
+    cr_assert_eq(cfg.http.max_header_bytes, 40000, "twice the URL limit, above the 16384 default");
+    config_test_accept("{\"limits\": {\"max_url_bytes\": 1048575}}", &cfg);
+    cr_assert_eq(cfg.http.max_header_bytes, 1048576, "capped at its own maximum, still above the URL limit");
+    config_test_accept("{\"limits\": {\"max_url_bytes\": 100}}", &cfg);
+    cr_assert_eq(cfg.http.max_header_bytes, 16384, "a small URL limit keeps the plain default");
+}
+
+Test(config, url_limit_default_follows_a_lowered_header_limit)
+{
+    apiary_config cfg;
+    config_test_accept("{\"limits\": {\"max_header_bytes\": 4096}}", &cfg);
+    cr_assert_eq(cfg.http.max_header_bytes, 4096);
+    cr_assert_eq(cfg.http.max_url_bytes, 2048, "half the header block, below the 8192 default");
+    config_test_accept("{\"limits\": {\"max_header_bytes\": 65536}}", &cfg);
+    cr_assert_eq(cfg.http.max_url_bytes, 8192, "a large header block keeps the plain default");
+    config_test_accept("{}", &cfg);
+    cr_assert_eq(cfg.http.max_url_bytes, 8192);
+    cr_assert_eq(cfg.http.max_header_bytes, 16384);
+    config_defaults(&cfg);
+    cr_assert_eq(cfg.http.max_url_bytes, 8192);
+    cr_assert_eq(cfg.http.max_header_bytes, 16384);
+}
+
+static const http_client_upstream *config_test_upstream(const apiary_config *cfg, const char *name)
+{
+    for (unsigned i = 0; i < cfg->upstream_count; i++)
+        if (strcmp(cfg->upstreams[i].name, name) == 0)
+            return &cfg->upstreams[i];
+    return NULL;
+}
+
+Test(config, upstream_max_idle_default_follows_max_connections)
+{
+    apiary_config cfg;
+    config_test_accept("{\"upstreams\": {\"a\": {\"url\": \"http://127.0.0.1:9\", \"max_connections\": 8},"
+                       " \"b\": {\"url\": \"http://127.0.0.1:9\"},"
+                       " \"c\": {\"url\": \"http://127.0.0.1:9\", \"max_connections\": 1},"
+                       " \"d\": {\"url\": \"http://127.0.0.1:9\", \"max_connections\": 100}}}", &cfg);
+    cr_assert_eq(config_test_upstream(&cfg, "a")->max_idle, 8, "the smaller of 16 and max_connections");
+    cr_assert_eq(config_test_upstream(&cfg, "b")->max_idle, 16);
+    cr_assert_eq(config_test_upstream(&cfg, "b")->max_connections, 64);
+    cr_assert_eq(config_test_upstream(&cfg, "c")->max_idle, 1);
+    cr_assert_eq(config_test_upstream(&cfg, "d")->max_idle, 16);
+}
+
+Test(config, upstream_explicit_max_idle_over_max_connections_names_both)
+{
+    char err[CONFIG_ERROR_MAX];
+    apiary_config cfg;
+    config_test_reject("{\"upstreams\": {\"u\": {\"url\": \"http://127.0.0.1:9\", \"max_connections\": 8,"
+                       " \"max_idle\": 9}}}", err);
+    cr_assert_str_eq(err, "test.json: upstreams.u.max_idle (9) must not exceed max_connections (8)");
+    /* max_idle above the default max_connections (64) is the user's conflict too. */
+    config_test_reject("{\"upstreams\": {\"u\": {\"url\": \"http://127.0.0.1:9\", \"max_idle\": 65}}}", err);
+    config_test_assert_err(err, "upstreams.u.max_idle (65) must not exceed max_connections (64)");
+    config_test_accept("{\"upstreams\": {\"u\": {\"url\": \"http://127.0.0.1:9\", \"max_connections\": 8,"
+                       " \"max_idle\": 8}}}", &cfg);
+    cr_assert_eq(cfg.upstreams[0].max_idle, 8);
+    config_test_accept("{\"upstreams\": {\"u\": {\"url\": \"http://127.0.0.1:9\", \"max_connections\": 8,"
+                       " \"max_idle\": 0}}}", &cfg);
+    cr_assert_eq(cfg.upstreams[0].max_idle, 0, "0 (no reuse) is a value, not a missing key");
+}
+
+Test(config, upstream_defaults_in_code_match_the_file)
+{
+    http_client_upstream u = {0};
+    char err[128];
+    http_client_upstream_defaults(&u);
+    u.max_connections = 4;
+    cr_assert_eq(http_client_upstream_finish(&u, err, sizeof(err)), 0);
+    cr_assert_eq(u.max_idle, 4);
+    u.max_idle = 5;
+    cr_assert_eq(http_client_upstream_finish(&u, err, sizeof(err)), -1);
+    cr_assert_str_eq(err, "max_idle (5) must not exceed max_connections (4)");
 }
 
 /* --- JSON-level errors --- */
@@ -491,7 +574,8 @@ Test(config, failed_load_leaves_config_untouched)
                        " \"limits\": {\"max_body_bytes\": 5}, \"timeouts\": {\"linger_ms\": 99999}}",
                        err);
     config_test_assert_err(err, "timeouts.linger_ms");
-    config_test_reject("{\"listen\": \"0.0.0.0:1\", \"limits\": {\"max_url_bytes\": 99999}}", err);
+    config_test_reject("{\"listen\": \"0.0.0.0:1\", \"limits\": {\"max_url_bytes\": 99999, \"max_header_bytes\": 9999}}",
+                       err);
     config_test_reject("{\"listen\": \"0.0.0.0:1\", \"backlog\": 1,", err);
     config_test_reject("{\"listen\": \"0.0.0.0:1\", \"listen\": \"0.0.0.0:2\"}", err);
 }
@@ -648,4 +732,38 @@ Test(config, empty_listen_means_unix_socket_only)
     config_test_assert_err(err, "unix_socket.path");
     cr_assert_eq(config_load_string(&cfg, "{\"unix_socket\": {\"mode\": \"0999\"}}", "t.json", err), -1);
     config_test_assert_err(err, "unix_socket.mode");
+}
+
+/* --- an application's own section (apiary_app_section) --- */
+
+Test(config, app_section_is_unknown_until_registered_then_kept_whole)
+{
+    char err[CONFIG_ERROR_MAX];
+    apiary_config cfg;
+    config_test_reject("{\"shop\": {\"max_items\": 3}}", err);
+    cr_assert_str_eq(err, "test.json: unknown key 'shop'");
+    cr_assert_eq(config_register_section("shop"), 0);
+    config_test_accept("{\"shop\": {\"max_items\": 3, \"anything\": [1]}}", &cfg);
+    cr_assert_not_null(cfg.app_json);
+    json_t *shop = json_object_get(cfg.app_json, "shop");
+    cr_assert_eq(json_integer_value(json_object_get(shop, "max_items")), 3);
+    config_release(&cfg);
+    cr_assert_null(cfg.app_json);
+    config_test_accept("{}", &cfg);
+    cr_assert_null(cfg.app_json, "no section in the file: nothing kept");
+    config_test_reject("{\"shop\": 3}", err);
+    cr_assert_str_eq(err, "test.json: shop: must be an object");
+    /* A nested key of that name is still apiary's to judge. */
+    config_test_reject("{\"limits\": {\"shop\": {}}}", err);
+    cr_assert_str_eq(err, "test.json: unknown key 'limits.shop'");
+}
+
+Test(config, app_section_cannot_take_an_apiary_name)
+{
+    cr_assert_eq(config_register_section("limits"), -1, "a section of apiary's");
+    cr_assert_eq(config_register_section("threads"), -1, "a key of apiary's");
+    cr_assert_eq(config_register_section("a.b"), -1);
+    cr_assert_eq(config_register_section(""), -1);
+    cr_assert_eq(config_register_section("mine"), 0);
+    cr_assert_eq(config_register_section("mine"), -1, "twice");
 }

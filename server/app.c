@@ -1,0 +1,327 @@
+/* app: the application API of apiary.h. apiary_app_main is what the apiary binary's main used to be:
+ * command line, config file, environment, then server_run; an app adds its routes, its config
+ * sections, its hooks. The apiary binary is itself such an app (server/main.c). */
+#include "app_internal.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "daemon.h"
+#include "generation.h"
+#include "healthcheck.h"
+#include "log.h"
+#include "server.h"
+#include "xalloc.h"
+
+typedef struct app_route {
+    http_method method;
+    const char *pattern;
+    http_handler_fn handler;
+    unsigned flags;
+} app_route;
+
+typedef struct app_section {
+    const char *name;
+    apiary_section_parse_fn parse;
+    void (*free_fn)(void *);
+} app_section;
+
+struct apiary_app {
+    char name[64];
+    const char *default_config; /* --config when not given; NULL: none */
+    app_route *routes;
+    size_t route_count, route_cap;
+    app_section sections[CONFIG_MAX_APP_SECTIONS];
+    size_t section_count;
+    apiary_hook_fn on_start, on_reload;
+    void *on_start_arg, *on_reload_arg;
+    apiary_ready_fn ready;
+};
+
+static const apiary_app *app_running;
+static const apiary_context *_Atomic app_current_ctx;
+
+static const char *const app_builtin_paths[] = {"/healthz", "/readyz", "/metrics"};
+
+const char *apiary_version(void) { return APIARY_VERSION; }
+
+apiary_app *apiary_app_new(const char *name)
+{
+    apiary_app *app = xcalloc(1, sizeof(*app));
+    snprintf(app->name, sizeof(app->name), "%s", name && name[0] ? name : "apiary-app");
+    return app;
+}
+
+void apiary_app_default_config(apiary_app *app, const char *path) { app->default_config = path; }
+
+int apiary_app_route(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
+                     unsigned flags)
+{
+    if (!pattern || !handler)
+        return -1;
+    for (size_t i = 0; i < sizeof(app_builtin_paths) / sizeof(app_builtin_paths[0]); i++)
+        if (strcmp(pattern, app_builtin_paths[i]) == 0)
+            return -1;
+    /* Checked now, against a scratch router, so a bad pattern fails here and not at start. */
+    router *check = router_new();
+    int rc = 0;
+    for (size_t i = 0; i < app->route_count && rc == 0; i++)
+        rc = router_add_flags(check, app->routes[i].method, app->routes[i].pattern, app->routes[i].handler,
+                              app->routes[i].flags);
+    if (rc == 0)
+        rc = router_add_flags(check, method, pattern, handler, flags);
+    router_free(check);
+    if (rc != 0)
+        return -1;
+    if (app->route_count == app->route_cap) {
+        app->route_cap = app->route_cap ? app->route_cap * 2 : 16;
+        app->routes = xrealloc(app->routes, app->route_cap * sizeof(*app->routes));
+    }
+    app->routes[app->route_count++] = (app_route){method, pattern, handler, flags};
+    return 0;
+}
+
+int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_fn parse, void (*free_fn)(void *))
+{
+    if (!parse || app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
+        return -1;
+    app->sections[app->section_count++] = (app_section){name, parse, free_fn};
+    return 0;
+}
+
+void apiary_app_on_start(apiary_app *app, apiary_hook_fn fn, void *arg)
+{
+    app->on_start = fn;
+    app->on_start_arg = arg;
+}
+
+void apiary_app_on_reload(apiary_app *app, apiary_hook_fn fn, void *arg)
+{
+    app->on_reload = fn;
+    app->on_reload_arg = arg;
+}
+
+void apiary_app_ready_check(apiary_app *app, apiary_ready_fn fn) { app->ready = fn; }
+
+const apiary_app *app_get(void) { return app_running; }
+
+/* ---- sections and hooks --------------------------------------------------------------------------- */
+
+int app_parse_sections(const apiary_config *cfg, void *out[], char err[CONFIG_ERROR_MAX])
+{
+    const apiary_app *app = app_running;
+    if (!app)
+        return 0;
+    for (size_t i = 0; i < app->section_count; i++) {
+        const app_section *s = &app->sections[i];
+        const json_t *obj = cfg->app_json ? json_object_get(cfg->app_json, s->name) : NULL;
+        char why[256] = "";
+        out[i] = NULL;
+        if (s->parse(obj, &out[i], why, sizeof(why)) != 0) {
+            snprintf(err, CONFIG_ERROR_MAX, "%.200s: %.32s%s%.256s", cfg->source_path[0] ? cfg->source_path : "config",
+                     s->name, why[0] ? "." : "", why[0] ? why : ": rejected");
+            for (size_t j = 0; j < i; j++) {
+                if (app->sections[j].free_fn && out[j])
+                    app->sections[j].free_fn(out[j]);
+                out[j] = NULL;
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void app_free_sections(void *sections[])
+{
+    const apiary_app *app = app_running;
+    if (!app)
+        return;
+    for (size_t i = 0; i < app->section_count; i++) {
+        if (app->sections[i].free_fn && sections[i])
+            app->sections[i].free_fn(sections[i]);
+        sections[i] = NULL;
+    }
+}
+
+int app_run_start_hook(const apiary_context *ctx)
+{
+    const apiary_app *app = app_running;
+    return app && app->on_start ? app->on_start(ctx, app->on_start_arg) : 0;
+}
+
+void app_run_reload_hook(const apiary_context *ctx)
+{
+    const apiary_app *app = app_running;
+    if (app && app->on_reload)
+        app->on_reload(ctx, app->on_reload_arg);
+}
+
+void app_set_current(const apiary_context *ctx) { atomic_store(&app_current_ctx, ctx); }
+
+const apiary_context *apiary_current(void) { return atomic_load(&app_current_ctx); }
+
+bool app_ready_check(http_request *req)
+{
+    const apiary_app *app = app_running;
+    return app && app->ready ? app->ready(req) : false;
+}
+
+int app_register_routes(router *r)
+{
+    static const app_route builtins[] = {
+        {HTTP_METHOD_GET, "/healthz", health_live, 0},
+        {HTTP_METHOD_GET, "/readyz", health_ready, 0},
+        {HTTP_METHOD_GET, "/metrics", metrics_get, 0},
+    };
+    const apiary_app *app = app_running;
+    size_t n = sizeof(builtins) / sizeof(builtins[0]) + (app ? app->route_count : 0);
+    for (size_t i = 0; i < n; i++) {
+        const app_route *route = i < 3 ? &builtins[i] : &app->routes[i - 3];
+        if (router_add_flags(r, route->method, route->pattern, route->handler, route->flags) != 0) {
+            log_error("cannot register %s %s", http_method_name(route->method), route->pattern);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- the context ---------------------------------------------------------------------------------- */
+
+const apiary_config *apiary_context_config(const apiary_context *ctx) { return ctx ? &ctx->cfg : NULL; }
+
+const void *apiary_context_section(const apiary_context *ctx, const char *name)
+{
+    const apiary_app *app = app_running;
+    if (!ctx || !app || !name)
+        return NULL;
+    for (size_t i = 0; i < app->section_count; i++)
+        if (strcmp(app->sections[i].name, name) == 0)
+            return ctx->sections[i];
+    return NULL;
+}
+
+pool *apiary_context_pool(const apiary_context *ctx) { return ctx ? ctx->pool : NULL; }
+
+const http_client_upstream *apiary_context_upstream(const apiary_context *ctx, const char *name)
+{
+    if (!ctx || !name)
+        return NULL;
+    for (unsigned i = 0; i < ctx->upstream_count; i++)
+        if (strcmp(ctx->upstreams[i].name, name) == 0)
+            return &ctx->upstreams[i];
+    return NULL;
+}
+
+void apiary_context_upstreams(const apiary_context *ctx, const http_client_upstream **out, unsigned *count)
+{
+    *out = ctx ? ctx->upstreams : NULL;
+    *count = ctx ? ctx->upstream_count : 0;
+}
+
+const redis_settings *apiary_context_redis(const apiary_context *ctx) { return ctx ? ctx->redis : NULL; }
+
+/* ---- main ----------------------------------------------------------------------------------------- */
+
+static int app_main_configured(apiary_app *app, const cli_options *opts, apiary_config *cfg)
+{
+    char err[CONFIG_ERROR_MAX];
+    if (opts->healthcheck) { /* a probe of the running server: only the address matters */
+        int rc = healthcheck_run(cfg);
+        config_release(cfg);
+        return rc;
+    }
+    void *sections[CONFIG_MAX_APP_SECTIONS] = {0};
+    if (app_parse_sections(cfg, sections, err) != 0) {
+        fprintf(stderr, "%s: %s\n", app->name, err);
+        config_release(cfg);
+        return 2;
+    }
+    if (opts->check_config) {
+        app_free_sections(sections);
+        printf("config OK: %s\n", cfg->source_path[0] ? cfg->source_path : "(built-in defaults)");
+        config_release(cfg);
+        return 0;
+    }
+    log_set_level(cfg->log_level);
+    int ready_fd = -1;
+    if (opts->daemon) {
+        if (!cfg->log_file[0]) {
+            fprintf(stderr, "%s: --daemon needs daemon.log_file in the config (a daemon has no terminal)\n",
+                    app->name);
+            app_free_sections(sections);
+            config_release(cfg);
+            return 2;
+        }
+        ready_fd = daemon_start(err, sizeof(err));
+        if (ready_fd < 0) {
+            fprintf(stderr, "%s: %s\n", app->name, err);
+            app_free_sections(sections);
+            config_release(cfg);
+            return 1;
+        }
+        cfg->daemonize = true;
+    }
+    return server_run(cfg, sections, ready_fd);
+}
+
+int apiary_app_main(apiary_app *app, int argc, char **argv)
+{
+    app_running = app;
+    cli_options opts;
+    int rc;
+    if (cli_parse(argc, argv, &opts, stderr) != 0) {
+        fprintf(stderr, "try '%s --help'\n", app->name);
+        rc = 2;
+        goto done;
+    }
+    if (opts.help) {
+        cli_usage_for(stdout, app->name, app->default_config);
+        rc = 0;
+        goto done;
+    }
+    if (opts.version) {
+        if (strcmp(app->name, "apiary") == 0)
+            printf("apiary %s\n", APIARY_VERSION);
+        else
+            printf("%s (apiary %s)\n", app->name, APIARY_VERSION);
+        rc = 0;
+        goto done;
+    }
+    apiary_config cfg;
+    char err[CONFIG_ERROR_MAX];
+    config_defaults(&cfg);
+    const char *path = opts.config_given ? opts.config_path : app->default_config;
+    if (path && config_load_file(&cfg, path, err) != 0) {
+        fprintf(stderr, "%s: %s\n", app->name, err);
+        rc = 2;
+        goto done;
+    }
+    /* Containers set the address in the environment (0.0.0.0 inside, a config file baked for loopback);
+     * it sits between the file and the flags. Empty counts as unset, since an image's ENV cannot be
+     * removed at run time, only emptied. */
+    const char *env_listen = getenv("APIARY_LISTEN");
+    if (env_listen && *env_listen && config_parse_listen(&cfg, env_listen, err) != 0) {
+        fprintf(stderr, "%s: APIARY_LISTEN: %s\n", app->name, err);
+        rc = 2;
+    } else if (opts.listen && config_parse_listen(&cfg, opts.listen, err) != 0) {
+        fprintf(stderr, "%s: --listen: %s\n", app->name, err);
+        rc = 2;
+    } else {
+        cfg.listen_overridden = (env_listen && *env_listen) || opts.listen;
+        if (opts.threads > 0) {
+            cfg.threads = (unsigned)opts.threads;
+            cfg.threads_overridden = true;
+        }
+        rc = app_main_configured(app, &opts, &cfg); /* the server's generations own cfg's JSON now */
+        goto done;
+    }
+    config_release(&cfg);
+done:
+    app_running = NULL;
+    free(app->routes);
+    free(app);
+    return rc;
+}

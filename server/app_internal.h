@@ -1,0 +1,40 @@
+/* app_internal: how the server side of the library (server/, the built-in endpoints) reaches the
+ * application registered through apiary.h. Not installed. */
+#ifndef APIARY_APP_INTERNAL_H
+#define APIARY_APP_INTERNAL_H
+
+#include "apiary.h"
+#include "config.h"
+#include "router.h"
+
+/* The application apiary_app_main runs (one per process), or NULL before it. */
+const apiary_app *app_get(void);
+
+/* Runs every section parser of the app on cfg->app_json into out[] (CONFIG_MAX_APP_SECTIONS slots,
+ * indexed like the registrations). Returns 0, or -1 with "ORIGIN: SECTION.KEY: why" in err, having
+ * freed whatever the parsers before the failing one built. With no app: 0 and nothing. */
+int app_parse_sections(const apiary_config *cfg, void *out[], char err[CONFIG_ERROR_MAX]);
+/* Gives what app_parse_sections built to the parsers' free functions. */
+void app_free_sections(void *sections[]);
+
+/* The hooks (apiary_app_on_start / _on_reload); 0 without a hook. */
+int app_run_start_hook(const apiary_context *ctx);
+void app_run_reload_hook(const apiary_context *ctx);
+/* Publishes ctx as apiary_current() (any thread reads it). */
+void app_set_current(const apiary_context *ctx);
+
+/* Registers the built-in endpoints and then the app's routes. Returns 0, or -1 (logged). */
+int app_register_routes(router *r);
+
+/* The running config behind a context: for the apiary binary's own handler set, whose settings are
+ * keys of apiary's config file rather than an app section. Not for outside apps. */
+const apiary_config *apiary_context_config(const apiary_context *ctx);
+
+/* The built-in endpoints (handlers/health.c, handlers/metrics.c). */
+void health_live(http_request *req);
+void health_ready(http_request *req);
+void metrics_get(http_request *req);
+/* The app's readiness check for /readyz: true when it answered the request. */
+bool app_ready_check(http_request *req);
+
+#endif

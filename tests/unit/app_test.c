@@ -1,0 +1,92 @@
+/* app_test: unit tests for the application API (server/app.c, lib/apiary.h) short of running a
+ * server: route registration rules, the app's config section through apiary_app_main --check-config
+ * (parsed, refused with the file and section named, absent), and --version / --help naming the app.
+ * The integration test test_97_library runs real apps built against an installed library. */
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apiary.h"
+
+static void app_test_handler(http_request *req) { (void)req; }
+
+Test(app, routes_are_checked_when_added)
+{
+    apiary_app *app = apiary_app_new("t");
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/items/{id}", app_test_handler, 0), 0);
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_POST, "/items", app_test_handler, ROUTE_BODY_JSON), 0);
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/items/{other}", app_test_handler, 0), -1, "duplicate");
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "no-slash", app_test_handler, 0), -1);
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/a//b", app_test_handler, 0), -1);
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/healthz", app_test_handler, 0), -1, "built-in");
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/metrics", app_test_handler, 0), -1, "built-in");
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/x", NULL, 0), -1);
+    char *argv[] = {"t", "--version", NULL};
+    cr_assert_eq(apiary_app_main(app, 2, argv), 0); /* frees the app */
+}
+
+static int parsed_calls;
+static long parsed_value;
+
+static int app_test_parse(const json_t *section, void **out, char *err, size_t cap)
+{
+    parsed_calls++;
+    const json_t *v = json_object_get(section, "n");
+    if (section && !json_is_integer(v)) {
+        snprintf(err, cap, "n: must be an integer");
+        return -1;
+    }
+    parsed_value = section ? (long)json_integer_value(v) : -1;
+    *out = NULL;
+    return 0;
+}
+
+static int app_test_check(const char *json)
+{
+    char path[] = "/tmp/app_test_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+    close(fd);
+    apiary_app *app = apiary_app_new("t");
+    cr_assert_eq(apiary_app_section(app, "mine", app_test_parse, NULL), 0);
+    char *argv[] = {"t", "--config", path, "--check-config", NULL};
+    int rc = apiary_app_main(app, 4, argv);
+    unlink(path);
+    return rc;
+}
+
+Test(app, section_is_parsed_at_check_config, .init = cr_redirect_stdout)
+{
+    cr_assert_eq(app_test_check("{\"mine\": {\"n\": 7}, \"threads\": 2}"), 0);
+    cr_assert_eq(parsed_calls, 1);
+    cr_assert_eq(parsed_value, 7);
+}
+
+Test(app, section_absent_is_parsed_as_null, .init = cr_redirect_stdout)
+{
+    cr_assert_eq(app_test_check("{}"), 0);
+    cr_assert_eq(parsed_value, -1);
+}
+
+Test(app, bad_section_is_a_config_error_naming_file_and_key, .init = cr_redirect_stderr)
+{
+    cr_assert_eq(app_test_check("{\"mine\": {\"n\": \"seven\"}}"), 2);
+    fflush(stderr);
+    char buf[1024] = "";
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    buf[n] = '\0';
+    cr_assert(strstr(buf, "t: /tmp/app_test_") && strstr(buf, ": mine.n: must be an integer"), "got: %s", buf);
+}
+
+Test(app, a_section_cannot_shadow_apiary_keys)
+{
+    apiary_app *app = apiary_app_new("t");
+    cr_assert_eq(apiary_app_section(app, "limits", app_test_parse, NULL), -1);
+    cr_assert_eq(apiary_app_section(app, "upstreams", app_test_parse, NULL), -1);
+    char *argv[] = {"t", "--version", NULL};
+    cr_assert_eq(apiary_app_main(app, 2, argv), 0);
+}
