@@ -108,6 +108,8 @@ void apiary_app_ready_check(apiary_app *app, apiary_ready_fn fn) { app->ready = 
 
 const apiary_app *app_get(void) { return app_running; }
 
+void app_set_running(const apiary_app *app) { app_running = app; }
+
 /* ---- sections and hooks --------------------------------------------------------------------------- */
 
 int app_parse_sections(const apiary_config *cfg, void *out[], char err[CONFIG_ERROR_MAX])

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "app_internal.h"
 #include "config.h"
 #include "generation.h"
 #include "handlers.h"
@@ -47,9 +48,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg.http.linger_timeout_ms = 0;
     cfg.http.max_body_bytes = 65536;
     pool *workers = pool_new_inline();
-    fuzz_gen = generation_first(&cfg, 1, workers);
+    /* What apiary_app_main and server_run do, short of threads, listeners and signals. */
+    apiary_app *app = apiary_app_new("fuzz_request");
+    if (handlers_add_routes(app) != 0)
+        abort();
+    app_set_running(app);
+    static void *sections[CONFIG_MAX_APP_SECTIONS];
+    fuzz_gen = generation_first(&cfg, sections, 1, workers);
+    app_set_current(fuzz_gen);
     fuzz_routes = router_new();
-    if (handlers_register(fuzz_routes, &fuzz_gen->handlers) != 0 || password_init() != 0) {
+    if (app_run_start_hook(fuzz_gen) != 0 || app_register_routes(fuzz_routes) != 0) {
         fprintf(stderr, "fuzz_request: handlers failed to start\n");
         abort();
     }
