@@ -1,6 +1,7 @@
 /* health: liveness and readiness probes for load balancers and orchestrators. /healthz says the
  * process is serving; /readyz says it wants new traffic, and turns 503 while the server drains or,
- * with the Redis key-value backend, while this loop has no link to Redis. */
+ * with the Redis key-value backend, while this loop has no link to Redis, or with the MariaDB SQL
+ * backend, while this loop has no connection to the database. */
 #include "handlers.h"
 #include "http_loop.h"
 
@@ -14,13 +15,26 @@ static void health_redis_unreachable(http_request *req)
     http_respond_problem(req, 503, NULL, "the key-value store is unavailable");
 }
 
+/* Everything else is fine: the answer depends on the SQL backend. MariaDB only (SQLite is always
+ * ready): 503 while the schema is not in place yet or this loop has no connection up. The reason and
+ * the address are in the log, never in the answer. */
+static void health_answer_ready(http_request *req)
+{
+    if (!sql_ready(http_request_loop(req))) {
+        http_response_header(req, "Retry-After", "1");
+        http_respond_problem(req, 503, NULL, "the database is unavailable");
+        return;
+    }
+    http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
+}
+
 static void health_redis_pinged(async_op *op, void *arg)
 {
     http_request *req = arg;
     if (op->status != ASYNC_OK)
         health_redis_unreachable(req);
     else
-        http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
+        health_answer_ready(req);
 }
 
 void health_ready(http_request *req)
@@ -44,5 +58,5 @@ void health_ready(http_request *req)
         async_op_then(redis_command(scope, loop, cfg->redis, 1, argv, argvlen), health_redis_pinged, req);
         return;
     }
-    http_respond_json(req, 200, json_pack("{s:s}", "status", "ready"));
+    health_answer_ready(req);
 }

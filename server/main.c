@@ -41,6 +41,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "apiary: APIARY_LISTEN: %s\n", err);
         return 2;
     }
+    /* The database URL holds a password: secrets belong in the environment, not in config files.
+     * The message names the variable and never echoes its value. */
+    const char *env_sql = getenv("APIARY_SQL_URL");
+    if (env_sql && *env_sql) {
+        if (config_parse_sql_url(&cfg, env_sql, err) != 0) {
+            fprintf(stderr, "apiary: APIARY_SQL_URL: %s\n", err);
+            return 2;
+        }
+        cfg.sql_url_overridden = true;
+    }
     if (opts.listen && config_parse_listen(&cfg, opts.listen, err) != 0) {
         fprintf(stderr, "apiary: --listen: %s\n", err);
         return 2;

@@ -17,6 +17,7 @@
 #include "generation.h"
 #include "http_client.h"
 #include "redis.h"
+#include "sql.h"
 #include "handlers.h"
 #include "http_listener.h"
 #include "http_loop.h"
@@ -190,11 +191,19 @@ int server_run(const apiary_config *cfg, int ready_fd)
     if (cfg->pool_run_inline)
         log_warn("pool.run_inline is on: CPU-heavy handlers run on the event loops (benchmarks only)");
     server_generation *gen = generation_first(cfg, n, workers);
+    /* The first generation lives until exit, so the SQL backend may keep pointing at its settings. */
+    if (sql_start(&gen->cfg.sql, workers) != 0) {
+        pool_shutdown(workers);
+        pool_free(workers);
+        generation_free_all(gen);
+        return 1;
+    }
     router *r = router_new();
     if (handlers_register(r, &gen->handlers) != 0) {
         router_free(r);
         pool_shutdown(workers);
         pool_free(workers);
+        sql_stop();
         generation_free_all(gen);
         return 1;
     }
@@ -205,6 +214,7 @@ int server_run(const apiary_config *cfg, int ready_fd)
         router_free(r);
         pool_shutdown(workers);
         pool_free(workers);
+        sql_stop();
         generation_free_all(gen);
         return 1;
     }
@@ -246,6 +256,7 @@ int server_run(const apiary_config *cfg, int ready_fd)
     metrics_add_source(pool_metrics_source, workers);
     metrics_add_source(http_client_metrics_source, NULL);
     metrics_add_source(redis_metrics_source, NULL);
+    metrics_add_source(sql_metrics_source, NULL);
     for (unsigned i = 0; i < n; i++) {
         int rc = pthread_create(&threads[i].thread, NULL, server_thread_main, &threads[i]);
         if (rc != 0) {
@@ -280,6 +291,7 @@ int server_run(const apiary_config *cfg, int ready_fd)
     for (unsigned i = 0; i < n; i++)
         http_loop_free(threads[i].loop);
     pool_free(workers);
+    sql_stop(); /* after the loops (their pools) and the workers (their SQLite connections) */
     free(loops);
     if (unix_fd >= 0)
         unlink(cfg->unix_socket_path);
