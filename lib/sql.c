@@ -58,7 +58,7 @@ void sql_settings_defaults(sql_settings *s)
     s->connections_per_loop = 4;
     s->query_timeout_ms = 2000;
     s->connect_timeout_ms = 1000;
-    s->max_waiting = 1024;
+    s->max_waiting = 10000;
 }
 
 static int sql_url_fail(char *err, size_t cap, const char *why)

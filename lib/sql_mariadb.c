@@ -107,8 +107,12 @@ struct sql_my_conn {
     unsigned index;
     sql_my_state state;
     MYSQL *my;
-    struct event io;      /* the socket (and Connector/C's own timeouts); assigned per wait */
+    struct event io;      /* one-shot waits: connecting, writing, Connector/C's own timeouts */
     bool io_added;
+    struct event rd;      /* once connected: a persistent read watch, for replies and for an idle
+                           * connection the server closes; no epoll_ctl per statement */
+    bool rd_added;
+    bool rd_paused;       /* taken out while a one-shot wait covers the socket */
     struct event deadline; /* the connect deadline */
     sql_my_step step;
     bool in_call;         /* a *_start asked to wait: the next readiness goes to *_cont */
@@ -124,6 +128,7 @@ struct sql_my_conn {
     MYSQL_STMT *stmt;     /* the task's statement */
     bool stmt_cached;
     MYSQL_BIND *pbind, *rbind;
+    size_t pbind_cap;
     size_t rcols;
     /* result buffers, rcols each */
     long long *r_int;
@@ -212,7 +217,6 @@ static void sql_my_conn_free_result_buffers(sql_my_conn *c)
     if (c->r_text)
         for (size_t i = 0; i < c->rcols; i++)
             free(c->r_text[i]);
-    free(c->pbind);
     free(c->rbind);
     free(c->r_int);
     free(c->r_double);
@@ -220,7 +224,7 @@ static void sql_my_conn_free_result_buffers(sql_my_conn *c)
     free(c->r_len);
     free(c->r_null);
     free(c->r_type);
-    c->pbind = c->rbind = NULL;
+    c->rbind = NULL;
     c->r_int = NULL;
     c->r_double = NULL;
     c->r_text = NULL;
@@ -274,6 +278,11 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
         event_del(&c->io);
         c->io_added = false;
     }
+    if (c->rd_added) {
+        event_del(&c->rd);
+        c->rd_added = false;
+        c->rd_paused = false;
+    }
     event_del(&c->deadline);
     int fd = c->my ? (int)mysql_get_socket(c->my) : -1;
     if (fd >= 0)
@@ -292,6 +301,9 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     }
     c->cached = 0;
     sql_my_conn_free_result_buffers(c);
+    free(c->pbind);
+    c->pbind = NULL;
+    c->pbind_cap = 0;
     if (c->my)
         mysql_close(c->my);
     c->my = NULL;
@@ -317,6 +329,21 @@ static void sql_my_on_io(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     sql_my_conn *c = arg;
     c->io_added = false;
+    if (c->rd_paused) {
+        event_add(&c->rd, NULL);
+        c->rd_paused = false;
+    }
+    int ready = ((what & EV_READ) ? MYSQL_WAIT_READ : 0) | ((what & EV_WRITE) ? MYSQL_WAIT_WRITE : 0) |
+                ((what & EV_TIMEOUT) ? MYSQL_WAIT_TIMEOUT : 0);
+    sql_my_resume(c, ready);
+}
+
+/* The persistent read watch of an established connection. */
+static void sql_my_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_my_conn *c = arg;
     if (c->state == SQL_MY_IDLE) {
         /* Nothing was asked of the server, so anything it sends (EOF after a restart or a KILL, an
          * error packet before it closes an idle connection) means this connection is done. */
@@ -326,14 +353,17 @@ static void sql_my_on_io(evutil_socket_t fd, short what, void *arg)
         sql_my_dispatch(c->pool);
         return;
     }
-    int ready = ((what & EV_READ) ? MYSQL_WAIT_READ : 0) | ((what & EV_WRITE) ? MYSQL_WAIT_WRITE : 0) |
-                ((what & EV_TIMEOUT) ? MYSQL_WAIT_TIMEOUT : 0);
-    sql_my_resume(c, ready);
+    if (c->in_call)
+        sql_my_resume(c, MYSQL_WAIT_READ);
 }
 
-/* Waits for what the library asked for (MYSQL_WAIT_* in status). */
+/* Waits for what the library asked for (MYSQL_WAIT_* in status). A plain read on an established
+ * connection is what the persistent watch already covers; anything else is a one-shot event, with the
+ * watch paused meanwhile so readiness is delivered once. */
 static void sql_my_wait(sql_my_conn *c, int status)
 {
+    if (c->rd_added && !c->rd_paused && !(status & (MYSQL_WAIT_WRITE | MYSQL_WAIT_TIMEOUT)))
+        return;
     short what = 0;
     if (status & (MYSQL_WAIT_READ | MYSQL_WAIT_EXCEPT))
         what |= EV_READ;
@@ -346,16 +376,23 @@ static void sql_my_wait(sql_my_conn *c, int status)
         tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
         tvp = &tv;
     }
+    if (c->rd_added && !c->rd_paused) {
+        event_del(&c->rd);
+        c->rd_paused = true;
+    }
     event_assign(&c->io, c->pool->base, (evutil_socket_t)mysql_get_socket(c->my), what, sql_my_on_io, c);
     event_add(&c->io, tvp);
     c->io_added = true;
 }
 
-static void sql_my_watch_idle(sql_my_conn *c)
+/* Connected: from now on the persistent read watch sees replies and an idle close alike. */
+static void sql_my_watch(sql_my_conn *c)
 {
-    event_assign(&c->io, c->pool->base, (evutil_socket_t)mysql_get_socket(c->my), EV_READ, sql_my_on_io, c);
-    event_add(&c->io, NULL);
-    c->io_added = true;
+    event_assign(&c->rd, c->pool->base, (evutil_socket_t)mysql_get_socket(c->my), EV_READ | EV_PERSIST,
+                 sql_my_on_read, c);
+    event_add(&c->rd, NULL);
+    c->rd_added = true;
+    c->rd_paused = false;
 }
 
 static bool sql_my_connection_error(unsigned err)
@@ -462,8 +499,13 @@ static MYSQL_STMT *sql_my_cached(sql_my_conn *c, const char *sql)
 
 static void sql_my_bind_params(sql_my_conn *c, sql_my_task *t)
 {
-    free(c->pbind);
-    c->pbind = t->nparams ? xcalloc(t->nparams, sizeof(*c->pbind)) : NULL;
+    if (t->nparams > c->pbind_cap) {
+        free(c->pbind);
+        c->pbind_cap = t->nparams;
+        c->pbind = xmalloc(c->pbind_cap * sizeof(*c->pbind));
+    }
+    if (t->nparams)
+        memset(c->pbind, 0, t->nparams * sizeof(*c->pbind));
     for (size_t i = 0; i < t->nparams; i++) {
         sql_value *v = &t->params[i];
         MYSQL_BIND *b = &c->pbind[i];
@@ -592,8 +634,6 @@ static void sql_my_task_done(sql_my_conn *c)
     sql_my_task_finish(t, t->error);
     if (c->retire)
         sql_my_conn_close(c, NULL);
-    else
-        sql_my_watch_idle(c);
 }
 
 static void sql_my_start_execute(sql_my_conn *c)
@@ -627,7 +667,7 @@ static bool sql_my_step_done(sql_my_conn *c)
         p->failures = 0;
         p->backoff = false;
         evtimer_del(p->retry);
-        sql_my_watch_idle(c);
+        sql_my_watch(c);
         return false;
     case SQL_MY_STEP_PREPARE:
         if (c->ret_int != 0) {
@@ -718,10 +758,6 @@ static void sql_my_resume(sql_my_conn *c, int ready)
 
 static void sql_my_run(sql_my_conn *c, sql_my_task *t)
 {
-    if (c->io_added) {
-        event_del(&c->io); /* the idle watch */
-        c->io_added = false;
-    }
     c->state = SQL_MY_BUSY;
     sql__gauge_add(SQL_GAUGE_IN_USE, 1);
     c->task = t;
