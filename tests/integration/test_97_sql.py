@@ -592,6 +592,33 @@ class MariadbFailureTest(AsyncAssertions, unittest.TestCase):
         self.wait_for_status(srv, "/v1/db", 200, timeout=5)
         self.assertGreaterEqual(self.metric(srv, "apiary_sql_errors_total", 'backend="mariadb",kind="busy"'), 3)
 
+    def test_waiters_are_served_in_order(self):
+        """FIFO: with one connection and the database stopped, inserts queue up; once it resumes they
+        run in the order they arrived, which the ids the database hands out show."""
+        srv = self.apiary(connections_per_loop=1, query_timeout_ms=5000)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+        self.db.signal(signal.SIGSTOP)
+        socks = []
+        try:
+            for i in range(6):
+                s = srv.connect()
+                s.sendall(build_request("POST", "/v1/items", JSON, json.dumps({"name": f"fifo-{i}", "price": i}).encode()))
+                socks.append(s)
+                time.sleep(0.05)  # arrival order is the point
+            self.db.signal(signal.SIGCONT)
+            items = []
+            for s in socks:
+                resp = apiary_harness.read_response(s, timeout=10)
+                self.assertEqual(resp.status, 201, resp)
+                items.append(resp.json())
+        finally:
+            for s in socks:
+                s.close()
+        ids = [item["id"] for item in items]
+        self.assertEqual([item["name"] for item in items], [f"fifo-{i}" for i in range(6)])
+        self.assertEqual(ids, sorted(ids), "served out of order")
+
     def test_client_leaving_mid_query_discards_and_reuses(self):
         """Finish and discard: the statement of a request that is gone completes on its connection,
         the result is dropped, and the same connection serves the next request."""
