@@ -129,7 +129,8 @@ struct sql_my_conn {
     bool stmt_cached;
     MYSQL_BIND *pbind, *rbind;
     size_t pbind_cap;
-    size_t rcols;
+    size_t rcols, rcap;
+    size_t *r_text_cap;
     /* result buffers, rcols each */
     long long *r_int;
     double *r_double;
@@ -214,13 +215,13 @@ static bool sql_my_conn_up(const sql_my_conn *c) { return c->state == SQL_MY_IDL
 
 static void sql_my_conn_free_result_buffers(sql_my_conn *c)
 {
-    if (c->r_text)
-        for (size_t i = 0; i < c->rcols; i++)
-            free(c->r_text[i]);
+    for (size_t i = 0; i < c->rcap; i++)
+        free(c->r_text[i]);
     free(c->rbind);
     free(c->r_int);
     free(c->r_double);
     free(c->r_text);
+    free(c->r_text_cap);
     free(c->r_len);
     free(c->r_null);
     free(c->r_type);
@@ -228,10 +229,31 @@ static void sql_my_conn_free_result_buffers(sql_my_conn *c)
     c->r_int = NULL;
     c->r_double = NULL;
     c->r_text = NULL;
+    c->r_text_cap = NULL;
     c->r_len = NULL;
     c->r_null = NULL;
     c->r_type = NULL;
-    c->rcols = 0;
+    c->rcols = c->rcap = 0;
+}
+
+/* Room for n result columns; kept for the connection's life, so a statement costs no allocation. */
+static void sql_my_conn_reserve_columns(sql_my_conn *c, size_t n)
+{
+    if (n <= c->rcap)
+        return;
+    c->rbind = xrealloc(c->rbind, n * sizeof(*c->rbind));
+    c->r_int = xrealloc(c->r_int, n * sizeof(*c->r_int));
+    c->r_double = xrealloc(c->r_double, n * sizeof(*c->r_double));
+    c->r_text = xrealloc(c->r_text, n * sizeof(*c->r_text));
+    c->r_text_cap = xrealloc(c->r_text_cap, n * sizeof(*c->r_text_cap));
+    c->r_len = xrealloc(c->r_len, n * sizeof(*c->r_len));
+    c->r_null = xrealloc(c->r_null, n * sizeof(*c->r_null));
+    c->r_type = xrealloc(c->r_type, n * sizeof(*c->r_type));
+    for (size_t i = c->rcap; i < n; i++) {
+        c->r_text[i] = NULL;
+        c->r_text_cap[i] = 0;
+    }
+    c->rcap = n;
 }
 
 /* The call in progress, continued with `ready` (MYSQL_WAIT_* bits). */
@@ -533,23 +555,18 @@ static void sql_my_bind_params(sql_my_conn *c, sql_my_task *t)
 }
 
 /* Binds one buffer per result column: integers as 64-bit, floating and decimal as double, the rest
- * as text sized by the column's longest value (STMT_ATTR_UPDATE_MAX_LENGTH). */
+ * as text in a buffer at least as long as the column's longest value in this result (store_result
+ * updates the statement's own field descriptions with it: STMT_ATTR_UPDATE_MAX_LENGTH), so no value
+ * is ever truncated. The statement's fields are read in place: no metadata copy per execution. */
 static bool sql_my_bind_results(sql_my_conn *c)
 {
-    MYSQL_RES *meta = mysql_stmt_result_metadata(c->stmt);
-    if (!meta)
+    size_t n = mysql_stmt_field_count(c->stmt);
+    const MYSQL_FIELD *fields = c->stmt->fields;
+    if (!fields || n == 0)
         return false;
-    size_t n = mysql_num_fields(meta);
-    MYSQL_FIELD *fields = mysql_fetch_fields(meta);
-    sql_my_conn_free_result_buffers(c);
+    sql_my_conn_reserve_columns(c, n);
     c->rcols = n;
-    c->rbind = xcalloc(n, sizeof(*c->rbind));
-    c->r_int = xcalloc(n, sizeof(*c->r_int));
-    c->r_double = xcalloc(n, sizeof(*c->r_double));
-    c->r_text = xcalloc(n, sizeof(*c->r_text));
-    c->r_len = xcalloc(n, sizeof(*c->r_len));
-    c->r_null = xcalloc(n, sizeof(*c->r_null));
-    c->r_type = xcalloc(n, sizeof(*c->r_type));
+    memset(c->rbind, 0, n * sizeof(*c->rbind));
     for (size_t i = 0; i < n; i++) {
         MYSQL_BIND *b = &c->rbind[i];
         b->is_null = &c->r_null[i];
@@ -573,16 +590,21 @@ static bool sql_my_bind_results(sql_my_conn *c)
             b->buffer_type = MYSQL_TYPE_DOUBLE;
             b->buffer = &c->r_double[i];
             break;
-        default:
+        default: {
+            size_t need = (size_t)fields[i].max_length + 1;
+            if (need > c->r_text_cap[i]) {
+                free(c->r_text[i]);
+                c->r_text_cap[i] = need < 64 ? 64 : need;
+                c->r_text[i] = xmalloc(c->r_text_cap[i]);
+            }
             c->r_type[i] = SQL_TEXT;
             b->buffer_type = MYSQL_TYPE_STRING;
-            b->buffer_length = fields[i].max_length + 1;
-            c->r_text[i] = xmalloc(b->buffer_length);
+            b->buffer_length = (unsigned long)c->r_text_cap[i];
             b->buffer = c->r_text[i];
             break;
         }
+        }
     }
-    mysql_free_result(meta);
     return mysql_stmt_bind_result(c->stmt, c->rbind) == 0;
 }
 
