@@ -6,6 +6,7 @@
 #define APIARY_HANDLERS_H
 
 #include "apiary.h"
+#include "sql.h"
 
 /* What the endpoints take from the config; read-only once the loops run. */
 typedef struct handlers_settings {
@@ -65,5 +66,16 @@ void kv_put(http_request *req);
 void kv_delete(http_request *req);
 /* The /readyz check (apiary_app_ready_check): with the Redis backend, 503 while this loop has no link. */
 bool kv_ready(http_request *req);
+/* world.c: TechEmpower's database tests (docs/sql.md) */
+void world_db_get(http_request *req);
+void world_queries_get(http_request *req);
+void world_updates_get(http_request *req);
+/* Answers a failed SQL operation: 504 timeout, 503 + Retry-After unavailable or busy, 500 refused. */
+void sql_answer_failure(http_request *req, const async_op *op);
+/* items.c: the items resource on SQL */
+void items_post(http_request *req);
+void items_get(http_request *req);
+void items_list(http_request *req);
+void items_delete(http_request *req);
 
 #endif

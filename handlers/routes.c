@@ -25,6 +25,13 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_PUT, "/v1/kv/{key}", kv_put, ROUTE_BODY_JSON},
     {HTTP_METHOD_DELETE, "/v1/kv/{key}", kv_delete, 0},
     {HTTP_METHOD_POST, "/v1/fanout", fanout_post, ROUTE_BODY_JSON},
+    {HTTP_METHOD_GET, "/v1/db", world_db_get, 0},
+    {HTTP_METHOD_GET, "/v1/queries", world_queries_get, 0},
+    {HTTP_METHOD_GET, "/v1/updates", world_updates_get, 0},
+    {HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_BODY_JSON},
+    {HTTP_METHOD_GET, "/v1/items", items_list, 0},
+    {HTTP_METHOD_GET, "/v1/items/{id}", items_get, 0},
+    {HTTP_METHOD_DELETE, "/v1/items/{id}", items_delete, 0},
 };
 
 /* Swapped whole on a config reload while loops run: readers see either the old or the new settings. */

@@ -3,9 +3,11 @@
 # Usage: scripts/deps.sh [--bench|--fuzz]   (--bench adds wrk and nginx for bench/, --fuzz clang for tests/fuzz)
 set -euo pipefail
 
-# redis-server is a test dependency (the Redis backend's tests start their own on loopback).
+# redis-server and mariadb-server are test dependencies (the Redis and MariaDB tests start their own
+# servers on loopback; the distribution's own service is never used).
 packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libhiredis-dev
-          libcriterion-dev node-llhttp python3 curl redis-server nginx-light)
+          libmariadb-dev libsqlite3-dev libcriterion-dev node-llhttp python3 curl redis-server nginx-light
+          mariadb-server mariadb-client)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light)
 fi

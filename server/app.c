@@ -305,14 +305,21 @@ int apiary_app_main(apiary_app *app, int argc, char **argv)
      * it sits between the file and the flags. Empty counts as unset, since an image's ENV cannot be
      * removed at run time, only emptied. */
     const char *env_listen = getenv("APIARY_LISTEN");
+    /* The database URL holds a password: secrets belong in the environment, not in config files. The
+     * message names the variable and never echoes its value. */
+    const char *env_sql = getenv("APIARY_SQL_URL");
     if (env_listen && *env_listen && config_parse_listen(&cfg, env_listen, err) != 0) {
         fprintf(stderr, "%s: APIARY_LISTEN: %s\n", app->name, err);
+        rc = 2;
+    } else if (env_sql && *env_sql && config_parse_sql_url(&cfg, env_sql, err) != 0) {
+        fprintf(stderr, "%s: APIARY_SQL_URL: %s\n", app->name, err);
         rc = 2;
     } else if (opts.listen && config_parse_listen(&cfg, opts.listen, err) != 0) {
         fprintf(stderr, "%s: --listen: %s\n", app->name, err);
         rc = 2;
     } else {
         cfg.listen_overridden = (env_listen && *env_listen) || opts.listen;
+        cfg.sql_url_overridden = env_sql && *env_sql;
         if (opts.threads > 0) {
             cfg.threads = (unsigned)opts.threads;
             cfg.threads_overridden = true;

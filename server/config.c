@@ -194,6 +194,12 @@ static const config_key config_keys[] = {
     CONFIG_INT("redis.connections_per_loop", redis.connections_per_loop, 1, 64),
     CONFIG_INT("redis.connect_timeout_ms", redis.connect_timeout_ms, 1, 60000),
     CONFIG_INT("redis.command_timeout_ms", redis.command_timeout_ms, 1, 600000),
+    CONFIG_STR("sql.url", config_parse_sql_url,
+               "a string \"sqlite:PATH\" or \"mysql://USER:PASSWORD@HOST:PORT/DATABASE\""),
+    CONFIG_INT("sql.connections_per_loop", sql.connections_per_loop, 1, 256),
+    CONFIG_INT("sql.query_timeout_ms", sql.query_timeout_ms, 1, 600000),
+    CONFIG_INT("sql.connect_timeout_ms", sql.connect_timeout_ms, 1, 60000),
+    CONFIG_INT("sql.max_waiting", sql.max_waiting, 1, 1000000),
 };
 
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -254,6 +260,7 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->redis.connections_per_loop = 1;
     cfg->redis.connect_timeout_ms = 200;
     cfg->redis.command_timeout_ms = 500;
+    sql_settings_defaults(&cfg->sql);
     http_settings_defaults(&cfg->http);
     /* 0 is outside both ranges, so it means "not in the file": config_fit_defaults picks a value that
      * fits whatever the file did set for the other one. */

@@ -9,6 +9,7 @@
 #include "http_client.h"
 #include "http_settings.h"
 #include "redis.h"
+#include "sql.h"
 #include "log.h"
 
 #define CONFIG_ERROR_MAX 512
@@ -45,6 +46,8 @@ typedef struct apiary_config {
     unsigned kv_max_entries;        /* memory backend: entries across the whole server */
     size_t kv_max_memory_bytes;     /* memory backend: key and value bytes across the whole server */
     redis_settings redis;
+    sql_settings sql;               /* the "sql" section; sql.url may come from APIARY_SQL_URL */
+    bool sql_url_overridden;        /* set by APIARY_SQL_URL: a reload keeps the running sql section */
     http_cidr trusted_proxies[CONFIG_MAX_TRUSTED_PROXIES];
     unsigned trusted_proxy_count;
     bool rate_limit_enabled;
@@ -87,6 +90,9 @@ int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err
 int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
 int config_parse_kv_backend(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
+/* sql.url (and APIARY_SQL_URL): "sqlite:PATH", "" or "mysql://USER:PASSWORD@HOST:PORT/DATABASE". The
+ * message never contains the URL, which holds the password. */
+int config_parse_sql_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 
 /* Makes the top-level key `name` an application's section: the loader keeps its object as it is in
  * cfg->app_json instead of rejecting it, and the app validates it (server/app.c). Start-up only, main

@@ -1,5 +1,5 @@
 /* config_sections: the structured parts of the config file that a flat table row cannot describe:
- * the map of named upstreams, and the strings with their own grammar (kv.backend, redis.url). Called
+ * the map of named upstreams, and the strings with their own grammar (kv.backend, redis.url, sql.url). Called
  * by config.c on its scratch copy, so a failure here leaves the caller's config untouched. */
 #include <jansson.h>
 #include <stdarg.h>
@@ -189,6 +189,11 @@ int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFI
     cfg->redis.port = port;
     cfg->redis.db = db;
     return 0;
+}
+
+int config_parse_sql_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    return sql_url_parse(&cfg->sql, value, err, CONFIG_ERROR_MAX);
 }
 
 int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX])

@@ -96,6 +96,12 @@ static void generation_keep_restart_only(apiary_config *next, const apiary_confi
     GENERATION_KEEP(kv_max_entries, "kv.max_entries");
     GENERATION_KEEP(kv_max_memory_bytes, "kv.max_memory_bytes");
     GENERATION_KEEP(redis, "redis");
+    /* The backend and its pools keep the settings they started with; APIARY_SQL_URL is not the
+     * file's to change, so with it the section is kept without a word. */
+    next->sql_url_overridden = now->sql_url_overridden;
+    if (now->sql_url_overridden)
+        next->sql = now->sql;
+    GENERATION_KEEP(sql, "sql");
     GENERATION_KEEP(pid_file, "daemon.pid_file");
     GENERATION_KEEP(log_file, "daemon.log_file");
     GENERATION_KEEP(user, "user");

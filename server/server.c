@@ -18,6 +18,7 @@
 #include "http_client.h"
 #include "redis.h"
 #include "app_internal.h"
+#include "sql.h"
 #include "http_listener.h"
 #include "http_loop.h"
 #include "access_log.h"
@@ -201,12 +202,21 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
         log_warn("pool.run_inline is on: CPU-heavy handlers run on the event loops (benchmarks only)");
     server_generation *gen = generation_first(cfg, sections, n, workers);
     app_set_current(gen);
+    /* The first generation lives until exit, so the SQL backend may keep pointing at its settings. */
+    if (sql_start(&gen->cfg.sql, workers) != 0) {
+        pool_shutdown(workers);
+        pool_free(workers);
+        app_set_current(NULL);
+        generation_free_all(gen);
+        return 1;
+    }
     router *r = router_new();
     if (app_run_start_hook(gen) != 0 || app_register_routes(r) != 0) {
         router_free(r);
         pool_shutdown(workers);
         pool_free(workers);
         app_set_current(NULL);
+        sql_stop();
         generation_free_all(gen);
         return 1;
     }
@@ -218,6 +228,7 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
         pool_shutdown(workers);
         pool_free(workers);
         app_set_current(NULL);
+        sql_stop();
         generation_free_all(gen);
         return 1;
     }
@@ -259,6 +270,7 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
     metrics_add_source(pool_metrics_source, workers);
     metrics_add_source(http_client_metrics_source, NULL);
     metrics_add_source(redis_metrics_source, NULL);
+    metrics_add_source(sql_metrics_source, NULL);
     for (unsigned i = 0; i < n; i++) {
         int rc = pthread_create(&threads[i].thread, NULL, server_thread_main, &threads[i]);
         if (rc != 0) {
@@ -293,6 +305,7 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
     for (unsigned i = 0; i < n; i++)
         http_loop_free(threads[i].loop);
     pool_free(workers);
+    sql_stop(); /* after the loops (their pools) and the workers (their SQLite connections) */
     free(loops);
     if (unix_fd >= 0)
         unlink(cfg->unix_socket_path);

@@ -195,6 +195,11 @@ class ApiaryServer:
     def start(self):
         self._tmpdir = tempfile.TemporaryDirectory(prefix="apiary-it-")
         self.config_path = os.path.join(self._tmpdir.name, "apiary.json")
+        # The embedded SQL default is a SQLite file; each server gets its own, in its temporary
+        # directory, rather than an apiary.db in the working directory.
+        sql = self.config.setdefault("sql", {})
+        if not sql.get("url"):
+            sql["url"] = "sqlite:" + os.path.join(self._tmpdir.name, "apiary.db")
         with open(self.config_path, "w", encoding="utf-8") as f:
             json.dump(self.config, f, indent=2)
         argv = [self.binary or apiary_bin(), "--config", self.config_path, "--listen", f"{HOST}:0",

@@ -322,6 +322,10 @@ class ListenEnvironmentTest(unittest.TestCase):
         port = free_port()
         env = {k: v for k, v in os.environ.items() if k != "APIARY_LISTEN"}
         env["APIARY_LISTEN"] = f"127.0.0.1:{port}"
+        # The shipped config's SQLite file is relative to the working directory: keep it out of the tree.
+        sql_dir = tempfile.TemporaryDirectory(prefix="apiary-it-sql-")
+        self.addCleanup(sql_dir.cleanup)
+        env["APIARY_SQL_URL"] = "sqlite:" + os.path.join(sql_dir.name, "apiary.db")
         proc = subprocess.Popen([apiary_bin(), "--config", shipped_config(), "--threads", "1"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=env)

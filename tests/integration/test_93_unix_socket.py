@@ -50,7 +50,7 @@ class UnixSocketTest(unittest.TestCase):
                     self.assertEqual(request(sock, "GET", "/healthz").status, 200)
                 config = os.path.join(tmp, "second.json")
                 with open(config, "w", encoding="utf-8") as f:
-                    json.dump({"unix_socket": {"path": path}}, f)
+                    json.dump({"unix_socket": {"path": path}, "sql": {"url": "sqlite:" + os.path.join(tmp, "a.db")}}, f)
                 second = subprocess.run([apiary_bin(), "--config", config, "--listen", "127.0.0.1:0"],
                                         capture_output=True, text=True, timeout=10)
                 self.assertEqual(second.returncode, 1)
@@ -63,7 +63,8 @@ class UnixSocketTest(unittest.TestCase):
             path = os.path.join(tmp, "only.sock")
             config = os.path.join(tmp, "apiary.json")
             with open(config, "w", encoding="utf-8") as f:
-                json.dump({"listen": "", "unix_socket": {"path": path}, "log_level": "info"}, f)
+                json.dump({"listen": "", "unix_socket": {"path": path}, "log_level": "info",
+                           "sql": {"url": "sqlite:" + os.path.join(tmp, "a.db")}}, f)
             proc = subprocess.Popen([apiary_bin(), "--config", config, "--threads", "2"], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             try:

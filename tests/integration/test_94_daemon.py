@@ -45,7 +45,9 @@ class DaemonTest(unittest.TestCase):
         self.tmp.cleanup()
 
     def write_config(self, **extra):
-        config = {"daemon": {"pid_file": self.pid_file, "log_file": self.log_file}, **extra}
+        # The SQLite default is relative to the working directory: keep the file in the test's own.
+        config = {"daemon": {"pid_file": self.pid_file, "log_file": self.log_file},
+                  "sql": {"url": "sqlite:" + os.path.join(self.dir, "apiary.db")}, **extra}
         path = os.path.join(self.dir, "apiary.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(config, f)

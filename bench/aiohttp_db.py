@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+"""bench/aiohttp_db.py: the aiohttp + aiomysql reference server for bench/sql.sh.
+
+  aiohttp_db.py HOST:PORT --mysql mysql://USER:PASSWORD@HOST:PORT/DB [--pool 64] [--loop auto|asyncio|uvloop]
+
+GET /v1/db answers one random row of TechEmpower's `world` table, {"id":N,"randomNumber":M}, and
+GET /v1/queries?queries=N an array of N such rows, each its own query run concurrently
+(asyncio.gather), N clamped to 1..500 as TechEmpower says: what apiary's /v1/db and /v1/queries do,
+in the same compact bytes. The obvious asyncio program: one process, one event loop, no access log,
+an aiomysql pool (--pool connections, 64 by default), a prepared statement per query as aiomysql does
+it (client-side parameter escaping: aiomysql has no server-side prepared statements).
+
+Needs Debian's python3-aiohttp and python3-aiomysql. Prints one "listening ..." line on stdout when
+ready; stops cleanly on SIGTERM/SIGINT.
+"""
+import argparse
+import asyncio
+import json
+import random
+import signal
+import sys
+import urllib.parse
+
+import aiohttp
+import aiomysql
+from aiohttp import web
+
+from aiohttp_common import pick_loop, raise_nofile
+
+SELECT = "SELECT id, randomNumber FROM world WHERE id = %s"
+
+
+def count(request):
+    try:
+        n = int(request.query.get("queries", "1"))
+    except ValueError:
+        return 1
+    return 1 if n < 1 else 500 if n > 500 else n
+
+
+def make_handlers(pool):
+    async def one():
+        # Shielded, like aiohttp_kv.py's Redis exchange: aiohttp cancels a handler whose client
+        # disconnects (wrk does at the end of every run), and a query cancelled mid-flight leaves its
+        # connection mid-protocol in the pool (aiomysql's "packet sequence number wrong").
+        async def run():
+            async with pool.acquire() as conn:
+                async with conn.cursor() as cur:
+                    await cur.execute(SELECT, (random.randint(1, 10000),))
+                    row = await cur.fetchone()
+            return {"id": row[0], "randomNumber": row[1]}
+        return await asyncio.shield(run())
+
+    async def db(request):
+        return web.Response(text=json.dumps(await one(), separators=(",", ":")), content_type="application/json")
+
+    async def queries(request):
+        rows = await asyncio.gather(*(one() for _ in range(count(request))))
+        return web.Response(text=json.dumps(rows, separators=(",", ":")), content_type="application/json")
+
+    return db, queries
+
+
+async def serve(host, port, args, loop_name, nofile):
+    url = urllib.parse.urlparse(args.mysql)
+    pool = await aiomysql.create_pool(host=url.hostname, port=url.port or 3306, user=url.username,
+                                      password=url.password or "", db=url.path.lstrip("/"), minsize=1,
+                                      maxsize=args.pool, autocommit=True)
+    db, queries = make_handlers(pool)
+    app = web.Application()
+    app.router.add_get("/v1/db", db)
+    app.router.add_get("/v1/queries", queries)
+    app.router.add_get("/v1/hello", lambda r: web.json_response({"message": "Hello, World!"}))
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=args.keepalive_timeout, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=args.backlog, shutdown_timeout=1.0)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"listening on http://{host}:{port} aiohttp {aiohttp.__version__} aiomysql {aiomysql.__version__} "
+          f"python {sys.version.split()[0]} loop {loop_name} pool {args.pool} RLIMIT_NOFILE {nofile}", flush=True)
+    await stop.wait()
+    await runner.cleanup()
+    pool.close()
+    await pool.wait_closed()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("listen", help="HOST:PORT")
+    ap.add_argument("--mysql", required=True, help="mysql://USER:PASSWORD@HOST:PORT/DB")
+    ap.add_argument("--pool", type=int, default=64)
+    ap.add_argument("--backlog", type=int, default=4096)
+    ap.add_argument("--keepalive-timeout", type=float, default=600.0)
+    ap.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    args = ap.parse_args()
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        ap.error("listen must be HOST:PORT")
+    nofile = raise_nofile()
+    loop_name = pick_loop(args.loop, "aiohttp_db")
+    try:
+        asyncio.run(serve(host.strip("[]"), int(port), args, loop_name, nofile))
+    except OSError as e:
+        sys.exit(f"aiohttp_db: {e}")
+
+
+if __name__ == "__main__":
+    main()

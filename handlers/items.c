@@ -1,0 +1,263 @@
+/* items: a small resource on the SQL backend (lib/sql.h, docs/sql.md), the shape most JSON APIs have:
+ *
+ *   POST   /v1/items                      {"name":"…","price":9.5} -> 201, Location: /v1/items/{id}
+ *   GET    /v1/items/{id}                 -> 200 the item / 404
+ *   GET    /v1/items?limit=N&after=ID     -> {"items":[…ascending id…],"next":ID or null}
+ *   DELETE /v1/items/{id}                 -> 204 / 404
+ *
+ * An item is {"id","name","price","created_at"}: name 1..200 characters, price a number >= 0,
+ * created_at the UTC time of the insert in ISO 8601 (written by apiary, so both backends agree).
+ * Pagination is by key: `after` is the last id of the previous page, so a page costs one index range
+ * scan however deep it is, and rows inserted meanwhile never shift a page. Every value reaches the
+ * database as a bound parameter. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "handlers.h"
+#include "request_body.h"
+
+#define ITEMS_NAME_MAX_CHARS 200
+#define ITEMS_LIMIT_DEFAULT 20
+#define ITEMS_LIMIT_MAX 100
+/* A row as the drivers count it: four cells and a name of at most 200 characters of 4 bytes. */
+#define ITEMS_ROW_BYTES (4 * sizeof(sql_value) + ITEMS_NAME_MAX_CHARS * 4 + 64)
+
+static const char ITEMS_INSERT[] = "INSERT INTO items (name, price, created_at) VALUES (?, ?, ?)";
+static const char ITEMS_SELECT[] = "SELECT id, name, price, created_at FROM items WHERE id = ?";
+static const char ITEMS_PAGE[] = "SELECT id, name, price, created_at FROM items WHERE id > ? ORDER BY id LIMIT ?";
+static const char ITEMS_DELETE[] = "DELETE FROM items WHERE id = ?";
+
+typedef struct items_call {
+    http_request *req;
+    async_scope *scope;
+    const char *name;
+    size_t name_len;
+    double price;
+    char created_at[32];
+    long long limit;
+} items_call;
+
+static items_call *items_call_start(http_request *req)
+{
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return NULL;
+    items_call *call = async_scope_alloc(scope, sizeof(*call));
+    call->req = req;
+    call->scope = scope;
+    return call;
+}
+
+static json_t *items_json(const sql_result *r, size_t row)
+{
+    const sql_value *name = sql_cell(r, row, 1), *price = sql_cell(r, row, 2), *created = sql_cell(r, row, 3);
+    return json_pack("{s:I,s:s%,s:f,s:s%}", "id", (json_int_t)sql_cell(r, row, 0)->i, "name", name->s ? name->s : "",
+                     name->len, "price", price->type == SQL_INT ? (double)price->i : price->d, "created_at",
+                     created->s ? created->s : "", created->len);
+}
+
+/* Reads a decimal integer query or path value in min..max; else 400 naming `field`. */
+static bool items_integer(http_request *req, const char *text, const char *field, long long min, long long max,
+                          long long *out)
+{
+    bool ok = text && *text >= '0' && *text <= '9';
+    long long v = 0;
+    if (ok) {
+        char *end;
+        errno = 0;
+        v = strtoll(text, &end, 10);
+        ok = *end == '\0' && errno == 0 && v >= min && v <= max;
+    }
+    if (!ok) {
+        http_respond_problem(req, 400, json_pack("{s:s}", "field", field), "%s must be an integer from %lld to %lld",
+                             field, min, max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool items_id(http_request *req, long long *id)
+{
+    return items_integer(req, http_request_param(req, "id"), "id", 1, INT64_MAX, id);
+}
+
+static void items_not_found(http_request *req) { http_respond_problem(req, 404, NULL, "no item has this id"); }
+
+/* ---- POST /v1/items ---------------------------------------------------------------------------- */
+
+static size_t items_utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
+static void items_created(async_op *op, void *arg)
+{
+    items_call *call = arg;
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(call->req, op);
+        return;
+    }
+    const sql_result *r = op->value;
+    char location[64];
+    snprintf(location, sizeof(location), "/v1/items/%lld", (long long)r->insert_id);
+    http_response_header(call->req, "Location", location);
+    http_respond_json(call->req, 201,
+                      json_pack("{s:I,s:s%,s:f,s:s}", "id", (json_int_t)r->insert_id, "name", call->name,
+                                call->name_len, "price", call->price, "created_at", call->created_at));
+}
+
+void items_post(http_request *req)
+{
+    json_t *body = request_body_json(req, false);
+    if (!body)
+        return;
+    if (!json_is_object(body)) {
+        http_respond_problem(req, 400, NULL, "the body must be a JSON object {\"name\":…,\"price\":…}");
+        return;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        if (strcmp(key, "name") != 0 && strcmp(key, "price") != 0) {
+            request_body_reject(req, 400, key, "is not a member of an item (name, price)");
+            return;
+        }
+    }
+    json_t *name = json_object_get(body, "name"), *price = json_object_get(body, "price");
+    size_t chars = json_is_string(name) ? items_utf8_chars(json_string_value(name), json_string_length(name)) : 0;
+    if (!json_is_string(name) || chars < 1 || chars > ITEMS_NAME_MAX_CHARS ||
+        memchr(json_string_value(name), '\0', json_string_length(name))) {
+        http_respond_problem(req, 400, json_pack("{s:s}", "field", "name"),
+                             "name must be a string of 1 to %d characters (without NUL)", ITEMS_NAME_MAX_CHARS);
+        return;
+    }
+    if (!json_is_number(price) || json_number_value(price) < 0) {
+        http_respond_problem(req, 400, json_pack("{s:s}", "field", "price"), "price must be a number >= 0");
+        return;
+    }
+    items_call *call = items_call_start(req);
+    if (!call)
+        return;
+    call->name = json_string_value(name); /* the request keeps the parsed body until it ends */
+    call->name_len = json_string_length(name);
+    call->price = json_number_value(price);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct tm tm;
+    gmtime_r(&now.tv_sec, &tm);
+    size_t n = strftime(call->created_at, sizeof(call->created_at), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(call->created_at + n, sizeof(call->created_at) - n, ".%03ldZ", now.tv_nsec / 1000000);
+    sql_value *params = async_scope_alloc(call->scope, 3 * sizeof(*params));
+    params[0] = sql_text(call->name, call->name_len);
+    params[1] = sql_double(call->price);
+    params[2] = sql_text(call->created_at, strlen(call->created_at));
+    sql_stmt stmt = {ITEMS_INSERT, params, 3, 0};
+    async_op_then(sql_query(call->scope, http_request_loop(req), &stmt), items_created, call);
+}
+
+/* ---- GET /v1/items/{id} ------------------------------------------------------------------------ */
+
+static void items_got(async_op *op, void *arg)
+{
+    items_call *call = arg;
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(call->req, op);
+        return;
+    }
+    const sql_result *r = op->value;
+    if (r->rows == 0) {
+        items_not_found(call->req);
+        return;
+    }
+    http_respond_json(call->req, 200, items_json(r, 0));
+}
+
+void items_get(http_request *req)
+{
+    long long id;
+    if (!items_id(req, &id))
+        return;
+    items_call *call = items_call_start(req);
+    if (!call)
+        return;
+    sql_value *param = async_scope_alloc(call->scope, sizeof(*param));
+    *param = sql_int(id);
+    sql_stmt stmt = {ITEMS_SELECT, param, 1, 2 * ITEMS_ROW_BYTES};
+    async_op_then(sql_query(call->scope, http_request_loop(req), &stmt), items_got, call);
+}
+
+/* ---- GET /v1/items ----------------------------------------------------------------------------- */
+
+static void items_listed(async_op *op, void *arg)
+{
+    items_call *call = arg;
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(call->req, op);
+        return;
+    }
+    const sql_result *r = op->value;
+    /* One row more than the page was asked for: it says whether there is a next page. */
+    size_t shown = r->rows > (size_t)call->limit ? (size_t)call->limit : r->rows;
+    json_t *items = json_array();
+    for (size_t i = 0; i < shown; i++)
+        json_array_append_new(items, items_json(r, i));
+    json_t *next = r->rows > shown ? json_integer((json_int_t)sql_cell(r, shown - 1, 0)->i) : json_null();
+    http_respond_json(call->req, 200, json_pack("{s:o,s:o}", "items", items, "next", next));
+}
+
+void items_list(http_request *req)
+{
+    long long limit = ITEMS_LIMIT_DEFAULT, after = 0;
+    const char *limit_text = http_request_query(req, "limit"), *after_text = http_request_query(req, "after");
+    if (limit_text && !items_integer(req, limit_text, "limit", 1, ITEMS_LIMIT_MAX, &limit))
+        return;
+    if (after_text && !items_integer(req, after_text, "after", 0, INT64_MAX, &after))
+        return;
+    items_call *call = items_call_start(req);
+    if (!call)
+        return;
+    call->limit = limit;
+    sql_value *params = async_scope_alloc(call->scope, 2 * sizeof(*params));
+    params[0] = sql_int(after);
+    params[1] = sql_int(limit + 1);
+    sql_stmt stmt = {ITEMS_PAGE, params, 2, (size_t)(limit + 1) * ITEMS_ROW_BYTES + 256};
+    async_op_then(sql_query(call->scope, http_request_loop(req), &stmt), items_listed, call);
+}
+
+/* ---- DELETE /v1/items/{id} --------------------------------------------------------------------- */
+
+static void items_deleted(async_op *op, void *arg)
+{
+    items_call *call = arg;
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(call->req, op);
+        return;
+    }
+    const sql_result *r = op->value;
+    if (r->affected == 0)
+        items_not_found(call->req);
+    else
+        http_respond_raw(call->req, 204, NULL, NULL, 0);
+}
+
+void items_delete(http_request *req)
+{
+    long long id;
+    if (!items_id(req, &id))
+        return;
+    items_call *call = items_call_start(req);
+    if (!call)
+        return;
+    sql_value *param = async_scope_alloc(call->scope, sizeof(*param));
+    *param = sql_int(id);
+    sql_stmt stmt = {ITEMS_DELETE, param, 1, 0};
+    async_op_then(sql_query(call->scope, http_request_loop(req), &stmt), items_deleted, call);
+}

@@ -1,0 +1,241 @@
+/* world: TechEmpower's database tests on the `world` table (ids 1..10000), on the configured SQL
+ * backend (lib/sql.h, docs/sql.md):
+ *
+ *   GET /v1/db                  {"id":N,"randomNumber":M}, one random row
+ *   GET /v1/queries?queries=N   N such rows, each its own query, run concurrently
+ *   GET /v1/updates?queries=N   N random rows, each given a new randomNumber, written before the answer
+ *
+ * N follows TechEmpower's rule: missing, not an integer or below 1 is 1, above 500 is 500. Also here:
+ * how every SQL endpoint answers a failed query (sql_answer_failure). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "handlers.h"
+#include "log.h"
+
+#define WORLD_ROWS 10000
+#define WORLD_MAX_QUERIES 500
+
+static const char WORLD_SELECT[] = "SELECT id, randomNumber FROM world WHERE id = ?";
+static const char WORLD_UPDATE[] = "UPDATE world SET randomNumber = ? WHERE id = ?";
+
+/* ---- shared by the SQL endpoints ----------------------------------------------------------------- */
+
+void sql_answer_failure(http_request *req, const async_op *op)
+{
+    const char *error = op->error;
+    const sql_settings *s = sql_current_settings();
+    if (op->status == ASYNC_TIMEOUT || error == SQL_ERROR_TIMEOUT) {
+        http_respond_problem(req, 504, NULL, "the database did not answer within %u ms", s ? s->query_timeout_ms : 0);
+    } else if (error == SQL_ERROR_BUSY) {
+        http_response_header(req, "Retry-After", "1");
+        http_respond_problem(req, 503, NULL, "the database is busy: too many queries are waiting");
+    } else if (error == SQL_ERROR_QUERY || error == SQL_ERROR_TOO_LARGE) {
+        /* What the database said is in the log (sql: ... refused); clients get no SQL internals. */
+        http_respond_problem(req, 500, NULL, "the database could not run the query");
+    } else {
+        /* Never an address: where the database lives is for the operator's log. */
+        http_response_header(req, "Retry-After", "1");
+        http_respond_problem(req, 503, NULL, "the database is unavailable");
+    }
+}
+
+/* A per-thread xorshift: loops and tests need spread, not cryptography, and no lock. */
+static uint64_t world_random(void)
+{
+    static _Thread_local uint64_t state;
+    if (state == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        state = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&state;
+        if (state == 0)
+            state = 88172645463325252ull;
+    }
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+
+static long long world_random_id(void) { return (long long)(world_random() % WORLD_ROWS) + 1; }
+
+/* TechEmpower's N: never an error. */
+static size_t world_count(http_request *req)
+{
+    const char *q = http_request_query(req, "queries");
+    if (!q || !*q)
+        return 1;
+    char *end;
+    long n = strtol(q, &end, 10);
+    if (*end != '\0' || n < 1)
+        return 1;
+    return n > WORLD_MAX_QUERIES ? WORLD_MAX_QUERIES : (size_t)n;
+}
+
+static json_t *world_row(const sql_result *r)
+{
+    if (r->rows != 1 || r->cols != 2)
+        return NULL;
+    return json_pack("{s:I,s:I}", "id", (json_int_t)sql_cell(r, 0, 0)->i, "randomNumber",
+                     (json_int_t)sql_cell(r, 0, 1)->i);
+}
+
+static void world_missing(http_request *req)
+{
+    http_respond_problem(req, 500, NULL, "the world table is missing rows (expected ids 1..%d)", WORLD_ROWS);
+}
+
+/* ---- GET /v1/db -------------------------------------------------------------------------------- */
+
+static void world_db_done(async_op *op, void *arg)
+{
+    http_request *req = arg;
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(req, op);
+        return;
+    }
+    json_t *row = world_row(op->value);
+    if (!row) {
+        world_missing(req);
+        return;
+    }
+    http_respond_json(req, 200, row);
+}
+
+void world_db_get(http_request *req)
+{
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    sql_value *id = async_scope_alloc(scope, sizeof(*id));
+    *id = sql_int(world_random_id());
+    sql_stmt stmt = {WORLD_SELECT, id, 1, 0};
+    async_op_then(sql_query(scope, http_request_loop(req), &stmt), world_db_done, req);
+}
+
+/* ---- GET /v1/queries --------------------------------------------------------------------------- */
+
+/* N selects of random ids, as one batch (each statement its own query). */
+static async_op *world_select_batch(async_scope *scope, http_request *req, size_t n)
+{
+    sql_value *ids = async_scope_alloc(scope, n * sizeof(*ids));
+    sql_stmt *stmts = async_scope_alloc(scope, n * sizeof(*stmts));
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = sql_int(world_random_id());
+        stmts[i] = (sql_stmt){WORLD_SELECT, &ids[i], 1, 0};
+    }
+    return sql_batch(scope, http_request_loop(req), stmts, n);
+}
+
+static json_t *world_rows(const sql_batch_result *b)
+{
+    json_t *out = json_array();
+    for (size_t i = 0; i < b->count; i++) {
+        json_t *row = world_row(&b->results[i]);
+        if (!row) {
+            json_decref(out);
+            return NULL;
+        }
+        json_array_append_new(out, row);
+    }
+    return out;
+}
+
+static void world_queries_done(async_op *op, void *arg)
+{
+    http_request *req = arg;
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(req, op);
+        return;
+    }
+    json_t *rows = world_rows(op->value);
+    if (!rows) {
+        world_missing(req);
+        return;
+    }
+    http_respond_json(req, 200, rows);
+}
+
+void world_queries_get(http_request *req)
+{
+    size_t n = world_count(req);
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    async_op_then(world_select_batch(scope, req, n), world_queries_done, req);
+}
+
+/* ---- GET /v1/updates --------------------------------------------------------------------------- */
+
+typedef struct world_update {
+    http_request *req;
+    async_scope *scope;
+    json_t *rows;      /* the answer, as written; released by a scope cleanup */
+} world_update;
+
+static void world_json_release(void *arg) { json_decref(arg); }
+
+static void world_updates_written(async_op *op, void *arg)
+{
+    world_update *u = arg;
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(u->req, op);
+        return;
+    }
+    http_respond_json(u->req, 200, json_incref(u->rows));
+}
+
+static void world_updates_read(async_op *op, void *arg)
+{
+    world_update *u = arg;
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(u->req, op);
+        return;
+    }
+    const sql_batch_result *b = op->value;
+    u->rows = world_rows(b);
+    if (!u->rows) {
+        world_missing(u->req);
+        return;
+    }
+    async_scope_defer(u->scope, world_json_release, u->rows);
+    /* One UPDATE per distinct id (each its own statement, so on MariaDB they spread over the pool and
+     * no transaction can deadlock another); a repeated id gets the number its first row got, so every
+     * row of the answer is what the table holds. */
+    size_t n = b->count, distinct = 0;
+    sql_value *params = async_scope_alloc(u->scope, 2 * n * sizeof(*params));
+    sql_stmt *stmts = async_scope_alloc(u->scope, n * sizeof(*stmts));
+    for (size_t i = 0; i < n; i++) {
+        json_t *row = json_array_get(u->rows, i);
+        json_int_t id = json_integer_value(json_object_get(row, "id"));
+        json_int_t number = 0;
+        for (size_t k = 0; k < i && !number; k++) {
+            json_t *prev = json_array_get(u->rows, k);
+            if (json_integer_value(json_object_get(prev, "id")) == id)
+                number = json_integer_value(json_object_get(prev, "randomNumber"));
+        }
+        if (!number) {
+            number = world_random_id();
+            params[2 * distinct] = sql_int(number);
+            params[2 * distinct + 1] = sql_int(id);
+            stmts[distinct] = (sql_stmt){WORLD_UPDATE, &params[2 * distinct], 2, 0};
+            distinct++;
+        }
+        json_object_set_new(row, "randomNumber", json_integer(number));
+    }
+    async_op_then(sql_batch(u->scope, http_request_loop(u->req), stmts, distinct), world_updates_written, u);
+}
+
+void world_updates_get(http_request *req)
+{
+    size_t n = world_count(req);
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    world_update *u = async_scope_alloc(scope, sizeof(*u));
+    u->req = req;
+    u->scope = scope;
+    async_op_then(world_select_batch(scope, req, n), world_updates_read, u);
+}

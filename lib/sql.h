@@ -1,0 +1,175 @@
+/* sql: asynchronous SQL for handlers, on MariaDB/MySQL or SQLite (see docs/sql.md).
+ *
+ * The model. A handler runs a statement with sql_query (or several with sql_batch) and gets an
+ * async_op, awaited like any other (async_op_then, async_gather). The op completes OK with value = a
+ * sql_result (sql_batch: a sql_batch_result) copied into the request's scope, or FAILED with one of
+ * the SQL_ERROR_* strings below. Parameters are always bound, never pasted into the SQL text: `?`
+ * placeholders in the text, values in sql_value arrays.
+ *
+ * Backends (sql_settings.backend, chosen once at start by sql.url):
+ *   - MariaDB/MySQL (lib/sql_mariadb.c): Connector/C's non-blocking API on the request's own loop.
+ *     Each loop has a pool of sql.connections_per_loop connections; statements beyond it wait in
+ *     FIFO order, bounded by the query timeout. Nothing blocks a loop: the host must be an IP
+ *     address, so no name is ever resolved.
+ *   - SQLite (lib/sql_sqlite.c): SQLite's calls block, so they run on the worker pool (lib/pool.h),
+ *     one connection per worker thread, in WAL mode with a busy timeout.
+ *
+ * Timeouts and cancellation. Every operation is bounded by sql.query_timeout_ms from its start
+ * (waiting for a connection included) and then fails SQL_ERROR_TIMEOUT. A MariaDB connection whose
+ * statement timed out is closed (it is somewhere in the middle of the protocol); one whose request
+ * went away (scope ended) finishes the statement and discards the result, then serves the next one,
+ * still bounded by the same timeout. See docs/sql.md for the failure table.
+ *
+ * Threads. sql_start/sql_stop on the main thread; sql_query, sql_batch and sql_ready on a loop
+ * thread; sql_stats_read and the metrics source on any. */
+#ifndef APIARY_SQL_H
+#define APIARY_SQL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "async.h"
+
+typedef struct http_loop http_loop;
+typedef struct pool pool;
+
+typedef enum sql_backend_kind { SQL_BACKEND_SQLITE, SQL_BACKEND_MARIADB } sql_backend_kind;
+
+/* From the config's "sql" section (server/config.c). Read-only once sql_start ran. */
+typedef struct sql_settings {
+    sql_backend_kind backend;
+    char path[4096];      /* SQLite: the database file */
+    char host[64];        /* MariaDB: an IPv4 or IPv6 address (never a name) */
+    unsigned port;
+    char user[128];
+    char password[256];   /* never logged, never shown in /metrics or in an answer */
+    char database[128];
+    unsigned connections_per_loop;
+    unsigned query_timeout_ms;
+    unsigned connect_timeout_ms;
+    unsigned max_waiting; /* MariaDB: statements queued for a connection per loop before 503 */
+} sql_settings;
+
+/* Fills the defaults: SQLite on "apiary.db", 4 connections per loop, 2000 ms per query. */
+void sql_settings_defaults(sql_settings *s);
+/* Parses sql.url into s: "" or "sqlite:PATH" (SQLite; "" keeps the default path), or
+ * "mysql://USER:PASSWORD@HOST:PORT/DATABASE" (also "mariadb://"; USER and PASSWORD may be
+ * %-encoded; PORT defaults to 3306; HOST is an IP address, IPv6 in brackets). Returns 0, or -1 with
+ * a message in err that never contains the password. */
+int sql_url_parse(sql_settings *s, const char *url, char *err, size_t err_cap);
+
+/* What a failed operation's error is (op->error points at one of these: compare pointers). */
+extern const char SQL_ERROR_UNAVAILABLE[];     /* "unavailable": the database cannot be reached now */
+extern const char SQL_ERROR_TIMEOUT[];         /* "timeout": not done within sql.query_timeout_ms */
+extern const char SQL_ERROR_CONNECTION_LOST[]; /* "connection_lost": the connection broke mid-query */
+extern const char SQL_ERROR_BUSY[];            /* "busy": too many statements waiting (503 at once) */
+extern const char SQL_ERROR_QUERY[];           /* "query": the database refused the statement */
+extern const char SQL_ERROR_TOO_LARGE[];       /* "too_large": the result exceeds max_result_bytes */
+
+typedef enum sql_type { SQL_NULL, SQL_INT, SQL_DOUBLE, SQL_TEXT } sql_type;
+
+/* A parameter or a result cell. TEXT: `s` of `len` bytes (NUL-terminated in results). */
+typedef struct sql_value {
+    sql_type type;
+    long long i;
+    double d;
+    const char *s;
+    size_t len;
+} sql_value;
+
+static inline sql_value sql_int(long long i) { return (sql_value){.type = SQL_INT, .i = i}; }
+static inline sql_value sql_double(double d) { return (sql_value){.type = SQL_DOUBLE, .d = d}; }
+static inline sql_value sql_text(const char *s, size_t len)
+{
+    return (sql_value){.type = SQL_TEXT, .s = s, .len = len};
+}
+
+/* One statement: SQL text with `?` placeholders and its parameters (copied before the call returns).
+ * max_result_bytes bounds what the result may take (0: SQL_RESULT_DEFAULT_BYTES); a bigger one fails
+ * SQL_ERROR_TOO_LARGE. */
+typedef struct sql_stmt {
+    const char *sql;
+    const sql_value *params;
+    size_t nparams;
+    size_t max_result_bytes;
+} sql_stmt;
+
+#define SQL_RESULT_DEFAULT_BYTES 1024u
+
+/* A statement's result, in scope memory: rows x cols cells, row-major. Integer columns come back
+ * as SQL_INT, floating ones as SQL_DOUBLE, text as SQL_TEXT, NULL as SQL_NULL. */
+typedef struct sql_result {
+    size_t rows, cols;
+    const sql_value *cells;
+    uint64_t affected;  /* INSERT/UPDATE/DELETE: rows changed */
+    int64_t insert_id;  /* INSERT: the id given to the new row */
+} sql_result;
+
+static inline const sql_value *sql_cell(const sql_result *r, size_t row, size_t col)
+{
+    return &r->cells[row * r->cols + col];
+}
+
+typedef struct sql_batch_result {
+    size_t count;
+    const sql_result *results; /* count entries, in statement order */
+} sql_batch_result;
+
+/* ---- start and stop (main thread) ------------------------------------------------------------ */
+
+/* Selects the backend, creates the schema when it is missing (world 1..10000 and items; idempotent)
+ * and registers nothing else. SQLite: done before this returns; -1 (logged) when the file cannot be
+ * opened or written. MariaDB: a background thread (never a loop) connects and creates the schema,
+ * retrying until it succeeds, so apiary starts while the database is down and /readyz stays 503
+ * until it is ready. `s` and `workers` must outlive every loop. */
+int sql_start(const sql_settings *s, pool *workers);
+/* Stops the schema thread (if any). After the loops are freed. */
+void sql_stop(void);
+/* The settings given to sql_start, or NULL before. */
+const sql_settings *sql_current_settings(void);
+
+/* ---- per-loop entry points (loop thread) ------------------------------------------------------ */
+
+/* Runs one statement. value: a sql_result in scope memory. */
+async_op *sql_query(async_scope *scope, http_loop *loop, const sql_stmt *stmt);
+/* Runs `n` independent statements (each its own query) and completes when all are done: OK with a
+ * sql_batch_result, or with the first failure. MariaDB spreads them over the loop's connections at
+ * once (async_gather of sql_query); SQLite runs them in one worker job, in one transaction. */
+async_op *sql_batch(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n);
+/* True when SQL requests can be served now. SQLite: always. MariaDB: the schema is in place and this
+ * loop has a connection up (starting one when none is, so the first call may answer false). */
+bool sql_ready(http_loop *loop);
+
+/* ---- counters (any thread) --------------------------------------------------------------------- */
+
+#define SQL_LATENCY_BUCKETS 12
+/* Upper bounds (ms, inclusive) of the latency histogram; the last bucket is +Inf. */
+extern const double SQL_LATENCY_BOUNDS_MS[SQL_LATENCY_BUCKETS - 1];
+
+typedef struct sql_stats {
+    uint64_t queries;              /* statements completed (OK or not), batch members included */
+    uint64_t errors_unavailable;
+    uint64_t errors_timeout;
+    uint64_t errors_connection_lost;
+    uint64_t errors_busy;
+    uint64_t errors_query;
+    uint64_t errors_too_large;
+    uint64_t results_discarded;    /* statements whose request was gone when they finished */
+    uint64_t connects;             /* MariaDB connections established */
+    uint64_t connect_failures;
+    uint64_t connections_closed;   /* broken, timed out or stale connections dropped */
+    uint64_t in_use;               /* gauge: connections running a statement */
+    uint64_t waiting;              /* gauge: statements waiting for a connection */
+    uint64_t open;                 /* gauge: connections open */
+    uint64_t latency_buckets[SQL_LATENCY_BUCKETS]; /* per operation, start to completion */
+    uint64_t latency_sum_us;
+} sql_stats;
+
+void sql_stats_read(sql_stats *out);
+
+struct metrics_writer;
+/* A metrics_source_fn (lib/metrics.h) for these counters; labels the backend, never the address. */
+void sql_metrics_source(struct metrics_writer *w, void *arg);
+
+#endif

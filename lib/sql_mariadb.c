@@ -1,0 +1,1155 @@
+/* sql_mariadb: the MariaDB/MySQL backend of lib/sql.h, on MariaDB Connector/C's non-blocking API
+ * driven by libevent on the request's own loop (aiomysql's job, in C).
+ *
+ * The model. Each loop has a pool (loop-local slot HTTP_LOOP_SLOT_SQL) of sql.connections_per_loop
+ * connections, opened lazily as statements need them. A statement is a task: it waits in the pool's
+ * FIFO for an idle connection (at most sql.max_waiting of them, then 503 "busy"), then runs there as a
+ * sequence of non-blocking calls (prepare once per connection and cache, execute, store the result,
+ * fetch, free), each a *_start that may ask to wait for the socket and a *_cont when libevent says it
+ * is ready. Nothing blocks the loop: the host is an IP address (sql.url refuses names), so
+ * mysql_real_connect_start never calls a resolver that would wait for DNS.
+ *
+ * Who owns what. The pool owns its connections and its tasks; a task holds copies of its SQL text
+ * and parameters and builds its rows in heap memory (sql_rows), copied into the caller's scope only
+ * when it completes. The caller's operation is a future whose cancel hook disowns the task: a waiting
+ * task leaves the line and is freed at once; a running one finishes on its connection and the result
+ * is discarded ("finish and discard"), so a connection is never left in the middle of the protocol.
+ *
+ * Deadlines. Every task has a timer of sql.query_timeout_ms from submission. When it fires while the
+ * task waits, the task fails "timeout". When it fires while the task runs, the connection is in an
+ * unknown place in the protocol, so it is aborted and closed (the socket is shut down first, which
+ * makes every pending and later call on it fail at once, so neither the abort nor mysql_close can
+ * block), and a fresh connection takes its place for the next task.
+ *
+ * Failures. A connection that breaks (server gone, killed) fails its task "connection_lost" and is
+ * closed. An idle connection is watched for readability: a server that closes it (restart, idle
+ * timeout, KILL) makes it readable, and it is dropped then, so no stale connection is ever handed out
+ * and no health query ("SELECT 1") is ever sent. A failed connect puts the pool in backoff (100 ms
+ * doubling to 2 s, +-20 % jitter) during which new tasks fail "unavailable" at once when no
+ * connection is up, and the next attempt happens when the backoff ends.
+ *
+ * Schema. A thread of its own (not a loop) creates the database and the tables with the blocking API
+ * at start, retrying every second while the database is unreachable; until it has succeeded tasks fail
+ * "unavailable" and /readyz is 503. */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+#include <errmsg.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "http_loop.h"
+#include "log.h"
+#include "sql_internal.h"
+#include "xalloc.h"
+
+/* Prepared statements kept per connection; a connection that would need more retires after its
+ * statement (the endpoints use fewer than ten). */
+#define SQL_MY_CACHE 32
+#define SQL_MY_BACKOFF_BASE_MS 100u
+#define SQL_MY_BACKOFF_MAX_MS 2000u
+
+static const sql_settings *sql_my_settings;
+static atomic_bool sql_my_schema_ready;
+static pthread_t sql_my_schema_thread;
+static bool sql_my_schema_started;
+static pthread_mutex_t sql_my_stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sql_my_stop_cond = PTHREAD_COND_INITIALIZER;
+static bool sql_my_stopping;
+
+typedef struct sql_my_pool sql_my_pool;
+typedef struct sql_my_conn sql_my_conn;
+
+typedef struct sql_my_task {
+    sql_my_pool *pool;
+    struct sql_my_task *prev, *next; /* the pool's wait line */
+    bool waiting;
+    async_op *op;       /* NULL once disowned: the result is discarded */
+    async_scope *scope; /* op's scope, valid while op is set */
+    char *sql;
+    size_t sql_len;
+    sql_value *params;  /* TEXT values point into the same allocation */
+    size_t nparams;
+    size_t max_bytes;
+    sql_rows rows;
+    const char *error;  /* set when a step failed; reported when the statement is over */
+    sql_my_conn *conn;  /* while running */
+    struct event timer;
+    uint64_t started_us;
+} sql_my_task;
+
+typedef enum sql_my_state {
+    SQL_MY_CLOSED,
+    SQL_MY_CONNECTING,
+    SQL_MY_IDLE,
+    SQL_MY_BUSY,
+} sql_my_state;
+
+typedef enum sql_my_step {
+    SQL_MY_STEP_NONE,
+    SQL_MY_STEP_CONNECT,
+    SQL_MY_STEP_PREPARE,
+    SQL_MY_STEP_EXECUTE,
+    SQL_MY_STEP_STORE,
+    SQL_MY_STEP_FETCH,
+    SQL_MY_STEP_FREE,
+} sql_my_step;
+
+struct sql_my_conn {
+    sql_my_pool *pool;
+    unsigned index;
+    sql_my_state state;
+    MYSQL *my;
+    struct event io;      /* one-shot waits: connecting, writing, Connector/C's own timeouts */
+    bool io_added;
+    struct event rd;      /* once connected: a persistent read watch, for replies and for an idle
+                           * connection the server closes; no epoll_ctl per statement */
+    bool rd_added;
+    bool rd_paused;       /* taken out while a one-shot wait covers the socket */
+    struct event deadline; /* the connect deadline */
+    sql_my_step step;
+    bool in_call;         /* a *_start asked to wait: the next readiness goes to *_cont */
+    bool retire;          /* close after the current task (statement cache full) */
+    MYSQL *ret_my;
+    int ret_int;
+    my_bool ret_bool;
+    struct {
+        char *sql;
+        MYSQL_STMT *stmt;
+    } cache[SQL_MY_CACHE];
+    size_t cached;
+    MYSQL_STMT *stmt;     /* the task's statement */
+    bool stmt_cached;
+    MYSQL_BIND *pbind, *rbind;
+    size_t pbind_cap;
+    size_t rcols, rcap;
+    size_t *r_text_cap;
+    /* result buffers, rcols each */
+    long long *r_int;
+    double *r_double;
+    char **r_text;
+    unsigned long *r_len;
+    my_bool *r_null;
+    sql_type *r_type;
+    sql_my_task *task;
+};
+
+struct sql_my_pool {
+    struct event_base *base;
+    const sql_settings *s;
+    unsigned id;
+    sql_my_conn *conns;
+    unsigned nconns;
+    sql_my_task *head, *tail;
+    size_t waiting;
+    unsigned failures;   /* consecutive failed connects: the backoff exponent */
+    bool backoff;        /* a connect failed and its retry is not due yet */
+    bool outage_logged;
+    struct event *retry;
+    unsigned rand_state;
+};
+
+static void sql_my_dispatch(sql_my_pool *p);
+static void sql_my_resume(sql_my_conn *c, int ready);
+
+/* ---- tasks --------------------------------------------------------------------------------------- */
+
+static void sql_my_task_unwait(sql_my_task *t)
+{
+    sql_my_pool *p = t->pool;
+    if (!t->waiting)
+        return;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        p->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        p->tail = t->prev;
+    t->prev = t->next = NULL;
+    t->waiting = false;
+    p->waiting--;
+    sql__gauge_add(SQL_GAUGE_WAITING, -1);
+}
+
+static void sql_my_task_free(sql_my_task *t)
+{
+    sql_my_task_unwait(t);
+    event_del(&t->timer);
+    sql__rows_free(&t->rows);
+    free(t->sql);
+    free(t->params);
+    free(t);
+}
+
+/* The statement is over (OK when error is NULL): deliver to the owner, if any, and free the task. */
+static void sql_my_task_finish(sql_my_task *t, const char *error)
+{
+    sql__count_query(error, sql__now_us() - t->started_us);
+    if (t->op) {
+        async_future_on_cancel(t->op, NULL, NULL);
+        if (error) {
+            async_fail(t->op, error);
+        } else {
+            sql_result *r = async_scope_alloc(t->scope, sizeof(*r));
+            sql__rows_copy(t->scope, &t->rows, r);
+            async_resolve(t->op, r);
+        }
+    } else {
+        sql__count_discarded();
+    }
+    sql_my_task_free(t);
+}
+
+/* ---- connections --------------------------------------------------------------------------------- */
+
+static bool sql_my_conn_up(const sql_my_conn *c) { return c->state == SQL_MY_IDLE || c->state == SQL_MY_BUSY; }
+
+static void sql_my_conn_free_result_buffers(sql_my_conn *c)
+{
+    for (size_t i = 0; i < c->rcap; i++)
+        free(c->r_text[i]);
+    free(c->rbind);
+    free(c->r_int);
+    free(c->r_double);
+    free(c->r_text);
+    free(c->r_text_cap);
+    free(c->r_len);
+    free(c->r_null);
+    free(c->r_type);
+    c->rbind = NULL;
+    c->r_int = NULL;
+    c->r_double = NULL;
+    c->r_text = NULL;
+    c->r_text_cap = NULL;
+    c->r_len = NULL;
+    c->r_null = NULL;
+    c->r_type = NULL;
+    c->rcols = c->rcap = 0;
+}
+
+/* Room for n result columns; kept for the connection's life, so a statement costs no allocation. */
+static void sql_my_conn_reserve_columns(sql_my_conn *c, size_t n)
+{
+    if (n <= c->rcap)
+        return;
+    c->rbind = xrealloc(c->rbind, n * sizeof(*c->rbind));
+    c->r_int = xrealloc(c->r_int, n * sizeof(*c->r_int));
+    c->r_double = xrealloc(c->r_double, n * sizeof(*c->r_double));
+    c->r_text = xrealloc(c->r_text, n * sizeof(*c->r_text));
+    c->r_text_cap = xrealloc(c->r_text_cap, n * sizeof(*c->r_text_cap));
+    c->r_len = xrealloc(c->r_len, n * sizeof(*c->r_len));
+    c->r_null = xrealloc(c->r_null, n * sizeof(*c->r_null));
+    c->r_type = xrealloc(c->r_type, n * sizeof(*c->r_type));
+    for (size_t i = c->rcap; i < n; i++) {
+        c->r_text[i] = NULL;
+        c->r_text_cap[i] = 0;
+    }
+    c->rcap = n;
+}
+
+/* The call in progress, continued with `ready` (MYSQL_WAIT_* bits). */
+static int sql_my_call(sql_my_conn *c, int ready)
+{
+    const sql_settings *s = c->pool->s;
+    sql_my_task *t = c->task;
+    bool cont = c->in_call;
+    switch (c->step) {
+    case SQL_MY_STEP_CONNECT:
+        return cont ? mysql_real_connect_cont(&c->ret_my, c->my, ready)
+                    : mysql_real_connect_start(&c->ret_my, c->my, s->host, s->user, s->password, s->database,
+                                               s->port, NULL, 0);
+    case SQL_MY_STEP_PREPARE:
+        return cont ? mysql_stmt_prepare_cont(&c->ret_int, c->stmt, ready)
+                    : mysql_stmt_prepare_start(&c->ret_int, c->stmt, t->sql, (unsigned long)t->sql_len);
+    case SQL_MY_STEP_EXECUTE:
+        return cont ? mysql_stmt_execute_cont(&c->ret_int, c->stmt, ready)
+                    : mysql_stmt_execute_start(&c->ret_int, c->stmt);
+    case SQL_MY_STEP_STORE:
+        return cont ? mysql_stmt_store_result_cont(&c->ret_int, c->stmt, ready)
+                    : mysql_stmt_store_result_start(&c->ret_int, c->stmt);
+    case SQL_MY_STEP_FETCH:
+        return cont ? mysql_stmt_fetch_cont(&c->ret_int, c->stmt, ready) : mysql_stmt_fetch_start(&c->ret_int, c->stmt);
+    case SQL_MY_STEP_FREE:
+        return cont ? mysql_stmt_free_result_cont(&c->ret_bool, c->stmt, ready)
+                    : mysql_stmt_free_result_start(&c->ret_bool, c->stmt);
+    case SQL_MY_STEP_NONE:
+        break;
+    }
+    return 0;
+}
+
+/* Closes the connection, whatever it was doing: the socket is shut down first, so the call in
+ * progress (driven to its end here) and mysql_close's goodbye fail at once instead of waiting. The
+ * running task, if any, is finished with `error`. */
+static void sql_my_conn_close(sql_my_conn *c, const char *error)
+{
+    if (c->state == SQL_MY_CLOSED)
+        return;
+    sql_my_pool *p = c->pool;
+    bool was_up = sql_my_conn_up(c);
+    if (c->io_added) {
+        event_del(&c->io);
+        c->io_added = false;
+    }
+    if (c->rd_added) {
+        event_del(&c->rd);
+        c->rd_added = false;
+        c->rd_paused = false;
+    }
+    event_del(&c->deadline);
+    int fd = c->my ? (int)mysql_get_socket(c->my) : -1;
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+    for (int i = 0; c->in_call && i < 1000; i++)
+        c->in_call = sql_my_call(c, MYSQL_WAIT_READ | MYSQL_WAIT_WRITE) != 0;
+    if (c->in_call)
+        log_error("sql: loop %u connection %u: an aborted call did not end", p->id, c->index);
+    c->in_call = false;
+    if (c->stmt && !c->stmt_cached)
+        mysql_stmt_close(c->stmt);
+    c->stmt = NULL;
+    for (size_t i = 0; i < c->cached; i++) {
+        mysql_stmt_close(c->cache[i].stmt);
+        free(c->cache[i].sql);
+    }
+    c->cached = 0;
+    sql_my_conn_free_result_buffers(c);
+    free(c->pbind);
+    c->pbind = NULL;
+    c->pbind_cap = 0;
+    if (c->my)
+        mysql_close(c->my);
+    c->my = NULL;
+    if (c->state == SQL_MY_BUSY)
+        sql__gauge_add(SQL_GAUGE_IN_USE, -1);
+    if (was_up) {
+        sql__gauge_add(SQL_GAUGE_OPEN, -1);
+        sql__count_closed();
+    }
+    c->state = SQL_MY_CLOSED;
+    c->step = SQL_MY_STEP_NONE;
+    c->retire = false;
+    sql_my_task *t = c->task;
+    c->task = NULL;
+    if (t) {
+        t->conn = NULL;
+        sql_my_task_finish(t, error ? error : SQL_ERROR_CONNECTION_LOST);
+    }
+}
+
+static void sql_my_on_io(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    sql_my_conn *c = arg;
+    c->io_added = false;
+    if (c->rd_paused) {
+        event_add(&c->rd, NULL);
+        c->rd_paused = false;
+    }
+    int ready = ((what & EV_READ) ? MYSQL_WAIT_READ : 0) | ((what & EV_WRITE) ? MYSQL_WAIT_WRITE : 0) |
+                ((what & EV_TIMEOUT) ? MYSQL_WAIT_TIMEOUT : 0);
+    sql_my_resume(c, ready);
+}
+
+/* The persistent read watch of an established connection. */
+static void sql_my_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_my_conn *c = arg;
+    if (c->state == SQL_MY_IDLE) {
+        /* Nothing was asked of the server, so anything it sends (EOF after a restart or a KILL, an
+         * error packet before it closes an idle connection) means this connection is done. */
+        log_info("sql: loop %u connection %u: closed by the server while idle; a new one will be opened",
+                 c->pool->id, c->index);
+        sql_my_conn_close(c, NULL);
+        sql_my_dispatch(c->pool);
+        return;
+    }
+    if (c->in_call)
+        sql_my_resume(c, MYSQL_WAIT_READ);
+}
+
+/* Waits for what the library asked for (MYSQL_WAIT_* in status). A plain read on an established
+ * connection is what the persistent watch already covers; anything else is a one-shot event, with the
+ * watch paused meanwhile so readiness is delivered once. */
+static void sql_my_wait(sql_my_conn *c, int status)
+{
+    if (c->rd_added && !c->rd_paused && !(status & (MYSQL_WAIT_WRITE | MYSQL_WAIT_TIMEOUT)))
+        return;
+    short what = 0;
+    if (status & (MYSQL_WAIT_READ | MYSQL_WAIT_EXCEPT))
+        what |= EV_READ;
+    if (status & MYSQL_WAIT_WRITE)
+        what |= EV_WRITE;
+    struct timeval tv, *tvp = NULL;
+    if (status & MYSQL_WAIT_TIMEOUT) {
+        unsigned ms = mysql_get_timeout_value_ms(c->my);
+        tv.tv_sec = ms / 1000;
+        tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+        tvp = &tv;
+    }
+    if (c->rd_added && !c->rd_paused) {
+        event_del(&c->rd);
+        c->rd_paused = true;
+    }
+    event_assign(&c->io, c->pool->base, (evutil_socket_t)mysql_get_socket(c->my), what, sql_my_on_io, c);
+    event_add(&c->io, tvp);
+    c->io_added = true;
+}
+
+/* Connected: from now on the persistent read watch sees replies and an idle close alike. */
+static void sql_my_watch(sql_my_conn *c)
+{
+    event_assign(&c->rd, c->pool->base, (evutil_socket_t)mysql_get_socket(c->my), EV_READ | EV_PERSIST,
+                 sql_my_on_read, c);
+    event_add(&c->rd, NULL);
+    c->rd_added = true;
+    c->rd_paused = false;
+}
+
+static bool sql_my_connection_error(unsigned err)
+{
+    return (err >= CR_MIN_ERROR && err <= CR_MAX_ERROR) || err == ER_CONNECTION_KILLED ||
+           err == ER_SERVER_SHUTDOWN || err == ER_NET_READ_ERROR || err == ER_NET_ERROR_ON_WRITE ||
+           err == 4031 /* ER_CLIENT_INTERACTION_TIMEOUT */;
+}
+
+static void sql_my_backoff(sql_my_pool *p)
+{
+    unsigned shift = p->failures > 0 ? (p->failures - 1 < 5 ? p->failures - 1 : 5) : 0;
+    uint64_t delay = (uint64_t)SQL_MY_BACKOFF_BASE_MS << shift;
+    if (delay > SQL_MY_BACKOFF_MAX_MS)
+        delay = SQL_MY_BACKOFF_MAX_MS;
+    delay = delay * (80 + (uint64_t)(rand_r(&p->rand_state) % 41)) / 100;
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    p->backoff = true;
+    evtimer_add(p->retry, &tv);
+}
+
+static bool sql_my_any_up(const sql_my_pool *p)
+{
+    for (unsigned i = 0; i < p->nconns; i++)
+        if (sql_my_conn_up(&p->conns[i]))
+            return true;
+    return false;
+}
+
+static bool sql_my_any_connecting(const sql_my_pool *p)
+{
+    for (unsigned i = 0; i < p->nconns; i++)
+        if (p->conns[i].state == SQL_MY_CONNECTING)
+            return true;
+    return false;
+}
+
+/* Fails every waiting task: nothing can serve them until a connect succeeds. */
+static void sql_my_fail_waiting(sql_my_pool *p, const char *error)
+{
+    while (p->head)
+        sql_my_task_finish(p->head, error);
+}
+
+static void sql_my_connect_failed(sql_my_conn *c, const char *why)
+{
+    sql_my_pool *p = c->pool;
+    sql__count_connect(false);
+    /* The message is Connector/C's (it never contains the password); the address is for the log. */
+    if (!p->outage_logged)
+        log_warn("sql: loop %u cannot connect to MariaDB at %s:%u: %s (retrying with backoff)", p->id, p->s->host,
+                 p->s->port, why);
+    else
+        log_debug("sql: loop %u: connect to %s:%u failed again: %s", p->id, p->s->host, p->s->port, why);
+    p->outage_logged = true;
+    c->state = SQL_MY_CONNECTING; /* so close does not count it as an open connection */
+    sql_my_conn_close(c, NULL);
+    p->failures++;
+    if (!p->backoff)
+        sql_my_backoff(p);
+    if (!sql_my_any_up(p) && !sql_my_any_connecting(p))
+        sql_my_fail_waiting(p, SQL_ERROR_UNAVAILABLE);
+}
+
+static void sql_my_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_my_conn *c = arg;
+    if (c->state == SQL_MY_CONNECTING)
+        sql_my_connect_failed(c, "connect timed out");
+}
+
+static void sql_my_conn_connect(sql_my_conn *c)
+{
+    sql_my_pool *p = c->pool;
+    c->my = mysql_init(NULL);
+    if (!c->my) {
+        log_error("sql: mysql_init failed");
+        return;
+    }
+    unsigned timeout_s = (p->s->connect_timeout_ms + 999) / 1000;
+    mysql_options(c->my, MYSQL_OPT_NONBLOCK, 0);
+    mysql_options(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout_s);
+    mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    c->state = SQL_MY_CONNECTING;
+    c->step = SQL_MY_STEP_CONNECT;
+    c->in_call = false;
+    struct timeval tv = {(time_t)(p->s->connect_timeout_ms / 1000),
+                         (suseconds_t)(p->s->connect_timeout_ms % 1000) * 1000};
+    evtimer_add(&c->deadline, &tv);
+    sql_my_resume(c, 0);
+}
+
+/* ---- running a task -------------------------------------------------------------------------- */
+
+static MYSQL_STMT *sql_my_cached(sql_my_conn *c, const char *sql)
+{
+    for (size_t i = 0; i < c->cached; i++)
+        if (strcmp(c->cache[i].sql, sql) == 0)
+            return c->cache[i].stmt;
+    return NULL;
+}
+
+static void sql_my_bind_params(sql_my_conn *c, sql_my_task *t)
+{
+    if (t->nparams > c->pbind_cap) {
+        free(c->pbind);
+        c->pbind_cap = t->nparams;
+        c->pbind = xmalloc(c->pbind_cap * sizeof(*c->pbind));
+    }
+    if (t->nparams)
+        memset(c->pbind, 0, t->nparams * sizeof(*c->pbind));
+    for (size_t i = 0; i < t->nparams; i++) {
+        sql_value *v = &t->params[i];
+        MYSQL_BIND *b = &c->pbind[i];
+        switch (v->type) {
+        case SQL_INT:
+            b->buffer_type = MYSQL_TYPE_LONGLONG;
+            b->buffer = &v->i;
+            break;
+        case SQL_DOUBLE:
+            b->buffer_type = MYSQL_TYPE_DOUBLE;
+            b->buffer = &v->d;
+            break;
+        case SQL_TEXT:
+            b->buffer_type = MYSQL_TYPE_STRING;
+            b->buffer = (void *)v->s;
+            b->buffer_length = (unsigned long)v->len;
+            break;
+        case SQL_NULL:
+            b->buffer_type = MYSQL_TYPE_NULL;
+            break;
+        }
+    }
+    if (t->nparams)
+        mysql_stmt_bind_param(c->stmt, c->pbind);
+}
+
+/* Binds one buffer per result column: integers as 64-bit, floating and decimal as double, the rest
+ * as text in a buffer at least as long as the column's longest value in this result (store_result
+ * updates the statement's own field descriptions with it: STMT_ATTR_UPDATE_MAX_LENGTH), so no value
+ * is ever truncated. The statement's fields are read in place: no metadata copy per execution. */
+static bool sql_my_bind_results(sql_my_conn *c)
+{
+    size_t n = mysql_stmt_field_count(c->stmt);
+    const MYSQL_FIELD *fields = c->stmt->fields;
+    if (!fields || n == 0)
+        return false;
+    sql_my_conn_reserve_columns(c, n);
+    c->rcols = n;
+    memset(c->rbind, 0, n * sizeof(*c->rbind));
+    for (size_t i = 0; i < n; i++) {
+        MYSQL_BIND *b = &c->rbind[i];
+        b->is_null = &c->r_null[i];
+        b->length = &c->r_len[i];
+        switch (fields[i].type) {
+        case MYSQL_TYPE_TINY:
+        case MYSQL_TYPE_SHORT:
+        case MYSQL_TYPE_LONG:
+        case MYSQL_TYPE_INT24:
+        case MYSQL_TYPE_LONGLONG:
+        case MYSQL_TYPE_YEAR:
+            c->r_type[i] = SQL_INT;
+            b->buffer_type = MYSQL_TYPE_LONGLONG;
+            b->buffer = &c->r_int[i];
+            break;
+        case MYSQL_TYPE_FLOAT:
+        case MYSQL_TYPE_DOUBLE:
+        case MYSQL_TYPE_DECIMAL:
+        case MYSQL_TYPE_NEWDECIMAL:
+            c->r_type[i] = SQL_DOUBLE;
+            b->buffer_type = MYSQL_TYPE_DOUBLE;
+            b->buffer = &c->r_double[i];
+            break;
+        default: {
+            size_t need = (size_t)fields[i].max_length + 1;
+            if (need > c->r_text_cap[i]) {
+                free(c->r_text[i]);
+                c->r_text_cap[i] = need < 64 ? 64 : need;
+                c->r_text[i] = xmalloc(c->r_text_cap[i]);
+            }
+            c->r_type[i] = SQL_TEXT;
+            b->buffer_type = MYSQL_TYPE_STRING;
+            b->buffer_length = (unsigned long)c->r_text_cap[i];
+            b->buffer = c->r_text[i];
+            break;
+        }
+        }
+    }
+    return mysql_stmt_bind_result(c->stmt, c->rbind) == 0;
+}
+
+static void sql_my_add_row(sql_my_conn *c, sql_my_task *t)
+{
+    for (size_t i = 0; i < c->rcols; i++) {
+        sql_value v = {.type = SQL_NULL};
+        if (!c->r_null[i]) {
+            if (c->r_type[i] == SQL_INT)
+                v = sql_int(c->r_int[i]);
+            else if (c->r_type[i] == SQL_DOUBLE)
+                v = sql_double(c->r_double[i]);
+            else
+                v = sql_text(c->r_text[i], c->r_len[i]);
+        }
+        sql__rows_add(&t->rows, &v);
+    }
+    t->rows.rows++;
+}
+
+/* The task's statement failed at the server or on the wire. Returns false when the connection was
+ * closed (the task with it). */
+static bool sql_my_stmt_failed(sql_my_conn *c, const char *what)
+{
+    unsigned err = c->stmt ? mysql_stmt_errno(c->stmt) : mysql_errno(c->my);
+    const char *msg = c->stmt ? mysql_stmt_error(c->stmt) : mysql_error(c->my);
+    if (sql_my_connection_error(err)) {
+        log_warn("sql: loop %u connection %u: %s: %s (%u); closing it", c->pool->id, c->index, what, msg, err);
+        sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+        return false;
+    }
+    log_warn("sql: loop %u: %s refused: %s (%u)", c->pool->id, what, msg, err);
+    c->task->error = SQL_ERROR_QUERY;
+    return true;
+}
+
+/* The task is over on a healthy connection: deliver, then serve the next one. */
+static void sql_my_task_done(sql_my_conn *c)
+{
+    sql_my_task *t = c->task;
+    c->task = NULL;
+    t->conn = NULL;
+    c->step = SQL_MY_STEP_NONE;
+    if (c->stmt && !c->stmt_cached)
+        mysql_stmt_close(c->stmt); /* only after a failed prepare: nothing to send to the server */
+    c->stmt = NULL;
+    c->state = SQL_MY_IDLE;
+    sql__gauge_add(SQL_GAUGE_IN_USE, -1);
+    sql_my_task_finish(t, t->error);
+    if (c->retire)
+        sql_my_conn_close(c, NULL);
+}
+
+static void sql_my_start_execute(sql_my_conn *c)
+{
+    sql_my_bind_params(c, c->task);
+    c->step = SQL_MY_STEP_EXECUTE;
+}
+
+/* A call has completed; decide what comes next. Returns true to go on with the next call, false when
+ * the connection has nothing more to do now (or was closed). */
+static bool sql_my_step_done(sql_my_conn *c)
+{
+    sql_my_pool *p = c->pool;
+    sql_my_task *t = c->task;
+    switch (c->step) {
+    case SQL_MY_STEP_CONNECT:
+        if (!c->ret_my) {
+            char why[256];
+            snprintf(why, sizeof(why), "%s (%u)", mysql_error(c->my), mysql_errno(c->my));
+            sql_my_connect_failed(c, why);
+            return false;
+        }
+        event_del(&c->deadline);
+        c->state = SQL_MY_IDLE;
+        c->step = SQL_MY_STEP_NONE;
+        sql__count_connect(true);
+        sql__gauge_add(SQL_GAUGE_OPEN, 1);
+        if (p->outage_logged)
+            log_info("sql: loop %u connected to MariaDB again", p->id);
+        p->outage_logged = false;
+        p->failures = 0;
+        p->backoff = false;
+        evtimer_del(p->retry);
+        sql_my_watch(c);
+        return false;
+    case SQL_MY_STEP_PREPARE:
+        if (c->ret_int != 0) {
+            if (!sql_my_stmt_failed(c, "prepare"))
+                return false;
+            sql_my_task_done(c);
+            return false;
+        }
+        if (c->cached < SQL_MY_CACHE) {
+            c->cache[c->cached].sql = xstrdup(t->sql);
+            c->cache[c->cached].stmt = c->stmt;
+            c->cached++;
+            c->stmt_cached = true;
+        } else {
+            c->retire = true;
+        }
+        sql_my_start_execute(c);
+        return true;
+    case SQL_MY_STEP_EXECUTE:
+        if (c->ret_int != 0) {
+            if (sql_my_stmt_failed(c, "execute"))
+                sql_my_task_done(c);
+            return false;
+        }
+        if (mysql_stmt_field_count(c->stmt) == 0) {
+            t->rows.affected = (uint64_t)mysql_stmt_affected_rows(c->stmt);
+            t->rows.insert_id = (int64_t)mysql_stmt_insert_id(c->stmt);
+            sql_my_task_done(c);
+            return false;
+        }
+        c->step = SQL_MY_STEP_STORE;
+        return true;
+    case SQL_MY_STEP_STORE:
+        if (c->ret_int != 0) {
+            if (sql_my_stmt_failed(c, "store result"))
+                sql_my_task_done(c);
+            return false;
+        }
+        if (!sql_my_bind_results(c)) {
+            t->error = SQL_ERROR_QUERY;
+            c->step = SQL_MY_STEP_FREE;
+            return true;
+        }
+        t->rows.cols = c->rcols;
+        c->step = SQL_MY_STEP_FETCH;
+        return true;
+    case SQL_MY_STEP_FETCH:
+        if (c->ret_int == 0) {
+            sql_my_add_row(c, t);
+            if (t->rows.bytes > t->max_bytes) {
+                t->error = SQL_ERROR_TOO_LARGE;
+                c->step = SQL_MY_STEP_FREE;
+            }
+            return true; /* the next row (or the free) */
+        }
+        if (c->ret_int != MYSQL_NO_DATA) {
+            if (!sql_my_stmt_failed(c, "fetch"))
+                return false;
+        }
+        c->step = SQL_MY_STEP_FREE;
+        return true;
+    case SQL_MY_STEP_FREE:
+        sql_my_task_done(c);
+        return false;
+    case SQL_MY_STEP_NONE:
+        break;
+    }
+    return false;
+}
+
+static void sql_my_resume(sql_my_conn *c, int ready)
+{
+    for (;;) {
+        int status = sql_my_call(c, ready);
+        if (status != 0) {
+            c->in_call = true;
+            sql_my_wait(c, status);
+            return;
+        }
+        c->in_call = false;
+        ready = 0;
+        if (!sql_my_step_done(c))
+            break;
+    }
+    /* The connection may be idle (or closed) now: whoever waits gets it. */
+    sql_my_dispatch(c->pool);
+}
+
+static void sql_my_run(sql_my_conn *c, sql_my_task *t)
+{
+    c->state = SQL_MY_BUSY;
+    sql__gauge_add(SQL_GAUGE_IN_USE, 1);
+    c->task = t;
+    t->conn = c;
+    t->rows.cols = 0;
+    c->stmt = sql_my_cached(c, t->sql);
+    c->stmt_cached = c->stmt != NULL;
+    if (c->stmt) {
+        sql_my_start_execute(c);
+    } else {
+        c->stmt = mysql_stmt_init(c->my);
+        if (!c->stmt) {
+            sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+            return;
+        }
+        my_bool update_max = 1;
+        mysql_stmt_attr_set(c->stmt, STMT_ATTR_UPDATE_MAX_LENGTH, &update_max);
+        c->step = SQL_MY_STEP_PREPARE;
+    }
+    c->in_call = false;
+    int status = sql_my_call(c, 0);
+    if (status != 0) {
+        c->in_call = true;
+        sql_my_wait(c, status);
+        return;
+    }
+    /* The call completed without waiting (it can, e.g. when the answer is already buffered). */
+    if (sql_my_step_done(c))
+        sql_my_resume(c, 0);
+}
+
+/* Hands idle connections to waiting tasks in order, and opens connections for those still waiting
+ * while the pool has room (and is not backing off). */
+static void sql_my_dispatch(sql_my_pool *p)
+{
+    for (;;) {
+        if (!p->head)
+            return;
+        sql_my_conn *idle = NULL;
+        for (unsigned i = 0; i < p->nconns && !idle; i++)
+            if (p->conns[i].state == SQL_MY_IDLE)
+                idle = &p->conns[i];
+        if (!idle)
+            break;
+        sql_my_task *t = p->head;
+        sql_my_task_unwait(t);
+        sql_my_run(idle, t);
+    }
+    if (p->backoff)
+        return;
+    size_t connecting = 0;
+    for (unsigned i = 0; i < p->nconns; i++)
+        if (p->conns[i].state == SQL_MY_CONNECTING)
+            connecting++;
+    for (unsigned i = 0; i < p->nconns && connecting < p->waiting; i++) {
+        if (p->conns[i].state == SQL_MY_CLOSED) {
+            connecting++;
+            sql_my_conn_connect(&p->conns[i]);
+            if (p->backoff)
+                return;
+        }
+    }
+}
+
+static void sql_my_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_my_pool *p = arg;
+    p->backoff = false;
+    /* One probe: when it connects, the rest follow as tasks need them. */
+    for (unsigned i = 0; i < p->nconns; i++) {
+        if (p->conns[i].state == SQL_MY_CLOSED) {
+            sql_my_conn_connect(&p->conns[i]);
+            return;
+        }
+    }
+}
+
+static void sql_my_on_task_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_my_task *t = arg;
+    if (!t->conn) {
+        sql_my_task_finish(t, SQL_ERROR_TIMEOUT); /* still waiting for a connection */
+        return;
+    }
+    sql_my_conn *c = t->conn;
+    sql_my_pool *p = c->pool;
+    log_warn("sql: loop %u connection %u: statement not done within %u ms; closing the connection", p->id,
+             c->index, p->s->query_timeout_ms);
+    sql_my_conn_close(c, SQL_ERROR_TIMEOUT);
+    sql_my_dispatch(p);
+}
+
+/* The owner's scope ended or it stopped waiting: see the top of the file. */
+static void sql_my_on_cancel(async_op *op, void *arg)
+{
+    (void)op;
+    sql_my_task *t = arg;
+    t->op = NULL;
+    t->scope = NULL;
+    if (t->waiting) {
+        sql__count_discarded();
+        sql_my_task_free(t);
+    }
+}
+
+/* ---- the pool ---------------------------------------------------------------------------------- */
+
+static sql_my_pool *sql_my_pool_new(struct event_base *base, const sql_settings *s, unsigned id)
+{
+    sql_my_pool *p = xcalloc(1, sizeof(*p));
+    p->base = base;
+    p->s = s;
+    p->id = id;
+    p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
+    p->conns = xcalloc(p->nconns, sizeof(*p->conns));
+    for (unsigned i = 0; i < p->nconns; i++) {
+        p->conns[i].pool = p;
+        p->conns[i].index = i;
+        evtimer_assign(&p->conns[i].deadline, base, sql_my_on_deadline, &p->conns[i]);
+    }
+    p->retry = evtimer_new(base, sql_my_on_retry, p);
+    p->rand_state = (unsigned)time(NULL) ^ (id * 2654435761u);
+    return p;
+}
+
+static void sql_my_pool_free(void *arg)
+{
+    sql_my_pool *p = arg;
+    sql_my_fail_waiting(p, SQL_ERROR_UNAVAILABLE);
+    for (unsigned i = 0; i < p->nconns; i++)
+        sql_my_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
+    event_free(p->retry);
+    free(p->conns);
+    free(p);
+}
+
+static sql_my_pool *sql_my_loop_pool(http_loop *loop)
+{
+    sql_my_pool *p = http_loop_local(loop, HTTP_LOOP_SLOT_SQL);
+    if (!p) {
+        p = sql_my_pool_new(http_loop_base(loop), sql_my_settings, http_loop_id(loop));
+        http_loop_set_local(loop, HTTP_LOOP_SLOT_SQL, p, sql_my_pool_free);
+    }
+    return p;
+}
+
+/* Submits one statement to the pool; the future completes with its result. */
+static async_op *sql_my_submit(async_scope *scope, sql_my_pool *p, const sql_stmt *stmt)
+{
+    async_op *op = async_future(scope);
+    if (op->status != ASYNC_PENDING)
+        return op; /* the scope is ending */
+    uint64_t now = sql__now_us();
+    const char *refuse = NULL;
+    if (!atomic_load(&sql_my_schema_ready) || (p->backoff && !sql_my_any_up(p)))
+        refuse = SQL_ERROR_UNAVAILABLE;
+    else if (p->waiting >= p->s->max_waiting)
+        refuse = SQL_ERROR_BUSY;
+    if (refuse) {
+        sql__count_query(refuse, 0);
+        async_fail(op, refuse);
+        return op;
+    }
+    sql_my_task *t = xcalloc(1, sizeof(*t));
+    t->pool = p;
+    t->op = op;
+    t->scope = scope;
+    t->started_us = now;
+    t->sql_len = strlen(stmt->sql);
+    t->sql = xmalloc(t->sql_len + 1);
+    memcpy(t->sql, stmt->sql, t->sql_len + 1);
+    t->max_bytes = stmt->max_result_bytes ? stmt->max_result_bytes : SQL_RESULT_DEFAULT_BYTES;
+    t->nparams = stmt->nparams;
+    if (stmt->nparams) {
+        size_t text = 0;
+        for (size_t i = 0; i < stmt->nparams; i++)
+            if (stmt->params[i].type == SQL_TEXT)
+                text += stmt->params[i].len;
+        t->params = xmalloc(stmt->nparams * sizeof(*t->params) + text);
+        char *buf = (char *)(t->params + stmt->nparams);
+        for (size_t i = 0; i < stmt->nparams; i++) {
+            t->params[i] = stmt->params[i];
+            if (stmt->params[i].type == SQL_TEXT) {
+                memcpy(buf, stmt->params[i].s, stmt->params[i].len);
+                t->params[i].s = buf;
+                buf += stmt->params[i].len;
+            }
+        }
+    }
+    evtimer_assign(&t->timer, p->base, sql_my_on_task_timeout, t);
+    struct timeval tv = {(time_t)(p->s->query_timeout_ms / 1000), (suseconds_t)(p->s->query_timeout_ms % 1000) * 1000};
+    evtimer_add(&t->timer, &tv);
+    async_future_on_cancel(op, sql_my_on_cancel, t);
+    t->waiting = true;
+    t->prev = p->tail;
+    if (p->tail)
+        p->tail->next = t;
+    else
+        p->head = t;
+    p->tail = t;
+    p->waiting++;
+    sql__gauge_add(SQL_GAUGE_WAITING, 1);
+    sql_my_dispatch(p);
+    return op;
+}
+
+/* ---- batches ----------------------------------------------------------------------------------- */
+
+typedef struct sql_my_batch {
+    async_scope *scope;
+    async_op *future;
+    async_op *gather;
+    size_t n;
+} sql_my_batch;
+
+static void sql_my_batch_done(async_op *gather, void *arg)
+{
+    sql_my_batch *b = arg;
+    if (gather->status != ASYNC_OK) {
+        async_fail(b->future, gather->error ? gather->error : SQL_ERROR_UNAVAILABLE);
+        return;
+    }
+    sql_result *results = async_scope_alloc(b->scope, b->n * sizeof(*results));
+    for (size_t i = 0; i < b->n; i++)
+        results[i] = *(const sql_result *)async_gather_child(gather, i)->value;
+    sql_batch_result *out = async_scope_alloc(b->scope, sizeof(*out));
+    out->count = b->n;
+    out->results = results;
+    async_resolve(b->future, out);
+}
+
+static void sql_my_batch_cancel(async_op *future, void *arg)
+{
+    (void)future;
+    sql_my_batch *b = arg;
+    async_op_cancel(b->gather);
+}
+
+static async_op *sql_my_batch_run(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n, bool single)
+{
+    sql_my_pool *p = sql_my_loop_pool(loop);
+    if (single)
+        return sql_my_submit(scope, p, &stmts[0]);
+    sql_my_batch *b = async_scope_alloc(scope, sizeof(*b));
+    b->scope = scope;
+    b->n = n;
+    b->future = async_future(scope);
+    async_op **ops = async_scope_alloc(scope, n * sizeof(*ops));
+    for (size_t i = 0; i < n; i++)
+        ops[i] = sql_my_submit(scope, p, &stmts[i]);
+    b->gather = async_gather(scope, ops, n, ASYNC_GATHER_FAIL_FAST);
+    async_future_on_cancel(b->future, sql_my_batch_cancel, b);
+    async_op_then(b->gather, sql_my_batch_done, b);
+    return b->future;
+}
+
+static bool sql_my_ready(http_loop *loop)
+{
+    if (!atomic_load(&sql_my_schema_ready))
+        return false;
+    sql_my_pool *p = sql_my_loop_pool(loop);
+    if (sql_my_any_up(p))
+        return true;
+    /* None up: start one unless an attempt or a backoff is under way, so the next probe can pass. */
+    if (!p->backoff && !sql_my_any_connecting(p))
+        sql_my_conn_connect(&p->conns[0]);
+    return sql_my_any_up(p);
+}
+
+/* ---- the schema thread -------------------------------------------------------------------------- */
+
+static bool sql_my_schema_try(const sql_settings *s, char *why, size_t why_cap)
+{
+    MYSQL *my = mysql_init(NULL);
+    if (!my) {
+        snprintf(why, why_cap, "mysql_init failed");
+        return false;
+    }
+    unsigned timeout_s = (s->connect_timeout_ms + 999) / 1000, io_s = 30;
+    mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout_s);
+    mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &io_s);
+    mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
+    mysql_options(my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    bool ok = mysql_real_connect(my, s->host, s->user, s->password, NULL, s->port, NULL, 0) != NULL;
+    if (ok) {
+        /* An identifier cannot be a bound parameter; sql.url allows only [A-Za-z0-9_$] in it. */
+        char create[256];
+        snprintf(create, sizeof(create), "CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4", s->database);
+        ok = mysql_query(my, create) == 0 && mysql_select_db(my, s->database) == 0;
+    }
+    for (size_t i = 0; ok && i < SQL_SCHEMA_MARIADB_COUNT; i++)
+        ok = mysql_query(my, SQL_SCHEMA_MARIADB[i]) == 0;
+    if (!ok)
+        snprintf(why, why_cap, "%s (%u)", mysql_error(my), mysql_errno(my));
+    mysql_close(my);
+    return ok;
+}
+
+static void *sql_my_schema_main(void *arg)
+{
+    const sql_settings *s = arg;
+    bool logged = false;
+    for (;;) {
+        char why[512];
+        if (sql_my_schema_try(s, why, sizeof(why))) {
+            atomic_store(&sql_my_schema_ready, true);
+            log_info("sql: MariaDB schema ready in database %s", s->database);
+            break;
+        }
+        if (!logged)
+            log_warn("sql: cannot prepare the schema on MariaDB at %s:%u: %s (retrying every second)", s->host,
+                     s->port, why);
+        logged = true;
+        pthread_mutex_lock(&sql_my_stop_lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        if (!sql_my_stopping)
+            pthread_cond_timedwait(&sql_my_stop_cond, &sql_my_stop_lock, &until);
+        bool stop = sql_my_stopping;
+        pthread_mutex_unlock(&sql_my_stop_lock);
+        if (stop)
+            break;
+    }
+    mysql_thread_end();
+    return NULL;
+}
+
+static int sql_my_start(const sql_settings *s, pool *workers)
+{
+    (void)workers;
+    if (mysql_library_init(0, NULL, NULL) != 0) {
+        log_error("sql: cannot initialise the MariaDB client library");
+        return -1;
+    }
+    sql_my_settings = s;
+    sql_my_stopping = false;
+    atomic_store(&sql_my_schema_ready, false);
+    if (pthread_create(&sql_my_schema_thread, NULL, sql_my_schema_main, (void *)s) != 0) {
+        log_error("sql: cannot start the schema thread");
+        return -1;
+    }
+    pthread_setname_np(sql_my_schema_thread, "apiary-sql");
+    sql_my_schema_started = true;
+    log_info("sql: MariaDB backend, database %s at %s:%u, %u connections per loop", s->database, s->host, s->port,
+             s->connections_per_loop);
+    return 0;
+}
+
+static void sql_my_stop(void)
+{
+    if (sql_my_schema_started) {
+        pthread_mutex_lock(&sql_my_stop_lock);
+        sql_my_stopping = true;
+        pthread_cond_broadcast(&sql_my_stop_cond);
+        pthread_mutex_unlock(&sql_my_stop_lock);
+        pthread_join(sql_my_schema_thread, NULL);
+        sql_my_schema_started = false;
+    }
+    mysql_library_end();
+}
+
+const sql_backend sql_mariadb_backend = {
+    .name = "mariadb",
+    .start = sql_my_start,
+    .stop = sql_my_stop,
+    .batch = sql_my_batch_run,
+    .ready = sql_my_ready,
+};

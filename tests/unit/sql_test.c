@@ -1,0 +1,432 @@
+/* sql_test: unit tests for lib/sql.c and the SQLite backend (lib/sql_sqlite.c): sql.url parsing
+ * (every accepted form, every refusal, and that no message echoes the password), results built in
+ * heap memory and copied into a scope, and the SQLite backend end to end on a real worker pool: bound
+ * parameters (an SQL injection stored and read back as text), every value type, a batch in one
+ * transaction rolled back on failure, a refused statement, a result over its limit, and a cancelled
+ * operation whose continuation never runs. The MariaDB backend needs a server: it is tested by
+ * tests/integration/test_97_sql.py against a private mariadbd.
+ *
+ * The loop helper is pool_test.c's: a libevent base on the test thread with a standalone scope whose
+ * poster is a mutex-protected list plus event_active, like http_loop_post. */
+#include <criterion/criterion.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "async.h"
+#include "pool.h"
+#include "sql.h"
+#include "sql_internal.h"
+
+#define SQL_TEST_TIMEOUT_MS 10000u
+
+static uint64_t sql_test_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- sql.url ------------------------------------------------------------------------------------ */
+
+static int parse(sql_settings *s, const char *url, char *err)
+{
+    sql_settings_defaults(s);
+    return sql_url_parse(s, url, err, 256);
+}
+
+Test(sql_url, sqlite_forms)
+{
+    sql_settings s;
+    char err[256];
+    cr_assert_eq(parse(&s, "", err), 0);
+    cr_expect_eq(s.backend, SQL_BACKEND_SQLITE);
+    cr_expect_str_eq(s.path, "apiary.db");
+    cr_assert_eq(parse(&s, "sqlite:/var/lib/apiary/a.db", err), 0);
+    cr_expect_str_eq(s.path, "/var/lib/apiary/a.db");
+    cr_assert_eq(parse(&s, "sqlite:///abs.db", err), 0);
+    cr_expect_str_eq(s.path, "/abs.db");
+    cr_assert_eq(parse(&s, "sqlite:rel.db", err), 0);
+    cr_expect_str_eq(s.path, "rel.db");
+    cr_expect_eq(parse(&s, "sqlite:", err), -1);
+}
+
+Test(sql_url, mysql_forms)
+{
+    sql_settings s;
+    char err[256];
+    cr_assert_eq(parse(&s, "mysql://bench:pw@127.0.0.1:3307/hello_world", err), 0, "%s", err);
+    cr_expect_eq(s.backend, SQL_BACKEND_MARIADB);
+    cr_expect_str_eq(s.user, "bench");
+    cr_expect_str_eq(s.password, "pw");
+    cr_expect_str_eq(s.host, "127.0.0.1");
+    cr_expect_eq(s.port, 3307);
+    cr_expect_str_eq(s.database, "hello_world");
+    cr_assert_eq(parse(&s, "mariadb://u@10.0.0.5/db", err), 0, "%s", err);
+    cr_expect_str_eq(s.password, "");
+    cr_expect_eq(s.port, 3306);
+    cr_assert_eq(parse(&s, "mysql://u%3Ax:p%40ss%2F:w@[::1]:3306/db", err), 0, "%s", err);
+    cr_expect_str_eq(s.user, "u:x");
+    cr_expect_str_eq(s.password, "p@ss/:w", "the last @ ends the password");
+    cr_expect_str_eq(s.host, "::1");
+    cr_assert_eq(parse(&s, "mysql://u:p@[::1]/db", err), 0, "%s", err);
+}
+
+Test(sql_url, refusals_never_echo_the_password)
+{
+    const char *bad[] = {
+        "postgres://u:SECRETPW@127.0.0.1/db", "mysql://SECRETPW@127.0.0.1",   "mysql://u:SECRETPW@localhost/db",
+        "mysql://u:SECRETPW@db.example.com:3306/db", "mysql://u:SECRETPW@127.0.0.1:0/db",
+        "mysql://u:SECRETPW@127.0.0.1:65536/db", "mysql://u:SECRETPW@127.0.0.1:33x/db",
+        "mysql://u:SECRETPW@127.0.0.1/", "mysql://u:SECRETPW@127.0.0.1/a`b", "mysql://u:SECRETPW@127.0.0.1/a;drop",
+        "mysql://:SECRETPW@127.0.0.1/db", "mysql://u:SECRET%zzPW@127.0.0.1/db", "mysql://u:SECRET%00PW@127.0.0.1/db",
+        "mysql://u:SECRETPW@[::1/db", "mysql://u:SECRETPW@127.0.0.1",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        sql_settings s;
+        char err[256] = "";
+        cr_expect_eq(parse(&s, bad[i], err), -1, "accepted %s", bad[i]);
+        cr_expect(err[0] != '\0', "no message for %s", bad[i]);
+        cr_expect(strstr(err, "SECRET") == NULL, "%s echoed: %s", bad[i], err);
+    }
+}
+
+Test(sql_url, failure_leaves_settings_untouched)
+{
+    sql_settings s;
+    char err[256];
+    cr_assert_eq(parse(&s, "mysql://u:p@127.0.0.1:3307/db", err), 0);
+    cr_assert_eq(sql_url_parse(&s, "mysql://u:q@localhost/other", err, sizeof(err)), -1);
+    cr_expect_str_eq(s.password, "p");
+    cr_expect_str_eq(s.database, "db");
+}
+
+/* ---- results -------------------------------------------------------------------------------------- */
+
+Test(sql_rows, copy_into_scope)
+{
+    struct event_base *base = event_base_new();
+    async_scope *scope = async_scope_new(base);
+    sql_rows r = {.cols = 2};
+    char big[3000];
+    memset(big, 'x', sizeof(big));
+    for (int i = 0; i < 50; i++) {
+        sql_value id = sql_int(i);
+        sql_value text = sql_text(big, (size_t)(i * 50));
+        sql__rows_add(&r, &id);
+        sql__rows_add(&r, &text);
+        r.rows++;
+    }
+    sql_result out;
+    sql__rows_copy(scope, &r, &out);
+    sql__rows_free(&r);
+    cr_assert_eq(out.rows, 50);
+    for (size_t i = 0; i < 50; i++) {
+        cr_expect_eq(sql_cell(&out, i, 0)->i, (long long)i);
+        const sql_value *t = sql_cell(&out, i, 1);
+        cr_expect_eq(t->type, SQL_TEXT);
+        cr_expect_eq(t->len, i * 50);
+        cr_expect_eq(t->s[t->len], '\0', "NUL-terminated");
+        cr_expect(memcmp(t->s, big, t->len) == 0);
+    }
+    async_scope_free(scope);
+    event_base_free(base);
+}
+
+/* ---- the SQLite backend on a worker pool ------------------------------------------------------- */
+
+typedef struct post_item {
+    struct post_item *next;
+    void (*fn)(void *arg);
+    void *arg;
+} post_item;
+
+typedef struct test_loop {
+    struct event_base *base;
+    struct event *post_ev;
+    struct event *tick_ev; /* keeps EVLOOP_ONCE returning while we wait on other threads */
+    pthread_mutex_t lock;
+    post_item *head, *tail; /* under lock */
+    atomic_int posted;      /* items handed to the poster (any thread) */
+    atomic_int delivered;   /* items run on the loop */
+    async_scope *scope;
+} test_loop;
+
+/* The poster: callable from any thread, runs fn(arg) on the loop's thread, in order. */
+static void test_loop_post(void *target, void (*fn)(void *arg), void *arg)
+{
+    test_loop *l = target;
+    post_item *item = malloc(sizeof(*item));
+    if (!item)
+        abort(); /* any thread: no criterion asserts here */
+    item->next = NULL;
+    item->fn = fn;
+    item->arg = arg;
+    pthread_mutex_lock(&l->lock);
+    if (l->tail)
+        l->tail->next = item;
+    else
+        l->head = item;
+    l->tail = item;
+    pthread_mutex_unlock(&l->lock);
+    atomic_fetch_add(&l->posted, 1);
+    event_active(l->post_ev, EV_READ, 0); /* thread-safe after evthread_use_pthreads() */
+}
+
+/* Runs what was posted. Also called directly by tests (on the loop thread) to hand results over
+ * without giving the scope's runner a chance to run continuations, and by teardown, like
+ * http_loop_free, so late results are freed. */
+static void test_loop_drain(test_loop *l)
+{
+    pthread_mutex_lock(&l->lock);
+    post_item *item = l->head;
+    l->head = l->tail = NULL;
+    pthread_mutex_unlock(&l->lock);
+    while (item) {
+        post_item *next = item->next;
+        item->fn(item->arg);
+        free(item);
+        atomic_fetch_add(&l->delivered, 1);
+        item = next;
+    }
+}
+
+static void test_loop_on_post(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    test_loop_drain(arg);
+}
+
+static void test_loop_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* Once per process (criterion runs each test in its own), before any base exists: posting from worker
+ * threads needs libevent's locks and notify fd. */
+static void test_use_pthreads(void)
+{
+    if (evthread_use_pthreads() != 0)
+        abort();
+}
+
+static void test_loop_init(test_loop *l)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, test_use_pthreads);
+    memset(l, 0, sizeof(*l));
+    pthread_mutex_init(&l->lock, NULL);
+    l->base = event_base_new();
+    l->post_ev = event_new(l->base, -1, 0, test_loop_on_post, l);
+    l->tick_ev = event_new(l->base, -1, EV_PERSIST, test_loop_on_tick, NULL);
+    struct timeval tick = {0, 5000};
+    event_add(l->tick_ev, &tick);
+    l->scope = async_scope_new(l->base);
+    async_scope_set_poster(l->scope, test_loop_post, l);
+}
+
+static void test_loop_free_scope(test_loop *l)
+{
+    async_scope_free(l->scope);
+    l->scope = NULL;
+}
+
+static void test_loop_fini(test_loop *l)
+{
+    if (l->scope)
+        test_loop_free_scope(l);
+    test_loop_drain(l);
+    event_free(l->tick_ev);
+    event_free(l->post_ev);
+    event_base_free(l->base);
+    pthread_mutex_destroy(&l->lock);
+}
+
+/* Runs the loop until *counter reaches want; false on timeout. Safe on any loop thread (no asserts). */
+static bool test_loop_run_until(test_loop *l, const atomic_int *counter, int want)
+{
+    uint64_t deadline = sql_test_now_ms() + SQL_TEST_TIMEOUT_MS;
+    while (atomic_load(counter) < want) {
+        if (sql_test_now_ms() > deadline)
+            return false;
+        event_base_loop(l->base, EVLOOP_ONCE);
+    }
+    return true;
+}
+
+typedef struct sql_fixture {
+    test_loop loop;
+    pool *workers;
+    sql_settings settings;
+    char dir[64];
+} sql_fixture;
+
+static sql_fixture fx;
+
+static void sql_setup(void)
+{
+    test_loop_init(&fx.loop);
+    fx.workers = pool_new(2, 16);
+    cr_assert_not_null(fx.workers);
+    strcpy(fx.dir, "/tmp/apiary-sql-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(fx.dir));
+    sql_settings_defaults(&fx.settings);
+    snprintf(fx.settings.path, sizeof(fx.settings.path), "%s/t.db", fx.dir);
+    fx.settings.query_timeout_ms = 5000;
+    cr_assert_eq(sql_start(&fx.settings, fx.workers), 0);
+}
+
+static void sql_teardown(void)
+{
+    test_loop_fini(&fx.loop);
+    pool_shutdown(fx.workers);
+    pool_free(fx.workers);
+    sql_stop();
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx.dir);
+    cr_expect_eq(system(cmd), 0);
+}
+
+typedef struct sql_wait {
+    atomic_int done;
+    async_op *op;
+} sql_wait;
+
+static void sql_test_done(async_op *op, void *arg)
+{
+    sql_wait *w = arg;
+    w->op = op;
+    atomic_store(&w->done, 1);
+}
+
+/* Runs one statement to completion and returns its operation (in the fixture's scope). */
+static async_op *run(const char *sql, const sql_value *params, size_t n, size_t max)
+{
+    static sql_wait w;
+    memset(&w, 0, sizeof(w));
+    sql_stmt stmt = {sql, params, n, max};
+    async_op_then(sql_query(fx.loop.scope, NULL, &stmt), sql_test_done, &w);
+    cr_assert(test_loop_run_until(&fx.loop, &w.done, 1), "no answer from the pool");
+    return w.op;
+}
+
+static const sql_result *run_ok(const char *sql, const sql_value *params, size_t n)
+{
+    async_op *op = run(sql, params, n, 0);
+    cr_assert_eq(op->status, ASYNC_OK, "%s: %s", sql, op->error ? op->error : "?");
+    return op->value;
+}
+
+Test(sql_sqlite, schema_and_world, .init = sql_setup, .fini = sql_teardown)
+{
+    const sql_result *r = run_ok("SELECT COUNT(*), MIN(id), MAX(id), MIN(randomNumber) >= 1, MAX(randomNumber) <= 10000 "
+                                 "FROM world", NULL, 0);
+    cr_assert_eq(r->rows, 1);
+    cr_expect_eq(sql_cell(r, 0, 0)->i, 10000);
+    cr_expect_eq(sql_cell(r, 0, 1)->i, 1);
+    cr_expect_eq(sql_cell(r, 0, 2)->i, 10000);
+    cr_expect_eq(sql_cell(r, 0, 3)->i, 1);
+    cr_expect_eq(sql_cell(r, 0, 4)->i, 1);
+    /* Starting again on the same file changes nothing. */
+    sql_stop();
+    cr_assert_eq(sql_start(&fx.settings, fx.workers), 0);
+    r = run_ok("SELECT COUNT(*) FROM world", NULL, 0);
+    cr_expect_eq(sql_cell(r, 0, 0)->i, 10000);
+}
+
+Test(sql_sqlite, parameters_are_bound, .init = sql_setup, .fini = sql_teardown)
+{
+    const char *evil = "Robert'); DROP TABLE items;--";
+    sql_value p[3] = {sql_text(evil, strlen(evil)), sql_double(2.5), sql_text("now", 3)};
+    const sql_result *ins = run_ok("INSERT INTO items (name, price, created_at) VALUES (?, ?, ?)", p, 3);
+    cr_expect_eq(ins->affected, 1);
+    cr_expect_gt(ins->insert_id, 0);
+    sql_value id = sql_int(ins->insert_id);
+    const sql_result *r = run_ok("SELECT id, name, price, created_at, NULL FROM items WHERE id = ?", &id, 1);
+    cr_assert_eq(r->rows, 1);
+    cr_assert_eq(r->cols, 5);
+    cr_expect_eq(sql_cell(r, 0, 0)->type, SQL_INT);
+    cr_expect_str_eq(sql_cell(r, 0, 1)->s, evil);
+    cr_expect_eq(sql_cell(r, 0, 2)->type, SQL_DOUBLE);
+    cr_expect_eq(sql_cell(r, 0, 2)->d, 2.5);
+    cr_expect_eq(sql_cell(r, 0, 4)->type, SQL_NULL);
+    r = run_ok("SELECT COUNT(*) FROM items", NULL, 0);
+    cr_expect_eq(sql_cell(r, 0, 0)->i, 1, "the table is still there");
+}
+
+Test(sql_sqlite, batch_is_one_transaction, .init = sql_setup, .fini = sql_teardown)
+{
+    static sql_wait w;
+    sql_value a[2] = {sql_int(7), sql_int(1)}, b[2] = {sql_int(8), sql_int(2)};
+    sql_stmt ok[2] = {{"UPDATE world SET randomNumber = ? WHERE id = ?", a, 2, 0},
+                      {"UPDATE world SET randomNumber = ? WHERE id = ?", b, 2, 0}};
+    async_op_then(sql_batch(fx.loop.scope, NULL, ok, 2), sql_test_done, &w);
+    cr_assert(test_loop_run_until(&fx.loop, &w.done, 1));
+    cr_assert_eq(w.op->status, ASYNC_OK);
+    const sql_batch_result *br = w.op->value;
+    cr_assert_eq(br->count, 2);
+    cr_expect_eq(br->results[0].affected, 1);
+    /* A failing member rolls the whole batch back. */
+    memset(&w, 0, sizeof(w));
+    sql_value c[2] = {sql_int(99), sql_int(1)};
+    sql_stmt bad[2] = {{"UPDATE world SET randomNumber = ? WHERE id = ?", c, 2, 0}, {"SELECT nope FROM nowhere", NULL, 0, 0}};
+    async_op_then(sql_batch(fx.loop.scope, NULL, bad, 2), sql_test_done, &w);
+    cr_assert(test_loop_run_until(&fx.loop, &w.done, 1));
+    cr_expect_eq(w.op->status, ASYNC_FAILED);
+    cr_expect_eq(w.op->error, SQL_ERROR_QUERY);
+    sql_value one = sql_int(1);
+    const sql_result *r = run_ok("SELECT randomNumber FROM world WHERE id = ?", &one, 1);
+    cr_expect_eq(sql_cell(r, 0, 0)->i, 7, "rolled back");
+}
+
+Test(sql_sqlite, errors, .init = sql_setup, .fini = sql_teardown)
+{
+    async_op *op = run("SELEC broken", NULL, 0, 0);
+    cr_expect_eq(op->status, ASYNC_FAILED);
+    cr_expect_eq(op->error, SQL_ERROR_QUERY);
+    op = run("SELECT id, randomNumber FROM world", NULL, 0, 4096);
+    cr_expect_eq(op->status, ASYNC_FAILED);
+    cr_expect_eq(op->error, SQL_ERROR_TOO_LARGE);
+    op = run("SELECT id FROM world WHERE id <= 10", NULL, 0, 4096);
+    cr_expect_eq(op->status, ASYNC_OK, "a result within its limit");
+    sql_stats st;
+    sql_stats_read(&st);
+    cr_expect_geq(st.errors_query, 1);
+    cr_expect_geq(st.errors_too_large, 1);
+}
+
+Test(sql_sqlite, cancelled_operation_never_continues, .init = sql_setup, .fini = sql_teardown)
+{
+    static sql_wait w;
+    /* Long enough to be running when the scope ends: the progress handler interrupts it. */
+    sql_stmt slow = {"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 100000000) "
+                     "SELECT COUNT(*) FROM c", NULL, 0, 0};
+    async_op_then(sql_query(fx.loop.scope, NULL, &slow), sql_test_done, &w);
+    test_loop_free_scope(&fx.loop);
+    uint64_t deadline = sql_test_now_ms() + 3000;
+    while (sql_test_now_ms() < deadline) {
+        pool_stats ps;
+        pool_stats_read(fx.workers, &ps);
+        if (ps.running == 0 && ps.queued == 0)
+            break;
+        event_base_loop(fx.loop.base, EVLOOP_NONBLOCK);
+    }
+    pool_stats ps;
+    pool_stats_read(fx.workers, &ps);
+    cr_expect_eq(ps.running, 0, "the interrupted job ended");
+    test_loop_drain(&fx.loop);
+    cr_expect_eq(atomic_load(&w.done), 0, "no continuation of an ended scope");
+    sql_stats st;
+    sql_stats_read(&st);
+    cr_expect_geq(st.results_discarded, 1);
+}
