@@ -146,11 +146,23 @@ void http_respond_json(http_request *req, int status, json_t *body)
     }
     if (!body) {
         json_t *problem = http_problem_new(500, "the handler failed to build its response", NULL);
-        http_conn_send_json(req->_conn, 500, "application/problem+json", problem);
+        http_conn_send_json(req->_conn, 500, "application/problem+json", problem, NULL);
         json_decref(problem);
         return;
     }
-    http_conn_send_json(req->_conn, status, "application/json", body);
+    http_conn_send_json(req->_conn, status, "application/json", body, NULL);
+    json_decref(body);
+}
+
+void http_respond_json_spliced(http_request *req, int status, json_t *body, const json_t *at, const char *text,
+                               size_t len)
+{
+    if (!http_request_begin_answer(req)) {
+        json_decref(body);
+        return;
+    }
+    json_write_splice splice = {.at = at, .text = text, .len = len};
+    http_conn_send_json(req->_conn, status, "application/json", body, &splice);
     json_decref(body);
 }
 
@@ -172,7 +184,7 @@ void http_respond_problem(http_request *req, int status, json_t *extra, const ch
     vsnprintf(detail, sizeof(detail), detail_fmt, ap);
     va_end(ap);
     json_t *problem = http_problem_new(status, detail, extra);
-    http_conn_send_json(req->_conn, status, "application/problem+json", problem);
+    http_conn_send_json(req->_conn, status, "application/problem+json", problem, NULL);
     json_decref(problem);
 }
 

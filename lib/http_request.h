@@ -115,6 +115,11 @@ void http_response_header(http_request *req, const char *name, const char *value
 /* Serializes `body` compactly; takes the reference (decrefs it). A NULL body (a failed json_pack)
  * answers 500. */
 void http_respond_json(http_request *req, int status, json_t *body);
+/* Like http_respond_json, with the node `at` of body (by identity; body keeps its reference) written
+ * as `text`, `len` bytes of valid compact JSON the caller already holds (a stored value), so it is
+ * not parsed again. `body` must not be NULL. */
+void http_respond_json_spliced(http_request *req, int status, json_t *body, const json_t *at, const char *text,
+                               size_t len);
 /* Sends bytes as they are with the given Content-Type. */
 void http_respond_raw(http_request *req, int status, const char *content_type, const void *body, size_t len);
 /* RFC 9457 problem+json: {"type":"about:blank","title":<reason phrase>,"status":...,"detail":...}.
