@@ -88,8 +88,10 @@ json_t *http_request_json(http_request *req, json_error_t *err)
             snprintf(e->text, sizeof(e->text), "the JSON body holds more than %zu values", s->json_max_values);
         return NULL;
     }
-    /* JSON_REJECT_DUPLICATES: {"a":1,"a":2} is ambiguous, refuse it rather than pick one. */
-    req->_json = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, e);
+    /* Duplicate member names: {"a":1,"a":2} is ambiguous, refused rather than one picked (I-JSON, RFC
+     * 7493, allows that). U+0000 inside strings is accepted (strings carry their length); inside a
+     * member name jansson refuses it. */
+    req->_json = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, e);
     return req->_json;
 }
 

@@ -77,8 +77,9 @@ const char *http_request_param(const http_request *req, const char *name);
 /* True when the Content-Type's media type is `media` ("application/json"), parameters ignored. */
 bool http_request_content_type_is(http_request *req, const char *media);
 
-/* Parses the body as JSON — any RFC 8259 value, scalars included; duplicate member names refused —
- * once and caches it; the request keeps the reference (do not decref). On a parse error returns NULL
+/* Parses the body as JSON — any RFC 8259 value, scalars included, U+0000 inside strings accepted
+ * (use json_string_length; json_string_value stops at the first NUL), duplicate member names refused,
+ * integers beyond int64 and reals beyond double refused — once and caches it; the request keeps the reference (do not decref). On a parse error returns NULL
  * and, if err is not NULL, fills it with jansson's line and column. An empty body is an error ("empty
  * body"). A body that nests deeper than limits.json_max_depth or holds more than
  * limits.json_max_values values is not parsed at all: NULL, err->line is HTTP_JSON_TOO_LARGE and
