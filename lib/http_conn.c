@@ -1037,11 +1037,13 @@ void http_conn_send_response(http_conn *conn, int status, const char *content_ty
     http_conn_leave(conn);
 }
 
-void http_conn_send_json(http_conn *conn, int status, const char *content_type, const json_t *json,
+void http_conn_send_json(http_conn *conn, int status, const char *content_type, json_t *json,
                          const json_write_splice *splice)
 {
-    if (conn->dead)
+    if (conn->dead) {
+        json_decref(json);
         return;
+    }
     http_conn_enter(conn);
     bool outside = !conn->processing;
     if (!http_conn_queue_json(conn, status, content_type, json, splice)) {
@@ -1053,6 +1055,7 @@ void http_conn_send_json(http_conn *conn, int status, const char *content_type, 
                   JSON_WRITE_MAX_DEPTH);
         http_conn_queue_response(conn, 500, "application/problem+json", fallback, sizeof(fallback) - 1);
     }
+    json_decref(json); /* before the request, and the arena its nodes may come from, ends */
     http_conn_answer_done(conn, outside);
     http_conn_leave(conn);
 }

@@ -170,8 +170,10 @@ void http_conn_force_close(http_conn *conn);
 /* Queues a response for the connection's current request and ends the request. */
 void http_conn_send_response(http_conn *conn, int status, const char *content_type, const void *body, size_t len);
 /* Serialises json (with `splice`, which may be NULL: see json_write.h) straight into the output
- * buffer; a tree that cannot be written answers 500 instead. */
-void http_conn_send_json(http_conn *conn, int status, const char *content_type, const json_t *json,
+ * buffer; a tree that cannot be written answers 500 instead. Takes the reference and drops it once
+ * the bytes are written, before the request ends: the tree may hold nodes of the request's arena
+ * (echo answers with its parsed body), which die with the request. */
+void http_conn_send_json(http_conn *conn, int status, const char *content_type, json_t *json,
                          const json_write_splice *splice);
 /* Called by the parser at the end of a message's head: 0 to read the body, 1 to treat the message as
  * having none (it is refused and the connection closes), -1 after a rejection. */

@@ -11,6 +11,7 @@
 
 #include "async_internal.h"
 #include "http_internal.h"
+#include "json_arena.h"
 #include "json_limits.h"
 #include "log.h"
 
@@ -91,7 +92,10 @@ json_t *http_request_json(http_request *req, json_error_t *err)
     /* Duplicate member names: {"a":1,"a":2} is ambiguous, refused rather than one picked (I-JSON, RFC
      * 7493, allows that). U+0000 inside strings is accepted (strings carry their length); inside a
      * member name jansson refuses it. */
+    /* The tree's nodes come from the request's arena (json_arena.h): no free() per node. */
+    arena *prev = json_arena_use(&req->arena);
     req->_json = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, e);
+    json_arena_use(prev);
     return req->_json;
 }
 
@@ -149,11 +153,9 @@ void http_respond_json(http_request *req, int status, json_t *body)
     if (!body) {
         json_t *problem = http_problem_new(500, "the handler failed to build its response", NULL);
         http_conn_send_json(req->_conn, 500, "application/problem+json", problem, NULL);
-        json_decref(problem);
         return;
     }
     http_conn_send_json(req->_conn, status, "application/json", body, NULL);
-    json_decref(body);
 }
 
 void http_respond_json_spliced(http_request *req, int status, json_t *body, const json_t *at, const char *text,
@@ -165,7 +167,6 @@ void http_respond_json_spliced(http_request *req, int status, json_t *body, cons
     }
     json_write_splice splice = {.at = at, .text = text, .len = len};
     http_conn_send_json(req->_conn, status, "application/json", body, &splice);
-    json_decref(body);
 }
 
 void http_respond_raw(http_request *req, int status, const char *content_type, const void *body, size_t len)
@@ -187,7 +188,6 @@ void http_respond_problem(http_request *req, int status, json_t *extra, const ch
     va_end(ap);
     json_t *problem = http_problem_new(status, detail, extra);
     http_conn_send_json(req->_conn, status, "application/problem+json", problem, NULL);
-    json_decref(problem);
 }
 
 /* async_post_fn for request scopes: results from other threads come back through the loop's queue. */

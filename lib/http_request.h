@@ -79,7 +79,11 @@ bool http_request_content_type_is(http_request *req, const char *media);
 
 /* Parses the body as JSON — any RFC 8259 value, scalars included, U+0000 inside strings accepted
  * (use json_string_length; json_string_value stops at the first NUL), duplicate member names refused,
- * integers beyond int64 and reals beyond double refused — once and caches it; the request keeps the reference (do not decref). On a parse error returns NULL
+ * integers beyond int64 and reals beyond double refused — once and caches it. Its nodes live in the
+ * request's arena (json_arena.h) and die with the request: hold no reference past the answer
+ * (answering with the body itself, http_respond_json(req, 200, json_incref(body)), is fine: the answer
+ * drops its reference before the request ends), and json_deep_copy or write out as text what must
+ * outlive it; the request keeps the reference (do not decref). On a parse error returns NULL
  * and, if err is not NULL, fills it with jansson's line and column. An empty body is an error ("empty
  * body"). A body that nests deeper than limits.json_max_depth or holds more than
  * limits.json_max_values values is not parsed at all: NULL, err->line is HTTP_JSON_TOO_LARGE and

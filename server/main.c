@@ -8,11 +8,14 @@
 #include "config.h"
 #include "daemon.h"
 #include "healthcheck.h"
+#include "json_arena.h"
 #include "log.h"
 #include "server.h"
 
 int main(int argc, char **argv)
 {
+    /* Before anything uses jansson (the config loader does): see json_arena.h. */
+    json_arena_install();
     cli_options opts;
     if (cli_parse(argc, argv, &opts, stderr) != 0) {
         fprintf(stderr, "try 'apiary --help'\n");
