@@ -82,8 +82,11 @@ static int json_write_digits_exact(double v, char *d, int *x)
     int bexp = (int)(bits >> 52 & 0x7ff);
     uint64_t m = frac | UINT64_C(1) << 52;
     int shift = 2 - (bexp - 1075); /* 2 - E: from 2 (v near 2^53) to about 72 (v near 1e-5) */
-    int e10 = (int)floor(log10(v));
-    int s = 16 - e10;
+    /* floor(log10(v)) from the binary exponent (log10(2) = 0.30103), never too large and at most one
+     * too small; the loop below settles it. s stays at most 21 (v >= 1e-5) so 4M * 10^s fits in 128
+     * bits. */
+    int e10 = (int)floor((bexp - 1023) * 0.30102999566398120);
+    int s = 16 - e10 > 21 ? 21 : 16 - e10;
     json_u128 mask = ((json_u128)1 << shift) - 1;
     json_u128 c4;
     uint64_t c;
@@ -107,14 +110,13 @@ static int json_write_digits_exact(double v, char *d, int *x)
     if (!(hi4 & mask) && !inclusive)
         kmax--;
 
-    /* The largest power of ten with a multiple inside [kmin, kmax]. */
-    uint64_t pw = 1;
-    while (pw <= UINT64_MAX / 10) {
-        uint64_t next = pw * 10;
-        uint64_t first = (kmin + next - 1) / next * next;
-        if (first > kmax)
-            break;
-        pw = next;
+    /* The largest power of ten with a multiple inside [kmin, kmax]: 10^j has one while kmax / 10^j >
+     * (kmin - 1) / 10^j, and dividing by the constant 10 compiles to a multiplication. */
+    uint64_t below = kmin - 1, top = kmax, pw = 1;
+    while (top / 10 > below / 10) {
+        below /= 10;
+        top /= 10;
+        pw *= 10;
     }
     /* Of the two multiples of pw around v, the nearer one (ties to an even quotient), or the other
      * when the nearer one is outside the interval. */
