@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages apiary needs to build, run and test, skipping what is already there.
-# Usage: scripts/deps.sh [--bench]   (--bench adds wrk and nginx for bench/)
+# Usage: scripts/deps.sh [--bench]   (--bench adds wrk and nginx for bench/, and golang-go to build
+# the Go reference server of bench/json.sh)
 set -euo pipefail
 
 # redis-server is a test dependency (the Redis backend's tests start their own on loopback).
 packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libhiredis-dev
           libcriterion-dev node-llhttp python3 curl redis-server nginx-light)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(wrk nginx-light)
+  packages+=(wrk nginx-light golang-go)
 fi
 
 missing=()
