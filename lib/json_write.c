@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_valid.h"
 #include "xalloc.h"
 
 /* ---- integers ---------------------------------------------------------------------------------- */
@@ -229,7 +230,8 @@ size_t json_write_real(double v, char *out)
 /* ---- strings ----------------------------------------------------------------------------------- */
 
 /* 0: copied as is (printable ASCII other than '"' and '\\'); 1: escaped; 2-4: the lead byte of a
- * UTF-8 sequence of that length; 5: never valid in UTF-8 (continuation first, 0xc0, 0xc1, 0xf5+). */
+ * UTF-8 sequence of that length; 5: never valid in UTF-8 (continuation first, 0xc0, 0xc1, 0xf5+).
+ * Only 0 and 1 are told apart here; json_utf8_len checks the others. */
 static const unsigned char json_write_class[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -240,26 +242,6 @@ static const unsigned char json_write_class[256] = {
     5, 5, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
     3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
 };
-
-/* Length of the well-formed UTF-8 sequence at s (lead byte of class 2-4, `avail` bytes left), or 0:
- * truncated, a bad continuation byte, an overlong form, a surrogate, or above U+10FFFF. */
-static size_t json_write_utf8_len(const unsigned char *s, size_t avail, unsigned cls)
-{
-    size_t n = cls;
-    if (avail < n)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if (n == 3) {
-        if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))
-            return 0; /* overlong, or a UTF-16 surrogate */
-    } else if (n == 4) {
-        if ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
-            return 0; /* overlong, or above U+10FFFF */
-    }
-    return n;
-}
 
 /* Strings are escaped a chunk at a time so one reserve covers the worst case (6 bytes a byte)
  * without reserving six times a long string at once. */
@@ -309,7 +291,7 @@ static bool json_write_string(buf *out, buf_cache *cache, const char *str, size_
                 s++;
                 continue;
             }
-            size_t n = cls == 5 ? 0 : json_write_utf8_len(s, (size_t)(end - s), cls);
+            size_t n = json_utf8_len(s, (size_t)(end - s));
             if (n == 0)
                 return false;
             /* A sequence may run past the chunk's end by up to 3 bytes: the reserve has room. */
