@@ -120,9 +120,10 @@ def table(args):
             rows[shape][side].append((wrk, int(ticks)))
 
     a, b = args.a_name, args.b_name
+    cpu_head, cpu_rule = (f" CPU/req {a} ÷ {b} |", "--:|") if args.cpu_ratio else ("", "")
     print(f"| shape | {a} req/s | {b} req/s | ratio {a}/{b} | {a} p99 | {b} p99 "
-          f"| {a} µs CPU/req | {b} µs CPU/req | errors {a} / {b} |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+          f"| {a} µs CPU/req | {b} µs CPU/req |{cpu_head} errors {a} / {b} |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|" + cpu_rule + "--:|")
     notes = []
     for shape in order:
         cells = {}
@@ -147,8 +148,12 @@ def table(args):
         ratio = f"{ra / rb:.2f}" if ra and rb else "n/a"
         cpu_a = "n/a" if cells["a"][2] is None else f"{cells['a'][2]:.2f}"
         cpu_b = "n/a" if cells["b"][2] is None else f"{cells['b'][2]:.2f}"
+        cpu_ratio = ""
+        if args.cpu_ratio:
+            ca, cb = cells["a"][2], cells["b"][2]
+            cpu_ratio = f" **{ca / cb:.2f}** |" if ca and cb else " n/a |"
         print(f"| {shape} | {fmt_rps(ra)} | {fmt_rps(rb)} | {ratio} | {fmt_time(cells['a'][1])} "
-              f"| {fmt_time(cells['b'][1])} | {cpu_a} | {cpu_b} | {cells['a'][3]} / {cells['b'][3]} |")
+              f"| {fmt_time(cells['b'][1])} | {cpu_a} | {cpu_b} |{cpu_ratio} {cells['a'][3]} / {cells['b'][3]} |")
     if notes:
         print()
         for n in notes:
@@ -164,6 +169,7 @@ def main():
     t.add_argument("--clk-tck", type=int, required=True)
     t.add_argument("--a-name", default="apiary")
     t.add_argument("--b-name", default="nginx")
+    t.add_argument("--cpu-ratio", action="store_true", help="add a column: CPU per request of a ÷ b")
     t.add_argument("manifest")
     args = ap.parse_args()
     if args.cmd == "parse":

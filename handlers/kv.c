@@ -9,9 +9,12 @@
  * the work. Store failures are answers too: 504 when the store did not answer in time, 503 with
  * Retry-After when it is unreachable, 507 when the memory store is full. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "handlers.h"
+#include "json_valid.h"
+#include "json_write.h"
 #include "kv_store.h"
 #include "log.h"
 #include "request_body.h"
@@ -24,8 +27,9 @@ typedef struct kv_call {
     http_request *req;
     const char *key;
     size_t key_len;
-    json_t *value;   /* PUT: the parsed body, released by a scope cleanup */
-    unsigned ttl_s;  /* PUT: 0 when none was asked for */
+    const char *text; /* PUT: the value as compact JSON text, freed by a scope cleanup */
+    size_t text_len;
+    unsigned ttl_s;   /* PUT: 0 when none was asked for */
 } kv_call;
 
 static const kv_store *kv_backend(void)
@@ -104,10 +108,21 @@ static const char *kv_key(http_request *req, size_t *len)
 
 /* ---- answers ----------------------------------------------------------------------------------- */
 
-static json_t *kv_representation(const kv_call *call, json_t *value, int64_t ttl_s)
+/* {"key":...,"value":<text>,"ttl":...}: the stored text is spliced in as it is, never parsed again.
+ * `text` is compact JSON that this API validated when it was stored. */
+static void kv_respond_representation(const kv_call *call, int status, const char *text, size_t text_len,
+                                      int64_t ttl_s)
 {
-    return json_pack("{s:s%,s:O,s:o}", "key", call->key, call->key_len, "value", value, "ttl",
-                     ttl_s == KV_TTL_NONE ? json_null() : json_integer((json_int_t)ttl_s));
+    json_t *placeholder = json_object(); /* stands for the value: a fresh node, so the splice finds only it */
+    json_t *body = json_pack("{s:s%,s:O,s:o}", "key", call->key, call->key_len, "value", placeholder, "ttl",
+                             ttl_s == KV_TTL_NONE ? json_null() : json_integer((json_int_t)ttl_s));
+    if (!body) { /* a key is valid UTF-8 (kv_key), so only out-of-memory, which aborts, gets here */
+        json_decref(placeholder);
+        http_respond_json(call->req, 500, NULL);
+        return;
+    }
+    http_respond_json_spliced(call->req, status, body, placeholder, text, text_len);
+    json_decref(placeholder);
 }
 
 static void kv_not_found(http_request *req)
@@ -180,15 +195,13 @@ static void kv_get_done(async_op *op, void *arg)
     const kv_result *res = kv_existing(op, call);
     if (!res)
         return;
-    json_error_t err;
-    json_t *value = json_loadb(res->value, res->value_len, JSON_DECODE_ANY, &err);
-    if (!value) {
+    /* The memory store holds only text this API validated; what Redis holds may have been written by
+     * anyone, so it is checked (one pass, no tree) before it is spliced into an answer. */
+    if (!kv_backend()->validated && !json_valid(res->value, res->value_len, JSON_VALID_MAX_DEPTH)) {
         http_respond_problem(call->req, 500, NULL, "the value under this key is not JSON (not stored by this API)");
         return;
     }
-    json_t *body = kv_representation(call, value, res->ttl_s);
-    json_decref(value);
-    http_respond_json(call->req, 200, body);
+    kv_respond_representation(call, 200, res->value, res->value_len, res->ttl_s);
 }
 
 /* GET and DELETE: a valid key, one backend operation, one continuation. */
@@ -220,10 +233,8 @@ static void kv_put_done(async_op *op, void *arg)
     }
     const kv_result *res = op->value;
     int64_t ttl = call->ttl_s ? (int64_t)call->ttl_s : KV_TTL_NONE;
-    http_respond_json(call->req, res->existed ? 200 : 201, kv_representation(call, call->value, ttl));
+    kv_respond_representation(call, res->existed ? 200 : 201, call->text, call->text_len, ttl);
 }
-
-static void kv_json_release(void *arg) { json_decref(arg); }
 
 void kv_put(http_request *req)
 {
@@ -239,30 +250,34 @@ void kv_put(http_request *req)
     json_t *value = request_body_json(req, false);
     if (!value)
         return;
-    json_incref(value); /* the request keeps its own reference; this one goes with the call */
     /* What is stored, and what the bound applies to, is the compact text, whatever whitespace the
-     * client sent. */
-    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-    size_t text_len = json_dumpb(value, NULL, 0, flags);
-    if (text_len > cfg->kv_max_value_bytes) {
-        json_decref(value);
+     * client sent, with reals in their shortest form; it is written once and answered by splicing. A
+     * cache of no blocks: the text's buffer is the store's to copy and ours to free. */
+    buf_cache no_cache = {0};
+    buf text = {0};
+    if (!json_write(&text, &no_cache, value, NULL)) { /* cannot happen: the parser made it from valid text */
+        buf_release(&text, &no_cache);
+        http_respond_problem(req, 500, NULL, "the value could not be written as JSON");
+        return;
+    }
+    if (text.len > cfg->kv_max_value_bytes) {
         http_respond_problem(req, 413, NULL, "the value is %zu bytes as compact JSON; at most %u are stored",
-                             text_len, cfg->kv_max_value_bytes);
+                             text.len, cfg->kv_max_value_bytes);
+        buf_release(&text, &no_cache);
         return;
     }
     async_scope *scope;
     kv_call *call = kv_call_start(req, key, key_len, &scope);
     if (!call) {
-        json_decref(value);
+        buf_release(&text, &no_cache);
         return;
     }
-    call->value = value;
+    call->text = text.data;
+    call->text_len = text.len;
     call->ttl_s = ttl_s;
-    async_scope_defer(scope, kv_json_release, value);
-    char *text = async_scope_alloc(scope, text_len + 1);
-    json_dumpb(value, text, text_len, flags);
-    async_op_then(kv_backend()->put(scope, http_request_loop(req), key, key_len, text, text_len, ttl_s), kv_put_done,
-                  call);
+    async_scope_defer(scope, free, text.data);
+    async_op_then(kv_backend()->put(scope, http_request_loop(req), key, key_len, text.data, text.len, ttl_s),
+                  kv_put_done, call);
 }
 
 /* ---- DELETE ------------------------------------------------------------------------------------ */

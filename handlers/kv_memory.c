@@ -388,6 +388,7 @@ static async_op *kv_memory_op_del(async_scope *scope, http_loop *loop, const cha
 
 const kv_store kv_memory_store = {
     .name = "memory",
+    .validated = true,
     .get = kv_memory_op_get,
     .put = kv_memory_op_put,
     .del = kv_memory_op_del,

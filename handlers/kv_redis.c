@@ -178,6 +178,7 @@ static async_op *kv_redis_del(async_scope *scope, http_loop *loop, const char *k
 
 const kv_store kv_redis_store = {
     .name = "redis",
+    .validated = false,
     .get = kv_redis_get,
     .put = kv_redis_put,
     .del = kv_redis_del,

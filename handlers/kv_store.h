@@ -34,6 +34,10 @@ typedef struct kv_result {
 
 typedef struct kv_store {
     const char *name;
+    /* The store returns only values that came through put (the memory store), so a GET may splice
+     * them into its answer unchecked; false when others can write the store too (Redis): GET checks
+     * the text with json_valid first. */
+    bool validated;
     async_op *(*get)(async_scope *scope, http_loop *loop, const char *key, size_t key_len);
     /* ttl_s 0: no expiry (and any previous one is cleared, as Redis's SET does). */
     async_op *(*put)(async_scope *scope, http_loop *loop, const char *key, size_t key_len, const char *value,

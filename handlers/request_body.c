@@ -18,8 +18,23 @@ json_t *request_body_json(http_request *req, bool quiet)
     json_error_t err;
     json_t *body = http_request_json(req, &err);
     if (!body) {
+        /* Valid JSON past what this API holds, and refusals whose parser text would not say why, in
+         * the API's own words. */
+        const char *why = NULL;
+        switch (json_error_code(&err)) {
+        case json_error_numeric_overflow:
+            why = strstr(err.text, "integer") ? "the JSON integer is outside the 64-bit range this API stores "
+                                                "(-9223372036854775808 to 9223372036854775807)"
+                                              : "the JSON number is outside the range of a 64-bit float (about 1.8e308)";
+            break;
+        case json_error_null_byte_in_key: why = "a JSON member name contains U+0000, which this API does not accept"; break;
+        case json_error_duplicate_key: why = "a member name appears twice in one JSON object"; break;
+        default: break;
+        }
         if (err.line == HTTP_JSON_TOO_LARGE)
             http_respond_problem(req, 413, NULL, "%s", err.text);
+        else if (why)
+            http_respond_problem(req, 400, NULL, "at line %d, column %d: %s", err.line, err.column, why);
         else if (quiet)
             http_respond_problem(req, 400, NULL, "invalid JSON at line %d, column %d", err.line, err.column);
         else
@@ -28,6 +43,26 @@ json_t *request_body_json(http_request *req, bool quiet)
         return NULL;
     }
     return body;
+}
+
+/* True when a string anywhere in v holds U+0000. The body is within limits.json_max_depth, so the
+ * recursion is bounded. */
+static bool request_body_has_nul(const json_t *v)
+{
+    if (json_is_string(v))
+        return memchr(json_string_value(v), '\0', json_string_length(v)) != NULL;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++)
+            if (request_body_has_nul(json_array_get(v, i)))
+                return true;
+    } else if (json_is_object(v)) {
+        const char *key;
+        json_t *member;
+        json_object_foreach((json_t *)v, key, member)
+            if (request_body_has_nul(member))
+                return true;
+    }
+    return false;
 }
 
 json_t *request_body_object(http_request *req, const char *const *members, bool quiet)
@@ -51,6 +86,12 @@ json_t *request_body_object(http_request *req, const char *const *members, bool 
             for (size_t i = 0; members[i]; i++)
                 snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", members[i]);
             request_body_reject(req, 422, key, "is not a member of the body (%s)", list);
+            return NULL;
+        }
+        /* Endpoints that read their members take C strings: a NUL would cut a password or a path
+         * short without anyone noticing, so it is refused, not truncated. */
+        if (request_body_has_nul(value)) {
+            request_body_reject(req, 422, key, "must not contain the character U+0000");
             return NULL;
         }
     }

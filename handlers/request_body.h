@@ -16,7 +16,8 @@
 json_t *request_body_json(http_request *req, bool quiet);
 
 /* Like request_body_json, and the body must be an object whose members are all in `members` (a NULL-
- * terminated list): else 422, naming the first unknown member. */
+ * terminated list): else 422, naming the first unknown member. A string holding U+0000 anywhere in a
+ * member is refused too (422 naming the member): these endpoints read C strings. */
 json_t *request_body_object(http_request *req, const char *const *members, bool quiet);
 
 /* Answers `status` naming `field` in the "field" member and in the detail ("<field> <why>"). Field names

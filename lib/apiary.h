@@ -51,7 +51,8 @@ const char *apiary_version(void);
 typedef struct apiary_context apiary_context;
 
 /* A new application. `name` is what --help, --version and the logs call it. Never NULL (aborts when
- * out of memory, like every allocation in apiary). */
+ * out of memory, like every allocation in apiary). It must be the app's first call, before anything
+ * uses jansson: it installs the allocator that lets request bodies parse into their request's memory. */
 apiary_app *apiary_app_new(const char *name);
 
 /* The config file read when --config is not given (the apiary binary's is "config/apiary.json").

@@ -947,13 +947,11 @@ static void http_conn_log(http_conn *conn, const http_request *req, int status, 
     access_log_append(&conn->loop->access_log, &e);
 }
 
-/* Queues status line, headers and body; ends the request. The single entry for every answer. */
-static void http_conn_queue_response(http_conn *conn, int status, const char *content_type, const void *body,
-                                     size_t len)
+/* The head of an answer to the connection's current request (none when refused before dispatch). */
+static void http_conn_head(http_conn *conn, http_request *req, int status, const char *content_type,
+                           http_response_head *head)
 {
     http_loop *loop = conn->loop;
-    http_request *req = conn->slot ? &conn->slot->req : NULL;
-    bool head_only = req && req->method == HTTP_METHOD_HEAD;
     if (loop->draining)
         conn->keep_alive = false;
     http_connection_header connection = HTTP_CONN_HEADER_NONE;
@@ -963,24 +961,93 @@ static void http_conn_queue_response(http_conn *conn, int status, const char *co
         connection = HTTP_CONN_HEADER_KEEP_ALIVE;
     if (req && !req->request_id) /* refused before dispatch: still give the client an id to quote */
         http_conn_take_request_id(conn, req);
-    http_response_head head = {
+    *head = (http_response_head){
         .status = status,
         .content_type = content_type,
-        .content_length = len,
         .connection = connection,
         .date = loop->date,
         .request_id = req ? req->request_id : NULL,
         .extra_headers = req ? req->_extra_headers : NULL,
         .extra_headers_len = req ? req->_extra_headers_len : 0,
     };
-    http_response_write_head(&conn->out, &loop->cache, &head);
-    if (len && !head_only)
-        buf_append(&conn->out, &loop->cache, body, len);
+}
+
+/* Counts an answer that is queued, and logs it. */
+static void http_conn_answered(http_conn *conn, http_request *req, int status, size_t bytes)
+{
+    http_loop *loop = conn->loop;
     HTTP_STAT_ADD(loop, responses_by_class[status / 100 % 6], 1);
     uint64_t us = http_conn_now_us() - conn->started_us;
     http_conn_count(conn, status, us);
     if (access_log_enabled())
-        http_conn_log(conn, req, status, head_only ? 0 : len, us);
+        http_conn_log(conn, req, status, bytes, us);
+}
+
+/* Queues status line, headers and body. With http_conn_queue_json, the single entry for every answer. */
+static void http_conn_queue_response(http_conn *conn, int status, const char *content_type, const void *body,
+                                     size_t len)
+{
+    http_request *req = conn->slot ? &conn->slot->req : NULL;
+    bool head_only = req && req->method == HTTP_METHOD_HEAD;
+    http_response_head head;
+    http_conn_head(conn, req, status, content_type, &head);
+    head.content_length = len;
+    http_response_write_head(&conn->out, &conn->loop->cache, &head);
+    if (len && !head_only)
+        buf_append(&conn->out, &conn->loop->cache, body, len);
+    http_conn_answered(conn, req, status, head_only ? 0 : len);
+}
+
+/* Queues a JSON answer, serialised in one pass straight into the output buffer: the body is written
+ * after a gap as large as the longest head could be, then the head, whose Content-Length is now
+ * known, goes right before the body. With nothing else pending (the usual case) the gap simply
+ * counts as already sent (out->pos), so only the head is moved; behind pipelined answers the body
+ * moves down instead. False, with nothing queued, when the tree cannot be written (json_write). */
+static bool http_conn_queue_json(http_conn *conn, int status, const char *content_type, const json_t *json,
+                                 const json_write_splice *splice)
+{
+    buf *out = &conn->out;
+    buf_cache *cache = &conn->loop->cache;
+    http_request *req = conn->slot ? &conn->slot->req : NULL;
+    http_response_head head;
+    http_conn_head(conn, req, status, content_type, &head);
+    size_t start = out->len, gap = http_response_head_max(&head);
+    buf_reserve(out, cache, gap);
+    out->len += gap;
+    size_t body_start = out->len;
+    if (!json_write(out, cache, json, splice)) {
+        out->len = start;
+        return false;
+    }
+    size_t body_len = out->len - body_start;
+    head.content_length = body_len;
+    out->len = start;
+    http_response_write_head(out, cache, &head); /* fits in the gap: no reallocation */
+    size_t head_len = out->len - start;
+    if (req && req->method == HTTP_METHOD_HEAD) {
+        body_len = 0; /* the body was written only to learn its length */
+    } else if (out->pos == start) {
+        memmove(out->data + body_start - head_len, out->data + start, head_len);
+        out->pos = body_start - head_len;
+        out->len = body_start + body_len;
+    } else {
+        memmove(out->data + start + head_len, out->data + body_start, body_len);
+        out->len = start + head_len + body_len;
+    }
+    http_conn_answered(conn, req, status, body_len);
+    return true;
+}
+
+/* Ends the request whose answer was just queued. `outside`: answered from a timer, a continuation,
+ * a posted result or the deadline, not from under http_conn_process. */
+static void http_conn_answer_done(http_conn *conn, bool outside)
+{
+    http_conn_request_done(conn);
+    if (outside) {
+        /* Nobody below us will parse on: carry on with pipelined input and write it all out. */
+        http_conn_set_reading(conn, !conn->peer_eof);
+        http_conn_process(conn);
+    }
 }
 
 void http_conn_send_response(http_conn *conn, int status, const char *content_type, const void *body, size_t len)
@@ -988,30 +1055,33 @@ void http_conn_send_response(http_conn *conn, int status, const char *content_ty
     if (conn->dead)
         return; /* answered from a cancel callback: the client is gone */
     http_conn_enter(conn);
-    bool outside = !conn->processing; /* a timer, a continuation, a posted result, the deadline */
+    bool outside = !conn->processing;
     http_conn_queue_response(conn, status, content_type, body, len);
-    http_conn_request_done(conn);
-    if (outside) {
-        /* Nobody below us will parse on: carry on with pipelined input and write it all out. */
-        http_conn_set_reading(conn, !conn->peer_eof);
-        http_conn_process(conn);
-    }
+    http_conn_answer_done(conn, outside);
     http_conn_leave(conn);
 }
 
-void http_conn_send_json(http_conn *conn, int status, const char *content_type, const json_t *json)
+void http_conn_send_json(http_conn *conn, int status, const char *content_type, json_t *json,
+                         const json_write_splice *splice)
 {
-    http_loop *loop = conn->loop;
-    buf *scratch = &loop->scratch;
-    scratch->len = 0;
-    if (http_json_dump(scratch, &loop->cache, json) == 0) {
+    if (conn->dead) {
+        json_decref(json);
+        return;
+    }
+    http_conn_enter(conn);
+    bool outside = !conn->processing;
+    if (!http_conn_queue_json(conn, status, content_type, json, splice)) {
         static const char fallback[] =
             "{\"type\":\"about:blank\",\"title\":\"Internal Server Error\",\"status\":500,"
             "\"detail\":\"the response could not be serialized\"}";
-        http_conn_send_response(conn, 500, "application/problem+json", fallback, sizeof(fallback) - 1);
-        return;
+        log_error("route %s: its answer is not valid JSON (invalid UTF-8, NaN, or nesting deeper than %d)",
+                  conn->slot && conn->slot->req.route_name ? conn->slot->req.route_name : "(none)",
+                  JSON_WRITE_MAX_DEPTH);
+        http_conn_queue_response(conn, 500, "application/problem+json", fallback, sizeof(fallback) - 1);
     }
-    http_conn_send_response(conn, status, content_type, scratch->data, scratch->len);
+    json_decref(json); /* before the request, and the arena its nodes may come from, ends */
+    http_conn_answer_done(conn, outside);
+    http_conn_leave(conn);
 }
 
 /* Refuses the message being parsed: a problem answer with Connection: close, and no further parsing.
@@ -1027,12 +1097,10 @@ void http_conn_reject(http_conn *conn, int status, const char *fmt, ...)
     conn->keep_alive = false;
     http_loop *loop = conn->loop;
     json_t *problem = http_problem_new(status, detail, NULL);
-    loop->scratch.len = 0;
-    http_json_dump(&loop->scratch, &loop->cache, problem);
-    json_decref(problem);
     if (conn->slot)
         conn->slot->req.method = HTTP_METHOD_GET; /* a HEAD request's refusal still carries its body */
-    http_conn_queue_response(conn, status, "application/problem+json", loop->scratch.data, loop->scratch.len);
+    http_conn_queue_json(conn, status, "application/problem+json", problem, NULL); /* a problem always writes */
+    json_decref(problem);
     http_conn_end_request(conn);
     conn->state = HTTP_CONN_CLOSING;
     log_debug("loop %u: rejected request with %d: %s", loop->id, status, detail);

@@ -15,6 +15,7 @@
 
 #include "access_log.h"
 #include "async_internal.h"
+#include "json_write.h"
 #include "buf.h"
 #include "http_loop.h"
 #include "http_metrics.h"
@@ -149,7 +150,6 @@ struct http_loop {
     buf_cache cache;
     http_req_slot *free_slots;
     size_t free_slot_count;
-    buf scratch; /* JSON is serialized here first to learn its Content-Length */
     /* libevent "common timeouts": O(1) queues instead of the heap, one per fixed duration. */
     const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_write, *tv_linger, *tv_request;
     struct timeval tv_fallback[6]; /* used when libevent has no common timeout left (many reloads) */
@@ -175,7 +175,12 @@ void http_conn_drain(http_conn *conn);
 void http_conn_force_close(http_conn *conn);
 /* Queues a response for the connection's current request and ends the request. */
 void http_conn_send_response(http_conn *conn, int status, const char *content_type, const void *body, size_t len);
-void http_conn_send_json(http_conn *conn, int status, const char *content_type, const json_t *json);
+/* Serialises json (with `splice`, which may be NULL: see json_write.h) straight into the output
+ * buffer; a tree that cannot be written answers 500 instead. Takes the reference and drops it once
+ * the bytes are written, before the request ends: the tree may hold nodes of the request's arena
+ * (echo answers with its parsed body), which die with the request. */
+void http_conn_send_json(http_conn *conn, int status, const char *content_type, json_t *json,
+                         const json_write_splice *splice);
 /* Called by the parser at the end of a message's head: 0 to read the body, 1 to treat the message as
  * having none (it is refused and the connection closes), -1 after a rejection. */
 int http_conn_on_headers_complete(http_conn *conn);

@@ -461,7 +461,6 @@ void http_loop_free(http_loop *loop)
         free(loop->free_slots);
         loop->free_slots = next;
     }
-    buf_release(&loop->scratch, &loop->cache);
     buf_cache_free(&loop->cache);
     free(loop->route_stats);
     access_log_buf_free(&loop->access_log);

@@ -11,6 +11,7 @@
 
 #include "async_internal.h"
 #include "http_internal.h"
+#include "json_arena.h"
 #include "json_limits.h"
 #include "log.h"
 
@@ -88,8 +89,30 @@ json_t *http_request_json(http_request *req, json_error_t *err)
             snprintf(e->text, sizeof(e->text), "the JSON body holds more than %zu values", s->json_max_values);
         return NULL;
     }
-    /* JSON_REJECT_DUPLICATES: {"a":1,"a":2} is ambiguous, refuse it rather than pick one. */
-    req->_json = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, e);
+    /* A raw NUL byte is never part of JSON text (U+0000 is written \u0000), but jansson stops reading
+     * at one as if the input ended there, so "222\0junk" would parse as 222 (found by fuzz_json). */
+    const char *nul = memchr(req->body, '\0', req->body_len);
+    if (nul) {
+        memset(e, 0, sizeof(*e));
+        e->line = 1;
+        const char *line_start = req->body;
+        for (const char *p = req->body; p < nul; p++)
+            if (*p == '\n') {
+                e->line++;
+                line_start = p + 1;
+            }
+        e->column = (int)(nul - line_start) + 1;
+        e->position = (int)(nul - req->body);
+        snprintf(e->text, sizeof(e->text), "a NUL byte is not allowed in JSON text (write U+0000 as \\u0000)");
+        return NULL;
+    }
+    /* Duplicate member names: {"a":1,"a":2} is ambiguous, refused rather than one picked (I-JSON, RFC
+     * 7493, allows that). U+0000 inside strings is accepted (strings carry their length); inside a
+     * member name jansson refuses it. */
+    /* The tree's nodes come from the request's arena (json_arena.h): no free() per node. */
+    arena *prev = json_arena_use(&req->arena);
+    req->_json = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, e);
+    json_arena_use(prev);
     return req->_json;
 }
 
@@ -146,12 +169,21 @@ void http_respond_json(http_request *req, int status, json_t *body)
     }
     if (!body) {
         json_t *problem = http_problem_new(500, "the handler failed to build its response", NULL);
-        http_conn_send_json(req->_conn, 500, "application/problem+json", problem);
-        json_decref(problem);
+        http_conn_send_json(req->_conn, 500, "application/problem+json", problem, NULL);
         return;
     }
-    http_conn_send_json(req->_conn, status, "application/json", body);
-    json_decref(body);
+    http_conn_send_json(req->_conn, status, "application/json", body, NULL);
+}
+
+void http_respond_json_spliced(http_request *req, int status, json_t *body, const json_t *at, const char *text,
+                               size_t len)
+{
+    if (!http_request_begin_answer(req)) {
+        json_decref(body);
+        return;
+    }
+    json_write_splice splice = {.at = at, .text = text, .len = len};
+    http_conn_send_json(req->_conn, status, "application/json", body, &splice);
 }
 
 void http_respond_raw(http_request *req, int status, const char *content_type, const void *body, size_t len)
@@ -172,8 +204,7 @@ void http_respond_problem(http_request *req, int status, json_t *extra, const ch
     vsnprintf(detail, sizeof(detail), detail_fmt, ap);
     va_end(ap);
     json_t *problem = http_problem_new(status, detail, extra);
-    http_conn_send_json(req->_conn, status, "application/problem+json", problem);
-    json_decref(problem);
+    http_conn_send_json(req->_conn, status, "application/problem+json", problem, NULL);
 }
 
 /* async_post_fn for request scopes: results from other threads come back through the loop's queue. */

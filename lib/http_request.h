@@ -77,8 +77,13 @@ const char *http_request_param(const http_request *req, const char *name);
 /* True when the Content-Type's media type is `media` ("application/json"), parameters ignored. */
 bool http_request_content_type_is(http_request *req, const char *media);
 
-/* Parses the body as JSON — any RFC 8259 value, scalars included; duplicate member names refused —
- * once and caches it; the request keeps the reference (do not decref). On a parse error returns NULL
+/* Parses the body as JSON — any RFC 8259 value, scalars included, U+0000 inside strings accepted
+ * (use json_string_length; json_string_value stops at the first NUL), duplicate member names refused,
+ * integers beyond int64 and reals beyond double refused — once and caches it. Its nodes live in the
+ * request's arena (json_arena.h) and die with the request: hold no reference past the answer
+ * (answering with the body itself, http_respond_json(req, 200, json_incref(body)), is fine: the answer
+ * drops its reference before the request ends), and json_deep_copy or write out as text what must
+ * outlive it; the request keeps the reference (do not decref). On a parse error returns NULL
  * and, if err is not NULL, fills it with jansson's line and column. An empty body is an error ("empty
  * body"). A body that nests deeper than limits.json_max_depth or holds more than
  * limits.json_max_values values is not parsed at all: NULL, err->line is HTTP_JSON_TOO_LARGE and
@@ -115,6 +120,11 @@ void http_response_header(http_request *req, const char *name, const char *value
 /* Serializes `body` compactly; takes the reference (decrefs it). A NULL body (a failed json_pack)
  * answers 500. */
 void http_respond_json(http_request *req, int status, json_t *body);
+/* Like http_respond_json, with the node `at` of body (by identity; body keeps its reference) written
+ * as `text`, `len` bytes of valid compact JSON the caller already holds (a stored value), so it is
+ * not parsed again. `body` must not be NULL. */
+void http_respond_json_spliced(http_request *req, int status, json_t *body, const json_t *at, const char *text,
+                               size_t len);
 /* Sends bytes as they are with the given Content-Type. */
 void http_respond_raw(http_request *req, int status, const char *content_type, const void *body, size_t len);
 /* RFC 9457 problem+json: {"type":"about:blank","title":<reason phrase>,"status":...,"detail":...}.

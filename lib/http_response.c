@@ -65,16 +65,22 @@ static char *http_response_put(char *p, const char *s, size_t len)
 
 #define PUT_LIT(p, lit) http_response_put((p), (lit), sizeof(lit) - 1)
 
+size_t http_response_head_max(const http_response_head *h)
+{
+    /* 64 + 80 covers the fixed text: status line, header names, CRLFs, a 20-digit Content-Length. */
+    return 64 + strlen(http_status_reason(h->status)) + sizeof(HTTP_SERVER_HEADER) + HTTP_DATE_LEN
+           + (h->content_type ? strlen(h->content_type) : 0) + h->extra_headers_len
+           + (h->request_id ? strlen(h->request_id) : 0) + 80;
+}
+
 void http_response_write_head(buf *out, buf_cache *cache, const http_response_head *h)
 {
     const char *reason = http_status_reason(h->status);
     size_t reason_len = strlen(reason);
     size_t ctype_len = h->content_type ? strlen(h->content_type) : 0;
-    /* Upper bound of everything below, so one reserve covers the whole head. */
     size_t rid_len = h->request_id ? strlen(h->request_id) : 0;
-    size_t need = 64 + reason_len + sizeof(HTTP_SERVER_HEADER) + HTTP_DATE_LEN + ctype_len + h->extra_headers_len
-                  + rid_len + 80;
-    buf_reserve(out, cache, need);
+    /* One reserve covers the whole head. */
+    buf_reserve(out, cache, http_response_head_max(h));
     char *p = out->data + out->len;
 
     p = PUT_LIT(p, "HTTP/1.1 ");
@@ -159,22 +165,4 @@ json_t *http_problem_new(int status, const char *detail, json_t *extra)
         json_decref(extra);
     }
     return problem;
-}
-
-size_t http_json_dump(buf *out, buf_cache *cache, const json_t *json)
-{
-    const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
-    buf_reserve(out, cache, 256);
-    size_t room = out->cap - out->len;
-    size_t n = json_dumpb(json, out->data + out->len, room, flags);
-    if (n == 0)
-        return 0;
-    if (n > room) { /* too small: now we know the exact size, so the second try fits */
-        buf_reserve(out, cache, n);
-        n = json_dumpb(json, out->data + out->len, n, flags);
-        if (n == 0)
-            return 0;
-    }
-    out->len += n;
-    return n;
 }

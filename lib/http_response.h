@@ -34,6 +34,9 @@ typedef struct http_response_head {
 /* The reason phrase of a status ("Not Found"); "Unknown" for codes it does not know. */
 const char *http_status_reason(int status);
 
+/* The most bytes http_response_write_head can write for `head`, whatever its content_length. */
+size_t http_response_head_max(const http_response_head *head);
+
 /* Appends the status line, Server, Date, Content-Type, Content-Length, Connection, the extra
  * headers and the blank line. */
 void http_response_write_head(buf *out, buf_cache *cache, const http_response_head *head);
@@ -45,8 +48,5 @@ void http_date_format(time_t t, char *out);
  * `extra` (taken). Never NULL. */
 json_t *http_problem_new(int status, const char *detail, json_t *extra);
 
-/* Serializes compact JSON into out (growing it). Returns the number of bytes written, 0 on a
- * serialization failure (only for invalid values such as NaN reals). */
-size_t http_json_dump(buf *out, buf_cache *cache, const json_t *json);
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages apiary needs to build, run and test, skipping what is already there.
-# Usage: scripts/deps.sh [--bench|--fuzz]   (--bench adds wrk and nginx for bench/, --fuzz clang for tests/fuzz)
+# Usage: scripts/deps.sh [--bench|--fuzz]   (--bench adds wrk, nginx and golang-go (the Go reference server
+# of bench/json.sh) for bench/, --fuzz clang for tests/fuzz)
 set -euo pipefail
 
 # redis-server and mariadb-server are test dependencies (the Redis and MariaDB tests start their own
@@ -9,7 +10,7 @@ packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium
           libmariadb-dev libsqlite3-dev libcriterion-dev node-llhttp python3 curl redis-server nginx-light
           mariadb-server mariadb-client)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(wrk nginx-light)
+  packages+=(wrk nginx-light golang-go)
 fi
 if [[ "${1:-}" == "--fuzz" ]]; then
   packages+=(clang libclang-rt-14-dev)  # libFuzzer (scripts/fuzz.sh)

@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "generation.h"
 #include "healthcheck.h"
+#include "json_arena.h"
 #include "log.h"
 #include "server.h"
 #include "xalloc.h"
@@ -50,6 +51,9 @@ const char *apiary_version(void) { return APIARY_VERSION; }
 
 apiary_app *apiary_app_new(const char *name)
 {
+    /* Request bodies parse into their request's arena (json_arena.h): jansson's allocator must be in
+     * place before jansson allocates anything, so this is the app's first call. */
+    json_arena_install();
     apiary_app *app = xcalloc(1, sizeof(*app));
     snprintf(app->name, sizeof(app->name), "%s", name && name[0] ? name : "apiary-app");
     return app;

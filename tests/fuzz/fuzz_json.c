@@ -1,9 +1,9 @@
 /* fuzz_json: libFuzzer target for the JSON body path and the writer. The input is a request body:
- * the pre-parse scan (lib/json_limits.c) measures it, jansson parses what the scan admits with the
- * flags http_request_json uses, and http_json_dump (what every JSON answer goes through) writes it.
- * Invariants beyond the sanitizers: the scan never refuses a document with fewer values and less
- * depth than its limits; what the writer writes parses again and writes back byte for byte the same
- * (the answer is valid JSON and stable). */
+ * the pre-parse scan (lib/json_limits.c) measures it, jansson parses it with the flags
+ * http_request_json uses, the validator (lib/json_valid.c, for stored text) judges it, and json_write
+ * (what every JSON answer goes through) writes it. Invariants beyond the sanitizers: the scan admits
+ * exactly the documents within its depth and value limits; whatever jansson accepts the validator
+ * accepts too; what the writer writes is valid, parses again and writes back byte for byte the same. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,8 +11,9 @@
 #include <string.h>
 
 #include "buf.h"
-#include "http_internal.h"
 #include "json_limits.h"
+#include "json_valid.h"
+#include "json_write.h"
 
 #define FUZZ_JSON_DEPTH 64
 #define FUZZ_JSON_VALUES 5000
@@ -39,12 +40,11 @@ static size_t fuzz_json_count(const json_t *v, size_t depth, size_t *max_depth)
 static size_t fuzz_json_dump(buf *out, buf_cache *cache, const json_t *v)
 {
     out->len = 0;
-    size_t n = http_json_dump(out, cache, v);
-    if (n == 0 || n != out->len) {
-        fprintf(stderr, "fuzz_json: the writer failed on a parsed document\n");
+    if (!json_write(out, cache, v, NULL) || !json_valid(out->data, out->len, JSON_VALID_MAX_DEPTH)) {
+        fprintf(stderr, "fuzz_json: the writer failed on a parsed document, or wrote invalid JSON\n");
         abort();
     }
-    return n;
+    return out->len;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -52,7 +52,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *text = (const char *)data;
     json_limits_result lim = json_limits_scan(text, size, FUZZ_JSON_DEPTH, FUZZ_JSON_VALUES);
     json_error_t err;
-    json_t *doc = json_loadb(text, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+    /* http_request_json refuses a raw NUL byte before jansson (which stops reading at one) */
+    if (memchr(text, '\0', size))
+        return 0;
+    json_t *doc = json_loadb(text, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+    if (doc && !json_valid(text, size, JSON_VALID_MAX_DEPTH)) {
+        fprintf(stderr, "fuzz_json: jansson accepted what the validator refuses\n");
+        abort();
+    }
     if (doc) {
         size_t depth = 0, values = fuzz_json_count(doc, 0, &depth);
         if (lim != JSON_LIMITS_OK && values <= FUZZ_JSON_VALUES && depth <= FUZZ_JSON_DEPTH) {
@@ -67,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         buf_cache_init(&cache, 4);
         buf first = {0}, second = {0};
         fuzz_json_dump(&first, &cache, doc);
-        json_t *again = json_loadb(first.data, first.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+        json_t *again = json_loadb(first.data, first.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
         if (!again) {
             fprintf(stderr, "fuzz_json: the writer's output does not parse: %s\n", err.text);
             abort();

@@ -23,6 +23,7 @@
 #include "generation.h"
 #include "handlers.h"
 #include "http_internal.h"
+#include "json_arena.h"
 #include "log.h"
 #include "pool.h"
 #include "router.h"
@@ -36,6 +37,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     log_set_level(LOG_ERROR + 1); /* quiet: the log is not what is tested */
+    json_arena_install();         /* as apiary_app_new does, before anything uses jansson */
     http_loop_global_init();
     static apiary_config cfg;
     config_defaults(&cfg);

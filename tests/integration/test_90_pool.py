@@ -126,16 +126,18 @@ class PasswordTest(PoolAssertions, ServerTestMixin, unittest.TestCase):
                 with self.subTest(other=other):
                     self.assertVerifies(sock, other, hashed, False)
 
-    def test_nul_is_refused_by_the_json_parser(self):
-        # The engine parses bodies without jansson's JSON_ALLOW_NUL: "\u0000" in any string is invalid
-        # JSON, so neither a password nor a hash can carry one.
+    def test_nul_is_refused_naming_the_member(self):
+        # "\u0000" is valid JSON and the engine accepts it, but these members are read as C strings,
+        # where a NUL would silently cut a password short: the endpoint refuses it.
         with self.server.connect() as sock:
-            for path, value in (("/v1/password/hash", {"password": "a\u0000b"}),
-                                ("/v1/password/verify", {"password": "pw", "hash": FOREIGN_HASH + "\u0000"}),
-                                ("/v1/password/verify", {"password": "pw", "hash": "\u0000" + FOREIGN_HASH})):
+            for path, value, field in (("/v1/password/hash", {"password": "a\u0000b"}, "password"),
+                                       ("/v1/password/verify", {"password": "pw", "hash": FOREIGN_HASH + "\u0000"},
+                                        "hash"),
+                                       ("/v1/password/verify", {"password": "pw", "hash": "\u0000" + FOREIGN_HASH},
+                                        "hash")):
                 with self.subTest(path=path, value=value):
-                    doc = self.assertProblemDoc(self.post(sock, path, value), 400)
-                    self.assertIn("column", doc["detail"])
+                    doc = self.assertProblemDoc(self.post(sock, path, value), 422, extra={"field": field})
+                    self.assertIn("U+0000", doc["detail"])
 
     def test_longest_password(self):
         with self.server.connect() as sock:

@@ -259,16 +259,23 @@ class FanoutValidationTest(FanoutFixture, unittest.TestCase):
             self.assertProblemDoc(resp, 415)
 
     def test_bodies_the_json_parser_refuses_are_400(self):
-        # Includes what the engine's parser refuses before the handler looks: an empty body, a
-        # repeated member, and a NUL escaped inside a string (so no path can carry one).
-        raws = (b"{", b"", b'{"requests": [}', b"\xff",
-                b'{"requests": [], "requests": []}', b'{"requests": [{"upstream": "mis", "path": "/a\\u0000b"}]}')
+        # Includes what the engine's parser refuses before the handler looks: an empty body and a
+        # repeated member.
+        raws = (b"{", b"", b'{"requests": [}', b"\xff", b'{"requests": [], "requests": []}')
         with self.server.connect() as sock:
             for raw in raws:
                 with self.subTest(raw=raw):
                     resp, _ = self.fanout(sock, raw)
                     doc = self.assertProblemDoc(resp, 400)
                     self.assertIn("JSON", doc["detail"])
+
+    def test_nul_in_a_path_is_422(self):
+        # Valid JSON, but no path can carry a NUL: refused naming the member, never cut short.
+        raw = b'{"requests": [{"upstream": "mis", "path": "/a\\u0000b"}]}'
+        with self.server.connect() as sock:
+            resp, _ = self.fanout(sock, raw)
+            doc = self.assertProblemDoc(resp, 422, extra={"field": "requests"})
+            self.assertIn("U+0000", doc["detail"])
 
     def test_body_that_is_not_an_object_is_422(self):
         with self.server.connect() as sock:

@@ -113,17 +113,3 @@ Test(http_response, problem_survives_invalid_utf8_detail)
     json_decref(p);
 }
 
-Test(http_response, json_dump_grows_the_buffer)
-{
-    buf out = {0};
-    json_t *arr = json_array();
-    for (int i = 0; i < 5000; i++)
-        json_array_append_new(arr, json_integer(i));
-    size_t n = http_json_dump(&out, &cache, arr);
-    cr_assert_eq(n, out.len);
-    cr_assert_gt(n, BUF_BLOCK_BYTES);
-    cr_assert_eq(out.data[0], '[');
-    cr_assert_eq(out.data[n - 1], ']');
-    json_decref(arr);
-    buf_release(&out, &cache);
-}

@@ -1,0 +1,51 @@
+/* json_write: serialises a jansson tree as compact JSON text in one pass, straight into a buf (the
+ * connection's output buffer), with no intermediate string. It is what http_respond_json uses.
+ *
+ * What it writes, and how it differs from json_dumpb:
+ * - reals in the shortest form that reads back to the same double (0.1, 98.6, 1e+300, 5e-324), as
+ *   JavaScript, Python and Go print them; a real keeps a '.' or an exponent so it reads back as a
+ *   real (1.0, -0.0); exponent form below 1e-6 and from 1e21 on, like JavaScript and Go;
+ * - integers without printf; strings escaped in bulk (runs of bytes that need no escape are copied
+ *   at once) with the length-aware API, so U+0000 inside a string is written as \u0000;
+ * - it validates the UTF-8 of every string and key it writes and fails rather than emit invalid text;
+ * - a "splice": one node of the tree can be replaced by JSON text the caller already holds (a stored
+ *   value), copied as is, so a stored document is answered without parsing it again.
+ * It does not indent or sort keys: members come in the object's insertion order. */
+#ifndef APIARY_JSON_WRITE_H
+#define APIARY_JSON_WRITE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+/* Containers nest at most this deep (the parser's own limit is 2048; a cycle in a hand-built tree
+ * stops here too instead of running forever). */
+#define JSON_WRITE_MAX_DEPTH 2048
+
+/* The longest text of one number: "-2.2250738585072014e-308" is 24 bytes; with room to spare. */
+#define JSON_WRITE_NUMBER_MAX 32
+
+/* Where the writer meets the node `at` (by identity), it writes `text` instead: `len` bytes that the
+ * caller guarantees are one valid, compact JSON value (the writer does not check them). */
+typedef struct json_write_splice {
+    const json_t *at;
+    const char *text;
+    size_t len;
+} json_write_splice;
+
+/* Appends the compact text of `json` to out, growing it (out-of-memory aborts). `splice` may be
+ * NULL. Returns false, with out->len as it was, for a tree that cannot be written as JSON: a string
+ * or key that is not valid UTF-8, a real that is NaN or infinite, nesting deeper than
+ * JSON_WRITE_MAX_DEPTH. */
+bool json_write(buf *out, buf_cache *cache, const json_t *json, const json_write_splice *splice);
+
+/* The shortest text of a finite double that strtod reads back to the same value, at out (at least
+ * JSON_WRITE_NUMBER_MAX bytes, not NUL-terminated); returns its length, 0 for NaN or infinity. */
+size_t json_write_real(double v, char *out);
+
+/* The decimal text of v at out (at least 20 bytes); returns its length. */
+size_t json_write_integer(json_int_t v, char *out);
+
+#endif
