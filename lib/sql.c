@@ -11,6 +11,7 @@
 
 #include "metrics.h"
 #include "sql_internal.h"
+#include "uri.h"
 #include "xalloc.h"
 
 const char SQL_ERROR_UNAVAILABLE[] = "unavailable";
@@ -67,35 +68,16 @@ static int sql_url_fail(char *err, size_t cap, const char *why)
     return -1;
 }
 
-static int sql_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* %-decodes src[0..len) into dst (cap bytes with the NUL). -1 on a bad escape, a NUL or overflow. */
 static int sql_url_decode(char *dst, size_t cap, const char *src, size_t len)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = src[i];
-        if (c == '%') {
-            if (len - i < 3 || sql_hex(src[i + 1]) < 0 || sql_hex(src[i + 2]) < 0)
-                return -1;
-            c = (char)(sql_hex(src[i + 1]) * 16 + sql_hex(src[i + 2]));
-            i += 2;
-        }
-        if (c == '\0' || o + 1 >= cap)
-            return -1;
-        dst[o++] = c;
-    }
-    dst[o] = '\0';
-    return 0;
+    char *decoded = xmalloc(len + 1); /* uri_decode needs room for the text undecoded */
+    ssize_t n = uri_decode(decoded, src, len, false);
+    int rc = n >= 0 && (size_t)n < cap ? 0 : -1;
+    if (rc == 0)
+        memcpy(dst, decoded, (size_t)n + 1);
+    free(decoded);
+    return rc;
 }
 
 static bool sql_identifier_ok(const char *s)
