@@ -79,7 +79,7 @@ void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer, bool
     conn->state = HTTP_CONN_IDLE;
     conn->fresh = true;
     conn->over_limit = over_limit;
-    conn->accepted_ms = http_conn_limit_now_ms();
+    conn->accepted_ms = http_conn_now_ms();
     if (peer && peer->sa_family == AF_INET) {
         conn->peer_family = AF_INET;
         memcpy(conn->peer_addr, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, 4);
@@ -152,7 +152,7 @@ static uint64_t http_conn_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-static uint64_t http_conn_now_ms(void)
+uint64_t http_conn_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* a few ms of resolution is plenty for timeouts */

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <sys/ioctl.h>
 #include <string.h>
-#include <time.h>
 
 #include "http_internal.h"
 #include "log.h"
@@ -22,17 +21,10 @@
 #define HTTP_CONN_LIMIT_RECLAIM_BATCH 16
 #define HTTP_CONN_LIMIT_FRESH_GRACE_MS 1000
 
-uint64_t http_conn_limit_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Once a second at most: what happened at the limit since the last line. */
 static void http_conn_limit_log(http_loop *loop)
 {
-    uint64_t now = http_conn_limit_now_ms();
+    uint64_t now = http_conn_now_ms();
     if (now < loop->limit_logged_ms + 1000)
         return;
     loop->limit_logged_ms = now;
@@ -66,7 +58,7 @@ size_t http_conn_limit_reclaim(http_loop *loop)
     /* The list's tail holds the connections that went idle longest ago (http_loop_conn_idle moves a
      * connection to the head when it goes idle); busy ones in between are skipped. */
     http_conn *conn = loop->conns_tail;
-    uint64_t now = http_conn_limit_now_ms();
+    uint64_t now = http_conn_now_ms();
     while (conn && closed < batch) {
         http_conn *prev = conn->prev; /* force_close unlinks conn */
         if (http_conn_limit_reclaimable(conn, now)) {

@@ -169,6 +169,8 @@ const llhttp_settings_t *http_parser_settings(void);
 bool http_parser_chunk_line_ok(http_conn *conn, const char *upto);
 
 /* http_conn.c */
+/* Coarse monotonic milliseconds (a few ms of resolution): timeouts, the limit's grace and log rate. */
+uint64_t http_conn_now_ms(void);
 /* `over_limit`: accepted past max_connections with every connection busy: its request gets 503. */
 void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer, bool over_limit);
 void http_conn_drain(http_conn *conn);
@@ -212,8 +214,6 @@ bool http_conn_limit_saturated(const http_loop *loop);
 bool http_conn_limit_admit(http_loop *loop);
 /* Closes up to a batch of the longest-idle connections that lose nothing by it; returns how many. */
 size_t http_conn_limit_reclaim(http_loop *loop);
-/* The coarse monotonic clock the limit's timings use, in ms. */
-uint64_t http_conn_limit_now_ms(void);
 /* Counts (and logs, rate-limited) a 503 given to an over-limit client. */
 void http_conn_limit_refused(http_loop *loop);
 
