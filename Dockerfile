@@ -11,6 +11,7 @@ RUN apt-get update \
 WORKDIR /src
 # Only what the binary is built from, so edits to docs, tests or bench/ keep the build layer cached.
 COPY CMakeLists.txt ./
+COPY include include
 COPY lib lib
 COPY handlers handlers
 COPY server server
