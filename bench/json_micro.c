@@ -2,8 +2,9 @@
  * into an arena as http_request_json does), json_write against json_dumpb, and one real formatted by
  * json_write_real against printf's %.17g. Not part of the build (timings do not belong in tests):
  *
- *   gcc -O2 -Ilib bench/json_micro.c lib/json_write.c lib/json_valid.c lib/json_arena.c lib/arena.c \
- *       lib/buf.c lib/xalloc.c lib/log.c -ljansson -lm -o /tmp/json_micro
+ *   gcc -O2 -D_GNU_SOURCE -Iinclude/apiary -Ilib/base -Ilib/json bench/json_micro.c lib/json/json_write.c \
+ *       lib/json/json_valid.c lib/json/json_arena.c lib/base/arena.c lib/base/buf.c lib/base/xalloc.c \
+ *       lib/base/log.c -ljansson -lm -o /tmp/json_micro
  *   taskset -c 1 /tmp/json_micro bench/data/body.json
  */
 #include <jansson.h>

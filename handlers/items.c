@@ -1,4 +1,4 @@
-/* items: a small resource on the SQL backend (lib/sql.h, docs/sql.md), the shape most JSON APIs have:
+/* items: a small resource on the SQL backend (include/apiary/sql.h, docs/sql.md), the shape most JSON APIs have:
  *
  *   POST   /v1/items                      {"name":"…","price":9.5} -> 201, Location: /v1/items/{id}
  *   GET    /v1/items/{id}                 -> 200 the item / 404

@@ -1,5 +1,5 @@
 /* kv_redis: the /v1/kv backend on Redis (kv.backend "redis"), through this loop's Redis client
- * (lib/redis.h). Keys are stored under the prefix "apiary:kv:" so the API shares a database with
+ * (include/apiary/redis.h). Keys are stored under the prefix "apiary:kv:" so the API shares a database with
  * other users safely; values are the compact JSON text, as a Redis string.
  *
  *   get:    MULTI, GET k, TTL k, EXEC   one round trip, and the value and its TTL from one instant

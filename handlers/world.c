@@ -1,5 +1,5 @@
 /* world: TechEmpower's database tests on the `world` table (ids 1..10000), on the configured SQL
- * backend (lib/sql.h, docs/sql.md):
+ * backend (include/apiary/sql.h, docs/sql.md):
  *
  *   GET /v1/db                  {"id":N,"randomNumber":M}, one random row
  *   GET /v1/queries?queries=N   N such rows, each its own query, run concurrently

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "arena.h"
 #include "async.h"
 #include "http_client.h"
 #include "http_method.h"
@@ -39,6 +40,8 @@
 #include "pool.h"
 #include "redis.h"
 #include "router.h"
+#include "sql.h"
+#include "uri.h"
 
 typedef struct apiary_app apiary_app;
 

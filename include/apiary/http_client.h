@@ -141,7 +141,7 @@ void http_client_stats_get(const http_client *client, http_client_stats *out);
 /* The counters of a loop's client, zeros when it never made a call. Any thread. */
 void http_client_stats_read(const http_loop *loop, http_client_stats *out);
 
-/* A metrics_source_fn (lib/metrics.h) summing every registered loop's client counters. */
+/* A metrics_source_fn (include/apiary/metrics.h) summing every registered loop's client counters. */
 struct metrics_writer;
 void http_client_metrics_source(struct metrics_writer *w, void *arg);
 

@@ -83,7 +83,7 @@ void pool_stats_read(const pool *p, pool_stats *out);
 async_op *pool_submit(async_scope *scope, pool *p, pool_work_fn work, const void *input, size_t input_len,
                       size_t output_cap);
 
-/* A metrics_source_fn (lib/metrics.h) for this pool: queue depth, running, completed, rejected,
+/* A metrics_source_fn (include/apiary/metrics.h) for this pool: queue depth, running, completed, rejected,
  * cancelled, time queued and running. arg is the pool. */
 struct metrics_writer;
 void pool_metrics_source(struct metrics_writer *w, void *pool);

@@ -131,7 +131,7 @@ typedef struct redis_stats {
 
 void redis_stats_read(redis_stats *out);
 
-/* A metrics_source_fn (lib/metrics.h) for these counters. */
+/* A metrics_source_fn (include/apiary/metrics.h) for these counters. */
 struct metrics_writer;
 void redis_metrics_source(struct metrics_writer *w, void *arg);
 

@@ -7,11 +7,11 @@
  * placeholders in the text, values in sql_value arrays.
  *
  * Backends (sql_settings.backend, chosen once at start by sql.url):
- *   - MariaDB/MySQL (lib/sql_mariadb.c): Connector/C's non-blocking API on the request's own loop.
+ *   - MariaDB/MySQL (lib/clients/sql_mariadb.c): Connector/C's non-blocking API on the request's own loop.
  *     Each loop has a pool of sql.connections_per_loop connections; statements beyond it wait in
  *     FIFO order, bounded by the query timeout. Nothing blocks a loop: the host must be an IP
  *     address, so no name is ever resolved.
- *   - SQLite (lib/sql_sqlite.c): SQLite's calls block, so they run on the worker pool (lib/pool.h),
+ *   - SQLite (lib/clients/sql_sqlite.c): SQLite's calls block, so they run on the worker pool (include/apiary/pool.h),
  *     one connection per worker thread, in WAL mode with a busy timeout.
  *
  * Timeouts and cancellation. Every operation is bounded by sql.query_timeout_ms from its start
@@ -36,7 +36,7 @@ typedef struct pool pool;
 
 typedef enum sql_backend_kind { SQL_BACKEND_SQLITE, SQL_BACKEND_MARIADB } sql_backend_kind;
 
-/* From the config's "sql" section (server/config.c). Read-only once sql_start ran. */
+/* From the config's "sql" section (lib/app/config.c). Read-only once sql_start ran. */
 typedef struct sql_settings {
     sql_backend_kind backend;
     char path[4096];      /* SQLite: the database file */
@@ -169,7 +169,7 @@ typedef struct sql_stats {
 void sql_stats_read(sql_stats *out);
 
 struct metrics_writer;
-/* A metrics_source_fn (lib/metrics.h) for these counters; labels the backend, never the address. */
+/* A metrics_source_fn (include/apiary/metrics.h) for these counters; labels the backend, never the address. */
 void sql_metrics_source(struct metrics_writer *w, void *arg);
 
 #endif

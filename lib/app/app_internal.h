@@ -1,5 +1,5 @@
-/* app_internal: how the server side of the library (server/, the built-in endpoints) reaches the
- * application registered through apiary.h. Not installed. */
+/* app_internal: how the runtime (lib/app/, the built-in endpoints included) reaches the application
+ * registered through apiary.h. Not installed. */
 #ifndef APIARY_APP_INTERNAL_H
 #define APIARY_APP_INTERNAL_H
 
@@ -33,7 +33,7 @@ int app_register_routes(router *r);
  * keys of apiary's config file rather than an app section. Not for outside apps. */
 const apiary_config *apiary_context_config(const apiary_context *ctx);
 
-/* The built-in endpoints (handlers/health.c, handlers/metrics.c). */
+/* The built-in endpoints (lib/app/builtin_health.c, lib/app/builtin_metrics.c). */
 void health_live(http_request *req);
 void health_ready(http_request *req);
 void metrics_get(http_request *req);

@@ -84,7 +84,7 @@ int config_load_file(apiary_config *cfg, const char *path, char err[CONFIG_ERROR
 int config_load_string(apiary_config *cfg, const char *json_text, const char *origin,
                        char err[CONFIG_ERROR_MAX]);
 
-/* Structured sections (server/config_sections.c); each validates and stores, or returns -1 with a
+/* Structured sections (lib/app/config_sections.c); each validates and stores, or returns -1 with a
  * message naming the offending key below the section ("users.timeout_ms: must be ..."). */
 int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err[CONFIG_ERROR_MAX]);
 int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
@@ -95,7 +95,7 @@ int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFI
 int config_parse_sql_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 
 /* Makes the top-level key `name` an application's section: the loader keeps its object as it is in
- * cfg->app_json instead of rejecting it, and the app validates it (server/app.c). Start-up only, main
+ * cfg->app_json instead of rejecting it, and the app validates it (lib/app/app.c). Start-up only, main
  * thread. Returns 0, or -1 when the name is one of apiary's own sections or there are too many. */
 #define CONFIG_MAX_APP_SECTIONS 8
 int config_register_section(const char *name);

@@ -1,4 +1,4 @@
-/* async_op_internal: what the files of the toolkit (lib/async_*.c) share and nothing outside them may
+/* async_op_internal: what the files of the toolkit (lib/async/) share and nothing outside them may
  * use: the scope and operation internals, the operation table (vtable), the lists, the timer and the
  * wait list. The public contract is async.h; the engine's private entry is async_internal.h.
  *

@@ -1,4 +1,4 @@
-/* sql_internal: what lib/sql.c shares with its two backends (sql_mariadb.c, sql_sqlite.c): the
+/* sql_internal: what lib/clients/sql.c shares with its two backends (sql_mariadb.c, sql_sqlite.c): the
  * backend interface, the counters, the schema statements and a result built in heap memory before it
  * is copied into a scope. Not for handlers: they use sql.h. */
 #ifndef APIARY_SQL_INTERNAL_H

@@ -1,4 +1,4 @@
-/* sql_mariadb: the MariaDB/MySQL backend of lib/sql.h, on MariaDB Connector/C's non-blocking API
+/* sql_mariadb: the MariaDB/MySQL backend of include/apiary/sql.h, on MariaDB Connector/C's non-blocking API
  * driven by libevent on the request's own loop (aiomysql's job, in C).
  *
  * The model. Each loop has a pool (loop-local slot HTTP_LOOP_SLOT_SQL) of sql.connections_per_loop

@@ -1,5 +1,5 @@
-/* sql_sqlite: the SQLite backend of lib/sql.h, the embedded default. SQLite's calls block, so every
- * operation is one job on the worker pool (lib/pool.h, asyncio's run_in_executor practice): the loop
+/* sql_sqlite: the SQLite backend of include/apiary/sql.h, the embedded default. SQLite's calls block, so every
+ * operation is one job on the worker pool (include/apiary/pool.h, asyncio's run_in_executor practice): the loop
  * encodes the statements and their parameters into the job's input, a worker runs them on its own
  * connection (one per worker thread, opened on first use, closed when the thread exits) and encodes
  * the rows into the job's output, and the loop decodes them into the request's scope.

@@ -1,5 +1,5 @@
 /* http_settings: the engine's built-in limits and timeouts. They must match config/apiary.json and
- * docs/config.md; tests/unit/config_test.c checks the shipped file against them. */
+ * docs/config.md; tests/unit/app/config_test.c checks the shipped file against them. */
 #include "http_settings.h"
 
 #include <string.h>

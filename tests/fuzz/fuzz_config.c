@@ -1,4 +1,4 @@
-/* fuzz_config: libFuzzer target for the config loader (server/config.c, config_sections.c): the input
+/* fuzz_config: libFuzzer target for the config loader (lib/app/config.c, config_sections.c): the input
  * is a config file's text, loaded over the defaults as the server does at start and on SIGHUP. A file
  * that fails must leave the config untouched and say why in one line naming the key; one that loads
  * must hold values inside the documented ranges the engine relies on. */

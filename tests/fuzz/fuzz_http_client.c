@@ -1,4 +1,4 @@
-/* fuzz_http_client: libFuzzer target for the HTTP client's response parser (lib/http_client_parse.c),
+/* fuzz_http_client: libFuzzer target for the HTTP client's response parser (lib/clients/http_client_parse.c),
  * which reads what an upstream sends back — an upstream may be broken or hostile. The first byte picks
  * the read size, the second whether the request was HEAD and the body bound; the rest is the stream,
  * ended by EOF. Invariants beyond the sanitizers: a finished response never has a body over its bound,

@@ -1,6 +1,6 @@
 /* fuzz_json: libFuzzer target for the JSON body path and the writer. The input is a request body:
- * the pre-parse scan (lib/json_limits.c) measures it, jansson parses it with the flags
- * http_request_json uses, the validator (lib/json_valid.c, for stored text) judges it, and json_write
+ * the pre-parse scan (lib/json/json_limits.c) measures it, jansson parses it with the flags
+ * http_request_json uses, the validator (lib/json/json_valid.c, for stored text) judges it, and json_write
  * (what every JSON answer goes through) writes it. Invariants beyond the sanitizers: the scan admits
  * exactly the documents within its depth and value limits; whatever jansson accepts the validator
  * accepts too; what the writer writes is valid, parses again and writes back byte for byte the same. */

@@ -1,7 +1,7 @@
 /* fuzz_redis_reply: libFuzzer target for Redis reply handling: hiredis's reader (the same one the
  * async client uses) parses the stream as a Redis server would send it, split at the first byte's
  * read size, and every reply is copied into an async scope as the client hands it to a handler
- * (lib/redis_reply.c), then walked. A reply the reader refuses ends the stream, as it closes the
+ * (lib/clients/redis_reply.c), then walked. A reply the reader refuses ends the stream, as it closes the
  * link. The reader is bounded as the client's are (an announced array of 8 GB was the first finding).
  * Invariants beyond the sanitizers: copied strings keep their length and NUL terminator, arrays
  * their element count. */
@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
     redisReader *reader = redisReaderCreate();
-    redis_reader_bound(reader); /* as lib/redis.c does for every link */
+    redis_reader_bound(reader); /* as lib/clients/redis.c does for every link */
     async_scope *scope = async_scope_new(fuzz_base);
     bool failed = false;
     for (size_t fed = 0; fed < size && !failed;) {

@@ -1,4 +1,4 @@
-/* app_test: unit tests for the application API (server/app.c, lib/apiary.h) short of running a
+/* app_test: unit tests for the application API (lib/app/app.c, include/apiary/apiary.h) short of running a
  * server: route registration rules, the app's config section through apiary_app_main --check-config
  * (parsed, refused with the file and section named, absent), and --version / --help naming the app.
  * The integration test test_97_library runs real apps built against an installed library. */

@@ -1,4 +1,4 @@
-/* cli_test: unit tests for server/cli.c — both flag forms, defaults, repeated calls, and every error
+/* cli_test: unit tests for lib/app/cli.c — both flag forms, defaults, repeated calls, and every error
  * (unknown flag, missing value, bad number) naming the argument at fault. */
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* config_test: unit tests for server/config.c — defaults, the shipped config/apiary.json, every class of
+/* config_test: unit tests for lib/app/config.c — defaults, the shipped config/apiary.json, every class of
  * error the loader reports (each message must name the key), listen parsing and all-or-nothing loads. */
 #include <criterion/criterion.h>
 #include <jansson.h>

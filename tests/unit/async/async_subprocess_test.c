@@ -1,4 +1,4 @@
-/* async_subprocess_test: unit tests for async_subprocess (lib/async_subprocess.c) with real programs
+/* async_subprocess_test: unit tests for async_subprocess (lib/async/async_subprocess.c) with real programs
  * from the base system (/bin/sh, cat, sleep): exit status, stdin and output capture with its bound,
  * no shell between argv and the program, a spawn failure, the SIGTERM-then-SIGKILL timeout,
  * cancellation and the scope ending (the child is killed and reaped, nothing of the scope is touched

@@ -1,5 +1,5 @@
-/* async_sync_test: unit tests for the toolkit's event, condition and wait-first (lib/async_event.c,
- * lib/async_cond.c, lib/async_first.c): the normal path, a timeout around each, cancellation and the
+/* async_sync_test: unit tests for the toolkit's event, condition and wait-first (lib/async/async_event.c,
+ * lib/async/async_cond.c, lib/async/async_first.c): the normal path, a timeout around each, cancellation and the
  * scope ending, on a real libevent loop. Meant to run under ASan as well: teardown paths are only
  * proven safe when the sanitizer sees no use-after-free and no leak. */
 #include <criterion/criterion.h>

@@ -1,4 +1,4 @@
-/* async_test: unit tests for lib/async (continuations, sleep, futures, gather, wait_for, semaphores,
+/* async_test: unit tests for lib/async/ (continuations, sleep, futures, gather, wait_for, semaphores,
  * locks, queues, cancellation and scope teardown) on a real libevent loop, meant to run under ASan:
  * teardown paths are only proven safe when the sanitizer sees no use-after-free and no leak. */
 #include <criterion/criterion.h>

@@ -1,4 +1,4 @@
-/* uri_test: unit tests for lib/uri (percent-decoding, target splitting, query parsing and lookup). */
+/* uri_test: unit tests for lib/base/uri.c (percent-decoding, target splitting, query parsing and lookup). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* http_client_test: unit tests for the HTTP client (lib/http_client*.c). The response reader is fed
+/* http_client_test: unit tests for the HTTP client (lib/clients/http_client*.c). The response reader is fed
  * bytes directly (Content-Length, chunked, close-delimited, interim answers, malformed and oversized
  * responses); the client itself talks to a scripted upstream on a loopback socket served by the same
  * event_base the test drives, so every step — keep-alive reuse, the pool's limits and FIFO line, idle

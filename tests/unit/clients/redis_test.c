@@ -1,4 +1,4 @@
-/* redis_test: unit tests for lib/redis (the per-loop Redis client) without a Redis server: reply
+/* redis_test: unit tests for lib/clients/redis.c (the per-loop Redis client) without a Redis server: reply
  * copying from hiredis's own parser, and the client against a fake server on a loopback socket in the
  * same event loop, which reads the exact bytes the client sends and answers when the test says so.
  * Covered: argv formatting (spaces, quotes, CRLF, NUL survive), SELECT first, pipelining and in-order

@@ -1,4 +1,4 @@
-/* sql_test: unit tests for lib/sql.c and the SQLite backend (lib/sql_sqlite.c): sql.url parsing
+/* sql_test: unit tests for lib/clients/sql.c and the SQLite backend (lib/clients/sql_sqlite.c): sql.url parsing
  * (every accepted form, every refusal, and that no message echoes the password), results built in
  * heap memory and copied into a scope, and the SQLite backend end to end on a real worker pool: bound
  * parameters (an SQL injection stored and read back as text), every value type, a batch in one

@@ -1,4 +1,4 @@
-/* Unit tests for the llhttp glue and connection state machine (lib/http_conn.c, lib/http_parser.c):
+/* Unit tests for the llhttp glue and connection state machine (lib/http/http_conn.c, lib/http/http_parser.c):
  * a real loop and connection driven in-process through a socketpair, so framing, limits, buffer
  * compaction, ordering of pipelined answers, async answers and cancellation run under ASan without a
  * network or the server binary. */

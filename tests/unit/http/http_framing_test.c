@@ -1,5 +1,5 @@
-/* Unit tests for what the engine refuses or tolerates in a request's framing (lib/http_parser.c,
- * lib/http_conn.c): chunked trailers never reach the header list, Host and field-name rules, obs-fold,
+/* Unit tests for what the engine refuses or tolerates in a request's framing (lib/http/http_parser.c,
+ * lib/http/http_conn.c): chunked trailers never reach the header list, Host and field-name rules, obs-fold,
  * HTTP/1.0 with Transfer-Encoding, chunk extensions, requests refused from their head alone (at once
  * under Expect: 100-continue, without buffering their body otherwise), the lingering-close drain and
  * the bound on a connection's output memory. Run under ASan in CI. */

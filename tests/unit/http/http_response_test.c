@@ -1,4 +1,4 @@
-/* Unit tests for lib/http_response.c: status lines, header layout, Date format, problem bodies. */
+/* Unit tests for lib/http/http_response.c: status lines, header layout, Date format, problem bodies. */
 #include <criterion/criterion.h>
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* Unit tests for lib/http_trust.c: CIDR parsing and matching, forwarding-header hops, and the
+/* Unit tests for lib/http/http_trust.c: CIDR parsing and matching, forwarding-header hops, and the
  * rightmost-untrusted-hop rule that decides the client address behind proxies. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>

@@ -1,4 +1,4 @@
-/* Unit tests for lib/ratelimit.c: the token bucket's burst, refill and Retry-After arithmetic, clients
+/* Unit tests for lib/http/ratelimit.c: the token bucket's burst, refill and Retry-After arithmetic, clients
  * kept apart, the bounded table forgetting the stalest client, and use from two threads. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>

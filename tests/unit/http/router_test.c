@@ -1,4 +1,4 @@
-/* router_test: unit tests for lib/router (pattern compilation, matching, precedence, HEAD, Allow). */
+/* router_test: unit tests for lib/http/router.c (pattern compilation, matching, precedence, HEAD, Allow). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>

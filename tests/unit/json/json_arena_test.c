@@ -1,4 +1,4 @@
-/* Unit tests for lib/json_arena.c: a parse with an arena current takes its nodes from the arena, a
+/* Unit tests for lib/json/json_arena.c: a parse with an arena current takes its nodes from the arena, a
  * tree mixing arena and heap nodes is decref'd correctly (ASan checks the heap side: no leak, no bad
  * free), and nothing else is touched: other threads and parses without an arena use the heap.
  * Criterion runs every test in its own process, so each installs the allocator before any jansson

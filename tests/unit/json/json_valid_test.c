@@ -1,4 +1,4 @@
-/* Unit tests for lib/json_valid.c: hand-picked valid and invalid texts, the nesting bound, and
+/* Unit tests for lib/json/json_valid.c: hand-picked valid and invalid texts, the nesting bound, and
  * agreement with jansson on thousands of random mutations of a real document: whatever jansson
  * accepts is valid, and whatever json_valid accepts jansson accepts too, except for what jansson
  * refuses beyond the grammar (duplicate member names, numbers out of range, NUL in a member name). */

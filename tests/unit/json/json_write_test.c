@@ -1,4 +1,4 @@
-/* Unit tests for lib/json_write.c: escaping of every control character and of invalid UTF-8, deep
+/* Unit tests for lib/json/json_write.c: escaping of every control character and of invalid UTF-8, deep
  * nesting and large arrays, the shortest round-trip form of reals (checked against strtod and an
  * exhaustive printf search on many random doubles), integers at the int64 limits, U+0000 inside
  * strings, the splice of stored text, and agreement with jansson on what it reads back. */

@@ -1,4 +1,4 @@
-/* pool_test: unit tests for lib/pool (the worker pool): results come back on the submitting loop's
+/* pool_test: unit tests for lib/pool/pool.c (the worker pool): results come back on the submitting loop's
  * thread as pool_result, work errors fail the operation, the queue bound rejects at once, cancelling
  * a queued or running job (directly, by a deadline or by ending the scope), shutdown draining the
  * queue, the inline pool, and the stats counters.
