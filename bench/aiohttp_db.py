@@ -13,11 +13,9 @@ it (client-side parameter escaping: aiomysql has no server-side prepared stateme
 Needs Debian's python3-aiohttp and python3-aiomysql. Prints one "listening ..." line on stdout when
 ready; stops cleanly on SIGTERM/SIGINT.
 """
-import argparse
 import asyncio
 import json
 import random
-import signal
 import sys
 import urllib.parse
 
@@ -25,7 +23,7 @@ import aiohttp
 import aiomysql
 from aiohttp import web
 
-from aiohttp_common import pick_loop, raise_nofile
+from aiohttp_common import arg_parser, parse_args, run, serve_app
 
 SELECT = "SELECT id, randomNumber FROM world WHERE id = %s"
 
@@ -61,7 +59,7 @@ def make_handlers(pool):
     return db, queries
 
 
-async def serve(host, port, args, loop_name, nofile):
+async def serve(args):
     url = urllib.parse.urlparse(args.mysql)
     pool = await aiomysql.create_pool(host=url.hostname, port=url.port or 3306, user=url.username,
                                       password=url.password or "", db=url.path.lstrip("/"), minsize=1,
@@ -71,40 +69,18 @@ async def serve(host, port, args, loop_name, nofile):
     app.router.add_get("/v1/db", db)
     app.router.add_get("/v1/queries", queries)
     app.router.add_get("/v1/hello", lambda r: web.json_response({"message": "Hello, World!"}))
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=args.keepalive_timeout, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=args.backlog, shutdown_timeout=1.0)
-    await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"listening on http://{host}:{port} aiohttp {aiohttp.__version__} aiomysql {aiomysql.__version__} "
-          f"python {sys.version.split()[0]} loop {loop_name} pool {args.pool} RLIMIT_NOFILE {nofile}", flush=True)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(app, args, f"aiohttp {aiohttp.__version__} aiomysql {aiomysql.__version__} "
+                    f"python {sys.version.split()[0]} loop {args.loop_name} pool {args.pool} "
+                    f"RLIMIT_NOFILE {args.nofile}")
     pool.close()
     await pool.wait_closed()
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("listen", help="HOST:PORT")
+    ap = arg_parser(__doc__)
     ap.add_argument("--mysql", required=True, help="mysql://USER:PASSWORD@HOST:PORT/DB")
     ap.add_argument("--pool", type=int, default=64)
-    ap.add_argument("--backlog", type=int, default=4096)
-    ap.add_argument("--keepalive-timeout", type=float, default=600.0)
-    ap.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
-    args = ap.parse_args()
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        ap.error("listen must be HOST:PORT")
-    nofile = raise_nofile()
-    loop_name = pick_loop(args.loop, "aiohttp_db")
-    try:
-        asyncio.run(serve(host.strip("[]"), int(port), args, loop_name, nofile))
-    except OSError as e:
-        sys.exit(f"aiohttp_db: {e}")
+    run("aiohttp_db", parse_args(ap), serve)
 
 
 if __name__ == "__main__":

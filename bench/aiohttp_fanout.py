@@ -18,19 +18,14 @@ Single process, one event loop, no access log. Debian's /usr/bin/python3 with py
 (`apt-get install -y python3-aiohttp`). Prints one "listening ..." line on stdout when ready; stops
 cleanly on SIGTERM/SIGINT.
 """
-import argparse
 import asyncio
 import json
-import resource
-import signal
 import sys
 
 import aiohttp
 from aiohttp import web
 
-from aiohttp_common import pick_loop
-
-# Where Debian's python3-* packages live; --loop auto takes uvloop only from there (as aiohttp_sleep.py).
+from aiohttp_common import arg_parser, parse_args, run, serve_app, somaxconn
 
 
 def dumps(value):
@@ -112,64 +107,33 @@ class Fanout:
         return web.Response(text=dumps({"results": results}), content_type="application/json")
 
 
-def somaxconn():
-    try:
-        with open("/proc/sys/net/core/somaxconn") as f:
-            return int(f.read())
-    except OSError:
-        return None
-
-
-async def serve(host, port, fanout, args, loop_name):
+async def serve(args):
+    fanout = Fanout(args.upstreams, args)
     await fanout.start()
     app = web.Application()
     app.router.add_post("/v1/fanout", fanout.handle)
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=args.keepalive_timeout, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=args.backlog, shutdown_timeout=1.0)
-    await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"listening on http://{host}:{port} aiohttp {aiohttp.__version__} python {sys.version.split()[0]} "
-          f"loop {loop_name} backlog {args.backlog} (somaxconn {somaxconn()}) "
-          f"limit_per_host {args.max_connections} upstreams {','.join(fanout.upstreams)}", flush=True)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(app, args, f"aiohttp {aiohttp.__version__} python {sys.version.split()[0]} "
+                    f"loop {args.loop_name} backlog {args.backlog} (somaxconn {somaxconn()}) "
+                    f"limit_per_host {args.max_connections} upstreams {','.join(fanout.upstreams)}")
     await fanout.stop()
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("listen", help="HOST:PORT")
+    ap = arg_parser(__doc__)
     ap.add_argument("--upstream", action="append", default=[], help="NAME=http://HOST:PORT (repeatable)")
     ap.add_argument("--max-connections", type=int, default=64)
     ap.add_argument("--max-requests", type=int, default=16)
     ap.add_argument("--timeout-ms", type=int, default=1000)
-    ap.add_argument("--backlog", type=int, default=4096)
-    ap.add_argument("--keepalive-timeout", type=float, default=600.0)
-    ap.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
-    args = ap.parse_args()
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        ap.error("listen must be HOST:PORT")
-    upstreams = {}
+    args = parse_args(ap)
+    args.upstreams = {}
     for spec in args.upstream:
         name, sep, url = spec.partition("=")
         if not sep or not url.startswith("http://"):
             ap.error(f"--upstream {spec!r}: must be NAME=http://HOST:PORT")
-        upstreams[name] = url.rstrip("/")
-    if not upstreams:
+        args.upstreams[name] = url.rstrip("/")
+    if not args.upstreams:
         ap.error("at least one --upstream NAME=http://HOST:PORT")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    loop_name = pick_loop(args.loop, "aiohttp_fanout")
-    try:
-        asyncio.run(serve(host.strip("[]"), int(port), Fanout(upstreams, args), args, loop_name))
-    except OSError as e:
-        sys.exit(f"aiohttp_fanout: {e}")
+    run("aiohttp_fanout", args, serve)
 
 
 if __name__ == "__main__":

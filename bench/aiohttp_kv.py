@@ -13,23 +13,18 @@ exchange shielded from client disconnects (see kv_get).
 Needs Debian's python3-aiohttp and python3-redis (`apt-get install -y python3-aiohttp python3-redis`).
 Prints one "listening ..." line on stdout when ready; stops cleanly on SIGTERM/SIGINT.
 """
-import argparse
 import asyncio
 import json
-import resource
-import signal
 import sys
 
 import aiohttp
 from aiohttp import web
 
-from aiohttp_common import pick_loop, raise_nofile
+from aiohttp_common import arg_parser, parse_args, run, serve_app
 import redis
 import redis.asyncio
 
 PREFIX = "apiary:kv:"
-# Where Debian's python3-* packages live; --loop auto takes uvloop only from there, so a pip copy
-# in /usr/local does not silently change what is measured.
 NOT_FOUND = json.dumps({"type": "about:blank", "title": "Not Found", "status": 404,
                         "detail": "no value is stored under this key"}, separators=(",", ":"))
 
@@ -59,44 +54,20 @@ def make_get_handler(store):
     return kv_get
 
 
-async def serve(host, port, args, loop_name, nofile):
+async def serve(args):
     store = redis.asyncio.Redis.from_url(args.redis)
     await store.ping()
     app = web.Application()
     app.router.add_get("/v1/kv/{key}", make_get_handler(store))
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=args.keepalive_timeout, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=args.backlog, shutdown_timeout=1.0)
-    await site.start()
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"listening on http://{host}:{port} aiohttp {aiohttp.__version__} redis-py {redis.__version__} "
-          f"python {sys.version.split()[0]} loop {loop_name} RLIMIT_NOFILE {nofile}", flush=True)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(app, args, f"aiohttp {aiohttp.__version__} redis-py {redis.__version__} "
+                    f"python {sys.version.split()[0]} loop {args.loop_name} RLIMIT_NOFILE {args.nofile}")
     await store.close()
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("listen", help="HOST:PORT")
+    ap = arg_parser(__doc__)
     ap.add_argument("--redis", required=True, help="redis://HOST:PORT/DB")
-    ap.add_argument("--backlog", type=int, default=4096)
-    ap.add_argument("--keepalive-timeout", type=float, default=600.0)
-    ap.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
-    args = ap.parse_args()
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        ap.error("listen must be HOST:PORT")
-    nofile = raise_nofile()
-    loop_name = pick_loop(args.loop, "aiohttp_kv")
-    try:
-        asyncio.run(serve(host.strip("[]"), int(port), args, loop_name, nofile))
-    except OSError as e:
-        sys.exit(f"aiohttp_kv: {e}")
+    run("aiohttp_kv", parse_args(ap), serve)
 
 
 if __name__ == "__main__":

@@ -10,21 +10,16 @@ python3-aiohttp (`apt-get install -y python3-aiohttp`).
 
 Prints one "listening ..." line on stdout when ready; stops cleanly on SIGTERM/SIGINT.
 """
-import argparse
 import asyncio
-import resource
-import signal
 import sys
 
+import aiohttp
 from aiohttp import web
 
-from aiohttp_common import pick_loop, raise_nofile
-import aiohttp
+from aiohttp_common import arg_parser, parse_args, run, serve_app, somaxconn
 
 # Same range as apiary's default limits.max_sleep_ms, so a bad request is a 400 on both.
 MAX_SLEEP_MS = 60000
-# Where Debian's python3-* packages live; --loop auto takes uvloop only from there, so a pip copy
-# in /usr/local does not silently change what is measured.
 
 
 async def sleep_handler(request):
@@ -39,57 +34,19 @@ async def sleep_handler(request):
     return web.Response(text='{"slept_ms":%d}' % ms, content_type="application/json")
 
 
-def somaxconn():
-    try:
-        with open("/proc/sys/net/core/somaxconn") as f:
-            return int(f.read())
-    except OSError:
-        return None
-
-
-async def serve(host, port, args, loop_name, nofile):
+async def serve(args):
     app = web.Application()
     app.router.add_get("/v1/sleep", sleep_handler)
-    # access_log=None: no per-request logging work; keepalive_timeout: keep 10,000 idle-between-
-    # requests connections open for the whole benchmark.
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=args.keepalive_timeout,
-                           handle_signals=False)
-    await runner.setup()
-    # shutdown_timeout short: on SIGTERM the benchmark is over, nothing in flight is worth waiting for
-    site = web.TCPSite(runner, host, port, backlog=args.backlog, shutdown_timeout=1.0)
-    await site.start()
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     cap = somaxconn()
     eff = min(args.backlog, cap) if cap else args.backlog
-    print(f"listening on http://{host}:{port} aiohttp {aiohttp.__version__} python {sys.version.split()[0]} "
-          f"loop {loop_name} backlog {args.backlog} (kernel caps at somaxconn {cap}: {eff}) "
-          f"keepalive_timeout {args.keepalive_timeout:g}s RLIMIT_NOFILE {nofile}", flush=True)
-    await stop.wait()
-    await runner.cleanup()
+    await serve_app(app, args, f"aiohttp {aiohttp.__version__} python {sys.version.split()[0]} "
+                    f"loop {args.loop_name} backlog {args.backlog} (kernel caps at somaxconn {cap}: {eff}) "
+                    f"keepalive_timeout {args.keepalive_timeout:g}s RLIMIT_NOFILE {args.nofile}")
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("listen", help="HOST:PORT")
-    # above 10,000 so the queue never drops a SYN while wrk opens all its connections at once
-    ap.add_argument("--backlog", type=int, default=16384)
-    ap.add_argument("--keepalive-timeout", type=float, default=600.0)
-    ap.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
-    args = ap.parse_args()
-    host, _, port = args.listen.rpartition(":")
-    if not host or not port.isdigit():
-        ap.error("listen must be HOST:PORT")
-    host = host.strip("[]")
-    nofile = raise_nofile()
-    loop_name = pick_loop(args.loop, "aiohttp_sleep")
-    try:
-        asyncio.run(serve(host, int(port), args, loop_name, nofile))
-    except OSError as e:
-        sys.exit(f"aiohttp_sleep: {e}")
+    # backlog above 10,000 so the queue never drops a SYN while wrk opens all its connections at once
+    run("aiohttp_sleep", parse_args(arg_parser(__doc__, backlog=16384)), serve)
 
 
 if __name__ == "__main__":
