@@ -285,8 +285,4 @@ PYEOF
     echo "</details>"
 } >"$REPORT"
 
-cat "$REPORT"
-if [[ -n "${OUT:-}" && "$OUT" != /dev/stdout ]]; then
-    cp "$REPORT" "$OUT"
-    log "report written to $OUT"
-fi
+emit_report "$REPORT"

@@ -106,9 +106,5 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
     fi
 } >"$SUMMARY"
 
-cat "$SUMMARY"
-if [[ -n "${OUT:-}" && "$OUT" != /dev/stdout ]]; then
-    cp "$SUMMARY" "$OUT"
-    log "summary written to $OUT"
-fi
+emit_report "$SUMMARY"
 exit "$STATUS"

@@ -111,6 +111,23 @@ check_body() {
     fi
 }
 
+# launch DIR CMD: runs the command string CMD (split on spaces, no quoting) in the background, its
+# output in DIR/stdout.log and DIR/stderr.log, recorded for the cleanup. Sets LAUNCH_PID.
+launch() {
+    # shellcheck disable=SC2086
+    $2 </dev/null >"$1/stdout.log" 2>"$1/stderr.log" &
+    LAUNCH_PID=$!
+    BENCH_PIDS+=("$LAUNCH_PID")
+}
+
+# hello_ready NAME PID PORT LOGFILE: waits for GET /v1/hello (wait_ready), checks its body, and says
+# where the server runs.
+hello_ready() {
+    wait_ready "$1" "$2" "$3" "$4"
+    check_body "$1" "$3"
+    log "$1: pid $2 on 127.0.0.1:$3 (cpus $(taskset -cp "$2" | sed 's/.*: //'))"
+}
+
 # start_nginx NAME MAX_CONNS: writes a private config under $BENCH_TMP/NAME and starts nginx in the
 # foreground as a single process (master_process off, so the PID we get is the one serving).
 # Sets NGINX_PID, NGINX_PORT, NGINX_CMD, NGINX_LOG.
@@ -150,15 +167,11 @@ http {
 }
 EOF
     NGINX_CMD="taskset -c $SERVER_CPU $NGINX -p $dir -c $dir/nginx.conf -e $dir/error.log"
-    # shellcheck disable=SC2086
-    $NGINX_CMD </dev/null >"$dir/stdout.log" 2>"$dir/stderr.log" &
-    NGINX_PID=$!
-    BENCH_PIDS+=("$NGINX_PID")
+    launch "$dir" "$NGINX_CMD"
+    NGINX_PID=$LAUNCH_PID
     NGINX_PORT=$port
     NGINX_LOG="$dir/error.log"
-    wait_ready "$name" "$NGINX_PID" "$port" "$dir/stderr.log"
-    check_body "$name" "$port"
-    log "$name: pid $NGINX_PID on 127.0.0.1:$port ($(taskset -cp "$NGINX_PID" | sed 's/.*: //' | sed 's/^/cpus /'))"
+    hello_ready "$name" "$NGINX_PID" "$port" "$dir/stderr.log"
 }
 
 # start_apiary NAME CONFIG_JSON: sets APIARY_PID, APIARY_PORT, APIARY_CMD, APIARY_LOG.
@@ -171,17 +184,22 @@ start_apiary() {
     port="$(free_port)"
     printf '%s\n' "$config_json" >"$dir/apiary.json"
     APIARY_CMD="taskset -c $SERVER_CPU $bin --config $dir/apiary.json --listen 127.0.0.1:$port --threads 1"
-    # shellcheck disable=SC2086
-    $APIARY_CMD </dev/null >"$dir/stdout.log" 2>"$dir/stderr.log" &
-    APIARY_PID=$!
-    BENCH_PIDS+=("$APIARY_PID")
+    launch "$dir" "$APIARY_CMD"
+    APIARY_PID=$LAUNCH_PID
     APIARY_PORT=$port
     APIARY_LOG="$dir/stderr.log"
     # Readiness is the HTTP poll, not apiary's "listening on http://127.0.0.1:PORT" line: that line
     # is logged at info level, so the benchmark's log_level "warn" suppresses it.
-    wait_ready "$name" "$APIARY_PID" "$port" "$dir/stderr.log"
-    check_body "$name" "$port"
-    log "$name: pid $APIARY_PID on 127.0.0.1:$port ($(taskset -cp "$APIARY_PID" | sed 's/.*: //' | sed 's/^/cpus /'))"
+    hello_ready "$name" "$APIARY_PID" "$port" "$dir/stderr.log"
+}
+
+# emit_report FILE: prints the finished markdown report, and copies it to $OUT when that is set.
+emit_report() {
+    cat "$1"
+    if [[ -n "${OUT:-}" && "$OUT" != /dev/stdout ]]; then
+        cp "$1" "$OUT"
+        log "report written to $OUT"
+    fi
 }
 
 # Prints utime+stime of PID in clock ticks (fields 14 and 15 of /proc/PID/stat). They cover all
@@ -267,10 +285,11 @@ start_pool_server() {
     log "$name: pid $SRV_PID on 127.0.0.1:$port (cpus $(taskset -cp "$SRV_PID" | sed 's/.*: //'))"
 }
 
-# pool_server_alive NAME PID LOG WHEN: stops the run, with the server's log, if the server has died.
-pool_server_alive() {
+# server_alive NAME PID LOG WHEN: stops the run, with the server's log, if the server has died.
+server_alive() {
     kill -0 "$2" 2>/dev/null && return 0
     log "$1 (pid $2) died $4; last lines of its log:"
     tail -20 "$3" | sed 's/^/    /' >&2 || true
     exit 1
 }
+pool_server_alive() { server_alive "$@"; }

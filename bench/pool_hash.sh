@@ -187,8 +187,4 @@ REPORT="$BENCH_TMP/report.md"
     echo "</details>"
 } >"$REPORT"
 
-cat "$REPORT"
-if [[ -n "${OUT:-}" && "$OUT" != /dev/stdout ]]; then
-    cp "$REPORT" "$OUT"
-    log "report written to $OUT"
-fi
+emit_report "$REPORT"

@@ -23,7 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wrk_report import fmt_time, parse_wrk  # noqa: E402
+from wrk_report import fmt_time, median, parse_wrk  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -102,14 +102,6 @@ def cpu_steal(s0, s1, cpu):
     if not a or not b or len(a) < 3 or b[1] == a[1]:
         return None
     return (b[2] - a[2]) / (b[1] - a[1])
-
-
-def median(values):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
 def load(path):

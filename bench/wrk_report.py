@@ -1,12 +1,12 @@
 #!/usr/bin/python3
-"""bench/wrk_report.py: parses `wrk --latency` output and renders the hello.sh comparison table.
+"""bench/wrk_report.py: parses `wrk --latency` output and renders the report table of bench/run.sh.
 
   wrk_report.py parse WRK_OUTPUT_FILE          -> one JSON object (for debugging and other scripts)
-  wrk_report.py table --clk-tck N --a-name apiary --b-name nginx MANIFEST
-      MANIFEST: tab-separated lines "shape<TAB>a|b<TAB>wrk_output_file<TAB>server_cpu_ticks",
-      several lines per shape and side when there were several rounds
-      -> markdown table on stdout; with several rounds each cell is the median over the rounds
-         (the ratio is of the median req/s) and errors are summed
+  wrk_report.py suite --clk-tck N [--aux-name mariadbd] MANIFEST
+      MANIFEST: tab-separated lines "workload<TAB>server<TAB>subject|peer<TAB>round<TAB>wrk_output_file
+      <TAB>server_cpu_ticks<TAB>aux_cpu_ticks", one per measured run
+      -> markdown table on stdout, a row per workload and server; with several rounds each cell is
+         the median over the rounds (ratios are of the medians) and errors are summed
 
 Stdlib only, so it runs on Debian's /usr/bin/python3 with nothing installed.
 """
@@ -92,68 +92,82 @@ def median(values):
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
-def side_stats(runs, clk_tck):
-    """runs: [(wrk, ticks)] for one server and shape, one per round. Medians, summed errors."""
-    rps, p99, cpu = [], [], []
-    for wrk, ticks in runs:
-        rps.append(wrk["rps"])
-        p99.append(wrk["latency_s"].get("99"))
-        # delta ticks -> seconds -> µs per request served (wrk counts every response, pipelined too)
-        cpu.append(ticks / clk_tck / wrk["requests"] * 1e6 if wrk["requests"] else None)
-    return median(rps), median(p99), median(cpu)
+def per_request_us(ticks, clk_tck, requests):
+    """CPU ticks over a run -> µs per request served (wrk counts every response, pipelined ones too)."""
+    return ticks / clk_tck / requests * 1e6 if requests else None
 
 
-def table(args):
-    rows = {}   # shape -> {"a": [(wrk, ticks), ...], "b": [...]}, one entry per round
+def ratio(x, y):
+    return f"{x / y:.2f}" if x and y else "n/a"
+
+
+def fmt_cpu(v):
+    return "n/a" if v is None else f"{v:,.2f}"
+
+
+def suite(args):
+    """The report table of bench/run.sh: one row per workload and server, medians over the rounds,
+    ratios to the strongest peer (the peer with the highest median req/s on that workload)."""
+    runs = {}   # (workload, server) -> [(wrk, server ticks, aux ticks)], one per round
+    roles = {}
     order = []
     with open(args.manifest) as f:
         for line in f:
             line = line.rstrip("\n")
             if not line:
                 continue
-            shape, side, path, ticks = line.split("\t")
+            workload, server, role, _round, path, sticks, aticks = line.split("\t")
             with open(path) as wf:
                 wrk = parse_wrk(wf.read())
-            if shape not in rows:
-                rows[shape] = {"a": [], "b": []}
-                order.append(shape)
-            rows[shape][side].append((wrk, int(ticks)))
+            if (workload, server) not in runs:
+                runs[(workload, server)] = []
+                order.append((workload, server))
+            runs[(workload, server)].append((wrk, int(sticks), int(aticks)))
+            roles[server] = role
 
-    a, b = args.a_name, args.b_name
-    cpu_head, cpu_rule = (f" CPU/req {a} ÷ {b} |", "--:|") if args.cpu_ratio else ("", "")
-    print(f"| shape | {a} req/s | {b} req/s | ratio {a}/{b} | {a} p99 | {b} p99 "
-          f"| {a} µs CPU/req | {b} µs CPU/req |{cpu_head} errors {a} / {b} |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|" + cpu_rule + "--:|")
+    stats = {}
     notes = []
-    for shape in order:
-        cells = {}
-        for side in ("a", "b"):
-            name = a if side == "a" else b
-            runs = rows[shape][side]
-            rps, p99, cpu = side_stats(runs, args.clk_tck)
-            errs = 0
-            for rnd, (wrk, _) in enumerate(runs, 1):
-                e = wrk["socket_errors_total"] + wrk["non_2xx_3xx"]
-                errs += e
-                tag = f"{shape}, {name}" + (f", round {rnd}" if len(runs) > 1 else "")
-                if wrk["requests"] is None:
-                    notes.append(f"{tag}: wrk printed no result (see the raw wrk output)")
-                if e:
-                    se = wrk["socket_errors"]
-                    notes.append(f"{tag}: socket errors connect {se['connect']}, read {se['read']}, "
-                                 f"write {se['write']}, timeout {se['timeout']}; "
-                                 f"non-2xx/3xx {wrk['non_2xx_3xx']}")
-            cells[side] = (rps, p99, cpu, str(errs) if runs else "n/a")
-        ra, rb = cells["a"][0], cells["b"][0]
-        ratio = f"{ra / rb:.2f}" if ra and rb else "n/a"
-        cpu_a = "n/a" if cells["a"][2] is None else f"{cells['a'][2]:.2f}"
-        cpu_b = "n/a" if cells["b"][2] is None else f"{cells['b'][2]:.2f}"
-        cpu_ratio = ""
-        if args.cpu_ratio:
-            ca, cb = cells["a"][2], cells["b"][2]
-            cpu_ratio = f" **{ca / cb:.2f}** |" if ca and cb else " n/a |"
-        print(f"| {shape} | {fmt_rps(ra)} | {fmt_rps(rb)} | {ratio} | {fmt_time(cells['a'][1])} "
-              f"| {fmt_time(cells['b'][1])} | {cpu_a} | {cpu_b} |{cpu_ratio} {cells['a'][3]} / {cells['b'][3]} |")
+    for key in order:
+        rounds = runs[key]
+        errs = 0
+        for rnd, (wrk, _, _) in enumerate(rounds, 1):
+            e = wrk["socket_errors_total"] + wrk["non_2xx_3xx"]
+            errs += e
+            tag = f"{key[0]}, {key[1]}" + (f", round {rnd}" if len(rounds) > 1 else "")
+            if wrk["requests"] is None:
+                notes.append(f"{tag}: wrk printed no result (see the raw wrk output)")
+            if e:
+                se = wrk["socket_errors"]
+                notes.append(f"{tag}: socket errors connect {se['connect']}, read {se['read']}, "
+                             f"write {se['write']}, timeout {se['timeout']}; non-2xx/3xx {wrk['non_2xx_3xx']}")
+        stats[key] = {
+            "rps": median([w["rps"] for w, _, _ in rounds]),
+            "p50": median([w["latency_s"].get("50") for w, _, _ in rounds]),
+            "p99": median([w["latency_s"].get("99") for w, _, _ in rounds]),
+            "cpu": median([per_request_us(t, args.clk_tck, w["requests"]) for w, t, _ in rounds]),
+            "aux": median([per_request_us(a, args.clk_tck, w["requests"]) for w, _, a in rounds]),
+            "errors": errs,
+        }
+
+    # rows by workload, then servers in the suite's order (not the alternating order they ran in)
+    workloads = list(dict.fromkeys(w for w, _ in order))
+    servers = list(dict.fromkeys(s for _, s in order))
+    order.sort(key=lambda k: (workloads.index(k[0]), servers.index(k[1])))
+
+    best = {}   # workload -> the strongest peer's stats
+    for (workload, server), st in stats.items():
+        if roles[server] == "peer" and st["rps"] and (workload not in best or st["rps"] > best[workload]["rps"]):
+            best[workload] = st
+
+    aux_head, aux_rule = (f" {args.aux_name} µs CPU/req |", "--:|") if args.aux_name else ("", "")
+    print(f"| workload | server | req/s | × peer | p50 | p99 | µs CPU/req | CPU ÷ peer |{aux_head} errors |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|" + aux_rule + "--:|")
+    for key in order:
+        st, peer = stats[key], best.get(key[0], {})
+        aux = f" {fmt_cpu(st['aux'])} |" if args.aux_name else ""
+        print(f"| {key[0]} | {key[1]} | {fmt_rps(st['rps'])} | {ratio(st['rps'], peer.get('rps'))} "
+              f"| {fmt_time(st['p50'])} | {fmt_time(st['p99'])} | {fmt_cpu(st['cpu'])} "
+              f"| {ratio(st['cpu'], peer.get('cpu'))} |{aux} {st['errors']} |")
     if notes:
         print()
         for n in notes:
@@ -165,11 +179,9 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("parse")
     p.add_argument("file")
-    t = sub.add_parser("table")
+    t = sub.add_parser("suite")
     t.add_argument("--clk-tck", type=int, required=True)
-    t.add_argument("--a-name", default="apiary")
-    t.add_argument("--b-name", default="nginx")
-    t.add_argument("--cpu-ratio", action="store_true", help="add a column: CPU per request of a ÷ b")
+    t.add_argument("--aux-name", help="the helper process (database) whose CPU per request is a column")
     t.add_argument("manifest")
     args = ap.parse_args()
     if args.cmd == "parse":
@@ -177,7 +189,7 @@ def main():
             json.dump(parse_wrk(f.read()), sys.stdout, indent=1)
         print()
     else:
-        table(args)
+        suite(args)
 
 
 if __name__ == "__main__":
