@@ -237,6 +237,26 @@ void sql__rows_copy(async_scope *scope, const sql_rows *r, sql_result *out)
     out->cells = cells;
 }
 
+bool sql_result_shape(const sql_result *r, const char *types)
+{
+    size_t cols = strlen(types);
+    if (!r || r->cols != cols || (r->rows > 0 && !r->cells))
+        return false;
+    for (size_t row = 0; row < r->rows; row++) {
+        for (size_t col = 0; col < cols; col++) {
+            sql_type t = r->cells[row * cols + col].type;
+            char want = types[col];
+            bool ok = (t == SQL_NULL && (want == 'I' || want == 'D' || want == 'T')) ||
+                      ((want == 'i' || want == 'I') && t == SQL_INT) ||
+                      ((want == 'd' || want == 'D') && (t == SQL_INT || t == SQL_DOUBLE)) ||
+                      ((want == 't' || want == 'T') && t == SQL_TEXT);
+            if (!ok)
+                return false;
+        }
+    }
+    return true;
+}
+
 /* ---- counters ---------------------------------------------------------------------------------- */
 
 /* Loops and workers of every thread update these, so they are atomic adds (relaxed: each is a

@@ -64,7 +64,9 @@ extern const char SQL_ERROR_UNAVAILABLE[];     /* "unavailable": the database ca
 extern const char SQL_ERROR_TIMEOUT[];         /* "timeout": not done within sql.query_timeout_ms */
 extern const char SQL_ERROR_CONNECTION_LOST[]; /* "connection_lost": the connection broke mid-query */
 extern const char SQL_ERROR_BUSY[];            /* "busy": too many statements waiting (503 at once) */
-extern const char SQL_ERROR_QUERY[];           /* "query": the database refused the statement */
+extern const char SQL_ERROR_QUERY[];           /* "query": the database refused the statement, or the
+                                                * parameters given are not as many as its `?` (an
+                                                * application bug, logged naming the statement) */
 extern const char SQL_ERROR_TOO_LARGE[];       /* "too_large": the result exceeds max_result_bytes */
 
 typedef enum sql_type { SQL_NULL, SQL_INT, SQL_DOUBLE, SQL_TEXT } sql_type;
@@ -106,10 +108,22 @@ typedef struct sql_result {
     int64_t insert_id;  /* INSERT: the id given to the new row */
 } sql_result;
 
+/* The cell at (row, col), or NULL when there is none: a database (or whatever sits on the wire to it)
+ * decides how many rows and columns come back, so a handler must never index past them. Handlers
+ * check the whole shape once with sql_result_shape and then read cells freely. */
 static inline const sql_value *sql_cell(const sql_result *r, size_t row, size_t col)
 {
+    if (!r || row >= r->rows || col >= r->cols || !r->cells)
+        return NULL;
     return &r->cells[row * r->cols + col];
 }
+
+/* True when r has exactly strlen(types) columns and every cell of every row has the type its column's
+ * letter allows: 'i' SQL_INT, 'd' a number (SQL_INT or SQL_DOUBLE), 't' SQL_TEXT; the upper-case letter
+ * also allows SQL_NULL. Any other letter never matches. A result that fails is the database answering
+ * something other than the statement asks for (a changed schema, a proxy, a hostile server): handlers
+ * answer it with sql_answer_bad_shape (502), never by reading what is not there. */
+bool sql_result_shape(const sql_result *r, const char *types);
 
 typedef struct sql_batch_result {
     size_t count;

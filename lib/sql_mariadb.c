@@ -55,6 +55,10 @@
 #define SQL_MY_CACHE 32
 #define SQL_MY_BACKOFF_BASE_MS 100u
 #define SQL_MY_BACKOFF_MAX_MS 2000u
+/* The largest packet read for a statement is its result bound plus this (sql_my_bound_packets)... */
+#define SQL_MY_PACKET_SLACK 1024u
+/* ...and never less than this: column definitions, error messages. */
+#define SQL_MY_PACKET_MIN (16u * 1024u)
 
 static const sql_settings *sql_my_settings;
 static atomic_bool sql_my_schema_ready;
@@ -97,7 +101,6 @@ typedef enum sql_my_step {
     SQL_MY_STEP_CONNECT,
     SQL_MY_STEP_PREPARE,
     SQL_MY_STEP_EXECUTE,
-    SQL_MY_STEP_STORE,
     SQL_MY_STEP_FETCH,
     SQL_MY_STEP_FREE,
 } sql_my_step;
@@ -130,11 +133,12 @@ struct sql_my_conn {
     MYSQL_BIND *pbind, *rbind;
     size_t pbind_cap;
     size_t rcols, rcap;
-    size_t *r_text_cap;
-    /* result buffers, rcols each */
+    /* result buffers, rcols each; text is not bound (length only) but fetched column by column into
+     * `scratch`, which never grows past the largest statement bound this connection served */
     long long *r_int;
     double *r_double;
-    char **r_text;
+    char *scratch;
+    size_t scratch_cap;
     unsigned long *r_len;
     my_bool *r_null;
     sql_type *r_type;
@@ -215,21 +219,18 @@ static bool sql_my_conn_up(const sql_my_conn *c) { return c->state == SQL_MY_IDL
 
 static void sql_my_conn_free_result_buffers(sql_my_conn *c)
 {
-    for (size_t i = 0; i < c->rcap; i++)
-        free(c->r_text[i]);
     free(c->rbind);
     free(c->r_int);
     free(c->r_double);
-    free(c->r_text);
-    free(c->r_text_cap);
+    free(c->scratch);
     free(c->r_len);
     free(c->r_null);
     free(c->r_type);
     c->rbind = NULL;
     c->r_int = NULL;
     c->r_double = NULL;
-    c->r_text = NULL;
-    c->r_text_cap = NULL;
+    c->scratch = NULL;
+    c->scratch_cap = 0;
     c->r_len = NULL;
     c->r_null = NULL;
     c->r_type = NULL;
@@ -244,15 +245,9 @@ static void sql_my_conn_reserve_columns(sql_my_conn *c, size_t n)
     c->rbind = xrealloc(c->rbind, n * sizeof(*c->rbind));
     c->r_int = xrealloc(c->r_int, n * sizeof(*c->r_int));
     c->r_double = xrealloc(c->r_double, n * sizeof(*c->r_double));
-    c->r_text = xrealloc(c->r_text, n * sizeof(*c->r_text));
-    c->r_text_cap = xrealloc(c->r_text_cap, n * sizeof(*c->r_text_cap));
     c->r_len = xrealloc(c->r_len, n * sizeof(*c->r_len));
     c->r_null = xrealloc(c->r_null, n * sizeof(*c->r_null));
     c->r_type = xrealloc(c->r_type, n * sizeof(*c->r_type));
-    for (size_t i = c->rcap; i < n; i++) {
-        c->r_text[i] = NULL;
-        c->r_text_cap[i] = 0;
-    }
     c->rcap = n;
 }
 
@@ -273,9 +268,6 @@ static int sql_my_call(sql_my_conn *c, int ready)
     case SQL_MY_STEP_EXECUTE:
         return cont ? mysql_stmt_execute_cont(&c->ret_int, c->stmt, ready)
                     : mysql_stmt_execute_start(&c->ret_int, c->stmt);
-    case SQL_MY_STEP_STORE:
-        return cont ? mysql_stmt_store_result_cont(&c->ret_int, c->stmt, ready)
-                    : mysql_stmt_store_result_start(&c->ret_int, c->stmt);
     case SQL_MY_STEP_FETCH:
         return cont ? mysql_stmt_fetch_cont(&c->ret_int, c->stmt, ready) : mysql_stmt_fetch_start(&c->ret_int, c->stmt);
     case SQL_MY_STEP_FREE:
@@ -554,10 +546,12 @@ static void sql_my_bind_params(sql_my_conn *c, sql_my_task *t)
         mysql_stmt_bind_param(c->stmt, c->pbind);
 }
 
-/* Binds one buffer per result column: integers as 64-bit, floating and decimal as double, the rest
- * as text in a buffer at least as long as the column's longest value in this result (store_result
- * updates the statement's own field descriptions with it: STMT_ATTR_UPDATE_MAX_LENGTH), so no value
- * is ever truncated. The statement's fields are read in place: no metadata copy per execution. */
+/* Binds one buffer per result column: integers as 64-bit, floating and decimal as double; text
+ * columns get no buffer, only their length, and are read by sql_my_add_row with
+ * mysql_stmt_fetch_column once the row's size is known to fit the bound. Rows are fetched unbuffered
+ * (no mysql_stmt_store_result), one packet at a time, and the packet size is capped per statement
+ * (sql_my_bound_packets), so what the server sends is bounded while it is read, not after. The
+ * statement's fields are read in place: no metadata copy per execution. */
 static bool sql_my_bind_results(sql_my_conn *c)
 {
     size_t n = mysql_stmt_field_count(c->stmt);
@@ -590,39 +584,54 @@ static bool sql_my_bind_results(sql_my_conn *c)
             b->buffer_type = MYSQL_TYPE_DOUBLE;
             b->buffer = &c->r_double[i];
             break;
-        default: {
-            size_t need = (size_t)fields[i].max_length + 1;
-            if (need > c->r_text_cap[i]) {
-                free(c->r_text[i]);
-                c->r_text_cap[i] = need < 64 ? 64 : need;
-                c->r_text[i] = xmalloc(c->r_text_cap[i]);
-            }
+        default:
             c->r_type[i] = SQL_TEXT;
-            b->buffer_type = MYSQL_TYPE_STRING;
-            b->buffer_length = (unsigned long)c->r_text_cap[i];
-            b->buffer = c->r_text[i];
+            b->buffer_type = MYSQL_TYPE_STRING; /* buffer NULL, length 0: the fetch reports the length */
             break;
-        }
         }
     }
     return mysql_stmt_bind_result(c->stmt, c->rbind) == 0;
 }
 
-static void sql_my_add_row(sql_my_conn *c, sql_my_task *t)
+/* Appends the fetched row to the task's rows. False when it would take the result past its bound:
+ * a text value is copied only after its length is known to fit, into a scratch buffer that is never
+ * larger than the bound. */
+static bool sql_my_add_row(sql_my_conn *c, sql_my_task *t)
 {
+    size_t need = t->rows.bytes + c->rcols * sizeof(sql_value);
+    for (size_t i = 0; i < c->rcols; i++)
+        if (c->r_type[i] == SQL_TEXT && !c->r_null[i])
+            need += (size_t)c->r_len[i] + 1;
+    if (need > t->max_bytes)
+        return false;
     for (size_t i = 0; i < c->rcols; i++) {
         sql_value v = {.type = SQL_NULL};
         if (!c->r_null[i]) {
-            if (c->r_type[i] == SQL_INT)
+            if (c->r_type[i] == SQL_INT) {
                 v = sql_int(c->r_int[i]);
-            else if (c->r_type[i] == SQL_DOUBLE)
+            } else if (c->r_type[i] == SQL_DOUBLE) {
                 v = sql_double(c->r_double[i]);
-            else
-                v = sql_text(c->r_text[i], c->r_len[i]);
+            } else {
+                size_t len = c->r_len[i];
+                if (len + 1 > c->scratch_cap) {
+                    free(c->scratch);
+                    c->scratch_cap = len + 1 < 256 ? 256 : len + 1;
+                    c->scratch = xmalloc(c->scratch_cap);
+                }
+                unsigned long got = 0;
+                my_bool is_null = 0, error = 0;
+                MYSQL_BIND b = {.buffer_type = MYSQL_TYPE_STRING, .buffer = c->scratch,
+                                .buffer_length = (unsigned long)c->scratch_cap, .length = &got,
+                                .is_null = &is_null, .error = &error};
+                if (len > 0 && mysql_stmt_fetch_column(c->stmt, &b, (unsigned)i, 0) != 0)
+                    return false;
+                v = sql_text(c->scratch, len > 0 && got < len ? got : len);
+            }
         }
         sql__rows_add(&t->rows, &v);
     }
     t->rows.rows++;
+    return true;
 }
 
 /* The task's statement failed at the server or on the wire. Returns false when the connection was
@@ -631,6 +640,15 @@ static bool sql_my_stmt_failed(sql_my_conn *c, const char *what)
 {
     unsigned err = c->stmt ? mysql_stmt_errno(c->stmt) : mysql_errno(c->my);
     const char *msg = c->stmt ? mysql_stmt_error(c->stmt) : mysql_error(c->my);
+    if (err == CR_NET_PACKET_TOO_LARGE || err == ER_NET_PACKET_TOO_LARGE) {
+        /* A packet beyond the statement's bound (sql_my_bound_packets): refused from its header, before
+         * anything was allocated for it. The rest of it is still on the socket, so the connection goes. */
+        log_warn("sql: loop %u connection %u: %s: the server sent a packet larger than the statement's bound of "
+                 "%zu bytes; closing the connection",
+                 c->pool->id, c->index, what, c->task ? c->task->max_bytes : 0);
+        sql_my_conn_close(c, SQL_ERROR_TOO_LARGE);
+        return false;
+    }
     if (sql_my_connection_error(err)) {
         log_warn("sql: loop %u connection %u: %s: %s (%u); closing it", c->pool->id, c->index, what, msg, err);
         sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
@@ -658,10 +676,24 @@ static void sql_my_task_done(sql_my_conn *c)
         sql_my_conn_close(c, NULL);
 }
 
-static void sql_my_start_execute(sql_my_conn *c)
+/* Binds the task's parameters and makes execute the next call. The server says how many `?` the
+ * statement has; Connector/C reads that many bindings, so a count that differs from the values given
+ * (an application bug, or a server or proxy announcing more) never reaches mysql_stmt_bind_param: the
+ * task fails "query" naming the statement. Returns false when the task was finished here. */
+static bool sql_my_start_execute(sql_my_conn *c)
 {
-    sql_my_bind_params(c, c->task);
+    sql_my_task *t = c->task;
+    unsigned long expected = mysql_stmt_param_count(c->stmt);
+    if (expected != t->nparams) {
+        log_warn("sql: loop %u: the statement \"%s\" takes %lu parameter(s) and was given %zu; not run",
+                 c->pool->id, t->sql, expected, t->nparams);
+        t->error = SQL_ERROR_QUERY;
+        sql_my_task_done(c);
+        return false;
+    }
+    sql_my_bind_params(c, t);
     c->step = SQL_MY_STEP_EXECUTE;
+    return true;
 }
 
 /* A call has completed; decide what comes next. Returns true to go on with the next call, false when
@@ -706,8 +738,7 @@ static bool sql_my_step_done(sql_my_conn *c)
         } else {
             c->retire = true;
         }
-        sql_my_start_execute(c);
-        return true;
+        return sql_my_start_execute(c);
     case SQL_MY_STEP_EXECUTE:
         if (c->ret_int != 0) {
             if (sql_my_stmt_failed(c, "execute"))
@@ -720,13 +751,12 @@ static bool sql_my_step_done(sql_my_conn *c)
             sql_my_task_done(c);
             return false;
         }
-        c->step = SQL_MY_STEP_STORE;
-        return true;
-    case SQL_MY_STEP_STORE:
-        if (c->ret_int != 0) {
-            if (sql_my_stmt_failed(c, "store result"))
-                sql_my_task_done(c);
-            return false;
+        /* Every row costs at least a cell per column: more columns than the bound can hold fail before
+         * anything is fetched (the free step reads and discards the rows, packet by packet). */
+        if (mysql_stmt_field_count(c->stmt) * sizeof(sql_value) > t->max_bytes) {
+            t->error = SQL_ERROR_TOO_LARGE;
+            c->step = SQL_MY_STEP_FREE;
+            return true;
         }
         if (!sql_my_bind_results(c)) {
             t->error = SQL_ERROR_QUERY;
@@ -737,9 +767,9 @@ static bool sql_my_step_done(sql_my_conn *c)
         c->step = SQL_MY_STEP_FETCH;
         return true;
     case SQL_MY_STEP_FETCH:
-        if (c->ret_int == 0) {
-            sql_my_add_row(c, t);
-            if (t->rows.bytes > t->max_bytes) {
+        if (c->ret_int == 0 || c->ret_int == MYSQL_DATA_TRUNCATED) {
+            /* TRUNCATED is expected: text columns have no buffer until sql_my_add_row reads them. */
+            if (!sql_my_add_row(c, t)) {
                 t->error = SQL_ERROR_TOO_LARGE;
                 c->step = SQL_MY_STEP_FREE;
             }
@@ -751,9 +781,22 @@ static bool sql_my_step_done(sql_my_conn *c)
         }
         c->step = SQL_MY_STEP_FREE;
         return true;
-    case SQL_MY_STEP_FREE:
+    case SQL_MY_STEP_FREE: {
+        /* Freeing an unbuffered result reads and discards its remaining rows; Connector/C does not
+         * report a failure there (a packet past the bound, the wire), it only leaves the error on the
+         * handle. The connection is then somewhere in the protocol: it goes, never back to the pool. */
+        unsigned err = mysql_errno(c->my);
+        if (c->ret_bool != 0 || err != 0) {
+            bool too_large = err == CR_NET_PACKET_TOO_LARGE || err == ER_NET_PACKET_TOO_LARGE ||
+                             t->error == SQL_ERROR_TOO_LARGE;
+            log_warn("sql: loop %u connection %u: discarding the rest of a result failed: %s (%u); closing it",
+                     p->id, c->index, mysql_error(c->my), err);
+            sql_my_conn_close(c, too_large ? SQL_ERROR_TOO_LARGE : SQL_ERROR_CONNECTION_LOST);
+            return false;
+        }
         sql_my_task_done(c);
         return false;
+    }
     case SQL_MY_STEP_NONE:
         break;
     }
@@ -778,6 +821,20 @@ static void sql_my_resume(sql_my_conn *c, int ready)
     sql_my_dispatch(c->pool);
 }
 
+/* Caps the size of any packet Connector/C will read for this task. It checks a packet's length (from
+ * its 4-byte header) against net.max_packet_size before it grows its buffer, so a row longer than the
+ * statement's bound is refused (CR_NET_PACKET_TOO_LARGE) before it is read, instead of being buffered
+ * and then measured. A row's packet is its values plus a few bytes per column, while the bound counts
+ * a whole sql_value per cell, so a row that fits the bound always fits its packet; the floor covers
+ * metadata and error packets. MYSQL_OPT_MAX_ALLOWED_PACKET only applies at connect, hence the field. */
+static void sql_my_bound_packets(sql_my_conn *c, const sql_my_task *t)
+{
+    size_t cap = t->max_bytes + SQL_MY_PACKET_SLACK;
+    if (cap < SQL_MY_PACKET_MIN)
+        cap = SQL_MY_PACKET_MIN;
+    c->my->net.max_packet_size = (unsigned long)cap;
+}
+
 static void sql_my_run(sql_my_conn *c, sql_my_task *t)
 {
     c->state = SQL_MY_BUSY;
@@ -785,18 +842,18 @@ static void sql_my_run(sql_my_conn *c, sql_my_task *t)
     c->task = t;
     t->conn = c;
     t->rows.cols = 0;
+    sql_my_bound_packets(c, t);
     c->stmt = sql_my_cached(c, t->sql);
     c->stmt_cached = c->stmt != NULL;
     if (c->stmt) {
-        sql_my_start_execute(c);
+        if (!sql_my_start_execute(c))
+            return; /* finished: the dispatch loop that called us hands the connection on */
     } else {
         c->stmt = mysql_stmt_init(c->my);
         if (!c->stmt) {
             sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
             return;
         }
-        my_bool update_max = 1;
-        mysql_stmt_attr_set(c->stmt, STMT_ATTR_UPDATE_MAX_LENGTH, &update_max);
         c->step = SQL_MY_STEP_PREPARE;
     }
     c->in_call = false;
