@@ -163,6 +163,60 @@ struct sql_my_pool {
 static void sql_my_dispatch(sql_my_pool *p);
 static void sql_my_resume(sql_my_conn *c, int ready);
 
+/* ---- TLS ------------------------------------------------------------------------------------------ */
+
+static const char *sql_my_tls_name(sql_tls_mode m)
+{
+    return m == SQL_TLS_REQUIRED ? "required" : m == SQL_TLS_VERIFY_CA ? "verify-ca" : m == SQL_TLS_VERIFY_FULL ? "verify-full" : "off";
+}
+
+/* Connector/C's own TLS, which its non-blocking API drives like the rest of the connect. What each
+ * option does in Connector/C 3.3 (Debian 12), read from its source (libmariadb/secure/openssl.c,
+ * plugins/auth/my_auth.c):
+ *   - SSL_ENFORCE asks for TLS but does NOT refuse a server that does not offer it: the connect goes on
+ *     in plain text. sql_my_tls_check refuses such a connection after the handshake.
+ *   - SSL_CA makes Connector/C check the certificate chain against that CA (SSL_VERIFY_PEER), whatever
+ *     VERIFY_SERVER_CERT says; no name is compared.
+ *   - VERIFY_SERVER_CERT adds X509_check_host / X509_check_ip_asc against the host given to connect
+ *     (sql.url's IP address, so the certificate needs it as a subjectAltName IP) and makes Connector/C
+ *     refuse a server without TLS before it authenticates. */
+static void sql_my_tls_options(MYSQL *my, const sql_settings *s)
+{
+    if (s->tls == SQL_TLS_OFF)
+        return;
+    my_bool on = 1, full = s->tls == SQL_TLS_VERIFY_FULL;
+    mysql_optionsv(my, MYSQL_OPT_SSL_ENFORCE, &on);
+    mysql_optionsv(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &full);
+    if (s->tls_ca[0])
+        mysql_optionsv(my, MYSQL_OPT_SSL_CA, s->tls_ca);
+}
+
+/* After a connect that succeeded: false (why in `why`) when sql.url asks for TLS and the link is not
+ * encrypted (a server without TLS, or something between that removed it from the greeting). Nothing
+ * has been sent but the authentication, and the connection is closed before any statement. */
+static bool sql_my_tls_check(MYSQL *my, const sql_settings *s, char *why, size_t why_cap)
+{
+    if (s->tls == SQL_TLS_OFF || mysql_get_ssl_cipher(my))
+        return true;
+    snprintf(why, why_cap, "the server did not agree to TLS, which sql.url requires (ssl=%s); not using the connection",
+             sql_my_tls_name(s->tls));
+    return false;
+}
+
+/* Connector/C's message for a failed connect, with the TLS mode named when TLS is what failed. */
+static void sql_my_connect_error(MYSQL *my, const sql_settings *s, char *why, size_t why_cap)
+{
+    unsigned err = mysql_errno(my);
+    if (err == CR_SSL_CONNECTION_ERROR)
+        snprintf(why, why_cap, "the TLS connection was refused (ssl=%s%s): %s (%u)", sql_my_tls_name(s->tls),
+                 s->tls == SQL_TLS_VERIFY_FULL ? ": the certificate must be signed by ssl_ca and name the host's IP"
+                 : s->tls == SQL_TLS_VERIFY_CA ? ": the certificate must be signed by ssl_ca"
+                                                : "",
+                 mysql_error(my), err);
+    else
+        snprintf(why, why_cap, "%s (%u)", mysql_error(my), err);
+}
+
 /* ---- tasks --------------------------------------------------------------------------------------- */
 
 static void sql_my_task_unwait(sql_my_task *t)
@@ -492,6 +546,7 @@ static void sql_my_conn_connect(sql_my_conn *c)
     mysql_options(c->my, MYSQL_OPT_NONBLOCK, 0);
     mysql_options(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout_s);
     mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    sql_my_tls_options(c->my, p->s);
     c->state = SQL_MY_CONNECTING;
     c->step = SQL_MY_STEP_CONNECT;
     c->in_call = false;
@@ -638,9 +693,18 @@ static bool sql_my_add_row(sql_my_conn *c, sql_my_task *t)
  * closed (the task with it). */
 static bool sql_my_stmt_failed(sql_my_conn *c, const char *what)
 {
-    unsigned err = c->stmt ? mysql_stmt_errno(c->stmt) : mysql_errno(c->my);
-    const char *msg = c->stmt ? mysql_stmt_error(c->stmt) : mysql_error(c->my);
-    if (err == CR_NET_PACKET_TOO_LARGE || err == ER_NET_PACKET_TOO_LARGE) {
+    unsigned err = c->stmt ? mysql_stmt_errno(c->stmt) : 0;
+    const char *msg = c->stmt ? mysql_stmt_error(c->stmt) : "";
+    if (err == 0) {
+        /* Errors of the wire (a packet past the bound, a lost server during an unbuffered fetch) are
+         * left on the connection's handle, not the statement's. */
+        err = mysql_errno(c->my);
+        msg = mysql_error(c->my);
+    }
+    /* Connector/C reports a packet past net.max_packet_size as CR_SERVER_LOST (ma_net_safe_read
+     * overwrites net_realloc's CR_NET_PACKET_TOO_LARGE and closes the socket itself); what tells it
+     * apart from a lost server is net.error == 1, which only net_realloc sets (a read failure sets 2). */
+    if (err == CR_NET_PACKET_TOO_LARGE || err == ER_NET_PACKET_TOO_LARGE || c->my->net.error == 1) {
         /* A packet beyond the statement's bound (sql_my_bound_packets): refused from its header, before
          * anything was allocated for it. The rest of it is still on the socket, so the connection goes. */
         log_warn("sql: loop %u connection %u: %s: the server sent a packet larger than the statement's bound of "
@@ -649,7 +713,8 @@ static bool sql_my_stmt_failed(sql_my_conn *c, const char *what)
         sql_my_conn_close(c, SQL_ERROR_TOO_LARGE);
         return false;
     }
-    if (sql_my_connection_error(err)) {
+    if (err == 0 || sql_my_connection_error(err)) {
+        /* No error code at all: where the connection is in the protocol is unknown, so it goes too. */
         log_warn("sql: loop %u connection %u: %s: %s (%u); closing it", c->pool->id, c->index, what, msg, err);
         sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
         return false;
@@ -703,10 +768,14 @@ static bool sql_my_step_done(sql_my_conn *c)
     sql_my_pool *p = c->pool;
     sql_my_task *t = c->task;
     switch (c->step) {
-    case SQL_MY_STEP_CONNECT:
+    case SQL_MY_STEP_CONNECT: {
+        char why[512];
         if (!c->ret_my) {
-            char why[256];
-            snprintf(why, sizeof(why), "%s (%u)", mysql_error(c->my), mysql_errno(c->my));
+            sql_my_connect_error(c->my, p->s, why, sizeof(why));
+            sql_my_connect_failed(c, why);
+            return false;
+        }
+        if (!sql_my_tls_check(c->my, p->s, why, sizeof(why))) {
             sql_my_connect_failed(c, why);
             return false;
         }
@@ -723,6 +792,7 @@ static bool sql_my_step_done(sql_my_conn *c)
         evtimer_del(p->retry);
         sql_my_watch(c);
         return false;
+    }
     case SQL_MY_STEP_PREPARE:
         if (c->ret_int != 0) {
             if (!sql_my_stmt_failed(c, "prepare"))
@@ -1124,7 +1194,17 @@ static bool sql_my_schema_try(const sql_settings *s, char *why, size_t why_cap)
     mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &io_s);
     mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
     mysql_options(my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    sql_my_tls_options(my, s);
     bool ok = mysql_real_connect(my, s->host, s->user, s->password, NULL, s->port, NULL, 0) != NULL;
+    if (!ok) {
+        sql_my_connect_error(my, s, why, why_cap);
+        mysql_close(my);
+        return false;
+    }
+    if (!sql_my_tls_check(my, s, why, why_cap)) {
+        mysql_close(my);
+        return false;
+    }
     if (ok) {
         /* An identifier cannot be a bound parameter; sql.url allows only [A-Za-z0-9_$] in it. */
         char create[256];
@@ -1185,8 +1265,8 @@ static int sql_my_start(const sql_settings *s, pool *workers)
     }
     pthread_setname_np(sql_my_schema_thread, "apiary-sql");
     sql_my_schema_started = true;
-    log_info("sql: MariaDB backend, database %s at %s:%u, %u connections per loop", s->database, s->host, s->port,
-             s->connections_per_loop);
+    log_info("sql: MariaDB backend, database %s at %s:%u, %u connections per loop, TLS %s", s->database, s->host,
+             s->port, s->connections_per_loop, sql_my_tls_name(s->tls));
     return 0;
 }
 
