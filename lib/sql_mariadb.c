@@ -858,7 +858,7 @@ static bool sql_my_step_done(sql_my_conn *c)
         unsigned err = mysql_errno(c->my);
         if (c->ret_bool != 0 || err != 0) {
             bool too_large = err == CR_NET_PACKET_TOO_LARGE || err == ER_NET_PACKET_TOO_LARGE ||
-                             t->error == SQL_ERROR_TOO_LARGE;
+                             c->my->net.error == 1 || t->error == SQL_ERROR_TOO_LARGE;
             log_warn("sql: loop %u connection %u: discarding the rest of a result failed: %s (%u); closing it",
                      p->id, c->index, mysql_error(c->my), err);
             sql_my_conn_close(c, too_large ? SQL_ERROR_TOO_LARGE : SQL_ERROR_CONNECTION_LOST);

@@ -245,6 +245,29 @@ class MariadbHostileTest(HostileMixin, unittest.TestCase):
         self.assertEqual(self.get(srv, "/v1/items?limit=2").status, 200)
         self.assertStillServes(srv)
 
+    def metric(self, srv, name, labels='backend="mariadb"'):
+        text = self.get(srv, "/metrics").body.decode()
+        m = re.search(rf'^{re.escape(name)}{{{re.escape(labels)}}} (\S+)$', text, re.M)
+        self.assertIsNotNone(m, name)
+        return float(m.group(1))
+
+    def test_too_many_rows_or_columns_is_too_large_and_keeps_the_connection(self):
+        """Past the bound by many small rows, or by more columns than one row of the bound can hold:
+        500, and the rest of the result is read and discarded, so the connection serves on."""
+        wide = "SELECT " + ", ".join(["id"] * 80) + " FROM world WHERE id = ?"
+        srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT id, randomNumber FROM world WHERE id >= ?",
+                                      ITEMS_SELECT: wide.replace("world", "items")}, "bounds")
+        item = self.post_item(srv)
+        connects = self.metric(srv, "apiary_sql_connects_total")
+        for path in ("/v1/db", f"/v1/items/{item}", "/v1/db"):
+            with self.subTest(path=path):
+                resp = self.get(srv, path)
+                self.assertProblemDoc(resp, 500)
+        self.assertEqual(self.get(srv, "/v1/items?limit=3").status, 200)
+        self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
+        self.assertEqual(self.metric(srv, "apiary_sql_connects_total"), connects)
+        self.assertEqual(self.metric(srv, "apiary_sql_errors_total", 'backend="mariadb",kind="too_large"'), 3)
+
     def test_huge_cell_is_refused_while_read(self):
         srv = ApiaryServer({"sql": {"url": self.db.url(database="bigcell"), "connections_per_loop": 1,
                                     "query_timeout_ms": 10000}}).start()
