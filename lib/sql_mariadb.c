@@ -4,8 +4,8 @@
  * The model. Each loop has a pool (loop-local slot HTTP_LOOP_SLOT_SQL) of sql.connections_per_loop
  * connections, opened lazily as statements need them. A statement is a task: it waits in the pool's
  * FIFO for an idle connection (at most sql.max_waiting of them, then 503 "busy"), then runs there as a
- * sequence of non-blocking calls (prepare once per connection and cache, execute, store the result,
- * fetch, free), each a *_start that may ask to wait for the socket and a *_cont when libevent says it
+ * sequence of non-blocking calls (prepare once per connection and cache, execute, fetch row by row
+ * unbuffered, within the statement's bound, free), each a *_start that may ask to wait for the socket and a *_cont when libevent says it
  * is ready. Nothing blocks the loop: the host is an IP address (sql.url refuses names), so
  * mysql_real_connect_start never calls a resolver that would wait for DNS.
  *
