@@ -44,6 +44,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "http_loop.h"
 #include "log.h"
@@ -1252,6 +1253,12 @@ static void *sql_my_schema_main(void *arg)
 static int sql_my_start(const sql_settings *s, pool *workers)
 {
     (void)workers;
+    if (s->tls_ca[0] && access(s->tls_ca, R_OK) != 0) {
+        /* A typo here would otherwise be a TLS failure retried forever; the path is not logged (it is
+         * part of sql.url, which is never logged). */
+        log_error("sql: the ssl_ca file named in sql.url cannot be read: %s", strerror(errno));
+        return -1;
+    }
     if (mysql_library_init(0, NULL, NULL) != 0) {
         log_error("sql: cannot initialise the MariaDB client library");
         return -1;

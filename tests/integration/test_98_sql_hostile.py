@@ -27,6 +27,7 @@ import threading
 import time
 import unittest
 
+import apiary_harness
 from apiary_harness import ApiaryServer, request
 from test_80_async import AsyncAssertions
 from test_97_sql import HAVE_MARIADB, NO_MARIADB, PASSWORD, MariadbServer, wait_ready
@@ -419,6 +420,19 @@ class MariadbTlsTest(AsyncAssertions, unittest.TestCase):
         # With --require-secure-transport the server would refuse a plain client, but not with
         # --skip-grant-tables (which these private servers use): the refusal of a link without TLS is
         # apiary's own, tested in test_server_without_tls.
+
+    def test_unreadable_ca_stops_the_start(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "apiary.json")
+            with open(path, "w") as f:
+                json.dump({"listen": "127.0.0.1:0",
+                           "sql": {"url": self.url(f"ssl=verify-full&ssl_ca={tmp}/missing.pem")}}, f)
+            r = subprocess.run([apiary_harness.apiary_bin(), "--config", path], capture_output=True, text=True,
+                               timeout=20)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("the ssl_ca file named in sql.url cannot be read: No such file or directory", r.stderr)
+        self.assertNotIn("missing.pem", r.stderr)
+        self.assertNotIn(PASSWORD, r.stderr)
 
     def test_certificate_for_another_address(self):
         self.serve("wrongip")
