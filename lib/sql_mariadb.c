@@ -5,9 +5,9 @@
  * connections, opened lazily as statements need them. A statement is a task: it waits in the pool's
  * FIFO for an idle connection (at most sql.max_waiting of them, then 503 "busy"), then runs there as a
  * sequence of non-blocking calls (prepare once per connection and cache, execute, fetch row by row
- * unbuffered, within the statement's bound, free), each a *_start that may ask to wait for the socket and a *_cont when libevent says it
- * is ready. Nothing blocks the loop: the host is an IP address (sql.url refuses names), so
- * mysql_real_connect_start never calls a resolver that would wait for DNS.
+ * unbuffered, within the statement's bound, free), each a *_start that may ask to wait for the socket
+ * and a *_cont when libevent says it is ready. Nothing blocks the loop: the host is an IP address
+ * (sql.url refuses names), so mysql_real_connect_start never calls a resolver that would wait for DNS.
  *
  * Who owns what. The pool owns its connections and its tasks; a task holds copies of its SQL text
  * and parameters and builds its rows in heap memory (sql_rows), copied into the caller's scope only
@@ -168,7 +168,10 @@ static void sql_my_resume(sql_my_conn *c, int ready);
 
 static const char *sql_my_tls_name(sql_tls_mode m)
 {
-    return m == SQL_TLS_REQUIRED ? "required" : m == SQL_TLS_VERIFY_CA ? "verify-ca" : m == SQL_TLS_VERIFY_FULL ? "verify-full" : "off";
+    return m == SQL_TLS_REQUIRED      ? "required"
+           : m == SQL_TLS_VERIFY_CA   ? "verify-ca"
+           : m == SQL_TLS_VERIFY_FULL ? "verify-full"
+                                      : "off";
 }
 
 /* Connector/C's own TLS, which its non-blocking API drives like the rest of the connect. What each
