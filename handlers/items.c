@@ -52,6 +52,10 @@ static items_call *items_call_start(http_request *req)
     return call;
 }
 
+/* What every item query returns: id integer, name text, price a number, created_at text (none NULL). */
+#define ITEMS_SHAPE "itdt"
+
+/* One row as JSON; the result's shape has been checked (ITEMS_SHAPE). */
 static json_t *items_json(const sql_result *r, size_t row)
 {
     const sql_value *name = sql_cell(r, row, 1), *price = sql_cell(r, row, 2), *created = sql_cell(r, row, 3);
@@ -173,6 +177,10 @@ static void items_got(async_op *op, void *arg)
         return;
     }
     const sql_result *r = op->value;
+    if (!sql_result_shape(r, ITEMS_SHAPE) || r->rows > 1) {
+        sql_answer_bad_shape(call->req, ITEMS_SELECT, r);
+        return;
+    }
     if (r->rows == 0) {
         items_not_found(call->req);
         return;
@@ -204,12 +212,16 @@ static void items_listed(async_op *op, void *arg)
         return;
     }
     const sql_result *r = op->value;
+    if (!sql_result_shape(r, ITEMS_SHAPE) || r->rows > (size_t)call->limit + 1) {
+        sql_answer_bad_shape(call->req, ITEMS_PAGE, r);
+        return;
+    }
     /* One row more than the page was asked for: it says whether there is a next page. */
     size_t shown = r->rows > (size_t)call->limit ? (size_t)call->limit : r->rows;
     json_t *items = json_array();
     for (size_t i = 0; i < shown; i++)
         json_array_append_new(items, items_json(r, i));
-    json_t *next = r->rows > shown ? json_integer((json_int_t)sql_cell(r, shown - 1, 0)->i) : json_null();
+    json_t *next = r->rows > shown && shown > 0 ? json_integer((json_int_t)sql_cell(r, shown - 1, 0)->i) : json_null();
     http_respond_json(call->req, 200, json_pack("{s:o,s:o}", "items", items, "next", next));
 }
 

@@ -42,6 +42,16 @@ void sql_answer_failure(http_request *req, const async_op *op)
     }
 }
 
+void sql_answer_bad_shape(http_request *req, const char *what, const sql_result *r)
+{
+    /* 502, not 500: apiary asked a valid question and the database (or something between) answered
+     * with another shape, which is what "bad gateway" means; the operator's log says which. */
+    log_warn("sql: %s: the database answered %zu column(s) x %zu row(s) of other types than the statement asks "
+             "for; answering 502",
+             what, r ? r->cols : 0, r ? r->rows : 0);
+    http_respond_problem(req, 502, NULL, "the database answered in an unexpected shape");
+}
+
 /* A per-thread xorshift: loops and tests need spread, not cryptography, and no lock. */
 static uint64_t world_random(void)
 {
@@ -74,17 +84,20 @@ static size_t world_count(http_request *req)
     return n > WORLD_MAX_QUERIES ? WORLD_MAX_QUERIES : (size_t)n;
 }
 
-static json_t *world_row(const sql_result *r)
+/* One row of world, or NULL with the answer given: 502 when the result is not (id, randomNumber)
+ * integers, 500 when the row is missing. */
+static json_t *world_row(http_request *req, const sql_result *r)
 {
-    if (r->rows != 1 || r->cols != 2)
+    if (!sql_result_shape(r, "ii") || r->rows > 1) {
+        sql_answer_bad_shape(req, WORLD_SELECT, r);
         return NULL;
+    }
+    if (r->rows == 0) {
+        http_respond_problem(req, 500, NULL, "the world table is missing rows (expected ids 1..%d)", WORLD_ROWS);
+        return NULL;
+    }
     return json_pack("{s:I,s:I}", "id", (json_int_t)sql_cell(r, 0, 0)->i, "randomNumber",
                      (json_int_t)sql_cell(r, 0, 1)->i);
-}
-
-static void world_missing(http_request *req)
-{
-    http_respond_problem(req, 500, NULL, "the world table is missing rows (expected ids 1..%d)", WORLD_ROWS);
 }
 
 /* ---- GET /v1/db -------------------------------------------------------------------------------- */
@@ -96,12 +109,9 @@ static void world_db_done(async_op *op, void *arg)
         sql_answer_failure(req, op);
         return;
     }
-    json_t *row = world_row(op->value);
-    if (!row) {
-        world_missing(req);
-        return;
-    }
-    http_respond_json(req, 200, row);
+    json_t *row = world_row(req, op->value);
+    if (row)
+        http_respond_json(req, 200, row);
 }
 
 void world_db_get(http_request *req)
@@ -129,11 +139,11 @@ static async_op *world_select_batch(async_scope *scope, http_request *req, size_
     return sql_batch(scope, http_request_loop(req), stmts, n);
 }
 
-static json_t *world_rows(const sql_batch_result *b)
+static json_t *world_rows(http_request *req, const sql_batch_result *b)
 {
     json_t *out = json_array();
     for (size_t i = 0; i < b->count; i++) {
-        json_t *row = world_row(&b->results[i]);
+        json_t *row = world_row(req, &b->results[i]);
         if (!row) {
             json_decref(out);
             return NULL;
@@ -150,12 +160,9 @@ static void world_queries_done(async_op *op, void *arg)
         sql_answer_failure(req, op);
         return;
     }
-    json_t *rows = world_rows(op->value);
-    if (!rows) {
-        world_missing(req);
-        return;
-    }
-    http_respond_json(req, 200, rows);
+    json_t *rows = world_rows(req, op->value);
+    if (rows)
+        http_respond_json(req, 200, rows);
 }
 
 void world_queries_get(http_request *req)
@@ -195,11 +202,9 @@ static void world_updates_read(async_op *op, void *arg)
         return;
     }
     const sql_batch_result *b = op->value;
-    u->rows = world_rows(b);
-    if (!u->rows) {
-        world_missing(u->req);
+    u->rows = world_rows(u->req, b);
+    if (!u->rows)
         return;
-    }
     async_scope_defer(u->scope, world_json_release, u->rows);
     /* One UPDATE per distinct id (each its own statement, so on MariaDB they spread over the pool and
      * no transaction can deadlock another); a repeated id gets the number its first row got, so every

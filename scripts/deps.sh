@@ -5,10 +5,11 @@
 set -euo pipefail
 
 # redis-server and mariadb-server are test dependencies (the Redis and MariaDB tests start their own
-# servers on loopback; the distribution's own service is never used).
+# servers on loopback; the distribution's own service is never used); the openssl CLI makes the test CA
+# of the MariaDB TLS tests.
 packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libhiredis-dev
           libmariadb-dev libsqlite3-dev libcriterion-dev node-llhttp python3 curl redis-server nginx-light
-          mariadb-server mariadb-client)
+          mariadb-server mariadb-client openssl)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light golang-go)
 fi

@@ -36,6 +36,14 @@ typedef struct pool pool;
 
 typedef enum sql_backend_kind { SQL_BACKEND_SQLITE, SQL_BACKEND_MARIADB } sql_backend_kind;
 
+/* MariaDB: TLS to the database, from sql.url's ?ssl= (docs/sql.md says exactly what each checks). */
+typedef enum sql_tls_mode {
+    SQL_TLS_OFF,         /* plain TCP (the default) */
+    SQL_TLS_REQUIRED,    /* encrypted, the certificate not checked */
+    SQL_TLS_VERIFY_CA,   /* encrypted, the certificate signed by ssl_ca; any name */
+    SQL_TLS_VERIFY_FULL, /* encrypted, signed by ssl_ca, and issued for the host in sql.url */
+} sql_tls_mode;
+
 /* From the config's "sql" section (lib/app/config.c). Read-only once sql_start ran. */
 typedef struct sql_settings {
     sql_backend_kind backend;
@@ -45,6 +53,8 @@ typedef struct sql_settings {
     char user[128];
     char password[256];   /* never logged, never shown in /metrics or in an answer */
     char database[128];
+    sql_tls_mode tls;
+    char tls_ca[4096];    /* PEM file of the CA (verify-ca, verify-full) */
     unsigned connections_per_loop;
     unsigned query_timeout_ms;
     unsigned connect_timeout_ms;
@@ -54,9 +64,10 @@ typedef struct sql_settings {
 /* Fills the defaults: SQLite on "apiary.db", 4 connections per loop, 2000 ms per query. */
 void sql_settings_defaults(sql_settings *s);
 /* Parses sql.url into s: "" or "sqlite:PATH" (SQLite; "" keeps the default path), or
- * "mysql://USER:PASSWORD@HOST:PORT/DATABASE" (also "mariadb://"; USER and PASSWORD may be
- * %-encoded; PORT defaults to 3306; HOST is an IP address, IPv6 in brackets). Returns 0, or -1 with
- * a message in err that never contains the password. */
+ * "mysql://USER:PASSWORD@HOST:PORT/DATABASE[?ssl=MODE&ssl_ca=PATH]" (also "mariadb://"; USER, PASSWORD
+ * and PATH may be %-encoded; PORT defaults to 3306; HOST is an IP address, IPv6 in brackets; MODE is
+ * required, verify-ca or verify-full, the verify modes need ssl_ca). Returns 0, or -1 with a message
+ * in err that never contains the password or the URL. */
 int sql_url_parse(sql_settings *s, const char *url, char *err, size_t err_cap);
 
 /* What a failed operation's error is (op->error points at one of these: compare pointers). */
@@ -64,7 +75,9 @@ extern const char SQL_ERROR_UNAVAILABLE[];     /* "unavailable": the database ca
 extern const char SQL_ERROR_TIMEOUT[];         /* "timeout": not done within sql.query_timeout_ms */
 extern const char SQL_ERROR_CONNECTION_LOST[]; /* "connection_lost": the connection broke mid-query */
 extern const char SQL_ERROR_BUSY[];            /* "busy": too many statements waiting (503 at once) */
-extern const char SQL_ERROR_QUERY[];           /* "query": the database refused the statement */
+extern const char SQL_ERROR_QUERY[];           /* "query": the database refused the statement, or the
+                                                * parameters given are not as many as its `?` (an
+                                                * application bug, logged naming the statement) */
 extern const char SQL_ERROR_TOO_LARGE[];       /* "too_large": the result exceeds max_result_bytes */
 
 typedef enum sql_type { SQL_NULL, SQL_INT, SQL_DOUBLE, SQL_TEXT } sql_type;
@@ -106,10 +119,22 @@ typedef struct sql_result {
     int64_t insert_id;  /* INSERT: the id given to the new row */
 } sql_result;
 
+/* The cell at (row, col), or NULL when there is none: a database (or whatever sits on the wire to it)
+ * decides how many rows and columns come back, so a handler must never index past them. Handlers
+ * check the whole shape once with sql_result_shape and then read cells freely. */
 static inline const sql_value *sql_cell(const sql_result *r, size_t row, size_t col)
 {
+    if (!r || row >= r->rows || col >= r->cols || !r->cells)
+        return NULL;
     return &r->cells[row * r->cols + col];
 }
+
+/* True when r has exactly strlen(types) columns and every cell of every row has the type its column's
+ * letter allows: 'i' SQL_INT, 'd' a number (SQL_INT or SQL_DOUBLE), 't' SQL_TEXT; the upper-case letter
+ * also allows SQL_NULL. Any other letter never matches. A result that fails is the database answering
+ * something other than the statement asks for (a changed schema, a proxy, a hostile server): handlers
+ * answer it with sql_answer_bad_shape (502), never by reading what is not there. */
+bool sql_result_shape(const sql_result *r, const char *types);
 
 typedef struct sql_batch_result {
     size_t count;

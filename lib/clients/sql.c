@@ -91,6 +91,51 @@ static bool sql_identifier_ok(const char *s)
     return true;
 }
 
+/* The query of a mysql:// URL: ssl=required|verify-ca|verify-full and ssl_ca=PATH, '&'-separated. */
+static int sql_url_parse_tls(sql_settings *out, const char *query, char *err, size_t cap)
+{
+    out->tls = SQL_TLS_OFF;
+    out->tls_ca[0] = '\0';
+    bool have_ssl = false;
+    while (*query) {
+        const char *amp = strchr(query, '&');
+        size_t len = amp ? (size_t)(amp - query) : strlen(query);
+        const char *eq = memchr(query, '=', len);
+        size_t key_len = eq ? (size_t)(eq - query) : len;
+        const char *value = eq ? eq + 1 : query + len;
+        size_t value_len = (size_t)(query + len - value);
+        if (key_len == 3 && memcmp(query, "ssl", 3) == 0) {
+            static const struct {
+                const char *name;
+                sql_tls_mode mode;
+            } modes[] = {{"required", SQL_TLS_REQUIRED}, {"verify-ca", SQL_TLS_VERIFY_CA},
+                         {"verify-full", SQL_TLS_VERIFY_FULL}, {"disabled", SQL_TLS_OFF}};
+            have_ssl = false;
+            for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]) && !have_ssl; i++) {
+                if (strlen(modes[i].name) == value_len && memcmp(modes[i].name, value, value_len) == 0) {
+                    out->tls = modes[i].mode;
+                    have_ssl = true;
+                }
+            }
+            if (!have_ssl)
+                return sql_url_fail(err, cap, "ssl= must be required, verify-ca, verify-full or disabled");
+        } else if (key_len == 6 && memcmp(query, "ssl_ca", 6) == 0) {
+            if (value_len == 0 || sql_url_decode(out->tls_ca, sizeof(out->tls_ca), value, value_len) != 0)
+                return sql_url_fail(err, cap, "ssl_ca= must be a file path (%-encoded where needed)");
+        } else {
+            return sql_url_fail(err, cap, "the only options after ? are ssl= (required, verify-ca, verify-full) and "
+                                          "ssl_ca=PATH");
+        }
+        query += len + (amp ? 1 : 0);
+    }
+    bool verify = out->tls == SQL_TLS_VERIFY_CA || out->tls == SQL_TLS_VERIFY_FULL;
+    if (verify && !out->tls_ca[0])
+        return sql_url_fail(err, cap, "ssl=verify-ca and ssl=verify-full need ssl_ca=PATH (the CA's PEM file)");
+    if (!verify && out->tls_ca[0])
+        return sql_url_fail(err, cap, "ssl_ca= is only used with ssl=verify-ca or ssl=verify-full");
+    return 0;
+}
+
 static int sql_url_parse_mysql(sql_settings *out, const char *rest, char *err, size_t cap)
 {
     const char *at = strrchr(rest, '@');
@@ -146,12 +191,20 @@ static int sql_url_parse_mysql(sql_settings *out, const char *rest, char *err, s
             return sql_url_fail(err, cap, "the port must be 1..65535");
         port = (unsigned)p;
     }
-    const char *db = slash + 1;
-    if (strlen(db) >= sizeof(out->database) || !sql_identifier_ok(db))
+    const char *db = slash + 1, *query = strchr(db, '?');
+    size_t db_len = query ? (size_t)(query - db) : strlen(db);
+    char dbname[sizeof(out->database)];
+    if (db_len >= sizeof(dbname))
         return sql_url_fail(err, cap, "the database name must be 1..127 of [A-Za-z0-9_$]");
+    memcpy(dbname, db, db_len);
+    dbname[db_len] = '\0';
+    if (!sql_identifier_ok(dbname))
+        return sql_url_fail(err, cap, "the database name must be 1..127 of [A-Za-z0-9_$]");
+    if (query && sql_url_parse_tls(out, query + 1, err, cap) != 0)
+        return -1;
     strcpy(out->host, addr);
     out->port = port;
-    strcpy(out->database, db);
+    strcpy(out->database, dbname);
     out->backend = SQL_BACKEND_MARIADB;
     return 0;
 }
@@ -235,6 +288,26 @@ void sql__rows_copy(async_scope *scope, const sql_rows *r, sql_result *out)
         }
     }
     out->cells = cells;
+}
+
+bool sql_result_shape(const sql_result *r, const char *types)
+{
+    size_t cols = strlen(types);
+    if (!r || r->cols != cols || (r->rows > 0 && !r->cells))
+        return false;
+    for (size_t row = 0; row < r->rows; row++) {
+        for (size_t col = 0; col < cols; col++) {
+            sql_type t = r->cells[row * cols + col].type;
+            char want = types[col];
+            bool ok = (t == SQL_NULL && (want == 'I' || want == 'D' || want == 'T')) ||
+                      ((want == 'i' || want == 'I') && t == SQL_INT) ||
+                      ((want == 'd' || want == 'D') && (t == SQL_INT || t == SQL_DOUBLE)) ||
+                      ((want == 't' || want == 'T') && t == SQL_TEXT);
+            if (!ok)
+                return false;
+        }
+    }
+    return true;
 }
 
 /* ---- counters ---------------------------------------------------------------------------------- */

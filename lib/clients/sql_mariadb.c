@@ -4,10 +4,10 @@
  * The model. Each loop has a pool (loop-local slot HTTP_LOOP_SLOT_SQL) of sql.connections_per_loop
  * connections, opened lazily as statements need them. A statement is a task: it waits in the pool's
  * FIFO for an idle connection (at most sql.max_waiting of them, then 503 "busy"), then runs there as a
- * sequence of non-blocking calls (prepare once per connection and cache, execute, store the result,
- * fetch, free), each a *_start that may ask to wait for the socket and a *_cont when libevent says it
- * is ready. Nothing blocks the loop: the host is an IP address (sql.url refuses names), so
- * mysql_real_connect_start never calls a resolver that would wait for DNS.
+ * sequence of non-blocking calls (prepare once per connection and cache, execute, fetch row by row
+ * unbuffered, within the statement's bound, free), each a *_start that may ask to wait for the socket
+ * and a *_cont when libevent says it is ready. Nothing blocks the loop: the host is an IP address
+ * (sql.url refuses names), so mysql_real_connect_start never calls a resolver that would wait for DNS.
  *
  * Who owns what. The pool owns its connections and its tasks; a task holds copies of its SQL text
  * and parameters and builds its rows in heap memory (sql_rows), copied into the caller's scope only
@@ -44,6 +44,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "http_loop.h"
 #include "log.h"
@@ -55,6 +56,10 @@
 #define SQL_MY_CACHE 32
 #define SQL_MY_BACKOFF_BASE_MS 100u
 #define SQL_MY_BACKOFF_MAX_MS 2000u
+/* The largest packet read for a statement is its result bound plus this (sql_my_bound_packets)... */
+#define SQL_MY_PACKET_SLACK 1024u
+/* ...and never less than this: column definitions, error messages. */
+#define SQL_MY_PACKET_MIN (16u * 1024u)
 
 static const sql_settings *sql_my_settings;
 static atomic_bool sql_my_schema_ready;
@@ -97,7 +102,6 @@ typedef enum sql_my_step {
     SQL_MY_STEP_CONNECT,
     SQL_MY_STEP_PREPARE,
     SQL_MY_STEP_EXECUTE,
-    SQL_MY_STEP_STORE,
     SQL_MY_STEP_FETCH,
     SQL_MY_STEP_FREE,
 } sql_my_step;
@@ -130,11 +134,12 @@ struct sql_my_conn {
     MYSQL_BIND *pbind, *rbind;
     size_t pbind_cap;
     size_t rcols, rcap;
-    size_t *r_text_cap;
-    /* result buffers, rcols each */
+    /* result buffers, rcols each; text is not bound (length only) but fetched column by column into
+     * `scratch`, which never grows past the largest statement bound this connection served */
     long long *r_int;
     double *r_double;
-    char **r_text;
+    char *scratch;
+    size_t scratch_cap;
     unsigned long *r_len;
     my_bool *r_null;
     sql_type *r_type;
@@ -158,6 +163,63 @@ struct sql_my_pool {
 
 static void sql_my_dispatch(sql_my_pool *p);
 static void sql_my_resume(sql_my_conn *c, int ready);
+
+/* ---- TLS ------------------------------------------------------------------------------------------ */
+
+static const char *sql_my_tls_name(sql_tls_mode m)
+{
+    return m == SQL_TLS_REQUIRED      ? "required"
+           : m == SQL_TLS_VERIFY_CA   ? "verify-ca"
+           : m == SQL_TLS_VERIFY_FULL ? "verify-full"
+                                      : "off";
+}
+
+/* Connector/C's own TLS, which its non-blocking API drives like the rest of the connect. What each
+ * option does in Connector/C 3.3 (Debian 12), read from its source (libmariadb/secure/openssl.c,
+ * plugins/auth/my_auth.c):
+ *   - SSL_ENFORCE asks for TLS but does NOT refuse a server that does not offer it: the connect goes on
+ *     in plain text. sql_my_tls_check refuses such a connection after the handshake.
+ *   - SSL_CA makes Connector/C check the certificate chain against that CA (SSL_VERIFY_PEER), whatever
+ *     VERIFY_SERVER_CERT says; no name is compared.
+ *   - VERIFY_SERVER_CERT adds X509_check_host / X509_check_ip_asc against the host given to connect
+ *     (sql.url's IP address, so the certificate needs it as a subjectAltName IP) and makes Connector/C
+ *     refuse a server without TLS before it authenticates. */
+static void sql_my_tls_options(MYSQL *my, const sql_settings *s)
+{
+    if (s->tls == SQL_TLS_OFF)
+        return;
+    my_bool on = 1, full = s->tls == SQL_TLS_VERIFY_FULL;
+    mysql_optionsv(my, MYSQL_OPT_SSL_ENFORCE, &on);
+    mysql_optionsv(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &full);
+    if (s->tls_ca[0])
+        mysql_optionsv(my, MYSQL_OPT_SSL_CA, s->tls_ca);
+}
+
+/* After a connect that succeeded: false (why in `why`) when sql.url asks for TLS and the link is not
+ * encrypted (a server without TLS, or something between that removed it from the greeting). Nothing
+ * has been sent but the authentication, and the connection is closed before any statement. */
+static bool sql_my_tls_check(MYSQL *my, const sql_settings *s, char *why, size_t why_cap)
+{
+    if (s->tls == SQL_TLS_OFF || mysql_get_ssl_cipher(my))
+        return true;
+    snprintf(why, why_cap, "the server did not agree to TLS, which sql.url requires (ssl=%s); not using the connection",
+             sql_my_tls_name(s->tls));
+    return false;
+}
+
+/* Connector/C's message for a failed connect, with the TLS mode named when TLS is what failed. */
+static void sql_my_connect_error(MYSQL *my, const sql_settings *s, char *why, size_t why_cap)
+{
+    unsigned err = mysql_errno(my);
+    if (err == CR_SSL_CONNECTION_ERROR)
+        snprintf(why, why_cap, "the TLS connection was refused (ssl=%s%s): %s (%u)", sql_my_tls_name(s->tls),
+                 s->tls == SQL_TLS_VERIFY_FULL ? ": the certificate must be signed by ssl_ca and name the host's IP"
+                 : s->tls == SQL_TLS_VERIFY_CA ? ": the certificate must be signed by ssl_ca"
+                                                : "",
+                 mysql_error(my), err);
+    else
+        snprintf(why, why_cap, "%s (%u)", mysql_error(my), err);
+}
 
 /* ---- tasks --------------------------------------------------------------------------------------- */
 
@@ -215,21 +277,18 @@ static bool sql_my_conn_up(const sql_my_conn *c) { return c->state == SQL_MY_IDL
 
 static void sql_my_conn_free_result_buffers(sql_my_conn *c)
 {
-    for (size_t i = 0; i < c->rcap; i++)
-        free(c->r_text[i]);
     free(c->rbind);
     free(c->r_int);
     free(c->r_double);
-    free(c->r_text);
-    free(c->r_text_cap);
+    free(c->scratch);
     free(c->r_len);
     free(c->r_null);
     free(c->r_type);
     c->rbind = NULL;
     c->r_int = NULL;
     c->r_double = NULL;
-    c->r_text = NULL;
-    c->r_text_cap = NULL;
+    c->scratch = NULL;
+    c->scratch_cap = 0;
     c->r_len = NULL;
     c->r_null = NULL;
     c->r_type = NULL;
@@ -244,15 +303,9 @@ static void sql_my_conn_reserve_columns(sql_my_conn *c, size_t n)
     c->rbind = xrealloc(c->rbind, n * sizeof(*c->rbind));
     c->r_int = xrealloc(c->r_int, n * sizeof(*c->r_int));
     c->r_double = xrealloc(c->r_double, n * sizeof(*c->r_double));
-    c->r_text = xrealloc(c->r_text, n * sizeof(*c->r_text));
-    c->r_text_cap = xrealloc(c->r_text_cap, n * sizeof(*c->r_text_cap));
     c->r_len = xrealloc(c->r_len, n * sizeof(*c->r_len));
     c->r_null = xrealloc(c->r_null, n * sizeof(*c->r_null));
     c->r_type = xrealloc(c->r_type, n * sizeof(*c->r_type));
-    for (size_t i = c->rcap; i < n; i++) {
-        c->r_text[i] = NULL;
-        c->r_text_cap[i] = 0;
-    }
     c->rcap = n;
 }
 
@@ -273,9 +326,6 @@ static int sql_my_call(sql_my_conn *c, int ready)
     case SQL_MY_STEP_EXECUTE:
         return cont ? mysql_stmt_execute_cont(&c->ret_int, c->stmt, ready)
                     : mysql_stmt_execute_start(&c->ret_int, c->stmt);
-    case SQL_MY_STEP_STORE:
-        return cont ? mysql_stmt_store_result_cont(&c->ret_int, c->stmt, ready)
-                    : mysql_stmt_store_result_start(&c->ret_int, c->stmt);
     case SQL_MY_STEP_FETCH:
         return cont ? mysql_stmt_fetch_cont(&c->ret_int, c->stmt, ready) : mysql_stmt_fetch_start(&c->ret_int, c->stmt);
     case SQL_MY_STEP_FREE:
@@ -500,6 +550,7 @@ static void sql_my_conn_connect(sql_my_conn *c)
     mysql_options(c->my, MYSQL_OPT_NONBLOCK, 0);
     mysql_options(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout_s);
     mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    sql_my_tls_options(c->my, p->s);
     c->state = SQL_MY_CONNECTING;
     c->step = SQL_MY_STEP_CONNECT;
     c->in_call = false;
@@ -554,10 +605,12 @@ static void sql_my_bind_params(sql_my_conn *c, sql_my_task *t)
         mysql_stmt_bind_param(c->stmt, c->pbind);
 }
 
-/* Binds one buffer per result column: integers as 64-bit, floating and decimal as double, the rest
- * as text in a buffer at least as long as the column's longest value in this result (store_result
- * updates the statement's own field descriptions with it: STMT_ATTR_UPDATE_MAX_LENGTH), so no value
- * is ever truncated. The statement's fields are read in place: no metadata copy per execution. */
+/* Binds one buffer per result column: integers as 64-bit, floating and decimal as double; text
+ * columns get no buffer, only their length, and are read by sql_my_add_row with
+ * mysql_stmt_fetch_column once the row's size is known to fit the bound. Rows are fetched unbuffered
+ * (no mysql_stmt_store_result), one packet at a time, and the packet size is capped per statement
+ * (sql_my_bound_packets), so what the server sends is bounded while it is read, not after. The
+ * statement's fields are read in place: no metadata copy per execution. */
 static bool sql_my_bind_results(sql_my_conn *c)
 {
     size_t n = mysql_stmt_field_count(c->stmt);
@@ -590,48 +643,82 @@ static bool sql_my_bind_results(sql_my_conn *c)
             b->buffer_type = MYSQL_TYPE_DOUBLE;
             b->buffer = &c->r_double[i];
             break;
-        default: {
-            size_t need = (size_t)fields[i].max_length + 1;
-            if (need > c->r_text_cap[i]) {
-                free(c->r_text[i]);
-                c->r_text_cap[i] = need < 64 ? 64 : need;
-                c->r_text[i] = xmalloc(c->r_text_cap[i]);
-            }
+        default:
             c->r_type[i] = SQL_TEXT;
-            b->buffer_type = MYSQL_TYPE_STRING;
-            b->buffer_length = (unsigned long)c->r_text_cap[i];
-            b->buffer = c->r_text[i];
+            b->buffer_type = MYSQL_TYPE_STRING; /* buffer NULL, length 0: the fetch reports the length */
             break;
-        }
         }
     }
     return mysql_stmt_bind_result(c->stmt, c->rbind) == 0;
 }
 
-static void sql_my_add_row(sql_my_conn *c, sql_my_task *t)
+/* Appends the fetched row to the task's rows. False when it would take the result past its bound:
+ * a text value is copied only after its length is known to fit, into a scratch buffer that is never
+ * larger than the bound. */
+static bool sql_my_add_row(sql_my_conn *c, sql_my_task *t)
 {
+    size_t need = t->rows.bytes + c->rcols * sizeof(sql_value);
+    for (size_t i = 0; i < c->rcols; i++)
+        if (c->r_type[i] == SQL_TEXT && !c->r_null[i])
+            need += (size_t)c->r_len[i] + 1;
+    if (need > t->max_bytes)
+        return false;
     for (size_t i = 0; i < c->rcols; i++) {
         sql_value v = {.type = SQL_NULL};
         if (!c->r_null[i]) {
-            if (c->r_type[i] == SQL_INT)
+            if (c->r_type[i] == SQL_INT) {
                 v = sql_int(c->r_int[i]);
-            else if (c->r_type[i] == SQL_DOUBLE)
+            } else if (c->r_type[i] == SQL_DOUBLE) {
                 v = sql_double(c->r_double[i]);
-            else
-                v = sql_text(c->r_text[i], c->r_len[i]);
+            } else {
+                size_t len = c->r_len[i];
+                if (len + 1 > c->scratch_cap) {
+                    free(c->scratch);
+                    c->scratch_cap = len + 1 < 256 ? 256 : len + 1;
+                    c->scratch = xmalloc(c->scratch_cap);
+                }
+                unsigned long got = 0;
+                my_bool is_null = 0, error = 0;
+                MYSQL_BIND b = {.buffer_type = MYSQL_TYPE_STRING, .buffer = c->scratch,
+                                .buffer_length = (unsigned long)c->scratch_cap, .length = &got,
+                                .is_null = &is_null, .error = &error};
+                if (len > 0 && mysql_stmt_fetch_column(c->stmt, &b, (unsigned)i, 0) != 0)
+                    return false;
+                v = sql_text(c->scratch, len > 0 && got < len ? got : len);
+            }
         }
         sql__rows_add(&t->rows, &v);
     }
     t->rows.rows++;
+    return true;
 }
 
 /* The task's statement failed at the server or on the wire. Returns false when the connection was
  * closed (the task with it). */
 static bool sql_my_stmt_failed(sql_my_conn *c, const char *what)
 {
-    unsigned err = c->stmt ? mysql_stmt_errno(c->stmt) : mysql_errno(c->my);
-    const char *msg = c->stmt ? mysql_stmt_error(c->stmt) : mysql_error(c->my);
-    if (sql_my_connection_error(err)) {
+    unsigned err = c->stmt ? mysql_stmt_errno(c->stmt) : 0;
+    const char *msg = c->stmt ? mysql_stmt_error(c->stmt) : "";
+    if (err == 0) {
+        /* Errors of the wire (a packet past the bound, a lost server during an unbuffered fetch) are
+         * left on the connection's handle, not the statement's. */
+        err = mysql_errno(c->my);
+        msg = mysql_error(c->my);
+    }
+    /* Connector/C reports a packet past net.max_packet_size as CR_SERVER_LOST (ma_net_safe_read
+     * overwrites net_realloc's CR_NET_PACKET_TOO_LARGE and closes the socket itself); what tells it
+     * apart from a lost server is net.error == 1, which only net_realloc sets (a read failure sets 2). */
+    if (err == CR_NET_PACKET_TOO_LARGE || err == ER_NET_PACKET_TOO_LARGE || c->my->net.error == 1) {
+        /* A packet beyond the statement's bound (sql_my_bound_packets): refused from its header, before
+         * anything was allocated for it. The rest of it is still on the socket, so the connection goes. */
+        log_warn("sql: loop %u connection %u: %s: the server sent a packet larger than the statement's bound of "
+                 "%zu bytes; closing the connection",
+                 c->pool->id, c->index, what, c->task ? c->task->max_bytes : 0);
+        sql_my_conn_close(c, SQL_ERROR_TOO_LARGE);
+        return false;
+    }
+    if (err == 0 || sql_my_connection_error(err)) {
+        /* No error code at all: where the connection is in the protocol is unknown, so it goes too. */
         log_warn("sql: loop %u connection %u: %s: %s (%u); closing it", c->pool->id, c->index, what, msg, err);
         sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
         return false;
@@ -658,10 +745,24 @@ static void sql_my_task_done(sql_my_conn *c)
         sql_my_conn_close(c, NULL);
 }
 
-static void sql_my_start_execute(sql_my_conn *c)
+/* Binds the task's parameters and makes execute the next call. The server says how many `?` the
+ * statement has; Connector/C reads that many bindings, so a count that differs from the values given
+ * (an application bug, or a server or proxy announcing more) never reaches mysql_stmt_bind_param: the
+ * task fails "query" naming the statement. Returns false when the task was finished here. */
+static bool sql_my_start_execute(sql_my_conn *c)
 {
-    sql_my_bind_params(c, c->task);
+    sql_my_task *t = c->task;
+    unsigned long expected = mysql_stmt_param_count(c->stmt);
+    if (expected != t->nparams) {
+        log_warn("sql: loop %u: the statement \"%s\" takes %lu parameter(s) and was given %zu; not run",
+                 c->pool->id, t->sql, expected, t->nparams);
+        t->error = SQL_ERROR_QUERY;
+        sql_my_task_done(c);
+        return false;
+    }
+    sql_my_bind_params(c, t);
     c->step = SQL_MY_STEP_EXECUTE;
+    return true;
 }
 
 /* A call has completed; decide what comes next. Returns true to go on with the next call, false when
@@ -671,10 +772,14 @@ static bool sql_my_step_done(sql_my_conn *c)
     sql_my_pool *p = c->pool;
     sql_my_task *t = c->task;
     switch (c->step) {
-    case SQL_MY_STEP_CONNECT:
+    case SQL_MY_STEP_CONNECT: {
+        char why[512];
         if (!c->ret_my) {
-            char why[256];
-            snprintf(why, sizeof(why), "%s (%u)", mysql_error(c->my), mysql_errno(c->my));
+            sql_my_connect_error(c->my, p->s, why, sizeof(why));
+            sql_my_connect_failed(c, why);
+            return false;
+        }
+        if (!sql_my_tls_check(c->my, p->s, why, sizeof(why))) {
             sql_my_connect_failed(c, why);
             return false;
         }
@@ -691,6 +796,7 @@ static bool sql_my_step_done(sql_my_conn *c)
         evtimer_del(p->retry);
         sql_my_watch(c);
         return false;
+    }
     case SQL_MY_STEP_PREPARE:
         if (c->ret_int != 0) {
             if (!sql_my_stmt_failed(c, "prepare"))
@@ -706,8 +812,7 @@ static bool sql_my_step_done(sql_my_conn *c)
         } else {
             c->retire = true;
         }
-        sql_my_start_execute(c);
-        return true;
+        return sql_my_start_execute(c);
     case SQL_MY_STEP_EXECUTE:
         if (c->ret_int != 0) {
             if (sql_my_stmt_failed(c, "execute"))
@@ -720,13 +825,12 @@ static bool sql_my_step_done(sql_my_conn *c)
             sql_my_task_done(c);
             return false;
         }
-        c->step = SQL_MY_STEP_STORE;
-        return true;
-    case SQL_MY_STEP_STORE:
-        if (c->ret_int != 0) {
-            if (sql_my_stmt_failed(c, "store result"))
-                sql_my_task_done(c);
-            return false;
+        /* Every row costs at least a cell per column: more columns than the bound can hold fail before
+         * anything is fetched (the free step reads and discards the rows, packet by packet). */
+        if (mysql_stmt_field_count(c->stmt) * sizeof(sql_value) > t->max_bytes) {
+            t->error = SQL_ERROR_TOO_LARGE;
+            c->step = SQL_MY_STEP_FREE;
+            return true;
         }
         if (!sql_my_bind_results(c)) {
             t->error = SQL_ERROR_QUERY;
@@ -737,9 +841,9 @@ static bool sql_my_step_done(sql_my_conn *c)
         c->step = SQL_MY_STEP_FETCH;
         return true;
     case SQL_MY_STEP_FETCH:
-        if (c->ret_int == 0) {
-            sql_my_add_row(c, t);
-            if (t->rows.bytes > t->max_bytes) {
+        if (c->ret_int == 0 || c->ret_int == MYSQL_DATA_TRUNCATED) {
+            /* TRUNCATED is expected: text columns have no buffer until sql_my_add_row reads them. */
+            if (!sql_my_add_row(c, t)) {
                 t->error = SQL_ERROR_TOO_LARGE;
                 c->step = SQL_MY_STEP_FREE;
             }
@@ -751,9 +855,22 @@ static bool sql_my_step_done(sql_my_conn *c)
         }
         c->step = SQL_MY_STEP_FREE;
         return true;
-    case SQL_MY_STEP_FREE:
+    case SQL_MY_STEP_FREE: {
+        /* Freeing an unbuffered result reads and discards its remaining rows; Connector/C does not
+         * report a failure there (a packet past the bound, the wire), it only leaves the error on the
+         * handle. The connection is then somewhere in the protocol: it goes, never back to the pool. */
+        unsigned err = mysql_errno(c->my);
+        if (c->ret_bool != 0 || err != 0) {
+            bool too_large = err == CR_NET_PACKET_TOO_LARGE || err == ER_NET_PACKET_TOO_LARGE ||
+                             c->my->net.error == 1 || t->error == SQL_ERROR_TOO_LARGE;
+            log_warn("sql: loop %u connection %u: discarding the rest of a result failed: %s (%u); closing it",
+                     p->id, c->index, mysql_error(c->my), err);
+            sql_my_conn_close(c, too_large ? SQL_ERROR_TOO_LARGE : SQL_ERROR_CONNECTION_LOST);
+            return false;
+        }
         sql_my_task_done(c);
         return false;
+    }
     case SQL_MY_STEP_NONE:
         break;
     }
@@ -778,6 +895,20 @@ static void sql_my_resume(sql_my_conn *c, int ready)
     sql_my_dispatch(c->pool);
 }
 
+/* Caps the size of any packet Connector/C will read for this task. It checks a packet's length (from
+ * its 4-byte header) against net.max_packet_size before it grows its buffer, so a row longer than the
+ * statement's bound is refused (CR_NET_PACKET_TOO_LARGE) before it is read, instead of being buffered
+ * and then measured. A row's packet is its values plus a few bytes per column, while the bound counts
+ * a whole sql_value per cell, so a row that fits the bound always fits its packet; the floor covers
+ * metadata and error packets. MYSQL_OPT_MAX_ALLOWED_PACKET only applies at connect, hence the field. */
+static void sql_my_bound_packets(sql_my_conn *c, const sql_my_task *t)
+{
+    size_t cap = t->max_bytes + SQL_MY_PACKET_SLACK;
+    if (cap < SQL_MY_PACKET_MIN)
+        cap = SQL_MY_PACKET_MIN;
+    c->my->net.max_packet_size = (unsigned long)cap;
+}
+
 static void sql_my_run(sql_my_conn *c, sql_my_task *t)
 {
     c->state = SQL_MY_BUSY;
@@ -785,18 +916,18 @@ static void sql_my_run(sql_my_conn *c, sql_my_task *t)
     c->task = t;
     t->conn = c;
     t->rows.cols = 0;
+    sql_my_bound_packets(c, t);
     c->stmt = sql_my_cached(c, t->sql);
     c->stmt_cached = c->stmt != NULL;
     if (c->stmt) {
-        sql_my_start_execute(c);
+        if (!sql_my_start_execute(c))
+            return; /* finished: the dispatch loop that called us hands the connection on */
     } else {
         c->stmt = mysql_stmt_init(c->my);
         if (!c->stmt) {
             sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
             return;
         }
-        my_bool update_max = 1;
-        mysql_stmt_attr_set(c->stmt, STMT_ATTR_UPDATE_MAX_LENGTH, &update_max);
         c->step = SQL_MY_STEP_PREPARE;
     }
     c->in_call = false;
@@ -1067,7 +1198,17 @@ static bool sql_my_schema_try(const sql_settings *s, char *why, size_t why_cap)
     mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &io_s);
     mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
     mysql_options(my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    sql_my_tls_options(my, s);
     bool ok = mysql_real_connect(my, s->host, s->user, s->password, NULL, s->port, NULL, 0) != NULL;
+    if (!ok) {
+        sql_my_connect_error(my, s, why, why_cap);
+        mysql_close(my);
+        return false;
+    }
+    if (!sql_my_tls_check(my, s, why, why_cap)) {
+        mysql_close(my);
+        return false;
+    }
     if (ok) {
         /* An identifier cannot be a bound parameter; sql.url allows only [A-Za-z0-9_$] in it. */
         char create[256];
@@ -1115,6 +1256,12 @@ static void *sql_my_schema_main(void *arg)
 static int sql_my_start(const sql_settings *s, pool *workers)
 {
     (void)workers;
+    if (s->tls_ca[0] && access(s->tls_ca, R_OK) != 0) {
+        /* A typo here would otherwise be a TLS failure retried forever; the path is not logged (it is
+         * part of sql.url, which is never logged). */
+        log_error("sql: the ssl_ca file named in sql.url cannot be read: %s", strerror(errno));
+        return -1;
+    }
     if (mysql_library_init(0, NULL, NULL) != 0) {
         log_error("sql: cannot initialise the MariaDB client library");
         return -1;
@@ -1128,8 +1275,8 @@ static int sql_my_start(const sql_settings *s, pool *workers)
     }
     pthread_setname_np(sql_my_schema_thread, "apiary-sql");
     sql_my_schema_started = true;
-    log_info("sql: MariaDB backend, database %s at %s:%u, %u connections per loop", s->database, s->host, s->port,
-             s->connections_per_loop);
+    log_info("sql: MariaDB backend, database %s at %s:%u, %u connections per loop, TLS %s", s->database, s->host,
+             s->port, s->connections_per_loop, sql_my_tls_name(s->tls));
     return 0;
 }
 

@@ -15,6 +15,7 @@
  * readers never wait for the writer. */
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,8 @@ static const char *sql_sqlite_error(sql_sqlite_conn *c, int rc, const char *what
     int primary = rc & 0xff;
     if (primary == SQLITE_INTERRUPT)
         return SQL_ERROR_TIMEOUT;
+    if (primary == SQLITE_TOOBIG)
+        return SQL_ERROR_TOO_LARGE; /* a value past the statement's bound (sql_sqlite_run) */
     if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
         log_warn("sql: sqlite: %s: database is locked beyond the busy timeout", what);
         return SQL_ERROR_BUSY;
@@ -225,17 +228,31 @@ static const char *sql_sqlite_error(sql_sqlite_conn *c, int rc, const char *what
     return SQL_ERROR_QUERY;
 }
 
+static const char *sql_sqlite_step_rows(sql_sqlite_conn *c, sqlite3_stmt *stmt, uint32_t cols, uint64_t max_bytes,
+                                        sql_wbuf *w);
+
 /* Runs one statement of the job, its rows appended to w. */
 static const char *sql_sqlite_run(sql_sqlite_conn *c, sqlite3_stmt *stmt, sql_rbuf *in, uint32_t nparams,
                                   uint64_t max_bytes, sql_wbuf *w)
 {
     sqlite3_reset(stmt);
     sqlite3_clear_bindings(stmt);
+    /* SQLite, like a MariaDB server, says how many `?` the statement has; binding fewer leaves NULLs
+     * and more fails half-way, both an application bug to name, not a query to run. */
+    int expected = sqlite3_bind_parameter_count(stmt);
+    if (expected != (int)nparams) {
+        log_warn("sql: sqlite: the statement \"%s\" takes %d parameter(s) and was given %u; not run", sqlite3_sql(stmt),
+                 expected, nparams);
+        return SQL_ERROR_QUERY;
+    }
+    size_t longest = 0;
     for (uint32_t i = 0; i < nparams; i++) {
         sql_value v;
         sql_get_value(in, &v);
         if (in->bad)
             return SQL_ERROR_QUERY;
+        if (v.type == SQL_TEXT && v.len > longest)
+            longest = v.len;
         int rc = v.type == SQL_INT      ? sqlite3_bind_int64(stmt, (int)i + 1, v.i)
                  : v.type == SQL_DOUBLE ? sqlite3_bind_double(stmt, (int)i + 1, v.d)
                  : v.type == SQL_TEXT   ? sqlite3_bind_text(stmt, (int)i + 1, v.s ? v.s : "", (int)v.len,
@@ -244,7 +261,26 @@ static const char *sql_sqlite_run(sql_sqlite_conn *c, sqlite3_stmt *stmt, sql_rb
         if (rc != SQLITE_OK)
             return sql_sqlite_error(c, rc, "bind");
     }
-    uint32_t cols = (uint32_t)sqlite3_column_count(stmt), rows = 0;
+    uint32_t cols = (uint32_t)sqlite3_column_count(stmt);
+    /* A statement that returns rows may not make SQLite load a value past its bound (a 64 MiB cell
+     * for a 1 KiB result): SQLITE_LIMIT_LENGTH makes the step fail SQLITE_TOOBIG before the value is
+     * read into memory. Never below the longest text bound in, so an INSERT ... RETURNING still works. */
+    int old_limit = -1;
+    if (cols > 0) {
+        uint64_t bound = (max_bytes > longest ? max_bytes : longest) + 1;
+        old_limit = sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, bound > INT32_MAX ? INT32_MAX : (int)bound);
+    }
+    const char *error = sql_sqlite_step_rows(c, stmt, cols, max_bytes, w);
+    if (old_limit >= 0)
+        sqlite3_limit(c->db, SQLITE_LIMIT_LENGTH, old_limit);
+    return error;
+}
+
+/* Steps stmt (parameters bound) and appends its rows to w, bounded by max_bytes. */
+static const char *sql_sqlite_step_rows(sql_sqlite_conn *c, sqlite3_stmt *stmt, uint32_t cols, uint64_t max_bytes,
+                                        sql_wbuf *w)
+{
+    uint32_t rows = 0;
     size_t header = w->len;
     uint64_t zero = 0;
     SQL_PUT(w, cols);

@@ -57,7 +57,8 @@ class MariadbServer:
 
     _template = None  # an installed data directory, copied for each server (install-db takes ~1 s)
 
-    def __init__(self):
+    def __init__(self, extra_args=()):
+        self.extra_args = list(extra_args)  # more mariadbd options (TLS, packet size), changeable before start()
         self.tmp = tempfile.TemporaryDirectory(prefix="apiary-mariadb-")
         self.datadir = os.path.join(self.tmp.name, "data")
         self.port = free_port()
@@ -91,6 +92,7 @@ class MariadbServer:
                 f"--log-error={self.tmp.name}/error.log"]
         if os.geteuid() == 0:
             argv.append("--user=root")
+        argv += self.extra_args
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, preexec_fn=apiary_harness._die_with_parent)
         deadline = time.monotonic() + timeout

@@ -90,6 +90,38 @@ Test(sql_url, refusals_never_echo_the_password)
     }
 }
 
+Test(sql_url, tls_options)
+{
+    sql_settings s;
+    char err[256];
+    cr_assert_eq(parse(&s, "mysql://u:p@127.0.0.1/db", err), 0, "%s", err);
+    cr_expect_eq(s.tls, SQL_TLS_OFF);
+    cr_assert_eq(parse(&s, "mysql://u:p@127.0.0.1/db?ssl=required", err), 0, "%s", err);
+    cr_expect_eq(s.tls, SQL_TLS_REQUIRED);
+    cr_expect_str_eq(s.database, "db");
+    cr_assert_eq(parse(&s, "mysql://u:p?x@127.0.0.1:3307/db?ssl=verify-ca&ssl_ca=/etc/ca%20dir/ca.pem", err), 0,
+                 "%s", err);
+    cr_expect_eq(s.tls, SQL_TLS_VERIFY_CA);
+    cr_expect_str_eq(s.tls_ca, "/etc/ca dir/ca.pem");
+    cr_expect_str_eq(s.password, "p?x", "a ? before the host is the password's");
+    cr_expect_eq(s.port, 3307);
+    cr_assert_eq(parse(&s, "mysql://u:p@[::1]/db?ssl_ca=ca.pem&ssl=verify-full", err), 0, "%s", err);
+    cr_expect_eq(s.tls, SQL_TLS_VERIFY_FULL);
+    cr_expect_str_eq(s.tls_ca, "ca.pem");
+    const char *bad[] = {
+        "mysql://u:SECRETPW@127.0.0.1/db?ssl=yes",          "mysql://u:SECRETPW@127.0.0.1/db?ssl=verify-ca",
+        "mysql://u:SECRETPW@127.0.0.1/db?ssl=verify-full",  "mysql://u:SECRETPW@127.0.0.1/db?ssl_ca=ca.pem",
+        "mysql://u:SECRETPW@127.0.0.1/db?ssl=required&ssl_ca=x", "mysql://u:SECRETPW@127.0.0.1/db?sslmode=require",
+        "mysql://u:SECRETPW@127.0.0.1/db?ssl=verify-ca&ssl_ca=", "mysql://u:SECRETPW@127.0.0.1/?ssl=required",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char msg[256] = "";
+        cr_expect_eq(parse(&s, bad[i], msg), -1, "accepted %s", bad[i]);
+        cr_expect(msg[0] != '\0', "no message for %s", bad[i]);
+        cr_expect(strstr(msg, "SECRET") == NULL && strstr(msg, "mysql://") == NULL, "%s echoed: %s", bad[i], msg);
+    }
+}
+
 Test(sql_url, failure_leaves_settings_untouched)
 {
     sql_settings s;
@@ -130,6 +162,46 @@ Test(sql_rows, copy_into_scope)
     }
     async_scope_free(scope);
     event_base_free(base);
+}
+
+/* A database decides how many rows and columns come back: reading past them is NULL, not memory. */
+Test(sql_result, cell_out_of_range_is_null)
+{
+    sql_value one[1] = {sql_int(7)};
+    sql_result r = {.rows = 1, .cols = 1, .cells = one};
+    cr_assert_not_null(sql_cell(&r, 0, 0));
+    cr_expect_eq(sql_cell(&r, 0, 0)->i, 7);
+    cr_expect_null(sql_cell(&r, 0, 1), "a column the result does not have");
+    cr_expect_null(sql_cell(&r, 0, 3));
+    cr_expect_null(sql_cell(&r, 1, 0), "a row the result does not have");
+    cr_expect_null(sql_cell(NULL, 0, 0));
+    sql_result empty = {.rows = 0, .cols = 4};
+    cr_expect_null(sql_cell(&empty, 0, 0));
+}
+
+Test(sql_result, shape)
+{
+    sql_value item[4] = {sql_int(1), sql_text("n", 1), sql_double(2.5), sql_text("t", 1)};
+    sql_result r = {.rows = 1, .cols = 4, .cells = item};
+    cr_expect(sql_result_shape(&r, "itdt"));
+    cr_expect(sql_result_shape(&r, "ITDT"), "upper case also allows the type itself");
+    cr_expect_not(sql_result_shape(&r, "itd"), "one column too many");
+    cr_expect_not(sql_result_shape(&r, "itdtt"), "one column too few");
+    cr_expect_not(sql_result_shape(&r, "ttdt"), "an integer is not text");
+    cr_expect_not(sql_result_shape(&r, "itit"), "a double is not an integer");
+    item[2] = sql_int(3);
+    cr_expect(sql_result_shape(&r, "itdt"), "an integer is a number");
+    item[1] = (sql_value){.type = SQL_NULL};
+    cr_expect_not(sql_result_shape(&r, "itdt"), "NULL only where the letter is upper case");
+    cr_expect(sql_result_shape(&r, "iTdt"));
+    /* The finding: a server answering one column where the handler reads four. */
+    sql_value id[1] = {sql_int(1)};
+    sql_result narrow = {.rows = 1, .cols = 1, .cells = id};
+    cr_expect_not(sql_result_shape(&narrow, "itdt"));
+    sql_result none = {.rows = 0, .cols = 4};
+    cr_expect(sql_result_shape(&none, "itdt"), "no rows: the columns still count");
+    cr_expect_not(sql_result_shape(NULL, "i"));
+    cr_expect_not(sql_result_shape(&narrow, "x"), "an unknown letter never matches");
 }
 
 /* ---- the SQLite backend on a worker pool ------------------------------------------------------- */
@@ -273,6 +345,39 @@ Test(sql_sqlite, errors, .init = sql_setup, .fini = sql_teardown)
     sql_stats_read(&st);
     cr_expect_geq(st.errors_query, 1);
     cr_expect_geq(st.errors_too_large, 1);
+}
+
+/* SQLite counts the statement's `?`: fewer values than that used to run with NULLs in their place. */
+Test(sql_sqlite, parameter_count_is_the_statements, .init = sql_setup, .fini = sql_teardown)
+{
+    sql_value one = sql_int(1), two[2] = {sql_int(1), sql_int(2)};
+    async_op *op = run("SELECT ? + ?", &one, 1, 0);
+    cr_expect_eq(op->status, ASYNC_FAILED, "two ? and one value");
+    cr_expect_eq(op->error, SQL_ERROR_QUERY);
+    op = run("SELECT ?", two, 2, 0);
+    cr_expect_eq(op->status, ASYNC_FAILED, "one ? and two values");
+    cr_expect_eq(op->error, SQL_ERROR_QUERY);
+    op = run("SELECT 1", &one, 1, 0);
+    cr_expect_eq(op->status, ASYNC_FAILED, "no ? and a value");
+    const sql_result *r = run_ok("SELECT ? + ?", two, 2);
+    cr_expect_eq(sql_cell(r, 0, 0)->i, 3);
+}
+
+/* A value past the bound fails before SQLite loads it (SQLITE_LIMIT_LENGTH), and the limit is the
+ * statement's: the next one is not affected. */
+Test(sql_sqlite, value_past_the_bound, .init = sql_setup, .fini = sql_teardown)
+{
+    async_op *op = run("SELECT zeroblob(64 * 1024 * 1024)", NULL, 0, 1024);
+    cr_expect_eq(op->status, ASYNC_FAILED);
+    cr_expect_eq(op->error, SQL_ERROR_TOO_LARGE);
+    op = run("SELECT zeroblob(3000)", NULL, 0, 8192);
+    cr_expect_eq(op->status, ASYNC_OK, "within its own bound");
+    const char *name = "a name longer than the default bound of the insert's result, which has no rows";
+    char big[2000];
+    memset(big, 'n', sizeof(big));
+    sql_value p[3] = {sql_text(big, sizeof(big)), sql_double(1), sql_text(name, strlen(name))};
+    op = run("INSERT INTO items (name, price, created_at) VALUES (?, ?, ?)", p, 3, 0);
+    cr_expect_eq(op->status, ASYNC_OK, "a write with a 2000-byte value and the default 1 KiB result bound");
 }
 
 Test(sql_sqlite, cancelled_operation_never_continues, .init = sql_setup, .fini = sql_teardown)

@@ -1,0 +1,454 @@
+"""A hostile database costs an answer, never the process (issue 18): what apiary does when the
+database, or something on the wire to it, answers other than the statement asks.
+
+- RewritingProxy is a man in the middle on the plaintext MariaDB link: it forwards bytes both ways
+  and rewrites the SQL text of the COM_STMT_PREPARE packets apiary sends, so the real server answers
+  another shape (fewer columns, other types) or announces more `?` than apiary binds.
+  MariadbHostileTest uses it for: a result of the wrong column count or types (502, finding 2), a
+  server announcing another parameter count (500 naming the statement, no ASan report, finding 3);
+  and, without the proxy, a 64 MiB cell in a bounded statement (500 too_large with peak RSS growth
+  far below the cell, finding 4).
+- SqliteHostileTest: the same shape and size checks on SQLite, whose file anyone with access may
+  have filled with other types or huge values.
+- MariadbTlsTest: sql.url's ?ssl=required|verify-ca|verify-full against a private mariadbd with a
+  test CA and certificates made here with the openssl CLI.
+
+Every mariadbd is test_97_sql's MariadbServer (private, loopback, own PID only)."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import apiary_harness
+from apiary_harness import ApiaryServer, request
+from test_80_async import AsyncAssertions
+from test_97_sql import HAVE_MARIADB, NO_MARIADB, PASSWORD, MariadbServer, wait_ready
+
+JSON = {"Content-Type": "application/json"}
+OPENSSL = shutil.which("openssl")
+
+# apiary's statements (handlers/items.c, handlers/world.c), as the proxy sees them.
+ITEMS_SELECT = "SELECT id, name, price, created_at FROM items WHERE id = ?"
+ITEMS_PAGE = "SELECT id, name, price, created_at FROM items WHERE id > ? ORDER BY id LIMIT ?"
+ITEMS_DELETE = "DELETE FROM items WHERE id = ?"
+WORLD_SELECT = "SELECT id, randomNumber FROM world WHERE id = ?"
+
+BIG_CELL = 64 * 1024 * 1024
+
+
+class RewritingProxy:
+    """Forwards 127.0.0.1:self.port to the upstream port. Client-to-server packets are parsed (3-byte
+    length, sequence number, payload) so that a COM_STMT_PREPARE (0x16) whose SQL is a key of
+    self.rewrites is sent with the value instead; everything else passes unchanged."""
+
+    def __init__(self, upstream_port, rewrites):
+        self.upstream_port = upstream_port
+        self.rewrites = dict(rewrites)
+        self.rewritten = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.socks = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.socks += [client, upstream]
+            threading.Thread(target=self._server_to_client, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._client_to_server, args=(client, upstream), daemon=True).start()
+
+    @staticmethod
+    def _close(*socks):
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _server_to_client(self, upstream, client):
+        try:
+            while True:
+                data = upstream.recv(1 << 16)
+                if not data:
+                    break
+                client.sendall(data)
+        except OSError:
+            pass
+        self._close(client, upstream)
+
+    def _client_to_server(self, client, upstream):
+        buf = b""
+        try:
+            while True:
+                data = client.recv(1 << 16)
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= 4:
+                    n = int.from_bytes(buf[:3], "little")
+                    if len(buf) < 4 + n:
+                        break
+                    seq, payload, buf = buf[3], buf[4:4 + n], buf[4 + n:]
+                    if payload[:1] == b"\x16":
+                        new = self.rewrites.get(payload[1:].decode(errors="replace"))
+                        if new is not None:
+                            payload = b"\x16" + new.encode()
+                            self.rewritten += 1
+                    upstream.sendall(len(payload).to_bytes(3, "little") + bytes([seq]) + payload)
+        except OSError:
+            pass
+        self._close(client, upstream)
+
+    def close(self):
+        self.listener.close()
+        with self.lock:
+            self._close(*self.socks)
+            for s in self.socks:
+                s.close()
+
+
+def reset_peak_rss(pid):
+    """Resets VmHWM to the current RSS (Linux: writing 5 to clear_refs)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def memory_kib(pid):
+    out = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+class HostileMixin(AsyncAssertions):
+    def post_item(self, srv, name="widget", price=1.5):
+        with srv.connect() as sock:
+            resp = request(sock, "POST", "/v1/items", JSON, json.dumps({"name": name, "price": price}).encode())
+        self.assertEqual(resp.status, 201, resp)
+        return resp.json()["id"]
+
+    def get(self, srv, path, method="GET"):
+        with srv.connect() as sock:
+            return request(sock, method, path, timeout=30)
+
+    def assertStillServes(self, srv):
+        self.assertEqual(self.get(srv, "/v1/hello").status, 200)
+        self.assertEqual(self.get(srv, "/healthz").status, 200)
+
+    def assertBoundedPeak(self, srv, path, label):
+        """GET path answers the too-large 500, and the process's peak RSS grows far less than the
+        64 MiB cell (it grew ~255 MB before the fix on MariaDB). Prints the figure for the report."""
+        pid = srv.proc.pid
+        self.assertEqual(self.get(srv, "/v1/hello").status, 200)
+        reset_peak_rss(pid)
+        before = memory_kib(pid)
+        resp = self.get(srv, path)
+        after = memory_kib(pid)
+        self.assertEqual(resp.status, 500, srv.log_text())
+        self.assertProblemDoc(resp, 500)
+        growth_kib = after["VmHWM"] - before["VmRSS"]
+        print(f"\n[peak] {label}: {path} with a {BIG_CELL >> 20} MiB cell: 500; peak RSS +{growth_kib / 1024:.1f} MiB "
+              f"(RSS {before['VmRSS'] / 1024:.1f} -> {after['VmRSS'] / 1024:.1f} MiB)", flush=True)
+        self.assertLess(growth_kib, 16 * 1024, f"peak RSS grew {growth_kib} KiB reading a bounded statement")
+        return growth_kib
+
+
+# --------------------------------------------------------------------------------------------------
+# MariaDB: a man in the middle, and a huge cell
+
+
+@unittest.skipUnless(HAVE_MARIADB, NO_MARIADB)
+class MariadbHostileTest(HostileMixin, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        # A large max_allowed_packet lets the server build and send the 64 MiB cell.
+        cls.db = MariadbServer(extra_args=["--max-allowed-packet=256M"]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.db.cleanup()
+
+    def apiary_via(self, rewrites, database):
+        proxy = RewritingProxy(self.db.port, rewrites)
+        self.addCleanup(proxy.close)
+        url = f"mysql://apiary:{PASSWORD}@127.0.0.1:{proxy.port}/{database}"
+        srv = ApiaryServer({"sql": {"url": url, "connections_per_loop": 2, "query_timeout_ms": 5000}}).start()
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        self.addCleanup(srv.stop)
+        wait_ready(self, srv)
+        return srv, proxy
+
+    def test_wrong_column_count_is_502(self):
+        """Before the fix: items_json read four cells of a one-column result, took stale request
+        memory for a string length and aborted ("out of memory allocating ..." bytes)."""
+        srv, proxy = self.apiary_via({ITEMS_SELECT: "SELECT id FROM items WHERE id = ?",
+                                      WORLD_SELECT: "SELECT id FROM world WHERE id = ?"}, "shape_cols")
+        item = self.post_item(srv)
+        for path in (f"/v1/items/{item}", "/v1/db", "/v1/queries?queries=3", "/v1/updates?queries=2"):
+            with self.subTest(path=path):
+                resp = self.get(srv, path)
+                self.assertProblemDoc(resp, 502)
+                self.assertEqual(resp.json()["detail"], "the database answered in an unexpected shape")
+        self.assertGreaterEqual(proxy.rewritten, 2)
+        # Statements the proxy leaves alone still work, and so does everything else.
+        self.assertEqual(self.get(srv, "/v1/items?limit=5").status, 200)
+        self.assertStillServes(srv)
+        self.assertIn("answering 502", srv.log_text())
+        self.assertTrue(srv.alive())
+
+    def test_wrong_types_are_502(self):
+        srv, proxy = self.apiary_via({ITEMS_PAGE: "SELECT name, id, price, created_at FROM items WHERE id > ? "
+                                                  "ORDER BY id LIMIT ?",
+                                      ITEMS_SELECT: "SELECT id, name, created_at, price FROM items WHERE id = ?"},
+                                     "shape_types")
+        item = self.post_item(srv)
+        self.assertProblemDoc(self.get(srv, "/v1/items?limit=3"), 502)
+        self.assertProblemDoc(self.get(srv, f"/v1/items/{item}"), 502)
+        self.assertEqual(self.get(srv, "/v1/db").status, 200)
+        self.assertStillServes(srv)
+
+    def test_parameter_count_is_the_servers(self):
+        """Before the fix, under ASan: heap-buffer-overflow in Connector/C reading the parameter
+        array past the one value apiary binds, when the server announced three."""
+        srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT id, randomNumber FROM world WHERE id = ? OR id = ? OR id = ?",
+                                      ITEMS_DELETE: "DELETE FROM items WHERE id = 0"}, "params")
+        for path, method in (("/v1/db", "GET"), ("/v1/queries?queries=4", "GET"), ("/v1/items/1", "DELETE")):
+            with self.subTest(path=path):
+                resp = self.get(srv, path, method)
+                self.assertProblemDoc(resp, 500)
+                self.assertEqual(resp.json()["detail"], "the database could not run the query")
+        for statement, takes in ((WORLD_SELECT, 3), (ITEMS_DELETE, 0)):
+            line = f'the statement "{statement}" takes {takes} parameter(s) and was given 1; not run'
+            self.assertIsNotNone(srv.wait_for_log(re.escape(line), timeout=5), srv.log_text())
+        # The connections stay usable: the refused statements never reached the server.
+        self.assertEqual(self.get(srv, "/v1/items?limit=2").status, 200)
+        self.assertStillServes(srv)
+
+    def metric(self, srv, name, labels='backend="mariadb"'):
+        text = self.get(srv, "/metrics").body.decode()
+        m = re.search(rf'^{re.escape(name)}{{{re.escape(labels)}}} (\S+)$', text, re.M)
+        self.assertIsNotNone(m, name)
+        return float(m.group(1))
+
+    def test_too_many_rows_or_columns_is_too_large_and_keeps_the_connection(self):
+        """Past the bound by many small rows, or by more columns than one row of the bound can hold:
+        500, and the rest of the result is read and discarded, so the connection serves on."""
+        wide = "SELECT " + ", ".join(["id"] * 80) + " FROM world WHERE id = ?"
+        srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT id, randomNumber FROM world WHERE id >= ?",
+                                      ITEMS_SELECT: wide.replace("world", "items")}, "bounds")
+        item = self.post_item(srv)
+        connects = self.metric(srv, "apiary_sql_connects_total")
+        for path in ("/v1/db", f"/v1/items/{item}", "/v1/db"):
+            with self.subTest(path=path):
+                resp = self.get(srv, path)
+                self.assertProblemDoc(resp, 500)
+        self.assertEqual(self.get(srv, "/v1/items?limit=3").status, 200)
+        self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
+        self.assertEqual(self.metric(srv, "apiary_sql_connects_total"), connects)
+        self.assertEqual(self.metric(srv, "apiary_sql_errors_total", 'backend="mariadb",kind="too_large"'), 3)
+
+    def test_huge_cell_is_refused_while_read(self):
+        srv = ApiaryServer({"sql": {"url": self.db.url(database="bigcell"), "connections_per_loop": 1,
+                                    "query_timeout_ms": 10000}}).start()
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        self.addCleanup(srv.stop)
+        wait_ready(self, srv)
+        self.db.sql("ALTER TABLE items MODIFY name LONGTEXT NOT NULL", "bigcell")
+        self.db.sql(f"INSERT INTO items (name, price, created_at) VALUES (REPEAT('x', {BIG_CELL}), 1, 'now')", "bigcell")
+        big = int(self.db.sql("SELECT MAX(id) FROM items", "bigcell")[0][0])
+        self.assertBoundedPeak(srv, f"/v1/items/{big}", "mariadb")
+        self.assertBoundedPeak(srv, "/v1/items?limit=100", "mariadb")
+        self.assertIn("larger than the statement's bound", srv.log_text())
+        # The connection that had the rest of the packet on its socket was replaced.
+        self.assertEqual(self.get(srv, "/v1/db").status, 200)
+        small = self.post_item(srv)
+        self.assertEqual(self.get(srv, f"/v1/items/{small}").status, 200)
+
+
+# --------------------------------------------------------------------------------------------------
+# SQLite: a file filled by someone else
+
+
+class SqliteHostileTest(HostileMixin, unittest.TestCase):
+    def apiary(self):
+        srv = ApiaryServer().start()
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        self.addCleanup(srv.stop)
+        return srv, os.path.join(srv._tmpdir.name, "apiary.db")
+
+    def test_wrong_types_are_502(self):
+        srv, path = self.apiary()
+        with sqlite3.connect(path, timeout=5) as db:
+            bad = db.execute("INSERT INTO items (name, price, created_at) VALUES ('odd', 'not a number', 'now')").lastrowid
+        self.assertProblemDoc(self.get(srv, f"/v1/items/{bad}"), 502)
+        self.assertProblemDoc(self.get(srv, f"/v1/items?after={bad - 1}"), 502)
+        good = self.post_item(srv)
+        self.assertEqual(self.get(srv, f"/v1/items/{good}").status, 200)
+        self.assertStillServes(srv)
+
+    def test_huge_cell_is_refused_while_read(self):
+        srv, path = self.apiary()
+        with sqlite3.connect(path, timeout=5) as db:
+            big = db.execute("INSERT INTO items (name, price, created_at) VALUES (?, 1, 'now')",
+                             ("x" * BIG_CELL,)).lastrowid
+        self.assertBoundedPeak(srv, f"/v1/items/{big}", "sqlite")
+        self.assertBoundedPeak(srv, f"/v1/items?after={big - 1}", "sqlite")
+        good = self.post_item(srv)
+        self.assertEqual(self.get(srv, f"/v1/items/{good}").status, 200)
+
+
+# --------------------------------------------------------------------------------------------------
+# TLS to MariaDB
+
+
+def openssl(*args, cwd):
+    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_pki(d):
+    """A CA, a second unrelated CA, and two server certificates signed by the first: one for
+    127.0.0.1 (subjectAltName IP), one for 127.0.0.2 (the wrong address)."""
+    for ca in ("ca", "otherca"):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=apiary test {ca}",
+                "-keyout", f"{ca}.key", "-out", f"{ca}.pem", cwd=d)
+    for name, ip in (("good", "127.0.0.1"), ("wrongip", "127.0.0.2")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={ip}", "-keyout", f"{name}.key",
+                "-out", f"{name}.csr", cwd=d)
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(f"subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem", cwd=d)
+
+
+@unittest.skipUnless(HAVE_MARIADB and OPENSSL, NO_MARIADB + " (or the openssl CLI is missing)")
+class MariadbTlsTest(AsyncAssertions, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = tempfile.TemporaryDirectory(prefix="apiary-tls-")
+        make_pki(cls.pki.name)
+        cls.db = MariadbServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.db.cleanup()
+        cls.pki.cleanup()
+
+    def serve(self, cert=None, require_tls=False):
+        """(Re)starts the class's mariadbd with the given certificate (None: no TLS at all)."""
+        args = []
+        if cert:
+            p = self.pki.name
+            args += [f"--ssl-ca={p}/ca.pem", f"--ssl-cert={p}/{cert}.pem", f"--ssl-key={p}/{cert}.key"]
+        if require_tls:
+            args.append("--require-secure-transport=ON")
+        if self.db.proc is not None and self.db.extra_args == args:
+            return
+        self.db.stop()
+        self.db.extra_args = args
+        self.db.start()
+
+    def url(self, query, database="tls"):
+        return f"mysql://apiary:{PASSWORD}@127.0.0.1:{self.db.port}/{database}?{query}"
+
+    def apiary(self, query):
+        srv = ApiaryServer({"sql": {"url": self.url(query), "query_timeout_ms": 2000}}).start()
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        self.addCleanup(srv.stop)
+        return srv
+
+    def assertWorks(self, query):
+        srv = self.apiary(query)
+        wait_ready(self, srv, timeout=15)
+        with srv.connect() as sock:
+            for path in ("/v1/db", "/v1/queries?queries=3"):
+                resp = request(sock, "GET", path)
+                self.assertEqual(resp.status, 200, f"{query}: {resp}\n{srv.log_text()}")
+        self.assertIn("TLS " + re.search(r"ssl=([a-z-]+)", query).group(1), srv.log_text())
+        self.assertSecret(srv)
+
+    def assertRefused(self, query, words):
+        srv = self.apiary(query)
+        m = srv.wait_for_log(words, timeout=10)
+        self.assertIsNotNone(m, f"no log line matching {words!r} for {query}:\n{srv.log_text()}")
+        with srv.connect() as sock:
+            ready = request(sock, "GET", "/readyz")
+            self.assertProblemDoc(ready, 503)
+            for path in ("/v1/db", "/v1/items/1"):
+                resp = request(sock, "GET", path)
+                self.assertProblemDoc(resp, 503)
+                self.assertEqual(resp.json()["detail"], "the database is unavailable")
+            self.assertEqual(request(sock, "GET", "/healthz").status, 200)
+        self.assertSecret(srv)
+
+    def assertSecret(self, srv):
+        log = srv.log_text()
+        self.assertNotIn(PASSWORD, log)
+        self.assertNotIn("mysql://", log)
+        self.assertNotIn(self.pki.name, log)
+
+    def test_server_with_tls(self):
+        self.serve("good", require_tls=True)
+        self.assertWorks("ssl=required")
+        self.assertWorks(f"ssl=verify-ca&ssl_ca={self.pki.name}/ca.pem")
+        self.assertWorks(f"ssl=verify-full&ssl_ca={self.pki.name}/ca.pem")
+        self.assertRefused(f"ssl=verify-ca&ssl_ca={self.pki.name}/otherca.pem",
+                           r"TLS connection was refused \(ssl=verify-ca")
+        self.assertRefused(f"ssl=verify-full&ssl_ca={self.pki.name}/otherca.pem",
+                           r"TLS connection was refused \(ssl=verify-full")
+        # With --require-secure-transport the server would refuse a plain client, but not with
+        # --skip-grant-tables (which these private servers use): the refusal of a link without TLS is
+        # apiary's own, tested in test_server_without_tls.
+
+    def test_unreadable_ca_stops_the_start(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "apiary.json")
+            with open(path, "w") as f:
+                json.dump({"listen": "127.0.0.1:0",
+                           "sql": {"url": self.url(f"ssl=verify-full&ssl_ca={tmp}/missing.pem")}}, f)
+            r = subprocess.run([apiary_harness.apiary_bin(), "--config", path], capture_output=True, text=True,
+                               timeout=20)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("the ssl_ca file named in sql.url cannot be read: No such file or directory", r.stderr)
+        self.assertNotIn("missing.pem", r.stderr)
+        self.assertNotIn(PASSWORD, r.stderr)
+
+    def test_certificate_for_another_address(self):
+        self.serve("wrongip")
+        # verify-ca checks the chain only: the name does not matter.
+        self.assertWorks(f"ssl=verify-ca&ssl_ca={self.pki.name}/ca.pem")
+        self.assertRefused(f"ssl=verify-full&ssl_ca={self.pki.name}/ca.pem",
+                           r"TLS connection was refused \(ssl=verify-full")
+
+    def test_server_without_tls(self):
+        self.serve(None)
+        self.assertRefused("ssl=required", r"did not agree to TLS, which sql.url requires \(ssl=required\)")
+        self.assertRefused(f"ssl=verify-ca&ssl_ca={self.pki.name}/ca.pem",
+                           r"did not agree to TLS, which sql.url requires \(ssl=verify-ca\)")
+        self.assertRefused(f"ssl=verify-full&ssl_ca={self.pki.name}/ca.pem",
+                           r"TLS connection was refused \(ssl=verify-full")
+
+
+if __name__ == "__main__":
+    unittest.main()
