@@ -8,8 +8,13 @@
  *
  * A client names an upstream from the config and a path, never a URL: the host, port and every limit
  * come from the config, so this endpoint cannot be pointed at anything else (no SSRF). Every call is a
- * GET through the loop's HTTP client; the body comes back as JSON when it parses as JSON, else as a
- * string. */
+ * GET through the loop's HTTP client; the body comes back as JSON when it is JSON, else as a string.
+ *
+ * An upstream's body is never parsed into a tree: it is validated in one pass (json_valid_bounded,
+ * under the same limits.json_max_depth / json_max_values as request bodies) and its bytes are
+ * spliced into the answer as they are. A tree of 16 bodies of 1 MiB of "[{},{},...]" cost 1.5 GB
+ * and 10 s of the loop; validation stops at the limit, so a hostile body costs a fraction of a
+ * millisecond and becomes that call's error. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +22,8 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "json_valid.h"
+#include "json_write.h"
 #include "request_body.h"
 #include "xalloc.h"
 
@@ -187,28 +194,56 @@ static json_t *fanout_repaired_string(const char *data, size_t len)
     return text;
 }
 
-/* The body as JSON when it is JSON (any value, as RFC 8259 allows at the top), else as a string, which
- * must be UTF-8 for JSON: invalid bytes become U+FFFD, so the answer is always valid JSON. */
-static json_t *fanout_body(const http_client_response *resp)
+/* The body as a string, which must be UTF-8 for JSON: invalid bytes become U+FFFD, so the answer is
+ * always valid JSON. */
+static json_t *fanout_text(const http_client_response *resp)
 {
-    json_t *parsed = json_loadb(resp->body, resp->body_len, JSON_DECODE_ANY, NULL);
-    if (parsed)
-        return parsed;
     json_t *text = json_stringn(resp->body, resp->body_len);
     return text ? text : fanout_repaired_string(resp->body, resp->body_len);
 }
 
-static json_t *fanout_result(const fanout_call *call)
+/* A call answered with JSON past limits.json_max_depth / json_max_values: the body is not copied,
+ * the call fails with `error` and a sentence that gives the limit. */
+static json_t *fanout_refused(const fanout_call *call, const http_client_response *resp, json_int_t ms,
+                              const char *error, const char *detail)
 {
+    return json_pack("{s:s,s:b,s:i,s:s,s:s,s:I}", "upstream", call->up->name, "ok", 0, "status", resp->status,
+                     "error", error, "detail", detail, "ms", ms);
+}
+
+/* One entry of "results". A body that is JSON (any value, as RFC 8259 allows at the top) is written
+ * as its own bytes: the entry gets a placeholder node for "body" and *splice says what replaces it. */
+static json_t *fanout_result(const fanout_call *call, json_write_splice *splice)
+{
+    const handlers_settings *cfg = handlers_get_settings();
     const async_op *op = call->op;
     json_int_t ms = (json_int_t)async_op_elapsed_ms(op);
-    if (op->status == ASYNC_OK) {
-        const http_client_response *resp = op->value;
-        return json_pack("{s:s,s:b,s:i,s:o,s:I}", "upstream", call->up->name, "ok", 1, "status", resp->status,
-                         "body", fanout_body(resp), "ms", ms);
+    if (op->status != ASYNC_OK)
+        return json_pack("{s:s,s:b,s:s,s:I}", "upstream", call->up->name, "ok", 0, "error",
+                         op->error ? op->error : "failed", "ms", ms);
+    const http_client_response *resp = op->value;
+    json_t *body;
+    char detail[128];
+    switch (json_valid_bounded(resp->body, resp->body_len, cfg->json_max_depth, cfg->json_max_values)) {
+    case JSON_VALID_OK:
+        body = json_object(); /* a fresh node: the splice finds only it */
+        splice->at = body;
+        splice->text = resp->body;
+        splice->len = resp->body_len;
+        break;
+    case JSON_VALID_TOO_DEEP:
+        snprintf(detail, sizeof(detail), "the upstream's JSON nests arrays and objects deeper than %zu levels",
+                 cfg->json_max_depth);
+        return fanout_refused(call, resp, ms, "response_too_deep", detail);
+    case JSON_VALID_TOO_MANY:
+        snprintf(detail, sizeof(detail), "the upstream's JSON holds more than %zu values", cfg->json_max_values);
+        return fanout_refused(call, resp, ms, "response_too_many_values", detail);
+    default:
+        body = fanout_text(resp);
+        break;
     }
-    return json_pack("{s:s,s:b,s:s,s:I}", "upstream", call->up->name, "ok", 0, "error",
-                     op->error ? op->error : "failed", "ms", ms);
+    return json_pack("{s:s,s:b,s:i,s:o,s:I}", "upstream", call->up->name, "ok", 1, "status", resp->status, "body",
+                     body, "ms", ms);
 }
 
 /* Runs once every call is over, only while the request is alive (see docs/async.md). */
@@ -216,10 +251,18 @@ static void fanout_done(async_op *all, void *arg)
 {
     (void)all;
     fanout_run *run = arg;
+    json_write_splice *splices = arena_alloc(&run->req->arena, run->count * sizeof(*splices));
+    const json_write_splice *list = NULL;
     json_t *results = json_array();
-    for (size_t i = 0; i < run->count; i++)
-        json_array_append_new(results, fanout_result(&run->calls[i]));
-    http_respond_json(run->req, 200, json_pack("{s:o}", "results", results));
+    for (size_t i = 0; i < run->count; i++) {
+        splices[i] = (json_write_splice){0};
+        json_array_append_new(results, fanout_result(&run->calls[i], &splices[i]));
+        if (splices[i].at) { /* the list's order does not matter: nodes are found by identity */
+            splices[i].next = list;
+            list = &splices[i];
+        }
+    }
+    http_respond_json_splices(run->req, 200, json_pack("{s:o}", "results", results), list);
 }
 
 void fanout_post(http_request *req)
