@@ -45,6 +45,7 @@ def peak_kib(pid):
 def lag_max_ms(srv):
     """The loop's own view: apiary_loop_lag_max_seconds (how late its 100 ms probe timer fired)."""
     with srv.connect() as sock:
+        sock.settimeout(600)
         sock.sendall(build_request("GET", "/metrics"))
         text = read_response(sock).body.decode()
     m = re.search(r"^apiary_loop_lag_max_seconds (\S+)$", text, re.M)
@@ -69,6 +70,7 @@ def fanout_body(kind, calls):
 def fanout_cpu(srv, kind, calls):
     """One fan-out with nothing else going on: the server's CPU time for it, all of it loop work."""
     with srv.connect() as sock:
+        sock.settimeout(600)
         before = cpu_ms(srv.proc.pid)
         sock.sendall(build_request("POST", "/v1/fanout", [("Content-Type", "application/json")],
                                    fanout_body(kind, calls)))
@@ -78,6 +80,7 @@ def fanout_cpu(srv, kind, calls):
 
 def one_fanout(srv, kind, calls):
     probe = srv.connect()
+    probe.settimeout(600)  # the unbounded parse held the loop for minutes on a loaded machine
     worst = 0.0
     probes = 0
     stop = threading.Event()
@@ -97,6 +100,7 @@ def one_fanout(srv, kind, calls):
     th.start()
     time.sleep(0.3)
     with srv.connect() as sock:
+        sock.settimeout(600)
         t = time.monotonic()
         sock.sendall(build_request("POST", "/v1/fanout", [("Content-Type", "application/json")], body))
         resp = read_response(sock, timeout=600)
