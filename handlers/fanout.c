@@ -141,65 +141,58 @@ static bool fanout_parse(http_request *req, fanout_run *run)
 
 /* ---- the answer ------------------------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0: no overlong forms, no surrogates,
- * nothing above U+10FFFF — what jansson accepts in a string. */
-static size_t fanout_utf8_len(const unsigned char *s, size_t n)
+/* A body that is not JSON, as the text of a JSON string ready to splice: quotes, escapes, and each
+ * byte of an invalid UTF-8 sequence replaced by U+FFFD, so the answer is always valid JSON. One pass,
+ * plain runs 8 bytes at a time, into one allocation of 2 x len + 2 bytes: NULL (nothing allocated)
+ * when the string would be longer than that, which only a body that is mostly control characters
+ * or invalid UTF-8 (binary data) reaches. Otherwise the caller frees it. */
+static char *fanout_text(const char *data, size_t len, size_t *out_len)
 {
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    uint32_t cp, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        len = 3, cp = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-/* The bytes as a JSON string, each byte of an invalid sequence replaced by U+FFFD. */
-static json_t *fanout_repaired_string(const char *data, size_t len)
-{
+    static const char hex[] = "0123456789abcdef";
     const unsigned char *in = (const unsigned char *)data;
-    char *out = xmalloc(len * 3 + 1); /* every byte may become the three of U+FFFD */
-    size_t o = 0;
+    size_t cap = 2 * len + 2, o = 0;
+    char *out = xmalloc(cap);
+    out[o++] = '"';
     for (size_t i = 0; i < len;) {
-        size_t n = fanout_utf8_len(in + i, len - i);
-        if (n == 0) {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-            continue;
+        size_t run = json_plain_run(in + i, len - i);
+        if (o + run + 1 > cap) /* + 1: the closing quote */
+            goto too_long;
+        memcpy(out + o, in + i, run);
+        o += run;
+        i += run;
+        if (i == len)
+            break;
+        unsigned char c = in[i];
+        char esc[6];
+        size_t n = 0, take = 1;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\', esc[1] = (char)c, n = 2;
+        } else if (c < 0x20) {
+            const char *named = strchr("\nn\rr\tt\bb\ff", c); /* for 0 it finds the terminator */
+            if (c && named) {
+                esc[0] = '\\', esc[1] = named[1], n = 2;
+            } else {
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hex[c >> 4], esc[5] = hex[c & 15], n = 6;
+            }
+        } else if ((take = json_utf8_len(in + i, len - i)) > 0) {
+            memcpy(esc, in + i, take);
+            n = take;
+        } else {
+            memcpy(esc, "\xef\xbf\xbd", 3), n = 3, take = 1;
         }
-        memcpy(out + o, in + i, n);
+        if (o + n + 1 > cap)
+            goto too_long;
+        memcpy(out + o, esc, n);
         o += n;
-        i += n;
+        i += take;
     }
-    json_t *text = json_stringn(out, o);
+    out[o++] = '"';
+    *out_len = o;
+    return out;
+too_long:
     free(out);
-    return text;
-}
-
-/* The body as a string, which must be UTF-8 for JSON: invalid bytes become U+FFFD, so the answer is
- * always valid JSON. */
-static json_t *fanout_text(const http_client_response *resp)
-{
-    json_t *text = json_stringn(resp->body, resp->body_len);
-    return text ? text : fanout_repaired_string(resp->body, resp->body_len);
+    return NULL;
 }
 
 /* A call answered with JSON past limits.json_max_depth / json_max_values: the body is not copied,
@@ -212,8 +205,9 @@ static json_t *fanout_refused(const fanout_call *call, const http_client_respons
 }
 
 /* One entry of "results". A body that is JSON (any value, as RFC 8259 allows at the top) is written
- * as its own bytes: the entry gets a placeholder node for "body" and *splice says what replaces it. */
-static json_t *fanout_result(const fanout_call *call, json_write_splice *splice)
+ * as its own bytes, any other as a JSON string built here (*text, the caller frees it): the entry
+ * gets a placeholder node for "body" and *splice says what replaces it. */
+static json_t *fanout_result(const fanout_call *call, json_write_splice *splice, char **text)
 {
     const handlers_settings *cfg = handlers_get_settings();
     const async_op *op = call->op;
@@ -239,7 +233,15 @@ static json_t *fanout_result(const fanout_call *call, json_write_splice *splice)
         snprintf(detail, sizeof(detail), "the upstream's JSON holds more than %zu values", cfg->json_max_values);
         return fanout_refused(call, resp, ms, "response_too_many_values", detail);
     default:
-        body = fanout_text(resp);
+        body = json_object();
+        splice->text = *text = fanout_text(resp->body, resp->body_len, &splice->len);
+        if (!*text) {
+            json_decref(body);
+            return fanout_refused(call, resp, ms, "response_not_text",
+                                  "the upstream's answer is neither JSON nor text (as a JSON string it would be "
+                                  "more than twice its size: binary data)");
+        }
+        splice->at = body;
         break;
     }
     return json_pack("{s:s,s:b,s:i,s:o,s:I}", "upstream", call->up->name, "ok", 1, "status", resp->status, "body",
@@ -252,17 +254,21 @@ static void fanout_done(async_op *all, void *arg)
     (void)all;
     fanout_run *run = arg;
     json_write_splice *splices = arena_alloc(&run->req->arena, run->count * sizeof(*splices));
+    char **texts = arena_alloc(&run->req->arena, run->count * sizeof(*texts));
     const json_write_splice *list = NULL;
     json_t *results = json_array();
     for (size_t i = 0; i < run->count; i++) {
         splices[i] = (json_write_splice){0};
-        json_array_append_new(results, fanout_result(&run->calls[i], &splices[i]));
+        texts[i] = NULL;
+        json_array_append_new(results, fanout_result(&run->calls[i], &splices[i], &texts[i]));
         if (splices[i].at) { /* the list's order does not matter: nodes are found by identity */
             splices[i].next = list;
             list = &splices[i];
         }
     }
     http_respond_json_splices(run->req, 200, json_pack("{s:o}", "results", results), list);
+    for (size_t i = 0; i < run->count; i++)
+        free(texts[i]);
 }
 
 void fanout_post(http_request *req)

@@ -69,15 +69,24 @@ static bool json_valid_plain8(uint64_t x)
     return (special & highs) == 0;
 }
 
+size_t json_plain_run(const unsigned char *s, size_t avail)
+{
+    size_t n = 0;
+    uint64_t eight;
+    while (avail - n >= 8 && (memcpy(&eight, s + n, 8), json_valid_plain8(eight)))
+        n += 8;
+    while (n < avail && s[n] >= 0x20 && s[n] < 0x80 && s[n] != '"' && s[n] != '\\')
+        n++;
+    return n;
+}
+
 /* A string, at its opening quote. Runs of plain ASCII go 8 bytes at a time: a long string from a
  * backend is validated at memory speed rather than a branch per byte. */
 static bool json_valid_string(json_valid_cursor *c)
 {
     const unsigned char *p = c->p + 1, *end = c->end;
     while (p < end) {
-        uint64_t eight;
-        while (end - p >= 8 && (memcpy(&eight, p, 8), json_valid_plain8(eight)))
-            p += 8;
+        p += json_plain_run(p, (size_t)(end - p));
         if (p == end)
             break;
         unsigned ch = *p;

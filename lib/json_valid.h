@@ -33,6 +33,10 @@ typedef enum json_valid_result {
  * backend (an upstream's answer) that is spliced into an answer as is: no tree is built. */
 json_valid_result json_valid_bounded(const char *text, size_t len, size_t max_depth, size_t max_values);
 
+/* Length of the run at s (`avail` bytes) of bytes that a JSON string holds as they are: ASCII from
+ * 0x20 up, other than '"' and '\\'. Goes 8 bytes at a time. */
+size_t json_plain_run(const unsigned char *s, size_t avail);
+
 /* Length of the well-formed UTF-8 sequence starting at s (`avail` bytes left, s[0] >= 0x80), or 0 when
  * it is not one. Shared with json_write. */
 size_t json_utf8_len(const unsigned char *s, size_t avail);

@@ -14,7 +14,8 @@ after another. What it answers depends on the path:
     /close                200 close-delimited body (no Content-Length), then closes
     /big?bytes=N          200 with N bytes of 'x'
     /hostile?kind=K&bytes=N   200 application/json, N bytes (default 1 MiB) of: objects "[{},{},...]",
-                          deep "[[[...]]]", string one JSON string, text plain text that is not JSON
+                          deep "[[[...]]]", string one JSON string, text plain text that is not JSON,
+                          binary \x01\xff repeated, escapes every ASCII byte then UTF-8, \xff, x...
     /status?code=N        N with a small JSON body
     /slow?ms=N            waits N ms, then answers like /json
     /hang                 never answers; counts the connection in hang_closed when the client closes it
@@ -57,6 +58,10 @@ def hostile_body(kind, size):
         return b"[" * (size // 2) + b"]" * (size - size // 2)
     if kind == "string":
         return b'"' + b"a" * (size - 2) + b'"'
+    if kind == "binary":  # control characters and bytes that are not UTF-8: 6 or 3 bytes each as a string
+        return (b"\x01\xff" * size)[:size]
+    if kind == "escapes":  # every ASCII byte, UTF-8, one invalid byte, and enough plain text around them
+        return (bytes(range(128)) + "\u00e9\u20ac".encode() + b"\xff" + b"x" * size)[:max(size, 136)]
     return (b"plain words, " * (size // 13 + 1))[:size]
 
 

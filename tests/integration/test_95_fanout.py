@@ -224,6 +224,15 @@ class FanoutResultsTest(FanoutFixture, unittest.TestCase):
             resp = request(sock, "GET", "/healthz")
             self.assertEqual(resp.status, 200)
 
+    def test_text_bodies_are_escaped_and_binary_ones_refused(self):
+        results, _ = self.call(("big", "/hostile?kind=escapes&bytes=400"), ("big", "/hostile?kind=binary&bytes=1000"),
+                               ("big", "/hostile?kind=text&bytes=1048576"))
+        expected = "".join(map(chr, range(128))) + "\u00e9\u20ac\ufffd" + "x" * (400 - 128 - 6)
+        self.assertSuccess(results[0], "big", 200, expected)
+        self.assertEqual((results[1]["ok"], results[1]["status"], results[1]["error"]),
+                         (False, 200, "response_not_text"), repr(results[1]))
+        self.assertEqual(len(results[2]["body"]), 1048576)
+
     def test_host_name_upstream_resolves(self):
         results, _ = self.call(("local", "/json"))
         self.assertSuccess(results[0], "local", 200, {"ok": True})
