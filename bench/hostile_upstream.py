@@ -7,11 +7,13 @@ to an upstream that answers each with 1 MiB (the default max_response_bytes) of 
   deep     "[[[...]]]", 512 Ki levels
   string   one valid JSON string (the costliest body the limits admit: validated and copied whole)
   text     plain text, not JSON (answered as a JSON string)
+  binary   \x01\xff repeated: neither JSON nor text (the call fails)
+  mixed    "abcde\x01" repeated: the costliest text still admitted (1.83x its size as a JSON string)
 
 while a second connection on the same loop (--threads 1) sends GET /healthz back to back: the worst
 probe latency is the loop stall. RSS is read before and after, and the peak (VmHWM) after.
 
-  bench/hostile_upstream.py BINARY [--kinds objects,deep,string,text] [--calls 16]
+  bench/hostile_upstream.py BINARY [--kinds objects,deep,string,text,binary,mixed] [--calls 16]
 
 Starts its own server and upstream on loopback (port 0), a fresh server per kind; bounded in time."""
 
@@ -126,7 +128,7 @@ def one_fanout(srv, kind, calls):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
-    ap.add_argument("--kinds", default="objects,deep,string,text")
+    ap.add_argument("--kinds", default="objects,deep,string,text,binary,mixed")
     ap.add_argument("--calls", type=int, default=16)
     args = ap.parse_args()
     os.environ["APIARY_BIN"] = os.path.abspath(args.binary)

@@ -29,10 +29,25 @@
 
 #define FANOUT_MAX_TIMEOUT_MS 60000
 
+/* What a call's answer is, decided as soon as the call is over (fanout_check). */
+typedef enum fanout_verdict {
+    FANOUT_FAILED,   /* no response: op's error */
+    FANOUT_JSON,     /* the body is JSON within the limits: spliced as it is */
+    FANOUT_TEXT,     /* the body is not JSON: spliced as a JSON string (fanout_text) */
+    FANOUT_TOO_DEEP, /* JSON past limits.json_max_depth */
+    FANOUT_TOO_MANY, /* JSON past limits.json_max_values */
+    FANOUT_NOT_TEXT, /* neither JSON nor text: binary data */
+} fanout_verdict;
+
 typedef struct fanout_call {
     const http_client_upstream *up;
     const char *path;   /* points into the request's parsed body, which outlives the scope */
+    async_scope *scope;
     async_op *op;       /* the call, under timeout_ms when one was given */
+    async_op *checked;  /* a future, resolved once op is over and its body was checked */
+    fanout_verdict verdict;
+    const char *text;   /* FANOUT_JSON / FANOUT_TEXT: the JSON text that stands for the body */
+    size_t text_len;
 } fanout_call;
 
 typedef struct fanout_run {
@@ -154,32 +169,37 @@ static char *fanout_text(const char *data, size_t len, size_t *out_len)
     char *out = xmalloc(cap);
     out[o++] = '"';
     for (size_t i = 0; i < len;) {
-        size_t run = json_plain_run(in + i, len - i);
-        if (o + run + 1 > cap) /* + 1: the closing quote */
-            goto too_long;
-        memcpy(out + o, in + i, run);
-        o += run;
-        i += run;
-        if (i == len)
-            break;
         unsigned char c = in[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            size_t run = json_plain_run(in + i, len - i);
+            if (o + run + 1 > cap) /* + 1: the closing quote */
+                goto too_long;
+            memcpy(out + o, in + i, run);
+            o += run;
+            i += run;
+            continue;
+        }
         char esc[6];
-        size_t n = 0, take = 1;
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\', esc[1] = (char)c, n = 2;
-        } else if (c < 0x20) {
-            const char *named = strchr("\nn\rr\tt\bb\ff", c); /* for 0 it finds the terminator */
-            if (c && named) {
-                esc[0] = '\\', esc[1] = named[1], n = 2;
-            } else {
+        size_t n = 2, take = 1;
+        esc[0] = '\\';
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            if (c < 0x20) {
                 memcpy(esc, "\\u00", 4);
                 esc[4] = hex[c >> 4], esc[5] = hex[c & 15], n = 6;
+            } else if ((take = json_utf8_len(in + i, len - i)) > 0) {
+                memcpy(esc, in + i, take);
+                n = take;
+            } else {
+                memcpy(esc, "\xef\xbf\xbd", 3), n = 3, take = 1; /* U+FFFD */
             }
-        } else if ((take = json_utf8_len(in + i, len - i)) > 0) {
-            memcpy(esc, in + i, take);
-            n = take;
-        } else {
-            memcpy(esc, "\xef\xbf\xbd", 3), n = 3, take = 1;
         }
         if (o + n + 1 > cap)
             goto too_long;
@@ -204,71 +224,86 @@ static json_t *fanout_refused(const fanout_call *call, const http_client_respons
                      "error", error, "detail", detail, "ms", ms);
 }
 
-/* One entry of "results". A body that is JSON (any value, as RFC 8259 allows at the top) is written
- * as its own bytes, any other as a JSON string built here (*text, the caller frees it): the entry
- * gets a placeholder node for "body" and *splice says what replaces it. */
-static json_t *fanout_result(const fanout_call *call, json_write_splice *splice, char **text)
+/* Runs as soon as a call is over, so the checks of 16 bodies are spread over the calls' own
+ * completions instead of all landing in fanout_done: at most max_response_bytes of work per callback.
+ * A body that is JSON (any value, as RFC 8259 allows at the top) is kept as its own bytes; any other
+ * becomes the text of a JSON string, freed with the scope. */
+static void fanout_check(async_op *op, void *arg)
+{
+    fanout_call *call = arg;
+    const handlers_settings *cfg = handlers_get_settings();
+    if (op->status == ASYNC_OK) {
+        const http_client_response *resp = op->value;
+        switch (json_valid_bounded(resp->body, resp->body_len, cfg->json_max_depth, cfg->json_max_values)) {
+        case JSON_VALID_OK:
+            call->verdict = FANOUT_JSON;
+            call->text = resp->body;
+            call->text_len = resp->body_len;
+            break;
+        case JSON_VALID_TOO_DEEP: call->verdict = FANOUT_TOO_DEEP; break;
+        case JSON_VALID_TOO_MANY: call->verdict = FANOUT_TOO_MANY; break;
+        default: {
+            char *text = fanout_text(resp->body, resp->body_len, &call->text_len);
+            call->verdict = text ? FANOUT_TEXT : FANOUT_NOT_TEXT;
+            call->text = text;
+            if (text)
+                async_scope_defer(call->scope, free, text);
+        }
+        }
+    }
+    async_resolve(call->checked, NULL);
+}
+
+/* One entry of "results". A body's entry gets a placeholder node, which *splice says to replace. */
+static json_t *fanout_result(const fanout_call *call, json_write_splice *splice)
 {
     const handlers_settings *cfg = handlers_get_settings();
     const async_op *op = call->op;
     json_int_t ms = (json_int_t)async_op_elapsed_ms(op);
-    if (op->status != ASYNC_OK)
+    const http_client_response *resp = op->value;
+    char detail[128];
+    switch (call->verdict) {
+    case FANOUT_FAILED:
         return json_pack("{s:s,s:b,s:s,s:I}", "upstream", call->up->name, "ok", 0, "error",
                          op->error ? op->error : "failed", "ms", ms);
-    const http_client_response *resp = op->value;
-    json_t *body;
-    char detail[128];
-    switch (json_valid_bounded(resp->body, resp->body_len, cfg->json_max_depth, cfg->json_max_values)) {
-    case JSON_VALID_OK:
-        body = json_object(); /* a fresh node: the splice finds only it */
-        splice->at = body;
-        splice->text = resp->body;
-        splice->len = resp->body_len;
-        break;
-    case JSON_VALID_TOO_DEEP:
+    case FANOUT_TOO_DEEP:
         snprintf(detail, sizeof(detail), "the upstream's JSON nests arrays and objects deeper than %zu levels",
                  cfg->json_max_depth);
         return fanout_refused(call, resp, ms, "response_too_deep", detail);
-    case JSON_VALID_TOO_MANY:
+    case FANOUT_TOO_MANY:
         snprintf(detail, sizeof(detail), "the upstream's JSON holds more than %zu values", cfg->json_max_values);
         return fanout_refused(call, resp, ms, "response_too_many_values", detail);
+    case FANOUT_NOT_TEXT:
+        return fanout_refused(call, resp, ms, "response_not_text",
+                              "the upstream's answer is neither JSON nor text (as a JSON string it would be more "
+                              "than twice its size: binary data)");
     default:
-        body = json_object();
-        splice->text = *text = fanout_text(resp->body, resp->body_len, &splice->len);
-        if (!*text) {
-            json_decref(body);
-            return fanout_refused(call, resp, ms, "response_not_text",
-                                  "the upstream's answer is neither JSON nor text (as a JSON string it would be "
-                                  "more than twice its size: binary data)");
-        }
-        splice->at = body;
         break;
     }
+    json_t *body = json_object(); /* a fresh node: the splice finds only it */
+    *splice = (json_write_splice){.at = body, .text = call->text, .len = call->text_len};
     return json_pack("{s:s,s:b,s:i,s:o,s:I}", "upstream", call->up->name, "ok", 1, "status", resp->status, "body",
                      body, "ms", ms);
 }
 
-/* Runs once every call is over, only while the request is alive (see docs/async.md). */
+/* Runs once every call is over and checked, only while the request is alive (see docs/async.md):
+ * what is left is writing the answer. */
 static void fanout_done(async_op *all, void *arg)
 {
     (void)all;
     fanout_run *run = arg;
     json_write_splice *splices = arena_alloc(&run->req->arena, run->count * sizeof(*splices));
-    char **texts = arena_alloc(&run->req->arena, run->count * sizeof(*texts));
     const json_write_splice *list = NULL;
     json_t *results = json_array();
     for (size_t i = 0; i < run->count; i++) {
         splices[i] = (json_write_splice){0};
-        texts[i] = NULL;
-        json_array_append_new(results, fanout_result(&run->calls[i], &splices[i], &texts[i]));
+        json_array_append_new(results, fanout_result(&run->calls[i], &splices[i]));
         if (splices[i].at) { /* the list's order does not matter: nodes are found by identity */
             splices[i].next = list;
             list = &splices[i];
         }
     }
     http_respond_json_splices(run->req, 200, json_pack("{s:o}", "results", results), list);
-    for (size_t i = 0; i < run->count; i++)
-        free(texts[i]);
 }
 
 void fanout_post(http_request *req)
@@ -290,7 +325,10 @@ void fanout_post(http_request *req)
         call->op = http_client_request(scope, loop, call->up, "GET", call->path, NULL, 0);
         if (run->timeout_ms)
             call->op = async_wait_for(scope, call->op, run->timeout_ms);
-        ops[i] = call->op;
+        call->scope = scope;
+        call->checked = async_future(scope);
+        async_op_then(call->op, fanout_check, call);
+        ops[i] = call->checked;
     }
     async_op_then(async_gather(scope, ops, run->count, ASYNC_GATHER_ALL), fanout_done, run);
 }

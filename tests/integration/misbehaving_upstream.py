@@ -15,7 +15,8 @@ after another. What it answers depends on the path:
     /big?bytes=N          200 with N bytes of 'x'
     /hostile?kind=K&bytes=N   200 application/json, N bytes (default 1 MiB) of: objects "[{},{},...]",
                           deep "[[[...]]]", string one JSON string, text plain text that is not JSON,
-                          binary \x01\xff repeated, escapes every ASCII byte then UTF-8, \xff, x...
+                          binary \x01\xff repeated, mixed "abcde\x01" repeated, escapes every ASCII
+                          byte then UTF-8, \xff, x...
     /status?code=N        N with a small JSON body
     /slow?ms=N            waits N ms, then answers like /json
     /hang                 never answers; counts the connection in hang_closed when the client closes it
@@ -60,6 +61,8 @@ def hostile_body(kind, size):
         return b'"' + b"a" * (size - 2) + b'"'
     if kind == "binary":  # control characters and bytes that are not UTF-8: 6 or 3 bytes each as a string
         return (b"\x01\xff" * size)[:size]
+    if kind == "mixed":  # the costliest text still admitted: a \u0001 every 6 bytes, 1.83x as a string
+        return (b"abcde\x01" * size)[:size]
     if kind == "escapes":  # every ASCII byte, UTF-8, one invalid byte, and enough plain text around them
         return (bytes(range(128)) + "\u00e9\u20ac".encode() + b"\xff" + b"x" * size)[:max(size, 136)]
     return (b"plain words, " * (size // 13 + 1))[:size]
