@@ -8,8 +8,13 @@
  *
  * A client names an upstream from the config and a path, never a URL: the host, port and every limit
  * come from the config, so this endpoint cannot be pointed at anything else (no SSRF). Every call is a
- * GET through the loop's HTTP client; the body comes back as JSON when it parses as JSON, else as a
- * string. */
+ * GET through the loop's HTTP client; the body comes back as JSON when it is JSON, else as a string.
+ *
+ * An upstream's body is never parsed into a tree: it is validated in one pass (json_valid_bounded,
+ * under the same limits.json_max_depth / json_max_values as request bodies) and its bytes are
+ * spliced into the answer as they are. A tree of 16 bodies of 1 MiB of "[{},{},...]" cost 1.5 GB
+ * and 10 s of the loop; validation stops at the limit, so a hostile body costs a fraction of a
+ * millisecond and becomes that call's error. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,15 +22,32 @@
 #include <string.h>
 
 #include "handlers.h"
+#include "json_valid.h"
+#include "json_write.h"
 #include "request_body.h"
 #include "xalloc.h"
 
 #define FANOUT_MAX_TIMEOUT_MS 60000
 
+/* What a call's answer is, decided as soon as the call is over (fanout_check). */
+typedef enum fanout_verdict {
+    FANOUT_FAILED,   /* no response: op's error */
+    FANOUT_JSON,     /* the body is JSON within the limits: spliced as it is */
+    FANOUT_TEXT,     /* the body is not JSON: spliced as a JSON string (fanout_text) */
+    FANOUT_TOO_DEEP, /* JSON past limits.json_max_depth */
+    FANOUT_TOO_MANY, /* JSON past limits.json_max_values */
+    FANOUT_NOT_TEXT, /* neither JSON nor text: binary data */
+} fanout_verdict;
+
 typedef struct fanout_call {
     const http_client_upstream *up;
     const char *path;   /* points into the request's parsed body, which outlives the scope */
+    async_scope *scope;
     async_op *op;       /* the call, under timeout_ms when one was given */
+    async_op *checked;  /* a future, resolved once op is over and its body was checked */
+    fanout_verdict verdict;
+    const char *text;   /* FANOUT_JSON / FANOUT_TEXT: the JSON text that stands for the body */
+    size_t text_len;
 } fanout_call;
 
 typedef struct fanout_run {
@@ -134,92 +156,154 @@ static bool fanout_parse(http_request *req, fanout_run *run)
 
 /* ---- the answer ------------------------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0: no overlong forms, no surrogates,
- * nothing above U+10FFFF — what jansson accepts in a string. */
-static size_t fanout_utf8_len(const unsigned char *s, size_t n)
+/* A body that is not JSON, as the text of a JSON string ready to splice: quotes, escapes, and each
+ * byte of an invalid UTF-8 sequence replaced by U+FFFD, so the answer is always valid JSON. One pass,
+ * plain runs 8 bytes at a time, into one allocation of 2 x len + 2 bytes: NULL (nothing allocated)
+ * when the string would be longer than that, which only a body that is mostly control characters
+ * or invalid UTF-8 (binary data) reaches. Otherwise the caller frees it. */
+static char *fanout_text(const char *data, size_t len, size_t *out_len)
 {
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    uint32_t cp, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        len = 3, cp = c & 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-/* The bytes as a JSON string, each byte of an invalid sequence replaced by U+FFFD. */
-static json_t *fanout_repaired_string(const char *data, size_t len)
-{
+    static const char hex[] = "0123456789abcdef";
     const unsigned char *in = (const unsigned char *)data;
-    char *out = xmalloc(len * 3 + 1); /* every byte may become the three of U+FFFD */
-    size_t o = 0;
+    size_t cap = 2 * len + 2, o = 0;
+    char *out = xmalloc(cap);
+    out[o++] = '"';
     for (size_t i = 0; i < len;) {
-        size_t n = fanout_utf8_len(in + i, len - i);
-        if (n == 0) {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
+        unsigned char c = in[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            size_t run = json_plain_run(in + i, len - i);
+            if (o + run + 1 > cap) /* + 1: the closing quote */
+                goto too_long;
+            memcpy(out + o, in + i, run);
+            o += run;
+            i += run;
             continue;
         }
-        memcpy(out + o, in + i, n);
+        char esc[6];
+        size_t n = 2, take = 1;
+        esc[0] = '\\';
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            if (c < 0x20) {
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hex[c >> 4], esc[5] = hex[c & 15], n = 6;
+            } else if ((take = json_utf8_len(in + i, len - i)) > 0) {
+                memcpy(esc, in + i, take);
+                n = take;
+            } else {
+                memcpy(esc, "\xef\xbf\xbd", 3), n = 3, take = 1; /* U+FFFD */
+            }
+        }
+        if (o + n + 1 > cap)
+            goto too_long;
+        memcpy(out + o, esc, n);
         o += n;
-        i += n;
+        i += take;
     }
-    json_t *text = json_stringn(out, o);
+    out[o++] = '"';
+    *out_len = o;
+    return out;
+too_long:
     free(out);
-    return text;
+    return NULL;
 }
 
-/* The body as JSON when it is JSON (any value, as RFC 8259 allows at the top), else as a string, which
- * must be UTF-8 for JSON: invalid bytes become U+FFFD, so the answer is always valid JSON. */
-static json_t *fanout_body(const http_client_response *resp)
+/* A call answered with JSON past limits.json_max_depth / json_max_values: the body is not copied,
+ * the call fails with `error` and a sentence that gives the limit. */
+static json_t *fanout_refused(const fanout_call *call, const http_client_response *resp, json_int_t ms,
+                              const char *error, const char *detail)
 {
-    json_t *parsed = json_loadb(resp->body, resp->body_len, JSON_DECODE_ANY, NULL);
-    if (parsed)
-        return parsed;
-    json_t *text = json_stringn(resp->body, resp->body_len);
-    return text ? text : fanout_repaired_string(resp->body, resp->body_len);
+    return json_pack("{s:s,s:b,s:i,s:s,s:s,s:I}", "upstream", call->up->name, "ok", 0, "status", resp->status,
+                     "error", error, "detail", detail, "ms", ms);
 }
 
-static json_t *fanout_result(const fanout_call *call)
+/* Runs as soon as a call is over, so the checks of 16 bodies are spread over the calls' own
+ * completions instead of all landing in fanout_done: at most max_response_bytes of work per callback.
+ * A body that is JSON (any value, as RFC 8259 allows at the top) is kept as its own bytes; any other
+ * becomes the text of a JSON string, freed with the scope. */
+static void fanout_check(async_op *op, void *arg)
 {
-    const async_op *op = call->op;
-    json_int_t ms = (json_int_t)async_op_elapsed_ms(op);
+    fanout_call *call = arg;
+    const handlers_settings *cfg = handlers_get_settings();
     if (op->status == ASYNC_OK) {
         const http_client_response *resp = op->value;
-        return json_pack("{s:s,s:b,s:i,s:o,s:I}", "upstream", call->up->name, "ok", 1, "status", resp->status,
-                         "body", fanout_body(resp), "ms", ms);
+        switch (json_valid_bounded(resp->body, resp->body_len, cfg->json_max_depth, cfg->json_max_values)) {
+        case JSON_VALID_OK:
+            call->verdict = FANOUT_JSON;
+            call->text = resp->body;
+            call->text_len = resp->body_len;
+            break;
+        case JSON_VALID_TOO_DEEP: call->verdict = FANOUT_TOO_DEEP; break;
+        case JSON_VALID_TOO_MANY: call->verdict = FANOUT_TOO_MANY; break;
+        default: {
+            char *text = fanout_text(resp->body, resp->body_len, &call->text_len);
+            call->verdict = text ? FANOUT_TEXT : FANOUT_NOT_TEXT;
+            call->text = text;
+            if (text)
+                async_scope_defer(call->scope, free, text);
+        }
+        }
     }
-    return json_pack("{s:s,s:b,s:s,s:I}", "upstream", call->up->name, "ok", 0, "error",
-                     op->error ? op->error : "failed", "ms", ms);
+    async_resolve(call->checked, NULL);
 }
 
-/* Runs once every call is over, only while the request is alive (see docs/async.md). */
+/* One entry of "results". A body's entry gets a placeholder node, which *splice says to replace. */
+static json_t *fanout_result(const fanout_call *call, json_write_splice *splice)
+{
+    const handlers_settings *cfg = handlers_get_settings();
+    const async_op *op = call->op;
+    json_int_t ms = (json_int_t)async_op_elapsed_ms(op);
+    const http_client_response *resp = op->value;
+    char detail[128];
+    switch (call->verdict) {
+    case FANOUT_FAILED:
+        return json_pack("{s:s,s:b,s:s,s:I}", "upstream", call->up->name, "ok", 0, "error",
+                         op->error ? op->error : "failed", "ms", ms);
+    case FANOUT_TOO_DEEP:
+        snprintf(detail, sizeof(detail), "the upstream's JSON nests arrays and objects deeper than %zu levels",
+                 cfg->json_max_depth);
+        return fanout_refused(call, resp, ms, "response_too_deep", detail);
+    case FANOUT_TOO_MANY:
+        snprintf(detail, sizeof(detail), "the upstream's JSON holds more than %zu values", cfg->json_max_values);
+        return fanout_refused(call, resp, ms, "response_too_many_values", detail);
+    case FANOUT_NOT_TEXT:
+        return fanout_refused(call, resp, ms, "response_not_text",
+                              "the upstream's answer is neither JSON nor text (as a JSON string it would be more "
+                              "than twice its size: binary data)");
+    default:
+        break;
+    }
+    json_t *body = json_object(); /* a fresh node: the splice finds only it */
+    *splice = (json_write_splice){.at = body, .text = call->text, .len = call->text_len};
+    return json_pack("{s:s,s:b,s:i,s:o,s:I}", "upstream", call->up->name, "ok", 1, "status", resp->status, "body",
+                     body, "ms", ms);
+}
+
+/* Runs once every call is over and checked, only while the request is alive (see docs/async.md):
+ * what is left is writing the answer. */
 static void fanout_done(async_op *all, void *arg)
 {
     (void)all;
     fanout_run *run = arg;
+    json_write_splice *splices = arena_alloc(&run->req->arena, run->count * sizeof(*splices));
+    const json_write_splice *list = NULL;
     json_t *results = json_array();
-    for (size_t i = 0; i < run->count; i++)
-        json_array_append_new(results, fanout_result(&run->calls[i]));
-    http_respond_json(run->req, 200, json_pack("{s:o}", "results", results));
+    for (size_t i = 0; i < run->count; i++) {
+        splices[i] = (json_write_splice){0};
+        json_array_append_new(results, fanout_result(&run->calls[i], &splices[i]));
+        if (splices[i].at) { /* the list's order does not matter: nodes are found by identity */
+            splices[i].next = list;
+            list = &splices[i];
+        }
+    }
+    http_respond_json_splices(run->req, 200, json_pack("{s:o}", "results", results), list);
 }
 
 void fanout_post(http_request *req)
@@ -241,7 +325,10 @@ void fanout_post(http_request *req)
         call->op = http_client_request(scope, loop, call->up, "GET", call->path, NULL, 0);
         if (run->timeout_ms)
             call->op = async_wait_for(scope, call->op, run->timeout_ms);
-        ops[i] = call->op;
+        call->scope = scope;
+        call->checked = async_future(scope);
+        async_op_then(call->op, fanout_check, call);
+        ops[i] = call->checked;
     }
     async_op_then(async_gather(scope, ops, run->count, ASYNC_GATHER_ALL), fanout_done, run);
 }

@@ -20,6 +20,8 @@ typedef struct handlers_settings {
     const http_client_upstream *upstreams; /* the named upstreams /v1/fanout may call */
     unsigned upstream_count;
     unsigned fanout_max_requests;   /* /v1/fanout: most calls in one request */
+    size_t json_max_depth;          /* limits.json_max_depth: also bounds what upstreams answer */
+    size_t json_max_values;         /* limits.json_max_values: likewise */
     bool kv_use_redis;              /* /v1/kv backend: false = the embedded memory store */
     unsigned kv_max_key_bytes;
     unsigned kv_max_value_bytes;

@@ -57,6 +57,8 @@ static int handlers_derive(const apiary_context *ctx, void *arg)
         .password_max_bytes = cfg->password_max_bytes,
         .primes_max_n = cfg->primes_max_n,
         .fanout_max_requests = cfg->fanout_max_requests,
+        .json_max_depth = cfg->http.json_max_depth,
+        .json_max_values = cfg->http.json_max_values,
         .kv_use_redis = cfg->kv_backend == CONFIG_KV_REDIS,
         .kv_max_key_bytes = cfg->kv_max_key_bytes,
         .kv_max_value_bytes = cfg->kv_max_value_bytes,

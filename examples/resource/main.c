@@ -183,7 +183,8 @@ static void create_priced(async_op *op, void *arg)
         return;
     }
     const http_client_response *r = op->value;
-    json_t *price = r->status == 200 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+    /* A price document is small: tight limits, so a hostile catalog costs a scan, never a big tree. */
+    json_t *price = r->status == 200 ? http_client_response_json(r, 8, 64) : NULL;
     json_t *cents = json_object_get(price, "price_cents");
     if (r->status == 404) {
         field_problem(c->req, "sku", "is not in the catalog");
@@ -279,7 +280,7 @@ static void quotes_gathered(async_op *op, void *arg)
         const async_op *call = all->done[i]->value;
         json_t *entry = json_pack("{s:i}", "supplier", all->calls[i].supplier);
         const http_client_response *r = call->status == ASYNC_OK ? call->value : NULL;
-        json_t *body = r && r->status == 200 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+        json_t *body = r && r->status == 200 ? http_client_response_json(r, 8, 64) : NULL;
         json_t *cents = json_object_get(body, "price_cents");
         if (json_is_integer(cents)) {
             json_object_set(entry, "price_cents", cents);

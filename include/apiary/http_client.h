@@ -84,6 +84,15 @@ typedef struct http_client_response {
     size_t body_len;
 } http_client_response;
 
+/* The body parsed as JSON (any value; a repeated member name or a raw NUL byte refuses it), or NULL
+ * when it is not JSON or nests deeper than max_depth / holds more than max_values values. The limits
+ * are measured before anything is parsed (json_limits.h), so a hostile answer ("[{},{},...]" up to
+ * max_response_bytes) costs about a millisecond per MiB rather than a tree of ~230 bytes per value
+ * built on the loop; pass the loop's own (limits.json_max_depth / json_max_values) or tighter ones
+ * for a known document. The caller owns the result (json_decref). */
+struct json_t;
+struct json_t *http_client_response_json(const http_client_response *resp, size_t max_depth, size_t max_values);
+
 /* Counters of one loop's client. The metrics endpoint sums them over the loops. */
 typedef struct http_client_stats {
     uint64_t requests;            /* calls started */

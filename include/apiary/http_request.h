@@ -125,6 +125,10 @@ void http_respond_json(http_request *req, int status, json_t *body);
  * not parsed again. `body` must not be NULL. */
 void http_respond_json_spliced(http_request *req, int status, json_t *body, const json_t *at, const char *text,
                                size_t len);
+/* Like http_respond_json_spliced with several nodes replaced: `splices` is a list (json_write.h,
+ * linked by next) of nodes of body and the valid JSON text each is written as. */
+struct json_write_splice;
+void http_respond_json_splices(http_request *req, int status, json_t *body, const struct json_write_splice *splices);
 /* Sends bytes as they are with the given Content-Type. */
 void http_respond_raw(http_request *req, int status, const char *content_type, const void *body, size_t len);
 /* RFC 9457 problem+json: {"type":"about:blank","title":<reason phrase>,"status":...,"detail":...}.

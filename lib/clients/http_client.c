@@ -17,12 +17,14 @@
  * - A successful response's body is handed over, not copied: the reader's buffer becomes the
  *   response's, and a scope cleanup (async_scope_defer) frees it when the scope ends. */
 #include <event2/dns.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http_client_internal.h"
 #include "http_loop.h"
+#include "json_limits.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -284,4 +286,13 @@ async_op *http_client_request(async_scope *scope, http_loop *loop, const http_cl
                               const char *method, const char *path, const char *body, size_t body_len)
 {
     return http_client_start(scope, http_client_for_loop(loop), up, method, path, body, body_len);
+}
+
+json_t *http_client_response_json(const http_client_response *resp, size_t max_depth, size_t max_values)
+{
+    /* jansson would stop at a raw NUL as if the text ended there ("1\0junk" reads as 1). */
+    if (resp->body_len == 0 || memchr(resp->body, '\0', resp->body_len) ||
+        json_limits_scan(resp->body, resp->body_len, max_depth, max_values) != JSON_LIMITS_OK)
+        return NULL;
+    return json_loadb(resp->body, resp->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, NULL);
 }

@@ -69,6 +69,7 @@ typedef struct redis_link {
     bool dropping;          /* we are closing it ourselves: the disconnect callback stays quiet */
     size_t inflight;        /* commands written whose callback has not run yet */
     uint64_t progress_ms;   /* last reply, or when it went from idle to busy */
+    redis_reader_guard guard; /* refuses a reply no command waits for (redis.h) */
 } redis_link;
 
 struct redis_client {
@@ -251,6 +252,13 @@ static void redis_link_proven(redis_link *link)
     link->failures = 0;
 }
 
+/* The guard's question: does a command on this link wait for a reply? */
+static bool redis_link_waiting(void *arg)
+{
+    redis_link *link = arg;
+    return link->ac && link->ac->replies.head != NULL;
+}
+
 static void redis_on_connect(const redisAsyncContext *ac, int status)
 {
     redis_link *link = ac->data;
@@ -293,7 +301,11 @@ static void redis_on_disconnect(const redisAsyncContext *ac, int status)
         link->state = REDIS_LINK_IDLE;
         return;
     }
-    if (!quiet && !link->outage_logged)
+    if (link->guard.tripped)
+        log_warn("redis: loop %u link %u to %s:%u dropped: a reply arrived that no command was waiting for "
+                 "(not a Redis server, or a broken one); reconnecting", c->id, link->index, c->settings->host,
+                 c->settings->port);
+    else if (!quiet && !link->outage_logged)
         log_warn("redis: loop %u link %u to %s:%u lost: %s; reconnecting", c->id, link->index, c->settings->host,
                  c->settings->port, status == REDIS_OK || !ac->errstr[0] ? "connection closed" : ac->errstr);
     link->outage_logged = true;
@@ -350,6 +362,8 @@ static void redis_link_connect(redis_link *link)
     }
     ac->data = link;
     redis_reader_bound(ac->c.reader);
+    link->guard = (redis_reader_guard){.waiting = redis_link_waiting, .arg = link};
+    redis_reader_guard_set(ac->c.reader, &link->guard);
     if (redisLibeventAttach(ac, c->base) != REDIS_OK) {
         redisAsyncFree(ac);
         redis_link_failed(link, "cannot attach to the event loop");

@@ -74,25 +74,68 @@ const char *redis_reply_error_text(async_scope *scope, const char *text, size_t 
 static redisReplyObjectFunctions redis_reader_default_fns, redis_reader_bounded_fns;
 static pthread_once_t redis_reader_fns_once = PTHREAD_ONCE_INIT;
 
+/* A reply begins (its top-level object is about to be made, before hiredis looks for the callback it
+ * belongs to): false when a guard is set and no command waits for it. hiredis parses one reply and
+ * dispatches it before it parses the next, so "a command waits" is exactly "the callback list is not
+ * empty" at this moment. */
+static bool redis_reader_expected(const redisReadTask *task, int type)
+{
+    redis_reader_guard *guard = task->privdata;
+    if (task->parent || !guard || type == REDIS_REPLY_ERROR || guard->waiting(guard->arg))
+        return true;
+    guard->tripped = true;
+    return false; /* hiredis reports it as a reader error ("Out of memory"): the link is dropped */
+}
+
+static void *redis_reader_create_string(const redisReadTask *task, char *str, size_t len)
+{
+    if (!redis_reader_expected(task, task->type))
+        return NULL;
+    return redis_reader_default_fns.createString(task, str, len);
+}
+
 static void *redis_reader_create_array(const redisReadTask *task, int elements)
 {
-    if (elements < 0 || elements > REDIS_MAX_REPLY_ELEMENTS)
+    if (elements < 0 || elements > REDIS_MAX_REPLY_ELEMENTS || !redis_reader_expected(task, REDIS_REPLY_ARRAY))
         return NULL; /* hiredis reports it as a reader error ("Out of memory"): the link is dropped */
     return redis_reader_default_fns.createArray(task, elements);
 }
 
-/* hiredis's default functions are not exported: copy them from a reader, once, and wrap one. */
+static void *redis_reader_create_integer(const redisReadTask *task, long long value)
+{
+    if (!redis_reader_expected(task, REDIS_REPLY_INTEGER))
+        return NULL;
+    return redis_reader_default_fns.createInteger(task, value);
+}
+
+static void *redis_reader_create_nil(const redisReadTask *task)
+{
+    if (!redis_reader_expected(task, REDIS_REPLY_NIL))
+        return NULL;
+    return redis_reader_default_fns.createNil(task);
+}
+
+/* hiredis's default functions are not exported: copy them from a reader, once, and wrap them. */
 static void redis_reader_fns_init(void)
 {
     redisReader *probe = redisReaderCreate();
     redis_reader_default_fns = *probe->fn;
     redisReaderFree(probe);
     redis_reader_bounded_fns = redis_reader_default_fns;
+    redis_reader_bounded_fns.createString = redis_reader_create_string;
     redis_reader_bounded_fns.createArray = redis_reader_create_array;
+    redis_reader_bounded_fns.createInteger = redis_reader_create_integer;
+    redis_reader_bounded_fns.createNil = redis_reader_create_nil;
 }
 
 void redis_reader_bound(struct redisReader *reader)
 {
     pthread_once(&redis_reader_fns_once, redis_reader_fns_init);
     reader->fn = &redis_reader_bounded_fns;
+}
+
+void redis_reader_guard_set(struct redisReader *reader, redis_reader_guard *guard)
+{
+    guard->tripped = false;
+    reader->privdata = guard;
 }

@@ -186,6 +186,15 @@ void http_respond_json_spliced(http_request *req, int status, json_t *body, cons
     http_conn_send_json(req->_conn, status, "application/json", body, &splice);
 }
 
+void http_respond_json_splices(http_request *req, int status, json_t *body, const json_write_splice *splices)
+{
+    if (!http_request_begin_answer(req)) {
+        json_decref(body);
+        return;
+    }
+    http_conn_send_json(req->_conn, status, "application/json", body, splices);
+}
+
 void http_respond_raw(http_request *req, int status, const char *content_type, const void *body, size_t len)
 {
     if (http_request_begin_answer(req))

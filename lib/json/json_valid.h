@@ -19,6 +19,24 @@
 #define JSON_VALID_MAX_DEPTH 2048
 bool json_valid(const char *text, size_t len, size_t max_depth);
 
+typedef enum json_valid_result {
+    JSON_VALID_OK,
+    JSON_VALID_INVALID,  /* not one JSON text */
+    JSON_VALID_TOO_DEEP, /* valid up to an array or object opened deeper than max_depth */
+    JSON_VALID_TOO_MANY, /* valid up to value number max_values + 1 */
+} json_valid_result;
+
+/* json_valid that also counts values as json_limits_scan does (the document, every array element,
+ * every object member) and says why it stopped. It stops at the first of: a syntax error, a limit
+ * passed. So text that is JSON up to the point where it passes a limit is TOO_DEEP / TOO_MANY, and a
+ * hostile text ([{},{},...] of any length) costs only the bytes up to its limit. For text from a
+ * backend (an upstream's answer) that is spliced into an answer as is: no tree is built. */
+json_valid_result json_valid_bounded(const char *text, size_t len, size_t max_depth, size_t max_values);
+
+/* Length of the run at s (`avail` bytes) of bytes that a JSON string holds as they are: ASCII from
+ * 0x20 up, other than '"' and '\\'. Goes 8 bytes at a time. */
+size_t json_plain_run(const unsigned char *s, size_t avail);
+
 /* Length of the well-formed UTF-8 sequence starting at s (`avail` bytes left, s[0] >= 0x80), or 0 when
  * it is not one. Shared with json_write. */
 size_t json_utf8_len(const unsigned char *s, size_t avail);

@@ -370,8 +370,11 @@ bool json_write(buf *out, buf_cache *cache, const json_t *json, const json_write
     const json_t *v = json;
     for (;;) {
         /* ---- write v, or open it ---- */
-        if (splice && v == splice->at) {
-            json_write_put(out, cache, splice->text, splice->len);
+        const json_write_splice *s = splice;
+        while (s && v != s->at)
+            s = s->next;
+        if (s) {
+            json_write_put(out, cache, s->text, s->len);
         } else if (json_is_object(v) || json_is_array(v)) {
             bool object = json_is_object(v);
             void *iter = object ? json_object_iter((json_t *)v) : NULL;

@@ -28,11 +28,14 @@
 #define JSON_WRITE_NUMBER_MAX 32
 
 /* Where the writer meets the node `at` (by identity), it writes `text` instead: `len` bytes that the
- * caller guarantees are one valid, compact JSON value (the writer does not check them). */
+ * caller guarantees are one valid JSON value (the writer does not check them; whitespace inside is
+ * copied too). Several splices form a list through `next` (NULL ends it); each node met costs one
+ * comparison per splice, so the list is meant for a handful (a fan-out's 16 bodies). */
 typedef struct json_write_splice {
     const json_t *at;
     const char *text;
     size_t len;
+    const struct json_write_splice *next;
 } json_write_splice;
 
 /* Appends the compact text of `json` to out, growing it (out-of-memory aborts). `splice` may be

@@ -51,6 +51,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *text = (const char *)data;
     json_limits_result lim = json_limits_scan(text, size, FUZZ_JSON_DEPTH, FUZZ_JSON_VALUES);
+    /* The bounded validator (upstream bodies in /v1/fanout) agrees with the plain one, and on valid
+     * text with the scan: same depth, same count of values. */
+    json_valid_result bounded = json_valid_bounded(text, size, FUZZ_JSON_DEPTH, FUZZ_JSON_VALUES);
+    bool valid = json_valid(text, size, JSON_VALID_MAX_DEPTH);
+    if ((bounded == JSON_VALID_OK && (!valid || lim != JSON_LIMITS_OK)) ||
+        (valid && bounded == JSON_VALID_INVALID) ||
+        (valid && (bounded == JSON_VALID_OK) != (lim == JSON_LIMITS_OK))) {
+        fprintf(stderr, "fuzz_json: json_valid_bounded %d, json_valid %d, json_limits_scan %d disagree\n",
+                (int)bounded, (int)valid, (int)lim);
+        abort();
+    }
     json_error_t err;
     /* http_request_json refuses a raw NUL byte before jansson (which stops reading at one) */
     if (memchr(text, '\0', size))

@@ -13,6 +13,10 @@ after another. What it answers depends on the path:
     /chunked              200 {"chunked":true,"parts":3} sent as three chunks
     /close                200 close-delimited body (no Content-Length), then closes
     /big?bytes=N          200 with N bytes of 'x'
+    /hostile?kind=K&bytes=N   200 application/json, N bytes (default 1 MiB) of: objects "[{},{},...]",
+                          deep "[[[...]]]", string one JSON string, text plain text that is not JSON,
+                          binary \x01\xff repeated, mixed "abcde\x01" repeated, escapes every ASCII
+                          byte then UTF-8, \xff, x...
     /status?code=N        N with a small JSON body
     /slow?ms=N            waits N ms, then answers like /json
     /hang                 never answers; counts the connection in hang_closed when the client closes it
@@ -28,6 +32,7 @@ open now), requests, hang_closed, plus `targets` and `hosts`, what each request 
 Standard library only; loopback only; stop() ends every thread it started.
 """
 
+import functools
 import json
 import select
 import socket
@@ -39,6 +44,28 @@ import urllib.parse
 
 HOST = "127.0.0.1"
 MAX_HEAD = 65536
+
+
+@functools.lru_cache(maxsize=8)
+def hostile_body(kind, size):
+    """Exactly `size` bytes (size >= 4) of a body built to be costly to parse: "objects" is the review's
+    [{},{},...] (a value every 3 bytes), "deep" nests arrays size/2 levels, "string" is one valid
+    JSON string, "text" is words that are not JSON."""
+    if kind == "objects":
+        n = (size - 2 + 1) // 3
+        body = b"[" + b",".join([b"{}"] * n) + b"]"
+        return body + b" " * (size - len(body))
+    if kind == "deep":
+        return b"[" * (size // 2) + b"]" * (size - size // 2)
+    if kind == "string":
+        return b'"' + b"a" * (size - 2) + b'"'
+    if kind == "binary":  # control characters and bytes that are not UTF-8: 6 or 3 bytes each as a string
+        return (b"\x01\xff" * size)[:size]
+    if kind == "mixed":  # the costliest text still admitted: a \u0001 every 6 bytes, 1.83x as a string
+        return (b"abcde\x01" * size)[:size]
+    if kind == "escapes":  # every ASCII byte, UTF-8, one invalid byte, and enough plain text around them
+        return (bytes(range(128)) + "\u00e9\u20ac".encode() + b"\xff" + b"x" * size)[:max(size, 136)]
+    return (b"plain words, " * (size // 13 + 1))[:size]
 
 
 class MisbehavingUpstream:
@@ -210,6 +237,8 @@ class MisbehavingUpstream:
             return False
         elif path == "/big":
             self._send(conn, 200, b"x" * int(query.get("bytes", "0")), "text/plain")
+        elif path == "/hostile":
+            self._send(conn, 200, hostile_body(query.get("kind", "objects"), int(query.get("bytes", "1048576"))))
         elif path == "/status":
             self._send(conn, int(query.get("code", "500")), '{"status":"as asked"}')
         elif path == "/slow":

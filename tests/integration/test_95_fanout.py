@@ -50,6 +50,7 @@ class FanoutFixture(AsyncAssertions):
             "mis": {"url": mis_url, "max_connections": 8, "max_idle": 8, "timeout_ms": 5000},
             "slow": {"url": mis_url, "timeout_ms": 200},
             "small": {"url": mis_url, "max_response_bytes": 100},
+            "big": {"url": mis_url, "timeout_ms": 10000},
             "down": {"url": f"http://{HOST}:{free_port()}", "connect_timeout_ms": 1000},
             "local": {"url": f"http://localhost:{mis.port}"},
         }
@@ -196,6 +197,41 @@ class FanoutResultsTest(FanoutFixture, unittest.TestCase):
         results, _ = self.call(("small", "/big?bytes=101"), ("small", "/big?bytes=100"))
         self.assertFailure(results[0], "small", "response_too_large")
         self.assertSuccess(results[1], "small", 200, "x" * 100)
+
+    def test_json_past_the_limits_fails_the_call_and_the_loop_serves_on(self):
+        # Issue 18: a body was parsed into a tree with no bound; 16 x 1 MiB of [{},{},...] took the
+        # server to 1.5 GB and held the loop 10 s. Now it is validated under limits.json_max_depth
+        # (128) / json_max_values (20000) and past them the call fails; JSON within them is copied
+        # into the answer as it is.
+        with self.server.connect() as probe:
+            results, took = self.call(("big", "/hostile?kind=objects&bytes=1048576"),
+                                      ("big", "/hostile?kind=deep&bytes=1000"),
+                                      ("big", "/hostile?kind=string&bytes=1048576"),
+                                      ("big", "/hostile?kind=objects&bytes=59000"),
+                                      ("mis", "/json"))
+            self.assertEqual(request(probe, "GET", "/healthz").status, 200)
+        self.assertEqual(set(results[0]), {"upstream", "ok", "status", "error", "detail", "ms"}, repr(results[0])[:300])
+        self.assertEqual((results[0]["ok"], results[0]["status"], results[0]["error"]),
+                         (False, 200, "response_too_many_values"))
+        self.assertIn("more than 20000 values", results[0]["detail"])
+        self.assertEqual((results[1]["ok"], results[1]["error"]), (False, "response_too_deep"))
+        self.assertIn("deeper than 128 levels", results[1]["detail"])
+        self.assertSuccess(results[2], "big", 200, "a" * (1048576 - 2))
+        self.assertSuccess(results[3], "big", 200, [{}] * 19666)  # 19667 values: within the limit
+        self.assertSuccess(results[4], "mis", 200, {"ok": True})
+        self.assertLess(took, 5.0)
+        with self.server.connect() as sock:
+            resp = request(sock, "GET", "/healthz")
+            self.assertEqual(resp.status, 200)
+
+    def test_text_bodies_are_escaped_and_binary_ones_refused(self):
+        results, _ = self.call(("big", "/hostile?kind=escapes&bytes=400"), ("big", "/hostile?kind=binary&bytes=1000"),
+                               ("big", "/hostile?kind=text&bytes=1048576"))
+        expected = "".join(map(chr, range(128))) + "\u00e9\u20ac\ufffd" + "x" * (400 - 128 - 6)
+        self.assertSuccess(results[0], "big", 200, expected)
+        self.assertEqual((results[1]["ok"], results[1]["status"], results[1]["error"]),
+                         (False, 200, "response_not_text"), repr(results[1]))
+        self.assertEqual(len(results[2]["body"]), 1048576)
 
     def test_host_name_upstream_resolves(self):
         results, _ = self.call(("local", "/json"))

@@ -726,3 +726,140 @@ class RedisFailureTest(KvAssertions, unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# --------------------------------------------------------------------------------------------------
+# a Redis that sends replies nobody asked for
+
+
+class FakeRedis:
+    """Speaks just enough RESP for the kv GET (MULTI, GET, TTL, EXEC: a key that does not exist) and
+    PING, one thread per connection, loopback only. `extra(n)` says what the n-th connection (from 0)
+    sends beyond that: "first" a +OK before anything was asked, "after" a +OK 100 ms after each
+    EXEC's reply, when nothing is pending; None nothing. stop() ends every thread."""
+
+    def __init__(self, extra):
+        self.extra = extra
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self):
+        self._stop.set()
+        for t in list(self._threads):
+            t.join(5)
+        self._listener.close()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            n, self.accepted = self.accepted, self.accepted + 1
+            t = threading.Thread(target=self._serve, args=(conn, self.extra(n)), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn, extra):
+        conn.settimeout(0.1)
+        buf = b""
+        with conn:
+            if extra == "first":
+                conn.sendall(b"+OK\r\n")
+            while not self._stop.is_set():
+                cmd, buf = self._command(buf)
+                if cmd is None:
+                    try:
+                        data = conn.recv(65536)
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    buf += data
+                    continue
+                name = cmd[0].upper()
+                reply = {b"MULTI": b"+OK\r\n", b"GET": b"+QUEUED\r\n", b"TTL": b"+QUEUED\r\n",
+                         b"EXEC": b"*2\r\n$-1\r\n:-2\r\n", b"PING": b"+PONG\r\n"}.get(name, b"+OK\r\n")
+                try:
+                    conn.sendall(reply)
+                    if name == b"EXEC" and extra == "after":
+                        time.sleep(0.1)
+                        conn.sendall(b"+OK\r\n")
+                except OSError:
+                    return
+
+    @staticmethod
+    def _command(buf):
+        """One RESP array of bulk strings from the front of buf: (args, rest), or (None, buf)."""
+        if not buf.startswith(b"*") or b"\r\n" not in buf:
+            return None, buf
+        head, rest = buf.split(b"\r\n", 1)
+        args = []
+        for _ in range(int(head[1:])):
+            if b"\r\n" not in rest:
+                return None, buf
+            size_line, rest = rest.split(b"\r\n", 1)
+            size = int(size_line[1:])
+            if len(rest) < size + 2:
+                return None, buf
+            args.append(rest[:size])
+            rest = rest[size + 2:]
+        return args, rest
+
+
+class RedisUnsolicitedReplyTest(KvAssertions, unittest.TestCase):
+    """Issue 18: hiredis 0.14 asserts (the process aborts) when a reply arrives with no command
+    waiting for it. The link is dropped instead, the request gets its error, and the link reconnects."""
+
+    def start(self, extra):
+        fake = FakeRedis(extra)
+        self.addCleanup(fake.stop)
+        server = ApiaryServer(redis_config(fake), threads=1)
+        server.start()
+        self.addCleanup(server.stop)
+        return fake, server
+
+    def assertServesAgain(self, server, fake, connections):
+        deadline = time.monotonic() + 10
+        while True:
+            with server.connect() as sock:
+                resp = self.get(sock, "k")
+            if resp.status == 404 and fake.accepted >= connections:
+                return
+            self.assertLess(time.monotonic(), deadline, f"no 404 after reconnecting: {resp!r}")
+            time.sleep(0.1)
+
+    def assertDroppedAndAlive(self, server):
+        self.assertTrue(server.alive(), f"apiary died; log:\n{server.log_text()}")
+        with server.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/healthz").status, 200)
+        self.assertRegex(server.log_text(), "a reply arrived that no command was waiting for")
+
+    def test_a_reply_before_any_command(self):
+        # The +OK is taken for MULTI's reply, so EXEC's arrives with nothing waiting.
+        fake, server = self.start(lambda n: "first" if n == 0 else None)
+        with server.connect() as sock:
+            self.assertUnavailable(self.get(sock, "k"))
+        time.sleep(0.3)
+        self.assertDroppedAndAlive(server)
+        self.assertServesAgain(server, fake, 2)
+        server.assert_no_sanitizer_report()
+
+    def test_an_extra_reply_on_an_idle_link(self):
+        fake, server = self.start(lambda n: "after" if n == 0 else None)
+        with server.connect() as sock:
+            self.assertNotFound(self.get(sock, "k"))
+        time.sleep(0.5)
+        self.assertDroppedAndAlive(server)
+        self.assertServesAgain(server, fake, 2)
+        server.assert_no_sanitizer_report()

@@ -11,6 +11,7 @@
 #include <event2/dns_struct.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1076,4 +1077,21 @@ Test(http_client, freeing_the_client_during_a_lookup)
     client = http_client_new(base);
     cr_assert_eq(done_count, 0);
     dns_stop();
+}
+
+/* An upstream's body parsed under limits: what passes them is parsed, anything past them or not
+ * JSON is NULL, and a raw NUL does not cut the text short. */
+Test(http_client_response, json_within_limits_only)
+{
+    http_client_response ok = {200, "{\"price_cents\":250,\"x\":[1,2]}", 29};
+    json_t *v = http_client_response_json(&ok, 8, 64);
+    cr_assert(json_is_object(v));
+    cr_expect_eq(json_integer_value(json_object_get(v, "price_cents")), 250);
+    json_decref(v);
+    cr_expect_null(http_client_response_json(&ok, 8, 4), "5 values, limit 4");
+    cr_expect_null(http_client_response_json(&ok, 1, 64), "nests 2 deep, limit 1");
+    http_client_response nul = {200, "1\0junk", 6}, text = {200, "plain", 5}, empty = {200, "", 0};
+    cr_expect_null(http_client_response_json(&nul, 8, 64));
+    cr_expect_null(http_client_response_json(&text, 8, 64));
+    cr_expect_null(http_client_response_json(&empty, 8, 64));
 }

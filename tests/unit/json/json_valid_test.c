@@ -99,3 +99,44 @@ Test(json_valid, agrees_with_jansson_on_mutations)
     }
     cr_assert_gt(accepted, 100, "the mutations should leave some documents valid");
 }
+
+/* json_valid_bounded: why it stopped, the values counted as json_limits_scan counts them, and the
+ * 8-byte path for strings (every special byte at every offset of a long string). */
+Test(json_valid, bounded_says_why_it_stopped)
+{
+    const char *objects = "[{},{},{}]"; /* 4 values */
+    cr_expect_eq(json_valid_bounded(objects, strlen(objects), 128, 4), JSON_VALID_OK);
+    cr_expect_eq(json_valid_bounded(objects, strlen(objects), 128, 3), JSON_VALID_TOO_MANY);
+    const char *member = "{\"a\":[1,2]}"; /* the document, the member, two elements */
+    cr_expect_eq(json_valid_bounded(member, strlen(member), 128, 4), JSON_VALID_OK);
+    cr_expect_eq(json_valid_bounded(member, strlen(member), 128, 3), JSON_VALID_TOO_MANY);
+    cr_expect_eq(json_valid_bounded("[[[]]]", 6, 3, 100), JSON_VALID_OK);
+    cr_expect_eq(json_valid_bounded("[[[]]]", 6, 2, 100), JSON_VALID_TOO_DEEP);
+    cr_expect_eq(json_valid_bounded("[1,]", 4, 128, 100), JSON_VALID_INVALID);
+    /* A limit passed before the text goes wrong: the limit is what is reported. */
+    cr_expect_eq(json_valid_bounded("[1,2,3,x", 8, 128, 2), JSON_VALID_TOO_MANY);
+    cr_expect_eq(json_valid_bounded("[1,2,3,x", 8, 128, 100), JSON_VALID_INVALID);
+}
+
+Test(json_valid, long_strings_with_one_special_byte_anywhere)
+{
+    char text[64];
+    const char *specials[] = {"\"", "\\", "\x01", "\x1f", "\x80", "\xff"};
+    for (size_t s = 0; s < sizeof(specials) / sizeof(specials[0]); s++) {
+        for (size_t at = 1; at < 40; at++) {
+            memset(text, 'a', sizeof(text));
+            text[0] = '"';
+            text[41] = '"';
+            text[at] = specials[s][0];
+            /* A quote ends the string early and junk follows; the other bytes are invalid inside a
+             * string (a backslash before 'a' is an unknown escape). Each must be refused. */
+            cr_expect_not(json_valid(text, 42, 128), "special %zu at %zu accepted", s, at);
+        }
+    }
+    memset(text, ' ', sizeof(text));
+    text[0] = '"';
+    static const char inside[] = "abc\\n\xc3\xa9 0123456789 \\u00e9 xyz ~}{";
+    memcpy(text + 1, inside, sizeof(inside) - 1);
+    text[sizeof(inside)] = '"';
+    cr_expect(json_valid(text, sizeof(inside) + 1, 128));
+}
