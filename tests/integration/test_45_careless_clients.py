@@ -1,0 +1,141 @@
+"""Careless clients (issue 18): empty lines before a request line, and clients that send requests and
+close their sockets at once. Each test fails on the code before the fix:
+- a CRLF every few hundred ms held a connection open for ever (the idle timer restarted on every
+  read); now empty lines count against the header deadline and a bound of four, then 408 / 400;
+- requests whose clients closed (a FIN) ran to completion and filled limits.max_async_per_loop, so
+  every other client got 503; now the FIN cancels them ("half_close": "cancel", the default), and with
+  "answer" they give their place to another request that needs it."""
+
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+import unittest
+import urllib.request
+
+from apiary_harness import (ApiaryServer, ServerTestMixin, build_request, read_response, request)
+
+HEADER_MS = 1000
+CAP = 50          # limits.max_async_per_loop in the tests of abandoned requests
+ABANDONED = 200   # four times the cap
+
+
+class EmptyLinesTest(ServerTestMixin, unittest.TestCase):
+    THREADS = 1
+    CONFIG = {"timeouts": {"header_ms": HEADER_MS, "keepalive_ms": 60000}}
+
+    def test_one_empty_line_before_a_request_is_ignored(self):
+        with self.server.connect() as sock:
+            sock.sendall(b"\r\n" + build_request("GET", "/v1/hello"))
+            self.assertHello(read_response(sock, timeout=5.0))
+            # And between two requests of a keep-alive connection.
+            sock.sendall(b"\r\n")
+            time.sleep(0.2)
+            sock.sendall(build_request("GET", "/v1/hello"))
+            self.assertHello(read_response(sock, timeout=5.0))
+
+    def test_trickled_empty_lines_meet_the_header_deadline(self):
+        # One CRLF every 300 ms: before the fix each one restarted the idle timer and the connection
+        # stayed open as long as the client liked. Now the second one starts the header deadline.
+        with self.server.connect() as sock:
+            started = time.monotonic()
+            resp = None
+            while time.monotonic() - started < HEADER_MS / 1000 + 4.0:
+                try:
+                    sock.sendall(b"\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sock.settimeout(0.3)
+                try:
+                    if sock.recv(1, socket.MSG_PEEK):
+                        break  # an answer is there
+                except socket.timeout:
+                    continue
+                except ConnectionResetError:
+                    break
+            resp = read_response(sock, timeout=2.0)
+            elapsed = time.monotonic() - started
+            self.assertIn(resp.status, (400, 408), repr(resp))
+            self.assertEqual(resp.headers.get("Content-Type"), "application/problem+json")
+            self.assertLess(elapsed, HEADER_MS / 1000 + 3.0, "the empty lines extended the header deadline")
+            self.assertClosedByServer(sock)
+
+    def test_many_empty_lines_are_400(self):
+        with self.server.connect() as sock:
+            sock.sendall(b"\r\n" * 10 + build_request("GET", "/v1/hello"))
+            resp = read_response(sock, timeout=5.0)
+            self.assertProblem(resp, 400)
+            self.assertIn("empty lines", resp.json()["detail"])
+            self.assertClosedByServer(sock)
+
+
+def abandon(server, count, path):
+    """`count` clients each send one request and close their socket at once (a FIN, as a client that
+    gave up does); returns when all are closed."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = server.connect()
+            sock.sendall(build_request("GET", path))
+            socks.append(sock)
+            sock.close()
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def metric(server, name):
+    host, port = server.address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    m = re.search(rf"^{name} (\d+)$", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+class AbandonedRequestsTest(unittest.TestCase):
+    """ABANDONED requests of 20 s whose clients closed at once, against a cap of CAP per loop; then
+    another client's request."""
+
+    def run_case(self, half_close):
+        with tempfile.TemporaryDirectory() as tmp:
+            log_path = os.path.join(tmp, "access.log")
+            config = {"limits": {"max_async_per_loop": CAP}, "drain_timeout_ms": 200,
+                      "access_log": {"enabled": True, "path": log_path}}
+            if half_close:
+                config["half_close"] = half_close
+            with ApiaryServer(config, threads=1) as server:
+                abandon(server, ABANDONED, "/v1/sleep?ms=20000")
+                time.sleep(0.3)  # the server reads the requests and the FINs
+                with server.connect() as sock:
+                    started = time.monotonic()
+                    resp = request(sock, "GET", "/v1/sleep?ms=10", timeout=5.0)
+                    took = time.monotonic() - started
+                self.assertEqual(resp.status, 200, f"another client's request got {resp!r}")
+                self.assertLess(took, 2.0)
+                cancelled = metric(server, "apiary_http_half_closed_cancelled_total")
+                self.assertIsNotNone(cancelled)
+                server.sigterm()
+                server.wait(15)
+            with open(log_path) as f:
+                lines = [json.loads(line) for line in f if line.strip()]
+        return cancelled, [line for line in lines if line.get("status") == 499]
+
+    def test_a_fin_cancels_requests_in_flight_by_default(self):
+        cancelled, logged = self.run_case(None)
+        # Every abandoned request that got a place was cancelled at its FIN (some may have been
+        # answered 503 first on a loaded machine; none holds a place).
+        self.assertGreaterEqual(cancelled, ABANDONED // 2)
+        self.assertEqual(len(logged), cancelled, "each cancelled request is logged with status 499")
+
+    def test_answer_mode_gives_places_of_half_closed_requests_to_others(self):
+        cancelled, logged = self.run_case("answer")
+        # The cap held CAP abandoned requests; every later one, and the live client's, took the place
+        # of the oldest.
+        self.assertGreaterEqual(cancelled, ABANDONED - CAP)
+        self.assertEqual(len(logged), cancelled)
+
+
+if __name__ == "__main__":
+    unittest.main()
