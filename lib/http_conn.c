@@ -855,15 +855,15 @@ static bool http_conn_idle_input(http_conn *conn, size_t avail)
     while (blank < avail && blank <= HTTP_MAX_BLANK_BYTES && (p[blank] == '\r' || p[blank] == '\n'))
         blank++;
     size_t total = conn->blank_bytes + blank;
+    bool deadline_running = conn->blank_bytes > HTTP_FREE_BLANK_BYTES;
+    if (!deadline_running && (blank < avail || total > HTTP_FREE_BLANK_BYTES)) {
+        conn->started_us = http_conn_now_us(); /* the request's clock starts with the deadline */
+        http_conn_start_deadline(conn, conn->loop->settings->header_timeout_ms);
+    }
     if (total > HTTP_MAX_BLANK_BYTES) {
         http_conn_reject(conn, 400, "malformed request: more than %d empty lines before the request line",
                          HTTP_MAX_BLANK_BYTES / 2);
         return false;
-    }
-    bool deadline_running = conn->blank_bytes > HTTP_FREE_BLANK_BYTES;
-    if (!deadline_running && (blank < avail || total > HTTP_FREE_BLANK_BYTES)) {
-        conn->started_us = http_conn_now_us();
-        http_conn_start_deadline(conn, conn->loop->settings->header_timeout_ms);
     }
     conn->blank_bytes = (uint8_t)total; /* reset when the message begins (http_parser.c) */
     conn->msg_start = conn->parse_pos;
