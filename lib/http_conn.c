@@ -106,7 +106,6 @@ void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer, bool
     evtimer_add(&conn->timer_ev, loop->tv_header);
 }
 
-/* Ends the current request's use of its slot: arena, parsed JSON, the slot itself. */
 /* The loop's list of half-closed connections holding an async place (half_close "answer"). */
 static void http_conn_eof_list_add(http_conn *conn)
 {
@@ -151,6 +150,7 @@ static void http_conn_note_half_closed(http_conn *conn)
 
 void http_conn_async_started(http_conn *conn) { http_conn_note_half_closed(conn); }
 
+/* Ends the current request's use of its slot: arena, parsed JSON, the slot itself. */
 static void http_conn_end_request(http_conn *conn)
 {
     http_req_slot *slot = conn->slot;
@@ -920,11 +920,9 @@ static void http_conn_process(http_conn *conn)
     if (conn->dead)
         return;
     if (conn->peer_eof && conn->state != HTTP_CONN_HANDLER) {
-        /* The client sends nothing more (a FIN is a half-close: it may still read): answer what it
-         * asked, then close. Pipelined requests held back by the output limit or behind an
-         * asynchronous one are still answered; a request cut off mid-way is not. A request still
-         * running is not cancelled either: its answer comes back here through http_conn_send_response.
-         * Only a reset (or a failed write) says the client is gone. */
+        /* The client sends nothing more and nothing is in flight: answer what it asked, then close.
+         * Pipelined requests held back by the output limit are still answered; a request cut off
+         * mid-way is not. A request in flight is settled below (half_close). */
         bool more_buffered = conn->state == HTTP_CONN_IDLE && conn->parse_pos < conn->in.len;
         if (!more_buffered && conn->state != HTTP_CONN_LINGER)
             conn->state = HTTP_CONN_CLOSING;
