@@ -49,6 +49,7 @@ static bool http_conn_peer_hung_up(int fd)
 static void http_conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void http_conn_on_write(evutil_socket_t fd, short what, void *arg);
 static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg);
+static void http_conn_on_closed(evutil_socket_t fd, short what, void *arg);
 static void http_conn_process(http_conn *conn);
 static void http_conn_flush(http_conn *conn);
 static void http_conn_close(http_conn *conn);
@@ -100,6 +101,7 @@ void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer, bool
     event_assign(&conn->read_ev, loop->base, fd, EV_READ | EV_PERSIST, http_conn_on_read, conn);
     event_assign(&conn->write_ev, loop->base, fd, EV_WRITE | EV_PERSIST, http_conn_on_write, conn);
     evtimer_assign(&conn->timer_ev, loop->base, http_conn_on_timer, conn);
+    event_assign(&conn->close_ev, loop->base, fd, EV_CLOSED, http_conn_on_closed, conn); /* one-shot */
     http_loop_conn_added(loop, conn);
     event_add(&conn->read_ev, NULL);
     conn->reading = true;
@@ -143,7 +145,7 @@ static void http_conn_eof_list_remove(http_conn *conn)
  * async place held, it goes on the list the cap may take places back from. */
 static void http_conn_note_half_closed(http_conn *conn)
 {
-    if (conn->peer_eof && conn->loop->settings->half_close_answer && conn->state == HTTP_CONN_HANDLER &&
+    if ((conn->peer_eof || conn->fin_pending) && conn->loop->settings->half_close_answer && conn->state == HTTP_CONN_HANDLER &&
         conn->slot && conn->slot->req._scope)
         http_conn_eof_list_add(conn);
 }
@@ -188,6 +190,7 @@ static void http_conn_close(http_conn *conn)
     event_del(&conn->read_ev);
     event_del(&conn->write_ev);
     event_del(&conn->timer_ev);
+    event_del(&conn->close_ev);
     close(conn->fd);
     conn->fd = -1;
     http_conn_end_request(conn);
@@ -348,6 +351,36 @@ static void http_conn_set_reading(http_conn *conn, bool on)
     else
         event_del(&conn->read_ev);
     conn->reading = on;
+    /* Paused with the input buffer full (pipelined requests behind one in flight): a FIN behind the
+     * unread bytes would go unnoticed until they are read, and the request in flight would hold its
+     * async place for a client that is gone. EV_CLOSED (epoll's EPOLLRDHUP) tells it without reading. */
+    if (on && conn->watching_close) {
+        event_del(&conn->close_ev);
+        conn->watching_close = false;
+    } else if (!on && !conn->peer_eof && !conn->fin_pending &&
+               (event_base_get_features(conn->loop->base) & EV_FEATURE_EARLY_CLOSE)) {
+        event_add(&conn->close_ev, NULL);
+        conn->watching_close = true;
+    }
+}
+
+/* The client sent its FIN (or reset) while we were not reading: requests it pipelined may still be
+ * unread in the socket. A request in flight gets what half_close says; the rest is read as usual. */
+static void http_conn_on_closed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_conn *conn = arg;
+    conn->watching_close = false; /* one-shot: EPOLLRDHUP stays raised */
+    http_conn_enter(conn);
+    conn->fin_pending = true;
+    if (conn->state == HTTP_CONN_HANDLER) {
+        if (conn->loop->settings->half_close_answer)
+            http_conn_note_half_closed(conn);
+        else
+            http_conn_client_gone(conn, true);
+    }
+    http_conn_leave(conn);
 }
 
 /* Makes room to read. Bytes before the current message are dead, and so are body bytes llhttp has
@@ -928,7 +961,8 @@ static void http_conn_process(http_conn *conn)
             conn->state = HTTP_CONN_CLOSING;
     }
     http_conn_flush(conn);
-    if (!conn->dead && conn->peer_eof && conn->state == HTTP_CONN_HANDLER && !loop->settings->half_close_answer) {
+    if (!conn->dead && (conn->peer_eof || conn->fin_pending) && conn->state == HTTP_CONN_HANDLER &&
+        !loop->settings->half_close_answer) {
         /* half_close "cancel" (the default): the end of input with a request in flight is a client
          * that left, as nginx takes it (499). Answers already queued were flushed above. */
         http_conn_client_gone(conn, true);
@@ -994,7 +1028,10 @@ static void http_conn_flush(http_conn *conn)
         if (conn->body.data)
             buf_release(&conn->body, &conn->loop->cache);
     }
-    if (!conn->peer_eof && conn->state != HTTP_CONN_CLOSING)
+    /* While a handler runs, reading stays as it is: it is off only because the input buffer is full of
+     * pipelined requests, and turning it on would make the loop spin on a readable socket it cannot
+     * read (issue 18); the answer turns it back on (http_conn_answer_done). */
+    if (!conn->peer_eof && conn->state != HTTP_CONN_CLOSING && conn->state != HTTP_CONN_HANDLER)
         http_conn_set_reading(conn, true);
     /* Blocked without progress: leave the write timer running, or it would never expire. */
     if (progress || !conn->writing)

@@ -80,6 +80,8 @@ struct http_conn {
     bool reading;     /* read_ev is added */
     bool writing;     /* write_ev is added: output is blocked on the socket */
     bool peer_eof;    /* the client shut its write side */
+    bool fin_pending; /* the client's FIN arrived behind bytes not read yet (EV_CLOSED while not reading) */
+    bool watching_close; /* close_ev is added: reading is paused, but a FIN must still be noticed */
     bool on_eof_list; /* in the loop's list of half-closed connections whose request holds an async place */
     uint8_t blank_bytes; /* CR/LF bytes before the request line of the message to come (bounded) */
     http_conn *eof_prev, *eof_next;
@@ -92,7 +94,7 @@ struct http_conn {
     bool timer_is_deadline; /* the timer is armed for the current request deadline: leave it */
     bool discard_body; /* the current request is refused from its head: its body is read, not kept */
     bool close_after;  /* the current request's answer closes the connection (framing left unread) */
-    struct event read_ev, write_ev, timer_ev;
+    struct event read_ev, write_ev, timer_ev, close_ev;
     llhttp_t parser;
     buf in;           /* raw bytes; data[msg_start..] is the current message */
     buf out;          /* responses not yet written */
