@@ -281,7 +281,12 @@ typedef struct async_subprocess_options {
     const char *const *argv;  /* NULL-terminated; argv[0] is the program: a path, or a name looked up
                                * in PATH. Run directly, never through a shell: no word splitting, no
                                * globbing, no metacharacters. */
-    const char *const *envp;  /* NULL-terminated environment, or NULL to inherit ours */
+    const char *const *envp;  /* NULL-terminated "NAME=value" entries added to the child's environment
+                               * (replacing a base entry of the same name); NULL: none. */
+    bool inherit_env;         /* the base is our whole environment. false (the default): only PATH and
+                               * LANG as we have them (PATH: /usr/local/bin:/usr/bin:/bin if unset),
+                               * so secrets in ours (APIARY_SQL_URL with its password, tokens)
+                               * never reach a child unless asked for. */
     const void *stdin_data;   /* bytes written to the child's stdin, then closed; NULL: /dev/null.
                                * Copied at once, so the caller's buffer may go. */
     size_t stdin_len;
@@ -309,8 +314,10 @@ typedef struct async_subprocess_result {
  *   SIGTERM, then SIGKILL after kill_grace_ms if it was still there;
  * - ASYNC_FAILED "spawn_failed" (value NULL) when it cannot be started: no such program, not
  *   executable, out of processes or descriptors. Nothing is left running then.
- * The child gets its own process group (signals go to the group, so a script's own children go too),
- * every descriptor but 0-2 closed, the default signal mask and dispositions. It is reaped through a
+ * The child gets its own process group (signals go to the child through its pidfd and to the group,
+ * so a script's own children go too and a child that left the group still gets them), every
+ * descriptor but 0-2 closed, the default signal mask and dispositions, and a minimal environment
+ * (PATH, LANG, envp) unless inherit_env is set. It is reaped through a
  * pidfd watched on the scope's loop: nothing blocks the loop, no SIGCHLD handler is installed, and
  * other children of the process (anyone's waitpid) are untouched. Cancellation, a scope ending or an
  * outer async_wait_for kill the group with SIGKILL and reap the child later from the loop (it needs

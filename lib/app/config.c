@@ -90,6 +90,19 @@ static int config_parse_unix_mode(apiary_config *cfg, const char *value, char er
     return 0;
 }
 
+static int config_parse_half_close(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    if (strcmp(value, "cancel") == 0) {
+        cfg->http.half_close_answer = false;
+    } else if (strcmp(value, "answer") == 0) {
+        cfg->http.half_close_answer = true;
+    } else {
+        snprintf(err, CONFIG_ERROR_MAX, "must be \"cancel\" or \"answer\", not '%s'", value);
+        return -1;
+    }
+    return 0;
+}
+
 static int config_parse_proxy_header(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
 {
     if (strcasecmp(value, "X-Forwarded-For") == 0) {
@@ -144,6 +157,7 @@ static const config_key config_keys[] = {
     CONFIG_INT("drain_timeout_ms", drain_timeout_ms, 0, 600000),
     CONFIG_STR("log_level", config_parse_log_level, "one of \"debug\", \"info\", \"warn\", \"error\""),
     CONFIG_INT("slow_callback_ms", http.slow_callback_ms, 0, 60000),
+    CONFIG_STR("half_close", config_parse_half_close, "\"cancel\" or \"answer\""),
     /* One below max_header_bytes' maximum: the request line must fit inside the header block. */
     CONFIG_INT("limits.max_url_bytes", http.max_url_bytes, 64, CONFIG_HEADER_BYTES_MAX - 1),
     CONFIG_INT("limits.max_header_bytes", http.max_header_bytes, 256, CONFIG_HEADER_BYTES_MAX),

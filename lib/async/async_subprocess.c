@@ -4,7 +4,9 @@
  * its page tables per child, and an exec failure comes back as the return value instead of as a child
  * that exits 127). The child gets its own process group, descriptors 0-2 only, the default signal
  * mask and dispositions (the server blocks SIGTERM/SIGINT/SIGHUP in every thread and ignores SIGPIPE;
- * a child inheriting that could not be stopped with SIGTERM).
+ * a child inheriting that could not be stopped with SIGTERM), and a minimal environment (PATH, LANG
+ * and what the caller adds: ours holds secrets such as APIARY_SQL_URL) unless it asks to inherit.
+ * Signals go to the child's pidfd and to its group, so a child that leaves the group still gets them.
  *
  * Reaping: a pidfd (pidfd_open, Linux 5.3+) watched as a readable descriptor on the scope's own loop.
  * A SIGCHLD handler through libevent's evsignal was the alternative and is worse here on every count:
@@ -206,6 +208,18 @@ static void async_proc_on_exit(evutil_socket_t fd, short what, void *arg)
     async_proc_finish(p, wstatus);
 }
 
+/* Signals the child through its pidfd, and its process group. The group alone is not enough: a child
+ * that moved itself into another group (setpgid) is no longer in the one we made, kill(-pid) misses it
+ * (ESRCH once that group is empty), and the timeout would end only when the child chose to exit. The
+ * pidfd names exactly our child and can never hit a recycled pid; the group still reaches the
+ * children it started. */
+static void async_proc_signal(const async_proc_op *p, int pidfd, int sig)
+{
+    if (pidfd >= 0)
+        pidfd_send_signal(pidfd, sig, NULL, 0);
+    kill(-p->pid, sig);
+}
+
 static void async_proc_on_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -214,11 +228,11 @@ static void async_proc_on_timer(evutil_socket_t fd, short what, void *arg)
     if (!p->killing) {
         p->killing = true;
         p->timed_out = true;
-        kill(-p->pid, SIGTERM);
+        async_proc_signal(p, p->pidfd, SIGTERM);
         struct timeval tv = async_proc_tv(p->grace_ms);
         evtimer_add(&p->timer_ev, &tv);
     } else {
-        kill(-p->pid, SIGKILL);
+        async_proc_signal(p, p->pidfd, SIGKILL);
     }
 }
 
@@ -236,8 +250,8 @@ static void async_proc_reap_later(evutil_socket_t fd, short what, void *arg)
 static void async_proc_cancel(async_op *op)
 {
     async_proc_op *p = (async_proc_op *)op;
-    kill(-p->pid, SIGKILL);
     int pidfd = p->pidfd;
+    async_proc_signal(p, pidfd, SIGKILL);
     event_del(&p->pid_ev);
     p->pidfd = -1; /* handed to the reaper (or closed below), not to async_proc_release */
     async_proc_release(p);
@@ -265,6 +279,64 @@ static void async_proc_close_pair(int fds[2])
     for (int i = 0; i < 2; i++)
         if (fds[i] >= 0)
             close(fds[i]);
+}
+
+#define ASYNC_SUBPROCESS_DEFAULT_PATH "PATH=/usr/local/bin:/usr/bin:/bin"
+
+/* Length of an environment entry's name (up to '=', or all of it). */
+static size_t async_proc_env_name_len(const char *entry)
+{
+    const char *eq = strchr(entry, '=');
+    return eq ? (size_t)(eq - entry) : strlen(entry);
+}
+
+/* Our own entry NAME=..., or NULL. */
+static const char *async_proc_env_find(const char *name)
+{
+    size_t len = strlen(name);
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return *e;
+    return NULL;
+}
+
+/* The child's environment (malloc'd array of borrowed strings; the caller frees the array only).
+ * The base is minimal: PATH and LANG as we have them (PATH defaults to the system directories), so a
+ * secret in ours (APIARY_SQL_URL with its password, a token an operator exported) never reaches a
+ * program unless the caller asks: inherit_env takes our whole environment instead. The caller's envp
+ * entries come last and replace a base entry of the same name. */
+static char **async_proc_env_build(const async_subprocess_options *o)
+{
+    size_t base_n = 0, extra_n = 0;
+    if (o->inherit_env)
+        for (char **e = environ; e && *e; e++)
+            base_n++;
+    else
+        base_n = 2;
+    for (const char *const *e = o->envp; e && *e; e++)
+        extra_n++;
+    char **env = xcalloc(base_n + extra_n + 1, sizeof(*env));
+    size_t n = 0;
+    if (o->inherit_env) {
+        for (char **e = environ; e && *e; e++)
+            env[n++] = *e;
+    } else {
+        const char *path = async_proc_env_find("PATH"), *lang = async_proc_env_find("LANG");
+        env[n++] = (char *)(path ? path : ASYNC_SUBPROCESS_DEFAULT_PATH);
+        if (lang)
+            env[n++] = (char *)lang;
+    }
+    for (const char *const *e = o->envp; e && *e; e++) {
+        size_t len = async_proc_env_name_len(*e);
+        size_t kept = 0;
+        for (size_t i = 0; i < n; i++) /* drop what it replaces */
+            if (!(async_proc_env_name_len(env[i]) == len && strncmp(env[i], *e, len) == 0))
+                env[kept++] = env[i];
+        n = kept;
+        env[n++] = (char *)*e;
+    }
+    env[n] = NULL;
+    return env;
 }
 
 /* Creates the pipes and the child. 0, or an errno value with nothing left open or running. */
@@ -296,8 +368,9 @@ static int async_proc_spawn(async_proc_op *p, const async_subprocess_options *o)
         posix_spawnattr_setsigdefault(&attr, &all);
         posix_spawnattr_setpgroup(&attr, 0);
         posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-        rc = posix_spawnp(&p->pid, o->argv[0], &fa, &attr, (char *const *)o->argv,
-                          o->envp ? (char *const *)o->envp : environ);
+        char **env = async_proc_env_build(o);
+        rc = posix_spawnp(&p->pid, o->argv[0], &fa, &attr, (char *const *)o->argv, env);
+        free(env);
     }
     if (ready) {
         posix_spawn_file_actions_destroy(&fa);
@@ -309,6 +382,7 @@ static int async_proc_spawn(async_proc_op *p, const async_subprocess_options *o)
             rc = errno;
             /* Without a pidfd we cannot wait for it without blocking; it was just started, so a
              * SIGKILL ends it at once. */
+            kill(p->pid, SIGKILL); /* not reaped yet, so the pid is still ours */
             kill(-p->pid, SIGKILL);
             while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR)
                 ;

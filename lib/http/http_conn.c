@@ -30,6 +30,12 @@
 #define HTTP_CONN_LINGER_READS 16 /* 64 KiB drained a wake-up while lingering */
 #define HTTP_MAX_QUERY_PAIRS 64
 #define HTTP_MAX_QUERY_PAIRS_STR "64"
+/* Empty lines before a request line (RFC 9112 2.2: a server SHOULD ignore at least one). The first
+ * CRLF is free (old clients send one after a POST body) and stays on the keep-alive timer; more start
+ * the header deadline, and more than four lines' worth of CR/LF bytes are 400: otherwise one CRLF
+ * every few seconds held a connection open for ever. */
+#define HTTP_FREE_BLANK_BYTES 2
+#define HTTP_MAX_BLANK_BYTES 8
 
 /* End of input is a half-close unless the peer closed both directions, which the kernel tells for a
  * Unix-socket peer (POLLHUP). A TCP peer's close() looks like shutdown(SHUT_WR) until a write to it
@@ -43,10 +49,13 @@ static bool http_conn_peer_hung_up(int fd)
 static void http_conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void http_conn_on_write(evutil_socket_t fd, short what, void *arg);
 static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg);
+static void http_conn_on_closed(evutil_socket_t fd, short what, void *arg);
 static void http_conn_process(http_conn *conn);
 static void http_conn_flush(http_conn *conn);
 static void http_conn_close(http_conn *conn);
 static const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t len);
+static void http_conn_log(http_conn *conn, const http_request *req, int status, size_t bytes, uint64_t us);
+static uint64_t http_conn_now_us(void);
 
 /* ---- lifetime ---------------------------------------------------------------------------------- */
 
@@ -92,16 +101,62 @@ void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer, bool
     event_assign(&conn->read_ev, loop->base, fd, EV_READ | EV_PERSIST, http_conn_on_read, conn);
     event_assign(&conn->write_ev, loop->base, fd, EV_WRITE | EV_PERSIST, http_conn_on_write, conn);
     evtimer_assign(&conn->timer_ev, loop->base, http_conn_on_timer, conn);
+    event_assign(&conn->close_ev, loop->base, fd, EV_CLOSED, http_conn_on_closed, conn); /* one-shot */
     http_loop_conn_added(loop, conn);
     event_add(&conn->read_ev, NULL);
     conn->reading = true;
     evtimer_add(&conn->timer_ev, loop->tv_header);
 }
 
+/* The loop's list of half-closed connections holding an async place (half_close "answer"). */
+static void http_conn_eof_list_add(http_conn *conn)
+{
+    http_loop *loop = conn->loop;
+    if (conn->on_eof_list)
+        return;
+    conn->on_eof_list = true;
+    conn->eof_next = NULL;
+    conn->eof_prev = loop->eof_tail;
+    if (loop->eof_tail)
+        loop->eof_tail->eof_next = conn;
+    else
+        loop->eof_head = conn;
+    loop->eof_tail = conn;
+}
+
+static void http_conn_eof_list_remove(http_conn *conn)
+{
+    http_loop *loop = conn->loop;
+    if (!conn->on_eof_list)
+        return;
+    if (conn->eof_prev)
+        conn->eof_prev->eof_next = conn->eof_next;
+    else
+        loop->eof_head = conn->eof_next;
+    if (conn->eof_next)
+        conn->eof_next->eof_prev = conn->eof_prev;
+    else
+        loop->eof_tail = conn->eof_prev;
+    conn->eof_prev = conn->eof_next = NULL;
+    conn->on_eof_list = false;
+}
+
+/* A request in flight on a connection whose client sent its FIN: with half_close "answer" and an
+ * async place held, it goes on the list the cap may take places back from. */
+static void http_conn_note_half_closed(http_conn *conn)
+{
+    if ((conn->peer_eof || conn->fin_pending) && conn->loop->settings->half_close_answer && conn->state == HTTP_CONN_HANDLER &&
+        conn->slot && conn->slot->req._scope)
+        http_conn_eof_list_add(conn);
+}
+
+void http_conn_async_started(http_conn *conn) { http_conn_note_half_closed(conn); }
+
 /* Ends the current request's use of its slot: arena, parsed JSON, the slot itself. */
 static void http_conn_end_request(http_conn *conn)
 {
     http_req_slot *slot = conn->slot;
+    http_conn_eof_list_remove(conn);
     if (!slot)
         return;
     if (slot->req._scope) {
@@ -135,12 +190,39 @@ static void http_conn_close(http_conn *conn)
     event_del(&conn->read_ev);
     event_del(&conn->write_ev);
     event_del(&conn->timer_ev);
+    event_del(&conn->close_ev);
     close(conn->fd);
     conn->fd = -1;
     http_conn_end_request(conn);
     http_loop_conn_removed(loop, conn);
     if (conn->busy == 0)
         http_conn_free(conn);
+}
+
+/* The client is gone, or, with `half_closed`, sent its FIN under half_close "cancel" or lost its
+ * async place to another request under "answer". A request in flight is cancelled and, as nginx
+ * does, logged with status 499 (client closed request); nothing is sent. */
+static void http_conn_client_gone(http_conn *conn, bool half_closed)
+{
+    if (!conn->dead && conn->state == HTTP_CONN_HANDLER && conn->slot) {
+        if (half_closed)
+            HTTP_STAT_ADD(conn->loop, half_closed_cancelled, 1);
+        if (access_log_enabled())
+            http_conn_log(conn, &conn->slot->req, 499, 0, http_conn_now_us() - conn->started_us);
+    }
+    http_conn_close(conn);
+}
+
+bool http_conn_evict_half_closed(http_loop *loop)
+{
+    http_conn *conn = loop->eof_head;
+    if (!conn)
+        return false;
+    log_debug("loop %u: at max_async_per_loop: cancelling the oldest request of a half-closed client", loop->id);
+    http_conn_enter(conn);
+    http_conn_client_gone(conn, true);
+    http_conn_leave(conn);
+    return true;
 }
 
 /* ---- timers ------------------------------------------------------------------------------------ */
@@ -199,9 +281,10 @@ static void http_conn_arm_timer(http_conn *conn)
         evtimer_add(&conn->timer_ev, loop->tv_linger);
     } else if (conn->writing) {
         evtimer_add(&conn->timer_ev, loop->tv_write);
-    } else if (conn->state == HTTP_CONN_IDLE) {
+    } else if (conn->state == HTTP_CONN_IDLE && conn->blank_bytes <= HTTP_FREE_BLANK_BYTES) {
         evtimer_add(&conn->timer_ev, conn->fresh ? loop->tv_header : loop->tv_keepalive);
-    } else if (conn->state == HTTP_CONN_HEAD || conn->state == HTTP_CONN_BODY) {
+    } else if (conn->state == HTTP_CONN_HEAD || conn->state == HTTP_CONN_BODY || conn->state == HTTP_CONN_IDLE) {
+        /* IDLE here: empty lines past the free one, and the header deadline runs. */
         uint64_t now = http_conn_now_ms();
         uint64_t left = conn->deadline_ms > now ? conn->deadline_ms - now : 0;
         struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
@@ -240,10 +323,11 @@ static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
     http_conn *conn = arg;
     http_conn_enter(conn);
     HTTP_STAT_ADD(conn->loop, timeouts, 1);
-    if (conn->writing || conn->state == HTTP_CONN_IDLE || conn->state == HTTP_CONN_LINGER) {
+    if (conn->writing || (conn->state == HTTP_CONN_IDLE && conn->blank_bytes <= HTTP_FREE_BLANK_BYTES) ||
+        conn->state == HTTP_CONN_LINGER) {
         /* Write timeout, idle keep-alive, linger done: nothing useful can be said to this client. */
         http_conn_close(conn);
-    } else if (conn->state == HTTP_CONN_HEAD) {
+    } else if (conn->state == HTTP_CONN_HEAD || conn->state == HTTP_CONN_IDLE) {
         http_conn_reject(conn, 408, "request headers not received within %u ms",
                          conn->loop->settings->header_timeout_ms);
         http_conn_flush(conn);
@@ -267,6 +351,36 @@ static void http_conn_set_reading(http_conn *conn, bool on)
     else
         event_del(&conn->read_ev);
     conn->reading = on;
+    /* Paused with the input buffer full (pipelined requests behind one in flight): a FIN behind the
+     * unread bytes would go unnoticed until they are read, and the request in flight would hold its
+     * async place for a client that is gone. EV_CLOSED (epoll's EPOLLRDHUP) tells it without reading. */
+    if (on && conn->watching_close) {
+        event_del(&conn->close_ev);
+        conn->watching_close = false;
+    } else if (!on && !conn->peer_eof && !conn->fin_pending &&
+               (event_base_get_features(conn->loop->base) & EV_FEATURE_EARLY_CLOSE)) {
+        event_add(&conn->close_ev, NULL);
+        conn->watching_close = true;
+    }
+}
+
+/* The client sent its FIN (or reset) while we were not reading: requests it pipelined may still be
+ * unread in the socket. A request in flight gets what half_close says; the rest is read as usual. */
+static void http_conn_on_closed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    http_conn *conn = arg;
+    conn->watching_close = false; /* one-shot: EPOLLRDHUP stays raised */
+    http_conn_enter(conn);
+    conn->fin_pending = true;
+    if (conn->state == HTTP_CONN_HANDLER) {
+        if (conn->loop->settings->half_close_answer)
+            http_conn_note_half_closed(conn);
+        else
+            http_conn_client_gone(conn, true);
+    }
+    http_conn_leave(conn);
 }
 
 /* Makes room to read. Bytes before the current message are dead, and so are body bytes llhttp has
@@ -355,17 +469,20 @@ static void http_conn_on_read(evutil_socket_t fd, short what, void *arg)
         }
         if (n == 0) {
             if (http_conn_peer_hung_up(fd)) {
-                http_conn_close(conn); /* both directions gone: nobody to answer, cancel what runs */
+                http_conn_client_gone(conn, false); /* both directions gone: cancel what runs */
                 break;
             }
-            conn->peer_eof = true; /* a half-close: the client still reads its answers */
+            /* Maybe a half-close (the client still reads), maybe a close(): TCP cannot tell before
+             * a write fails. half_close decides, in http_conn_process, what a request in flight gets. */
+            conn->peer_eof = true;
             http_conn_set_reading(conn, false);
+            http_conn_note_half_closed(conn);
             break;
         }
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            http_conn_close(conn); /* reset by peer and friends: nobody to answer */
+            http_conn_client_gone(conn, false); /* reset by peer and friends: nobody to answer */
         break;
     }
     if (!conn->dead)
@@ -762,6 +879,30 @@ static int http_conn_error_status(const http_conn *conn, llhttp_errno_t err)
     }
 }
 
+/* Input while idle: the first byte of the next message (its clock and the header deadline start),
+ * unless it is only empty lines. False after refusing too many of those. */
+static bool http_conn_idle_input(http_conn *conn, size_t avail)
+{
+    const char *p = conn->in.data + conn->parse_pos;
+    size_t blank = 0;
+    while (blank < avail && blank <= HTTP_MAX_BLANK_BYTES && (p[blank] == '\r' || p[blank] == '\n'))
+        blank++;
+    size_t total = conn->blank_bytes + blank;
+    bool deadline_running = conn->blank_bytes > HTTP_FREE_BLANK_BYTES;
+    if (!deadline_running && (blank < avail || total > HTTP_FREE_BLANK_BYTES)) {
+        conn->started_us = http_conn_now_us(); /* the request's clock starts with the deadline */
+        http_conn_start_deadline(conn, conn->loop->settings->header_timeout_ms);
+    }
+    if (total > HTTP_MAX_BLANK_BYTES) {
+        http_conn_reject(conn, 400, "malformed request: more than %d empty lines before the request line",
+                         HTTP_MAX_BLANK_BYTES / 2);
+        return false;
+    }
+    conn->blank_bytes = (uint8_t)total; /* reset when the message begins (http_parser.c) */
+    conn->msg_start = conn->parse_pos;
+    return true;
+}
+
 /* Parses and dispatches everything buffered, one request at a time, until a handler goes async,
  * input runs out, or the output backlog says the client is not reading. */
 static void http_conn_process(http_conn *conn)
@@ -777,11 +918,8 @@ static void http_conn_process(http_conn *conn)
         size_t avail = conn->in.len - conn->parse_pos;
         if (avail == 0)
             break;
-        if (conn->state == HTTP_CONN_IDLE) {
-            conn->msg_start = conn->parse_pos;
-            conn->started_us = http_conn_now_us();
-            http_conn_start_deadline(conn, loop->settings->header_timeout_ms);
-        }
+        if (conn->state == HTTP_CONN_IDLE && !http_conn_idle_input(conn, avail))
+            break;
         const char *start = conn->in.data + conn->parse_pos;
         bool chunk_lines = conn->state == HTTP_CONN_BODY && (conn->parser.flags & F_CHUNKED) && !conn->last_chunk;
         conn->chunk_parse_start = start;
@@ -815,16 +953,20 @@ static void http_conn_process(http_conn *conn)
     if (conn->dead)
         return;
     if (conn->peer_eof && conn->state != HTTP_CONN_HANDLER) {
-        /* The client sends nothing more (a FIN is a half-close: it may still read): answer what it
-         * asked, then close. Pipelined requests held back by the output limit or behind an
-         * asynchronous one are still answered; a request cut off mid-way is not. A request still
-         * running is not cancelled either: its answer comes back here through http_conn_send_response.
-         * Only a reset (or a failed write) says the client is gone. */
+        /* The client sends nothing more and nothing is in flight: answer what it asked, then close.
+         * Pipelined requests held back by the output limit are still answered; a request cut off
+         * mid-way is not. A request in flight is settled below (half_close). */
         bool more_buffered = conn->state == HTTP_CONN_IDLE && conn->parse_pos < conn->in.len;
         if (!more_buffered && conn->state != HTTP_CONN_LINGER)
             conn->state = HTTP_CONN_CLOSING;
     }
     http_conn_flush(conn);
+    if (!conn->dead && (conn->peer_eof || conn->fin_pending) && conn->state == HTTP_CONN_HANDLER &&
+        !loop->settings->half_close_answer) {
+        /* half_close "cancel" (the default): the end of input with a request in flight is a client
+         * that left, as nginx takes it (499). Answers already queued were flushed above. */
+        http_conn_client_gone(conn, true);
+    }
 }
 
 /* ---- output ------------------------------------------------------------------------------------ */
@@ -857,7 +999,7 @@ static void http_conn_flush(http_conn *conn)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
-        http_conn_close(conn); /* EPIPE, ECONNRESET: the client is gone */
+        http_conn_client_gone(conn, false); /* EPIPE, ECONNRESET: the client is gone */
         return;
     }
     if (out->pos >= buf_pending(out) && buf_pending(out) > 0)
@@ -886,7 +1028,10 @@ static void http_conn_flush(http_conn *conn)
         if (conn->body.data)
             buf_release(&conn->body, &conn->loop->cache);
     }
-    if (!conn->peer_eof && conn->state != HTTP_CONN_CLOSING)
+    /* While a handler runs, reading stays as it is: it is off only because the input buffer is full of
+     * pipelined requests, and turning it on would make the loop spin on a readable socket it cannot
+     * read (issue 18); the answer turns it back on (http_conn_answer_done). */
+    if (!conn->peer_eof && conn->state != HTTP_CONN_CLOSING && conn->state != HTTP_CONN_HANDLER)
         http_conn_set_reading(conn, true);
     /* Blocked without progress: leave the write timer running, or it would never expire. */
     if (progress || !conn->writing)

@@ -80,6 +80,11 @@ struct http_conn {
     bool reading;     /* read_ev is added */
     bool writing;     /* write_ev is added: output is blocked on the socket */
     bool peer_eof;    /* the client shut its write side */
+    bool fin_pending; /* the client's FIN arrived behind bytes not read yet (EV_CLOSED while not reading) */
+    bool watching_close; /* close_ev is added: reading is paused, but a FIN must still be noticed */
+    bool on_eof_list; /* in the loop's list of half-closed connections whose request holds an async place */
+    uint8_t blank_bytes; /* CR/LF bytes before the request line of the message to come (bounded) */
+    http_conn *eof_prev, *eof_next;
     bool keep_alive;  /* the current request allows another after it */
     bool fresh;       /* no request seen yet: idle expiry uses the header timeout */
     bool over_limit;  /* accepted past max_connections with every connection busy: its request gets 503 */
@@ -89,7 +94,7 @@ struct http_conn {
     bool timer_is_deadline; /* the timer is armed for the current request deadline: leave it */
     bool discard_body; /* the current request is refused from its head: its body is read, not kept */
     bool close_after;  /* the current request's answer closes the connection (framing left unread) */
-    struct event read_ev, write_ev, timer_ev;
+    struct event read_ev, write_ev, timer_ev, close_ev;
     llhttp_t parser;
     buf in;           /* raw bytes; data[msg_start..] is the current message */
     buf out;          /* responses not yet written */
@@ -142,6 +147,9 @@ struct http_loop {
     pthread_mutex_t post_lock;
     http_loop_post_item *post_head, *post_tail;
     http_conn *conns, *conns_tail; /* most recently gone idle (or accepted) first */
+    /* half_close "answer": connections whose client sent a FIN while their request holds an async
+     * place, oldest first; at max_async_per_loop the head is cancelled to make room */
+    http_conn *eof_head, *eof_tail;
     size_t conn_count;             /* all open connections, over-limit ones included */
     size_t over_limit_count;       /* open connections accepted past max_connections (http_conn_limit) */
     uint64_t limit_logged_ms, limit_reclaimed_unlogged, limit_refused_unlogged;
@@ -195,6 +203,11 @@ bool http_media_type_is(const char *value, size_t len, const char *media);
 void http_request_client_addr(http_request *req, uint8_t *family, uint8_t addr[16]);
 /* Re-arms the connection's timer after its deadline changed. */
 void http_conn_rearm_timer(http_conn *conn);
+/* The request just took an async place: a half-closed connection's one becomes evictable. */
+void http_conn_async_started(http_conn *conn);
+/* At max_async_per_loop with half_close "answer": cancels the oldest request of a half-closed
+ * connection holding a place; false when there is none. */
+bool http_conn_evict_half_closed(http_loop *loop);
 
 /* http_loop.c */
 http_req_slot *http_loop_slot_get(http_loop *loop);

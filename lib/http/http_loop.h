@@ -38,6 +38,7 @@ typedef struct http_loop_stats {
     uint64_t connections_refused;   /* clients answered 503 at max_connections (all busy) */
     uint64_t timeouts;
     uint64_t cancelled;            /* requests whose client left before the answer */
+    uint64_t half_closed_cancelled; /* of those: cancelled at the client's FIN, or evicted at the cap */
     uint64_t async_inflight;       /* requests holding an async scope now */
     uint64_t async_rejected;       /* 503s because max_async_per_loop was reached */
     uint64_t deadline_expired;     /* 504s: request deadline passed before the answer */

@@ -125,6 +125,7 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
         total.deadline_expired += s.deadline_expired;
         total.timeouts += s.timeouts;
         total.cancelled += s.cancelled;
+        total.half_closed_cancelled += s.half_closed_cancelled;
         total.accept_errors += s.accept_errors;
         total.connections_reclaimed += s.connections_reclaimed;
         total.connections_refused += s.connections_refused;
@@ -151,6 +152,10 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
          total.timeouts},
         {"apiary_http_cancelled_total", "counter", "Requests whose client left before the answer.",
          total.cancelled},
+        {"apiary_http_half_closed_cancelled_total", "counter",
+         "Of those, requests cancelled at their client's FIN (half_close \"cancel\") or to give their place "
+         "at max_async_per_loop to another request (\"answer\").",
+         total.half_closed_cancelled},
         {"apiary_http_accept_errors_total", "counter", "accept(2) failures (EMFILE and others).",
          total.accept_errors},
         {"apiary_http_connections_reclaimed_total", "counter",

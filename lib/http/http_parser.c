@@ -32,6 +32,7 @@ static int http_parser_on_message_begin(llhttp_t *p)
     http_conn *conn = http_parser_conn(p);
     conn->state = HTTP_CONN_HEAD;
     conn->fresh = false;
+    conn->blank_bytes = 0;
     if (!conn->slot)
         conn->slot = http_loop_slot_get(conn->loop);
     http_req_slot *slot = conn->slot;

@@ -224,6 +224,11 @@ async_scope *http_request_async(http_request *req)
     if (req->_scope)
         return req->_scope;
     http_loop *loop = req->_conn->loop;
+    /* half_close "answer": a request whose client sent its FIN holds its place only while nobody
+     * else needs it, so closed connections can never fill the cap (issue 18). */
+    while (loop->stats.async_inflight >= loop->settings->max_async_per_loop && loop->settings->half_close_answer &&
+           http_conn_evict_half_closed(loop))
+        ;
     if (loop->stats.async_inflight >= loop->settings->max_async_per_loop) {
         /* Limit task creation, never queue: an unbounded backlog of waiting requests only turns
          * overload into timeouts for everyone. */
@@ -238,6 +243,7 @@ async_scope *http_request_async(http_request *req)
     async_scope_use_timeouts(req->_scope, &loop->timeouts);
     async_scope_set_poster(req->_scope, http_request_post_to_loop, loop);
     HTTP_STAT_ADD(loop, async_inflight, 1);
+    http_conn_async_started(req->_conn);
     return req->_scope;
 }
 

@@ -29,6 +29,10 @@ typedef struct http_settings {
     unsigned request_timeout_ms;   /* dispatch to answer (handlers may lower it): else 504 */
     /* diagnostics */
     unsigned slow_callback_ms;     /* warn when one callback blocks its loop longer; 0 = off */
+    /* a client's end of input (FIN) with a request in flight: false (the default, config "cancel")
+     * cancels it like a reset, true ("answer") answers it, but its place at max_async_per_loop goes
+     * to another request that needs it (the oldest half-closed request is cancelled then) */
+    bool half_close_answer;
     /* behind a proxy */
     const http_cidr *trusted_proxies; /* peers whose forwarding header is believed */
     size_t trusted_proxy_count;

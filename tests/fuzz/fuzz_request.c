@@ -49,6 +49,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     cfg.http.header_timeout_ms = 1000;
     cfg.http.linger_timeout_ms = 0;
     cfg.http.max_body_bytes = 65536;
+    cfg.http.half_close_answer = true; /* the harness half-closes and checks that every request is answered */
     pool *workers = pool_new_inline();
     /* What apiary_app_main and server_run do, short of threads, listeners and signals. */
     apiary_app *app = apiary_app_new("fuzz_request");

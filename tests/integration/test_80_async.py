@@ -191,9 +191,11 @@ class SleepTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
 
 
 class HalfCloseTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
-    """A client that shuts its write side (FIN) after sending complete requests still reads: it gets
-    every answer, asynchronous or not, in order, and then the server closes."""
+    """With "half_close": "answer", a client that shuts its write side (FIN) after sending complete
+    requests still reads: it gets every answer, asynchronous or not, in order, and then the server
+    closes. (The default, "cancel", cancels them: test_45_careless_clients.)"""
     THREADS = 1
+    CONFIG = {"half_close": "answer"}
 
     def test_half_closed_client_gets_async_and_sync_answers(self):
         with self.server.connect() as sock:
@@ -230,7 +232,7 @@ class SleepDisconnectTest(AsyncAssertions, unittest.TestCase):
                 sock.sendall(build_request("GET", sleep_path(2000)))
             time.sleep(0.1)
         finally:
-            for sock in socks:  # a reset: a FIN alone is a half-close, and its answer still comes
+            for sock in socks:  # a reset: cancelled whatever half_close says
                 abort(sock)
         sent = time.monotonic()
         # Still quick for everyone else.
@@ -419,7 +421,7 @@ class AggregateTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
                 sock.sendall(build_request("POST", "/v1/aggregate", JSON, body))
             time.sleep(0.1)
         finally:
-            for sock in socks:  # a reset: a FIN alone is a half-close, and its answer still comes
+            for sock in socks:  # a reset: cancelled whatever half_close says
                 abort(sock)
         # Past the moment the first sources would have ended and passed their permits on.
         time.sleep(1.2)

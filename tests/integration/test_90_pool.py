@@ -492,8 +492,8 @@ class PoolLifecycleTest(PoolAssertions, unittest.TestCase):
     BIG_N = 1000000000  # about 2.5 s: far longer than any bound below
 
     def leave_mid_job(self, server):
-        """Five jobs of ~2.5 s: one running, four queued; after 0.2 s every client resets (RST). A FIN
-        alone would be a half-close, whose answer still comes (test_80_async.HalfCloseTest)."""
+        """Five jobs of ~2.5 s: one running, four queued; after 0.2 s every client resets (RST). A reset
+        cancels whatever half_close says (a FIN too by default; test_45_careless_clients)."""
         socks = send_all(server, [primes_path(self.BIG_N)] * 5)
         try:
             time.sleep(0.2)

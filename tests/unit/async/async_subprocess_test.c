@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "async.h"
@@ -152,6 +153,81 @@ Test(async_subprocess, timeout_sigkills_a_child_that_ignores_sigterm)
     cr_assert_str_eq(r->out, "ready\n");
     cr_assert_eq(r->term_signal, SIGKILL, "ended by the SIGKILL after the grace period, got %d", r->term_signal);
     cr_assert(reaped(r->pid));
+}
+
+static uint64_t proc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+Test(async_subprocess, timeout_reaches_a_child_that_left_its_process_group)
+{
+    /* Issue 18: the child moves into our (the test's) process group, so a signal to its own group
+     * misses it; it used to run to its own end (5 s here) past a 300 ms timeout. Python is there
+     * for the integration tests; the child says when it has moved, and ignores TERM so the SIGKILL
+     * after the grace is what must reach it. */
+    const char *argv[] = {"python3", "-c",
+                          "import os, signal, sys, time\n"
+                          "os.setpgid(0, os.getpgid(os.getppid()))\n"
+                          "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                          "print('moved', flush=True)\n"
+                          "time.sleep(5)\n",
+                          NULL};
+    uint64_t t0 = proc_now_ms();
+    async_op *op = run_argv(argv, NULL, 0, 1000); /* ample time for python to start and move */
+    uint64_t took = proc_now_ms() - t0;
+    cr_assert_eq(op->status, ASYNC_TIMEOUT);
+    const async_subprocess_result *r = op->value;
+    cr_assert_str_eq(r->out, "moved\n", "the child moved out of its group (stderr: %s)", r->err);
+    cr_assert_eq(r->term_signal, SIGKILL, "the SIGKILL after the grace reached it, got signal %d exit %d",
+                 r->term_signal, r->exit_code);
+    cr_assert_lt(took, 4000, "timeout 1000 ms + grace 200 ms, generous margin; took %llu ms",
+                 (unsigned long long)took);
+    cr_assert(reaped(r->pid));
+}
+
+Test(async_subprocess, the_default_environment_is_minimal)
+{
+    /* Issue 18: children used to inherit the server's whole environment, APIARY_SQL_URL with its
+     * password included. */
+    setenv("APIARY_SQL_URL", "mysql://app:secret@db:3306/app", 1);
+    setenv("LANG", "C.UTF-8", 1);
+    const char *argv[] = {"env", NULL};
+    async_op *op = run_argv(argv, NULL, 0, 0);
+    const async_subprocess_result *r = op->value;
+    cr_assert_eq(r->exit_code, 0);
+    cr_assert_null(strstr(r->out, "secret"), "a secret leaked: %s", r->out);
+    cr_assert_null(strstr(r->out, "APIARY_SQL_URL"), "got: %s", r->out);
+    cr_assert_not_null(strstr(r->out, "PATH="), "got: %s", r->out);
+    cr_assert_not_null(strstr(r->out, "LANG=C.UTF-8\n"), "got: %s", r->out);
+    unsetenv("APIARY_SQL_URL");
+}
+
+Test(async_subprocess, envp_adds_and_replaces_and_inherit_is_explicit)
+{
+    setenv("APIARY_TEST_SECRET", "s3", 1);
+    const char *argv[] = {"env", NULL};
+    const char *envp[] = {"FOO=bar", "PATH=/bin:/usr/bin", NULL};
+    async_subprocess_options o = {.argv = argv, .envp = envp};
+    async_op *op = async_subprocess(scope, &o);
+    async_op_then(op, count, NULL);
+    event_base_dispatch(base);
+    const async_subprocess_result *r = op->value;
+    cr_assert_not_null(strstr(r->out, "FOO=bar\n"), "got: %s", r->out);
+    cr_assert_not_null(strstr(r->out, "PATH=/bin:/usr/bin\n"), "got: %s", r->out);
+    cr_assert_null(strstr(strstr(r->out, "PATH=") + 1, "PATH="), "PATH twice: %s", r->out);
+    cr_assert_null(strstr(r->out, "APIARY_TEST_SECRET"), "got: %s", r->out);
+
+    async_subprocess_options inherit = {.argv = argv, .envp = envp, .inherit_env = true};
+    op = async_subprocess(scope, &inherit);
+    async_op_then(op, count, NULL);
+    event_base_dispatch(base);
+    r = op->value;
+    cr_assert_not_null(strstr(r->out, "APIARY_TEST_SECRET=s3\n"), "inherited on request: %s", r->out);
+    cr_assert_not_null(strstr(r->out, "FOO=bar\n"), "got: %s", r->out);
+    unsetenv("APIARY_TEST_SECRET");
 }
 
 Test(async_subprocess, cancel_kills_and_reaps_the_child)

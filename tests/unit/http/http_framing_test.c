@@ -299,6 +299,7 @@ Test(http_framing, a_half_closed_client_gets_every_answer_async_and_sync)
 {
     /* The client sends an asynchronous request and a synchronous one behind it, then shuts its write
      * side: it still reads, so both answers come, in order, and then the server closes. */
+    settings.half_close_answer = true; /* "answer": the default, "cancel", is tested below */
     send_str("GET /async HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
     shutdown(client_fd, SHUT_WR);
     const char *r = collect(200);
@@ -307,4 +308,17 @@ Test(http_framing, a_half_closed_client_gets_every_answer_async_and_sync)
     cr_assert(later_pos && hi_pos && later_pos < hi_pos, "got: %s", r);
     cr_assert_eq(cancel_calls, 0, "a half-close is not a disconnect");
     cr_assert(eof, "the server closes once everything is answered");
+}
+
+Test(http_framing, by_default_a_half_close_cancels_the_request_in_flight)
+{
+    /* half_close "cancel" (issue 18): the end of input with a request in flight is a client that
+     * left; the synchronous answer queued before it still goes out. */
+    send_str("GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /async HTTP/1.1\r\nHost: t\r\n\r\n");
+    shutdown(client_fd, SHUT_WR);
+    const char *r = collect(200);
+    cr_assert_not_null(strstr(r, "\"hi\""), "got: %s", r);
+    cr_assert_null(strstr(r, "\"later\""), "got: %s", r);
+    cr_assert_eq(cancel_calls, 1, "the request in flight was cancelled");
+    cr_assert(eof, "the server closes");
 }
