@@ -51,6 +51,8 @@ bool sleep_query_ms(http_request *req, const char *name, unsigned min, unsigned 
 void aggregate_post(http_request *req);
 /* example_pair.c */
 void example_pair_get(http_request *req);
+/* example_pair_await.c: the same as a coroutine (ROUTE_CORO) */
+void example_pair_await_get(http_request *req);
 /* password.c */
 /* Initialises libsodium; handlers_register fails when it returns -1. */
 int password_init(void);

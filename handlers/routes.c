@@ -9,7 +9,8 @@ typedef struct handlers_route {
     http_method method;
     const char *pattern;
     http_handler_fn handler;
-    unsigned flags; /* ROUTE_BODY_JSON: the engine answers 415 for other media types before the body */
+    unsigned flags; /* ROUTE_BODY_JSON: the engine answers 415 for other media types before the body;
+                     * ROUTE_CORO: the handler runs as a coroutine (async_await) */
 } handlers_route;
 
 static const handlers_route handlers_routes[] = {
@@ -18,6 +19,7 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/sleep", sleep_get, 0},
     {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post, ROUTE_BODY_JSON},
     {HTTP_METHOD_GET, "/v1/example/pair", example_pair_get, 0},
+    {HTTP_METHOD_GET, "/v1/example/pair_await", example_pair_await_get, ROUTE_CORO},
     {HTTP_METHOD_POST, "/v1/password/hash", password_hash_post, ROUTE_BODY_JSON},
     {HTTP_METHOD_POST, "/v1/password/verify", password_verify_post, ROUTE_BODY_JSON},
     {HTTP_METHOD_GET, "/v1/primes", primes_get, 0},
