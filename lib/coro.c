@@ -26,7 +26,8 @@
  * crash, never silent corruption of the neighbouring memory.
  *
  * The switch. coro_switch_x86_64.S / coro_switch_aarch64.S: about 20 instructions saving only the
- * callee-saved registers (no signal mask, no system call); elsewhere, or with APIARY_CORO_UCONTEXT,
+ * callee-saved general registers (and d8-d15 on aarch64; no signal mask, no FP control state, no
+ * system call); elsewhere, or with APIARY_CORO_UCONTEXT,
  * glibc's swapcontext. Every switch is announced to AddressSanitizer (start/finish_switch_fiber), so
  * the suite runs under ASan with coroutines; docs/async.md has the measurements and the CET note. */
 #include "coro_internal.h"
@@ -414,14 +415,10 @@ static void coro_prepare(async_coro *co)
 #if CORO_ASM
     uintptr_t top = (uintptr_t)co & ~(uintptr_t)15;
 #if defined(__x86_64__)
-    void **f = (void **)top - 8;
-    memset(f, 0, 8 * sizeof(void *));
-    uint32_t mxcsr = 0x1F80; /* the ABI's initial MXCSR and x87 control word */
-    uint16_t fpucw = 0x037F;
-    memcpy(f, &mxcsr, sizeof(mxcsr));
-    memcpy((char *)f + 4, &fpucw, sizeof(fpucw));
-    f[4] = co; /* r12 */
-    f[7] = (void *)(uintptr_t)async__coro_trampoline;
+    void **f = (void **)top - 7; /* r15, r14, r13, r12, rbx, rbp, return address: rsp == top after ret */
+    memset(f, 0, 7 * sizeof(void *));
+    f[3] = co; /* r12 */
+    f[6] = (void *)(uintptr_t)async__coro_trampoline;
 #else
     void **f = (void **)top - 20;
     memset(f, 0, 20 * sizeof(void *));

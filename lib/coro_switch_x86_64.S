@@ -1,12 +1,17 @@
 /* coro_switch_x86_64: the context switch of lib/coro.c for x86-64 (System V ABI).
  *
  * void async__coro_switch(void **save_sp, void *load_sp)
- *   Pushes what the ABI makes callee-saved (rbx, rbp, r12-r15, the MXCSR control bits and the x87
- *   control word) on the current stack, stores the stack pointer in *save_sp, loads load_sp and pops
- *   the same frame from there, returning into whoever saved it. Everything caller-saved is already
- *   saved by the compiler around the call, so this is the whole state of a suspended C function.
- *   No signal mask (ucontext's swapcontext makes an rt_sigprocmask system call for it on every
- *   switch): a coroutine never changes its signal mask.
+ *   Pushes the callee-saved registers (rbx, rbp, r12-r15) on the current stack, stores the stack
+ *   pointer in *save_sp, loads load_sp and pops the same frame from there, returning into whoever
+ *   saved it. Everything caller-saved is already saved by the compiler around the call, so this is
+ *   the whole state of a suspended C function, with two deliberate omissions (as lwan and libco):
+ *   - no signal mask (ucontext's swapcontext makes an rt_sigprocmask system call for it on every
+ *     switch): a coroutine never changes its signal mask;
+ *   - not the MXCSR control bits and the x87 control word, which the ABI also makes callee-saved:
+ *     saving and restoring them (ldmxcsr, fldcw) took a suspend+resume pair from about 20 to 26-40 ns
+ *     here. They are the thread's rounding mode and exception masks, which no code on a loop thread
+ *     may leave changed when it returns to the loop anyway (a continuation that did would change them
+ *     for every other request of the loop); an await is such a return. docs/async.md says so.
  *
  * async__coro_trampoline: where a new coroutine's first switch "returns" to. lib/coro.c builds the
  *   initial frame: r12 holds the coroutine, and the frame leaves rsp 16-byte aligned here, so the
@@ -27,14 +32,8 @@ async__coro_switch:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
