@@ -70,6 +70,7 @@ void kv_delete(http_request *req);
 bool kv_ready(http_request *req);
 /* world.c: TechEmpower's database tests (docs/sql.md) */
 void world_db_get(http_request *req);
+void world_db_await_get(http_request *req); /* /v1/db as a coroutine (ROUTE_CORO) */
 void world_queries_get(http_request *req);
 void world_updates_get(http_request *req);
 /* Answers a failed SQL operation: 504 timeout, 503 + Retry-After unavailable or busy, 500 refused. */

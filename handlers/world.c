@@ -115,6 +115,30 @@ void world_db_get(http_request *req)
     async_op_then(sql_query(scope, http_request_loop(req), &stmt), world_db_done, req);
 }
 
+/* GET /v1/db_await: the same as a coroutine handler (ROUTE_CORO), for the benchmark of both styles.
+ * The parameter can be a local: sql_query copies it, and the local outlives the await anyway. */
+void world_db_await_get(http_request *req)
+{
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    sql_value id = sql_int(world_random_id());
+    sql_stmt stmt = {WORLD_SELECT, &id, 1, 0};
+    async_op *op = async_await(sql_query(scope, http_request_loop(req), &stmt));
+    if (op->status == ASYNC_CANCELLED)
+        return;
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(req, op);
+        return;
+    }
+    json_t *row = world_row(op->value);
+    if (!row) {
+        world_missing(req);
+        return;
+    }
+    http_respond_json(req, 200, row);
+}
+
 /* ---- GET /v1/queries --------------------------------------------------------------------------- */
 
 /* N selects of random ids, as one batch (each statement its own query). */
