@@ -4,10 +4,11 @@
 Starts one apiary (one loop thread, pinned to CPU 0 with taskset) and drives each route with wrk
 (pinned to CPU 1) in alternating rounds, reading the server's CPU time (utime + stime from
 /proc/PID/stat) around each round: CPU microseconds per request, and the coroutine / callback ratio.
-Routes: /v1/example/pair (callback) and /v1/example/pair_await (coroutine) with 0 ms sleeps, so the
-request is all engine, toolkit and the style's own overhead.
+Routes (--route): pair, /v1/example/pair (callback) against /v1/example/pair_await (coroutine) with
+0 ms sleeps, so the request is all engine, toolkit and the style's own overhead; db, /v1/db against
+/v1/db_await on the embedded SQLite (the server's CPU includes its worker threads).
 
-  coro_cpu.py APIARY_BIN [--rounds 3] [--seconds 5] [--connections 64]
+  coro_cpu.py APIARY_BIN [--route pair|db] [--rounds 3] [--seconds 5] [--connections 64]
 """
 import argparse
 import json
@@ -41,9 +42,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--route", choices=["pair", "db"], default="pair")
     args = ap.parse_args()
-    routes = {"callback": "/v1/example/pair?a_ms=0&b_ms=0&timeout_ms=10",
-              "coroutine": "/v1/example/pair_await?a_ms=0&b_ms=0&timeout_ms=10"}
+    routes = {"pair": {"callback": "/v1/example/pair?a_ms=0&b_ms=0&timeout_ms=10",
+                       "coroutine": "/v1/example/pair_await?a_ms=0&b_ms=0&timeout_ms=10"},
+              "db": {"callback": "/v1/db", "coroutine": "/v1/db_await"}}[args.route]
     port = free_port()
     tmp = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
     json.dump({"log_level": "warn"}, tmp)
@@ -78,7 +81,7 @@ def main():
         per = {name: t[0] / t[1] * 1e6 for name, t in totals.items()}
         print(f"callback {per['callback']:.2f} us, coroutine {per['coroutine']:.2f} us server CPU per request: "
               f"coroutine / callback = {per['coroutine'] / per['callback']:.3f}")
-        print(f"RESULT callback_us={per['callback']:.3f} coroutine_us={per['coroutine']:.3f} "
+        print(f"RESULT route={args.route} callback_us={per['callback']:.3f} coroutine_us={per['coroutine']:.3f} "
               f"ratio={per['coroutine'] / per['callback']:.3f}")
     finally:
         proc.terminate()
