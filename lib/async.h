@@ -344,7 +344,11 @@ async_op *async_subprocess(async_scope *scope, const async_subprocess_options *o
 async_op *async_await(async_op *op);
 
 /* Starts fn(arg) as a coroutine bound to `scope` (see above) and runs it at once, until its first
- * await or its return. False (fn not called, error logged) when no stack could be mapped. */
+ * await or its return (asyncio.create_task, except that it starts at once). False (fn not called,
+ * error logged) when no stack could be mapped. Called from a coroutine of the same scope, the new one
+ * is the caller's child: when the scope ends, children unwind before their parent, so arg may point
+ * into the parent's stack as long as the parent awaits its children (e.g. a gather of futures they
+ * resolve). */
 bool async_coro_spawn(async_scope *scope, void (*fn)(void *arg), void *arg);
 
 /* True when called on a coroutine's stack. */

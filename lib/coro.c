@@ -570,6 +570,11 @@ async_op *async_await(async_op *op)
 bool async_coro_spawn_named(async_scope *scope, const char *label, void (*fn)(void *arg), void *arg)
 {
     coro_thread_init();
+    /* A coroutine starting another in a scope binds itself to that scope first, so its cleanup is the
+     * older one and runs after the child's (cleanups run newest first): when the scope ends, children
+     * unwind while their parent, whose stack they may point into, is still there. */
+    if (scope && coro_current && !coro_current->scope)
+        coro_bind(coro_current, scope);
     async_coro *co = coro_new();
     if (!co) {
         log_error("coroutine for %s: no stack (mmap: %s)", label ? label : "a function", strerror(errno));

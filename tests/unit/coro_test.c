@@ -441,6 +441,50 @@ Test(coro, an_unbound_coroutine_is_cancelled_with_the_scope_of_its_first_await)
     cr_assert_eq(coro_live(), 0);
 }
 
+/* Children spawned by a coroutine may point into its stack: when the scope ends they unwind first. */
+typedef struct child_arg {
+    int *order;
+    int *n;
+    int id;
+    async_op *done;
+} child_arg;
+
+static void child_fn(void *arg)
+{
+    child_arg *c = arg; /* on the parent's stack */
+    async_op *op = async_await(async_sleep(L.scope, 60000));
+    cr_expect_eq(op->status, ASYNC_CANCELLED);
+    c->order[(*c->n)++] = c->id;
+    async_resolve(c->done, NULL);
+}
+
+static int family_order[8], family_n;
+
+static void parent_fn(void *arg)
+{
+    (void)arg;
+    child_arg kids[3];
+    async_op *done[3];
+    for (int i = 0; i < 3; i++) {
+        kids[i] = (child_arg){family_order, &family_n, i + 1, done[i] = async_future(L.scope)};
+        cr_assert(async_coro_spawn(L.scope, child_fn, &kids[i]));
+    }
+    async_op *all = async_await(async_gather(L.scope, done, 3, ASYNC_GATHER_ALL));
+    cr_expect_eq(all->status, ASYNC_CANCELLED);
+    family_order[family_n++] = 0;
+}
+
+Test(coro, children_unwind_before_the_parent_whose_stack_they_use)
+{
+    family_n = 0;
+    cr_assert(async_coro_spawn_named(NULL, "parent", parent_fn, NULL)); /* bound when it spawns */
+    cr_assert_eq(coro_live(), 4);
+    test_loop_free_scope(&L);
+    cr_assert_eq(coro_live(), 0);
+    cr_assert_eq(family_n, 4);
+    cr_assert_eq(family_order[3], 0, "the parent unwound last");
+}
+
 /* ---- stacks ------------------------------------------------------------------------------------ */
 
 static void park_fn(void *arg) { async_await(arg); }
