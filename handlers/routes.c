@@ -30,7 +30,7 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/db", world_db_get, 0},
     {HTTP_METHOD_GET, "/v1/db_await", world_db_await_get, ROUTE_CORO},
     {HTTP_METHOD_GET, "/v1/queries", world_queries_get, 0},
-    {HTTP_METHOD_GET, "/v1/updates", world_updates_get, 0},
+    {HTTP_METHOD_GET, "/v1/updates", world_updates_get, ROUTE_CORO},
     {HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_BODY_JSON | ROUTE_CORO},
     {HTTP_METHOD_GET, "/v1/items", items_list, ROUTE_CORO},
     {HTTP_METHOD_GET, "/v1/items/{id}", items_get, ROUTE_CORO},
