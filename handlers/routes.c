@@ -17,7 +17,7 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/hello", hello_get, 0},
     {HTTP_METHOD_POST, "/v1/echo", echo_post, ROUTE_BODY_JSON},
     {HTTP_METHOD_GET, "/v1/sleep", sleep_get, 0},
-    {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post, ROUTE_BODY_JSON},
+    {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post, ROUTE_BODY_JSON | ROUTE_CORO},
     {HTTP_METHOD_GET, "/v1/example/pair", example_pair_get, 0},
     {HTTP_METHOD_GET, "/v1/example/pair_await", example_pair_await_get, ROUTE_CORO},
     {HTTP_METHOD_POST, "/v1/password/hash", password_hash_post, ROUTE_BODY_JSON},
