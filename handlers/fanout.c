@@ -211,10 +211,11 @@ static json_t *fanout_result(const fanout_call *call)
                      op->error ? op->error : "failed", "ms", ms);
 }
 
-/* Runs once every call is over, only while the request is alive (see docs/async.md). */
-static void fanout_done(async_op *all, void *arg)
+/* Builds and sends the answer, on the loop's stack (async_coro_outside): an upstream's body is parsed
+ * with jansson, which recurses once per nesting level, up to 2048, deeper than a coroutine's stack
+ * should go for a body nobody depth-checked. */
+static void fanout_answer(void *arg)
 {
-    (void)all;
     fanout_run *run = arg;
     json_t *results = json_array();
     for (size_t i = 0; i < run->count; i++)
@@ -222,26 +223,27 @@ static void fanout_done(async_op *all, void *arg)
     http_respond_json(run->req, 200, json_pack("{s:o}", "results", results));
 }
 
+/* A coroutine handler (ROUTE_CORO): start every call, await them all, answer. */
 void fanout_post(http_request *req)
 {
-    fanout_run parsed = {0};
-    if (!fanout_parse(req, &parsed))
+    fanout_run run = {0};
+    if (!fanout_parse(req, &run))
         return;
     async_scope *scope = http_request_async(req);
     if (!scope)
         return; /* the loop is at its cap of waiting requests and has already answered 503 */
-    fanout_run *run = async_scope_alloc(scope, sizeof(*run));
-    *run = parsed;
-    run->req = req;
+    run.req = req;
     http_loop *loop = http_request_loop(req);
-    async_op **ops = async_scope_alloc(scope, run->count * sizeof(*ops));
-    for (size_t i = 0; i < run->count; i++) {
-        fanout_call *call = &run->calls[i];
+    async_op **ops = async_scope_alloc(scope, run.count * sizeof(*ops));
+    for (size_t i = 0; i < run.count; i++) {
+        fanout_call *call = &run.calls[i];
         /* All start now; the client's pool queues what exceeds an upstream's max_connections. */
         call->op = http_client_request(scope, loop, call->up, "GET", call->path, NULL, 0);
-        if (run->timeout_ms)
-            call->op = async_wait_for(scope, call->op, run->timeout_ms);
+        if (run.timeout_ms)
+            call->op = async_wait_for(scope, call->op, run.timeout_ms);
         ops[i] = call->op;
     }
-    async_op_then(async_gather(scope, ops, run->count, ASYNC_GATHER_ALL), fanout_done, run);
+    if (async_await(async_gather(scope, ops, run.count, ASYNC_GATHER_ALL))->status != ASYNC_OK)
+        return; /* the request ended first */
+    async_coro_outside(fanout_answer, &run);
 }

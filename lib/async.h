@@ -354,4 +354,12 @@ bool async_coro_spawn(async_scope *scope, void (*fn)(void *arg), void *arg);
 /* True when called on a coroutine's stack. */
 bool async_in_coro(void);
 
+/* Runs fn(arg) on the stack of whoever resumed the current coroutine (the loop's thread stack) and
+ * returns when it has; outside a coroutine it simply calls fn(arg). For work that recurses deeper
+ * than a coroutine's stack should go: jansson's parser recurses once per nesting level, up to 2048
+ * (about 85 bytes a level), so a body from an upstream that is not depth-checked the way request
+ * bodies are (limits.json_max_depth) is parsed this way. fn may answer the request. The engine uses
+ * it to parse the next pipelined request after a coroutine's answer. */
+void async_coro_outside(void (*fn)(void *arg), void *arg);
+
 #endif

@@ -91,7 +91,8 @@ typedef struct async_coro {
     unsigned char *map; /* the mapping: guard page, stack, this struct */
     size_t map_len;
     unsigned char *stack_lo; /* lowest usable byte (just above the guard page) */
-    size_t stack_size;       /* usable bytes up to this struct */
+    size_t stack_size;       /* usable bytes up to this struct (the configured size, rounded up) */
+    size_t stack_config;     /* the configured size when it was made, for the overflow report */
     void (*fn)(void *arg);
     void *arg;
     const char *label;  /* for the overflow report */
@@ -238,7 +239,7 @@ static void coro_on_segv(int sig, siginfo_t *si, void *uctx)
         size_t n = coro_cat(msg, 0, sizeof(msg), "apiary: FATAL: coroutine stack overflow in ");
         n = coro_cat(msg, n, sizeof(msg), co->label ? co->label : "a coroutine");
         n = coro_cat(msg, n, sizeof(msg), ": it needed more than its ");
-        n = coro_cat_uint(msg, n, sizeof(msg), co->stack_size / 1024);
+        n = coro_cat_uint(msg, n, sizeof(msg), co->stack_config / 1024);
         n = coro_cat(msg, n, sizeof(msg), " KiB of stack (coroutines.stack_kib); aborting\n");
         ssize_t rc = write(STDERR_FILENO, msg, n);
         (void)rc;
@@ -446,6 +447,7 @@ static async_coro *coro_new(void)
     co->map_len = m.len;
     co->stack_lo = m.map + coro_page;
     co->stack_size = (size_t)(((uintptr_t)co & ~(uintptr_t)15) - (uintptr_t)co->stack_lo);
+    co->stack_config = atomic_load(&coro_stack_bytes);
     /* A reused stack may keep ASan's poison of the frames that never returned (the last switch). */
     CORO_ASAN_UNPOISON(co->stack_lo, co->stack_size);
     if (coro_tls_pool.measure)

@@ -39,11 +39,6 @@ void async_coro_configure(size_t stack_kib, unsigned idle_stacks);
  * http_request_async only after it checked its input). */
 bool async_coro_spawn_named(async_scope *scope, const char *label, void (*fn)(void *arg), void *arg);
 
-/* Runs fn(arg) off the current coroutine's stack, on the stack of whoever resumed it (the loop),
- * then carries on; outside a coroutine it simply calls fn(arg). The engine parses and dispatches the
- * next pipelined request this way after an answer, so that never runs on a handler's small stack. */
-void async_coro_outside(void (*fn)(void *arg), void *arg);
-
 /* This thread's stack pool. */
 typedef struct async_coro_pool_stats {
     size_t live;      /* coroutines started and not yet returned */
