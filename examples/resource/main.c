@@ -137,6 +137,33 @@ static void answer_upstream_failure(http_request *req, const async_op *op)
                          op->error ? op->error : "failed");
 }
 
+/* The "price_cents" integer of an upstream's JSON answer. Parsed on the loop's stack
+ * (async_coro_outside): jansson recurses once per nesting level, up to 2048, deeper than a coroutine's
+ * stack should go for a body nobody depth-checked. */
+typedef struct price_parse {
+    const http_client_response *r;
+    json_int_t cents;
+    bool found;
+} price_parse;
+
+static void price_parse_run(void *arg)
+{
+    price_parse *p = arg;
+    json_t *body = json_loadb(p->r->body, p->r->body_len, 0, NULL);
+    json_t *cents = json_object_get(body, "price_cents");
+    p->found = json_is_integer(cents);
+    p->cents = p->found ? json_integer_value(cents) : 0;
+    json_decref(body);
+}
+
+static bool upstream_price(const http_client_response *r, json_int_t *cents)
+{
+    price_parse p = {.r = r};
+    async_coro_outside(price_parse_run, &p);
+    *cents = p.cents;
+    return p.found;
+}
+
 /* ---- POST /v1/items: validate, then await the catalog's price ------------------------------- */
 
 static bool field_problem(http_request *req, const char *field, const char *why)
@@ -192,14 +219,14 @@ static void items_post(http_request *req)
         return;
     }
     const http_client_response *r = op->value;
-    json_t *price = r->status == 200 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
-    json_t *cents = json_object_get(price, "price_cents");
+    json_int_t cents = 0;
+    bool priced = r->status == 200 && upstream_price(r, &cents);
     if (r->status == 404) {
         field_problem(req, "sku", "is not in the catalog");
-    } else if (!json_is_integer(cents) || json_integer_value(cents) < 0) {
+    } else if (!priced || cents < 0) {
         http_respond_problem(req, 502, NULL, "the catalog answered %d without a price", r->status);
     } else {
-        it.price_cents = (long)json_integer_value(cents);
+        it.price_cents = (long)cents;
         if (!store_add(&it, (long)settings()->max_items)) {
             http_respond_problem(req, 507, NULL, "the store holds %lld items already", (long long)settings()->max_items);
         } else {
@@ -209,7 +236,6 @@ static void items_post(http_request *req)
             http_respond_json(req, 201, item_json(&it));
         }
     }
-    json_decref(price);
 }
 
 static void items_get(http_request *req)
@@ -278,16 +304,14 @@ static void quotes_get(http_request *req)
         const async_op *call = tasks[i].call ? tasks[i].call : done[i];
         json_t *entry = json_pack("{s:i}", "supplier", tasks[i].supplier);
         const http_client_response *r = tasks[i].call && call->status == ASYNC_OK ? call->value : NULL;
-        json_t *body = r && r->status == 200 ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
-        json_t *cents = json_object_get(body, "price_cents");
-        if (json_is_integer(cents)) {
-            json_object_set(entry, "price_cents", cents);
-            if (best < 0 || json_integer_value(cents) < best)
-                best = json_integer_value(cents);
+        json_int_t cents = 0;
+        if (r && r->status == 200 && upstream_price(r, &cents)) {
+            json_object_set_new(entry, "price_cents", json_integer(cents));
+            if (best < 0 || cents < best)
+                best = cents;
         } else {
             json_object_set_new(entry, "error", json_string(r ? "bad answer" : call->error));
         }
-        json_decref(body);
         json_array_append_new(list, entry);
     }
     http_respond_json(req, 200, json_pack("{s:I,s:o,s:o}", "id", (json_int_t)it.id, "quotes", list, "best_cents",
