@@ -337,8 +337,9 @@ async_op *async_subprocess(async_scope *scope, const async_subprocess_options *o
  * stack goes back to its loop's pool: nothing of it outlives the scope. Await only operations of the
  * coroutine's own scope, one at a time, and never one given to gather, wait_for or wait_first (await
  * the combined one). async_op_cancel on an operation a coroutine awaits delivers nothing, as for a
- * continuation: the coroutine waits on until its scope ends (bound a wait with async_wait_for). After a coroutine answers its request, the request and its memory are gone,
- * exactly as after an answer from a continuation: only locals remain.
+ * continuation: the coroutine waits on until its scope ends (bound a wait with async_wait_for).
+ * After a coroutine answers its request, the request and its memory are gone, exactly as after an
+ * answer from a continuation: only locals remain.
  *
  * Stacks are small (coroutines.stack_kib, default 64 KiB, guard page below): no big arrays on the
  * stack, no deep recursion. Overflowing aborts the process with a message naming the route. */

@@ -115,7 +115,8 @@ static atomic_uint coro_idle_watermark = ASYNC_CORO_IDLE_STACKS_DEFAULT;
 
 void async_coro_configure(size_t stack_kib, unsigned idle_stacks)
 {
-    atomic_store(&coro_stack_bytes, (stack_kib ? stack_kib : ASYNC_CORO_STACK_KIB_DEFAULT) * 1024 * ASYNC_CORO_STACK_SCALE);
+    size_t kib = stack_kib ? stack_kib : ASYNC_CORO_STACK_KIB_DEFAULT;
+    atomic_store(&coro_stack_bytes, kib * 1024 * ASYNC_CORO_STACK_SCALE);
     atomic_store(&coro_idle_watermark, idle_stacks);
 }
 
@@ -152,7 +153,10 @@ static size_t coro_round_up(size_t n, size_t to) { return (n + to - 1) / to * to
 /* The head of a mapping, where the struct goes: the rest below it is stack. */
 static size_t coro_head_size(void) { return coro_round_up(sizeof(async_coro), 64); }
 
-static size_t coro_map_len(size_t stack_bytes) { return coro_page + coro_round_up(stack_bytes + coro_head_size(), coro_page); }
+static size_t coro_map_len(size_t stack_bytes)
+{
+    return coro_page + coro_round_up(stack_bytes + coro_head_size(), coro_page);
+}
 
 static void coro_push(coro_map **arr, size_t *n, size_t *cap, coro_map m)
 {

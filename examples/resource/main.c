@@ -228,7 +228,8 @@ static void items_post(http_request *req)
     } else {
         it.price_cents = (long)cents;
         if (!store_add(&it, (long)settings()->max_items)) {
-            http_respond_problem(req, 507, NULL, "the store holds %lld items already", (long long)settings()->max_items);
+            http_respond_problem(req, 507, NULL, "the store holds %lld items already",
+                                 (long long)settings()->max_items);
         } else {
             char location[64];
             snprintf(location, sizeof(location), "/v1/items/%ld", it.id);
