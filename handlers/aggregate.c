@@ -2,7 +2,9 @@
  * each did, the way a gateway calls several backends: at most `concurrency` calls at once (a
  * semaphore), each call bounded by `timeout_ms`, results in the order the sources were given. It
  * exercises the toolkit's semaphore, futures, wait_for and gather together, and shows how a nested
- * JSON body is checked field by field before any work starts. */
+ * JSON body is checked field by field before any work starts. The handler is a coroutine (ROUTE_CORO)
+ * that awaits a permit before starting each source, in order, then awaits them all; the simulated
+ * upstreams and the permits' release stay continuations: both styles share one toolkit. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,8 +28,9 @@ typedef struct aggregate_source {
     async_op *bounded;  /* the call under timeout_ms: its status and duration are the result */
 } aggregate_source;
 
+/* On the handler's stack: the coroutine outlives every continuation that points here (they run only
+ * while the request's scope is alive, and the handler returns only once it ended or all are done). */
 struct aggregate_run {
-    http_request *req;
     async_scope *scope;
     async_sem sem;      /* per request, so one client's concurrency never limits another's */
     unsigned timeout_ms;
@@ -171,12 +174,10 @@ static void aggregate_source_done(async_op *bounded, void *arg)
     async_resolve(src->task, NULL);
 }
 
-/* `async with sem: await wait_for(source(), timeout)`: the timeout starts only once the source holds
- * a permit, so time spent queueing behind other sources never counts against it. */
-static void aggregate_source_start(async_op *permit, void *arg)
+/* Starts a source that holds a permit: its timeout starts only now, so time spent queueing behind
+ * other sources never counts against it. The permit goes back when it is over. */
+static void aggregate_source_start(aggregate_source *src)
 {
-    (void)permit; /* a permit only completes OK; a cancelled one never gets here */
-    aggregate_source *src = arg;
     async_scope *scope = src->run->scope;
     src->work = async_future(scope);
     src->delay = async_sleep(scope, src->delay_ms);
@@ -197,38 +198,33 @@ static json_t *aggregate_result(const aggregate_source *src)
     return json_pack("{s:o,s:b,s:s}", "name", name, "ok", 0, "error", op->error ? op->error : "failed");
 }
 
-static void aggregate_all_done(async_op *all, void *arg)
-{
-    aggregate_run *run = arg;
-    json_t *results = json_array();
-    for (size_t i = 0; i < run->count; i++)
-        json_array_append_new(results, aggregate_result(&run->sources[i]));
-    http_respond_json(run->req, 200, json_pack("{s:o,s:I}", "results", results, "elapsed_ms",
-                                               (json_int_t)async_op_elapsed_ms(all)));
-}
-
 void aggregate_post(http_request *req)
 {
-    aggregate_run parsed = {0};
-    if (!aggregate_parse(req, &parsed))
+    aggregate_run run = {0};
+    if (!aggregate_parse(req, &run))
         return;
     async_scope *scope = http_request_async(req);
     if (!scope)
         return; /* the loop is at its cap of waiting requests and has already answered 503 */
-    aggregate_run *run = async_scope_alloc(scope, sizeof(*run));
-    *run = parsed;
-    run->req = req;
-    run->scope = scope;
-    async_sem_init(&run->sem, run->concurrency);
-
-    async_op **tasks = async_scope_alloc(scope, run->count * sizeof(*tasks));
-    for (size_t i = 0; i < run->count; i++) {
-        aggregate_source *src = &run->sources[i];
-        src->run = run;
-        src->task = async_future(scope);
-        tasks[i] = src->task;
-        /* Acquired in source order and the semaphore is FIFO, so sources start in the order given. */
-        async_op_then(async_sem_acquire(scope, &run->sem), aggregate_source_start, src);
+    run.scope = scope;
+    async_sem_init(&run.sem, run.concurrency);
+    async_op **tasks = async_scope_alloc(scope, run.count * sizeof(*tasks));
+    for (size_t i = 0; i < run.count; i++) {
+        run.sources[i].run = &run;
+        run.sources[i].task = tasks[i] = async_future(scope);
     }
-    async_op_then(async_gather(scope, tasks, run->count, ASYNC_GATHER_ALL), aggregate_all_done, run);
+    async_op *all = async_gather(scope, tasks, run.count, ASYNC_GATHER_ALL); /* "elapsed_ms" counts from here */
+    /* for src in sources: await sem.acquire(); start(src) -- in the order given */
+    for (size_t i = 0; i < run.count; i++) {
+        if (async_await(async_sem_acquire(scope, &run.sem))->status != ASYNC_OK)
+            return; /* the request ended while this source queued */
+        aggregate_source_start(&run.sources[i]);
+    }
+    if (async_await(all)->status != ASYNC_OK)
+        return;
+    json_t *results = json_array();
+    for (size_t i = 0; i < run.count; i++)
+        json_array_append_new(results, aggregate_result(&run.sources[i]));
+    http_respond_json(req, 200, json_pack("{s:o,s:I}", "results", results, "elapsed_ms",
+                                          (json_int_t)async_op_elapsed_ms(all)));
 }

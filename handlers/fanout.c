@@ -225,7 +225,7 @@ static json_t *fanout_refused(const fanout_call *call, const http_client_respons
 }
 
 /* Runs as soon as a call is over, so the checks of 16 bodies are spread over the calls' own
- * completions instead of all landing in fanout_done: at most max_response_bytes of work per callback.
+ * completions instead of all landing in the answer: at most max_response_bytes of work per callback.
  * A body that is JSON (any value, as RFC 8259 allows at the top) is kept as its own bytes; any other
  * becomes the text of a JSON string, freed with the scope. */
 static void fanout_check(async_op *op, void *arg)
@@ -286,12 +286,10 @@ static json_t *fanout_result(const fanout_call *call, json_write_splice *splice)
                      body, "ms", ms);
 }
 
-/* Runs once every call is over and checked, only while the request is alive (see docs/async.md):
- * what is left is writing the answer. */
-static void fanout_done(async_op *all, void *arg)
+/* Writes the answer once every call is over and checked: the bodies are spliced as they are, so
+ * nothing here recurses into them and the coroutine's stack is enough. */
+static void fanout_answer(fanout_run *run)
 {
-    (void)all;
-    fanout_run *run = arg;
     json_write_splice *splices = arena_alloc(&run->req->arena, run->count * sizeof(*splices));
     const json_write_splice *list = NULL;
     json_t *results = json_array();
@@ -306,29 +304,32 @@ static void fanout_done(async_op *all, void *arg)
     http_respond_json_splices(run->req, 200, json_pack("{s:o}", "results", results), list);
 }
 
+/* A coroutine handler (ROUTE_CORO): start every call, await them all, answer. */
 void fanout_post(http_request *req)
 {
-    fanout_run parsed = {0};
-    if (!fanout_parse(req, &parsed))
+    fanout_run run = {0};
+    if (!fanout_parse(req, &run))
         return;
     async_scope *scope = http_request_async(req);
     if (!scope)
         return; /* the loop is at its cap of waiting requests and has already answered 503 */
-    fanout_run *run = async_scope_alloc(scope, sizeof(*run));
-    *run = parsed;
-    run->req = req;
+    run.req = req;
     http_loop *loop = http_request_loop(req);
-    async_op **ops = async_scope_alloc(scope, run->count * sizeof(*ops));
-    for (size_t i = 0; i < run->count; i++) {
-        fanout_call *call = &run->calls[i];
+    async_op **ops = async_scope_alloc(scope, run.count * sizeof(*ops));
+    for (size_t i = 0; i < run.count; i++) {
+        fanout_call *call = &run.calls[i];
         /* All start now; the client's pool queues what exceeds an upstream's max_connections. */
         call->op = http_client_request(scope, loop, call->up, "GET", call->path, NULL, 0);
-        if (run->timeout_ms)
-            call->op = async_wait_for(scope, call->op, run->timeout_ms);
+        if (run.timeout_ms)
+            call->op = async_wait_for(scope, call->op, run.timeout_ms);
         call->scope = scope;
         call->checked = async_future(scope);
         async_op_then(call->op, fanout_check, call);
         ops[i] = call->checked;
     }
-    async_op_then(async_gather(scope, ops, run->count, ASYNC_GATHER_ALL), fanout_done, run);
+    /* Each call's body is checked by its own continuation (fanout_check) as the call completes; the
+     * handler waits for all of them. */
+    if (async_await(async_gather(scope, ops, run.count, ASYNC_GATHER_ALL))->status != ASYNC_OK)
+        return; /* the request ended first */
+    fanout_answer(&run);
 }

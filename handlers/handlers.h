@@ -53,6 +53,8 @@ bool sleep_query_ms(http_request *req, const char *name, unsigned min, unsigned 
 void aggregate_post(http_request *req);
 /* example_pair.c */
 void example_pair_get(http_request *req);
+/* example_pair_await.c: the same as a coroutine (ROUTE_CORO) */
+void example_pair_await_get(http_request *req);
 /* password.c */
 /* Initialises libsodium; handlers_register fails when it returns -1. */
 int password_init(void);
@@ -70,6 +72,7 @@ void kv_delete(http_request *req);
 bool kv_ready(http_request *req);
 /* world.c: TechEmpower's database tests (docs/sql.md) */
 void world_db_get(http_request *req);
+void world_db_await_get(http_request *req); /* /v1/db as a coroutine (ROUTE_CORO) */
 void world_queries_get(http_request *req);
 void world_updates_get(http_request *req);
 /* Answers a failed SQL operation: 504 timeout, 503 + Retry-After unavailable or busy, 500 refused. */

@@ -9,7 +9,11 @@
  * created_at the UTC time of the insert in ISO 8601 (written by apiary, so both backends agree).
  * Pagination is by key: `after` is the last id of the previous page, so a page costs one index range
  * scan however deep it is, and rows inserted meanwhile never shift a page. Every value reaches the
- * database as a bound parameter. */
+ * database as a bound parameter.
+ *
+ * The handlers are coroutines (ROUTE_CORO in routes.c): each checks its input, awaits its query and
+ * answers, in that order, with its state in locals. When the request ends while a query runs, the
+ * await returns ASYNC_CANCELLED, the failure answer below is dropped, and the handler returns. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,25 +35,15 @@ static const char ITEMS_SELECT[] = "SELECT id, name, price, created_at FROM item
 static const char ITEMS_PAGE[] = "SELECT id, name, price, created_at FROM items WHERE id > ? ORDER BY id LIMIT ?";
 static const char ITEMS_DELETE[] = "DELETE FROM items WHERE id = ?";
 
-typedef struct items_call {
-    http_request *req;
-    async_scope *scope;
-    const char *name;
-    size_t name_len;
-    double price;
-    char created_at[32];
-    long long limit;
-} items_call;
-
-static items_call *items_call_start(http_request *req)
+/* The query's outcome for a handler: the result, or NULL after answering the failure. */
+static const sql_result *items_query(http_request *req, async_scope *scope, const sql_stmt *stmt)
 {
-    async_scope *scope = http_request_async(req);
-    if (!scope)
+    async_op *op = async_await(sql_query(scope, http_request_loop(req), stmt));
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(req, op);
         return NULL;
-    items_call *call = async_scope_alloc(scope, sizeof(*call));
-    call->req = req;
-    call->scope = scope;
-    return call;
+    }
+    return op->value;
 }
 
 /* What every item query returns: id integer, name text, price a number, created_at text (none NULL). */
@@ -102,22 +96,6 @@ static size_t items_utf8_chars(const char *s, size_t len)
     return n;
 }
 
-static void items_created(async_op *op, void *arg)
-{
-    items_call *call = arg;
-    if (op->status != ASYNC_OK) {
-        sql_answer_failure(call->req, op);
-        return;
-    }
-    const sql_result *r = op->value;
-    char location[64];
-    snprintf(location, sizeof(location), "/v1/items/%lld", (long long)r->insert_id);
-    http_response_header(call->req, "Location", location);
-    http_respond_json(call->req, 201,
-                      json_pack("{s:I,s:s%,s:f,s:s}", "id", (json_int_t)r->insert_id, "name", call->name,
-                                call->name_len, "price", call->price, "created_at", call->created_at));
-}
-
 void items_post(http_request *req)
 {
     json_t *body = request_body_json(req, false);
@@ -147,83 +125,58 @@ void items_post(http_request *req)
         http_respond_problem(req, 400, json_pack("{s:s}", "field", "price"), "price must be a number >= 0");
         return;
     }
-    items_call *call = items_call_start(req);
-    if (!call)
+    async_scope *scope = http_request_async(req);
+    if (!scope)
         return;
-    call->name = json_string_value(name); /* the request keeps the parsed body until it ends */
-    call->name_len = json_string_length(name);
-    call->price = json_number_value(price);
+    char created_at[32];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     struct tm tm;
     gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(call->created_at, sizeof(call->created_at), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(call->created_at + n, sizeof(call->created_at) - n, ".%03ldZ", now.tv_nsec / 1000000);
-    sql_value *params = async_scope_alloc(call->scope, 3 * sizeof(*params));
-    params[0] = sql_text(call->name, call->name_len);
-    params[1] = sql_double(call->price);
-    params[2] = sql_text(call->created_at, strlen(call->created_at));
+    size_t n = strftime(created_at, sizeof(created_at), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(created_at + n, sizeof(created_at) - n, ".%03ldZ", now.tv_nsec / 1000000);
+    /* name points into the parsed body, which the request keeps until it ends. */
+    sql_value params[3] = {sql_text(json_string_value(name), json_string_length(name)),
+                           sql_double(json_number_value(price)), sql_text(created_at, strlen(created_at))};
     sql_stmt stmt = {ITEMS_INSERT, params, 3, 0};
-    async_op_then(sql_query(call->scope, http_request_loop(req), &stmt), items_created, call);
+    const sql_result *r = items_query(req, scope, &stmt);
+    if (!r)
+        return;
+    char location[64];
+    snprintf(location, sizeof(location), "/v1/items/%lld", (long long)r->insert_id);
+    http_response_header(req, "Location", location);
+    http_respond_json(req, 201,
+                      json_pack("{s:I,s:s%,s:f,s:s}", "id", (json_int_t)r->insert_id, "name", json_string_value(name),
+                                json_string_length(name), "price", json_number_value(price), "created_at", created_at));
 }
 
 /* ---- GET /v1/items/{id} ------------------------------------------------------------------------ */
-
-static void items_got(async_op *op, void *arg)
-{
-    items_call *call = arg;
-    if (op->status != ASYNC_OK) {
-        sql_answer_failure(call->req, op);
-        return;
-    }
-    const sql_result *r = op->value;
-    if (!sql_result_shape(r, ITEMS_SHAPE) || r->rows > 1) {
-        sql_answer_bad_shape(call->req, ITEMS_SELECT, r);
-        return;
-    }
-    if (r->rows == 0) {
-        items_not_found(call->req);
-        return;
-    }
-    http_respond_json(call->req, 200, items_json(r, 0));
-}
 
 void items_get(http_request *req)
 {
     long long id;
     if (!items_id(req, &id))
         return;
-    items_call *call = items_call_start(req);
-    if (!call)
+    async_scope *scope = http_request_async(req);
+    if (!scope)
         return;
-    sql_value *param = async_scope_alloc(call->scope, sizeof(*param));
-    *param = sql_int(id);
-    sql_stmt stmt = {ITEMS_SELECT, param, 1, 2 * ITEMS_ROW_BYTES};
-    async_op_then(sql_query(call->scope, http_request_loop(req), &stmt), items_got, call);
+    sql_value param = sql_int(id);
+    sql_stmt stmt = {ITEMS_SELECT, &param, 1, 2 * ITEMS_ROW_BYTES};
+    const sql_result *r = items_query(req, scope, &stmt);
+    if (!r)
+        return;
+    if (!sql_result_shape(r, ITEMS_SHAPE) || r->rows > 1) {
+        sql_answer_bad_shape(req, ITEMS_SELECT, r);
+        return;
+    }
+    if (r->rows == 0) {
+        items_not_found(req);
+        return;
+    }
+    http_respond_json(req, 200, items_json(r, 0));
 }
 
 /* ---- GET /v1/items ----------------------------------------------------------------------------- */
-
-static void items_listed(async_op *op, void *arg)
-{
-    items_call *call = arg;
-    if (op->status != ASYNC_OK) {
-        sql_answer_failure(call->req, op);
-        return;
-    }
-    const sql_result *r = op->value;
-    if (!sql_result_shape(r, ITEMS_SHAPE) || r->rows > (size_t)call->limit + 1) {
-        sql_answer_bad_shape(call->req, ITEMS_PAGE, r);
-        return;
-    }
-    /* One row more than the page was asked for: it says whether there is a next page. */
-    size_t shown = r->rows > (size_t)call->limit ? (size_t)call->limit : r->rows;
-    json_t *items = json_array();
-    for (size_t i = 0; i < shown; i++)
-        json_array_append_new(items, items_json(r, i));
-    json_t *next = r->rows > shown && shown > 0 ? json_integer((json_int_t)sql_cell(r, shown - 1, 0)->i) : json_null();
-    http_respond_json(call->req, 200, json_pack("{s:o,s:o}", "items", items, "next", next));
-}
 
 void items_list(http_request *req)
 {
@@ -233,43 +186,44 @@ void items_list(http_request *req)
         return;
     if (after_text && !items_integer(req, after_text, "after", 0, INT64_MAX, &after))
         return;
-    items_call *call = items_call_start(req);
-    if (!call)
+    async_scope *scope = http_request_async(req);
+    if (!scope)
         return;
-    call->limit = limit;
-    sql_value *params = async_scope_alloc(call->scope, 2 * sizeof(*params));
-    params[0] = sql_int(after);
-    params[1] = sql_int(limit + 1);
+    sql_value params[2] = {sql_int(after), sql_int(limit + 1)};
     sql_stmt stmt = {ITEMS_PAGE, params, 2, (size_t)(limit + 1) * ITEMS_ROW_BYTES + 256};
-    async_op_then(sql_query(call->scope, http_request_loop(req), &stmt), items_listed, call);
+    const sql_result *r = items_query(req, scope, &stmt);
+    if (!r)
+        return;
+    if (!sql_result_shape(r, ITEMS_SHAPE) || r->rows > (size_t)limit + 1) {
+        sql_answer_bad_shape(req, ITEMS_PAGE, r);
+        return;
+    }
+    /* One row more than the page was asked for: it says whether there is a next page. */
+    size_t shown = r->rows > (size_t)limit ? (size_t)limit : r->rows;
+    json_t *items = json_array();
+    for (size_t i = 0; i < shown; i++)
+        json_array_append_new(items, items_json(r, i));
+    json_t *next = r->rows > shown && shown > 0 ? json_integer((json_int_t)sql_cell(r, shown - 1, 0)->i) : json_null();
+    http_respond_json(req, 200, json_pack("{s:o,s:o}", "items", items, "next", next));
 }
 
 /* ---- DELETE /v1/items/{id} --------------------------------------------------------------------- */
-
-static void items_deleted(async_op *op, void *arg)
-{
-    items_call *call = arg;
-    if (op->status != ASYNC_OK) {
-        sql_answer_failure(call->req, op);
-        return;
-    }
-    const sql_result *r = op->value;
-    if (r->affected == 0)
-        items_not_found(call->req);
-    else
-        http_respond_raw(call->req, 204, NULL, NULL, 0);
-}
 
 void items_delete(http_request *req)
 {
     long long id;
     if (!items_id(req, &id))
         return;
-    items_call *call = items_call_start(req);
-    if (!call)
+    async_scope *scope = http_request_async(req);
+    if (!scope)
         return;
-    sql_value *param = async_scope_alloc(call->scope, sizeof(*param));
-    *param = sql_int(id);
-    sql_stmt stmt = {ITEMS_DELETE, param, 1, 0};
-    async_op_then(sql_query(call->scope, http_request_loop(req), &stmt), items_deleted, call);
+    sql_value param = sql_int(id);
+    sql_stmt stmt = {ITEMS_DELETE, &param, 1, 0};
+    const sql_result *r = items_query(req, scope, &stmt);
+    if (!r)
+        return;
+    if (r->affected == 0)
+        items_not_found(req);
+    else
+        http_respond_raw(req, 204, NULL, NULL, 0);
 }

@@ -9,29 +9,32 @@ typedef struct handlers_route {
     http_method method;
     const char *pattern;
     http_handler_fn handler;
-    unsigned flags; /* ROUTE_BODY_JSON: the engine answers 415 for other media types before the body */
+    unsigned flags; /* ROUTE_BODY_JSON: the engine answers 415 for other media types before the body;
+                     * ROUTE_CORO: the handler runs as a coroutine (async_await) */
 } handlers_route;
 
 static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/hello", hello_get, 0},
     {HTTP_METHOD_POST, "/v1/echo", echo_post, ROUTE_BODY_JSON},
     {HTTP_METHOD_GET, "/v1/sleep", sleep_get, 0},
-    {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post, ROUTE_BODY_JSON},
+    {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post, ROUTE_BODY_JSON | ROUTE_CORO},
     {HTTP_METHOD_GET, "/v1/example/pair", example_pair_get, 0},
+    {HTTP_METHOD_GET, "/v1/example/pair_await", example_pair_await_get, ROUTE_CORO},
     {HTTP_METHOD_POST, "/v1/password/hash", password_hash_post, ROUTE_BODY_JSON},
     {HTTP_METHOD_POST, "/v1/password/verify", password_verify_post, ROUTE_BODY_JSON},
     {HTTP_METHOD_GET, "/v1/primes", primes_get, 0},
     {HTTP_METHOD_GET, "/v1/kv/{key}", kv_get, 0},
     {HTTP_METHOD_PUT, "/v1/kv/{key}", kv_put, ROUTE_BODY_JSON},
     {HTTP_METHOD_DELETE, "/v1/kv/{key}", kv_delete, 0},
-    {HTTP_METHOD_POST, "/v1/fanout", fanout_post, ROUTE_BODY_JSON},
+    {HTTP_METHOD_POST, "/v1/fanout", fanout_post, ROUTE_BODY_JSON | ROUTE_CORO},
     {HTTP_METHOD_GET, "/v1/db", world_db_get, 0},
+    {HTTP_METHOD_GET, "/v1/db_await", world_db_await_get, ROUTE_CORO},
     {HTTP_METHOD_GET, "/v1/queries", world_queries_get, 0},
-    {HTTP_METHOD_GET, "/v1/updates", world_updates_get, 0},
-    {HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_BODY_JSON},
-    {HTTP_METHOD_GET, "/v1/items", items_list, 0},
-    {HTTP_METHOD_GET, "/v1/items/{id}", items_get, 0},
-    {HTTP_METHOD_DELETE, "/v1/items/{id}", items_delete, 0},
+    {HTTP_METHOD_GET, "/v1/updates", world_updates_get, ROUTE_CORO},
+    {HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_BODY_JSON | ROUTE_CORO},
+    {HTTP_METHOD_GET, "/v1/items", items_list, ROUTE_CORO},
+    {HTTP_METHOD_GET, "/v1/items/{id}", items_get, ROUTE_CORO},
+    {HTTP_METHOD_DELETE, "/v1/items/{id}", items_delete, ROUTE_CORO},
 };
 
 /* Swapped whole on a config reload while loops run: readers see either the old or the new settings. */

@@ -125,6 +125,27 @@ void world_db_get(http_request *req)
     async_op_then(sql_query(scope, http_request_loop(req), &stmt), world_db_done, req);
 }
 
+/* GET /v1/db_await: the same as a coroutine handler (ROUTE_CORO), for the benchmark of both styles.
+ * The parameter can be a local: sql_query copies it, and the local outlives the await anyway. */
+void world_db_await_get(http_request *req)
+{
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    sql_value id = sql_int(world_random_id());
+    sql_stmt stmt = {WORLD_SELECT, &id, 1, 0};
+    async_op *op = async_await(sql_query(scope, http_request_loop(req), &stmt));
+    if (op->status == ASYNC_CANCELLED)
+        return;
+    if (op->status != ASYNC_OK) {
+        sql_answer_failure(req, op);
+        return;
+    }
+    json_t *row = world_row(req, op->value);
+    if (row)
+        http_respond_json(req, 200, row);
+}
+
 /* ---- GET /v1/queries --------------------------------------------------------------------------- */
 
 /* N selects of random ids, as one batch (each statement its own query). */
@@ -176,48 +197,37 @@ void world_queries_get(http_request *req)
 
 /* ---- GET /v1/updates --------------------------------------------------------------------------- */
 
-typedef struct world_update {
-    http_request *req;
-    async_scope *scope;
-    json_t *rows;      /* the answer, as written; released by a scope cleanup */
-} world_update;
-
-static void world_json_release(void *arg) { json_decref(arg); }
-
-static void world_updates_written(async_op *op, void *arg)
+/* A coroutine handler (ROUTE_CORO): read the rows, write new numbers, answer, in one function. The
+ * answer's rows are a local: a failed or cancelled write releases them right there, where the
+ * callback version needed a scope cleanup for the case its continuation never ran. */
+void world_updates_get(http_request *req)
 {
-    world_update *u = arg;
-    if (op->status != ASYNC_OK) {
-        sql_answer_failure(u->req, op);
+    size_t n = world_count(req);
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    async_op *read = async_await(world_select_batch(scope, req, n));
+    if (read->status != ASYNC_OK) {
+        sql_answer_failure(req, read);
         return;
     }
-    http_respond_json(u->req, 200, json_incref(u->rows));
-}
-
-static void world_updates_read(async_op *op, void *arg)
-{
-    world_update *u = arg;
-    if (op->status != ASYNC_OK) {
-        sql_answer_failure(u->req, op);
+    const sql_batch_result *b = read->value;
+    json_t *rows = world_rows(req, b);
+    if (!rows)
         return;
-    }
-    const sql_batch_result *b = op->value;
-    u->rows = world_rows(u->req, b);
-    if (!u->rows)
-        return;
-    async_scope_defer(u->scope, world_json_release, u->rows);
     /* One UPDATE per distinct id (each its own statement, so on MariaDB they spread over the pool and
      * no transaction can deadlock another); a repeated id gets the number its first row got, so every
-     * row of the answer is what the table holds. */
-    size_t n = b->count, distinct = 0;
-    sql_value *params = async_scope_alloc(u->scope, 2 * n * sizeof(*params));
-    sql_stmt *stmts = async_scope_alloc(u->scope, n * sizeof(*stmts));
-    for (size_t i = 0; i < n; i++) {
-        json_t *row = json_array_get(u->rows, i);
+     * row of the answer is what the table holds. Up to 500 statements: scope memory, not the
+     * coroutine's stack. */
+    size_t distinct = 0;
+    sql_value *params = async_scope_alloc(scope, 2 * b->count * sizeof(*params));
+    sql_stmt *stmts = async_scope_alloc(scope, b->count * sizeof(*stmts));
+    for (size_t i = 0; i < b->count; i++) {
+        json_t *row = json_array_get(rows, i);
         json_int_t id = json_integer_value(json_object_get(row, "id"));
         json_int_t number = 0;
         for (size_t k = 0; k < i && !number; k++) {
-            json_t *prev = json_array_get(u->rows, k);
+            json_t *prev = json_array_get(rows, k);
             if (json_integer_value(json_object_get(prev, "id")) == id)
                 number = json_integer_value(json_object_get(prev, "randomNumber"));
         }
@@ -230,17 +240,11 @@ static void world_updates_read(async_op *op, void *arg)
         }
         json_object_set_new(row, "randomNumber", json_integer(number));
     }
-    async_op_then(sql_batch(u->scope, http_request_loop(u->req), stmts, distinct), world_updates_written, u);
-}
-
-void world_updates_get(http_request *req)
-{
-    size_t n = world_count(req);
-    async_scope *scope = http_request_async(req);
-    if (!scope)
+    async_op *written = async_await(sql_batch(scope, http_request_loop(req), stmts, distinct));
+    if (written->status != ASYNC_OK) {
+        json_decref(rows);
+        sql_answer_failure(req, written);
         return;
-    world_update *u = async_scope_alloc(scope, sizeof(*u));
-    u->req = req;
-    u->scope = scope;
-    async_op_then(world_select_batch(scope, req, n), world_updates_read, u);
+    }
+    http_respond_json(req, 200, rows);
 }

@@ -1,7 +1,8 @@
 /* resource: a small resource API on apiary, built against an installed library. Items are created
  * after an awaited call to a catalog upstream that prices the SKU, quoted by a fan-out to several
  * suppliers bounded by a semaphore, and fingerprinted by a CPU job on the worker pool. Its settings are
- * its own config section, "resource", validated at start and on every reload. */
+ * its own config section, "resource", validated at start and on every reload. The routes that wait are
+ * coroutine handlers (ROUTE_CORO): each reads top to bottom, awaiting where it waits. */
 #include <apiary/apiary.h>
 
 #include <pthread.h>
@@ -136,12 +137,20 @@ static void answer_upstream_failure(http_request *req, const async_op *op)
                          op->error ? op->error : "failed");
 }
 
-/* ---- POST /v1/items: validate, then await the catalog's price ------------------------------- */
+/* The "price_cents" integer of an upstream's JSON answer. A price document is small: tight limits, so
+ * a hostile catalog costs a scan, never a big tree, and never a deep recursion on the coroutine's
+ * stack (http_client_response_json measures before jansson parses). */
+static bool upstream_price(const http_client_response *r, json_int_t *cents)
+{
+    json_t *body = http_client_response_json(r, 8, 64);
+    json_t *value = json_object_get(body, "price_cents");
+    bool found = json_is_integer(value);
+    *cents = found ? json_integer_value(value) : 0;
+    json_decref(body);
+    return found;
+}
 
-typedef struct create_call {
-    http_request *req;
-    item it;
-} create_call;
+/* ---- POST /v1/items: validate, then await the catalog's price ------------------------------- */
 
 static bool field_problem(http_request *req, const char *field, const char *why)
 {
@@ -175,36 +184,6 @@ static bool create_validate(http_request *req, item *it)
     return true;
 }
 
-static void create_priced(async_op *op, void *arg)
-{
-    create_call *c = arg;
-    if (op->status != ASYNC_OK) {
-        answer_upstream_failure(c->req, op);
-        return;
-    }
-    const http_client_response *r = op->value;
-    /* A price document is small: tight limits, so a hostile catalog costs a scan, never a big tree. */
-    json_t *price = r->status == 200 ? http_client_response_json(r, 8, 64) : NULL;
-    json_t *cents = json_object_get(price, "price_cents");
-    if (r->status == 404) {
-        field_problem(c->req, "sku", "is not in the catalog");
-    } else if (!json_is_integer(cents) || json_integer_value(cents) < 0) {
-        http_respond_problem(c->req, 502, NULL, "the catalog answered %d without a price", r->status);
-    } else {
-        c->it.price_cents = (long)json_integer_value(cents);
-        if (!store_add(&c->it, (long)settings()->max_items)) {
-            http_respond_problem(c->req, 507, NULL, "the store holds %lld items already",
-                                 (long long)settings()->max_items);
-        } else {
-            char location[64];
-            snprintf(location, sizeof(location), "/v1/items/%ld", c->it.id);
-            http_response_header(c->req, "Location", location);
-            http_respond_json(c->req, 201, item_json(&c->it));
-        }
-    }
-    json_decref(price);
-}
-
 static void items_post(http_request *req)
 {
     item it = {0};
@@ -213,17 +192,37 @@ static void items_post(http_request *req)
     async_scope *scope = http_request_async(req);
     if (!scope)
         return; /* at the loop's cap of waiting requests: already answered 503 */
-    create_call *c = async_scope_alloc(scope, sizeof(*c));
-    c->req = req;
-    c->it = it;
-    char path[64];
-    snprintf(path, sizeof(path), "/skus/%s", it.sku);
     const http_client_upstream *catalog = apiary_upstream(settings()->catalog);
     if (!catalog) { /* a reload renamed it away */
         http_respond_problem(req, 503, NULL, "no catalog upstream is configured");
         return;
     }
-    async_op_then(http_client_request(scope, http_request_loop(req), catalog, "GET", path, NULL, 0), create_priced, c);
+    char path[64];
+    snprintf(path, sizeof(path), "/skus/%s", it.sku);
+    async_op *op = async_await(http_client_request(scope, http_request_loop(req), catalog, "GET", path, NULL, 0));
+    if (op->status != ASYNC_OK) { /* also ASYNC_CANCELLED: the request is gone, the answer is dropped */
+        answer_upstream_failure(req, op);
+        return;
+    }
+    const http_client_response *r = op->value;
+    json_int_t cents = 0;
+    bool priced = r->status == 200 && upstream_price(r, &cents);
+    if (r->status == 404) {
+        field_problem(req, "sku", "is not in the catalog");
+    } else if (!priced || cents < 0) {
+        http_respond_problem(req, 502, NULL, "the catalog answered %d without a price", r->status);
+    } else {
+        it.price_cents = (long)cents;
+        if (!store_add(&it, (long)settings()->max_items)) {
+            http_respond_problem(req, 507, NULL, "the store holds %lld items already",
+                                 (long long)settings()->max_items);
+        } else {
+            char location[64];
+            snprintf(location, sizeof(location), "/v1/items/%ld", it.id);
+            http_response_header(req, "Location", location);
+            http_respond_json(req, 201, item_json(&it));
+        }
+    }
 }
 
 static void items_get(http_request *req)
@@ -235,65 +234,28 @@ static void items_get(http_request *req)
 
 /* ---- GET /v1/items/{id}/quotes: fan-out, at most max_parallel calls at once ------------------ */
 
-typedef struct quote_call {
-    struct quotes_call *parent;
-    int supplier;
-    async_op *done;      /* future: resolved with the HTTP operation when this quote is over */
-} quote_call;
-
-typedef struct quotes_call {
+/* One supplier's quote, a coroutine of its own (asyncio.create_task): `async with sem: await call`. */
+typedef struct quote_task {
     http_request *req;
-    item it;
-    async_sem sem;       /* per request: this request's share of the suppliers */
-    quote_call *calls;
-    async_op **done;
-    int n;
-} quotes_call;
+    const item *it;
+    async_sem *sem;   /* per request: this request's share of the suppliers */
+    int supplier;
+    async_op *call;   /* the HTTP call, once made */
+    async_op *done;   /* future: resolved when this quote is over */
+} quote_task;
 
-static void quote_answered(async_op *op, void *arg)
+static void quote_task_run(void *arg)
 {
-    quote_call *q = arg;
-    async_sem_release(&q->parent->sem); /* the next supplier may go */
-    async_resolve(q->done, op);
-}
-
-static void quote_permitted(async_op *op, void *arg)
-{
-    (void)op;
-    quote_call *q = arg;
-    quotes_call *all = q->parent;
-    async_scope *scope = http_request_async(all->req);
+    quote_task *t = arg;
+    async_scope *scope = http_request_async(t->req);
+    if (async_await(async_sem_acquire(scope, t->sem))->status != ASYNC_OK)
+        return; /* cancelled: the request is gone */
     char path[96];
-    snprintf(path, sizeof(path), "/quote?sku=%s&supplier=%d", all->it.sku, q->supplier);
-    async_op *call = http_client_request(scope, http_request_loop(all->req), apiary_upstream(settings()->catalog),
-                                         "GET", path, NULL, 0);
-    async_op_then(call, quote_answered, q);
-}
-
-static void quotes_gathered(async_op *op, void *arg)
-{
-    (void)op;
-    quotes_call *all = arg;
-    json_t *list = json_array();
-    json_int_t best = -1;
-    for (int i = 0; i < all->n; i++) {
-        const async_op *call = all->done[i]->value;
-        json_t *entry = json_pack("{s:i}", "supplier", all->calls[i].supplier);
-        const http_client_response *r = call->status == ASYNC_OK ? call->value : NULL;
-        json_t *body = r && r->status == 200 ? http_client_response_json(r, 8, 64) : NULL;
-        json_t *cents = json_object_get(body, "price_cents");
-        if (json_is_integer(cents)) {
-            json_object_set(entry, "price_cents", cents);
-            if (best < 0 || json_integer_value(cents) < best)
-                best = json_integer_value(cents);
-        } else {
-            json_object_set_new(entry, "error", json_string(r ? "bad answer" : call->error));
-        }
-        json_decref(body);
-        json_array_append_new(list, entry);
-    }
-    http_respond_json(all->req, 200, json_pack("{s:I,s:o,s:o}", "id", (json_int_t)all->it.id, "quotes", list,
-                                               "best_cents", best < 0 ? json_null() : json_integer(best)));
+    snprintf(path, sizeof(path), "/quote?sku=%s&supplier=%d", t->it->sku, t->supplier);
+    t->call = async_await(http_client_request(scope, http_request_loop(t->req), apiary_upstream(settings()->catalog),
+                                              "GET", path, NULL, 0));
+    async_sem_release(t->sem); /* the next supplier may go */
+    async_resolve(t->done, NULL);
 }
 
 static void quotes_get(http_request *req)
@@ -309,21 +271,38 @@ static void quotes_get(http_request *req)
         http_respond_problem(req, 503, NULL, "no catalog upstream is configured");
         return;
     }
-    quotes_call *all = async_scope_alloc(scope, sizeof(*all));
-    all->req = req;
-    all->it = it;
-    all->n = (int)s->suppliers;
-    async_sem_init(&all->sem, (unsigned)s->max_parallel);
-    all->calls = async_scope_alloc(scope, (size_t)all->n * sizeof(*all->calls));
-    all->done = async_scope_alloc(scope, (size_t)all->n * sizeof(*all->done));
-    for (int i = 0; i < all->n; i++) {
-        quote_call *q = &all->calls[i];
-        q->parent = all;
-        q->supplier = i + 1;
-        q->done = all->done[i] = async_future(scope);
-        async_op_then(async_sem_acquire(scope, &all->sem), quote_permitted, q);
+    /* The tasks live on this coroutine's stack: it outlives them (it awaits them all, and when the
+     * request ends they unwind before it does). */
+    int n = (int)s->suppliers;
+    quote_task tasks[16];
+    async_op *done[16];
+    async_sem sem;
+    async_sem_init(&sem, (unsigned)s->max_parallel);
+    for (int i = 0; i < n; i++) {
+        tasks[i] = (quote_task){req, &it, &sem, i + 1, NULL, done[i] = async_future(scope)};
+        if (!async_coro_spawn(scope, quote_task_run, &tasks[i]))
+            async_fail(done[i], "no stack for the call");
     }
-    async_op_then(async_gather(scope, all->done, (size_t)all->n, ASYNC_GATHER_ALL), quotes_gathered, all);
+    if (async_await(async_gather(scope, done, (size_t)n, ASYNC_GATHER_ALL))->status != ASYNC_OK)
+        return;
+    json_t *list = json_array();
+    json_int_t best = -1;
+    for (int i = 0; i < n; i++) {
+        const async_op *call = tasks[i].call ? tasks[i].call : done[i];
+        json_t *entry = json_pack("{s:i}", "supplier", tasks[i].supplier);
+        const http_client_response *r = tasks[i].call && call->status == ASYNC_OK ? call->value : NULL;
+        json_int_t cents = 0;
+        if (r && r->status == 200 && upstream_price(r, &cents)) {
+            json_object_set_new(entry, "price_cents", json_integer(cents));
+            if (best < 0 || cents < best)
+                best = cents;
+        } else {
+            json_object_set_new(entry, "error", json_string(r ? "bad answer" : call->error));
+        }
+        json_array_append_new(list, entry);
+    }
+    http_respond_json(req, 200, json_pack("{s:I,s:o,s:o}", "id", (json_int_t)it.id, "quotes", list, "best_cents",
+                                          best < 0 ? json_null() : json_integer(best)));
 }
 
 /* ---- GET /v1/items/{id}/fingerprint: a CPU job on the worker pool --------------------------- */
@@ -352,9 +331,16 @@ static const char *fingerprint_work(pool_job *job, const void *input, size_t inp
     return NULL;
 }
 
-static void fingerprint_done(async_op *op, void *arg)
+static void fingerprint_get(http_request *req)
 {
-    http_request *req = arg;
+    fingerprint_input in = {.rounds = settings()->digest_rounds};
+    if (!item_from_path(req, &in.it))
+        return;
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    async_op *op = async_await(
+        pool_submit(scope, apiary_pool(), fingerprint_work, &in, sizeof(in), 2 * crypto_generichash_BYTES + 1));
     if (op->status != ASYNC_OK) {
         if (op->error == POOL_ERROR_FULL)
             http_response_header(req, "Retry-After", "1");
@@ -364,19 +350,6 @@ static void fingerprint_done(async_op *op, void *arg)
     }
     const pool_result *r = op->value;
     http_respond_json(req, 200, json_pack("{s:s}", "fingerprint", (const char *)r->data));
-}
-
-static void fingerprint_get(http_request *req)
-{
-    fingerprint_input in = {.rounds = settings()->digest_rounds};
-    if (!item_from_path(req, &in.it))
-        return;
-    async_scope *scope = http_request_async(req);
-    if (!scope)
-        return;
-    async_op *job =
-        pool_submit(scope, apiary_pool(), fingerprint_work, &in, sizeof(in), 2 * crypto_generichash_BYTES + 1);
-    async_op_then(job, fingerprint_done, req);
 }
 
 /* ---- the app -------------------------------------------------------------------------------- */
@@ -397,9 +370,9 @@ int main(int argc, char **argv)
     apiary_app *app = apiary_app_new("resource");
     apiary_app_section(app, "resource", resource_parse, free);
     apiary_app_on_start(app, resource_start, NULL);
-    apiary_app_route(app, HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_BODY_JSON);
+    apiary_app_route(app, HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_BODY_JSON | ROUTE_CORO);
     apiary_app_route(app, HTTP_METHOD_GET, "/v1/items/{id}", items_get, 0);
-    apiary_app_route(app, HTTP_METHOD_GET, "/v1/items/{id}/quotes", quotes_get, 0);
-    apiary_app_route(app, HTTP_METHOD_GET, "/v1/items/{id}/fingerprint", fingerprint_get, 0);
+    apiary_app_route(app, HTTP_METHOD_GET, "/v1/items/{id}/quotes", quotes_get, ROUTE_CORO);
+    apiary_app_route(app, HTTP_METHOD_GET, "/v1/items/{id}/fingerprint", fingerprint_get, ROUTE_CORO);
     return apiary_app_main(app, argc, argv);
 }

@@ -44,7 +44,8 @@ typedef enum async_status {
     ASYNC_OK,
     ASYNC_FAILED,    /* op->error says why */
     ASYNC_TIMEOUT,   /* a deadline passed: async_wait_for, or an operation with its own timeout */
-    ASYNC_CANCELLED, /* only ever seen by reading a child after it was cancelled (e.g. by gather) */
+    ASYNC_CANCELLED, /* seen by reading a child after it was cancelled (e.g. by gather), and by a
+                      * coroutine's await after its scope ended */
 } async_status;
 
 /* A continuation: runs once, on the loop thread, after op completed. */
@@ -323,5 +324,51 @@ typedef struct async_subprocess_result {
  * outer async_wait_for kill the group with SIGKILL and reap the child later from the loop (it needs
  * no memory of the scope); its output is dropped. */
 async_op *async_subprocess(async_scope *scope, const async_subprocess_options *opts);
+
+/* ---- coroutines: await ----------------------------------------------------------------------- */
+
+/* A coroutine runs a function on a stack of its own, on the loop thread that started it, and may wait
+ * inline: async_await(op) suspends it until op has completed and returns op (read status, value,
+ * error). Every operation above is awaitable, and helpers that await may be ordinary functions called
+ * from the coroutine. The loop serves everyone else while it waits. A route runs its handler as a
+ * coroutine when registered with ROUTE_CORO (router.h); other code starts one with async_coro_spawn.
+ * Continuations and awaits mix freely: an await is a continuation that resumes the function.
+ *
+ * Cancellation. A coroutine belongs to one scope (the one given to async_coro_spawn, or for a route
+ * the scope of the first operation it awaits: http_request_async's). When that scope ends (answered,
+ * client gone, deadline passed, server stopping), the coroutine is resumed once: the await it is
+ * suspended in and every later await return at once with status ASYNC_CANCELLED (error "cancelled"),
+ * and the function must return (it will: nothing waits any more). Its answer is dropped silently
+ * then, and operations it starts are born cancelled. While it unwinds, the request, its arena and
+ * the scope's memory are still valid; scope cleanups it registers still run. When it returns, its
+ * stack goes back to its loop's pool: nothing of it outlives the scope. Await only operations of the
+ * coroutine's own scope, one at a time, and never one given to gather, wait_for or wait_first (await
+ * the combined one). async_op_cancel on an operation a coroutine awaits delivers nothing, as for a
+ * continuation: the coroutine waits on until its scope ends (bound a wait with async_wait_for).
+ * After a coroutine answers its request, the request and its memory are gone, exactly as after an
+ * answer from a continuation: only locals remain.
+ *
+ * Stacks are small (coroutines.stack_kib, default 64 KiB, guard page below): no big arrays on the
+ * stack, no deep recursion. Overflowing aborts the process with a message naming the route. */
+async_op *async_await(async_op *op);
+
+/* Starts fn(arg) as a coroutine bound to `scope` (see above) and runs it at once, until its first
+ * await or its return (asyncio.create_task, except that it starts at once). False (fn not called,
+ * error logged) when no stack could be mapped. Called from a coroutine of the same scope, the new one
+ * is the caller's child: when the scope ends, children unwind before their parent, so arg may point
+ * into the parent's stack as long as the parent awaits its children (e.g. a gather of futures they
+ * resolve). */
+bool async_coro_spawn(async_scope *scope, void (*fn)(void *arg), void *arg);
+
+/* True when called on a coroutine's stack. */
+bool async_in_coro(void);
+
+/* Runs fn(arg) on the stack of whoever resumed the current coroutine (the loop's thread stack) and
+ * returns when it has; outside a coroutine it simply calls fn(arg). For work that recurses deeper
+ * than a coroutine's stack should go: jansson's parser recurses once per nesting level, up to 2048
+ * (about 85 bytes a level), so a body from an upstream that is not depth-checked the way request
+ * bodies are (limits.json_max_depth) is parsed this way. fn may answer the request. The engine uses
+ * it to parse the next pipelined request after a coroutine's answer. */
+void async_coro_outside(void (*fn)(void *arg), void *arg);
 
 #endif

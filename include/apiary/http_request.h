@@ -8,7 +8,8 @@
  *
  * Answering later: a handler may return without answering and answer from a timer or from a
  * message posted to its loop (http_loop_post); the connection keeps reading (for disconnects) but
- * parses no further pipelined request until this one is answered, so responses stay in order. */
+ * parses no further pipelined request until this one is answered, so responses stay in order. A
+ * handler registered with ROUTE_CORO may instead wait inline with async_await (async.h). */
 #ifndef APIARY_HTTP_REQUEST_H
 #define APIARY_HTTP_REQUEST_H
 

@@ -35,6 +35,7 @@ typedef enum router_status {
  * alone, before reading a body (and answer an Expect: 100-continue at once instead of after it). */
 enum {
     ROUTE_BODY_JSON = 1u << 0, /* a body must be application/json: any other media type is 415 */
+    ROUTE_CORO = 1u << 1,      /* the handler runs as a coroutine and may async_await (async.h) */
 };
 
 typedef struct route_match {

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coro_internal.h"
+
 #include "cli.h"
 #include "daemon.h"
 #include "generation.h"
@@ -252,6 +254,7 @@ static int app_main_configured(apiary_app *app, const cli_options *opts, apiary_
         return 0;
     }
     log_set_level(cfg->log_level);
+    async_coro_configure(cfg->coro_stack_kib, cfg->coro_idle_stacks);
     int ready_fd = -1;
     if (opts->daemon) {
         if (!cfg->log_file[0]) {

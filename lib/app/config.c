@@ -183,6 +183,8 @@ static const config_key config_keys[] = {
     CONFIG_INT("password.memlimit_kib", password_memlimit_kib, 8, 1048576),
     CONFIG_INT("password.max_bytes", password_max_bytes, 1, 4096),
     CONFIG_INT("primes.max_n", primes_max_n, 2, 1000000000),
+    CONFIG_INT("coroutines.stack_kib", coro_stack_kib, 16, 65536),
+    CONFIG_INT("coroutines.idle_stacks", coro_idle_stacks, 0, 100000),
     CONFIG_OBJECT("upstreams", config_parse_upstreams),
     CONFIG_ARRAY("trusted_proxies", config_parse_trusted_proxies),
     CONFIG_STR("proxy_header", config_parse_proxy_header, "\"X-Forwarded-For\" or \"Forwarded\""),
@@ -257,6 +259,8 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->password_memlimit_kib = 65536;
     cfg->password_max_bytes = 1024;
     cfg->primes_max_n = 50000000;
+    cfg->coro_stack_kib = 64; /* under ASan the library quadruples it (coro_internal.h) */
+    cfg->coro_idle_stacks = 64;
     cfg->fanout_max_requests = 16;
     cfg->unix_socket_mode = 0660;
     cfg->rate_limit_per_second = 100;

@@ -37,6 +37,8 @@ typedef struct apiary_config {
     unsigned password_memlimit_kib; /* Argon2id memory per hash, KiB */
     unsigned password_max_bytes;    /* longest password accepted */
     unsigned primes_max_n;          /* /v1/primes: largest n */
+    unsigned coro_stack_kib;        /* coroutine handlers: usable stack each (docs/async.md "Stacks") */
+    unsigned coro_idle_stacks;      /* idle coroutine stacks a loop keeps resident */
     http_client_upstream upstreams[CONFIG_MAX_UPSTREAMS];
     unsigned upstream_count;
     unsigned fanout_max_requests;   /* /v1/fanout: most calls in one request */

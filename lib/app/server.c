@@ -20,6 +20,7 @@
 #include "app_internal.h"
 #include "sql.h"
 #include "http_listener.h"
+#include "coro_internal.h"
 #include "http_loop.h"
 #include "access_log.h"
 #include "http_metrics.h"
@@ -77,6 +78,7 @@ static server_generation *server_reload(server_generation *current, http_loop *c
         return current;
     const apiary_config *cfg = &next->cfg;
     log_set_level(cfg->log_level);
+    async_coro_configure(cfg->coro_stack_kib, cfg->coro_idle_stacks);
     char err[512];
     /* The log file is reopened under the same name (after rotation); another name needs a restart. */
     if (current->cfg.log_file[0] && daemon_log_open(current->cfg.log_file, err, sizeof(err)) != 0)

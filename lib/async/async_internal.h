@@ -16,6 +16,10 @@ struct event_base;
  * it. */
 async_scope *async_scope_new_in_arena(struct event_base *base, arena *a);
 
+/* async_scope_free has begun: its operations are being or have been cancelled. A coroutine unwinding
+ * after its request ended sees this (the engine drops its answers silently then). */
+bool async_scope_closing(const async_scope *scope);
+
 /* libevent "common timeouts" for one event_base: timers of a duration seen before go on an O(1) queue
  * instead of the heap. With 10,000 requests each sleeping 100 ms, the heap's cache-missing walks were
  * the loop's biggest cost after the kernel. libevent allows 256 durations per base; past

@@ -240,6 +240,8 @@ void *async_scope_alloc(async_scope *scope, size_t size)
 
 struct event_base *async_scope_base(const async_scope *scope) { return scope->base; }
 
+bool async_scope_closing(const async_scope *scope) { return scope->closing; }
+
 void async_scope_set_poster(async_scope *scope, async_post_fn post, void *target)
 {
     scope->post = post;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "async_internal.h"
+#include "coro_internal.h"
 #include "http_internal.h"
 #include "log.h"
 #include "xalloc.h"
@@ -805,6 +806,21 @@ static bool http_conn_rate_limited(http_conn *conn, http_request *req)
     return true;
 }
 
+/* A ROUTE_CORO handler: runs on a coroutine of its own until its first await (or its answer). */
+static void http_conn_coro_main(void *arg)
+{
+    http_request *req = arg;
+    req->_conn->slot->match.handler(req);
+}
+
+static void http_conn_run_coro(http_conn *conn, http_request *req)
+{
+    if (!async_coro_spawn_named(NULL, conn->slot->match.name, http_conn_coro_main, req)) {
+        http_response_header(req, "Retry-After", "1");
+        http_respond_problem(req, 503, NULL, "no memory for a coroutine stack");
+    }
+}
+
 static void http_conn_dispatch(http_conn *conn)
 {
     http_req_slot *slot = conn->slot;
@@ -832,7 +848,10 @@ static void http_conn_dispatch(http_conn *conn)
         uint64_t started = http_conn_now_ms(); /* one clock read for the deadline and the slow watch */
         conn->deadline_ms = started + loop->settings->request_timeout_ms;
         conn->deadline_default = true;
-        slot->match.handler(req);
+        if (slot->match.flags & ROUTE_CORO)
+            http_conn_run_coro(conn, req);
+        else
+            slot->match.handler(req);
         http_conn_watch_slow(loop, slot->match.name, started);
         if (!conn->dead && conn->state == HTTP_CONN_HANDLER && conn->parse_pos == conn->in.len) {
             /* Waiting for an async answer with nothing else buffered: hold no read buffer meanwhile. */
@@ -1185,13 +1204,21 @@ static bool http_conn_queue_json(http_conn *conn, int status, const char *conten
 
 /* Ends the request whose answer was just queued. `outside`: answered from a timer, a continuation,
  * a posted result or the deadline, not from under http_conn_process. */
+static void http_conn_parse_on(void *arg)
+{
+    http_conn *conn = arg;
+    http_conn_set_reading(conn, !conn->peer_eof);
+    http_conn_process(conn);
+}
+
 static void http_conn_answer_done(http_conn *conn, bool outside)
 {
     http_conn_request_done(conn);
     if (outside) {
-        /* Nobody below us will parse on: carry on with pipelined input and write it all out. */
-        http_conn_set_reading(conn, !conn->peer_eof);
-        http_conn_process(conn);
+        /* Nobody below us will parse on: carry on with pipelined input and write it all out. From a
+         * coroutine's answer that runs on the loop's stack, not the handler's small one (the next
+         * request's handler may be anything). */
+        async_coro_outside(http_conn_parse_on, conn);
     }
 }
 

@@ -153,6 +153,9 @@ void http_response_header(http_request *req, const char *name, const char *value
 static bool http_request_begin_answer(http_request *req)
 {
     if (req->_answered) {
+        /* A coroutine unwinding after its request ended (504, server stopping): its answer is moot. */
+        if (req->_scope && async_scope_closing(req->_scope))
+            return false;
         log_error("route %s answered twice; the second answer is dropped",
                   req->route_name ? req->route_name : "(none)");
         return false;

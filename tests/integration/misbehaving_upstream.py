@@ -235,6 +235,9 @@ class MisbehavingUpstream:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
                          b'{"closed":true}')
             return False
+        elif path == "/deep":
+            depth = int(query.get("depth", "900"))
+            self._send(conn, 200, "[" * depth + "]" * depth)
         elif path == "/big":
             self._send(conn, 200, b"x" * int(query.get("bytes", "0")), "text/plain")
         elif path == "/hostile":

@@ -237,6 +237,13 @@ class FanoutResultsTest(FanoutFixture, unittest.TestCase):
         results, _ = self.call(("local", "/json"))
         self.assertSuccess(results[0], "local", 200, {"ok": True})
 
+    def test_deeply_nested_upstream_body(self):
+        # jansson parses an upstream's body recursively (about 85 bytes of stack a level, up to 2048
+        # levels); the fanout handler is a coroutine on a 64 KiB stack, so it parses on the loop's.
+        depth = 900
+        results, _ = self.call(("mis", f"/deep?depth={depth}"))
+        self.assertSuccess(results[0], "mis", 200, json.loads("[" * depth + "]" * depth))
+
     def test_every_kind_at_once_keeps_request_order(self):
         calls = [("mis", "/malformed"), ("down", "/"), ("users", "/v1/hello"), ("mis", "/reset"),
                  ("small", "/big?bytes=500"), ("mis", "/text"), ("slow", "/slow?ms=1000"), ("mis", "/chunked")]

@@ -15,7 +15,8 @@ import threading
 import time
 import unittest
 
-from apiary_harness import HOST, ApiaryServer, apiary_bin, json_request_body, request, source_dir
+from apiary_harness import (HOST, ApiaryServer, abort, apiary_bin, build_request, json_request_body, request,
+                            source_dir)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -219,6 +220,20 @@ class ResourceExample(unittest.TestCase):
         with Catalog.lock:
             self.assertEqual(Catalog.quotes - before, 4)
             self.assertLessEqual(Catalog.most_at_once, 2, "max_parallel: 2")
+
+    def test_clients_leaving_mid_fan_out_leave_it_serving(self):
+        # The quotes are coroutines of their own, pointing into their parent's stack: a request that
+        # ends mid-way (here: the client resets) unwinds them all before the parent.
+        _, item = self.create({"name": "ladder", "sku": "LD-7", "quantity": 1})
+        for _ in range(5):
+            sock = self.srv.connect()
+            sock.sendall(build_request("GET", f"/v1/items/{item['id']}/quotes"))
+            time.sleep(0.15)
+            abort(sock)
+        r, body = get_json(self.srv, f"/v1/items/{item['id']}/quotes")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(body["best_cents"], 996)
+        self.assertTrue(self.srv.alive())
 
     def test_fingerprint_runs_on_the_pool(self):
         _, item = self.create({"name": "smoker", "sku": "SM-3", "quantity": 2})

@@ -233,6 +233,17 @@ class SqlApiMixin(AsyncAssertions):
         self.assertEqual(self.table(f"SELECT randomNumber FROM world WHERE id = {row['id']}"),
                          [[row["randomNumber"]]])
 
+    def test_db_await_answers_as_db(self):
+        # /v1/db written as a coroutine handler (ROUTE_CORO): the same answer on both backends.
+        for _ in range(5):
+            resp = self.get("/v1/db_await")
+            self.assertEqual(resp.status, 200, resp)
+            self.assertEqual(resp.headers.get("Content-Type"), "application/json")
+            row = resp.json()
+            self.assertWorldRow(row)
+            self.assertEqual(self.table(f"SELECT randomNumber FROM world WHERE id = {row['id']}"),
+                             [[row["randomNumber"]]])
+
     def test_queries_count_rule(self):
         for query, expected in [("", 1), ("?queries=", 1), ("?queries=abc", 1), ("?queries=0", 1),
                                 ("?queries=-3", 1), ("?queries=1.5", 1), ("?queries=7", 7), ("?queries=500", 500),

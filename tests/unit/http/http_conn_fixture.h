@@ -124,6 +124,29 @@ static void handler_async_sleep(http_request *req)
         async_op_then(async_sleep(scope, 10000), blocking_continuation, req);
 }
 
+/* Coroutine handlers (ROUTE_CORO): one that answers after an await, and a careless one that answers
+ * whatever its await returned, also after its request ended (504): that answer must be dropped quietly. */
+static int coro_resumed;
+
+static void handler_coro(http_request *req)
+{
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    async_op *op = async_await(async_sleep(scope, 20));
+    http_respond_json(req, 200, json_pack("{s:s,s:b}", "m", "coro", "ok", op->status == ASYNC_OK));
+}
+
+static void handler_coro_careless(http_request *req)
+{
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    async_op *op = async_await(async_sleep(scope, 10000));
+    coro_resumed++;
+    http_respond_json(req, 200, json_pack("{s:s,s:i}", "m", "late", "status", (int)op->status));
+}
+
 static void setup(void)
 {
     http_settings_defaults(&settings);
@@ -147,6 +170,8 @@ static void setup(void)
     router_add(routes, HTTP_METHOD_GET, "/blocking-async", handler_blocking_async);
     router_add(routes, HTTP_METHOD_GET, "/long", handler_async_sleep);
     router_add(routes, HTTP_METHOD_GET, "/forever", handler_waits_forever);
+    router_add_flags(routes, HTTP_METHOD_GET, "/coro", handler_coro, ROUTE_CORO);
+    router_add_flags(routes, HTTP_METHOD_GET, "/coro-careless", handler_coro_careless, ROUTE_CORO);
     http_loop_options opts = {.id = 0, .listen_fd = -1, .settings = &settings, .router = routes};
     loop = http_loop_new(&opts);
     int fds[2];
@@ -154,6 +179,7 @@ static void setup(void)
     client_fd = fds[1];
     http_conn_accept(loop, fds[0], NULL, false);
     cancel_calls = 0;
+    coro_resumed = 0;
 }
 
 static void teardown(void)

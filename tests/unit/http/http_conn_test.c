@@ -4,6 +4,8 @@
  * network or the server binary. */
 #include "http_conn_fixture.h"
 
+#include <criterion/redirect.h>
+
 TestSuite(http_conn, .init = setup, .fini = teardown, .timeout = 20);
 
 Test(http_conn, pipelined_requests_answered_in_order_in_one_read)
@@ -271,4 +273,60 @@ Test(http_conn, deadline_answers_once_even_if_the_cancel_callback_answers)
     cr_assert_eq(count(r, "from-cancel"), 0, "got: %s", r);
     cr_assert_eq(count(r, "HTTP/1.1 200 OK"), 1, "the pipelined request got its own answer: %s", r);
     cr_assert(strstr(r, "HTTP/1.1 504 ") < strstr(r, "HTTP/1.1 200 OK"));
+}
+
+Test(http_conn, coroutine_answer_then_pipelined_requests_in_order)
+{
+    send_str("GET /coro HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+             "GET /coro HTTP/1.1\r\nHost: t\r\n\r\n");
+    const char *r = collect(200);
+    cr_assert_eq(count(r, "HTTP/1.1 200 OK"), 3, "got: %s", r);
+    const char *first = strstr(r, "\"coro\""), *hello = strstr(r, "\"hi\"");
+    cr_assert(first && hello && first < hello, "in order: %s", r);
+    cr_assert(strstr(hello, "\"coro\""), "the third answered after the second: %s", r);
+    cr_assert_eq(stats().async_inflight, 0);
+}
+
+/* Reads what the test wrote to its redirected stderr so far. */
+static const char *stderr_text(void)
+{
+    static char text[1 << 16];
+    fflush(stderr);
+    FILE *f = cr_get_redirected_stderr();
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    return text;
+}
+
+static void setup_capturing_stderr(void)
+{
+    cr_redirect_stderr();
+    setup();
+}
+
+Test(http_conn, coroutine_past_its_deadline_unwinds_and_its_answer_is_dropped_quietly,
+     .init = setup_capturing_stderr)
+{
+    send_str("GET /coro-careless HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    const char *r = collect(600);
+    cr_assert_eq(count(r, "HTTP/1.1 504 "), 1, "got: %s", r);
+    cr_assert_eq(count(r, "late"), 0, "got: %s", r);
+    cr_assert_eq(count(r, "HTTP/1.1 200 OK"), 1, "the pipelined request got its own answer: %s", r);
+    cr_assert_eq(coro_resumed, 1, "the coroutine was resumed once to unwind");
+    cr_assert_eq(stats().async_inflight, 0);
+    const char *log = stderr_text();
+    cr_assert_null(strstr(log, "answered twice"), "log: %s", log);
+}
+
+Test(http_conn, coroutine_of_a_client_gone_is_resumed_once_and_unwinds)
+{
+    send_str("GET /coro-careless HTTP/1.1\r\nHost: t\r\n\r\n");
+    spin(5);
+    cr_assert_eq(stats().async_inflight, 1);
+    close(client_fd);
+    client_fd = -1;
+    spin(10);
+    cr_assert_eq(coro_resumed, 1);
+    cr_assert_eq(stats().async_inflight, 0);
+    cr_assert_eq(stats().cancelled, 1);
 }
