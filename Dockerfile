@@ -4,10 +4,12 @@
 # (or: docker build -t apiary . && docker run -p 8080:8080 apiary).
 
 FROM debian:bookworm-slim AS build
+# The build packages are the list scripts/deps.sh installs too (one package a line, '#' comments), so a
+# library added to CMakeLists.txt and to that list reaches the image without an edit here.
+COPY scripts/packages/build.txt /tmp/build-packages.txt
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential cmake pkg-config \
-       libevent-dev libjansson-dev libsodium-dev libhiredis-dev node-llhttp \
-    && rm -rf /var/lib/apt/lists/*
+    && sed 's/#.*//' /tmp/build-packages.txt | xargs apt-get install -y --no-install-recommends \
+    && rm -rf /var/lib/apt/lists/* /tmp/build-packages.txt
 WORKDIR /src
 # Only what the binary is built from, so edits to docs, tests or bench/ keep the build layer cached.
 COPY CMakeLists.txt ./
@@ -35,13 +37,20 @@ RUN apt-get update \
     && xargs -a /tmp/runtime-packages apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages \
     && groupadd --gid 10001 apiary \
-    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin apiary
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin apiary \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/apiary
 COPY --from=build /src/build/apiary /usr/local/bin/apiary
 COPY config/apiary.json /etc/apiary/apiary.json
 # Fails the build, not the first start, when a library is missing or the shipped config is invalid.
 RUN /usr/local/bin/apiary --version && /usr/local/bin/apiary --check-config --config /etc/apiary/apiary.json
 
 USER 10001:10001
+# State: the shipped config's SQLite database is "sqlite:apiary.db", relative to the working directory,
+# so the working directory is the one place the unprivileged user may write, and a volume so the data
+# outlives the container (docs/deploy.md). A working directory rather than APIARY_SQL_URL: a mounted
+# config naming MariaDB, or another SQLite path, still means what it says.
+WORKDIR /var/lib/apiary
+VOLUME /var/lib/apiary
 # The shipped config listens on 127.0.0.1, which is unreachable from outside a container; the environment
 # moves it to every address inside the container without a second config file. Flags still win.
 ENV APIARY_LISTEN=0.0.0.0:8080

@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # Installs the Debian packages apiary needs to build, run and test, skipping what is already there.
-# Usage: scripts/deps.sh [--bench|--fuzz]   (--bench adds wrk, nginx and golang-go (the Go reference server
-# of bench/json.sh) for bench/, --fuzz clang for tests/fuzz)
+# Usage: scripts/deps.sh [--bench] [--fuzz] [--list]   (--bench adds wrk, nginx and golang-go (the Go
+# reference server of bench/json.sh) for bench/, --fuzz clang for tests/fuzz; --list only prints the
+# packages, one a line, and installs nothing)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-# redis-server and mariadb-server are test dependencies (the Redis and MariaDB tests start their own
-# servers on loopback; the distribution's own service is never used); the openssl CLI makes the test CA
-# of the MariaDB TLS tests.
-packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libhiredis-dev
-          libmariadb-dev libsqlite3-dev libcriterion-dev node-llhttp python3 curl redis-server nginx-light
-          mariadb-server mariadb-client openssl)
-if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(wrk nginx-light golang-go)
-fi
-if [[ "${1:-}" == "--fuzz" ]]; then
-  packages+=(clang libclang-rt-14-dev)  # libFuzzer (scripts/fuzz.sh)
+# The lists live in scripts/packages/ (one package a line, '#' comments): build.txt is also what the
+# Dockerfile's build stage installs, so the image and a developer's machine build from the same set.
+lists=(build test)
+list_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) lists+=(bench) ;;
+    --fuzz) lists+=(fuzz) ;;
+    --list) list_only=1 ;;
+    *) echo "deps: unknown argument $arg (usage: scripts/deps.sh [--bench] [--fuzz] [--list])" >&2; exit 2 ;;
+  esac
+done
+packages=()
+for list in "${lists[@]}"; do
+  # shellcheck disable=SC2207
+  packages+=($(sed 's/#.*//' "scripts/packages/$list.txt"))
+done
+if [[ $list_only -eq 1 ]]; then
+  printf '%s\n' "${packages[@]}"
+  exit 0
 fi
 
 missing=()

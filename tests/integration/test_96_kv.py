@@ -651,7 +651,8 @@ class RedisFailureTest(KvAssertions, unittest.TestCase):
                                                    b"1" if method == "PUT" else None)
                         doc = self.assertProblemDoc(resp, 504)
                         self.assertIn("300 ms", doc["detail"])
-                        self.assertGreaterEqual(took, 0.29)
+                        # The command timeout is a libevent timer on the coarse clock: a tick early is fine.
+                        self.assertGreaterEqual(took, 0.25)
                         self.assertLess(took, 1.0)
                 self.assertEqual(staller.read(), "OK")
             finally:

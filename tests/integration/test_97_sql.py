@@ -569,7 +569,8 @@ class MariadbFailureTest(AsyncAssertions, unittest.TestCase):
                 resp, took = timed_request(sock, "GET", path)
                 self.assertProblemDoc(resp, 503)
                 self.assertEqual(resp.headers.get("Retry-After"), "1")
-                self.assertLess(took, 0.1, f"{path} took {took:.3f} s")
+                # Far below the 400 ms query timeout and the 1 s connect timeout, yet not a tight bound.
+                self.assertLess(took, 0.3, f"{path} took {took:.3f} s")
                 self.assertNotIn(str(self.db.port), resp.body.decode())
             ready = request(sock, "GET", "/readyz")
             self.assertProblemDoc(ready, 503)
