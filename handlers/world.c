@@ -102,9 +102,9 @@ static json_t *world_row(http_request *req, const sql_result *r)
 
 /* ---- GET /v1/db -------------------------------------------------------------------------------- */
 
-static void world_db_done(async_op *op, void *arg)
+/* The answer of /v1/db and /v1/db_await, once their query is over. */
+static void world_db_answer(http_request *req, const async_op *op)
 {
-    http_request *req = arg;
     if (op->status != ASYNC_OK) {
         sql_answer_failure(req, op);
         return;
@@ -113,6 +113,8 @@ static void world_db_done(async_op *op, void *arg)
     if (row)
         http_respond_json(req, 200, row);
 }
+
+static void world_db_done(async_op *op, void *arg) { world_db_answer(arg, op); }
 
 void world_db_get(http_request *req)
 {
@@ -134,16 +136,7 @@ void world_db_await_get(http_request *req)
         return;
     sql_value id = sql_int(world_random_id());
     sql_stmt stmt = {WORLD_SELECT, &id, 1, 0};
-    async_op *op = async_await(sql_query(scope, http_request_loop(req), &stmt));
-    if (op->status == ASYNC_CANCELLED)
-        return;
-    if (op->status != ASYNC_OK) {
-        sql_answer_failure(req, op);
-        return;
-    }
-    json_t *row = world_row(req, op->value);
-    if (row)
-        http_respond_json(req, 200, row);
+    world_db_answer(req, async_await(sql_query(scope, http_request_loop(req), &stmt)));
 }
 
 /* ---- GET /v1/queries --------------------------------------------------------------------------- */

@@ -711,21 +711,25 @@ class ExamplePairTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
             self.assertStillOpen(sock)
 
 
-class ExamplePairDocsTest(unittest.TestCase):
-    BEGIN = b"<!-- example:begin handlers/example_pair.c -->\n```c\n"
-    END = b"```\n<!-- example:end -->"
+def assert_docs_quote(test, marker, source):
+    """docs/async.md quotes the file `source` (relative to the tree) verbatim, exactly once, between
+    `<!-- MARKER:begin SOURCE -->` + a C fence and the fence + `<!-- MARKER:end -->`."""
+    begin = f"<!-- {marker}:begin {source} -->\n```c\n".encode()
+    end_marker = f"```\n<!-- {marker}:end -->".encode()
+    with open(os.path.join(source_dir(), "docs", "async.md"), "rb") as f:
+        docs = f.read()
+    with open(os.path.join(source_dir(), source), "rb") as f:
+        code = f.read()
+    test.assertEqual(docs.count(begin), 1, f"docs/async.md must quote {source} exactly once")
+    start = docs.index(begin) + len(begin)
+    end = docs.find(end_marker, start)
+    test.assertGreaterEqual(end, 0, f"the quote of {source} in docs/async.md is not closed")
+    test.assertEqual(docs[start:end].decode("utf-8"), code.decode("utf-8"), f"docs/async.md's quote differs from {source}")
 
+
+class ExamplePairDocsTest(unittest.TestCase):
     def test_docs_show_example_pair_verbatim(self):
-        with open(os.path.join(source_dir(), "docs", "async.md"), "rb") as f:
-            docs = f.read()
-        with open(os.path.join(source_dir(), "handlers", "example_pair.c"), "rb") as f:
-            code = f.read()
-        self.assertEqual(docs.count(self.BEGIN), 1, "docs/async.md must hold exactly one example block")
-        start = docs.index(self.BEGIN) + len(self.BEGIN)
-        end = docs.find(self.END, start)
-        self.assertGreaterEqual(end, 0, "the example block in docs/async.md is not closed")
-        self.assertEqual(docs[start:end].decode("utf-8"), code.decode("utf-8"),
-                         "docs/async.md's example differs from handlers/example_pair.c")
+        assert_docs_quote(self, "example", "handlers/example_pair.c")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,12 @@ server stopping) unwinds the coroutine cleanly: the server keeps serving, logs n
 stops cleanly, and a sanitized build reports nothing. Pipelined requests behind a coroutine's answer
 are served (they are parsed on the loop's stack, not the coroutine's)."""
 
-import os
 import time
 import unittest
 
 from apiary_harness import (ApiaryServer, ServerTestMixin, abort, build_request, raise_nofile_limit, read_response,
-                            request, source_dir)
-from test_80_async import AsyncAssertions, timed_request
+                            request)
+from test_80_async import AsyncAssertions, assert_docs_quote, timed_request
 
 PAIR = "/v1/example/pair"
 AWAIT = "/v1/example/pair_await"
@@ -157,20 +156,8 @@ class PairAwaitEndingTest(AsyncAssertions, unittest.TestCase):
 
 
 class PairAwaitDocsTest(unittest.TestCase):
-    BEGIN = b"<!-- example-await:begin handlers/example_pair_await.c -->\n```c\n"
-    END = b"```\n<!-- example-await:end -->"
-
     def test_docs_show_example_pair_await_verbatim(self):
-        with open(os.path.join(source_dir(), "docs", "async.md"), "rb") as f:
-            docs = f.read()
-        with open(os.path.join(source_dir(), "handlers", "example_pair_await.c"), "rb") as f:
-            code = f.read()
-        self.assertEqual(docs.count(self.BEGIN), 1, "docs/async.md must hold exactly one coroutine example block")
-        start = docs.index(self.BEGIN) + len(self.BEGIN)
-        end = docs.find(self.END, start)
-        self.assertGreaterEqual(end, 0, "the coroutine example block in docs/async.md is not closed")
-        self.assertEqual(docs[start:end].decode("utf-8"), code.decode("utf-8"),
-                         "docs/async.md's coroutine example differs from handlers/example_pair_await.c")
+        assert_docs_quote(self, "example-await", "handlers/example_pair_await.c")
 
 
 if __name__ == "__main__":
