@@ -224,8 +224,8 @@ class SqlApiMixin(AsyncAssertions):
 
     # -- /v1/db, /v1/queries --
 
-    def test_db(self):
-        resp = self.get("/v1/db")
+    def assertDbAnswer(self, path):
+        resp = self.get(path)
         self.assertEqual(resp.status, 200, resp)
         self.assertEqual(resp.headers.get("Content-Type"), "application/json")
         row = resp.json()
@@ -233,16 +233,13 @@ class SqlApiMixin(AsyncAssertions):
         self.assertEqual(self.table(f"SELECT randomNumber FROM world WHERE id = {row['id']}"),
                          [[row["randomNumber"]]])
 
+    def test_db(self):
+        self.assertDbAnswer("/v1/db")
+
     def test_db_await_answers_as_db(self):
         # /v1/db written as a coroutine handler (ROUTE_CORO): the same answer on both backends.
         for _ in range(5):
-            resp = self.get("/v1/db_await")
-            self.assertEqual(resp.status, 200, resp)
-            self.assertEqual(resp.headers.get("Content-Type"), "application/json")
-            row = resp.json()
-            self.assertWorldRow(row)
-            self.assertEqual(self.table(f"SELECT randomNumber FROM world WHERE id = {row['id']}"),
-                             [[row["randomNumber"]]])
+            self.assertDbAnswer("/v1/db_await")
 
     def test_queries_count_rule(self):
         for query, expected in [("", 1), ("?queries=", 1), ("?queries=abc", 1), ("?queries=0", 1),
