@@ -454,6 +454,8 @@ static int config_walk(config_loader *l, json_t *obj, const char *prefix)
         } else if (plain && config_is_section(path)) {
             if (!json_is_object(v))
                 return config_fail(l->err, "%s: %s: must be an object", l->origin, path);
+            if (strcmp(path, "redis") == 0)
+                l->cfg.redis_section = true; /* even empty: "use Redis, with the defaults" */
             if (config_walk(l, v, path) != 0)
                 return -1;
         } else {

@@ -48,6 +48,7 @@ typedef struct apiary_config {
     unsigned kv_max_entries;        /* memory backend: entries across the whole server */
     size_t kv_max_memory_bytes;     /* memory backend: key and value bytes across the whole server */
     redis_settings redis;
+    bool redis_section;             /* the file has a "redis" section: Redis is configured */
     sql_settings sql;               /* the "sql" section; sql.url may come from APIARY_SQL_URL */
     bool sql_url_overridden;        /* set by APIARY_SQL_URL: a reload keeps the running sql section */
     http_cidr trusted_proxies[CONFIG_MAX_TRUSTED_PROXIES];
