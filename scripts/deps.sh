@@ -9,7 +9,7 @@ set -euo pipefail
 # of the MariaDB TLS tests.
 packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libhiredis-dev
           libmariadb-dev libsqlite3-dev libcriterion-dev node-llhttp python3 curl redis-server nginx-light
-          mariadb-server mariadb-client openssl)
+          mariadb-server mariadb-client openssl libssl-dev)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light golang-go)
 fi
