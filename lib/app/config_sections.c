@@ -200,7 +200,7 @@ int config_parse_allowed_origins(apiary_config *cfg, const void *json_array, cha
         if (rc != 0)
             return -1;
         http_client_upstream *o = &cfg->allowed_origins[i];
-        snprintf(o->name, sizeof(o->name), "allowed_origins[%zu]", i); /* what logs call it */
+        snprintf(o->name, sizeof(o->name), "allowed_origins[%u]", (unsigned)i); /* what logs call it */
         for (size_t j = 0; j < i; j++) {
             const http_client_upstream *p = &cfg->allowed_origins[j];
             if (p->tls == o->tls && p->port == o->port && strcasecmp(p->host, o->host) == 0)

@@ -232,15 +232,15 @@ static bool http_client_options_have(const http_client_options *o, const char *n
     return false;
 }
 
-/* Appends printf output to the request being built (measured first, so it always fits). */
+/* The request being built: measured by a first pass, then written into memory of that size. */
 typedef struct http_client_wire_buf {
-    char *data;
-    size_t len, cap;
+    char *data; /* NULL while measuring */
+    size_t len;
 } http_client_wire_buf;
 
 static void http_client_wire_add(http_client_wire_buf *w, const char *text, size_t len)
 {
-    if (w->data)
+    if (w->data && len > 0)
         memcpy(w->data + w->len, text, len);
     w->len += len;
 }
@@ -287,7 +287,6 @@ static char *http_client_wire(async_scope *scope, const http_client_pool *pool, 
     http_client_wire_buf w = {0};
     http_client_wire_fields(&w, pool, method, path, o);
     w.data = async_scope_alloc(scope, w.len + 1);
-    w.cap = w.len;
     w.len = 0;
     http_client_wire_fields(&w, pool, method, path, o);
     w.data[w.len] = '\0';

@@ -842,8 +842,14 @@ static void http_client_pool_init_host(http_client_pool *pool)
         pool->literal = true;
     }
     bool v6 = strchr(up->host, ':') != NULL;
-    snprintf(pool->host_header, sizeof(pool->host_header), "%s%s%s:%u", v6 ? "[" : "", up->host, v6 ? "]" : "",
-             up->port);
+    /* The scheme's own port is left out, as browsers and curl do: some APIs sign or route by the Host
+     * value and expect "api.example.com", not "api.example.com:443". */
+    bool default_port = up->port == (up->tls ? 443u : 80u);
+    char port[8] = "";
+    if (!default_port)
+        snprintf(port, sizeof(port), ":%u", up->port);
+    snprintf(pool->host_header, sizeof(pool->host_header), "%s%s%s%s", v6 ? "[" : "", up->host, v6 ? "]" : "",
+             port);
 }
 
 /* One verifying context per pool (so per loop and upstream): the CAs are loaded once per loop, and a

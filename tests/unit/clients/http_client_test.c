@@ -1151,3 +1151,19 @@ Test(http_client_response, json_within_limits_only)
     cr_expect_null(http_client_response_json(&text, 8, 64));
     cr_expect_null(http_client_response_json(&empty, 8, 64));
 }
+
+/* The Host field leaves out the scheme's own port (some APIs sign or route by its exact value). */
+Test(http_client, host_field_leaves_out_the_default_port)
+{
+    static http_client_upstream u[4];
+    const struct { const char *host; unsigned port; bool tls; const char *want; } cases[] = {
+        {"api.example.com", 443, true, "api.example.com"}, {"api.example.com", 80, false, "api.example.com"},
+        {"api.example.com", 80, true, "api.example.com:80"}, {"::1", 8443, true, "[::1]:8443"}};
+    for (size_t i = 0; i < 4; i++) {
+        u[i] = cfg;
+        strcpy(u[i].host, cases[i].host);
+        u[i].port = cases[i].port;
+        u[i].tls = cases[i].tls;
+        cr_assert_str_eq(http_client_pool_get(client, &u[i])->host_header, cases[i].want);
+    }
+}
