@@ -5,13 +5,14 @@ Usage: tls_upstream.py CERT KEY. Listens on 127.0.0.1 on a free port, prints the
 serves HTTP/1.1 over TLS with keep-alive until stdin closes (the test's end). Every answer is JSON:
 the request's method, target, its header fields, and the number of the connection it came on (1 for
 the first accepted), with the response fields Content-Type: application/json and X-Upstream: tls.
-GET /big?bytes=N answers N bytes of "x" in a JSON string instead.
+GET /big?bytes=N answers N bytes of "x" in a JSON string instead; GET /slow?ms=N waits N ms first.
 """
 import http.server
 import json
 import ssl
 import sys
 import threading
+import time
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -30,6 +31,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def answer(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("latin-1") if length else ""
+        if self.path.startswith("/slow?ms="):
+            time.sleep(int(self.path.split("=", 1)[1]) / 1000)
         if self.path.startswith("/big?bytes="):
             payload = json.dumps("x" * int(self.path.split("=", 1)[1]))
         else:

@@ -3,7 +3,10 @@
  * CA and host name are accepted and the connection is pooled; a wrong host name, an unknown CA and
  * the system store (which does not know the test CA) are refused before a byte of request is sent;
  * request header fields arrive, response header fields are read back case-insensitively; a call's own
- * body bound; absolute URLs only for origins on the allow-list. */
+ * body bound; absolute URLs only for origins on the allow-list; a peer that does not speak TLS; a call
+ * that gives up mid-exchange closes its TLS connection, one that leaves mid-handshake leaves it to the
+ * pool. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <event2/event.h>
 #include <jansson.h>
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -334,4 +338,109 @@ Test(http_client_tls, absolute_urls_only_for_allowed_origins)
     snprintf(url, sizeof(url), "https://localhost:%u", port);
     cr_expect_eq(http_client_allowed(&list, url, &path), &cfg);
     cr_expect_str_eq(path, "/");
+}
+
+/* A peer that answers a ClientHello with plain HTTP: not a certificate matter, tls_failed. */
+static void plain_on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    int c = accept(fd, NULL, NULL);
+    if (c < 0)
+        return;
+    static const char answer[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    cr_assert_eq(write(c, answer, sizeof(answer) - 1), (ssize_t)sizeof(answer) - 1);
+    close(c);
+}
+
+Test(http_client_tls, a_peer_that_does_not_speak_tls)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    cr_assert_eq(listen(fd, 8), 0);
+    socklen_t len = sizeof(sin);
+    getsockname(fd, (struct sockaddr *)&sin, &len);
+    struct event *ev = event_new(base, fd, EV_READ | EV_PERSIST, plain_on_accept, NULL);
+    event_add(ev, NULL);
+    cfg.port = ntohs(sin.sin_port);
+    async_op *op = get(&cfg, "/x", NULL);
+    cr_assert_eq(op->status, ASYNC_FAILED);
+    cr_expect_str_eq(op->error, "tls_failed");
+    cr_expect_eq(pool_of_total(), 0);
+    event_free(ev);
+    close(fd);
+}
+
+Test(http_client_tls, giving_up_mid_exchange_closes_the_tls_connection)
+{
+    cfg.timeout_ms = 300;
+    async_op *op = get(&cfg, "/slow?ms=2000", NULL);
+    cr_assert_eq(op->status, ASYNC_TIMEOUT);
+    cr_expect_eq(pool_of_total(), 0, "half an exchange cannot be resumed: closed, its session freed");
+    cfg.timeout_ms = 8000;
+    json_t *echo = ok_json(get(&cfg, "/after", NULL));
+    cr_expect_eq(json_integer_value(json_object_get(echo, "conn")), 2, "a fresh connection");
+    json_decref(echo);
+}
+
+/* A peer that accepts and never says a word: a handshake that stays in progress. */
+static int silent_peer = -1;
+
+static void silent_on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    int c = accept(fd, NULL, NULL);
+    if (c >= 0)
+        silent_peer = c;
+}
+
+static void run_until_state(http_client_conn *conn, http_client_conn_state want)
+{
+    guard_fired = false;
+    struct event *guard = evtimer_new(base, guard_cb, NULL);
+    struct timeval tv = {TEST_WAIT_MS / 1000, 0};
+    evtimer_add(guard, &tv);
+    while (conn->state != want && !guard_fired)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(guard);
+}
+
+Test(http_client_tls, leaving_mid_handshake_leaves_the_connection_to_its_timeout)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    cr_assert_eq(listen(fd, 8), 0);
+    socklen_t len = sizeof(sin);
+    getsockname(fd, (struct sockaddr *)&sin, &len);
+    struct event *ev = event_new(base, fd, EV_READ | EV_PERSIST, silent_on_accept, NULL);
+    event_add(ev, NULL);
+    strcpy(cfg.host, "127.0.0.1");
+    cfg.port = ntohs(sin.sin_port);
+    cfg.connect_timeout_ms = 300;
+    async_op *op = http_client_send(scope, client, &cfg, "GET", "/x", NULL);
+    async_op_then(op, on_done, NULL);
+    http_client_conn *conn = client->pools->conns;
+    run_until_state(conn, HTTP_CLIENT_CONN_HANDSHAKE);
+    cr_assert_eq(conn->state, HTTP_CLIENT_CONN_HANDSHAKE, "the ClientHello is out, no answer comes");
+    cr_assert_not_null(conn->ssl);
+    async_op_cancel(op); /* the caller leaves mid-handshake */
+    cr_assert_eq(pool_of_total(), 1, "the connection goes on, for whoever comes next");
+    cr_assert_null(conn->dialer);
+    /* connect_timeout_ms bounds the handshake too: then it goes, its session freed (ASan checks). */
+    const int before = done_count;
+    for (int i = 0; i < 100 && pool_of_total() > 0; i++) {
+        struct timeval tv = {0, 20000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    cr_expect_eq(pool_of_total(), 0);
+    cr_expect_eq(done_count, before, "nothing completes into the caller that left");
+    cr_expect_eq(stats().cancelled, 1);
+    event_free(ev);
+    if (silent_peer >= 0)
+        close(silent_peer);
+    close(fd);
 }
