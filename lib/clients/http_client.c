@@ -206,7 +206,7 @@ static bool http_client_header_value_ok(const char *v)
         return false;
     size_t len = 0;
     for (const unsigned char *p = (const unsigned char *)v; *p; p++, len++)
-        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+        if ((*p < 0x20 && *p != '\t') || *p >= 0x7f)
             return false;
     return len <= HTTP_CLIENT_HEADER_VALUE_MAX;
 }

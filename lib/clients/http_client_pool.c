@@ -353,6 +353,7 @@ static void http_client_conn_assign(http_client_conn *conn, http_client_call *ca
     conn->call = call;
     call->conn = conn;
     call->sent = 0;
+    conn->tls_dirty = false; /* the previous exchange on it was complete */
     http_client_reader_start(&conn->reader, call->max_body, call->head_only);
     http_client_conn_send(conn);
 }

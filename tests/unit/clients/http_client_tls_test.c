@@ -298,7 +298,7 @@ Test(http_client_tls, bad_header_fields_send_nothing)
     const http_client_header bad[][1] = {{{"X-A", "line\r\nInjected: 1"}}, {{"Host", "evil.example"}},
                                          {{"Content-Length", "5"}}, {{"Bad Name", "x"}},
                                          {{"X-B:", "x"}}, {{"", "x"}}, {{"Transfer-Encoding", "chunked"}},
-                                         {{"X-C", "nul\x01"}}};
+                                         {{"X-C", "nul\x01"}}, {{"X-D", "caf\xc3\xa9"}}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         http_client_options o = {.headers = bad[i], .header_count = 1};
         async_op *op = get(&cfg, "/x", &o);
