@@ -24,6 +24,7 @@
 
 #define HTTP_CLIENT_READ_BYTES 16384     /* one recv per read event, into the client's scratch */
 #define HTTP_CLIENT_MAX_HEAD_BYTES 16384 /* status line + header fields of one response */
+#define HTTP_CLIENT_MAX_FIELDS 256       /* header fields of one response (interim answers apart) */
 
 #define HTTP_CLIENT_STAT_ADD(client, field, n) \
     __atomic_fetch_add(&(client)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)

@@ -61,17 +61,22 @@ static void http_client_head_append(http_client_reader *r, const char *at, size_
 /* llhttp may hand a name or a value over in pieces (split across reads): pieces are appended, and
  * the *_complete callbacks end each with a NUL. */
 /* A field begins: its name starts at the end of the stored head. Also called for a name llhttp
- * completes without handing over a byte of it (an empty name, which it lets through). */
-static void http_client_field_begin(http_client_reader *r)
+ * completes without handing over a byte of it (an empty name, which it lets through). Returns false
+ * past HTTP_CLIENT_MAX_FIELDS: "a:" repeated costs one counted head byte per field, and a field's
+ * bookkeeping is more than that. */
+static bool http_client_field_begin(http_client_reader *r)
 {
     if (r->in_field)
-        return;
+        return true;
+    if (r->field_count >= HTTP_CLIENT_MAX_FIELDS)
+        return false;
     if (r->field_count * 2 + 2 > r->fields_cap) {
         r->fields_cap = r->fields_cap ? r->fields_cap * 2 : 32;
         r->fields = xrealloc(r->fields, r->fields_cap * sizeof(*r->fields));
     }
     r->fields[r->field_count * 2] = (uint32_t)r->head_len;
     r->in_field = true;
+    return true;
 }
 
 static int http_client_on_header_field(llhttp_t *p, const char *at, size_t len)
@@ -79,7 +84,8 @@ static int http_client_on_header_field(llhttp_t *p, const char *at, size_t len)
     http_client_reader *r = http_client_reader_of(p);
     if (http_client_on_head_bytes(p, at, len) != 0)
         return HPE_USER;
-    http_client_field_begin(r);
+    if (!http_client_field_begin(r))
+        return http_client_reader_fail(r, HTTP_CLIENT_ERR_RESPONSE_TOO_LARGE);
     http_client_head_append(r, at, len);
     return 0;
 }
@@ -87,7 +93,8 @@ static int http_client_on_header_field(llhttp_t *p, const char *at, size_t len)
 static int http_client_on_header_field_complete(llhttp_t *p)
 {
     http_client_reader *r = http_client_reader_of(p);
-    http_client_field_begin(r);
+    if (!http_client_field_begin(r))
+        return http_client_reader_fail(r, HTTP_CLIENT_ERR_RESPONSE_TOO_LARGE);
     http_client_head_append(r, "", 1);
     r->fields[r->field_count * 2 + 1] = (uint32_t)r->head_len; /* the value starts here */
     r->in_field = false;

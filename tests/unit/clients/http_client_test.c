@@ -470,6 +470,22 @@ Test(http_client_reader, header_fields_are_kept_and_found_case_insensitively)
     cr_assert_null(http_client_reader_header(&reader, "Content"));
 }
 
+Test(http_client_reader, too_many_fields_is_too_large)
+{
+    char r[8192] = "HTTP/1.1 200 OK\r\n";
+    for (int i = 0; i < 256; i++)
+        strcat(r, "a:\r\n");
+    char ok[8192];
+    snprintf(ok, sizeof(ok), "%sContent-Length: 0\r\n\r\n", r);
+    cr_assert_eq(feed_all(ok, 100, NULL), HTTP_CLIENT_READ_FAILED, "257 fields");
+    cr_assert_eq(reader.error, HTTP_CLIENT_ERR_RESPONSE_TOO_LARGE);
+    http_client_reader_release(&reader);
+    r[strlen(r) - 4] = '\0'; /* 255 "a:" fields and Content-Length */
+    snprintf(ok, sizeof(ok), "%sContent-Length: 0\r\n\r\n", r);
+    cr_assert_eq(feed_all(ok, 100, NULL), HTTP_CLIENT_READ_DONE, "256 fields");
+    cr_assert_eq(reader.field_count, 256);
+}
+
 /* Found by fuzz_http_client: llhttp completes an empty field name without handing over a byte of it,
  * and the stored fields must stay name/value pairs then too. */
 Test(http_client_reader, an_empty_field_name_is_stored_safely)
