@@ -204,6 +204,8 @@ typedef struct http_client_allowlist {
  * the config's http_client.allowed_origins). `list` and its origins must stay valid until exit or the
  * next call; NULL allows nothing (the default). Pools are keyed by origin entry, as by upstream. */
 void http_client_allow(const http_client_allowlist *list);
+/* The list http_client_fetch uses now (NULL: none), e.g. to ask http_client_allowed before calling. */
+const http_client_allowlist *http_client_allowed_list(void);
 
 /* Calls an absolute URL "http[s]://HOST[:PORT]/PATH": the call goes to the allow-list entry with the
  * same scheme, host (case-insensitive) and port (80/443 when not given), with that entry's limits, and

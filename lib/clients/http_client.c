@@ -434,6 +434,8 @@ static _Atomic(const http_client_allowlist *) http_client_allowed_now;
 
 void http_client_allow(const http_client_allowlist *list) { atomic_store(&http_client_allowed_now, list); }
 
+const http_client_allowlist *http_client_allowed_list(void) { return atomic_load(&http_client_allowed_now); }
+
 const http_client_upstream *http_client_allowed(const http_client_allowlist *list, const char *url,
                                                 const char **path_out)
 {
@@ -518,8 +520,7 @@ async_op *http_client_fetch_on(async_scope *scope, http_client *client, const ht
 async_op *http_client_fetch(async_scope *scope, http_loop *loop, const char *method, const char *url,
                             const http_client_options *opts)
 {
-    return http_client_fetch_on(scope, http_client_for_loop(loop), atomic_load(&http_client_allowed_now), method,
-                                url, opts);
+    return http_client_fetch_on(scope, http_client_for_loop(loop), http_client_allowed_list(), method, url, opts);
 }
 
 json_t *http_client_response_json(const http_client_response *resp, size_t max_depth, size_t max_values)

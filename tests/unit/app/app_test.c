@@ -13,6 +13,7 @@
 
 #include "apiary.h"
 #include "config.h"
+#include "app_internal.h"
 #include "generation.h"
 
 static void app_test_handler(http_request *req) { (void)req; }
@@ -142,4 +143,26 @@ Test(app_redis, a_command_without_settings_fails_and_connects_nowhere)
     cr_assert_not(redis_ready(NULL, NULL));
     async_scope_free(scope);
     event_base_free(base);
+}
+
+/* The runtime publishes the newest config's http_client.allowed_origins for http_client_fetch. */
+Test(app_http_client, the_current_context_publishes_its_allowed_origins)
+{
+    apiary_config cfg;
+    char err[CONFIG_ERROR_MAX];
+    cr_assert_eq(config_load_string(&cfg, "{\"http_client\": {\"allowed_origins\": [\"https://api.example.com\"]}}",
+                                    "t.json", err), 0, "%s", err);
+    void *sections[CONFIG_MAX_APP_SECTIONS] = {0};
+    server_generation *g = generation_first(&cfg, sections, 1, NULL);
+    const char *path;
+    cr_assert_null(http_client_allowed(http_client_allowed_list(), "https://api.example.com/x", &path),
+                   "nothing before a config is current");
+    app_set_current(g);
+    const http_client_upstream *o = http_client_allowed(http_client_allowed_list(), "https://api.example.com/x", &path);
+    cr_assert_not_null(o);
+    cr_assert_eq(o->port, 443);
+    cr_assert_null(http_client_allowed(http_client_allowed_list(), "https://other.example.com/x", &path));
+    app_set_current(NULL);
+    cr_assert_null(http_client_allowed_list(), "none once the config is gone");
+    generation_free_all(g);
 }
