@@ -31,10 +31,11 @@ RUN set -e; : >build/packages; \
     sort -u build/packages >build/runtime-packages; cat build/runtime-packages
 
 FROM debian:bookworm-slim
-# Only the runtime libraries found above: no compiler, no -dev packages, no apt lists.
+# Only the runtime libraries found above: no compiler, no -dev packages, no apt lists. Plus the system
+# CA store, which HTTPS upstreams without their own ca_file are verified against.
 COPY --from=build /src/build/runtime-packages /tmp/runtime-packages
 RUN apt-get update \
-    && xargs -a /tmp/runtime-packages apt-get install -y --no-install-recommends \
+    && xargs -a /tmp/runtime-packages apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages \
     && groupadd --gid 10001 apiary \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin apiary \

@@ -109,7 +109,9 @@ pool *apiary_context_pool(const apiary_context *ctx);
 const http_client_upstream *apiary_context_upstream(const apiary_context *ctx, const char *name);
 /* Every upstream of the config, in one array of *count (fan-outs by name use apiary_context_upstream). */
 void apiary_context_upstreams(const apiary_context *ctx, const http_client_upstream **out, unsigned *count);
-/* The Redis settings of the config's "redis" section (for redis_command). */
+/* The Redis settings of the config's "redis" section (for redis_command), or NULL when Redis is not
+ * configured: the config has no "redis" section and kv.backend is not "redis". A NULL passed on to
+ * redis_command fails it with "not_configured" rather than talking to a default 127.0.0.1:6379. */
 const redis_settings *apiary_context_redis(const apiary_context *ctx);
 /* Memory that lives as long as ctx (until exit), zeroed: settings an app derives in its hooks. */
 void *apiary_context_alloc(const apiary_context *ctx, size_t size);

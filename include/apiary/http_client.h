@@ -1,6 +1,8 @@
 /* http_client: an async HTTP/1.1 client on the request's loop, with a keep-alive connection pool per
- * loop and upstream (see docs/fanout.md). Clients of apiary name an upstream, never a URL, so apiary
- * cannot be turned into an open proxy.
+ * loop and upstream (see docs/fanout.md), over plain TCP or TLS (https://, OpenSSL, certificate and
+ * host name verified against the system CA store or the upstream's ca_file). Calls name a configured
+ * upstream and a path; an absolute URL is accepted only for an origin on the configured allow-list
+ * (http_client_fetch), so nothing a client of apiary sends can point it at another host.
  *
  * A call is a toolkit operation: http_client_request() returns an async_op of the caller's scope that
  * completes OK with an http_client_response, or FAILED / TIMEOUT with one of the short error strings
@@ -32,7 +34,9 @@ typedef struct http_client_upstream {
     unsigned connect_timeout_ms;
     unsigned timeout_ms;         /* whole request, connect included */
     unsigned retries;            /* extra attempts for idempotent requests (0 = off) */
-    unsigned max_response_bytes; /* larger answers fail the call */
+    unsigned max_response_bytes; /* larger answers fail the call (a call may ask for another bound) */
+    bool tls;                    /* https://: TLS, certificate and host name verified */
+    char ca_file[256];           /* tls: PEM file of the CAs to trust; "" = the system CA store */
 } http_client_upstream;
 
 /* An upstream's defaults, for the fields the config (or an app building one in code) leaves out.
@@ -52,6 +56,11 @@ int http_client_upstream_finish(http_client_upstream *u, char *err, size_t err_c
 
 /* The longest request target a call may send. */
 #define HTTP_CLIENT_PATH_MAX 2048
+/* The most a call may ask for as its own response body bound (the config's max_response_bytes max). */
+#define HTTP_CLIENT_RESPONSE_MAX 67108864u
+/* Request header fields a call may add, and the longest value. */
+#define HTTP_CLIENT_HEADERS_MAX 32
+#define HTTP_CLIENT_HEADER_VALUE_MAX 8192
 
 typedef struct http_loop http_loop;
 struct event_base;
@@ -69,7 +78,10 @@ typedef enum http_client_error {
     HTTP_CLIENT_ERR_CONNECTION_RESET,   /* "connection_reset": reset or closed before the response ended */
     HTTP_CLIENT_ERR_MALFORMED_RESPONSE, /* "malformed_response": not HTTP/1.x as llhttp reads it */
     HTTP_CLIENT_ERR_RESPONSE_TOO_LARGE, /* "response_too_large": body over max_response_bytes, or a huge head */
-    HTTP_CLIENT_ERR_INVALID_REQUEST,    /* "invalid_request": bad method or path; nothing was sent */
+    HTTP_CLIENT_ERR_INVALID_REQUEST,    /* "invalid_request": bad method, path or header; nothing was sent */
+    HTTP_CLIENT_ERR_TLS_FAILED,         /* "tls_failed": the TLS handshake failed (not a certificate matter) */
+    HTTP_CLIENT_ERR_CERT_REJECTED,      /* "certificate_rejected": unknown CA, wrong host name, expired... */
+    HTTP_CLIENT_ERR_URL_NOT_ALLOWED,    /* "url_not_allowed": a URL whose origin is not on the allow-list */
     HTTP_CLIENT_ERR_COUNT,
 } http_client_error;
 
@@ -78,11 +90,22 @@ const char *http_client_error_name(http_client_error kind);
 
 /* What a successful call completes with (op->value). Lives in the caller's scope memory. Any status
  * the upstream sent is a success here: a 500 is a response, not a failure of the call. */
+typedef struct http_client_header {
+    const char *name;
+    const char *value;
+} http_client_header;
+
 typedef struct http_client_response {
     int status;
     const char *body;   /* body_len bytes followed by a NUL (the body itself may contain NULs) */
     size_t body_len;
+    const http_client_header *headers; /* the response's header fields as sent (trailing blanks cut) */
+    size_t header_count;
 } http_client_response;
+
+/* The value of the response's first header field called `name` (compared case-insensitively, as
+ * HTTP field names are), or NULL. Lives in the call's scope memory, like the response. */
+const char *http_client_response_header(const http_client_response *resp, const char *name);
 
 /* The body parsed as JSON (any value; a repeated member name or a raw NUL byte refuses it), or NULL
  * when it is not JSON or nests deeper than max_depth / holds more than max_values values. The limits
@@ -124,6 +147,17 @@ http_client *http_client_for_loop(http_loop *loop);
  * valid path here: it goes to the configured upstream as it is. */
 bool http_client_path_valid(const char *path, size_t len);
 
+/* What a call may add to its request; every member may be left zero. Copied at the call. */
+typedef struct http_client_options {
+    const http_client_header *headers; /* extra request header fields (Authorization, Accept, ...) */
+    size_t header_count;               /* at most HTTP_CLIENT_HEADERS_MAX */
+    const char *body;                  /* body_len bytes sent as the request body */
+    size_t body_len;
+    const char *content_type;          /* of the body; NULL = "application/json" */
+    unsigned max_response_bytes;       /* this call's body bound; 0 = the upstream's (at most
+                                        * HTTP_CLIENT_RESPONSE_MAX) */
+} http_client_options;
+
 /* Starts a call to `up` on `client` and returns its operation in `scope` (loop thread):
  * `method` is an upper-case token ("GET"), `path` must pass http_client_path_valid, `body` (may be
  * NULL when body_len is 0) is sent with Content-Type: application/json. The bytes are copied into the
@@ -144,6 +178,49 @@ async_op *http_client_start(async_scope *scope, http_client *client, const http_
 /* http_client_start on the loop's client: what handlers use. */
 async_op *http_client_request(async_scope *scope, http_loop *loop, const http_client_upstream *up,
                               const char *method, const char *path, const char *body, size_t body_len);
+
+/* http_client_start with options (opts may be NULL): request header fields, a body of any type, a
+ * response bound of its own. A header field name must be a token and its value visible ASCII, spaces
+ * and tabs (no CR, LF or other control byte, at most HTTP_CLIENT_HEADER_VALUE_MAX bytes); Host,
+ * Content-Length, Transfer-Encoding, Connection, Keep-Alive, TE, Upgrade and Trailer are the client's
+ * own (framing and pooling) and refused. A User-Agent or Content-Type given replaces apiary's. Anything
+ * refused fails the call with "invalid_request" before a byte is sent. */
+async_op *http_client_send(async_scope *scope, http_client *client, const http_client_upstream *up,
+                         const char *method, const char *path, const http_client_options *opts);
+/* http_client_send on the loop's client. */
+async_op *http_client_do(async_scope *scope, http_loop *loop, const http_client_upstream *up,
+                         const char *method, const char *path, const http_client_options *opts);
+
+/* ---- absolute URLs, for allowed origins only ---------------------------------------------------- */
+
+/* The origins absolute URLs may name: each entry is an upstream (scheme, host, port, and its limits,
+ * timeouts and ca_file), its name unused. Read-only once published. */
+typedef struct http_client_allowlist {
+    const http_client_upstream *origins;
+    unsigned count;
+} http_client_allowlist;
+
+/* Publishes the process's allow-list (any thread; the app runtime does it at start and on reload from
+ * the config's http_client.allowed_origins). `list` and its origins must stay valid until exit or the
+ * next call; NULL allows nothing (the default). Pools are keyed by origin entry, as by upstream. */
+void http_client_allow(const http_client_allowlist *list);
+/* The list http_client_fetch uses now (NULL: none), e.g. to ask http_client_allowed before calling. */
+const http_client_allowlist *http_client_allowed_list(void);
+
+/* Calls an absolute URL "http[s]://HOST[:PORT]/PATH": the call goes to the allow-list entry with the
+ * same scheme, host (case-insensitive) and port (80/443 when not given), with that entry's limits, and
+ * otherwise fails with "url_not_allowed" before anything is resolved or sent. The URL may have no user
+ * information, fragment or anything but a valid path (http_client_path_valid) after the authority. Never
+ * pass a URL a client of apiary chose without checking it is meant to reach that origin. */
+async_op *http_client_fetch(async_scope *scope, http_loop *loop, const char *method, const char *url,
+                            const http_client_options *opts);
+/* http_client_fetch on a given client, with the allow-list given (tests, or an app's own list). */
+async_op *http_client_fetch_on(async_scope *scope, http_client *client, const http_client_allowlist *list,
+                               const char *method, const char *url, const http_client_options *opts);
+/* The entry of `list` that `url` names, or NULL; on success *path_out points at its path ("/" when the
+ * URL has none) inside `url` or at a static "/". */
+const http_client_upstream *http_client_allowed(const http_client_allowlist *list, const char *url,
+                                                const char **path_out);
 
 /* Copies a client's counters (loop thread, or any thread: relaxed loads, each value consistent). */
 void http_client_stats_get(const http_client *client, http_client_stats *out);

@@ -34,7 +34,8 @@ typedef struct http_loop http_loop;
 struct event_base;
 struct redisReply;
 
-/* From the config's "redis" section. Read-only while loops run. */
+/* From the config's "redis" section. Read-only while loops run. An app gets them from apiary_redis(),
+ * which is NULL when the config has no "redis" section and kv.backend is not "redis". */
 typedef struct redis_settings {
     char host[256];
     unsigned port;
@@ -49,6 +50,7 @@ typedef struct redis_settings {
 extern const char REDIS_ERROR_UNAVAILABLE[];     /* "unavailable": no link up to send on */
 extern const char REDIS_ERROR_TIMEOUT[];         /* "timeout": no reply within command_timeout_ms */
 extern const char REDIS_ERROR_CONNECTION_LOST[]; /* "connection_lost": the link dropped mid-flight */
+extern const char REDIS_ERROR_NOT_CONFIGURED[];  /* "not_configured": called with NULL settings */
 
 /* A reply, copied out of hiredis into scope memory. Strings are NUL-terminated for convenience but
  * may hold NUL bytes: use len. */
@@ -83,7 +85,8 @@ typedef struct redis_cmd {
 /* Sends one command on this loop's client (created on first use with `s`, which must outlive the
  * loop; later calls on the same loop reuse it and ignore `s`). Completes OK with value = a
  * redis_reply in scope memory, or FAILED with one of the errors above. argv/argvlen are copied before
- * this returns. Loop thread only. */
+ * this returns. Loop thread only. `s` NULL (apiary_redis() when the config has no Redis) fails with
+ * REDIS_ERROR_NOT_CONFIGURED and connects nowhere; so does redis_pipeline, and redis_ready is false. */
 async_op *redis_command(async_scope *scope, http_loop *loop, const redis_settings *s, int argc,
                         const char **argv, const size_t *argvlen);
 /* Sends `n` commands back to back on one link (so MULTI ... EXEC stays together) and completes once

@@ -167,7 +167,12 @@ void app_run_reload_hook(const apiary_context *ctx)
         app->on_reload(ctx, app->on_reload_arg);
 }
 
-void app_set_current(const apiary_context *ctx) { atomic_store(&app_current_ctx, ctx); }
+void app_set_current(const apiary_context *ctx)
+{
+    atomic_store(&app_current_ctx, ctx);
+    /* Absolute URLs (http_client_fetch) reach the origins of the newest config; none once it is gone. */
+    http_client_allow(ctx ? &ctx->allowlist : NULL);
+}
 
 const apiary_context *apiary_current(void) { return atomic_load(&app_current_ctx); }
 

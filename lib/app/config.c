@@ -187,6 +187,7 @@ static const config_key config_keys[] = {
     CONFIG_INT("coroutines.idle_stacks", coro_idle_stacks, 0, 100000),
     CONFIG_OBJECT("upstreams", config_parse_upstreams),
     CONFIG_ARRAY("trusted_proxies", config_parse_trusted_proxies),
+    CONFIG_ARRAY("http_client.allowed_origins", config_parse_allowed_origins),
     CONFIG_STR("proxy_header", config_parse_proxy_header, "\"X-Forwarded-For\" or \"Forwarded\""),
     CONFIG_STR("daemon.pid_file", config_parse_pid_file, "a string: a path, or \"\" for none"),
     CONFIG_STR("daemon.log_file", config_parse_log_file, "a string: a path, or \"\" for stderr"),
@@ -454,6 +455,8 @@ static int config_walk(config_loader *l, json_t *obj, const char *prefix)
         } else if (plain && config_is_section(path)) {
             if (!json_is_object(v))
                 return config_fail(l->err, "%s: %s: must be an object", l->origin, path);
+            if (strcmp(path, "redis") == 0)
+                l->cfg.redis_section = true; /* even empty: "use Redis, with the defaults" */
             if (config_walk(l, v, path) != 0)
                 return -1;
         } else {

@@ -16,6 +16,7 @@
 
 #define CONFIG_MAX_UPSTREAMS 16
 #define CONFIG_MAX_TRUSTED_PROXIES 64
+#define CONFIG_MAX_ALLOWED_ORIGINS 16
 #define CONFIG_UPSTREAM_NAME_MAX HTTP_CLIENT_UPSTREAM_NAME_MAX
 
 typedef enum config_kv_backend { CONFIG_KV_MEMORY, CONFIG_KV_REDIS } config_kv_backend;
@@ -42,12 +43,15 @@ typedef struct apiary_config {
     http_client_upstream upstreams[CONFIG_MAX_UPSTREAMS];
     unsigned upstream_count;
     unsigned fanout_max_requests;   /* /v1/fanout: most calls in one request */
+    http_client_upstream allowed_origins[CONFIG_MAX_ALLOWED_ORIGINS]; /* http_client.allowed_origins */
+    unsigned allowed_origin_count;
     config_kv_backend kv_backend;
     unsigned kv_max_key_bytes;
     unsigned kv_max_value_bytes;
     unsigned kv_max_entries;        /* memory backend: entries across the whole server */
     size_t kv_max_memory_bytes;     /* memory backend: key and value bytes across the whole server */
     redis_settings redis;
+    bool redis_section;             /* the file has a "redis" section: Redis is configured */
     sql_settings sql;               /* the "sql" section; sql.url may come from APIARY_SQL_URL */
     bool sql_url_overridden;        /* set by APIARY_SQL_URL: a reload keeps the running sql section */
     http_cidr trusted_proxies[CONFIG_MAX_TRUSTED_PROXIES];
@@ -90,6 +94,7 @@ int config_load_string(apiary_config *cfg, const char *json_text, const char *or
  * message naming the offending key below the section ("users.timeout_ms: must be ..."). */
 int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err[CONFIG_ERROR_MAX]);
 int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
+int config_parse_allowed_origins(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
 int config_parse_kv_backend(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 /* sql.url (and APIARY_SQL_URL): "sqlite:PATH", "" or "mysql://USER:PASSWORD@HOST:PORT/DATABASE". The

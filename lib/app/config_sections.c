@@ -1,11 +1,13 @@
 /* config_sections: the structured parts of the config file that a flat table row cannot describe:
  * the map of named upstreams, and the strings with their own grammar (kv.backend, redis.url, sql.url). Called
  * by config.c on its scratch copy, so a failure here leaves the caller's config untouched. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config.h"
 
@@ -53,35 +55,62 @@ static bool config_upstream_name_ok(const char *name)
     return true;
 }
 
-/* "http://HOST:PORT" with nothing after it: apiary adds the path, so a URL cannot smuggle one in. */
+/* "http[s]://HOST[:PORT]" with nothing after it: apiary adds the path, so a URL cannot smuggle one in.
+ * The port defaults to the scheme's (80, 443). */
 static int config_parse_upstream_url(http_client_upstream *u, const char *url, char err[CONFIG_ERROR_MAX])
 {
-    const char *prefix = "http://";
-    if (strncmp(url, prefix, strlen(prefix)) != 0)
-        return config_sections_fail(err, "url: must start with http:// (https is not supported)");
-    const char *host = url + strlen(prefix);
-    const char *colon = strrchr(host, ':');
+    const char *host;
+    if (strncmp(url, "http://", 7) == 0) {
+        u->tls = false;
+        host = url + 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        u->tls = true;
+        host = url + 8;
+    } else {
+        return config_sections_fail(err, "url: must start with http:// or https://");
+    }
+    const char *hend, *colon;
     if (host[0] == '[') {
         const char *close = strchr(host, ']');
-        if (!close || close[1] != ':')
-            return config_sections_fail(err, "url: an IPv6 host needs brackets and a port: http://[::1]:9001");
-        colon = close + 1;
+        if (!close || (close[1] != ':' && close[1] != '\0'))
+            return config_sections_fail(err, "url: an IPv6 host needs brackets: http://[::1]:9001");
+        hend = close;
+        colon = close[1] == ':' ? close + 1 : NULL;
+    } else {
+        colon = strrchr(host, ':');
+        hend = colon ? colon : host + strlen(host);
     }
-    if (!colon || colon == host)
-        return config_sections_fail(err, "url: must be http://HOST:PORT");
     const char *hstart = host[0] == '[' ? host + 1 : host;
-    size_t hlen = (size_t)((host[0] == '[' ? colon - 1 : colon) - hstart);
+    size_t hlen = (size_t)(hend - hstart);
     if (hlen == 0 || hlen >= sizeof(u->host))
         return config_sections_fail(err, "url: the host must be 1..255 characters");
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
-        return config_sections_fail(err, "url: needs a port 1..65535 and nothing after it (no path)");
+    long port = u->tls ? 443 : 80;
+    if (colon) {
+        char *end;
+        port = strtol(colon + 1, &end, 10);
+        if (colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
+            return config_sections_fail(err, "url: needs a port 1..65535 (or none) and nothing after it (no path)");
+    }
     memcpy(u->host, hstart, hlen);
     u->host[hlen] = '\0';
-    if (strpbrk(u->host, "/?#@ "))
-        return config_sections_fail(err, "url: the host has characters a host cannot have");
+    if (strpbrk(u->host, "/?#@ ") || (host[0] != '[' && strchr(u->host, ']')))
+        return config_sections_fail(err, "url: the host has characters a host cannot have (no path either)");
     u->port = (unsigned)port;
+    return 0;
+}
+
+/* ca_file: a PEM file of CAs for an https:// upstream, read by each loop when it first calls; checked
+ * here so a typo is a config error, not a failing call much later. */
+static int config_parse_ca_file(http_client_upstream *u, json_t *v, char err[CONFIG_ERROR_MAX])
+{
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= sizeof(u->ca_file))
+        return config_sections_fail(err, "ca_file: must be a path of 1..%zu characters", sizeof(u->ca_file) - 1);
+    const char *path = json_string_value(v);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return config_sections_fail(err, "ca_file: cannot read '%s': %s", path, strerror(errno));
+    fclose(f);
+    snprintf(u->ca_file, sizeof(u->ca_file), "%s", path);
     return 0;
 }
 
@@ -93,16 +122,22 @@ static int config_parse_upstream(http_client_upstream *u, const char *name, json
     memset(u, 0, sizeof(*u));
     snprintf(u->name, sizeof(u->name), "%s", name);
     http_client_upstream_defaults(u);
+    json_t *ca = json_object_get(obj, "ca_file");
     bool have_url = false;
     const char *key;
     json_t *v;
     json_object_foreach(obj, key, v) {
         if (strcmp(key, "url") == 0) {
             if (!json_is_string(v))
-                return config_sections_fail(err, "%s.url: must be a string \"http://HOST:PORT\"", name);
+                return config_sections_fail(err, "%s.url: must be a string \"http[s]://HOST[:PORT]\"", name);
             if (config_parse_upstream_url(u, json_string_value(v), why) != 0)
                 return config_sections_fail(err, "%s.%s", name, why);
             have_url = true;
+            continue;
+        }
+        if (strcmp(key, "ca_file") == 0) {
+            if (config_parse_ca_file(u, v, why) != 0)
+                return config_sections_fail(err, "%s.%s", name, why);
             continue;
         }
         const config_upstream_key *k = NULL;
@@ -118,6 +153,8 @@ static int config_parse_upstream(http_client_upstream *u, const char *name, json
     }
     if (!have_url)
         return config_sections_fail(err, "%s.url: missing", name);
+    if (ca && !u->tls)
+        return config_sections_fail(err, "%s.ca_file: only for an https:// url", name);
     /* max_idle left out follows max_connections; both given and in conflict is an error naming both. */
     if (http_client_upstream_finish(u, why, sizeof(why)) != 0)
         return config_sections_fail(err, "%s.%s", name, why);
@@ -141,6 +178,36 @@ int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err
         n++;
     }
     cfg->upstream_count = n;
+    return 0;
+}
+
+/* http_client.allowed_origins: the origins absolute URLs may name (http_client_fetch). Each entry is
+ * "http[s]://HOST[:PORT]", or an object with the keys of an upstream (url, ca_file, timeouts, limits). */
+int config_parse_allowed_origins(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX])
+{
+    json_t *arr = (json_t *)json_array;
+    if (json_array_size(arr) > CONFIG_MAX_ALLOWED_ORIGINS)
+        return config_sections_fail(err, ": at most %d entries", CONFIG_MAX_ALLOWED_ORIGINS);
+    size_t i;
+    json_t *v;
+    cfg->allowed_origin_count = 0;
+    json_array_foreach(arr, i, v) {
+        char label[32];
+        snprintf(label, sizeof(label), "[%zu]", i);
+        json_t *obj = json_is_string(v) ? json_pack("{sO}", "url", v) : json_incref(v);
+        int rc = config_parse_upstream(&cfg->allowed_origins[i], label, obj, err);
+        json_decref(obj);
+        if (rc != 0)
+            return -1;
+        http_client_upstream *o = &cfg->allowed_origins[i];
+        snprintf(o->name, sizeof(o->name), "allowed_origins[%u]", (unsigned)i); /* what logs call it */
+        for (size_t j = 0; j < i; j++) {
+            const http_client_upstream *p = &cfg->allowed_origins[j];
+            if (p->tls == o->tls && p->port == o->port && strcasecmp(p->host, o->host) == 0)
+                return config_sections_fail(err, "[%zu]: the same origin as [%zu]", i, j);
+        }
+        cfg->allowed_origin_count++;
+    }
     return 0;
 }
 

@@ -36,7 +36,10 @@ static void generation_derive(server_generation *g, unsigned loops, pool *worker
     g->pool = workers;
     g->upstreams = cfg->upstreams;
     g->upstream_count = cfg->upstream_count;
-    g->redis = &cfg->redis;
+    g->allowlist = (http_client_allowlist){cfg->allowed_origins, cfg->allowed_origin_count};
+    /* Redis is configured by its section or by the key-value backend that needs it; otherwise an app
+     * asking for apiary_redis() learns there is none instead of getting 127.0.0.1:6379. */
+    g->redis = cfg->redis_section || cfg->kv_backend == CONFIG_KV_REDIS ? &cfg->redis : NULL;
 }
 
 static ratelimit *generation_new_limiter(const apiary_config *cfg)
@@ -96,6 +99,7 @@ static void generation_keep_restart_only(apiary_config *next, const apiary_confi
     GENERATION_KEEP(kv_max_entries, "kv.max_entries");
     GENERATION_KEEP(kv_max_memory_bytes, "kv.max_memory_bytes");
     GENERATION_KEEP(redis, "redis");
+    GENERATION_KEEP(redis_section, "redis");
     /* The backend and its pools keep the settings they started with; APIARY_SQL_URL is not the
      * file's to change, so with it the section is kept without a word. */
     next->sql_url_overridden = now->sql_url_overridden;
@@ -152,6 +156,9 @@ server_generation *generation_reload(server_generation *current, unsigned loops)
         g->upstreams = current->upstreams;
     else
         log_info("config reload: upstreams changed; new calls use fresh connection pools");
+    if (next.allowed_origin_count == current->cfg.allowed_origin_count &&
+        memcmp(next.allowed_origins, current->cfg.allowed_origins, sizeof(next.allowed_origins)) == 0)
+        g->allowlist = current->allowlist; /* same origins: same pools */
     g->redis = current->redis; /* redis needs a restart: the running links keep it */
     return g;
 }

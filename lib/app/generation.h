@@ -24,7 +24,8 @@ typedef struct apiary_context {
     pool *pool;                     /* the worker pool (one for the process) */
     const http_client_upstream *upstreams; /* cfg's, or an older generation's when unchanged (pools) */
     unsigned upstream_count;
-    const redis_settings *redis;    /* the first generation's: Redis needs a restart */
+    http_client_allowlist allowlist; /* http_client.allowed_origins (cfg's, or an older one's: pools) */
+    const redis_settings *redis;    /* the first generation's (Redis needs a restart); NULL: no Redis */
     void *sections[CONFIG_MAX_APP_SECTIONS]; /* what the app's section parsers built */
     generation_alloc *allocs;       /* apiary_context_alloc memory */
     ratelimit *limiter;             /* NULL when rate limiting is off */

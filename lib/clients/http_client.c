@@ -19,8 +19,10 @@
 #include <event2/dns.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http_client_internal.h"
 #include "http_loop.h"
@@ -39,6 +41,9 @@ static const char *const http_client_error_names[HTTP_CLIENT_ERR_COUNT] = {
     [HTTP_CLIENT_ERR_MALFORMED_RESPONSE] = "malformed_response",
     [HTTP_CLIENT_ERR_RESPONSE_TOO_LARGE] = "response_too_large",
     [HTTP_CLIENT_ERR_INVALID_REQUEST] = "invalid_request",
+    [HTTP_CLIENT_ERR_TLS_FAILED] = "tls_failed",
+    [HTTP_CLIENT_ERR_CERT_REJECTED] = "certificate_rejected",
+    [HTTP_CLIENT_ERR_URL_NOT_ALLOWED] = "url_not_allowed",
 };
 
 const char *http_client_error_name(http_client_error kind)
@@ -172,25 +177,121 @@ static bool http_client_method_idempotent(const char *method)
     return false;
 }
 
-/* The whole request in scope memory, written as is by whichever connection carries it. */
-static char *http_client_wire(async_scope *scope, const http_client_pool *pool, const char *method, const char *path,
-                              const char *body, size_t body_len, size_t *out_len)
+/* RFC 9110 5.6.2: a field name is a token. */
+static bool http_client_token(const char *s)
+{
+    if (!s || !*s)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (!(*p > 0x20 && *p < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", *p)))
+            return false;
+    return true;
+}
+
+/* Fields the client writes itself: the framing and the connection's fate are the pool's business. */
+static bool http_client_header_reserved(const char *name)
+{
+    static const char *const reserved[] = {"Host", "Content-Length", "Transfer-Encoding", "Connection",
+                                           "Keep-Alive", "TE", "Upgrade", "Trailer", "Proxy-Connection"};
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (strcasecmp(name, reserved[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A value of visible ASCII, spaces and tabs, so it can neither end the field nor add one. */
+static bool http_client_header_value_ok(const char *v)
+{
+    if (!v)
+        return false;
+    size_t len = 0;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++, len++)
+        if ((*p < 0x20 && *p != '\t') || *p >= 0x7f)
+            return false;
+    return len <= HTTP_CLIENT_HEADER_VALUE_MAX;
+}
+
+static bool http_client_options_valid(const http_client_options *o)
+{
+    if (o->header_count > HTTP_CLIENT_HEADERS_MAX || (o->header_count > 0 && !o->headers) ||
+        (o->body_len > 0 && !o->body) || o->max_response_bytes > HTTP_CLIENT_RESPONSE_MAX ||
+        (o->content_type && !http_client_header_value_ok(o->content_type)))
+        return false;
+    for (size_t i = 0; i < o->header_count; i++)
+        if (!http_client_token(o->headers[i].name) || http_client_header_reserved(o->headers[i].name) ||
+            !http_client_header_value_ok(o->headers[i].value))
+            return false;
+    return true;
+}
+
+static bool http_client_options_have(const http_client_options *o, const char *name)
+{
+    for (size_t i = 0; i < o->header_count; i++)
+        if (strcasecmp(o->headers[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* The request being built: measured by a first pass, then written into memory of that size. */
+typedef struct http_client_wire_buf {
+    char *data; /* NULL while measuring */
+    size_t len;
+} http_client_wire_buf;
+
+static void http_client_wire_add(http_client_wire_buf *w, const char *text, size_t len)
+{
+    if (w->data && len > 0)
+        memcpy(w->data + w->len, text, len);
+    w->len += len;
+}
+
+static void http_client_wire_fields(http_client_wire_buf *w, const http_client_pool *pool, const char *method,
+                                    const char *path, const http_client_options *o)
 {
     /* A request that may carry a body says how long it is, even when empty (RFC 9110 8.6). */
-    bool length = body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+    bool length = o->body_len > 0 || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
                   strcmp(method, "PATCH") == 0;
-    char length_field[48] = "";
-    if (length)
-        snprintf(length_field, sizeof(length_field), "Content-Length: %zu\r\n", body_len);
-    const char *type_field = body_len > 0 ? "Content-Type: application/json\r\n" : "";
-    const char *fmt = "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: apiary/" APIARY_VERSION "\r\n%s%s\r\n";
-    int head_len = snprintf(NULL, 0, fmt, method, path, pool->host_header, length_field, type_field);
-    char *wire = async_scope_alloc(scope, (size_t)head_len + body_len + 1);
-    snprintf(wire, (size_t)head_len + 1, fmt, method, path, pool->host_header, length_field, type_field);
-    if (body_len > 0)
-        memcpy(wire + head_len, body, body_len);
-    *out_len = (size_t)head_len + body_len;
-    return wire;
+    char length_field[48];
+    const char *parts[] = {method, " ", path, " HTTP/1.1\r\nHost: ", pool->host_header, "\r\n"};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        http_client_wire_add(w, parts[i], strlen(parts[i]));
+    if (!http_client_options_have(o, "User-Agent")) {
+        static const char ua[] = "User-Agent: apiary/" APIARY_VERSION "\r\n";
+        http_client_wire_add(w, ua, sizeof(ua) - 1);
+    }
+    if (length) {
+        int n = snprintf(length_field, sizeof(length_field), "Content-Length: %zu\r\n", o->body_len);
+        http_client_wire_add(w, length_field, (size_t)n);
+    }
+    if (o->body_len > 0 && !http_client_options_have(o, "Content-Type")) {
+        const char *type = o->content_type ? o->content_type : "application/json";
+        http_client_wire_add(w, "Content-Type: ", 14);
+        http_client_wire_add(w, type, strlen(type));
+        http_client_wire_add(w, "\r\n", 2);
+    }
+    for (size_t i = 0; i < o->header_count; i++) {
+        http_client_wire_add(w, o->headers[i].name, strlen(o->headers[i].name));
+        http_client_wire_add(w, ": ", 2);
+        http_client_wire_add(w, o->headers[i].value, strlen(o->headers[i].value));
+        http_client_wire_add(w, "\r\n", 2);
+    }
+    http_client_wire_add(w, "\r\n", 2);
+    http_client_wire_add(w, o->body, o->body_len);
+}
+
+/* The whole request in scope memory, written as is by whichever connection carries it. Built in two
+ * passes over the same code: one measures, one writes. */
+static char *http_client_wire(async_scope *scope, const http_client_pool *pool, const char *method, const char *path,
+                              const http_client_options *o, size_t *out_len)
+{
+    http_client_wire_buf w = {0};
+    http_client_wire_fields(&w, pool, method, path, o);
+    w.data = async_scope_alloc(scope, w.len + 1);
+    w.len = 0;
+    http_client_wire_fields(&w, pool, method, path, o);
+    w.data[w.len] = '\0';
+    *out_len = w.len;
+    return w.data;
 }
 
 /* ---- a call ----------------------------------------------------------------------------------- */
@@ -218,6 +319,19 @@ void http_client_call_succeeded(http_client_call *call, http_client_reader *read
     resp->status = reader->status;
     resp->body = body;
     resp->body_len = reader->body_len;
+    /* The header fields, copied into the scope in one piece (at most HTTP_CLIENT_MAX_HEAD_BYTES plus
+     * their NULs): the reader's buffer goes with the connection's next response. */
+    if (reader->field_count > 0) {
+        char *head = async_scope_alloc(call->scope, reader->head_len);
+        memcpy(head, reader->head, reader->head_len);
+        http_client_header *fields = async_scope_alloc(call->scope, reader->field_count * sizeof(*fields));
+        for (size_t i = 0; i < reader->field_count; i++) {
+            fields[i].name = head + reader->fields[2 * i];
+            fields[i].value = head + reader->fields[2 * i + 1];
+        }
+        resp->headers = fields;
+        resp->header_count = reader->field_count;
+    }
     reader->body = NULL;
     reader->body_len = reader->body_cap = 0;
     async_scope_defer(call->scope, free, body);
@@ -254,14 +368,16 @@ static async_op *http_client_call_invalid(async_scope *scope, http_client *clien
     return async_wait_for(scope, future, 1);
 }
 
-async_op *http_client_start(async_scope *scope, http_client *client, const http_client_upstream *up,
-                            const char *method, const char *path, const char *body, size_t body_len)
+async_op *http_client_send(async_scope *scope, http_client *client, const http_client_upstream *up,
+                         const char *method, const char *path, const http_client_options *opts)
 {
+    static const http_client_options none = {0};
+    const http_client_options *o = opts ? opts : &none;
     async_op *future = async_future(scope);
     if (future->status == ASYNC_CANCELLED)
         return async_wait_for(scope, future, 1); /* the scope is ending: born cancelled, nothing starts */
     if (!up || !http_client_method_valid(method) || !http_client_path_valid(path, path ? strlen(path) : 0) ||
-        (body_len > 0 && !body))
+        !http_client_options_valid(o))
         return http_client_call_invalid(scope, client, future);
 
     http_client_call *call = async_scope_alloc(scope, sizeof(*call));
@@ -269,7 +385,8 @@ async_op *http_client_start(async_scope *scope, http_client *client, const http_
     call->client = client;
     call->pool = http_client_pool_get(client, up);
     call->future = future;
-    call->wire = http_client_wire(scope, call->pool, method, path, body, body_len, &call->wire_len);
+    call->wire = http_client_wire(scope, call->pool, method, path, o, &call->wire_len);
+    call->max_body = o->max_response_bytes ? o->max_response_bytes : up->max_response_bytes;
     call->head_only = strcmp(method, "HEAD") == 0;
     call->idempotent = http_client_method_idempotent(method);
     call->retries_left = up->retries;
@@ -282,10 +399,128 @@ async_op *http_client_start(async_scope *scope, http_client *client, const http_
     return call->bounded;
 }
 
+async_op *http_client_start(async_scope *scope, http_client *client, const http_client_upstream *up,
+                            const char *method, const char *path, const char *body, size_t body_len)
+{
+    http_client_options o = {.body = body, .body_len = body_len};
+    return http_client_send(scope, client, up, method, path, &o);
+}
+
 async_op *http_client_request(async_scope *scope, http_loop *loop, const http_client_upstream *up,
                               const char *method, const char *path, const char *body, size_t body_len)
 {
     return http_client_start(scope, http_client_for_loop(loop), up, method, path, body, body_len);
+}
+
+async_op *http_client_do(async_scope *scope, http_loop *loop, const http_client_upstream *up,
+                         const char *method, const char *path, const http_client_options *opts)
+{
+    return http_client_send(scope, http_client_for_loop(loop), up, method, path, opts);
+}
+
+const char *http_client_response_header(const http_client_response *resp, const char *name)
+{
+    if (!resp || !name)
+        return NULL;
+    for (size_t i = 0; i < resp->header_count; i++)
+        if (strcasecmp(resp->headers[i].name, name) == 0)
+            return resp->headers[i].value;
+    return NULL;
+}
+
+/* ---- absolute URLs ------------------------------------------------------------------------------ */
+
+static _Atomic(const http_client_allowlist *) http_client_allowed_now;
+
+void http_client_allow(const http_client_allowlist *list) { atomic_store(&http_client_allowed_now, list); }
+
+const http_client_allowlist *http_client_allowed_list(void) { return atomic_load(&http_client_allowed_now); }
+
+const http_client_upstream *http_client_allowed(const http_client_allowlist *list, const char *url,
+                                                const char **path_out)
+{
+    if (!list || !url)
+        return NULL;
+    bool tls;
+    const char *host;
+    if (strncasecmp(url, "https://", 8) == 0) {
+        tls = true;
+        host = url + 8;
+    } else if (strncasecmp(url, "http://", 7) == 0) {
+        tls = false;
+        host = url + 7;
+    } else {
+        return NULL;
+    }
+    /* The authority ends at the first '/', and must be HOST or HOST:PORT ([v6] in brackets): no user
+     * information ('@'), no query or fragment before the path. */
+    const char *end = host + strcspn(host, "/?#");
+    if (*end == '?' || *end == '#' || memchr(host, '@', (size_t)(end - host)))
+        return NULL;
+    const char *hstart = host, *hend, *port_at = NULL;
+    if (*host == '[') {
+        const char *close = memchr(host, ']', (size_t)(end - host));
+        if (!close)
+            return NULL;
+        hstart = host + 1;
+        hend = close;
+        if (close + 1 < end) {
+            if (close[1] != ':')
+                return NULL;
+            port_at = close + 2;
+        }
+    } else {
+        const char *colon = memchr(host, ':', (size_t)(end - host));
+        hend = colon ? colon : end;
+        port_at = colon ? colon + 1 : NULL;
+    }
+    unsigned port = tls ? 443 : 80;
+    if (port_at) {
+        if (port_at == end || end - port_at > 5)
+            return NULL;
+        port = 0;
+        for (const char *p = port_at; p < end; p++) {
+            if (*p < '0' || *p > '9')
+                return NULL;
+            port = port * 10 + (unsigned)(*p - '0');
+        }
+    }
+    size_t hlen = (size_t)(hend - hstart);
+    if (hlen == 0)
+        return NULL;
+    const char *path = *end ? end : "/";
+    if (!http_client_path_valid(path, strlen(path)))
+        return NULL;
+    for (unsigned i = 0; i < list->count; i++) {
+        const http_client_upstream *o = &list->origins[i];
+        if (o->tls == tls && o->port == port && strlen(o->host) == hlen && strncasecmp(o->host, hstart, hlen) == 0) {
+            *path_out = path;
+            return o;
+        }
+    }
+    return NULL;
+}
+
+async_op *http_client_fetch_on(async_scope *scope, http_client *client, const http_client_allowlist *list,
+                               const char *method, const char *url, const http_client_options *opts)
+{
+    const char *path = NULL;
+    const http_client_upstream *origin = http_client_allowed(list, url, &path);
+    if (origin)
+        return http_client_send(scope, client, origin, method, path, opts);
+    async_op *future = async_future(scope);
+    if (future->status == ASYNC_CANCELLED)
+        return async_wait_for(scope, future, 1);
+    HTTP_CLIENT_STAT_ADD(client, requests, 1);
+    HTTP_CLIENT_STAT_ADD(client, errors[HTTP_CLIENT_ERR_URL_NOT_ALLOWED], 1);
+    async_fail(future, http_client_error_name(HTTP_CLIENT_ERR_URL_NOT_ALLOWED));
+    return async_wait_for(scope, future, 1);
+}
+
+async_op *http_client_fetch(async_scope *scope, http_loop *loop, const char *method, const char *url,
+                            const http_client_options *opts)
+{
+    return http_client_fetch_on(scope, http_client_for_loop(loop), http_client_allowed_list(), method, url, opts);
 }
 
 json_t *http_client_response_json(const http_client_response *resp, size_t max_depth, size_t max_values)

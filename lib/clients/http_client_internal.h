@@ -16,6 +16,7 @@
 #include <event2/event_struct.h>
 #include <event2/util.h>
 #include <llhttp.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 
@@ -23,6 +24,7 @@
 
 #define HTTP_CLIENT_READ_BYTES 16384     /* one recv per read event, into the client's scratch */
 #define HTTP_CLIENT_MAX_HEAD_BYTES 16384 /* status line + header fields of one response */
+#define HTTP_CLIENT_MAX_FIELDS 256       /* header fields of one response (interim answers apart) */
 
 #define HTTP_CLIENT_STAT_ADD(client, field, n) \
     __atomic_fetch_add(&(client)->stats.field, (uint64_t)(n), __ATOMIC_RELAXED)
@@ -49,6 +51,14 @@ typedef struct http_client_reader {
     bool head_only;    /* the request was HEAD: no body whatever the head announces */
     http_client_error error;
     size_t head_bytes;
+    /* The header fields of the final response, as NUL-terminated name, value pairs in `head`: at
+     * most HTTP_CLIENT_MAX_HEAD_BYTES of field bytes (plus two NULs per field). */
+    char *head;           /* malloc'd, owned by the reader */
+    size_t head_len, head_cap;
+    uint32_t *fields;     /* 2 offsets into head per field: name, value */
+    size_t field_count, fields_cap;
+    bool in_field;        /* a field name is being read (it may come in pieces) */
+    bool in_value;        /* its name is complete, its value is being read */
     size_t max_body;
     char *body;        /* malloc'd, owned by the reader until http_client_reader_release */
     size_t body_len;
@@ -65,7 +75,9 @@ http_client_read_status http_client_reader_feed(http_client_reader *r, const cha
 http_client_read_status http_client_reader_eof(http_client_reader *r);
 /* After DONE: whether the connection may carry another request (HTTP version, Connection header). */
 bool http_client_reader_keep_alive(const http_client_reader *r);
-/* Frees the body buffer; the reader may be started again. */
+/* The value of the first header field of the response called `name` (case-insensitive), or NULL. */
+const char *http_client_reader_header(const http_client_reader *r, const char *name);
+/* Frees the body and head buffers; the reader may be started again. */
 void http_client_reader_release(http_client_reader *r);
 
 /* ---- the client, its pools, connections and calls -------------------------------------------- */
@@ -90,6 +102,8 @@ struct http_client_pool {
     char host_header[300];         /* "host:port" as the Host field carries it */
     http_client_conn *conns;       /* every connection, in any state */
     http_client_conn *idle;        /* idle ones, most recently used first */
+    SSL_CTX *tls;                  /* up->tls: the verifying context (CA store, TLS >= 1.2) */
+    bool tls_broken;               /* up->tls but the context could not be made (logged): calls fail */
     unsigned total;                /* connections in `conns` (counts against max_connections) */
     unsigned idle_count;
     http_client_call *wait_head;   /* calls waiting for a connection, FIFO */
@@ -100,6 +114,7 @@ struct http_client_pool {
 typedef enum http_client_conn_state {
     HTTP_CLIENT_CONN_RESOLVING,  /* DNS look-up in flight */
     HTTP_CLIENT_CONN_CONNECTING, /* non-blocking connect in flight */
+    HTTP_CLIENT_CONN_HANDSHAKE,  /* TLS handshake in flight (still under connect_timeout_ms) */
     HTTP_CLIENT_CONN_IDLE,       /* in the pool, waiting for a call (reads only to notice a close) */
     HTTP_CLIENT_CONN_BUSY,       /* carrying conn->call's request and response */
 } http_client_conn_state;
@@ -110,6 +125,8 @@ struct http_client_conn {
     http_client_conn *idle_prev, *idle_next; /* pool->idle, while IDLE */
     http_client_conn_state state;
     int fd;                                  /* -1 while there is no socket */
+    SSL *ssl;                                /* TLS upstreams: the session on fd, freed with it */
+    bool tls_dirty;                          /* an SSL_write was left half done: bytes may be out */
     struct event read_ev, write_ev;          /* assigned whenever a socket is made */
     struct event timer_ev;                   /* connect timeout, then idle timeout */
     struct event defer_ev;                   /* reports a failure found inside a call, from the loop */
@@ -138,6 +155,7 @@ struct http_client_call {
     const char *wire;              /* the whole request, in scope memory */
     size_t wire_len;
     size_t sent;
+    size_t max_body;               /* the call's response body bound */
     bool head_only;
     bool idempotent;
     bool stale_retried;

@@ -11,6 +11,12 @@
  * future is cancelled. Every function that may destroy a connection is the last thing its caller does
  * with it: after a call that can fail the connection, nothing touches it again.
  *
+ * TLS (up->tls): after the TCP connect the connection does its handshake (still bounded by
+ * connect_timeout_ms) with a context of the pool that verifies the certificate chain against the
+ * system CA store or up->ca_file and the host name (or IP address) against the certificate; only then
+ * does it carry a call. From there the same events drive SSL_read / SSL_write instead of recv / send,
+ * and keep-alive pooling is the same.
+ *
  * Opening a connection never fails inside the function that asked for it: a connect or DNS failure
  * found at once is reported from the loop through defer_ev, and connections for the waiting line are
  * opened from the loop (kick_ev), so a long line never recurses. */
@@ -25,6 +31,9 @@
 #include <unistd.h>
 
 #include <event2/dns.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "http_client_internal.h"
 #include "log.h"
@@ -47,6 +56,7 @@ typedef enum http_client_fail_where {
 static void http_client_conn_on_read(evutil_socket_t fd, short what, void *arg);
 static void http_client_conn_on_write(evutil_socket_t fd, short what, void *arg);
 static void http_client_conn_on_timer(evutil_socket_t fd, short what, void *arg);
+static void http_client_conn_handshake(http_client_conn *conn);
 static void http_client_conn_on_defer(evutil_socket_t fd, short what, void *arg);
 static void http_client_pool_offer(http_client_pool *pool, http_client_conn *conn);
 static void http_client_pool_kick(http_client_pool *pool);
@@ -163,6 +173,12 @@ static http_client_conn *http_client_conn_new(http_client_pool *pool)
 
 static void http_client_conn_close_socket(http_client_conn *conn)
 {
+    if (conn->ssl) {
+        /* No close_notify: the socket goes now, and the peer learns it from the FIN. */
+        SSL_free(conn->ssl);
+        conn->ssl = NULL;
+        conn->tls_dirty = false;
+    }
     if (conn->fd < 0)
         return;
     event_del(&conn->read_ev);
@@ -213,6 +229,63 @@ static void http_client_conn_destroy(http_client_conn *conn)
     free(conn);
 }
 
+/* ---- bytes in and out: the socket, or TLS on it ---------------------------------------------------- */
+
+#define HTTP_CLIENT_IO_AGAIN (-2) /* nothing now; the events say when */
+
+/* Reads up to cap bytes: > 0 bytes, 0 the peer closed cleanly, -1 broken, HTTP_CLIENT_IO_AGAIN. */
+static ssize_t http_client_conn_read(http_client_conn *conn, char *buf, size_t cap)
+{
+    if (!conn->ssl) {
+        ssize_t n = recv(conn->fd, buf, cap, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return HTTP_CLIENT_IO_AGAIN;
+        return n;
+    }
+    ERR_clear_error();
+    int n = SSL_read(conn->ssl, buf, (int)cap);
+    if (n > 0) {
+        /* The event fires for the socket, not for what TLS already decrypted and holds: come back. */
+        if (SSL_has_pending(conn->ssl))
+            event_active(&conn->read_ev, EV_READ, 1);
+        return n;
+    }
+    switch (SSL_get_error(conn->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE: /* e.g. a TLS 1.3 session ticket arrived: no application data yet */
+        return HTTP_CLIENT_IO_AGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0; /* close_notify */
+    default:
+        /* Including a close without close_notify: for a close-delimited body that could be a cut, so it
+         * is a broken connection, never a complete answer. */
+        return -1;
+    }
+}
+
+/* Writes up to len bytes: > 0 written, -1 broken, HTTP_CLIENT_IO_AGAIN. */
+static ssize_t http_client_conn_write(http_client_conn *conn, const char *data, size_t len)
+{
+    if (!conn->ssl) {
+        ssize_t n = send(conn->fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return HTTP_CLIENT_IO_AGAIN;
+        return n > 0 ? n : -1;
+    }
+    ERR_clear_error();
+    int n = SSL_write(conn->ssl, data, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (n > 0)
+        return n;
+    int err = SSL_get_error(conn->ssl, n);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+        /* A record may be half on the wire: the same bytes must be offered again, and this call's
+         * connection is not clean any more even though `sent` did not move. */
+        conn->tls_dirty = true;
+        return HTTP_CLIENT_IO_AGAIN;
+    }
+    return -1;
+}
+
 /* ---- a call on a connection ------------------------------------------------------------------- */
 
 /* A pooled connection that fails before a single response byte most likely sat closed by the
@@ -248,14 +321,12 @@ static void http_client_conn_send(http_client_conn *conn)
 {
     http_client_call *call = conn->call;
     while (call->sent < call->wire_len) {
-        ssize_t n = send(conn->fd, call->wire + call->sent, call->wire_len - call->sent, MSG_NOSIGNAL);
+        ssize_t n = http_client_conn_write(conn, call->wire + call->sent, call->wire_len - call->sent);
         if (n > 0) {
             call->sent += (size_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (n == HTTP_CLIENT_IO_AGAIN) {
             event_add(&conn->write_ev, NULL);
             return;
         }
@@ -282,7 +353,8 @@ static void http_client_conn_assign(http_client_conn *conn, http_client_call *ca
     conn->call = call;
     call->conn = conn;
     call->sent = 0;
-    http_client_reader_start(&conn->reader, pool->up->max_response_bytes, call->head_only);
+    conn->tls_dirty = false; /* the previous exchange on it was complete */
+    http_client_reader_start(&conn->reader, call->max_body, call->head_only);
     http_client_conn_send(conn);
 }
 
@@ -340,8 +412,13 @@ static void http_client_conn_on_read(evutil_socket_t fd, short what, void *arg)
     http_client_conn *conn = arg;
     http_client_pool *pool = conn->pool;
     char *scratch = pool->client->scratch;
-    ssize_t n = recv(fd, scratch, HTTP_CLIENT_READ_BYTES, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    (void)fd;
+    if (conn->state == HTTP_CLIENT_CONN_HANDSHAKE) {
+        http_client_conn_handshake(conn);
+        return;
+    }
+    ssize_t n = http_client_conn_read(conn, scratch, HTTP_CLIENT_READ_BYTES);
+    if (n == HTTP_CLIENT_IO_AGAIN)
         return;
     if (conn->state != HTTP_CLIENT_CONN_BUSY) {
         /* Nothing is owed to an idle connection: EOF or a reset means the upstream closed it, and
@@ -428,6 +505,81 @@ static void http_client_conn_connect_next(http_client_conn *conn)
     http_client_conn_defer_failure(conn, HTTP_CLIENT_ERR_CONNECT_FAILED);
 }
 
+/* Connected (and through the handshake for TLS): give the connection work. */
+static void http_client_conn_ready(http_client_conn *conn)
+{
+    event_del(&conn->write_ev);
+    event_del(&conn->timer_ev);
+    event_add(&conn->read_ev, NULL); /* from now on: responses, or the upstream closing it */
+    if (conn->dialer)
+        http_client_conn_assign(conn, conn->dialer);
+    else
+        http_client_pool_offer(conn->pool, conn); /* its caller left meanwhile: the next one gets it */
+}
+
+/* Why the handshake failed, for the log: the verification result when there is one, else OpenSSL's. */
+static http_client_error http_client_conn_tls_error(http_client_conn *conn)
+{
+    const http_client_upstream *up = conn->pool->up;
+    long verify = SSL_get_verify_result(conn->ssl);
+    if (verify != X509_V_OK) {
+        log_warn("http client: upstream %s (%s:%u): certificate rejected: %s", up->name, up->host, up->port,
+                 X509_verify_cert_error_string(verify));
+        return HTTP_CLIENT_ERR_CERT_REJECTED;
+    }
+    unsigned long e = ERR_peek_last_error();
+    char text[256] = "the connection closed during the handshake";
+    if (e)
+        ERR_error_string_n(e, text, sizeof(text));
+    log_warn("http client: upstream %s (%s:%u): TLS handshake failed: %s", up->name, up->host, up->port, text);
+    return HTTP_CLIENT_ERR_TLS_FAILED;
+}
+
+static void http_client_conn_handshake(http_client_conn *conn)
+{
+    ERR_clear_error();
+    int rc = SSL_connect(conn->ssl);
+    if (rc == 1) {
+        http_client_conn_ready(conn);
+        return;
+    }
+    switch (SSL_get_error(conn->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        event_del(&conn->write_ev);
+        event_add(&conn->read_ev, NULL);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        event_add(&conn->write_ev, NULL);
+        return;
+    default:
+        http_client_conn_open_failed(conn, http_client_conn_tls_error(conn));
+        return;
+    }
+}
+
+/* A TLS session on the connected socket: SNI and the name to verify for a host name, the address to
+ * verify for an IP literal (certificates name those in an iPAddress entry). */
+static void http_client_conn_tls_start(http_client_conn *conn)
+{
+    http_client_pool *pool = conn->pool;
+    const char *host = pool->up->host;
+    conn->ssl = SSL_new(pool->tls);
+    bool ok = conn->ssl && SSL_set_fd(conn->ssl, conn->fd) == 1;
+    if (ok && pool->literal)
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(conn->ssl), host) == 1;
+    else if (ok)
+        ok = SSL_set_tlsext_host_name(conn->ssl, host) == 1 && SSL_set1_host(conn->ssl, host) == 1;
+    if (!ok) {
+        log_warn("http client: upstream %s: cannot set up a TLS session", pool->up->name);
+        http_client_conn_open_failed(conn, HTTP_CLIENT_ERR_TLS_FAILED);
+        return;
+    }
+    SSL_set_mode(conn->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    SSL_set_connect_state(conn->ssl);
+    conn->state = HTTP_CLIENT_CONN_HANDSHAKE;
+    http_client_conn_handshake(conn);
+}
+
 /* The connect finished: on to the next address if it failed, else give the connection work. */
 static void http_client_conn_connected(http_client_conn *conn)
 {
@@ -443,17 +595,15 @@ static void http_client_conn_connected(http_client_conn *conn)
             http_client_conn_open_failed(conn, HTTP_CLIENT_ERR_CONNECT_FAILED);
         return;
     }
-    event_del(&conn->write_ev);
-    event_del(&conn->timer_ev);
     if (conn->addrs) {
         evutil_freeaddrinfo(conn->addrs);
         conn->addrs = conn->next_addr = NULL;
     }
-    event_add(&conn->read_ev, NULL); /* from now on: responses, or the upstream closing it */
-    if (conn->dialer)
-        http_client_conn_assign(conn, conn->dialer);
-    else
-        http_client_pool_offer(conn->pool, conn); /* its caller left meanwhile: the next one gets it */
+    if (conn->pool->up->tls) {
+        http_client_conn_tls_start(conn);
+        return;
+    }
+    http_client_conn_ready(conn);
 }
 
 static void http_client_conn_on_write(evutil_socket_t fd, short what, void *arg)
@@ -463,6 +613,8 @@ static void http_client_conn_on_write(evutil_socket_t fd, short what, void *arg)
     http_client_conn *conn = arg;
     if (conn->state == HTTP_CLIENT_CONN_CONNECTING)
         http_client_conn_connected(conn);
+    else if (conn->state == HTTP_CLIENT_CONN_HANDSHAKE)
+        http_client_conn_handshake(conn);
     else if (conn->state == HTTP_CLIENT_CONN_BUSY)
         http_client_conn_send(conn);
     else
@@ -567,6 +719,10 @@ static void http_client_conn_open(http_client_pool *pool, http_client_call *call
     call->dialing = conn;
     struct timeval tv = http_client_tv(pool->up->connect_timeout_ms);
     evtimer_add(&conn->timer_ev, &tv);
+    if (pool->tls_broken) {
+        http_client_conn_defer_failure(conn, HTTP_CLIENT_ERR_TLS_FAILED);
+        return;
+    }
     if (!pool->literal) {
         http_client_conn_resolve(conn);
         return;
@@ -660,7 +816,7 @@ void http_client_pool_abandon(http_client_call *call)
         return;
     conn->call = NULL;
     call->conn = NULL;
-    if (call->sent == 0 && !conn->reader.got_bytes) {
+    if (call->sent == 0 && !conn->tls_dirty && !conn->reader.got_bytes) {
         http_client_reader_release(&conn->reader);
         http_client_pool_offer(pool, conn); /* nothing of this call is on the wire: still clean */
         return;
@@ -687,8 +843,40 @@ static void http_client_pool_init_host(http_client_pool *pool)
         pool->literal = true;
     }
     bool v6 = strchr(up->host, ':') != NULL;
-    snprintf(pool->host_header, sizeof(pool->host_header), "%s%s%s:%u", v6 ? "[" : "", up->host, v6 ? "]" : "",
-             up->port);
+    /* The scheme's own port is left out, as browsers and curl do: some APIs sign or route by the Host
+     * value and expect "api.example.com", not "api.example.com:443". */
+    bool default_port = up->port == (up->tls ? 443u : 80u);
+    char port[8] = "";
+    if (!default_port)
+        snprintf(port, sizeof(port), ":%u", up->port);
+    snprintf(pool->host_header, sizeof(pool->host_header), "%s%s%s%s", v6 ? "[" : "", up->host, v6 ? "]" : "",
+             port);
+}
+
+/* One verifying context per pool (so per loop and upstream): the CAs are loaded once per loop, and a
+ * CA file that cannot be read fails the upstream's calls with tls_failed rather than the process. */
+static void http_client_pool_init_tls(http_client_pool *pool)
+{
+    const http_client_upstream *up = pool->up;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    bool ok = ctx && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1;
+    if (ok)
+        ok = up->ca_file[0] ? SSL_CTX_load_verify_locations(ctx, up->ca_file, NULL) == 1
+                            : SSL_CTX_set_default_verify_paths(ctx) == 1;
+    if (!ok) {
+        char text[256] = "out of memory";
+        unsigned long e = ERR_get_error();
+        if (e)
+            ERR_error_string_n(e, text, sizeof(text));
+        log_error("http client: upstream %s: cannot load %s: %s", up->name,
+                  up->ca_file[0] ? up->ca_file : "the system CA store", text);
+        SSL_CTX_free(ctx);
+        ERR_clear_error();
+        pool->tls_broken = true;
+        return;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    pool->tls = ctx;
 }
 
 http_client_pool *http_client_pool_get(http_client *client, const http_client_upstream *up)
@@ -701,6 +889,8 @@ http_client_pool *http_client_pool_get(http_client *client, const http_client_up
     pool->up = up;
     http_client_pool_init_host(pool);
     evtimer_assign(&pool->kick_ev, client->base, http_client_pool_on_kick, pool);
+    if (up->tls)
+        http_client_pool_init_tls(pool);
     pool->next = client->pools;
     client->pools = pool;
     return pool;
@@ -719,5 +909,6 @@ void http_client_pool_free(http_client_pool *pool)
         if (call)
             async_fail(call->future, "shutdown");
     }
+    SSL_CTX_free(pool->tls);
     free(pool);
 }

@@ -35,6 +35,7 @@
 const char REDIS_ERROR_UNAVAILABLE[] = "unavailable";
 const char REDIS_ERROR_TIMEOUT[] = "timeout";
 const char REDIS_ERROR_CONNECTION_LOST[] = "connection_lost";
+const char REDIS_ERROR_NOT_CONFIGURED[] = "not_configured";
 
 /* Reconnect delays: the first retry after losing an established link is immediate (a restarted Redis
  * is back at once), then 100 ms doubling up to 2 s, each +-20 % so loops do not retry in lockstep. */
@@ -661,16 +662,33 @@ static redis_client *redis_loop_client(http_loop *loop, const redis_settings *s)
     return c;
 }
 
+/* No settings (apiary_redis() of a config without Redis): fail without connecting anywhere, so an app
+ * cannot write into whatever happens to listen on 127.0.0.1:6379. */
+static async_op *redis_not_configured(async_scope *scope)
+{
+    async_op *op = async_future(scope);
+    if (op->status == ASYNC_PENDING)
+        async_fail(op, REDIS_ERROR_NOT_CONFIGURED);
+    return op;
+}
+
 async_op *redis_command(async_scope *scope, http_loop *loop, const redis_settings *s, int argc,
                         const char **argv, const size_t *argvlen)
 {
+    if (!s)
+        return redis_not_configured(scope);
     return redis_client_command(scope, redis_loop_client(loop, s), argc, argv, argvlen);
 }
 
 async_op *redis_pipeline(async_scope *scope, http_loop *loop, const redis_settings *s, const redis_cmd *cmds,
                          size_t n)
 {
+    if (!s)
+        return redis_not_configured(scope);
     return redis_client_pipeline(scope, redis_loop_client(loop, s), cmds, n);
 }
 
-bool redis_ready(http_loop *loop, const redis_settings *s) { return redis_client_ready(redis_loop_client(loop, s)); }
+bool redis_ready(http_loop *loop, const redis_settings *s)
+{
+    return s && redis_client_ready(redis_loop_client(loop, s));
+}

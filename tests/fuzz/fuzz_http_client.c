@@ -2,7 +2,8 @@
  * which reads what an upstream sends back — an upstream may be broken or hostile. The first byte picks
  * the read size, the second whether the request was HEAD and the body bound; the rest is the stream,
  * ended by EOF. Invariants beyond the sanitizers: a finished response never has a body over its bound,
- * and the bytes said to belong to it are never more than were fed. */
+ * the bytes said to belong to it are never more than were fed, and its header fields lie inside the
+ * stored head (every name and value NUL-terminated there). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
         (void)http_client_reader_keep_alive(&r);
+        for (size_t i = 0; i < r.field_count; i++) {
+            size_t name = r.fields[2 * i], value = r.fields[2 * i + 1];
+            if (name >= r.head_len || value >= r.head_len || strnlen(r.head + value, r.head_len - value) ==
+                                                                 r.head_len - value) {
+                fprintf(stderr, "fuzz_http_client: field %zu outside the head\n", i);
+                abort();
+            }
+        }
+        (void)http_client_reader_header(&r, "content-type");
     }
     http_client_reader_release(&r);
     return 0;

@@ -9,7 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "apiary.h"
+#include "config.h"
+#include "app_internal.h"
+#include "generation.h"
 
 static void app_test_handler(http_request *req) { (void)req; }
 
@@ -89,4 +94,75 @@ Test(app, a_section_cannot_shadow_apiary_keys)
     cr_assert_eq(apiary_app_section(app, "upstreams", app_test_parse, NULL), -1);
     char *argv[] = {"t", "--version", NULL};
     cr_assert_eq(apiary_app_main(app, 2, argv), 0);
+}
+
+/* ---- apiary_redis(): "not configured" is an answer (issue 22, F9) ------------------------------- */
+
+/* Loads `json`, builds the generation the server would, and reports what apiary_context_redis says. */
+static bool app_test_redis(const char *json, redis_settings *out)
+{
+    apiary_config cfg;
+    char err[CONFIG_ERROR_MAX];
+    cr_assert_eq(config_load_string(&cfg, json, "t.json", err), 0, "%s", err);
+    void *sections[CONFIG_MAX_APP_SECTIONS] = {0};
+    server_generation *g = generation_first(&cfg, sections, 1, NULL);
+    const redis_settings *r = apiary_context_redis(g);
+    if (r)
+        *out = *r;
+    generation_free_all(g);
+    return r != NULL;
+}
+
+Test(app_redis, not_configured_without_a_redis_section_or_backend)
+{
+    redis_settings r;
+    cr_assert_not(app_test_redis("{}", &r), "no section, memory backend: no Redis, not 127.0.0.1:6379");
+    cr_assert_not(app_test_redis("{\"kv\": {\"backend\": \"memory\"}}", &r));
+    cr_assert(app_test_redis("{\"redis\": {}}", &r), "an empty section asks for the defaults");
+    cr_assert_str_eq(r.host, "127.0.0.1");
+    cr_assert_eq(r.port, 6379);
+    cr_assert(app_test_redis("{\"redis\": {\"url\": \"redis://10.1.2.3:7000/2\"}}", &r));
+    cr_assert_eq(r.port, 7000);
+    cr_assert_eq(r.db, 2);
+    cr_assert(app_test_redis("{\"kv\": {\"backend\": \"redis\"}}", &r), "the Redis backend needs Redis");
+    cr_assert_eq(r.port, 6379);
+}
+
+Test(app_redis, a_command_without_settings_fails_and_connects_nowhere)
+{
+    struct event_base *base = event_base_new();
+    async_scope *scope = async_scope_new(base);
+    const char *argv[] = {"PING"};
+    size_t argvlen[] = {4};
+    async_op *op = redis_command(scope, NULL, NULL, 1, argv, argvlen);
+    cr_assert_eq(op->status, ASYNC_FAILED);
+    cr_assert_eq(op->error, REDIS_ERROR_NOT_CONFIGURED);
+    redis_cmd cmd = {1, argv, argvlen};
+    op = redis_pipeline(scope, NULL, NULL, &cmd, 1);
+    cr_assert_eq(op->error, REDIS_ERROR_NOT_CONFIGURED);
+    cr_assert_not(redis_ready(NULL, NULL));
+    async_scope_free(scope);
+    event_base_free(base);
+}
+
+/* The runtime publishes the newest config's http_client.allowed_origins for http_client_fetch. */
+Test(app_http_client, the_current_context_publishes_its_allowed_origins)
+{
+    apiary_config cfg;
+    char err[CONFIG_ERROR_MAX];
+    cr_assert_eq(config_load_string(&cfg, "{\"http_client\": {\"allowed_origins\": [\"https://api.example.com\"]}}",
+                                    "t.json", err), 0, "%s", err);
+    void *sections[CONFIG_MAX_APP_SECTIONS] = {0};
+    server_generation *g = generation_first(&cfg, sections, 1, NULL);
+    const char *path;
+    cr_assert_null(http_client_allowed(http_client_allowed_list(), "https://api.example.com/x", &path),
+                   "nothing before a config is current");
+    app_set_current(g);
+    const http_client_upstream *o = http_client_allowed(http_client_allowed_list(), "https://api.example.com/x", &path);
+    cr_assert_not_null(o);
+    cr_assert_eq(o->port, 443);
+    cr_assert_null(http_client_allowed(http_client_allowed_list(), "https://other.example.com/x", &path));
+    app_set_current(NULL);
+    cr_assert_null(http_client_allowed_list(), "none once the config is gone");
+    generation_free_all(g);
 }

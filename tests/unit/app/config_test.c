@@ -767,3 +767,62 @@ Test(config, app_section_cannot_take_an_apiary_name)
     cr_assert_eq(config_register_section("mine"), 0);
     cr_assert_eq(config_register_section("mine"), -1, "twice");
 }
+
+/* https:// upstreams, their CA file, and the allow-list of origins for absolute URLs (issue 22, F14). */
+Test(config, https_upstreams_and_their_ca_file)
+{
+    apiary_config cfg;
+    char err[CONFIG_ERROR_MAX];
+    config_test_accept("{\"upstreams\": {\"gh\": {\"url\": \"https://api.github.com\"},"
+                       " \"own\": {\"url\": \"https://10.0.0.5:8443\", \"ca_file\": \"/dev/null\"},"
+                       " \"plain\": {\"url\": \"http://example.com\"}}}", &cfg);
+    const http_client_upstream *gh = config_test_upstream(&cfg, "gh");
+    cr_assert(gh->tls);
+    cr_assert_str_eq(gh->host, "api.github.com");
+    cr_assert_eq(gh->port, 443, "the scheme's port");
+    cr_assert_str_eq(gh->ca_file, "", "the system store");
+    cr_assert_eq(config_test_upstream(&cfg, "own")->port, 8443);
+    cr_assert_str_eq(config_test_upstream(&cfg, "own")->ca_file, "/dev/null");
+    cr_assert_not(config_test_upstream(&cfg, "plain")->tls);
+    cr_assert_eq(config_test_upstream(&cfg, "plain")->port, 80);
+
+    config_test_reject("{\"upstreams\": {\"u\": {\"url\": \"https://h\", \"ca_file\": \"/nonexistent/ca.pem\"}}}", err);
+    config_test_assert_err(err, "upstreams.u.ca_file: cannot read '/nonexistent/ca.pem': No such file or directory");
+    config_test_reject("{\"upstreams\": {\"u\": {\"url\": \"http://h:1\", \"ca_file\": \"/dev/null\"}}}", err);
+    config_test_assert_err(err, "upstreams.u.ca_file: only for an https:// url");
+    config_test_reject("{\"upstreams\": {\"u\": {\"url\": \"ftp://h:1\"}}}", err);
+    config_test_assert_err(err, "upstreams.u.url: must start with http:// or https://");
+    config_test_reject("{\"upstreams\": {\"u\": {\"url\": \"https://h/path\"}}}", err);
+    config_test_reject("{\"upstreams\": {\"u\": {\"url\": \"https://h:443/\"}}}", err);
+    config_test_reject("{\"upstreams\": {\"u\": {\"url\": \"https://user@h\"}}}", err);
+}
+
+Test(config, allowed_origins_for_absolute_urls)
+{
+    apiary_config cfg;
+    char err[CONFIG_ERROR_MAX];
+    config_test_accept("{}", &cfg);
+    cr_assert_eq(cfg.allowed_origin_count, 0, "nothing is allowed by default");
+    config_test_accept("{\"http_client\": {\"allowed_origins\": [\"https://api.example.com\","
+                       " {\"url\": \"https://127.0.0.1:8443\", \"ca_file\": \"/dev/null\", \"timeout_ms\": 50}]}}",
+                       &cfg);
+    cr_assert_eq(cfg.allowed_origin_count, 2);
+    cr_assert(cfg.allowed_origins[0].tls);
+    cr_assert_eq(cfg.allowed_origins[0].port, 443);
+    cr_assert_eq(cfg.allowed_origins[0].timeout_ms, 1000, "an upstream's defaults");
+    cr_assert_eq(cfg.allowed_origins[1].timeout_ms, 50);
+    cr_assert_str_eq(cfg.allowed_origins[1].ca_file, "/dev/null");
+    const char *path;
+    http_client_allowlist list = {cfg.allowed_origins, cfg.allowed_origin_count};
+    cr_assert_eq(http_client_allowed(&list, "https://API.example.com/v1/x?q=1", &path), &cfg.allowed_origins[0]);
+    cr_assert_str_eq(path, "/v1/x?q=1");
+    cr_assert_null(http_client_allowed(&list, "http://api.example.com/v1/x", &path));
+
+    config_test_reject("{\"http_client\": {\"allowed_origins\": [\"https://a.example\", \"https://A.example:443\"]}}",
+                       err);
+    config_test_assert_err(err, "http_client.allowed_origins[1]: the same origin as [0]");
+    config_test_reject("{\"http_client\": {\"allowed_origins\": [\"https://a.example/x\"]}}", err);
+    config_test_assert_err(err, "http_client.allowed_origins[0].url: ");
+    config_test_reject("{\"http_client\": {\"allowed_origins\": \"https://a.example\"}}", err);
+    config_test_assert_err(err, "http_client.allowed_origins: must be an array");
+}

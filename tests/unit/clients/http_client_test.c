@@ -455,6 +455,55 @@ Test(http_client_reader, interim_answers_are_skipped)
     cr_assert_eq(reader.body_len, 2);
 }
 
+Test(http_client_reader, header_fields_are_kept_and_found_case_insensitively)
+{
+    const char *r = "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json \r\nX-Empty:\r\n"
+                    "X-Two: a\r\nx-two: b\r\nContent-Length: 2\r\n\r\nok";
+    /* A byte at a time: llhttp hands names and values over in pieces. */
+    memset(&reader, 0, sizeof(reader));
+    http_client_reader_start(&reader, 100, false);
+    size_t n = strlen(r), used;
+    for (size_t i = 0; i < n; i++)
+        http_client_reader_feed(&reader, r + i, 1, &used);
+    cr_assert(reader.done);
+    cr_assert_eq(reader.field_count, 5, "the interim answer's fields are not the response's");
+    cr_assert_str_eq(http_client_reader_header(&reader, "content-type"), "application/json", "blank cut");
+    cr_assert_str_eq(http_client_reader_header(&reader, "X-EMPTY"), "");
+    cr_assert_str_eq(http_client_reader_header(&reader, "X-Two"), "a", "the first of a repeated field");
+    cr_assert_null(http_client_reader_header(&reader, "Link"));
+    cr_assert_null(http_client_reader_header(&reader, "Content"));
+}
+
+Test(http_client_reader, too_many_fields_is_too_large)
+{
+    char r[8192] = "HTTP/1.1 200 OK\r\n";
+    for (int i = 0; i < 256; i++)
+        strcat(r, "a:\r\n");
+    char ok[8192 + 64];
+    snprintf(ok, sizeof(ok), "%sContent-Length: 0\r\n\r\n", r);
+    cr_assert_eq(feed_all(ok, 100, NULL), HTTP_CLIENT_READ_FAILED, "257 fields");
+    cr_assert_eq(reader.error, HTTP_CLIENT_ERR_RESPONSE_TOO_LARGE);
+    http_client_reader_release(&reader);
+    r[strlen(r) - 4] = '\0'; /* 255 "a:" fields and Content-Length */
+    snprintf(ok, sizeof(ok), "%sContent-Length: 0\r\n\r\n", r);
+    cr_assert_eq(feed_all(ok, 100, NULL), HTTP_CLIENT_READ_DONE, "256 fields");
+    cr_assert_eq(reader.field_count, 256);
+}
+
+/* Found by fuzz_http_client: llhttp completes an empty field name without handing over a byte of it,
+ * and the stored fields must stay name/value pairs then too. */
+Test(http_client_reader, an_empty_field_name_is_stored_safely)
+{
+    const char *r = "HTTP/1.1 200 OK\r\n:Transfer-Encoding: x\r\n \r\n\r\n";
+    http_client_read_status st = feed_all(r, 100, NULL);
+    if (st != HTTP_CLIENT_READ_FAILED)
+        st = http_client_reader_eof(&reader);
+    for (size_t i = 0; i < reader.field_count; i++)
+        cr_assert_leq(strlen(reader.head + reader.fields[2 * i + 1]), reader.head_len);
+    (void)http_client_reader_header(&reader, "Transfer-Encoding");
+}
+
 Test(http_client_reader, keep_alive_follows_version_and_connection)
 {
     cr_assert_eq(feed_all("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 100, NULL),
@@ -570,6 +619,27 @@ Test(http_client, post_sends_its_body)
     const char *tail = "\r\nContent-Length: 7\r\nContent-Type: application/json\r\n\r\n{\"k\":1}";
     cr_assert_not_null(strstr(up.last_request, tail),
                        "request was: %s", up.last_request);
+}
+
+Test(http_client, header_fields_go_out_and_come_back)
+{
+    up.response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: \"v1\"\r\nContent-Length: 2\r\n\r\nok";
+    http_client_header fields[] = {{"Authorization", "Bearer t"}, {"Accept", "text/plain"}};
+    http_client_options o = {.headers = fields, .header_count = 2, .body = "x=1", .body_len = 3,
+                             .content_type = "text/plain"};
+    async_op *op = http_client_send(scope, client, &cfg, "PUT", "/r", &o);
+    async_op_then(op, on_done, NULL);
+    cr_assert(run_until(&done_count, 1, TEST_WAIT_MS));
+    assert_ok(op, 200, "ok");
+    cr_assert_not_null(strstr(up.last_request, "\r\nUser-Agent: apiary/"), "%s", up.last_request);
+    const char *tail = "\r\nContent-Length: 3\r\nContent-Type: text/plain\r\nAuthorization: Bearer t\r\n"
+                       "Accept: text/plain\r\n\r\nx=1";
+    cr_assert_not_null(strstr(up.last_request, tail), "request was: %s", up.last_request);
+    const http_client_response *resp = op->value;
+    cr_assert_eq(resp->header_count, 3);
+    cr_assert_str_eq(http_client_response_header(resp, "etag"), "\"v1\"");
+    cr_assert_str_eq(http_client_response_header(resp, "CONTENT-TYPE"), "text/plain");
+    cr_assert_null(http_client_response_header(resp, "Authorization"));
 }
 
 Test(http_client, chunked_and_status_pass_through)
@@ -1090,15 +1160,33 @@ Test(http_client, freeing_the_client_during_a_lookup)
  * JSON is NULL, and a raw NUL does not cut the text short. */
 Test(http_client_response, json_within_limits_only)
 {
-    http_client_response ok = {200, "{\"price_cents\":250,\"x\":[1,2]}", 29};
+    http_client_response ok = {.status = 200, .body = "{\"price_cents\":250,\"x\":[1,2]}", .body_len = 29};
     json_t *v = http_client_response_json(&ok, 8, 64);
     cr_assert(json_is_object(v));
     cr_expect_eq(json_integer_value(json_object_get(v, "price_cents")), 250);
     json_decref(v);
     cr_expect_null(http_client_response_json(&ok, 8, 4), "5 values, limit 4");
     cr_expect_null(http_client_response_json(&ok, 1, 64), "nests 2 deep, limit 1");
-    http_client_response nul = {200, "1\0junk", 6}, text = {200, "plain", 5}, empty = {200, "", 0};
+    http_client_response nul = {.status = 200, .body = "1\0junk", .body_len = 6};
+    http_client_response text = {.status = 200, .body = "plain", .body_len = 5};
+    http_client_response empty = {.status = 200, .body = "", .body_len = 0};
     cr_expect_null(http_client_response_json(&nul, 8, 64));
     cr_expect_null(http_client_response_json(&text, 8, 64));
     cr_expect_null(http_client_response_json(&empty, 8, 64));
+}
+
+/* The Host field leaves out the scheme's own port (some APIs sign or route by its exact value). */
+Test(http_client, host_field_leaves_out_the_default_port)
+{
+    static http_client_upstream u[4];
+    const struct { const char *host; unsigned port; bool tls; const char *want; } cases[] = {
+        {"api.example.com", 443, true, "api.example.com"}, {"api.example.com", 80, false, "api.example.com"},
+        {"api.example.com", 80, true, "api.example.com:80"}, {"::1", 8443, true, "[::1]:8443"}};
+    for (size_t i = 0; i < 4; i++) {
+        u[i] = cfg;
+        strcpy(u[i].host, cases[i].host);
+        u[i].port = cases[i].port;
+        u[i].tls = cases[i].tls;
+        cr_assert_str_eq(http_client_pool_get(client, &u[i])->host_header, cases[i].want);
+    }
 }
