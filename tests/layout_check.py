@@ -24,7 +24,7 @@ PUBLIC_LAYER = {
     "pool.h": "pool",
     "http_method.h": "http", "router.h": "http", "http_request.h": "http",
     "http_client.h": "clients", "redis.h": "clients", "sql.h": "clients",
-    "apiary.h": "app",
+    "apiary.h": "app", "testing.h": "app",
 }
 
 # Quoted includes of third-party headers that are not part of the tree.

@@ -41,6 +41,7 @@
 #include "redis.h"
 #include "router.h"
 #include "sql.h"
+#include "testing.h"
 #include "uri.h"
 
 typedef struct apiary_app apiary_app;
@@ -99,7 +100,10 @@ int apiary_app_main(apiary_app *app, int argc, char **argv);
 
 /* ---- what the running server offers (any thread, once apiary_app_main runs the server) ---------- */
 
-/* The newest context: what handlers read their settings from. */
+/* The context handlers read their settings from. Inside a request (its handler, a continuation of
+ * its scope, a coroutine handler after any await, its middleware) it is the one the request started
+ * on, for the whole request, however many reloads happen while it waits; anywhere else (another
+ * thread, a timer of your own) the newest. */
 const apiary_context *apiary_current(void);
 /* What the app's section parser stored for `name` in ctx, or NULL. */
 const void *apiary_context_section(const apiary_context *ctx, const char *name);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "async_internal.h"
 #include "coro_internal.h"
 
 #include "cli.h"
@@ -94,6 +95,9 @@ int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_f
 {
     if (!parse || app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
         return -1;
+    for (size_t i = 0; i < app->section_count; i++)
+        if (strcmp(app->sections[i].name, name) == 0)
+            return -1;
     app->sections[app->section_count++] = (app_section){name, parse, free_fn};
     return 0;
 }
@@ -169,7 +173,13 @@ void app_run_reload_hook(const apiary_context *ctx)
 
 void app_set_current(const apiary_context *ctx) { atomic_store(&app_current_ctx, ctx); }
 
-const apiary_context *apiary_current(void) { return atomic_load(&app_current_ctx); }
+const apiary_context *apiary_current(void)
+{
+    /* Inside a request (its handler, a continuation, a coroutine after an await): the generation it
+     * started on. Anywhere else: the newest. */
+    const apiary_context *ctx = async_context_current();
+    return ctx ? ctx : atomic_load(&app_current_ctx);
+}
 
 bool app_ready_check(http_request *req)
 {
@@ -337,7 +347,14 @@ int apiary_app_main(apiary_app *app, int argc, char **argv)
     config_release(&cfg);
 done:
     app_running = NULL;
+    app_free(app);
+    return rc;
+}
+
+void app_free(apiary_app *app)
+{
+    if (!app)
+        return;
     free(app->routes);
     free(app);
-    return rc;
 }

@@ -12,6 +12,8 @@ const apiary_app *app_get(void);
 /* Makes `app` the running one without apiary_app_main: for in-process harnesses (tests/fuzz) that
  * build a loop themselves. */
 void app_set_running(const apiary_app *app);
+/* Frees an app apiary_app_main did not run (apiary_test_free). */
+void app_free(apiary_app *app);
 
 /* Runs every section parser of the app on cfg->app_json into out[] (CONFIG_MAX_APP_SECTIONS slots,
  * indexed like the registrations). Returns 0, or -1 with "ORIGIN: SECTION.KEY: why" in err, having

@@ -828,6 +828,10 @@ static void http_conn_dispatch(http_conn *conn)
     http_loop *loop = conn->loop;
     conn->state = HTTP_CONN_HANDLER;
     conn->keep_alive = llhttp_should_keep_alive(&conn->parser) && !loop->draining && !conn->close_after;
+    /* The request's settings, from here to its answer: its handler runs with them in effect, and its
+     * continuations and awaits get them from its scope (http_request_async), whatever reloads
+     * happen meanwhile. */
+    slot->context = loop->settings->context;
     HTTP_STAT_ADD(loop, requests, 1);
     const char *bad = http_conn_build_request(conn);
     if (bad) {
@@ -848,10 +852,12 @@ static void http_conn_dispatch(http_conn *conn)
         uint64_t started = http_conn_now_ms(); /* one clock read for the deadline and the slow watch */
         conn->deadline_ms = started + loop->settings->request_timeout_ms;
         conn->deadline_default = true;
+        const void *outer_context = async_context_swap(slot->context);
         if (slot->match.flags & ROUTE_CORO)
             http_conn_run_coro(conn, req);
         else
             slot->match.handler(req);
+        async_context_swap(outer_context);
         http_conn_watch_slow(loop, slot->match.name, started);
         if (!conn->dead && conn->state == HTTP_CONN_HANDLER && conn->parse_pos == conn->in.len) {
             /* Waiting for an async answer with nothing else buffered: hold no read buffer meanwhile. */

@@ -65,6 +65,7 @@ typedef struct http_req_slot {
     route_match match;
     int refusal; /* a status the head alone decides (404, 405, 415, 501): answered at dispatch */
     char request_id[HTTP_REQUEST_ID_MAX + 1]; /* the id sent back; the client's when well-formed */
+    const void *context;   /* settings->context at dispatch: in effect for all the request's code */
     bool client_resolved;  /* client_family/addr hold the address trusted_proxies lead to */
     uint8_t client_family;
     uint8_t client_addr[16];

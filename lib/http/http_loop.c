@@ -471,6 +471,8 @@ void http_loop_free(http_loop *loop)
 
 bool http_loop_draining(const http_loop *loop) { return loop->draining; }
 
+void http_loop_adopt(http_loop *loop, int fd) { http_conn_accept(loop, fd, NULL, false); }
+
 struct event_base *http_loop_base(http_loop *loop) { return loop->base; }
 
 unsigned http_loop_id(const http_loop *loop) { return loop->id; }

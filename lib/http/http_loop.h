@@ -71,6 +71,10 @@ void http_loop_stop(http_loop *loop);
  * max_headers as it was: parsing state is sized by it. */
 void http_loop_update_settings(http_loop *loop, const http_settings *settings);
 
+/* Loop thread: serves the connected, non-blocking socket `fd` as if accepted (the in-process test
+ * client's end of a socketpair); the loop owns and closes it. */
+void http_loop_adopt(http_loop *loop, int fd);
+
 /* Loop-thread calls. */
 bool http_loop_draining(const http_loop *loop);
 struct event_base *http_loop_base(http_loop *loop);

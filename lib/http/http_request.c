@@ -245,6 +245,7 @@ async_scope *http_request_async(http_request *req)
     async_scope_watch(req->_scope, loop->settings->slow_callback_ms, http_loop_report_slow, loop, req->route_name);
     async_scope_use_timeouts(req->_scope, &loop->timeouts);
     async_scope_set_poster(req->_scope, http_request_post_to_loop, loop);
+    async_scope_set_context(req->_scope, ((http_req_slot *)req)->context);
     HTTP_STAT_ADD(loop, async_inflight, 1);
     http_conn_async_started(req->_conn);
     return req->_scope;

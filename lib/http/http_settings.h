@@ -40,6 +40,9 @@ typedef struct http_settings {
     bool proxy_header_forwarded;      /* read Forwarded (RFC 7239) instead of X-Forwarded-For */
     ratelimit *rate_limiter;          /* per-client token buckets, or NULL when off */
     const char *rate_limit_prefix;    /* only paths starting with this are limited ("/v1/") */
+    /* what these settings belong to (the app runtime's config generation), or NULL: a request takes
+     * it at dispatch and keeps it in effect for all its code (async_context_current) */
+    const void *context;
 } http_settings;
 
 /* Fills the defaults documented in docs/config.md. */

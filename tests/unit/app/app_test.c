@@ -87,6 +87,8 @@ Test(app, a_section_cannot_shadow_apiary_keys)
     apiary_app *app = apiary_app_new("t");
     cr_assert_eq(apiary_app_section(app, "limits", app_test_parse, NULL), -1);
     cr_assert_eq(apiary_app_section(app, "upstreams", app_test_parse, NULL), -1);
+    cr_assert_eq(apiary_app_section(app, "once", app_test_parse, NULL), 0);
+    cr_assert_eq(apiary_app_section(app, "once", app_test_parse, NULL), -1, "twice in one app");
     char *argv[] = {"t", "--version", NULL};
     cr_assert_eq(apiary_app_main(app, 2, argv), 0);
 }
