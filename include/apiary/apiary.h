@@ -37,6 +37,7 @@
 #include "http_request.h"
 #include "log.h"
 #include "metrics.h"
+#include "middleware.h"
 #include "pool.h"
 #include "redis.h"
 #include "router.h"
@@ -79,6 +80,13 @@ int apiary_app_route(apiary_app *app, http_method method, const char *pattern, h
  * releases it then. At most 8 sections; the name must not be one of apiary's own sections. */
 typedef int (*apiary_section_parse_fn)(const json_t *section, void **out, char *err, size_t err_cap);
 int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_fn parse, void (*free_fn)(void *));
+
+/* Middleware (middleware.h has the order): `fn` runs for every request whose path `prefix` covers
+ * ("/" or "": all of the app's; "/v1": "/v1" and below). Before hooks run in the order registered and
+ * may answer early; after hooks run in the reverse order on every answer, to add headers. Returns 0, or
+ * -1 for a prefix not starting with '/' or a NULL fn. `prefix` and `arg` must outlive the app. */
+int apiary_app_before(apiary_app *app, const char *prefix, http_before_fn fn, void *arg);
+int apiary_app_after(apiary_app *app, const char *prefix, http_after_fn fn, void *arg);
 
 /* Called once the config is loaded and the pool exists, before any loop runs (start), and after a
  * reload was accepted, before the loops switch to it (reload); `ctx` is the new context. A start hook

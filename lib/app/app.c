@@ -15,6 +15,7 @@
 #include "daemon.h"
 #include "generation.h"
 #include "healthcheck.h"
+#include "http_middleware.h"
 #include "json_arena.h"
 #include "log.h"
 #include "server.h"
@@ -35,6 +36,9 @@ typedef struct app_section {
 
 struct apiary_app {
     char name[64];
+    http_middleware_hook *hooks; /* before and after, in registration order */
+    size_t hook_count, hook_cap;
+    http_middleware middleware;  /* what the loops read: hooks, once apiary_app_main runs */
     const char *default_config; /* --config when not given; NULL: none */
     app_route *routes;
     size_t route_count, route_cap;
@@ -116,6 +120,38 @@ void apiary_app_on_reload(apiary_app *app, apiary_hook_fn fn, void *arg)
 
 void apiary_app_ready_check(apiary_app *app, apiary_ready_fn fn) { app->ready = fn; }
 
+static int app_add_hook(apiary_app *app, const char *prefix, http_before_fn before, http_after_fn after, void *arg)
+{
+    if (!prefix || (prefix[0] && prefix[0] != '/') || (!before && !after))
+        return -1;
+    size_t len = strlen(prefix);
+    while (len > 0 && prefix[len - 1] == '/')
+        len--; /* "/v1/" covers what "/v1" does; "/" covers everything */
+    if (app->hook_count == app->hook_cap) {
+        app->hook_cap = app->hook_cap ? app->hook_cap * 2 : 8;
+        app->hooks = xrealloc(app->hooks, app->hook_cap * sizeof(*app->hooks));
+    }
+    app->hooks[app->hook_count++] = (http_middleware_hook){prefix, len, before, after, arg};
+    app->middleware = (http_middleware){app->hooks, app->hook_count};
+    return 0;
+}
+
+int apiary_app_before(apiary_app *app, const char *prefix, http_before_fn fn, void *arg)
+{
+    return fn ? app_add_hook(app, prefix, fn, NULL, arg) : -1;
+}
+
+int apiary_app_after(apiary_app *app, const char *prefix, http_after_fn fn, void *arg)
+{
+    return fn ? app_add_hook(app, prefix, NULL, fn, arg) : -1;
+}
+
+const http_middleware *app_middleware(void)
+{
+    const apiary_app *app = app_running;
+    return app && app->hook_count ? &app->middleware : NULL;
+}
+
 const apiary_app *app_get(void) { return app_running; }
 
 void app_set_running(const apiary_app *app) { app_running = app; }
@@ -190,9 +226,9 @@ bool app_ready_check(http_request *req)
 int app_register_routes(router *r)
 {
     static const app_route builtins[] = {
-        {HTTP_METHOD_GET, "/healthz", health_live, 0},
-        {HTTP_METHOD_GET, "/readyz", health_ready, 0},
-        {HTTP_METHOD_GET, "/metrics", metrics_get, 0},
+        {HTTP_METHOD_GET, "/healthz", health_live, ROUTE_NO_MIDDLEWARE},
+        {HTTP_METHOD_GET, "/readyz", health_ready, ROUTE_NO_MIDDLEWARE},
+        {HTTP_METHOD_GET, "/metrics", metrics_get, ROUTE_NO_MIDDLEWARE},
     };
     const apiary_app *app = app_running;
     size_t n = sizeof(builtins) / sizeof(builtins[0]) + (app ? app->route_count : 0);
@@ -356,5 +392,6 @@ void app_free(apiary_app *app)
     if (!app)
         return;
     free(app->routes);
+    free(app->hooks);
     free(app);
 }

@@ -28,6 +28,10 @@ void app_run_reload_hook(const apiary_context *ctx);
 /* Publishes ctx as apiary_current() (any thread reads it). */
 void app_set_current(const apiary_context *ctx);
 
+/* The app's middleware for the loops (http_loop_options.middleware), or NULL when it has none. */
+struct http_middleware;
+const struct http_middleware *app_middleware(void);
+
 /* Registers the built-in endpoints and then the app's routes. Returns 0, or -1 (logged). */
 int app_register_routes(router *r);
 

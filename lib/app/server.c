@@ -257,7 +257,8 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
     for (unsigned i = 0; i < n; i++) {
         /* No SO_REUSEPORT for Unix sockets: every loop polls its own dup of the one listener, and the
          * loop that loses an accept race just gets EAGAIN. */
-        http_loop_options opts = {.id = i, .listen_fd = fds[i], .settings = &gen->http, .router = r};
+        http_loop_options opts = {
+            .id = i, .listen_fd = fds[i], .settings = &gen->http, .router = r, .middleware = app_middleware()};
         if (unix_fd >= 0) {
             opts.has_unix = true;
             opts.unix_fd = i == 0 ? unix_fd : fcntl(unix_fd, F_DUPFD_CLOEXEC, 0);

@@ -92,7 +92,8 @@ apiary_test *apiary_test_new(apiary_app *app, const char *config_json)
         fprintf(stderr, "apiary_test_new: the app's start hook or routes failed\n");
         goto fail_gen;
     }
-    http_loop_options opts = {.id = 0, .listen_fd = -1, .settings = &t->gen->http, .router = t->routes};
+    http_loop_options opts = {
+        .id = 0, .listen_fd = -1, .settings = &t->gen->http, .router = t->routes, .middleware = app_middleware()};
     t->loop = http_loop_new(&opts);
     if (!t->loop)
         goto fail_gen;

@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "http_loop.h"
 #include "http_metrics.h"
+#include "http_middleware.h"
 #include "http_request.h"
 #include "http_response.h"
 #include "router.h"
@@ -66,6 +67,9 @@ typedef struct http_req_slot {
     int refusal; /* a status the head alone decides (404, 405, 415, 501): answered at dispatch */
     char request_id[HTTP_REQUEST_ID_MAX + 1]; /* the id sent back; the client's when well-formed */
     const void *context;   /* settings->context at dispatch: in effect for all the request's code */
+    bool middleware_ran;   /* the before hooks ran: every answer runs the after hooks */
+    bool in_after_hooks;   /* an after hook runs: it may add headers, never answer */
+    struct http_request_value *values; /* http_request_set_value, in the arena */
     bool client_resolved;  /* client_family/addr hold the address trusted_proxies lead to */
     uint8_t client_family;
     uint8_t client_addr[16];
@@ -135,6 +139,7 @@ struct http_loop {
     struct event_base *base;
     const http_settings *settings;
     const router *router;
+    const http_middleware *middleware; /* or NULL: none */
     int listen_fds[2];               /* TCP (own SO_REUSEPORT socket) and/or the shared Unix socket */
     struct event *listen_evs[2];
     size_t listen_count;

@@ -44,6 +44,9 @@ http_req_slot *http_loop_slot_get(http_loop *loop)
     memset(req, 0, offsetof(http_request, arena));
     memset(&req->user, 0, sizeof(*req) - offsetof(http_request, user));
     arena_init(&req->arena);
+    slot->context = NULL;
+    slot->middleware_ran = false;
+    slot->values = NULL;
     return slot;
 }
 
@@ -384,6 +387,7 @@ http_loop *http_loop_new(const http_loop_options *opts)
     loop->id = opts->id;
     loop->settings = opts->settings;
     loop->router = opts->router;
+    loop->middleware = opts->middleware;
     if (opts->listen_fd >= 0)
         loop->listen_fds[loop->listen_count++] = opts->listen_fd;
     if (opts->has_unix)

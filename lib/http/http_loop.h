@@ -25,6 +25,7 @@ typedef struct http_loop_options {
     int unix_fd;                  /* this loop's dup of the Unix-socket listener; owned likewise */
     const http_settings *settings; /* read-only, must outlive the loop */
     const router *router;         /* read-only, must outlive the loop */
+    const struct http_middleware *middleware; /* read-only, must outlive the loop; NULL: none */
 } http_loop_options;
 
 /* Counters a loop keeps for itself; read from other threads with relaxed loads (metrics). */

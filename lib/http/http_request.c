@@ -156,6 +156,11 @@ static bool http_request_begin_answer(http_request *req)
         /* A coroutine unwinding after its request ended (504, server stopping): its answer is moot. */
         if (req->_scope && async_scope_closing(req->_scope))
             return false;
+        if (((http_req_slot *)req)->in_after_hooks) {
+            log_error("route %s: an after hook tried to answer; it may only add headers",
+                      req->route_name ? req->route_name : "(none)");
+            return false;
+        }
         log_error("route %s answered twice; the second answer is dropped",
                   req->route_name ? req->route_name : "(none)");
         return false;
