@@ -32,6 +32,7 @@
 
 #include "arena.h"
 #include "async.h"
+#include "background.h"
 #include "http_client.h"
 #include "http_method.h"
 #include "http_request.h"

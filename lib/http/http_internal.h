@@ -173,6 +173,9 @@ struct http_loop {
     access_log_buf access_log;      /* this loop's lines, written whole */
     char request_id_prefix[9];      /* random per loop: ids stay unique across loops and restarts */
     uint64_t request_id_next;
+    struct http_bg_task *bg_head;   /* background tasks running (http_background.c) */
+    size_t bg_count;
+    struct event *bg_reap_ev;       /* frees the tasks whose function returned, from the loop's stack */
     void *locals[HTTP_LOOP_SLOT_COUNT];                 /* http_loop_local */
     void (*local_destroy[HTTP_LOOP_SLOT_COUNT])(void *); /* run at http_loop_free */
 };
@@ -214,6 +217,11 @@ void http_conn_async_started(http_conn *conn);
 /* At max_async_per_loop with half_close "answer": cancels the oldest request of a half-closed
  * connection holding a place; false when there is none. */
 bool http_conn_evict_half_closed(http_loop *loop);
+
+/* http_background.c */
+typedef struct http_bg_task http_bg_task;
+/* Cancels every task still running (logged, counted) and frees them all: stop and loop free. */
+void http_background_cancel_all(http_loop *loop);
 
 /* http_loop.c */
 http_req_slot *http_loop_slot_get(http_loop *loop);

@@ -182,7 +182,7 @@ void http_loop_conn_removed(http_loop *loop, http_conn *conn)
         loop->over_limit_count--;
     HTTP_STAT_ADD(loop, connections_active, (uint64_t)-1);
     if (loop->draining) {
-        if (loop->conn_count == 0)
+        if (loop->conn_count == 0 && loop->bg_count == 0) /* background tasks finish too (http_background.c) */
             event_base_loopexit(loop->base, NULL);
     } else {
         http_loop_maybe_resume_accepting(loop); /* a slot is free again */
@@ -314,7 +314,7 @@ static void http_loop_do_drain(void *arg)
         http_conn_drain(conn);
         conn = next;
     }
-    if (loop->conn_count == 0)
+    if (loop->conn_count == 0 && loop->bg_count == 0)
         event_base_loopexit(loop->base, NULL);
 }
 
@@ -325,6 +325,7 @@ static void http_loop_do_stop(void *arg)
     http_loop_close_listener(loop);
     while (loop->conns)
         http_conn_force_close(loop->conns);
+    http_background_cancel_all(loop);
     event_base_loopexit(loop->base, NULL);
 }
 
@@ -447,6 +448,7 @@ void http_loop_free(http_loop *loop)
 {
     while (loop->conns)
         http_conn_force_close(loop->conns);
+    http_background_cancel_all(loop);
     http_loop_close_listener(loop);
     http_loop_on_post(-1, 0, loop); /* run (and free) anything posted after the loop ended */
     /* Module state goes after the requests that used it, newest slot first. */

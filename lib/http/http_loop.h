@@ -44,6 +44,10 @@ typedef struct http_loop_stats {
     uint64_t async_rejected;       /* 503s because max_async_per_loop was reached */
     uint64_t deadline_expired;     /* 504s: request deadline passed before the answer */
     uint64_t slow_callbacks;       /* callbacks that blocked the loop longer than slow_callback_ms */
+    uint64_t background_running;   /* background tasks running now (background.h) */
+    uint64_t background_started;
+    uint64_t background_refused;   /* at max_background_per_loop, or while draining */
+    uint64_t background_cancelled; /* still running when the drain timeout (or a stop) came */
     /* Loop lag: how late the loop's 100 ms probe timer fires. Bucket i counts lags below
      * HTTP_LOOP_LAG_BOUNDS_MS[i]; the last bucket counts the rest. */
     uint64_t lag_buckets[HTTP_LOOP_LAG_BUCKETS];

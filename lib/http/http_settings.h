@@ -20,6 +20,7 @@ typedef struct http_settings {
     size_t max_connections;      /* per loop; at the cap the loop stops accepting until one closes */
     size_t output_buffer_bytes;  /* stop parsing pipelined requests while more than this is unsent */
     size_t max_async_per_loop;   /* requests awaiting async work per loop; above it: 503 + Retry-After */
+    size_t max_background_per_loop; /* background tasks running per loop; above it they are refused */
     /* timeouts, milliseconds */
     unsigned header_timeout_ms;    /* first byte of a request to the end of its headers: else 408 */
     unsigned body_timeout_ms;      /* end of headers to the end of the body: else 408 */
