@@ -82,6 +82,26 @@ int apiary_app_route(apiary_app *app, http_method method, const char *pattern, h
 typedef int (*apiary_section_parse_fn)(const json_t *section, void **out, char *err, size_t err_cap);
 int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_fn parse, void (*free_fn)(void *));
 
+/* The rest of the config a section parser may check its section against ("catalog: must name an
+ * upstream"), read-only and valid only during the call. Because the parser runs at start, for
+ * --check-config and on every reload alike, a cross-check refuses a bad file in all three. */
+typedef struct apiary_config_view apiary_config_view;
+/* The upstream called `name` in the config's "upstreams", or NULL. */
+const http_client_upstream *apiary_config_upstream(const apiary_config_view *config, const char *name);
+/* What the parser of an app section registered before this one built from this same file, or NULL
+ * (sections are parsed in the order registered). */
+const void *apiary_config_section(const apiary_config_view *config, const char *name);
+/* The JSON object of any app section as the file has it (later ones included), or NULL. */
+const json_t *apiary_config_section_json(const apiary_config_view *config, const char *name);
+/* Where the config came from ("/etc/app.json"; "" for the built-in defaults): for messages. */
+const char *apiary_config_origin(const apiary_config_view *config);
+
+/* apiary_app_section with a parser that also sees the config. Everything else is as there. */
+typedef int (*apiary_section_check_fn)(const json_t *section, const apiary_config_view *config, void **out,
+                                       char *err, size_t err_cap);
+int apiary_app_section_checked(apiary_app *app, const char *name, apiary_section_check_fn parse,
+                               void (*free_fn)(void *));
+
 /* Middleware (middleware.h has the order): `fn` runs for every request whose path `prefix` covers
  * ("/" or "": all of the app's; "/v1": "/v1" and below). Before hooks run in the order registered and
  * may answer early; after hooks run in the reverse order on every answer, to add headers. Returns 0, or

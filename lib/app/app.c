@@ -30,9 +30,18 @@ typedef struct app_route {
 
 typedef struct app_section {
     const char *name;
-    apiary_section_parse_fn parse;
+    apiary_section_parse_fn parse; /* one of parse, check */
+    apiary_section_check_fn check;
     void (*free_fn)(void *);
 } app_section;
+
+/* What a section parser sees of the config being loaded (apiary.h). */
+struct apiary_config_view {
+    const apiary_config *cfg;
+    const apiary_app *app;
+    void *const *sections; /* built so far: indexes below `parsed` */
+    size_t parsed;
+};
 
 struct apiary_app {
     char name[64];
@@ -95,15 +104,66 @@ int apiary_app_route(apiary_app *app, http_method method, const char *pattern, h
     return 0;
 }
 
-int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_fn parse, void (*free_fn)(void *))
+static int app_add_section(apiary_app *app, const char *name, apiary_section_parse_fn parse,
+                           apiary_section_check_fn check, void (*free_fn)(void *))
 {
-    if (!parse || app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
+    if ((!parse && !check) || app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
         return -1;
     for (size_t i = 0; i < app->section_count; i++)
         if (strcmp(app->sections[i].name, name) == 0)
             return -1;
-    app->sections[app->section_count++] = (app_section){name, parse, free_fn};
+    app->sections[app->section_count++] = (app_section){name, parse, check, free_fn};
     return 0;
+}
+
+int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_fn parse, void (*free_fn)(void *))
+{
+    return app_add_section(app, name, parse, NULL, free_fn);
+}
+
+int apiary_app_section_checked(apiary_app *app, const char *name, apiary_section_check_fn parse,
+                               void (*free_fn)(void *))
+{
+    return app_add_section(app, name, NULL, parse, free_fn);
+}
+
+const http_client_upstream *apiary_config_upstream(const apiary_config_view *config, const char *name)
+{
+    if (!config || !name)
+        return NULL;
+    for (unsigned i = 0; i < config->cfg->upstream_count; i++)
+        if (strcmp(config->cfg->upstreams[i].name, name) == 0)
+            return &config->cfg->upstreams[i];
+    return NULL;
+}
+
+const void *apiary_config_section(const apiary_config_view *config, const char *name)
+{
+    if (!config || !name)
+        return NULL;
+    for (size_t i = 0; i < config->parsed; i++)
+        if (strcmp(config->app->sections[i].name, name) == 0)
+            return config->sections[i];
+    return NULL;
+}
+
+const json_t *apiary_config_section_json(const apiary_config_view *config, const char *name)
+{
+    return config && name && config->cfg->app_json ? json_object_get(config->cfg->app_json, name) : NULL;
+}
+
+const char *apiary_config_origin(const apiary_config_view *config) { return config ? config->cfg->source_path : ""; }
+
+/* A parser's message names a key below the section ("max_items: must be ...") or says something of
+ * the section as a whole ("unknown key 'x'"): the first joins as "resource.max_items: ...", the
+ * second as "resource: unknown key 'x'", the way apiary's own keys read. */
+static bool app_message_names_key(const char *why)
+{
+    const char *p = why;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+           *p == '-' || *p == '.' || *p == '[' || *p == ']')
+        p++;
+    return p > why && p[0] == ':' && p[1] == ' ';
 }
 
 void apiary_app_on_start(apiary_app *app, apiary_hook_fn fn, void *arg)
@@ -154,6 +214,8 @@ const http_middleware *app_middleware(void)
 
 const apiary_app *app_get(void) { return app_running; }
 
+const char *app_name(void) { return app_running ? app_running->name : "apiary"; }
+
 void app_set_running(const apiary_app *app) { app_running = app; }
 
 /* ---- sections and hooks --------------------------------------------------------------------------- */
@@ -163,14 +225,18 @@ int app_parse_sections(const apiary_config *cfg, void *out[], char err[CONFIG_ER
     const apiary_app *app = app_running;
     if (!app)
         return 0;
+    apiary_config_view view = {cfg, app, out, 0};
     for (size_t i = 0; i < app->section_count; i++) {
         const app_section *s = &app->sections[i];
         const json_t *obj = cfg->app_json ? json_object_get(cfg->app_json, s->name) : NULL;
         char why[256] = "";
         out[i] = NULL;
-        if (s->parse(obj, &out[i], why, sizeof(why)) != 0) {
+        view.parsed = i;
+        int rc = s->check ? s->check(obj, &view, &out[i], why, sizeof(why)) : s->parse(obj, &out[i], why, sizeof(why));
+        if (rc != 0) {
+            bool keyed = app_message_names_key(why);
             snprintf(err, CONFIG_ERROR_MAX, "%.200s: %.32s%s%.256s", cfg->source_path[0] ? cfg->source_path : "config",
-                     s->name, why[0] ? "." : "", why[0] ? why : ": rejected");
+                     s->name, keyed ? "." : ": ", why[0] ? why : "rejected");
             for (size_t j = 0; j < i; j++) {
                 if (app->sections[j].free_fn && out[j])
                     app->sections[j].free_fn(out[j]);

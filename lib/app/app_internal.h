@@ -9,6 +9,8 @@
 
 /* The application apiary_app_main runs (one per process), or NULL before it. */
 const apiary_app *app_get(void);
+/* The running app's name ("apiary" without one): for the start log. */
+const char *app_name(void);
 /* Makes `app` the running one without apiary_app_main: for in-process harnesses (tests/fuzz) that
  * build a loop themselves. */
 void app_set_running(const apiary_app *app);

@@ -92,3 +92,75 @@ Test(app, a_section_cannot_shadow_apiary_keys)
     char *argv[] = {"t", "--version", NULL};
     cr_assert_eq(apiary_app_main(app, 2, argv), 0);
 }
+
+/* ---- a section parser that sees the config (F10/B6) ------------------------------------------- */
+
+static void app_test_redirect_both(void)
+{
+    cr_redirect_stdout();
+    cr_redirect_stderr();
+}
+
+static int app_test_names_upstream(const json_t *section, const apiary_config_view *config, void **out, char *err,
+                                   size_t cap)
+{
+    const char *name = json_string_value(json_object_get(section, "upstream"));
+    if (section && (!name || !apiary_config_upstream(config, name))) {
+        snprintf(err, cap, "upstream: must name an upstream of \"upstreams\"");
+        return -1;
+    }
+    /* Sections parse in the order registered: "mine" is built already, "later" is only JSON yet. */
+    cr_assert(!section || apiary_config_section_json(config, "mine"));
+    cr_assert_null(apiary_config_section(config, "later"));
+    cr_assert_not_null(apiary_config_origin(config));
+    *out = NULL;
+    return 0;
+}
+
+static int app_test_unknown_key(const json_t *section, void **out, char *err, size_t cap)
+{
+    (void)out;
+    if (!section)
+        return 0;
+    snprintf(err, cap, "unknown key 'x'");
+    return -1;
+}
+
+static int app_test_check_with(const char *json, char *stderr_out, size_t cap)
+{
+    char path[] = "/tmp/app_test_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+    close(fd);
+    apiary_app *app = apiary_app_new("t");
+    cr_assert_eq(apiary_app_section(app, "mine", app_test_parse, NULL), 0);
+    cr_assert_eq(apiary_app_section_checked(app, "uses", app_test_names_upstream, NULL), 0);
+    cr_assert_eq(apiary_app_section(app, "later", app_test_unknown_key, NULL), 0);
+    char *argv[] = {"t", "--config", path, "--check-config", NULL};
+    int rc = apiary_app_main(app, 4, argv);
+    unlink(path);
+    fflush(stderr);
+    size_t n = fread(stderr_out, 1, cap - 1, cr_get_redirected_stderr());
+    stderr_out[n] = '\0';
+    return rc;
+}
+
+Test(app, a_section_can_check_against_the_rest_of_the_config, .init = app_test_redirect_both)
+{
+    char err[1024];
+    cr_assert_eq(app_test_check_with("{\"mine\": {\"n\": 1}, \"uses\": {\"upstream\": \"nope\"}}", err, sizeof(err)), 2,
+                 "--check-config refuses what the start would");
+    cr_assert(strstr(err, ": uses.upstream: must name an upstream of \"upstreams\""), "got: %s", err);
+    cr_assert_eq(app_test_check_with("{\"mine\": {\"n\": 1}, \"uses\": {\"upstream\": \"users\"},"
+                                     " \"upstreams\": {\"users\": {\"url\": \"http://127.0.0.1:9\"}}}",
+                                     err, sizeof(err)),
+                 0, "got: %s", err);
+}
+
+Test(app, a_message_without_a_key_reads_as_the_sections_own, .init = app_test_redirect_both)
+{
+    char err[1024];
+    cr_assert_eq(app_test_check_with("{\"later\": {\"x\": 1}}", err, sizeof(err)), 2);
+    cr_assert(strstr(err, ": later: unknown key 'x'"), "B5: not 'later.unknown key': %s", err);
+}

@@ -144,3 +144,30 @@ Test(testing, a_request_keeps_its_generation_across_awaits)
     cr_assert_eq(((const mine_settings *)apiary_section("mine"))->n, 2, "outside a request: the newest");
     apiary_test_free(t);
 }
+
+static int uses_parse(const json_t *section, const apiary_config_view *config, void **out, char *err, size_t cap)
+{
+    const char *name = json_string_value(json_object_get(section, "upstream"));
+    if (section && (!name || !apiary_config_upstream(config, name))) {
+        snprintf(err, cap, "upstream: must name an upstream");
+        return -1;
+    }
+    *out = NULL;
+    return 0;
+}
+
+Test(testing, a_reload_runs_the_sections_cross_checks_too)
+{
+    apiary_app *app = apiary_app_new("t");
+    cr_assert_eq(apiary_app_section_checked(app, "uses", uses_parse, NULL), 0);
+    apiary_test *t = apiary_test_new(app, "{\"uses\": {\"upstream\": \"a\"}, \"upstreams\": {\"a\": {\"url\": "
+                                          "\"http://127.0.0.1:9\"}}}");
+    cr_assert_not_null(t);
+    cr_assert_eq(apiary_test_reload(t, "{\"uses\": {\"upstream\": \"b\"}, \"upstreams\": {\"a\": {\"url\": "
+                                       "\"http://127.0.0.1:9\"}}}"),
+                 -1, "the running config stays");
+    cr_assert_eq(apiary_test_reload(t, "{\"uses\": {\"upstream\": \"b\"}, \"upstreams\": {\"b\": {\"url\": "
+                                       "\"http://127.0.0.1:9\"}}}"),
+                 0);
+    apiary_test_free(t);
+}
