@@ -123,6 +123,17 @@ void apiary_app_on_reload(apiary_app *app, apiary_hook_fn fn, void *arg);
 typedef bool (*apiary_ready_fn)(http_request *req);
 void apiary_app_ready_check(apiary_app *app, apiary_ready_fn fn);
 
+/* The app's own command-line option --NAME (lower-case letters, digits, '-'; not one of apiary's
+ * flags), listed under "Options of APP" in --help. `value_name` ("N", "PATH") makes it take a value,
+ * as "--NAME VALUE" or "--NAME=VALUE"; NULL makes it a switch. When it is given, `fn` runs during
+ * apiary_app_main's parsing, before the config is read, with the value (NULL for a switch): it stores
+ * what it needs (read it in the hooks, e.g. on_start) and returns 0, or -1 with a message in why,
+ * which ends the start with exit status 2 ("APP: --NAME: why"). Returns 0, or -1 for a bad or taken
+ * name. `name`, `value_name`, `help` and `arg` must outlive the app. */
+typedef int (*apiary_option_fn)(const char *value, void *arg, char *why, size_t why_cap);
+int apiary_app_option(apiary_app *app, const char *name, const char *value_name, const char *help,
+                      apiary_option_fn fn, void *arg);
+
 /* Parses the command line, loads the config, runs the server until SIGTERM/SIGINT has drained it and
  * frees the app. Returns the process exit status: 0 clean, 1 start-up failure, 2 bad usage or config. */
 int apiary_app_main(apiary_app *app, int argc, char **argv);

@@ -48,6 +48,8 @@ struct apiary_app {
     http_middleware_hook *hooks; /* before and after, in registration order */
     size_t hook_count, hook_cap;
     http_middleware middleware;  /* what the loops read: hooks, once apiary_app_main runs */
+    cli_extra *options;          /* apiary_app_option, in registration order */
+    size_t option_count, option_cap;
     const char *default_config; /* --config when not given; NULL: none */
     app_route *routes;
     size_t route_count, route_cap;
@@ -179,6 +181,25 @@ void apiary_app_on_reload(apiary_app *app, apiary_hook_fn fn, void *arg)
 }
 
 void apiary_app_ready_check(apiary_app *app, apiary_ready_fn fn) { app->ready = fn; }
+
+int apiary_app_option(apiary_app *app, const char *name, const char *value_name, const char *help,
+                      apiary_option_fn fn, void *arg)
+{
+    if (!name || !name[0] || strlen(name) > 40 || !fn || cli_is_builtin(name))
+        return -1;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+            return -1;
+    for (size_t i = 0; i < app->option_count; i++)
+        if (strcmp(app->options[i].name, name) == 0)
+            return -1;
+    if (app->option_count == app->option_cap) {
+        app->option_cap = app->option_cap ? app->option_cap * 2 : 8;
+        app->options = xrealloc(app->options, app->option_cap * sizeof(*app->options));
+    }
+    app->options[app->option_count++] = (cli_extra){name, value_name, help, fn, arg};
+    return 0;
+}
 
 static int app_add_hook(apiary_app *app, const char *prefix, http_before_fn before, http_after_fn after, void *arg)
 {
@@ -393,13 +414,14 @@ int apiary_app_main(apiary_app *app, int argc, char **argv)
     app_running = app;
     cli_options opts;
     int rc;
-    if (cli_parse(argc, argv, &opts, stderr) != 0) {
+    if (cli_parse_with(argc, argv, &opts, stderr, app->name, app->options, app->option_count) != 0) {
         fprintf(stderr, "try '%s --help'\n", app->name);
         rc = 2;
         goto done;
     }
     if (opts.help) {
         cli_usage_for(stdout, app->name, app->default_config);
+        cli_usage_extra(stdout, app->name, app->options, app->option_count);
         rc = 0;
         goto done;
     }
@@ -459,5 +481,6 @@ void app_free(apiary_app *app)
         return;
     free(app->routes);
     free(app->hooks);
+    free(app->options);
     free(app);
 }

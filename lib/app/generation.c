@@ -140,6 +140,7 @@ server_generation *generation_reload_text(server_generation *current, unsigned l
         log_error("config reload rejected, the running config stays: %s", err);
         return NULL;
     }
+    memcpy(next.source_path, current->cfg.source_path, sizeof(next.source_path));
     return generation_reload_loaded(current, loops, &next);
 }
 

@@ -164,3 +164,82 @@ Test(app, a_message_without_a_key_reads_as_the_sections_own, .init = app_test_re
     cr_assert_eq(app_test_check_with("{\"later\": {\"x\": 1}}", err, sizeof(err)), 2);
     cr_assert(strstr(err, ": later: unknown key 'x'"), "B5: not 'later.unknown key': %s", err);
 }
+
+/* ---- the app's own options (F18) ----------------------------------------------------------------- */
+
+static const char *seed_value;
+static int migrate_given;
+
+static int app_test_seed(const char *value, void *arg, char *why, size_t cap)
+{
+    (void)arg;
+    if (strspn(value, "0123456789") != strlen(value)) {
+        snprintf(why, cap, "'%s' is not a number", value);
+        return -1;
+    }
+    seed_value = value;
+    return 0;
+}
+
+static int app_test_migrate(const char *value, void *arg, char *why, size_t cap)
+{
+    (void)why;
+    (void)cap;
+    cr_assert_null(value);
+    *(int *)arg += 1;
+    return 0;
+}
+
+static apiary_app *app_with_options(void)
+{
+    apiary_app *app = apiary_app_new("t");
+    cr_assert_eq(apiary_app_option(app, "seed", "N", "rows to seed at start", app_test_seed, NULL), 0);
+    cr_assert_eq(apiary_app_option(app, "migrate", NULL, "run the migrations first", app_test_migrate, &migrate_given),
+                 0);
+    cr_assert_eq(apiary_app_option(app, "threads", "N", "taken", app_test_seed, NULL), -1, "apiary's own");
+    cr_assert_eq(apiary_app_option(app, "seed", "N", "twice", app_test_seed, NULL), -1);
+    cr_assert_eq(apiary_app_option(app, "Bad_Name", NULL, "", app_test_migrate, NULL), -1);
+    return app;
+}
+
+Test(app, own_options_are_parsed_beside_apiarys, .init = app_test_redirect_both)
+{
+    char *argv[] = {"t", "--seed=42", "--migrate", "--threads", "2", "--check-config", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 6, argv), 0);
+    cr_assert_str_eq(seed_value, "42");
+    cr_assert_eq(migrate_given, 1);
+    char *argv2[] = {"t", "--seed", "7", "--check-config", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 4, argv2), 0);
+    cr_assert_str_eq(seed_value, "7");
+}
+
+Test(app, a_refused_option_value_is_a_usage_error, .init = app_test_redirect_both)
+{
+    char *argv[] = {"t", "--seed", "many", "--check-config", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 4, argv), 2);
+    char *argv2[] = {"t", "--migrate=yes", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 2, argv2), 2);
+    char *argv3[] = {"t", "--unknown", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 2, argv3), 2);
+    fflush(stderr);
+    char buf[2048] = "";
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    buf[n] = '\0';
+    cr_assert(strstr(buf, "t: --seed: 'many' is not a number"), "got: %s", buf);
+    cr_assert(strstr(buf, "t: --migrate does not take a value"), "got: %s", buf);
+    cr_assert(strstr(buf, "unknown option '--unknown'"), "got: %s", buf);
+}
+
+Test(app, own_options_are_listed_in_help, .init = app_test_redirect_both)
+{
+    char *argv[] = {"t", "--help", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 2, argv), 0);
+    fflush(stdout);
+    char buf[4096] = "";
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stdout());
+    buf[n] = '\0';
+    cr_assert(strstr(buf, "usage: t "), "got: %s", buf);
+    cr_assert(strstr(buf, "Options of t:\n  --seed N             rows to seed at start\n"
+                          "  --migrate            run the migrations first\n"),
+              "got: %s", buf);
+}
