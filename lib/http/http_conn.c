@@ -831,6 +831,9 @@ static bool http_conn_run_before(http_conn *conn, http_request *req)
     if (!m || !m->count || (slot->route_status == ROUTER_FOUND && (slot->match.flags & ROUTE_NO_MIDDLEWARE)))
         return false;
     slot->middleware_ran = true;
+    /* A hook that answers later (from a continuation of its own) is held to the request's deadline. */
+    conn->deadline_ms = http_conn_now_ms() + conn->loop->settings->request_timeout_ms;
+    conn->deadline_default = true;
     bool answered = false;
     const void *outer_context = async_context_swap(slot->context);
     http_conn_enter(conn);
