@@ -51,11 +51,25 @@ static void start(http_request *req)
     http_respond_json(req, 202, json_pack("{s:b}", "accepted", 1));
 }
 
+/* A coroutine handler that awaits, then starts a task: the task is no child of the handler's coroutine
+ * (it is started from the loop's stack) and runs on after the handler's stack went back to the pool. */
+static void start_from_coro(http_request *req)
+{
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    async_await(async_sleep(scope, 5));
+    job j = {20};
+    bool started = http_background_start(req, "coro job", work, &j, sizeof(j));
+    http_respond_json(req, started ? 202 : 503, json_pack("{s:b}", "accepted", started));
+}
+
 static apiary_app *bg_app(void)
 {
     apiary_app *app = apiary_app_new("bg");
     cr_assert_eq(apiary_app_section(app, "bg", n_parse, free), 0);
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_POST, "/jobs", start, 0), 0);
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_POST, "/coro-jobs", start_from_coro, ROUTE_CORO), 0);
     return app;
 }
 
@@ -114,4 +128,16 @@ Test(background, a_task_still_running_at_stop_is_cancelled_and_logged, .init = c
     buf[n] = '\0';
     cr_assert(strstr(buf, "background task test job had not finished when the server stopped: cancelled"), "got: %s",
               buf);
+}
+
+Test(background, a_coroutine_handler_starts_one_after_an_await)
+{
+    apiary_test *t = apiary_test_new(bg_app(), "{\"bg\": {\"n\": 3}}");
+    cr_assert_not_null(t);
+    cr_assert_eq(post_job(t, "/coro-jobs"), 202);
+    cr_assert_eq(post_job(t, "/coro-jobs"), 202);
+    apiary_test_run(t, 200);
+    cr_assert_eq(task_done, 2);
+    cr_assert_eq(task_setting, 3);
+    apiary_test_free(t);
 }

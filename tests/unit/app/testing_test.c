@@ -62,6 +62,27 @@ static void settings_twice(http_request *req)
     http_respond_json(req, 200, json_pack("{s:i,s:i}", "before", (int)n_before, "after", (int)after->n));
 }
 
+/* The same with a continuation instead of a coroutine. */
+static void settings_later_done(async_op *op, void *arg)
+{
+    (void)op;
+    http_request *req = arg;
+    const long *before = http_request_value(req, "before");
+    http_respond_json(req, 200, json_pack("{s:i,s:i}", "before", (int)*before, "after",
+                                          (int)((const mine_settings *)apiary_section("mine"))->n));
+}
+
+static void settings_later(http_request *req)
+{
+    long *before = arena_alloc(&req->arena, sizeof(*before));
+    *before = ((const mine_settings *)apiary_section("mine"))->n;
+    http_request_set_value(req, "before", before);
+    cr_assert_eq(apiary_test_reload(testing_reload_target, "{\"mine\": {\"n\": 3}}"), 0);
+    async_scope *scope = http_request_async(req);
+    if (scope)
+        async_op_then(async_sleep(scope, 20), settings_later_done, req);
+}
+
 static apiary_app *testing_app(void)
 {
     apiary_app *app = apiary_app_new("t");
@@ -69,6 +90,7 @@ static apiary_app *testing_app(void)
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/hello", hello, 0), 0);
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_POST, "/echo", echo, ROUTE_BODY_JSON), 0);
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/settings", settings_twice, ROUTE_CORO), 0);
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/settings-later", settings_later, 0), 0);
     return app;
 }
 
@@ -142,6 +164,9 @@ Test(testing, a_request_keeps_its_generation_across_awaits)
     cr_assert_str_eq(r->body, "{\"before\":2,\"after\":2}", "a request started after it sees the new one");
     apiary_test_response_free(r);
     cr_assert_eq(((const mine_settings *)apiary_section("mine"))->n, 2, "outside a request: the newest");
+    r = apiary_test_get(t, "/settings-later");
+    cr_assert_str_eq(r->body, "{\"before\":2,\"after\":2}", "a continuation too");
+    apiary_test_response_free(r);
     apiary_test_free(t);
 }
 
