@@ -46,6 +46,7 @@ http_req_slot *http_loop_slot_get(http_loop *loop)
     arena_init(&req->arena);
     slot->context = NULL;
     slot->middleware_ran = false;
+    slot->in_after_hooks = false;
     slot->values = NULL;
     return slot;
 }
