@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "app_internal.h"
+#include "coro_internal.h"
 #include "generation.h"
 #include "http_loop.h"
 #include "http_metrics.h"
@@ -71,6 +72,7 @@ apiary_test *apiary_test_new(apiary_app *app, const char *config_json)
     cfg.threads_overridden = true; /* a reload's file cannot change it quietly either */
     snprintf(cfg.source_path, sizeof(cfg.source_path), "test config");
     log_set_level(cfg.log_level);
+    async_coro_configure(cfg.coro_stack_kib, cfg.coro_idle_stacks);
     void *sections[CONFIG_MAX_APP_SECTIONS] = {0};
     if (app_parse_sections(&cfg, sections, err) != 0) {
         fprintf(stderr, "apiary_test_new: %s\n", err);
