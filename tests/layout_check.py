@@ -22,9 +22,9 @@ PUBLIC_LAYER = {
     "arena.h": "base", "log.h": "base", "metrics.h": "base", "uri.h": "base",
     "async.h": "async",
     "pool.h": "pool",
-    "http_method.h": "http", "router.h": "http", "http_request.h": "http",
+    "http_method.h": "http", "router.h": "http", "http_request.h": "http", "middleware.h": "http", "background.h": "http",
     "http_client.h": "clients", "redis.h": "clients", "sql.h": "clients",
-    "apiary.h": "app",
+    "apiary.h": "app", "testing.h": "app",
 }
 
 # Quoted includes of third-party headers that are not part of the tree.

@@ -32,15 +32,18 @@
 
 #include "arena.h"
 #include "async.h"
+#include "background.h"
 #include "http_client.h"
 #include "http_method.h"
 #include "http_request.h"
 #include "log.h"
 #include "metrics.h"
+#include "middleware.h"
 #include "pool.h"
 #include "redis.h"
 #include "router.h"
 #include "sql.h"
+#include "testing.h"
 #include "uri.h"
 
 typedef struct apiary_app apiary_app;
@@ -79,6 +82,33 @@ int apiary_app_route(apiary_app *app, http_method method, const char *pattern, h
 typedef int (*apiary_section_parse_fn)(const json_t *section, void **out, char *err, size_t err_cap);
 int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_fn parse, void (*free_fn)(void *));
 
+/* The rest of the config a section parser may check its section against ("catalog: must name an
+ * upstream"), read-only and valid only during the call. Because the parser runs at start, for
+ * --check-config and on every reload alike, a cross-check refuses a bad file in all three. */
+typedef struct apiary_config_view apiary_config_view;
+/* The upstream called `name` in the config's "upstreams", or NULL. */
+const http_client_upstream *apiary_config_upstream(const apiary_config_view *config, const char *name);
+/* What the parser of an app section registered before this one built from this same file, or NULL
+ * (sections are parsed in the order registered). */
+const void *apiary_config_section(const apiary_config_view *config, const char *name);
+/* The JSON object of any app section as the file has it (later ones included), or NULL. */
+const json_t *apiary_config_section_json(const apiary_config_view *config, const char *name);
+/* Where the config came from ("/etc/app.json"; "" for the built-in defaults): for messages. */
+const char *apiary_config_origin(const apiary_config_view *config);
+
+/* apiary_app_section with a parser that also sees the config. Everything else is as there. */
+typedef int (*apiary_section_check_fn)(const json_t *section, const apiary_config_view *config, void **out,
+                                       char *err, size_t err_cap);
+int apiary_app_section_checked(apiary_app *app, const char *name, apiary_section_check_fn parse,
+                               void (*free_fn)(void *));
+
+/* Middleware (middleware.h has the order): `fn` runs for every request whose path `prefix` covers
+ * ("/" or "": all of the app's; "/v1": "/v1" and below). Before hooks run in the order registered and
+ * may answer early; after hooks run in the reverse order on every answer, to add headers. Returns 0, or
+ * -1 for a prefix not starting with '/' or a NULL fn. `prefix` and `arg` must outlive the app. */
+int apiary_app_before(apiary_app *app, const char *prefix, http_before_fn fn, void *arg);
+int apiary_app_after(apiary_app *app, const char *prefix, http_after_fn fn, void *arg);
+
 /* Called once the config is loaded and the pool exists, before any loop runs (start), and after a
  * reload was accepted, before the loops switch to it (reload); `ctx` is the new context. A start hook
  * returning -1 stops the start (exit status 1; log why); a reload hook cannot refuse (validate in the
@@ -93,13 +123,27 @@ void apiary_app_on_reload(apiary_app *app, apiary_hook_fn fn, void *arg);
 typedef bool (*apiary_ready_fn)(http_request *req);
 void apiary_app_ready_check(apiary_app *app, apiary_ready_fn fn);
 
+/* The app's own command-line option --NAME (lower-case letters, digits, '-'; not one of apiary's
+ * flags), listed under "Options of APP" in --help. `value_name` ("N", "PATH") makes it take a value,
+ * as "--NAME VALUE" or "--NAME=VALUE"; NULL makes it a switch. When it is given, `fn` runs during
+ * apiary_app_main's parsing, before the config is read, with the value (NULL for a switch): it stores
+ * what it needs (read it in the hooks, e.g. on_start) and returns 0, or -1 with a message in why,
+ * which ends the start with exit status 2 ("APP: --NAME: why"). Returns 0, or -1 for a bad or taken
+ * name. `name`, `value_name`, `help` and `arg` must outlive the app. */
+typedef int (*apiary_option_fn)(const char *value, void *arg, char *why, size_t why_cap);
+int apiary_app_option(apiary_app *app, const char *name, const char *value_name, const char *help,
+                      apiary_option_fn fn, void *arg);
+
 /* Parses the command line, loads the config, runs the server until SIGTERM/SIGINT has drained it and
  * frees the app. Returns the process exit status: 0 clean, 1 start-up failure, 2 bad usage or config. */
 int apiary_app_main(apiary_app *app, int argc, char **argv);
 
 /* ---- what the running server offers (any thread, once apiary_app_main runs the server) ---------- */
 
-/* The newest context: what handlers read their settings from. */
+/* The context handlers read their settings from. Inside a request (its handler, a continuation of
+ * its scope, a coroutine handler after any await, its middleware) it is the one the request started
+ * on, for the whole request, however many reloads happen while it waits; anywhere else (another
+ * thread, a timer of your own) the newest. */
 const apiary_context *apiary_current(void);
 /* What the app's section parser stored for `name` in ctx, or NULL. */
 const void *apiary_context_section(const apiary_context *ctx, const char *name);

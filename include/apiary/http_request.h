@@ -94,9 +94,12 @@ json_t *http_request_json(http_request *req, json_error_t *err);
 
 http_loop *http_request_loop(const http_request *req);
 
-/* Registers the callback run if the request is cancelled before it is answered (client closed the
- * connection, server forced shutdown). After it returns the request is gone: the callback must
- * stop every operation that would answer it. One callback per request; a later call replaces it. */
+/* Registers the callback run if the request ends before it is answered (client closed the
+ * connection, the deadline passed: before the 504 is sent, server forced shutdown), for work outside
+ * the async toolkit (an event of your own): toolkit operations of the request's scope need none, the
+ * scope cancels them. It runs before the scope ends; an answer attempted inside it is dropped; after it
+ * returns the request is gone: the callback must stop everything that would answer it. One callback
+ * per request; a later call replaces it. */
 void http_request_on_cancel(http_request *req, http_cancel_fn fn, void *arg);
 
 /* Starts asynchronous work for this request and returns its scope (see async.h): the operations

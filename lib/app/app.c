@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "async_internal.h"
 #include "coro_internal.h"
 
 #include "cli.h"
 #include "daemon.h"
 #include "generation.h"
 #include "healthcheck.h"
+#include "http_middleware.h"
 #include "json_arena.h"
 #include "log.h"
 #include "server.h"
@@ -28,12 +30,26 @@ typedef struct app_route {
 
 typedef struct app_section {
     const char *name;
-    apiary_section_parse_fn parse;
+    apiary_section_parse_fn parse; /* one of parse, check */
+    apiary_section_check_fn check;
     void (*free_fn)(void *);
 } app_section;
 
+/* What a section parser sees of the config being loaded (apiary.h). */
+struct apiary_config_view {
+    const apiary_config *cfg;
+    const apiary_app *app;
+    void *const *sections; /* built so far: indexes below `parsed` */
+    size_t parsed;
+};
+
 struct apiary_app {
     char name[64];
+    http_middleware_hook *hooks; /* before and after, in registration order */
+    size_t hook_count, hook_cap;
+    http_middleware middleware;  /* what the loops read: hooks, once apiary_app_main runs */
+    cli_extra *options;          /* apiary_app_option, in registration order */
+    size_t option_count, option_cap;
     const char *default_config; /* --config when not given; NULL: none */
     app_route *routes;
     size_t route_count, route_cap;
@@ -90,12 +106,66 @@ int apiary_app_route(apiary_app *app, http_method method, const char *pattern, h
     return 0;
 }
 
+static int app_add_section(apiary_app *app, const char *name, apiary_section_parse_fn parse,
+                           apiary_section_check_fn check, void (*free_fn)(void *))
+{
+    if ((!parse && !check) || app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
+        return -1;
+    for (size_t i = 0; i < app->section_count; i++)
+        if (strcmp(app->sections[i].name, name) == 0)
+            return -1;
+    app->sections[app->section_count++] = (app_section){name, parse, check, free_fn};
+    return 0;
+}
+
 int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_fn parse, void (*free_fn)(void *))
 {
-    if (!parse || app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
-        return -1;
-    app->sections[app->section_count++] = (app_section){name, parse, free_fn};
-    return 0;
+    return app_add_section(app, name, parse, NULL, free_fn);
+}
+
+int apiary_app_section_checked(apiary_app *app, const char *name, apiary_section_check_fn parse,
+                               void (*free_fn)(void *))
+{
+    return app_add_section(app, name, NULL, parse, free_fn);
+}
+
+const http_client_upstream *apiary_config_upstream(const apiary_config_view *config, const char *name)
+{
+    if (!config || !name)
+        return NULL;
+    for (unsigned i = 0; i < config->cfg->upstream_count; i++)
+        if (strcmp(config->cfg->upstreams[i].name, name) == 0)
+            return &config->cfg->upstreams[i];
+    return NULL;
+}
+
+const void *apiary_config_section(const apiary_config_view *config, const char *name)
+{
+    if (!config || !name)
+        return NULL;
+    for (size_t i = 0; i < config->parsed; i++)
+        if (strcmp(config->app->sections[i].name, name) == 0)
+            return config->sections[i];
+    return NULL;
+}
+
+const json_t *apiary_config_section_json(const apiary_config_view *config, const char *name)
+{
+    return config && name && config->cfg->app_json ? json_object_get(config->cfg->app_json, name) : NULL;
+}
+
+const char *apiary_config_origin(const apiary_config_view *config) { return config ? config->cfg->source_path : ""; }
+
+/* A parser's message names a key below the section ("max_items: must be ...") or says something of
+ * the section as a whole ("unknown key 'x'"): the first joins as "resource.max_items: ...", the
+ * second as "resource: unknown key 'x'", the way apiary's own keys read. */
+static bool app_message_names_key(const char *why)
+{
+    const char *p = why;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+           *p == '-' || *p == '.' || *p == '[' || *p == ']')
+        p++;
+    return p > why && p[0] == ':' && p[1] == ' ';
 }
 
 void apiary_app_on_start(apiary_app *app, apiary_hook_fn fn, void *arg)
@@ -112,7 +182,60 @@ void apiary_app_on_reload(apiary_app *app, apiary_hook_fn fn, void *arg)
 
 void apiary_app_ready_check(apiary_app *app, apiary_ready_fn fn) { app->ready = fn; }
 
+int apiary_app_option(apiary_app *app, const char *name, const char *value_name, const char *help,
+                      apiary_option_fn fn, void *arg)
+{
+    if (!name || !name[0] || strlen(name) > 40 || !fn || cli_is_builtin(name))
+        return -1;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+            return -1;
+    for (size_t i = 0; i < app->option_count; i++)
+        if (strcmp(app->options[i].name, name) == 0)
+            return -1;
+    if (app->option_count == app->option_cap) {
+        app->option_cap = app->option_cap ? app->option_cap * 2 : 8;
+        app->options = xrealloc(app->options, app->option_cap * sizeof(*app->options));
+    }
+    app->options[app->option_count++] = (cli_extra){name, value_name, help, fn, arg};
+    return 0;
+}
+
+static int app_add_hook(apiary_app *app, const char *prefix, http_before_fn before, http_after_fn after, void *arg)
+{
+    if (!prefix || (prefix[0] && prefix[0] != '/') || (!before && !after))
+        return -1;
+    size_t len = strlen(prefix);
+    while (len > 0 && prefix[len - 1] == '/')
+        len--; /* "/v1/" covers what "/v1" does; "/" covers everything */
+    if (app->hook_count == app->hook_cap) {
+        app->hook_cap = app->hook_cap ? app->hook_cap * 2 : 8;
+        app->hooks = xrealloc(app->hooks, app->hook_cap * sizeof(*app->hooks));
+    }
+    app->hooks[app->hook_count++] = (http_middleware_hook){prefix, len, before, after, arg};
+    app->middleware = (http_middleware){app->hooks, app->hook_count};
+    return 0;
+}
+
+int apiary_app_before(apiary_app *app, const char *prefix, http_before_fn fn, void *arg)
+{
+    return fn ? app_add_hook(app, prefix, fn, NULL, arg) : -1;
+}
+
+int apiary_app_after(apiary_app *app, const char *prefix, http_after_fn fn, void *arg)
+{
+    return fn ? app_add_hook(app, prefix, NULL, fn, arg) : -1;
+}
+
+const http_middleware *app_middleware(void)
+{
+    const apiary_app *app = app_running;
+    return app && app->hook_count ? &app->middleware : NULL;
+}
+
 const apiary_app *app_get(void) { return app_running; }
+
+const char *app_name(void) { return app_running ? app_running->name : "apiary"; }
 
 void app_set_running(const apiary_app *app) { app_running = app; }
 
@@ -123,14 +246,18 @@ int app_parse_sections(const apiary_config *cfg, void *out[], char err[CONFIG_ER
     const apiary_app *app = app_running;
     if (!app)
         return 0;
+    apiary_config_view view = {cfg, app, out, 0};
     for (size_t i = 0; i < app->section_count; i++) {
         const app_section *s = &app->sections[i];
         const json_t *obj = cfg->app_json ? json_object_get(cfg->app_json, s->name) : NULL;
         char why[256] = "";
         out[i] = NULL;
-        if (s->parse(obj, &out[i], why, sizeof(why)) != 0) {
+        view.parsed = i;
+        int rc = s->check ? s->check(obj, &view, &out[i], why, sizeof(why)) : s->parse(obj, &out[i], why, sizeof(why));
+        if (rc != 0) {
+            bool keyed = app_message_names_key(why);
             snprintf(err, CONFIG_ERROR_MAX, "%.200s: %.32s%s%.256s", cfg->source_path[0] ? cfg->source_path : "config",
-                     s->name, why[0] ? "." : "", why[0] ? why : ": rejected");
+                     s->name, keyed ? "." : ": ", why[0] ? why : "rejected");
             for (size_t j = 0; j < i; j++) {
                 if (app->sections[j].free_fn && out[j])
                     app->sections[j].free_fn(out[j]);
@@ -174,7 +301,13 @@ void app_set_current(const apiary_context *ctx)
     http_client_allow(ctx ? &ctx->allowlist : NULL);
 }
 
-const apiary_context *apiary_current(void) { return atomic_load(&app_current_ctx); }
+const apiary_context *apiary_current(void)
+{
+    /* Inside a request (its handler, a continuation, a coroutine after an await): the generation it
+     * started on. Anywhere else: the newest. */
+    const apiary_context *ctx = async_context_current();
+    return ctx ? ctx : atomic_load(&app_current_ctx);
+}
 
 bool app_ready_check(http_request *req)
 {
@@ -185,9 +318,9 @@ bool app_ready_check(http_request *req)
 int app_register_routes(router *r)
 {
     static const app_route builtins[] = {
-        {HTTP_METHOD_GET, "/healthz", health_live, 0},
-        {HTTP_METHOD_GET, "/readyz", health_ready, 0},
-        {HTTP_METHOD_GET, "/metrics", metrics_get, 0},
+        {HTTP_METHOD_GET, "/healthz", health_live, ROUTE_NO_MIDDLEWARE},
+        {HTTP_METHOD_GET, "/readyz", health_ready, ROUTE_NO_MIDDLEWARE},
+        {HTTP_METHOD_GET, "/metrics", metrics_get, ROUTE_NO_MIDDLEWARE},
     };
     const apiary_app *app = app_running;
     size_t n = sizeof(builtins) / sizeof(builtins[0]) + (app ? app->route_count : 0);
@@ -286,13 +419,14 @@ int apiary_app_main(apiary_app *app, int argc, char **argv)
     app_running = app;
     cli_options opts;
     int rc;
-    if (cli_parse(argc, argv, &opts, stderr) != 0) {
+    if (cli_parse_with(argc, argv, &opts, stderr, app->name, app->options, app->option_count) != 0) {
         fprintf(stderr, "try '%s --help'\n", app->name);
         rc = 2;
         goto done;
     }
     if (opts.help) {
         cli_usage_for(stdout, app->name, app->default_config);
+        cli_usage_extra(stdout, app->name, app->options, app->option_count);
         rc = 0;
         goto done;
     }
@@ -342,7 +476,16 @@ int apiary_app_main(apiary_app *app, int argc, char **argv)
     config_release(&cfg);
 done:
     app_running = NULL;
-    free(app->routes);
-    free(app);
+    app_free(app);
     return rc;
+}
+
+void app_free(apiary_app *app)
+{
+    if (!app)
+        return;
+    free(app->routes);
+    free(app->hooks);
+    free(app->options);
+    free(app);
 }

@@ -9,9 +9,13 @@
 
 /* The application apiary_app_main runs (one per process), or NULL before it. */
 const apiary_app *app_get(void);
+/* The running app's name ("apiary" without one): for the start log. */
+const char *app_name(void);
 /* Makes `app` the running one without apiary_app_main: for in-process harnesses (tests/fuzz) that
  * build a loop themselves. */
 void app_set_running(const apiary_app *app);
+/* Frees an app apiary_app_main did not run (apiary_test_free). */
+void app_free(apiary_app *app);
 
 /* Runs every section parser of the app on cfg->app_json into out[] (CONFIG_MAX_APP_SECTIONS slots,
  * indexed like the registrations). Returns 0, or -1 with "ORIGIN: SECTION.KEY: why" in err, having
@@ -25,6 +29,10 @@ int app_run_start_hook(const apiary_context *ctx);
 void app_run_reload_hook(const apiary_context *ctx);
 /* Publishes ctx as apiary_current() (any thread reads it). */
 void app_set_current(const apiary_context *ctx);
+
+/* The app's middleware for the loops (http_loop_options.middleware), or NULL when it has none. */
+struct http_middleware;
+const struct http_middleware *app_middleware(void);
 
 /* Registers the built-in endpoints and then the app's routes. Returns 0, or -1 (logged). */
 int app_register_routes(router *r);

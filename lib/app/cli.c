@@ -114,7 +114,52 @@ static const char *cli_value(const cli_flag *f, const char *inline_value, int ar
     return value;
 }
 
+bool cli_is_builtin(const char *name) { return cli_find(name, strlen(name)) != NULL; }
+
+static const cli_extra *cli_find_extra(const char *name, size_t len, const cli_extra *extra, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strlen(extra[i].name) == len && strncmp(extra[i].name, name, len) == 0)
+            return &extra[i];
+    return NULL;
+}
+
+/* An app's option at argv[*i]; 1 when it was not one, 0 when taken, -1 after a message. */
+static int cli_apply_extra(const char *program, const char *name, int name_len, const char *eq, int argc,
+                           char **argv, int *i, FILE *err, const cli_extra *extra, size_t n)
+{
+    const cli_extra *x = cli_find_extra(name, (size_t)name_len, extra, n);
+    if (!x)
+        return 1;
+    const char *value = NULL;
+    if (!x->value_name && eq) {
+        fprintf(err, "%s: --%s does not take a value\n", program, x->name);
+        return -1;
+    }
+    if (x->value_name) {
+        value = eq ? eq + 1 : NULL;
+        if (!value && *i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0)
+            value = argv[++*i];
+        if (!value || *value == '\0') {
+            fprintf(err, "%s: --%s needs a value (%s)\n", program, x->name, x->value_name);
+            return -1;
+        }
+    }
+    char why[256] = "";
+    if (x->fn && x->fn(value, x->arg, why, sizeof(why)) != 0) {
+        fprintf(err, "%s: --%s: %s\n", program, x->name, why[0] ? why : "refused");
+        return -1;
+    }
+    return 0;
+}
+
 int cli_parse(int argc, char **argv, cli_options *out, FILE *err)
+{
+    return cli_parse_with(argc, argv, out, err, "apiary", NULL, 0);
+}
+
+int cli_parse_with(int argc, char **argv, cli_options *out, FILE *err, const char *program, const cli_extra *extra,
+                   size_t extra_count)
 {
     *out = (cli_options){.config_path = "config/apiary.json", .listen = NULL, .threads = -1};
     for (int i = 1; i < argc; i++) {
@@ -127,6 +172,14 @@ int cli_parse(int argc, char **argv, cli_options *out, FILE *err)
         const char *eq = strchr(name, '=');
         int name_len = (int)(eq ? (size_t)(eq - name) : strlen(name));
         const cli_flag *f = cli_find(name, (size_t)name_len);
+        if (!f && extra_count) {
+            int rc = cli_apply_extra(program, name, name_len, eq, argc, argv, &i, err, extra, extra_count);
+            if (rc <= 0) {
+                if (rc < 0)
+                    return -1;
+                continue;
+            }
+        }
         if (!f) {
             fprintf(err, "apiary: unknown option '--%.*s' (see --help)\n", name_len, name);
             return -1;
@@ -145,6 +198,19 @@ int cli_parse(int argc, char **argv, cli_options *out, FILE *err)
 }
 
 void cli_usage(FILE *out) { cli_usage_for(out, "apiary", "config/apiary.json"); }
+
+void cli_usage_extra(FILE *out, const char *program, const cli_extra *extra, size_t extra_count)
+{
+    if (!extra_count)
+        return;
+    fprintf(out, "\nOptions of %s:\n", program);
+    for (size_t i = 0; i < extra_count; i++) {
+        char left[64];
+        snprintf(left, sizeof(left), "--%s%s%s", extra[i].name, extra[i].value_name ? " " : "",
+                 extra[i].value_name ? extra[i].value_name : "");
+        fprintf(out, "  %-20s %s\n", left, extra[i].help ? extra[i].help : "");
+    }
+}
 
 void cli_usage_for(FILE *out, const char *program, const char *default_config)
 {

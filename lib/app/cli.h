@@ -22,6 +22,24 @@ typedef struct cli_options {
  * naming the bad argument to `err`; the caller exits with status 2. */
 int cli_parse(int argc, char **argv, cli_options *out, FILE *err);
 
+/* An application's own option (apiary_app_option): `fn` gets its value (NULL for a switch, one
+ * without value_name) when it is on the command line, and returns 0, or -1 with a message in why. */
+typedef struct cli_extra {
+    const char *name;       /* without the leading "--" */
+    const char *value_name; /* "N", "PATH"; NULL: a switch */
+    const char *help;
+    int (*fn)(const char *value, void *arg, char *why, size_t why_cap);
+    void *arg;
+} cli_extra;
+
+/* cli_parse with the app's options beside apiary's; `program` names it in messages. */
+int cli_parse_with(int argc, char **argv, cli_options *out, FILE *err, const char *program, const cli_extra *extra,
+                   size_t extra_count);
+/* True when `name` is one of apiary's own flags. */
+bool cli_is_builtin(const char *name);
+/* The app's options under the usage (nothing without any). */
+void cli_usage_extra(FILE *out, const char *program, const cli_extra *extra, size_t extra_count);
+
 /* Prints usage to `out`. */
 void cli_usage(FILE *out);
 /* The same for an application called `program` whose --config defaults to `default_config` (NULL:

@@ -31,6 +31,7 @@ static void generation_derive(server_generation *g, unsigned loops, pool *worker
     g->http.trusted_proxy_count = cfg->trusted_proxy_count;
     g->http.rate_limiter = g->limiter;
     g->http.rate_limit_prefix = cfg->rate_limit_prefix;
+    g->http.context = g; /* a request keeps the generation it started on (apiary_current) */
     /* max_connections is for the whole server; every loop gets its share, and at least one. */
     g->http.max_connections = cfg->max_connections / loops ? cfg->max_connections / loops : 1;
     g->pool = workers;
@@ -120,6 +121,8 @@ static bool generation_same_limits(const apiary_config *a, const apiary_config *
            a->rate_limit_burst == b->rate_limit_burst && a->rate_limit_max_clients == b->rate_limit_max_clients;
 }
 
+static server_generation *generation_reload_loaded(server_generation *current, unsigned loops, apiary_config *next);
+
 server_generation *generation_reload(server_generation *current, unsigned loops)
 {
     apiary_config next;
@@ -129,6 +132,27 @@ server_generation *generation_reload(server_generation *current, unsigned loops)
         log_error("config reload rejected, the running config stays: %s", err);
         return NULL;
     }
+    return generation_reload_loaded(current, loops, &next);
+}
+
+server_generation *generation_reload_text(server_generation *current, unsigned loops, const char *json_text)
+{
+    apiary_config next;
+    char err[CONFIG_ERROR_MAX];
+    config_defaults(&next);
+    if (config_load_string(&next, json_text, current->cfg.source_path, err) != 0) {
+        log_error("config reload rejected, the running config stays: %s", err);
+        return NULL;
+    }
+    memcpy(next.source_path, current->cfg.source_path, sizeof(next.source_path));
+    return generation_reload_loaded(current, loops, &next);
+}
+
+static server_generation *generation_reload_loaded(server_generation *current, unsigned loops,
+                                                   apiary_config *loaded)
+{
+    apiary_config next = *loaded;
+    char err[CONFIG_ERROR_MAX];
     void *sections[CONFIG_MAX_APP_SECTIONS] = {0};
     if (app_parse_sections(&next, sections, err) != 0) {
         log_error("config reload rejected, the running config stays: %s", err);

@@ -43,6 +43,9 @@ server_generation *generation_first(const apiary_config *cfg, void *const *secti
  * keep their running values, each named in the log. */
 server_generation *generation_reload(server_generation *current, unsigned loops);
 
+/* The same from a JSON text instead of the file (the in-process test client, testing.h). */
+server_generation *generation_reload_text(server_generation *current, unsigned loops, const char *json_text);
+
 /* Frees `newest` and every older generation. */
 void generation_free_all(server_generation *newest);
 

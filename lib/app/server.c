@@ -257,7 +257,8 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
     for (unsigned i = 0; i < n; i++) {
         /* No SO_REUSEPORT for Unix sockets: every loop polls its own dup of the one listener, and the
          * loop that loses an accept race just gets EAGAIN. */
-        http_loop_options opts = {.id = i, .listen_fd = fds[i], .settings = &gen->http, .router = r};
+        http_loop_options opts = {
+            .id = i, .listen_fd = fds[i], .settings = &gen->http, .router = r, .middleware = app_middleware()};
         if (unix_fd >= 0) {
             opts.has_unix = true;
             opts.unix_fd = i == 0 ? unix_fd : fcntl(unix_fd, F_DUPFD_CLOEXEC, 0);
@@ -286,12 +287,17 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
         pthread_setname_np(threads[i].thread, name);
     }
     bool v6 = strchr(cfg->listen_host, ':') != NULL;
+    /* "apiary 0.1.0" for the apiary binary, "links (apiary 0.1.0)" for an app called links, as --version. */
+    char who[128];
+    if (strcmp(app_name(), "apiary") == 0)
+        snprintf(who, sizeof(who), "apiary %s", APIARY_VERSION);
+    else
+        snprintf(who, sizeof(who), "%s (apiary %s)", app_name(), APIARY_VERSION);
     if (cfg->listen_host[0])
-        log_info("apiary %s listening on http://%s%s%s:%u with %u thread%s", APIARY_VERSION, v6 ? "[" : "",
-                 cfg->listen_host, v6 ? "]" : "", port, n, n == 1 ? "" : "s");
+        log_info("%s listening on http://%s%s%s:%u with %u thread%s", who, v6 ? "[" : "", cfg->listen_host,
+                 v6 ? "]" : "", port, n, n == 1 ? "" : "s");
     if (unix_fd >= 0)
-        log_info("apiary %s listening on unix:%s with %u thread%s", APIARY_VERSION, cfg->unix_socket_path, n,
-                 n == 1 ? "" : "s");
+        log_info("%s listening on unix:%s with %u thread%s", who, cfg->unix_socket_path, n, n == 1 ? "" : "s");
     daemon_ready(ready_fd);
 
     int sig = server_wait_for_signal(&gen, loops, n);

@@ -47,4 +47,16 @@ typedef void (*async_slow_fn)(void *arg, const char *label, uint64_t ms);
  * scope. slow_ms 0 turns the watch off. Resolution: the coarse monotonic clock (a few ms). */
 void async_scope_watch(async_scope *scope, unsigned slow_ms, async_slow_fn fn, void *arg, const char *label);
 
+/* The context of the code running now on this thread: an opaque pointer its owner gives meaning to
+ * (the app runtime: the config generation a request started on, so apiary_current() answers the same
+ * for the whole request, however many waits it makes). A scope carries one: it is in effect while
+ * the scope's continuations run (a coroutine resumed by them included) and while its cleanups run.
+ * The engine puts the request's in effect around its handler call with async_context_swap. */
+void async_scope_set_context(async_scope *scope, const void *context);
+const void *async_scope_context(const async_scope *scope);
+/* The context in effect on this thread (NULL outside any). */
+const void *async_context_current(void);
+/* Puts `context` in effect and returns the one it replaces, to be put back the same way. */
+const void *async_context_swap(const void *context);
+
 #endif

@@ -89,6 +89,7 @@ struct async_scope {
     async_slow_fn slow_fn;
     void *slow_arg;
     const char *slow_label;
+    const void *context;   /* async_scope_set_context: in effect while the scope runs code */
     arena own_arena[]; /* standalone scopes only */
 };
 

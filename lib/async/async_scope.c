@@ -125,6 +125,21 @@ void async_scope_watch(async_scope *scope, unsigned slow_ms, async_slow_fn fn, v
     scope->slow_label = label;
 }
 
+static _Thread_local const void *async_context_now;
+
+const void *async_context_current(void) { return async_context_now; }
+
+const void *async_context_swap(const void *context)
+{
+    const void *prev = async_context_now;
+    async_context_now = context;
+    return prev;
+}
+
+void async_scope_set_context(async_scope *scope, const void *context) { scope->context = context; }
+
+const void *async_scope_context(const async_scope *scope) { return scope->context; }
+
 static void async_scope_run(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -133,6 +148,7 @@ static void async_scope_run(evutil_socket_t fd, short what, void *arg)
     size_t budget = s->ready.len;
     s->running = true;
     async_runners_active++;
+    const void *outer_context = async_context_swap(s->context);
     while (budget-- > 0 && s->ready.head) {
         async_op *op = s->ready.head;
         async__list_remove(&s->ready, op);
@@ -149,6 +165,7 @@ static void async_scope_run(evutil_socket_t fd, short what, void *arg)
         if (s->dead)
             break;
     }
+    async_context_swap(outer_context);
     s->running = false;
     if (s->dead)
         async_scope_destroy(s);
@@ -177,7 +194,11 @@ void async_scope_free(async_scope *scope)
     async_op *op;
     while ((op = async_scope_next_victim(scope)) != NULL)
         async_op_cancel(op);
+    /* Cleanups are the scope's code too (a coroutine unwinding after its request ended reads its
+     * settings as before). */
+    const void *outer_context = async_context_swap(scope->context);
     async_scope_run_defers(scope);
+    async_context_swap(outer_context);
     event_del(&scope->run_ev);
     if (scope->running)
         scope->dead = true;

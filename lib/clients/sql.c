@@ -423,7 +423,8 @@ async_op *sql_batch(async_scope *scope, http_loop *loop, const sql_stmt *stmts, 
     return sql_active->batch(scope, loop, stmts, n, false);
 }
 
-bool sql_ready(http_loop *loop) { return sql_active && sql_active->ready(loop); }
+/* Without a backend (the in-process test client without an "sql" section) there is none to wait for. */
+bool sql_ready(http_loop *loop) { return !sql_active || sql_active->ready(loop); }
 
 /* ---- /metrics ---------------------------------------------------------------------------------- */
 

@@ -821,6 +821,54 @@ static void http_conn_run_coro(http_conn *conn, http_request *req)
     }
 }
 
+/* The app's before hooks (middleware.h) covering the request's path, in registration order, with the
+ * request's settings in effect; true when one answered. From here on every answer runs the after hooks.
+ * The built-ins (ROUTE_NO_MIDDLEWARE) run none. */
+static bool http_conn_run_before(http_conn *conn, http_request *req)
+{
+    const http_middleware *m = conn->loop->middleware;
+    http_req_slot *slot = conn->slot;
+    if (!m || !m->count || (slot->route_status == ROUTER_FOUND && (slot->match.flags & ROUTE_NO_MIDDLEWARE)))
+        return false;
+    slot->middleware_ran = true;
+    /* A hook that answers later (from a continuation of its own) is held to the request's deadline. */
+    conn->deadline_ms = http_conn_now_ms() + conn->loop->settings->request_timeout_ms;
+    conn->deadline_default = true;
+    bool answered = false;
+    const void *outer_context = async_context_swap(slot->context);
+    http_conn_enter(conn);
+    for (size_t i = 0; i < m->count && !answered && !conn->dead; i++) {
+        const http_middleware_hook *h = &m->hooks[i];
+        if (h->before && http_middleware_covers(h->prefix, h->prefix_len, req->path))
+            answered = h->before(req, h->arg);
+    }
+    /* A hook that answers said so; one that answered and returned false still ended the request. */
+    answered = answered || conn->dead || conn->slot != slot || req->_answered;
+    http_conn_leave(conn);
+    async_context_swap(outer_context);
+    return answered;
+}
+
+/* The after hooks of an answer about to be written, newest registration first; the request is marked
+ * answered already, so a hook that tries to answer is refused (logged) and changes nothing. */
+static void http_conn_run_after(http_conn *conn, http_request *req, int status)
+{
+    const http_middleware *m = conn->loop->middleware;
+    if (!m || !conn->slot || !conn->slot->middleware_ran)
+        return;
+    http_req_slot *slot = conn->slot;
+    slot->middleware_ran = false; /* once per request */
+    slot->in_after_hooks = true;
+    const void *outer_context = async_context_swap(slot->context);
+    for (size_t i = m->count; i-- > 0;) {
+        const http_middleware_hook *h = &m->hooks[i];
+        if (h->after && http_middleware_covers(h->prefix, h->prefix_len, req->path))
+            h->after(req, status, h->arg);
+    }
+    async_context_swap(outer_context);
+    slot->in_after_hooks = false;
+}
+
 static void http_conn_dispatch(http_conn *conn)
 {
     http_req_slot *slot = conn->slot;
@@ -828,6 +876,10 @@ static void http_conn_dispatch(http_conn *conn)
     http_loop *loop = conn->loop;
     conn->state = HTTP_CONN_HANDLER;
     conn->keep_alive = llhttp_should_keep_alive(&conn->parser) && !loop->draining && !conn->close_after;
+    /* The request's settings, from here to its answer: its handler runs with them in effect, and its
+     * continuations and awaits get them from its scope (http_request_async), whatever reloads
+     * happen meanwhile. */
+    slot->context = loop->settings->context;
     HTTP_STAT_ADD(loop, requests, 1);
     const char *bad = http_conn_build_request(conn);
     if (bad) {
@@ -835,6 +887,8 @@ static void http_conn_dispatch(http_conn *conn)
     } else if (req->method == HTTP_METHOD_UNSUPPORTED) {
         http_respond_problem(req, 501, NULL, "method %s is not implemented",
                              llhttp_method_name((llhttp_method_t)llhttp_get_method(&conn->parser)));
+    } else if (http_conn_run_before(conn, req)) {
+        /* a before hook answered (or will: its answer is the request's) */
     } else if (slot->route_status == ROUTER_NOT_FOUND) {
         http_respond_problem(req, 404, NULL, "no route for %s", req->path);
     } else if (slot->route_status == ROUTER_METHOD_NOT_ALLOWED) {
@@ -848,10 +902,12 @@ static void http_conn_dispatch(http_conn *conn)
         uint64_t started = http_conn_now_ms(); /* one clock read for the deadline and the slow watch */
         conn->deadline_ms = started + loop->settings->request_timeout_ms;
         conn->deadline_default = true;
+        const void *outer_context = async_context_swap(slot->context);
         if (slot->match.flags & ROUTE_CORO)
             http_conn_run_coro(conn, req);
         else
             slot->match.handler(req);
+        async_context_swap(outer_context);
         http_conn_watch_slow(loop, slot->match.name, started);
         if (!conn->dead && conn->state == HTTP_CONN_HANDLER && conn->parse_pos == conn->in.len) {
             /* Waiting for an async answer with nothing else buffered: hold no read buffer meanwhile. */
@@ -1125,6 +1181,8 @@ static void http_conn_head(http_conn *conn, http_request *req, int status, const
         connection = HTTP_CONN_HEADER_KEEP_ALIVE;
     if (req && !req->request_id) /* refused before dispatch: still give the client an id to quote */
         http_conn_take_request_id(conn, req);
+    if (req)
+        http_conn_run_after(conn, req, status); /* its headers go into the head built below */
     *head = (http_response_head){
         .status = status,
         .content_type = content_type,

@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "http_loop.h"
 #include "http_metrics.h"
+#include "http_middleware.h"
 #include "http_request.h"
 #include "http_response.h"
 #include "router.h"
@@ -65,6 +66,10 @@ typedef struct http_req_slot {
     route_match match;
     int refusal; /* a status the head alone decides (404, 405, 415, 501): answered at dispatch */
     char request_id[HTTP_REQUEST_ID_MAX + 1]; /* the id sent back; the client's when well-formed */
+    const void *context;   /* settings->context at dispatch: in effect for all the request's code */
+    bool middleware_ran;   /* the before hooks ran: every answer runs the after hooks */
+    bool in_after_hooks;   /* an after hook runs: it may add headers, never answer */
+    struct http_request_value *values; /* http_request_set_value, in the arena */
     bool client_resolved;  /* client_family/addr hold the address trusted_proxies lead to */
     uint8_t client_family;
     uint8_t client_addr[16];
@@ -134,6 +139,7 @@ struct http_loop {
     struct event_base *base;
     const http_settings *settings;
     const router *router;
+    const http_middleware *middleware; /* or NULL: none */
     int listen_fds[2];               /* TCP (own SO_REUSEPORT socket) and/or the shared Unix socket */
     struct event *listen_evs[2];
     size_t listen_count;
@@ -167,6 +173,9 @@ struct http_loop {
     access_log_buf access_log;      /* this loop's lines, written whole */
     char request_id_prefix[9];      /* random per loop: ids stay unique across loops and restarts */
     uint64_t request_id_next;
+    struct http_bg_task *bg_head;   /* background tasks running (http_background.c) */
+    size_t bg_count;
+    struct event *bg_reap_ev;       /* frees the tasks whose function returned, from the loop's stack */
     void *locals[HTTP_LOOP_SLOT_COUNT];                 /* http_loop_local */
     void (*local_destroy[HTTP_LOOP_SLOT_COUNT])(void *); /* run at http_loop_free */
 };
@@ -208,6 +217,11 @@ void http_conn_async_started(http_conn *conn);
 /* At max_async_per_loop with half_close "answer": cancels the oldest request of a half-closed
  * connection holding a place; false when there is none. */
 bool http_conn_evict_half_closed(http_loop *loop);
+
+/* http_background.c */
+typedef struct http_bg_task http_bg_task;
+/* Cancels every task still running (logged, counted) and frees them all: stop and loop free. */
+void http_background_cancel_all(http_loop *loop);
 
 /* http_loop.c */
 http_req_slot *http_loop_slot_get(http_loop *loop);

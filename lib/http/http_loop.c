@@ -44,6 +44,10 @@ http_req_slot *http_loop_slot_get(http_loop *loop)
     memset(req, 0, offsetof(http_request, arena));
     memset(&req->user, 0, sizeof(*req) - offsetof(http_request, user));
     arena_init(&req->arena);
+    slot->context = NULL;
+    slot->middleware_ran = false;
+    slot->in_after_hooks = false;
+    slot->values = NULL;
     return slot;
 }
 
@@ -179,7 +183,7 @@ void http_loop_conn_removed(http_loop *loop, http_conn *conn)
         loop->over_limit_count--;
     HTTP_STAT_ADD(loop, connections_active, (uint64_t)-1);
     if (loop->draining) {
-        if (loop->conn_count == 0)
+        if (loop->conn_count == 0 && loop->bg_count == 0) /* background tasks finish too (http_background.c) */
             event_base_loopexit(loop->base, NULL);
     } else {
         http_loop_maybe_resume_accepting(loop); /* a slot is free again */
@@ -311,7 +315,7 @@ static void http_loop_do_drain(void *arg)
         http_conn_drain(conn);
         conn = next;
     }
-    if (loop->conn_count == 0)
+    if (loop->conn_count == 0 && loop->bg_count == 0)
         event_base_loopexit(loop->base, NULL);
 }
 
@@ -322,6 +326,7 @@ static void http_loop_do_stop(void *arg)
     http_loop_close_listener(loop);
     while (loop->conns)
         http_conn_force_close(loop->conns);
+    http_background_cancel_all(loop);
     event_base_loopexit(loop->base, NULL);
 }
 
@@ -384,6 +389,7 @@ http_loop *http_loop_new(const http_loop_options *opts)
     loop->id = opts->id;
     loop->settings = opts->settings;
     loop->router = opts->router;
+    loop->middleware = opts->middleware;
     if (opts->listen_fd >= 0)
         loop->listen_fds[loop->listen_count++] = opts->listen_fd;
     if (opts->has_unix)
@@ -443,6 +449,7 @@ void http_loop_free(http_loop *loop)
 {
     while (loop->conns)
         http_conn_force_close(loop->conns);
+    http_background_cancel_all(loop);
     http_loop_close_listener(loop);
     http_loop_on_post(-1, 0, loop); /* run (and free) anything posted after the loop ended */
     /* Module state goes after the requests that used it, newest slot first. */
@@ -470,6 +477,8 @@ void http_loop_free(http_loop *loop)
 }
 
 bool http_loop_draining(const http_loop *loop) { return loop->draining; }
+
+void http_loop_adopt(http_loop *loop, int fd) { http_conn_accept(loop, fd, NULL, false); }
 
 struct event_base *http_loop_base(http_loop *loop) { return loop->base; }
 

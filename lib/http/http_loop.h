@@ -25,6 +25,7 @@ typedef struct http_loop_options {
     int unix_fd;                  /* this loop's dup of the Unix-socket listener; owned likewise */
     const http_settings *settings; /* read-only, must outlive the loop */
     const router *router;         /* read-only, must outlive the loop */
+    const struct http_middleware *middleware; /* read-only, must outlive the loop; NULL: none */
 } http_loop_options;
 
 /* Counters a loop keeps for itself; read from other threads with relaxed loads (metrics). */
@@ -43,6 +44,10 @@ typedef struct http_loop_stats {
     uint64_t async_rejected;       /* 503s because max_async_per_loop was reached */
     uint64_t deadline_expired;     /* 504s: request deadline passed before the answer */
     uint64_t slow_callbacks;       /* callbacks that blocked the loop longer than slow_callback_ms */
+    uint64_t background_running;   /* background tasks running now (background.h) */
+    uint64_t background_started;
+    uint64_t background_refused;   /* at max_background_per_loop, or while draining */
+    uint64_t background_cancelled; /* still running when the drain timeout (or a stop) came */
     /* Loop lag: how late the loop's 100 ms probe timer fires. Bucket i counts lags below
      * HTTP_LOOP_LAG_BOUNDS_MS[i]; the last bucket counts the rest. */
     uint64_t lag_buckets[HTTP_LOOP_LAG_BUCKETS];
@@ -70,6 +75,10 @@ void http_loop_stop(http_loop *loop);
  * old settings alive until the loop has switched (the server retires them until exit), and must keep
  * max_headers as it was: parsing state is sized by it. */
 void http_loop_update_settings(http_loop *loop, const http_settings *settings);
+
+/* Loop thread: serves the connected, non-blocking socket `fd` as if accepted (the in-process test
+ * client's end of a socketpair); the loop owns and closes it. */
+void http_loop_adopt(http_loop *loop, int fd);
 
 /* Loop-thread calls. */
 bool http_loop_draining(const http_loop *loop);

@@ -130,6 +130,10 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
         total.connections_reclaimed += s.connections_reclaimed;
         total.connections_refused += s.connections_refused;
         total.slow_callbacks += s.slow_callbacks;
+        total.background_running += s.background_running;
+        total.background_started += s.background_started;
+        total.background_refused += s.background_refused;
+        total.background_cancelled += s.background_cancelled;
         for (unsigned i = 0; i < HTTP_LOOP_LAG_BUCKETS; i++)
             lag[i] += s.lag_buckets[i];
         if (s.lag_max_ms > total.lag_max_ms)
@@ -165,6 +169,14 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
          total.connections_refused},
         {"apiary_loop_slow_callbacks_total", "counter", "Callbacks that blocked a loop beyond slow_callback_ms.",
          total.slow_callbacks},
+        {"apiary_background_tasks_running", "gauge", "Background tasks (http_background_start) running now.",
+         total.background_running},
+        {"apiary_background_tasks_started_total", "counter", "Background tasks started.", total.background_started},
+        {"apiary_background_tasks_refused_total", "counter",
+         "Background tasks refused at limits.max_background_per_loop or while draining.", total.background_refused},
+        {"apiary_background_tasks_cancelled_total", "counter",
+         "Background tasks cancelled because they had not finished when the drain timeout came.",
+         total.background_cancelled},
         {"apiary_loops", "gauge", "Event loops (threads) serving requests.", (uint64_t)v->n},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {

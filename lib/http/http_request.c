@@ -156,6 +156,11 @@ static bool http_request_begin_answer(http_request *req)
         /* A coroutine unwinding after its request ended (504, server stopping): its answer is moot. */
         if (req->_scope && async_scope_closing(req->_scope))
             return false;
+        if (((http_req_slot *)req)->in_after_hooks) {
+            log_error("route %s: an after hook tried to answer; it may only add headers",
+                      req->route_name ? req->route_name : "(none)");
+            return false;
+        }
         log_error("route %s answered twice; the second answer is dropped",
                   req->route_name ? req->route_name : "(none)");
         return false;
@@ -245,6 +250,7 @@ async_scope *http_request_async(http_request *req)
     async_scope_watch(req->_scope, loop->settings->slow_callback_ms, http_loop_report_slow, loop, req->route_name);
     async_scope_use_timeouts(req->_scope, &loop->timeouts);
     async_scope_set_poster(req->_scope, http_request_post_to_loop, loop);
+    async_scope_set_context(req->_scope, ((http_req_slot *)req)->context);
     HTTP_STAT_ADD(loop, async_inflight, 1);
     http_conn_async_started(req->_conn);
     return req->_scope;

@@ -17,6 +17,7 @@ void http_settings_defaults(http_settings *s)
     s->max_connections = 10000;
     s->output_buffer_bytes = 65536;
     s->max_async_per_loop = 10000;
+    s->max_background_per_loop = 1024;
     s->header_timeout_ms = 10000;
     s->body_timeout_ms = 30000;
     s->keepalive_timeout_ms = 60000;

@@ -20,6 +20,7 @@ typedef struct http_settings {
     size_t max_connections;      /* per loop; at the cap the loop stops accepting until one closes */
     size_t output_buffer_bytes;  /* stop parsing pipelined requests while more than this is unsent */
     size_t max_async_per_loop;   /* requests awaiting async work per loop; above it: 503 + Retry-After */
+    size_t max_background_per_loop; /* background tasks running per loop; above it they are refused */
     /* timeouts, milliseconds */
     unsigned header_timeout_ms;    /* first byte of a request to the end of its headers: else 408 */
     unsigned body_timeout_ms;      /* end of headers to the end of the body: else 408 */
@@ -40,6 +41,9 @@ typedef struct http_settings {
     bool proxy_header_forwarded;      /* read Forwarded (RFC 7239) instead of X-Forwarded-For */
     ratelimit *rate_limiter;          /* per-client token buckets, or NULL when off */
     const char *rate_limit_prefix;    /* only paths starting with this are limited ("/v1/") */
+    /* what these settings belong to (the app runtime's config generation), or NULL: a request takes
+     * it at dispatch and keeps it in effect for all its code (async_context_current) */
+    const void *context;
 } http_settings;
 
 /* Fills the defaults documented in docs/config.md. */

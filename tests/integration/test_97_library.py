@@ -261,6 +261,94 @@ class ResourceExample(unittest.TestCase):
             self.assertIn("unknown key 'resourcee'", bad.stderr.decode())
 
 
+class MiddlewareExample(unittest.TestCase):
+    """examples/middleware: CORS and bearer-token middleware, a timing after hook, a background audit
+    the drain waits for (or cancels at its timeout, with a log line), the app's own option, and its
+    in-process criterion tests (apiary/testing.h) run by the example's own ctest."""
+
+    TOKEN = {"Authorization": "Bearer t0ken"}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.binary = Installed.get().build_example("middleware")
+        cls.build = os.path.dirname(cls.binary)
+
+    def config(self, audit_ms=10, **extra):
+        cfg = {"api": {"tokens": ["t0ken"], "cors_origins": ["https://app.example"], "audit_ms": audit_ms}}
+        cfg.update(extra)
+        return cfg
+
+    def test_its_in_process_tests_pass(self):
+        if not os.path.exists(os.path.join(self.build, "middleware_test")):
+            self.skipTest("criterion not found by the example's build")
+        out = run(["ctest", "--test-dir", self.build, "--output-on-failure"])
+        self.assertIn("100% tests passed", out)
+
+    def test_auth_cors_and_timing_over_the_wire(self):
+        with ApiaryServer(self.config(), threads=2, binary=self.binary) as srv:
+            self.assertTrue(srv.wait_for_log(r"middleware \(apiary \d+\.\d+\.\d+\) listening on", 5),
+                            "B8: the start log names the app and the library version")
+            r, problem = get_json(srv, "/v1/notes")
+            self.assertEqual(r.status, 401)
+            self.assertEqual(problem["status"], 401)
+            self.assertEqual(r.headers.get("WWW-Authenticate"), 'Bearer realm="notes"')
+            self.assertRegex(r.headers.get("Server-Timing", ""), r"^app;dur=\d")
+            r, body = get_json(srv, "/v1/notes", headers=self.TOKEN)
+            self.assertEqual((r.status, body), (200, {"notes": []}))
+            r, _ = get_json(srv, "/v1/notes", "OPTIONS", headers={"Origin": "https://app.example",
+                                                                  "Access-Control-Request-Method": "POST"})
+            self.assertEqual(r.status, 204)
+            self.assertEqual(r.headers.get("Access-Control-Allow-Origin"), "https://app.example")
+            self.assertIn("Authorization", r.headers.get("Access-Control-Allow-Headers"))
+            self.assertEqual(get_json(srv, "/v1/ping")[0].status, 200, "a ROUTE_PUBLIC route needs no token")
+            self.assertEqual(get_json(srv, "/healthz")[0].headers.get("Server-Timing"), None,
+                             "the built-ins run no middleware")
+
+    def test_the_drain_waits_for_background_work(self):
+        srv = ApiaryServer(self.config(audit_ms=400), threads=1, binary=self.binary)
+        srv.start()
+        try:
+            r, note = get_json(srv, "/v1/notes", "POST", json_request_body({"text": "hello"}), dict(JSON, **self.TOKEN))
+            self.assertEqual(r.status, 201, r.body)
+            started = time.monotonic()
+            srv.sigterm()
+            self.assertEqual(srv.wait(15), 0)
+            self.assertGreater(time.monotonic() - started, 0.2, "it waited for the audit")
+            log = srv.log_text()
+            self.assertIn(f"audit: note {note['id']} recorded", log)
+            self.assertLess(log.index("audit: note"), log.index("shutdown complete"))
+            self.assertNotIn("cancelled", log)
+        finally:
+            srv.stop()
+
+    def test_background_work_past_the_drain_timeout_is_cancelled_with_a_log_line(self):
+        srv = ApiaryServer(self.config(audit_ms=60000, drain_timeout_ms=300), threads=1, binary=self.binary)
+        srv.start()
+        try:
+            r, _ = get_json(srv, "/v1/notes", "POST", json_request_body({"text": "slow"}), dict(JSON, **self.TOKEN))
+            self.assertEqual(r.status, 201)
+            srv.sigterm()
+            self.assertEqual(srv.wait(15), 0)
+            log = srv.log_text()
+            self.assertIn("background task notes audit had not finished when the server stopped: cancelled", log)
+            self.assertNotIn("audit: note", log)
+        finally:
+            srv.stop()
+
+    def test_its_option_and_section_messages(self):
+        self.assertIn("--extra-token TOKEN", run([self.binary, "--help"]))
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "bad.json")
+            with open(path, "w") as f:
+                json.dump({"api": {"x": 1}}, f)
+            bad = subprocess.run([self.binary, "--config", path, "--check-config"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            self.assertEqual(bad.returncode, 2)
+            self.assertIn("bad.json: api: unknown key 'x'", bad.stderr.decode(), "B5")
+        with ApiaryServer(self.config(), threads=1, binary=self.binary, extra_args=["--extra-token", "dev"]) as srv:
+            self.assertEqual(get_json(srv, "/v1/notes", headers={"Authorization": "Bearer dev"})[0].status, 200)
+
+
 def tearDownModule():
     if Installed.root:
         shutil.rmtree(Installed.root, ignore_errors=True)

@@ -92,6 +92,8 @@ Test(app, a_section_cannot_shadow_apiary_keys)
     apiary_app *app = apiary_app_new("t");
     cr_assert_eq(apiary_app_section(app, "limits", app_test_parse, NULL), -1);
     cr_assert_eq(apiary_app_section(app, "upstreams", app_test_parse, NULL), -1);
+    cr_assert_eq(apiary_app_section(app, "once", app_test_parse, NULL), 0);
+    cr_assert_eq(apiary_app_section(app, "once", app_test_parse, NULL), -1, "twice in one app");
     char *argv[] = {"t", "--version", NULL};
     cr_assert_eq(apiary_app_main(app, 2, argv), 0);
 }
@@ -165,4 +167,155 @@ Test(app_http_client, the_current_context_publishes_its_allowed_origins)
     app_set_current(NULL);
     cr_assert_null(http_client_allowed_list(), "none once the config is gone");
     generation_free_all(g);
+}
+
+/* ---- a section parser that sees the config (F10/B6) ------------------------------------------- */
+
+static void app_test_redirect_both(void)
+{
+    cr_redirect_stdout();
+    cr_redirect_stderr();
+}
+
+static int app_test_names_upstream(const json_t *section, const apiary_config_view *config, void **out, char *err,
+                                   size_t cap)
+{
+    const char *name = json_string_value(json_object_get(section, "upstream"));
+    if (section && (!name || !apiary_config_upstream(config, name))) {
+        snprintf(err, cap, "upstream: must name an upstream of \"upstreams\"");
+        return -1;
+    }
+    /* Sections parse in the order registered: "mine" is built already, "later" is only JSON yet. */
+    cr_assert(!section || apiary_config_section_json(config, "mine"));
+    cr_assert_null(apiary_config_section(config, "later"));
+    cr_assert_not_null(apiary_config_origin(config));
+    *out = NULL;
+    return 0;
+}
+
+static int app_test_unknown_key(const json_t *section, void **out, char *err, size_t cap)
+{
+    (void)out;
+    if (!section)
+        return 0;
+    snprintf(err, cap, "unknown key 'x'");
+    return -1;
+}
+
+static int app_test_check_with(const char *json, char *stderr_out, size_t cap)
+{
+    char path[] = "/tmp/app_test_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+    close(fd);
+    apiary_app *app = apiary_app_new("t");
+    cr_assert_eq(apiary_app_section(app, "mine", app_test_parse, NULL), 0);
+    cr_assert_eq(apiary_app_section_checked(app, "uses", app_test_names_upstream, NULL), 0);
+    cr_assert_eq(apiary_app_section(app, "later", app_test_unknown_key, NULL), 0);
+    char *argv[] = {"t", "--config", path, "--check-config", NULL};
+    int rc = apiary_app_main(app, 4, argv);
+    unlink(path);
+    fflush(stderr);
+    size_t n = fread(stderr_out, 1, cap - 1, cr_get_redirected_stderr());
+    stderr_out[n] = '\0';
+    return rc;
+}
+
+Test(app, a_section_can_check_against_the_rest_of_the_config, .init = app_test_redirect_both)
+{
+    char err[1024];
+    cr_assert_eq(app_test_check_with("{\"mine\": {\"n\": 1}, \"uses\": {\"upstream\": \"nope\"}}", err, sizeof(err)), 2,
+                 "--check-config refuses what the start would");
+    cr_assert(strstr(err, ": uses.upstream: must name an upstream of \"upstreams\""), "got: %s", err);
+    cr_assert_eq(app_test_check_with("{\"mine\": {\"n\": 1}, \"uses\": {\"upstream\": \"users\"},"
+                                     " \"upstreams\": {\"users\": {\"url\": \"http://127.0.0.1:9\"}}}",
+                                     err, sizeof(err)),
+                 0, "got: %s", err);
+}
+
+Test(app, a_message_without_a_key_reads_as_the_sections_own, .init = app_test_redirect_both)
+{
+    char err[1024];
+    cr_assert_eq(app_test_check_with("{\"later\": {\"x\": 1}}", err, sizeof(err)), 2);
+    cr_assert(strstr(err, ": later: unknown key 'x'"), "B5: not 'later.unknown key': %s", err);
+}
+
+/* ---- the app's own options (F18) ----------------------------------------------------------------- */
+
+static const char *seed_value;
+static int migrate_given;
+
+static int app_test_seed(const char *value, void *arg, char *why, size_t cap)
+{
+    (void)arg;
+    if (strspn(value, "0123456789") != strlen(value)) {
+        snprintf(why, cap, "'%s' is not a number", value);
+        return -1;
+    }
+    seed_value = value;
+    return 0;
+}
+
+static int app_test_migrate(const char *value, void *arg, char *why, size_t cap)
+{
+    (void)why;
+    (void)cap;
+    cr_assert_null(value);
+    *(int *)arg += 1;
+    return 0;
+}
+
+static apiary_app *app_with_options(void)
+{
+    apiary_app *app = apiary_app_new("t");
+    cr_assert_eq(apiary_app_option(app, "seed", "N", "rows to seed at start", app_test_seed, NULL), 0);
+    cr_assert_eq(apiary_app_option(app, "migrate", NULL, "run the migrations first", app_test_migrate, &migrate_given),
+                 0);
+    cr_assert_eq(apiary_app_option(app, "threads", "N", "taken", app_test_seed, NULL), -1, "apiary's own");
+    cr_assert_eq(apiary_app_option(app, "seed", "N", "twice", app_test_seed, NULL), -1);
+    cr_assert_eq(apiary_app_option(app, "Bad_Name", NULL, "", app_test_migrate, NULL), -1);
+    return app;
+}
+
+Test(app, own_options_are_parsed_beside_apiarys, .init = app_test_redirect_both)
+{
+    char *argv[] = {"t", "--seed=42", "--migrate", "--threads", "2", "--check-config", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 6, argv), 0);
+    cr_assert_str_eq(seed_value, "42");
+    cr_assert_eq(migrate_given, 1);
+    char *argv2[] = {"t", "--seed", "7", "--check-config", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 4, argv2), 0);
+    cr_assert_str_eq(seed_value, "7");
+}
+
+Test(app, a_refused_option_value_is_a_usage_error, .init = app_test_redirect_both)
+{
+    char *argv[] = {"t", "--seed", "many", "--check-config", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 4, argv), 2);
+    char *argv2[] = {"t", "--migrate=yes", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 2, argv2), 2);
+    char *argv3[] = {"t", "--unknown", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 2, argv3), 2);
+    fflush(stderr);
+    char buf[2048] = "";
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    buf[n] = '\0';
+    cr_assert(strstr(buf, "t: --seed: 'many' is not a number"), "got: %s", buf);
+    cr_assert(strstr(buf, "t: --migrate does not take a value"), "got: %s", buf);
+    cr_assert(strstr(buf, "unknown option '--unknown'"), "got: %s", buf);
+}
+
+Test(app, own_options_are_listed_in_help, .init = app_test_redirect_both)
+{
+    char *argv[] = {"t", "--help", NULL};
+    cr_assert_eq(apiary_app_main(app_with_options(), 2, argv), 0);
+    fflush(stdout);
+    char buf[4096] = "";
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stdout());
+    buf[n] = '\0';
+    cr_assert(strstr(buf, "usage: t "), "got: %s", buf);
+    cr_assert(strstr(buf, "Options of t:\n  --seed N             rows to seed at start\n"
+                          "  --migrate            run the migrations first\n"),
+              "got: %s", buf);
 }
