@@ -1,9 +1,11 @@
 /* sql_test: unit tests for lib/clients/sql.c and the SQLite backend (lib/clients/sql_sqlite.c): sql.url parsing
  * (every accepted form, every refusal, and that no message echoes the password), results built in
- * heap memory and copied into a scope, and the SQLite backend end to end on a real worker pool: bound
+ * heap memory and copied into a scope, and the SQLite backend end to end on its own threads: bound
  * parameters (an SQL injection stored and read back as text), every value type, a batch in one
- * transaction rolled back on failure, a refused statement, a result over its limit, and a cancelled
- * operation whose continuation never runs. The MariaDB backend needs a server: it is tested by
+ * transaction rolled back on failure and whose statements depend on each other, transactions (commit,
+ * rollback, a failed statement, a scope that ends mid-transaction, one call at a time), migrations, a
+ * refused statement, a result over its limit, the default bound, and a cancelled operation whose
+ * continuation never runs. The MariaDB backend needs a server: it is tested by
  * tests/integration/test_97_sql.py against a private mariadbd.
  *
  * The loop helper is pool_test.c's: a libevent base on the test thread with a standalone scope whose
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "async.h"
+#include "coro_internal.h"
 #include "pool.h"
 #include "sql.h"
 #include "sql_internal.h"
@@ -208,36 +211,11 @@ Test(sql_result, shape)
 
 typedef struct sql_fixture {
     test_loop loop;
-    pool *workers;
     sql_settings settings;
     char dir[64];
 } sql_fixture;
 
 static sql_fixture fx;
-
-static void sql_setup(void)
-{
-    test_loop_init(&fx.loop);
-    fx.workers = pool_new(2, 16);
-    cr_assert_not_null(fx.workers);
-    strcpy(fx.dir, "/tmp/apiary-sql-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(fx.dir));
-    sql_settings_defaults(&fx.settings);
-    snprintf(fx.settings.path, sizeof(fx.settings.path), "%s/t.db", fx.dir);
-    fx.settings.query_timeout_ms = 5000;
-    cr_assert_eq(sql_start(&fx.settings, fx.workers), 0);
-}
-
-static void sql_teardown(void)
-{
-    test_loop_fini(&fx.loop);
-    pool_shutdown(fx.workers);
-    pool_free(fx.workers);
-    sql_stop();
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx.dir);
-    cr_expect_eq(system(cmd), 0);
-}
 
 typedef struct sql_wait {
     atomic_int done;
@@ -249,6 +227,45 @@ static void sql_test_done(async_op *op, void *arg)
     sql_wait *w = arg;
     w->op = op;
     atomic_store(&w->done, 1);
+}
+
+/* The tests' own tables: what the apiary binary's startup hook creates (handlers/schema.c); the
+ * library creates none. One dependent batch: the fill needs the table the first statement creates. */
+static const char *const SQL_TEST_SCHEMA[] = {
+    "CREATE TABLE world (id INTEGER NOT NULL PRIMARY KEY, randomNumber INTEGER NOT NULL DEFAULT 0)",
+    "INSERT INTO world (id, randomNumber) WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq "
+    "WHERE n < 10000) SELECT n, abs(random() % 10000) + 1 FROM seq",
+    "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, price REAL NOT NULL, "
+    "created_at TEXT NOT NULL)",
+};
+
+static void sql_setup(void)
+{
+    test_loop_init(&fx.loop);
+    async_coro_configure(0, ASYNC_CORO_IDLE_STACKS_DEFAULT);
+    strcpy(fx.dir, "/tmp/apiary-sql-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(fx.dir));
+    sql_settings_defaults(&fx.settings);
+    snprintf(fx.settings.path, sizeof(fx.settings.path), "%s/t.db", fx.dir);
+    fx.settings.query_timeout_ms = 5000;
+    cr_assert_eq(sql_start(&fx.settings), 0);
+    static sql_wait w;
+    memset(&w, 0, sizeof(w));
+    sql_stmt stmts[3];
+    for (size_t i = 0; i < 3; i++)
+        stmts[i] = (sql_stmt){SQL_TEST_SCHEMA[i], NULL, 0, 0};
+    async_op_then(sql_batch(fx.loop.scope, NULL, stmts, 3), sql_test_done, &w);
+    cr_assert(test_loop_run_until(&fx.loop, &w.done, 1), "no answer from SQLite's threads");
+    cr_assert_eq(w.op->status, ASYNC_OK, "the schema batch: %s", w.op->error ? w.op->error : "?");
+}
+
+static void sql_teardown(void)
+{
+    test_loop_fini(&fx.loop);
+    sql_stop();
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx.dir);
+    cr_expect_eq(system(cmd), 0);
 }
 
 /* Runs one statement to completion and returns its operation (in the fixture's scope). */
@@ -269,7 +286,9 @@ static const sql_result *run_ok(const char *sql, const sql_value *params, size_t
     return op->value;
 }
 
-Test(sql_sqlite, schema_and_world, .init = sql_setup, .fini = sql_teardown)
+/* B3 of issue 22: the batch used to prepare every statement before running the first, so the fill
+ * failed "no such table: world". The fixture's batch creates and fills it in one go. */
+Test(sql_sqlite, a_batch_runs_dependent_statements_in_order, .init = sql_setup, .fini = sql_teardown)
 {
     const sql_result *r = run_ok("SELECT COUNT(*), MIN(id), MAX(id), MIN(randomNumber) >= 1, MAX(randomNumber) <= 10000 "
                                  "FROM world", NULL, 0);
@@ -279,11 +298,15 @@ Test(sql_sqlite, schema_and_world, .init = sql_setup, .fini = sql_teardown)
     cr_expect_eq(sql_cell(r, 0, 2)->i, 10000);
     cr_expect_eq(sql_cell(r, 0, 3)->i, 1);
     cr_expect_eq(sql_cell(r, 0, 4)->i, 1);
-    /* Starting again on the same file changes nothing. */
+    /* Starting again on the same file creates nothing (no demonstration tables from the library). */
     sql_stop();
-    cr_assert_eq(sql_start(&fx.settings, fx.workers), 0);
+    cr_assert_eq(sql_start(&fx.settings), 0);
     r = run_ok("SELECT COUNT(*) FROM world", NULL, 0);
     cr_expect_eq(sql_cell(r, 0, 0)->i, 10000);
+    r = run_ok("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN ('world', 'items', "
+               "'sqlite_sequence')",
+               NULL, 0);
+    cr_expect_eq(sql_cell(r, 0, 0)->i, 0, "sql_start created a table");
 }
 
 Test(sql_sqlite, parameters_are_bound, .init = sql_setup, .fini = sql_teardown)
@@ -377,7 +400,20 @@ Test(sql_sqlite, value_past_the_bound, .init = sql_setup, .fini = sql_teardown)
     memset(big, 'n', sizeof(big));
     sql_value p[3] = {sql_text(big, sizeof(big)), sql_double(1), sql_text(name, strlen(name))};
     op = run("INSERT INTO items (name, price, created_at) VALUES (?, ?, ?)", p, 3, 0);
-    cr_expect_eq(op->status, ASYNC_OK, "a write with a 2000-byte value and the default 1 KiB result bound");
+    cr_expect_eq(op->status, ASYNC_OK, "a write with a 2000-byte value and a 1 KiB result bound");
+}
+
+/* B4 of issue 22: the default bound was 1 KiB, so an app stored a row it could not read back. */
+Test(sql_sqlite, the_default_bound_reads_back_what_was_stored, .init = sql_setup, .fini = sql_teardown)
+{
+    static char big[16 * 1024];
+    memset(big, 'x', sizeof(big));
+    sql_value p[3] = {sql_text(big, sizeof(big)), sql_double(1), sql_text("now", 3)};
+    const sql_result *ins = run_ok("INSERT INTO items (name, price, created_at) VALUES (?, ?, ?)", p, 3);
+    sql_value id = sql_int(ins->insert_id);
+    const sql_result *r = run_ok("SELECT name FROM items WHERE id = ?", &id, 1);
+    cr_assert_eq(r->rows, 1);
+    cr_expect_eq(sql_cell(r, 0, 0)->len, sizeof(big));
 }
 
 Test(sql_sqlite, cancelled_operation_never_continues, .init = sql_setup, .fini = sql_teardown)
@@ -390,15 +426,11 @@ Test(sql_sqlite, cancelled_operation_never_continues, .init = sql_setup, .fini =
     test_loop_free_scope(&fx.loop);
     uint64_t deadline = test_loop_now_ms() + 3000;
     while (test_loop_now_ms() < deadline) {
-        pool_stats ps;
-        pool_stats_read(fx.workers, &ps);
-        if (ps.running == 0 && ps.queued == 0)
+        if (!sql__jobs_left())
             break;
         event_base_loop(fx.loop.base, EVLOOP_NONBLOCK);
     }
-    pool_stats ps;
-    pool_stats_read(fx.workers, &ps);
-    cr_expect_eq(ps.running, 0, "the interrupted job ended");
+    cr_expect_not(sql__jobs_left(), "the interrupted job ended");
     test_loop_drain(&fx.loop);
     cr_expect_eq(atomic_load(&w.done), 0, "no continuation of an ended scope");
     sql_stats st;
