@@ -771,6 +771,13 @@ static bool sql_my_stmt_failed(sql_my_conn *c, const char *what)
         sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
         return false;
     }
+    if (err == ER_LOCK_DEADLOCK || err == ER_LOCK_WAIT_TIMEOUT) {
+        /* Transactions in each other's way: the server rolled this one back (or gave up waiting for a
+         * lock); trying again later is right, so it is "busy" (503 with Retry-After), not an error. */
+        log_info("sql: loop %u: %s: %s (%u)", c->pool->id, what, msg, err);
+        c->task->error = SQL_ERROR_BUSY;
+        return true;
+    }
     log_warn("sql: loop %u: %s refused: %s (%u)", c->pool->id, what, msg, err);
     c->task->error = SQL_ERROR_QUERY;
     return true;

@@ -17,11 +17,17 @@
  * rolled back in the same job, and a transaction whose caller went away is rolled back by one more
  * job, before its connection goes back to the list.
  *
- * Timeouts. The operation is bounded by sql.query_timeout_ms (async_wait_for around the job, or the
+ * Locks. A thread never waits for SQLite's write lock (the busy timeout is 0): a job that finds the
+ * database locked by another writer gives its thread back at once, and the loop tries it again after
+ * 1, 2, 4 ... 16 ms until the query's deadline, then fails it "busy" (503). Waiting in the threads
+ * (SQLite's own busy handler) let writers queued behind a transaction's lock take every thread, so
+ * that transaction's next statement could not run until they gave up: a convoy of 504s. Files are in
+ * WAL mode, so readers never wait for the writer.
+ *
+ * Timeouts. The operation is bounded by sql.query_timeout_ms (async_wait_for around each job, or the
  * worker's deadline in a transaction); a job whose operation was cancelled or timed out is interrupted
  * by SQLite's progress handler, which polls pool_job_cancelled and the deadline, and its transaction
- * rolled back. Lock waits are bounded by the busy timeout (the query timeout), after which the
- * statement fails "busy" (503). Files are in WAL mode, so readers never wait for the writer. */
+ * rolled back. */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -77,8 +83,9 @@ static int sql_sqlite_progress(void *arg)
         return 1;
     return c->deadline_us && sql__now_us() > c->deadline_us;
 }
-/* Opens `path` with the settings every connection shares: WAL, a busy timeout, NORMAL sync (WAL makes
- * that durable across a process crash; an OS crash may lose the last transactions). */
+/* Opens `path` with the settings every connection shares: WAL, NORMAL sync (WAL makes that durable
+ * across a process crash; an OS crash may lose the last transactions). The busy timeout covers only
+ * the opening; the connection then never waits for a lock (see Locks above). */
 static sqlite3 *sql_sqlite_open(const sql_settings *s, char *why, size_t why_cap)
 {
     sqlite3 *db = NULL;
@@ -96,6 +103,7 @@ static sqlite3 *sql_sqlite_open(const sql_settings *s, char *why, size_t why_cap
         sqlite3_close(db);
         return NULL;
     }
+    sqlite3_busy_timeout(db, 0);
     return db;
 }
 
@@ -244,6 +252,10 @@ static void sql_get_value(sql_rbuf *r, sql_value *v)
 
 /* ---- the worker side ------------------------------------------------------------------------- */
 
+/* A job's error when another writer holds the lock: never reported as such, the loop retries. */
+static const char sql_sqlite_locked[] = "locked";
+#define SQL_SQLITE_RETRY_MAX_MS 16u
+
 static const char *sql_sqlite_error(sql_sqlite_conn *c, int rc, const char *what)
 {
     int primary = rc & 0xff;
@@ -251,10 +263,8 @@ static const char *sql_sqlite_error(sql_sqlite_conn *c, int rc, const char *what
         return SQL_ERROR_TIMEOUT;
     if (primary == SQLITE_TOOBIG)
         return SQL_ERROR_TOO_LARGE; /* a value past the statement's bound (sql_sqlite_run) */
-    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
-        log_warn("sql: sqlite: %s: database is locked beyond the busy timeout", what);
-        return SQL_ERROR_BUSY;
-    }
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+        return sql_sqlite_locked; /* the loop tries again (see Locks above) */
     log_warn("sql: sqlite: %s: %s", what, sqlite3_errmsg(c->db));
     return SQL_ERROR_QUERY;
 }
@@ -387,7 +397,7 @@ typedef enum sql_sqlite_mode {
 } sql_sqlite_mode;
 
 static const char *const sql_sqlite_errors[] = {NULL, SQL_ERROR_UNAVAILABLE, SQL_ERROR_TIMEOUT, SQL_ERROR_BUSY,
-                                                SQL_ERROR_QUERY, SQL_ERROR_TOO_LARGE};
+                                                SQL_ERROR_QUERY, SQL_ERROR_TOO_LARGE, sql_sqlite_locked};
 
 static uint8_t sql_sqlite_error_code(const char *error)
 {
@@ -619,11 +629,46 @@ static bool sql_sqlite_decode(async_scope *scope, sql_rbuf *r, size_t n, sql_res
 typedef struct sql_sqlite_call {
     async_scope *scope;
     async_op *future; /* what the caller awaits */
-    async_op *job;    /* the pool job, inside a wait_for */
+    async_op *job;    /* the pool job inside a wait_for, or the sleep before trying again */
     size_t n;
     bool single;
     uint64_t started_us;
+    unsigned char *input; /* scope memory: kept to try again while the database is locked */
+    size_t input_len, output_cap;
+    unsigned retry_ms;
 } sql_sqlite_call;
+
+static void sql_sqlite_done(async_op *op, void *arg);
+
+/* Milliseconds left of a deadline `timeout_ms` after started_us; 0 when it has passed. */
+static unsigned sql_sqlite_left_ms(uint64_t started_us, unsigned timeout_ms)
+{
+    uint64_t elapsed = (sql__now_us() - started_us) / 1000u;
+    return elapsed >= timeout_ms ? 0 : (unsigned)(timeout_ms - elapsed);
+}
+
+/* The next pause while the database stays locked: 1, 2, 4 ... 16 ms. */
+static unsigned sql_sqlite_backoff(unsigned *retry_ms)
+{
+    unsigned ms = *retry_ms ? *retry_ms : 1;
+    *retry_ms = ms * 2 > SQL_SQLITE_RETRY_MAX_MS ? SQL_SQLITE_RETRY_MAX_MS : ms * 2;
+    return ms;
+}
+
+static void sql_sqlite_submit_job(sql_sqlite_call *call)
+{
+    unsigned left = sql_sqlite_left_ms(call->started_us, sql_sqlite_settings->query_timeout_ms);
+    async_op *job = pool_submit(call->scope, sql_sqlite_pool, sql_sqlite_work, call->input, call->input_len,
+                                call->output_cap);
+    call->job = async_wait_for(call->scope, job, left ? left : 1);
+    async_op_then(call->job, sql_sqlite_done, call);
+}
+
+static void sql_sqlite_retry(async_op *op, void *arg)
+{
+    (void)op;
+    sql_sqlite_submit_job(arg);
+}
 
 static void sql_sqlite_count(size_t n, uint64_t started_us, const char *error)
 {
@@ -646,9 +691,19 @@ static const char *sql_sqlite_job_error(const async_op *op)
 static void sql_sqlite_done(async_op *op, void *arg)
 {
     sql_sqlite_call *call = arg;
+    if (op->status == ASYNC_FAILED && op->error == sql_sqlite_locked) {
+        unsigned pause = sql_sqlite_backoff(&call->retry_ms);
+        if (sql_sqlite_left_ms(call->started_us, sql_sqlite_settings->query_timeout_ms) > pause) {
+            call->job = async_sleep(call->scope, pause);
+            async_op_then(call->job, sql_sqlite_retry, call);
+            return;
+        }
+        log_warn("sql: sqlite: the database stayed locked by another writer for %u ms; answering busy",
+                 sql_sqlite_settings->query_timeout_ms);
+    }
     async_future_on_cancel(call->future, NULL, NULL);
     if (op->status != ASYNC_OK) {
-        const char *error = sql_sqlite_job_error(op);
+        const char *error = op->error == sql_sqlite_locked ? SQL_ERROR_BUSY : sql_sqlite_job_error(op);
         sql_sqlite_count(call->n, call->started_us, error);
         async_fail(call->future, error);
         return;
@@ -694,13 +749,12 @@ static async_op *sql_sqlite_submit(async_scope *scope, sql_sqlite_mode mode, con
     call->started_us = sql__now_us();
     if (call->future->status != ASYNC_PENDING)
         return call->future;
-    size_t in_len, out_cap;
-    unsigned char *in = sql_sqlite_encode(mode, 0, 0, stmts, n, &in_len, &out_cap);
-    async_op *job = pool_submit(scope, sql_sqlite_pool, sql_sqlite_work, in, in_len, out_cap);
+    unsigned char *in = sql_sqlite_encode(mode, 0, 0, stmts, n, &call->input_len, &call->output_cap);
+    call->input = async_scope_alloc(scope, call->input_len);
+    memcpy(call->input, in, call->input_len);
     free(in);
-    call->job = async_wait_for(scope, job, sql_sqlite_settings->query_timeout_ms);
     async_future_on_cancel(call->future, sql_sqlite_cancel, call);
-    async_op_then(call->job, sql_sqlite_done, call);
+    sql_sqlite_submit_job(call);
     return call->future;
 }
 
@@ -727,7 +781,25 @@ typedef struct sql_sqlite_txn {
     async_scope *user_scope; /* where the result goes, while user is set */
     bool has_result;         /* STMT: a sql_result follows */
     uint64_t started_us;
+    sql_sqlite_mode mode;    /* of the job in flight */
+    unsigned retry_ms;       /* BEGIN while another writer holds the lock */
 } sql_sqlite_txn;
+
+static void sql_sqlite_txn_job(sql_sqlite_txn *t, sql_sqlite_mode mode, const sql_stmt *stmt, async_op *user,
+                               async_scope *user_scope);
+static void sql_sqlite_txn_settle(sql_sqlite_txn *t);
+
+static void sql_sqlite_txn_begin_again(async_op *op, void *arg)
+{
+    (void)op;
+    sql_sqlite_txn *t = arg;
+    if (!t->user || t->abandoned) { /* the caller stopped waiting meanwhile */
+        t->inflight = false;
+        sql_sqlite_txn_settle(t);
+        return;
+    }
+    sql_sqlite_txn_job(t, SQL_SQLITE_BEGIN, NULL, t->user, t->user_scope); /* keeps the first deadline */
+}
 
 static void sql_sqlite_txn_settle(sql_sqlite_txn *t);
 
@@ -768,6 +840,16 @@ static void sql_sqlite_txn_done(async_op *op, void *arg)
             error = sql_sqlite_errors[code];
         }
     }
+    if (error == sql_sqlite_locked) {
+        unsigned pause = sql_sqlite_backoff(&t->retry_ms);
+        if (t->mode == SQL_SQLITE_BEGIN && t->user && !t->abandoned &&
+            sql_sqlite_left_ms(t->started_us, sql_sqlite_settings->query_timeout_ms) > pause) {
+            t->inflight = true; /* still beginning: another writer holds the lock */
+            async_op_then(async_sleep(t->own, pause), sql_sqlite_txn_begin_again, t);
+            return;
+        }
+        error = SQL_ERROR_BUSY;
+    }
     if (t->user) {
         sql_sqlite_count(1, t->started_us, error);
         async_op *user = t->user;
@@ -803,7 +885,10 @@ static void sql_sqlite_txn_job(sql_sqlite_txn *t, sql_sqlite_mode mode, const sq
     t->user = user;
     t->user_scope = user_scope;
     t->has_result = mode == SQL_SQLITE_STMT;
-    t->started_us = sql__now_us();
+    t->mode = mode;
+    uint64_t now = sql__now_us();
+    if (mode != SQL_SQLITE_BEGIN || !t->retry_ms)
+        t->started_us = now;
     if (user)
         async_future_on_cancel(user, sql_sqlite_txn_user_gone, t);
     uint64_t deadline = t->started_us + (uint64_t)s->query_timeout_ms * 1000u;
