@@ -32,8 +32,9 @@ import time
 import unittest
 
 import apiary_harness
-from apiary_harness import ApiaryServer, ServerStartError, abort, build_request, request
+from apiary_harness import ApiaryServer, ServerStartError, abort, build_request, read_response, request
 from test_80_async import AsyncAssertions, timed_request
+from test_90_pool import send_all
 
 JSON = {"Content-Type": "application/json"}
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
@@ -442,6 +443,37 @@ class SqliteSqlTest(SqlApiMixin, unittest.TestCase):
                 self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
         self.assertEqual(self.table("SELECT COUNT(*) FROM world"), [[10000]])
         self.assertEqual(self.table("SELECT SUM(randomNumber) FROM world"), before)
+
+
+class SqliteBesideCpuJobsTest(unittest.TestCase):
+    """B7/F13 of issue 22: SQLite ran on the CPU worker pool, so with CPU jobs queued a one-row SELECT
+    waited behind them or was refused (5 of 8 got 503 "the database is busy"). It has threads of its
+    own now (sql.threads): with the CPU pool full, database reads are still answered."""
+
+    LONG_N = 400000000  # /v1/primes: about 0.9 s of CPU each
+
+    def test_reads_are_answered_while_the_cpu_pool_is_full(self):
+        srv = ApiaryServer({"pool": {"threads": 1, "queue_size": 2}, "primes": {"max_n": 1000000000},
+                            "sql": {"threads": 2}}, threads=1).start()
+        self.addCleanup(srv.stop)
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        wait_ready(self, srv)
+        cpu = send_all(srv, [f"/v1/primes?n={self.LONG_N}"])
+        try:
+            time.sleep(0.1)
+            cpu += send_all(srv, [f"/v1/primes?n={self.LONG_N}"] * 2)
+            time.sleep(0.1)
+            with srv.connect() as sock:
+                full = request(sock, "GET", "/v1/primes?n=10")
+                self.assertEqual(full.status, 503, "the CPU pool is not full: the test proves nothing")
+                statuses = [request(sock, "GET", "/v1/db").status for _ in range(8)]
+                self.assertEqual(statuses, [200] * 8)
+                self.assertEqual(request(sock, "GET", "/v1/queries?queries=20").status, 200)
+            for sock in cpu:
+                self.assertEqual(read_response(sock, timeout=30.0).status, 200)
+        finally:
+            for sock in cpu:
+                sock.close()
 
 
 @unittest.skipUnless(HAVE_MARIADB, NO_MARIADB)
