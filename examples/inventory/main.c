@@ -210,22 +210,26 @@ static void transfer(http_request *req)
     sql_value a = sql_text(json_string_value(from), json_string_length(from));
     sql_value b = sql_text(json_string_value(to), json_string_length(to));
     sql_value take[3] = {n, a, n}, give[2] = {n, b};
-    const sql_result *r = txn_run(req, tx, "UPDATE items SET qty = qty - ? WHERE sku = ? AND qty >= ?", take, 3);
-    if (!r)
-        return;
-    if (r->affected != 1) {
+    /* Both rows are locked in sku order, whatever the direction: two transfers A->B and B->A then
+     * wait for each other instead of deadlocking (MariaDB would roll one back: 503). */
+    bool take_first = strcmp(json_string_value(from), json_string_value(to)) < 0;
+    for (int step = 0; step < 2; step++) {
+        bool taking = (step == 0) == take_first;
+        const sql_result *r =
+            taking ? txn_run(req, tx, "UPDATE items SET qty = qty - ? WHERE sku = ? AND qty >= ?", take, 3)
+                   : txn_run(req, tx, "UPDATE items SET qty = qty + ? WHERE sku = ?", give, 2);
+        if (!r)
+            return;
+        if (r->affected == 1)
+            continue;
+        /* Whatever the other update did is undone by the rollback. */
         async_await(sql_rollback(tx));
-        http_respond_problem(req, 409, json_pack("{s:s}", "field", "from"), "no item %s with at least %lld",
-                             json_string_value(from), (long long)n.i);
-        return;
-    }
-    /* The first update is done; if `to` does not exist, the rollback undoes it. */
-    if (!(r = txn_run(req, tx, "UPDATE items SET qty = qty + ? WHERE sku = ?", give, 2)))
-        return;
-    if (r->affected != 1) {
-        async_await(sql_rollback(tx));
-        http_respond_problem(req, 404, json_pack("{s:s}", "field", "to"), "no item has the sku %s",
-                             json_string_value(to));
+        if (taking)
+            http_respond_problem(req, 409, json_pack("{s:s}", "field", "from"), "no item %s with at least %lld",
+                                 json_string_value(from), (long long)n.i);
+        else
+            http_respond_problem(req, 404, json_pack("{s:s}", "field", "to"), "no item has the sku %s",
+                                 json_string_value(to));
         return;
     }
     char at[32];
