@@ -37,6 +37,7 @@
 
 #include "log.h"
 #include "pool.h"
+#include "pool_internal.h"
 #include "sql_internal.h"
 #include "xalloc.h"
 
@@ -419,7 +420,7 @@ static sqlite3_stmt *sql_sqlite_next(sql_sqlite_conn *c, sql_rbuf *in, uint32_t 
     SQL_GET(in, *nparams);
     sqlite3_stmt *stmt = sql && !in->bad ? sql_sqlite_prepare(c, sql, sql_len) : NULL;
     if (!stmt)
-        *error = in->bad ? SQL_ERROR_QUERY : quiet ? SQL_ERROR_QUERY : sql_sqlite_error(c, sqlite3_errcode(c->db), "prepare");
+        *error = in->bad || quiet ? SQL_ERROR_QUERY : sql_sqlite_error(c, sqlite3_errcode(c->db), "prepare");
     return stmt;
 }
 
@@ -985,7 +986,9 @@ static int sql_sqlite_start(const sql_settings *s)
     }
     sqlite3_close(db);
     sql_sqlite_settings = s;
-    sql_sqlite_pool = pool_new(s->threads ? s->threads : 1, s->max_waiting ? s->max_waiting : 1);
+    /* Not niced, unlike the CPU workers: database calls are short and a request waits for each. */
+    sql_sqlite_pool = pool_new_named(s->threads ? s->threads : 1, s->max_waiting ? s->max_waiting : 1, 0,
+                                     "apiary-sqlite");
     if (!sql_sqlite_pool) {
         sql_sqlite_settings = NULL;
         return -1;
