@@ -12,7 +12,9 @@ import tempfile
 import threading
 import unittest
 
-from apiary_harness import ApiaryServer, ServerStartError, json_request_body, request
+import time
+
+from apiary_harness import ApiaryServer, ServerStartError, abort, build_request, json_request_body, request
 from test_97_library import Installed, get_json, tearDownModule  # noqa: F401 (the install's cleanup)
 from test_97_sql import HAVE_MARIADB, NO_MARIADB, MariadbServer, wait_ready
 
@@ -94,6 +96,28 @@ class InventoryMixin:
         self.assertIn(200, statuses)
         self.assertEqual(self.qty("K-A") + self.qty("K-B"), 200)
 
+    def test_clients_leaving_mid_transaction_leave_nothing_open(self):
+        """Clients that send a transfer and vanish at once: their requests are cancelled somewhere between
+        BEGIN and COMMIT. Each transaction is either committed or rolled back, none stays open on a
+        connection that goes back to the pool, and the next transfers run normally."""
+        self.assertEqual(self.post("/items", {"sku": "L-A", "qty": 1000})[0].status, 201)
+        self.assertEqual(self.post("/items", {"sku": "L-B", "qty": 1000})[0].status, 201)
+        raw = build_request("POST", "/transfers", JSON, json_request_body({"from": "L-A", "to": "L-B", "qty": 1}))
+        for i in range(60):
+            sock = self.srv.connect()
+            sock.sendall(raw)
+            if i % 3:
+                time.sleep(0.001 * (i % 5))
+            abort(sock)
+        deadline = time.monotonic() + 10
+        while self.open_transactions() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.open_transactions(), 0)
+        for _ in range(5):
+            r, moved = self.post("/transfers", {"from": "L-B", "to": "L-A", "qty": 1})
+            self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.qty("L-A") + self.qty("L-B"), 2000)
+
     def test_restart_applies_nothing_twice(self):
         with ApiaryServer({"sql": {"url": self.sql_url()}}, binary=self.binary) as again:
             wait_ready(self, again)
@@ -126,6 +150,18 @@ class InventorySqliteTest(InventoryMixin, unittest.TestCase):
     def columns(self, table):
         with sqlite3.connect(self.db_path) as db:
             return [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+
+    def open_transactions(self):
+        """1 while some connection holds the write lock (an open write transaction), else 0."""
+        db = sqlite3.connect(self.db_path, timeout=0)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+            return 0
+        except sqlite3.OperationalError:
+            return 1
+        finally:
+            db.close()
 
     def test_a_schema_that_cannot_be_created_stops_the_start(self):
         """A database whose version table is not what sql_migrate made (here its version is text): the
@@ -173,6 +209,9 @@ class InventoryMariadbTest(InventoryMixin, unittest.TestCase):
 
     def columns(self, table):
         return [r[0] for r in self.db.sql(f"SHOW COLUMNS FROM {table}", "inventory")]
+
+    def open_transactions(self):
+        return int(self.db.sql("SELECT COUNT(*) FROM information_schema.INNODB_TRX")[0][0])
 
 
 if __name__ == "__main__":
