@@ -70,6 +70,8 @@ void kv_put(http_request *req);
 void kv_delete(http_request *req);
 /* The /readyz check (apiary_app_ready_check): with the Redis backend, 503 while this loop has no link. */
 bool kv_ready(http_request *req);
+/* schema.c: the startup hook that creates world and items (sql_migrate) */
+int schema_startup(const apiary_context *ctx, async_scope *scope, http_loop *loop, void *arg);
 /* world.c: TechEmpower's database tests (docs/sql.md) */
 void world_db_get(http_request *req);
 void world_db_await_get(http_request *req); /* /v1/db as a coroutine (ROUTE_CORO) */

@@ -91,6 +91,7 @@ int handlers_add_routes(apiary_app *app)
         }
     }
     apiary_app_on_start(app, handlers_start, NULL);
+    apiary_app_on_startup(app, schema_startup, NULL); /* world and items: the library creates no table */
     apiary_app_on_reload(app, handlers_derive, NULL);
     apiary_app_ready_check(app, kv_ready);
     return 0;

@@ -112,10 +112,21 @@ int apiary_app_after(apiary_app *app, const char *prefix, http_after_fn fn, void
 /* Called once the config is loaded and the pool exists, before any loop runs (start), and after a
  * reload was accepted, before the loops switch to it (reload); `ctx` is the new context. A start hook
  * returning -1 stops the start (exit status 1; log why); a reload hook cannot refuse (validate in the
- * section parser). */
+ * section parser). They run on the main thread, without a loop: work that waits for I/O belongs in
+ * the startup hook (apiary_app_on_startup, below), which runs after the start hook. */
 typedef int (*apiary_hook_fn)(const apiary_context *ctx, void *arg);
 void apiary_app_on_start(apiary_app *app, apiary_hook_fn fn, void *arg);
 void apiary_app_on_reload(apiary_app *app, apiary_hook_fn fn, void *arg);
+
+/* The app's startup work that needs I/O: creating its tables (sql_migrate), warming a cache from
+ * Redis, asking an upstream for something. `fn` runs once as a coroutine (it may async_await any
+ * operation: async.h) on an event loop of its own, after the start hook and before the server opens
+ * its listeners, so nothing is accepted and nothing is reported ready until it has returned 0.
+ * `scope` is its scope (no deadline: bound waits with async_wait_for), `loop` the loop to hand to
+ * sql_query, redis_command, http_client_request. Returning -1 (log why first) stops the start: exit
+ * status 1. What it leaves pending is cancelled when it returns. */
+typedef int (*apiary_startup_fn)(const apiary_context *ctx, async_scope *scope, http_loop *loop, void *arg);
+void apiary_app_on_startup(apiary_app *app, apiary_startup_fn fn, void *arg);
 
 /* Extra readiness for /readyz (which already answers 503 while the server drains): returns false to
  * let /readyz answer 200, or true after answering the request itself (at once, or later from a

@@ -1,18 +1,23 @@
 /* sql: asynchronous SQL for handlers, on MariaDB/MySQL or SQLite (see docs/sql.md).
  *
- * The model. A handler runs a statement with sql_query (or several with sql_batch) and gets an
- * async_op, awaited like any other (async_op_then, async_gather). The op completes OK with value = a
- * sql_result (sql_batch: a sql_batch_result) copied into the request's scope, or FAILED with one of
- * the SQL_ERROR_* strings below. Parameters are always bound, never pasted into the SQL text: `?`
- * placeholders in the text, values in sql_value arrays.
+ * The model. A handler runs a statement with sql_query (several independent ones with
+ * sql_query_many, dependent ones in order with sql_batch or a transaction: sql_begin, sql_txn_query,
+ * sql_commit) and gets an async_op, awaited like any other (async_await, async_op_then). The op
+ * completes OK with value = a sql_result (sql_batch, sql_query_many: a sql_batch_result) copied into
+ * the caller's scope, or FAILED with one of the SQL_ERROR_* strings below. Parameters are always
+ * bound, never pasted into the SQL text: `?` placeholders in the text, values in sql_value arrays.
+ *
+ * Schema. The driver creates no table: an app creates its own in its startup hook
+ * (apiary_app_on_startup in apiary.h), typically with sql_migrate (below).
  *
  * Backends (sql_settings.backend, chosen once at start by sql.url):
  *   - MariaDB/MySQL (lib/clients/sql_mariadb.c): Connector/C's non-blocking API on the request's own loop.
  *     Each loop has a pool of sql.connections_per_loop connections; statements beyond it wait in
  *     FIFO order, bounded by the query timeout. Nothing blocks a loop: the host must be an IP
  *     address, so no name is ever resolved.
- *   - SQLite (lib/clients/sql_sqlite.c): SQLite's calls block, so they run on the worker pool (include/apiary/pool.h),
- *     one connection per worker thread, in WAL mode with a busy timeout.
+ *   - SQLite (lib/clients/sql_sqlite.c): SQLite's calls block, so they run on threads of their own
+ *     (sql.threads, not the CPU worker pool: database reads never queue behind CPU jobs), on
+ *     connections in WAL mode with a busy timeout.
  *
  * Timeouts and cancellation. Every operation is bounded by sql.query_timeout_ms from its start
  * (waiting for a connection included) and then fails SQL_ERROR_TIMEOUT. A MariaDB connection whose
@@ -20,8 +25,8 @@
  * went away (scope ended) finishes the statement and discards the result, then serves the next one,
  * still bounded by the same timeout. See docs/sql.md for the failure table.
  *
- * Threads. sql_start/sql_stop on the main thread; sql_query, sql_batch and sql_ready on a loop
- * thread; sql_stats_read and the metrics source on any. */
+ * Threads. sql_start/sql_shutdown/sql_stop on the main thread; sql_query, sql_batch, the transaction
+ * calls, sql_migrate and sql_ready on a loop thread; sql_stats_read and the metrics source on any. */
 #ifndef APIARY_SQL_H
 #define APIARY_SQL_H
 
@@ -32,7 +37,6 @@
 #include "async.h"
 
 typedef struct http_loop http_loop;
-typedef struct pool pool;
 
 typedef enum sql_backend_kind { SQL_BACKEND_SQLITE, SQL_BACKEND_MARIADB } sql_backend_kind;
 
@@ -58,10 +62,14 @@ typedef struct sql_settings {
     unsigned connections_per_loop;
     unsigned query_timeout_ms;
     unsigned connect_timeout_ms;
-    unsigned max_waiting; /* MariaDB: statements queued for a connection per loop before 503 */
+    unsigned max_waiting; /* MariaDB: statements queued for a connection per loop before 503;
+                           * SQLite: operations queued for its threads (the whole process) */
+    unsigned threads;     /* SQLite: the threads that run its calls */
+    unsigned startup_timeout_ms; /* sql_migrate: how long to wait for a database that is unavailable */
 } sql_settings;
 
-/* Fills the defaults: SQLite on "apiary.db", 4 connections per loop, 2000 ms per query. */
+/* Fills the defaults: SQLite on "apiary.db" with 2 threads, 4 connections per loop, 2000 ms per
+ * query, 30 s for the database to come up at start. */
 void sql_settings_defaults(sql_settings *s);
 /* Parses sql.url into s: "" or "sqlite:PATH" (SQLite; "" keeps the default path), or
  * "mysql://USER:PASSWORD@HOST:PORT/DATABASE[?ssl=MODE&ssl_ca=PATH]" (also "mariadb://"; USER, PASSWORD
@@ -99,8 +107,8 @@ static inline sql_value sql_text(const char *s, size_t len)
 }
 
 /* One statement: SQL text with `?` placeholders and its parameters (copied before the call returns).
- * max_result_bytes bounds what the result may take (0: SQL_RESULT_DEFAULT_BYTES); a bigger one fails
- * SQL_ERROR_TOO_LARGE. */
+ * max_result_bytes bounds what the result may take while it is read (0: SQL_RESULT_DEFAULT_BYTES); a
+ * bigger one fails SQL_ERROR_TOO_LARGE. A result takes one sql_value per cell plus its text bytes. */
 typedef struct sql_stmt {
     const char *sql;
     const sql_value *params;
@@ -108,7 +116,7 @@ typedef struct sql_stmt {
     size_t max_result_bytes;
 } sql_stmt;
 
-#define SQL_RESULT_DEFAULT_BYTES 1024u
+#define SQL_RESULT_DEFAULT_BYTES (64u * 1024u)
 
 /* A statement's result, in scope memory: rows x cols cells, row-major. Integer columns come back
  * as SQL_INT, floating ones as SQL_DOUBLE, text as SQL_TEXT, NULL as SQL_NULL. */
@@ -143,13 +151,16 @@ typedef struct sql_batch_result {
 
 /* ---- start and stop (main thread) ------------------------------------------------------------ */
 
-/* Selects the backend, creates the schema when it is missing (world 1..10000 and items; idempotent)
- * and registers nothing else. SQLite: done before this returns; -1 (logged) when the file cannot be
- * opened or written. MariaDB: a background thread (never a loop) connects and creates the schema,
- * retrying until it succeeds, so apiary starts while the database is down and /readyz stays 503
- * until it is ready. `s` and `workers` must outlive every loop. */
-int sql_start(const sql_settings *s, pool *workers);
-/* Stops the schema thread (if any). After the loops are freed. */
+/* Selects the backend; creates no table (that is the app's, see sql_migrate). SQLite: opens the file
+ * (-1, logged, when it cannot be opened or written) and starts sql.threads threads. MariaDB: a
+ * background thread (never a loop) connects and creates the database when it is missing, retrying
+ * until it succeeds; until then statements fail SQL_ERROR_UNAVAILABLE and /readyz is 503. `s` must
+ * outlive every loop. */
+int sql_start(const sql_settings *s);
+/* SQLite: runs what is queued and joins its threads (pool_shutdown's rule: after the loops stopped
+ * running requests, before they are freed). MariaDB: nothing. */
+void sql_shutdown(void);
+/* Stops the schema thread (if any) and closes what is left. After the loops are freed. */
 void sql_stop(void);
 /* The settings given to sql_start, or NULL before. */
 const sql_settings *sql_current_settings(void);
@@ -158,10 +169,64 @@ const sql_settings *sql_current_settings(void);
 
 /* Runs one statement. value: a sql_result in scope memory. */
 async_op *sql_query(async_scope *scope, http_loop *loop, const sql_stmt *stmt);
-/* Runs `n` independent statements (each its own query) and completes when all are done: OK with a
- * sql_batch_result, or with the first failure. MariaDB spreads them over the loop's connections at
- * once (async_gather of sql_query); SQLite runs them in one worker job, in one transaction. */
+/* Runs `n` dependent statements in order, in one transaction: each sees what the ones before it did,
+ * and they commit together or roll back together (the first failure ends the batch and is its error).
+ * Value: a sql_batch_result. MariaDB: one connection, BEGIN ... COMMIT; SQLite: one job on its
+ * threads (BEGIN IMMEDIATE when a statement writes). */
 async_op *sql_batch(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n);
+/* Runs `n` independent statements, concurrently where the backend can, and completes when all are
+ * done: OK with a sql_batch_result (in statement order), or with the first failure. No order among
+ * them and no atomicity is promised: MariaDB spreads them over the loop's connections at once (each
+ * autocommits, so some may have been applied when another fails); SQLite runs them in one job. For
+ * many reads at once (/v1/queries). */
+async_op *sql_query_many(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n);
+
+/* ---- transactions (loop thread) --------------------------------------------------------------------
+ *
+ * A transaction holds one connection (MariaDB) or one SQLite connection for a sequence of awaited
+ * statements:
+ *
+ *     async_op *op = async_await(sql_begin(scope, loop));
+ *     if (op->status != ASYNC_OK) ...;                 // the errors of sql_query
+ *     sql_txn *tx = op->value;
+ *     op = async_await(sql_txn_query(tx, &insert));    // a sql_result, as sql_query's
+ *     ...
+ *     op = async_await(sql_commit(tx));                // OK: everything is written
+ *
+ * Rules. One statement at a time (a second one while the first runs fails SQL_ERROR_QUERY, logged).
+ * Each call is bounded by sql.query_timeout_ms. A statement that fails (refused, timed out, too large,
+ * connection lost) ends the transaction: it is rolled back at once, and every later call on it fails
+ * with that same error (sql_rollback then succeeds: there is nothing left to undo). When the scope ends
+ * with the transaction open (client gone, deadline, a handler that returned without committing), it is
+ * rolled back. A connection is never handed to anyone else while it is inside a transaction: on
+ * MariaDB a statement that times out closes its connection (the server rolls back), on SQLite the
+ * statement is interrupted and rolled back before the connection goes back. The handle lives in the
+ * scope's memory. */
+typedef struct sql_txn sql_txn;
+/* Starts a transaction (waits for a connection like a statement does). Value: the sql_txn. */
+async_op *sql_begin(async_scope *scope, http_loop *loop);
+/* Runs one statement inside tx. Value: a sql_result. */
+async_op *sql_txn_query(sql_txn *tx, const sql_stmt *stmt);
+/* Commits tx. OK: written. FAILED: rolled back (the error says why). The handle is done either way. */
+async_op *sql_commit(sql_txn *tx);
+/* Rolls tx back. The handle is done. */
+async_op *sql_rollback(sql_txn *tx);
+
+/* ---- migrations (loop thread, typically in the startup hook) -------------------------------------
+ *
+ * An app's schema as an ordered list of steps, each one or more statements; step k (1-based) is
+ * applied once, in a transaction together with recording k in the table apiary_schema_version, so a
+ * restart skips what is applied and a failed step leaves nothing half-done (SQLite rolls DDL back;
+ * MariaDB commits DDL implicitly, so keep one DDL statement per step there and make it idempotent,
+ * e.g. CREATE TABLE IF NOT EXISTS). Steps are only ever appended: never edit or reorder one that has
+ * shipped. While the database is unavailable (MariaDB still starting), it retries every 250 ms for up
+ * to sql.startup_timeout_ms. Completes OK (value: the number of steps applied now) or FAILED with the
+ * error of the step that failed (logged naming the step and statement). */
+typedef struct sql_migration {
+    const char *const *statements; /* no parameters */
+    size_t count;
+} sql_migration;
+async_op *sql_migrate(async_scope *scope, http_loop *loop, const sql_migration *steps, size_t n);
 /* True when SQL requests can be served now. SQLite: always. MariaDB: the schema is in place and this
  * loop has a connection up (starting one when none is, so the first call may answer false). */
 bool sql_ready(http_loop *loop);

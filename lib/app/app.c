@@ -57,6 +57,8 @@ struct apiary_app {
     size_t section_count;
     apiary_hook_fn on_start, on_reload;
     void *on_start_arg, *on_reload_arg;
+    apiary_startup_fn on_startup;
+    void *on_startup_arg;
     apiary_ready_fn ready;
 };
 
@@ -172,6 +174,19 @@ void apiary_app_on_start(apiary_app *app, apiary_hook_fn fn, void *arg)
 {
     app->on_start = fn;
     app->on_start_arg = arg;
+}
+
+void apiary_app_on_startup(apiary_app *app, apiary_startup_fn fn, void *arg)
+{
+    app->on_startup = fn;
+    app->on_startup_arg = arg;
+}
+
+apiary_startup_fn app_startup_hook(void **arg)
+{
+    const apiary_app *app = app_running;
+    *arg = app ? app->on_startup_arg : NULL;
+    return app ? app->on_startup : NULL;
 }
 
 void apiary_app_on_reload(apiary_app *app, apiary_hook_fn fn, void *arg)

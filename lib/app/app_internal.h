@@ -27,6 +27,13 @@ void app_free_sections(void *sections[]);
 /* The hooks (apiary_app_on_start / _on_reload); 0 without a hook. */
 int app_run_start_hook(const apiary_context *ctx);
 void app_run_reload_hook(const apiary_context *ctx);
+/* The startup hook (apiary_app_on_startup) and its argument, or NULL. */
+apiary_startup_fn app_startup_hook(void **arg);
+/* Runs the startup hook, if any, as a coroutine on a loop of its own on the calling (main) thread,
+ * and returns its result (0 without a hook). `settings` and `r` are the server's, for the loop. */
+int app_run_startup(const apiary_context *ctx, const struct http_settings *settings, const router *r,
+                    pool *workers);
+
 /* Publishes ctx as apiary_current() (any thread reads it). */
 void app_set_current(const apiary_context *ctx);
 

@@ -218,6 +218,8 @@ static const config_key config_keys[] = {
     CONFIG_INT("sql.query_timeout_ms", sql.query_timeout_ms, 1, 600000),
     CONFIG_INT("sql.connect_timeout_ms", sql.connect_timeout_ms, 1, 60000),
     CONFIG_INT("sql.max_waiting", sql.max_waiting, 1, 1000000),
+    CONFIG_INT("sql.threads", sql.threads, 1, 64),
+    CONFIG_INT("sql.startup_timeout_ms", sql.startup_timeout_ms, 0, 3600000),
 };
 
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))

@@ -205,7 +205,7 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
     server_generation *gen = generation_first(cfg, sections, n, workers);
     app_set_current(gen);
     /* The first generation lives until exit, so the SQL backend may keep pointing at its settings. */
-    if (sql_start(&gen->cfg.sql, workers) != 0) {
+    if (sql_start(&gen->cfg.sql) != 0) {
         pool_shutdown(workers);
         pool_free(workers);
         app_set_current(NULL);
@@ -213,8 +213,12 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
         return 1;
     }
     router *r = router_new();
-    if (app_run_start_hook(gen) != 0 || app_register_routes(r) != 0) {
+    /* The startup hook (I/O allowed, on a loop of its own) runs before any listener exists: nothing is
+     * accepted, and nothing says ready, until the app's tables and whatever else it needs are there. */
+    if (app_run_start_hook(gen) != 0 || app_register_routes(r) != 0 ||
+        app_run_startup(gen, &gen->http, r, workers) != 0) {
         router_free(r);
+        sql_shutdown();
         pool_shutdown(workers);
         pool_free(workers);
         app_set_current(NULL);
@@ -227,6 +231,7 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
     if (server_open_listeners(cfg, fds, n, &port) != 0) {
         free(fds);
         router_free(r);
+        sql_shutdown();
         pool_shutdown(workers);
         pool_free(workers);
         app_set_current(NULL);
@@ -309,6 +314,7 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
     /* Workers may still be finishing jobs whose requests were cancelled: join them while the loops
      * they post results to still exist; freeing a loop then discards what was posted late. */
     pool_shutdown(workers);
+    sql_shutdown(); /* SQLite's threads, likewise */
     metrics_clear_sources();
     for (unsigned i = 0; i < n; i++)
         http_loop_free(threads[i].loop);

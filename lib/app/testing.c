@@ -83,15 +83,17 @@ apiary_test *apiary_test_new(apiary_app *app, const char *config_json)
     t->gen = generation_first(&cfg, sections, 1, t->workers);
     app_set_current(t->gen);
     if (test_wants_sql(&t->gen->cfg)) {
-        if (sql_start(&t->gen->cfg.sql, t->workers) != 0) {
+        if (sql_start(&t->gen->cfg.sql) != 0) {
             fprintf(stderr, "apiary_test_new: SQL did not start\n");
             goto fail_gen;
         }
         t->sql_started = true;
     }
     t->routes = router_new();
-    if (app_run_start_hook(t->gen) != 0 || app_register_routes(t->routes) != 0) {
-        fprintf(stderr, "apiary_test_new: the app's start hook or routes failed\n");
+    /* As a real start: the start hook, the routes, then the startup hook (the app's migrations). */
+    if (app_run_start_hook(t->gen) != 0 || app_register_routes(t->routes) != 0 ||
+        app_run_startup(t->gen, &t->gen->http, t->routes, t->workers) != 0) {
+        fprintf(stderr, "apiary_test_new: the app's start hook, routes or startup hook failed\n");
         goto fail_gen;
     }
     http_loop_options opts = {
@@ -106,11 +108,13 @@ apiary_test *apiary_test_new(apiary_app *app, const char *config_json)
     return t;
 
 fail_gen:
-    if (t->sql_started)
-        sql_stop();
     router_free(t->routes);
+    if (t->sql_started)
+        sql_shutdown();
     pool_shutdown(t->workers);
     pool_free(t->workers);
+    if (t->sql_started)
+        sql_stop();
     app_set_current(NULL);
     generation_free_all(t->gen);
 fail_app:
@@ -344,6 +348,8 @@ void apiary_test_free(apiary_test *t)
     /* As a drain past its timeout: what still runs is cancelled, then the loop is gone. */
     http_loop_stop(t->loop);
     http_loop_run(t->loop);
+    if (t->sql_started)
+        sql_shutdown(); /* SQLite's threads, as the server does beside the pool */
     pool_shutdown(t->workers);
     metrics_clear_sources();
     http_loop_free(t->loop);

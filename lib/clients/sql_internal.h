@@ -6,14 +6,42 @@
 
 #include "sql.h"
 
-/* One backend. batch runs n statements (n >= 1); `single` asks for a sql_result value instead of a
- * sql_batch_result. */
+/* A transaction's handle (sql.h), in the caller's scope memory. The generic part (sql.c) keeps the
+ * rules (one call at a time, the first failure ends it, the scope's end abandons it); `impl` is the
+ * backend's and lives on the heap: it outlives the scope when a rollback must still run. */
+struct sql_txn {
+    async_scope *scope;
+    http_loop *loop;
+    void *impl;
+    const char *ended;   /* NULL while open; the error that ended it, or sql__txn_done */
+    bool running;        /* a call is in flight */
+    bool abandoned;      /* txn_abandon was called (exactly once) */
+    async_defer *defer;  /* the scope's end abandons it */
+};
+
+extern const char sql__txn_done[]; /* tx->ended after a commit or a rollback */
+
+/* One backend. many runs n statements (n >= 1) independently; `single` asks for a sql_result value
+ * instead of a sql_batch_result. batch runs them in order in one transaction (NULL: sql.c chains
+ * them through the transaction calls).
+ *
+ * Transactions: txn_begin sets tx->impl and completes OK once the transaction is open; txn_query and
+ * txn_end complete with the statement's result or its error. A failure of any of them means the
+ * backend has rolled back (or will, before the connection serves anyone else). txn_abandon is called
+ * exactly once, when the handle is done (ended, failed, cancelled or its scope gone): it finishes
+ * what is in flight, rolls back what is still open, and frees impl; it must not touch the scope. */
 typedef struct sql_backend {
     const char *name; /* "mariadb", "sqlite": the label on /metrics */
-    int (*start)(const sql_settings *s, pool *workers);
+    int (*start)(const sql_settings *s);
+    void (*shutdown)(void);
     void (*stop)(void);
-    async_op *(*batch)(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n, bool single);
+    async_op *(*many)(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n, bool single);
+    async_op *(*batch)(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n);
     bool (*ready)(http_loop *loop);
+    async_op *(*txn_begin)(sql_txn *tx);
+    async_op *(*txn_query)(sql_txn *tx, const sql_stmt *stmt);
+    async_op *(*txn_end)(sql_txn *tx, bool commit);
+    void (*txn_abandon)(void *impl);
 } sql_backend;
 
 extern const sql_backend sql_mariadb_backend;
@@ -31,14 +59,10 @@ void sql__count_closed(void);
 void sql__gauge_add(sql_gauge g, int64_t n);
 /* Microseconds on the monotonic clock (latency). */
 uint64_t sql__now_us(void);
-
-/* ---- schema ------------------------------------------------------------------------------------ */
-
-/* Statements without parameters, run in order at start by each backend. */
-extern const char *const SQL_SCHEMA_MARIADB[];
-extern const size_t SQL_SCHEMA_MARIADB_COUNT;
-extern const char *const SQL_SCHEMA_SQLITE[];
-extern const size_t SQL_SCHEMA_SQLITE_COUNT;
+/* True while SQLite's threads have jobs queued or running (a startup loop must outlive them). */
+bool sql__jobs_left(void);
+/* The error a failed operation reports as one of the SQL_ERROR_* strings (a timeout status too). */
+const char *sql__error_of(const async_op *op);
 
 /* ---- results under construction (heap) --------------------------------------------------------- */
 

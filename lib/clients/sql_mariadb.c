@@ -71,6 +71,10 @@ static bool sql_my_stopping;
 
 typedef struct sql_my_pool sql_my_pool;
 typedef struct sql_my_conn sql_my_conn;
+typedef struct sql_my_txn sql_my_txn;
+
+/* What a task is: a statement on its own, or a step of a transaction. */
+typedef enum sql_my_kind { SQL_MY_PLAIN, SQL_MY_BEGIN, SQL_MY_IN_TXN, SQL_MY_END } sql_my_kind;
 
 typedef struct sql_my_task {
     sql_my_pool *pool;
@@ -88,13 +92,28 @@ typedef struct sql_my_task {
     sql_my_conn *conn;  /* while running */
     struct event timer;
     uint64_t started_us;
+    sql_my_kind kind;
+    sql_my_txn *txn;    /* the transaction it is a step of (kind != PLAIN) */
 } sql_my_task;
+
+/* A transaction (sql.h): the connection it holds between its statements (state HELD), so no other
+ * task ever runs there mid-transaction. Owned by the handle until txn_abandon, then by itself: it
+ * finishes its task, rolls back when still open, gives the connection back and frees itself. */
+struct sql_my_txn {
+    sql_my_pool *pool;
+    sql_my_conn *conn;    /* held (BEGIN done, not yet ended); NULL before and after, or when lost */
+    sql_my_task *task;    /* running, or waiting for a connection (BEGIN) */
+    sql_my_task *pending; /* next to run on conn, picked up by sql_my_dispatch */
+    bool open;            /* BEGIN succeeded and neither COMMIT nor ROLLBACK ended it */
+    bool abandoned;
+};
 
 typedef enum sql_my_state {
     SQL_MY_CLOSED,
     SQL_MY_CONNECTING,
     SQL_MY_IDLE,
     SQL_MY_BUSY,
+    SQL_MY_HELD, /* inside a transaction, between its statements: never handed to another task */
 } sql_my_state;
 
 typedef enum sql_my_step {
@@ -144,6 +163,7 @@ struct sql_my_conn {
     my_bool *r_null;
     sql_type *r_type;
     sql_my_task *task;
+    sql_my_txn *txn;      /* the transaction holding the connection (HELD, or BUSY with its step) */
 };
 
 struct sql_my_pool {
@@ -159,6 +179,7 @@ struct sql_my_pool {
     bool outage_logged;
     struct event *retry;
     unsigned rand_state;
+    bool freeing;        /* the loop is going: closing its connections is no failure to count */
 };
 
 static void sql_my_dispatch(sql_my_pool *p);
@@ -245,6 +266,10 @@ static void sql_my_task_unwait(sql_my_task *t)
 static void sql_my_task_free(sql_my_task *t)
 {
     sql_my_task_unwait(t);
+    if (t->txn && t->txn->task == t)
+        t->txn->task = NULL;
+    if (t->txn && t->txn->pending == t)
+        t->txn->pending = NULL;
     event_del(&t->timer);
     sql__rows_free(&t->rows);
     free(t->sql);
@@ -252,9 +277,12 @@ static void sql_my_task_free(sql_my_task *t)
     free(t);
 }
 
+static void sql_my_txn_settle(sql_my_txn *x);
+
 /* The statement is over (OK when error is NULL): deliver to the owner, if any, and free the task. */
 static void sql_my_task_finish(sql_my_task *t, const char *error)
 {
+    sql_my_txn *txn = t->txn;
     sql__count_query(error, sql__now_us() - t->started_us);
     if (t->op) {
         async_future_on_cancel(t->op, NULL, NULL);
@@ -265,15 +293,20 @@ static void sql_my_task_finish(sql_my_task *t, const char *error)
             sql__rows_copy(t->scope, &t->rows, r);
             async_resolve(t->op, r);
         }
-    } else {
+    } else if (t->kind == SQL_MY_PLAIN || t->kind == SQL_MY_IN_TXN) {
         sql__count_discarded();
     }
     sql_my_task_free(t);
+    if (txn)
+        sql_my_txn_settle(txn);
 }
 
 /* ---- connections --------------------------------------------------------------------------------- */
 
-static bool sql_my_conn_up(const sql_my_conn *c) { return c->state == SQL_MY_IDLE || c->state == SQL_MY_BUSY; }
+static bool sql_my_conn_up(const sql_my_conn *c)
+{
+    return c->state == SQL_MY_IDLE || c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD;
+}
 
 static void sql_my_conn_free_result_buffers(sql_my_conn *c)
 {
@@ -379,21 +412,36 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     if (c->my)
         mysql_close(c->my);
     c->my = NULL;
-    if (c->state == SQL_MY_BUSY)
+    if (c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD)
         sql__gauge_add(SQL_GAUGE_IN_USE, -1);
+    sql_my_txn *txn = c->txn;
+    c->txn = NULL;
+    if (txn) {
+        /* The server rolls back what a closed connection left open. */
+        txn->conn = NULL;
+        txn->open = false;
+    }
     if (was_up) {
         sql__gauge_add(SQL_GAUGE_OPEN, -1);
-        sql__count_closed();
+        if (!p->freeing)
+            sql__count_closed();
     }
     c->state = SQL_MY_CLOSED;
     c->step = SQL_MY_STEP_NONE;
     c->retire = false;
     sql_my_task *t = c->task;
     c->task = NULL;
+    /* The transaction's next step first: finishing its running one may free the transaction. */
+    sql_my_task *pending = txn ? txn->pending : NULL;
+    bool settle = txn && !t && !pending;
+    if (pending)
+        sql_my_task_finish(pending, error ? error : SQL_ERROR_CONNECTION_LOST);
     if (t) {
         t->conn = NULL;
         sql_my_task_finish(t, error ? error : SQL_ERROR_CONNECTION_LOST);
     }
+    if (settle)
+        sql_my_txn_settle(txn);
 }
 
 static void sql_my_on_io(evutil_socket_t fd, short what, void *arg)
@@ -416,7 +464,7 @@ static void sql_my_on_read(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sql_my_conn *c = arg;
-    if (c->state == SQL_MY_IDLE) {
+    if (c->state == SQL_MY_IDLE || c->state == SQL_MY_HELD) {
         /* Nothing was asked of the server, so anything it sends (EOF after a restart or a KILL, an
          * error packet before it closes an idle connection) means this connection is done. */
         log_info("sql: loop %u connection %u: closed by the server while idle; a new one will be opened",
@@ -723,6 +771,13 @@ static bool sql_my_stmt_failed(sql_my_conn *c, const char *what)
         sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
         return false;
     }
+    if (err == ER_LOCK_DEADLOCK || err == ER_LOCK_WAIT_TIMEOUT) {
+        /* Transactions in each other's way: the server rolled this one back (or gave up waiting for a
+         * lock); trying again later is right, so it is "busy" (503 with Retry-After), not an error. */
+        log_info("sql: loop %u: %s: %s (%u)", c->pool->id, what, msg, err);
+        c->task->error = SQL_ERROR_BUSY;
+        return true;
+    }
     log_warn("sql: loop %u: %s refused: %s (%u)", c->pool->id, what, msg, err);
     c->task->error = SQL_ERROR_QUERY;
     return true;
@@ -738,10 +793,34 @@ static void sql_my_task_done(sql_my_conn *c)
     if (c->stmt && !c->stmt_cached)
         mysql_stmt_close(c->stmt); /* only after a failed prepare: nothing to send to the server */
     c->stmt = NULL;
-    c->state = SQL_MY_IDLE;
-    sql__gauge_add(SQL_GAUGE_IN_USE, -1);
+    sql_my_txn *txn = t->txn;
+    if (txn && t->kind == SQL_MY_BEGIN && !t->error) {
+        txn->conn = c;
+        txn->open = true;
+        c->txn = txn;
+    } else if (txn && t->kind == SQL_MY_END) {
+        if (t->error) {
+            /* A COMMIT or ROLLBACK the server refused: where the transaction is, is unknown, so the
+             * connection goes (the server rolls back what it left open). */
+            log_warn("sql: loop %u connection %u: ending a transaction failed; closing the connection", c->pool->id,
+                     c->index);
+            c->retire = true;
+        }
+        txn->open = false;
+        txn->conn = NULL;
+        c->txn = NULL;
+    }
+    /* Inside a transaction the connection stays the transaction's (HELD, still in use); a statement of
+     * it that failed leaves it open until the handle is released, which rolls it back
+     * (sql_my_txn_settle) before the connection serves anyone else. */
+    if (c->txn) {
+        c->state = SQL_MY_HELD;
+    } else {
+        c->state = SQL_MY_IDLE;
+        sql__gauge_add(SQL_GAUGE_IN_USE, -1);
+    }
     sql_my_task_finish(t, t->error);
-    if (c->retire)
+    if (c->retire && c->state == SQL_MY_IDLE)
         sql_my_conn_close(c, NULL);
 }
 
@@ -911,8 +990,9 @@ static void sql_my_bound_packets(sql_my_conn *c, const sql_my_task *t)
 
 static void sql_my_run(sql_my_conn *c, sql_my_task *t)
 {
+    if (c->state != SQL_MY_HELD) /* a held connection counts as in use already */
+        sql__gauge_add(SQL_GAUGE_IN_USE, 1);
     c->state = SQL_MY_BUSY;
-    sql__gauge_add(SQL_GAUGE_IN_USE, 1);
     c->task = t;
     t->conn = c;
     t->rows.cols = 0;
@@ -946,6 +1026,16 @@ static void sql_my_run(sql_my_conn *c, sql_my_task *t)
  * while the pool has room (and is not backing off). */
 static void sql_my_dispatch(sql_my_pool *p)
 {
+    /* A transaction's next step runs on the connection it holds, never waiting in the line. */
+    for (unsigned i = 0; i < p->nconns; i++) {
+        sql_my_conn *c = &p->conns[i];
+        if (c->state == SQL_MY_HELD && c->txn && c->txn->pending) {
+            sql_my_task *t = c->txn->pending;
+            c->txn->pending = NULL;
+            c->txn->task = t;
+            sql_my_run(c, t);
+        }
+    }
     for (;;) {
         if (!p->head)
             return;
@@ -996,7 +1086,9 @@ static void sql_my_on_task_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     sql_my_task *t = arg;
     if (!t->conn) {
+        sql_my_pool *p = t->pool;
         sql_my_task_finish(t, SQL_ERROR_TIMEOUT); /* still waiting for a connection */
+        sql_my_dispatch(p);                      /* a transaction's rollback may be due now */
         return;
     }
     sql_my_conn *c = t->conn;
@@ -1043,6 +1135,7 @@ static sql_my_pool *sql_my_pool_new(struct event_base *base, const sql_settings 
 static void sql_my_pool_free(void *arg)
 {
     sql_my_pool *p = arg;
+    p->freeing = true;
     sql_my_fail_waiting(p, SQL_ERROR_UNAVAILABLE);
     for (unsigned i = 0; i < p->nconns; i++)
         sql_my_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
@@ -1061,24 +1154,15 @@ static sql_my_pool *sql_my_loop_pool(http_loop *loop)
     return p;
 }
 
-/* Submits one statement to the pool; the future completes with its result. */
-static async_op *sql_my_submit(async_scope *scope, sql_my_pool *p, const sql_stmt *stmt)
+/* A task for stmt (a copy of its text and parameters), its timer started. op may be NULL (a rollback
+ * nobody waits for). */
+static sql_my_task *sql_my_task_new(sql_my_pool *p, async_op *op, async_scope *scope, const sql_stmt *stmt,
+                                    sql_my_kind kind, sql_my_txn *txn)
 {
-    async_op *op = async_future(scope);
-    if (op->status != ASYNC_PENDING)
-        return op; /* the scope is ending */
     uint64_t now = sql__now_us();
-    const char *refuse = NULL;
-    if (!atomic_load(&sql_my_schema_ready) || (p->backoff && !sql_my_any_up(p)))
-        refuse = SQL_ERROR_UNAVAILABLE;
-    else if (p->waiting >= p->s->max_waiting)
-        refuse = SQL_ERROR_BUSY;
-    if (refuse) {
-        sql__count_query(refuse, 0);
-        async_fail(op, refuse);
-        return op;
-    }
     sql_my_task *t = xcalloc(1, sizeof(*t));
+    t->kind = kind;
+    t->txn = txn;
     t->pool = p;
     t->op = op;
     t->scope = scope;
@@ -1107,7 +1191,41 @@ static async_op *sql_my_submit(async_scope *scope, sql_my_pool *p, const sql_stm
     evtimer_assign(&t->timer, p->base, sql_my_on_task_timeout, t);
     struct timeval tv = {(time_t)(p->s->query_timeout_ms / 1000), (suseconds_t)(p->s->query_timeout_ms % 1000) * 1000};
     evtimer_add(&t->timer, &tv);
-    async_future_on_cancel(op, sql_my_on_cancel, t);
+    if (op)
+        async_future_on_cancel(op, sql_my_on_cancel, t);
+    return t;
+}
+
+/* Submits one statement (or a transaction's step) to the pool; the future completes with its result. */
+static async_op *sql_my_submit_kind(async_scope *scope, sql_my_pool *p, const sql_stmt *stmt, sql_my_kind kind,
+                                    sql_my_txn *txn)
+{
+    async_op *op = async_future(scope);
+    if (op->status != ASYNC_PENDING)
+        return op; /* the scope is ending */
+    const char *refuse = NULL;
+    bool in_txn = kind == SQL_MY_IN_TXN || kind == SQL_MY_END;
+    if (in_txn && (!txn->conn || !txn->open))
+        refuse = SQL_ERROR_CONNECTION_LOST; /* closed under the transaction (the server rolled it back) */
+    else if (in_txn)
+        refuse = NULL;
+    else if (!atomic_load(&sql_my_schema_ready) || (p->backoff && !sql_my_any_up(p)))
+        refuse = SQL_ERROR_UNAVAILABLE;
+    else if (p->waiting >= p->s->max_waiting)
+        refuse = SQL_ERROR_BUSY;
+    if (refuse) {
+        sql__count_query(refuse, 0);
+        async_fail(op, refuse);
+        return op;
+    }
+    sql_my_task *t = sql_my_task_new(p, op, scope, stmt, kind, txn);
+    if (in_txn) {
+        txn->pending = t;
+        sql_my_dispatch(p);
+        return op;
+    }
+    if (txn)
+        txn->task = t;
     t->waiting = true;
     t->prev = p->tail;
     if (p->tail)
@@ -1119,6 +1237,62 @@ static async_op *sql_my_submit(async_scope *scope, sql_my_pool *p, const sql_stm
     sql__gauge_add(SQL_GAUGE_WAITING, 1);
     sql_my_dispatch(p);
     return op;
+}
+
+static async_op *sql_my_submit(async_scope *scope, sql_my_pool *p, const sql_stmt *stmt)
+{
+    return sql_my_submit_kind(scope, p, stmt, SQL_MY_PLAIN, NULL);
+}
+
+/* ---- transactions -------------------------------------------------------------------------------- */
+
+/* Nothing of the transaction in flight and its handle done: roll back what is open (a step nobody
+ * waits for, run by the next dispatch), or free it. True when a rollback was queued. */
+static bool sql_my_txn_settle_queued(sql_my_txn *x)
+{
+    if (!x->abandoned || x->task || x->pending)
+        return false;
+    if (x->open && x->conn) {
+        static const sql_stmt rollback = {"ROLLBACK", NULL, 0, 0};
+        x->pending = sql_my_task_new(x->pool, NULL, NULL, &rollback, SQL_MY_END, x);
+        return true;
+    }
+    free(x);
+    return false;
+}
+
+static void sql_my_txn_settle(sql_my_txn *x) { (void)sql_my_txn_settle_queued(x); }
+
+static async_op *sql_my_txn_begin(sql_txn *tx)
+{
+    sql_my_pool *p = sql_my_loop_pool(tx->loop);
+    sql_my_txn *x = xcalloc(1, sizeof(*x));
+    x->pool = p;
+    tx->impl = x;
+    static const sql_stmt begin = {"START TRANSACTION", NULL, 0, 0};
+    return sql_my_submit_kind(tx->scope, p, &begin, SQL_MY_BEGIN, x);
+}
+
+static async_op *sql_my_txn_query(sql_txn *tx, const sql_stmt *stmt)
+{
+    sql_my_txn *x = tx->impl;
+    return sql_my_submit_kind(tx->scope, x->pool, stmt, SQL_MY_IN_TXN, x);
+}
+
+static async_op *sql_my_txn_end(sql_txn *tx, bool commit)
+{
+    sql_my_txn *x = tx->impl;
+    static const sql_stmt stmts[2] = {{"ROLLBACK", NULL, 0, 0}, {"COMMIT", NULL, 0, 0}};
+    return sql_my_submit_kind(tx->scope, x->pool, &stmts[commit], SQL_MY_END, x);
+}
+
+static void sql_my_txn_abandon(void *impl)
+{
+    sql_my_txn *x = impl;
+    sql_my_pool *p = x->pool; /* alive while x holds one of its connections */
+    x->abandoned = true;
+    if (sql_my_txn_settle_queued(x))
+        sql_my_dispatch(p);
 }
 
 /* ---- batches ----------------------------------------------------------------------------------- */
@@ -1215,8 +1389,6 @@ static bool sql_my_schema_try(const sql_settings *s, char *why, size_t why_cap)
         snprintf(create, sizeof(create), "CREATE DATABASE IF NOT EXISTS `%s` CHARACTER SET utf8mb4", s->database);
         ok = mysql_query(my, create) == 0 && mysql_select_db(my, s->database) == 0;
     }
-    for (size_t i = 0; ok && i < SQL_SCHEMA_MARIADB_COUNT; i++)
-        ok = mysql_query(my, SQL_SCHEMA_MARIADB[i]) == 0;
     if (!ok)
         snprintf(why, why_cap, "%s (%u)", mysql_error(my), mysql_errno(my));
     mysql_close(my);
@@ -1253,9 +1425,8 @@ static void *sql_my_schema_main(void *arg)
     return NULL;
 }
 
-static int sql_my_start(const sql_settings *s, pool *workers)
+static int sql_my_start(const sql_settings *s)
 {
-    (void)workers;
     if (s->tls_ca[0] && access(s->tls_ca, R_OK) != 0) {
         /* A typo here would otherwise be a TLS failure retried forever; the path is not logged (it is
          * part of sql.url, which is never logged). */
@@ -1293,10 +1464,18 @@ static void sql_my_stop(void)
     mysql_library_end();
 }
 
+static void sql_my_shutdown(void) {}
+
 const sql_backend sql_mariadb_backend = {
     .name = "mariadb",
     .start = sql_my_start,
+    .shutdown = sql_my_shutdown,
     .stop = sql_my_stop,
-    .batch = sql_my_batch_run,
+    .many = sql_my_batch_run,
+    .batch = NULL, /* chained through a transaction by sql.c */
     .ready = sql_my_ready,
+    .txn_begin = sql_my_txn_begin,
+    .txn_query = sql_my_txn_query,
+    .txn_end = sql_my_txn_end,
+    .txn_abandon = sql_my_txn_abandon,
 };

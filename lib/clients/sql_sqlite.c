@@ -1,18 +1,33 @@
 /* sql_sqlite: the SQLite backend of include/apiary/sql.h, the embedded default. SQLite's calls block, so every
- * operation is one job on the worker pool (include/apiary/pool.h, asyncio's run_in_executor practice): the loop
- * encodes the statements and their parameters into the job's input, a worker runs them on its own
- * connection (one per worker thread, opened on first use, closed when the thread exits) and encodes
- * the rows into the job's output, and the loop decodes them into the request's scope.
+ * operation is one job on SQLite's own threads (a pool of sql.threads workers, include/apiary/pool.h, not
+ * the CPU worker pool: a queue of CPU jobs never delays a database read, nor the other way round): the
+ * loop encodes the statements and their parameters into the job's input, a worker runs them on a
+ * connection from the backend's list (opened on first use, each with its statement cache) and encodes
+ * the rows into the job's output, and the loop decodes them into the caller's scope.
  *
- * A batch of several statements runs in one job inside one transaction (BEGIN IMMEDIATE when any of
- * them writes, so two writers never deadlock upgrading a read lock), which is both how SQLite is fast
- * and why /v1/queries?queries=500 takes one slot of the pool's queue, not 500.
+ * Several statements in one call run in one job inside one transaction (BEGIN IMMEDIATE when any of
+ * them writes, so two writers never deadlock upgrading a read lock), in order, each prepared just
+ * before it runs, so a statement may use a table an earlier one created. That is sql_batch, and also
+ * sql_query_many: /v1/queries?queries=500 takes one slot of the queue, not 500.
  *
- * Timeouts. The operation is bounded by sql.query_timeout_ms (async_wait_for around the job); a job
- * whose operation was cancelled or timed out is interrupted by SQLite's progress handler, which polls
- * pool_job_cancelled, and its transaction rolled back. Lock waits are bounded by the busy timeout
- * (the query timeout), after which the statement fails "busy" (503). Files are in WAL mode, so
- * readers never wait for the writer. */
+ * Transactions (sql_begin ...) hold one connection across jobs: BEGIN IMMEDIATE takes it off the list
+ * and the commit or rollback puts it back. Their jobs run in a scope of the transaction's own, never
+ * cancelled, so a job that holds the connection always reports where it left it; their deadline
+ * (sql.query_timeout_ms from submission) is enforced by the worker itself. A statement that fails is
+ * rolled back in the same job, and a transaction whose caller went away is rolled back by one more
+ * job, before its connection goes back to the list.
+ *
+ * Locks. A thread never waits for SQLite's write lock (the busy timeout is 0): a job that finds the
+ * database locked by another writer gives its thread back at once, and the loop tries it again after
+ * 1, 2, 4 ... 16 ms until the query's deadline, then fails it "busy" (503). Waiting in the threads
+ * (SQLite's own busy handler) let writers queued behind a transaction's lock take every thread, so
+ * that transaction's next statement could not run until they gave up: a convoy of 504s. Files are in
+ * WAL mode, so readers never wait for the writer.
+ *
+ * Timeouts. The operation is bounded by sql.query_timeout_ms (async_wait_for around each job, or the
+ * worker's deadline in a transaction); a job whose operation was cancelled or timed out is interrupted
+ * by SQLite's progress handler, which polls pool_job_cancelled and the deadline, and its transaction
+ * rolled back. */
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -22,6 +37,7 @@
 
 #include "log.h"
 #include "pool.h"
+#include "pool_internal.h"
 #include "sql_internal.h"
 #include "xalloc.h"
 
@@ -33,9 +49,9 @@
 
 static const sql_settings *sql_sqlite_settings;
 static pool *sql_sqlite_pool;
-static pthread_key_t sql_sqlite_key;
 
-/* A worker's connection and its statement cache (thread-specific data). */
+/* A connection and its statement cache. On the free list, or held by one job at a time (or by a
+ * transaction between its jobs). */
 typedef struct sql_sqlite_conn {
     sqlite3 *db;
     struct {
@@ -44,11 +60,15 @@ typedef struct sql_sqlite_conn {
     } cache[SQL_SQLITE_CACHE];
     size_t cached, next_evict;
     const pool_job *job; /* the job running now, for the progress handler */
+    uint64_t deadline_us; /* 0, or when the progress handler interrupts the job */
+    struct sql_sqlite_conn *next_free;
 } sql_sqlite_conn;
 
-static void sql_sqlite_conn_free(void *arg)
+static pthread_mutex_t sql_sqlite_lock = PTHREAD_MUTEX_INITIALIZER;
+static sql_sqlite_conn *sql_sqlite_free_list; /* under the lock */
+
+static void sql_sqlite_conn_free(sql_sqlite_conn *c)
 {
-    sql_sqlite_conn *c = arg;
     for (size_t i = 0; i < c->cached; i++) {
         sqlite3_finalize(c->cache[i].stmt);
         free(c->cache[i].sql);
@@ -60,11 +80,13 @@ static void sql_sqlite_conn_free(void *arg)
 static int sql_sqlite_progress(void *arg)
 {
     const sql_sqlite_conn *c = arg;
-    return c->job && pool_job_cancelled(c->job);
+    if (c->job && pool_job_cancelled(c->job))
+        return 1;
+    return c->deadline_us && sql__now_us() > c->deadline_us;
 }
-
-/* Opens `path` with the settings every connection shares: WAL, a busy timeout, NORMAL sync (WAL makes
- * that durable across a process crash; an OS crash may lose the last transactions). */
+/* Opens `path` with the settings every connection shares: WAL, NORMAL sync (WAL makes that durable
+ * across a process crash; an OS crash may lose the last transactions). The busy timeout covers only
+ * the opening; the connection then never waits for a lock (see Locks above). */
 static sqlite3 *sql_sqlite_open(const sql_settings *s, char *why, size_t why_cap)
 {
     sqlite3 *db = NULL;
@@ -82,14 +104,22 @@ static sqlite3 *sql_sqlite_open(const sql_settings *s, char *why, size_t why_cap
         sqlite3_close(db);
         return NULL;
     }
+    sqlite3_busy_timeout(db, 0);
     return db;
 }
 
-static sql_sqlite_conn *sql_sqlite_conn_get(void)
+/* A connection from the list, or a new one (NULL, logged, when the file cannot be opened). */
+static sql_sqlite_conn *sql_sqlite_conn_take(void)
 {
-    sql_sqlite_conn *c = pthread_getspecific(sql_sqlite_key);
+    pthread_mutex_lock(&sql_sqlite_lock);
+    sql_sqlite_conn *c = sql_sqlite_free_list;
     if (c)
+        sql_sqlite_free_list = c->next_free;
+    pthread_mutex_unlock(&sql_sqlite_lock);
+    if (c) {
+        c->next_free = NULL;
         return c;
+    }
     char why[256];
     sqlite3 *db = sql_sqlite_open(sql_sqlite_settings, why, sizeof(why));
     if (!db) {
@@ -99,8 +129,18 @@ static sql_sqlite_conn *sql_sqlite_conn_get(void)
     c = xcalloc(1, sizeof(*c));
     c->db = db;
     sqlite3_progress_handler(db, SQL_SQLITE_PROGRESS_STEPS, sql_sqlite_progress, c);
-    pthread_setspecific(sql_sqlite_key, c);
     return c;
+}
+
+/* Back on the list, outside any transaction. */
+static void sql_sqlite_conn_give(sql_sqlite_conn *c)
+{
+    c->job = NULL;
+    c->deadline_us = 0;
+    pthread_mutex_lock(&sql_sqlite_lock);
+    c->next_free = sql_sqlite_free_list;
+    sql_sqlite_free_list = c;
+    pthread_mutex_unlock(&sql_sqlite_lock);
 }
 
 static sqlite3_stmt *sql_sqlite_prepare(sql_sqlite_conn *c, const char *sql, size_t len)
@@ -213,6 +253,10 @@ static void sql_get_value(sql_rbuf *r, sql_value *v)
 
 /* ---- the worker side ------------------------------------------------------------------------- */
 
+/* A job's error when another writer holds the lock: never reported as such, the loop retries. */
+static const char sql_sqlite_locked[] = "locked";
+#define SQL_SQLITE_RETRY_MAX_MS 16u
+
 static const char *sql_sqlite_error(sql_sqlite_conn *c, int rc, const char *what)
 {
     int primary = rc & 0xff;
@@ -220,10 +264,8 @@ static const char *sql_sqlite_error(sql_sqlite_conn *c, int rc, const char *what
         return SQL_ERROR_TIMEOUT;
     if (primary == SQLITE_TOOBIG)
         return SQL_ERROR_TOO_LARGE; /* a value past the statement's bound (sql_sqlite_run) */
-    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
-        log_warn("sql: sqlite: %s: database is locked beyond the busy timeout", what);
-        return SQL_ERROR_BUSY;
-    }
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+        return sql_sqlite_locked; /* the loop tries again (see Locks above) */
     log_warn("sql: sqlite: %s: %s", what, sqlite3_errmsg(c->db));
     return SQL_ERROR_QUERY;
 }
@@ -338,121 +380,243 @@ static const char *sql_sqlite_exec_plain(sql_sqlite_conn *c, const char *sql)
     return rc == SQLITE_OK ? NULL : sql_sqlite_error(c, rc, sql);
 }
 
-static const char *sql_sqlite_work(pool_job *job, const void *input, size_t input_len, void *output,
-                                   size_t output_cap, size_t *output_len)
+/* ---- jobs ---------------------------------------------------------------------------------------
+ *
+ * Every job's input starts with u8 mode, u64 conn (the transaction's connection, or 0), u64 deadline
+ * (monotonic microseconds, or 0), then u32 n and the statements. A transaction's jobs (BEGIN, STMT,
+ * COMMIT, ROLLBACK) always succeed as jobs and put u64 conn (the connection the transaction holds
+ * after the job, 0 when it was given back) and u8 error (an index into sql_sqlite_errors) in front of
+ * their output, so the loop always learns where the connection is. */
+
+typedef enum sql_sqlite_mode {
+    SQL_SQLITE_MANY,     /* independent statements (one transaction when several) */
+    SQL_SQLITE_BATCH,    /* dependent statements in one transaction */
+    SQL_SQLITE_BEGIN,
+    SQL_SQLITE_STMT,
+    SQL_SQLITE_COMMIT,
+    SQL_SQLITE_ROLLBACK,
+} sql_sqlite_mode;
+
+static const char *const sql_sqlite_errors[] = {NULL, SQL_ERROR_UNAVAILABLE, SQL_ERROR_TIMEOUT, SQL_ERROR_BUSY,
+                                                SQL_ERROR_QUERY, SQL_ERROR_TOO_LARGE, sql_sqlite_locked};
+
+static uint8_t sql_sqlite_error_code(const char *error)
 {
-    sql_sqlite_conn *c = sql_sqlite_conn_get();
-    if (!c)
-        return SQL_ERROR_UNAVAILABLE;
-    c->job = job;
-    sql_rbuf in = {input, input_len, 0, false};
-    sql_wbuf w = {output, 0, output_cap, false};
-    uint32_t n = 0;
-    SQL_GET(&in, n);
+    for (uint8_t i = 1; i < sizeof(sql_sqlite_errors) / sizeof(sql_sqlite_errors[0]); i++)
+        if (sql_sqlite_errors[i] == error)
+            return i;
+    return error ? 4 : 0;
+}
+
+/* Reads one statement's header from `in` and prepares it; the parameters stay in `in` for
+ * sql_sqlite_run. NULL with *error set when it cannot be prepared (quietly when `quiet`). */
+static sqlite3_stmt *sql_sqlite_next(sql_sqlite_conn *c, sql_rbuf *in, uint32_t *nparams, uint64_t *max_bytes,
+                                     bool quiet, const char **error)
+{
+    uint32_t sql_len = 0;
+    SQL_GET(in, sql_len);
+    const char *sql = sql_get(in, sql_len);
+    SQL_GET(in, *max_bytes);
+    SQL_GET(in, *nparams);
+    sqlite3_stmt *stmt = sql && !in->bad ? sql_sqlite_prepare(c, sql, sql_len) : NULL;
+    if (!stmt)
+        *error = in->bad || quiet ? SQL_ERROR_QUERY : sql_sqlite_error(c, sqlite3_errcode(c->db), "prepare");
+    return stmt;
+}
+
+static void sql_sqlite_skip_params(sql_rbuf *in, uint32_t nparams)
+{
+    for (uint32_t i = 0; i < nparams && !in->bad; i++) {
+        sql_value v;
+        sql_get_value(in, &v);
+    }
+}
+
+/* Runs the n statements of `in` in order on c, their results appended to w. */
+static const char *sql_sqlite_run_all(sql_sqlite_conn *c, sql_rbuf *in, uint32_t n, sql_wbuf *w)
+{
+    const char *error = NULL;
+    for (uint32_t k = 0; k < n && !error; k++) {
+        uint32_t nparams = 0;
+        uint64_t max_bytes = 0;
+        sqlite3_stmt *stmt = sql_sqlite_next(c, in, &nparams, &max_bytes, false, &error);
+        if (stmt)
+            error = sql_sqlite_run(c, stmt, in, nparams, max_bytes, w);
+    }
+    return error;
+}
+
+/* MANY and BATCH: n statements on a connection of the list, several in one transaction. */
+static const char *sql_sqlite_work_plain(sql_sqlite_conn *c, sql_rbuf *in, uint32_t n, sql_wbuf *w)
+{
     const char *error = NULL;
     bool txn = false;
     if (n > 1) {
-        /* First pass: prepare everything, to know whether the transaction writes. */
+        /* First pass: prepare what can be, to know whether the transaction writes. A statement that
+         * cannot be prepared yet (its table is created by an earlier one) counts as a write; its real
+         * error, if any, comes from the second pass, when it is its turn. */
         bool writes = false;
-        size_t pos = in.pos;
-        for (uint32_t k = 0; k < n && !error; k++) {
-            uint32_t sql_len = 0, nparams = 0;
+        size_t pos = in->pos;
+        for (uint32_t k = 0; k < n && !in->bad; k++) {
+            uint32_t nparams = 0;
             uint64_t max_bytes = 0;
-            SQL_GET(&in, sql_len);
-            const char *sql = sql_get(&in, sql_len);
-            SQL_GET(&in, max_bytes);
-            SQL_GET(&in, nparams);
-            for (uint32_t i = 0; i < nparams && !in.bad; i++) {
-                sql_value v;
-                sql_get_value(&in, &v);
-            }
-            sqlite3_stmt *stmt = sql && !in.bad ? sql_sqlite_prepare(c, sql, sql_len) : NULL;
-            if (!stmt)
-                error = in.bad ? SQL_ERROR_QUERY : sql_sqlite_error(c, sqlite3_errcode(c->db), "prepare");
-            else if (!sqlite3_stmt_readonly(stmt))
+            const char *ignored = NULL;
+            sqlite3_stmt *stmt = sql_sqlite_next(c, in, &nparams, &max_bytes, true, &ignored);
+            if (!stmt || !sqlite3_stmt_readonly(stmt))
                 writes = true;
+            sql_sqlite_skip_params(in, nparams);
         }
-        in.pos = pos;
-        if (!error) {
-            error = sql_sqlite_exec_plain(c, writes ? "BEGIN IMMEDIATE" : "BEGIN");
-            txn = !error;
-        }
+        if (in->bad)
+            return SQL_ERROR_QUERY;
+        in->pos = pos;
+        error = sql_sqlite_exec_plain(c, writes ? "BEGIN IMMEDIATE" : "BEGIN");
+        txn = !error;
     }
-    for (uint32_t k = 0; k < n && !error; k++) {
-        uint32_t sql_len = 0, nparams = 0;
-        uint64_t max_bytes = 0;
-        SQL_GET(&in, sql_len);
-        const char *sql = sql_get(&in, sql_len);
-        SQL_GET(&in, max_bytes);
-        SQL_GET(&in, nparams);
-        sqlite3_stmt *stmt = sql && !in.bad ? sql_sqlite_prepare(c, sql, sql_len) : NULL;
-        if (!stmt)
-            error = in.bad ? SQL_ERROR_QUERY : sql_sqlite_error(c, sqlite3_errcode(c->db), "prepare");
-        else
-            error = sql_sqlite_run(c, stmt, &in, nparams, max_bytes, &w);
-    }
+    if (!error)
+        error = sql_sqlite_run_all(c, in, n, w);
     if (txn) {
         if (!error)
             error = sql_sqlite_exec_plain(c, "COMMIT");
         if (error)
             sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
     }
-    c->job = NULL;
+    return error;
+}
+
+/* BEGIN, STMT, COMMIT, ROLLBACK of a transaction; returns the connection it holds afterwards. */
+static sql_sqlite_conn *sql_sqlite_work_txn(sql_sqlite_mode mode, sql_sqlite_conn *c, sql_rbuf *in, uint32_t n,
+                                            sql_wbuf *w, const char **error)
+{
+    if (mode == SQL_SQLITE_BEGIN) {
+        *error = sql_sqlite_exec_plain(c, "BEGIN IMMEDIATE");
+    } else if (mode == SQL_SQLITE_STMT) {
+        *error = sql_sqlite_run_all(c, in, n, w);
+    } else if (mode == SQL_SQLITE_COMMIT) {
+        *error = sql_sqlite_exec_plain(c, "COMMIT");
+    } else {
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        return NULL;
+    }
+    if (!*error && mode != SQL_SQLITE_COMMIT)
+        return c; /* the transaction goes on */
+    /* Over: committed, or failed and rolled back here, before anyone else can have the connection. */
+    if (*error && mode != SQL_SQLITE_BEGIN)
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    return NULL;
+}
+
+static const char *sql_sqlite_work(pool_job *job, const void *input, size_t input_len, void *output,
+                                   size_t output_cap, size_t *output_len)
+{
+    sql_rbuf in = {input, input_len, 0, false};
+    sql_wbuf w = {output, 0, output_cap, false};
+    uint8_t mode = 0;
+    uint64_t held = 0, deadline = 0;
+    uint32_t n = 0;
+    SQL_GET(&in, mode);
+    SQL_GET(&in, held);
+    SQL_GET(&in, deadline);
+    SQL_GET(&in, n);
+    bool txn = mode >= SQL_SQLITE_BEGIN;
+    sql_sqlite_conn *c = held ? (sql_sqlite_conn *)(uintptr_t)held : sql_sqlite_conn_take();
+    const char *error = NULL;
+    if (!c) {
+        error = SQL_ERROR_UNAVAILABLE;
+    } else {
+        c->job = job;
+        c->deadline_us = deadline;
+    }
+    if (txn) {
+        uint64_t after = 0;
+        uint8_t code = 0;
+        SQL_PUT(&w, after); /* patched below */
+        SQL_PUT(&w, code);
+        if (c && deadline && sql__now_us() > deadline && mode != SQL_SQLITE_ROLLBACK) {
+            error = SQL_ERROR_TIMEOUT; /* waited in the queue past its deadline: not started */
+            if (mode != SQL_SQLITE_BEGIN)
+                sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+        } else if (c) {
+            sql_sqlite_conn *still = sql_sqlite_work_txn((sql_sqlite_mode)mode, c, &in, n, &w, &error);
+            after = (uint64_t)(uintptr_t)still;
+        }
+        if (c && !after) {
+            sql_sqlite_conn_give(c);
+        } else if (c) {
+            c->job = NULL;
+            c->deadline_us = 0;
+        }
+        code = sql_sqlite_error_code(error);
+        memcpy(w.p, &after, sizeof(after));
+        memcpy(w.p + sizeof(after), &code, sizeof(code));
+        *output_len = w.len;
+        return NULL; /* the job itself succeeded: its output says how the transaction is */
+    }
+    if (c) {
+        error = sql_sqlite_work_plain(c, &in, n, &w);
+        sql_sqlite_conn_give(c);
+    }
     *output_len = w.len;
     return error;
 }
 
 /* ---- the loop side --------------------------------------------------------------------------- */
 
-typedef struct sql_sqlite_call {
-    async_scope *scope;
-    async_op *future; /* what the caller awaits */
-    async_op *job;    /* the pool job, inside a wait_for */
-    size_t n;
-    bool single;
-    uint64_t started_us;
-} sql_sqlite_call;
+static size_t sql_value_encoded(const sql_value *v) { return 1 + (v->type == SQL_TEXT ? 4 + v->len : 8); }
 
-static void sql_sqlite_count(const sql_sqlite_call *call, const char *error)
+/* A job's input for n statements, and the output room their bounds need; free() the input. */
+static unsigned char *sql_sqlite_encode(sql_sqlite_mode mode, uint64_t conn, uint64_t deadline, const sql_stmt *stmts,
+                                        size_t n, size_t *in_len, size_t *out_cap)
 {
-    uint64_t elapsed = sql__now_us() - call->started_us;
-    for (size_t i = 0; i < call->n; i++)
-        sql__count_query(error, elapsed);
+    size_t len = 1 + 8 + 8 + 4, cap = 8 + 1;
+    for (size_t k = 0; k < n; k++) {
+        len += 4 + strlen(stmts[k].sql) + 8 + 4;
+        for (size_t i = 0; i < stmts[k].nparams; i++)
+            len += sql_value_encoded(&stmts[k].params[i]);
+        size_t max = stmts[k].max_result_bytes ? stmts[k].max_result_bytes : SQL_RESULT_DEFAULT_BYTES;
+        /* The header, one row past the limit (the check runs after a row), and the limit itself. */
+        cap += 24 + 2 * max;
+    }
+    unsigned char *in = xmalloc(len);
+    sql_wbuf w = {in, 0, len, false};
+    uint8_t m = (uint8_t)mode;
+    uint32_t n32 = (uint32_t)n;
+    SQL_PUT(&w, m);
+    SQL_PUT(&w, conn);
+    SQL_PUT(&w, deadline);
+    SQL_PUT(&w, n32);
+    for (size_t k = 0; k < n; k++) {
+        uint32_t sql_len = (uint32_t)strlen(stmts[k].sql), nparams = (uint32_t)stmts[k].nparams;
+        uint64_t max = stmts[k].max_result_bytes ? stmts[k].max_result_bytes : SQL_RESULT_DEFAULT_BYTES;
+        SQL_PUT(&w, sql_len);
+        sql_put(&w, stmts[k].sql, sql_len);
+        SQL_PUT(&w, max);
+        SQL_PUT(&w, nparams);
+        for (size_t i = 0; i < nparams; i++)
+            sql_put_value(&w, &stmts[k].params[i]);
+    }
+    *in_len = w.len;
+    *out_cap = cap;
+    return in;
 }
 
-static void sql_sqlite_done(async_op *op, void *arg)
+/* Decodes n results from r into scope memory; false when the output is malformed. */
+static bool sql_sqlite_decode(async_scope *scope, sql_rbuf *r, size_t n, sql_result *results)
 {
-    sql_sqlite_call *call = arg;
-    if (op->status != ASYNC_OK) {
-        const char *error = op->status == ASYNC_TIMEOUT                                     ? SQL_ERROR_TIMEOUT
-                            : op->error == POOL_ERROR_FULL                                  ? SQL_ERROR_BUSY
-                            : op->error == SQL_ERROR_QUERY || op->error == SQL_ERROR_BUSY ||
-                                      op->error == SQL_ERROR_TOO_LARGE || op->error == SQL_ERROR_TIMEOUT ||
-                                      op->error == SQL_ERROR_UNAVAILABLE
-                                ? op->error
-                                : SQL_ERROR_UNAVAILABLE;
-        sql_sqlite_count(call, error);
-        async_fail(call->future, error);
-        return;
-    }
-    const pool_result *out = op->value;
-    sql_rbuf r = {out->data, out->len, 0, false};
-    sql_result *results = async_scope_alloc(call->scope, call->n * sizeof(*results));
-    for (size_t k = 0; k < call->n && !r.bad; k++) {
+    for (size_t k = 0; k < n && !r->bad; k++) {
         uint32_t cols = 0, rows = 0;
         uint64_t affected = 0;
         int64_t insert_id = 0;
-        SQL_GET(&r, cols);
-        SQL_GET(&r, rows);
-        SQL_GET(&r, affected);
-        SQL_GET(&r, insert_id);
+        SQL_GET(r, cols);
+        SQL_GET(r, rows);
+        SQL_GET(r, affected);
+        SQL_GET(r, insert_id);
         size_t count = (size_t)cols * rows;
-        sql_value *cells = count && !r.bad ? async_scope_alloc(call->scope, count * sizeof(*cells)) : NULL;
-        for (size_t i = 0; i < count && !r.bad; i++) {
-            sql_get_value(&r, &cells[i]);
-            if (cells[i].type == SQL_TEXT && !r.bad) {
+        sql_value *cells = count && !r->bad ? async_scope_alloc(scope, count * sizeof(*cells)) : NULL;
+        for (size_t i = 0; i < count && !r->bad; i++) {
+            sql_get_value(r, &cells[i]);
+            if (cells[i].type == SQL_TEXT && !r->bad) {
                 /* NUL-terminated copy: the pool result goes with the scope too, but is not terminated. */
-                char *s = async_scope_alloc(call->scope, cells[i].len + 1);
+                char *s = async_scope_alloc(scope, cells[i].len + 1);
                 memcpy(s, cells[i].s, cells[i].len);
                 cells[i].s = s;
             }
@@ -460,13 +624,101 @@ static void sql_sqlite_done(async_op *op, void *arg)
         results[k] = (sql_result){.rows = rows, .cols = cols, .cells = cells, .affected = affected,
                                   .insert_id = insert_id};
     }
-    if (r.bad) {
+    return !r->bad;
+}
+
+typedef struct sql_sqlite_call {
+    async_scope *scope;
+    async_op *future; /* what the caller awaits */
+    async_op *job;    /* the pool job inside a wait_for, or the sleep before trying again */
+    size_t n;
+    bool single;
+    uint64_t started_us;
+    unsigned char *input; /* scope memory: kept to try again while the database is locked */
+    size_t input_len, output_cap;
+    unsigned retry_ms;
+} sql_sqlite_call;
+
+static void sql_sqlite_done(async_op *op, void *arg);
+
+/* Milliseconds left of a deadline `timeout_ms` after started_us; 0 when it has passed. */
+static unsigned sql_sqlite_left_ms(uint64_t started_us, unsigned timeout_ms)
+{
+    uint64_t elapsed = (sql__now_us() - started_us) / 1000u;
+    return elapsed >= timeout_ms ? 0 : (unsigned)(timeout_ms - elapsed);
+}
+
+/* The next pause while the database stays locked: 1, 2, 4 ... 16 ms. */
+static unsigned sql_sqlite_backoff(unsigned *retry_ms)
+{
+    unsigned ms = *retry_ms ? *retry_ms : 1;
+    *retry_ms = ms * 2 > SQL_SQLITE_RETRY_MAX_MS ? SQL_SQLITE_RETRY_MAX_MS : ms * 2;
+    return ms;
+}
+
+static void sql_sqlite_submit_job(sql_sqlite_call *call)
+{
+    unsigned left = sql_sqlite_left_ms(call->started_us, sql_sqlite_settings->query_timeout_ms);
+    async_op *job = pool_submit(call->scope, sql_sqlite_pool, sql_sqlite_work, call->input, call->input_len,
+                                call->output_cap);
+    call->job = async_wait_for(call->scope, job, left ? left : 1);
+    async_op_then(call->job, sql_sqlite_done, call);
+}
+
+static void sql_sqlite_retry(async_op *op, void *arg)
+{
+    (void)op;
+    sql_sqlite_submit_job(arg);
+}
+
+static void sql_sqlite_count(size_t n, uint64_t started_us, const char *error)
+{
+    uint64_t elapsed = sql__now_us() - started_us;
+    for (size_t i = 0; i < n; i++)
+        sql__count_query(error, elapsed);
+}
+
+/* What a failed job means as a SQL_ERROR_*. */
+static const char *sql_sqlite_job_error(const async_op *op)
+{
+    return op->status == ASYNC_TIMEOUT ? SQL_ERROR_TIMEOUT
+           : op->error == POOL_ERROR_FULL ? SQL_ERROR_BUSY
+           : op->error == SQL_ERROR_QUERY || op->error == SQL_ERROR_BUSY || op->error == SQL_ERROR_TOO_LARGE ||
+                   op->error == SQL_ERROR_TIMEOUT || op->error == SQL_ERROR_UNAVAILABLE
+               ? op->error
+               : SQL_ERROR_UNAVAILABLE;
+}
+
+static void sql_sqlite_done(async_op *op, void *arg)
+{
+    sql_sqlite_call *call = arg;
+    if (op->status == ASYNC_FAILED && op->error == sql_sqlite_locked) {
+        unsigned pause = sql_sqlite_backoff(&call->retry_ms);
+        if (sql_sqlite_left_ms(call->started_us, sql_sqlite_settings->query_timeout_ms) > pause) {
+            call->job = async_sleep(call->scope, pause);
+            async_op_then(call->job, sql_sqlite_retry, call);
+            return;
+        }
+        log_warn("sql: sqlite: the database stayed locked by another writer for %u ms; answering busy",
+                 sql_sqlite_settings->query_timeout_ms);
+    }
+    async_future_on_cancel(call->future, NULL, NULL);
+    if (op->status != ASYNC_OK) {
+        const char *error = op->error == sql_sqlite_locked ? SQL_ERROR_BUSY : sql_sqlite_job_error(op);
+        sql_sqlite_count(call->n, call->started_us, error);
+        async_fail(call->future, error);
+        return;
+    }
+    const pool_result *out = op->value;
+    sql_rbuf r = {out->data, out->len, 0, false};
+    sql_result *results = async_scope_alloc(call->scope, call->n * sizeof(*results));
+    if (!sql_sqlite_decode(call->scope, &r, call->n, results)) {
         log_error("sql: sqlite: a job's output could not be decoded");
-        sql_sqlite_count(call, SQL_ERROR_QUERY);
+        sql_sqlite_count(call->n, call->started_us, SQL_ERROR_QUERY);
         async_fail(call->future, SQL_ERROR_QUERY);
         return;
     }
-    sql_sqlite_count(call, NULL);
+    sql_sqlite_count(call->n, call->started_us, NULL);
     if (call->single) {
         async_resolve(call->future, &results[0]);
         return;
@@ -487,11 +739,9 @@ static void sql_sqlite_cancel(async_op *future, void *arg)
     sql__count_discarded();
 }
 
-static size_t sql_value_encoded(const sql_value *v) { return 1 + (v->type == SQL_TEXT ? 4 + v->len : 8); }
-
-static async_op *sql_sqlite_batch(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n, bool single)
+static async_op *sql_sqlite_submit(async_scope *scope, sql_sqlite_mode mode, const sql_stmt *stmts, size_t n,
+                                   bool single)
 {
-    (void)loop;
     sql_sqlite_call *call = async_scope_alloc(scope, sizeof(*call));
     call->scope = scope;
     call->future = async_future(scope);
@@ -500,40 +750,225 @@ static async_op *sql_sqlite_batch(async_scope *scope, http_loop *loop, const sql
     call->started_us = sql__now_us();
     if (call->future->status != ASYNC_PENDING)
         return call->future;
-    size_t in_len = 4, out_cap = 0;
-    for (size_t k = 0; k < n; k++) {
-        in_len += 4 + strlen(stmts[k].sql) + 8 + 4;
-        for (size_t i = 0; i < stmts[k].nparams; i++)
-            in_len += sql_value_encoded(&stmts[k].params[i]);
-        size_t max = stmts[k].max_result_bytes ? stmts[k].max_result_bytes : SQL_RESULT_DEFAULT_BYTES;
-        /* The header, one row past the limit (the check runs after a row), and the limit itself. */
-        out_cap += 24 + 2 * max;
-    }
-    unsigned char *in = xmalloc(in_len);
-    sql_wbuf w = {in, 0, in_len, false};
-    uint32_t n32 = (uint32_t)n;
-    SQL_PUT(&w, n32);
-    for (size_t k = 0; k < n; k++) {
-        uint32_t sql_len = (uint32_t)strlen(stmts[k].sql), nparams = (uint32_t)stmts[k].nparams;
-        uint64_t max = stmts[k].max_result_bytes ? stmts[k].max_result_bytes : SQL_RESULT_DEFAULT_BYTES;
-        SQL_PUT(&w, sql_len);
-        sql_put(&w, stmts[k].sql, sql_len);
-        SQL_PUT(&w, max);
-        SQL_PUT(&w, nparams);
-        for (size_t i = 0; i < nparams; i++)
-            sql_put_value(&w, &stmts[k].params[i]);
-    }
-    async_op *job = pool_submit(scope, sql_sqlite_pool, sql_sqlite_work, in, w.len, out_cap);
+    unsigned char *in = sql_sqlite_encode(mode, 0, 0, stmts, n, &call->input_len, &call->output_cap);
+    call->input = async_scope_alloc(scope, call->input_len);
+    memcpy(call->input, in, call->input_len);
     free(in);
-    call->job = async_wait_for(scope, job, sql_sqlite_settings->query_timeout_ms);
     async_future_on_cancel(call->future, sql_sqlite_cancel, call);
-    async_op_then(call->job, sql_sqlite_done, call);
+    sql_sqlite_submit_job(call);
     return call->future;
+}
+
+static async_op *sql_sqlite_many(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n, bool single)
+{
+    (void)loop;
+    return sql_sqlite_submit(scope, SQL_SQLITE_MANY, stmts, n, single);
+}
+
+static async_op *sql_sqlite_batch(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n)
+{
+    (void)loop;
+    return sql_sqlite_submit(scope, SQL_SQLITE_BATCH, stmts, n, false);
+}
+
+/* ---- transactions ---------------------------------------------------------------------------------- */
+
+typedef struct sql_sqlite_txn {
+    async_scope *own;        /* the transaction's jobs: never cancelled (see the top of the file) */
+    uint64_t conn;           /* the connection it holds, as the worker named it; 0 when none */
+    bool inflight;
+    bool abandoned;          /* the handle is done: roll back what is open, then free */
+    async_op *user;          /* the caller's future for the call in flight; NULL once it stopped waiting */
+    async_scope *user_scope; /* where the result goes, while user is set */
+    bool has_result;         /* STMT: a sql_result follows */
+    uint64_t started_us;
+    sql_sqlite_mode mode;    /* of the job in flight */
+    unsigned retry_ms;       /* BEGIN while another writer holds the lock */
+} sql_sqlite_txn;
+
+static void sql_sqlite_txn_job(sql_sqlite_txn *t, sql_sqlite_mode mode, const sql_stmt *stmt, async_op *user,
+                               async_scope *user_scope);
+static void sql_sqlite_txn_settle(sql_sqlite_txn *t);
+
+static void sql_sqlite_txn_begin_again(async_op *op, void *arg)
+{
+    (void)op;
+    sql_sqlite_txn *t = arg;
+    if (!t->user || t->abandoned) { /* the caller stopped waiting meanwhile */
+        t->inflight = false;
+        sql_sqlite_txn_settle(t);
+        return;
+    }
+    sql_sqlite_txn_job(t, SQL_SQLITE_BEGIN, NULL, t->user, t->user_scope); /* keeps the first deadline */
+}
+
+static void sql_sqlite_txn_settle(sql_sqlite_txn *t);
+
+static void sql_sqlite_txn_user_gone(async_op *future, void *arg)
+{
+    (void)future;
+    sql_sqlite_txn *t = arg;
+    t->user = NULL;
+    t->user_scope = NULL;
+    sql__count_discarded();
+}
+
+static void sql_sqlite_txn_retry(async_op *op, void *arg)
+{
+    (void)op;
+    sql_sqlite_txn_settle(arg);
+}
+
+static void sql_sqlite_txn_done(async_op *op, void *arg)
+{
+    sql_sqlite_txn *t = arg;
+    t->inflight = false;
+    const char *error = NULL;
+    const pool_result *out = op->status == ASYNC_OK ? op->value : NULL;
+    sql_rbuf r = {out ? out->data : NULL, out ? out->len : 0, 0, false};
+    if (!out) {
+        error = sql_sqlite_job_error(op); /* never ran (queue full): the connection is where it was */
+    } else {
+        uint64_t conn = 0;
+        uint8_t code = 0;
+        SQL_GET(&r, conn);
+        SQL_GET(&r, code);
+        if (r.bad || code >= sizeof(sql_sqlite_errors) / sizeof(sql_sqlite_errors[0])) {
+            log_error("sql: sqlite: a transaction job's output could not be decoded");
+            error = SQL_ERROR_QUERY;
+        } else {
+            t->conn = conn;
+            error = sql_sqlite_errors[code];
+        }
+    }
+    if (error == sql_sqlite_locked) {
+        unsigned pause = sql_sqlite_backoff(&t->retry_ms);
+        if (t->mode == SQL_SQLITE_BEGIN && t->user && !t->abandoned &&
+            sql_sqlite_left_ms(t->started_us, sql_sqlite_settings->query_timeout_ms) > pause) {
+            t->inflight = true; /* still beginning: another writer holds the lock */
+            async_op_then(async_sleep(t->own, pause), sql_sqlite_txn_begin_again, t);
+            return;
+        }
+        error = SQL_ERROR_BUSY;
+    }
+    if (t->user) {
+        sql_sqlite_count(1, t->started_us, error);
+        async_op *user = t->user;
+        async_scope *scope = t->user_scope;
+        t->user = NULL;
+        t->user_scope = NULL;
+        async_future_on_cancel(user, NULL, NULL);
+        sql_result *result = NULL;
+        if (!error && t->has_result) {
+            result = async_scope_alloc(scope, sizeof(*result));
+            if (!sql_sqlite_decode(scope, &r, 1, result))
+                error = SQL_ERROR_QUERY;
+        }
+        if (error)
+            async_fail(user, error);
+        else
+            async_resolve(user, result);
+    }
+    if (!out && error == SQL_ERROR_BUSY && t->abandoned && t->conn) {
+        /* The rollback found the queue full: the connection must not stay in a transaction. */
+        async_op_then(async_sleep(t->own, 10), sql_sqlite_txn_retry, t);
+        return;
+    }
+    sql_sqlite_txn_settle(t);
+}
+
+/* Submits one job of the transaction (in its own scope); `user` is the caller's future or NULL. */
+static void sql_sqlite_txn_job(sql_sqlite_txn *t, sql_sqlite_mode mode, const sql_stmt *stmt, async_op *user,
+                               async_scope *user_scope)
+{
+    const sql_settings *s = sql_sqlite_settings;
+    t->inflight = true;
+    t->user = user;
+    t->user_scope = user_scope;
+    t->has_result = mode == SQL_SQLITE_STMT;
+    t->mode = mode;
+    uint64_t now = sql__now_us();
+    if (mode != SQL_SQLITE_BEGIN || !t->retry_ms)
+        t->started_us = now;
+    if (user)
+        async_future_on_cancel(user, sql_sqlite_txn_user_gone, t);
+    uint64_t deadline = t->started_us + (uint64_t)s->query_timeout_ms * 1000u;
+    size_t in_len, out_cap;
+    unsigned char *in = sql_sqlite_encode(mode, t->conn, deadline, stmt, stmt ? 1 : 0, &in_len, &out_cap);
+    async_op *job = pool_submit(t->own, sql_sqlite_pool, sql_sqlite_work, in, in_len, out_cap);
+    free(in);
+    async_op_then(job, sql_sqlite_txn_done, t);
+}
+
+/* Nothing in flight and the handle done: roll back what is open, or free everything. */
+static void sql_sqlite_txn_settle(sql_sqlite_txn *t)
+{
+    if (t->inflight || !t->abandoned)
+        return;
+    if (t->conn) {
+        sql_sqlite_txn_job(t, SQL_SQLITE_ROLLBACK, NULL, NULL, NULL);
+        return;
+    }
+    async_scope_free(t->own); /* may be one of its own continuations: the scope allows that */
+    free(t);
+}
+
+/* A future in the caller's scope that already failed (the scope is ending, or nothing to run on). */
+static async_op *sql_sqlite_failed(async_scope *scope, const char *error)
+{
+    async_op *op = async_future(scope);
+    async_fail(op, error);
+    return op;
+}
+
+static async_op *sql_sqlite_txn_begin(sql_txn *tx)
+{
+    async_op *user = async_future(tx->scope);
+    if (user->status != ASYNC_PENDING)
+        return user;
+    async_post_fn post;
+    void *target;
+    async_scope_poster(tx->scope, &post, &target);
+    sql_sqlite_txn *t = xcalloc(1, sizeof(*t));
+    t->own = async_scope_new(async_scope_base(tx->scope));
+    async_scope_set_poster(t->own, post, target);
+    tx->impl = t;
+    sql_sqlite_txn_job(t, SQL_SQLITE_BEGIN, NULL, user, tx->scope);
+    return user;
+}
+
+static async_op *sql_sqlite_txn_query(sql_txn *tx, const sql_stmt *stmt)
+{
+    sql_sqlite_txn *t = tx->impl;
+    if (!t || !t->conn)
+        return sql_sqlite_failed(tx->scope, SQL_ERROR_CONNECTION_LOST);
+    async_op *user = async_future(tx->scope);
+    if (user->status == ASYNC_PENDING)
+        sql_sqlite_txn_job(t, SQL_SQLITE_STMT, stmt, user, tx->scope);
+    return user;
+}
+
+static async_op *sql_sqlite_txn_end(sql_txn *tx, bool commit)
+{
+    sql_sqlite_txn *t = tx->impl;
+    if (!t || !t->conn)
+        return sql_sqlite_failed(tx->scope, SQL_ERROR_CONNECTION_LOST);
+    async_op *user = async_future(tx->scope);
+    if (user->status == ASYNC_PENDING)
+        sql_sqlite_txn_job(t, commit ? SQL_SQLITE_COMMIT : SQL_SQLITE_ROLLBACK, NULL, user, tx->scope);
+    return user;
+}
+
+static void sql_sqlite_txn_abandon(void *impl)
+{
+    sql_sqlite_txn *t = impl;
+    t->abandoned = true;
+    sql_sqlite_txn_settle(t);
 }
 
 /* ---- start and stop ---------------------------------------------------------------------------- */
 
-static int sql_sqlite_start(const sql_settings *s, pool *workers)
+static int sql_sqlite_start(const sql_settings *s)
 {
     char why[512];
     sqlite3 *db = sql_sqlite_open(s, why, sizeof(why));
@@ -541,31 +976,60 @@ static int sql_sqlite_start(const sql_settings *s, pool *workers)
         log_error("sql: cannot open the SQLite database %s: %s", s->path, why);
         return -1;
     }
-    for (size_t i = 0; i < SQL_SCHEMA_SQLITE_COUNT; i++) {
-        char *err = NULL;
-        if (sqlite3_exec(db, SQL_SCHEMA_SQLITE[i], NULL, NULL, &err) != SQLITE_OK) {
-            log_error("sql: cannot create the schema in %s: %s", s->path, err ? err : "error");
-            sqlite3_free(err);
-            sqlite3_close(db);
-            return -1;
-        }
-    }
-    sqlite3_close(db);
-    if (pthread_key_create(&sql_sqlite_key, sql_sqlite_conn_free) != 0) {
-        log_error("sql: no thread-specific key for SQLite connections");
+    /* A file that opens may still be read-only: a write that changes nothing tells now, not later. */
+    char *err = NULL;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE; COMMIT", NULL, NULL, &err) != SQLITE_OK) {
+        log_error("sql: the SQLite database %s cannot be written: %s", s->path, err ? err : "error");
+        sqlite3_free(err);
+        sqlite3_close(db);
         return -1;
     }
+    sqlite3_close(db);
     sql_sqlite_settings = s;
-    sql_sqlite_pool = workers;
-    log_info("sql: SQLite database %s ready (WAL, one connection per worker)", s->path);
+    /* Not niced, unlike the CPU workers: database calls are short and a request waits for each. */
+    sql_sqlite_pool = pool_new_named(s->threads ? s->threads : 1, s->max_waiting ? s->max_waiting : 1, 0,
+                                     "apiary-sqlite");
+    if (!sql_sqlite_pool) {
+        sql_sqlite_settings = NULL;
+        return -1;
+    }
+    log_info("sql: SQLite database %s ready (WAL, %u thread%s of its own)", s->path, s->threads,
+             s->threads == 1 ? "" : "s");
     return 0;
+}
+
+static void sql_sqlite_shutdown(void)
+{
+    if (sql_sqlite_pool)
+        pool_shutdown(sql_sqlite_pool);
 }
 
 static void sql_sqlite_stop(void)
 {
-    /* The workers closed their connections when they exited (the key's destructor); the key itself
-     * goes with the process. */
+    if (sql_sqlite_pool) {
+        pool_shutdown(sql_sqlite_pool);
+        pool_free(sql_sqlite_pool);
+        sql_sqlite_pool = NULL;
+    }
+    pthread_mutex_lock(&sql_sqlite_lock);
+    sql_sqlite_conn *c = sql_sqlite_free_list;
+    sql_sqlite_free_list = NULL;
+    pthread_mutex_unlock(&sql_sqlite_lock);
+    while (c) {
+        sql_sqlite_conn *next = c->next_free;
+        sql_sqlite_conn_free(c);
+        c = next;
+    }
     sql_sqlite_settings = NULL;
+}
+
+bool sql__jobs_left(void)
+{
+    if (!sql_sqlite_pool)
+        return false;
+    pool_stats st;
+    pool_stats_read(sql_sqlite_pool, &st);
+    return st.queued + st.running > 0;
 }
 
 static bool sql_sqlite_ready(http_loop *loop)
@@ -577,7 +1041,13 @@ static bool sql_sqlite_ready(http_loop *loop)
 const sql_backend sql_sqlite_backend = {
     .name = "sqlite",
     .start = sql_sqlite_start,
+    .shutdown = sql_sqlite_shutdown,
     .stop = sql_sqlite_stop,
+    .many = sql_sqlite_many,
     .batch = sql_sqlite_batch,
     .ready = sql_sqlite_ready,
+    .txn_begin = sql_sqlite_txn_begin,
+    .txn_query = sql_sqlite_txn_query,
+    .txn_end = sql_sqlite_txn_end,
+    .txn_abandon = sql_sqlite_txn_abandon,
 };

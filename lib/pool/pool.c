@@ -5,12 +5,14 @@
  * loop never needs the lock to learn whether anyone still wants a result: delivery and cancellation run
  * on the same thread and cannot race. The worker learns about a cancellation through an atomic flag. */
 #include "pool.h"
+#include "pool_internal.h"
 
 #include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,7 @@ struct pool {
     bool joined;
     bool run_inline;
     int nice;          /* workers' nice value, applied by each worker to itself */
+    char name[16];     /* the workers' thread name */
     unsigned threads;
     pthread_t *workers;
     pool_stats stats;
@@ -240,7 +243,7 @@ async_op *pool_submit(async_scope *scope, pool *p, pool_work_fn work, const void
 static void *pool_worker_main(void *arg)
 {
     pool *p = arg;
-    pthread_setname_np(pthread_self(), "apiary-worker");
+    pthread_setname_np(pthread_self(), p->name);
     /* On Linux a nice value is per thread: this lowers only the worker, not the loops. */
     if (p->nice && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), p->nice) != 0)
         log_warn("pool: cannot set the workers' nice value to %d", p->nice);
@@ -290,12 +293,18 @@ pool *pool_new(unsigned threads, size_t queue_capacity) { return pool_new_niced(
 
 pool *pool_new_niced(unsigned threads, size_t queue_capacity, int nice)
 {
+    return pool_new_named(threads, queue_capacity, nice, "apiary-worker");
+}
+
+pool *pool_new_named(unsigned threads, size_t queue_capacity, int nice, const char *name)
+{
     if (threads == 0 || queue_capacity == 0) {
         log_error("pool: needs at least one thread and one queue slot");
         return NULL;
     }
     pool *p = pool_alloc(threads, queue_capacity, false);
     p->nice = nice;
+    snprintf(p->name, sizeof(p->name), "%s", name);
     p->workers = xcalloc(threads, sizeof(pthread_t));
     for (unsigned i = 0; i < threads; i++) {
         int rc = pthread_create(&p->workers[i], NULL, pool_worker_main, p);

@@ -32,8 +32,9 @@ import time
 import unittest
 
 import apiary_harness
-from apiary_harness import ApiaryServer, abort, build_request, request
+from apiary_harness import ApiaryServer, ServerStartError, abort, build_request, read_response, request
 from test_80_async import AsyncAssertions, timed_request
+from test_90_pool import send_all
 
 JSON = {"Content-Type": "application/json"}
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
@@ -441,6 +442,37 @@ class SqliteSqlTest(SqlApiMixin, unittest.TestCase):
         self.assertEqual(self.table("SELECT SUM(randomNumber) FROM world"), before)
 
 
+class SqliteBesideCpuJobsTest(unittest.TestCase):
+    """B7/F13 of issue 22: SQLite ran on the CPU worker pool, so with CPU jobs queued a one-row SELECT
+    waited behind them or was refused (5 of 8 got 503 "the database is busy"). It has threads of its
+    own now (sql.threads): with the CPU pool full, database reads are still answered."""
+
+    LONG_N = 400000000  # /v1/primes: about 0.9 s of CPU each
+
+    def test_reads_are_answered_while_the_cpu_pool_is_full(self):
+        srv = ApiaryServer({"pool": {"threads": 1, "queue_size": 2}, "primes": {"max_n": 1000000000},
+                            "sql": {"threads": 2}}, threads=1).start()
+        self.addCleanup(srv.stop)
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        wait_ready(self, srv)
+        cpu = send_all(srv, [f"/v1/primes?n={self.LONG_N}"])
+        try:
+            time.sleep(0.1)
+            cpu += send_all(srv, [f"/v1/primes?n={self.LONG_N}"] * 2)
+            time.sleep(0.1)
+            with srv.connect() as sock:
+                full = request(sock, "GET", "/v1/primes?n=10")
+                self.assertEqual(full.status, 503, "the CPU pool is not full: the test proves nothing")
+                statuses = [request(sock, "GET", "/v1/db").status for _ in range(8)]
+                self.assertEqual(statuses, [200] * 8)
+                self.assertEqual(request(sock, "GET", "/v1/queries?queries=20").status, 200)
+            for sock in cpu:
+                self.assertEqual(read_response(sock, timeout=30.0).status, 200)
+        finally:
+            for sock in cpu:
+                sock.close()
+
+
 @unittest.skipUnless(HAVE_MARIADB, NO_MARIADB)
 class MariadbSqlTest(SqlApiMixin, unittest.TestCase):
     backend = "mariadb"
@@ -594,18 +626,45 @@ class MariadbFailureTest(AsyncAssertions, unittest.TestCase):
                 self.assertEqual(resp.status, 200, resp)
 
     def test_down_at_start(self):
+        """The startup hook waits for the database (sql.startup_timeout_ms) before the server listens:
+        the tables must exist before the first request. So apiary does not accept (nor say ready)
+        while the database is down, and serves as soon as it has come up and the schema is there."""
         self.db.kill()
-        srv = ApiaryServer({"sql": {"url": self.db.url(), "query_timeout_ms": self.TIMEOUT_MS}}).start()
+        srv = ApiaryServer({"sql": {"url": self.db.url(), "query_timeout_ms": self.TIMEOUT_MS}}, startup_timeout=30)
+        wait_for_port = srv._wait_for_port
+
+        def start_db_meanwhile():
+            # mariadbd dies with the thread that started it (PR_SET_PDEATHSIG), so it is started here,
+            # on the test's thread, while apiary waits for it.
+            deadline = time.monotonic() + 10
+            while "waiting up to" not in srv.log_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
+            self.assertNotIn("listening on", srv.log_text(), "listening before its tables exist")
+            self.db.start()
+            return wait_for_port()
+
+        srv._wait_for_port = start_db_meanwhile
+        srv.start()
         self.addCleanup(srv.assert_no_sanitizer_report)
         self.addCleanup(srv.stop)
-        with srv.connect() as sock:
-            self.assertProblemDoc(request(sock, "GET", "/readyz"), 503)
-            self.assertProblemDoc(request(sock, "GET", "/v1/db"), 503)
-            self.assertEqual(request(sock, "GET", "/healthz").status, 200)
-        self.db.start()
+        log = srv.log_text()
+        self.assertIn("waiting up to 30000 ms for the database", log)
         wait_ready(self, srv, timeout=8)
         with srv.connect() as sock:
             self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+
+    def test_down_beyond_the_startup_timeout_stops_the_start(self):
+        self.db.kill()
+        self.addCleanup(self.db.start)
+        srv = ApiaryServer({"sql": {"url": self.db.url(), "startup_timeout_ms": 1000}})
+        with self.assertRaises(ServerStartError):
+            srv.start()
+        self.assertEqual(srv.proc.returncode, 1)
+        log = srv.log_text()
+        self.assertIn("the database stayed unavailable for sql.startup_timeout_ms", log)
+        self.assertIn("the startup hook failed; not starting", log)
+        self.assertNotIn("listening on", log)
 
     def test_pool_exhausted_is_bounded(self):
         srv = self.apiary(connections_per_loop=1, max_waiting=2)

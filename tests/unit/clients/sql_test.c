@@ -1,9 +1,11 @@
 /* sql_test: unit tests for lib/clients/sql.c and the SQLite backend (lib/clients/sql_sqlite.c): sql.url parsing
  * (every accepted form, every refusal, and that no message echoes the password), results built in
- * heap memory and copied into a scope, and the SQLite backend end to end on a real worker pool: bound
+ * heap memory and copied into a scope, and the SQLite backend end to end on its own threads: bound
  * parameters (an SQL injection stored and read back as text), every value type, a batch in one
- * transaction rolled back on failure, a refused statement, a result over its limit, and a cancelled
- * operation whose continuation never runs. The MariaDB backend needs a server: it is tested by
+ * transaction rolled back on failure and whose statements depend on each other, transactions (commit,
+ * rollback, a failed statement, a scope that ends mid-transaction, one call at a time), migrations, a
+ * refused statement, a result over its limit, the default bound, and a cancelled operation whose
+ * continuation never runs. The MariaDB backend needs a server: it is tested by
  * tests/integration/test_97_sql.py against a private mariadbd.
  *
  * The loop helper is pool_test.c's: a libevent base on the test thread with a standalone scope whose
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "async.h"
+#include "coro_internal.h"
 #include "pool.h"
 #include "sql.h"
 #include "sql_internal.h"
@@ -208,36 +211,11 @@ Test(sql_result, shape)
 
 typedef struct sql_fixture {
     test_loop loop;
-    pool *workers;
     sql_settings settings;
     char dir[64];
 } sql_fixture;
 
 static sql_fixture fx;
-
-static void sql_setup(void)
-{
-    test_loop_init(&fx.loop);
-    fx.workers = pool_new(2, 16);
-    cr_assert_not_null(fx.workers);
-    strcpy(fx.dir, "/tmp/apiary-sql-test-XXXXXX");
-    cr_assert_not_null(mkdtemp(fx.dir));
-    sql_settings_defaults(&fx.settings);
-    snprintf(fx.settings.path, sizeof(fx.settings.path), "%s/t.db", fx.dir);
-    fx.settings.query_timeout_ms = 5000;
-    cr_assert_eq(sql_start(&fx.settings, fx.workers), 0);
-}
-
-static void sql_teardown(void)
-{
-    test_loop_fini(&fx.loop);
-    pool_shutdown(fx.workers);
-    pool_free(fx.workers);
-    sql_stop();
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx.dir);
-    cr_expect_eq(system(cmd), 0);
-}
 
 typedef struct sql_wait {
     atomic_int done;
@@ -249,6 +227,45 @@ static void sql_test_done(async_op *op, void *arg)
     sql_wait *w = arg;
     w->op = op;
     atomic_store(&w->done, 1);
+}
+
+/* The tests' own tables: what the apiary binary's startup hook creates (handlers/schema.c); the
+ * library creates none. One dependent batch: the fill needs the table the first statement creates. */
+static const char *const SQL_TEST_SCHEMA[] = {
+    "CREATE TABLE world (id INTEGER NOT NULL PRIMARY KEY, randomNumber INTEGER NOT NULL DEFAULT 0)",
+    "INSERT INTO world (id, randomNumber) WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq "
+    "WHERE n < 10000) SELECT n, abs(random() % 10000) + 1 FROM seq",
+    "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, price REAL NOT NULL, "
+    "created_at TEXT NOT NULL)",
+};
+
+static void sql_setup(void)
+{
+    test_loop_init(&fx.loop);
+    async_coro_configure(0, ASYNC_CORO_IDLE_STACKS_DEFAULT);
+    strcpy(fx.dir, "/tmp/apiary-sql-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(fx.dir));
+    sql_settings_defaults(&fx.settings);
+    snprintf(fx.settings.path, sizeof(fx.settings.path), "%s/t.db", fx.dir);
+    fx.settings.query_timeout_ms = 5000;
+    cr_assert_eq(sql_start(&fx.settings), 0);
+    static sql_wait w;
+    memset(&w, 0, sizeof(w));
+    sql_stmt stmts[3];
+    for (size_t i = 0; i < 3; i++)
+        stmts[i] = (sql_stmt){SQL_TEST_SCHEMA[i], NULL, 0, 0};
+    async_op_then(sql_batch(fx.loop.scope, NULL, stmts, 3), sql_test_done, &w);
+    cr_assert(test_loop_run_until(&fx.loop, &w.done, 1), "no answer from SQLite's threads");
+    cr_assert_eq(w.op->status, ASYNC_OK, "the schema batch: %s", w.op->error ? w.op->error : "?");
+}
+
+static void sql_teardown(void)
+{
+    test_loop_fini(&fx.loop);
+    sql_stop();
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx.dir);
+    cr_expect_eq(system(cmd), 0);
 }
 
 /* Runs one statement to completion and returns its operation (in the fixture's scope). */
@@ -269,7 +286,9 @@ static const sql_result *run_ok(const char *sql, const sql_value *params, size_t
     return op->value;
 }
 
-Test(sql_sqlite, schema_and_world, .init = sql_setup, .fini = sql_teardown)
+/* B3 of issue 22: the batch used to prepare every statement before running the first, so the fill
+ * failed "no such table: world". The fixture's batch creates and fills it in one go. */
+Test(sql_sqlite, a_batch_runs_dependent_statements_in_order, .init = sql_setup, .fini = sql_teardown)
 {
     const sql_result *r = run_ok("SELECT COUNT(*), MIN(id), MAX(id), MIN(randomNumber) >= 1, MAX(randomNumber) <= 10000 "
                                  "FROM world", NULL, 0);
@@ -279,11 +298,15 @@ Test(sql_sqlite, schema_and_world, .init = sql_setup, .fini = sql_teardown)
     cr_expect_eq(sql_cell(r, 0, 2)->i, 10000);
     cr_expect_eq(sql_cell(r, 0, 3)->i, 1);
     cr_expect_eq(sql_cell(r, 0, 4)->i, 1);
-    /* Starting again on the same file changes nothing. */
+    /* Starting again on the same file creates nothing (no demonstration tables from the library). */
     sql_stop();
-    cr_assert_eq(sql_start(&fx.settings, fx.workers), 0);
+    cr_assert_eq(sql_start(&fx.settings), 0);
     r = run_ok("SELECT COUNT(*) FROM world", NULL, 0);
     cr_expect_eq(sql_cell(r, 0, 0)->i, 10000);
+    r = run_ok("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT IN ('world', 'items', "
+               "'sqlite_sequence')",
+               NULL, 0);
+    cr_expect_eq(sql_cell(r, 0, 0)->i, 0, "sql_start created a table");
 }
 
 Test(sql_sqlite, parameters_are_bound, .init = sql_setup, .fini = sql_teardown)
@@ -377,7 +400,20 @@ Test(sql_sqlite, value_past_the_bound, .init = sql_setup, .fini = sql_teardown)
     memset(big, 'n', sizeof(big));
     sql_value p[3] = {sql_text(big, sizeof(big)), sql_double(1), sql_text(name, strlen(name))};
     op = run("INSERT INTO items (name, price, created_at) VALUES (?, ?, ?)", p, 3, 0);
-    cr_expect_eq(op->status, ASYNC_OK, "a write with a 2000-byte value and the default 1 KiB result bound");
+    cr_expect_eq(op->status, ASYNC_OK, "a write with a 2000-byte value and a 1 KiB result bound");
+}
+
+/* B4 of issue 22: the default bound was 1 KiB, so an app stored a row it could not read back. */
+Test(sql_sqlite, the_default_bound_reads_back_what_was_stored, .init = sql_setup, .fini = sql_teardown)
+{
+    static char big[16 * 1024];
+    memset(big, 'x', sizeof(big));
+    sql_value p[3] = {sql_text(big, sizeof(big)), sql_double(1), sql_text("now", 3)};
+    const sql_result *ins = run_ok("INSERT INTO items (name, price, created_at) VALUES (?, ?, ?)", p, 3);
+    sql_value id = sql_int(ins->insert_id);
+    const sql_result *r = run_ok("SELECT name FROM items WHERE id = ?", &id, 1);
+    cr_assert_eq(r->rows, 1);
+    cr_expect_eq(sql_cell(r, 0, 0)->len, sizeof(big));
 }
 
 Test(sql_sqlite, cancelled_operation_never_continues, .init = sql_setup, .fini = sql_teardown)
@@ -390,18 +426,230 @@ Test(sql_sqlite, cancelled_operation_never_continues, .init = sql_setup, .fini =
     test_loop_free_scope(&fx.loop);
     uint64_t deadline = test_loop_now_ms() + 3000;
     while (test_loop_now_ms() < deadline) {
-        pool_stats ps;
-        pool_stats_read(fx.workers, &ps);
-        if (ps.running == 0 && ps.queued == 0)
+        if (!sql__jobs_left())
             break;
         event_base_loop(fx.loop.base, EVLOOP_NONBLOCK);
     }
-    pool_stats ps;
-    pool_stats_read(fx.workers, &ps);
-    cr_expect_eq(ps.running, 0, "the interrupted job ended");
+    cr_expect_not(sql__jobs_left(), "the interrupted job ended");
     test_loop_drain(&fx.loop);
     cr_expect_eq(atomic_load(&w.done), 0, "no continuation of an ended scope");
     sql_stats st;
     sql_stats_read(&st);
     cr_expect_geq(st.results_discarded, 1);
+}
+
+/* ---- transactions and migrations (coroutines on the fixture's loop) ----------------------------- */
+
+typedef struct sql_coro {
+    atomic_int done;
+    void (*body)(async_scope *scope);
+    async_scope *scope;
+} sql_coro;
+
+static void sql_coro_main(void *arg)
+{
+    sql_coro *c = arg;
+    c->body(c->scope);
+    atomic_store(&c->done, 1);
+}
+
+/* Runs body(scope) as a coroutine in `scope` until it returns. Assertions inside it go through
+ * criterion's cr_expect (never cr_assert, which would longjmp off the coroutine's stack). */
+static void sql_run_coro(async_scope *scope, void (*body)(async_scope *scope))
+{
+    static sql_coro c;
+    memset(&c, 0, sizeof(c));
+    c.body = body;
+    c.scope = scope;
+    cr_assert(async_coro_spawn(scope, sql_coro_main, &c));
+    cr_assert(test_loop_run_until(&fx.loop, &c.done, 1), "the coroutine did not finish");
+}
+
+/* Lets jobs that nobody awaits (a rollback) finish and hand their results back. */
+static void sql_settle(void)
+{
+    uint64_t deadline = test_loop_now_ms() + TEST_LOOP_TIMEOUT_MS;
+    while (sql__jobs_left() && test_loop_now_ms() < deadline)
+        event_base_loop(fx.loop.base, EVLOOP_NONBLOCK);
+    for (int i = 0; i < 5; i++)
+        event_base_loop(fx.loop.base, EVLOOP_NONBLOCK);
+}
+
+static const char TXN_INSERT[] = "INSERT INTO items (name, price, created_at) VALUES (?, 1, 'now')";
+
+static async_op *txn_insert(sql_txn *tx, const char *name)
+{
+    sql_value p = sql_text(name, strlen(name));
+    sql_stmt stmt = {TXN_INSERT, &p, 1, 0};
+    return async_await(sql_txn_query(tx, &stmt));
+}
+
+static long long count_named(const char *name)
+{
+    sql_value p = sql_text(name, strlen(name));
+    const sql_result *r = run_ok("SELECT COUNT(*) FROM items WHERE name = ?", &p, 1);
+    return sql_cell(r, 0, 0)->i;
+}
+
+static void txn_commit_body(async_scope *scope)
+{
+    async_op *op = async_await(sql_begin(scope, NULL));
+    cr_expect_eq(op->status, ASYNC_OK);
+    sql_txn *tx = op->value;
+    cr_expect_eq(txn_insert(tx, "committed")->status, ASYNC_OK);
+    /* The second statement sees the first: the same connection, inside the same transaction. */
+    sql_stmt count = {"SELECT COUNT(*) FROM items WHERE name = 'committed'", NULL, 0, 0};
+    op = async_await(sql_txn_query(tx, &count));
+    cr_expect_eq(op->status, ASYNC_OK);
+    cr_expect_eq(sql_cell(op->value, 0, 0)->i, 1);
+    cr_expect_eq(async_await(sql_commit(tx))->status, ASYNC_OK);
+    op = async_await(sql_commit(tx));
+    cr_expect_eq(op->status, ASYNC_FAILED, "a handle is done once committed");
+}
+
+Test(sql_txn, commit_makes_it_visible, .init = sql_setup, .fini = sql_teardown)
+{
+    sql_run_coro(fx.loop.scope, txn_commit_body);
+    cr_expect_eq(count_named("committed"), 1);
+}
+
+static void txn_rollback_body(async_scope *scope)
+{
+    sql_txn *tx = async_await(sql_begin(scope, NULL))->value;
+    cr_expect_eq(txn_insert(tx, "rolled")->status, ASYNC_OK);
+    cr_expect_eq(async_await(sql_rollback(tx))->status, ASYNC_OK);
+}
+
+Test(sql_txn, rollback_undoes, .init = sql_setup, .fini = sql_teardown)
+{
+    sql_run_coro(fx.loop.scope, txn_rollback_body);
+    cr_expect_eq(count_named("rolled"), 0);
+}
+
+static void txn_failed_body(async_scope *scope)
+{
+    sql_txn *tx = async_await(sql_begin(scope, NULL))->value;
+    cr_expect_eq(txn_insert(tx, "lost")->status, ASYNC_OK);
+    sql_stmt bad = {"SELECT nope FROM nowhere", NULL, 0, 0};
+    async_op *op = async_await(sql_txn_query(tx, &bad));
+    cr_expect_eq(op->status, ASYNC_FAILED);
+    cr_expect_eq(op->error, SQL_ERROR_QUERY);
+    op = txn_insert(tx, "after");
+    cr_expect_eq(op->error, SQL_ERROR_QUERY, "a failed statement ends the transaction");
+    cr_expect_eq(async_await(sql_commit(tx))->error, SQL_ERROR_QUERY);
+    cr_expect_eq(async_await(sql_rollback(tx))->status, ASYNC_OK, "nothing left to undo");
+    /* The write lock went with the rollback: another transaction begins at once. */
+    op = async_await(sql_begin(scope, NULL));
+    cr_expect_eq(op->status, ASYNC_OK);
+    if (op->status == ASYNC_OK)
+        cr_expect_eq(async_await(sql_commit(op->value))->status, ASYNC_OK);
+}
+
+Test(sql_txn, a_failed_statement_rolls_back, .init = sql_setup, .fini = sql_teardown)
+{
+    sql_run_coro(fx.loop.scope, txn_failed_body);
+    cr_expect_eq(count_named("lost"), 0);
+    cr_expect_eq(count_named("after"), 0);
+}
+
+static void txn_one_at_a_time_body(async_scope *scope)
+{
+    sql_txn *tx = async_await(sql_begin(scope, NULL))->value;
+    sql_value a = sql_text("first", 5);
+    sql_stmt first = {TXN_INSERT, &a, 1, 0};
+    async_op *running = sql_txn_query(tx, &first);
+    async_op *second = sql_txn_query(tx, &first);
+    cr_expect_eq(second->status, ASYNC_FAILED, "refused while the first runs");
+    cr_expect_eq(async_await(running)->status, ASYNC_OK);
+    cr_expect_eq(async_await(sql_commit(tx))->status, ASYNC_OK);
+}
+
+Test(sql_txn, one_statement_at_a_time, .init = sql_setup, .fini = sql_teardown)
+{
+    sql_run_coro(fx.loop.scope, txn_one_at_a_time_body);
+    cr_expect_eq(count_named("first"), 1);
+}
+
+static void txn_abandoned_body(async_scope *scope)
+{
+    sql_txn *tx = async_await(sql_begin(scope, NULL))->value;
+    cr_expect_eq(txn_insert(tx, "abandoned")->status, ASYNC_OK);
+    /* returns with the transaction open: its scope's end must roll it back */
+}
+
+/* A handler that returns (or a client that leaves) mid-transaction: the scope's end rolls it back and
+ * frees the connection, whose write lock would otherwise block every later writer. */
+Test(sql_txn, the_scopes_end_rolls_back, .init = sql_setup, .fini = sql_teardown)
+{
+    async_scope *scope = async_scope_new(fx.loop.base);
+    async_scope_set_poster(scope, test_loop_post, &fx.loop);
+    sql_run_coro(scope, txn_abandoned_body);
+    async_scope_free(scope);
+    sql_settle();
+    cr_expect_eq(count_named("abandoned"), 0);
+    sql_value p = sql_text("later", 5);
+    async_op *op = run(TXN_INSERT, &p, 1, 0);
+    cr_expect_eq(op->status, ASYNC_OK, "a writer after the abandoned transaction: %s", op->error ? op->error : "");
+}
+
+static void txn_timeout_body(async_scope *scope)
+{
+    sql_txn *tx = async_await(sql_begin(scope, NULL))->value;
+    cr_expect_eq(txn_insert(tx, "slow")->status, ASYNC_OK);
+    sql_stmt slow = {"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) "
+                     "SELECT COUNT(*) FROM c", NULL, 0, 0};
+    async_op *op = async_await(sql_txn_query(tx, &slow));
+    cr_expect_eq(op->error, SQL_ERROR_TIMEOUT, "%s", op->error ? op->error : "ok");
+}
+
+Test(sql_txn, a_statement_past_the_timeout_is_interrupted_and_rolled_back, .init = sql_setup, .fini = sql_teardown)
+{
+    fx.settings.query_timeout_ms = 300; /* read at each submission */
+    sql_run_coro(fx.loop.scope, txn_timeout_body);
+    fx.settings.query_timeout_ms = 5000;
+    sql_settle();
+    cr_expect_eq(count_named("slow"), 0);
+}
+
+/* ---- migrations -------------------------------------------------------------------------------- */
+
+static const char *const MIG_1[] = {"CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"};
+static const char *const MIG_2[] = {"ALTER TABLE notes ADD COLUMN stars INTEGER NOT NULL DEFAULT 0",
+                                    "INSERT INTO notes (body, stars) VALUES ('hello', 3)"};
+static const char *const MIG_BAD[] = {"CREATE TABLE other (x INTEGER)", "INSERT INTO nowhere VALUES (1)"};
+static const sql_migration MIGRATIONS[] = {{MIG_1, 1}, {MIG_2, 2}, {MIG_BAD, 2}};
+static size_t mig_applied;
+static const char *mig_error;
+
+static void mig_two_body(async_scope *scope)
+{
+    async_op *op = async_await(sql_migrate(scope, NULL, MIGRATIONS, 2));
+    mig_error = op->status == ASYNC_OK ? NULL : op->error;
+    mig_applied = op->status == ASYNC_OK ? *(size_t *)op->value : 0;
+}
+
+static void mig_three_body(async_scope *scope)
+{
+    async_op *op = async_await(sql_migrate(scope, NULL, MIGRATIONS, 3));
+    mig_error = op->status == ASYNC_OK ? NULL : op->error;
+}
+
+Test(sql_migrate, steps_apply_once_in_order, .init = sql_setup, .fini = sql_teardown)
+{
+    sql_run_coro(fx.loop.scope, mig_two_body);
+    cr_expect_null(mig_error);
+    cr_expect_eq(mig_applied, 2);
+    sql_run_coro(fx.loop.scope, mig_two_body);
+    cr_expect_eq(mig_applied, 0, "a restart applies nothing");
+    const sql_result *r = run_ok("SELECT body, stars FROM notes", NULL, 0);
+    cr_expect_eq(r->rows, 1);
+    r = run_ok("SELECT MAX(version) FROM apiary_schema_version", NULL, 0);
+    cr_expect_eq(sql_cell(r, 0, 0)->i, 2);
+    /* A failing step leaves nothing of itself behind (SQLite rolls DDL back) and no version. */
+    sql_run_coro(fx.loop.scope, mig_three_body);
+    cr_expect_eq(mig_error, SQL_ERROR_QUERY);
+    r = run_ok("SELECT COUNT(*) FROM sqlite_master WHERE name = 'other'", NULL, 0);
+    cr_expect_eq(sql_cell(r, 0, 0)->i, 0);
+    r = run_ok("SELECT MAX(version) FROM apiary_schema_version", NULL, 0);
+    cr_expect_eq(sql_cell(r, 0, 0)->i, 2);
 }

@@ -1,0 +1,218 @@
+"""An app that owns its SQL schema (issue 22): examples/inventory, built against an installed apiary
+like every example (test_97_library.Installed), on SQLite and on a private MariaDB. Its startup hook
+creates its own `items` table of another shape than the apiary binary's, and nothing of the
+demonstration schema (world, the binary's items) appears in its database; transfers run in a
+transaction, so one that cannot complete leaves nothing half-done; a restart applies no migration
+twice; and its start fails (exit 1) when its schema cannot be created."""
+
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import unittest
+
+import time
+
+from apiary_harness import ApiaryServer, ServerStartError, abort, build_request, json_request_body, request
+from test_97_library import Installed, get_json, tearDownModule  # noqa: F401 (the install's cleanup)
+from test_97_sql import HAVE_MARIADB, NO_MARIADB, MariadbServer, wait_ready
+
+JSON = {"Content-Type": "application/json"}
+_binary = []
+
+
+def inventory_binary():
+    """examples/inventory, built once for the file against the installed prefix."""
+    if not _binary:
+        _binary.append(Installed.get().build_example("inventory"))
+    return _binary[0]
+
+
+class InventoryMixin:
+    """The same cases on both backends; a subclass gives sql_url() and tables()."""
+
+    @classmethod
+    def start_app(cls):
+        cls.srv = ApiaryServer({"sql": {"url": cls.sql_url()}}, threads=2, binary=cls.binary).start()
+        wait_ready(unittest.TestCase(), cls.srv)
+
+    def post(self, path, body):
+        return get_json(self.srv, path, "POST", json_request_body(body), JSON)
+
+    def qty(self, sku):
+        r, item = get_json(self.srv, f"/items/{sku}")
+        self.assertEqual(r.status, 200, r.body)
+        return item["qty"]
+
+    def test_its_own_schema_and_nothing_else(self):
+        tables = self.tables()
+        self.assertIn("items", tables)
+        self.assertIn("transfers", tables)
+        self.assertIn("apiary_schema_version", tables)
+        self.assertNotIn("world", tables, "the demonstration schema belongs to the apiary binary")
+        self.assertEqual(self.columns("items"), ["sku", "qty"])
+
+    def test_create_and_read(self):
+        r, item = self.post("/items", {"sku": "C-1", "qty": 7})
+        self.assertEqual(r.status, 201, r.body)
+        self.assertEqual(item, {"sku": "C-1", "qty": 7})
+        self.assertEqual(self.qty("C-1"), 7)
+        r, _ = self.post("/items", {"sku": "C-1", "qty": 1})
+        self.assertEqual(r.status, 409, r.body)
+        self.assertEqual(get_json(self.srv, "/items/NOPE")[0].status, 404)
+        r, problem = self.post("/items", {"sku": "bad sku", "qty": 1})
+        self.assertEqual((r.status, problem["field"]), (422, "sku"))
+
+    def test_transfer_is_all_or_nothing(self):
+        self.assertEqual(self.post("/items", {"sku": "T-A", "qty": 5})[0].status, 201)
+        self.assertEqual(self.post("/items", {"sku": "T-B", "qty": 0})[0].status, 201)
+        r, moved = self.post("/transfers", {"from": "T-A", "to": "T-B", "qty": 2})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(moved, {"from": {"sku": "T-A", "qty": 3}, "to": {"sku": "T-B", "qty": 2}})
+        r, _ = self.post("/transfers", {"from": "T-A", "to": "T-B", "qty": 10})
+        self.assertEqual(r.status, 409, r.body)
+        # The decrement of T-A runs before the missing T-Z is noticed: the rollback undoes it.
+        r, problem = self.post("/transfers", {"from": "T-A", "to": "T-Z", "qty": 1})
+        self.assertEqual((r.status, problem.get("field")), (404, "to"), r.body)
+        self.assertEqual((self.qty("T-A"), self.qty("T-B")), (3, 2))
+
+    def test_concurrent_transfers_keep_the_total(self):
+        self.assertEqual(self.post("/items", {"sku": "K-A", "qty": 100})[0].status, 201)
+        self.assertEqual(self.post("/items", {"sku": "K-B", "qty": 100})[0].status, 201)
+        statuses = []
+
+        def worker(a, b):
+            for _ in range(10):
+                statuses.append(self.post("/transfers", {"from": a, "to": b, "qty": 1})[0].status)
+
+        threads = [threading.Thread(target=worker, args=p) for p in (("K-A", "K-B"), ("K-B", "K-A")) * 2]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        # 503: busy (SQLite's lock, MariaDB's deadlock detector rolled one back), never half-done.
+        self.assertTrue(all(s in (200, 503) for s in statuses), statuses)
+        self.assertIn(200, statuses)
+        self.assertEqual(self.qty("K-A") + self.qty("K-B"), 200)
+
+    def test_clients_leaving_mid_transaction_leave_nothing_open(self):
+        """Clients that send a transfer and vanish at once: their requests are cancelled somewhere between
+        BEGIN and COMMIT. Each transaction is either committed or rolled back, none stays open on a
+        connection that goes back to the pool, and the next transfers run normally."""
+        self.assertEqual(self.post("/items", {"sku": "L-A", "qty": 1000})[0].status, 201)
+        self.assertEqual(self.post("/items", {"sku": "L-B", "qty": 1000})[0].status, 201)
+        raw = build_request("POST", "/transfers", JSON, json_request_body({"from": "L-A", "to": "L-B", "qty": 1}))
+        for i in range(60):
+            sock = self.srv.connect()
+            sock.sendall(raw)
+            if i % 3:
+                time.sleep(0.001 * (i % 5))
+            abort(sock)
+        deadline = time.monotonic() + 10
+        while self.open_transactions() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.open_transactions(), 0)
+        for _ in range(5):
+            r, moved = self.post("/transfers", {"from": "L-B", "to": "L-A", "qty": 1})
+            self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(self.qty("L-A") + self.qty("L-B"), 2000)
+
+    def test_restart_applies_nothing_twice(self):
+        with ApiaryServer({"sql": {"url": self.sql_url()}}, binary=self.binary) as again:
+            wait_ready(self, again)
+            self.assertNotIn("applied now", again.log_text())
+        self.assertIn("schema at version 2 (2 steps applied now)", self.srv.log_text())
+
+
+class InventorySqliteTest(InventoryMixin, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.binary = inventory_binary()
+        cls.tmp = tempfile.TemporaryDirectory(prefix="apiary-inventory-")
+        cls.db_path = os.path.join(cls.tmp.name, "inventory.db")
+        cls.start_app()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.srv.assert_no_sanitizer_report()
+        cls.tmp.cleanup()
+
+    @classmethod
+    def sql_url(cls):
+        return "sqlite:" + cls.db_path
+
+    def tables(self):
+        with sqlite3.connect(self.db_path) as db:
+            return [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+
+    def columns(self, table):
+        with sqlite3.connect(self.db_path) as db:
+            return [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+
+    def open_transactions(self):
+        """1 while some connection holds the write lock (an open write transaction), else 0."""
+        db = sqlite3.connect(self.db_path, timeout=0)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+            return 0
+        except sqlite3.OperationalError:
+            return 1
+        finally:
+            db.close()
+
+    def test_a_schema_that_cannot_be_created_stops_the_start(self):
+        """A database whose version table is not what sql_migrate made (here its version is text): the
+        startup hook fails, the start stops with a message and exit 1, and nothing ever listened."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "odd.db")
+            with sqlite3.connect(path) as db:
+                db.execute("CREATE TABLE apiary_schema_version (version TEXT PRIMARY KEY, applied_at TEXT)")
+                db.execute("INSERT INTO apiary_schema_version VALUES ('one', 'then')")
+            srv = ApiaryServer({"sql": {"url": "sqlite:" + path}}, binary=self.binary)
+            with self.assertRaises(ServerStartError):
+                srv.start()
+            self.assertEqual(srv.proc.returncode, 1)
+            log = srv.log_text()
+            self.assertIn("apiary_schema_version answered in an unexpected shape", log)
+            self.assertIn("inventory: the schema could not be created", log)
+            self.assertIn("the startup hook failed; not starting", log)
+            self.assertNotIn("listening on", log)
+
+
+@unittest.skipUnless(HAVE_MARIADB, NO_MARIADB)
+class InventoryMariadbTest(InventoryMixin, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.binary = inventory_binary()
+        cls.db = MariadbServer().start()
+        try:
+            cls.start_app()
+        except BaseException:
+            cls.db.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.db.cleanup()
+        cls.srv.assert_no_sanitizer_report()
+
+    @classmethod
+    def sql_url(cls):
+        return cls.db.url(database="inventory")
+
+    def tables(self):
+        return [r[0] for r in self.db.sql("SHOW TABLES", "inventory")]
+
+    def columns(self, table):
+        return [r[0] for r in self.db.sql(f"SHOW COLUMNS FROM {table}", "inventory")]
+
+    def open_transactions(self):
+        return int(self.db.sql("SELECT COUNT(*) FROM information_schema.INNODB_TRX")[0][0])
+
+
+if __name__ == "__main__":
+    unittest.main()
