@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "json_arena.h"
-#include "json_valid.h"
-#include "json_write.h"
+#include "json_arena_internal.h"
+#include "json_valid_internal.h"
+#include "json_write_internal.h"
 
 static double now_s(void)
 {

@@ -22,10 +22,10 @@
 #include <string.h>
 
 #include "handlers.h"
-#include "json_valid.h"
-#include "json_write.h"
+#include "json_valid_internal.h"
+#include "json_write_internal.h"
 #include "request_body.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 #define FANOUT_MAX_TIMEOUT_MS 60000
 

@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "handlers.h"
-#include "json_valid.h"
-#include "json_write.h"
+#include "json_valid_internal.h"
+#include "json_write_internal.h"
 #include "kv_store.h"
 #include "log.h"
 #include "request_body.h"

@@ -14,7 +14,7 @@
 
 #include "handlers.h"
 #include "kv_store.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 const char KV_ERROR_FULL[] = "full";
 

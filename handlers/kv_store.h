@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "async.h"
-#include "http_loop.h"
+#include "http_loop_internal.h"
 
 /* The memory store holds kv.max_entries live entries and refuses new keys beyond that. */
 extern const char KV_ERROR_FULL[];

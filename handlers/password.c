@@ -15,7 +15,7 @@
 #include "handlers.h"
 #include "request_body.h"
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 #define PASSWORD_ARGON2ID_PREFIX "$argon2id$"
 #define PASSWORD_ARGON2I_PREFIX "$argon2i$"

@@ -8,7 +8,8 @@
   only other public headers and system headers, never a private one (an installed app has no lib/).
 - apiary.h includes every public header, so an app that includes it has the whole API.
 - Header file names are unique across include/apiary/ and lib/, because every folder is on the
-  private include path and a file names a header by its file name alone.
+  private include path and a file names a header by its file name alone; every header under lib/ is
+  private and says so in its name (NAME_internal.h).
 
 Usage: layout_check.py SOURCE_DIR. Prints every violation and exits 1 if there is one."""
 import os
@@ -63,6 +64,8 @@ def main(src):
         for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
             if not name.endswith(".h"):
                 continue
+            if not name.endswith("_internal.h"):
+                errors.append(f"lib/{layer}/{name}: a private header's name ends in _internal.h")
             if name in owner:
                 where = "include/apiary" if name in public else f"lib/{owner[name]}"
                 errors.append(f"lib/{layer}/{name}: a header of that name is in {where} already")

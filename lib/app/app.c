@@ -11,15 +11,15 @@
 #include "async_internal.h"
 #include "coro_internal.h"
 
-#include "cli.h"
-#include "daemon.h"
-#include "generation.h"
-#include "healthcheck.h"
-#include "http_middleware.h"
-#include "json_arena.h"
+#include "cli_internal.h"
+#include "daemon_internal.h"
+#include "generation_internal.h"
+#include "healthcheck_internal.h"
+#include "http_middleware_internal.h"
+#include "json_arena_internal.h"
 #include "log.h"
-#include "server.h"
-#include "xalloc.h"
+#include "server_internal.h"
+#include "xalloc_internal.h"
 
 typedef struct app_route {
     http_method method;
@@ -71,7 +71,7 @@ const char *apiary_version(void) { return APIARY_VERSION; }
 
 apiary_app *apiary_app_new(const char *name)
 {
-    /* Request bodies parse into their request's arena (json_arena.h): jansson's allocator must be in
+    /* Request bodies parse into their request's arena (json_arena_internal.h): jansson's allocator must be in
      * place before jansson allocates anything, so this is the app's first call. */
     json_arena_install();
     apiary_app *app = xcalloc(1, sizeof(*app));

@@ -4,7 +4,7 @@
 #define APIARY_APP_INTERNAL_H
 
 #include "apiary.h"
-#include "config.h"
+#include "config_internal.h"
 #include "router.h"
 
 /* The application apiary_app_main runs (one per process), or NULL before it. */

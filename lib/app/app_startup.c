@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "coro_internal.h"
-#include "http_loop.h"
+#include "http_loop_internal.h"
 #include "log.h"
 #include "sql_internal.h"
 

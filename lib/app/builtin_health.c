@@ -4,7 +4,7 @@
  * readiness check (apiary_app_ready_check) says no. Answers name no address: any client may ask, and
  * where the database or Redis lives is for the operator's log. */
 #include "app_internal.h"
-#include "http_loop.h"
+#include "http_loop_internal.h"
 #include "sql.h"
 
 void health_live(http_request *req) { http_respond_json(req, 200, json_pack("{s:s}", "status", "ok")); }

@@ -1,6 +1,6 @@
 /* cli: parses apiary's command line into cli_options. A plain loop over argv instead of getopt, so
  * there is no global state and tests can call it again and again. */
-#include "cli.h"
+#include "cli_internal.h"
 
 #include <string.h>
 

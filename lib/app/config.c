@@ -1,7 +1,7 @@
 /* config: loads the JSON config file into apiary_config. Every key is one row of config_keys, so a new
  * key is a new row; the walker rejects anything the table does not name, and nothing reaches the
  * caller's struct until the whole file has been checked. */
-#include "config.h"
+#include "config_internal.h"
 
 #include <jansson.h>
 #include <stdarg.h>

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
+#include "config_internal.h"
 
 static int config_sections_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

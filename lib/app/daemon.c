@@ -1,5 +1,5 @@
-/* daemon: see daemon.h. */
-#include "daemon.h"
+/* daemon: see daemon_internal.h. */
+#include "daemon_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

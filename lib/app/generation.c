@@ -1,12 +1,12 @@
-/* generation: see generation.h. */
-#include "generation.h"
+/* generation: see generation_internal.h. */
+#include "generation_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "app_internal.h"
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 struct generation_alloc {
     generation_alloc *next;

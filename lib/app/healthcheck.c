@@ -1,6 +1,6 @@
-/* healthcheck: see healthcheck.h. The socket is non-blocking only so that one poll() deadline can bound
+/* healthcheck: see healthcheck_internal.h. The socket is non-blocking only so that one poll() deadline can bound
  * connect, send and read together; the process does nothing else while it waits. */
-#include "healthcheck.h"
+#include "healthcheck_internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

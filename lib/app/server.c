@@ -1,6 +1,6 @@
-/* server: see server.h. Signals are blocked in every thread and taken synchronously by the main
+/* server: see server_internal.h. Signals are blocked in every thread and taken synchronously by the main
  * thread with sigtimedwait, so no code runs in signal context and no loop is interrupted. */
-#include "server.h"
+#include "server_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,21 +13,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "generation.h"
+#include "daemon_internal.h"
+#include "generation_internal.h"
 #include "http_client.h"
 #include "redis.h"
 #include "app_internal.h"
 #include "sql.h"
-#include "http_listener.h"
+#include "http_listener_internal.h"
 #include "coro_internal.h"
-#include "http_loop.h"
-#include "access_log.h"
-#include "http_metrics.h"
+#include "http_loop_internal.h"
+#include "access_log_internal.h"
+#include "http_metrics_internal.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 typedef struct server_thread {
     pthread_t thread;

@@ -17,15 +17,15 @@
 
 #include "app_internal.h"
 #include "coro_internal.h"
-#include "generation.h"
-#include "http_loop.h"
-#include "http_metrics.h"
-#include "json_arena.h"
+#include "generation_internal.h"
+#include "http_loop_internal.h"
+#include "http_metrics_internal.h"
+#include "json_arena_internal.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
 #include "sql.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 #define TEST_DEFAULT_TIMEOUT_MS 10000
 

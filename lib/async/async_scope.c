@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 /* ---- lists ---------------------------------------------------------------------------------- */
 

@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 extern char **environ;
 

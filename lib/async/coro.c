@@ -44,7 +44,7 @@
 
 #include "async_op_internal.h"
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 #if (defined(__x86_64__) || defined(__aarch64__)) && !defined(APIARY_CORO_UCONTEXT)
 #define CORO_ASM 1

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 struct arena_block {
     arena_block *next;

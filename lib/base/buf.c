@@ -1,10 +1,10 @@
-/* buf: see buf.h. */
-#include "buf.h"
+/* buf: see buf_internal.h. */
+#include "buf_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 void buf_cache_init(buf_cache *c, size_t max_blocks)
 {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 #define METRICS_MAX_SOURCES 16
 

@@ -1,5 +1,5 @@
-/* xalloc: see xalloc.h. */
-#include "xalloc.h"
+/* xalloc: see xalloc_internal.h. */
+#include "xalloc_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

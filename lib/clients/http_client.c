@@ -25,10 +25,10 @@
 #include <strings.h>
 
 #include "http_client_internal.h"
-#include "http_loop.h"
-#include "json_limits.h"
+#include "http_loop_internal.h"
+#include "json_limits_internal.h"
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 #define HTTP_CLIENT_METHOD_MAX 16
 

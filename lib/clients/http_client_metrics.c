@@ -1,7 +1,7 @@
 /* http_client_metrics: the HTTP client's counters on /metrics, summed over the loops (each loop's client
  * counts for itself; see http_client_stats). */
 #include "http_client.h"
-#include "http_metrics.h"
+#include "http_metrics_internal.h"
 #include "metrics.h"
 
 #include <stdio.h>

@@ -8,7 +8,7 @@
 #include <strings.h>
 
 #include "http_client_internal.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 static http_client_reader *http_client_reader_of(llhttp_t *p) { return p->data; }
 

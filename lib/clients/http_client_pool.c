@@ -37,7 +37,7 @@
 
 #include "http_client_internal.h"
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 /* A DNS request in flight. Owned by the request: its callback always runs, even after a cancel, and
  * frees it; the connection only forgets it (conn = NULL) when it goes first. */

@@ -28,9 +28,9 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include "http_loop.h"
+#include "http_loop_internal.h"
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 const char REDIS_ERROR_UNAVAILABLE[] = "unavailable";
 const char REDIS_ERROR_TIMEOUT[] = "timeout";

@@ -14,7 +14,7 @@
 #include "metrics.h"
 #include "sql_internal.h"
 #include "uri.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 const char SQL_ERROR_UNAVAILABLE[] = "unavailable";
 const char SQL_ERROR_TIMEOUT[] = "timeout";

@@ -46,10 +46,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http_loop.h"
+#include "http_loop_internal.h"
 #include "log.h"
 #include "sql_internal.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 /* Prepared statements kept per connection; a connection that would need more retires after its
  * statement (the endpoints use fewer than ten). */

@@ -39,7 +39,7 @@
 #include "pool.h"
 #include "pool_internal.h"
 #include "sql_internal.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 /* Prepared statements kept per worker connection, by SQL text (the endpoints use a handful). */
 #define SQL_SQLITE_CACHE 32

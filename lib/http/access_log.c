@@ -1,5 +1,5 @@
-/* access_log: see access_log.h. */
-#include "access_log.h"
+/* access_log: see access_log_internal.h. */
+#include "access_log_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 #define ACCESS_LOG_FLUSH_BYTES 32768
 

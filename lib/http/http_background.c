@@ -9,7 +9,7 @@
 #include "coro_internal.h"
 #include "http_internal.h"
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 struct http_bg_task {
     http_bg_task *prev, *next; /* the loop's list of live tasks */

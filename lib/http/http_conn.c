@@ -25,7 +25,7 @@
 #include "coro_internal.h"
 #include "http_internal.h"
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 #define HTTP_CONN_MIN_READ 2048 /* below this much free space, compact or grow before reading */
 #define HTTP_CONN_LINGER_READS 16 /* 64 KiB drained a wake-up while lingering */

@@ -1,6 +1,6 @@
 /* http_internal: the engine's private structs, shared by http_loop.c, http_conn.c, http_parser.c
  * and http_request.c only. Handlers and the server never include this; they see http_request.h and
- * http_loop.h. */
+ * http_loop_internal.h. */
 #ifndef APIARY_HTTP_INTERNAL_H
 #define APIARY_HTTP_INTERNAL_H
 
@@ -13,15 +13,15 @@
 
 #include <sys/socket.h>
 
-#include "access_log.h"
+#include "access_log_internal.h"
 #include "async_internal.h"
-#include "json_write.h"
-#include "buf.h"
-#include "http_loop.h"
-#include "http_metrics.h"
-#include "http_middleware.h"
+#include "json_write_internal.h"
+#include "buf_internal.h"
+#include "http_loop_internal.h"
+#include "http_metrics_internal.h"
+#include "http_middleware_internal.h"
 #include "http_request.h"
-#include "http_response.h"
+#include "http_response_internal.h"
 #include "router.h"
 
 /* Where a connection is in its life. The timer armed in each state is chosen by http_conn_arm_timer. */
@@ -194,7 +194,7 @@ void http_conn_drain(http_conn *conn);
 void http_conn_force_close(http_conn *conn);
 /* Queues a response for the connection's current request and ends the request. */
 void http_conn_send_response(http_conn *conn, int status, const char *content_type, const void *body, size_t len);
-/* Serialises json (with `splice`, which may be NULL: see json_write.h) straight into the output
+/* Serialises json (with `splice`, which may be NULL: see json_write_internal.h) straight into the output
  * buffer; a tree that cannot be written answers 500 instead. Takes the reference and drops it once
  * the bytes are written, before the request ends: the tree may hold nodes of the request's arena
  * (echo answers with its parsed body), which die with the request. */

@@ -1,5 +1,5 @@
-/* http_listener: see http_listener.h. */
-#include "http_listener.h"
+/* http_listener: see http_listener_internal.h. */
+#include "http_listener_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* http_loop: one libevent loop on one thread (see http_loop.h). Owns the listener, the connection
+/* http_loop: one libevent loop on one thread (see http_loop_internal.h). Owns the listener, the connection
  * list, the buffer cache, the request slots and the cached Date header; runs posted functions from
  * other threads; drains on request. */
 #include <errno.h>
@@ -13,7 +13,7 @@
 
 #include "http_internal.h"
 #include "log.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 #define HTTP_LOOP_ACCEPT_BATCH 64     /* accepts per wake-up: fairness to connections already open */
 #define HTTP_LOOP_ACCEPT_RETRY_MS 100 /* pause after EMFILE/ENFILE before trying again */

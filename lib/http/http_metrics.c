@@ -1,5 +1,5 @@
-/* http_metrics: see http_metrics.h. */
-#include "http_metrics.h"
+/* http_metrics: see http_metrics_internal.h. */
+#include "http_metrics_internal.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* http_middleware: prefix coverage, what a request's route declared, and the request's named values
  * (middleware.h). The hooks themselves are run by dispatch and by the answer's head (http_conn.c). */
-#include "http_middleware.h"
+#include "http_middleware_internal.h"
 
 #include <string.h>
 

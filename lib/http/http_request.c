@@ -11,8 +11,8 @@
 
 #include "async_internal.h"
 #include "http_internal.h"
-#include "json_arena.h"
-#include "json_limits.h"
+#include "json_arena_internal.h"
+#include "json_limits_internal.h"
 #include "log.h"
 
 const char *http_request_header(http_request *req, const char *name)
@@ -109,7 +109,7 @@ json_t *http_request_json(http_request *req, json_error_t *err)
     /* Duplicate member names: {"a":1,"a":2} is ambiguous, refused rather than one picked (I-JSON, RFC
      * 7493, allows that). U+0000 inside strings is accepted (strings carry their length); inside a
      * member name jansson refuses it. */
-    /* The tree's nodes come from the request's arena (json_arena.h): no free() per node. */
+    /* The tree's nodes come from the request's arena (json_arena_internal.h): no free() per node. */
     arena *prev = json_arena_use(&req->arena);
     req->_json = json_loadb(req->body, req->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, e);
     json_arena_use(prev);

@@ -1,5 +1,5 @@
-/* http_response: see http_response.h. */
-#include "http_response.h"
+/* http_response: see http_response_internal.h. */
+#include "http_response_internal.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* http_settings: the engine's built-in limits and timeouts. They must match config/apiary.json and
  * docs/config.md; tests/unit/app/config_test.c checks the shipped file against them. */
-#include "http_settings.h"
+#include "http_settings_internal.h"
 
 #include <string.h>
 

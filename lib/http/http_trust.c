@@ -1,5 +1,5 @@
-/* http_trust: see http_trust.h. */
-#include "http_trust.h"
+/* http_trust: see http_trust_internal.h. */
+#include "http_trust_internal.h"
 
 #include <arpa/inet.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* ratelimit: see ratelimit.h. */
-#include "ratelimit.h"
+/* ratelimit: see ratelimit_internal.h. */
+#include "ratelimit_internal.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 #define RATELIMIT_STRIPES 64
 #define RATELIMIT_PROBE 8
@@ -96,7 +96,7 @@ static ratelimit_entry *ratelimit_find(ratelimit *rl, ratelimit_entry *slots, ui
     return victim;
 }
 
-/* The bucket's key for a client address (see ratelimit.h): the /64 of IPv6, IPv4 for mapped addresses. */
+/* The bucket's key for a client address (see ratelimit_internal.h): the /64 of IPv6, IPv4 for mapped addresses. */
 static void ratelimit_key(uint8_t *family, const uint8_t in[16], uint8_t out[16])
 {
     static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 _Static_assert(ROUTER_MAX_SEGMENTS <= 32, "param_mask keeps one bit per segment in a uint32_t");
 _Static_assert(HTTP_METHOD_COUNT <= 32, "method bitmasks are unsigned");

@@ -1,11 +1,11 @@
-/* json_arena: see json_arena.h. */
-#include "json_arena.h"
+/* json_arena: see json_arena_internal.h. */
+#include "json_arena_internal.h"
 
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 /* The tag before every block: 16 bytes, so the block keeps malloc's 16-byte alignment. */
 #define JSON_ARENA_TAG_BYTES 16

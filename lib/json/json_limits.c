@@ -1,5 +1,5 @@
-/* json_limits: see json_limits.h. */
-#include "json_limits.h"
+/* json_limits: see json_limits_internal.h. */
+#include "json_limits_internal.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
-/* json_valid: see json_valid.h. An explicit stack of open containers (one bit each: object or
+/* json_valid: see json_valid_internal.h. An explicit stack of open containers (one bit each: object or
  * array) instead of recursion, so no text can exhaust the C stack. */
-#include "json_valid.h"
+#include "json_valid_internal.h"
 
 #include <stdint.h>
 #include <string.h>

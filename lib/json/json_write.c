@@ -1,10 +1,10 @@
-/* json_write: see json_write.h.
+/* json_write: see json_write_internal.h.
  *
  * Reals: an exact shortest-digits search for the doubles JSON documents are made of (normal values
  * from 1e-5 to 2^53), in 128-bit integer arithmetic, without printf or strtod; everything else
  * (subnormals, very small or very large magnitudes, integral values of 2^53 and more) goes through
  * printf with increasing precision and a strtod check, which is exact but about ten times slower. */
-#include "json_write.h"
+#include "json_write_internal.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_valid.h"
-#include "xalloc.h"
+#include "json_valid_internal.h"
+#include "xalloc_internal.h"
 
 /* ---- integers ---------------------------------------------------------------------------------- */
 

@@ -20,7 +20,7 @@
 
 #include "log.h"
 #include "metrics.h"
-#include "xalloc.h"
+#include "xalloc_internal.h"
 
 const char POOL_ERROR_FULL[] = "the worker pool is full";
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "config_internal.h"
 #include "log.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "json_limits.h"
-#include "json_valid.h"
-#include "json_write.h"
+#include "buf_internal.h"
+#include "json_limits_internal.h"
+#include "json_valid_internal.h"
+#include "json_write_internal.h"
 
 #define FUZZ_JSON_DEPTH 64
 #define FUZZ_JSON_VALUES 5000

@@ -19,11 +19,11 @@
 #include <unistd.h>
 
 #include "app_internal.h"
-#include "config.h"
-#include "generation.h"
+#include "config_internal.h"
+#include "generation_internal.h"
 #include "handlers.h"
 #include "http_internal.h"
-#include "json_arena.h"
+#include "json_arena_internal.h"
 #include "log.h"
 #include "pool.h"
 #include "router.h"

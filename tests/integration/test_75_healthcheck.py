@@ -16,7 +16,7 @@ import unittest
 from apiary_harness import LISTEN_RE, ServerTestMixin, apiary_bin, source_dir
 
 RUN_TIMEOUT = 10
-PROBE_TIMEOUT_S = 2.0  # HEALTHCHECK_TIMEOUT_MS in lib/app/healthcheck.h
+PROBE_TIMEOUT_S = 2.0  # HEALTHCHECK_TIMEOUT_MS in lib/app/healthcheck_internal.h
 
 
 def shipped_config():

@@ -72,7 +72,8 @@ class InstallLayout(unittest.TestCase):
         for rel in ("include/apiary/apiary.h", "include/apiary/async.h", "include/apiary/http_request.h",
                     "lib/libapiary.a", "lib/pkgconfig/apiary.pc", "lib/cmake/apiary/apiary-config.cmake"):
             self.assertTrue(os.path.exists(os.path.join(p, rel)), rel)
-        for private in ("http_internal.h", "async_internal.h", "async_op_internal.h", "config.h", "xalloc.h"):
+        for private in ("http_internal.h", "async_internal.h", "async_op_internal.h", "config_internal.h",
+                        "xalloc_internal.h"):
             self.assertFalse(os.path.exists(os.path.join(p, "include", "apiary", private)), private)
         env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(p, "lib", "pkgconfig"))
         flags = run(["pkg-config", "--cflags", "--libs", "apiary"], env=env)

@@ -12,9 +12,9 @@
 #include <event2/event.h>
 
 #include "apiary.h"
-#include "config.h"
+#include "config_internal.h"
 #include "app_internal.h"
-#include "generation.h"
+#include "generation_internal.h"
 
 static void app_test_handler(http_request *req) { (void)req; }
 

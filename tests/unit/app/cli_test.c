@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli_internal.h"
 
 /* Holds what cli_parse wrote to its error stream, so tests can check the message. */
 typedef struct cli_test_run {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "config_internal.h"
 
 /* Mirrors the loader's rule so the test does not depend on the machine it runs on. */
 static unsigned config_test_cpus(void)

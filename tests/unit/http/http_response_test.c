@@ -2,7 +2,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "http_response.h"
+#include "http_response_internal.h"
 
 static buf_cache cache;
 

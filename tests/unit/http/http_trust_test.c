@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "http_trust.h"
+#include "http_trust_internal.h"
 
 static http_cidr trusted[3];
 

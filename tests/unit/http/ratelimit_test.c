@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "ratelimit.h"
+#include "ratelimit_internal.h"
 
 static void addr_of(uint32_t n, uint8_t out[16])
 {

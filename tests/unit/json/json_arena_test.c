@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "json_arena.h"
+#include "json_arena_internal.h"
 #include <jansson.h>
 
 static void setup(void) { json_arena_install(); }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_limits.h"
+#include "json_limits_internal.h"
 
 static json_limits_result scan(const char *text, size_t depth, size_t values)
 {

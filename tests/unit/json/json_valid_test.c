@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "json_valid.h"
+#include "json_valid_internal.h"
 
 static bool valid(const char *s) { return json_valid(s, strlen(s), 128); }
 

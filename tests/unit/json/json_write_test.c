@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json_write.h"
+#include "json_write_internal.h"
 
 static buf_cache cache;
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http_settings.h"
+#include "http_settings_internal.h"
 #include "router.h"
 
 typedef struct http_loop http_loop;

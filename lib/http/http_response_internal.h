@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "buf.h"
+#include "buf_internal.h"
 
 #define HTTP_DATE_LEN 29 /* "Sun, 06 Nov 1994 08:49:37 GMT" */
 

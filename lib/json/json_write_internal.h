@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "buf.h"
+#include "buf_internal.h"
 
 /* Containers nest at most this deep (the parser's own limit is 2048; a cycle in a hand-built tree
  * stops here too instead of running forever). */

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "http_trust.h"
-#include "ratelimit.h"
+#include "http_trust_internal.h"
+#include "ratelimit_internal.h"
 
 typedef struct http_settings {
     /* limits */

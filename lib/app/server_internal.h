@@ -3,7 +3,7 @@
 #ifndef APIARY_SERVER_H
 #define APIARY_SERVER_H
 
-#include "config.h"
+#include "config_internal.h"
 
 /* Runs the server of the app (app_get(), apiary.h) until SIGTERM or SIGINT has drained it. It takes
  * over cfg's app JSON and `sections` (the app's parsed config sections, CONFIG_MAX_APP_SECTIONS slots)

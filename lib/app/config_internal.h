@@ -7,7 +7,7 @@
 #include <stdbool.h>
 
 #include "http_client.h"
-#include "http_settings.h"
+#include "http_settings_internal.h"
 #include "redis.h"
 #include "sql.h"
 #include "log.h"
@@ -72,7 +72,7 @@ typedef struct apiary_config {
     bool threads_overridden;        /* set by --threads: likewise */
     bool access_log_enabled;
     char access_log_path[4096];     /* "" = stderr */
-    http_settings http;        /* limits and timeouts, see http_settings.h */
+    http_settings http;        /* limits and timeouts, see http_settings_internal.h */
     void *app_json;            /* json_t object holding the app's own sections as the file had them
                                 * (config_register_section), or NULL. Owned by whoever owns the
                                 * config: config_release drops it; plain copies share it. */

@@ -8,11 +8,11 @@
 
 #include <stdbool.h>
 
-#include "config.h"
+#include "config_internal.h"
 #include "apiary.h"
-#include "http_settings.h"
+#include "http_settings_internal.h"
 #include "pool.h"
-#include "ratelimit.h"
+#include "ratelimit_internal.h"
 
 typedef struct generation_alloc generation_alloc;
 

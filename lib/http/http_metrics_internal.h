@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http_loop.h"
+#include "http_loop_internal.h"
 #include "metrics.h"
 #include "router.h"
 

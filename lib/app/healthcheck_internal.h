@@ -6,7 +6,7 @@
 
 #include <stdio.h>
 
-#include "config.h"
+#include "config_internal.h"
 
 /* Whole probe, from connect to the last byte of the answer. */
 #define HEALTHCHECK_TIMEOUT_MS 2000
