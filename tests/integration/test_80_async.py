@@ -38,6 +38,18 @@ def timed_request(sock, method, path, headers=None, body=None, timeout=10.0):
 
 
 class AsyncAssertions(ApiaryAssertions):
+    def assertSlotsCameBack(self, n=5):
+        """After a request ended early, every waiting slot came back: n waits at once work again."""
+        socks = [self.server.connect() for _ in range(n)]
+        try:
+            for sock in socks:
+                sock.sendall(build_request("GET", sleep_path(50)))
+            for sock in socks:
+                self.assertJson(read_response(sock, timeout=5.0), 200, {"slept_ms": 50})
+        finally:
+            for sock in socks:
+                sock.close()
+
     def assertProblemDoc(self, resp, status, extra=None):
         """A problem+json document with exactly the standard members plus `extra` (name -> value)."""
         extra = extra or {}
@@ -607,16 +619,7 @@ class AsyncCapTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
         finally:
             for sock in holders:
                 sock.close()
-        # Every slot came back: five waits at once work again.
-        socks = [self.server.connect() for _ in range(5)]
-        try:
-            for sock in socks:
-                sock.sendall(build_request("GET", sleep_path(50)))
-            for sock in socks:
-                self.assertJson(read_response(sock, timeout=5.0), 200, {"slept_ms": 50})
-        finally:
-            for sock in socks:
-                sock.close()
+        self.assertSlotsCameBack()
 
 
 class RequestDeadlineTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
