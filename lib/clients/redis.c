@@ -15,6 +15,7 @@
  * returns; when an established context goes away, pending callbacks get NULL first and the
  * disconnect callback runs last. */
 #include "redis.h"
+#include "redis_internal.h"
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -70,7 +71,7 @@ typedef struct redis_link {
     bool dropping;          /* we are closing it ourselves: the disconnect callback stays quiet */
     size_t inflight;        /* commands written whose callback has not run yet */
     uint64_t progress_ms;   /* last reply, or when it went from idle to busy */
-    redis_reader_guard guard; /* refuses a reply no command waits for (redis.h) */
+    redis_reader_guard guard; /* refuses a reply no command waits for (redis_internal.h) */
 } redis_link;
 
 struct redis_client {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "redis.h"
+#include "redis_internal.h"
 
 #define REDIS_ERROR_PREFIX "redis: "
 

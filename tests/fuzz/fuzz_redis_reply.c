@@ -14,6 +14,7 @@
 
 #include "async.h"
 #include "redis.h"
+#include "redis_internal.h"
 
 static struct event_base *fuzz_base;
 

@@ -25,6 +25,7 @@
 #include <hiredis/hiredis.h>
 
 #include "redis.h"
+#include "redis_internal.h"
 
 /* Every wait is bounded by this; on a healthy machine each one takes milliseconds. */
 #define REDIS_TEST_WAIT_MS 5000u
