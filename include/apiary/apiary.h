@@ -40,6 +40,7 @@
 #include "pool.h"
 #include "redis.h"
 #include "router.h"
+#include "schema.h"
 #include "sql.h"
 #include "uri.h"
 
@@ -67,6 +68,13 @@ void apiary_app_default_config(apiary_app *app, const char *path);
  * or one of the built-in paths (/healthz, /readyz, /metrics). */
 int apiary_app_route(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                      unsigned flags);
+/* apiary_app_route with the route's schema (router.h: route_schema; docs/schemas.md): its path, query
+ * and header parameters and JSON body are validated and bound before the handler runs, which reads them
+ * with http_request_input; an invalid request is answered 422 listing every violation. The schema is
+ * checked here (-1, logged, when inconsistent) and must outlive the app (static data). A declared body
+ * implies ROUTE_BODY_JSON. */
+int apiary_app_route_schema(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
+                            unsigned flags, const route_schema *schema);
 
 /* The app's own config section: the top-level key `name` of the config file (which apiary otherwise
  * rejects as unknown) belongs to the app. `parse` is called with that JSON object, or NULL when the file

@@ -24,6 +24,7 @@ typedef struct app_route {
     const char *pattern;
     http_handler_fn handler;
     unsigned flags;
+    const route_schema *schema;
 } app_route;
 
 typedef struct app_section {
@@ -66,8 +67,51 @@ void apiary_app_default_config(apiary_app *app, const char *path) { app->default
 int apiary_app_route(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                      unsigned flags)
 {
+    return apiary_app_route_schema(app, method, pattern, handler, flags, NULL);
+}
+
+/* A route's schema must be consistent (schema_check) and name only parameters its pattern has. */
+static int app_check_route_schema(const char *pattern, const route_schema *rs)
+{
+    char err[512];
+    if ((rs->body && schema_check(rs->body, err, sizeof(err)) != 0) ||
+        schema_check_members(rs->path, "path", err, sizeof(err)) != 0 ||
+        schema_check_members(rs->query, "query", err, sizeof(err)) != 0 ||
+        schema_check_members(rs->header, "header", err, sizeof(err)) != 0) {
+        log_error("route %s: %s", pattern, err);
+        return -1;
+    }
+    const schema_member *lists[] = {rs->path, rs->query, rs->header};
+    for (size_t l = 0; l < 3; l++)
+        for (const schema_member *m = lists[l]; m && m->name; m++)
+            if (m->offset && m->offset - 1 + m->size > rs->input_size) {
+                log_error("route %s: %s binds outside the input struct (input_size)", pattern, m->name);
+                return -1;
+            }
+    for (const schema_member *m = rs->path; m && m->name; m++) {
+        char param[96];
+        snprintf(param, sizeof(param), "{%s}", m->name);
+        if (!strstr(pattern, param)) {
+            log_error("route %s: path parameter %s is not in the pattern", pattern, m->name);
+            return -1;
+        }
+    }
+    if (rs->body && rs->body->type == SCHEMA_T_OBJECT && rs->body->size > rs->input_size) {
+        log_error("route %s: the body's struct is larger than the input struct (input_size)", pattern);
+        return -1;
+    }
+    return 0;
+}
+
+int apiary_app_route_schema(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
+                            unsigned flags, const route_schema *schema)
+{
     if (!pattern || !handler)
         return -1;
+    if (schema && app_check_route_schema(pattern, schema) != 0)
+        return -1;
+    if (schema && schema->body)
+        flags |= ROUTE_BODY_JSON; /* a declared JSON body refuses other media types from the head */
     for (size_t i = 0; i < sizeof(app_builtin_paths) / sizeof(app_builtin_paths[0]); i++)
         if (strcmp(pattern, app_builtin_paths[i]) == 0)
             return -1;
@@ -86,7 +130,7 @@ int apiary_app_route(apiary_app *app, http_method method, const char *pattern, h
         app->route_cap = app->route_cap ? app->route_cap * 2 : 16;
         app->routes = xrealloc(app->routes, app->route_cap * sizeof(*app->routes));
     }
-    app->routes[app->route_count++] = (app_route){method, pattern, handler, flags};
+    app->routes[app->route_count++] = (app_route){method, pattern, handler, flags, schema};
     return 0;
 }
 
@@ -180,15 +224,15 @@ bool app_ready_check(http_request *req)
 int app_register_routes(router *r)
 {
     static const app_route builtins[] = {
-        {HTTP_METHOD_GET, "/healthz", health_live, 0},
-        {HTTP_METHOD_GET, "/readyz", health_ready, 0},
-        {HTTP_METHOD_GET, "/metrics", metrics_get, 0},
+        {HTTP_METHOD_GET, "/healthz", health_live, 0, NULL},
+        {HTTP_METHOD_GET, "/readyz", health_ready, 0, NULL},
+        {HTTP_METHOD_GET, "/metrics", metrics_get, 0, NULL},
     };
     const apiary_app *app = app_running;
     size_t n = sizeof(builtins) / sizeof(builtins[0]) + (app ? app->route_count : 0);
     for (size_t i = 0; i < n; i++) {
         const app_route *route = i < 3 ? &builtins[i] : &app->routes[i - 3];
-        if (router_add_flags(r, route->method, route->pattern, route->handler, route->flags) != 0) {
+        if (router_add_schema(r, route->method, route->pattern, route->handler, route->flags, route->schema) != 0) {
             log_error("cannot register %s %s", http_method_name(route->method), route->pattern);
             return -1;
         }
