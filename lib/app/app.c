@@ -16,6 +16,7 @@
 #include "healthcheck.h"
 #include "json_arena.h"
 #include "log.h"
+#include "openapi.h"
 #include "server.h"
 #include "xalloc.h"
 
@@ -35,6 +36,7 @@ typedef struct app_section {
 
 struct apiary_app {
     char name[64];
+    const char *version;        /* the app's, for the OpenAPI document; NULL: apiary's */
     const char *default_config; /* --config when not given; NULL: none */
     app_route *routes;
     size_t route_count, route_cap;
@@ -48,7 +50,7 @@ struct apiary_app {
 static const apiary_app *app_running;
 static const apiary_context *_Atomic app_current_ctx;
 
-static const char *const app_builtin_paths[] = {"/healthz", "/readyz", "/metrics"};
+static const char *const app_builtin_paths[] = {"/healthz", "/readyz", "/metrics", "/openapi.json"};
 
 const char *apiary_version(void) { return APIARY_VERSION; }
 
@@ -63,6 +65,8 @@ apiary_app *apiary_app_new(const char *name)
 }
 
 void apiary_app_default_config(apiary_app *app, const char *path) { app->default_config = path; }
+
+void apiary_app_version(apiary_app *app, const char *version) { app->version = version; }
 
 int apiary_app_route(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                      unsigned flags)
@@ -221,17 +225,45 @@ bool app_ready_check(http_request *req)
     return app && app->ready ? app->ready(req) : false;
 }
 
+/* The endpoints every app has, and what their 200 is (for the OpenAPI document). */
+static const app_route app_builtins[] = {
+    {HTTP_METHOD_GET, "/healthz", health_live, 0, NULL},
+    {HTTP_METHOD_GET, "/readyz", health_ready, 0, NULL},
+    {HTTP_METHOD_GET, "/metrics", metrics_get, 0, NULL},
+    {HTTP_METHOD_GET, "/openapi.json", openapi_get, 0, NULL},
+};
+static const char *const app_builtin_answers[] = {
+    "the process is alive",
+    "the server takes requests (503 while draining or while a store it needs is unreachable)",
+    "the Prometheus text exposition of the server's counters",
+    "this document",
+};
+
+json_t *app_openapi(void)
+{
+    const apiary_app *app = app_running;
+    size_t nb = sizeof(app_builtins) / sizeof(app_builtins[0]), n = nb + (app ? app->route_count : 0);
+    openapi_route *routes = xcalloc(n ? n : 1, sizeof(*routes));
+    for (size_t i = 0; i < n; i++) {
+        const app_route *r = i < nb ? &app_builtins[i] : &app->routes[i - nb];
+        routes[i] = (openapi_route){r->method, r->pattern, r->flags, r->schema, i < nb ? "built-in" : NULL,
+                                    i < nb ? app_builtin_answers[i] : NULL};
+    }
+    json_t *doc = openapi_document(app ? app->name : "apiary",
+                                   app && app->version ? app->version : APIARY_VERSION, routes, n);
+    free(routes);
+    return doc;
+}
+
+void openapi_get(http_request *req) { http_respond_json(req, 200, app_openapi()); }
+
 int app_register_routes(router *r)
 {
-    static const app_route builtins[] = {
-        {HTTP_METHOD_GET, "/healthz", health_live, 0, NULL},
-        {HTTP_METHOD_GET, "/readyz", health_ready, 0, NULL},
-        {HTTP_METHOD_GET, "/metrics", metrics_get, 0, NULL},
-    };
     const apiary_app *app = app_running;
-    size_t n = sizeof(builtins) / sizeof(builtins[0]) + (app ? app->route_count : 0);
+    size_t nb = sizeof(app_builtins) / sizeof(app_builtins[0]);
+    size_t n = nb + (app ? app->route_count : 0);
     for (size_t i = 0; i < n; i++) {
-        const app_route *route = i < 3 ? &builtins[i] : &app->routes[i - 3];
+        const app_route *route = i < nb ? &app_builtins[i] : &app->routes[i - nb];
         if (router_add_schema(r, route->method, route->pattern, route->handler, route->flags, route->schema) != 0) {
             log_error("cannot register %s %s", http_method_name(route->method), route->pattern);
             return -1;
@@ -333,6 +365,12 @@ int apiary_app_main(apiary_app *app, int argc, char **argv)
     if (opts.help) {
         cli_usage_for(stdout, app->name, app->default_config);
         rc = 0;
+        goto done;
+    }
+    if (opts.openapi) {
+        json_t *doc = app_openapi();
+        rc = json_dumpf(doc, stdout, JSON_INDENT(2)) == 0 && putchar('\n') != EOF ? 0 : 1;
+        json_decref(doc);
         goto done;
     }
     if (opts.version) {
