@@ -91,6 +91,19 @@ int apiary_app_route_schema(apiary_app *app, http_method method, const char *pat
 typedef int (*apiary_section_parse_fn)(const json_t *section, void **out, char *err, size_t err_cap);
 int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_fn parse, void (*free_fn)(void *));
 
+/* The app's config section declared by a schema (schema.h, docs/schemas.md): `s` is an object schema
+ * binding a struct (SCHEMA_OBJECT_OF(T, members)); the section starts as `defaults` (sizeof(T) bytes,
+ * or zeroes when NULL), and what the file gives is validated and bound over them, every violation
+ * listed in one message ("app.json: resource.max_parallel: must be an integer between 1 and 16;
+ * resource.colour: is not a known member (...)"). `check`, when not NULL, then looks at the bound
+ * section against the rest of the config, read-only, through `config` (apiary_context_upstream and
+ * friends; it has no pool yet) and adds violations of its own with schema_errors_add (field "catalog",
+ * detail "must name an upstream"), so --check-config, a start and a reload agree. apiary_section(name)
+ * returns the bound struct (const T *). The schema and defaults must outlive the app. */
+typedef void (*apiary_section_check_fn)(const void *section, const apiary_context *config, schema_errors *errs);
+int apiary_app_section_schema(apiary_app *app, const char *name, const schema *s, const void *defaults,
+                              apiary_section_check_fn check);
+
 /* Called once the config is loaded and the pool exists, before any loop runs (start), and after a
  * reload was accepted, before the loops switch to it (reload); `ctx` is the new context. A start hook
  * returning -1 stops the start (exit status 1; log why); a reload hook cannot refuse (validate in the

@@ -4,6 +4,7 @@
 #include "app_internal.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +31,20 @@ typedef struct app_route {
 
 typedef struct app_section {
     const char *name;
-    apiary_section_parse_fn parse;
+    apiary_section_parse_fn parse;   /* NULL for a section declared by a schema */
     void (*free_fn)(void *);
+    const schema *schema;            /* apiary_app_section_schema */
+    const void *defaults;
+    apiary_section_check_fn check;
 } app_section;
+
+/* What a schema section's parse builds: the bound struct, the section's JSON its strings point into,
+ * and the arena its lists live in. The app sees `data`. */
+typedef struct app_schema_section {
+    json_t *json;
+    arena arena;
+    max_align_t data[];
+} app_schema_section;
 
 struct apiary_app {
     char name[64];
@@ -142,8 +154,68 @@ int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_f
 {
     if (!parse || app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
         return -1;
-    app->sections[app->section_count++] = (app_section){name, parse, free_fn};
+    app->sections[app->section_count++] = (app_section){name, parse, free_fn, NULL, NULL, NULL};
     return 0;
+}
+
+static void app_schema_section_free(void *data)
+{
+    app_schema_section *h = (app_schema_section *)((char *)data - offsetof(app_schema_section, data));
+    arena_reset(&h->arena);
+    json_decref(h->json);
+    free(h);
+}
+
+int apiary_app_section_schema(apiary_app *app, const char *name, const schema *s, const void *defaults,
+                              apiary_section_check_fn check)
+{
+    char err[512];
+    if (!s || s->type != SCHEMA_T_OBJECT || !s->size) {
+        log_error("config section %s: the schema must be an object binding a struct (SCHEMA_OBJECT_OF)", name);
+        return -1;
+    }
+    if (schema_check(s, err, sizeof(err)) != 0) {
+        log_error("config section %s: %s", name, err);
+        return -1;
+    }
+    if (app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
+        return -1;
+    app->sections[app->section_count++] = (app_section){name, NULL, app_schema_section_free, s, defaults, check};
+    return 0;
+}
+
+/* A schema section: bound over its defaults, then the app's check against the rest of the config.
+ * Every violation goes into err, one line: "FILE: SECTION.KEY: why; SECTION.KEY: why". */
+static int app_parse_schema_section(const apiary_config *cfg, const app_section *s, const json_t *obj, void **out,
+                                    char err[CONFIG_ERROR_MAX])
+{
+    app_schema_section *h = xcalloc(1, sizeof(*h) + s->schema->size);
+    arena_init(&h->arena);
+    h->json = obj ? json_incref((json_t *)obj) : json_object();
+    if (s->defaults)
+        memcpy(h->data, s->defaults, s->schema->size);
+    schema_errors errs;
+    schema_errors_init(&errs, &h->arena, s->name);
+    schema_bind(s->schema, h->json, h->data, "", &errs);
+    if (errs.count == 0 && s->check) {
+        /* The config being checked, as a context without a pool: apiary_context_upstream and friends. */
+        server_generation *view = xcalloc(1, sizeof(*view));
+        view->upstreams = cfg->upstreams;
+        view->upstream_count = cfg->upstream_count;
+        view->redis = &cfg->redis;
+        s->check(h->data, view, &errs);
+        free(view);
+    }
+    if (errs.count == 0) {
+        *out = h->data;
+        return 0;
+    }
+    size_t n = (size_t)snprintf(err, CONFIG_ERROR_MAX, "%.200s: ", cfg->source_path[0] ? cfg->source_path : "config");
+    for (size_t i = 0; i < errs.count && n < CONFIG_ERROR_MAX; i++)
+        n += (size_t)snprintf(err + n, CONFIG_ERROR_MAX - n, "%s%s%s%s: %s", i ? "; " : "", s->name,
+                              errs.list[i].field[0] ? "." : "", errs.list[i].field, errs.list[i].detail);
+    app_schema_section_free(h->data);
+    return -1;
 }
 
 void apiary_app_on_start(apiary_app *app, apiary_hook_fn fn, void *arg)
@@ -176,9 +248,12 @@ int app_parse_sections(const apiary_config *cfg, void *out[], char err[CONFIG_ER
         const json_t *obj = cfg->app_json ? json_object_get(cfg->app_json, s->name) : NULL;
         char why[256] = "";
         out[i] = NULL;
-        if (s->parse(obj, &out[i], why, sizeof(why)) != 0) {
-            snprintf(err, CONFIG_ERROR_MAX, "%.200s: %.32s%s%.256s", cfg->source_path[0] ? cfg->source_path : "config",
-                     s->name, why[0] ? "." : "", why[0] ? why : ": rejected");
+        int rc = s->parse ? s->parse(obj, &out[i], why, sizeof(why)) : app_parse_schema_section(cfg, s, obj, &out[i], err);
+        if (rc != 0) {
+            if (s->parse)
+                snprintf(err, CONFIG_ERROR_MAX, "%.200s: %.32s%s%.256s",
+                         cfg->source_path[0] ? cfg->source_path : "config", s->name, why[0] ? "." : "",
+                         why[0] ? why : ": rejected");
             for (size_t j = 0; j < i; j++) {
                 if (app->sections[j].free_fn && out[j])
                     app->sections[j].free_fn(out[j]);

@@ -132,7 +132,7 @@ void schema_describe(const schema *s, char *buf, size_t cap)
         PUT("%s", s->type == SCHEMA_T_INTEGER ? "an integer" : "a number");
         if (s->type == SCHEMA_T_INTEGER && s->min.kind == 1 && s->max.kind == 1 && (double)s->min.i == s->min.d &&
             (double)s->max.i == s->max.d) {
-            PUT(" from %lld to %lld", (long long)s->min.i, (long long)s->max.i);
+            PUT(" between %lld and %lld", (long long)s->min.i, (long long)s->max.i);
         } else {
             if (s->min.kind) {
                 PUT(" ");

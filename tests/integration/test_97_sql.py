@@ -344,7 +344,7 @@ class SqlApiMixin(AsyncAssertions):
         # The query's violations together too; a missing body is 422 naming the body.
         doc = self.assertProblemDoc(self.get("/v1/items?limit=0&after=x"), 422, {"field": "limit"})
         self.assertEqual({(e["in"], e["field"]) for e in doc["errors"]}, {("query", "limit"), ("query", "after")})
-        self.assertIn("must be an integer from 1 to 100", doc["detail"])
+        self.assertIn("must be an integer between 1 and 100", doc["detail"])
         doc = self.assertProblemDoc(self.post_item(b""), 422)
         self.assertEqual(doc["errors"][0]["in"], "body")
 

@@ -149,7 +149,7 @@ Test(schema, lists_every_violation_with_its_place)
         {"homepage", "must be an http or https URI"},
         {"tags[1]", "must match ^[a-z0-9-]{1,32}$"},
         {"weighted[0].name", "is required"},
-        {"weighted[0].weight", "must be an integer from 0 to 10"},
+        {"weighted[0].weight", "must be an integer between 0 and 10"},
         {"main.name", "must be a string of at least 1 character"},
         {"main.x", NULL},
         {"colour", NULL},
@@ -324,7 +324,7 @@ Test(schema, parameters_from_text)
     const char *bad_ints[] = {"0", "101", "+5", " 5", "5 ", "1e2", "1.0", "", "-", "99999999999999999999", "0x10"};
     for (size_t i = 0; i < sizeof(bad_ints) / sizeof(bad_ints[0]); i++) {
         cr_expect_not(param(0, bad_ints[i], &p, &errs), "%s", bad_ints[i]);
-        cr_expect_str_eq(errs.list[0].detail, "must be an integer from 1 to 100");
+        cr_expect_str_eq(errs.list[0].detail, "must be an integer between 1 and 100");
         cr_expect_str_eq(errs.list[0].in, "query");
     }
     cr_assert(param(1, "-1.5e3", &p, &errs));
