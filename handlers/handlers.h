@@ -30,6 +30,10 @@ typedef struct handlers_settings {
     const redis_settings *redis;
 } handlers_settings;
 
+/* The config's limits that bound declared parameters (SCHEMA_LE_VAR), kept current by the start and
+ * reload hooks; a check reads the value of the moment. */
+extern _Atomic int64_t handlers_max_sleep_ms, handlers_primes_max_n;
+
 /* Adds every route of the table to `app`, and the hooks that derive the settings from the config at
  * start and on each reload, and the /readyz check of the Redis backend. Returns 0, or -1 if the table
  * is inconsistent (a bug, reported in the log). */
@@ -45,6 +49,7 @@ void hello_get(http_request *req);
 void echo_post(http_request *req);
 /* sleep.c */
 void sleep_get(http_request *req);
+extern const route_schema sleep_schema;
 /* Reads query parameter `name` as a decimal integer in min..max into *out. Anything else (missing,
  * signed, non-numeric, out of range) is answered 400 with "field": name, and it returns false: the
  * handler then just returns. */
@@ -62,6 +67,7 @@ void password_hash_post(http_request *req);
 void password_verify_post(http_request *req);
 /* primes.c */
 void primes_get(http_request *req);
+extern const route_schema primes_schema;
 /* fanout.c */
 void fanout_post(http_request *req);
 /* kv.c: the key-value API on the configured backend (docs/kv.md) */

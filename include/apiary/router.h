@@ -11,10 +11,11 @@
 #include "http_method.h"
 #include "schema.h"
 
+typedef struct http_request http_request;
+
 #define ROUTER_MAX_PARAMS 8
 #define ROUTER_MAX_SEGMENTS 32
 
-typedef struct http_request http_request;
 /* A handler answers with one of the http_respond_* helpers, now or later on the same loop. */
 typedef void (*http_handler_fn)(http_request *req);
 
@@ -64,6 +65,10 @@ typedef struct route_schema {
     const schema_member *header; /* headers, names compared case-insensitively */
     const schema *body;          /* the JSON body (required when declared); an object binds into the input */
     bool quiet_body_errors;      /* a malformed body's 400 gives line and column only, never the text near it */
+    /* Checks that need more than the declaration, such as a bound from the running config: called
+     * once every declared check passed, with the bound input; adds violations with schema_errors_add
+     * (set errs->in to "query", "body", ... first). NULL: none. */
+    void (*check)(http_request *req, const void *input, schema_errors *errs);
     const char *summary;         /* one line for the OpenAPI document */
     const route_response *responses; /* documented answers, ended by {0}; NULL: "200" */
 } route_schema;

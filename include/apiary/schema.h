@@ -65,16 +65,22 @@ typedef enum schema_format {
     SCHEMA_FORMAT_UUID,      /* 8-4-4-4-12 hexadecimal digits */
 } schema_format;
 
-/* A bound of a number: SCHEMA_GE(0) (>= 0), SCHEMA_GT(0) (> 0), SCHEMA_LE(100), SCHEMA_LT(1). */
+/* A bound of a number: SCHEMA_GE(0) (>= 0), SCHEMA_GT(0) (> 0), SCHEMA_LE(100), SCHEMA_LT(1); or one
+ * read when a value is checked, from a variable the app keeps (a limit from its config, updated on
+ * reload): SCHEMA_LE_VAR(&max_sleep_ms), SCHEMA_GE_VAR(...). Messages and the OpenAPI document give
+ * the value of the moment. */
 typedef struct schema_bound {
-    unsigned char kind; /* 0 none, 1 inclusive, 2 exclusive */
-    int64_t i;          /* the bound for integers (exact) */
-    double d;           /* the bound for numbers */
+    unsigned char kind;          /* 0 none, 1 inclusive, 2 exclusive */
+    int64_t i;                   /* the bound for integers (exact) */
+    double d;                    /* the bound for numbers */
+    const _Atomic int64_t *var;  /* when not NULL, the bound is its value */
 } schema_bound;
-#define SCHEMA_GE(x) {1, (int64_t)(x), (double)(x)}
-#define SCHEMA_LE(x) {1, (int64_t)(x), (double)(x)}
-#define SCHEMA_GT(x) {2, (int64_t)(x), (double)(x)}
-#define SCHEMA_LT(x) {2, (int64_t)(x), (double)(x)}
+#define SCHEMA_GE(x) {.kind = 1, .i = (int64_t)(x), .d = (double)(x)}
+#define SCHEMA_LE(x) {.kind = 1, .i = (int64_t)(x), .d = (double)(x)}
+#define SCHEMA_GT(x) {.kind = 2, .i = (int64_t)(x), .d = (double)(x)}
+#define SCHEMA_LT(x) {.kind = 2, .i = (int64_t)(x), .d = (double)(x)}
+#define SCHEMA_GE_VAR(p) {.kind = 1, .var = (p)}
+#define SCHEMA_LE_VAR(p) {.kind = 1, .var = (p)}
 
 /* A regular expression, compiled once by schema_check (or at first use). */
 typedef struct schema_pattern {

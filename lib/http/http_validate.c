@@ -92,6 +92,8 @@ bool http_request_validate(http_request *req, const route_schema *rs)
         schema_errors_add(&errs, "", "is required: send a JSON body");
     else if (rs->body)
         schema_bind(rs->body, body, input, "", &errs);
+    if (errs.count == 0 && rs->check)
+        rs->check(req, input, &errs);
     if (errs.count) {
         char detail[512];
         json_t *extra = schema_errors_json(&errs, detail, sizeof(detail));

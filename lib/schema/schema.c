@@ -7,6 +7,7 @@
 #include "schema.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -105,6 +106,14 @@ __attribute__((format(printf, 3, 4))) static void schema_fail(schema_errors *err
 
 /* ---- describing what a schema accepts ------------------------------------------------------------ */
 
+schema_bound schema_bound_now(const schema_bound *b)
+{
+    if (!b->var)
+        return *b;
+    int64_t v = atomic_load(b->var);
+    return (schema_bound){.kind = b->kind, .i = v, .d = (double)v};
+}
+
 static int schema_bound_text(const schema *s, const schema_bound *b, const char *op_incl, const char *op_excl,
                              char *buf, size_t cap)
 {
@@ -128,26 +137,28 @@ void schema_describe(const schema *s, char *buf, size_t cap)
     case SCHEMA_T_ANY: PUT("a JSON value"); break;
     case SCHEMA_T_BOOLEAN: PUT("true or false"); break;
     case SCHEMA_T_INTEGER:
-    case SCHEMA_T_NUMBER:
+    case SCHEMA_T_NUMBER: {
+        schema_bound lo = schema_bound_now(&s->min), hi = schema_bound_now(&s->max);
         PUT("%s", s->type == SCHEMA_T_INTEGER ? "an integer" : "a number");
-        if (s->type == SCHEMA_T_INTEGER && s->min.kind == 1 && s->max.kind == 1 && (double)s->min.i == s->min.d &&
-            (double)s->max.i == s->max.d) {
-            PUT(" between %lld and %lld", (long long)s->min.i, (long long)s->max.i);
+        if (s->type == SCHEMA_T_INTEGER && lo.kind == 1 && hi.kind == 1 && (double)lo.i == lo.d &&
+            (double)hi.i == hi.d) {
+            PUT(" between %lld and %lld", (long long)lo.i, (long long)hi.i);
         } else {
-            if (s->min.kind) {
+            if (lo.kind) {
                 PUT(" ");
-                n += (size_t)schema_bound_text(s, &s->min, ">=", ">", buf + n, cap - n);
+                n += (size_t)schema_bound_text(s, &lo, ">=", ">", buf + n, cap - n);
             }
-            if (s->max.kind) {
-                PUT("%s", s->min.kind ? " and " : " ");
-                n += (size_t)schema_bound_text(s, &s->max, "<=", "<", buf + n, cap - n);
+            if (hi.kind) {
+                PUT("%s", lo.kind ? " and " : " ");
+                n += (size_t)schema_bound_text(s, &hi, "<=", "<", buf + n, cap - n);
             }
             if (n >= cap)
                 n = cap - 1;
         }
         if (s->multiple_of > 0)
-            PUT("%s a multiple of %.17g", s->min.kind || s->max.kind ? "," : " and", s->multiple_of);
+            PUT("%s a multiple of %.17g", lo.kind || hi.kind ? "," : " and", s->multiple_of);
         break;
+    }
     case SCHEMA_T_STRING:
         PUT("%s", s->format ? schema_format_words(s->format) : "a string");
         if (s->min_length && s->max_length)
@@ -183,6 +194,13 @@ static void schema_fail_describe(schema_errors *errs, const schema_path *p, cons
     char what[256];
     schema_describe(s, what, sizeof(what));
     schema_fail(errs, p, "must be %s", what);
+}
+
+static void schema_fail_required(schema_errors *errs, const schema_path *p, const schema *s)
+{
+    char what[256];
+    schema_describe(s, what, sizeof(what));
+    schema_fail(errs, p, "is required: %s", what);
 }
 
 /* ---- patterns ------------------------------------------------------------------------------------ */
@@ -262,7 +280,8 @@ static int schema_check_at(const schema *s, const char *where, char *err, size_t
             snprintf(err, cap, "%s: a malformed bound", at);
             return -1;
         }
-        if (s->min.kind && s->max.kind && (int_ ? s->min.i > s->max.i : s->min.d > s->max.d)) {
+        if (s->min.kind && s->max.kind && !s->min.var && !s->max.var &&
+            (int_ ? s->min.i > s->max.i : s->min.d > s->max.d)) {
             snprintf(err, cap, "%s: the minimum is above the maximum", at);
             return -1;
         }
@@ -352,9 +371,10 @@ static bool schema_bind_at(const schema *s, const json_t *v, void *out, const sc
 
 static bool schema_number_ok(const schema *s, double d)
 {
-    if (s->min.kind && (s->min.kind == 1 ? d < s->min.d : d <= s->min.d))
+    schema_bound lo = schema_bound_now(&s->min), hi = schema_bound_now(&s->max);
+    if (lo.kind && (lo.kind == 1 ? d < lo.d : d <= lo.d))
         return false;
-    if (s->max.kind && (s->max.kind == 1 ? d > s->max.d : d >= s->max.d))
+    if (hi.kind && (hi.kind == 1 ? d > hi.d : d >= hi.d))
         return false;
     if (s->multiple_of > 0) {
         double q = d / s->multiple_of;
@@ -367,16 +387,15 @@ static bool schema_number_ok(const schema *s, double d)
 static bool schema_integer_ok(const schema *s, int64_t v)
 {
     /* Exact comparisons when the bound is integral: doubles lose precision past 2^53. */
-    if (s->min.kind) {
-        bool exact = (double)s->min.i == s->min.d;
-        if (exact ? (s->min.kind == 1 ? v < s->min.i : v <= s->min.i)
-                  : (s->min.kind == 1 ? (double)v < s->min.d : (double)v <= s->min.d))
+    schema_bound lo = schema_bound_now(&s->min), hi = schema_bound_now(&s->max);
+    if (lo.kind) {
+        bool exact = (double)lo.i == lo.d;
+        if (exact ? (lo.kind == 1 ? v < lo.i : v <= lo.i) : (lo.kind == 1 ? (double)v < lo.d : (double)v <= lo.d))
             return false;
     }
-    if (s->max.kind) {
-        bool exact = (double)s->max.i == s->max.d;
-        if (exact ? (s->max.kind == 1 ? v > s->max.i : v >= s->max.i)
-                  : (s->max.kind == 1 ? (double)v > s->max.d : (double)v >= s->max.d))
+    if (hi.kind) {
+        bool exact = (double)hi.i == hi.d;
+        if (exact ? (hi.kind == 1 ? v > hi.i : v >= hi.i) : (hi.kind == 1 ? (double)v > hi.d : (double)v >= hi.d))
             return false;
     }
     if (s->multiple_of > 0) {
@@ -511,7 +530,7 @@ static bool schema_bind_object(const schema *s, const json_t *v, void *out, cons
         schema_path at = {p, m->name, 0};
         if (!mv) {
             if (m->flags & SCHEMA_MEMBER_REQUIRED) {
-                schema_fail(errs, &at, "is required");
+                schema_fail_required(errs, &at, m->schema);
                 ok = false;
             }
             continue;
@@ -694,7 +713,7 @@ bool schema_bind_text(const schema_member *m, const char *const *values, size_t 
     void *dst = out && m->offset ? (char *)out + m->offset - 1 : NULL;
     if (count == 0) {
         if (m->flags & SCHEMA_MEMBER_REQUIRED) {
-            schema_fail(errs, &at, "is required");
+            schema_fail_required(errs, &at, s);
             return false;
         }
         return true;

@@ -17,6 +17,8 @@ bool schema_format_valid(schema_format f, const char *s, size_t len);
 const char *schema_format_name(schema_format f);
 /* The format in words, for messages: "an http or https URI". */
 const char *schema_format_words(schema_format f);
+/* A bound as it stands now (a SCHEMA_*_VAR bound read). */
+schema_bound schema_bound_now(const schema_bound *b);
 /* Writes what s accepts in words ("an integer between 1 and 100", "a string of 1 to 200 characters") into
  * buf; the messages say "must be " followed by it. */
 void schema_describe(const schema *s, char *buf, size_t cap);

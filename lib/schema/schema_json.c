@@ -36,11 +36,12 @@ json_t *schema_errors_json(const schema_errors *errs, char *detail, size_t cap)
     return extra;
 }
 
-static json_t *schema_bound_json(const schema *s, const schema_bound *b)
+static json_t *schema_bound_json(const schema *s, const schema_bound *bound)
 {
-    if (s->type == SCHEMA_T_INTEGER && (double)b->i == b->d)
-        return json_integer(b->i);
-    return json_real(b->d);
+    schema_bound b = schema_bound_now(bound);
+    if (s->type == SCHEMA_T_INTEGER && (double)b.i == b.d)
+        return json_integer(b.i);
+    return json_real(b.d);
 }
 
 /* The JSON Schema type name, or ["name","null"] when nullable. */

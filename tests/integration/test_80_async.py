@@ -153,7 +153,7 @@ class SleepTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
             self.assertCommonHeaders(resp, head_request=True)
             self.assertStillOpen(sock)
 
-    def test_bad_ms_is_400_naming_ms(self):
+    def test_bad_ms_is_422_naming_ms(self):
         queries = [
             "/v1/sleep", "/v1/sleep?", "/v1/sleep?ms", "/v1/sleep?ms=", "/v1/sleep?other=5",
             "/v1/sleep?ms=abc", "/v1/sleep?ms=-1", "/v1/sleep?ms=%2D1", "/v1/sleep?ms=%2B5",
@@ -166,10 +166,10 @@ class SleepTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
             for path in queries:
                 with self.subTest(path=path):
                     resp, took = timed_request(sock, "GET", path)
-                    doc = self.assertFieldProblem(resp, 400, "ms")
+                    doc = self.assertFieldProblem(resp, 422, "ms")
                     self.assertIn("between 0 and 1000", doc["detail"], "the detail must give the range")
                     self.assertLess(took, 1.0, "a refused sleep must be answered at once")
-            # 400 for a bad query does not close the connection.
+            # 422 for a bad query does not close the connection.
             self.assertStillOpen(sock)
         self.assertServing(self.server)
 
@@ -604,7 +604,7 @@ class AsyncCapTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
                 self.assertLess(took, 1.0)
                 self.assertHello(request(sock, "GET", "/v1/hello"))
                 # Input errors are still answered as such, before the cap is consulted.
-                self.assertFieldProblem(request(sock, "GET", sleep_path("x")), 400, "ms")
+                self.assertFieldProblem(request(sock, "GET", sleep_path("x")), 422, "ms")
             for sock in holders:
                 self.assertJson(read_response(sock, timeout=5.0), 200, {"slept_ms": 2000})
         finally:

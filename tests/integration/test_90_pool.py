@@ -369,7 +369,7 @@ class PrimesTest(PoolAssertions, ServerTestMixin, unittest.TestCase):
             for path in paths:
                 with self.subTest(path=path):
                     resp, took = timed_request(sock, "GET", path)
-                    doc = self.assertFieldProblem(resp, 400, "n")
+                    doc = self.assertFieldProblem(resp, 422, "n")
                     self.assertIn("between 0 and 50000000", doc["detail"])
                     self.assertLess(took, 1.0)
             self.assertStillOpen(sock)

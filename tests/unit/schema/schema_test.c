@@ -141,14 +141,14 @@ Test(schema, lists_every_violation_with_its_place)
     struct {
         const char *field, *detail;
     } want[] = {
-        {"name", "is required"},
+        {"name", "is required: a string of 1 to 5 characters"},
         {"count", "must be an integer > 0 and <= 100, a multiple of 5"},
         {"ratio", "must be a number >= 0 and < 1"},
         {"active", "must be true or false"},
         {"order", "must be one of asc, desc"},
         {"homepage", "must be an http or https URI"},
         {"tags[1]", "must match ^[a-z0-9-]{1,32}$"},
-        {"weighted[0].name", "is required"},
+        {"weighted[0].name", "is required: a string of at least 1 character"},
         {"weighted[0].weight", "must be an integer between 0 and 10"},
         {"main.name", "must be a string of at least 1 character"},
         {"main.x", NULL},
@@ -344,7 +344,7 @@ Test(schema, parameters_from_text)
 
     schema_errors_init(&errs, &test_arena, "query");
     cr_assert_not(schema_bind_text(&params[4], NULL, 0, &p, &errs));
-    cr_assert_str_eq(errs.list[0].detail, "is required");
+    cr_assert_str_eq(errs.list[0].detail, "is required: a string of at most 3 characters");
     const char *two[] = {"a", "b"};
     cr_assert_not(schema_bind_text(&params[0], two, 2, &p, &errs));
     const char *ids[] = {"3", "x", "5"};
