@@ -65,6 +65,7 @@ void example_pair_await_get(http_request *req);
 int password_init(void);
 void password_hash_post(http_request *req);
 void password_verify_post(http_request *req);
+extern const route_schema password_hash_schema, password_verify_schema;
 /* primes.c */
 void primes_get(http_request *req);
 extern const route_schema primes_schema;
