@@ -75,6 +75,7 @@ void fanout_post(http_request *req);
 void kv_get(http_request *req);
 void kv_put(http_request *req);
 void kv_delete(http_request *req);
+extern const route_schema kv_get_schema, kv_put_schema, kv_delete_schema;
 /* The /readyz check (apiary_app_ready_check): with the Redis backend, 503 while this loop has no link. */
 bool kv_ready(http_request *req);
 /* world.c: TechEmpower's database tests (docs/sql.md) */

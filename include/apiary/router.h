@@ -64,6 +64,7 @@ typedef struct route_schema {
     const schema_member *query;  /* query parameters (others are ignored); an array takes every repetition */
     const schema_member *header; /* headers, names compared case-insensitively */
     const schema *body;          /* the JSON body (required when declared); an object binds into the input */
+    size_t body_at;              /* a body of another type binds here: ROUTE_BODY_AT(T, field); 0: not bound */
     bool quiet_body_errors;      /* a malformed body's 400 gives line and column only, never the text near it */
     /* Checks that need more than the declaration, such as a bound from the running config: called
      * once every declared check passed, with the bound input; adds violations with schema_errors_add
@@ -72,6 +73,9 @@ typedef struct route_schema {
     const char *summary;         /* one line for the OpenAPI document */
     const route_response *responses; /* documented answers, ended by {0}; NULL: "200" */
 } route_schema;
+
+/* Where a body that is not an object binds (an array's list, any value's const json_t *). */
+#define ROUTE_BODY_AT(T, field) offsetof(T, field) + 1
 
 /* The input struct T of a route_schema, with its defaults as designated initializers. */
 #define ROUTE_INPUT(T, ...) .input_size = sizeof(T), .defaults = &(const T){__VA_ARGS__}

@@ -163,6 +163,8 @@ struct schema {
  * with a message naming the member ("tags[]: the pattern does not compile: ..."). Call it once, on
  * one thread, before validating against s from several. */
 int schema_check(const schema *s, char *err, size_t cap);
+/* How many bytes a value of s binds to (see the table at the top); 0 for an object without a struct. */
+size_t schema_bind_size(const schema *s);
 /* The same for a list of members taken one by one (parameters, headers): `in` names them in messages. */
 int schema_check_members(const schema_member *members, const char *in, char *err, size_t cap);
 

@@ -112,6 +112,11 @@ static int app_check_route_schema(const char *pattern, const route_schema *rs)
             return -1;
         }
     }
+    if (rs->body && rs->body->type != SCHEMA_T_OBJECT && rs->body_at &&
+        rs->body_at - 1 + schema_bind_size(rs->body) > rs->input_size) {
+        log_error("route %s: the body binds outside the input struct (input_size)", pattern);
+        return -1;
+    }
     if (rs->body && rs->body->type == SCHEMA_T_OBJECT && rs->body->size > rs->input_size) {
         log_error("route %s: the body's struct is larger than the input struct (input_size)", pattern);
         return -1;

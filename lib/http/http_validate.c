@@ -90,8 +90,10 @@ bool http_request_validate(http_request *req, const route_schema *rs)
     errs.in = "body";
     if (rs->body && !body)
         schema_errors_add(&errs, "", "is required: send a JSON body");
-    else if (rs->body)
+    else if (rs->body && rs->body->type == SCHEMA_T_OBJECT)
         schema_bind(rs->body, body, input, "", &errs);
+    else if (rs->body)
+        schema_bind(rs->body, body, input && rs->body_at ? (char *)input + rs->body_at - 1 : NULL, "", &errs);
     if (errs.count == 0 && rs->check)
         rs->check(req, input, &errs);
     if (errs.count) {

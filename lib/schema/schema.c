@@ -233,8 +233,7 @@ static const regex_t *schema_pattern_get(schema_pattern *p, char *err, size_t ca
 
 /* ---- checking declarations ----------------------------------------------------------------------- */
 
-/* What a value of s binds to, in bytes; 0 when it cannot bind (an object without a struct). */
-static size_t schema_bind_size(const schema *s)
+size_t schema_bind_size(const schema *s)
 {
     switch (s->type) {
     case SCHEMA_T_ANY: return sizeof(const json_t *);
