@@ -56,6 +56,7 @@ extern const route_schema sleep_schema;
 bool sleep_query_ms(http_request *req, const char *name, unsigned min, unsigned max, unsigned *out);
 /* aggregate.c */
 void aggregate_post(http_request *req);
+extern const route_schema aggregate_schema;
 /* example_pair.c */
 void example_pair_get(http_request *req);
 /* example_pair_await.c: the same as a coroutine (ROUTE_CORO) */

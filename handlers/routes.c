@@ -18,7 +18,7 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/hello", hello_get, 0, NULL},
     {HTTP_METHOD_POST, "/v1/echo", echo_post, ROUTE_BODY_JSON, NULL},
     {HTTP_METHOD_GET, "/v1/sleep", sleep_get, 0, &sleep_schema},
-    {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post, ROUTE_BODY_JSON | ROUTE_CORO, NULL},
+    {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post, ROUTE_CORO, &aggregate_schema},
     {HTTP_METHOD_GET, "/v1/example/pair", example_pair_get, 0, NULL},
     {HTTP_METHOD_GET, "/v1/example/pair_await", example_pair_await_get, ROUTE_CORO, NULL},
     {HTTP_METHOD_POST, "/v1/password/hash", password_hash_post, ROUTE_BODY_JSON, &password_hash_schema},

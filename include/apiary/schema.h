@@ -28,7 +28,8 @@
  * its field as it was (the caller's defaults); a JSON null of a nullable member binds NULL to a string
  * or any field and leaves a scalar field as it was.
  *
- * Lengths count characters (Unicode code points), as JSON Schema does. A pattern is a POSIX extended
+ * Lengths count characters (Unicode code points), as JSON Schema does; max_bytes bounds the UTF-8
+ * bytes too where storage needs it (documented in the schema's description). A pattern is a POSIX extended
  * regular expression, unanchored as in JSON Schema (write ^...$ to match the whole string), compiled
  * once; it is copied into the OpenAPI document as it is, so use the common subset of POSIX ERE and
  * ECMA-262 (bracket expressions, {m,n}, |, (), no \d or \w).
@@ -126,6 +127,7 @@ struct schema {
     const char *description;       /* for the OpenAPI document */
     /* string */
     size_t min_length, max_length; /* characters; max_length 0: no bound */
+    size_t max_bytes;              /* and bytes of UTF-8, for what is stored in fixed room; 0: no bound */
     schema_pattern *pattern;
     schema_format format;
     /* integer, number */
@@ -173,7 +175,8 @@ int schema_check_members(const schema_member *members, const char *in, char *err
 #define SCHEMA_MAX_ERRORS 32
 
 /* One violation: where ("body", "query", "path", "header", or a config section's name), which value
- * ("tags[1]", "items[0].name"; "" for the document itself), and what is wrong ("must match ^[a-z]+$"). */
+ * ("tags[1]", "items[0].name"; "" for the document itself; member names come from the client, so a
+ * field is cut to 100 bytes), and what is wrong ("must match ^[a-z]+$"). */
 typedef struct schema_error {
     const char *in;
     const char *field;

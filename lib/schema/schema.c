@@ -26,7 +26,7 @@ typedef struct schema_path {
     size_t index;
 } schema_path;
 
-/* Member names can come from the client: a name in a field is cut to this many bytes. */
+/* Member names can come from the client: a field naming a value is cut to this many bytes. */
 #define SCHEMA_NAME_MAX 100
 
 static size_t schema_cut_utf8(const char *s, size_t max)
@@ -98,6 +98,7 @@ __attribute__((format(printf, 3, 4))) static void schema_fail(schema_errors *err
     size_t len = 0;
     field[0] = '\0';
     schema_path_write(p, field, sizeof(field), &len);
+    field[schema_cut_utf8(field, SCHEMA_NAME_MAX)] = '\0';
     va_list ap;
     va_start(ap, fmt);
     schema_errors_vadd(errs, field, fmt, ap);
@@ -167,6 +168,8 @@ void schema_describe(const schema *s, char *buf, size_t cap)
             PUT(" of at most %zu characters", s->max_length);
         else if (s->min_length)
             PUT(" of at least %zu character%s", s->min_length, s->min_length == 1 ? "" : "s");
+        if (s->max_bytes)
+            PUT("%s at most %zu bytes in UTF-8", s->min_length || s->max_length ? "," : " of", s->max_bytes);
         break;
     case SCHEMA_T_ENUM:
         PUT("one of ");
@@ -412,9 +415,9 @@ static bool schema_string_ok(const schema *s, const char *str, size_t len, const
         schema_fail(errs, p, "must not contain the character U+0000");
         return false;
     }
-    if (s->min_length || s->max_length) {
-        size_t chars = len < s->min_length ? len : schema_utf8_chars(str, len);
-        if (chars < s->min_length || (s->max_length && chars > s->max_length)) {
+    if (s->min_length || s->max_length || s->max_bytes) {
+        size_t chars = len < s->min_length ? len : s->min_length || s->max_length ? schema_utf8_chars(str, len) : 0;
+        if (chars < s->min_length || (s->max_length && chars > s->max_length) || (s->max_bytes && len > s->max_bytes)) {
             schema_fail_describe(errs, p, s);
             return false;
         }

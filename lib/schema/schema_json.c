@@ -74,6 +74,11 @@ json_t *schema_to_json(const schema *s)
             json_object_set_new(out, "maxLength", json_integer((json_int_t)s->max_length));
         if (s->pattern)
             json_object_set_new(out, "pattern", json_string(s->pattern->source));
+        if (s->max_bytes && !s->description) {
+            char what[96];
+            snprintf(what, sizeof(what), "at most %zu bytes in UTF-8", s->max_bytes);
+            json_object_set_new(out, "description", json_string(what));
+        }
         if (s->format)
             json_object_set_new(out, "format", json_string(schema_format_name(s->format)));
         break;

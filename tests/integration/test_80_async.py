@@ -452,8 +452,9 @@ class AggregateTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
                     doc = self.assertProblem(self.aggregate(sock, raw)[0], 400)
                     self.assertIn("line", doc["detail"])
                     self.assertIn("column", doc["detail"])
-            doc = self.assertProblem(self.aggregate(sock, b"")[0], 400)
-            self.assertEqual(doc["detail"], "the body must be a JSON value; it is empty")
+            # A missing body is 422 naming the body (docs/schemas.md).
+            doc = self.assertProblemDoc(self.aggregate(sock, b"")[0], 422)
+            self.assertEqual(doc["detail"], "the body is required: send a JSON body")
             self.assertStillOpen(sock)
 
     def test_body_that_is_not_an_object_is_422(self):
