@@ -72,6 +72,7 @@ void primes_get(http_request *req);
 extern const route_schema primes_schema;
 /* fanout.c */
 void fanout_post(http_request *req);
+extern const route_schema fanout_schema;
 /* kv.c: the key-value API on the configured backend (docs/kv.md) */
 void kv_get(http_request *req);
 void kv_put(http_request *req);

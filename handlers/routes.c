@@ -27,7 +27,7 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/kv/{key}", kv_get, 0, &kv_get_schema},
     {HTTP_METHOD_PUT, "/v1/kv/{key}", kv_put, ROUTE_BODY_JSON, &kv_put_schema},
     {HTTP_METHOD_DELETE, "/v1/kv/{key}", kv_delete, 0, &kv_delete_schema},
-    {HTTP_METHOD_POST, "/v1/fanout", fanout_post, ROUTE_BODY_JSON | ROUTE_CORO, NULL},
+    {HTTP_METHOD_POST, "/v1/fanout", fanout_post, ROUTE_CORO, &fanout_schema},
     {HTTP_METHOD_GET, "/v1/db", world_db_get, 0, NULL},
     {HTTP_METHOD_GET, "/v1/db_await", world_db_await_get, ROUTE_CORO, NULL},
     {HTTP_METHOD_GET, "/v1/queries", world_queries_get, 0, NULL},
