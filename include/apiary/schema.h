@@ -103,6 +103,7 @@ typedef struct schema_member {
 } schema_member;
 
 enum { SCHEMA_MEMBER_REQUIRED = 1u << 0 };
+#define SCHEMA_MAX_MEMBERS 64
 
 #define SCHEMA_MEMBER(name_, T, field, flags_, s)                                                                  \
     {.name = (name_), .schema = (s), .offset = offsetof(T, field) + 1, .size = sizeof(((T *)0)->field),           \
@@ -140,7 +141,7 @@ struct schema {
     size_t min_items, max_items;   /* max_items 0: no bound */
     bool unique_items;             /* needs max_items <= 1000: the check compares every pair */
     /* object */
-    const schema_member *members;  /* ended by SCHEMA_END */
+    const schema_member *members;  /* ended by SCHEMA_END; at most SCHEMA_MAX_MEMBERS */
     size_t size;                   /* sizeof the struct the members bind into */
     bool open;                     /* members not listed are allowed (and ignored); default: refused */
 };

@@ -331,6 +331,10 @@ static int schema_check_at(const schema *s, const char *where, char *err, size_t
     }
     case SCHEMA_T_OBJECT:
         for (const schema_member *m = s->members; m && m->name; m++) {
+            if (m - s->members == SCHEMA_MAX_MEMBERS) {
+                snprintf(err, cap, "%s: more than %d members", at, SCHEMA_MAX_MEMBERS);
+                return -1;
+            }
             if (m->offset && m->offset - 1 + m->size > s->size) {
                 snprintf(err, cap, "%s.%s: its field lies outside the object's struct", at, m->name);
                 return -1;
@@ -499,45 +503,59 @@ static void schema_member_list(const schema *s, char *buf, size_t cap)
         memcpy(buf + cap - 4, "...", 4);
 }
 
+/* One walk over the document's members, each matched to its declaration, so a member costs one name
+ * comparison when the document lists them in the declared order (the search starts after the last
+ * match) and no hash lookup; the required ones not seen are reported after. */
 static bool schema_bind_object(const schema *s, const json_t *v, void *out, const schema_path *p,
                                schema_errors *errs)
 {
+    const schema_member *members = s->members;
+    size_t count = 0;
+    while (members && members[count].name)
+        count++;
+    uint64_t seen = 0; /* schema_check keeps an object at SCHEMA_MAX_MEMBERS */
+    size_t hint = 0;
     bool ok = true;
-    if (!s->open) {
-        const char *key;
-        json_t *member;
-        json_object_foreach((json_t *)v, key, member) {
-            const schema_member *m = s->members;
-            while (m && m->name && strcmp(m->name, key) != 0)
-                m++;
-            if (!m || !m->name) {
-                char list[256];
-                schema_member_list(s, list, sizeof(list));
-                schema_path at = {p, key, 0};
-                schema_fail(errs, &at, "is not a known member (%s)", list);
-                ok = false;
-                if (schema_errors_full(errs)) {
-                    errs->more = true;
-                    return false;
-                }
-            }
-        }
-    }
-    for (const schema_member *m = s->members; m && m->name; m++) {
+    const char *key;
+    json_t *mv;
+    json_object_foreach((json_t *)v, key, mv) {
         if (schema_errors_full(errs)) {
             errs->more = true;
-            break;
+            return false;
         }
-        const json_t *mv = json_object_get(v, m->name);
-        schema_path at = {p, m->name, 0};
-        if (!mv) {
-            if (m->flags & SCHEMA_MEMBER_REQUIRED) {
-                schema_fail_required(errs, &at, m->schema);
+        size_t found = count;
+        for (size_t k = 0; k < count; k++) {
+            size_t j = hint + k < count ? hint + k : hint + k - count;
+            if (strcmp(members[j].name, key) == 0) {
+                found = j;
+                break;
+            }
+        }
+        schema_path at = {p, key, 0};
+        if (found == count) {
+            if (!s->open) {
+                char list[256];
+                schema_member_list(s, list, sizeof(list));
+                schema_fail(errs, &at, "is not a known member (%s)", list);
                 ok = false;
             }
             continue;
         }
+        const schema_member *m = &members[found];
+        hint = found + 1 < count ? found + 1 : 0;
+        seen |= (uint64_t)1 << found;
         ok = schema_bind_at(m->schema, mv, out && m->offset ? (char *)out + m->offset - 1 : NULL, &at, errs) && ok;
+    }
+    for (size_t j = 0; j < count; j++) {
+        if (!(members[j].flags & SCHEMA_MEMBER_REQUIRED) || (seen >> j & 1))
+            continue;
+        if (schema_errors_full(errs)) {
+            errs->more = true;
+            return false;
+        }
+        schema_path at = {p, members[j].name, 0};
+        schema_fail_required(errs, &at, members[j].schema);
+        ok = false;
     }
     return ok;
 }
