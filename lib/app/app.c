@@ -62,7 +62,8 @@ struct apiary_app {
 static const apiary_app *app_running;
 static const apiary_context *_Atomic app_current_ctx;
 
-static const char *const app_builtin_paths[] = {"/healthz", "/readyz", "/metrics", "/openapi.json"};
+static const char *const app_builtin_paths[] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
+                                                "/docs/{file}"};
 
 const char *apiary_version(void) { return APIARY_VERSION; }
 
@@ -311,12 +312,16 @@ static const app_route app_builtins[] = {
     {HTTP_METHOD_GET, "/readyz", health_ready, 0, NULL},
     {HTTP_METHOD_GET, "/metrics", metrics_get, 0, NULL},
     {HTTP_METHOD_GET, "/openapi.json", openapi_get, 0, NULL},
+    {HTTP_METHOD_GET, "/docs", docs_get, 0, NULL},
+    {HTTP_METHOD_GET, "/docs/{file}", docs_asset_get, 0, NULL},
 };
 static const char *const app_builtin_answers[] = {
     "the process is alive",
     "the server takes requests (503 while draining or while a store it needs is unreachable)",
     "the Prometheus text exposition of the server's counters",
     "this document",
+    "the interactive page of this document (Swagger UI; 404 unless docs.dir is set)",
+    "the page's assets, from docs.dir",
 };
 
 json_t *app_openapi(void)

@@ -38,6 +38,8 @@ void health_live(http_request *req);
 void health_ready(http_request *req);
 void metrics_get(http_request *req);
 void openapi_get(http_request *req);
+void docs_get(http_request *req);
+void docs_asset_get(http_request *req);
 /* The running app's OpenAPI document (its routes, the built-ins); new reference. */
 json_t *app_openapi(void);
 /* The app's readiness check for /readyz: true when it answered the request. */

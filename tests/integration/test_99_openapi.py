@@ -6,6 +6,7 @@ route table and the routes' schemas.
   in it is a valid JSON Schema draft 2020-12, every $ref resolves, and every route of handlers/routes.c
   and every built-in is in it, with its path parameters declared.
 - GET /openapi.json and apiary --openapi give the same document.
+- GET /docs renders in headless chromium with every route of the document (DocsPageTest).
 - A contract test: real requests to the routes that declare their answers (the items resource), each
   answer checked against the schema the document gives for its status, the 422s against
   ValidationProblem.
@@ -15,7 +16,9 @@ Needs python3-jsonschema (Debian, installed by scripts/deps.sh) besides the stan
 import json
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import unittest
 
 from apiary_harness import ApiaryServer, apiary_bin, request, source_dir
@@ -162,6 +165,70 @@ class OpenApiTest(unittest.TestCase):
             self.check("POST", "/v1/items", 415, request(sock, "POST", "/v1/items", {"Content-Type": "text/plain"}, body))
             self.check("DELETE", path, 204, request(sock, "DELETE", path), "/v1/items/{id}")
             self.check("GET", path, 404, request(sock, "GET", path), "/v1/items/{id}")
+
+
+DOCS_DIR = os.environ.get("APIARY_SWAGGER_UI", "/usr/local/lib/apiary-npm/node_modules/swagger-ui-dist")
+
+
+class DocsPageTest(unittest.TestCase):
+    """GET /docs: Swagger UI from swagger-ui-dist (scripts/deps.sh), rendered by Debian's chromium
+    headless against a running apiary, every route of /openapi.json on the page. Chromium resolves no
+    name but the loopback address, so a page that needed a CDN would not render."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.chromium = shutil.which("chromium")
+        if not cls.chromium or not os.path.exists(os.path.join(DOCS_DIR, "swagger-ui-bundle.js")):
+            raise AssertionError("chromium or swagger-ui-dist is missing: run scripts/deps.sh")
+        cls.srv = ApiaryServer({"docs": {"dir": DOCS_DIR}}, threads=1).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.srv.assert_no_sanitizer_report()
+
+    def test_off_by_default(self):
+        with ApiaryServer(threads=1) as srv, srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/docs").status, 404)
+            self.assertEqual(request(sock, "GET", "/docs/swagger-ui-bundle.js").status, 404)
+
+    def test_a_directory_without_the_assets_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "c.json")
+            with open(path, "w") as f:
+                json.dump({"docs": {"dir": d}}, f)
+            bad = subprocess.run([apiary_bin(), "--config", path, "--check-config"], capture_output=True, timeout=30)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("docs.dir", bad.stderr.decode())
+
+    def test_assets_are_served_here(self):
+        with self.srv.connect() as sock:
+            page = request(sock, "GET", "/docs")
+            self.assertEqual(page.status, 200)
+            self.assertTrue(page.headers.get("Content-Type").startswith("text/html"))
+            refs = re.findall(r'(?:src|href)="([^"]+)"', page.body.decode())
+            self.assertEqual(sorted(refs), ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css"])
+            for ref in refs:
+                resp = request(sock, "GET", ref)
+                self.assertEqual(resp.status, 200)
+                with open(os.path.join(DOCS_DIR, ref.rsplit("/", 1)[1]), "rb") as f:
+                    self.assertEqual(resp.body, f.read())
+            self.assertEqual(request(sock, "GET", "/docs/package.json").status, 404)
+            self.assertEqual(request(sock, "GET", "/docs/..%2Fpackage.json").status, 404)
+
+    def test_the_page_renders_every_route(self):
+        with self.srv.connect() as sock:
+            doc = request(sock, "GET", "/openapi.json").json()
+        url = f"http://127.0.0.1:{self.srv.port}/docs"
+        with tempfile.TemporaryDirectory() as profile:
+            out = subprocess.run([self.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                  f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                                  "--virtual-time-budget=20000", "--dump-dom", url],
+                                 capture_output=True, timeout=120)
+        dom = out.stdout.decode(errors="replace")
+        rendered = set(re.findall(r'data-path="([^"]+)"', dom))
+        self.assertTrue(rendered, f"the page rendered no operation:\n{dom[:2000]}\n{out.stderr.decode()[-2000:]}")
+        self.assertEqual(rendered, set(doc["paths"]))
 
 
 if __name__ == "__main__":
