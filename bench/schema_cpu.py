@@ -8,7 +8,7 @@ server's CPU time (utime + stime of every thread, /proc/PID/stat) around its rou
 per request, and the ratio. The body is the items body, a valid item, so both do the whole request
 (validation, the insert on the worker pool, the 201).
 
-  schema_cpu.py NEW_BIN OLD_BIN [--rounds 3] [--seconds 5] [--connections 64]
+  schema_cpu.py NEW_BIN OLD_BIN [--route items|sleep] [--rounds 3] [--seconds 5] [--connections 64]
 """
 import argparse
 import json
@@ -65,11 +65,17 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--route", choices=["items", "sleep"], default="items",
+                    help="items: POST /v1/items (the issue's figure); sleep: GET /v1/sleep?ms=0, a declared query "
+                         "parameter on a route that costs little else")
     args = ap.parse_args()
+    target, script = ("/v1/items", ["-s", None]) if args.route == "items" else ("/v1/sleep?ms=0", [])
     with tempfile.TemporaryDirectory() as tmp:
         lua = os.path.join(tmp, "post.lua")
         with open(lua, "w") as f:
             f.write(LUA)
+        if script:
+            script[1] = lua
         servers = {}
         for name, binary in (("declared", args.new), ("by hand", args.old)):
             os.mkdir(os.path.join(tmp, name))
@@ -77,10 +83,13 @@ def main():
         try:
             totals = {name: [0.0, 0] for name in servers}
             for rnd in range(args.rounds + 1):  # round 0 warms up and is not counted
-                for name, (proc, port) in servers.items():
+                order = list(servers.items())
+                if rnd % 2:
+                    order.reverse()  # neither always goes first (SQLite checkpoints, the machine's load)
+                for name, (proc, port) in order:
                     before = cpu_seconds(proc.pid)
                     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{args.connections}",
-                                          f"-d{args.seconds}s", "-s", lua, f"http://127.0.0.1:{port}/v1/items"],
+                                          f"-d{args.seconds}s", *script, f"http://127.0.0.1:{port}{target}"],
                                          capture_output=True, text=True, check=True).stdout
                     used = cpu_seconds(proc.pid) - before
                     requests = int(re.search(r"(\d+) requests in", out).group(1))
@@ -93,7 +102,7 @@ def main():
                         print(f"round {rnd} {name:9s}: {requests / args.seconds:8.0f} req/s, "
                               f"{used / requests * 1e6:6.2f} us server CPU per request")
             per = {name: t[0] / t[1] * 1e6 for name, t in totals.items()}
-            print(f"RESULT declared_us={per['declared']:.2f} by_hand_us={per['by hand']:.2f} "
+            print(f"RESULT route={args.route} declared_us={per['declared']:.2f} by_hand_us={per['by hand']:.2f} "
                   f"ratio={per['declared'] / per['by hand']:.3f}")
         finally:
             for proc, _ in servers.values():
