@@ -153,11 +153,13 @@ struct schema {
 #define SCHEMA_NUMBER(...) (&(const schema){.type = SCHEMA_T_NUMBER, __VA_ARGS__})
 #define SCHEMA_STRING(...) (&(const schema){.type = SCHEMA_T_STRING, __VA_ARGS__})
 #define SCHEMA_ENUM(...) (&(const schema){.type = SCHEMA_T_ENUM, .values = (const char *const[]){__VA_ARGS__, NULL}})
-#define SCHEMA_ARRAY(item, ...) (&(const schema){.type = SCHEMA_T_ARRAY, .items = (item), __VA_ARGS__})
-/* An object whose members bind into a T. As an initializer: `static const schema s = SCHEMA_OBJECT_OF(...)`;
- * as a nested member's schema: SCHEMA_OBJECT(T, members). */
-#define SCHEMA_OBJECT_OF(T, members_, ...) {.type = SCHEMA_T_OBJECT, .members = (members_), .size = sizeof(T), __VA_ARGS__}
-#define SCHEMA_OBJECT(T, members_, ...) (&(const schema)SCHEMA_OBJECT_OF(T, members_, __VA_ARGS__))
+/* SCHEMA_ARRAY(item, options...): the item's schema first. */
+#define SCHEMA_ARRAY(...) (&(const schema){.type = SCHEMA_T_ARRAY, .items = __VA_ARGS__})
+/* An object whose members bind into a T: SCHEMA_OBJECT_OF(T, members, options...). As an initializer:
+ * `static const schema s = SCHEMA_OBJECT_OF(...)`; as a nested member's schema: SCHEMA_OBJECT(T, ...).
+ * (The options ride in the variadic part so that no macro here needs an empty one: -pedantic clean.) */
+#define SCHEMA_OBJECT_OF(T, ...) {.type = SCHEMA_T_OBJECT, .size = sizeof(T), .members = __VA_ARGS__}
+#define SCHEMA_OBJECT(T, ...) (&(const schema)SCHEMA_OBJECT_OF(T, __VA_ARGS__))
 
 /* ---- checking a declaration ---------------------------------------------------------------------- */
 
