@@ -166,6 +166,31 @@ class OpenApiTest(unittest.TestCase):
             self.check("DELETE", path, 204, request(sock, "DELETE", path), "/v1/items/{id}")
             self.check("GET", path, 404, request(sock, "GET", path), "/v1/items/{id}")
 
+    def test_other_declared_routes_contract(self):
+        with self.srv.connect() as sock:
+            self.check("GET", "/v1/sleep", 200, request(sock, "GET", "/v1/sleep?ms=1"))
+            self.check("GET", "/v1/sleep", 422, request(sock, "GET", "/v1/sleep?ms=x"))
+            self.check("GET", "/v1/primes", 200, request(sock, "GET", "/v1/primes?n=100"))
+            self.check("GET", "/v1/primes", 422, request(sock, "GET", "/v1/primes"))
+            kv = "/v1/kv/contract"
+            self.check("PUT", kv, 201, request(sock, "PUT", kv + "?ttl=60", JSON, b'{"a":[1,2]}'), "/v1/kv/{key}")
+            self.check("PUT", kv, 200, request(sock, "PUT", kv, JSON, b'"again"'), "/v1/kv/{key}")
+            self.check("GET", kv, 200, request(sock, "GET", kv), "/v1/kv/{key}")
+            self.check("PUT", kv, 422, request(sock, "PUT", kv + "?ttl=0", JSON, b"1"), "/v1/kv/{key}")
+            self.check("DELETE", kv, 204, request(sock, "DELETE", kv), "/v1/kv/{key}")
+            hashed = self.check("POST", "/v1/password/hash", 200,
+                                request(sock, "POST", "/v1/password/hash", JSON, b'{"password":"pw"}'))
+            self.check("POST", "/v1/password/verify", 200,
+                       request(sock, "POST", "/v1/password/verify", JSON,
+                               json.dumps({"password": "pw", "hash": hashed["hash"]}).encode()))
+            self.check("POST", "/v1/password/verify", 422,
+                       request(sock, "POST", "/v1/password/verify", JSON, b'{"password":"","hash":"x"}'))
+            body = {"sources": [{"name": "a", "delay_ms": 1}, {"name": "b", "delay_ms": 50, "fail": True}],
+                    "timeout_ms": 20}
+            self.check("POST", "/v1/aggregate", 200,
+                       request(sock, "POST", "/v1/aggregate", JSON, json.dumps(body).encode()))
+            self.check("POST", "/v1/aggregate", 422, request(sock, "POST", "/v1/aggregate", JSON, b'{"sources":[]}'))
+
 
 DOCS_DIR = os.environ.get("APIARY_SWAGGER_UI", "/usr/local/lib/apiary-npm/node_modules/swagger-ui-dist")
 
