@@ -108,11 +108,30 @@ static void fanout_validate(http_request *req, const void *input, schema_errors 
     }
 }
 
+static const schema_member fanout_result_members[] = {
+    SCHEMA_UNBOUND("upstream", SCHEMA_MEMBER_REQUIRED, SCHEMA_STRING()),
+    SCHEMA_UNBOUND("ok", SCHEMA_MEMBER_REQUIRED, SCHEMA_BOOLEAN()),
+    SCHEMA_UNBOUND("status", 0, SCHEMA_INTEGER(.min = SCHEMA_GE(100), .max = SCHEMA_LE(599))),
+    SCHEMA_UNBOUND("body", 0, SCHEMA_ANY(.description = "the upstream's JSON, or its text as a string")),
+    SCHEMA_UNBOUND("error", 0, SCHEMA_STRING()),
+    SCHEMA_UNBOUND("detail", 0, SCHEMA_STRING()),
+    SCHEMA_UNBOUND("ms", SCHEMA_MEMBER_REQUIRED, SCHEMA_INTEGER(.min = SCHEMA_GE(0))),
+    SCHEMA_END,
+};
+static const schema fanout_result_schema = {.type = SCHEMA_T_OBJECT, .members = fanout_result_members};
+static const schema_member fanout_answer_members[] = {
+    SCHEMA_UNBOUND("results", SCHEMA_MEMBER_REQUIRED, SCHEMA_ARRAY(&fanout_result_schema)),
+    SCHEMA_END,
+};
 const route_schema fanout_schema = {
     .input_size = sizeof(fanout_in),
     .body = SCHEMA_OBJECT(fanout_in, fanout_members),
     .check = fanout_validate,
     .summary = "Call several configured upstreams at once and answer what each said, in order",
+    .responses = (const route_response[]){
+        {200, "each call's outcome, in the order asked",
+         &(const schema){.type = SCHEMA_T_OBJECT, .members = fanout_answer_members}},
+        {0}},
 };
 
 /* ---- the answer ------------------------------------------------------------------------------ */
