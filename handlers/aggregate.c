@@ -1,16 +1,13 @@
 /* aggregate: POST /v1/aggregate fans one request out to simulated upstream sources and gathers what
  * each did, the way a gateway calls several backends: at most `concurrency` calls at once (a
  * semaphore), each call bounded by `timeout_ms`, results in the order the sources were given. It
- * exercises the toolkit's semaphore, futures, wait_for and gather together, and shows how a nested
- * JSON body is checked field by field before any work starts. The handler is a coroutine (ROUTE_CORO)
+ * exercises the toolkit's semaphore, futures, wait_for and gather together; its nested JSON body is
+ * declared (aggregate_schema), so the engine checks it, listing every violation, before any work. The handler is a coroutine (ROUTE_CORO)
  * that awaits a permit before starting each source, in order, then awaits them all; the simulated
  * upstreams and the permits' release stay continuations: both styles share one toolkit. */
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "handlers.h"
-#include "request_body.h"
 
 #define AGGREGATE_NAME_MAX_BYTES 64
 
@@ -39,110 +36,72 @@ struct aggregate_run {
     aggregate_source *sources;
 };
 
-/* ---- validation ------------------------------------------------------------------------------ */
+/* ---- what the route takes (docs/schemas.md) -------------------------------------------------- */
 
-/* "sources[3].delay_ms", in the request's arena: its length depends on a client-chosen name. */
-static const char *aggregate_field(http_request *req, size_t index, const char *member)
+typedef struct aggregate_source_in {
+    const char *name;
+    int64_t delay_ms;
+    bool fail;
+} aggregate_source_in;
+
+typedef struct aggregate_in {
+    SCHEMA_LIST(aggregate_source_in) sources;
+    int64_t timeout_ms;
+    int64_t concurrency; /* 0: as many as there are sources */
+} aggregate_in;
+
+#define AGGREGATE_MS_MAX SCHEMA_LE_VAR(&handlers_max_sleep_ms)
+static const schema_member aggregate_source_members[] = {
+    SCHEMA_REQUIRED(aggregate_source_in, name, SCHEMA_STRING(.min_length = 1, .max_bytes = AGGREGATE_NAME_MAX_BYTES)),
+    SCHEMA_REQUIRED(aggregate_source_in, delay_ms, SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = AGGREGATE_MS_MAX)),
+    SCHEMA_OPTIONAL(aggregate_source_in, fail, SCHEMA_BOOLEAN()),
+    SCHEMA_END,
+};
+static const schema_member aggregate_members[] = {
+    SCHEMA_REQUIRED(aggregate_in, sources,
+                    SCHEMA_ARRAY(SCHEMA_OBJECT(aggregate_source_in, aggregate_source_members), .min_items = 1)),
+    SCHEMA_REQUIRED(aggregate_in, timeout_ms, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = AGGREGATE_MS_MAX)),
+    SCHEMA_OPTIONAL(aggregate_in, concurrency, SCHEMA_INTEGER(.min = SCHEMA_GE(1))),
+    SCHEMA_END,
+};
+
+/* What depends on the config or on another member: how many sources, a concurrency within them. */
+static void aggregate_check(http_request *req, const void *input, schema_errors *errs)
 {
-    int len = snprintf(NULL, 0, "sources[%zu].%s", index, member);
-    char *out = arena_alloc(&req->arena, (size_t)len + 1);
-    snprintf(out, (size_t)len + 1, "sources[%zu].%s", index, member);
-    return out;
+    (void)req;
+    const aggregate_in *in = input;
+    const unsigned max = handlers_get_settings()->max_aggregate_sources;
+    errs->in = "body";
+    if (in->sources.count > max)
+        schema_errors_add(errs, "sources", "must be an array of 1 to %u sources", max);
+    if (in->concurrency > (int64_t)in->sources.count)
+        schema_errors_add(errs, "concurrency", "must be an integer between 1 and the number of sources (%zu)",
+                          in->sources.count);
 }
 
-/* JSON reals (1.0, 1e3) are refused rather than truncated: the client meant something we cannot
- * know. */
-static bool aggregate_int(const json_t *v, json_int_t min, json_int_t max, unsigned *out)
-{
-    if (!json_is_integer(v))
-        return false;
-    json_int_t n = json_integer_value(v);
-    if (n < min || n > max)
-        return false;
-    *out = (unsigned)n;
-    return true;
-}
-
-static bool aggregate_parse_source(http_request *req, size_t i, json_t *obj, aggregate_source *src)
-{
-    const unsigned max_sleep_ms = handlers_get_settings()->max_sleep_ms;
-    char self[32];
-    snprintf(self, sizeof(self), "sources[%zu]", i);
-    if (!json_is_object(obj)) {
-        request_body_reject(req, 422, self, "must be an object");
-        return false;
-    }
-    const char *key;
-    json_t *value;
-    json_object_foreach(obj, key, value) {
-        if (strcmp(key, "name") != 0 && strcmp(key, "delay_ms") != 0 && strcmp(key, "fail") != 0) {
-            request_body_reject(req, 422, aggregate_field(req, i, key),
-                             "is not a member of a source (name, delay_ms, fail)");
-            return false;
-        }
-    }
-    json_t *name = json_object_get(obj, "name");
-    if (!json_is_string(name) || json_string_length(name) == 0 ||
-        json_string_length(name) > AGGREGATE_NAME_MAX_BYTES) {
-        request_body_reject(req, 422, aggregate_field(req, i, "name"), "is required: a string of 1 to %d bytes",
-                         AGGREGATE_NAME_MAX_BYTES);
-        return false;
-    }
-    if (!aggregate_int(json_object_get(obj, "delay_ms"), 0, max_sleep_ms, &src->delay_ms)) {
-        request_body_reject(req, 422, aggregate_field(req, i, "delay_ms"), "is required: an integer between 0 and %u",
-                         max_sleep_ms);
-        return false;
-    }
-    json_t *fail = json_object_get(obj, "fail");
-    if (fail && !json_is_boolean(fail)) {
-        request_body_reject(req, 422, aggregate_field(req, i, "fail"), "must be a boolean");
-        return false;
-    }
-    src->name = json_string_value(name);
-    src->name_len = json_string_length(name);
-    src->fail = json_is_true(fail);
-    return true;
-}
-
-/* Checks the whole body and fills `run` (sources in the request's arena); on any error answers and
- * returns false. Nothing is started before everything is known to be valid. */
-static bool aggregate_parse(http_request *req, aggregate_run *run)
-{
-    const handlers_settings *cfg = handlers_get_settings();
-    static const char *const members[] = {"sources", "timeout_ms", "concurrency", NULL};
-    json_t *body = request_body_object(req, members, false);
-    if (!body)
-        return false;
-
-    json_t *sources = json_object_get(body, "sources");
-    if (!json_is_array(sources) || json_array_size(sources) == 0 ||
-        json_array_size(sources) > cfg->max_aggregate_sources) {
-        request_body_reject(req, 422, "sources", "is required: an array of 1 to %u sources",
-                         cfg->max_aggregate_sources);
-        return false;
-    }
-    /* Bounded by max_aggregate_sources just above, never by what the client sent. */
-    run->count = json_array_size(sources);
-    run->sources = arena_alloc(&req->arena, run->count * sizeof(*run->sources));
-    memset(run->sources, 0, run->count * sizeof(*run->sources));
-    for (size_t i = 0; i < run->count; i++) {
-        if (!aggregate_parse_source(req, i, json_array_get(sources, i), &run->sources[i]))
-            return false;
-    }
-
-    if (!aggregate_int(json_object_get(body, "timeout_ms"), 1, cfg->max_sleep_ms, &run->timeout_ms)) {
-        request_body_reject(req, 422, "timeout_ms", "is required: an integer between 1 and %u", cfg->max_sleep_ms);
-        return false;
-    }
-    json_t *concurrency = json_object_get(body, "concurrency");
-    run->concurrency = (unsigned)run->count;
-    if (concurrency && !aggregate_int(concurrency, 1, (json_int_t)run->count, &run->concurrency)) {
-        request_body_reject(req, 422, "concurrency", "must be an integer between 1 and the number of sources (%zu)",
-                         run->count);
-        return false;
-    }
-    return true;
-}
+static const schema_member aggregate_result_members[] = {
+    SCHEMA_UNBOUND("name", SCHEMA_MEMBER_REQUIRED, SCHEMA_STRING()),
+    SCHEMA_UNBOUND("ok", SCHEMA_MEMBER_REQUIRED, SCHEMA_BOOLEAN()),
+    SCHEMA_UNBOUND("ms", 0, SCHEMA_INTEGER(.min = SCHEMA_GE(0))),
+    SCHEMA_UNBOUND("error", 0, SCHEMA_ENUM("timeout", "failed")),
+    SCHEMA_END,
+};
+static const schema aggregate_result_schema = {.type = SCHEMA_T_OBJECT, .members = aggregate_result_members};
+static const schema_member aggregate_answer_members[] = {
+    SCHEMA_UNBOUND("results", SCHEMA_MEMBER_REQUIRED, SCHEMA_ARRAY(&aggregate_result_schema)),
+    SCHEMA_UNBOUND("elapsed_ms", SCHEMA_MEMBER_REQUIRED, SCHEMA_INTEGER(.min = SCHEMA_GE(0))),
+    SCHEMA_END,
+};
+const route_schema aggregate_schema = {
+    .input_size = sizeof(aggregate_in),
+    .body = SCHEMA_OBJECT(aggregate_in, aggregate_members),
+    .check = aggregate_check,
+    .summary = "Call simulated sources, at most concurrency at once, each within timeout_ms",
+    .responses = (const route_response[]){
+        {200, "each source's outcome, in order",
+         &(const schema){.type = SCHEMA_T_OBJECT, .members = aggregate_answer_members}},
+        {0}},
+};
 
 /* ---- the run --------------------------------------------------------------------------------- */
 
@@ -200,9 +159,16 @@ static json_t *aggregate_result(const aggregate_source *src)
 
 void aggregate_post(http_request *req)
 {
-    aggregate_run run = {0};
-    if (!aggregate_parse(req, &run))
-        return;
+    const aggregate_in *in = http_request_input(req);
+    aggregate_run run = {.timeout_ms = (unsigned)in->timeout_ms, .count = in->sources.count};
+    run.concurrency = in->concurrency ? (unsigned)in->concurrency : (unsigned)run.count;
+    run.sources = arena_alloc(&req->arena, run.count * sizeof(*run.sources));
+    memset(run.sources, 0, run.count * sizeof(*run.sources));
+    for (size_t i = 0; i < run.count; i++) {
+        const aggregate_source_in *src = &in->sources.items[i];
+        run.sources[i] = (aggregate_source){.name = src->name, .name_len = strlen(src->name),
+                                            .delay_ms = (unsigned)src->delay_ms, .fail = src->fail};
+    }
     async_scope *scope = http_request_async(req);
     if (!scope)
         return; /* the loop is at its cap of waiting requests and has already answered 503 */

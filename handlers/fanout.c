@@ -24,7 +24,6 @@
 #include "handlers.h"
 #include "json_valid_internal.h"
 #include "json_write_internal.h"
-#include "request_body.h"
 #include "xalloc_internal.h"
 
 #define FANOUT_MAX_TIMEOUT_MS 60000
@@ -57,102 +56,83 @@ typedef struct fanout_run {
     unsigned timeout_ms; /* 0: each upstream's own timeout_ms only */
 } fanout_run;
 
-/* ---- validation ------------------------------------------------------------------------------ */
+/* ---- what the route takes (docs/schemas.md) -------------------------------------------------- */
 
-/* "requests[3].path", in the request's arena: a member name chosen by the client can be long. */
-static const char *fanout_field(http_request *req, size_t index, const char *member)
-{
-    int len = snprintf(NULL, 0, "requests[%zu]%s%s", index, member ? "." : "", member ? member : "");
-    char *out = arena_alloc(&req->arena, (size_t)len + 1);
-    snprintf(out, (size_t)len + 1, "requests[%zu]%s%s", index, member ? "." : "", member ? member : "");
-    return out;
-}
+typedef struct fanout_call_in {
+    const char *upstream;
+    const char *path;
+} fanout_call_in;
+
+typedef struct fanout_in {
+    SCHEMA_LIST(fanout_call_in) requests;
+    int64_t timeout_ms; /* 0: each upstream's own timeout_ms only */
+} fanout_in;
+
+/* A path, never a URL: from '/', visible ASCII without '#' (http_client_path_valid's rule). */
+static const schema_member fanout_call_members[] = {
+    SCHEMA_REQUIRED(fanout_call_in, upstream, SCHEMA_STRING(.description = "the name of a configured upstream")),
+    SCHEMA_REQUIRED(fanout_call_in, path,
+                    SCHEMA_STRING(.max_length = HTTP_CLIENT_PATH_MAX, .pattern = SCHEMA_PATTERN("^/[!-\"$-~]*$"))),
+    SCHEMA_END,
+};
+static const schema_member fanout_members[] = {
+    SCHEMA_REQUIRED(fanout_in, requests, SCHEMA_ARRAY(SCHEMA_OBJECT(fanout_call_in, fanout_call_members), .min_items = 1)),
+    SCHEMA_OPTIONAL(fanout_in, timeout_ms, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(FANOUT_MAX_TIMEOUT_MS))),
+    SCHEMA_END,
+};
 
 /* Only names from the config; the comparison is exact (case matters, as in the config). */
-static const http_client_upstream *fanout_find_upstream(const json_t *name)
+static const http_client_upstream *fanout_find_upstream(const char *name)
 {
     const handlers_settings *cfg = handlers_get_settings();
-    if (!json_is_string(name))
-        return NULL;
     for (unsigned i = 0; i < cfg->upstream_count; i++)
-        if (strcmp(cfg->upstreams[i].name, json_string_value(name)) == 0 &&
-            strlen(cfg->upstreams[i].name) == json_string_length(name))
+        if (strcmp(cfg->upstreams[i].name, name) == 0)
             return &cfg->upstreams[i];
     return NULL;
 }
 
-static bool fanout_parse_call(http_request *req, size_t i, json_t *obj, fanout_call *call)
+/* What depends on the config: how many calls, and upstreams it names. */
+static void fanout_validate(http_request *req, const void *input, schema_errors *errs)
 {
-    if (!json_is_object(obj)) {
-        request_body_reject(req, 422, fanout_field(req, i, NULL), "must be an object with upstream and path");
-        return false;
+    (void)req;
+    const fanout_in *in = input;
+    const unsigned max = handlers_get_settings()->fanout_max_requests;
+    errs->in = "body";
+    if (in->requests.count > max)
+        schema_errors_add(errs, "requests", "must be an array of 1 to %u requests", max);
+    for (size_t i = 0; i < in->requests.count && in->requests.count <= max; i++) {
+        char field[48];
+        snprintf(field, sizeof(field), "requests[%zu].upstream", i);
+        if (!fanout_find_upstream(in->requests.items[i].upstream))
+            schema_errors_add(errs, field, "must be the name of a configured upstream");
     }
-    const char *key;
-    json_t *value;
-    json_object_foreach(obj, key, value) {
-        if (strcmp(key, "upstream") != 0 && strcmp(key, "path") != 0) {
-            request_body_reject(req, 422, fanout_field(req, i, key), "is not a member of a request (upstream, path)");
-            return false;
-        }
-    }
-    call->up = fanout_find_upstream(json_object_get(obj, "upstream"));
-    if (!call->up) {
-        request_body_reject(req, 422, fanout_field(req, i, "upstream"), "is required: the name of a configured upstream");
-        return false;
-    }
-    json_t *path = json_object_get(obj, "path");
-    if (!json_is_string(path) || !http_client_path_valid(json_string_value(path), json_string_length(path))) {
-        request_body_reject(req, 422, fanout_field(req, i, "path"),
-                      "is required: 1 to %d bytes starting with '/', visible ASCII only, no '#'",
-                      HTTP_CLIENT_PATH_MAX);
-        return false;
-    }
-    call->path = json_string_value(path);
-    return true;
 }
 
-static bool fanout_parse_body(http_request *req, json_t **out)
-{
-    static const char *const members[] = {"requests", "timeout_ms", NULL};
-    json_t *body = request_body_object(req, members, false);
-    if (!body)
-        return false;
-    *out = body;
-    return true;
-}
-
-/* Checks the whole body and fills `run` (calls in the request's arena); on any error answers and
- * returns false. No call starts before everything is known to be valid. */
-static bool fanout_parse(http_request *req, fanout_run *run)
-{
-    const handlers_settings *cfg = handlers_get_settings();
-    json_t *body;
-    if (!fanout_parse_body(req, &body))
-        return false;
-    json_t *requests = json_object_get(body, "requests");
-    if (!json_is_array(requests) || json_array_size(requests) == 0 ||
-        json_array_size(requests) > cfg->fanout_max_requests) {
-        request_body_reject(req, 422, "requests", "is required: an array of 1 to %u requests", cfg->fanout_max_requests);
-        return false;
-    }
-    run->count = json_array_size(requests);
-    run->calls = arena_alloc(&req->arena, run->count * sizeof(*run->calls));
-    memset(run->calls, 0, run->count * sizeof(*run->calls));
-    for (size_t i = 0; i < run->count; i++)
-        if (!fanout_parse_call(req, i, json_array_get(requests, i), &run->calls[i]))
-            return false;
-    json_t *timeout = json_object_get(body, "timeout_ms");
-    if (timeout) {
-        /* A real (300.0) is refused rather than truncated, as everywhere in the API. */
-        json_int_t ms = json_is_integer(timeout) ? json_integer_value(timeout) : 0;
-        if (ms < 1 || ms > FANOUT_MAX_TIMEOUT_MS) {
-            request_body_reject(req, 422, "timeout_ms", "must be an integer between 1 and %d", FANOUT_MAX_TIMEOUT_MS);
-            return false;
-        }
-        run->timeout_ms = (unsigned)ms;
-    }
-    return true;
-}
+static const schema_member fanout_result_members[] = {
+    SCHEMA_UNBOUND("upstream", SCHEMA_MEMBER_REQUIRED, SCHEMA_STRING()),
+    SCHEMA_UNBOUND("ok", SCHEMA_MEMBER_REQUIRED, SCHEMA_BOOLEAN()),
+    SCHEMA_UNBOUND("status", 0, SCHEMA_INTEGER(.min = SCHEMA_GE(100), .max = SCHEMA_LE(599))),
+    SCHEMA_UNBOUND("body", 0, SCHEMA_ANY(.description = "the upstream's JSON, or its text as a string")),
+    SCHEMA_UNBOUND("error", 0, SCHEMA_STRING()),
+    SCHEMA_UNBOUND("detail", 0, SCHEMA_STRING()),
+    SCHEMA_UNBOUND("ms", SCHEMA_MEMBER_REQUIRED, SCHEMA_INTEGER(.min = SCHEMA_GE(0))),
+    SCHEMA_END,
+};
+static const schema fanout_result_schema = {.type = SCHEMA_T_OBJECT, .members = fanout_result_members};
+static const schema_member fanout_answer_members[] = {
+    SCHEMA_UNBOUND("results", SCHEMA_MEMBER_REQUIRED, SCHEMA_ARRAY(&fanout_result_schema)),
+    SCHEMA_END,
+};
+const route_schema fanout_schema = {
+    .input_size = sizeof(fanout_in),
+    .body = SCHEMA_OBJECT(fanout_in, fanout_members),
+    .check = fanout_validate,
+    .summary = "Call several configured upstreams at once and answer what each said, in order",
+    .responses = (const route_response[]){
+        {200, "each call's outcome, in the order asked",
+         &(const schema){.type = SCHEMA_T_OBJECT, .members = fanout_answer_members}},
+        {0}},
+};
 
 /* ---- the answer ------------------------------------------------------------------------------ */
 
@@ -307,9 +287,14 @@ static void fanout_answer(fanout_run *run)
 /* A coroutine handler (ROUTE_CORO): start every call, await them all, answer. */
 void fanout_post(http_request *req)
 {
-    fanout_run run = {0};
-    if (!fanout_parse(req, &run))
-        return;
+    const fanout_in *in = http_request_input(req);
+    fanout_run run = {.count = in->requests.count, .timeout_ms = (unsigned)in->timeout_ms};
+    run.calls = arena_alloc(&req->arena, run.count * sizeof(*run.calls));
+    memset(run.calls, 0, run.count * sizeof(*run.calls));
+    for (size_t i = 0; i < run.count; i++) {
+        run.calls[i].up = fanout_find_upstream(in->requests.items[i].upstream);
+        run.calls[i].path = in->requests.items[i].path;
+    }
     async_scope *scope = http_request_async(req);
     if (!scope)
         return; /* the loop is at its cap of waiting requests and has already answered 503 */

@@ -30,6 +30,10 @@ typedef struct handlers_settings {
     const redis_settings *redis;
 } handlers_settings;
 
+/* The config's limits that bound declared parameters (SCHEMA_LE_VAR), kept current by the start and
+ * reload hooks; a check reads the value of the moment. */
+extern _Atomic int64_t handlers_max_sleep_ms, handlers_primes_max_n;
+
 /* Adds every route of the table to `app`, and the hooks that derive the settings from the config at
  * start and on each reload, and the /readyz check of the Redis backend. Returns 0, or -1 if the table
  * is inconsistent (a bug, reported in the log). */
@@ -45,12 +49,14 @@ void hello_get(http_request *req);
 void echo_post(http_request *req);
 /* sleep.c */
 void sleep_get(http_request *req);
+extern const route_schema sleep_schema;
 /* Reads query parameter `name` as a decimal integer in min..max into *out. Anything else (missing,
  * signed, non-numeric, out of range) is answered 400 with "field": name, and it returns false: the
  * handler then just returns. */
 bool sleep_query_ms(http_request *req, const char *name, unsigned min, unsigned max, unsigned *out);
 /* aggregate.c */
 void aggregate_post(http_request *req);
+extern const route_schema aggregate_schema;
 /* example_pair.c */
 void example_pair_get(http_request *req);
 /* example_pair_await.c: the same as a coroutine (ROUTE_CORO) */
@@ -60,14 +66,18 @@ void example_pair_await_get(http_request *req);
 int password_init(void);
 void password_hash_post(http_request *req);
 void password_verify_post(http_request *req);
+extern const route_schema password_hash_schema, password_verify_schema;
 /* primes.c */
 void primes_get(http_request *req);
+extern const route_schema primes_schema;
 /* fanout.c */
 void fanout_post(http_request *req);
+extern const route_schema fanout_schema;
 /* kv.c: the key-value API on the configured backend (docs/kv.md) */
 void kv_get(http_request *req);
 void kv_put(http_request *req);
 void kv_delete(http_request *req);
+extern const route_schema kv_get_schema, kv_put_schema, kv_delete_schema;
 /* The /readyz check (apiary_app_ready_check): with the Redis backend, 503 while this loop has no link. */
 bool kv_ready(http_request *req);
 /* schema.c: the startup hook that creates world and items (sql_migrate) */
@@ -87,5 +97,6 @@ void items_post(http_request *req);
 void items_get(http_request *req);
 void items_list(http_request *req);
 void items_delete(http_request *req);
+extern const route_schema items_post_schema, items_get_schema, items_list_schema, items_delete_schema;
 
 #endif

@@ -11,13 +11,12 @@
  * scan however deep it is, and rows inserted meanwhile never shift a page. Every value reaches the
  * database as a bound parameter.
  *
- * The handlers are coroutines (ROUTE_CORO in routes.c): each checks its input, awaits its query and
- * answers, in that order, with its state in locals. When the request ends while a query runs, the
+ * The handlers are coroutines (ROUTE_CORO in routes.c). Their input is declared below (schema.h): the
+ * engine validates and binds it before a handler runs, answering 422 with every violation, so each
+ * handler reads its typed values, awaits its query and answers, in that order, with its state in locals. When the request ends while a query runs, the
  * await returns ASYNC_CANCELLED, the failure answer below is dropped, and the handler returns. */
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -58,73 +57,80 @@ static json_t *items_json(const sql_result *r, size_t row)
                      created->s ? created->s : "", created->len);
 }
 
-/* Reads a decimal integer query or path value in min..max; else 400 naming `field`. */
-static bool items_integer(http_request *req, const char *text, const char *field, long long min, long long max,
-                          long long *out)
-{
-    bool ok = text && *text >= '0' && *text <= '9';
-    long long v = 0;
-    if (ok) {
-        char *end;
-        errno = 0;
-        v = strtoll(text, &end, 10);
-        ok = *end == '\0' && errno == 0 && v >= min && v <= max;
-    }
-    if (!ok) {
-        http_respond_problem(req, 400, json_pack("{s:s}", "field", field), "%s must be an integer from %lld to %lld",
-                             field, min, max);
-        return false;
-    }
-    *out = v;
-    return true;
-}
+/* ---- what the routes take and give (docs/schemas.md): validated and bound before a handler runs ---- */
 
-static bool items_id(http_request *req, long long *id)
-{
-    return items_integer(req, http_request_param(req, "id"), "id", 1, INT64_MAX, id);
-}
+typedef struct items_in {
+    int64_t id;           /* path {id} */
+    int64_t limit, after; /* GET /v1/items query */
+    const char *name;     /* POST body */
+    double price;
+} items_in;
+
+static const schema_member items_id_param[] = {
+    SCHEMA_REQUIRED(items_in, id, SCHEMA_INTEGER(.min = SCHEMA_GE(1))),
+    SCHEMA_END,
+};
+static const schema_member items_page_query[] = {
+    SCHEMA_OPTIONAL(items_in, limit, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(ITEMS_LIMIT_MAX))),
+    SCHEMA_OPTIONAL(items_in, after, SCHEMA_INTEGER(.min = SCHEMA_GE(0))),
+    SCHEMA_END,
+};
+static const schema_member items_new_members[] = {
+    SCHEMA_REQUIRED(items_in, name, SCHEMA_STRING(.min_length = 1, .max_length = ITEMS_NAME_MAX_CHARS)),
+    SCHEMA_REQUIRED(items_in, price, SCHEMA_NUMBER(.min = SCHEMA_GE(0))),
+    SCHEMA_END,
+};
+static const schema items_new = SCHEMA_OBJECT_OF(items_in, items_new_members);
+
+static const schema_member item_members[] = {
+    SCHEMA_UNBOUND("id", SCHEMA_MEMBER_REQUIRED, SCHEMA_INTEGER(.min = SCHEMA_GE(1))),
+    SCHEMA_UNBOUND("name", SCHEMA_MEMBER_REQUIRED, SCHEMA_STRING(.min_length = 1, .max_length = ITEMS_NAME_MAX_CHARS)),
+    SCHEMA_UNBOUND("price", SCHEMA_MEMBER_REQUIRED, SCHEMA_NUMBER(.min = SCHEMA_GE(0))),
+    SCHEMA_UNBOUND("created_at", SCHEMA_MEMBER_REQUIRED, SCHEMA_STRING(.format = SCHEMA_FORMAT_DATE_TIME)),
+    SCHEMA_END,
+};
+static const schema item = {.type = SCHEMA_T_OBJECT, .members = item_members};
+static const schema_member items_page_members[] = {
+    SCHEMA_UNBOUND("items", SCHEMA_MEMBER_REQUIRED, SCHEMA_ARRAY(&item, .max_items = ITEMS_LIMIT_MAX)),
+    SCHEMA_UNBOUND("next", SCHEMA_MEMBER_REQUIRED, SCHEMA_INTEGER(.nullable = true, .min = SCHEMA_GE(1))),
+    SCHEMA_END,
+};
+
+const route_schema items_post_schema = {
+    .input_size = sizeof(items_in),
+    .body = &items_new,
+    .summary = "Create an item",
+    .responses = (const route_response[]){{201, "the item, its URL in Location", &item}, {0}},
+};
+const route_schema items_get_schema = {
+    .input_size = sizeof(items_in),
+    .path = items_id_param,
+    .summary = "Read an item",
+    .responses = (const route_response[]){{200, "the item", &item}, {0}},
+};
+const route_schema items_list_schema = {
+    ROUTE_INPUT(items_in, .limit = ITEMS_LIMIT_DEFAULT),
+    .query = items_page_query,
+    .summary = "List items by ascending id, a page after another",
+    .responses = (const route_response[]){
+        {200, "a page; next is the after of the next page, null on the last",
+         SCHEMA_OBJECT(items_in, items_page_members)},
+        {0}},
+};
+const route_schema items_delete_schema = {
+    .input_size = sizeof(items_in),
+    .path = items_id_param,
+    .summary = "Delete an item",
+    .responses = (const route_response[]){{204, "deleted", NULL}, {0}},
+};
 
 static void items_not_found(http_request *req) { http_respond_problem(req, 404, NULL, "no item has this id"); }
 
 /* ---- POST /v1/items ---------------------------------------------------------------------------- */
 
-static size_t items_utf8_chars(const char *s, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return n;
-}
-
 void items_post(http_request *req)
 {
-    json_t *body = request_body_json(req, false);
-    if (!body)
-        return;
-    if (!json_is_object(body)) {
-        http_respond_problem(req, 400, NULL, "the body must be a JSON object {\"name\":…,\"price\":…}");
-        return;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(body, key, v) {
-        if (strcmp(key, "name") != 0 && strcmp(key, "price") != 0) {
-            request_body_reject(req, 400, key, "is not a member of an item (name, price)");
-            return;
-        }
-    }
-    json_t *name = json_object_get(body, "name"), *price = json_object_get(body, "price");
-    size_t chars = json_is_string(name) ? items_utf8_chars(json_string_value(name), json_string_length(name)) : 0;
-    if (!json_is_string(name) || chars < 1 || chars > ITEMS_NAME_MAX_CHARS ||
-        memchr(json_string_value(name), '\0', json_string_length(name))) {
-        http_respond_problem(req, 400, json_pack("{s:s}", "field", "name"),
-                             "name must be a string of 1 to %d characters (without NUL)", ITEMS_NAME_MAX_CHARS);
-        return;
-    }
-    if (!json_is_number(price) || json_number_value(price) < 0) {
-        http_respond_problem(req, 400, json_pack("{s:s}", "field", "price"), "price must be a number >= 0");
-        return;
-    }
+    const items_in *in = http_request_input(req);
     async_scope *scope = http_request_async(req);
     if (!scope)
         return;
@@ -136,8 +142,8 @@ void items_post(http_request *req)
     size_t n = strftime(created_at, sizeof(created_at), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(created_at + n, sizeof(created_at) - n, ".%03ldZ", now.tv_nsec / 1000000);
     /* name points into the parsed body, which the request keeps until it ends. */
-    sql_value params[3] = {sql_text(json_string_value(name), json_string_length(name)),
-                           sql_double(json_number_value(price)), sql_text(created_at, strlen(created_at))};
+    sql_value params[3] = {sql_text(in->name, strlen(in->name)), sql_double(in->price),
+                           sql_text(created_at, strlen(created_at))};
     sql_stmt stmt = {ITEMS_INSERT, params, 3, 0};
     const sql_result *r = items_query(req, scope, &stmt);
     if (!r)
@@ -146,21 +152,19 @@ void items_post(http_request *req)
     snprintf(location, sizeof(location), "/v1/items/%lld", (long long)r->insert_id);
     http_response_header(req, "Location", location);
     http_respond_json(req, 201,
-                      json_pack("{s:I,s:s%,s:f,s:s}", "id", (json_int_t)r->insert_id, "name", json_string_value(name),
-                                json_string_length(name), "price", json_number_value(price), "created_at", created_at));
+                      json_pack("{s:I,s:s,s:f,s:s}", "id", (json_int_t)r->insert_id, "name", in->name, "price",
+                                in->price, "created_at", created_at));
 }
 
 /* ---- GET /v1/items/{id} ------------------------------------------------------------------------ */
 
 void items_get(http_request *req)
 {
-    long long id;
-    if (!items_id(req, &id))
-        return;
+    const items_in *in = http_request_input(req);
     async_scope *scope = http_request_async(req);
     if (!scope)
         return;
-    sql_value param = sql_int(id);
+    sql_value param = sql_int(in->id);
     sql_stmt stmt = {ITEMS_SELECT, &param, 1, 2 * ITEMS_ROW_BYTES};
     const sql_result *r = items_query(req, scope, &stmt);
     if (!r)
@@ -180,16 +184,12 @@ void items_get(http_request *req)
 
 void items_list(http_request *req)
 {
-    long long limit = ITEMS_LIMIT_DEFAULT, after = 0;
-    const char *limit_text = http_request_query(req, "limit"), *after_text = http_request_query(req, "after");
-    if (limit_text && !items_integer(req, limit_text, "limit", 1, ITEMS_LIMIT_MAX, &limit))
-        return;
-    if (after_text && !items_integer(req, after_text, "after", 0, INT64_MAX, &after))
-        return;
+    const items_in *in = http_request_input(req);
+    int64_t limit = in->limit;
     async_scope *scope = http_request_async(req);
     if (!scope)
         return;
-    sql_value params[2] = {sql_int(after), sql_int(limit + 1)};
+    sql_value params[2] = {sql_int(in->after), sql_int(limit + 1)};
     sql_stmt stmt = {ITEMS_PAGE, params, 2, (size_t)(limit + 1) * ITEMS_ROW_BYTES + 256};
     const sql_result *r = items_query(req, scope, &stmt);
     if (!r)
@@ -211,13 +211,11 @@ void items_list(http_request *req)
 
 void items_delete(http_request *req)
 {
-    long long id;
-    if (!items_id(req, &id))
-        return;
+    const items_in *in = http_request_input(req);
     async_scope *scope = http_request_async(req);
     if (!scope)
         return;
-    sql_value param = sql_int(id);
+    sql_value param = sql_int(in->id);
     sql_stmt stmt = {ITEMS_DELETE, &param, 1, 0};
     const sql_result *r = items_query(req, scope, &stmt);
     if (!r)

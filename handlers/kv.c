@@ -4,9 +4,9 @@
  *   GET    /v1/kv/{key}                -> 200 {"key":...,"value":...,"ttl":seconds or null} / 404
  *   DELETE /v1/kv/{key}                -> 204 / 404
  *
- * Everything a request can get wrong is checked before the store is touched (400 key or ttl, 415
- * media type, 400 invalid JSON, 413 value too large), then one call to the backend (kv_store.h) does
- * the work. Store failures are answers too: 504 when the store did not answer in time, 503 with
+ * Everything a request can get wrong is checked before the store is touched (422 key or ttl, declared
+ * below and checked by the engine, 415 media type, 400 invalid JSON, 413 value too large), then one
+ * call to the backend (kv_store.h) does the work. Store failures are answers too: 504 when the store did not answer in time, 503 with
  * Retry-After when it is unreachable, 507 when the memory store is full. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,10 +17,9 @@
 #include "json_write_internal.h"
 #include "kv_store.h"
 #include "log.h"
-#include "request_body.h"
 
 /* ?ttl= accepts 1 to this many seconds (68 years; Redis's own limit is far above). */
-#define KV_TTL_MAX_S 2147483647u
+#define KV_TTL_MAX_S 2147483647
 
 /* What a continuation needs; scope memory, gone with the request. */
 typedef struct kv_call {
@@ -37,74 +36,79 @@ static const kv_store *kv_backend(void)
     return handlers_get_settings()->kv_use_redis ? &kv_redis_store : &kv_memory_store;
 }
 
-/* ---- keys -------------------------------------------------------------------------------------- */
+/* ---- what the routes take (docs/schemas.md) --------------------------------------------------- */
 
-/* The key charset: well-formed UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF)
- * without control characters (C0, DEL, C1). Everything printable is allowed, spaces, quotes, '/'
- * (sent as %2F) and '%' (sent as %25) included: Redis keys are binary-safe and the memory store
- * compares bytes, so nothing else needs excluding, and control characters would only make keys
- * unreadable in logs and tools. */
-static bool kv_key_charset_ok(const unsigned char *s, size_t len)
+typedef struct kv_in {
+    const char *key;       /* path {key}, percent-decoded */
+    int64_t ttl;           /* PUT ?ttl=, 0 when absent */
+    const json_t *value;   /* PUT body: any JSON value */
+} kv_in;
+
+/* The key charset: well-formed UTF-8 (the schema's string check: no overlong forms, no surrogates,
+ * nothing above U+10FFFF) without control characters (C0, DEL, C1). Everything printable is allowed,
+ * spaces, quotes, '/' (sent as %2F) and '%' (sent as %25) included: Redis keys are binary-safe and the
+ * memory store compares bytes, and control characters would only make keys unreadable in logs. */
+static bool kv_key_printable(const unsigned char *s, size_t len)
 {
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                return false;
-            i++;
-            continue;
-        }
-        size_t more;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            more = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            more = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            more = 3;
-            cp = c & 0x07;
-        } else {
-            return false; /* a continuation byte first, 0xc0/0xc1 (overlong) or above U+10FFFF */
-        }
-        if (len - i - 1 < more)
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x20 || s[i] == 0x7f || (s[i] == 0xc2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f))
             return false;
-        for (size_t k = 1; k <= more; k++) {
-            unsigned b = s[i + k];
-            if ((b & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (b & 0x3f);
-        }
-        if ((more == 2 && cp < 0x800) || (more == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
-            return false;
-        i += more + 1;
-    }
     return true;
 }
 
-/* The decoded key if it follows the rules; otherwise answers 400 naming "key" and returns NULL. The
- * engine already refused a NUL byte (%00) in the path, so strlen is the key's length. */
-static const char *kv_key(http_request *req, size_t *len)
+/* The key's byte limit is the config's (kv.max_key_bytes). The engine refuses a NUL (%00) in the path,
+ * so strlen is the key's length. */
+static void kv_check(http_request *req, const void *input, schema_errors *errs)
 {
+    (void)req;
     const unsigned max = handlers_get_settings()->kv_max_key_bytes;
-    const char *key = http_request_param(req, "key");
-    size_t n = key ? strlen(key) : 0;
-    if (n == 0 || n > max) {
-        http_respond_problem(req, 400, json_pack("{s:s}", "field", "key"),
-                             "key must be 1 to %u bytes (UTF-8), it has %zu", max, n);
-        return NULL;
-    }
-    if (!kv_key_charset_ok((const unsigned char *)key, n)) {
-        http_respond_problem(req, 400, json_pack("{s:s}", "field", "key"),
-                             "key must be valid UTF-8 without control characters");
-        return NULL;
-    }
-    *len = n;
-    return key;
+    const char *key = ((const kv_in *)input)->key;
+    size_t n = strlen(key);
+    errs->in = "path";
+    if (n > max)
+        schema_errors_add(errs, "key", "must be 1 to %u bytes (UTF-8), it has %zu", max, n);
+    else if (!kv_key_printable((const unsigned char *)key, n))
+        schema_errors_add(errs, "key", "must be valid UTF-8 without control characters");
 }
+
+static const schema_member kv_key_param[] = {
+    SCHEMA_REQUIRED(kv_in, key, SCHEMA_STRING(.min_length = 1)),
+    SCHEMA_END,
+};
+static const schema_member kv_entry_members[] = {
+    SCHEMA_UNBOUND("key", SCHEMA_MEMBER_REQUIRED, SCHEMA_STRING()),
+    SCHEMA_UNBOUND("value", SCHEMA_MEMBER_REQUIRED, SCHEMA_ANY()),
+    SCHEMA_UNBOUND("ttl", SCHEMA_MEMBER_REQUIRED, SCHEMA_INTEGER(.nullable = true, .min = SCHEMA_GE(0))),
+    SCHEMA_END,
+};
+static const schema kv_entry = {.type = SCHEMA_T_OBJECT, .members = kv_entry_members};
+
+const route_schema kv_get_schema = {
+    .input_size = sizeof(kv_in),
+    .path = kv_key_param,
+    .check = kv_check,
+    .summary = "Read the value under a key",
+    .responses = (const route_response[]){{200, "the entry; ttl in seconds, null without one", &kv_entry}, {0}},
+};
+const route_schema kv_delete_schema = {
+    .input_size = sizeof(kv_in),
+    .path = kv_key_param,
+    .check = kv_check,
+    .summary = "Delete the value under a key",
+    .responses = (const route_response[]){{204, "deleted", NULL}, {0}},
+};
+const route_schema kv_put_schema = {
+    .input_size = sizeof(kv_in),
+    .path = kv_key_param,
+    .query = (const schema_member[]){
+        SCHEMA_OPTIONAL(kv_in, ttl, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(KV_TTL_MAX_S))),
+        SCHEMA_END},
+    .body = SCHEMA_ANY(),
+    .body_at = ROUTE_BODY_AT(kv_in, value),
+    .check = kv_check,
+    .summary = "Store any JSON value under a key, with a time to live in seconds if wanted",
+    .responses = (const route_response[]){{201, "created", &kv_entry}, {200, "replaced", &kv_entry}, {0}},
+};
 
 /* ---- answers ----------------------------------------------------------------------------------- */
 
@@ -209,10 +213,8 @@ typedef async_op *(*kv_key_op_fn)(async_scope *scope, http_loop *loop, const cha
 
 static void kv_run_key_op(http_request *req, kv_key_op_fn op, async_cb done)
 {
-    size_t key_len;
-    const char *key = kv_key(req, &key_len);
-    if (!key)
-        return;
+    const char *key = ((const kv_in *)http_request_input(req))->key;
+    size_t key_len = strlen(key);
     async_scope *scope;
     kv_call *call = kv_call_start(req, key, key_len, &scope);
     if (!call)
@@ -239,17 +241,11 @@ static void kv_put_done(async_op *op, void *arg)
 void kv_put(http_request *req)
 {
     const handlers_settings *cfg = handlers_get_settings();
-    size_t key_len;
-    const char *key = kv_key(req, &key_len);
-    if (!key)
-        return;
-    unsigned ttl_s = 0;
-    if (http_request_query(req, "ttl") && !sleep_query_ms(req, "ttl", 1, KV_TTL_MAX_S, &ttl_s))
-        return;
-    /* Any JSON value, scalars included; duplicate object members are ambiguous and refused. */
-    json_t *value = request_body_json(req, false);
-    if (!value)
-        return;
+    const kv_in *in = http_request_input(req);
+    const char *key = in->key;
+    size_t key_len = strlen(key);
+    unsigned ttl_s = (unsigned)in->ttl;
+    const json_t *value = in->value; /* any JSON value; the parser refused duplicate members */
     /* What is stored, and what the bound applies to, is the compact text, whatever whitespace the
      * client sent, with reals in their shortest form; it is written once and answered by splicing. A
      * cache of no blocks: the text's buffer is the store's to copy and ours to free. */

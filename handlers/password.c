@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "handlers.h"
-#include "request_body.h"
 #include "log.h"
 #include "xalloc_internal.h"
 
@@ -89,21 +88,23 @@ static const char *password_verify_work(pool_job *job, const void *input, size_t
 
 /* ---- validation (on the loop) ----------------------------------------------------------------- */
 
-/* The "password" member: a string of 1..password_max_bytes bytes. Its length is passed along, never
- * found with strlen: Argon2 takes bytes, not a C string. */
-static bool password_member(http_request *req, json_t *body, const char **out, size_t *out_len)
-{
-    const unsigned max = handlers_get_settings()->password_max_bytes;
-    json_t *password = json_object_get(body, "password");
-    if (!json_is_string(password) || json_string_length(password) == 0 ||
-        json_string_length(password) > max) {
-        request_body_reject(req, 422, "password", "is required: a string of 1 to %u bytes", max);
-        return false;
-    }
-    *out = json_string_value(password);
-    *out_len = json_string_length(password);
-    return true;
-}
+/* What the routes take (docs/schemas.md). The password's length is passed along, never found with
+ * strlen in the worker: Argon2 takes bytes. Strings never hold U+0000 (the schema refuses it), so here
+ * strlen is the length. */
+typedef struct password_in {
+    const char *password;
+    const char *hash;
+} password_in;
+
+static const schema_member password_hash_members[] = {
+    SCHEMA_REQUIRED(password_in, password, SCHEMA_STRING(.min_length = 1)),
+    SCHEMA_END,
+};
+static const schema_member password_verify_members[] = {
+    SCHEMA_REQUIRED(password_in, password, SCHEMA_STRING(.min_length = 1)),
+    SCHEMA_REQUIRED(password_in, hash, SCHEMA_STRING()),
+    SCHEMA_END,
+};
 
 /* Reads "<name>=<decimal>" at *p and moves past it. Decimal fits in 32 bits, as in Argon2 strings. */
 static bool password_cost_field(const char **p, const char *name, uint64_t *out)
@@ -143,39 +144,65 @@ static bool password_hash_cost_ok(const char *hash, size_t prefix_len)
     return m_kib <= max_kib && m_kib * passes <= max_kib * cfg->password_opslimit;
 }
 
-/* The "hash" member: a string (422 otherwise) that looks like an Argon2 string libsodium writes (400
- * otherwise). What can be told without hashing is checked here; the worker's parse does the rest. */
-static bool password_hash_member(http_request *req, json_t *body, const char **out, size_t *out_len)
+/* Why a client's hash is refused before any work, or NULL: it must look like an Argon2 string libsodium
+ * writes, and cost no more than one made here. The worker's parse does the rest. */
+static const char *password_hash_refusal(const char *text)
 {
-    json_t *hash = json_object_get(body, "hash");
-    if (!json_is_string(hash)) {
-        request_body_reject(req, 422, "hash", "is required: a string");
-        return false;
-    }
-    const char *text = json_string_value(hash);
-    size_t len = json_string_length(hash);
     size_t prefix_len = 0;
     if (strncmp(text, PASSWORD_ARGON2ID_PREFIX, strlen(PASSWORD_ARGON2ID_PREFIX)) == 0)
         prefix_len = strlen(PASSWORD_ARGON2ID_PREFIX);
     else if (strncmp(text, PASSWORD_ARGON2I_PREFIX, strlen(PASSWORD_ARGON2I_PREFIX)) == 0)
         prefix_len = strlen(PASSWORD_ARGON2I_PREFIX);
-    /* strlen == len: a NUL inside would hide the tail from libsodium. The engine's parser refuses
-     * "\u0000" today; this keeps that from mattering if it ever accepts it. Every string libsodium
-     * writes fits crypto_pwhash_STRBYTES with its NUL. */
-    if (prefix_len == 0 || strlen(text) != len || len >= crypto_pwhash_STRBYTES) {
-        request_body_reject(req, 400, "hash", "must be an $argon2id$ or $argon2i$ string of at most %d bytes",
-                        crypto_pwhash_STRBYTES - 1);
-        return false;
-    }
-    if (!password_hash_cost_ok(text, prefix_len)) {
-        request_body_reject(req, 400, "hash",
-                        "is malformed, or asks for more memory or passes than this server's own hashes");
-        return false;
-    }
-    *out = text;
-    *out_len = len;
-    return true;
+    /* Every string libsodium writes fits crypto_pwhash_STRBYTES with its NUL. */
+    if (prefix_len == 0 || strlen(text) >= crypto_pwhash_STRBYTES)
+        return "must be an $argon2id$ or $argon2i$ string of at most 127 bytes";
+    if (!password_hash_cost_ok(text, prefix_len))
+        return "is malformed, or asks for more memory or passes than this server's own hashes";
+    return NULL;
 }
+_Static_assert(crypto_pwhash_STRBYTES == 128, "the message above says 127 bytes");
+
+/* The checks the declaration cannot make: the configured byte limit, the hash's form and cost. */
+static void password_check(http_request *req, const void *input, schema_errors *errs)
+{
+    (void)req;
+    const password_in *in = input;
+    const unsigned max = handlers_get_settings()->password_max_bytes;
+    errs->in = "body";
+    if (strlen(in->password) > max)
+        schema_errors_add(errs, "password", "must be a string of 1 to %u bytes", max);
+    const char *why = in->hash ? password_hash_refusal(in->hash) : NULL;
+    if (why)
+        schema_errors_add(errs, "hash", "%s", why);
+}
+
+static const schema_member password_hash_answer[] = {
+    SCHEMA_UNBOUND("hash", SCHEMA_MEMBER_REQUIRED, SCHEMA_STRING(.pattern = SCHEMA_PATTERN("^[$]argon2id[$]"))),
+    SCHEMA_END,
+};
+static const schema_member password_verify_answer[] = {
+    SCHEMA_UNBOUND("valid", SCHEMA_MEMBER_REQUIRED, SCHEMA_BOOLEAN()),
+    SCHEMA_END,
+};
+const route_schema password_hash_schema = {
+    .input_size = sizeof(password_in),
+    .body = SCHEMA_OBJECT(password_in, password_hash_members),
+    .quiet_body_errors = true, /* never quote the password back */
+    .check = password_check,
+    .summary = "Hash a password with Argon2id on the worker pool",
+    .responses = (const route_response[]){
+        {200, "the hash", &(const schema){.type = SCHEMA_T_OBJECT, .members = password_hash_answer}}, {0}},
+};
+const route_schema password_verify_schema = {
+    .input_size = sizeof(password_in),
+    .body = SCHEMA_OBJECT(password_in, password_verify_members),
+    .quiet_body_errors = true,
+    .check = password_check,
+    .summary = "Verify a password against an Argon2 hash on the worker pool",
+    .responses = (const route_response[]){
+        {200, "whether it matches", &(const schema){.type = SCHEMA_T_OBJECT, .members = password_verify_answer}},
+        {0}},
+};
 
 /* ---- submitting and answering ----------------------------------------------------------------- */
 
@@ -220,19 +247,14 @@ static void password_hash_done(async_op *op, void *arg)
 
 void password_hash_post(http_request *req)
 {
-    static const char *const members[] = {"password", NULL};
-    json_t *body = request_body_object(req, members, true); /* quiet: never quote the password back */
-    const char *password;
-    size_t password_len;
-    if (!body || !password_member(req, body, &password, &password_len))
-        return;
+    const password_in *in = http_request_input(req);
     async_scope *scope = http_request_async(req);
     if (!scope)
         return; /* the loop is at its cap of waiting requests and has already answered 503 */
     const handlers_settings *cfg = handlers_get_settings();
     password_cost cost = {.opslimit = cfg->password_opslimit, .memlimit = cfg->password_memlimit_bytes};
-    async_op *op = password_submit(scope, password_hash_work, &cost, sizeof(cost), password, password_len,
-                                   crypto_pwhash_STRBYTES);
+    async_op *op = password_submit(scope, password_hash_work, &cost, sizeof(cost), in->password,
+                                   strlen(in->password), crypto_pwhash_STRBYTES);
     async_op_then(op, password_hash_done, req);
 }
 
@@ -241,7 +263,8 @@ static void password_verify_done(async_op *op, void *arg)
     http_request *req = arg;
     if (op->status != ASYNC_OK) {
         if (op->error && strcmp(op->error, password_malformed) == 0)
-            request_body_reject(req, 400, "hash", "is not an Argon2 string libsodium can read");
+            http_respond_problem(req, 422, json_pack("{s:s}", "field", "hash"),
+                                 "hash is not an Argon2 string libsodium can read");
         else
             password_pool_failed(req, op, "verified");
         return;
@@ -253,18 +276,12 @@ static void password_verify_done(async_op *op, void *arg)
 
 void password_verify_post(http_request *req)
 {
-    static const char *const members[] = {"password", "hash", NULL};
-    json_t *body = request_body_object(req, members, true);
-    const char *password, *hash;
-    size_t password_len, hash_len;
-    if (!body || !password_member(req, body, &password, &password_len) ||
-        !password_hash_member(req, body, &hash, &hash_len))
-        return;
+    const password_in *in = http_request_input(req);
     async_scope *scope = http_request_async(req);
     if (!scope)
         return;
     /* The hash with its NUL, so the worker can hand it to libsodium in place, then the password. */
-    async_op *op =
-        password_submit(scope, password_verify_work, hash, hash_len + 1, password, password_len, 1);
+    async_op *op = password_submit(scope, password_verify_work, in->hash, strlen(in->hash) + 1, in->password,
+                                   strlen(in->password), 1);
     async_op_then(op, password_verify_done, req);
 }

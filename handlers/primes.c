@@ -114,12 +114,28 @@ static void primes_done(async_op *op, void *arg)
                                                 (json_int_t)count));
 }
 
+typedef struct primes_in {
+    int64_t n;
+} primes_in;
+
+static const schema_member primes_answer[] = {
+    SCHEMA_UNBOUND("n", SCHEMA_MEMBER_REQUIRED, SCHEMA_INTEGER(.min = SCHEMA_GE(0))),
+    SCHEMA_UNBOUND("count", SCHEMA_MEMBER_REQUIRED, SCHEMA_INTEGER(.min = SCHEMA_GE(0))),
+    SCHEMA_END,
+};
+const route_schema primes_schema = {
+    .input_size = sizeof(primes_in),
+    .query = (const schema_member[]){
+        SCHEMA_REQUIRED(primes_in, n, SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = SCHEMA_LE_VAR(&handlers_primes_max_n))),
+        SCHEMA_END},
+    .summary = "Count the primes <= n on the worker pool",
+    .responses = (const route_response[]){
+        {200, "the count", &(const schema){.type = SCHEMA_T_OBJECT, .members = primes_answer}}, {0}},
+};
+
 void primes_get(http_request *req)
 {
-    unsigned n;
-    /* sleep_query_ms is the shared "decimal integer in a range, else 400 naming it" check. */
-    if (!sleep_query_ms(req, "n", 0, handlers_get_settings()->primes_max_n, &n))
-        return;
+    unsigned n = (unsigned)((const primes_in *)http_request_input(req))->n;
     async_scope *scope = http_request_async(req);
     if (!scope)
         return; /* the loop is at its cap of waiting requests and has already answered 503 */

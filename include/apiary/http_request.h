@@ -58,6 +58,7 @@ struct http_request {
     /* --- private to the engine --- */
     http_conn *_conn;
     json_t *_json;            /* parsed body, cached by http_request_json */
+    const void *_input;       /* what the route's schema bound (http_request_input) */
     http_cancel_fn _cancel_fn;
     void *_cancel_arg;
     char *_extra_headers;     /* "Name: value\r\n"..., arena */
@@ -91,6 +92,11 @@ bool http_request_content_type_is(http_request *req, const char *media);
  * err->text names the limit, for a 413 answer. */
 #define HTTP_JSON_TOO_LARGE (-1)
 json_t *http_request_json(http_request *req, json_error_t *err);
+
+/* The values the route's schema (router.h: route_schema, docs/schemas.md) validated and bound before
+ * the handler ran: a pointer to the route's input struct, in the request's arena; NULL for a route
+ * without a schema. */
+static inline const void *http_request_input(const http_request *req) { return req->_input; }
 
 http_loop *http_request_loop(const http_request *req);
 

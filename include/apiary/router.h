@@ -9,11 +9,13 @@
 #include <stddef.h>
 
 #include "http_method.h"
+#include "schema.h"
+
+typedef struct http_request http_request;
 
 #define ROUTER_MAX_PARAMS 8
 #define ROUTER_MAX_SEGMENTS 32
 
-typedef struct http_request http_request;
 /* A handler answers with one of the http_respond_* helpers, now or later on the same loop. */
 typedef void (*http_handler_fn)(http_request *req);
 
@@ -38,9 +40,50 @@ enum {
     ROUTE_CORO = 1u << 1,      /* the handler runs as a coroutine and may async_await (async.h) */
 };
 
+/* What a route declares about its input (docs/schemas.md): its parameters, its JSON body, and the
+ * struct they bind into. The engine validates a request against it before the handler runs; an invalid
+ * request gets 422 problem+json listing every violation ("errors"), a malformed body 400, and the
+ * handler reads the bound values with http_request_input. Static data, as the schemas it points to.
+ *
+ *     static const route_schema items_list_schema = {
+ *         ROUTE_INPUT(items_list_in, .limit = 20),
+ *         .query = (const schema_member[]){
+ *             SCHEMA_OPTIONAL(items_list_in, limit, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(100))),
+ *             SCHEMA_END},
+ *     }; */
+typedef struct route_response {
+    int status;                /* 200, 201, 204, ... (errors are documented by the engine) */
+    const char *description;
+    const schema *body;        /* its JSON body, or NULL for none / not documented */
+} route_response;
+
+typedef struct route_schema {
+    size_t input_size;           /* sizeof the struct everything binds into (0: nothing is bound) */
+    const void *defaults;        /* input_size bytes the input starts as (optional values' defaults); NULL: zeroes */
+    const schema_member *path;   /* path parameters by their name in the pattern; lists end with SCHEMA_END */
+    const schema_member *query;  /* query parameters (others are ignored); an array takes every repetition */
+    const schema_member *header; /* headers, names compared case-insensitively */
+    const schema *body;          /* the JSON body (required when declared); an object binds into the input */
+    size_t body_at;              /* a body of another type binds here: ROUTE_BODY_AT(T, field); 0: not bound */
+    bool quiet_body_errors;      /* a malformed body's 400 gives line and column only, never the text near it */
+    /* Checks that need more than the declaration, such as a bound from the running config: called
+     * once every declared check passed, with the bound input; adds violations with schema_errors_add
+     * (set errs->in to "query", "body", ... first). NULL: none. */
+    void (*check)(http_request *req, const void *input, schema_errors *errs);
+    const char *summary;         /* one line for the OpenAPI document */
+    const route_response *responses; /* documented answers, ended by {0}; NULL: "200" */
+} route_schema;
+
+/* Where a body that is not an object binds (an array's list, any value's const json_t *). */
+#define ROUTE_BODY_AT(T, field) offsetof(T, field) + 1
+
+/* The input struct T of a route_schema, with its defaults as designated initializers. */
+#define ROUTE_INPUT(T, ...) .input_size = sizeof(T), .defaults = &(const T){__VA_ARGS__}
+
 typedef struct route_match {
     http_handler_fn handler;
     unsigned flags;            /* ROUTE_* of the matched route */
+    const route_schema *schema; /* NULL when the route declares none */
     const char *name;          /* the route's name, for logs and metrics ("GET /v1/kv/{key}") */
     unsigned route_id;         /* 0..router_route_count-1: index of the route's counters */
     size_t param_count;
@@ -58,6 +101,9 @@ void router_free(router *r);
 int router_add(router *r, http_method method, const char *pattern, http_handler_fn handler);
 /* router_add with ROUTE_* flags. */
 int router_add_flags(router *r, http_method method, const char *pattern, http_handler_fn handler, unsigned flags);
+/* router_add_flags with the route's schema (or NULL), which must outlive the router. */
+int router_add_schema(router *r, http_method method, const char *pattern, http_handler_fn handler, unsigned flags,
+                      const route_schema *schema);
 
 /* Matches a raw path (no query string). Literal segments win over parameters when both could match
  * ("/v1/kv/stats" before "/v1/kv/{key}"). On ROUTER_FOUND, handler, name and params are filled; on

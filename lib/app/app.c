@@ -4,6 +4,7 @@
 #include "app_internal.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "http_middleware_internal.h"
 #include "json_arena_internal.h"
 #include "log.h"
+#include "openapi_internal.h"
 #include "server_internal.h"
 #include "xalloc_internal.h"
 
@@ -26,14 +28,27 @@ typedef struct app_route {
     const char *pattern;
     http_handler_fn handler;
     unsigned flags;
+    const route_schema *schema;
 } app_route;
 
 typedef struct app_section {
     const char *name;
-    apiary_section_parse_fn parse; /* one of parse, check */
+    /* One of parse, check (apiary_app_section_checked) or schema (apiary_app_section_schema). */
+    apiary_section_parse_fn parse;
     apiary_section_check_fn check;
     void (*free_fn)(void *);
+    const schema *schema;
+    const void *defaults;
+    apiary_section_schema_check_fn schema_check;
 } app_section;
+
+/* What a schema section's parse builds: the bound struct, the section's JSON its strings point into,
+ * and the arena its lists live in. The app sees `data`. */
+typedef struct app_schema_section {
+    json_t *json;
+    arena arena;
+    max_align_t data[];
+} app_schema_section;
 
 /* What a section parser sees of the config being loaded (apiary.h). */
 struct apiary_config_view {
@@ -50,6 +65,7 @@ struct apiary_app {
     http_middleware middleware;  /* what the loops read: hooks, once apiary_app_main runs */
     cli_extra *options;          /* apiary_app_option, in registration order */
     size_t option_count, option_cap;
+    const char *version;        /* the app's, for the OpenAPI document; NULL: apiary's */
     const char *default_config; /* --config when not given; NULL: none */
     app_route *routes;
     size_t route_count, route_cap;
@@ -65,7 +81,8 @@ struct apiary_app {
 static const apiary_app *app_running;
 static const apiary_context *_Atomic app_current_ctx;
 
-static const char *const app_builtin_paths[] = {"/healthz", "/readyz", "/metrics"};
+static const char *const app_builtin_paths[] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
+                                                "/docs/{file}"};
 
 const char *apiary_version(void) { return APIARY_VERSION; }
 
@@ -81,11 +98,61 @@ apiary_app *apiary_app_new(const char *name)
 
 void apiary_app_default_config(apiary_app *app, const char *path) { app->default_config = path; }
 
+void apiary_app_version(apiary_app *app, const char *version) { app->version = version; }
+
 int apiary_app_route(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                      unsigned flags)
 {
+    return apiary_app_route_schema(app, method, pattern, handler, flags, NULL);
+}
+
+/* A route's schema must be consistent (schema_check) and name only parameters its pattern has. */
+static int app_check_route_schema(const char *pattern, const route_schema *rs)
+{
+    char err[512];
+    if ((rs->body && schema_check(rs->body, err, sizeof(err)) != 0) ||
+        schema_check_members(rs->path, "path", err, sizeof(err)) != 0 ||
+        schema_check_members(rs->query, "query", err, sizeof(err)) != 0 ||
+        schema_check_members(rs->header, "header", err, sizeof(err)) != 0) {
+        log_error("route %s: %s", pattern, err);
+        return -1;
+    }
+    const schema_member *lists[] = {rs->path, rs->query, rs->header};
+    for (size_t l = 0; l < 3; l++)
+        for (const schema_member *m = lists[l]; m && m->name; m++)
+            if (m->offset && m->offset - 1 + m->size > rs->input_size) {
+                log_error("route %s: %s binds outside the input struct (input_size)", pattern, m->name);
+                return -1;
+            }
+    for (const schema_member *m = rs->path; m && m->name; m++) {
+        char param[96];
+        snprintf(param, sizeof(param), "{%s}", m->name);
+        if (!strstr(pattern, param)) {
+            log_error("route %s: path parameter %s is not in the pattern", pattern, m->name);
+            return -1;
+        }
+    }
+    if (rs->body && rs->body->type != SCHEMA_T_OBJECT && rs->body_at &&
+        rs->body_at - 1 + schema_bind_size(rs->body) > rs->input_size) {
+        log_error("route %s: the body binds outside the input struct (input_size)", pattern);
+        return -1;
+    }
+    if (rs->body && rs->body->type == SCHEMA_T_OBJECT && rs->body->size > rs->input_size) {
+        log_error("route %s: the body's struct is larger than the input struct (input_size)", pattern);
+        return -1;
+    }
+    return 0;
+}
+
+int apiary_app_route_schema(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
+                            unsigned flags, const route_schema *schema)
+{
     if (!pattern || !handler)
         return -1;
+    if (schema && app_check_route_schema(pattern, schema) != 0)
+        return -1;
+    if (schema && schema->body)
+        flags |= ROUTE_BODY_JSON; /* a declared JSON body refuses other media types from the head */
     for (size_t i = 0; i < sizeof(app_builtin_paths) / sizeof(app_builtin_paths[0]); i++)
         if (strcmp(pattern, app_builtin_paths[i]) == 0)
             return -1;
@@ -104,7 +171,7 @@ int apiary_app_route(apiary_app *app, http_method method, const char *pattern, h
         app->route_cap = app->route_cap ? app->route_cap * 2 : 16;
         app->routes = xrealloc(app->routes, app->route_cap * sizeof(*app->routes));
     }
-    app->routes[app->route_count++] = (app_route){method, pattern, handler, flags};
+    app->routes[app->route_count++] = (app_route){method, pattern, handler, flags, schema};
     return 0;
 }
 
@@ -116,7 +183,7 @@ static int app_add_section(apiary_app *app, const char *name, apiary_section_par
     for (size_t i = 0; i < app->section_count; i++)
         if (strcmp(app->sections[i].name, name) == 0)
             return -1;
-    app->sections[app->section_count++] = (app_section){name, parse, check, free_fn};
+    app->sections[app->section_count++] = (app_section){name, parse, check, free_fn, NULL, NULL, NULL};
     return 0;
 }
 
@@ -168,6 +235,62 @@ static bool app_message_names_key(const char *why)
            *p == '-' || *p == '.' || *p == '[' || *p == ']')
         p++;
     return p > why && p[0] == ':' && p[1] == ' ';
+}
+
+static void app_schema_section_free(void *data)
+{
+    app_schema_section *h = (app_schema_section *)((char *)data - offsetof(app_schema_section, data));
+    arena_reset(&h->arena);
+    json_decref(h->json);
+    free(h);
+}
+
+int apiary_app_section_schema(apiary_app *app, const char *name, const schema *s, const void *defaults,
+                              apiary_section_schema_check_fn check)
+{
+    char err[512];
+    if (!s || s->type != SCHEMA_T_OBJECT || !s->size) {
+        log_error("config section %s: the schema must be an object binding a struct (SCHEMA_OBJECT_OF)", name);
+        return -1;
+    }
+    if (schema_check(s, err, sizeof(err)) != 0) {
+        log_error("config section %s: %s", name, err);
+        return -1;
+    }
+    if (app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
+        return -1;
+    for (size_t i = 0; i < app->section_count; i++)
+        if (strcmp(app->sections[i].name, name) == 0)
+            return -1;
+    app->sections[app->section_count++] = (app_section){name, NULL, NULL, app_schema_section_free, s, defaults, check};
+    return 0;
+}
+
+/* A schema section: bound over its defaults, then the app's check against the rest of the config.
+ * Every violation goes into err, one line: "FILE: SECTION.KEY: why; SECTION.KEY: why". */
+static int app_parse_schema_section(const apiary_config *cfg, const app_section *s, const apiary_config_view *view,
+                                    const json_t *obj, void **out, char err[CONFIG_ERROR_MAX])
+{
+    app_schema_section *h = xcalloc(1, sizeof(*h) + s->schema->size);
+    arena_init(&h->arena);
+    h->json = obj ? json_incref((json_t *)obj) : json_object();
+    if (s->defaults)
+        memcpy(h->data, s->defaults, s->schema->size);
+    schema_errors errs;
+    schema_errors_init(&errs, &h->arena, s->name);
+    schema_bind(s->schema, h->json, h->data, "", &errs);
+    if (errs.count == 0 && s->schema_check)
+        s->schema_check(h->data, view, &errs); /* the rest of the config, as a checked section sees it */
+    if (errs.count == 0) {
+        *out = h->data;
+        return 0;
+    }
+    size_t n = (size_t)snprintf(err, CONFIG_ERROR_MAX, "%.200s: ", cfg->source_path[0] ? cfg->source_path : "config");
+    for (size_t i = 0; i < errs.count && n < CONFIG_ERROR_MAX; i++)
+        n += (size_t)snprintf(err + n, CONFIG_ERROR_MAX - n, "%s%s%s%s: %s", i ? "; " : "", s->name,
+                              errs.list[i].field[0] ? "." : "", errs.list[i].field, errs.list[i].detail);
+    app_schema_section_free(h->data);
+    return -1;
 }
 
 void apiary_app_on_start(apiary_app *app, apiary_hook_fn fn, void *arg)
@@ -268,11 +391,16 @@ int app_parse_sections(const apiary_config *cfg, void *out[], char err[CONFIG_ER
         char why[256] = "";
         out[i] = NULL;
         view.parsed = i;
-        int rc = s->check ? s->check(obj, &view, &out[i], why, sizeof(why)) : s->parse(obj, &out[i], why, sizeof(why));
+        int rc = s->schema ? app_parse_schema_section(cfg, s, &view, obj, &out[i], err)
+                 : s->check ? s->check(obj, &view, &out[i], why, sizeof(why))
+                            : s->parse(obj, &out[i], why, sizeof(why));
         if (rc != 0) {
-            bool keyed = app_message_names_key(why);
-            snprintf(err, CONFIG_ERROR_MAX, "%.200s: %.32s%s%.256s", cfg->source_path[0] ? cfg->source_path : "config",
-                     s->name, keyed ? "." : ": ", why[0] ? why : "rejected");
+            if (!s->schema) {
+                bool keyed = app_message_names_key(why);
+                snprintf(err, CONFIG_ERROR_MAX, "%.200s: %.32s%s%.256s",
+                         cfg->source_path[0] ? cfg->source_path : "config", s->name, keyed ? "." : ": ",
+                         why[0] ? why : "rejected");
+            }
             for (size_t j = 0; j < i; j++) {
                 if (app->sections[j].free_fn && out[j])
                     app->sections[j].free_fn(out[j]);
@@ -330,18 +458,50 @@ bool app_ready_check(http_request *req)
     return app && app->ready ? app->ready(req) : false;
 }
 
+/* The endpoints every app has, and what their 200 is (for the OpenAPI document). */
+static const app_route app_builtins[] = {
+    {HTTP_METHOD_GET, "/healthz", health_live, ROUTE_NO_MIDDLEWARE, NULL},
+    {HTTP_METHOD_GET, "/readyz", health_ready, ROUTE_NO_MIDDLEWARE, NULL},
+    {HTTP_METHOD_GET, "/metrics", metrics_get, ROUTE_NO_MIDDLEWARE, NULL},
+    {HTTP_METHOD_GET, "/openapi.json", openapi_get, ROUTE_NO_MIDDLEWARE, NULL},
+    {HTTP_METHOD_GET, "/docs", docs_get, ROUTE_NO_MIDDLEWARE, NULL},
+    {HTTP_METHOD_GET, "/docs/{file}", docs_asset_get, ROUTE_NO_MIDDLEWARE, NULL},
+};
+static const char *const app_builtin_answers[] = {
+    "the process is alive",
+    "the server takes requests (503 while draining or while a store it needs is unreachable)",
+    "the Prometheus text exposition of the server's counters",
+    "this document",
+    "the interactive page of this document (Swagger UI; 404 unless docs.dir is set)",
+    "the page's assets, from docs.dir",
+};
+
+json_t *app_openapi(void)
+{
+    const apiary_app *app = app_running;
+    size_t nb = sizeof(app_builtins) / sizeof(app_builtins[0]), n = nb + (app ? app->route_count : 0);
+    openapi_route *routes = xcalloc(n ? n : 1, sizeof(*routes));
+    for (size_t i = 0; i < n; i++) {
+        const app_route *r = i < nb ? &app_builtins[i] : &app->routes[i - nb];
+        routes[i] = (openapi_route){r->method, r->pattern, r->flags, r->schema, i < nb ? "built-in" : NULL,
+                                    i < nb ? app_builtin_answers[i] : NULL};
+    }
+    json_t *doc = openapi_document(app ? app->name : "apiary",
+                                   app && app->version ? app->version : APIARY_VERSION, routes, n);
+    free(routes);
+    return doc;
+}
+
+void openapi_get(http_request *req) { http_respond_json(req, 200, app_openapi()); }
+
 int app_register_routes(router *r)
 {
-    static const app_route builtins[] = {
-        {HTTP_METHOD_GET, "/healthz", health_live, ROUTE_NO_MIDDLEWARE},
-        {HTTP_METHOD_GET, "/readyz", health_ready, ROUTE_NO_MIDDLEWARE},
-        {HTTP_METHOD_GET, "/metrics", metrics_get, ROUTE_NO_MIDDLEWARE},
-    };
     const apiary_app *app = app_running;
-    size_t n = sizeof(builtins) / sizeof(builtins[0]) + (app ? app->route_count : 0);
+    size_t nb = sizeof(app_builtins) / sizeof(app_builtins[0]);
+    size_t n = nb + (app ? app->route_count : 0);
     for (size_t i = 0; i < n; i++) {
-        const app_route *route = i < 3 ? &builtins[i] : &app->routes[i - 3];
-        if (router_add_flags(r, route->method, route->pattern, route->handler, route->flags) != 0) {
+        const app_route *route = i < nb ? &app_builtins[i] : &app->routes[i - nb];
+        if (router_add_schema(r, route->method, route->pattern, route->handler, route->flags, route->schema) != 0) {
             log_error("cannot register %s %s", http_method_name(route->method), route->pattern);
             return -1;
         }
@@ -443,6 +603,12 @@ int apiary_app_main(apiary_app *app, int argc, char **argv)
         cli_usage_for(stdout, app->name, app->default_config);
         cli_usage_extra(stdout, app->name, app->options, app->option_count);
         rc = 0;
+        goto done;
+    }
+    if (opts.openapi) {
+        json_t *doc = app_openapi();
+        rc = json_dumpf(doc, stdout, JSON_INDENT(2)) == 0 && putchar('\n') != EOF ? 0 : 1;
+        json_decref(doc);
         goto done;
     }
     if (opts.version) {

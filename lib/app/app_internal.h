@@ -52,6 +52,11 @@ const apiary_config *apiary_context_config(const apiary_context *ctx);
 void health_live(http_request *req);
 void health_ready(http_request *req);
 void metrics_get(http_request *req);
+void openapi_get(http_request *req);
+void docs_get(http_request *req);
+void docs_asset_get(http_request *req);
+/* The running app's OpenAPI document (its routes, the built-ins); new reference. */
+json_t *app_openapi(void);
 /* The app's readiness check for /readyz: true when it answered the request. */
 bool app_ready_check(http_request *req);
 

@@ -13,6 +13,7 @@ typedef enum cli_flag_id {
     CLI_CHECK_CONFIG,
     CLI_HEALTHCHECK,
     CLI_VERSION,
+    CLI_OPENAPI,
     CLI_HELP,
     CLI_DAEMON,
 } cli_flag_id;
@@ -31,6 +32,7 @@ static const cli_flag cli_flags[] = {
     {"healthcheck", CLI_HEALTHCHECK, false},
     {"daemon", CLI_DAEMON, false},
     {"version", CLI_VERSION, false},
+    {"openapi", CLI_OPENAPI, false},
     {"help", CLI_HELP, false},
 };
 
@@ -90,6 +92,9 @@ static int cli_apply(const cli_flag *f, const char *value, cli_options *out, FIL
         break;
     case CLI_VERSION:
         out->version = true;
+        break;
+    case CLI_OPENAPI:
+        out->openapi = true;
         break;
     case CLI_HELP:
         out->help = true;
@@ -215,7 +220,7 @@ void cli_usage_extra(FILE *out, const char *program, const cli_extra *extra, siz
 void cli_usage_for(FILE *out, const char *program, const char *default_config)
 {
     fprintf(out, "usage: %s [--config PATH] [--listen HOST:PORT] [--threads N] [--check-config]\n"
-                 "%*s [--daemon] [--healthcheck] [--version] [--help]\n\n", program, (int)strlen(program) + 7, "");
+                 "%*s [--daemon] [--healthcheck] [--openapi] [--version] [--help]\n\n", program, (int)strlen(program) + 7, "");
     if (default_config)
         fprintf(out, "  --config PATH        JSON config file (default %s)\n", default_config);
     else
@@ -225,6 +230,7 @@ void cli_usage_for(FILE *out, const char *program, const char *default_config)
           "  --check-config       validate the config, print \"config OK\" and exit\n"
           "  --daemon             detach into the background (needs daemon.log_file; see docs/deploy.md)\n"
           "  --healthcheck        GET /healthz on the listen address (2 s timeout); exit 0 on 200, else 1\n"
+          "  --openapi            print the OpenAPI 3.1 document of the routes (GET /openapi.json) and exit\n"
           "  --version            print the version and exit\n"
           "  --help               print this help and exit\n"
           "\n"

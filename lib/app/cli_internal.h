@@ -15,6 +15,7 @@ typedef struct cli_options {
     bool daemon;             /* --daemon: detach; needs daemon.log_file in the config */
     bool healthcheck;        /* --healthcheck: GET /healthz on the listen address, exit 0 on 200, else 1 */
     bool version;            /* --version */
+    bool openapi;            /* --openapi: print the OpenAPI document and exit */
     bool help;               /* --help */
 } cli_options;
 

@@ -127,6 +127,28 @@ static int config_parse_rate_limit_prefix(apiary_config *cfg, const char *value,
     return 0;
 }
 
+/* docs.dir: checked here, so --check-config and a start agree: the two files the page loads must be
+ * there (scripts/deps.sh installs swagger-ui-dist). */
+static int config_parse_docs_dir(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    if (strlen(value) >= sizeof(cfg->docs_dir) - 32) {
+        snprintf(err, CONFIG_ERROR_MAX, "the path is longer than %zu bytes", sizeof(cfg->docs_dir) - 33);
+        return -1;
+    }
+    static const char *const files[] = {"swagger-ui-bundle.js", "swagger-ui.css"};
+    for (size_t i = 0; value[0] && i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s", value, files[i]);
+        if (access(path, R_OK) != 0) {
+            snprintf(err, CONFIG_ERROR_MAX, "%s has no readable %s (swagger-ui-dist's directory, or \"\" for none)",
+                     value, files[i]);
+            return -1;
+        }
+    }
+    strcpy(cfg->docs_dir, value);
+    return 0;
+}
+
 static int config_parse_access_log_path(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
 {
     if (strlen(value) >= sizeof(cfg->access_log_path)) {
@@ -202,6 +224,7 @@ static const config_key config_keys[] = {
     CONFIG_STR("rate_limit.path_prefix", config_parse_rate_limit_prefix, "a string such as \"/v1/\""),
     CONFIG_BOOLEAN("access_log.enabled", access_log_enabled),
     CONFIG_STR("access_log.path", config_parse_access_log_path, "a string: a file path, or \"\" for stderr"),
+    CONFIG_STR("docs.dir", config_parse_docs_dir, "a string: swagger-ui-dist's directory, or \"\" for none"),
     CONFIG_INT("fanout.max_requests", fanout_max_requests, 1, 256),
     CONFIG_STR("kv.backend", config_parse_kv_backend, "\"memory\" or \"redis\""),
     CONFIG_INT("kv.max_key_bytes", kv_max_key_bytes, 1, 512),

@@ -72,6 +72,7 @@ typedef struct apiary_config {
     bool threads_overridden;        /* set by --threads: likewise */
     bool access_log_enabled;
     char access_log_path[4096];     /* "" = stderr */
+    char docs_dir[4096];            /* swagger-ui-dist's directory for GET /docs; "" = the page is off */
     http_settings http;        /* limits and timeouts, see http_settings_internal.h */
     void *app_json;            /* json_t object holding the app's own sections as the file had them
                                 * (config_register_section), or NULL. Owned by whoever owns the

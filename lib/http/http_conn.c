@@ -24,6 +24,7 @@
 #include "async_internal.h"
 #include "coro_internal.h"
 #include "http_internal.h"
+#include "http_validate_internal.h"
 #include "log.h"
 #include "xalloc_internal.h"
 
@@ -898,7 +899,8 @@ static void http_conn_dispatch(http_conn *conn)
         http_respond_problem(req, 405, NULL, "%s does not accept %s", req->path, http_method_name(req->method));
     } else if (slot->refusal == 415) {
         http_respond_problem(req, 415, NULL, "the body must be sent with Content-Type: application/json");
-    } else if (!http_conn_rate_limited(conn, req)) {
+    } else if (!http_conn_rate_limited(conn, req) && http_request_validate(req, slot->match.schema)) {
+        /* Validated on the loop's stack, before a coroutine handler gets its small one. */
         uint64_t started = http_conn_now_ms(); /* one clock read for the deadline and the slow watch */
         conn->deadline_ms = started + loop->settings->request_timeout_ms;
         conn->deadline_default = true;

@@ -35,6 +35,7 @@ typedef struct router_pattern {
 typedef struct router_route {
     http_handler_fn handler; /* NULL when the method is not registered on this path */
     unsigned flags;          /* ROUTE_* */
+    const route_schema *schema;
     unsigned id;             /* 0..route_count-1 in registration order: index of per-route counters */
     char *name;
     char *storage;
@@ -274,6 +275,12 @@ int router_add(router *r, http_method method, const char *pattern, http_handler_
 
 int router_add_flags(router *r, http_method method, const char *pattern, http_handler_fn handler, unsigned flags)
 {
+    return router_add_schema(r, method, pattern, handler, flags, NULL);
+}
+
+int router_add_schema(router *r, http_method method, const char *pattern, http_handler_fn handler, unsigned flags,
+                      const route_schema *schema)
+{
     if (!r || (unsigned)method >= HTTP_METHOD_COUNT || !handler)
         return -1;
     router_pattern p;
@@ -294,6 +301,7 @@ int router_add_flags(router *r, http_method method, const char *pattern, http_ha
     router_route_init(&path->routes[method], method, pattern, handler, &p);
     path->methods |= 1u << method;
     path->routes[method].flags = flags;
+    path->routes[method].schema = schema;
     path->routes[method].id = (unsigned)r->route_count;
     r->names = xrealloc(r->names, (r->route_count + 1) * sizeof(*r->names));
     r->names[r->route_count++] = path->routes[method].name;
@@ -399,6 +407,7 @@ router_status router_match(const router *r, http_method method, const char *path
 {
     out->handler = NULL;
     out->flags = 0;
+    out->schema = NULL;
     out->name = NULL;
     out->param_count = 0;
     out->allowed_methods = 0;
@@ -414,6 +423,7 @@ router_status router_match(const router *r, http_method method, const char *path
         return ROUTER_METHOD_NOT_ALLOWED;
     out->handler = route->handler;
     out->flags = route->flags;
+    out->schema = route->schema;
     out->name = route->name;
     out->route_id = route->id;
     router_fill_params(p, route, path, spans, out);

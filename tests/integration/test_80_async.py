@@ -61,7 +61,12 @@ class AsyncAssertions(ApiaryAssertions):
         self.assertCommonHeaders(resp)
         doc = resp.json()
         self.assertIsInstance(doc, dict)
-        self.assertEqual(set(doc), PROBLEM_MEMBERS | set(extra), f"problem members: {doc!r}")
+        # A 422 from a declared schema lists every violation in "errors" (docs/schemas.md).
+        members = set(doc) - ({"errors"} if status == 422 else set())
+        self.assertEqual(members, PROBLEM_MEMBERS | set(extra), f"problem members: {doc!r}")
+        for error in doc.get("errors", []) if status == 422 else []:
+            self.assertEqual(set(error), {"in", "field", "detail"}, doc)
+            self.assertIn(error["in"], ("body", "query", "path", "header"), doc)
         self.assertEqual(doc["type"], "about:blank")
         self.assertEqual(doc["title"], resp.reason)
         self.assertIs(type(doc["status"]), int)
@@ -160,7 +165,7 @@ class SleepTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
             self.assertCommonHeaders(resp, head_request=True)
             self.assertStillOpen(sock)
 
-    def test_bad_ms_is_400_naming_ms(self):
+    def test_bad_ms_is_422_naming_ms(self):
         queries = [
             "/v1/sleep", "/v1/sleep?", "/v1/sleep?ms", "/v1/sleep?ms=", "/v1/sleep?other=5",
             "/v1/sleep?ms=abc", "/v1/sleep?ms=-1", "/v1/sleep?ms=%2D1", "/v1/sleep?ms=%2B5",
@@ -173,10 +178,10 @@ class SleepTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
             for path in queries:
                 with self.subTest(path=path):
                     resp, took = timed_request(sock, "GET", path)
-                    doc = self.assertFieldProblem(resp, 400, "ms")
+                    doc = self.assertFieldProblem(resp, 422, "ms")
                     self.assertIn("between 0 and 1000", doc["detail"], "the detail must give the range")
                     self.assertLess(took, 1.0, "a refused sleep must be answered at once")
-            # 400 for a bad query does not close the connection.
+            # 422 for a bad query does not close the connection.
             self.assertStillOpen(sock)
         self.assertServing(self.server)
 
@@ -461,8 +466,9 @@ class AggregateTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
                     doc = self.assertProblem(self.aggregate(sock, raw)[0], 400)
                     self.assertIn("line", doc["detail"])
                     self.assertIn("column", doc["detail"])
-            doc = self.assertProblem(self.aggregate(sock, b"")[0], 400)
-            self.assertEqual(doc["detail"], "the body must be a JSON value; it is empty")
+            # A missing body is 422 naming the body (docs/schemas.md).
+            doc = self.assertProblemDoc(self.aggregate(sock, b"")[0], 422)
+            self.assertEqual(doc["detail"], "the body is required: send a JSON body")
             self.assertStillOpen(sock)
 
     def test_body_that_is_not_an_object_is_422(self):
@@ -613,7 +619,7 @@ class AsyncCapTest(AsyncAssertions, ServerTestMixin, unittest.TestCase):
                 self.assertLess(took, 1.0)
                 self.assertHello(request(sock, "GET", "/v1/hello"))
                 # Input errors are still answered as such, before the cap is consulted.
-                self.assertFieldProblem(request(sock, "GET", sleep_path("x")), 400, "ms")
+                self.assertFieldProblem(request(sock, "GET", sleep_path("x")), 422, "ms")
             for sock in holders:
                 self.assertJson(read_response(sock, timeout=5.0), 200, {"slept_ms": 2000})
         finally:

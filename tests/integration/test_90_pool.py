@@ -234,7 +234,7 @@ class PasswordTest(PoolAssertions, ServerTestMixin, unittest.TestCase):
                     self.assertFieldProblem(resp, 422, field)
             self.assertStillOpen(sock)
 
-    def test_malformed_hash_is_400_naming_hash(self):
+    def test_malformed_hash_is_422_naming_hash(self):
         head = "$argon2id$v=19$m=8192,t=1,p=1$"
         good = head + "c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
         hashes = [
@@ -258,7 +258,7 @@ class PasswordTest(PoolAssertions, ServerTestMixin, unittest.TestCase):
                 with self.subTest(hash=hashed):
                     resp, took = timed_request(sock, "POST", "/v1/password/verify", JSON,
                                                json_request_body({"password": "pw", "hash": hashed}))
-                    self.assertFieldProblem(resp, 400, "hash")
+                    self.assertFieldProblem(resp, 422, "hash")
                     self.assertLess(took, 1.0)
             self.assertStillOpen(sock)
         self.assertServing(self.server)
@@ -304,7 +304,7 @@ class PasswordTest(PoolAssertions, ServerTestMixin, unittest.TestCase):
                     self.assertNotIn(fragment, text, f"{path} {raw[:60]!r} answered {resp!r}")
                 # A refused body keeps the connection: the next case goes over the same one.
                 self.assertNotIn("close", resp.connection_tokens())
-        self.assertEqual(statuses, [200, 422, 422, 422, 415, 400, 400, 400, 400, 200, 400, 400, 422, 422])
+        self.assertEqual(statuses, [200, 422, 422, 422, 415, 400, 400, 400, 400, 200, 422, 422, 422, 422])
         self.assertServing(self.server)
         time.sleep(0.2)  # let the log reader catch up
         log = self.server.log_text()
@@ -369,7 +369,7 @@ class PrimesTest(PoolAssertions, ServerTestMixin, unittest.TestCase):
             for path in paths:
                 with self.subTest(path=path):
                     resp, took = timed_request(sock, "GET", path)
-                    doc = self.assertFieldProblem(resp, 400, "n")
+                    doc = self.assertFieldProblem(resp, 422, "n")
                     self.assertIn("between 0 and 50000000", doc["detail"])
                     self.assertLess(took, 1.0)
             self.assertStillOpen(sock)
@@ -478,7 +478,7 @@ class PoolInlineTest(PoolAssertions, ServerTestMixin, unittest.TestCase):
                 self.assertJson(resp, 200, {"valid": valid})
             resp = request(sock, "POST", "/v1/password/verify", JSON,
                            json_request_body({"password": "pw", "hash": FOREIGN_HASH[:-4]}))
-            self.assertFieldProblem(resp, 400, "hash")
+            self.assertFieldProblem(resp, 422, "hash")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -307,9 +307,9 @@ class FanoutValidationTest(FanoutFixture, unittest.TestCase):
             self.assertProblemDoc(resp, 415)
 
     def test_bodies_the_json_parser_refuses_are_400(self):
-        # Includes what the engine's parser refuses before the handler looks: an empty body and a
-        # repeated member.
-        raws = (b"{", b"", b'{"requests": [}', b"\xff", b'{"requests": [], "requests": []}')
+        # Includes what the engine's parser refuses before the handler looks: a repeated member. (A
+        # missing body is 422 naming the body: test_missing_body_is_422.)
+        raws = (b"{", b'{"requests": [}', b"\xff", b'{"requests": [], "requests": []}')
         with self.server.connect() as sock:
             for raw in raws:
                 with self.subTest(raw=raw):
@@ -317,12 +317,18 @@ class FanoutValidationTest(FanoutFixture, unittest.TestCase):
                     doc = self.assertProblemDoc(resp, 400)
                     self.assertIn("JSON", doc["detail"])
 
+    def test_missing_body_is_422(self):
+        with self.server.connect() as sock:
+            resp, _ = self.fanout(sock, b"")
+            doc = self.assertProblemDoc(resp, 422)
+            self.assertEqual(doc["errors"][0]["in"], "body")
+
     def test_nul_in_a_path_is_422(self):
-        # Valid JSON, but no path can carry a NUL: refused naming the member, never cut short.
+        # Valid JSON, but no path can carry a NUL: refused naming the value, never cut short.
         raw = b'{"requests": [{"upstream": "mis", "path": "/a\\u0000b"}]}'
         with self.server.connect() as sock:
             resp, _ = self.fanout(sock, raw)
-            doc = self.assertProblemDoc(resp, 422, extra={"field": "requests"})
+            doc = self.assertProblemDoc(resp, 422, extra={"field": "requests[0].path"})
             self.assertIn("U+0000", doc["detail"])
 
     def test_body_that_is_not_an_object_is_422(self):

@@ -1,7 +1,7 @@
 """The key-value API (/v1/kv/{key}) on both backends, and the Redis client under failure.
 
 - KvApiMixin holds every API case (201/200/204/404, every JSON type, keys and values with spaces,
-  quotes, newlines and unicode, TTL expiry, 400 bad key / bad ttl / invalid JSON, 413, 415, HEAD, 405,
+  quotes, newlines and unicode, TTL expiry, 422 bad key / bad ttl, 400 invalid JSON, 413, 415, HEAD, 405,
   pipelining, readiness); MemoryKvTest and RedisKvTest run the same methods on one backend each.
 - Backend-specific classes: the memory store's max_entries (507) and sharing across loops; how the
   Redis backend stores values and what it does with keys it did not write.
@@ -284,7 +284,7 @@ class KvApiMixin(KvAssertions):
             # And an expired key is created anew.
             self.assertEntry(self.put(sock, k, "back", "ttl=5"), 201, k, "back", 5)
 
-    def test_bad_ttl_is_400_and_stores_nothing(self):
+    def test_bad_ttl_is_422_and_stores_nothing(self):
         k = self.key()
         queries = ["ttl=", "ttl=0", "ttl=-1", "ttl=%2D1", "ttl=+5", "ttl=1.5", "ttl=1e3", "ttl=abc", "ttl=%201",
                    "ttl=2147483648", "ttl=99999999999999999999", "ttl"]
@@ -292,20 +292,23 @@ class KvApiMixin(KvAssertions):
             for query in queries:
                 with self.subTest(query=query):
                     resp, took = timed_request(sock, "PUT", kv_path(k, query), JSON, b"1")
-                    self.assertFieldProblem(resp, 400, "ttl")
+                    self.assertFieldProblem(resp, 422, "ttl")
                     self.assertLess(took, 1.0)
             self.assertNotFound(self.get(sock, k))
             self.assertEntry(self.put(sock, k, 1, "ttl=2147483647"), 201, k, 1, 2147483647)
 
     def test_invalid_json_is_400_and_stores_nothing(self):
         k = self.key()
-        raws = [b"", b"{", b'{"a":}', b"nope", b"[1, 2", b"'single'", b'{"a": 1, "a": 2}', b"1 2", b'{"\\u0000": 1}',
+        raws = [b"{", b'{"a":}', b"nope", b"[1, 2", b"'single'", b'{"a": 1, "a": 2}', b"1 2", b'{"\\u0000": 1}',
                 b"\xff\xfe"]
         with self.server.connect() as sock:
             for raw in raws:
                 with self.subTest(raw=raw):
                     doc = self.assertProblemDoc(self.put(sock, k, None, raw=raw), 400)
                     self.assertTrue(doc["detail"])
+            # A missing body is a violation of the request's declaration, naming the body.
+            doc = self.assertProblemDoc(self.put(sock, k, None, raw=b""), 422)
+            self.assertEqual(doc["errors"][0]["in"], "body")
             self.assertNotFound(self.get(sock, k))
             self.assertStillOpen(sock)
 
@@ -330,7 +333,7 @@ class KvApiMixin(KvAssertions):
             self.assertEntry(self.put(sock, k + "sp", None, raw=spaced), 201, k + "sp", [1])
             self.assertStillOpen(sock)
 
-    def test_bad_keys_are_400(self):
+    def test_bad_keys_are_422(self):
         long_ok = "k" * MAX_KEY
         cases = [
             "k" * (MAX_KEY + 1),                       # one byte too long
@@ -346,11 +349,11 @@ class KvApiMixin(KvAssertions):
                 for method in ("GET", "PUT", "DELETE"):
                     with self.subTest(key=key[:20], method=method):
                         resp, took = timed_request(sock, method, kv_path(key), JSON, b"1" if method == "PUT" else None)
-                        self.assertFieldProblem(resp, 400, "key")
+                        self.assertFieldProblem(resp, 422, "key")
                         self.assertLess(took, 1.0)
             for path in raw_paths:
                 with self.subTest(path=path):
-                    self.assertFieldProblem(request(sock, "GET", path), 400, "key")
+                    self.assertFieldProblem(request(sock, "GET", path), 422, "key")
             # The engine itself refuses a NUL, and an empty segment matches no route.
             self.assertEqual(request(sock, "GET", "/v1/kv/a%00b").status, 400)
             self.assertEqual(request(sock, "GET", "/v1/kv/").status, 404)

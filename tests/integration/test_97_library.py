@@ -194,14 +194,19 @@ class ResourceExample(unittest.TestCase):
         r, again = get_json(self.srv, f"/v1/items/{item['id']}")
         self.assertEqual(again, item)
         self.assertEqual(get_json(self.srv, "/v1/items/999999")[0].status, 404)
-        self.assertEqual(get_json(self.srv, "/v1/items/abc")[0].status, 404)
+        self.assertEqual(get_json(self.srv, "/v1/items/abc")[0].status, 422, "the schema's {id} is an integer >= 1")
 
     def test_validation_names_the_field(self):
         for body, field in (({"sku": "A", "quantity": 1}, "name"), ({"name": "x", "sku": "a b", "quantity": 1}, "sku"),
-                            ({"name": "x", "sku": "A", "quantity": 0}, "quantity"), ([1], "body")):
+                            ({"name": "x", "sku": "A", "quantity": 0}, "quantity"), ([1], "")):
             r, problem = self.create(body)
             self.assertEqual(r.status, 422, body)
-            self.assertEqual(problem["field"], field)
+            self.assertEqual(problem.get("field", ""), field)
+            self.assertEqual(problem["errors"][0]["field"], field)
+        # Every violation at once (docs/schemas.md).
+        r, problem = self.create({"name": "", "sku": "a b", "quantity": 0, "colour": "red"})
+        self.assertEqual(r.status, 422)
+        self.assertEqual(sorted(e["field"] for e in problem["errors"]), ["colour", "name", "quantity", "sku"])
         r, problem = self.create({"name": "x", "sku": "UNKNOWN", "quantity": 1})
         self.assertEqual(r.status, 422)
         self.assertIn("catalog", problem["detail"])
@@ -260,6 +265,19 @@ class ResourceExample(unittest.TestCase):
                                  stderr=subprocess.PIPE)
             self.assertEqual(bad.returncode, 2)
             self.assertIn("unknown key 'resourcee'", bad.stderr.decode())
+            # The section's check sees the rest of the config: --check-config refuses what a start would.
+            with open(path, "w") as f:
+                json.dump({"resource": {"catalog": "nowhere", "suppliers": 0}}, f)
+            bad = subprocess.run([self.binary, "--config", path, "--check-config"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            self.assertEqual(bad.returncode, 2)
+            self.assertIn("resource.suppliers: must be an integer between 1 and 16", bad.stderr.decode())
+            with open(path, "w") as f:
+                json.dump({"resource": {"catalog": "nowhere"}}, f)
+            bad = subprocess.run([self.binary, "--config", path, "--check-config"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            self.assertEqual(bad.returncode, 2)
+            self.assertIn("resource.catalog: must name an upstream", bad.stderr.decode())
 
 
 class MiddlewareExample(unittest.TestCase):

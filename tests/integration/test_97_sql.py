@@ -2,7 +2,7 @@
 driver under failure.
 
 - SqlApiMixin holds every API case (shapes, TechEmpower's N rule, updates written before the answer,
-  the items resource with keyset pagination, 400s naming the field, a stored SQL injection read back
+  the items resource with keyset pagination, 422s listing every invalid field, a stored SQL injection read back
   intact, readiness, metrics); SqliteSqlTest and MariadbSqlTest run the same methods on one backend
   each, checking the tables directly (sqlite3 module / the mariadb client).
 - MariadbFailureTest (own apiary per test, one mariadbd for the class): the database stalled
@@ -326,16 +326,31 @@ class SqlApiMixin(AsyncAssertions):
         ]
         for body, field in cases:
             with self.subTest(body=body):
-                self.assertField(self.post_item(body), 400, field)
-        self.assertProblemDoc(self.post_item([1, 2]), 400)
+                self.assertField(self.post_item(body), 422, field)
+        self.assertProblemDoc(self.post_item([1, 2]), 422)
         self.assertProblemDoc(self.post_item(b"{bad json"), 400)
         self.assertProblemDoc(self.post_item({"name": "x", "price": 1}, headers={"Content-Type": "text/plain"}), 415)
+
+    def test_item_errors_listed_at_once(self):
+        # Every violation in one 422 (docs/schemas.md): the body's, each with where, which and why.
+        doc = self.assertProblemDoc(self.post_item({"name": "", "price": -1, "colour": "red"}), 422, {"field": "name"})
+        got = {(e["in"], e["field"]) for e in doc["errors"]}
+        self.assertEqual(got, {("body", "colour"), ("body", "name"), ("body", "price")}, doc)
+        for e in doc["errors"]:
+            self.assertTrue(e["detail"], e)
+        self.assertIn("and 2 more", doc["detail"])
+        # The query's violations together too; a missing body is 422 naming the body.
+        doc = self.assertProblemDoc(self.get("/v1/items?limit=0&after=x"), 422, {"field": "limit"})
+        self.assertEqual({(e["in"], e["field"]) for e in doc["errors"]}, {("query", "limit"), ("query", "after")})
+        self.assertIn("must be an integer between 1 and 100", doc["detail"])
+        doc = self.assertProblemDoc(self.post_item(b""), 422)
+        self.assertEqual(doc["errors"][0]["in"], "body")
 
     def test_bad_ids(self):
         for bad in ("abc", "0", "-1", "1.5", "1e3", "99999999999999999999", "%20"):
             with self.subTest(id=bad):
-                self.assertField(self.get(f"/v1/items/{bad}"), 400, "id")
-                self.assertField(request(self.sock, "DELETE", f"/v1/items/{bad}"), 400, "id")
+                self.assertField(self.get(f"/v1/items/{bad}"), 422, "id")
+                self.assertField(request(self.sock, "DELETE", f"/v1/items/{bad}"), 422, "id")
         self.assertProblemDoc(self.get("/v1/items/9223372036854775807"), 404)
 
     def test_pagination(self):
@@ -368,7 +383,7 @@ class SqlApiMixin(AsyncAssertions):
         for query, field in [("limit=0", "limit"), ("limit=101", "limit"), ("limit=x", "limit"), ("limit=", "limit"),
                              ("after=-1", "after"), ("after=abc", "after")]:
             with self.subTest(query=query):
-                self.assertField(self.get("/v1/items?" + query), 400, field)
+                self.assertField(self.get("/v1/items?" + query), 422, field)
         self.assertEqual(self.get("/v1/items?limit=100").status, 200)
 
     def test_list_of_long_names(self):

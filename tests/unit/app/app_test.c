@@ -1,6 +1,7 @@
 /* app_test: unit tests for the application API (lib/app/app.c, include/apiary/apiary.h) short of running a
  * server: route registration rules, the app's config section through apiary_app_main --check-config
- * (parsed, refused with the file and section named, absent), and --version / --help naming the app.
+ * (parsed, refused with the file and section named, absent), declared sections and route schemas
+ * (docs/schemas.md), and --version / --help naming the app.
  * The integration test test_97_library runs real apps built against an installed library. */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
@@ -318,4 +319,119 @@ Test(app, own_options_are_listed_in_help, .init = app_test_redirect_both)
     cr_assert(strstr(buf, "Options of t:\n  --seed N             rows to seed at start\n"
                           "  --migrate            run the migrations first\n"),
               "got: %s", buf);
+}
+
+/* ---- declared sections and routes (docs/schemas.md) ------------------------------------------------ */
+
+typedef struct app_test_settings {
+    int64_t n;
+    const char *upstream;
+} app_test_settings;
+
+static const schema_member app_test_members[] = {
+    SCHEMA_OPTIONAL(app_test_settings, n, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(16))),
+    SCHEMA_OPTIONAL(app_test_settings, upstream, SCHEMA_STRING(.min_length = 1)),
+    SCHEMA_END,
+};
+static const schema app_test_schema = SCHEMA_OBJECT_OF(app_test_settings, app_test_members);
+static const app_test_settings app_test_defaults = {4, "users"};
+static int64_t checked_n;
+
+static void app_test_section_check(const void *section, const apiary_config_view *config, schema_errors *errs)
+{
+    const app_test_settings *s = section;
+    checked_n = s->n;
+    if (!apiary_config_upstream(config, s->upstream))
+        schema_errors_add(errs, "upstream", "must name an upstream ('%s' is none)", s->upstream);
+}
+
+static int app_test_schema_check(const char *json)
+{
+    char path[] = "/tmp/app_test_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+    close(fd);
+    apiary_app *app = apiary_app_new("t");
+    cr_assert_eq(apiary_app_section_schema(app, "mine", &app_test_schema, &app_test_defaults, app_test_section_check),
+                 0);
+    char *argv[] = {"t", "--config", path, "--check-config", NULL};
+    int rc = apiary_app_main(app, 4, argv);
+    unlink(path);
+    return rc;
+}
+
+static const char *app_test_stderr(void)
+{
+    static char buf[2048];
+    fflush(stderr);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    buf[n] = '\0';
+    return buf;
+}
+
+/* One registration per test: section names are registered process-wide (criterion runs each test in
+ * its own process). */
+Test(app, schema_section_starts_from_its_defaults, .init = cr_redirect_stdout)
+{
+    cr_assert_eq(app_test_schema_check("{\"upstreams\": {\"users\": {\"url\": \"http://127.0.0.1:9\"}}}"), 0);
+    cr_assert_eq(checked_n, 4, "the default");
+}
+
+Test(app, schema_section_binds_and_checks_the_config, .init = cr_redirect_stdout)
+{
+    cr_assert_eq(app_test_schema_check("{\"upstreams\": {\"u2\": {\"url\": \"http://127.0.0.1:9\"}},"
+                                       " \"mine\": {\"n\": 16, \"upstream\": \"u2\"}}"),
+                 0);
+    cr_assert_eq(checked_n, 16);
+}
+
+Test(app, schema_section_lists_every_violation_in_one_line, .init = cr_redirect_stderr)
+{
+    cr_assert_eq(app_test_schema_check("{\"mine\": {\"n\": 0, \"colour\": 1}}"), 2);
+    const char *out = app_test_stderr();
+    cr_assert(strstr(out, ": mine.n: must be an integer between 1 and 16; mine.colour: is not a known member (n, "
+                          "upstream)"),
+              "got: %s", out);
+}
+
+Test(app, schema_section_check_sees_the_rest_of_the_config, .init = cr_redirect_stderr)
+{
+    cr_assert_eq(app_test_schema_check("{\"mine\": {\"upstream\": \"nowhere\"}}"), 2);
+    const char *out = app_test_stderr();
+    cr_assert(strstr(out, ": mine.upstream: must name an upstream ('nowhere' is none)"), "got: %s", out);
+}
+
+typedef struct app_test_in {
+    int64_t id;
+    int narrow;
+} app_test_in;
+
+static const route_schema app_test_good_route = {
+    .input_size = sizeof(app_test_in),
+    .path = (const schema_member[]){SCHEMA_REQUIRED(app_test_in, id, SCHEMA_INTEGER()), SCHEMA_END},
+};
+static const route_schema app_test_wrong_size = {
+    .input_size = sizeof(app_test_in),
+    .query = (const schema_member[]){SCHEMA_REQUIRED(app_test_in, narrow, SCHEMA_INTEGER()), SCHEMA_END},
+};
+static const route_schema app_test_object_param = {
+    .input_size = sizeof(app_test_in),
+    .query = (const schema_member[]){SCHEMA_UNBOUND("o", 0, SCHEMA_ANY()), SCHEMA_END},
+};
+
+Test(app, route_schemas_are_checked_when_added)
+{
+    apiary_app *app = apiary_app_new("t");
+    cr_assert_eq(apiary_app_route_schema(app, HTTP_METHOD_GET, "/x/{id}", app_test_handler, 0, &app_test_good_route), 0);
+    cr_assert_eq(apiary_app_route_schema(app, HTTP_METHOD_GET, "/y", app_test_handler, 0, &app_test_good_route), -1,
+                 "{id} is not in the pattern");
+    cr_assert_eq(apiary_app_route_schema(app, HTTP_METHOD_GET, "/z", app_test_handler, 0, &app_test_wrong_size), -1,
+                 "an int field for an integer (int64_t)");
+    cr_assert_eq(apiary_app_route_schema(app, HTTP_METHOD_GET, "/w", app_test_handler, 0, &app_test_object_param), -1,
+                 "a parameter is a scalar");
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/openapi.json", app_test_handler, 0), -1, "built-in");
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/docs", app_test_handler, 0), -1, "built-in");
+    char *argv[] = {"t", "--version", NULL};
+    cr_assert_eq(apiary_app_main(app, 2, argv), 0);
 }
