@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds apiary (Release) and runs it in the foreground on
-# config/apiary.json (127.0.0.1:8080) with the docs page on (http://127.0.0.1:8080/docs). Extra arguments go to the binary, e.g. --threads 2.
+# config/apiary.json (127.0.0.1:8080) with the docs page on (http://127.0.0.1:8080/docs). Extra
+# arguments go to the binary, e.g. --threads 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
