@@ -2,9 +2,9 @@
  * each did, the way a gateway calls several backends: at most `concurrency` calls at once (a
  * semaphore), each call bounded by `timeout_ms`, results in the order the sources were given. It
  * exercises the toolkit's semaphore, futures, wait_for and gather together; its nested JSON body is
- * declared (aggregate_schema), so the engine checks it, listing every violation, before any work. The handler is a coroutine (ROUTE_CORO)
- * that awaits a permit before starting each source, in order, then awaits them all; the simulated
- * upstreams and the permits' release stay continuations: both styles share one toolkit. */
+ * declared (aggregate_schema), so the engine checks it, listing every violation, before any work. The handler is a
+ * coroutine (ROUTE_CORO) that awaits a permit before starting each source, in order, then awaits them all; the
+ * simulated upstreams and the permits' release stay continuations: both styles share one toolkit. */
 #include <string.h>
 
 #include "handlers.h"

@@ -76,8 +76,10 @@ static const schema_member fanout_call_members[] = {
     SCHEMA_END,
 };
 static const schema_member fanout_members[] = {
-    SCHEMA_REQUIRED(fanout_in, requests, SCHEMA_ARRAY(SCHEMA_OBJECT(fanout_call_in, fanout_call_members), .min_items = 1)),
-    SCHEMA_OPTIONAL(fanout_in, timeout_ms, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(FANOUT_MAX_TIMEOUT_MS))),
+    SCHEMA_REQUIRED(fanout_in, requests,
+                    SCHEMA_ARRAY(SCHEMA_OBJECT(fanout_call_in, fanout_call_members), .min_items = 1)),
+    SCHEMA_OPTIONAL(fanout_in, timeout_ms,
+                    SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(FANOUT_MAX_TIMEOUT_MS))),
     SCHEMA_END,
 };
 

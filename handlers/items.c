@@ -13,8 +13,9 @@
  *
  * The handlers are coroutines (ROUTE_CORO in routes.c). Their input is declared below (schema.h): the
  * engine validates and binds it before a handler runs, answering 422 with every violation, so each
- * handler reads its typed values, awaits its query and answers, in that order, with its state in locals. When the request ends while a query runs, the
- * await returns ASYNC_CANCELLED, the failure answer below is dropped, and the handler returns. */
+ * handler reads its typed values, awaits its query and answers, in that order, with its state in locals. When the
+ * request ends while a query runs, the await returns ASYNC_CANCELLED, the failure answer below is dropped, and the
+ * handler returns. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>

@@ -6,8 +6,8 @@
  *
  * Everything a request can get wrong is checked before the store is touched (422 key or ttl, declared
  * below and checked by the engine, 415 media type, 400 invalid JSON, 413 value too large), then one
- * call to the backend (kv_store.h) does the work. Store failures are answers too: 504 when the store did not answer in time, 503 with
- * Retry-After when it is unreachable, 507 when the memory store is full. */
+ * call to the backend (kv_store.h) does the work. Store failures are answers too: 504 when the store did not answer in
+ * time, 503 with Retry-After when it is unreachable, 507 when the memory store is full. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

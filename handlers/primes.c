@@ -125,12 +125,14 @@ static const schema_member primes_answer[] = {
 };
 const route_schema primes_schema = {
     .input_size = sizeof(primes_in),
-    .query = (const schema_member[]){
-        SCHEMA_REQUIRED(primes_in, n, SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = SCHEMA_LE_VAR(&handlers_primes_max_n))),
-        SCHEMA_END},
+    .query = (const schema_member[]){SCHEMA_REQUIRED(primes_in, n,
+                                                     SCHEMA_INTEGER(.min = SCHEMA_GE(0),
+                                                                    .max = SCHEMA_LE_VAR(&handlers_primes_max_n))),
+                                     SCHEMA_END},
     .summary = "Count the primes <= n on the worker pool",
-    .responses = (const route_response[]){
-        {200, "the count", &(const schema){.type = SCHEMA_T_OBJECT, .members = primes_answer}}, {0}},
+    .responses =
+        (const route_response[]){{200, "the count", &(const schema){.type = SCHEMA_T_OBJECT, .members = primes_answer}},
+                                 {0}},
 };
 
 void primes_get(http_request *req)

@@ -51,12 +51,14 @@ static const schema_member sleep_answer[] = {SCHEMA_UNBOUND("slept_ms", SCHEMA_M
                                              SCHEMA_END};
 const route_schema sleep_schema = {
     .input_size = sizeof(sleep_in),
-    .query = (const schema_member[]){
-        SCHEMA_REQUIRED(sleep_in, ms, SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = SCHEMA_LE_VAR(&handlers_max_sleep_ms))),
-        SCHEMA_END},
+    .query = (const schema_member[]){SCHEMA_REQUIRED(sleep_in, ms,
+                                                     SCHEMA_INTEGER(.min = SCHEMA_GE(0),
+                                                                    .max = SCHEMA_LE_VAR(&handlers_max_sleep_ms))),
+                                     SCHEMA_END},
     .summary = "Answer after ms milliseconds, waiting on a loop timer",
-    .responses = (const route_response[]){{200, "slept", &(const schema){.type = SCHEMA_T_OBJECT, .members = sleep_answer}},
-                                          {0}},
+    .responses =
+        (const route_response[]){{200, "slept", &(const schema){.type = SCHEMA_T_OBJECT, .members = sleep_answer}},
+                                 {0}},
 };
 
 void sleep_get(http_request *req)

@@ -54,7 +54,8 @@ Test(notes, list_needs_a_token)
 
 Test(notes, create_answers_and_audits_in_the_background)
 {
-    apiary_test_response *r = call("POST", "/v1/notes", TOKEN "Content-Type: application/json\r\n", "{\"text\":\"hi\"}");
+    apiary_test_response *r =
+        call("POST", "/v1/notes", TOKEN "Content-Type: application/json\r\n", "{\"text\":\"hi\"}");
     cr_assert_eq(r->status, 201, "%s", r->body);
     cr_assert_str_eq(apiary_test_header(r, "Location"), "/v1/notes/1");
     apiary_test_response_free(r);
@@ -70,7 +71,8 @@ Test(notes, create_answers_and_audits_in_the_background)
 
 Test(notes, get_one)
 {
-    apiary_test_response_free(call("POST", "/v1/notes", TOKEN "Content-Type: application/json\r\n", "{\"text\":\"a\"}"));
+    apiary_test_response_free(
+        call("POST", "/v1/notes", TOKEN "Content-Type: application/json\r\n", "{\"text\":\"a\"}"));
     apiary_test_response *r = call("GET", "/v1/notes/1", TOKEN, NULL);
     cr_assert_eq(r->status, 200);
     cr_assert_str_eq(r->body, "{\"id\":1,\"text\":\"a\",\"owner\":\"t0ken\"}");

@@ -127,8 +127,8 @@ int apiary_app_after(apiary_app *app, const char *prefix, http_after_fn fn, void
  * listed in one message ("app.json: resource.max_parallel: must be an integer between 1 and 16;
  * resource.colour: is not a known member (...)"). `check`, when not NULL, then looks at the bound
  * section against the rest of the config, read-only, through `config` (apiary_config_upstream and
- * friends, as a checked section's parser sees it) and adds violations of its own with schema_errors_add (field "catalog",
- * detail "must name an upstream"), so --check-config, a start and a reload agree. apiary_section(name)
+ * friends, as a checked section's parser sees it) and adds violations of its own with schema_errors_add (field
+ * "catalog", detail "must name an upstream"), so --check-config, a start and a reload agree. apiary_section(name)
  * returns the bound struct (const T *). The schema and defaults must outlive the app. */
 typedef void (*apiary_section_schema_check_fn)(const void *section, const apiary_config_view *config,
                                                schema_errors *errs);

@@ -1,5 +1,6 @@
 /* metrics: GET /metrics, built into every app: the Prometheus text exposition of every registered
- * source (engine, worker pool, clients). Rendering sums the loops' own counters; it takes no lock any request path takes. */
+ * source (engine, worker pool, clients). Rendering sums the loops' own counters; it takes no lock any request path
+ * takes. */
 #include <stdlib.h>
 
 #include "app_internal.h"

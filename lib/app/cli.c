@@ -219,8 +219,10 @@ void cli_usage_extra(FILE *out, const char *program, const cli_extra *extra, siz
 
 void cli_usage_for(FILE *out, const char *program, const char *default_config)
 {
-    fprintf(out, "usage: %s [--config PATH] [--listen HOST:PORT] [--threads N] [--check-config]\n"
-                 "%*s [--daemon] [--healthcheck] [--openapi] [--version] [--help]\n\n", program, (int)strlen(program) + 7, "");
+    fprintf(out,
+            "usage: %s [--config PATH] [--listen HOST:PORT] [--threads N] [--check-config]\n"
+            "%*s [--daemon] [--healthcheck] [--openapi] [--version] [--help]\n\n",
+            program, (int)strlen(program) + 7, "");
     if (default_config)
         fprintf(out, "  --config PATH        JSON config file (default %s)\n", default_config);
     else

@@ -197,7 +197,7 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
     if (server_open_files(cfg) != 0)
         return server_give_up(cfg, sections);
     pool *workers = cfg->pool_run_inline ? pool_new_inline()
-                                          : pool_new_niced(cfg->pool_threads, cfg->pool_queue_size, (int)cfg->pool_nice);
+                                         : pool_new_niced(cfg->pool_threads, cfg->pool_queue_size, (int)cfg->pool_nice);
     if (!workers)
         return server_give_up(cfg, sections);
     if (cfg->pool_run_inline)

@@ -147,8 +147,8 @@ static void http_conn_eof_list_remove(http_conn *conn)
  * async place held, it goes on the list the cap may take places back from. */
 static void http_conn_note_half_closed(http_conn *conn)
 {
-    if ((conn->peer_eof || conn->fin_pending) && conn->loop->settings->half_close_answer && conn->state == HTTP_CONN_HANDLER &&
-        conn->slot && conn->slot->req._scope)
+    if ((conn->peer_eof || conn->fin_pending) && conn->loop->settings->half_close_answer &&
+        conn->state == HTTP_CONN_HANDLER && conn->slot && conn->slot->req._scope)
         http_conn_eof_list_add(conn);
 }
 

@@ -408,7 +408,8 @@ http_loop *http_loop_new(const http_loop_options *opts)
     pthread_mutex_init(&loop->post_lock, NULL);
     loop->post_ev = event_new(loop->base, -1, 0, http_loop_on_post, loop);
     for (size_t i = 0; i < loop->listen_count; i++)
-        loop->listen_evs[i] = event_new(loop->base, loop->listen_fds[i], EV_READ | EV_PERSIST, http_loop_on_accept, loop);
+        loop->listen_evs[i] =
+            event_new(loop->base, loop->listen_fds[i], EV_READ | EV_PERSIST, http_loop_on_accept, loop);
     loop->accept_retry_ev = evtimer_new(loop->base, http_loop_on_accept_retry, loop);
     loop->date_ev = event_new(loop->base, -1, EV_PERSIST, http_loop_on_date, loop);
     http_date_format(time(NULL), loop->date);

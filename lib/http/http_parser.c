@@ -87,7 +87,8 @@ static int http_parser_count_trailer(http_conn *conn, size_t len)
 {
     conn->trailer_bytes += len;
     if (conn->trailer_bytes > conn->loop->settings->max_header_bytes) {
-        http_conn_reject(conn, 431, "request trailer section exceeds %zu bytes", conn->loop->settings->max_header_bytes);
+        http_conn_reject(conn, 431, "request trailer section exceeds %zu bytes",
+                         conn->loop->settings->max_header_bytes);
         return HPE_USER;
     }
     return 0;
@@ -213,7 +214,8 @@ bool http_parser_chunk_line_ok(http_conn *conn, const char *upto)
     /* CRLF after the data, 16 hex digits of size and the line's own CRLF are always allowed */
     if (conn->chunk_framing_bytes <= HTTP_MAX_CHUNK_EXTENSION_BYTES + 20)
         return true;
-    http_conn_reject(conn, 400, "malformed request: a chunk-size line exceeds %d bytes", HTTP_MAX_CHUNK_EXTENSION_BYTES);
+    http_conn_reject(conn, 400, "malformed request: a chunk-size line exceeds %d bytes",
+                     HTTP_MAX_CHUNK_EXTENSION_BYTES);
     return false;
 }
 

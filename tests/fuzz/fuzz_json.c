@@ -85,7 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         buf_cache_init(&cache, 4);
         buf first = {0}, second = {0};
         fuzz_json_dump(&first, &cache, doc);
-        json_t *again = json_loadb(first.data, first.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+        json_t *again =
+            json_loadb(first.data, first.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
         if (!again) {
             fprintf(stderr, "fuzz_json: the writer's output does not parse: %s\n", err.text);
             abort();

@@ -423,7 +423,8 @@ static const route_schema app_test_object_param = {
 Test(app, route_schemas_are_checked_when_added)
 {
     apiary_app *app = apiary_app_new("t");
-    cr_assert_eq(apiary_app_route_schema(app, HTTP_METHOD_GET, "/x/{id}", app_test_handler, 0, &app_test_good_route), 0);
+    cr_assert_eq(apiary_app_route_schema(app, HTTP_METHOD_GET, "/x/{id}", app_test_handler, 0, &app_test_good_route),
+                 0);
     cr_assert_eq(apiary_app_route_schema(app, HTTP_METHOD_GET, "/y", app_test_handler, 0, &app_test_good_route), -1,
                  "{id} is not in the pattern");
     cr_assert_eq(apiary_app_route_schema(app, HTTP_METHOD_GET, "/z", app_test_handler, 0, &app_test_wrong_size), -1,

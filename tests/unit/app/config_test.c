@@ -574,8 +574,8 @@ Test(config, failed_load_leaves_config_untouched)
                        " \"limits\": {\"max_body_bytes\": 5}, \"timeouts\": {\"linger_ms\": 99999}}",
                        err);
     config_test_assert_err(err, "timeouts.linger_ms");
-    config_test_reject("{\"listen\": \"0.0.0.0:1\", \"limits\": {\"max_url_bytes\": 99999, \"max_header_bytes\": 9999}}",
-                       err);
+    config_test_reject(
+        "{\"listen\": \"0.0.0.0:1\", \"limits\": {\"max_url_bytes\": 99999, \"max_header_bytes\": 9999}}", err);
     config_test_reject("{\"listen\": \"0.0.0.0:1\", \"backlog\": 1,", err);
     config_test_reject("{\"listen\": \"0.0.0.0:1\", \"listen\": \"0.0.0.0:2\"}", err);
 }

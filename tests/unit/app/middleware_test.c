@@ -67,8 +67,9 @@ static void who(http_request *req)
     http_route_info route;
     cr_assert(http_request_route(req, &route));
     const char *user = http_request_value(req, "user");
-    http_respond_json(req, 200, json_pack("{s:s,s:s,s:s}", "user", user ? user : "-", "pattern", route.pattern, "method",
-                                          http_method_name(route.method)));
+    http_respond_json(req, 200,
+                      json_pack("{s:s,s:s,s:s}", "user", user ? user : "-", "pattern", route.pattern, "method",
+                                http_method_name(route.method)));
 }
 
 static void open_route(http_request *req)

@@ -290,8 +290,10 @@ static const sql_result *run_ok(const char *sql, const sql_value *params, size_t
  * failed "no such table: world". The fixture's batch creates and fills it in one go. */
 Test(sql_sqlite, a_batch_runs_dependent_statements_in_order, .init = sql_setup, .fini = sql_teardown)
 {
-    const sql_result *r = run_ok("SELECT COUNT(*), MIN(id), MAX(id), MIN(randomNumber) >= 1, MAX(randomNumber) <= 10000 "
-                                 "FROM world", NULL, 0);
+    const sql_result *r =
+        run_ok("SELECT COUNT(*), MIN(id), MAX(id), MIN(randomNumber) >= 1, MAX(randomNumber) <= 10000 "
+               "FROM world",
+               NULL, 0);
     cr_assert_eq(r->rows, 1);
     cr_expect_eq(sql_cell(r, 0, 0)->i, 10000);
     cr_expect_eq(sql_cell(r, 0, 1)->i, 1);
@@ -344,7 +346,8 @@ Test(sql_sqlite, batch_is_one_transaction, .init = sql_setup, .fini = sql_teardo
     /* A failing member rolls the whole batch back. */
     memset(&w, 0, sizeof(w));
     sql_value c[2] = {sql_int(99), sql_int(1)};
-    sql_stmt bad[2] = {{"UPDATE world SET randomNumber = ? WHERE id = ?", c, 2, 0}, {"SELECT nope FROM nowhere", NULL, 0, 0}};
+    sql_stmt bad[2] = {{"UPDATE world SET randomNumber = ? WHERE id = ?", c, 2, 0},
+                       {"SELECT nope FROM nowhere", NULL, 0, 0}};
     async_op_then(sql_batch(fx.loop.scope, NULL, bad, 2), sql_test_done, &w);
     cr_assert(test_loop_run_until(&fx.loop, &w.done, 1));
     cr_expect_eq(w.op->status, ASYNC_FAILED);

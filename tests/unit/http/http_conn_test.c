@@ -10,7 +10,8 @@ TestSuite(http_conn, .init = setup, .fini = teardown, .timeout = 20);
 
 Test(http_conn, pipelined_requests_answered_in_order_in_one_read)
 {
-    send_str("GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /kv/a%2Fb?q=x+y HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    send_str("GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /kv/a%2Fb?q=x+y HTTP/1.1\r\nHost: t\r\n\r\nGET /hello "
+             "HTTP/1.1\r\nHost: t\r\n\r\n");
     const char *r = collect(20);
     cr_assert_eq(count(r, "HTTP/1.1 200 OK"), 3);
     const char *kv = strstr(r, "{\"key\":\"a/b\",\"q\":\"x y\"}");
@@ -107,7 +108,8 @@ Test(http_conn, chunked_total_over_limit_is_413)
 
 Test(http_conn, too_many_headers_is_431)
 {
-    send_str("GET /hello HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\nF: 1\r\nG: 1\r\nH: 1\r\nI: 1\r\n\r\n");
+    send_str("GET /hello HTTP/1.1\r\nHost: t\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\nF: 1\r\nG: 1\r\nH: 1\r\nI: "
+             "1\r\n\r\n");
     cr_assert(strstr(collect(10), "HTTP/1.1 431 "));
 }
 

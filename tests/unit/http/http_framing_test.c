@@ -195,8 +195,10 @@ Test(http_framing, expect_continue_gets_the_final_status_at_once_when_the_head_d
         {"POST /hello HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n", "HTTP/1.1 405 "},
         {"BREW /pot HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 100\r\n\r\n", "HTTP/1.1 501 "},
         {"POST /json HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Type: text/plain\r\n"
-         "Content-Length: 100\r\n\r\n", "HTTP/1.1 415 "},
-        {"POST /json HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.1 415 "},
+         "Content-Length: 100\r\n\r\n",
+         "HTTP/1.1 415 "},
+        {"POST /json HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+         "HTTP/1.1 415 "},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         if (i) { /* a fresh connection for every case: each answer closes its own */

@@ -102,8 +102,16 @@ static size_t json_limits_test_count(const json_t *v)
 Test(json_limits, the_count_bounds_what_the_parser_builds)
 {
     const char *docs[] = {
-        "[]", "{}", "[1]", "[ ]", "[{ },[ ],{\"a\":{}}]", "[[],[[]],{}]", "{\"a\":{\"b\":[1,2,{\"c\":null}]},\"d\":\"x,y[\"}",
-        "[\"\\\"\",\"\\\\\",{\"\\\"k\":[true,false]}]", " [ 1 , 2 ] ", "[{\"a\":[]},{\"b\":{}}]",
+        "[]",
+        "{}",
+        "[1]",
+        "[ ]",
+        "[{ },[ ],{\"a\":{}}]",
+        "[[],[[]],{}]",
+        "{\"a\":{\"b\":[1,2,{\"c\":null}]},\"d\":\"x,y[\"}",
+        "[\"\\\"\",\"\\\\\",{\"\\\"k\":[true,false]}]",
+        " [ 1 , 2 ] ",
+        "[{\"a\":[]},{\"b\":{}}]",
     };
     for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
         json_error_t err;

@@ -240,7 +240,12 @@ Test(json_write, long_strings_are_escaped_across_chunks)
         switch (rng() % 4) {
         case 0: in[n++] = 'x'; expected[e++] = 'x'; break;
         case 1: in[n++] = '\n'; expected[e++] = '\\'; expected[e++] = 'n'; break;
-        case 2: memcpy(in + n, "\xf0\x9f\x90\x9d", 4); memcpy(expected + e, "\xf0\x9f\x90\x9d", 4); n += 4; e += 4; break;
+        case 2:
+            memcpy(in + n, "\xf0\x9f\x90\x9d", 4);
+            memcpy(expected + e, "\xf0\x9f\x90\x9d", 4);
+            n += 4;
+            e += 4;
+            break;
         default: in[n++] = 1; memcpy(expected + e, "\\u0001", 6); e += 6; break;
         }
     }

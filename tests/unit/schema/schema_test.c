@@ -97,11 +97,12 @@ Test(schema, binds_every_type)
 {
     doc_in d;
     schema_errors errs;
-    cr_assert(bind_text("{\"name\":\"héllo\",\"count\":95,\"ratio\":0.5,\"active\":true,\"order\":\"desc\","
-                        "\"homepage\":\"https://example.org/a?b=c\",\"tags\":[\"a\",\"b-2\"],"
-                        "\"weighted\":[{\"name\":\"x\",\"weight\":3},{\"name\":\"y\"}],\"main\":{\"name\":\"m\",\"weight\":1},"
-                        "\"extra\":[1,{\"k\":null}],\"note\":null}",
-                        &d, &errs));
+    cr_assert(bind_text(
+        "{\"name\":\"héllo\",\"count\":95,\"ratio\":0.5,\"active\":true,\"order\":\"desc\","
+        "\"homepage\":\"https://example.org/a?b=c\",\"tags\":[\"a\",\"b-2\"],"
+        "\"weighted\":[{\"name\":\"x\",\"weight\":3},{\"name\":\"y\"}],\"main\":{\"name\":\"m\",\"weight\":1},"
+        "\"extra\":[1,{\"k\":null}],\"note\":null}",
+        &d, &errs));
     cr_assert_eq(errs.count, 0);
     cr_assert_str_eq(d.name, "héllo"); /* 5 characters, 6 bytes: lengths count characters */
     cr_assert_eq(d.count, 95);
@@ -134,10 +135,11 @@ Test(schema, lists_every_violation_with_its_place)
 {
     doc_in d;
     schema_errors errs;
-    cr_assert_not(bind_text("{\"count\":3,\"ratio\":1,\"active\":\"yes\",\"order\":\"up\",\"homepage\":\"ftp://x\","
-                            "\"tags\":[\"ok\",\"Not Ok\"],\"weighted\":[{\"weight\":11}],\"main\":{\"name\":\"\",\"x\":1},"
-                            "\"colour\":\"red\",\"note\":5}",
-                            &d, &errs));
+    cr_assert_not(
+        bind_text("{\"count\":3,\"ratio\":1,\"active\":\"yes\",\"order\":\"up\",\"homepage\":\"ftp://x\","
+                  "\"tags\":[\"ok\",\"Not Ok\"],\"weighted\":[{\"weight\":11}],\"main\":{\"name\":\"\",\"x\":1},"
+                  "\"colour\":\"red\",\"note\":5}",
+                  &d, &errs));
     struct {
         const char *field, *detail;
     } want[] = {
@@ -399,8 +401,9 @@ Test(schema, json_schema_out)
     char *text = json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT);
     cr_assert(strstr(text, "\"required\":[\"name\"]"), "%s", text);
     cr_assert(strstr(text, "\"additionalProperties\":false"), "%s", text);
-    cr_assert(strstr(text, "\"count\":{\"exclusiveMinimum\":0,\"maximum\":100,\"multipleOf\":5.0,\"type\":\"integer\"}"),
-              "%s", text);
+    cr_assert(
+        strstr(text, "\"count\":{\"exclusiveMinimum\":0,\"maximum\":100,\"multipleOf\":5.0,\"type\":\"integer\"}"),
+        "%s", text);
     cr_assert(strstr(text, "\"note\":{\"type\":[\"string\",\"null\"]}"), "%s", text);
     cr_assert(strstr(text, "\"order\":{\"enum\":[\"asc\",\"desc\"],\"type\":\"string\"}"), "%s", text);
     cr_assert(strstr(text, "\"pattern\":\"^[a-z0-9-]{1,32}$\""), "%s", text);
