@@ -17,7 +17,7 @@ COPY include include
 COPY lib lib
 COPY handlers handlers
 COPY server server
-RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DAPIARY_BUILD_TESTS=OFF \
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DAPIARY_BUILD_TESTS=OFF -DAPIARY_BUILD_BENCH=OFF \
     && cmake --build build -j"$(nproc)" --target apiary \
     && strip build/apiary
 # The Debian packages holding the shared libraries the binary really links (libevent's, jansson's,
