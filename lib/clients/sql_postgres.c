@@ -349,8 +349,11 @@ static void sql_pg_connect_failed(sql_pg_conn *c, const char *why)
     char where[320];
     sql_pg_where(p->s, where, sizeof(where));
     /* libpq's message never contains the password; the address is for the log only. */
+    char tls[64] = "";
+    if (p->s->tls != SQL_TLS_OFF)
+        snprintf(tls, sizeof(tls), " over TLS (sslmode=%s)", sql_pg_tls_name(p->s->tls));
     if (!p->outage_logged)
-        log_warn("sql: loop %u cannot connect to PostgreSQL at %s: %.*s (retrying with backoff)", p->id, where,
+        log_warn("sql: loop %u cannot connect to PostgreSQL at %s%s: %.*s (retrying with backoff)", p->id, where, tls,
                  (int)strcspn(why, "\n"), why);
     else
         log_debug("sql: loop %u: connect to %s failed again: %.*s", p->id, where, (int)strcspn(why, "\n"), why);

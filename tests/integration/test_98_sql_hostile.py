@@ -30,7 +30,8 @@ import unittest
 import apiary_harness
 from apiary_harness import ApiaryServer, ServerStartError, request
 from test_80_async import AsyncAssertions
-from test_97_sql import HAVE_MARIADB, NO_MARIADB, PASSWORD, MariadbServer, wait_ready
+from test_97_sql import (HAVE_MARIADB, HAVE_POSTGRES, NO_MARIADB, NO_POSTGRES, PASSWORD, MariadbServer, PostgresServer,
+                         wait_ready)
 
 JSON = {"Content-Type": "application/json"}
 OPENSSL = shutil.which("openssl")
@@ -448,6 +449,108 @@ class MariadbTlsTest(AsyncAssertions, unittest.TestCase):
                            r"did not agree to TLS, which sql.url requires \(ssl=verify-ca\)")
         self.assertRefused(f"ssl=verify-full&ssl_ca={self.pki.name}/ca.pem",
                            r"TLS connection was refused \(ssl=verify-full")
+
+
+# --------------------------------------------------------------------------------------------------
+# TLS to PostgreSQL
+
+
+@unittest.skipUnless(HAVE_POSTGRES and OPENSSL, NO_POSTGRES + " (or the openssl CLI is missing)")
+class PostgresTlsTest(AsyncAssertions, unittest.TestCase):
+    """libpq's own TLS (sslmode, sslrootcert in sql.url) inside the non-blocking connect, against a
+    private PostgreSQL whose certificates the test makes: libpq refuses every failure itself, before
+    authenticating."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = tempfile.TemporaryDirectory(prefix="apiary-tls-")
+        make_pki(cls.pki.name)
+        os.chmod(cls.pki.name, 0o755)
+        cls.db = PostgresServer()
+        cls.cert = None
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.db.cleanup()
+        cls.pki.cleanup()
+
+    def serve(self, cert):
+        """(Re)starts the class's server with the given certificate (None: no TLS at all). The key must
+        belong to the server's user with mode 0600, so both go next to its data."""
+        if self.db.proc is not None and type(self).cert == cert:
+            return
+        self.db.stop()
+        args = []
+        if cert:
+            for ext in ("pem", "key"):
+                dst = os.path.join(self.db.tmp.name, f"server.{ext}")
+                shutil.copy(os.path.join(self.pki.name, f"{cert}.{ext}"), dst)
+                os.chmod(dst, 0o600)
+                uid_gid = os.stat(self.db.tmp.name)
+                os.chown(dst, uid_gid.st_uid, uid_gid.st_gid)
+            args = ["-c", "ssl=on", "-c", f"ssl_cert_file={self.db.tmp.name}/server.pem", "-c",
+                    f"ssl_key_file={self.db.tmp.name}/server.key"]
+        self.db.extra_args = args
+        self.db.start()
+        type(self).cert = cert
+
+    def url(self, query):
+        return f"postgres://apiary:{PASSWORD}@127.0.0.1:{self.db.port}/apiary?{query}"
+
+    def assertWorks(self, query):
+        srv = ApiaryServer({"sql": {"url": self.url(query), "query_timeout_ms": 2000}}).start()
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        self.addCleanup(srv.stop)
+        wait_ready(self, srv, timeout=15)
+        with srv.connect() as sock:
+            for path in ("/v1/db", "/v1/queries?queries=3"):
+                resp = request(sock, "GET", path)
+                self.assertEqual(resp.status, 200, f"{query}: {resp}\n{srv.log_text()}")
+        self.assertIn("TLS " + re.search(r"sslmode=([a-z-]+)", query).group(1), srv.log_text())
+        # The server says so too: every apiary session of this database is encrypted.
+        rows = self.db.sql("SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                           "WHERE a.application_name = 'apiary'")
+        self.assertEqual(rows, [["t"]])
+        self.assertSecret(srv)
+
+    def assertRefused(self, query, words):
+        srv = ApiaryServer({"sql": {"url": self.url(query), "query_timeout_ms": 2000, "startup_timeout_ms": 2500}},
+                           startup_timeout=20)
+        with self.assertRaises(ServerStartError):
+            srv.start()
+        self.assertEqual(srv.proc.returncode, 1, srv.log_text())
+        self.assertIsNotNone(re.search(words, srv.log_text()), f"no log line matching {words!r} for {query}:\n"
+                             f"{srv.log_text()}")
+        self.assertIn("the database stayed unavailable for sql.startup_timeout_ms", srv.log_text())
+        self.assertSecret(srv)
+
+    def assertSecret(self, srv):
+        log = srv.log_text()
+        self.assertNotIn(PASSWORD, log)
+        self.assertNotIn("postgres://", log)
+        self.assertNotIn(self.pki.name, log)
+
+    def test_server_with_tls(self):
+        self.serve("good")
+        self.assertWorks("sslmode=require")
+        self.assertWorks(f"sslmode=verify-ca&sslrootcert={self.pki.name}/ca.pem")
+        self.assertWorks(f"sslmode=verify-full&sslrootcert={self.pki.name}/ca.pem")
+        self.assertRefused(f"sslmode=verify-ca&sslrootcert={self.pki.name}/otherca.pem",
+                           r"over TLS \(sslmode=verify-ca\): .*certificate verify failed")
+        self.assertRefused(f"sslmode=verify-full&sslrootcert={self.pki.name}/otherca.pem",
+                           r"over TLS \(sslmode=verify-full\): .*certificate verify failed")
+
+    def test_certificate_for_another_address(self):
+        self.serve("wrongip")
+        self.assertWorks(f"sslmode=verify-ca&sslrootcert={self.pki.name}/ca.pem")  # the chain only
+        self.assertRefused(f"sslmode=verify-full&sslrootcert={self.pki.name}/ca.pem",
+                           r"over TLS \(sslmode=verify-full\): .*does not match host name \"127.0.0.1\"")
+
+    def test_server_without_tls(self):
+        self.serve(None)
+        self.assertRefused("sslmode=require", r"over TLS \(sslmode=require\): .*server does not support SSL")
+        self.assertRefused(f"sslmode=verify-full&sslrootcert={self.pki.name}/ca.pem",
+                           r"over TLS \(sslmode=verify-full\): .*server does not support SSL")
 
 
 if __name__ == "__main__":
