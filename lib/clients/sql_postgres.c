@@ -124,7 +124,9 @@ struct sql_pg_conn {
     sql_pg_task *head, *tail; /* sent, results pending, in order */
     unsigned inflight;
     bool in_use_counted;
-    bool reserved; /* kept free of new statements so that a waiting BEGIN gets it once it drains */
+    bool retire;   /* read a result past its statement's bound: libpq keeps its input buffer as large
+                    * as that result for the connection's life, so it takes nothing new and is closed
+                    * once what is in flight is done */
     sql_pg_prepared cache[SQL_PG_CACHE];
     size_t cached;
     unsigned next_name;
@@ -283,7 +285,7 @@ static void sql_pg_conn_close(sql_pg_conn *c, const char *error)
         free(c->cache[i].sql);
     c->cached = 0;
     c->state = SQL_PG_CLOSED;
-    c->reserved = false;
+    c->retire = false;
     sql_pg_txn *txn = c->txn;
     c->txn = NULL;
     if (txn) {
@@ -715,6 +717,7 @@ static void sql_pg_take_result(sql_pg_task *t, const PGresult *r)
     size_t need = 0;
     if (cols && rows > t->max_bytes / (cols * sizeof(sql_value))) {
         t->error = SQL_ERROR_TOO_LARGE;
+        t->conn->retire = true;
         return;
     }
     need = rows * cols * sizeof(sql_value);
@@ -727,6 +730,7 @@ static void sql_pg_take_result(sql_pg_task *t, const PGresult *r)
                 need += (size_t)PQgetlength(r, (int)i, (int)j) + 1;
     if (need > t->max_bytes) {
         t->error = SQL_ERROR_TOO_LARGE;
+        t->conn->retire = true;
         return;
     }
     t->rows.cols = cols;
@@ -799,6 +803,11 @@ static void sql_pg_task_done(sql_pg_conn *c, sql_pg_task *t)
     }
     sql_pg_conn_use(c);
     sql_pg_task_finish(t, t->error);
+    if (c->state == SQL_PG_UP && c->retire && c->inflight == 0 && !c->txn) {
+        log_info("sql: loop %u connection %u: closed after a result past its bound, to free libpq's buffer",
+                 c->pool->id, c->index);
+        sql_pg_conn_close(c, NULL);
+    }
 }
 
 /* Reads every result that has fully arrived and hands each to the task at the head of the FIFO. */
@@ -854,16 +863,14 @@ static void sql_pg_drain(sql_pg_conn *c)
 /* ---- dispatch ------------------------------------------------------------------------------------ */
 
 /* The up connection without a transaction with the fewest statements in flight below the depth;
- * with `empty`, only one with none in flight. Reserved ones take no new plain statement. */
+ * with `empty`, only one with none in flight. A retiring one takes nothing. */
 static sql_pg_conn *sql_pg_pick(sql_pg_pool *p, bool empty)
 {
     sql_pg_conn *best = NULL;
     unsigned depth = p->s->pipeline_depth ? p->s->pipeline_depth : 1;
     for (unsigned i = 0; i < p->nconns; i++) {
         sql_pg_conn *c = &p->conns[i];
-        if (c->state != SQL_PG_UP || c->txn || c->inflight >= depth)
-            continue;
-        if (empty ? c->inflight != 0 : c->reserved)
+        if (c->state != SQL_PG_UP || c->txn || c->retire || c->inflight >= depth || (empty && c->inflight != 0))
             continue;
         if (!best || c->inflight < best->inflight)
             best = c;
@@ -883,31 +890,20 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
             sql_pg_send(c, t);
         }
     }
-    for (unsigned i = 0; i < p->nconns; i++)
-        p->conns[i].reserved = false;
-    /* The line in order: the head each time, since sending may finish (and free) other tasks. */
+    /* The line in order: the head each time, since sending may finish (and free) other tasks. A BEGIN
+     * at the head waits for a connection with nothing in flight, and nothing behind it goes first:
+     * the pipelines drain within their statements' time and the first empty one is the transaction's. */
     while (p->head) {
         sql_pg_task *t = p->head;
+        sql_pg_conn *c = sql_pg_pick(p, t->kind == SQL_PG_BEGIN);
+        if (!c)
+            break;
+        sql_pg_task_unwait(t);
         if (t->kind == SQL_PG_BEGIN) {
-            sql_pg_conn *c = sql_pg_pick(p, true);
-            if (!c) {
-                /* Keep new statements off the least busy connection until it drains for this BEGIN. */
-                sql_pg_conn *r = sql_pg_pick(p, false);
-                if (r)
-                    r->reserved = true;
-                break;
-            }
-            sql_pg_task_unwait(t);
             c->txn = t->txn;
             t->txn->conn = c;
-            sql_pg_send(c, t);
-        } else {
-            sql_pg_conn *c = sql_pg_pick(p, false);
-            if (!c)
-                break; /* FIFO: nobody behind goes first */
-            sql_pg_task_unwait(t);
-            sql_pg_send(c, t);
         }
+        sql_pg_send(c, t);
     }
     /* Open another connection when statements wait or every open one has some in flight: one
      * pipelined connection is one server process, so load spreads over the pool as it grows. */
