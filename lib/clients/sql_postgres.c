@@ -22,7 +22,8 @@
  * Deadlines. Every task has a timer of sql.query_timeout_ms from submission. Waiting: it fails
  * "timeout". Sent: the connection is closed (socket shut down, then PQfinish, neither of which can
  * wait) — libpq 15's PQcancel opens a new connection with blocking calls, so it never runs on a loop;
- * closing makes the server abandon the statement when it next notices the socket. The statements sent
+ * the server abandons the statement when it notices the closed socket, which it checks every second
+ * while a statement runs (client_connection_check_interval, set at connect). The statements sent
  * after it on that connection fail "connection_lost" (503), since their results would have come after.
  *
  * Transactions hold a connection: BEGIN waits for a connection with nothing in flight (and keeps new
@@ -522,6 +523,9 @@ static void sql_pg_conn_connect(sql_pg_conn *c)
     if (s->tls_ca[0])
         SQL_PG_KV("sslrootcert", s->tls_ca);
     SQL_PG_KV("gssencmode", "disable"); /* no Kerberos probing on a loop */
+    /* A statement whose connection apiary closed (its deadline passed) is abandoned by the server within a
+     * second even while it waits on a lock or computes: there is no non-blocking cancel in libpq 15. */
+    SQL_PG_KV("options", "-c client_connection_check_interval=1000");
     SQL_PG_KV("application_name", "apiary");
     SQL_PG_KV("client_encoding", "UTF8");
     keys[n] = values[n] = NULL;

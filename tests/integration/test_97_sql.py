@@ -1132,6 +1132,35 @@ class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):
         self.wait_for_status(srv, "/v1/db", 200, timeout=5)
         self.assertGreaterEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 1)
 
+    def test_statement_past_its_deadline_is_abandoned_by_the_server(self):
+        """No cancel on a loop (libpq 15's PQcancel blocks): a statement past its deadline closes its
+        connection, and the server gives it up within about a second even while it waits on a lock
+        (client_connection_check_interval), instead of waiting, and holding its own locks, until the
+        lock is released."""
+        srv = self.apiary(connections_per_loop=1)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+        locker = subprocess.Popen([PSQL, "-h", "127.0.0.1", "-p", str(self.db.port), "-U", "apiary", "-d", "apiary",
+                                   "-X", "-q", "-c", "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; "
+                                   "SELECT pg_sleep(4); COMMIT;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(locker.wait, 20)
+        deadline = time.monotonic() + 5
+        while self.db.sql("SELECT COUNT(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                          "WHERE c.relname = 'items' AND l.mode = 'AccessExclusiveLock' AND l.granted") != [["1"]]:
+            self.assertLess(time.monotonic(), deadline, "the lock was not taken")
+            time.sleep(0.05)
+        waiting = ("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'apiary' "
+                   "AND wait_event_type = 'Lock'")
+        with srv.connect() as sock:
+            resp, took = timed_request(sock, "POST", "/v1/items", JSON, json.dumps({"name": "x", "price": 1}).encode())
+        self.assertProblemDoc(resp, 504)
+        self.assertLess(took, self.TIMEOUT_MS / 1000 + 1.0)
+        gone = time.monotonic() + 3
+        while self.db.sql(waiting) != [["0"]]:
+            self.assertLess(time.monotonic(), gone, "the server still runs the abandoned statement")
+            time.sleep(0.1)
+        self.assertIsNone(locker.poll(), "the lock was released meanwhile: the test proves nothing")
+
     def test_transaction_pins_its_connection(self):
         """/v1/updates and the migrations use transactions and sql_query_many side by side: with one
         connection per loop, a batch (BEGIN ... COMMIT) waits for the pipeline to drain and nothing else
