@@ -493,7 +493,8 @@ class PostgresHostileTest(HostileMixin, unittest.TestCase):
                   f"+{growth_kib / 1024:.1f} MiB (RSS {before['VmRSS'] / 1024:.1f} -> {after['VmRSS'] / 1024:.1f} MiB)",
                   flush=True)
             self.assertLess(growth_kib, 4 * (BIG_CELL >> 10), "more than a few copies of the cell")
-            self.assertLess(after["VmRSS"] - before["VmRSS"], 16 * 1024, "libpq's buffer was kept")
+            if not apiary_harness.binary_is_sanitized():  # ASan's quarantine keeps freed memory resident
+                self.assertLess(after["VmRSS"] - before["VmRSS"], 16 * 1024, "libpq's buffer was kept")
         with srv.connect() as sock:
             text = request(sock, "GET", "/metrics").body.decode()
         self.assertIn('apiary_sql_errors_total{backend="postgres",kind="too_large"} 2', text)
