@@ -763,23 +763,53 @@ static void sql_pg_take_result(sql_pg_task *t, const PGresult *r)
 static const char *sql_pg_classify(sql_pg_conn *c, sql_pg_task *t, const PGresult *r, const char *what)
 {
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
     const char *msg = PQresultErrorMessage(r);
     int len = (int)strcspn(msg, "\n");
-    if (!state || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
+    /* The session is over (FATAL: shutdown, terminated, the link lost) or goes on (ERROR, even with a
+     * class 08 code such as a Bind with another number of values than the statement takes). */
+    bool over = PQstatus(c->pg) == CONNECTION_BAD ||
+                (severity && (!strcmp(severity, "FATAL") || !strcmp(severity, "PANIC")));
+    if (over) {
         log_warn("sql: loop %u connection %u: %s: %.*s", c->pool->id, c->index, what, len, msg);
         return SQL_ERROR_CONNECTION_LOST;
     }
-    if (strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0 || strcmp(state, "55P03") == 0) {
+    if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001") || !strcmp(state, "55P03"))) {
         /* Deadlock, serialization failure, lock not available: the server rolled back; retry later. */
         log_info("sql: loop %u: %s: %.*s (%s)", c->pool->id, what, len, msg, state);
         return SQL_ERROR_BUSY;
     }
-    if (strcmp(state, "57014") == 0) {
+    if (state && strcmp(state, "57014") == 0) {
         log_warn("sql: loop %u: %s was cancelled by the server: %.*s", c->pool->id, what, len, msg);
         return SQL_ERROR_TIMEOUT;
     }
-    log_warn("sql: loop %u: \"%s\" refused: %.*s (%s)", c->pool->id, t->sql, len, msg, state);
+    log_warn("sql: loop %u: \"%s\" refused: %.*s (%s)", c->pool->id, t->sql, len, msg, state ? state : "no SQLSTATE");
     return SQL_ERROR_QUERY;
+}
+
+/* t (in c's FIFO) fails with `error`, and c is closed: the others in flight there get connection_lost. */
+static void sql_pg_fail_and_close(sql_pg_conn *c, sql_pg_task *t, const char *error)
+{
+    sql_pg_task **link = &c->head;
+    while (*link != t)
+        link = &(*link)->fnext;
+    *link = t->fnext;
+    if (c->tail == t) {
+        c->tail = NULL;
+        for (sql_pg_task *q = c->head; q; q = q->fnext)
+            c->tail = q;
+    }
+    c->inflight--;
+    t->conn = NULL;
+    t->fnext = NULL;
+    sql_pg_txn *txn = t->txn;
+    if (txn && c->txn == txn) {
+        txn->conn = NULL;
+        txn->open = false;
+        c->txn = NULL;
+    }
+    sql_pg_task_finish(t, error);
+    sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
 }
 
 /* A task's last result (its Sync) has come: the connection moves on. */
@@ -853,6 +883,14 @@ static void sql_pg_drain(sql_pg_conn *c)
             t->error = SQL_ERROR_QUERY;
         } else if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR) {
             t->error = sql_pg_classify(c, t, r, "a statement");
+        } else if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            /* COPY ... STDIN/STDOUT puts the connection in a copy state the driver does not speak (libpq
+             * would hand out the same result forever): the statement fails and the connection goes. */
+            log_warn("sql: loop %u: \"%s\" started a COPY, which the driver does not run; closing the connection",
+                     c->pool->id, t->sql);
+            PQclear(r);
+            sql_pg_fail_and_close(c, t, SQL_ERROR_QUERY);
+            return;
         } else {
             log_warn("sql: loop %u: \"%s\" answered %s, which the driver does not read", c->pool->id, t->sql,
                      PQresStatus(st));
@@ -971,26 +1009,7 @@ static void sql_pg_on_task_timeout(evutil_socket_t fd, short what, void *arg)
              "there)",
              p->id, c->index, p->s->query_timeout_ms, c->inflight);
     /* This one answers "timeout"; the ones behind it on the connection "connection_lost". */
-    sql_pg_task **link = &c->head;
-    while (*link != t)
-        link = &(*link)->fnext;
-    *link = t->fnext;
-    if (c->tail == t) {
-        c->tail = NULL;
-        for (sql_pg_task *q = c->head; q; q = q->fnext)
-            c->tail = q;
-    }
-    c->inflight--;
-    t->conn = NULL;
-    t->fnext = NULL;
-    sql_pg_txn *txn = t->txn;
-    if (txn && c->txn == txn) {
-        txn->conn = NULL;
-        txn->open = false;
-        c->txn = NULL;
-    }
-    sql_pg_task_finish(t, SQL_ERROR_TIMEOUT);
-    sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+    sql_pg_fail_and_close(c, t, SQL_ERROR_TIMEOUT);
     sql_pg_dispatch(p);
 }
 
