@@ -452,7 +452,52 @@ class MariadbTlsTest(AsyncAssertions, unittest.TestCase):
 
 
 # --------------------------------------------------------------------------------------------------
-# PostgreSQL: a huge cell
+# PostgreSQL: a man in the middle, and a huge cell
+
+
+def pg_text(sql):
+    """A statement as apiary sends it to PostgreSQL: each ? numbered $1, $2, ..."""
+    parts = sql.split("?")
+    return "".join(p + (f"${i + 1}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
+
+
+class PgRewritingProxy(RewritingProxy):
+    """RewritingProxy for PostgreSQL's protocol: after the startup packet (length-prefixed, no type
+    byte; apiary sends no SSLRequest with sslmode=disable), client messages are a type byte and a
+    length; a Parse ('P': name, query, parameter types) whose query is a key of self.rewrites is sent
+    with the value instead."""
+
+    def _client_to_server(self, client, upstream):
+        buf, started = b"", False
+        try:
+            while True:
+                data = client.recv(1 << 16)
+                if not data:
+                    break
+                buf += data
+                while True:
+                    if not started:
+                        if len(buf) < 4 or len(buf) < int.from_bytes(buf[:4], "big"):
+                            break
+                        n = int.from_bytes(buf[:4], "big")
+                        upstream.sendall(buf[:n])
+                        buf, started = buf[n:], True
+                        continue
+                    if len(buf) < 5 or len(buf) < 1 + int.from_bytes(buf[1:5], "big"):
+                        break
+                    n = int.from_bytes(buf[1:5], "big")
+                    kind, payload, buf = buf[:1], buf[5:1 + n], buf[1 + n:]
+                    if kind == b"P":
+                        name, rest = payload.split(b"\0", 1)
+                        query, tail = rest.split(b"\0", 1)
+                        new = self.rewrites.get(query.decode(errors="replace"))
+                        if new is not None:
+                            payload = name + b"\0" + new.encode() + b"\0" + tail
+                            self.rewritten += 1
+                    upstream.sendall(kind + (len(payload) + 4).to_bytes(4, "big") + payload)
+        except OSError:
+            pass
+        self._close(client, upstream)
 
 
 @unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
@@ -472,6 +517,80 @@ class PostgresHostileTest(HostileMixin, unittest.TestCase):
     def tearDownClass(cls):
         cls.db.cleanup()
 
+    def apiary_via(self, rewrites, **sql):
+        proxy = PgRewritingProxy(self.db.port, {pg_text(k): v for k, v in rewrites.items()})
+        self.addCleanup(proxy.close)
+        cfg = {"url": f"postgres://apiary:{PASSWORD}@127.0.0.1:{proxy.port}/apiary", "connections_per_loop": 1,
+               "query_timeout_ms": 5000}
+        cfg.update(sql)
+        srv = ApiaryServer({"sql": cfg})
+        return srv, proxy
+
+    def started(self, srv):
+        srv.start()
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        self.addCleanup(srv.stop)
+        wait_ready(self, srv)
+        return srv
+
+    def metric(self, srv, name, labels='backend="postgres"'):
+        text = self.get(srv, "/metrics").body.decode()
+        m = re.search(rf'^{re.escape(name)}{{{re.escape(labels)}}} (\S+)$', text, re.M)
+        self.assertIsNotNone(m, name)
+        return float(m.group(1))
+
+    def test_wrong_shapes_are_502(self):
+        srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT id FROM world WHERE id = $1",
+                                      ITEMS_SELECT: "SELECT id, name, created_at, price FROM items WHERE id = $1"})
+        self.started(srv)
+        item = self.post_item(srv)
+        for path in (f"/v1/items/{item}", "/v1/db", "/v1/queries?queries=3"):
+            with self.subTest(path=path):
+                resp = self.get(srv, path)
+                self.assertProblemDoc(resp, 502)
+                self.assertEqual(resp.json()["detail"], "the database answered in an unexpected shape")
+        self.assertGreaterEqual(proxy.rewritten, 2)
+        self.assertEqual(self.get(srv, "/v1/items?limit=5").status, 200)
+        self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
+        self.assertStillServes(srv)
+
+    def test_parameter_count_refused_by_the_server_keeps_the_connection(self):
+        """The server counts the parameters of what it parsed ($1 and $2 here) and refuses a Bind with
+        one value: 500 "could not run the query" (an ERROR of class 08, which is not a lost link), and
+        the connection serves on."""
+        srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT id, randomNumber FROM world WHERE id = $1 OR id = $2"})
+        self.started(srv)
+        for path in ("/v1/db", "/v1/queries?queries=4"):
+            resp = self.get(srv, path)
+            self.assertProblemDoc(resp, 500)
+            self.assertEqual(resp.json()["detail"], "the database could not run the query")
+        self.assertIsNotNone(srv.wait_for_log(r"refused: ERROR:  bind message supplies 1 parameters", timeout=5))
+        self.assertEqual(self.get(srv, "/v1/items?limit=2").status, 200)
+        self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
+        self.assertStillServes(srv)
+
+    def test_too_many_rows_is_too_large(self):
+        srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT id, randomNumber FROM world WHERE id >= $1"})
+        self.started(srv)
+        resp = self.get(srv, "/v1/db")
+        self.assertProblemDoc(resp, 500)
+        self.assertEqual(self.metric(srv, "apiary_sql_errors_total", 'backend="postgres",kind="too_large"'), 1)
+        self.assertEqual(self.get(srv, "/v1/items?limit=2").status, 200)
+        self.assertStillServes(srv)
+
+    def test_copy_fails_and_closes_the_connection(self):
+        """A statement that starts a COPY (the schema version read, rewritten): libpq would return the
+        same COPY result forever, so before the guard the loop spun and the start never completed.
+        Now the statement fails "query", its connection is closed, and the start stops (exit 1)."""
+        srv, proxy = self.apiary_via({"SELECT COALESCE(MAX(version), 0) FROM apiary_schema_version":
+                                      "COPY (SELECT 1) TO STDOUT"})
+        srv.startup_timeout = 15
+        with self.assertRaises(ServerStartError):
+            srv.start()
+        self.assertEqual(srv.proc.returncode, 1, srv.log_text())
+        self.assertIn("started a COPY, which the driver does not run; closing the connection", srv.log_text())
+        self.assertIn("cannot read the schema version (query)", srv.log_text())
+
     def test_huge_cell_is_refused_after_read(self):
         srv = ApiaryServer({"sql": {"url": self.db.url(), "connections_per_loop": 1, "query_timeout_ms": 10000}}).start()
         self.addCleanup(srv.assert_no_sanitizer_report)
@@ -480,6 +599,7 @@ class PostgresHostileTest(HostileMixin, unittest.TestCase):
         self.db.sql("ALTER TABLE items ALTER COLUMN name TYPE TEXT")
         big = int(self.db.sql(f"INSERT INTO items (name, price, created_at) VALUES (repeat('x', {BIG_CELL}), 1, 'now') "
                               "RETURNING id")[0][0])
+        self.addCleanup(self.db.sql, f"DELETE FROM items WHERE id = {big}")  # the other tests list items
         pid = srv.proc.pid
         for path in (f"/v1/items/{big}", f"/v1/items?after={big - 1}"):
             self.assertEqual(self.get(srv, "/v1/hello").status, 200)
