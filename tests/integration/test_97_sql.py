@@ -327,7 +327,10 @@ class PostgresServer:
             for pid in self.pids():
                 try:
                     with open(f"/proc/{pid}/stat") as f:
-                        states.append(f.read().rsplit(")", 1)[1].split()[0])
+                        st = f.read().rsplit(")", 1)[1].split()[0]
+                    if st not in ("T", "t", "Z"):
+                        os.kill(pid, signal.SIGSTOP)  # forked while the postmaster was being stopped
+                    states.append(st)
                 except OSError:
                     pass
             if states and all(st in ("T", "t", "Z") for st in states):
