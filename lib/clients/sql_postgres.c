@@ -26,9 +26,13 @@
  * while a statement runs (client_connection_check_interval, set at connect). The statements sent
  * after it on that connection fail "connection_lost" (503), since their results would have come after.
  *
- * Transactions hold a connection: BEGIN waits for a connection with nothing in flight (and keeps new
- * statements off one so that it drains), and no other statement is sent there until COMMIT or
- * ROLLBACK. */
+ * Transactions hold a connection: BEGIN waits, first in the line (nothing behind it is sent
+ * meanwhile, so the pipelines drain), for a connection with nothing in flight, and no other statement
+ * is sent there until COMMIT or ROLLBACK.
+ *
+ * Results. libpq hands over a result once all of it has arrived; its size is checked against the
+ * statement's bound before anything is copied. A connection that read a result past its bound is
+ * closed once its pipeline is done: libpq never shrinks its input buffer. */
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -725,7 +729,8 @@ static void sql_pg_take_result(sql_pg_task *t, const PGresult *r)
         return;
     }
     need = rows * cols * sizeof(sql_value);
-    sql_type types[cols ? cols : 1];
+    /* The server says how many columns (up to 32767 in the protocol): on the heap, not the loop's stack. */
+    sql_type few[16], *types = cols <= 16 ? few : xmalloc(cols * sizeof(*types));
     for (size_t j = 0; j < cols; j++)
         types[j] = sql_pg_type(PQftype(r, (int)j));
     for (size_t i = 0; i < rows && need <= t->max_bytes; i++)
@@ -735,6 +740,8 @@ static void sql_pg_take_result(sql_pg_task *t, const PGresult *r)
     if (need > t->max_bytes) {
         t->error = SQL_ERROR_TOO_LARGE;
         t->conn->retire = true;
+        if (types != few)
+            free(types);
         return;
     }
     t->rows.cols = cols;
@@ -757,6 +764,8 @@ static void sql_pg_take_result(sql_pg_task *t, const PGresult *r)
     /* INSERT ... RETURNING id: the id of the (last) new row is insert_id, as MariaDB's and SQLite's. */
     if (rows && cols && types[0] == SQL_INT && strncmp(PQcmdStatus((PGresult *)r), "INSERT", 6) == 0)
         t->rows.insert_id = (int64_t)t->rows.cells[(rows - 1) * cols].i;
+    if (types != few)
+        free(types);
 }
 
 /* A statement the server refused: what kind of failure it is, from its SQLSTATE. */
