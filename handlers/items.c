@@ -31,6 +31,9 @@
 #define ITEMS_ROW_BYTES (4 * sizeof(sql_value) + ITEMS_NAME_MAX_CHARS * 4 + 64)
 
 static const char ITEMS_INSERT[] = "INSERT INTO items (name, price, created_at) VALUES (?, ?, ?)";
+/* PostgreSQL has no last-insert id: the new row's id comes back as a row, which its backend reports as
+ * insert_id like the others. */
+static const char ITEMS_INSERT_PG[] = "INSERT INTO items (name, price, created_at) VALUES (?, ?, ?) RETURNING id";
 static const char ITEMS_SELECT[] = "SELECT id, name, price, created_at FROM items WHERE id = ?";
 static const char ITEMS_PAGE[] = "SELECT id, name, price, created_at FROM items WHERE id > ? ORDER BY id LIMIT ?";
 static const char ITEMS_DELETE[] = "DELETE FROM items WHERE id = ?";
@@ -145,7 +148,9 @@ void items_post(http_request *req)
     /* name points into the parsed body, which the request keeps until it ends. */
     sql_value params[3] = {sql_text(in->name, strlen(in->name)), sql_double(in->price),
                            sql_text(created_at, strlen(created_at))};
-    sql_stmt stmt = {ITEMS_INSERT, params, 3, 0};
+    const sql_settings *settings = sql_current_settings();
+    bool pg = settings && settings->backend == SQL_BACKEND_POSTGRES;
+    sql_stmt stmt = {pg ? ITEMS_INSERT_PG : ITEMS_INSERT, params, 3, 0};
     const sql_result *r = items_query(req, scope, &stmt);
     if (!r)
         return;

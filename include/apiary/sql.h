@@ -15,6 +15,9 @@
  *     Each loop has a pool of sql.connections_per_loop connections; statements beyond it wait in
  *     FIFO order, bounded by the query timeout. Nothing blocks a loop: the host must be an IP
  *     address, so no name is ever resolved.
+ *   - PostgreSQL (lib/clients/sql_postgres.c): libpq's non-blocking API in pipeline mode on the request's
+ *     own loop: sql.connections_per_loop connections per loop, each carrying up to sql.pipeline_depth
+ *     statements of any requests in flight, their results matched in order.
  *   - SQLite (lib/clients/sql_sqlite.c): SQLite's calls block, so they run on threads of their own
  *     (sql.threads, not the CPU worker pool: database reads never queue behind CPU jobs), on
  *     connections in WAL mode with a busy timeout.
@@ -38,9 +41,10 @@
 
 typedef struct http_loop http_loop;
 
-typedef enum sql_backend_kind { SQL_BACKEND_SQLITE, SQL_BACKEND_MARIADB } sql_backend_kind;
+typedef enum sql_backend_kind { SQL_BACKEND_SQLITE, SQL_BACKEND_MARIADB, SQL_BACKEND_POSTGRES } sql_backend_kind;
 
-/* MariaDB: TLS to the database, from sql.url's ?ssl= (docs/sql.md says exactly what each checks). */
+/* MariaDB and PostgreSQL: TLS to the database, from sql.url's ?ssl= (MariaDB) or ?sslmode= (PostgreSQL);
+ * docs/sql.md says exactly what each checks. */
 typedef enum sql_tls_mode {
     SQL_TLS_OFF,         /* plain TCP (the default) */
     SQL_TLS_REQUIRED,    /* encrypted, the certificate not checked */
@@ -52,7 +56,8 @@ typedef enum sql_tls_mode {
 typedef struct sql_settings {
     sql_backend_kind backend;
     char path[4096];      /* SQLite: the database file */
-    char host[64];        /* MariaDB: an IPv4 or IPv6 address (never a name) */
+    char host[64];        /* MariaDB, PostgreSQL: an IPv4 or IPv6 address (never a name) */
+    char socket_dir[256]; /* PostgreSQL: the directory of the server's Unix socket (instead of host) */
     unsigned port;
     char user[128];
     char password[256];   /* never logged, never shown in /metrics or in an answer */
@@ -66,6 +71,7 @@ typedef struct sql_settings {
                            * SQLite: operations queued for its threads (the whole process) */
     unsigned threads;     /* SQLite: the threads that run its calls */
     unsigned startup_timeout_ms; /* sql_migrate: how long to wait for a database that is unavailable */
+    unsigned pipeline_depth; /* PostgreSQL: statements in flight per connection (pipeline mode); 1: none */
 } sql_settings;
 
 /* Fills the defaults: SQLite on "apiary.db" with 2 threads, 4 connections per loop, 2000 ms per
@@ -74,8 +80,11 @@ void sql_settings_defaults(sql_settings *s);
 /* Parses sql.url into s: "" or "sqlite:PATH" (SQLite; "" keeps the default path), or
  * "mysql://USER:PASSWORD@HOST:PORT/DATABASE[?ssl=MODE&ssl_ca=PATH]" (also "mariadb://"; USER, PASSWORD
  * and PATH may be %-encoded; PORT defaults to 3306; HOST is an IP address, IPv6 in brackets; MODE is
- * required, verify-ca or verify-full, the verify modes need ssl_ca). Returns 0, or -1 with a message
- * in err that never contains the password or the URL. */
+ * required, verify-ca or verify-full, the verify modes need ssl_ca), or
+ * "postgres://USER:PASSWORD@HOST:PORT/DATABASE[?sslmode=MODE&sslrootcert=PATH]" (also "postgresql://";
+ * PORT defaults to 5432; HOST an IP address or a %-encoded Unix socket directory such as %2Frun%2Fpg,
+ * or host=/DIR after ?; MODE disable, require, verify-ca or verify-full, the verify modes need
+ * sslrootcert). Returns 0, or -1 with a message in err that never contains the password or the URL. */
 int sql_url_parse(sql_settings *s, const char *url, char *err, size_t err_cap);
 
 /* What a failed operation's error is (op->error points at one of these: compare pointers). */

@@ -236,13 +236,15 @@ static const config_key config_keys[] = {
     CONFIG_INT("redis.connect_timeout_ms", redis.connect_timeout_ms, 1, 60000),
     CONFIG_INT("redis.command_timeout_ms", redis.command_timeout_ms, 1, 600000),
     CONFIG_STR("sql.url", config_parse_sql_url,
-               "a string \"sqlite:PATH\" or \"mysql://USER:PASSWORD@HOST:PORT/DATABASE\""),
+               "a string \"sqlite:PATH\", \"mysql://USER:PASSWORD@HOST:PORT/DATABASE\" or "
+               "\"postgres://USER:PASSWORD@HOST:PORT/DATABASE\""),
     CONFIG_INT("sql.connections_per_loop", sql.connections_per_loop, 1, 256),
     CONFIG_INT("sql.query_timeout_ms", sql.query_timeout_ms, 1, 600000),
     CONFIG_INT("sql.connect_timeout_ms", sql.connect_timeout_ms, 1, 60000),
     CONFIG_INT("sql.max_waiting", sql.max_waiting, 1, 1000000),
     CONFIG_INT("sql.threads", sql.threads, 1, 64),
     CONFIG_INT("sql.startup_timeout_ms", sql.startup_timeout_ms, 0, 3600000),
+    CONFIG_INT("sql.pipeline_depth", sql.pipeline_depth, 1, 1024),
 };
 
 #define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "log.h"
@@ -39,6 +40,7 @@ void sql_settings_defaults(sql_settings *s)
     s->max_waiting = 10000;
     s->threads = 2;
     s->startup_timeout_ms = 30000;
+    s->pipeline_depth = 32;
 }
 
 static int sql_url_fail(char *err, size_t cap, const char *why)
@@ -115,7 +117,60 @@ static int sql_url_parse_tls(sql_settings *out, const char *query, char *err, si
     return 0;
 }
 
-static int sql_url_parse_mysql(sql_settings *out, const char *rest, char *err, size_t cap)
+/* The query of a postgres:// URL: sslmode=disable|require|verify-ca|verify-full, sslrootcert=PATH and
+ * host=/SOCKET/DIR, '&'-separated (libpq's names for the same things). */
+static int sql_url_parse_pg_query(sql_settings *out, const char *query, char *err, size_t cap)
+{
+    out->tls = SQL_TLS_OFF;
+    out->tls_ca[0] = '\0';
+    while (*query) {
+        const char *amp = strchr(query, '&');
+        size_t len = amp ? (size_t)(amp - query) : strlen(query);
+        const char *eq = memchr(query, '=', len);
+        size_t key_len = eq ? (size_t)(eq - query) : len;
+        const char *value = eq ? eq + 1 : query + len;
+        size_t value_len = (size_t)(query + len - value);
+        if (key_len == 7 && memcmp(query, "sslmode", 7) == 0) {
+            static const struct {
+                const char *name;
+                sql_tls_mode mode;
+            } modes[] = {{"require", SQL_TLS_REQUIRED}, {"verify-ca", SQL_TLS_VERIFY_CA},
+                         {"verify-full", SQL_TLS_VERIFY_FULL}, {"disable", SQL_TLS_OFF}};
+            bool known = false;
+            for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]) && !known; i++) {
+                if (strlen(modes[i].name) == value_len && memcmp(modes[i].name, value, value_len) == 0) {
+                    out->tls = modes[i].mode;
+                    known = true;
+                }
+            }
+            if (!known)
+                return sql_url_fail(err, cap, "sslmode= must be disable, require, verify-ca or verify-full");
+        } else if (key_len == 11 && memcmp(query, "sslrootcert", 11) == 0) {
+            if (value_len == 0 || sql_url_decode(out->tls_ca, sizeof(out->tls_ca), value, value_len) != 0)
+                return sql_url_fail(err, cap, "sslrootcert= must be a file path (%-encoded where needed)");
+        } else if (key_len == 4 && memcmp(query, "host", 4) == 0) {
+            if (value_len == 0 || sql_url_decode(out->socket_dir, sizeof(out->socket_dir), value, value_len) != 0 ||
+                out->socket_dir[0] != '/')
+                return sql_url_fail(err, cap, "host= must be the absolute path of the server's socket directory");
+        } else {
+            return sql_url_fail(err, cap, "the only options after ? are sslmode= (disable, require, verify-ca, "
+                                          "verify-full), sslrootcert=PATH and host=/SOCKET/DIR");
+        }
+        query += len + (amp ? 1 : 0);
+    }
+    bool verify = out->tls == SQL_TLS_VERIFY_CA || out->tls == SQL_TLS_VERIFY_FULL;
+    if (verify && !out->tls_ca[0])
+        return sql_url_fail(err, cap, "sslmode=verify-ca and sslmode=verify-full need sslrootcert=PATH (the CA's PEM "
+                                      "file)");
+    if (!verify && out->tls_ca[0])
+        return sql_url_fail(err, cap, "sslrootcert= is only used with sslmode=verify-ca or sslmode=verify-full");
+    if (out->tls != SQL_TLS_OFF && out->socket_dir[0])
+        return sql_url_fail(err, cap, "sslmode= needs a TCP host: a Unix socket is never encrypted");
+    return 0;
+}
+
+/* mysql:// and postgres:// share their shape; `pg` picks PostgreSQL's port, options and socket paths. */
+static int sql_url_parse_mysql(sql_settings *out, const char *rest, bool pg, char *err, size_t cap)
 {
     const char *at = strrchr(rest, '@');
     if (!at)
@@ -139,9 +194,6 @@ static int sql_url_parse_mysql(sql_settings *out, const char *rest, char *err, s
         if (!close)
             return sql_url_fail(err, cap, "an IPv6 host needs brackets: mysql://u:p@[::1]:3306/db");
         hlen = (size_t)(close - host - 1);
-        if (hlen >= sizeof(addr))
-            return sql_url_fail(err, cap, "the host must be an IP address");
-        memcpy(addr, host + 1, hlen);
         host_end = close + 1;
         if (*host_end == ':')
             port_start = host_end + 1;
@@ -151,18 +203,26 @@ static int sql_url_parse_mysql(sql_settings *out, const char *rest, char *err, s
         const char *pc = memchr(host, ':', (size_t)(slash - host));
         host_end = pc ? pc : slash;
         hlen = (size_t)(host_end - host);
-        if (hlen >= sizeof(addr))
-            return sql_url_fail(err, cap, "the host must be an IP address");
-        memcpy(addr, host, hlen);
         if (pc)
             port_start = pc + 1;
     }
-    addr[hlen] = '\0';
     unsigned char buf[16];
-    if (inet_pton(AF_INET, addr, buf) != 1 && inet_pton(AF_INET6, addr, buf) != 1)
-        return sql_url_fail(err, cap, "the host must be an IP address such as 127.0.0.1 (names are not resolved, "
-                                      "so that no event loop ever waits for DNS)");
-    unsigned port = 3306;
+    out->socket_dir[0] = '\0';
+    addr[0] = '\0';
+    if (pg && host[0] != '[' && (hlen == 0 || (hlen > 3 && strncasecmp(host, "%2F", 3) == 0))) {
+        /* A Unix socket directory, %-encoded in the host (libpq's own URL form), or given as ?host= */
+        if (hlen && sql_url_decode(out->socket_dir, sizeof(out->socket_dir), host, hlen) != 0)
+            return sql_url_fail(err, cap, "the socket directory must be a %-encoded absolute path");
+    } else {
+        if (hlen >= sizeof(addr))
+            return sql_url_fail(err, cap, "the host must be an IP address");
+        memcpy(addr, host[0] == '[' ? host + 1 : host, hlen);
+        addr[hlen] = '\0';
+        if (inet_pton(AF_INET, addr, buf) != 1 && inet_pton(AF_INET6, addr, buf) != 1)
+            return sql_url_fail(err, cap, "the host must be an IP address such as 127.0.0.1 (names are not resolved, "
+                                          "so that no event loop ever waits for DNS)");
+    }
+    unsigned port = pg ? 5432 : 3306;
     if (port_start) {
         char *e;
         long p = strtol(port_start, &e, 10);
@@ -179,12 +239,17 @@ static int sql_url_parse_mysql(sql_settings *out, const char *rest, char *err, s
     dbname[db_len] = '\0';
     if (!sql_identifier_ok(dbname))
         return sql_url_fail(err, cap, "the database name must be 1..127 of [A-Za-z0-9_$]");
-    if (query && sql_url_parse_tls(out, query + 1, err, cap) != 0)
+    if (query && (pg ? sql_url_parse_pg_query(out, query + 1, err, cap) : sql_url_parse_tls(out, query + 1, err, cap)) != 0)
         return -1;
+    if (pg && !query)
+        out->tls = SQL_TLS_OFF, out->tls_ca[0] = '\0';
+    if (pg && !addr[0] && !out->socket_dir[0])
+        return sql_url_fail(err, cap, "the host must be an IP address or a socket directory (%2Frun%2Fpostgresql, or "
+                                      "?host=/run/postgresql)");
     strcpy(out->host, addr);
     out->port = port;
     strcpy(out->database, dbname);
-    out->backend = SQL_BACKEND_MARIADB;
+    out->backend = pg ? SQL_BACKEND_POSTGRES : SQL_BACKEND_MARIADB;
     return 0;
 }
 
@@ -202,11 +267,15 @@ int sql_url_parse(sql_settings *s, const char *url, char *err, size_t err_cap)
         strcpy(next.path, path);
         next.backend = SQL_BACKEND_SQLITE;
     } else if (strncmp(url, "mysql://", 8) == 0 || strncmp(url, "mariadb://", 10) == 0) {
-        if (sql_url_parse_mysql(&next, strchr(url, '/') + 2, err, err_cap) != 0)
+        if (sql_url_parse_mysql(&next, strchr(url, '/') + 2, false, err, err_cap) != 0)
+            return -1;
+    } else if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        if (sql_url_parse_mysql(&next, strchr(url, '/') + 2, true, err, err_cap) != 0)
             return -1;
     } else {
-        return sql_url_fail(err, err_cap, "must be \"sqlite:PATH\", \"\" (SQLite, the default) or "
-                                          "\"mysql://USER:PASSWORD@HOST:PORT/DATABASE\"");
+        return sql_url_fail(err, err_cap, "must be \"sqlite:PATH\", \"\" (SQLite, the default), "
+                                          "\"mysql://USER:PASSWORD@HOST:PORT/DATABASE\" or "
+                                          "\"postgres://USER:PASSWORD@HOST:PORT/DATABASE\"");
     }
     *s = next;
     return 0;
@@ -368,7 +437,9 @@ const char *sql__error_of(const async_op *op)
 
 int sql_start(const sql_settings *s)
 {
-    const sql_backend *b = s->backend == SQL_BACKEND_MARIADB ? &sql_mariadb_backend : &sql_sqlite_backend;
+    const sql_backend *b = s->backend == SQL_BACKEND_MARIADB    ? &sql_mariadb_backend
+                           : s->backend == SQL_BACKEND_POSTGRES ? &sql_postgres_backend
+                                                                : &sql_sqlite_backend;
     if (b->start(s) != 0)
         return -1;
     sql_active = b;

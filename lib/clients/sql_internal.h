@@ -1,4 +1,4 @@
-/* sql_internal: what lib/clients/sql.c shares with its two backends (sql_mariadb.c, sql_sqlite.c): the
+/* sql_internal: what lib/clients/sql.c shares with its backends (sql_mariadb.c, sql_postgres.c, sql_sqlite.c): the
  * backend interface, the counters, the schema statements and a result built in heap memory before it
  * is copied into a scope. Not for handlers: they use sql.h. */
 #ifndef APIARY_SQL_INTERNAL_H
@@ -31,7 +31,7 @@ extern const char sql__txn_done[]; /* tx->ended after a commit or a rollback */
  * exactly once, when the handle is done (ended, failed, cancelled or its scope gone): it finishes
  * what is in flight, rolls back what is still open, and frees impl; it must not touch the scope. */
 typedef struct sql_backend {
-    const char *name; /* "mariadb", "sqlite": the label on /metrics */
+    const char *name; /* "mariadb", "postgres", "sqlite": the label on /metrics */
     int (*start)(const sql_settings *s);
     void (*shutdown)(void);
     void (*stop)(void);
@@ -45,6 +45,12 @@ typedef struct sql_backend {
 } sql_backend;
 
 extern const sql_backend sql_mariadb_backend;
+extern const sql_backend sql_postgres_backend;
+
+/* PostgreSQL numbers its placeholders: `sql` with every `?` outside quotes, quoted identifiers,
+ * dollar-quoted strings and comments replaced by $1, $2, ... in order (heap, the caller frees it), and
+ * their count in *nparams. A `?` inside any of those stays as it is. */
+char *sql__pg_placeholders(const char *sql, size_t *nparams);
 extern const sql_backend sql_sqlite_backend;
 
 /* ---- counters ---------------------------------------------------------------------------------- */

@@ -1,10 +1,10 @@
-"""The SQL endpoints (/v1/db, /v1/queries, /v1/updates, /v1/items) on both backends, and the MariaDB
-driver under failure.
+"""The SQL endpoints (/v1/db, /v1/queries, /v1/updates, /v1/items) on every backend (SQLite, MariaDB,
+PostgreSQL), and the MariaDB and PostgreSQL drivers under failure.
 
 - SqlApiMixin holds every API case (shapes, TechEmpower's N rule, updates written before the answer,
   the items resource with keyset pagination, 422s listing every invalid field, a stored SQL injection read back
-  intact, readiness, metrics); SqliteSqlTest and MariadbSqlTest run the same methods on one backend
-  each, checking the tables directly (sqlite3 module / the mariadb client).
+  intact, readiness, metrics); SqliteSqlTest, MariadbSqlTest and PostgresSqlTest run the same methods
+  on one backend each, checking the tables directly (sqlite3 module / the mariadb client / psql).
 - MariadbFailureTest (own apiary per test, one mariadbd for the class): the database stalled
   (SIGSTOP: 504 at the query deadline, then recovery after SIGCONT), killed (503 + Retry-After at
   once, /readyz 503 naming no address, other endpoints fine), restarted (recovers by itself), down at
@@ -17,7 +17,13 @@ Every mariadbd here is started by this file: `mariadb-install-db` into a tempora
 `mariadbd --no-defaults` on a free loopback port with grant tables off (any user and password are
 accepted, so the password checks are about apiary, not the server). Only its PID is ever signalled.
 Without mariadbd installed the MariaDB classes are skipped with a message; scripts/deps.sh installs
-it, so CI runs them."""
+it, so CI runs them.
+
+Every PostgreSQL server likewise: initdb once into a temporary template (trust authentication, so any
+password is accepted), copied per server, `postgres -D DIR -k DIR -p PORT` on loopback, run as nobody
+when the tests run as root (PostgreSQL refuses root). SqlFailureMixin's cases run on it too
+(PostgresFailureTest), with SIGSTOP/SIGKILL sent to the postmaster and its children. Skipped with a
+message when the PostgreSQL 15 binaries are missing."""
 
 import json
 import os
@@ -171,6 +177,208 @@ class MariadbServer:
 
     def url(self, database="apiary", password=PASSWORD):
         return f"mysql://apiary:{password}@127.0.0.1:{self.port}/{database}"
+
+
+PGBIN = os.environ.get("APIARY_PGBIN", "/usr/lib/postgresql/15/bin")
+PG_POSTGRES = os.path.join(PGBIN, "postgres")
+PG_INITDB = os.path.join(PGBIN, "initdb")
+PSQL = shutil.which("psql") or "/usr/bin/psql"
+HAVE_POSTGRES = all(os.access(p, os.X_OK) for p in (PG_POSTGRES, PG_INITDB, PSQL))
+NO_POSTGRES = f"postgres, initdb ({PGBIN}) or psql is not installed (scripts/deps.sh installs postgresql-15)"
+
+
+def _pg_user():
+    """PostgreSQL refuses to run as root: as root, the server runs as nobody (data it owns)."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+    pw = pwd.getpwnam("nobody")
+    return pw.pw_uid, pw.pw_gid
+
+
+def _pg_preexec():
+    apiary_harness._die_with_parent()
+    ids = _pg_user()
+    if ids:
+        os.setgroups([])
+        os.setgid(ids[1])
+        os.setuid(ids[0])
+
+
+class PostgresServer:
+    """One private PostgreSQL 15: initdb once per run into a template (trust authentication, superuser
+    `apiary`, database `apiary`), copied for each server; `postgres -D … -k DIR -p PORT` on a free
+    loopback port, run as nobody when the tests run as root. Only its own PIDs are ever signalled (the
+    postmaster and its children). start() may be called again after kill()/stop()."""
+
+    _template = None
+
+    def __init__(self, extra_args=()):
+        self.extra_args = list(extra_args)
+        self.tmp = tempfile.TemporaryDirectory(prefix="apiary-pg-")
+        self.datadir = os.path.join(self.tmp.name, "data")
+        self.port = free_port()
+        self.proc = None
+        self._chown(self.tmp.name)
+        self._install()
+
+    @staticmethod
+    def _chown(path):
+        ids = _pg_user()
+        os.chmod(path, 0o755)
+        if ids:
+            os.chown(path, ids[0], ids[1])
+
+    def _run_as_pg(self, argv, **kw):
+        return subprocess.run(argv, preexec_fn=_pg_preexec, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, **kw)
+
+    def _install(self):
+        if PostgresServer._template is None:
+            template = tempfile.mkdtemp(prefix="apiary-pg-template-")
+            self._chown(template)
+            data = os.path.join(template, "data")
+            r = self._run_as_pg([PG_INITDB, "-D", data, "-U", "apiary", "--auth=trust", "-E", "UTF8", "--no-locale",
+                                 "--no-sync"], timeout=120)
+            if r.returncode != 0:
+                raise RuntimeError(f"initdb failed (exit {r.returncode}):\n{r.stdout[-3000:]}")
+            r = self._run_as_pg([PG_POSTGRES, "--single", "-D", data, "-F", "-c", "fsync=off", "postgres"],
+                                input="CREATE DATABASE apiary;\n", timeout=60)
+            if r.returncode != 0:
+                raise RuntimeError(f"creating the database failed (exit {r.returncode}):\n{r.stdout[-3000:]}")
+            PostgresServer._template = template
+        shutil.copytree(os.path.join(PostgresServer._template, "data"), self.datadir, symlinks=True)
+        ids = _pg_user()
+        if ids:
+            for root, dirs, files in os.walk(self.datadir):
+                for name in dirs + files:
+                    os.lchown(os.path.join(root, name), ids[0], ids[1])
+            os.chown(self.datadir, ids[0], ids[1])
+        os.chmod(self.datadir, 0o700)
+
+    def start(self, timeout=30.0):
+        argv = [PG_POSTGRES, "-D", self.datadir, "-k", self.tmp.name, "-p", str(self.port), "-c",
+                "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c",
+                "full_page_writes=off", "-c", "shared_buffers=16MB", "-c", "max_connections=100"]
+        argv += self.extra_args
+        log = open(os.path.join(self.tmp.name, "server.log"), "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_pg_preexec)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sql("SELECT 1")
+                return self
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"postgres on port {self.port} did not start (exit {self.proc.poll()}): "
+                                   + self.error_log()[-2000:])
+            time.sleep(0.1)
+
+    def error_log(self):
+        try:
+            with open(os.path.join(self.tmp.name, "server.log"), encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def sql(self, text, database="apiary"):
+        """Runs SQL with psql over TCP; returns the rows as lists of strings."""
+        argv = [PSQL, "-h", "127.0.0.1", "-p", str(self.port), "-U", "apiary", "-d", database, "-X", "-A", "-t",
+                "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", text]
+        env = dict(os.environ, PGCONNECT_TIMEOUT="2")
+        out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=10, env=env).stdout
+        return [line.split("\t") for line in out.splitlines() if line != ""]
+
+    def pids(self):
+        """The postmaster and every process it forked (backends, checkpointer, ...)."""
+        if self.proc is None:
+            return []
+        found = [self.proc.pid]
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == self.proc.pid:
+                found.append(int(entry))
+        return found
+
+    def signal(self, sig):
+        if self.proc is not None and self.proc.poll() is None:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def pause(self, timeout=5.0):
+        """SIGSTOP to the postmaster first (so it forks nothing new), then to every child; waits until
+        all are stopped."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = []
+            for pid in self.pids():
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        st = f.read().rsplit(")", 1)[1].split()[0]
+                    if st not in ("T", "t", "Z"):
+                        os.kill(pid, signal.SIGSTOP)  # forked while the postmaster was being stopped
+                    states.append(st)
+                except OSError:
+                    pass
+            if states and all(st in ("T", "t", "Z") for st in states):
+                return
+            time.sleep(0.01)
+        raise RuntimeError("postgres did not stop on SIGSTOP")
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            pids = self.pids()
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait(10)
+            self._wait_gone(pids)
+        self.proc = None
+
+    @staticmethod
+    def _wait_gone(pids, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not any(os.path.exists(f"/proc/{pid}") for pid in pids):
+                return
+            time.sleep(0.02)
+
+    def stop(self):
+        """The fast shutdown (SIGINT): sessions are ended, the server exits cleanly."""
+        if self.proc is not None and self.proc.poll() is None:
+            pids = self.pids()
+            self.signal(signal.SIGCONT)
+            os.kill(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return
+            self._wait_gone(pids)
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        self.tmp.cleanup()
+
+    def url(self, database="apiary", password=PASSWORD):
+        return f"postgres://apiary:{password}@127.0.0.1:{self.port}/{database}"
 
 
 def wait_ready(test, srv, timeout=10.0):
@@ -529,17 +737,87 @@ class MariadbSqlTest(SqlApiMixin, unittest.TestCase):
         self.assertEqual(self.table("SELECT SUM(randomNumber) FROM world"), before)
 
 
+@unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
+class PostgresSqlTest(SqlApiMixin, unittest.TestCase):
+    """The shared suite on a private PostgreSQL 15 (pipelined connections), whose statement log counts
+    what apiary sends."""
+
+    backend = "postgres"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.db = PostgresServer(extra_args=["-c", "log_statement=all"]).start()
+        try:
+            cls.srv = ApiaryServer({"sql": {"url": cls.db.url(), "connections_per_loop": 2}}, threads=2).start()
+            wait_ready(unittest.TestCase(), cls.srv)
+        except BaseException:
+            cls.db.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.db.cleanup()
+        cls.srv.assert_no_sanitizer_report()
+
+    def table(self, text):
+        rows = self.db.sql(text)
+        return [[int(v) if v.lstrip("-").isdigit() else v for v in row] for row in rows]
+
+    def executed(self):
+        """Statements the server ran for apiary (extended protocol: one "execute" log line each)."""
+        return sum(1 for line in self.db.error_log().splitlines() if "LOG:  execute " in line)
+
+    def test_no_extra_queries(self):
+        """One /v1/db is one statement executed: no health checks, no SET, nothing per request."""
+        before = self.executed()
+        for _ in range(20):
+            self.assertEqual(self.get("/v1/db").status, 200)
+        deadline = time.monotonic() + 5
+        while self.executed() - before < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server writes its log asynchronously
+        time.sleep(0.2)
+        self.assertEqual(self.executed() - before, 20)
+
+    def test_prepared_once_per_connection(self):
+        """? becomes $1 and the statement is prepared once per connection, then only executed."""
+        for _ in range(30):
+            self.assertEqual(self.get("/v1/db").status, 200)
+        log = self.db.error_log()
+        self.assertIn("SELECT id, randomNumber FROM world WHERE id = $1", log)
+        # 2 loops x 2 connections at most, each preparing the statement once.
+        prepared = {line.split("execute ", 1)[1].split(":", 1)[0] for line in log.splitlines()
+                    if "LOG:  execute " in line and "FROM world WHERE id = $1" in line}
+        self.assertLessEqual(len(prepared), 4, prepared)
+
+    def test_restart_is_idempotent(self):
+        before = self.table("SELECT SUM(randomNumber) FROM world")
+        with ApiaryServer({"sql": {"url": self.db.url()}}) as other:
+            wait_ready(self, other)
+        self.assertEqual(self.table("SELECT COUNT(*) FROM world"), [[10000]])
+        self.assertEqual(self.table("SELECT SUM(randomNumber) FROM world"), before)
+        self.assertEqual(self.table("SELECT MAX(version) FROM apiary_schema_version"), [[3]])
+
+    def test_identity_ids_ascend(self):
+        a = self.post_item({"name": "first", "price": 1}).json()["id"]
+        b = self.post_item({"name": "second", "price": 2}).json()["id"]
+        self.assertGreater(b, a)
+        self.assertEqual(self.table(f"SELECT name FROM items WHERE id = {b}"), [["second"]])
+
+
 # --------------------------------------------------------------------------------------------------
-# MariaDB under failure
+# MariaDB and PostgreSQL under failure
 
 
-@unittest.skipUnless(HAVE_MARIADB, NO_MARIADB)
-class MariadbFailureTest(AsyncAssertions, unittest.TestCase):
+class SqlFailureMixin(AsyncAssertions):
+    """The failure table of docs/sql.md on a database server of a subclass's (make_server, backend,
+    product)."""
+
     TIMEOUT_MS = 400
 
     @classmethod
     def setUpClass(cls):
-        cls.db = MariadbServer().start()
+        cls.db = cls.make_server().start()
 
     @classmethod
     def tearDownClass(cls):
@@ -563,7 +841,8 @@ class MariadbFailureTest(AsyncAssertions, unittest.TestCase):
         wait_ready(self, srv)
         return srv
 
-    def metric(self, srv, name, labels='backend="mariadb"'):
+    def metric(self, srv, name, labels=None):
+        labels = labels or f'backend="{self.backend}"'
         with srv.connect() as sock:
             text = request(sock, "GET", "/metrics").body.decode()
         for line in text.splitlines():
@@ -595,7 +874,7 @@ class MariadbFailureTest(AsyncAssertions, unittest.TestCase):
             self.assertEqual(request(sock, "GET", "/v1/hello").status, 200)
         self.db.signal(signal.SIGCONT)
         self.wait_for_status(srv, "/v1/db", 200, timeout=5)
-        self.assertGreaterEqual(self.metric(srv, "apiary_sql_errors_total", 'backend="mariadb",kind="timeout"'), 1)
+        self.assertGreaterEqual(self.metric(srv, "apiary_sql_errors_total", f'backend="{self.backend}",kind="timeout"'), 1)
         # The connection that timed out mid-statement was closed, not reused.
         self.assertGreaterEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 1)
         with srv.connect() as sock:
@@ -682,7 +961,7 @@ class MariadbFailureTest(AsyncAssertions, unittest.TestCase):
         self.assertNotIn("listening on", log)
 
     def test_pool_exhausted_is_bounded(self):
-        srv = self.apiary(connections_per_loop=1, max_waiting=2)
+        srv = self.apiary(connections_per_loop=1, max_waiting=2, pipeline_depth=1)
         with srv.connect() as sock:
             self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
         self.db.pause()
@@ -702,7 +981,7 @@ class MariadbFailureTest(AsyncAssertions, unittest.TestCase):
         self.assertEqual(sorted(results), [503, 503, 503, 504, 504, 504], results)
         self.db.signal(signal.SIGCONT)
         self.wait_for_status(srv, "/v1/db", 200, timeout=5)
-        self.assertGreaterEqual(self.metric(srv, "apiary_sql_errors_total", 'backend="mariadb",kind="busy"'), 3)
+        self.assertGreaterEqual(self.metric(srv, "apiary_sql_errors_total", f'backend="{self.backend}",kind="busy"'), 3)
 
     def test_waiters_are_served_in_order(self):
         """FIFO: with one connection and the database stopped, inserts queue up; once it resumes they
@@ -786,8 +1065,145 @@ class MariadbFailureTest(AsyncAssertions, unittest.TestCase):
         self.db.start()
         for body in bodies:
             self.assertNotIn(PASSWORD.encode(), body)
-        self.assertIn("MariaDB", srv.log_text())
+        self.assertIn(self.product, srv.log_text())
         self.assertNotIn(PASSWORD, srv.log_text())
+
+
+@unittest.skipUnless(HAVE_MARIADB, NO_MARIADB)
+class MariadbFailureTest(SqlFailureMixin, unittest.TestCase):
+    backend = "mariadb"
+    product = "MariaDB"
+
+    @staticmethod
+    def make_server():
+        return MariadbServer()
+
+
+@unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
+class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):
+    """The same table on PostgreSQL, plus what pipelining adds: many statements of many requests in
+    flight on one connection, and what a deadline does to the ones behind a stalled statement."""
+
+    backend = "postgres"
+    product = "PostgreSQL"
+
+    @staticmethod
+    def make_server():
+        return PostgresServer()
+
+    def test_one_connection_carries_many_statements(self):
+        """Pipelining: with one connection per loop and the database stopped, the 10 statements of a
+        request are all in flight on that connection (none waits in the line), and complete in order
+        once it resumes."""
+        srv = self.apiary(connections_per_loop=1, query_timeout_ms=5000)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+        self.db.pause()
+        with srv.connect() as sock:
+            sock.sendall(build_request("GET", "/v1/queries?queries=10"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_in_use"), 1)
+            self.db.signal(signal.SIGCONT)
+            resp = apiary_harness.read_response(sock, timeout=5)
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(len(resp.json()), 10)
+        self.assertEqual(self.metric(srv, "apiary_sql_pool_open"), 1)
+
+    def test_pipeline_depth_bounds_what_is_in_flight(self):
+        """Beyond sql.pipeline_depth on every connection, statements wait in the loop's FIFO."""
+        srv = self.apiary(connections_per_loop=1, pipeline_depth=4, query_timeout_ms=5000)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+        self.db.pause()
+        with srv.connect() as sock:
+            sock.sendall(build_request("GET", "/v1/queries?queries=10"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 6)
+            self.db.signal(signal.SIGCONT)
+            resp = apiary_harness.read_response(sock, timeout=5)
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(len(resp.json()), 10)
+
+    def test_stalled_pipeline_times_out_and_recovers(self):
+        """Several requests in flight on one stalled connection: every one is answered by the deadline
+        (504 for the first, 503 or 504 for those behind it on the closed connection), none later; the
+        connection is replaced and serves again after SIGCONT."""
+        srv = self.apiary(connections_per_loop=1)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+        self.db.pause()
+        socks = [srv.connect() for _ in range(4)]
+        try:
+            started = time.monotonic()
+            for s in socks:
+                s.sendall(build_request("GET", "/v1/db"))
+            statuses = [apiary_harness.read_response(s, timeout=5).status for s in socks]
+            took = time.monotonic() - started
+        finally:
+            for s in socks:
+                s.close()
+        self.assertEqual(statuses[0], 504, statuses)
+        self.assertTrue(all(st in (503, 504) for st in statuses), statuses)
+        self.assertLess(took, self.TIMEOUT_MS / 1000 + 1.0)
+        self.db.signal(signal.SIGCONT)
+        self.wait_for_status(srv, "/v1/db", 200, timeout=5)
+        self.assertGreaterEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 1)
+
+    def test_statement_past_its_deadline_is_abandoned_by_the_server(self):
+        """No cancel on a loop (libpq 15's PQcancel blocks): a statement past its deadline closes its
+        connection, and the server gives it up within about a second even while it waits on a lock
+        (client_connection_check_interval), instead of waiting, and holding its own locks, until the
+        lock is released."""
+        srv = self.apiary(connections_per_loop=1)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+        locker = subprocess.Popen([PSQL, "-h", "127.0.0.1", "-p", str(self.db.port), "-U", "apiary", "-d", "apiary",
+                                   "-X", "-q", "-c", "BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE; "
+                                   "SELECT pg_sleep(4); COMMIT;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(locker.wait, 20)
+        deadline = time.monotonic() + 5
+        while self.db.sql("SELECT COUNT(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                          "WHERE c.relname = 'items' AND l.mode = 'AccessExclusiveLock' AND l.granted") != [["1"]]:
+            self.assertLess(time.monotonic(), deadline, "the lock was not taken")
+            time.sleep(0.05)
+        waiting = ("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'apiary' "
+                   "AND wait_event_type = 'Lock'")
+        with srv.connect() as sock:
+            resp, took = timed_request(sock, "POST", "/v1/items", JSON, json.dumps({"name": "x", "price": 1}).encode())
+        self.assertProblemDoc(resp, 504)
+        self.assertLess(took, self.TIMEOUT_MS / 1000 + 1.0)
+        gone = time.monotonic() + 3
+        while self.db.sql(waiting) != [["0"]]:
+            self.assertLess(time.monotonic(), gone, "the server still runs the abandoned statement")
+            time.sleep(0.1)
+        self.assertIsNone(locker.poll(), "the lock was released meanwhile: the test proves nothing")
+
+    def test_transaction_pins_its_connection(self):
+        """/v1/updates and the migrations use transactions and sql_query_many side by side: with one
+        connection per loop, a batch (BEGIN ... COMMIT) waits for the pipeline to drain and nothing else
+        runs inside it; everything completes."""
+        srv = self.apiary(connections_per_loop=1, query_timeout_ms=5000)
+        errors = []
+
+        def client(path):
+            try:
+                with srv.connect() as sock:
+                    for _ in range(5):
+                        resp = request(sock, "GET", path)
+                        if resp.status != 200:
+                            errors.append((path, resp.status, resp.body))
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(p,)) for p in
+                   ["/v1/queries?queries=10", "/v1/updates?queries=5", "/v1/queries?queries=3", "/v1/updates?queries=2"]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        self.assertEqual(self.metric(srv, "apiary_sql_pool_in_use"), 0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -808,13 +1224,17 @@ class SqlConfigTest(unittest.TestCase):
 
     def test_good(self):
         for url in ("", "sqlite:/tmp/x.db", "mysql://u:p@127.0.0.1:3306/db", "mysql://u@127.0.0.1/db",
-                    "mariadb://u:p%40ss@[::1]:3307/db_1"):
+                    "mariadb://u:p%40ss@[::1]:3307/db_1", "postgres://u:p@127.0.0.1:5432/db", "postgresql://u@[::1]/db",
+                    "postgres://u:p@%2Frun%2Fpostgresql/db", "postgres://u:p@127.0.0.1/db?sslmode=require"):
             with self.subTest(url=url):
                 r = self.check({"url": url})
                 self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_bad(self):
-        for sql, key in [({"url": "postgres://u:p@127.0.0.1/db"}, "sql.url"),
+        for sql, key in [({"url": f"pgsql://u:{PASSWORD}@127.0.0.1/db"}, "sql.url"),
+                         ({"url": f"postgres://u:{PASSWORD}@localhost/db"}, "sql.url"),
+                         ({"url": f"postgres://u:{PASSWORD}@127.0.0.1/db?sslmode=verify-full"}, "sql.url"),
+                         ({"pipeline_depth": 0}, "sql.pipeline_depth"),
                          ({"url": f"mysql://u:{PASSWORD}@localhost:3306/db"}, "sql.url"),
                          ({"url": f"mysql://u:{PASSWORD}@127.0.0.1:0/db"}, "sql.url"),
                          ({"url": f"mysql://u:{PASSWORD}@127.0.0.1:3306/"}, "sql.url"),

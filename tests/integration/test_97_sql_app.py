@@ -1,5 +1,5 @@
 """An app that owns its SQL schema (issue 22): examples/inventory, built against an installed apiary
-like every example (test_97_library.Installed), on SQLite and on a private MariaDB. Its startup hook
+like every example (test_97_library.Installed), on SQLite, a private MariaDB and a private PostgreSQL. Its startup hook
 creates its own `items` table of another shape than the apiary binary's, and nothing of the
 demonstration schema (world, the binary's items) appears in its database; transfers run in a
 transaction, so one that cannot complete leaves nothing half-done; a restart applies no migration
@@ -16,7 +16,7 @@ import time
 
 from apiary_harness import ApiaryServer, ServerStartError, abort, build_request, json_request_body, request
 from test_97_library import Installed, get_json, tearDownModule  # noqa: F401 (the install's cleanup)
-from test_97_sql import HAVE_MARIADB, NO_MARIADB, MariadbServer, wait_ready
+from test_97_sql import HAVE_MARIADB, HAVE_POSTGRES, NO_MARIADB, NO_POSTGRES, MariadbServer, PostgresServer, wait_ready
 
 JSON = {"Content-Type": "application/json"}
 _binary = []
@@ -212,6 +212,42 @@ class InventoryMariadbTest(InventoryMixin, unittest.TestCase):
 
     def open_transactions(self):
         return int(self.db.sql("SELECT COUNT(*) FROM information_schema.INNODB_TRX")[0][0])
+
+
+@unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
+class InventoryPostgresTest(InventoryMixin, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.binary = inventory_binary()
+        cls.db = PostgresServer().start()
+        try:
+            cls.db.sql("CREATE DATABASE inventory", database="postgres")
+            cls.start_app()
+        except BaseException:
+            cls.db.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.db.cleanup()
+        cls.srv.assert_no_sanitizer_report()
+
+    @classmethod
+    def sql_url(cls):
+        return cls.db.url(database="inventory")
+
+    def tables(self):
+        return [r[0] for r in self.db.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", "inventory")]
+
+    def columns(self, table):
+        return [r[0] for r in self.db.sql("SELECT column_name FROM information_schema.columns WHERE table_name = "
+                                          f"'{table}' ORDER BY ordinal_position", "inventory")]
+
+    def open_transactions(self):
+        """apiary's sessions inside a transaction between statements (one left open would stay so)."""
+        return int(self.db.sql("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'apiary' "
+                               "AND state LIKE 'idle in transaction%'")[0][0])
 
 
 if __name__ == "__main__":

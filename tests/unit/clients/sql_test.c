@@ -77,7 +77,7 @@ Test(sql_url, mysql_forms)
 Test(sql_url, refusals_never_echo_the_password)
 {
     const char *bad[] = {
-        "postgres://u:SECRETPW@127.0.0.1/db", "mysql://SECRETPW@127.0.0.1",   "mysql://u:SECRETPW@localhost/db",
+        "pgsql://u:SECRETPW@127.0.0.1/db", "mysql://SECRETPW@127.0.0.1",   "mysql://u:SECRETPW@localhost/db",
         "mysql://u:SECRETPW@db.example.com:3306/db", "mysql://u:SECRETPW@127.0.0.1:0/db",
         "mysql://u:SECRETPW@127.0.0.1:65536/db", "mysql://u:SECRETPW@127.0.0.1:33x/db",
         "mysql://u:SECRETPW@127.0.0.1/", "mysql://u:SECRETPW@127.0.0.1/a`b", "mysql://u:SECRETPW@127.0.0.1/a;drop",
@@ -133,6 +133,111 @@ Test(sql_url, failure_leaves_settings_untouched)
     cr_assert_eq(sql_url_parse(&s, "mysql://u:q@localhost/other", err, sizeof(err)), -1);
     cr_expect_str_eq(s.password, "p");
     cr_expect_str_eq(s.database, "db");
+}
+
+Test(sql_url, postgres_forms)
+{
+    sql_settings s;
+    char err[256];
+    cr_assert_eq(parse(&s, "postgres://bench:pw@127.0.0.1:5433/hello_world", err), 0, "%s", err);
+    cr_expect_eq(s.backend, SQL_BACKEND_POSTGRES);
+    cr_expect_str_eq(s.user, "bench");
+    cr_expect_str_eq(s.password, "pw");
+    cr_expect_str_eq(s.host, "127.0.0.1");
+    cr_expect_str_eq(s.socket_dir, "");
+    cr_expect_eq(s.port, 5433);
+    cr_expect_str_eq(s.database, "hello_world");
+    cr_expect_eq(s.tls, SQL_TLS_OFF);
+    cr_assert_eq(parse(&s, "postgresql://u@[::1]/db", err), 0, "%s", err);
+    cr_expect_eq(s.backend, SQL_BACKEND_POSTGRES);
+    cr_expect_eq(s.port, 5432, "PostgreSQL's port by default");
+    cr_expect_str_eq(s.host, "::1");
+    cr_expect_str_eq(s.password, "");
+    /* A Unix socket directory: %-encoded in the host (libpq's URL form), or as host= */
+    cr_assert_eq(parse(&s, "postgres://u:p@%2Frun%2Fpostgresql:5433/db", err), 0, "%s", err);
+    cr_expect_str_eq(s.socket_dir, "/run/postgresql");
+    cr_expect_str_eq(s.host, "");
+    cr_expect_eq(s.port, 5433);
+    cr_assert_eq(parse(&s, "postgres://u:p@/db?host=/tmp/pg%20sock", err), 0, "%s", err);
+    cr_expect_str_eq(s.socket_dir, "/tmp/pg sock");
+    cr_expect_eq(s.port, 5432);
+    /* TLS, libpq's names */
+    cr_assert_eq(parse(&s, "postgres://u:p@127.0.0.1/db?sslmode=require", err), 0, "%s", err);
+    cr_expect_eq(s.tls, SQL_TLS_REQUIRED);
+    cr_assert_eq(parse(&s, "postgres://u:p@127.0.0.1/db?sslrootcert=%2Fca.pem&sslmode=verify-full", err), 0, "%s", err);
+    cr_expect_eq(s.tls, SQL_TLS_VERIFY_FULL);
+    cr_expect_str_eq(s.tls_ca, "/ca.pem");
+    cr_assert_eq(parse(&s, "postgres://u:p@127.0.0.1/db?sslmode=verify-ca&sslrootcert=ca.pem", err), 0, "%s", err);
+    cr_expect_eq(s.tls, SQL_TLS_VERIFY_CA);
+    cr_assert_eq(parse(&s, "postgres://u:p@127.0.0.1/db?sslmode=disable", err), 0, "%s", err);
+    cr_expect_eq(s.tls, SQL_TLS_OFF);
+    /* A MariaDB URL after a PostgreSQL one keeps nothing of it */
+    cr_assert_eq(parse(&s, "mysql://u:p@127.0.0.1/db", err), 0, "%s", err);
+    cr_expect_eq(s.backend, SQL_BACKEND_MARIADB);
+    cr_expect_eq(s.port, 3306);
+}
+
+Test(sql_url, postgres_refusals_never_echo_the_password)
+{
+    const char *bad[] = {
+        "postgres://u:SECRETPW@localhost/db",                 "postgres://u:SECRETPW@db.example.com:5432/db",
+        "postgres://u:SECRETPW@127.0.0.1:0/db",               "postgres://u:SECRETPW@127.0.0.1/",
+        "postgres://u:SECRETPW@/db",                          "postgres://u:SECRETPW@127.0.0.1/db?sslmode=prefer",
+        "postgres://u:SECRETPW@127.0.0.1/db?sslmode=verify-full", "postgres://u:SECRETPW@127.0.0.1/db?sslrootcert=x",
+        "postgres://u:SECRETPW@127.0.0.1/db?ssl=required",    "postgres://u:SECRETPW@/db?host=relative/dir",
+        "postgres://u:SECRETPW@%2Ftmp/db?sslmode=require",    "postgres://u:SECRETPW@127.0.0.1/a;b",
+        "postgresql://SECRETPW@127.0.0.1",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        sql_settings s;
+        char err[256] = "";
+        cr_expect_eq(parse(&s, bad[i], err), -1, "accepted %s", bad[i]);
+        cr_expect(err[0] != '\0', "no message for %s", bad[i]);
+        cr_expect(strstr(err, "SECRET") == NULL, "%s echoed: %s", bad[i], err);
+    }
+}
+
+/* ---- PostgreSQL's numbered placeholders --------------------------------------------------------- */
+
+static void expect_placeholders(const char *in, const char *want, size_t want_n)
+{
+    size_t n = 99;
+    char *out = sql__pg_placeholders(in, &n);
+    cr_expect_str_eq(out, want, "for %s", in);
+    cr_expect_eq(n, want_n, "count for %s: %zu", in, n);
+    free(out);
+}
+
+Test(sql_pg, placeholders_numbered_in_order)
+{
+    expect_placeholders("SELECT 1", "SELECT 1", 0);
+    expect_placeholders("", "", 0);
+    expect_placeholders("SELECT id, randomNumber FROM world WHERE id = ?",
+                        "SELECT id, randomNumber FROM world WHERE id = $1", 1);
+    expect_placeholders("INSERT INTO t (a, b, c) VALUES (?,?,?)", "INSERT INTO t (a, b, c) VALUES ($1,$2,$3)", 3);
+    expect_placeholders("?", "$1", 1);
+    char many[64 * 2 + 1] = "", want[64 * 5] = "";
+    for (int i = 0; i < 64; i++) {
+        strcat(many, "?,");
+        sprintf(want + strlen(want), "$%d,", i + 1);
+    }
+    expect_placeholders(many, want, 64);
+}
+
+Test(sql_pg, placeholders_not_inside_quotes_or_comments)
+{
+    expect_placeholders("SELECT '?', ? FROM t", "SELECT '?', $1 FROM t", 1);
+    expect_placeholders("SELECT 'it''s ?', ?", "SELECT 'it''s ?', $1", 1);
+    expect_placeholders("SELECT E'\\'?', ?", "SELECT E'\\'?', $1", 1);
+    expect_placeholders("SELECT '\\', ?", "SELECT '\\', $1", 1); /* a standard string: \ is no escape */
+    expect_placeholders("SELECT \"we?ird\" FROM t WHERE a = ?", "SELECT \"we?ird\" FROM t WHERE a = $1", 1);
+    expect_placeholders("SELECT ? -- what?\n, ?", "SELECT $1 -- what?\n, $2", 2);
+    expect_placeholders("SELECT /* a? /* nested? */ still? */ ?", "SELECT /* a? /* nested? */ still? */ $1", 1);
+    expect_placeholders("SELECT $$ a ? $$, ?", "SELECT $$ a ? $$, $1", 1);
+    expect_placeholders("SELECT $tag$ a $$ ? $tag$, ?", "SELECT $tag$ a $$ ? $tag$, $1", 1);
+    expect_placeholders("SELECT $1, ?", "SELECT $1, $1", 1); /* $1 is no quote: left as written */
+    expect_placeholders("SELECT 'unterminated ?", "SELECT 'unterminated ?", 0);
+    expect_placeholders("SELECT ? /* unterminated ?", "SELECT $1 /* unterminated ?", 1);
 }
 
 /* ---- results -------------------------------------------------------------------------------------- */

@@ -1,0 +1,1310 @@
+/* sql_postgres: the PostgreSQL backend of include/apiary/sql.h, on libpq's non-blocking API in pipeline
+ * mode, driven by libevent on the request's own loop (asyncpg's job, in C).
+ *
+ * The model. Each loop has a pool (loop-local slot HTTP_LOOP_SLOT_SQL) of sql.connections_per_loop
+ * connections, opened as load needs them. A connection is in pipeline mode: a statement is sent at
+ * once (PQsendPrepare the first time its text is seen on that connection, then PQsendQueryPrepared and
+ * PQpipelineSync), without waiting for the statements before it, so one connection carries up to
+ * sql.pipeline_depth statements of many requests at a time. Each statement has a Sync of its own: it
+ * runs in its own implicit transaction, and a failure aborts nothing else. Results come back in the
+ * order sent; the connection keeps its statements in a FIFO and hands each result to the head.
+ * Statements beyond what the connections take wait in the pool's FIFO (at most sql.max_waiting, then
+ * 503 "busy"). Nothing blocks the loop: the host is an IP address given as hostaddr (no resolver) or a
+ * Unix socket directory; PQconnectPoll is driven by socket readiness; the socket is non-blocking
+ * (PQsetnonblocking), so a send that cannot be written at once is flushed when the socket is writable.
+ *
+ * Who owns what. The pool owns its connections and its tasks; a task holds copies of its SQL text and
+ * parameters and builds its rows in heap memory (sql_rows), copied into the caller's scope only when it
+ * completes. The caller's operation is a future whose cancel hook disowns the task: a waiting task
+ * leaves the line and is freed at once; a sent one stays in its connection's FIFO (its result must
+ * still be read to keep the order) and the result is discarded when it arrives.
+ *
+ * Deadlines. Every task has a timer of sql.query_timeout_ms from submission. Waiting: it fails
+ * "timeout". Sent: the connection is closed (socket shut down, then PQfinish, neither of which can
+ * wait) — libpq 15's PQcancel opens a new connection with blocking calls, so it never runs on a loop;
+ * the server abandons the statement when it notices the closed socket, which it checks every second
+ * while a statement runs (client_connection_check_interval, set at connect). The statements sent
+ * after it on that connection fail "connection_lost" (503), since their results would have come after.
+ *
+ * Transactions hold a connection: BEGIN waits, first in the line (nothing behind it is sent
+ * meanwhile, so the pipelines drain), for a connection with nothing in flight, and no other statement
+ * is sent there until COMMIT or ROLLBACK.
+ *
+ * Results. libpq hands over a result once all of it has arrived; its size is checked against the
+ * statement's bound before anything is copied. A connection that read a result past its bound is
+ * closed once its pipeline is done: libpq never shrinks its input buffer. */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http_loop_internal.h"
+#include "log.h"
+#include "sql_internal.h"
+#include "xalloc_internal.h"
+
+/* Prepared statements kept per connection; more distinct texts run unnamed (parsed each time). */
+#define SQL_PG_CACHE 64
+#define SQL_PG_BACKOFF_BASE_MS 100u
+#define SQL_PG_BACKOFF_MAX_MS 2000u
+
+/* Result column types (pg_type.h's OIDs, stable across versions). */
+#define SQL_PG_BOOL 16
+#define SQL_PG_INT8 20
+#define SQL_PG_INT2 21
+#define SQL_PG_INT4 23
+#define SQL_PG_OID 26
+#define SQL_PG_FLOAT4 700
+#define SQL_PG_FLOAT8 701
+#define SQL_PG_NUMERIC 1700
+
+static const sql_settings *sql_pg_settings;
+
+typedef struct sql_pg_pool sql_pg_pool;
+typedef struct sql_pg_conn sql_pg_conn;
+typedef struct sql_pg_txn sql_pg_txn;
+
+typedef enum sql_pg_kind { SQL_PG_PLAIN, SQL_PG_BEGIN, SQL_PG_IN_TXN, SQL_PG_END } sql_pg_kind;
+/* Which of its results a sent task waits for next: the prepare's, the statement's, or the Sync's. */
+typedef enum sql_pg_stage { SQL_PG_STAGE_PREPARE, SQL_PG_STAGE_QUERY, SQL_PG_STAGE_SYNC } sql_pg_stage;
+
+typedef struct sql_pg_task {
+    sql_pg_pool *pool;
+    struct sql_pg_task *prev, *next; /* the pool's wait line */
+    bool waiting;
+    struct sql_pg_task *fnext;       /* the connection's FIFO of sent tasks */
+    async_op *op;                    /* NULL once disowned: the result is discarded */
+    async_scope *scope;
+    char *sql;
+    sql_value *params;               /* TEXT values point into the same allocation */
+    size_t nparams;
+    size_t max_bytes;
+    sql_rows rows;
+    const char *error;
+    sql_pg_conn *conn;               /* once sent */
+    sql_pg_stage stage;
+    struct event timer;
+    uint64_t started_us;
+    sql_pg_kind kind;
+    sql_pg_txn *txn;
+} sql_pg_task;
+
+/* As sql_mariadb.c's: the connection held between the transaction's statements. */
+struct sql_pg_txn {
+    sql_pg_pool *pool;
+    sql_pg_conn *conn;    /* held from BEGIN's send to its end; NULL when lost */
+    sql_pg_task *task;    /* running or waiting (BEGIN) */
+    sql_pg_task *pending; /* next to send on conn */
+    bool open;            /* BEGIN succeeded and nothing ended it */
+    bool abandoned;
+};
+
+typedef enum sql_pg_state { SQL_PG_CLOSED, SQL_PG_CONNECTING, SQL_PG_UP } sql_pg_state;
+
+typedef struct sql_pg_prepared {
+    char *sql;     /* the text as given (with `?`) */
+    unsigned name; /* "a<name>" on the server */
+    size_t nparams;
+} sql_pg_prepared;
+
+struct sql_pg_conn {
+    sql_pg_pool *pool;
+    unsigned index;
+    sql_pg_state state;
+    PGconn *pg;
+    int fd;
+    struct event io; /* connecting: one-shot waits on whatever socket PQconnectPoll names */
+    bool io_added;
+    struct event rd; /* up: a persistent read watch (results, and a server closing an idle connection) */
+    bool rd_added;
+    struct event wr; /* up: a one-shot write wait while libpq has unsent output */
+    bool wr_added;
+    struct event deadline; /* the connect deadline */
+    sql_pg_task *head, *tail; /* sent, results pending, in order */
+    unsigned inflight;
+    bool in_use_counted;
+    bool retire;   /* read a result past its statement's bound: libpq keeps its input buffer as large
+                    * as that result for the connection's life, so it takes nothing new and is closed
+                    * once what is in flight is done */
+    sql_pg_prepared cache[SQL_PG_CACHE];
+    size_t cached;
+    unsigned next_name;
+    sql_pg_txn *txn;
+};
+
+struct sql_pg_pool {
+    struct event_base *base;
+    const sql_settings *s;
+    unsigned id;
+    sql_pg_conn *conns;
+    unsigned nconns;
+    sql_pg_task *head, *tail;
+    size_t waiting;
+    unsigned failures;
+    bool backoff;
+    bool outage_logged;
+    struct event *retry;
+    unsigned rand_state;
+    bool freeing;
+    bool dispatching;
+    bool redo;
+};
+
+static void sql_pg_dispatch(sql_pg_pool *p);
+static void sql_pg_conn_close(sql_pg_conn *c, const char *error);
+
+static const char *sql_pg_tls_name(sql_tls_mode m)
+{
+    return m == SQL_TLS_REQUIRED      ? "require"
+           : m == SQL_TLS_VERIFY_CA   ? "verify-ca"
+           : m == SQL_TLS_VERIFY_FULL ? "verify-full"
+                                      : "disable";
+}
+
+/* ---- tasks --------------------------------------------------------------------------------------- */
+
+static void sql_pg_task_unwait(sql_pg_task *t)
+{
+    sql_pg_pool *p = t->pool;
+    if (!t->waiting)
+        return;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        p->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        p->tail = t->prev;
+    t->prev = t->next = NULL;
+    t->waiting = false;
+    p->waiting--;
+    sql__gauge_add(SQL_GAUGE_WAITING, -1);
+}
+
+static void sql_pg_task_free(sql_pg_task *t)
+{
+    sql_pg_task_unwait(t);
+    if (t->txn && t->txn->task == t)
+        t->txn->task = NULL;
+    if (t->txn && t->txn->pending == t)
+        t->txn->pending = NULL;
+    event_del(&t->timer);
+    sql__rows_free(&t->rows);
+    free(t->sql);
+    free(t->params);
+    free(t);
+}
+
+static void sql_pg_txn_settle(sql_pg_txn *x);
+
+/* The statement is over (OK when error is NULL): deliver to the owner, if any, and free the task. */
+static void sql_pg_task_finish(sql_pg_task *t, const char *error)
+{
+    sql_pg_txn *txn = t->txn;
+    sql__count_query(error, sql__now_us() - t->started_us);
+    if (t->op) {
+        async_future_on_cancel(t->op, NULL, NULL);
+        if (error) {
+            async_fail(t->op, error);
+        } else {
+            sql_result *r = async_scope_alloc(t->scope, sizeof(*r));
+            sql__rows_copy(t->scope, &t->rows, r);
+            async_resolve(t->op, r);
+        }
+    } else if (t->kind == SQL_PG_PLAIN || t->kind == SQL_PG_IN_TXN) {
+        sql__count_discarded();
+    }
+    sql_pg_task_free(t);
+    if (txn)
+        sql_pg_txn_settle(txn);
+}
+
+/* ---- connections --------------------------------------------------------------------------------- */
+
+static void sql_pg_notice(void *arg, const char *message)
+{
+    (void)arg;
+    /* "relation already exists, skipping" and the like: libpq would print them on stderr. */
+    log_debug("sql: PostgreSQL notice: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+/* The in-use gauge: a connection with statements in flight or held by a transaction. */
+static void sql_pg_conn_use(sql_pg_conn *c)
+{
+    bool in_use = c->state == SQL_PG_UP && (c->inflight > 0 || c->txn);
+    if (in_use != c->in_use_counted) {
+        sql__gauge_add(SQL_GAUGE_IN_USE, in_use ? 1 : -1);
+        c->in_use_counted = in_use;
+    }
+}
+
+static bool sql_pg_any_up(const sql_pg_pool *p)
+{
+    for (unsigned i = 0; i < p->nconns; i++)
+        if (p->conns[i].state == SQL_PG_UP)
+            return true;
+    return false;
+}
+
+static bool sql_pg_any_connecting(const sql_pg_pool *p)
+{
+    for (unsigned i = 0; i < p->nconns; i++)
+        if (p->conns[i].state == SQL_PG_CONNECTING)
+            return true;
+    return false;
+}
+
+/* Closes the connection, whatever it was doing: the socket is shut down first, so PQfinish's goodbye
+ * fails at once instead of waiting on a full send buffer. Every task in flight finishes with `error`
+ * (connection_lost when NULL), in order. */
+static void sql_pg_conn_close(sql_pg_conn *c, const char *error)
+{
+    if (c->state == SQL_PG_CLOSED)
+        return;
+    sql_pg_pool *p = c->pool;
+    bool was_up = c->state == SQL_PG_UP;
+    if (c->io_added)
+        event_del(&c->io);
+    if (c->rd_added)
+        event_del(&c->rd);
+    if (c->wr_added)
+        event_del(&c->wr);
+    c->io_added = c->rd_added = c->wr_added = false;
+    event_del(&c->deadline);
+    if (c->pg) {
+        int fd = PQsocket(c->pg);
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR);
+        PQfinish(c->pg);
+    }
+    c->pg = NULL;
+    c->fd = -1;
+    for (size_t i = 0; i < c->cached; i++)
+        free(c->cache[i].sql);
+    c->cached = 0;
+    c->state = SQL_PG_CLOSED;
+    c->retire = false;
+    sql_pg_txn *txn = c->txn;
+    c->txn = NULL;
+    if (txn) {
+        /* The server rolls back what a closed connection left open. */
+        txn->conn = NULL;
+        txn->open = false;
+    }
+    c->inflight = 0;
+    sql_pg_conn_use(c);
+    if (was_up) {
+        sql__gauge_add(SQL_GAUGE_OPEN, -1);
+        if (!p->freeing)
+            sql__count_closed();
+    }
+    sql_pg_task *t = c->head;
+    c->head = c->tail = NULL;
+    /* The transaction's next step first: finishing its running one may free the transaction. */
+    sql_pg_task *pending = txn ? txn->pending : NULL;
+    bool settle = txn && !t && !pending;
+    if (pending)
+        sql_pg_task_finish(pending, error ? error : SQL_ERROR_CONNECTION_LOST);
+    while (t) {
+        sql_pg_task *next = t->fnext;
+        t->conn = NULL;
+        t->fnext = NULL;
+        sql_pg_task_finish(t, error ? error : SQL_ERROR_CONNECTION_LOST);
+        t = next;
+    }
+    if (settle)
+        sql_pg_txn_settle(txn);
+}
+
+static void sql_pg_backoff(sql_pg_pool *p)
+{
+    unsigned shift = p->failures > 0 ? (p->failures - 1 < 5 ? p->failures - 1 : 5) : 0;
+    uint64_t delay = (uint64_t)SQL_PG_BACKOFF_BASE_MS << shift;
+    if (delay > SQL_PG_BACKOFF_MAX_MS)
+        delay = SQL_PG_BACKOFF_MAX_MS;
+    delay = delay * (80 + (uint64_t)(rand_r(&p->rand_state) % 41)) / 100;
+    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
+    p->backoff = true;
+    evtimer_add(p->retry, &tv);
+}
+
+static void sql_pg_fail_waiting(sql_pg_pool *p, const char *error)
+{
+    while (p->head)
+        sql_pg_task_finish(p->head, error);
+}
+
+static void sql_pg_where(const sql_settings *s, char *out, size_t cap)
+{
+    if (s->socket_dir[0])
+        snprintf(out, cap, "the socket in %s, port %u", s->socket_dir, s->port);
+    else
+        snprintf(out, cap, "%s:%u", s->host, s->port);
+}
+
+static void sql_pg_connect_failed(sql_pg_conn *c, const char *why)
+{
+    sql_pg_pool *p = c->pool;
+    sql__count_connect(false);
+    char where[320];
+    sql_pg_where(p->s, where, sizeof(where));
+    /* libpq's message never contains the password; the address is for the log only. */
+    char tls[64] = "";
+    if (p->s->tls != SQL_TLS_OFF)
+        snprintf(tls, sizeof(tls), " over TLS (sslmode=%s)", sql_pg_tls_name(p->s->tls));
+    if (!p->outage_logged)
+        log_warn("sql: loop %u cannot connect to PostgreSQL at %s%s: %.*s (retrying with backoff)", p->id, where, tls,
+                 (int)strcspn(why, "\n"), why);
+    else
+        log_debug("sql: loop %u: connect to %s failed again: %.*s", p->id, where, (int)strcspn(why, "\n"), why);
+    p->outage_logged = true;
+    sql_pg_conn_close(c, NULL);
+    p->failures++;
+    if (!p->backoff)
+        sql_pg_backoff(p);
+    if (!sql_pg_any_up(p) && !sql_pg_any_connecting(p))
+        sql_pg_fail_waiting(p, SQL_ERROR_UNAVAILABLE);
+}
+
+static void sql_pg_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_pg_conn *c = arg;
+    sql_pg_pool *p = c->pool;
+    if (c->state == SQL_PG_CONNECTING) {
+        sql_pg_connect_failed(c, "connect timed out");
+        sql_pg_dispatch(p);
+    }
+}
+
+static void sql_pg_drain(sql_pg_conn *c);
+
+static void sql_pg_want_write(sql_pg_conn *c)
+{
+    if (!c->wr_added) {
+        event_add(&c->wr, NULL);
+        c->wr_added = true;
+    }
+}
+
+/* Pushes what libpq holds; false when the connection broke (closed here). */
+static bool sql_pg_flush(sql_pg_conn *c)
+{
+    int r = PQflush(c->pg);
+    if (r < 0) {
+        log_warn("sql: loop %u connection %u: sending failed: %.*s; closing it", c->pool->id, c->index,
+                 (int)strcspn(PQerrorMessage(c->pg), "\n"), PQerrorMessage(c->pg));
+        sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+        return false;
+    }
+    if (r > 0)
+        sql_pg_want_write(c);
+    return true;
+}
+
+static void sql_pg_on_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_pg_conn *c = arg;
+    sql_pg_pool *p = c->pool;
+    c->wr_added = false;
+    if (sql_pg_flush(c))
+        sql_pg_drain(c); /* flushing may have read, too */
+    sql_pg_dispatch(p);
+}
+
+static void sql_pg_on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_pg_conn *c = arg;
+    sql_pg_pool *p = c->pool;
+    if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
+        if (c->head || c->txn)
+            log_warn("sql: loop %u connection %u: the connection broke: %.*s", p->id, c->index,
+                     (int)strcspn(PQerrorMessage(c->pg), "\n"), PQerrorMessage(c->pg));
+        else
+            log_info("sql: loop %u connection %u: closed by the server while idle; a new one will be opened", p->id,
+                     c->index);
+        sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+    } else {
+        sql_pg_drain(c);
+    }
+    sql_pg_dispatch(p);
+}
+
+static void sql_pg_connected(sql_pg_conn *c)
+{
+    sql_pg_pool *p = c->pool;
+    if (PQsetnonblocking(c->pg, 1) != 0 || PQenterPipelineMode(c->pg) != 1) {
+        sql_pg_connect_failed(c, PQerrorMessage(c->pg));
+        return;
+    }
+    if (p->s->tls != SQL_TLS_OFF && !PQsslInUse(c->pg)) {
+        /* libpq refuses this itself for every sslmode apiary passes; checked again before any statement. */
+        sql_pg_connect_failed(c, "the server did not agree to TLS, which sql.url requires; not using the connection");
+        return;
+    }
+    PQsetNoticeProcessor(c->pg, sql_pg_notice, NULL);
+    event_del(&c->deadline);
+    c->state = SQL_PG_UP;
+    c->fd = PQsocket(c->pg);
+    sql__count_connect(true);
+    sql__gauge_add(SQL_GAUGE_OPEN, 1);
+    if (p->outage_logged)
+        log_info("sql: loop %u connected to PostgreSQL again", p->id);
+    p->outage_logged = false;
+    p->failures = 0;
+    p->backoff = false;
+    evtimer_del(p->retry);
+    event_assign(&c->rd, p->base, c->fd, EV_READ | EV_PERSIST, sql_pg_on_read, c);
+    event_add(&c->rd, NULL);
+    c->rd_added = true;
+    event_assign(&c->wr, p->base, c->fd, EV_WRITE, sql_pg_on_write, c);
+}
+
+static void sql_pg_connect_step(sql_pg_conn *c, PostgresPollingStatusType st);
+
+static void sql_pg_on_connect_io(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_pg_conn *c = arg;
+    sql_pg_pool *p = c->pool;
+    c->io_added = false;
+    sql_pg_connect_step(c, PQconnectPoll(c->pg));
+    sql_pg_dispatch(p);
+}
+
+/* One step of PQconnectPoll's state machine: wait for what it asks on the socket it names (the
+ * socket changes when libpq moves to the next address or retries without TLS). */
+static void sql_pg_connect_step(sql_pg_conn *c, PostgresPollingStatusType st)
+{
+    if (st == PGRES_POLLING_OK) {
+        sql_pg_connected(c);
+        return;
+    }
+    if (st == PGRES_POLLING_FAILED || PQsocket(c->pg) < 0) {
+        sql_pg_connect_failed(c, PQerrorMessage(c->pg));
+        return;
+    }
+    short what = st == PGRES_POLLING_READING ? EV_READ : EV_WRITE;
+    event_assign(&c->io, c->pool->base, PQsocket(c->pg), what, sql_pg_on_connect_io, c);
+    event_add(&c->io, NULL);
+    c->io_added = true;
+}
+
+static void sql_pg_conn_connect(sql_pg_conn *c)
+{
+    sql_pg_pool *p = c->pool;
+    const sql_settings *s = p->s;
+    char port[16];
+    snprintf(port, sizeof(port), "%u", s->port);
+    const char *keys[16], *values[16];
+    size_t n = 0;
+#define SQL_PG_KV(k, v) (keys[n] = (k), values[n] = (v), n++)
+    if (s->socket_dir[0]) {
+        SQL_PG_KV("host", s->socket_dir);
+    } else {
+        SQL_PG_KV("host", s->host);     /* what verify-full checks the certificate against */
+        SQL_PG_KV("hostaddr", s->host); /* what is connected to: numeric, so libpq resolves nothing */
+    }
+    SQL_PG_KV("port", port);
+    SQL_PG_KV("user", s->user);
+    if (s->password[0])
+        SQL_PG_KV("password", s->password);
+    SQL_PG_KV("dbname", s->database);
+    SQL_PG_KV("sslmode", sql_pg_tls_name(s->tls));
+    if (s->tls_ca[0])
+        SQL_PG_KV("sslrootcert", s->tls_ca);
+    SQL_PG_KV("gssencmode", "disable"); /* no Kerberos probing on a loop */
+    /* A statement whose connection apiary closed (its deadline passed) is abandoned by the server within a
+     * second even while it waits on a lock or computes: there is no non-blocking cancel in libpq 15. */
+    SQL_PG_KV("options", "-c client_connection_check_interval=1000");
+    SQL_PG_KV("application_name", "apiary");
+    SQL_PG_KV("client_encoding", "UTF8");
+    keys[n] = values[n] = NULL;
+#undef SQL_PG_KV
+    c->pg = PQconnectStartParams(keys, values, 0);
+    if (!c->pg) {
+        log_error("sql: PQconnectStartParams failed (out of memory)");
+        return;
+    }
+    c->state = SQL_PG_CONNECTING;
+    struct timeval tv = {(time_t)(s->connect_timeout_ms / 1000), (suseconds_t)(s->connect_timeout_ms % 1000) * 1000};
+    evtimer_add(&c->deadline, &tv);
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        sql_pg_connect_failed(c, PQerrorMessage(c->pg));
+        return;
+    }
+    sql_pg_connect_step(c, PGRES_POLLING_WRITING); /* libpq's rule: start as if asked to wait for writing */
+}
+
+/* ---- sending ----------------------------------------------------------------------------------- */
+
+static sql_pg_prepared *sql_pg_cached(sql_pg_conn *c, const char *sql)
+{
+    for (size_t i = 0; i < c->cached; i++)
+        if (strcmp(c->cache[i].sql, sql) == 0)
+            return &c->cache[i];
+    return NULL;
+}
+
+static void sql_pg_uncache(sql_pg_conn *c, const char *sql)
+{
+    for (size_t i = 0; i < c->cached; i++) {
+        if (strcmp(c->cache[i].sql, sql) == 0) {
+            free(c->cache[i].sql);
+            c->cache[i] = c->cache[--c->cached];
+            return;
+        }
+    }
+}
+
+static void sql_pg_fifo_push(sql_pg_conn *c, sql_pg_task *t)
+{
+    t->fnext = NULL;
+    if (c->tail)
+        c->tail->fnext = t;
+    else
+        c->head = t;
+    c->tail = t;
+    c->inflight++;
+    t->conn = c;
+    sql_pg_conn_use(c);
+}
+
+static void sql_pg_fifo_pop(sql_pg_conn *c)
+{
+    sql_pg_task *t = c->head;
+    c->head = t->fnext;
+    if (!c->head)
+        c->tail = NULL;
+    c->inflight--;
+    t->fnext = NULL;
+    t->conn = NULL;
+    sql_pg_conn_use(c);
+}
+
+/* Sends t on c (pipelined behind whatever is in flight). Parameters go as text: the server converts
+ * them to the types it inferred for the statement, as it would a literal. False when the task was
+ * finished here (refused) or the connection broke. */
+static bool sql_pg_send(sql_pg_conn *c, sql_pg_task *t)
+{
+    sql_pg_pool *p = c->pool;
+    sql_pg_prepared *prep = sql_pg_cached(c, t->sql);
+    char *text = NULL;
+    size_t expected;
+    if (prep) {
+        expected = prep->nparams;
+    } else {
+        text = sql__pg_placeholders(t->sql, &expected);
+    }
+    const char *refuse = NULL;
+    if (expected != t->nparams) {
+        log_warn("sql: loop %u: the statement \"%s\" takes %zu parameter(s) and was given %zu; not run", p->id, t->sql,
+                 expected, t->nparams);
+        refuse = SQL_ERROR_QUERY;
+    }
+    for (size_t i = 0; i < t->nparams && !refuse; i++) {
+        if (t->params[i].type == SQL_TEXT && memchr(t->params[i].s, '\0', t->params[i].len)) {
+            log_warn("sql: loop %u: parameter %zu of \"%s\" contains a NUL byte, which PostgreSQL text cannot hold; "
+                     "not run",
+                     p->id, i + 1, t->sql);
+            refuse = SQL_ERROR_QUERY;
+        }
+    }
+    if (refuse) {
+        free(text);
+        sql_pg_task_finish(t, refuse);
+        return false;
+    }
+    /* The values as text, NUL-terminated: numbers in a small buffer each, text copied once. */
+    const char **values = t->nparams ? xcalloc(t->nparams, sizeof(*values)) : NULL;
+    size_t textlen = 0;
+    for (size_t i = 0; i < t->nparams; i++)
+        textlen += t->params[i].type == SQL_TEXT ? t->params[i].len + 1 : 32;
+    char *buf = textlen ? xmalloc(textlen) : NULL, *w = buf;
+    for (size_t i = 0; i < t->nparams; i++) {
+        const sql_value *v = &t->params[i];
+        switch (v->type) {
+        case SQL_NULL:
+            values[i] = NULL;
+            continue;
+        case SQL_INT:
+            snprintf(w, 32, "%lld", v->i);
+            break;
+        case SQL_DOUBLE:
+            snprintf(w, 32, "%.17g", v->d);
+            break;
+        case SQL_TEXT:
+            memcpy(w, v->s, v->len);
+            w[v->len] = '\0';
+            break;
+        }
+        values[i] = w;
+        w += v->type == SQL_TEXT ? v->len + 1 : 32;
+    }
+    int ok = 1;
+    char name[16] = "";
+    t->stage = SQL_PG_STAGE_QUERY;
+    if (!prep && c->cached < SQL_PG_CACHE) {
+        prep = &c->cache[c->cached++];
+        prep->sql = xstrdup(t->sql);
+        prep->name = c->next_name++;
+        prep->nparams = expected;
+        snprintf(name, sizeof(name), "a%u", prep->name);
+        ok = PQsendPrepare(c->pg, name, text, (int)expected, NULL);
+        t->stage = SQL_PG_STAGE_PREPARE;
+    } else if (prep) {
+        snprintf(name, sizeof(name), "a%u", prep->name);
+    }
+    if (ok && prep)
+        ok = PQsendQueryPrepared(c->pg, name, (int)t->nparams, values, NULL, NULL, 0);
+    else if (ok)
+        ok = PQsendQueryParams(c->pg, text, (int)t->nparams, NULL, values, NULL, NULL, 0);
+    /* libpq 15 flushes at every sync (PQsendPipelineSync, which does not, is PostgreSQL 17's). */
+    if (ok)
+        ok = PQpipelineSync(c->pg);
+    free(values);
+    free(buf);
+    free(text);
+    if (!ok) {
+        log_warn("sql: loop %u connection %u: sending failed: %.*s; closing it", p->id, c->index,
+                 (int)strcspn(PQerrorMessage(c->pg), "\n"), PQerrorMessage(c->pg));
+        sql_pg_fifo_push(c, t); /* so the close finishes it with the others */
+        sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+        return false;
+    }
+    sql_pg_fifo_push(c, t);
+    /* PQpipelineSync tried to send; what the socket did not take goes when it is writable. */
+    if (PQflush(c->pg) > 0)
+        sql_pg_want_write(c);
+    return true;
+}
+
+/* ---- results ------------------------------------------------------------------------------------- */
+
+static sql_type sql_pg_type(Oid oid)
+{
+    switch (oid) {
+    case SQL_PG_BOOL:
+    case SQL_PG_INT2:
+    case SQL_PG_INT4:
+    case SQL_PG_INT8:
+    case SQL_PG_OID:
+        return SQL_INT;
+    case SQL_PG_FLOAT4:
+    case SQL_PG_FLOAT8:
+    case SQL_PG_NUMERIC:
+        return SQL_DOUBLE;
+    default:
+        return SQL_TEXT;
+    }
+}
+
+/* Copies a whole result into the task's rows. libpq hands over a result only once all of it has
+ * arrived, so the bound is checked on its size before anything is copied (too_large, 500). */
+static void sql_pg_take_result(sql_pg_task *t, const PGresult *r)
+{
+    const char *tuples = PQcmdTuples((PGresult *)r);
+    if (tuples[0])
+        t->rows.affected = strtoull(tuples, NULL, 10);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return;
+    size_t rows = (size_t)PQntuples(r), cols = (size_t)PQnfields(r);
+    size_t need = 0;
+    if (cols && rows > t->max_bytes / (cols * sizeof(sql_value))) {
+        t->error = SQL_ERROR_TOO_LARGE;
+        t->conn->retire = true;
+        return;
+    }
+    need = rows * cols * sizeof(sql_value);
+    /* The server says how many columns (up to 32767 in the protocol): on the heap, not the loop's stack. */
+    sql_type few[16], *types = cols <= 16 ? few : xmalloc(cols * sizeof(*types));
+    for (size_t j = 0; j < cols; j++)
+        types[j] = sql_pg_type(PQftype(r, (int)j));
+    for (size_t i = 0; i < rows && need <= t->max_bytes; i++)
+        for (size_t j = 0; j < cols; j++)
+            if (types[j] == SQL_TEXT && !PQgetisnull(r, (int)i, (int)j))
+                need += (size_t)PQgetlength(r, (int)i, (int)j) + 1;
+    if (need > t->max_bytes) {
+        t->error = SQL_ERROR_TOO_LARGE;
+        t->conn->retire = true;
+        if (types != few)
+            free(types);
+        return;
+    }
+    t->rows.cols = cols;
+    for (size_t i = 0; i < rows; i++) {
+        for (size_t j = 0; j < cols; j++) {
+            sql_value v = {.type = SQL_NULL};
+            if (!PQgetisnull(r, (int)i, (int)j)) {
+                const char *s = PQgetvalue(r, (int)i, (int)j);
+                if (types[j] == SQL_INT)
+                    v = sql_int(s[0] == 't' ? 1 : s[0] == 'f' ? 0 : strtoll(s, NULL, 10));
+                else if (types[j] == SQL_DOUBLE)
+                    v = sql_double(strtod(s, NULL));
+                else
+                    v = sql_text(s, (size_t)PQgetlength(r, (int)i, (int)j));
+            }
+            sql__rows_add(&t->rows, &v);
+        }
+        t->rows.rows++;
+    }
+    /* INSERT ... RETURNING id: the id of the (last) new row is insert_id, as MariaDB's and SQLite's. */
+    if (rows && cols && types[0] == SQL_INT && strncmp(PQcmdStatus((PGresult *)r), "INSERT", 6) == 0)
+        t->rows.insert_id = (int64_t)t->rows.cells[(rows - 1) * cols].i;
+    if (types != few)
+        free(types);
+}
+
+/* A statement the server refused: what kind of failure it is, from its SQLSTATE. */
+static const char *sql_pg_classify(sql_pg_conn *c, sql_pg_task *t, const PGresult *r, const char *what)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = PQresultErrorMessage(r);
+    int len = (int)strcspn(msg, "\n");
+    /* The session is over (FATAL: shutdown, terminated, the link lost) or goes on (ERROR, even with a
+     * class 08 code such as a Bind with another number of values than the statement takes). */
+    bool over = PQstatus(c->pg) == CONNECTION_BAD ||
+                (severity && (!strcmp(severity, "FATAL") || !strcmp(severity, "PANIC")));
+    if (over) {
+        log_warn("sql: loop %u connection %u: %s: %.*s", c->pool->id, c->index, what, len, msg);
+        return SQL_ERROR_CONNECTION_LOST;
+    }
+    if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001") || !strcmp(state, "55P03"))) {
+        /* Deadlock, serialization failure, lock not available: the server rolled back; retry later. */
+        log_info("sql: loop %u: %s: %.*s (%s)", c->pool->id, what, len, msg, state);
+        return SQL_ERROR_BUSY;
+    }
+    if (state && strcmp(state, "57014") == 0) {
+        log_warn("sql: loop %u: %s was cancelled by the server: %.*s", c->pool->id, what, len, msg);
+        return SQL_ERROR_TIMEOUT;
+    }
+    log_warn("sql: loop %u: \"%s\" refused: %.*s (%s)", c->pool->id, t->sql, len, msg, state ? state : "no SQLSTATE");
+    return SQL_ERROR_QUERY;
+}
+
+/* t (in c's FIFO) fails with `error`, and c is closed: the others in flight there get connection_lost. */
+static void sql_pg_fail_and_close(sql_pg_conn *c, sql_pg_task *t, const char *error)
+{
+    sql_pg_task **link = &c->head;
+    while (*link != t)
+        link = &(*link)->fnext;
+    *link = t->fnext;
+    if (c->tail == t) {
+        c->tail = NULL;
+        for (sql_pg_task *q = c->head; q; q = q->fnext)
+            c->tail = q;
+    }
+    c->inflight--;
+    t->conn = NULL;
+    t->fnext = NULL;
+    sql_pg_txn *txn = t->txn;
+    if (txn && c->txn == txn) {
+        txn->conn = NULL;
+        txn->open = false;
+        c->txn = NULL;
+    }
+    sql_pg_task_finish(t, error);
+    sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+}
+
+/* A task's last result (its Sync) has come: the connection moves on. */
+static void sql_pg_task_done(sql_pg_conn *c, sql_pg_task *t)
+{
+    sql_pg_fifo_pop(c);
+    sql_pg_txn *txn = t->txn;
+    if (txn && t->kind == SQL_PG_BEGIN) {
+        if (t->error) {
+            c->txn = NULL;
+            txn->conn = NULL;
+        } else {
+            txn->open = true;
+        }
+    } else if (txn && t->kind == SQL_PG_END) {
+        txn->open = false;
+        txn->conn = NULL;
+        c->txn = NULL;
+        if (t->error) {
+            /* Where the transaction is, is unknown: the connection goes (the server rolls back). */
+            sql_pg_task_finish(t, t->error);
+            sql_pg_conn_close(c, NULL);
+            return;
+        }
+    }
+    sql_pg_conn_use(c);
+    sql_pg_task_finish(t, t->error);
+    if (c->state == SQL_PG_UP && c->retire && c->inflight == 0 && !c->txn) {
+        log_info("sql: loop %u connection %u: closed after a result past its bound, to free libpq's buffer",
+                 c->pool->id, c->index);
+        sql_pg_conn_close(c, NULL);
+    }
+}
+
+/* Reads every result that has fully arrived and hands each to the task at the head of the FIFO. */
+static void sql_pg_drain(sql_pg_conn *c)
+{
+    while (c->state == SQL_PG_UP && c->head && !PQisBusy(c->pg)) {
+        sql_pg_task *t = c->head;
+        PGresult *r = PQgetResult(c->pg);
+        if (!r) {
+            /* The end of one query's results: the prepare's, then the statement's. */
+            if (t->stage == SQL_PG_STAGE_PREPARE)
+                t->stage = SQL_PG_STAGE_QUERY;
+            else if (t->stage == SQL_PG_STAGE_QUERY)
+                t->stage = SQL_PG_STAGE_SYNC;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            if (t->stage != SQL_PG_STAGE_SYNC) {
+                log_error("sql: loop %u connection %u: results out of step with the statements sent; closing it",
+                          c->pool->id, c->index);
+                sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+                return;
+            }
+            sql_pg_task_done(c, t);
+            continue;
+        }
+        if (t->stage == SQL_PG_STAGE_PREPARE) {
+            if (st != PGRES_COMMAND_OK) {
+                t->error = sql_pg_classify(c, t, r, "prepare");
+                sql_pg_uncache(c, t->sql);
+            }
+        } else if (t->error) {
+            /* Already failed (its prepare): the statement itself is aborted. */
+        } else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+            sql_pg_take_result(t, r);
+        } else if (st == PGRES_PIPELINE_ABORTED) {
+            t->error = SQL_ERROR_QUERY;
+        } else if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR) {
+            t->error = sql_pg_classify(c, t, r, "a statement");
+        } else if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            /* COPY ... STDIN/STDOUT puts the connection in a copy state the driver does not speak (libpq
+             * would hand out the same result forever): the statement fails and the connection goes. */
+            log_warn("sql: loop %u: \"%s\" started a COPY, which the driver does not run; closing the connection",
+                     c->pool->id, t->sql);
+            PQclear(r);
+            sql_pg_fail_and_close(c, t, SQL_ERROR_QUERY);
+            return;
+        } else {
+            log_warn("sql: loop %u: \"%s\" answered %s, which the driver does not read", c->pool->id, t->sql,
+                     PQresStatus(st));
+            t->error = SQL_ERROR_QUERY;
+        }
+        PQclear(r);
+    }
+    if (c->state == SQL_PG_UP && PQstatus(c->pg) == CONNECTION_BAD)
+        sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------------ */
+
+/* The up connection without a transaction with the fewest statements in flight below the depth;
+ * with `empty`, only one with none in flight. A retiring one takes nothing. */
+static sql_pg_conn *sql_pg_pick(sql_pg_pool *p, bool empty)
+{
+    sql_pg_conn *best = NULL;
+    unsigned depth = p->s->pipeline_depth ? p->s->pipeline_depth : 1;
+    for (unsigned i = 0; i < p->nconns; i++) {
+        sql_pg_conn *c = &p->conns[i];
+        if (c->state != SQL_PG_UP || c->txn || c->retire || c->inflight >= depth || (empty && c->inflight != 0))
+            continue;
+        if (!best || c->inflight < best->inflight)
+            best = c;
+    }
+    return best;
+}
+
+static void sql_pg_dispatch_once(sql_pg_pool *p)
+{
+    /* A transaction's next step goes on the connection it holds, never waiting in the line. */
+    for (unsigned i = 0; i < p->nconns; i++) {
+        sql_pg_conn *c = &p->conns[i];
+        if (c->state == SQL_PG_UP && c->txn && c->txn->pending && c->inflight == 0) {
+            sql_pg_task *t = c->txn->pending;
+            c->txn->pending = NULL;
+            c->txn->task = t;
+            sql_pg_send(c, t);
+        }
+    }
+    /* The line in order: the head each time, since sending may finish (and free) other tasks. A BEGIN
+     * at the head waits for a connection with nothing in flight, and nothing behind it goes first:
+     * the pipelines drain within their statements' time and the first empty one is the transaction's. */
+    while (p->head) {
+        sql_pg_task *t = p->head;
+        sql_pg_conn *c = sql_pg_pick(p, t->kind == SQL_PG_BEGIN);
+        if (!c)
+            break;
+        sql_pg_task_unwait(t);
+        if (t->kind == SQL_PG_BEGIN) {
+            c->txn = t->txn;
+            t->txn->conn = c;
+        }
+        sql_pg_send(c, t);
+    }
+    /* Open another connection when statements wait or every open one has some in flight: one
+     * pipelined connection is one server process, so load spreads over the pool as it grows. */
+    bool all_busy = true;
+    for (unsigned i = 0; i < p->nconns; i++)
+        if (p->conns[i].state == SQL_PG_UP && p->conns[i].inflight == 0 && !p->conns[i].txn)
+            all_busy = false;
+    if (!p->backoff && !sql_pg_any_connecting(p) && (p->waiting > 0 || (all_busy && sql_pg_any_up(p)))) {
+        for (unsigned i = 0; i < p->nconns; i++) {
+            if (p->conns[i].state == SQL_PG_CLOSED) {
+                sql_pg_conn_connect(&p->conns[i]);
+                break;
+            }
+        }
+    }
+}
+
+static void sql_pg_dispatch(sql_pg_pool *p)
+{
+    if (p->freeing)
+        return;
+    if (p->dispatching) {
+        p->redo = true; /* the dispatch further up the stack goes round again */
+        return;
+    }
+    p->dispatching = true;
+    do {
+        p->redo = false;
+        sql_pg_dispatch_once(p);
+    } while (p->redo);
+    p->dispatching = false;
+}
+
+static void sql_pg_on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_pg_pool *p = arg;
+    p->backoff = false;
+    for (unsigned i = 0; i < p->nconns; i++) {
+        if (p->conns[i].state == SQL_PG_CLOSED) {
+            sql_pg_conn_connect(&p->conns[i]);
+            return;
+        }
+    }
+}
+
+static void sql_pg_on_task_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_pg_task *t = arg;
+    sql_pg_pool *p = t->pool;
+    if (!t->conn) {
+        sql_pg_task_finish(t, SQL_ERROR_TIMEOUT); /* still waiting for a connection */
+        sql_pg_dispatch(p);
+        return;
+    }
+    sql_pg_conn *c = t->conn;
+    log_warn("sql: loop %u connection %u: statement not done within %u ms; closing the connection (%u in flight "
+             "there)",
+             p->id, c->index, p->s->query_timeout_ms, c->inflight);
+    /* This one answers "timeout"; the ones behind it on the connection "connection_lost". */
+    sql_pg_fail_and_close(c, t, SQL_ERROR_TIMEOUT);
+    sql_pg_dispatch(p);
+}
+
+static void sql_pg_on_cancel(async_op *op, void *arg)
+{
+    (void)op;
+    sql_pg_task *t = arg;
+    t->op = NULL;
+    t->scope = NULL;
+    if (t->waiting) {
+        sql__count_discarded();
+        sql_pg_task_free(t);
+    }
+}
+
+/* ---- the pool ---------------------------------------------------------------------------------- */
+
+static sql_pg_pool *sql_pg_pool_new(struct event_base *base, const sql_settings *s, unsigned id)
+{
+    sql_pg_pool *p = xcalloc(1, sizeof(*p));
+    p->base = base;
+    p->s = s;
+    p->id = id;
+    p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
+    p->conns = xcalloc(p->nconns, sizeof(*p->conns));
+    for (unsigned i = 0; i < p->nconns; i++) {
+        p->conns[i].pool = p;
+        p->conns[i].index = i;
+        p->conns[i].fd = -1;
+        evtimer_assign(&p->conns[i].deadline, base, sql_pg_on_deadline, &p->conns[i]);
+    }
+    p->retry = evtimer_new(base, sql_pg_on_retry, p);
+    p->rand_state = (unsigned)time(NULL) ^ (id * 2654435761u);
+    return p;
+}
+
+static void sql_pg_pool_free(void *arg)
+{
+    sql_pg_pool *p = arg;
+    p->freeing = true;
+    sql_pg_fail_waiting(p, SQL_ERROR_UNAVAILABLE);
+    for (unsigned i = 0; i < p->nconns; i++)
+        sql_pg_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
+    event_free(p->retry);
+    free(p->conns);
+    free(p);
+}
+
+static sql_pg_pool *sql_pg_loop_pool(http_loop *loop)
+{
+    sql_pg_pool *p = http_loop_local(loop, HTTP_LOOP_SLOT_SQL);
+    if (!p) {
+        p = sql_pg_pool_new(http_loop_base(loop), sql_pg_settings, http_loop_id(loop));
+        http_loop_set_local(loop, HTTP_LOOP_SLOT_SQL, p, sql_pg_pool_free);
+    }
+    return p;
+}
+
+static sql_pg_task *sql_pg_task_new(sql_pg_pool *p, async_op *op, async_scope *scope, const sql_stmt *stmt,
+                                    sql_pg_kind kind, sql_pg_txn *txn)
+{
+    sql_pg_task *t = xcalloc(1, sizeof(*t));
+    t->kind = kind;
+    t->txn = txn;
+    t->pool = p;
+    t->op = op;
+    t->scope = scope;
+    t->started_us = sql__now_us();
+    t->sql = xstrdup(stmt->sql);
+    t->max_bytes = stmt->max_result_bytes ? stmt->max_result_bytes : SQL_RESULT_DEFAULT_BYTES;
+    t->nparams = stmt->nparams;
+    if (stmt->nparams) {
+        size_t text = 0;
+        for (size_t i = 0; i < stmt->nparams; i++)
+            if (stmt->params[i].type == SQL_TEXT)
+                text += stmt->params[i].len;
+        t->params = xmalloc(stmt->nparams * sizeof(*t->params) + text);
+        char *buf = (char *)(t->params + stmt->nparams);
+        for (size_t i = 0; i < stmt->nparams; i++) {
+            t->params[i] = stmt->params[i];
+            if (stmt->params[i].type == SQL_TEXT) {
+                if (stmt->params[i].len)
+                    memcpy(buf, stmt->params[i].s, stmt->params[i].len);
+                t->params[i].s = buf;
+                buf += stmt->params[i].len;
+            }
+        }
+    }
+    evtimer_assign(&t->timer, p->base, sql_pg_on_task_timeout, t);
+    struct timeval tv = {(time_t)(p->s->query_timeout_ms / 1000), (suseconds_t)(p->s->query_timeout_ms % 1000) * 1000};
+    evtimer_add(&t->timer, &tv);
+    if (op)
+        async_future_on_cancel(op, sql_pg_on_cancel, t);
+    return t;
+}
+
+static async_op *sql_pg_submit_kind(async_scope *scope, sql_pg_pool *p, const sql_stmt *stmt, sql_pg_kind kind,
+                                    sql_pg_txn *txn)
+{
+    async_op *op = async_future(scope);
+    if (op->status != ASYNC_PENDING)
+        return op;
+    const char *refuse = NULL;
+    bool in_txn = kind == SQL_PG_IN_TXN || kind == SQL_PG_END;
+    if (in_txn && (!txn->conn || !txn->open))
+        refuse = SQL_ERROR_CONNECTION_LOST;
+    else if (in_txn)
+        refuse = NULL;
+    else if (p->backoff && !sql_pg_any_up(p))
+        refuse = SQL_ERROR_UNAVAILABLE;
+    else if (p->waiting >= p->s->max_waiting)
+        refuse = SQL_ERROR_BUSY;
+    if (refuse) {
+        sql__count_query(refuse, 0);
+        async_fail(op, refuse);
+        return op;
+    }
+    sql_pg_task *t = sql_pg_task_new(p, op, scope, stmt, kind, txn);
+    if (in_txn) {
+        txn->pending = t;
+        sql_pg_dispatch(p);
+        return op;
+    }
+    if (txn)
+        txn->task = t;
+    t->waiting = true;
+    t->prev = p->tail;
+    if (p->tail)
+        p->tail->next = t;
+    else
+        p->head = t;
+    p->tail = t;
+    p->waiting++;
+    sql__gauge_add(SQL_GAUGE_WAITING, 1);
+    sql_pg_dispatch(p);
+    return op;
+}
+
+/* ---- transactions -------------------------------------------------------------------------------- */
+
+static bool sql_pg_txn_settle_queued(sql_pg_txn *x)
+{
+    if (!x->abandoned || x->task || x->pending)
+        return false;
+    if (x->open && x->conn) {
+        static const sql_stmt rollback = {"ROLLBACK", NULL, 0, 0};
+        x->pending = sql_pg_task_new(x->pool, NULL, NULL, &rollback, SQL_PG_END, x);
+        return true;
+    }
+    if (x->conn && x->conn->txn == x) {
+        x->conn->txn = NULL;
+        sql_pg_conn_use(x->conn);
+    }
+    free(x);
+    return false;
+}
+
+static void sql_pg_txn_settle(sql_pg_txn *x)
+{
+    sql_pg_pool *p = x->pool;
+    if (sql_pg_txn_settle_queued(x))
+        sql_pg_dispatch(p);
+}
+
+static async_op *sql_pg_txn_begin(sql_txn *tx)
+{
+    sql_pg_pool *p = sql_pg_loop_pool(tx->loop);
+    sql_pg_txn *x = xcalloc(1, sizeof(*x));
+    x->pool = p;
+    tx->impl = x;
+    static const sql_stmt begin = {"BEGIN", NULL, 0, 0};
+    return sql_pg_submit_kind(tx->scope, p, &begin, SQL_PG_BEGIN, x);
+}
+
+static async_op *sql_pg_txn_query(sql_txn *tx, const sql_stmt *stmt)
+{
+    sql_pg_txn *x = tx->impl;
+    return sql_pg_submit_kind(tx->scope, x->pool, stmt, SQL_PG_IN_TXN, x);
+}
+
+static async_op *sql_pg_txn_end(sql_txn *tx, bool commit)
+{
+    sql_pg_txn *x = tx->impl;
+    static const sql_stmt stmts[2] = {{"ROLLBACK", NULL, 0, 0}, {"COMMIT", NULL, 0, 0}};
+    return sql_pg_submit_kind(tx->scope, x->pool, &stmts[commit], SQL_PG_END, x);
+}
+
+static void sql_pg_txn_abandon(void *impl)
+{
+    sql_pg_txn *x = impl;
+    x->abandoned = true;
+    sql_pg_txn_settle(x);
+}
+
+/* ---- sql_query, sql_query_many ------------------------------------------------------------------- */
+
+typedef struct sql_pg_many {
+    async_scope *scope;
+    async_op *future;
+    async_op *gather;
+    size_t n;
+} sql_pg_many;
+
+static void sql_pg_many_done(async_op *gather, void *arg)
+{
+    sql_pg_many *b = arg;
+    if (gather->status != ASYNC_OK) {
+        async_fail(b->future, gather->error ? gather->error : SQL_ERROR_UNAVAILABLE);
+        return;
+    }
+    sql_result *results = async_scope_alloc(b->scope, b->n * sizeof(*results));
+    for (size_t i = 0; i < b->n; i++)
+        results[i] = *(const sql_result *)async_gather_child(gather, i)->value;
+    sql_batch_result *out = async_scope_alloc(b->scope, sizeof(*out));
+    out->count = b->n;
+    out->results = results;
+    async_resolve(b->future, out);
+}
+
+static void sql_pg_many_cancel(async_op *future, void *arg)
+{
+    (void)future;
+    sql_pg_many *b = arg;
+    async_op_cancel(b->gather);
+}
+
+/* n statements at once: all are sent into the pipelines before any result is read. */
+static async_op *sql_pg_many_run(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n, bool single)
+{
+    sql_pg_pool *p = sql_pg_loop_pool(loop);
+    if (single)
+        return sql_pg_submit_kind(scope, p, &stmts[0], SQL_PG_PLAIN, NULL);
+    sql_pg_many *b = async_scope_alloc(scope, sizeof(*b));
+    b->scope = scope;
+    b->n = n;
+    b->future = async_future(scope);
+    async_op **ops = async_scope_alloc(scope, n * sizeof(*ops));
+    for (size_t i = 0; i < n; i++)
+        ops[i] = sql_pg_submit_kind(scope, p, &stmts[i], SQL_PG_PLAIN, NULL);
+    b->gather = async_gather(scope, ops, n, ASYNC_GATHER_FAIL_FAST);
+    async_future_on_cancel(b->future, sql_pg_many_cancel, b);
+    async_op_then(b->gather, sql_pg_many_done, b);
+    return b->future;
+}
+
+static bool sql_pg_ready(http_loop *loop)
+{
+    sql_pg_pool *p = sql_pg_loop_pool(loop);
+    if (sql_pg_any_up(p))
+        return true;
+    if (!p->backoff && !sql_pg_any_connecting(p))
+        sql_pg_conn_connect(&p->conns[0]);
+    return sql_pg_any_up(p);
+}
+
+/* ---- start and stop ---------------------------------------------------------------------------- */
+
+static int sql_pg_start(const sql_settings *s)
+{
+    if (s->tls_ca[0] && access(s->tls_ca, R_OK) != 0) {
+        log_error("sql: the sslrootcert file named in sql.url cannot be read: %s", strerror(errno));
+        return -1;
+    }
+    sql_pg_settings = s;
+    char where[320];
+    sql_pg_where(s, where, sizeof(where));
+    log_info("sql: PostgreSQL backend (libpq %d), database %s at %s, %u connections per loop, pipeline depth %u, "
+             "TLS %s",
+             PQlibVersion(), s->database, where, s->connections_per_loop, s->pipeline_depth,
+             sql_pg_tls_name(s->tls));
+    return 0;
+}
+
+static void sql_pg_stop(void) {}
+static void sql_pg_shutdown(void) {}
+
+const sql_backend sql_postgres_backend = {
+    .name = "postgres",
+    .start = sql_pg_start,
+    .shutdown = sql_pg_shutdown,
+    .stop = sql_pg_stop,
+    .many = sql_pg_many_run,
+    .batch = NULL, /* chained through a transaction by sql.c */
+    .ready = sql_pg_ready,
+    .txn_begin = sql_pg_txn_begin,
+    .txn_query = sql_pg_txn_query,
+    .txn_end = sql_pg_txn_end,
+    .txn_abandon = sql_pg_txn_abandon,
+};
