@@ -58,9 +58,36 @@ def free_port():
         return s.getsockname()[1]
 
 
-class MariadbServer:
+class PrivateDatabase:
+    """What the private database servers of these tests share: waiting until one answers, its log."""
+    NAME = "the database"
+    LOG = "error.log"  # in self.tmp
+
+    def wait_answering(self, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sql("SELECT 1")
+                return self
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.NAME} on port {self.port} did not start (exit {self.proc.poll()}): "
+                                   + self.error_log()[-2000:])
+            time.sleep(0.1)
+
+    def error_log(self):
+        try:
+            with open(os.path.join(self.tmp.name, self.LOG), encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class MariadbServer(PrivateDatabase):
     """One private mariadbd: its own data directory (installed once), a free loopback port, no grant
     tables. start() may be called again after kill()/stop() and reuses both."""
+    NAME = "mariadbd"
 
     _template = None  # an installed data directory, copied for each server (install-db takes ~1 s)
 
@@ -102,24 +129,7 @@ class MariadbServer:
         argv += self.extra_args
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, preexec_fn=apiary_harness._die_with_parent)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sql("SELECT 1")
-                return self
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mariadbd on port {self.port} did not start (exit {self.proc.poll()}): "
-                                   + self.error_log()[-2000:])
-            time.sleep(0.1)
-
-    def error_log(self):
-        try:
-            with open(os.path.join(self.tmp.name, "error.log"), encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return self.wait_answering(timeout)
 
     def sql(self, text, database=None):
         """Runs SQL with the mariadb client; returns the rows as lists of strings."""
@@ -205,11 +215,13 @@ def _pg_preexec():
         os.setuid(ids[0])
 
 
-class PostgresServer:
+class PostgresServer(PrivateDatabase):
     """One private PostgreSQL 15: initdb once per run into a template (trust authentication, superuser
     `apiary`, database `apiary`), copied for each server; `postgres -D … -k DIR -p PORT` on a free
     loopback port, run as nobody when the tests run as root. Only its own PIDs are ever signalled (the
     postmaster and its children). start() may be called again after kill()/stop()."""
+    NAME = "postgres"
+    LOG = "server.log"
 
     _template = None
 
@@ -264,24 +276,7 @@ class PostgresServer:
         log = open(os.path.join(self.tmp.name, "server.log"), "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_pg_preexec)
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sql("SELECT 1")
-                return self
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"postgres on port {self.port} did not start (exit {self.proc.poll()}): "
-                                   + self.error_log()[-2000:])
-            time.sleep(0.1)
-
-    def error_log(self):
-        try:
-            with open(os.path.join(self.tmp.name, "server.log"), encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return self.wait_answering(timeout)
 
     def sql(self, text, database="apiary"):
         """Runs SQL with psql over TCP; returns the rows as lists of strings."""
