@@ -72,42 +72,70 @@ static bool sql_identifier_ok(const char *s)
     return true;
 }
 
+/* One KEY=VALUE of a URL's query ('&'-separated): advances *query past it; false at the end. */
+typedef struct sql_url_option {
+    const char *key, *value;
+    size_t key_len, value_len;
+} sql_url_option;
+
+static bool sql_url_next_option(const char **query, sql_url_option *o)
+{
+    const char *q = *query;
+    if (!*q)
+        return false;
+    const char *amp = strchr(q, '&');
+    size_t len = amp ? (size_t)(amp - q) : strlen(q);
+    const char *eq = memchr(q, '=', len);
+    o->key = q;
+    o->key_len = eq ? (size_t)(eq - q) : len;
+    o->value = eq ? eq + 1 : q + len;
+    o->value_len = (size_t)(q + len - o->value);
+    *query = q + len + (amp ? 1 : 0);
+    return true;
+}
+
+static bool sql_url_option_is(const sql_url_option *o, const char *key)
+{
+    return strlen(key) == o->key_len && memcmp(o->key, key, o->key_len) == 0;
+}
+
+/* The TLS mode the option's value names in `names` (off, required, verify-ca, verify-full: each
+ * driver's own spelling), or false. */
+static bool sql_url_tls_mode(const sql_url_option *o, const char *const names[4], sql_tls_mode *out)
+{
+    static const sql_tls_mode modes[4] = {SQL_TLS_OFF, SQL_TLS_REQUIRED, SQL_TLS_VERIFY_CA, SQL_TLS_VERIFY_FULL};
+    for (size_t i = 0; i < 4; i++)
+        if (strlen(names[i]) == o->value_len && memcmp(names[i], o->value, o->value_len) == 0) {
+            *out = modes[i];
+            return true;
+        }
+    return false;
+}
+
+/* The CA file option, %-decoded into out->tls_ca. */
+static bool sql_url_tls_ca(sql_settings *out, const sql_url_option *o)
+{
+    return o->value_len > 0 && sql_url_decode(out->tls_ca, sizeof(out->tls_ca), o->value, o->value_len) == 0;
+}
+
 /* The query of a mysql:// URL: ssl=required|verify-ca|verify-full and ssl_ca=PATH, '&'-separated. */
 static int sql_url_parse_tls(sql_settings *out, const char *query, char *err, size_t cap)
 {
+    static const char *const names[4] = {"disabled", "required", "verify-ca", "verify-full"};
     out->tls = SQL_TLS_OFF;
     out->tls_ca[0] = '\0';
-    bool have_ssl = false;
-    while (*query) {
-        const char *amp = strchr(query, '&');
-        size_t len = amp ? (size_t)(amp - query) : strlen(query);
-        const char *eq = memchr(query, '=', len);
-        size_t key_len = eq ? (size_t)(eq - query) : len;
-        const char *value = eq ? eq + 1 : query + len;
-        size_t value_len = (size_t)(query + len - value);
-        if (key_len == 3 && memcmp(query, "ssl", 3) == 0) {
-            static const struct {
-                const char *name;
-                sql_tls_mode mode;
-            } modes[] = {{"required", SQL_TLS_REQUIRED}, {"verify-ca", SQL_TLS_VERIFY_CA},
-                         {"verify-full", SQL_TLS_VERIFY_FULL}, {"disabled", SQL_TLS_OFF}};
-            have_ssl = false;
-            for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]) && !have_ssl; i++) {
-                if (strlen(modes[i].name) == value_len && memcmp(modes[i].name, value, value_len) == 0) {
-                    out->tls = modes[i].mode;
-                    have_ssl = true;
-                }
-            }
-            if (!have_ssl)
+    sql_url_option o;
+    while (sql_url_next_option(&query, &o)) {
+        if (sql_url_option_is(&o, "ssl")) {
+            if (!sql_url_tls_mode(&o, names, &out->tls))
                 return sql_url_fail(err, cap, "ssl= must be required, verify-ca, verify-full or disabled");
-        } else if (key_len == 6 && memcmp(query, "ssl_ca", 6) == 0) {
-            if (value_len == 0 || sql_url_decode(out->tls_ca, sizeof(out->tls_ca), value, value_len) != 0)
+        } else if (sql_url_option_is(&o, "ssl_ca")) {
+            if (!sql_url_tls_ca(out, &o))
                 return sql_url_fail(err, cap, "ssl_ca= must be a file path (%-encoded where needed)");
         } else {
             return sql_url_fail(err, cap, "the only options after ? are ssl= (required, verify-ca, verify-full) and "
                                           "ssl_ca=PATH");
         }
-        query += len + (amp ? 1 : 0);
     }
     bool verify = out->tls == SQL_TLS_VERIFY_CA || out->tls == SQL_TLS_VERIFY_FULL;
     if (verify && !out->tls_ca[0])
@@ -121,42 +149,26 @@ static int sql_url_parse_tls(sql_settings *out, const char *query, char *err, si
  * host=/SOCKET/DIR, '&'-separated (libpq's names for the same things). */
 static int sql_url_parse_pg_query(sql_settings *out, const char *query, char *err, size_t cap)
 {
+    static const char *const names[4] = {"disable", "require", "verify-ca", "verify-full"};
     out->tls = SQL_TLS_OFF;
     out->tls_ca[0] = '\0';
-    while (*query) {
-        const char *amp = strchr(query, '&');
-        size_t len = amp ? (size_t)(amp - query) : strlen(query);
-        const char *eq = memchr(query, '=', len);
-        size_t key_len = eq ? (size_t)(eq - query) : len;
-        const char *value = eq ? eq + 1 : query + len;
-        size_t value_len = (size_t)(query + len - value);
-        if (key_len == 7 && memcmp(query, "sslmode", 7) == 0) {
-            static const struct {
-                const char *name;
-                sql_tls_mode mode;
-            } modes[] = {{"require", SQL_TLS_REQUIRED}, {"verify-ca", SQL_TLS_VERIFY_CA},
-                         {"verify-full", SQL_TLS_VERIFY_FULL}, {"disable", SQL_TLS_OFF}};
-            bool known = false;
-            for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]) && !known; i++) {
-                if (strlen(modes[i].name) == value_len && memcmp(modes[i].name, value, value_len) == 0) {
-                    out->tls = modes[i].mode;
-                    known = true;
-                }
-            }
-            if (!known)
+    sql_url_option o;
+    while (sql_url_next_option(&query, &o)) {
+        if (sql_url_option_is(&o, "sslmode")) {
+            if (!sql_url_tls_mode(&o, names, &out->tls))
                 return sql_url_fail(err, cap, "sslmode= must be disable, require, verify-ca or verify-full");
-        } else if (key_len == 11 && memcmp(query, "sslrootcert", 11) == 0) {
-            if (value_len == 0 || sql_url_decode(out->tls_ca, sizeof(out->tls_ca), value, value_len) != 0)
+        } else if (sql_url_option_is(&o, "sslrootcert")) {
+            if (!sql_url_tls_ca(out, &o))
                 return sql_url_fail(err, cap, "sslrootcert= must be a file path (%-encoded where needed)");
-        } else if (key_len == 4 && memcmp(query, "host", 4) == 0) {
-            if (value_len == 0 || sql_url_decode(out->socket_dir, sizeof(out->socket_dir), value, value_len) != 0 ||
+        } else if (sql_url_option_is(&o, "host")) {
+            if (o.value_len == 0 ||
+                sql_url_decode(out->socket_dir, sizeof(out->socket_dir), o.value, o.value_len) != 0 ||
                 out->socket_dir[0] != '/')
                 return sql_url_fail(err, cap, "host= must be the absolute path of the server's socket directory");
         } else {
             return sql_url_fail(err, cap, "the only options after ? are sslmode= (disable, require, verify-ca, "
                                           "verify-full), sslrootcert=PATH and host=/SOCKET/DIR");
         }
-        query += len + (amp ? 1 : 0);
     }
     bool verify = out->tls == SQL_TLS_VERIFY_CA || out->tls == SQL_TLS_VERIFY_FULL;
     if (verify && !out->tls_ca[0])
