@@ -3,8 +3,9 @@
  *       ids 1..N; a client reconnecting with Last-Event-ID: K gets K+1..N.
  *   GET /v1/stream?chunks=N&bytes=B: a streamed answer of N pieces of B bytes, waiting for room
  *       whenever the client reads slower than it is written (the backpressure demonstration).
- *   POST /v1/upload: hashes the body as it arrives (SHA-256, libsodium) and answers
- *       {"bytes": N, "sha256": "..."}; the body is never held whole. */
+ *   POST /v1/upload[?expect_bytes=N]: hashes the body as it arrives (SHA-256, libsodium) and answers
+ *       {"bytes": N, "sha256": "..."}; the body is never held whole. With expect_bytes, a body of
+ *       another length is 422, answered as soon as it runs past N (before the rest is read). */
 #include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -130,7 +131,15 @@ void stream_get(http_request *req)
 
 #define UPLOAD_MAX_BYTES (64u * 1024 * 1024)
 
+typedef struct upload_in {
+    int64_t expect_bytes; /* -1: any length */
+} upload_in;
+
 const route_schema upload_schema = {
+    ROUTE_INPUT(upload_in, .expect_bytes = -1),
+    .query = (const schema_member[]){
+        SCHEMA_OPTIONAL(upload_in, expect_bytes, SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = SCHEMA_LE(UPLOAD_MAX_BYTES))),
+        SCHEMA_END},
     .max_body_bytes = UPLOAD_MAX_BYTES,
     .summary = "Hash a body of up to 64 MiB as it arrives: {\"bytes\": N, \"sha256\": hex}",
     .responses = (const route_response[]){{200, "the body's size and SHA-256", NULL}, {0}},
@@ -138,6 +147,7 @@ const route_schema upload_schema = {
 
 void upload_post(http_request *req)
 {
+    int64_t expect = ((const upload_in *)http_request_input(req))->expect_bytes;
     crypto_hash_sha256_state *h = malloc(sizeof(*h)); /* 104 bytes, but keep the small stack for calls */
     crypto_hash_sha256_init(h);
     uint64_t total = 0;
@@ -152,6 +162,21 @@ void upload_post(http_request *req)
             break;
         crypto_hash_sha256_update(h, (const unsigned char *)c->data, c->len);
         total += c->len;
+        if (expect >= 0 && total > (uint64_t)expect) {
+            /* Answering before the end: the engine closes the connection after this answer, the
+             * rest of the body is never read. */
+            free(h);
+            http_respond_problem(req, 422, json_pack("{s:I}", "expect_bytes", (json_int_t)expect),
+                                 "the body is longer than expect_bytes");
+            return;
+        }
+    }
+    if (expect >= 0 && total != (uint64_t)expect) {
+        free(h);
+        http_respond_problem(req, 422, json_pack("{s:I,s:I}", "expect_bytes", (json_int_t)expect, "bytes",
+                                                 (json_int_t)total),
+                             "the body is shorter than expect_bytes");
+        return;
     }
     unsigned char digest[crypto_hash_sha256_BYTES];
     crypto_hash_sha256_final(h, digest);

@@ -340,8 +340,7 @@ static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
     } else if (conn->state == HTTP_CONN_BODY) {
         http_conn_reject(conn, 408, "request body not received within %u ms", conn->loop->settings->body_timeout_ms);
         http_conn_flush(conn);
-    } else if (conn->state == HTTP_CONN_HANDLER && conn->body_stream && !conn->body_stream->complete &&
-               http_conn_now_ms() + 5 >= conn->body_stream->deadline_ms) {
+    } else if (conn->state == HTTP_CONN_HANDLER && conn->body_stream && !conn->body_stream->complete) {
         /* A streamed body still arriving at its body deadline: 408 as for a buffered one; the
          * handler's request ends with it (its reads are cancelled). */
         http_conn_reject(conn, 408, "request body not received within %u ms", conn->loop->settings->body_timeout_ms);
@@ -1238,7 +1237,7 @@ static void http_conn_head(http_conn *conn, http_request *req, int status, const
     http_loop *loop = conn->loop;
     if (loop->draining)
         conn->keep_alive = false;
-    if (conn->body_stream && !conn->body_stream->complete)
+    if (conn->body_early && !(conn->body_stream && conn->body_stream->complete))
         conn->keep_alive = false; /* the rest of a streamed body is not read: close after the answer */
     http_connection_header connection = HTTP_CONN_HEADER_NONE;
     if (!conn->keep_alive)

@@ -499,6 +499,30 @@ class UploadTest(ServerTestMixin, unittest.TestCase):
         wait_metric(self.server, "apiary_http_requests_in_flight", lambda v: v == 0)
         self.check(1000)
 
+    def test_answer_before_the_end_of_the_body_closes(self):
+        with self.server.connect() as s:
+            s.sendall(build_request("POST", "/v1/upload?expect_bytes=1000",
+                                    headers={"Content-Length": str(5 * 1024 * 1024)}) + b"q" * 100000)
+            resp = read_response(s)
+            self.assertEqual(resp.status, 422)
+            self.assertIn("close", resp.connection_tokens(), "the rest of the body is never read")
+        with self.server.connect() as s:  # shorter: known only at the end, keep-alive goes on
+            resp = request(s, "POST", "/v1/upload?expect_bytes=10", body=b"12345")
+            self.assertEqual((resp.status, resp.json()["bytes"]), (422, 5))
+            self.assertEqual(request(s, "GET", "/v1/hello").status, 200)
+
+    def test_refused_before_the_handler_closes_instead_of_parsing_the_body(self):
+        # The query fails validation before the handler runs: the body that follows the head must
+        # not be taken for the next request (nor the request dispatched twice).
+        with self.server.connect() as s:
+            body = build_request("GET", "/v1/hello")  # a body that looks like a request
+            s.sendall(build_request("POST", "/v1/upload?expect_bytes=x", body=body))
+            resp = read_response(s)
+            self.assertEqual(resp.status, 422)
+            self.assertIn("close", resp.connection_tokens())
+            s.settimeout(5)
+            self.assertEqual(s.recv(65536), b"", "nothing more: the body was not parsed as a request")
+
     def test_pipelined_request_after_an_upload(self):
         body = os.urandom(100000)
         with self.server.connect() as s:
