@@ -1,10 +1,13 @@
 /* http_sse: Server-Sent Events (the WHATWG HTML "event stream" format) on top of a streamed answer.
  * An event is "event: NAME\n", "id: ID\n", one "data: LINE\n" per line of its data, and a blank line;
  * comments (": text\n") keep idle connections alive through proxies: the heartbeat sends one whenever
- * nothing was written for sse.heartbeat_ms. The heartbeat is an async_sleep in the request's scope,
- * so it stops with the request like everything else. */
+ * nothing was written for sse.heartbeat_ms. The heartbeat is one persistent loop timer in the stream,
+ * deleted by a cleanup of the request's scope, so it stops with the request like everything else and,
+ * unlike an async_sleep per beat, adds nothing to the request's memory however long the stream runs. */
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/event.h>
 
 #include "async_internal.h"
 #include "http_internal.h"
@@ -121,15 +124,23 @@ const char *http_sse_last_event_id(http_request *req) { return http_request_head
 
 /* The heartbeat: wakes every heartbeat_ms, and sends a comment when the stream wrote nothing since
  * the last wake-up. A full buffer skips one beat (the client is not reading; write_ms decides). */
-static void http_sse_beat(async_op *op, void *arg)
+static void http_sse_beat(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd;
+    (void)what;
     http_stream *s = arg;
-    if (op->status != ASYNC_OK || s->closed)
+    if (s->closed)
         return;
     if (s->writes == s->heartbeat_seen && http_stream_writable(s))
         http_sse_comment(s, "heartbeat");
     s->heartbeat_seen = s->writes;
-    async_op_then(async_sleep(s->req->_scope, s->heartbeat_ms), http_sse_beat, s);
+}
+
+/* The request's scope ends (stream ended, client gone, server stopping): before its memory goes. */
+static void http_sse_beat_stop(void *arg)
+{
+    http_stream *s = arg;
+    event_del(&s->heartbeat);
 }
 
 http_stream *http_sse_start(http_request *req)
@@ -142,7 +153,10 @@ http_stream *http_sse_start(http_request *req)
     s->heartbeat_ms = req->_conn->loop->settings->sse_heartbeat_ms;
     if (s->heartbeat_ms) {
         s->heartbeat_seen = s->writes;
-        async_op_then(async_sleep(req->_scope, s->heartbeat_ms), http_sse_beat, s);
+        event_assign(&s->heartbeat, req->_conn->loop->base, -1, EV_PERSIST, http_sse_beat, s);
+        struct timeval tv = {(time_t)(s->heartbeat_ms / 1000), (suseconds_t)(s->heartbeat_ms % 1000) * 1000};
+        event_add(&s->heartbeat, &tv);
+        async_scope_defer(req->_scope, http_sse_beat_stop, s);
     }
     return s;
 }

@@ -3,6 +3,7 @@
 #ifndef APIARY_HTTP_STREAM_INTERNAL_H
 #define APIARY_HTTP_STREAM_INTERNAL_H
 
+#include <event2/event_struct.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -23,6 +24,7 @@ struct http_stream {
     async_op *drain;   /* a pending http_stream_drain, or NULL */
     unsigned heartbeat_ms; /* SSE: 0 when none */
     uint64_t heartbeat_seen; /* `writes` when the heartbeat last looked */
+    struct event heartbeat;  /* SSE: a persistent loop timer, deleted when the request's scope ends */
 };
 
 /* A request body handed to its handler piece by piece (ROUTE_BODY_STREAM); in the request's arena. */
