@@ -99,12 +99,14 @@ size_t http_chunk_header(char *out, size_t len);
 /* ---- streamed request bodies (ROUTE_BODY_STREAM) ---------------------------------------------- */
 
 /* The next piece of the body, as an operation: OK with value = an http_body_chunk * (valid until the
- * next http_body_read or the answer), whose len is 0 at the end of the body; FAILED when the body
- * cannot be read to the end (the client left mid-body: the request is cancelled, so a coroutine sees
- * ASYNC_CANCELLED instead; the limit or the body deadline passed: the engine answered 413 or 408 and
- * the error says which). In the request's scope (http_request_async is called for it). One read at a
- * time. The handler answers when it has read to the end (answering earlier closes the connection
- * after the answer: the rest of the body is not read). */
+ * next http_body_read or the answer), whose len is 0 at the end of the body. When the body cannot be
+ * read to the end — the client left mid-body, the route's limit was passed (413) or the body deadline
+ * (408), both answered by the engine — the request ends: the pending read is cancelled (a coroutine's
+ * await returns ASYNC_CANCELLED, a continuation never runs) and an answer attempted then is dropped.
+ * FAILED only for misuse: a route without ROUTE_BODY_STREAM, or a second read while one is pending.
+ * NULL at max_async_per_loop (503 answered), as http_request_async. In the request's scope. The
+ * handler answers once it has read to the end; answering earlier closes the connection after the
+ * answer (the rest of the body is not read). */
 typedef struct http_body_chunk {
     const char *data;
     size_t len;
