@@ -47,6 +47,13 @@ const handlers_settings *handlers_get_settings(void);
 void hello_get(http_request *req);
 /* echo.c */
 void echo_post(http_request *req);
+/* stream.c: streamed answers, Server-Sent Events, streamed uploads (docs/streaming.md) */
+void events_get(http_request *req);
+extern const route_schema events_schema;
+void stream_get(http_request *req);
+extern const route_schema stream_schema;
+void upload_post(http_request *req);
+extern const route_schema upload_schema;
 /* sleep.c */
 void sleep_get(http_request *req);
 extern const route_schema sleep_schema;

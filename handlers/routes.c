@@ -36,6 +36,9 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/items", items_list, ROUTE_CORO, &items_list_schema},
     {HTTP_METHOD_GET, "/v1/items/{id}", items_get, ROUTE_CORO, &items_get_schema},
     {HTTP_METHOD_DELETE, "/v1/items/{id}", items_delete, ROUTE_CORO, &items_delete_schema},
+    {HTTP_METHOD_GET, "/v1/events", events_get, ROUTE_CORO, &events_schema},
+    {HTTP_METHOD_GET, "/v1/stream", stream_get, ROUTE_CORO, &stream_schema},
+    {HTTP_METHOD_POST, "/v1/upload", upload_post, ROUTE_CORO | ROUTE_BODY_STREAM, &upload_schema},
 };
 
 _Atomic int64_t handlers_max_sleep_ms, handlers_primes_max_n;

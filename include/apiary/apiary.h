@@ -44,6 +44,7 @@
 #include "router.h"
 #include "schema.h"
 #include "sql.h"
+#include "stream.h"
 #include "testing.h"
 #include "uri.h"
 

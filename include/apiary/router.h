@@ -38,6 +38,9 @@ typedef enum router_status {
 enum {
     ROUTE_BODY_JSON = 1u << 0, /* a body must be application/json: any other media type is 415 */
     ROUTE_CORO = 1u << 1,      /* the handler runs as a coroutine and may async_await (async.h) */
+    /* the handler runs once the head is complete and reads the body as it arrives (http_body_read,
+     * stream.h) instead of finding it buffered in req->body */
+    ROUTE_BODY_STREAM = 1u << 2,
 };
 
 /* What a route declares about its input (docs/schemas.md): its parameters, its JSON body, and the
@@ -72,6 +75,10 @@ typedef struct route_schema {
     void (*check)(http_request *req, const void *input, schema_errors *errs);
     const char *summary;         /* one line for the OpenAPI document */
     const route_response *responses; /* documented answers, ended by {0}; NULL: "200" */
+    /* The largest body this route takes (Content-Length or the running chunked total; more is 413
+     * naming it); 0: limits.max_body_bytes. A ROUTE_BODY_STREAM route reads its body a piece at a
+     * time (stream.h), so its limit may be far above what a buffered body could hold. */
+    size_t max_body_bytes;
 } route_schema;
 
 /* Where a body that is not an object binds (an array's list, any value's const json_t *). */

@@ -50,8 +50,8 @@ apiary_test *apiary_test_new(apiary_app *app, const char *config_json);
  * config. May be called from inside a handler of the test's app (on the loop's thread). */
 int apiary_test_reload(apiary_test *t, const char *config_json);
 
-/* Sends one request on a fresh connection and runs the loop until its answer is complete or
- * `timeout_ms` passed (0: 10 s). `headers` are extra header lines ("Authorization: Bearer x\r\n...",
+/* Sends one request on a fresh connection and runs the loop until its answer is complete (a streamed
+ * answer, stream.h: at its last chunk, the body given de-chunked) or `timeout_ms` passed (0: 10 s). `headers` are extra header lines ("Authorization: Bearer x\r\n...",
  * or NULL); Host and, with a body, Content-Length are added. Never NULL; free with
  * apiary_test_response_free. */
 apiary_test_response *apiary_test_request(apiary_test *t, const char *method, const char *target, const char *headers,

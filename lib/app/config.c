@@ -198,6 +198,7 @@ static const config_key config_keys[] = {
     CONFIG_INT("timeouts.write_ms", http.write_timeout_ms, 1, 3600000),
     CONFIG_INT("timeouts.linger_ms", http.linger_timeout_ms, 0, 60000),
     CONFIG_INT("timeouts.request_ms", http.request_timeout_ms, 1, 3600000),
+    CONFIG_INT("sse.heartbeat_ms", http.sse_heartbeat_ms, 0, 3600000),
     CONFIG_INT("pool.threads", pool_threads, 0, CONFIG_THREADS_MAX),
     CONFIG_INT("pool.queue_size", pool_queue_size, 1, 1000000),
     CONFIG_BOOLEAN("pool.run_inline", pool_run_inline),

@@ -2,7 +2,7 @@
  * short of threads, listeners and signals (as the fuzz harness tests/fuzz/fuzz_request.c does), and
  * drives one loop on the caller's thread: a request is written into one end of a socketpair whose
  * other end the loop serves as an accepted connection, and the loop runs until the answer's bytes are
- * complete (Content-Length framed: the engine always sends one). */
+ * complete (Content-Length framed, or chunked for a streamed answer, which the test gets de-chunked). */
 #include "testing.h"
 
 #include <errno.h>
@@ -191,6 +191,28 @@ static void test_buf_add(test_buf *b, const void *p, size_t n)
     b->data[b->len] = '\0';
 }
 
+/* A chunked body (a streamed answer, stream.h) from `p`: its length up to the end of the last chunk
+ * when all of it is there, else 0; the de-chunked bytes go to `body` when it is not NULL. Trailers are
+ * not expected (the engine sends none). */
+static size_t test_dechunk(const char *p, size_t len, test_buf *body)
+{
+    size_t pos = 0;
+    for (;;) {
+        const char *eol = memmem(p + pos, len - pos, "\r\n", 2);
+        if (!eol)
+            return 0;
+        size_t size = strtoul(p + pos, NULL, 16);
+        pos = (size_t)(eol - p) + 2;
+        if (len - pos < size + 2)
+            return 0;
+        if (body && size)
+            test_buf_add(body, p + pos, size);
+        pos += size + 2;
+        if (size == 0)
+            return pos;
+    }
+}
+
 /* The answer's length when `in` holds all of it, else 0. */
 static size_t test_answer_complete(const test_buf *in, bool head_only, size_t *head_len)
 {
@@ -202,9 +224,16 @@ static size_t test_answer_complete(const test_buf *in, bool head_only, size_t *h
     *head_len = (size_t)(end - in->data) + 2; /* keeps the last header line's CRLF */
     size_t body_at = (size_t)(end - in->data) + 4;
     size_t length = 0;
+    bool chunked = false;
     for (const char *line = strstr(in->data, "\r\n"); line && line < end; line = strstr(line + 2, "\r\n")) {
         if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
             length = strtoul(line + 2 + 15, NULL, 10);
+        if (strncasecmp(line + 2, "Transfer-Encoding: chunked", 26) == 0)
+            chunked = true;
+    }
+    if (chunked && !head_only) {
+        size_t n = in->len > body_at ? test_dechunk(in->data + body_at, in->len - body_at, NULL) : 0;
+        return n ? body_at + n : 0;
     }
     if (head_only)
         length = 0;
@@ -271,12 +300,23 @@ apiary_test_response *apiary_test_request(apiary_test *t, const char *method, co
         free(in.data);
         return &r->pub;
     }
+    size_t body_at = head_len + 2;
+    if (total > body_at && strcasestr(in.data, "\r\nTransfer-Encoding: chunked\r\n") &&
+        (size_t)(strcasestr(in.data, "\r\nTransfer-Encoding: chunked\r\n") - in.data) < head_len) {
+        /* A streamed answer: hand the test its body de-chunked, as a client library would. */
+        test_buf body = {0};
+        test_dechunk(in.data + body_at, total - body_at, &body);
+        in.len = body_at;
+        if (body.len)
+            test_buf_add(&in, body.data, body.len);
+        total = in.len;
+        free(body.data);
+    }
     r->raw = xmalloc(total + 2);
     memcpy(r->raw, in.data, head_len);
     r->raw[head_len] = '\0';
-    size_t body_at = head_len + 2;
     memcpy(r->raw + head_len + 1, in.data + body_at, total - body_at);
-    r->raw[total - 1] = '\0';
+    r->raw[head_len + 1 + total - body_at] = '\0';
     r->pub.head = r->raw;
     r->pub.body = r->raw + head_len + 1;
     r->pub.body_len = total - body_at;

@@ -159,6 +159,8 @@ static void http_conn_end_request(http_conn *conn)
 {
     http_req_slot *slot = conn->slot;
     http_conn_eof_list_remove(conn);
+    conn->stream = NULL; /* both live in the request's arena */
+    conn->body_stream = NULL;
     if (!slot)
         return;
     if (slot->req._scope) {
@@ -277,7 +279,9 @@ static void http_conn_arm_timer(http_conn *conn)
     http_loop *loop = conn->loop;
     bool armed_for_deadline = conn->timer_is_deadline;
     conn->timer_is_deadline = false;
-    if (conn->state == HTTP_CONN_HANDLER && !conn->writing) {
+    if (conn->state == HTTP_CONN_HANDLER && !conn->writing && conn->stream) {
+        evtimer_del(&conn->timer_ev); /* streaming: no request deadline, write_ms bounds a stalled client */
+    } else if (conn->state == HTTP_CONN_HANDLER && !conn->writing) {
         http_conn_arm_deadline(conn, armed_for_deadline);
     } else if (conn->state == HTTP_CONN_LINGER) {
         evtimer_add(&conn->timer_ev, loop->tv_linger);
@@ -334,6 +338,11 @@ static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
                          conn->loop->settings->header_timeout_ms);
         http_conn_flush(conn);
     } else if (conn->state == HTTP_CONN_BODY) {
+        http_conn_reject(conn, 408, "request body not received within %u ms", conn->loop->settings->body_timeout_ms);
+        http_conn_flush(conn);
+    } else if (conn->state == HTTP_CONN_HANDLER && conn->body_stream && !conn->body_stream->complete) {
+        /* A streamed body still arriving at its body deadline: 408 as for a buffered one; the
+         * handler's request ends with it (its reads are cancelled). */
         http_conn_reject(conn, 408, "request body not received within %u ms", conn->loop->settings->body_timeout_ms);
         http_conn_flush(conn);
     } else if (conn->state == HTTP_CONN_HANDLER) {
@@ -593,11 +602,6 @@ int http_conn_on_headers_complete(http_conn *conn)
         http_conn_reject(conn, 400, "%s", bad_host);
         return -1;
     }
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > settings->max_body_bytes) {
-        http_conn_reject(conn, 413, "request body of %llu bytes exceeds %zu bytes",
-                         (unsigned long long)p->content_length, settings->max_body_bytes);
-        return -1;
-    }
     bool has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
     const char *target = http_conn_msg(conn, slot->url);
     const char *path, *query;
@@ -606,6 +610,13 @@ int http_conn_on_headers_complete(http_conn *conn)
     slot->route_status = req->method == HTTP_METHOD_UNSUPPORTED
                              ? ROUTER_NOT_FOUND
                              : router_match(conn->loop->router, req->method, path, path_len, &slot->match);
+    if (slot->route_status == ROUTER_FOUND && slot->match.schema && slot->match.schema->max_body_bytes)
+        conn->body_limit = slot->match.schema->max_body_bytes; /* the route's own (router.h) */
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > conn->body_limit) {
+        http_conn_reject(conn, 413, "request body of %llu bytes exceeds %zu bytes",
+                         (unsigned long long)p->content_length, conn->body_limit);
+        return -1;
+    }
     slot->refusal = http_conn_head_refusal(conn, has_body);
     http_header_span *expect = http_conn_find_header(conn, "Expect");
     if (expect && req->http_minor >= 1) {
@@ -629,6 +640,10 @@ int http_conn_on_headers_complete(http_conn *conn)
         conn->discard_body = slot->refusal != 0;
         conn->state = HTTP_CONN_BODY;
         http_conn_start_deadline(conn, settings->body_timeout_ms);
+        if (!slot->refusal && slot->route_status == ROUTER_FOUND && (slot->match.flags & ROUTE_BODY_STREAM)) {
+            conn->body_early = true; /* http_body_stream.c: the handler reads the body as it comes */
+            return 2;
+        }
     }
     return 0;
 }
@@ -875,6 +890,7 @@ static void http_conn_dispatch(http_conn *conn)
     http_req_slot *slot = conn->slot;
     http_request *req = &slot->req;
     http_loop *loop = conn->loop;
+    uint64_t body_deadline = conn->deadline_ms; /* a streamed body's, still running */
     conn->state = HTTP_CONN_HANDLER;
     conn->keep_alive = llhttp_should_keep_alive(&conn->parser) && !loop->draining && !conn->close_after;
     /* The request's settings, from here to its answer: its handler runs with them in effect, and its
@@ -904,6 +920,11 @@ static void http_conn_dispatch(http_conn *conn)
         uint64_t started = http_conn_now_ms(); /* one clock read for the deadline and the slow watch */
         conn->deadline_ms = started + loop->settings->request_timeout_ms;
         conn->deadline_default = true;
+        if (slot->match.flags & ROUTE_BODY_STREAM) {
+            if (conn->body_early)
+                llhttp_resume(&conn->parser); /* paused at the end of the head: the body follows */
+            http_body_stream_begin(conn, req, body_deadline, !conn->body_early);
+        }
         const void *outer_context = async_context_swap(slot->context);
         if (slot->match.flags & ROUTE_CORO)
             http_conn_run_coro(conn, req);
@@ -980,6 +1001,39 @@ static bool http_conn_idle_input(http_conn *conn, size_t avail)
     return true;
 }
 
+/* A streamed body (ROUTE_BODY_STREAM) while its handler runs: gives llhttp what is buffered, its
+ * de-chunked bytes land in conn->body for the handler's next read. False when there is nothing more
+ * to do now (input used up, the body complete, or the request refused). */
+static bool http_conn_feed_body(http_conn *conn)
+{
+    size_t avail = conn->in.len - conn->parse_pos;
+    if (avail == 0)
+        return false;
+    const char *start = conn->in.data + conn->parse_pos;
+    bool chunk_lines = (conn->parser.flags & F_CHUNKED) && !conn->last_chunk;
+    conn->chunk_parse_start = start;
+    conn->chunk_data_end = NULL;
+    llhttp_errno_t err = llhttp_execute(&conn->parser, start, avail);
+    if (chunk_lines && err == HPE_OK && !conn->last_chunk && !http_parser_chunk_line_ok(conn, start + avail))
+        return false;
+    if (err == HPE_OK) {
+        conn->parse_pos = conn->in.len;
+        http_body_stream_fed(conn);
+        return true;
+    }
+    if (err == HPE_PAUSED) { /* the end of the message: what follows is the next request */
+        conn->parse_pos = (size_t)(llhttp_get_error_pos(&conn->parser) - conn->in.data);
+        conn->body_stream->complete = true;
+        http_body_stream_fed(conn);
+        return false;
+    }
+    if (conn->error_status == 0) {
+        const char *reason = llhttp_get_error_reason(&conn->parser);
+        http_conn_reject(conn, 400, "malformed request: %s", reason ? reason : llhttp_errno_name(err));
+    }
+    return false;
+}
+
 /* Parses and dispatches everything buffered, one request at a time, until a handler goes async,
  * input runs out, or the output backlog says the client is not reading. */
 static void http_conn_process(http_conn *conn)
@@ -987,6 +1041,11 @@ static void http_conn_process(http_conn *conn)
     http_loop *loop = conn->loop;
     conn->processing = true;
     while (!conn->dead) {
+        if (conn->state == HTTP_CONN_HANDLER && http_body_stream_wants(conn)) {
+            if (!http_conn_feed_body(conn))
+                break;
+            continue;
+        }
         if (conn->state == HTTP_CONN_HANDLER || conn->state == HTTP_CONN_CLOSING ||
             conn->state == HTTP_CONN_LINGER)
             break;
@@ -1079,6 +1138,8 @@ static void http_conn_flush(http_conn *conn)
         http_conn_client_gone(conn, false); /* EPIPE, ECONNRESET: the client is gone */
         return;
     }
+    if (progress && conn->stream)
+        http_stream_flushed(conn); /* a producer waiting for room may go on */
     if (out->pos >= buf_pending(out) && buf_pending(out) > 0)
         buf_compact(out); /* moves at most as many bytes as were sent since the last move: O(1) a byte */
     if (buf_pending(out) == 0) {
@@ -1176,6 +1237,8 @@ static void http_conn_head(http_conn *conn, http_request *req, int status, const
     http_loop *loop = conn->loop;
     if (loop->draining)
         conn->keep_alive = false;
+    if (conn->body_early && !(conn->body_stream && conn->body_stream->complete))
+        conn->keep_alive = false; /* the rest of a streamed body is not read: close after the answer */
     http_connection_header connection = HTTP_CONN_HEADER_NONE;
     if (!conn->keep_alive)
         connection = HTTP_CONN_HEADER_CLOSE;
@@ -1327,6 +1390,8 @@ void http_conn_reject(http_conn *conn, int status, const char *fmt, ...)
     va_end(ap);
     conn->error_status = status;
     conn->keep_alive = false;
+    if (conn->state == HTTP_CONN_HANDLER && conn->slot)
+        conn->slot->req._answered = true; /* mid streamed body: the handler unwinding answers nothing */
     http_loop *loop = conn->loop;
     json_t *problem = http_problem_new(status, detail, NULL);
     if (conn->slot)
@@ -1352,6 +1417,13 @@ static const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t 
  * are read and answered (with Connection: close) rather than dropped. */
 void http_conn_drain(http_conn *conn)
 {
+    if (conn->stream && conn->state == HTTP_CONN_HANDLER) {
+        /* A stream has no natural end the drain could wait for: end it now (last chunk, close). */
+        http_conn_enter(conn);
+        http_stream_server_drain(conn);
+        http_conn_leave(conn);
+        return;
+    }
     if (conn->state != HTTP_CONN_IDLE || buf_pending(&conn->out) > 0)
         return; /* in flight: its answer will carry Connection: close */
     http_conn_enter(conn);
@@ -1366,4 +1438,41 @@ void http_conn_force_close(http_conn *conn)
     http_conn_enter(conn);
     http_conn_close(conn);
     http_conn_leave(conn);
+}
+
+/* ---- streamed answers and bodies (http_stream.c, http_body_stream.c) ---------------------------- */
+
+void http_conn_stream_head(http_conn *conn, int status, const char *content_type, bool chunked)
+{
+    http_request *req = &conn->slot->req;
+    if (!chunked)
+        conn->keep_alive = false; /* HTTP/1.0: the body ends when the connection closes */
+    http_response_head head;
+    http_conn_head(conn, req, status, content_type, &head);
+    head.streamed = true;
+    head.chunked = chunked;
+    http_response_write_head(&conn->out, &conn->loop->cache, &head);
+}
+
+void http_conn_stream_kick(http_conn *conn)
+{
+    /* Flushed from the loop, never inside the producer's call (a failed send ends the request). */
+    if (!conn->dead && !conn->writing)
+        event_active(&conn->write_ev, EV_WRITE, 1);
+}
+
+void http_conn_stream_finish(http_conn *conn, int status, uint64_t bytes)
+{
+    http_conn_enter(conn);
+    http_conn_answered(conn, &conn->slot->req, status, (size_t)bytes);
+    http_conn_answer_done(conn, !conn->processing);
+    http_conn_leave(conn);
+}
+
+void http_conn_body_kick(http_conn *conn)
+{
+    if (conn->dead)
+        return;
+    http_conn_set_reading(conn, !conn->peer_eof); /* it stopped when the input buffer filled */
+    event_active(&conn->read_ev, EV_READ, 1);
 }

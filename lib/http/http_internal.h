@@ -22,6 +22,7 @@
 #include "http_middleware_internal.h"
 #include "http_request.h"
 #include "http_response_internal.h"
+#include "http_stream_internal.h"
 #include "router.h"
 
 /* Where a connection is in its life. The timer armed in each state is chosen by http_conn_arm_timer. */
@@ -122,6 +123,11 @@ struct http_conn {
     uint8_t peer_addr[16];
     int error_status; /* set by a parser callback that rejected the request */
     char error_detail[160];
+    size_t body_limit;    /* the current request's body limit: its route's max_body_bytes or the setting */
+    uint64_t body_total;  /* body bytes parsed so far (a streamed body is not kept whole) */
+    bool body_early;      /* a ROUTE_BODY_STREAM request is dispatched at the end of its head */
+    struct http_stream *stream;           /* the current request answers in pieces (http_stream.c) */
+    struct http_body_stream *body_stream; /* the current request's body goes to its handler as it comes */
 };
 
 /* Single writer (the loop thread), readers elsewhere: a relaxed store is enough and costs a plain mov. */

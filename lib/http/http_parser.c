@@ -50,6 +50,9 @@ static int http_parser_on_message_begin(llhttp_t *p)
     conn->discard_body = false;
     conn->close_after = false;
     conn->body.len = conn->body.pos = 0;
+    conn->body_total = 0;
+    conn->body_limit = conn->loop->settings->max_body_bytes; /* the route's, once routed */
+    conn->body_early = false;
     return 0;
 }
 
@@ -179,6 +182,8 @@ static int http_parser_on_headers_complete(llhttp_t *p)
      * lets a server ignore Upgrade), so stop llhttp from handing the rest to an upgrade path. */
     p->upgrade = 0;
     int verdict = http_conn_on_headers_complete(http_parser_conn(p));
+    if (verdict == 2)
+        return HPE_PAUSED; /* a streamed body: dispatch now, parse the body as the handler reads it */
     return verdict >= 0 ? verdict : HPE_USER; /* 1: llhttp treats the message as having no body */
 }
 
@@ -227,8 +232,8 @@ static int http_parser_on_chunk_header(llhttp_t *p)
     if (p->content_length == 0)
         conn->last_chunk = true;
     /* llhttp puts the announced chunk size in content_length: refuse before reading the chunk. */
-    if (p->content_length > conn->loop->settings->max_body_bytes - conn->body.len) {
-        http_conn_reject(conn, 413, "request body exceeds %zu bytes", conn->loop->settings->max_body_bytes);
+    if (p->content_length > conn->body_limit - conn->body_total) {
+        http_conn_reject(conn, 413, "request body exceeds %zu bytes", conn->body_limit);
         return HPE_USER;
     }
     return 0;
@@ -245,10 +250,11 @@ static int http_parser_on_body(llhttp_t *p, const char *at, size_t len)
     conn->chunk_data_end = at + len;
     if (conn->discard_body)
         return 0; /* the request is refused from its head (no route, 405, 415): its body is of no use */
-    if (len > conn->loop->settings->max_body_bytes - conn->body.len) {
-        http_conn_reject(conn, 413, "request body exceeds %zu bytes", conn->loop->settings->max_body_bytes);
+    if (len > conn->body_limit - conn->body_total) {
+        http_conn_reject(conn, 413, "request body exceeds %zu bytes", conn->body_limit);
         return HPE_USER;
     }
+    conn->body_total += len;
     buf_append(&conn->body, &conn->loop->cache, at, len);
     return 0;
 }

@@ -99,7 +99,9 @@ void http_response_write_head(buf *out, buf_cache *cache, const http_response_he
         p = PUT_LIT(p, "\r\n");
     }
     /* 1xx and 204 must not carry Content-Length (RFC 9110 8.6). */
-    if (s >= 200 && s != 204) {
+    if (s >= 200 && s != 204 && h->chunked) {
+        p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
+    } else if (s >= 200 && s != 204 && !h->streamed) {
         p = PUT_LIT(p, "Content-Length: ");
         p = http_response_put_uint(p, h->content_length);
         p = PUT_LIT(p, "\r\n");

@@ -29,6 +29,12 @@ typedef struct http_response_head {
     const char *request_id;    /* sent as X-Request-Id when not NULL */
     const char *extra_headers; /* pre-formatted "Name: value\r\n" lines, or NULL */
     size_t extra_headers_len;
+    /* A streamed answer (include/apiary/stream.h): its length is not known when the head is written,
+     * so no Content-Length. With `chunked` (HTTP/1.1) the head says Transfer-Encoding: chunked; without
+     * (HTTP/1.0) the body ends when the connection closes. Whatever transforms whole bodies (e.g.
+     * compression) must leave a streamed answer alone: test this flag. */
+    bool streamed;
+    bool chunked;
 } http_response_head;
 
 /* The reason phrase of a status ("Not Found"); "Unknown" for codes it does not know. */

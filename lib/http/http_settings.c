@@ -24,5 +24,6 @@ void http_settings_defaults(http_settings *s)
     s->write_timeout_ms = 30000;
     s->linger_timeout_ms = 2000;
     s->request_timeout_ms = 30000;
+    s->sse_heartbeat_ms = 15000;
     s->slow_callback_ms = 100;
 }

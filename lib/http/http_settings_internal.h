@@ -28,6 +28,7 @@ typedef struct http_settings {
     unsigned write_timeout_ms;     /* no write progress while output is pending: closed */
     unsigned linger_timeout_ms;    /* after an error answer, how long unread input is drained */
     unsigned request_timeout_ms;   /* dispatch to answer (handlers may lower it): else 504 */
+    unsigned sse_heartbeat_ms;     /* an event stream idle this long gets a comment line; 0 = none */
     /* diagnostics */
     unsigned slow_callback_ms;     /* warn when one callback blocks its loop longer; 0 = off */
     /* a client's end of input (FIN) with a request in flight: false (the default, config "cancel")

@@ -113,3 +113,24 @@ Test(http_response, problem_survives_invalid_utf8_detail)
     json_decref(p);
 }
 
+
+Test(http_response, streamed_heads_carry_no_content_length)
+{
+    buf out = {0};
+    http_response_head h = {.status = 200, .content_type = "text/event-stream", .streamed = true, .chunked = true,
+                            .date = "Mon, 23 Nov 2026 17:24:19 GMT"};
+    http_response_write_head(&out, &cache, &h);
+    char *s = head_string(&out);
+    cr_assert_str_eq(s, "HTTP/1.1 200 OK\r\nServer: apiary\r\nDate: Mon, 23 Nov 2026 17:24:19 GMT\r\n"
+                        "Content-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
+    free(s);
+    out.len = 0;
+    h.chunked = false; /* HTTP/1.0: close-delimited */
+    h.connection = HTTP_CONN_HEADER_CLOSE;
+    http_response_write_head(&out, &cache, &h);
+    s = head_string(&out);
+    cr_assert_str_eq(s, "HTTP/1.1 200 OK\r\nServer: apiary\r\nDate: Mon, 23 Nov 2026 17:24:19 GMT\r\n"
+                        "Content-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+    free(s);
+    buf_release(&out, &cache);
+}

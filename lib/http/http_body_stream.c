@@ -1,0 +1,107 @@
+/* http_body_stream: a request body handed to its handler as it arrives (ROUTE_BODY_STREAM,
+ * include/apiary/stream.h). The connection parses the body only while the handler has room for it:
+ * llhttp copies de-chunked bytes into conn->body, at most HTTP_BODY_STREAM_BUFFER past what the
+ * handler last read; a read hands out what is there and lets the connection parse on. When nobody
+ * reads, the input buffer fills, reading stops and the client's TCP window does the rest, so a body
+ * of any size costs the connection its input buffer and one body buffer. */
+#include <string.h>
+
+#include "async_internal.h"
+#include "http_internal.h"
+
+void http_body_stream_begin(http_conn *conn, http_request *req, uint64_t body_deadline_ms, bool complete)
+{
+    http_body_stream *b = arena_alloc(&req->arena, sizeof(*b));
+    memset(b, 0, sizeof(*b));
+    b->req = req;
+    b->complete = complete; /* no body, or one that came whole with the head */
+    b->deadline_ms = body_deadline_ms;
+    conn->body_stream = b;
+    if (!complete) {
+        /* The body deadline started at the end of the head and still holds; the request deadline
+         * counts from when the body is complete (http_body_stream_fed). */
+        conn->deadline_ms = body_deadline_ms;
+        conn->deadline_default = false;
+    }
+}
+
+bool http_body_stream_wants(const http_conn *conn)
+{
+    const http_body_stream *b = conn->body_stream;
+    /* Not while the handler holds a piece: appending could move the buffer under it. */
+    return b && !b->complete && b->chunk.len == 0 && conn->body.len < HTTP_BODY_STREAM_BUFFER;
+}
+
+/* Hands what is buffered (or the end) to a pending read. */
+static void http_body_stream_deliver(http_conn *conn)
+{
+    http_body_stream *b = conn->body_stream;
+    if (!b->read || (conn->body.len == 0 && !b->complete))
+        return;
+    async_op *op = b->read;
+    b->read = NULL;
+    b->chunk = (http_body_chunk){conn->body.len ? conn->body.data : NULL, conn->body.len};
+    b->received += conn->body.len;
+    if (conn->body.len == 0)
+        b->delivered_end = true;
+    async_resolve(op, &b->chunk); /* the continuation runs from the loop */
+}
+
+void http_body_stream_fed(http_conn *conn)
+{
+    http_body_stream *b = conn->body_stream;
+    if (b->complete && !b->request_deadline) {
+        b->request_deadline = true;
+        /* The whole body is in: from now on the request deadline applies, from here. */
+        conn->deadline_ms = http_conn_now_ms() + conn->loop->settings->request_timeout_ms;
+        conn->deadline_default = false;
+        conn->timer_is_deadline = false;
+        http_conn_rearm_timer(conn);
+    }
+    http_body_stream_deliver(conn);
+}
+
+async_op *http_body_read(http_request *req)
+{
+    http_conn *conn = req->_conn;
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return NULL; /* at max_async_per_loop: 503 was answered */
+    async_op *op = async_future(scope);
+    http_body_stream *b = conn->body_stream;
+    if (!b || conn->dead) {
+        async_fail(op, b ? "closed" : "the route does not stream its body (ROUTE_BODY_STREAM)");
+        return op;
+    }
+    if (b->read) {
+        async_fail(op, "a read is already pending");
+        return op;
+    }
+    if (b->delivered_end) {
+        b->chunk = (http_body_chunk){NULL, 0};
+        async_resolve(op, &b->chunk);
+        return op;
+    }
+    /* What the last read handed out has been used: its room goes back to the parser. */
+    if (b->chunk.len) {
+        conn->body.len = conn->body.pos = 0;
+        b->chunk = (http_body_chunk){NULL, 0};
+    }
+    b->read = op;
+    http_body_stream_deliver(conn);
+    if (b->read && !b->complete)
+        http_conn_body_kick(conn); /* parse what waits in the input buffer; read the socket again */
+    return op;
+}
+
+uint64_t http_body_received(const http_request *req)
+{
+    const http_body_stream *b = req->_conn->body_stream;
+    return b ? b->received : 0;
+}
+
+bool http_body_done(const http_request *req)
+{
+    const http_body_stream *b = req->_conn->body_stream;
+    return b && b->delivered_end;
+}

@@ -1,0 +1,69 @@
+/* http_stream_internal: what the connection (http_conn.c) and the streaming files (http_stream.c,
+ * http_sse.c, http_body_stream.c) tell each other. The public side is include/apiary/stream.h. */
+#ifndef APIARY_HTTP_STREAM_INTERNAL_H
+#define APIARY_HTTP_STREAM_INTERNAL_H
+
+#include <event2/event_struct.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "stream.h"
+
+struct http_conn;
+
+/* A streamed answer; lives in its request's arena, found from the connection (conn->stream). */
+struct http_stream {
+    http_request *req;
+    struct http_conn *conn;
+    int status;
+    bool chunked;      /* HTTP/1.1: chunked transfer coding; HTTP/1.0: the body ends with the connection */
+    bool head_only;    /* HEAD: the head is all the client gets */
+    bool closed;       /* ended, or the request is going: writes are refused */
+    uint64_t bytes;    /* body bytes queued */
+    uint64_t writes;   /* pieces queued (the SSE heartbeat sends only when this did not move) */
+    async_op *drain;   /* a pending http_stream_drain, or NULL */
+    unsigned heartbeat_ms; /* SSE: 0 when none */
+    uint64_t heartbeat_seen; /* `writes` when the heartbeat last looked */
+    struct event heartbeat;  /* SSE: a persistent loop timer, deleted when the request's scope ends */
+};
+
+/* A request body handed to its handler piece by piece (ROUTE_BODY_STREAM); in the request's arena. */
+typedef struct http_body_stream {
+    http_request *req;
+    bool complete;       /* the whole body was parsed */
+    bool delivered_end;  /* a read returned the end */
+    bool request_deadline; /* the body is complete and the request deadline runs */
+    uint64_t received;   /* bytes handed to the handler */
+    uint64_t deadline_ms; /* timeouts.body_ms from the end of the head: 408 when passed before the end */
+    async_op *read;      /* a pending http_body_read, or NULL */
+    http_body_chunk chunk;
+} http_body_stream;
+
+/* Body bytes buffered for a streamed body before the parser stops feeding (the handler reads them). */
+#define HTTP_BODY_STREAM_BUFFER (32 * 1024)
+
+/* http_conn.c, for the streaming files. */
+/* Writes the head of a streamed answer to the connection's current request. */
+void http_conn_stream_head(struct http_conn *conn, int status, const char *content_type, bool chunked);
+/* Bytes were queued: flush them soon, from the loop (never inside the producer's call). */
+void http_conn_stream_kick(struct http_conn *conn);
+/* The stream ended: count and log the answer, end the request, go on with the next. */
+void http_conn_stream_finish(struct http_conn *conn, int status, uint64_t bytes);
+/* The handler read what was buffered: parse more of the body soon, from the loop. */
+void http_conn_body_kick(struct http_conn *conn);
+
+/* http_stream.c, for http_conn.c. */
+/* Output was written to the client: a pending drain may complete. */
+void http_stream_flushed(struct http_conn *conn);
+/* The server is draining (SIGTERM): the stream ends now (last chunk, then the connection closes). */
+void http_stream_server_drain(struct http_conn *conn);
+
+/* http_body_stream.c, for http_conn.c. */
+/* A streamed-body request is dispatched: its handler runs from now on. */
+void http_body_stream_begin(struct http_conn *conn, http_request *req, uint64_t body_deadline_ms, bool complete);
+/* Parsed body bytes are waiting in conn->body, or the body is complete: a pending read may complete. */
+void http_body_stream_fed(struct http_conn *conn);
+/* True while the parser may feed more body bytes (the buffer has room and the body is not complete). */
+bool http_body_stream_wants(const struct http_conn *conn);
+
+#endif
