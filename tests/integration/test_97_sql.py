@@ -194,6 +194,9 @@ PG_POSTGRES = os.path.join(PGBIN, "postgres")
 PG_INITDB = os.path.join(PGBIN, "initdb")
 PSQL = shutil.which("psql") or "/usr/bin/psql"
 HAVE_POSTGRES = all(os.access(p, os.X_OK) for p in (PG_POSTGRES, PG_INITDB, PSQL))
+# pg_stat_statements ships with postgresql-15 (lib and extension files): the statement-count test needs it.
+HAVE_PG_STAT_STATEMENTS = os.path.exists(os.path.join(os.path.dirname(PGBIN), "lib", "pg_stat_statements.so"))
+NO_PG_STAT_STATEMENTS = "PostgreSQL 15 or its pg_stat_statements module is not installed (scripts/deps.sh installs postgresql-15)"
 NO_POSTGRES = f"postgres, initdb ({PGBIN}) or psql is not installed (scripts/deps.sh installs postgresql-15)"
 
 
@@ -843,6 +846,77 @@ class PostgresSqlTest(SqlApiMixin, unittest.TestCase):
         b = self.post_item({"name": "second", "price": 2}).json()["id"]
         self.assertGreater(b, a)
         self.assertEqual(self.table(f"SELECT name FROM items WHERE id = {b}"), [["second"]])
+
+
+@unittest.skipUnless(HAVE_POSTGRES and HAVE_PG_STAT_STATEMENTS, NO_PG_STAT_STATEMENTS)
+class PostgresStatementCountTest(unittest.TestCase):
+    """What TechEmpower's verifier counts, counted by the server itself with pg_stat_statements
+    (preloaded on a private PostgreSQL, utility statements such as BEGIN and SET tracked too): one
+    SELECT per row of /v1/queries, one SELECT per row plus ONE UPDATE per /v1/updates, and nothing else
+    per request. Connection setup sends no statement (client_connection_check_interval goes in the
+    startup packet's options); the startup hook's migrations run before the counters are reset."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.db = PostgresServer(extra_args=["-c", "shared_preload_libraries=pg_stat_statements", "-c",
+                                            "pg_stat_statements.track=all", "-c",
+                                            "pg_stat_statements.track_utility=on"]).start()
+        try:
+            cls.db.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            cls.srv = ApiaryServer({"sql": {"url": cls.db.url(), "connections_per_loop": 2}}, threads=2).start()
+            wait_ready(unittest.TestCase(), cls.srv)
+        except BaseException:
+            cls.db.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.db.cleanup()
+        cls.srv.assert_no_sanitizer_report()
+
+    def get_all(self, path, count):
+        answers = []
+        with self.srv.connect() as sock:
+            for _ in range(count):
+                resp = request(sock, "GET", path)
+                self.assertEqual(resp.status, 200, resp)
+                answers.append(resp.json())
+        return answers
+
+    def counted(self, path, count):
+        """Runs `count` requests of path after a warm-up (so every connection the load needs is open)
+        and returns {statement text: (calls, rows)} of what the server ran meanwhile, psql's own
+        reads of pg_stat_statements left out, and the answers."""
+        self.get_all(path, 5)
+        self.db.sql("SELECT pg_stat_statements_reset()")
+        answers = self.get_all(path, count)
+        rows = self.db.sql("SELECT query, calls, rows FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'")
+        return {q: (int(c), int(r)) for q, c, r in rows}, answers
+
+    def test_queries_are_one_select_per_row(self):
+        for n in (1, 20):
+            with self.subTest(n=n):
+                stats, answers = self.counted(f"/v1/queries?queries={n}", 10)
+                self.assertEqual(sum(len(a) for a in answers), 10 * n)
+                self.assertEqual(stats, {"SELECT id, randomNumber FROM world WHERE id = $1": (10 * n, 10 * n)})
+
+    def test_db_is_one_select(self):
+        stats, _ = self.counted("/v1/db", 20)
+        self.assertEqual(stats, {"SELECT id, randomNumber FROM world WHERE id = $1": (20, 20)})
+
+    def test_updates_are_one_select_per_row_and_one_update(self):
+        for n in (1, 20, 500):
+            with self.subTest(n=n):
+                stats, answers = self.counted(f"/v1/updates?queries={n}", 4)
+                select = stats.pop("SELECT id, randomNumber FROM world WHERE id = $1", None)
+                self.assertEqual(select, (4 * n, 4 * n), stats)
+                self.assertEqual(len(stats), 1, f"more than one other statement: {stats}")
+                text, (calls, rows) = stats.popitem()
+                self.assertTrue(text.startswith("UPDATE world SET randomNumber = CASE id WHEN $1 THEN"), text)
+                self.assertIn(" END WHERE id IN ($", text)
+                self.assertEqual(calls, 4, "one UPDATE per request")
+                self.assertEqual(rows, sum(len({r["id"] for r in a}) for a in answers), "rows written")
 
 
 # --------------------------------------------------------------------------------------------------
