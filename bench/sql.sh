@@ -7,9 +7,9 @@
 # the database share DB_CPU/WRK_CPU. Reports req/s, p50/p99, errors, the server's CPU time per request
 # and the database's (every process of it) per request, both from /proc/PID/stat, and each server's
 # ratios to the strongest peer on that route. The runs and the report are bench/run.sh's; this file is
-# the suite's tables. DB=both runs the MariaDB suite, then the PostgreSQL one, and prints both reports.
+# the suite's tables; the servers take turns on each route (SERVERS_TOGETHER=1). DB=both runs the MariaDB suite, then the PostgreSQL one, and prints both reports.
 #
-# Environment: DB (both | mariadb | postgres), APIARY_BIN (default build-release/apiary), DURATION
+# Environment: DB (both | mariadb | postgres), SERVERS_TOGETHER (1; 0: one server at a time), APIARY_BIN (default build-release/apiary), DURATION
 # (10s), WARMUP (2s), CONNS (64), ROUNDS (1), OUT (also write the report there), SERVER_CPU (0),
 # WRK_CPU (1), DB_CPU (1), POOL (32: the peers' pools), APIARY_CONNS (apiary's sql.connections_per_loop:
 # 16 on MariaDB, 4 on PostgreSQL, whose connections pipeline), GOMAXPROCS (1), DB_RELAXED (1: relaxed
@@ -34,6 +34,9 @@ case $DB in
     *) echo "bench/sql.sh: DB must be both, mariadb or postgres, not '$DB'" >&2; exit 2 ;;
 esac
 
+# All servers run throughout and take turns on each route, the first alternating (run.sh): on a shared
+# machine slow drift then favours none of them.
+SERVERS_TOGETHER="${SERVERS_TOGETHER:-1}"
 # shellcheck source=bench/run.sh
 source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
 
@@ -69,7 +72,7 @@ sql_cleanup() {
 trap sql_cleanup EXIT
 
 DB_PORT="$(free_port)"
-SUITE_SETUP+=("Every server on CPU $SERVER_CPU alone; the database and wrk share CPU $DB_CPU/$WRK_CPU. Peers: pool $POOL, /v1/updates batched (db-peers.sh UPDATES=batch), Go with GOMAXPROCS=$GOMAXPROCS; commits $([[ ${DB_RELAXED:-0} == 1 ]] && echo relaxed || echo durable) on the database.")
+SUITE_SETUP+=("The database on CPU $DB_CPU, wrk on CPU $WRK_CPU. Peers: pool $POOL, /v1/updates batched (db-peers.sh UPDATES=batch), Go with GOMAXPROCS=$GOMAXPROCS; commits $([[ ${DB_RELAXED:-0} == 1 ]] && echo relaxed || echo durable) on the database.")
 if [[ $DB == mariadb ]]; then
     APIARY_CONNS="${APIARY_CONNS:-16}"
     DB_PID="$(DB_CPU="$DB_CPU" "$DB_PEERS" mariadb-start "$DB_PORT" "$BENCH_TMP/mariadb")" || die "mariadb-start failed"
