@@ -214,7 +214,7 @@ static const unsigned WORLD_UPDATE_SIZE[] = {1, 2, 5, 10, 15, 20, 30, 50, 100, 2
 #define WORLD_UPDATE_SIZES (sizeof(WORLD_UPDATE_SIZE) / sizeof(WORLD_UPDATE_SIZE[0]))
 
 /* Built on first use by whichever loop needs it and kept for the process's life (at most
- * 2 x WORLD_UPDATE_SIZES strings, the largest about 14 KiB); [1] is PostgreSQL's variant. */
+ * 2 x WORLD_UPDATE_SIZES strings, the largest about 17 KiB); [1] is PostgreSQL's variant. */
 static _Atomic(char *) world_update_text[2][WORLD_UPDATE_SIZES];
 
 static size_t world_update_size(size_t distinct)
@@ -223,6 +223,14 @@ static size_t world_update_size(size_t distinct)
     while (WORLD_UPDATE_SIZE[k] < distinct)
         k++;
     return k;
+}
+
+/* Copies s (without its NUL) to w; returns where the next text goes. */
+static char *world_put(char *w, const char *s)
+{
+    size_t len = strlen(s);
+    memcpy(w, s, len);
+    return w + len;
 }
 
 /* The statement for WORLD_UPDATE_SIZE[k] rows, or NULL when out of memory. */
@@ -238,14 +246,13 @@ static const char *world_update_sql(size_t k, bool cast)
     text = malloc(sizeof(head) + rows * when_len + sizeof(mid) + rows * 3 + 1);
     if (!text)
         return NULL;
-    char *w = text;
-    memcpy(w, head, sizeof(head) - 1), w += sizeof(head) - 1;
+    char *w = world_put(text, head);
     for (size_t i = 0; i < rows; i++)
-        memcpy(w, when, when_len), w += when_len;
-    memcpy(w, mid, sizeof(mid) - 1), w += sizeof(mid) - 1;
+        w = world_put(w, when);
+    w = world_put(w, mid);
     for (size_t i = 0; i < rows; i++)
-        memcpy(w, i ? ", ?" : "?", i ? 3 : 1), w += i ? 3 : 1;
-    *w++ = ')';
+        w = world_put(w, i ? ", ?" : "?");
+    w = world_put(w, ")");
     *w = '\0';
     /* Two loops may build it at once: the first to publish wins, the other frees its copy. */
     char *expected = NULL;
