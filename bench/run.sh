@@ -26,7 +26,8 @@
 #
 # Hooks the suite may define: suite_server_up LABEL PORT (after a server is ready: store data, check it
 # does the same work as the others), suite_check LABEL URL (before each workload: check the answer),
-# redact (stdin to stdout filter over the printed commands and configs: hides passwords).
+# redact (stdin to stdout filter over the printed commands and configs: hides passwords), aux_ticks
+# (the CPU ticks of the AUX_PID database, when it is more than that one process).
 # shellcheck shell=bash disable=SC2034
 
 # shellcheck source=bench/lib.sh
@@ -61,6 +62,10 @@ start_aux() {
 }
 
 redact() { cat; }
+
+# The CPU ticks of the AUX_PID process (its utime+stime); a suite whose database is many processes
+# (PostgreSQL: a postmaster and a backend per connection) redefines it to sum them.
+aux_ticks() { cpu_ticks "$AUX_PID"; }
 
 # suite_defaults DURATION WARMUP ROUNDS [CONNS]: the suite's defaults; a variable of the same name in
 # the environment wins.
@@ -124,10 +129,10 @@ suite_measure() {
     out="$BENCH_TMP/wrk.$s.$w.$ROUND.txt"
     local cmd=(taskset -c "$WRK_CPU" wrk "${flags[@]}" -d"$DURATION" --latency "${tail[@]}")
     t0="$(cpu_ticks "$pid")"
-    [[ -z $AUX_PID ]] || a0="$(cpu_ticks "$AUX_PID")"
+    [[ -z $AUX_PID ]] || a0="$(aux_ticks)"
     "${cmd[@]}" >"$out" 2>&1 || log "wrk exited non-zero for $label '$wl' (output kept in the report)"
     t1="$(cpu_ticks "$pid")"
-    [[ -z $AUX_PID ]] || a1="$(cpu_ticks "$AUX_PID")"
+    [[ -z $AUX_PID ]] || a1="$(aux_ticks)"
     server_alive "$label" "$pid" "${S_LOG[s]}" "during the '$wl' run"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$wl" "$label" "${S_ROLE[s]}" "$ROUND" "$out" \
         "$((t1 - t0))" "$((a1 - a0))" >>"$SUITE_MANIFEST"

@@ -194,6 +194,9 @@ PG_POSTGRES = os.path.join(PGBIN, "postgres")
 PG_INITDB = os.path.join(PGBIN, "initdb")
 PSQL = shutil.which("psql") or "/usr/bin/psql"
 HAVE_POSTGRES = all(os.access(p, os.X_OK) for p in (PG_POSTGRES, PG_INITDB, PSQL))
+# pg_stat_statements ships with postgresql-15 (lib and extension files): the statement-count test needs it.
+HAVE_PG_STAT_STATEMENTS = os.path.exists(os.path.join(os.path.dirname(PGBIN), "lib", "pg_stat_statements.so"))
+NO_PG_STAT_STATEMENTS = "PostgreSQL 15 or its pg_stat_statements module is not installed (scripts/deps.sh installs postgresql-15)"
 NO_POSTGRES = f"postgres, initdb ({PGBIN}) or psql is not installed (scripts/deps.sh installs postgresql-15)"
 
 
@@ -474,6 +477,51 @@ class SqlApiMixin(AsyncAssertions):
                 self.assertWorldRow(row)
                 self.assertEqual(self.table(f"SELECT randomNumber FROM world WHERE id = {row['id']}"),
                                  [[row["randomNumber"]]], f"row {row} not as written")
+
+    def test_updates_read_back_as_answered(self):
+        """One batched UPDATE per request: afterwards every answered id holds the answer's number, an id
+        drawn twice carries one number in the answer, and no other row changed. 3 rows are padded to
+        the 5-row statement, 500 (with repeated ids, almost surely) is the largest."""
+        for n in (3, 20, 500):
+            with self.subTest(n=n):
+                before = dict(map(tuple, self.table("SELECT id, randomNumber FROM world")))
+                resp = self.get(f"/v1/updates?queries={n}")
+                self.assertEqual(resp.status, 200, resp)
+                rows = resp.json()
+                self.assertEqual(len(rows), n)
+                answer = {}
+                for row in rows:
+                    self.assertWorldRow(row)
+                    self.assertEqual(answer.setdefault(row["id"], row["randomNumber"]), row["randomNumber"],
+                                     f"id {row['id']} answered with two numbers")
+                after = dict(map(tuple, self.table("SELECT id, randomNumber FROM world")))
+                self.assertEqual(len(after), 10000)
+                self.assertEqual({i: after[i] for i in answer}, answer)
+                changed = {i for i in after if after[i] != before[i]}
+                self.assertLessEqual(changed, set(answer), "rows not in the answer changed")
+                self.assertGreaterEqual(len(changed), 0.9 * len(answer))
+
+    def test_concurrent_updates_of_shared_rows(self):
+        """Six clients updating 500 rows each at once share many ids; ascending ids in one statement
+        lock them in one order, so none is rolled back as a deadlock (503) and every answer is 200."""
+        errors = []
+
+        def client():
+            try:
+                with self.srv.connect() as sock:
+                    for _ in range(3):
+                        resp = request(sock, "GET", "/v1/updates?queries=500")
+                        if resp.status != 200 or len(resp.json()) != 500:
+                            errors.append(resp)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=client) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
 
     def test_updates_count_rule(self):
         self.assertEqual(len(self.get("/v1/updates?queries=nope").json()), 1)
@@ -798,6 +846,77 @@ class PostgresSqlTest(SqlApiMixin, unittest.TestCase):
         b = self.post_item({"name": "second", "price": 2}).json()["id"]
         self.assertGreater(b, a)
         self.assertEqual(self.table(f"SELECT name FROM items WHERE id = {b}"), [["second"]])
+
+
+@unittest.skipUnless(HAVE_POSTGRES and HAVE_PG_STAT_STATEMENTS, NO_PG_STAT_STATEMENTS)
+class PostgresStatementCountTest(unittest.TestCase):
+    """What TechEmpower's verifier counts, counted by the server itself with pg_stat_statements
+    (preloaded on a private PostgreSQL, utility statements such as BEGIN and SET tracked too): one
+    SELECT per row of /v1/queries, one SELECT per row plus ONE UPDATE per /v1/updates, and nothing else
+    per request. Connection setup sends no statement (client_connection_check_interval goes in the
+    startup packet's options); the startup hook's migrations run before the counters are reset."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.db = PostgresServer(extra_args=["-c", "shared_preload_libraries=pg_stat_statements", "-c",
+                                            "pg_stat_statements.track=all", "-c",
+                                            "pg_stat_statements.track_utility=on"]).start()
+        try:
+            cls.db.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            cls.srv = ApiaryServer({"sql": {"url": cls.db.url(), "connections_per_loop": 2}}, threads=2).start()
+            wait_ready(unittest.TestCase(), cls.srv)
+        except BaseException:
+            cls.db.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+        cls.db.cleanup()
+        cls.srv.assert_no_sanitizer_report()
+
+    def get_all(self, path, count):
+        answers = []
+        with self.srv.connect() as sock:
+            for _ in range(count):
+                resp = request(sock, "GET", path)
+                self.assertEqual(resp.status, 200, resp)
+                answers.append(resp.json())
+        return answers
+
+    def counted(self, path, count):
+        """Runs `count` requests of path after a warm-up (so every connection the load needs is open)
+        and returns {statement text: (calls, rows)} of what the server ran meanwhile, psql's own
+        reads of pg_stat_statements left out, and the answers."""
+        self.get_all(path, 5)
+        self.db.sql("SELECT pg_stat_statements_reset()")
+        answers = self.get_all(path, count)
+        rows = self.db.sql("SELECT query, calls, rows FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'")
+        return {q: (int(c), int(r)) for q, c, r in rows}, answers
+
+    def test_queries_are_one_select_per_row(self):
+        for n in (1, 20):
+            with self.subTest(n=n):
+                stats, answers = self.counted(f"/v1/queries?queries={n}", 10)
+                self.assertEqual(sum(len(a) for a in answers), 10 * n)
+                self.assertEqual(stats, {"SELECT id, randomNumber FROM world WHERE id = $1": (10 * n, 10 * n)})
+
+    def test_db_is_one_select(self):
+        stats, _ = self.counted("/v1/db", 20)
+        self.assertEqual(stats, {"SELECT id, randomNumber FROM world WHERE id = $1": (20, 20)})
+
+    def test_updates_are_one_select_per_row_and_one_update(self):
+        for n in (1, 20, 500):
+            with self.subTest(n=n):
+                stats, answers = self.counted(f"/v1/updates?queries={n}", 4)
+                select = stats.pop("SELECT id, randomNumber FROM world WHERE id = $1", None)
+                self.assertEqual(select, (4 * n, 4 * n), stats)
+                self.assertEqual(len(stats), 1, f"more than one other statement: {stats}")
+                text, (calls, rows) = stats.popitem()
+                self.assertTrue(text.startswith("UPDATE world SET randomNumber = CASE id WHEN $1 THEN"), text)
+                self.assertIn(" END WHERE id IN ($", text)
+                self.assertEqual(calls, 4, "one UPDATE per request")
+                self.assertEqual(rows, sum(len({r["id"] for r in a}) for a in answers), "rows written")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1175,7 +1294,7 @@ class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):
         self.assertIsNone(locker.poll(), "the lock was released meanwhile: the test proves nothing")
 
     def test_transaction_pins_its_connection(self):
-        """/v1/updates and the migrations use transactions and sql_query_many side by side: with one
+        """The migrations' transactions and sql_query_many (/v1/queries, /v1/updates) side by side: with one
         connection per loop, a batch (BEGIN ... COMMIT) waits for the pipeline to drain and nothing else
         runs inside it; everything completes."""
         srv = self.apiary(connections_per_loop=1, query_timeout_ms=5000)
