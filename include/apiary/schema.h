@@ -242,6 +242,9 @@ void schema_errors_init(schema_errors *errs, arena *a, const char *in);
 /* Adds a violation (for checks of one's own beside the schema's: "must name an upstream"). */
 void schema_errors_add(schema_errors *errs, const char *field, const char *detail_fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* schema_errors_add that returns false, for a converter's `return schema_refuse(errs, field, "...")`. */
+bool schema_refuse(schema_errors *errs, const char *field, const char *detail_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Validates v against s and binds it at `out` (NULL: validate only), allocating lists in errs->arena.
  * `field` names v in messages ("" for a whole document). Returns true when v is valid; else the

@@ -80,10 +80,8 @@ static bool config_bind_choice(const json_t *v, void *out, const char *field, sc
 {
     const char *t = json_string_value(v);
     bool is_yes = any_case ? strcasecmp(t, yes) == 0 : strcmp(t, yes) == 0;
-    if (!is_yes && (any_case ? strcasecmp(t, no) : strcmp(t, no)) != 0) {
-        schema_errors_add(errs, field, "must be \"%s\" or \"%s\", not '%s'", no, yes, t);
-        return false;
-    }
+    if (!is_yes && (any_case ? strcasecmp(t, no) : strcmp(t, no)) != 0)
+        return schema_refuse(errs, field, "must be \"%s\" or \"%s\", not '%s'", no, yes, t);
     if (out)
         *(bool *)out = is_yes;
     return true;
@@ -104,10 +102,8 @@ static bool config_bind_unix_mode(const json_t *v, void *out, const char *field,
     const char *value = json_string_value(v);
     char *end;
     long mode = strtol(value, &end, 8);
-    if (!value[0] || *end || mode < 0 || mode > 0777) {
-        schema_errors_add(errs, field, "'%s' is not octal permissions 0..0777", value);
-        return false;
-    }
+    if (!value[0] || *end || mode < 0 || mode > 0777)
+        return schema_refuse(errs, field, "'%s' is not octal permissions 0..0777", value);
     if (out)
         *(unsigned *)out = (unsigned)mode;
     return true;
@@ -118,10 +114,8 @@ static bool config_bind_path(const json_t *v, void *out, size_t size, bool ok, c
                              const char *what)
 {
     size_t len = json_string_length(v);
-    if (!ok || len >= size) {
-        schema_errors_add(errs, field, what, size);
-        return false;
-    }
+    if (!ok || len >= size)
+        return schema_refuse(errs, field, what, size);
     if (out)
         memcpy(out, json_string_value(v), len + 1);
     return true;
@@ -146,19 +140,15 @@ static bool config_bind_docs_dir(const json_t *v, void *out, const char *field, 
 {
     const char *value = json_string_value(v);
     size_t cap = sizeof(((apiary_config *)0)->docs_dir) - 32; /* room for the file names */
-    if (strlen(value) >= cap) {
-        schema_errors_add(errs, field, "the path is longer than %zu bytes", cap - 1);
-        return false;
-    }
+    if (strlen(value) >= cap)
+        return schema_refuse(errs, field, "the path is longer than %zu bytes", cap - 1);
     static const char *const files[] = {"swagger-ui-bundle.js", "swagger-ui.css"};
     for (size_t i = 0; value[0] && i < sizeof(files) / sizeof(files[0]); i++) {
         char path[4200];
         snprintf(path, sizeof(path), "%s/%s", value, files[i]);
-        if (access(path, R_OK) != 0) {
-            schema_errors_add(errs, field, "%s has no readable %s (swagger-ui-dist's directory, or \"\" for none)",
-                              value, files[i]);
-            return false;
-        }
+        if (access(path, R_OK) != 0)
+            return schema_refuse(errs, field, "%s has no readable %s (swagger-ui-dist's directory, or \"\" for none)",
+                                 value, files[i]);
     }
     if (out)
         strcpy(out, value);

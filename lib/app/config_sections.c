@@ -19,18 +19,14 @@ static bool config_bind_upstream_url(const json_t *v, void *out, const char *fie
     http_client_upstream scratch, *u = out ? out : &scratch;
     const char *url = json_string_value(v), *host;
     bool tls = strncmp(url, "https://", 8) == 0;
-    if (!tls && strncmp(url, "http://", 7) != 0) {
-        schema_errors_add(errs, field, "must start with http:// or https://");
-        return false;
-    }
+    if (!tls && strncmp(url, "http://", 7) != 0)
+        return schema_refuse(errs, field, "must start with http:// or https://");
     host = url + (tls ? 8 : 7);
     const char *hend, *colon;
     if (host[0] == '[') {
         const char *close = strchr(host, ']');
-        if (!close || (close[1] != ':' && close[1] != '\0')) {
-            schema_errors_add(errs, field, "an IPv6 host needs brackets: http://[::1]:9001");
-            return false;
-        }
+        if (!close || (close[1] != ':' && close[1] != '\0'))
+            return schema_refuse(errs, field, "an IPv6 host needs brackets: http://[::1]:9001");
         hend = close;
         colon = close[1] == ':' ? close + 1 : NULL;
     } else {
@@ -39,26 +35,20 @@ static bool config_bind_upstream_url(const json_t *v, void *out, const char *fie
     }
     const char *hstart = host[0] == '[' ? host + 1 : host;
     size_t hlen = (size_t)(hend - hstart);
-    if (hlen == 0 || hlen >= sizeof(u->host)) {
-        schema_errors_add(errs, field, "the host must be 1..255 characters");
-        return false;
-    }
+    if (hlen == 0 || hlen >= sizeof(u->host))
+        return schema_refuse(errs, field, "the host must be 1..255 characters");
     long port = tls ? 443 : 80;
     if (colon) {
         char *end;
         port = strtol(colon + 1, &end, 10);
-        if (colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535) {
-            schema_errors_add(errs, field, "needs a port 1..65535 (or none) and nothing after it (no path)");
-            return false;
-        }
+        if (colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
+            return schema_refuse(errs, field, "needs a port 1..65535 (or none) and nothing after it (no path)");
     }
     char name[sizeof(u->host)];
     memcpy(name, hstart, hlen);
     name[hlen] = '\0';
-    if (strpbrk(name, "/?#@ ") || (host[0] != '[' && strchr(name, ']'))) {
-        schema_errors_add(errs, field, "the host has characters a host cannot have (no path either)");
-        return false;
-    }
+    if (strpbrk(name, "/?#@ ") || (host[0] != '[' && strchr(name, ']')))
+        return schema_refuse(errs, field, "the host has characters a host cannot have (no path either)");
     memcpy(u->host, name, hlen + 1);
     u->port = (unsigned)port;
     u->tls = tls;
@@ -71,10 +61,8 @@ static bool config_bind_ca_file(const json_t *v, void *out, const char *field, s
 {
     const char *path = json_string_value(v);
     FILE *f = fopen(path, "r");
-    if (!f) {
-        schema_errors_add(errs, field, "cannot read '%s': %s", path, strerror(errno));
-        return false;
-    }
+    if (!f)
+        return schema_refuse(errs, field, "cannot read '%s': %s", path, strerror(errno));
     fclose(f);
     if (out)
         strcpy(out, path); /* its length is within the declared max_bytes */
@@ -88,7 +76,8 @@ static bool config_bind_ca_file(const json_t *v, void *out, const char *field, s
                     SCHEMA_INTEGER(.min = SCHEMA_GE(lo), .max = SCHEMA_LE(hi), .bind_as = SCHEMA_AS_UNSIGNED))
 static const schema_member config_upstream_members[] = {
     SCHEMA_MEMBER_WHOLE("url", http_client_upstream, SCHEMA_MEMBER_REQUIRED, /* sets host, port and tls */
-                        SCHEMA_STRING(.convert = SCHEMA_CONVERT(http_client_upstream, "a string \"http[s]://HOST[:PORT]\"",
+                        SCHEMA_STRING(.convert = SCHEMA_CONVERT(http_client_upstream,
+                                                                "a string \"http[s]://HOST[:PORT]\"",
                                                                 config_bind_upstream_url))),
     SCHEMA_OPTIONAL(http_client_upstream, ca_file,
                     SCHEMA_STRING(.convert = SCHEMA_CONVERT(((http_client_upstream *)0)->ca_file,
@@ -122,10 +111,8 @@ static bool config_bind_upstream(http_client_upstream *u, const char *name, cons
         return false;
     }
     /* max_idle left out follows max_connections; both given and in conflict is an error naming both. */
-    if (http_client_upstream_finish(u, why, sizeof(why)) != 0) {
-        schema_errors_add(errs, "", "%s.%s", field, why);
-        return false;
-    }
+    if (http_client_upstream_finish(u, why, sizeof(why)) != 0)
+        return schema_refuse(errs, "", "%s.%s", field, why);
     return true;
 }
 
@@ -144,10 +131,8 @@ static bool config_upstream_name_ok(const char *name)
 bool config_bind_upstreams(const json_t *v, void *out, const char *field, schema_errors *errs)
 {
     apiary_config *cfg = out;
-    if (json_object_size(v) > CONFIG_MAX_UPSTREAMS) {
-        schema_errors_add(errs, field, "must have at most %d upstreams", CONFIG_MAX_UPSTREAMS);
-        return false;
-    }
+    if (json_object_size(v) > CONFIG_MAX_UPSTREAMS)
+        return schema_refuse(errs, field, "must have at most %d upstreams", CONFIG_MAX_UPSTREAMS);
     bool ok = true;
     unsigned n = 0;
     const char *name;
@@ -238,37 +223,29 @@ bool config_bind_redis_url(const json_t *v, void *out, const char *field, schema
     redis_settings scratch, *r = out ? out : &scratch;
     const char *value = json_string_value(v);
     const char *prefix = "redis://";
-    if (strncmp(value, prefix, strlen(prefix)) != 0) {
-        schema_errors_add(errs, field, "'%s' must start with redis://", value);
-        return false;
-    }
+    if (strncmp(value, prefix, strlen(prefix)) != 0)
+        return schema_refuse(errs, field, "'%s' must start with redis://", value);
     const char *host = value + strlen(prefix);
     const char *slash = strchr(host, '/');
     const char *end = slash ? slash : host + strlen(host);
     const char *colon = memchr(host, ':', (size_t)(end - host));
     const char *host_end = colon ? colon : end;
     size_t hlen = (size_t)(host_end - host);
-    if (hlen == 0 || hlen >= sizeof(r->host) || memchr(host, '@', hlen)) {
-        schema_errors_add(errs, field, "'%s': needs a host (credentials in the URL are not supported)", value);
-        return false;
-    }
+    if (hlen == 0 || hlen >= sizeof(r->host) || memchr(host, '@', hlen))
+        return schema_refuse(errs, field, "'%s': needs a host (credentials in the URL are not supported)", value);
     unsigned port = 6379, db = 0;
     if (colon) {
         char *e;
         long p = strtol(colon + 1, &e, 10);
-        if (e != end || p < 1 || p > 65535) {
-            schema_errors_add(errs, field, "'%s': the port must be 1..65535", value);
-            return false;
-        }
+        if (e != end || p < 1 || p > 65535)
+            return schema_refuse(errs, field, "'%s': the port must be 1..65535", value);
         port = (unsigned)p;
     }
     if (slash && slash[1]) {
         char *e;
         long d = strtol(slash + 1, &e, 10);
-        if (*e != '\0' || d < 0 || d > 15) {
-            schema_errors_add(errs, field, "'%s': the database must be 0..15", value);
-            return false;
-        }
+        if (*e != '\0' || d < 0 || d > 15)
+            return schema_refuse(errs, field, "'%s': the database must be 0..15", value);
         db = (unsigned)d;
     }
     memcpy(r->host, host, hlen);

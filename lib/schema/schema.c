@@ -97,6 +97,15 @@ void schema_errors_add(schema_errors *errs, const char *field, const char *fmt, 
     va_end(ap);
 }
 
+bool schema_refuse(schema_errors *errs, const char *field, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    schema_errors_vadd(errs, field, SCHEMA_ERROR_VALUE, false, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
 /* p as text ("items[2].name"), cut to SCHEMA_NAME_MAX bytes; returns whether it was cut. */
 static bool schema_path_text(const schema_path *p, char field[256])
 {
@@ -282,6 +291,7 @@ size_t schema_bind_size(const schema *s)
 }
 
 static int schema_check_at(const schema *s, const char *where, char *err, size_t cap);
+static int schema_check_binding(const schema *s, const char *at, char *err, size_t cap);
 
 static int schema_check_member(const schema_member *m, const char *where, char *err, size_t cap)
 {
@@ -291,6 +301,8 @@ static int schema_check_member(const schema_member *m, const char *where, char *
         snprintf(err, cap, "%s: no schema", at);
         return -1;
     }
+    if (schema_check_binding(m->schema, at, err, cap) != 0) /* before its size: says why, not what */
+        return -1;
     if (m->offset && m->size != schema_bind_size(m->schema)) {
         snprintf(err, cap, "%s: its field has %zu bytes, but the schema binds %zu (see schema.h for the C types)", at,
                  m->size, schema_bind_size(m->schema));
@@ -324,7 +336,8 @@ static int schema_check_binding(const schema *s, const char *at, char *err, size
     }
     case SCHEMA_AS_CHARS:
         if (s->type != SCHEMA_T_STRING || !s->max_bytes) {
-            snprintf(err, cap, "%s: SCHEMA_AS_CHARS is for a string with .max_bytes (it binds char[max_bytes + 1])", at);
+            snprintf(err, cap, "%s: SCHEMA_AS_CHARS is for a string with .max_bytes (it binds char[max_bytes + 1])",
+                     at);
             return -1;
         }
         return 0;
