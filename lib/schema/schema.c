@@ -456,12 +456,23 @@ int schema_check_members(const schema_member *members, const char *in, char *err
 
 static bool schema_bind_at(const schema *s, const json_t *v, void *out, const schema_path *p, schema_errors *errs);
 
+/* A bound as it stands: b itself, or (read from its variable) a copy in tmp. No copy for the common
+ * constant bound: this runs for every number of every request. */
+static inline const schema_bound *schema_bound_use(const schema_bound *b, schema_bound *tmp)
+{
+    if (__builtin_expect(!b->var, 1))
+        return b;
+    *tmp = schema_bound_now(b);
+    return tmp;
+}
+
 static bool schema_number_ok(const schema *s, double d)
 {
-    schema_bound lo = schema_bound_now(&s->min), hi = schema_bound_now(&s->max);
-    if (lo.kind && (lo.kind == 1 ? d < lo.d : d <= lo.d))
+    schema_bound tlo, thi;
+    const schema_bound *lo = schema_bound_use(&s->min, &tlo), *hi = schema_bound_use(&s->max, &thi);
+    if (lo->kind && (lo->kind == 1 ? d < lo->d : d <= lo->d))
         return false;
-    if (hi.kind && (hi.kind == 1 ? d > hi.d : d >= hi.d))
+    if (hi->kind && (hi->kind == 1 ? d > hi->d : d >= hi->d))
         return false;
     if (s->multiple_of > 0) {
         double q = d / s->multiple_of;
@@ -474,15 +485,18 @@ static bool schema_number_ok(const schema *s, double d)
 static bool schema_integer_ok(const schema *s, int64_t v)
 {
     /* Exact comparisons when the bound is integral: doubles lose precision past 2^53. */
-    schema_bound lo = schema_bound_now(&s->min), hi = schema_bound_now(&s->max);
-    if (lo.kind) {
-        bool exact = (double)lo.i == lo.d;
-        if (exact ? (lo.kind == 1 ? v < lo.i : v <= lo.i) : (lo.kind == 1 ? (double)v < lo.d : (double)v <= lo.d))
+    schema_bound tlo, thi;
+    const schema_bound *lo = schema_bound_use(&s->min, &tlo), *hi = schema_bound_use(&s->max, &thi);
+    if (lo->kind) {
+        bool exact = (double)lo->i == lo->d;
+        if (exact ? (lo->kind == 1 ? v < lo->i : v <= lo->i)
+                  : (lo->kind == 1 ? (double)v < lo->d : (double)v <= lo->d))
             return false;
     }
-    if (hi.kind) {
-        bool exact = (double)hi.i == hi.d;
-        if (exact ? (hi.kind == 1 ? v > hi.i : v >= hi.i) : (hi.kind == 1 ? (double)v > hi.d : (double)v >= hi.d))
+    if (hi->kind) {
+        bool exact = (double)hi->i == hi->d;
+        if (exact ? (hi->kind == 1 ? v > hi->i : v >= hi->i)
+                  : (hi->kind == 1 ? (double)v > hi->d : (double)v >= hi->d))
             return false;
     }
     if (s->multiple_of > 0) {
@@ -501,8 +515,12 @@ static bool schema_string_ok(const schema *s, const char *str, size_t len, const
         return false;
     }
     if (s->min_length || s->max_length || s->max_bytes) {
-        size_t chars = len < s->min_length ? len : s->min_length || s->max_length ? schema_utf8_chars(str, len) : 0;
-        if (chars < s->min_length || (s->max_length && chars > s->max_length) || (s->max_bytes && len > s->max_bytes)) {
+        /* Valid UTF-8 (JSON strings are; parameters were checked) has between len/4 and len characters:
+         * the bytes settle most strings without counting. */
+        size_t lo = (len + 3) / 4, hi = len;
+        if (lo < s->min_length || (s->max_length && hi > s->max_length))
+            lo = hi = schema_utf8_chars(str, len);
+        if (hi < s->min_length || (s->max_length && lo > s->max_length) || (s->max_bytes && len > s->max_bytes)) {
             schema_fail_describe(errs, p, s);
             return false;
         }
@@ -597,9 +615,10 @@ static bool schema_bind_object(const schema *s, const json_t *v, void *out, cons
     uint64_t seen = 0; /* schema_check keeps an object at SCHEMA_MAX_MEMBERS */
     size_t hint = 0;
     bool ok = true;
-    const char *key;
-    json_t *mv;
-    json_object_foreach((json_t *)v, key, mv) {
+    /* The iterator itself, not json_object_foreach, which looks each key up again to find the next. */
+    for (void *it = json_object_iter((json_t *)v); it; it = json_object_iter_next((json_t *)v, it)) {
+        const char *key = json_object_iter_key(it);
+        json_t *mv = json_object_iter_value(it);
         if (schema_errors_full(errs)) {
             errs->more = true;
             return false;
