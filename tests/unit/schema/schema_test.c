@@ -569,3 +569,33 @@ Test(schema, refuse_adds_and_returns_false)
     cr_assert_str_eq(errs.list[0].detail, "must name an upstream, not 'x'");
     cr_assert_eq(errs.list[0].kind, SCHEMA_ERROR_VALUE);
 }
+
+/* The byte count settles most strings without counting characters (valid UTF-8 has len/4..len of
+ * them); where it does not, the characters are counted: both edges, in 1- to 4-byte characters. */
+static const schema_member len_members[] = {
+    SCHEMA_UNBOUND("s", SCHEMA_MEMBER_REQUIRED, SCHEMA_STRING(.min_length = 3, .max_length = 3)),
+    SCHEMA_END,
+};
+static const schema len_schema = {.type = SCHEMA_T_OBJECT, .members = len_members};
+
+Test(schema, lengths_count_characters_whatever_the_bytes)
+{
+    static const struct {
+        const char *text;
+        bool ok;
+    } cases[] = {
+        {"{\"s\":\"abc\"}", true},           {"{\"s\":\"ab\"}", false},
+        {"{\"s\":\"abcd\"}", false},         {"{\"s\":\"\xc3\xa9\xc3\xa9\xc3\xa9\"}", true},
+        {"{\"s\":\"\xc3\xa9\xc3\xa9\"}", false}, {"{\"s\":\"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\"}", true},
+        {"{\"s\":\"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\"}", false},
+        {"{\"s\":\"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\"}", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v = json_loads(cases[i].text, 0, NULL);
+        cr_assert_not_null(v, "%s", cases[i].text);
+        schema_errors errs;
+        schema_errors_init(&errs, &test_arena, "body");
+        cr_assert_eq(schema_bind(&len_schema, v, NULL, "", &errs), cases[i].ok, "%s", cases[i].text);
+        json_decref(v);
+    }
+}
