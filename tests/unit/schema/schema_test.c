@@ -560,6 +560,15 @@ Test(schema, bindings_that_cannot_hold_their_values_are_refused)
     cr_assert_eq(schema_check_members(converter_param, "query", err, sizeof(err)), -1, "no converters on parameters");
 }
 
+Test(schema, a_converter_is_documented_in_its_words)
+{
+    json_t *j = schema_to_json(&server_schema);
+    json_t *listen = json_object_get(json_object_get(j, "properties"), "listen");
+    cr_assert_str_eq(json_string_value(json_object_get(listen, "type")), "string");
+    cr_assert_str_eq(json_string_value(json_object_get(listen, "description")), "a string \"HOST:PORT\"");
+    json_decref(j);
+}
+
 Test(schema, refuse_adds_and_returns_false)
 {
     schema_errors errs;
