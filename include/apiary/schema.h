@@ -24,6 +24,10 @@
  *   array   -> SCHEMA_LIST(T)     (T: what the item binds to; the items live in the caller's arena)
  *   object  -> the struct of SCHEMA_OBJECT_OF(T, ...) (members bind at their offsets inside it)
  *   any     -> const json_t *     (borrowed from the parsed document)
+ * with .bind_as, for structs that keep other C types (config: docs/schemas.md "Config"):
+ *   integer, .bind_as = SCHEMA_AS_UNSIGNED -> unsigned    SCHEMA_AS_SIZE -> size_t   (bounds must fit)
+ *   string,  .bind_as = SCHEMA_AS_CHARS    -> char[max_bytes + 1], a copy (needs .max_bytes)
+ *   .convert = SCHEMA_CONVERT(T, words, fn) -> T, whatever fn makes of the accepted value
  * A string never holds U+0000 (refused), so it is a plain C string. An absent optional member leaves
  * its field as it was (the caller's defaults); a JSON null of a nullable member binds NULL to a string
  * or any field and leaves a scalar field as it was.
@@ -91,6 +95,28 @@ typedef struct schema_pattern {
 #define SCHEMA_PATTERN(re) (&(schema_pattern){.source = (re)})
 
 typedef struct schema schema;
+typedef struct schema_errors schema_errors;
+
+/* What an integer or a string binds to, when not the default of the table above. */
+typedef enum schema_bind_as {
+    SCHEMA_AS_DEFAULT,  /* int64_t, double, const char *, ... */
+    SCHEMA_AS_UNSIGNED, /* integer -> unsigned: the bounds must be given and lie in 0..UINT_MAX */
+    SCHEMA_AS_SIZE,     /* integer -> size_t: the minimum must be given and be >= 0 */
+    SCHEMA_AS_CHARS,    /* string -> char[max_bytes + 1], a copy (for structs that outlive the document) */
+} schema_bind_as;
+
+/* A value with a grammar (or a structure) of its own that the declaration cannot spell: "HOST:PORT", a
+ * URL that fills three fields, a map of named entries. The schema's own checks run first (its type,
+ * lengths, pattern, an object's members); then `bind` turns the accepted value into the T at `out`
+ * (NULL: validate only), or adds what is wrong to errs under `field` (schema_errors_add; it may bind
+ * parts with schema_bind, naming them below `field`) and returns false. `words` is what a value of the
+ * wrong type is told it must be ("a string \"HOST:PORT\" or \"[IPv6]:PORT\""). Not for parameters. */
+typedef struct schema_convert {
+    size_t size; /* sizeof(T) */
+    const char *words;
+    bool (*bind)(const json_t *v, void *out, const char *field, schema_errors *errs);
+} schema_convert;
+#define SCHEMA_CONVERT(T, words_, fn) (&(const schema_convert){.size = sizeof(T), .words = (words_), .bind = (fn)})
 
 /* One member of an object (or one parameter of a request, or one key of a config section). */
 typedef struct schema_member {
@@ -111,6 +137,10 @@ enum { SCHEMA_MEMBER_REQUIRED = 1u << 0 };
 /* The member named like the C field. */
 #define SCHEMA_REQUIRED(T, field, s) SCHEMA_MEMBER(#field, T, field, SCHEMA_MEMBER_REQUIRED, s)
 #define SCHEMA_OPTIONAL(T, field, s) SCHEMA_MEMBER(#field, T, field, 0, s)
+/* A member that binds the whole T it is a member of: a section of a config file whose keys are fields
+ * of the same struct ("limits" in apiary's config), or a converter that fills several fields at once. */
+#define SCHEMA_MEMBER_WHOLE(name_, T, flags_, s) {.name = (name_), .schema = (s), .offset = 1, .size = sizeof(T), \
+                                                  .flags = (flags_)}
 /* A member checked but bound nowhere. */
 #define SCHEMA_UNBOUND(name_, flags_, s) {.name = (name_), .schema = (s), .flags = (flags_)}
 #define SCHEMA_END {.name = NULL}
@@ -144,6 +174,10 @@ struct schema {
     const schema_member *members;  /* ended by SCHEMA_END; at most SCHEMA_MAX_MEMBERS */
     size_t size;                   /* sizeof the struct the members bind into */
     bool open;                     /* members not listed are allowed (and ignored); default: refused */
+    /* integer, string: the C type it binds to (the table at the top) */
+    schema_bind_as bind_as;
+    /* any type: a grammar of its own, applied after the checks above */
+    const schema_convert *convert;
 };
 
 /* Schemas as expressions (pointers to static compound literals when used at file scope). */
@@ -180,25 +214,36 @@ int schema_check_members(const schema_member *members, const char *in, char *err
 /* One violation: where ("body", "query", "path", "header", or a config section's name), which value
  * ("tags[1]", "items[0].name"; "" for the document itself; member names come from the client, so a
  * field is cut to 100 bytes), and what is wrong ("must match ^[a-z]+$"). */
+typedef enum schema_error_kind {
+    SCHEMA_ERROR_VALUE,   /* the value is wrong: the detail says what it must be */
+    SCHEMA_ERROR_UNKNOWN, /* a member the object does not declare (field names it) */
+    SCHEMA_ERROR_MISSING, /* a required member is absent */
+} schema_error_kind;
+
 typedef struct schema_error {
     const char *in;
     const char *field;
     const char *detail;
+    schema_error_kind kind; /* for callers that word some violations their own way (config files) */
+    bool cut;               /* field was cut (a member name from the document was too long) */
 } schema_error;
 
 /* The violations found, the first SCHEMA_MAX_ERRORS of them; texts live in `arena`. Validation stops
  * looking once the list is full, so a hostile document costs a bounded amount of work past that. */
-typedef struct schema_errors {
+struct schema_errors {
     arena *arena;
     const char *in;  /* set by the caller before each validation */
     size_t count;
     bool more;       /* the list filled up and validation stopped: there may be more */
     schema_error list[SCHEMA_MAX_ERRORS];
-} schema_errors;
+};
 
 void schema_errors_init(schema_errors *errs, arena *a, const char *in);
 /* Adds a violation (for checks of one's own beside the schema's: "must name an upstream"). */
 void schema_errors_add(schema_errors *errs, const char *field, const char *detail_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* schema_errors_add that returns false, for a converter's `return schema_refuse(errs, field, "...")`. */
+bool schema_refuse(schema_errors *errs, const char *field, const char *detail_fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Validates v against s and binds it at `out` (NULL: validate only), allocating lists in errs->arena.

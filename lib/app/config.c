@@ -1,6 +1,9 @@
-/* config: loads the JSON config file into apiary_config. Every key is one row of config_keys, so a new
- * key is a new row; the walker rejects anything the table does not name, and nothing reaches the
- * caller's struct until the whole file has been checked. */
+/* config: loads the JSON config file into apiary_config. Every key is declared once, as a member of the
+ * file's schema (include/apiary/schema.h, docs/schemas.md): the declaration checks the key's type and
+ * range and binds it into the struct, so a new key is a new line. Keys with a grammar of their own
+ * (listen, the URLs, the maps of upstreams) are converters (config_sections.c for the structured ones).
+ * Every violation is reported, in one line; nothing reaches the caller's struct until the whole file
+ * has been checked, the checks that compare keys (config_check) included. */
 #include "config_internal.h"
 
 #include <jansson.h>
@@ -13,245 +16,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "schema.h"
+
 #define CONFIG_THREADS_MAX 256
 #define CONFIG_PORT_MAX 65535
 #define CONFIG_HEADER_BYTES_MAX 1048576 /* limits.max_header_bytes' own maximum */
-/* Longer than any real dotted key, so a truncated path can never match a row by accident. */
-#define CONFIG_PATH_MAX 128
 
-typedef enum config_type { CONFIG_UNSIGNED, CONFIG_SIZE, CONFIG_BOOL, CONFIG_STRING, CONFIG_JSON } config_type;
-
-typedef int (*config_string_fn)(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
-
-typedef struct config_key {
-    const char *path;       /* dotted, as messages name it: "limits.max_body_bytes" */
-    config_type type;
-    long long min, max;     /* integers only */
-    size_t offset;          /* integers only: where the value lands in apiary_config */
-    config_string_fn parse; /* strings only: validates and stores */
-    const char *expected;   /* strings only: what a wrong-type message asks for */
-    /* CONFIG_JSON only: parses a whole structured value (a map of named entries) */
-    int (*parse_json)(apiary_config *cfg, const void *json, char err[CONFIG_ERROR_MAX]);
-} config_key;
-
-typedef struct config_loader {
-    apiary_config cfg; /* scratch copy: the caller's struct is written only on success */
-    const char *origin;
-    char *err;
-} config_loader;
-
-static int config_parse_log_level(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
-
-static int config_copy_string(char *dst, size_t cap, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    if (strlen(value) >= cap) {
-        snprintf(err, CONFIG_ERROR_MAX, "longer than %zu bytes", cap - 1);
-        return -1;
-    }
-    strcpy(dst, value);
-    return 0;
-}
-
-static int config_parse_pid_file(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    return config_copy_string(cfg->pid_file, sizeof(cfg->pid_file), value, err);
-}
-
-static int config_parse_log_file(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    return config_copy_string(cfg->log_file, sizeof(cfg->log_file), value, err);
-}
-
-static int config_parse_user(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    return config_copy_string(cfg->user, sizeof(cfg->user), value, err);
-}
-
-static int config_parse_unix_path(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    if (value[0] && (value[0] != '/' || strlen(value) >= sizeof(cfg->unix_socket_path))) {
-        snprintf(err, CONFIG_ERROR_MAX, "must be an absolute path shorter than %zu bytes, or \"\"",
-                 sizeof(cfg->unix_socket_path));
-        return -1;
-    }
-    strcpy(cfg->unix_socket_path, value);
-    return 0;
-}
-
-static int config_parse_unix_mode(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    char *end;
-    long mode = strtol(value, &end, 8);
-    if (!value[0] || *end || mode < 0 || mode > 0777) {
-        snprintf(err, CONFIG_ERROR_MAX, "'%s' is not octal permissions 0..0777", value);
-        return -1;
-    }
-    cfg->unix_socket_mode = (unsigned)mode;
-    return 0;
-}
-
-static int config_parse_half_close(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    if (strcmp(value, "cancel") == 0) {
-        cfg->http.half_close_answer = false;
-    } else if (strcmp(value, "answer") == 0) {
-        cfg->http.half_close_answer = true;
-    } else {
-        snprintf(err, CONFIG_ERROR_MAX, "must be \"cancel\" or \"answer\", not '%s'", value);
-        return -1;
-    }
-    return 0;
-}
-
-static int config_parse_proxy_header(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    if (strcasecmp(value, "X-Forwarded-For") == 0) {
-        cfg->http.proxy_header_forwarded = false;
-    } else if (strcasecmp(value, "Forwarded") == 0) {
-        cfg->http.proxy_header_forwarded = true;
-    } else {
-        snprintf(err, CONFIG_ERROR_MAX, "must be \"X-Forwarded-For\" or \"Forwarded\", not '%s'", value);
-        return -1;
-    }
-    return 0;
-}
-
-static int config_parse_rate_limit_prefix(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    if (value[0] != '/' || strlen(value) >= sizeof(cfg->rate_limit_prefix)) {
-        snprintf(err, CONFIG_ERROR_MAX, "must start with '/' and be shorter than %zu bytes",
-                 sizeof(cfg->rate_limit_prefix));
-        return -1;
-    }
-    strcpy(cfg->rate_limit_prefix, value);
-    return 0;
-}
-
-/* docs.dir: checked here, so --check-config and a start agree: the two files the page loads must be
- * there (scripts/deps.sh installs swagger-ui-dist). */
-static int config_parse_docs_dir(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    if (strlen(value) >= sizeof(cfg->docs_dir) - 32) {
-        snprintf(err, CONFIG_ERROR_MAX, "the path is longer than %zu bytes", sizeof(cfg->docs_dir) - 33);
-        return -1;
-    }
-    static const char *const files[] = {"swagger-ui-bundle.js", "swagger-ui.css"};
-    for (size_t i = 0; value[0] && i < sizeof(files) / sizeof(files[0]); i++) {
-        char path[4200];
-        snprintf(path, sizeof(path), "%s/%s", value, files[i]);
-        if (access(path, R_OK) != 0) {
-            snprintf(err, CONFIG_ERROR_MAX, "%s has no readable %s (swagger-ui-dist's directory, or \"\" for none)",
-                     value, files[i]);
-            return -1;
-        }
-    }
-    strcpy(cfg->docs_dir, value);
-    return 0;
-}
-
-static int config_parse_access_log_path(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    if (strlen(value) >= sizeof(cfg->access_log_path)) {
-        snprintf(err, CONFIG_ERROR_MAX, "the path is longer than %zu bytes", sizeof(cfg->access_log_path) - 1);
-        return -1;
-    }
-    strcpy(cfg->access_log_path, value);
-    return 0;
-}
-
-/* _Generic has no default branch, so a row pointing at a field of any other type fails to compile
- * instead of writing the wrong width at run time. */
-#define CONFIG_FIELD_TYPE(field) \
-    _Generic(((apiary_config *)0)->field, size_t: CONFIG_SIZE, unsigned: CONFIG_UNSIGNED, bool: CONFIG_BOOL)
-#define CONFIG_INT(path, field, min, max) \
-    {path, CONFIG_FIELD_TYPE(field), min, max, offsetof(apiary_config, field), NULL, NULL, NULL}
-#define CONFIG_STR(path, fn, expected) {path, CONFIG_STRING, 0, 0, 0, fn, expected, NULL}
-#define CONFIG_BOOLEAN(path, field) \
-    {path, CONFIG_FIELD_TYPE(field), 0, 1, offsetof(apiary_config, field), NULL, NULL, NULL}
-#define CONFIG_OBJECT(path, fn) {path, CONFIG_JSON, 0, 0, 0, NULL, "an object", fn}
-#define CONFIG_ARRAY(path, fn) {path, CONFIG_JSON, 0, 0, 0, NULL, "an array", fn}
-
-static const config_key config_keys[] = {
-    CONFIG_STR("listen", config_parse_listen, "a string \"HOST:PORT\" or \"[IPv6]:PORT\""),
-    CONFIG_INT("threads", threads, 0, CONFIG_THREADS_MAX),
-    CONFIG_INT("backlog", backlog, 1, 65535),
-    CONFIG_INT("max_connections", max_connections, 1, 1000000),
-    CONFIG_INT("drain_timeout_ms", drain_timeout_ms, 0, 600000),
-    CONFIG_STR("log_level", config_parse_log_level, "one of \"debug\", \"info\", \"warn\", \"error\""),
-    CONFIG_INT("slow_callback_ms", http.slow_callback_ms, 0, 60000),
-    CONFIG_STR("half_close", config_parse_half_close, "\"cancel\" or \"answer\""),
-    /* One below max_header_bytes' maximum: the request line must fit inside the header block. */
-    CONFIG_INT("limits.max_url_bytes", http.max_url_bytes, 64, CONFIG_HEADER_BYTES_MAX - 1),
-    CONFIG_INT("limits.max_header_bytes", http.max_header_bytes, 256, CONFIG_HEADER_BYTES_MAX),
-    CONFIG_INT("limits.max_headers", http.max_headers, 1, 256),
-    CONFIG_INT("limits.max_body_bytes", http.max_body_bytes, 0, 1073741824),
-    CONFIG_INT("limits.json_max_depth", http.json_max_depth, 1, 2048),
-    CONFIG_INT("limits.json_max_values", http.json_max_values, 1, 100000000),
-    CONFIG_INT("limits.output_buffer_bytes", http.output_buffer_bytes, 4096, 67108864),
-    CONFIG_INT("limits.max_async_per_loop", http.max_async_per_loop, 1, 1000000),
-    CONFIG_INT("limits.max_background_per_loop", http.max_background_per_loop, 1, 1000000),
-    CONFIG_INT("limits.max_sleep_ms", max_sleep_ms, 0, 3600000),
-    CONFIG_INT("limits.max_aggregate_sources", max_aggregate_sources, 1, 1024),
-    CONFIG_INT("timeouts.header_ms", http.header_timeout_ms, 1, 3600000),
-    CONFIG_INT("timeouts.body_ms", http.body_timeout_ms, 1, 3600000),
-    CONFIG_INT("timeouts.keepalive_ms", http.keepalive_timeout_ms, 1, 3600000),
-    CONFIG_INT("timeouts.write_ms", http.write_timeout_ms, 1, 3600000),
-    CONFIG_INT("timeouts.linger_ms", http.linger_timeout_ms, 0, 60000),
-    CONFIG_INT("timeouts.request_ms", http.request_timeout_ms, 1, 3600000),
-    CONFIG_INT("sse.heartbeat_ms", http.sse_heartbeat_ms, 0, 3600000),
-    CONFIG_INT("pool.threads", pool_threads, 0, CONFIG_THREADS_MAX),
-    CONFIG_INT("pool.queue_size", pool_queue_size, 1, 1000000),
-    CONFIG_BOOLEAN("pool.run_inline", pool_run_inline),
-    CONFIG_INT("pool.nice", pool_nice, 0, 19),
-    CONFIG_INT("password.opslimit", password_opslimit, 1, 16),
-    CONFIG_INT("password.memlimit_kib", password_memlimit_kib, 8, 1048576),
-    CONFIG_INT("password.max_bytes", password_max_bytes, 1, 4096),
-    CONFIG_INT("primes.max_n", primes_max_n, 2, 1000000000),
-    CONFIG_INT("coroutines.stack_kib", coro_stack_kib, 16, 65536),
-    CONFIG_INT("coroutines.idle_stacks", coro_idle_stacks, 0, 100000),
-    CONFIG_OBJECT("upstreams", config_parse_upstreams),
-    CONFIG_ARRAY("trusted_proxies", config_parse_trusted_proxies),
-    CONFIG_ARRAY("http_client.allowed_origins", config_parse_allowed_origins),
-    CONFIG_STR("proxy_header", config_parse_proxy_header, "\"X-Forwarded-For\" or \"Forwarded\""),
-    CONFIG_STR("daemon.pid_file", config_parse_pid_file, "a string: a path, or \"\" for none"),
-    CONFIG_STR("daemon.log_file", config_parse_log_file, "a string: a path, or \"\" for stderr"),
-    CONFIG_STR("user", config_parse_user, "a string: a user name, or \"\" to stay who we are"),
-    CONFIG_STR("unix_socket.path", config_parse_unix_path, "a string: an absolute path, or \"\" for none"),
-    CONFIG_STR("unix_socket.mode", config_parse_unix_mode, "a string of octal permissions such as \"0660\""),
-    CONFIG_BOOLEAN("rate_limit.enabled", rate_limit_enabled),
-    CONFIG_INT("rate_limit.requests_per_second", rate_limit_per_second, 1, 1000000),
-    CONFIG_INT("rate_limit.burst", rate_limit_burst, 1, 1000000),
-    CONFIG_INT("rate_limit.max_clients", rate_limit_max_clients, 64, 10000000),
-    CONFIG_STR("rate_limit.path_prefix", config_parse_rate_limit_prefix, "a string such as \"/v1/\""),
-    CONFIG_BOOLEAN("access_log.enabled", access_log_enabled),
-    CONFIG_STR("access_log.path", config_parse_access_log_path, "a string: a file path, or \"\" for stderr"),
-    CONFIG_STR("docs.dir", config_parse_docs_dir, "a string: swagger-ui-dist's directory, or \"\" for none"),
-    CONFIG_INT("fanout.max_requests", fanout_max_requests, 1, 256),
-    CONFIG_STR("kv.backend", config_parse_kv_backend, "\"memory\" or \"redis\""),
-    CONFIG_INT("kv.max_key_bytes", kv_max_key_bytes, 1, 512),
-    CONFIG_INT("kv.max_value_bytes", kv_max_value_bytes, 2, 16777216),
-    CONFIG_INT("kv.max_entries", kv_max_entries, 1, 100000000),
-    CONFIG_INT("kv.max_memory_bytes", kv_max_memory_bytes, 65536, 1099511627776LL),
-    CONFIG_STR("redis.url", config_parse_redis_url, "a string \"redis://HOST:PORT/DB\""),
-    CONFIG_INT("redis.connections_per_loop", redis.connections_per_loop, 1, 64),
-    CONFIG_INT("redis.connect_timeout_ms", redis.connect_timeout_ms, 1, 60000),
-    CONFIG_INT("redis.command_timeout_ms", redis.command_timeout_ms, 1, 600000),
-    CONFIG_STR("sql.url", config_parse_sql_url,
-               "a string \"sqlite:PATH\", \"mysql://USER:PASSWORD@HOST:PORT/DATABASE\" or "
-               "\"postgres://USER:PASSWORD@HOST:PORT/DATABASE\""),
-    CONFIG_INT("sql.connections_per_loop", sql.connections_per_loop, 1, 256),
-    CONFIG_INT("sql.query_timeout_ms", sql.query_timeout_ms, 1, 600000),
-    CONFIG_INT("sql.connect_timeout_ms", sql.connect_timeout_ms, 1, 60000),
-    CONFIG_INT("sql.max_waiting", sql.max_waiting, 1, 1000000),
-    CONFIG_INT("sql.threads", sql.threads, 1, 64),
-    CONFIG_INT("sql.startup_timeout_ms", sql.startup_timeout_ms, 0, 3600000),
-    CONFIG_INT("sql.pipeline_depth", sql.pipeline_depth, 1, 1024),
-};
-
-#define CONFIG_KEY_COUNT (sizeof(config_keys) / sizeof(config_keys[0]))
-
-static int config_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int config_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int config_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...)
 {
@@ -259,13 +30,288 @@ static int config_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, CONFIG_ERROR_MAX, fmt, ap);
     va_end(ap);
-    /* Keys and values are echoed from the file; a "\n" in one must not break the one-line promise. */
-    for (char *p = err; *p; p++) {
+    for (char *p = err; *p; p++) /* a "\n" echoed from the file must not break the one-line promise */
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
-    }
     return -1;
 }
+
+/* ---- converters: keys whose text has a grammar of its own ----------------------------------------- */
+
+/* Runs a text parser of the old shape (0, or -1 with why) as a converter: why becomes the violation. */
+static bool config_convert_text(const json_t *v, const char *field, schema_errors *errs,
+                                int (*parse)(const char *text, void *out, char err[CONFIG_ERROR_MAX]), void *out)
+{
+    char why[CONFIG_ERROR_MAX];
+    if (parse(json_string_value(v), out, why) == 0)
+        return true;
+    schema_errors_add(errs, field, "%s", why);
+    return false;
+}
+
+static int config_parse_listen_at(const char *value, void *out, char err[CONFIG_ERROR_MAX])
+{
+    return config_parse_listen(out, value, err);
+}
+
+static bool config_bind_listen(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    apiary_config scratch; /* the parser writes two fields of the whole config; out is NULL only to validate */
+    return config_convert_text(v, field, errs, config_parse_listen_at, out ? out : &scratch);
+}
+
+static int config_parse_log_level(const char *value, void *out, char err[CONFIG_ERROR_MAX])
+{
+    if (log_level_parse(value, out) == 0)
+        return 0;
+    snprintf(err, CONFIG_ERROR_MAX, "'%s' is not one of \"debug\", \"info\", \"warn\", \"error\"", value);
+    return -1;
+}
+
+static bool config_bind_log_level(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    log_level level;
+    return config_convert_text(v, field, errs, config_parse_log_level, out ? out : &level);
+}
+
+/* A choice of two words bound to a bool (the second word is true). */
+static bool config_bind_choice(const json_t *v, void *out, const char *field, schema_errors *errs,
+                               const char *no, const char *yes, bool any_case)
+{
+    const char *t = json_string_value(v);
+    bool is_yes = any_case ? strcasecmp(t, yes) == 0 : strcmp(t, yes) == 0;
+    if (!is_yes && (any_case ? strcasecmp(t, no) : strcmp(t, no)) != 0)
+        return schema_refuse(errs, field, "must be \"%s\" or \"%s\", not '%s'", no, yes, t);
+    if (out)
+        *(bool *)out = is_yes;
+    return true;
+}
+
+static bool config_bind_half_close(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    return config_bind_choice(v, out, field, errs, "cancel", "answer", false);
+}
+
+static bool config_bind_proxy_header(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    return config_bind_choice(v, out, field, errs, "X-Forwarded-For", "Forwarded", true);
+}
+
+static bool config_bind_unix_mode(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    const char *value = json_string_value(v);
+    char *end;
+    long mode = strtol(value, &end, 8);
+    if (!value[0] || *end || mode < 0 || mode > 0777)
+        return schema_refuse(errs, field, "'%s' is not octal permissions 0..0777", value);
+    if (out)
+        *(unsigned *)out = (unsigned)mode;
+    return true;
+}
+
+/* A path copied into char[size] after a check of its own (ok false: `what` says what it must be). */
+static bool config_bind_path(const json_t *v, void *out, size_t size, bool ok, const char *field, schema_errors *errs,
+                             const char *what)
+{
+    size_t len = json_string_length(v);
+    if (!ok || len >= size)
+        return schema_refuse(errs, field, what, size);
+    if (out)
+        memcpy(out, json_string_value(v), len + 1);
+    return true;
+}
+
+static bool config_bind_unix_path(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    const char *t = json_string_value(v);
+    return config_bind_path(v, out, sizeof(((apiary_config *)0)->unix_socket_path), !t[0] || t[0] == '/', field, errs,
+                            "must be an absolute path shorter than %zu bytes, or \"\"");
+}
+
+static bool config_bind_rate_limit_prefix(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    return config_bind_path(v, out, sizeof(((apiary_config *)0)->rate_limit_prefix), json_string_value(v)[0] == '/',
+                            field, errs, "must start with '/' and be shorter than %zu bytes");
+}
+
+/* docs.dir: checked here, so --check-config and a start agree: the two files the page loads must be
+ * there (scripts/deps.sh installs swagger-ui-dist). */
+static bool config_bind_docs_dir(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    const char *value = json_string_value(v);
+    size_t cap = sizeof(((apiary_config *)0)->docs_dir) - 32; /* room for the file names */
+    if (strlen(value) >= cap)
+        return schema_refuse(errs, field, "the path is longer than %zu bytes", cap - 1);
+    static const char *const files[] = {"swagger-ui-bundle.js", "swagger-ui.css"};
+    for (size_t i = 0; value[0] && i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[4200];
+        snprintf(path, sizeof(path), "%s/%s", value, files[i]);
+        if (access(path, R_OK) != 0)
+            return schema_refuse(errs, field, "%s has no readable %s (swagger-ui-dist's directory, or \"\" for none)",
+                                 value, files[i]);
+    }
+    if (out)
+        strcpy(out, value);
+    return true;
+}
+
+/* ---- the file's schema ----------------------------------------------------------------------------- */
+
+/* The C type of a field picks what its integer binds to; _Generic has no default branch, so a field of
+ * any other type fails to compile (and schema_check compares the sizes at start). */
+#define CFG_AS(T, field) _Generic(((T *)0)->field, unsigned: SCHEMA_AS_UNSIGNED, size_t: SCHEMA_AS_SIZE)
+#define CFG_INT_OF(T, name, field, lo, hi)                                                                         \
+    SCHEMA_MEMBER(name, T, field, 0,                                                                               \
+                  SCHEMA_INTEGER(.min = SCHEMA_GE(lo), .max = SCHEMA_LE(hi), .bind_as = CFG_AS(T, field)))
+#define CFG_INT(name, field, lo, hi) CFG_INT_OF(apiary_config, name, field, lo, hi)
+#define CFG_BOOL(name, field) SCHEMA_MEMBER(name, apiary_config, field, 0, SCHEMA_BOOLEAN())
+/* A string with a grammar: `words` is what a value of another type is told it must be. */
+#define CFG_TEXT_OF(T, name, field, words, fn)                                                                     \
+    SCHEMA_MEMBER(name, T, field, 0, SCHEMA_STRING(.convert = SCHEMA_CONVERT(((T *)0)->field, words, fn)))
+#define CFG_TEXT(name, field, words, fn) CFG_TEXT_OF(apiary_config, name, field, words, fn)
+/* A string copied into a char array of the struct. */
+#define CFG_CHARS(name, field)                                                                                     \
+    SCHEMA_MEMBER(name, apiary_config, field, 0,                                                                   \
+                  SCHEMA_STRING(.bind_as = SCHEMA_AS_CHARS, .max_bytes = sizeof(((apiary_config *)0)->field) - 1))
+/* A section whose keys are fields of apiary_config itself. */
+#define CFG_SECTION(name, ...) SCHEMA_MEMBER_WHOLE(name, apiary_config, 0, SCHEMA_OBJECT(apiary_config, __VA_ARGS__))
+
+static const schema_member config_limits[] = {
+    /* One below max_header_bytes' maximum: the request line must fit inside the header block. */
+    CFG_INT("max_url_bytes", http.max_url_bytes, 64, CONFIG_HEADER_BYTES_MAX - 1),
+    CFG_INT("max_header_bytes", http.max_header_bytes, 256, CONFIG_HEADER_BYTES_MAX),
+    CFG_INT("max_headers", http.max_headers, 1, 256),
+    CFG_INT("max_body_bytes", http.max_body_bytes, 0, 1073741824),
+    CFG_INT("json_max_depth", http.json_max_depth, 1, 2048),
+    CFG_INT("json_max_values", http.json_max_values, 1, 100000000),
+    CFG_INT("output_buffer_bytes", http.output_buffer_bytes, 4096, 67108864),
+    CFG_INT("max_async_per_loop", http.max_async_per_loop, 1, 1000000),
+    CFG_INT("max_background_per_loop", http.max_background_per_loop, 1, 1000000),
+    CFG_INT("max_sleep_ms", max_sleep_ms, 0, 3600000),
+    CFG_INT("max_aggregate_sources", max_aggregate_sources, 1, 1024),
+    SCHEMA_END,
+};
+
+static const schema_member config_timeouts[] = {
+    CFG_INT("header_ms", http.header_timeout_ms, 1, 3600000),
+    CFG_INT("body_ms", http.body_timeout_ms, 1, 3600000),
+    CFG_INT("keepalive_ms", http.keepalive_timeout_ms, 1, 3600000),
+    CFG_INT("write_ms", http.write_timeout_ms, 1, 3600000),
+    CFG_INT("linger_ms", http.linger_timeout_ms, 0, 60000),
+    CFG_INT("request_ms", http.request_timeout_ms, 1, 3600000),
+    SCHEMA_END,
+};
+
+static const schema_member config_redis[] = {
+    SCHEMA_MEMBER_WHOLE("url", redis_settings, 0,
+                        SCHEMA_STRING(.convert = SCHEMA_CONVERT(redis_settings, "a string \"redis://HOST:PORT/DB\"",
+                                                                config_bind_redis_url))),
+    CFG_INT_OF(redis_settings, "connections_per_loop", connections_per_loop, 1, 64),
+    CFG_INT_OF(redis_settings, "connect_timeout_ms", connect_timeout_ms, 1, 60000),
+    CFG_INT_OF(redis_settings, "command_timeout_ms", command_timeout_ms, 1, 600000),
+    SCHEMA_END,
+};
+
+static const schema_member config_sql[] = {
+    SCHEMA_MEMBER_WHOLE("url", sql_settings, 0,
+                        SCHEMA_STRING(.convert = SCHEMA_CONVERT(sql_settings,
+                                                                "a string \"sqlite:PATH\", "
+                                                                "\"mysql://USER:PASSWORD@HOST:PORT/DATABASE\" or "
+                                                                "\"postgres://USER:PASSWORD@HOST:PORT/DATABASE\"",
+                                                                config_bind_sql_url))),
+    CFG_INT_OF(sql_settings, "connections_per_loop", connections_per_loop, 1, 256),
+    CFG_INT_OF(sql_settings, "query_timeout_ms", query_timeout_ms, 1, 600000),
+    CFG_INT_OF(sql_settings, "connect_timeout_ms", connect_timeout_ms, 1, 60000),
+    CFG_INT_OF(sql_settings, "max_waiting", max_waiting, 1, 1000000),
+    CFG_INT_OF(sql_settings, "threads", threads, 1, 64),
+    CFG_INT_OF(sql_settings, "startup_timeout_ms", startup_timeout_ms, 0, 3600000),
+    CFG_INT_OF(sql_settings, "pipeline_depth", pipeline_depth, 1, 1024),
+    SCHEMA_END,
+};
+
+static const schema_member config_members[] = {
+    SCHEMA_MEMBER_WHOLE("listen", apiary_config, 0, /* sets listen_host and listen_port */
+                        SCHEMA_STRING(.convert = SCHEMA_CONVERT(apiary_config, "a string \"HOST:PORT\" or "
+                                                                "\"[IPv6]:PORT\"", config_bind_listen))),
+    CFG_INT("threads", threads, 0, CONFIG_THREADS_MAX),
+    CFG_INT("backlog", backlog, 1, 65535),
+    CFG_INT("max_connections", max_connections, 1, 1000000),
+    CFG_INT("drain_timeout_ms", drain_timeout_ms, 0, 600000),
+    CFG_TEXT("log_level", log_level, "one of \"debug\", \"info\", \"warn\", \"error\"", config_bind_log_level),
+    CFG_INT("slow_callback_ms", http.slow_callback_ms, 0, 60000),
+    CFG_TEXT("half_close", http.half_close_answer, "\"cancel\" or \"answer\"", config_bind_half_close),
+    CFG_SECTION("limits", config_limits),
+    CFG_SECTION("timeouts", config_timeouts),
+    CFG_SECTION("sse", (const schema_member[]){CFG_INT("heartbeat_ms", http.sse_heartbeat_ms, 0, 3600000), SCHEMA_END}),
+    CFG_SECTION("pool", (const schema_member[]){
+        CFG_INT("threads", pool_threads, 0, CONFIG_THREADS_MAX),
+        CFG_INT("queue_size", pool_queue_size, 1, 1000000),
+        CFG_BOOL("run_inline", pool_run_inline),
+        CFG_INT("nice", pool_nice, 0, 19),
+        SCHEMA_END}),
+    CFG_SECTION("password", (const schema_member[]){
+        CFG_INT("opslimit", password_opslimit, 1, 16),
+        CFG_INT("memlimit_kib", password_memlimit_kib, 8, 1048576),
+        CFG_INT("max_bytes", password_max_bytes, 1, 4096),
+        SCHEMA_END}),
+    CFG_SECTION("primes", (const schema_member[]){CFG_INT("max_n", primes_max_n, 2, 1000000000), SCHEMA_END}),
+    CFG_SECTION("coroutines", (const schema_member[]){
+        CFG_INT("stack_kib", coro_stack_kib, 16, 65536),
+        CFG_INT("idle_stacks", coro_idle_stacks, 0, 100000),
+        SCHEMA_END}),
+    SCHEMA_MEMBER_WHOLE("upstreams", apiary_config, 0,
+                        (&(const schema){.type = SCHEMA_T_OBJECT, .open = true, /* names are the app's */
+                                         .convert = SCHEMA_CONVERT(apiary_config, NULL, config_bind_upstreams)})),
+    SCHEMA_MEMBER_WHOLE("trusted_proxies", apiary_config, 0,
+                        SCHEMA_ARRAY(SCHEMA_STRING(), .max_items = CONFIG_MAX_TRUSTED_PROXIES,
+                                     .convert = SCHEMA_CONVERT(apiary_config, NULL, config_bind_trusted_proxies))),
+    CFG_SECTION("http_client", (const schema_member[]){
+        SCHEMA_MEMBER_WHOLE("allowed_origins", apiary_config, 0,
+                            SCHEMA_ARRAY(NULL, .max_items = CONFIG_MAX_ALLOWED_ORIGINS,
+                                         .convert = SCHEMA_CONVERT(apiary_config, NULL, config_bind_allowed_origins))),
+        SCHEMA_END}),
+    CFG_TEXT("proxy_header", http.proxy_header_forwarded, "\"X-Forwarded-For\" or \"Forwarded\"",
+             config_bind_proxy_header),
+    CFG_SECTION("daemon", (const schema_member[]){
+        CFG_CHARS("pid_file", pid_file),
+        CFG_CHARS("log_file", log_file),
+        SCHEMA_END}),
+    CFG_CHARS("user", user),
+    CFG_SECTION("unix_socket", (const schema_member[]){
+        CFG_TEXT("path", unix_socket_path, "a string: an absolute path, or \"\" for none", config_bind_unix_path),
+        CFG_TEXT("mode", unix_socket_mode, "a string of octal permissions such as \"0660\"", config_bind_unix_mode),
+        SCHEMA_END}),
+    CFG_SECTION("rate_limit", (const schema_member[]){
+        CFG_BOOL("enabled", rate_limit_enabled),
+        CFG_INT("requests_per_second", rate_limit_per_second, 1, 1000000),
+        CFG_INT("burst", rate_limit_burst, 1, 1000000),
+        CFG_INT("max_clients", rate_limit_max_clients, 64, 10000000),
+        CFG_TEXT("path_prefix", rate_limit_prefix, "a string such as \"/v1/\"", config_bind_rate_limit_prefix),
+        SCHEMA_END}),
+    CFG_SECTION("access_log", (const schema_member[]){
+        CFG_BOOL("enabled", access_log_enabled),
+        CFG_CHARS("path", access_log_path),
+        SCHEMA_END}),
+    CFG_SECTION("docs", (const schema_member[]){
+        CFG_TEXT("dir", docs_dir, "a string: swagger-ui-dist's directory, or \"\" for none", config_bind_docs_dir),
+        SCHEMA_END}),
+    CFG_SECTION("fanout", (const schema_member[]){CFG_INT("max_requests", fanout_max_requests, 1, 256), SCHEMA_END}),
+    CFG_SECTION("kv", (const schema_member[]){
+        SCHEMA_MEMBER("backend", apiary_config, kv_backend, 0, SCHEMA_ENUM("memory", "redis")),
+        CFG_INT("max_key_bytes", kv_max_key_bytes, 1, 512),
+        CFG_INT("max_value_bytes", kv_max_value_bytes, 2, 16777216),
+        CFG_INT("max_entries", kv_max_entries, 1, 100000000),
+        CFG_INT("max_memory_bytes", kv_max_memory_bytes, 65536, 1099511627776LL),
+        SCHEMA_END}),
+    SCHEMA_MEMBER("redis", apiary_config, redis, 0, SCHEMA_OBJECT(redis_settings, config_redis)),
+    SCHEMA_MEMBER("sql", apiary_config, sql, 0, SCHEMA_OBJECT(sql_settings, config_sql)),
+    SCHEMA_END,
+};
+
+static const schema config_schema = SCHEMA_OBJECT_OF(apiary_config, config_members);
+
+/* config_kv_backend is bound as the index of its word in the enum above. */
+_Static_assert(CONFIG_KV_MEMORY == 0 && CONFIG_KV_REDIS == 1, "kv.backend's words are in the enum's order");
 
 /* The file's defaults: threads stays 0 ("one per CPU") until config_resolve. */
 static void config_defaults_unresolved(apiary_config *cfg)
@@ -362,66 +408,13 @@ void config_defaults(apiary_config *cfg)
     config_resolve(cfg);
 }
 
-static const config_key *config_find(const char *path)
+/* apiary's own top-level keys, which an app's section may not take. */
+static bool config_is_own_key(const char *name)
 {
-    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
-        if (strcmp(config_keys[i].path, path) == 0)
-            return &config_keys[i];
-    }
-    return NULL;
-}
-
-/* A section is any prefix of a row's path, so adding "tls.cert" makes "tls" a section by itself. */
-static int config_is_section(const char *path)
-{
-    size_t len = strlen(path);
-    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
-        if (strncmp(config_keys[i].path, path, len) == 0 && config_keys[i].path[len] == '.')
-            return 1;
-    }
-    return 0;
-}
-
-static int config_set_integer(config_loader *l, const config_key *k, json_t *v)
-{
-    /* json_is_integer is false for 1.5, 1.0, true and null; only the range is left to check. */
-    if (!json_is_integer(v) || json_integer_value(v) < k->min || json_integer_value(v) > k->max)
-        return config_fail(l->err, "%s: %s: must be an integer between %lld and %lld", l->origin, k->path,
-                           k->min, k->max);
-    char *field = (char *)&l->cfg + k->offset;
-    if (k->type == CONFIG_SIZE)
-        *(size_t *)(void *)field = (size_t)json_integer_value(v);
-    else
-        *(unsigned *)(void *)field = (unsigned)json_integer_value(v);
-    return 0;
-}
-
-static int config_set_bool(config_loader *l, const config_key *k, json_t *v)
-{
-    if (!json_is_boolean(v))
-        return config_fail(l->err, "%s: %s: must be true or false", l->origin, k->path);
-    *(bool *)(void *)((char *)&l->cfg + k->offset) = json_is_true(v);
-    return 0;
-}
-
-static int config_set_json(config_loader *l, const config_key *k, json_t *v)
-{
-    if (strcmp(k->expected, "an object") == 0 ? !json_is_object(v) : !json_is_array(v))
-        return config_fail(l->err, "%s: %s: must be %s", l->origin, k->path, k->expected);
-    char why[CONFIG_ERROR_MAX];
-    if (k->parse_json(&l->cfg, v, why) != 0)
-        return config_fail(l->err, "%s: %s%s%s", l->origin, k->path, why[0] == '[' || why[0] == ':' ? "" : ".", why);
-    return 0;
-}
-
-static int config_set_string(config_loader *l, const config_key *k, json_t *v)
-{
-    if (!json_is_string(v))
-        return config_fail(l->err, "%s: %s: must be %s", l->origin, k->path, k->expected);
-    char why[CONFIG_ERROR_MAX];
-    if (k->parse(&l->cfg, json_string_value(v), why) != 0)
-        return config_fail(l->err, "%s: %s: %s", l->origin, k->path, why);
-    return 0;
+    for (const schema_member *m = config_members; m->name; m++)
+        if (strcmp(m->name, name) == 0)
+            return true;
+    return false;
 }
 
 static const char *config_app_sections[CONFIG_MAX_APP_SECTIONS];
@@ -437,7 +430,7 @@ static bool config_is_app_section(const char *key)
 
 int config_register_section(const char *name)
 {
-    if (!name || !name[0] || strchr(name, '.') || config_find(name) || config_is_section(name))
+    if (!name || !name[0] || strchr(name, '.') || config_is_own_key(name))
         return -1;
     if (config_is_app_section(name))
         return 0; /* an app built again in the same process (tests); one app checks its own duplicates */
@@ -453,82 +446,102 @@ void config_release(apiary_config *cfg)
     cfg->app_json = NULL;
 }
 
-/* An app's section is kept whole for the app to judge; it must at least be an object. */
-static int config_keep_app_section(config_loader *l, const char *key, json_t *v)
+/* Moves the app sections of root into cfg->app_json (kept whole for the app to judge; each must at least
+ * be an object) and returns what is left for apiary's schema: root itself, or a copy without them. */
+static json_t *config_take_app_sections(apiary_config *cfg, json_t *root, schema_errors *errs)
 {
-    if (!json_is_object(v))
-        return config_fail(l->err, "%s: %s: must be an object", l->origin, key);
-    if (!l->cfg.app_json)
-        l->cfg.app_json = json_object();
-    json_object_set(l->cfg.app_json, key, v);
-    return 0;
-}
-
-static int config_walk(config_loader *l, json_t *obj, const char *prefix)
-{
+    json_t *own = json_incref(root);
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v) {
-        char path[CONFIG_PATH_MAX];
-        int n = snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", key);
-        /* A dotted key such as "limits.max_body_bytes" at the top level would otherwise match a row. */
-        int plain = n > 0 && (size_t)n < sizeof(path) && strchr(key, '.') == NULL;
-        const config_key *k = plain ? config_find(path) : NULL;
-        if (plain && !*prefix && config_is_app_section(key)) {
-            if (config_keep_app_section(l, key, v) != 0)
-                return -1;
-        } else if (k) {
-            int rc = k->type == CONFIG_STRING ? config_set_string(l, k, v)
-                     : k->type == CONFIG_BOOL ? config_set_bool(l, k, v)
-                     : k->type == CONFIG_JSON ? config_set_json(l, k, v)
-                                              : config_set_integer(l, k, v);
-            if (rc != 0)
-                return -1;
-        } else if (plain && config_is_section(path)) {
-            if (!json_is_object(v))
-                return config_fail(l->err, "%s: %s: must be an object", l->origin, path);
-            if (strcmp(path, "redis") == 0)
-                l->cfg.redis_section = true; /* even empty: "use Redis, with the defaults" */
-            if (config_walk(l, v, path) != 0)
-                return -1;
+    json_object_foreach(root, key, v) {
+        if (!config_is_app_section(key))
+            continue;
+        if (!json_is_object(v)) {
+            schema_errors_add(errs, key, "must be an object");
         } else {
-            return config_fail(l->err, "%s: unknown key '%s%s'", l->origin, path,
-                               (size_t)n >= sizeof(path) ? "..." : "");
+            if (!cfg->app_json)
+                cfg->app_json = json_object();
+            json_object_set(cfg->app_json, key, v);
         }
+        if (own == root) {
+            json_decref(own);
+            own = json_copy(root); /* shallow: the values are shared */
+        }
+        json_object_del(own, key);
     }
-    return 0;
+    return own;
 }
 
-static int config_check(config_loader *l)
+/* What the declaration cannot say: keys checked against each other, once every key is valid. */
+static void config_check(const apiary_config *cfg, schema_errors *errs)
 {
-    const http_settings *h = &l->cfg.http;
+    const http_settings *h = &cfg->http;
     /* The request line is part of the header block, so a URL this long could never fit anyway. */
     if (h->max_url_bytes >= h->max_header_bytes)
-        return config_fail(l->err, "%s: limits.max_url_bytes (%zu) must be less than "
-                           "limits.max_header_bytes (%zu)", l->origin, h->max_url_bytes, h->max_header_bytes);
-    if (!l->cfg.listen_host[0] && !l->cfg.unix_socket_path[0])
-        return config_fail(l->err, "%s: listen: \"\" turns TCP off, so unix_socket.path must be set", l->origin);
-    return 0;
+        schema_errors_add(errs, "", "limits.max_url_bytes (%zu) must be less than limits.max_header_bytes (%zu)",
+                          h->max_url_bytes, h->max_header_bytes);
+    if (!cfg->listen_host[0] && !cfg->unix_socket_path[0])
+        schema_errors_add(errs, "listen", "\"\" turns TCP off, so unix_socket.path must be set");
+}
+
+/* Every violation in one line, in the words apiary's config errors always had:
+ * "FILE: limits.max_headers: must be ...; unknown key 'limits.max_bodyy'". */
+static int config_errors_message(const schema_errors *errs, const char *origin, char err[CONFIG_ERROR_MAX])
+{
+    size_t n = (size_t)snprintf(err, CONFIG_ERROR_MAX, "%s: ", origin);
+    for (size_t i = 0; i < errs->count && n < CONFIG_ERROR_MAX; i++) {
+        const schema_error *e = &errs->list[i];
+        const char *sep = i ? "; " : "";
+        int k;
+        if (e->kind == SCHEMA_ERROR_UNKNOWN)
+            k = snprintf(err + n, CONFIG_ERROR_MAX - n, "%sunknown key '%s%s'", sep, e->field, e->cut ? "..." : "");
+        else if (e->kind == SCHEMA_ERROR_MISSING)
+            k = snprintf(err + n, CONFIG_ERROR_MAX - n, "%s%s: missing", sep, e->field);
+        else
+            k = snprintf(err + n, CONFIG_ERROR_MAX - n, "%s%s%s%s", sep, e->field, e->field[0] ? ": " : "", e->detail);
+        n += k > 0 ? (size_t)k : 0;
+    }
+    if (errs->more && n < CONFIG_ERROR_MAX)
+        snprintf(err + n, CONFIG_ERROR_MAX - n, "; ...");
+    /* Keys and values are echoed from the file; a "\n" in one must not break the one-line promise. */
+    for (char *p = err; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    }
+    return -1;
 }
 
 static int config_load_json(apiary_config *cfg, json_t *root, const char *origin, char err[CONFIG_ERROR_MAX])
 {
-    config_loader l = {.origin = origin, .err = err};
-    config_defaults_unresolved(&l.cfg);
     if (!json_is_object(root))
         return config_fail(err, "%s: the top-level value must be an object", origin);
-    if (config_walk(&l, root, "") != 0) {
-        config_release(&l.cfg);
-        return -1;
+    char why[512];
+    if (schema_check(&config_schema, why, sizeof(why)) != 0) /* a wrong declaration above: a bug, said so */
+        return config_fail(err, "%s: apiary's config declaration: %s", origin, why);
+    apiary_config scratch; /* the caller's struct is written only on success */
+    config_defaults_unresolved(&scratch);
+    arena a;
+    arena_init(&a);
+    schema_errors errs;
+    schema_errors_init(&errs, &a, "config");
+    json_t *own = config_take_app_sections(&scratch, root, &errs);
+    schema_bind(&config_schema, own, &scratch, "", &errs);
+    if (errs.count == 0) {
+        scratch.redis_section = json_is_object(json_object_get(own, "redis")); /* even empty: "use Redis" */
+        config_fit_defaults(&scratch);
+        config_check(&scratch, &errs);
     }
-    config_fit_defaults(&l.cfg);
-    if (config_check(&l) != 0) {
-        config_release(&l.cfg);
-        return -1;
+    json_decref(own);
+    int rc = 0;
+    if (errs.count) {
+        rc = config_errors_message(&errs, origin, err);
+        config_release(&scratch);
+    } else {
+        config_resolve(&scratch);
+        *cfg = scratch;
     }
-    config_resolve(&l.cfg);
-    *cfg = l.cfg;
-    return 0;
+    arena_reset(&a);
+    return rc;
 }
 
 static int config_json_error(const json_error_t *jerr, const char *origin, char err[CONFIG_ERROR_MAX])
@@ -574,15 +587,6 @@ int config_load_string(apiary_config *cfg, const char *json_text, const char *or
     int rc = config_load_json(cfg, root, origin, err);
     json_decref(root);
     return rc;
-}
-
-static int config_parse_log_level(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
-{
-    log_level level;
-    if (log_level_parse(value, &level) != 0)
-        return config_fail(err, "'%s' is not one of \"debug\", \"info\", \"warn\", \"error\"", value);
-    cfg->log_level = level;
-    return 0;
 }
 
 static int config_is_alnum(char c)

@@ -11,6 +11,7 @@
 #include "redis.h"
 #include "sql.h"
 #include "log.h"
+#include "schema.h"
 
 #define CONFIG_ERROR_MAX 512
 
@@ -91,13 +92,14 @@ int config_load_file(apiary_config *cfg, const char *path, char err[CONFIG_ERROR
 int config_load_string(apiary_config *cfg, const char *json_text, const char *origin,
                        char err[CONFIG_ERROR_MAX]);
 
-/* Structured sections (lib/app/config_sections.c); each validates and stores, or returns -1 with a
- * message naming the offending key below the section ("users.timeout_ms: must be ..."). */
-int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err[CONFIG_ERROR_MAX]);
-int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
-int config_parse_allowed_origins(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
-int config_parse_kv_backend(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
-int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
+/* The converters of the file's schema for its structured keys (lib/app/config_sections.c; schema.h
+ * schema_convert): each binds into the apiary_config (or the section's struct) at out, or adds its
+ * violations under `field`. */
+bool config_bind_upstreams(const json_t *v, void *out, const char *field, schema_errors *errs);
+bool config_bind_trusted_proxies(const json_t *v, void *out, const char *field, schema_errors *errs);
+bool config_bind_allowed_origins(const json_t *v, void *out, const char *field, schema_errors *errs);
+bool config_bind_redis_url(const json_t *v, void *out, const char *field, schema_errors *errs);
+bool config_bind_sql_url(const json_t *v, void *out, const char *field, schema_errors *errs);
 /* sql.url (and APIARY_SQL_URL): "sqlite:PATH", "" or "mysql://USER:PASSWORD@HOST:PORT/DATABASE". The
  * message never contains the URL, which holds the password. */
 int config_parse_sql_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);

@@ -1,9 +1,10 @@
-/* config_sections: the structured parts of the config file that a flat table row cannot describe:
- * the map of named upstreams, and the strings with their own grammar (kv.backend, redis.url, sql.url). Called
- * by config.c on its scratch copy, so a failure here leaves the caller's config untouched. */
+/* config_sections: the converters of config.c's schema for the values a declaration cannot spell: the
+ * map of named upstreams (each entry declared by upstream_schema below), the allow-list of origins,
+ * the trusted proxies, and the URLs with their own grammar (redis.url, sql.url). Each adds its
+ * violations under the key's name, the way the schema's own are, and binds only into config.c's
+ * scratch copy, so a failure leaves the caller's config untouched. */
 #include <errno.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,37 +12,109 @@
 
 #include "config_internal.h"
 
-static int config_sections_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int config_sections_fail(char err[CONFIG_ERROR_MAX], const char *fmt, ...)
+/* "http[s]://HOST[:PORT]" with nothing after it: apiary adds the path, so a URL cannot smuggle one in.
+ * The port defaults to the scheme's (80, 443). Binds host, port and tls of the upstream. */
+static bool config_bind_upstream_url(const json_t *v, void *out, const char *field, schema_errors *errs)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, CONFIG_ERROR_MAX, fmt, ap);
-    va_end(ap);
-    return -1;
+    http_client_upstream scratch, *u = out ? out : &scratch;
+    const char *url = json_string_value(v), *host;
+    bool tls = strncmp(url, "https://", 8) == 0;
+    if (!tls && strncmp(url, "http://", 7) != 0)
+        return schema_refuse(errs, field, "must start with http:// or https://");
+    host = url + (tls ? 8 : 7);
+    const char *hend, *colon;
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+        if (!close || (close[1] != ':' && close[1] != '\0'))
+            return schema_refuse(errs, field, "an IPv6 host needs brackets: http://[::1]:9001");
+        hend = close;
+        colon = close[1] == ':' ? close + 1 : NULL;
+    } else {
+        colon = strrchr(host, ':');
+        hend = colon ? colon : host + strlen(host);
+    }
+    const char *hstart = host[0] == '[' ? host + 1 : host;
+    size_t hlen = (size_t)(hend - hstart);
+    if (hlen == 0 || hlen >= sizeof(u->host))
+        return schema_refuse(errs, field, "the host must be 1..255 characters");
+    long port = tls ? 443 : 80;
+    if (colon) {
+        char *end;
+        port = strtol(colon + 1, &end, 10);
+        if (colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
+            return schema_refuse(errs, field, "needs a port 1..65535 (or none) and nothing after it (no path)");
+    }
+    char name[sizeof(u->host)];
+    memcpy(name, hstart, hlen);
+    name[hlen] = '\0';
+    if (strpbrk(name, "/?#@ ") || (host[0] != '[' && strchr(name, ']')))
+        return schema_refuse(errs, field, "the host has characters a host cannot have (no path either)");
+    memcpy(u->host, name, hlen + 1);
+    u->port = (unsigned)port;
+    u->tls = tls;
+    return true;
 }
 
-typedef struct config_upstream_key {
-    const char *name;
-    size_t offset;
-    unsigned min, max;
-} config_upstream_key;
+/* ca_file: a PEM file of CAs for an https:// upstream, read by each loop when it first calls; checked
+ * here so a typo is a config error, not a failing call much later. */
+static bool config_bind_ca_file(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    const char *path = json_string_value(v);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return schema_refuse(errs, field, "cannot read '%s': %s", path, strerror(errno));
+    fclose(f);
+    if (out)
+        strcpy(out, path); /* its length is within the declared max_bytes */
+    return true;
+}
 
-/* The defaults come from http_client_upstream_defaults, so an app that builds an upstream in code gets
- * the same ones as the config file. */
-#define UPSTREAM_KEY(name, min, max) {#name, offsetof(http_client_upstream, name), min, max}
-
-static const config_upstream_key config_upstream_keys[] = {
-    UPSTREAM_KEY(max_connections, 1, 10000),
-    UPSTREAM_KEY(max_idle, 0, 10000),
-    UPSTREAM_KEY(idle_timeout_ms, 1, 3600000),
-    UPSTREAM_KEY(connect_timeout_ms, 1, 60000),
-    UPSTREAM_KEY(timeout_ms, 1, 600000),
-    UPSTREAM_KEY(retries, 0, 5),
-    UPSTREAM_KEY(max_response_bytes, 1, 67108864),
+/* The keys of one upstream (an entry of "upstreams" or of http_client.allowed_origins). The defaults
+ * come from http_client_upstream_defaults, so an app that builds an upstream in code gets the same. */
+#define UPSTREAM_INT(field, lo, hi)                                                                                \
+    SCHEMA_OPTIONAL(http_client_upstream, field,                                                                   \
+                    SCHEMA_INTEGER(.min = SCHEMA_GE(lo), .max = SCHEMA_LE(hi), .bind_as = SCHEMA_AS_UNSIGNED))
+static const schema_member config_upstream_members[] = {
+    SCHEMA_MEMBER_WHOLE("url", http_client_upstream, SCHEMA_MEMBER_REQUIRED, /* sets host, port and tls */
+                        SCHEMA_STRING(.convert = SCHEMA_CONVERT(http_client_upstream,
+                                                                "a string \"http[s]://HOST[:PORT]\"",
+                                                                config_bind_upstream_url))),
+    SCHEMA_OPTIONAL(http_client_upstream, ca_file,
+                    SCHEMA_STRING(.convert = SCHEMA_CONVERT(((http_client_upstream *)0)->ca_file,
+                                                            "a path of 1..255 characters", config_bind_ca_file),
+                                  .min_length = 1, .max_bytes = sizeof(((http_client_upstream *)0)->ca_file) - 1)),
+    UPSTREAM_INT(max_connections, 1, 10000),
+    UPSTREAM_INT(max_idle, 0, 10000),
+    UPSTREAM_INT(idle_timeout_ms, 1, 3600000),
+    UPSTREAM_INT(connect_timeout_ms, 1, 60000),
+    UPSTREAM_INT(timeout_ms, 1, 600000),
+    UPSTREAM_INT(retries, 0, 5),
+    UPSTREAM_INT(max_response_bytes, 1, 67108864),
+    SCHEMA_END,
 };
+static const schema config_upstream_schema = SCHEMA_OBJECT_OF(http_client_upstream, config_upstream_members);
+
+/* One upstream named `name` (what logs call it) from obj, bound over its defaults, checked as a whole:
+ * ca_file only with https, max_idle against max_connections (http_client_upstream_finish). */
+static bool config_bind_upstream(http_client_upstream *u, const char *name, const json_t *obj, const char *field,
+                                 schema_errors *errs)
+{
+    memset(u, 0, sizeof(*u));
+    snprintf(u->name, sizeof(u->name), "%s", name);
+    http_client_upstream_defaults(u);
+    if (!schema_bind(&config_upstream_schema, obj, u, field, errs))
+        return false;
+    char why[CONFIG_ERROR_MAX];
+    if (u->ca_file[0] && !u->tls) {
+        snprintf(why, sizeof(why), "%s.ca_file", field);
+        schema_errors_add(errs, why, "only for an https:// url");
+        return false;
+    }
+    /* max_idle left out follows max_connections; both given and in conflict is an error naming both. */
+    if (http_client_upstream_finish(u, why, sizeof(why)) != 0)
+        return schema_refuse(errs, "", "%s.%s", field, why);
+    return true;
+}
 
 static bool config_upstream_name_ok(const char *name)
 {
@@ -55,207 +128,131 @@ static bool config_upstream_name_ok(const char *name)
     return true;
 }
 
-/* "http[s]://HOST[:PORT]" with nothing after it: apiary adds the path, so a URL cannot smuggle one in.
- * The port defaults to the scheme's (80, 443). */
-static int config_parse_upstream_url(http_client_upstream *u, const char *url, char err[CONFIG_ERROR_MAX])
+bool config_bind_upstreams(const json_t *v, void *out, const char *field, schema_errors *errs)
 {
-    const char *host;
-    if (strncmp(url, "http://", 7) == 0) {
-        u->tls = false;
-        host = url + 7;
-    } else if (strncmp(url, "https://", 8) == 0) {
-        u->tls = true;
-        host = url + 8;
-    } else {
-        return config_sections_fail(err, "url: must start with http:// or https://");
-    }
-    const char *hend, *colon;
-    if (host[0] == '[') {
-        const char *close = strchr(host, ']');
-        if (!close || (close[1] != ':' && close[1] != '\0'))
-            return config_sections_fail(err, "url: an IPv6 host needs brackets: http://[::1]:9001");
-        hend = close;
-        colon = close[1] == ':' ? close + 1 : NULL;
-    } else {
-        colon = strrchr(host, ':');
-        hend = colon ? colon : host + strlen(host);
-    }
-    const char *hstart = host[0] == '[' ? host + 1 : host;
-    size_t hlen = (size_t)(hend - hstart);
-    if (hlen == 0 || hlen >= sizeof(u->host))
-        return config_sections_fail(err, "url: the host must be 1..255 characters");
-    long port = u->tls ? 443 : 80;
-    if (colon) {
-        char *end;
-        port = strtol(colon + 1, &end, 10);
-        if (colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535)
-            return config_sections_fail(err, "url: needs a port 1..65535 (or none) and nothing after it (no path)");
-    }
-    memcpy(u->host, hstart, hlen);
-    u->host[hlen] = '\0';
-    if (strpbrk(u->host, "/?#@ ") || (host[0] != '[' && strchr(u->host, ']')))
-        return config_sections_fail(err, "url: the host has characters a host cannot have (no path either)");
-    u->port = (unsigned)port;
-    return 0;
-}
-
-/* ca_file: a PEM file of CAs for an https:// upstream, read by each loop when it first calls; checked
- * here so a typo is a config error, not a failing call much later. */
-static int config_parse_ca_file(http_client_upstream *u, json_t *v, char err[CONFIG_ERROR_MAX])
-{
-    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= sizeof(u->ca_file))
-        return config_sections_fail(err, "ca_file: must be a path of 1..%zu characters", sizeof(u->ca_file) - 1);
-    const char *path = json_string_value(v);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return config_sections_fail(err, "ca_file: cannot read '%s': %s", path, strerror(errno));
-    fclose(f);
-    snprintf(u->ca_file, sizeof(u->ca_file), "%s", path);
-    return 0;
-}
-
-static int config_parse_upstream(http_client_upstream *u, const char *name, json_t *obj, char err[CONFIG_ERROR_MAX])
-{
-    char why[CONFIG_ERROR_MAX];
-    if (!json_is_object(obj))
-        return config_sections_fail(err, "%s: must be an object", name);
-    memset(u, 0, sizeof(*u));
-    snprintf(u->name, sizeof(u->name), "%s", name);
-    http_client_upstream_defaults(u);
-    json_t *ca = json_object_get(obj, "ca_file");
-    bool have_url = false;
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        if (strcmp(key, "url") == 0) {
-            if (!json_is_string(v))
-                return config_sections_fail(err, "%s.url: must be a string \"http[s]://HOST[:PORT]\"", name);
-            if (config_parse_upstream_url(u, json_string_value(v), why) != 0)
-                return config_sections_fail(err, "%s.%s", name, why);
-            have_url = true;
-            continue;
-        }
-        if (strcmp(key, "ca_file") == 0) {
-            if (config_parse_ca_file(u, v, why) != 0)
-                return config_sections_fail(err, "%s.%s", name, why);
-            continue;
-        }
-        const config_upstream_key *k = NULL;
-        for (size_t i = 0; i < sizeof(config_upstream_keys) / sizeof(config_upstream_keys[0]); i++)
-            if (strcmp(key, config_upstream_keys[i].name) == 0)
-                k = &config_upstream_keys[i];
-        if (!k)
-            return config_sections_fail(err, "%s: unknown key '%s'", name, key);
-        if (!json_is_integer(v) || json_integer_value(v) < k->min || json_integer_value(v) > k->max)
-            return config_sections_fail(err, "%s.%s: must be an integer between %u and %u", name, key, k->min,
-                                        k->max);
-        *(unsigned *)(void *)((char *)u + k->offset) = (unsigned)json_integer_value(v);
-    }
-    if (!have_url)
-        return config_sections_fail(err, "%s.url: missing", name);
-    if (ca && !u->tls)
-        return config_sections_fail(err, "%s.ca_file: only for an https:// url", name);
-    /* max_idle left out follows max_connections; both given and in conflict is an error naming both. */
-    if (http_client_upstream_finish(u, why, sizeof(why)) != 0)
-        return config_sections_fail(err, "%s.%s", name, why);
-    return 0;
-}
-
-int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err[CONFIG_ERROR_MAX])
-{
-    json_t *obj = (json_t *)json_object;
-    if (json_object_size(obj) > CONFIG_MAX_UPSTREAMS)
-        return config_sections_fail(err, "at most %d upstreams", CONFIG_MAX_UPSTREAMS);
+    apiary_config *cfg = out;
+    if (json_object_size(v) > CONFIG_MAX_UPSTREAMS)
+        return schema_refuse(errs, field, "must have at most %d upstreams", CONFIG_MAX_UPSTREAMS);
+    bool ok = true;
     unsigned n = 0;
     const char *name;
-    json_t *v;
-    json_object_foreach(obj, name, v) {
-        if (!config_upstream_name_ok(name))
-            return config_sections_fail(err, "'%s': an upstream name is 1..%d of [A-Za-z0-9_-]", name,
-                                        CONFIG_UPSTREAM_NAME_MAX);
-        if (config_parse_upstream(&cfg->upstreams[n], name, v, err) != 0)
-            return -1;
+    json_t *entry;
+    json_object_foreach((json_t *)v, name, entry) {
+        if (!config_upstream_name_ok(name)) {
+            schema_errors_add(errs, field, "'%s': an upstream name is 1..%d of [A-Za-z0-9_-]", name,
+                              CONFIG_UPSTREAM_NAME_MAX);
+            ok = false;
+            continue;
+        }
+        char at[128];
+        snprintf(at, sizeof(at), "%s.%s", field, name);
+        http_client_upstream scratch;
+        ok = config_bind_upstream(cfg ? &cfg->upstreams[n] : &scratch, name, entry, at, errs) && ok;
         n++;
     }
-    cfg->upstream_count = n;
-    return 0;
+    if (cfg)
+        cfg->upstream_count = n;
+    return ok;
 }
 
 /* http_client.allowed_origins: the origins absolute URLs may name (http_client_fetch). Each entry is
  * "http[s]://HOST[:PORT]", or an object with the keys of an upstream (url, ca_file, timeouts, limits). */
-int config_parse_allowed_origins(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX])
+bool config_bind_allowed_origins(const json_t *v, void *out, const char *field, schema_errors *errs)
 {
-    json_t *arr = (json_t *)json_array;
-    if (json_array_size(arr) > CONFIG_MAX_ALLOWED_ORIGINS)
-        return config_sections_fail(err, ": at most %d entries", CONFIG_MAX_ALLOWED_ORIGINS);
+    apiary_config *cfg = out;
+    http_client_upstream list[CONFIG_MAX_ALLOWED_ORIGINS]; /* the schema bounds the count */
+    bool ok = true;
     size_t i;
-    json_t *v;
-    cfg->allowed_origin_count = 0;
-    json_array_foreach(arr, i, v) {
-        char label[32];
-        snprintf(label, sizeof(label), "[%zu]", i);
-        json_t *obj = json_is_string(v) ? json_pack("{sO}", "url", v) : json_incref(v);
-        int rc = config_parse_upstream(&cfg->allowed_origins[i], label, obj, err);
+    json_t *item;
+    json_array_foreach(v, i, item) {
+        char at[128], name[48];
+        snprintf(at, sizeof(at), "%s[%zu]", field, i);
+        snprintf(name, sizeof(name), "allowed_origins[%u]", (unsigned)i); /* what logs call it */
+        json_t *obj = json_is_string(item) ? json_pack("{sO}", "url", item) : json_incref(item);
+        bool one = config_bind_upstream(&list[i], name, obj, at, errs);
         json_decref(obj);
-        if (rc != 0)
-            return -1;
-        http_client_upstream *o = &cfg->allowed_origins[i];
-        snprintf(o->name, sizeof(o->name), "allowed_origins[%u]", (unsigned)i); /* what logs call it */
-        for (size_t j = 0; j < i; j++) {
-            const http_client_upstream *p = &cfg->allowed_origins[j];
-            if (p->tls == o->tls && p->port == o->port && strcasecmp(p->host, o->host) == 0)
-                return config_sections_fail(err, "[%zu]: the same origin as [%zu]", i, j);
+        for (size_t j = 0; one && j < i; j++) {
+            const http_client_upstream *p = &list[j], *o = &list[i];
+            if (p->tls == o->tls && p->port == o->port && strcasecmp(p->host, o->host) == 0) {
+                schema_errors_add(errs, at, "the same origin as [%zu]", j);
+                one = false;
+            }
         }
-        cfg->allowed_origin_count++;
+        ok = one && ok;
     }
-    return 0;
+    if (ok && cfg) {
+        memcpy(cfg->allowed_origins, list, json_array_size(v) * sizeof(list[0]));
+        cfg->allowed_origin_count = (unsigned)json_array_size(v);
+    }
+    return ok;
 }
 
-int config_parse_kv_backend(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+bool config_bind_trusted_proxies(const json_t *v, void *out, const char *field, schema_errors *errs)
 {
-    if (strcmp(value, "memory") == 0)
-        cfg->kv_backend = CONFIG_KV_MEMORY;
-    else if (strcmp(value, "redis") == 0)
-        cfg->kv_backend = CONFIG_KV_REDIS;
-    else
-        return config_sections_fail(err, "'%s' is not \"memory\" or \"redis\"", value);
-    return 0;
+    apiary_config *cfg = out;
+    bool ok = true;
+    unsigned n = 0;
+    size_t i;
+    json_t *item;
+    json_array_foreach(v, i, item) {
+        const char *text = json_string_value(item); /* the schema's items are strings */
+        if (strcmp(text, "unix") == 0) {
+            if (cfg)
+                cfg->http.trust_unix_socket = true; /* whoever may connect to the socket is a proxy */
+            continue;
+        }
+        http_cidr scratch;
+        if (http_cidr_parse(text, cfg ? &cfg->trusted_proxies[n] : &scratch) != 0) {
+            char at[128];
+            snprintf(at, sizeof(at), "%s[%zu]", field, i);
+            schema_errors_add(errs, at, "must be an address or CIDR such as \"10.0.0.0/8\" or \"::1\", "
+                              "or \"unix\" for the Unix socket");
+            ok = false;
+            continue;
+        }
+        n++;
+    }
+    if (cfg)
+        cfg->trusted_proxy_count = n;
+    return ok;
 }
 
 /* redis://HOST[:PORT][/DB]; no password or TLS (the Redis is expected on loopback or a private net). */
-int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+bool config_bind_redis_url(const json_t *v, void *out, const char *field, schema_errors *errs)
 {
+    redis_settings scratch, *r = out ? out : &scratch;
+    const char *value = json_string_value(v);
     const char *prefix = "redis://";
     if (strncmp(value, prefix, strlen(prefix)) != 0)
-        return config_sections_fail(err, "'%s' must start with redis://", value);
+        return schema_refuse(errs, field, "'%s' must start with redis://", value);
     const char *host = value + strlen(prefix);
     const char *slash = strchr(host, '/');
     const char *end = slash ? slash : host + strlen(host);
     const char *colon = memchr(host, ':', (size_t)(end - host));
     const char *host_end = colon ? colon : end;
     size_t hlen = (size_t)(host_end - host);
-    if (hlen == 0 || hlen >= sizeof(cfg->redis.host) || memchr(host, '@', hlen))
-        return config_sections_fail(err, "'%s': needs a host (credentials in the URL are not supported)", value);
+    if (hlen == 0 || hlen >= sizeof(r->host) || memchr(host, '@', hlen))
+        return schema_refuse(errs, field, "'%s': needs a host (credentials in the URL are not supported)", value);
     unsigned port = 6379, db = 0;
     if (colon) {
         char *e;
         long p = strtol(colon + 1, &e, 10);
         if (e != end || p < 1 || p > 65535)
-            return config_sections_fail(err, "'%s': the port must be 1..65535", value);
+            return schema_refuse(errs, field, "'%s': the port must be 1..65535", value);
         port = (unsigned)p;
     }
     if (slash && slash[1]) {
         char *e;
         long d = strtol(slash + 1, &e, 10);
         if (*e != '\0' || d < 0 || d > 15)
-            return config_sections_fail(err, "'%s': the database must be 0..15", value);
+            return schema_refuse(errs, field, "'%s': the database must be 0..15", value);
         db = (unsigned)d;
     }
-    memcpy(cfg->redis.host, host, hlen);
-    cfg->redis.host[hlen] = '\0';
-    cfg->redis.port = port;
-    cfg->redis.db = db;
-    return 0;
+    memcpy(r->host, host, hlen);
+    r->host[hlen] = '\0';
+    r->port = port;
+    r->db = db;
+    return true;
 }
 
 int config_parse_sql_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
@@ -263,24 +260,19 @@ int config_parse_sql_url(apiary_config *cfg, const char *value, char err[CONFIG_
     return sql_url_parse(&cfg->sql, value, err, CONFIG_ERROR_MAX);
 }
 
-int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX])
+/* sql.url: the message never contains the URL, which holds the password (sql_url_parse's promise). */
+bool config_bind_sql_url(const json_t *v, void *out, const char *field, schema_errors *errs)
 {
-    json_t *arr = (json_t *)json_array;
-    if (json_array_size(arr) > CONFIG_MAX_TRUSTED_PROXIES)
-        return config_sections_fail(err, ": at most %d entries", CONFIG_MAX_TRUSTED_PROXIES);
-    size_t i;
-    json_t *v;
-    cfg->trusted_proxy_count = 0;
-    json_array_foreach(arr, i, v) {
-        if (json_is_string(v) && strcmp(json_string_value(v), "unix") == 0) {
-            cfg->http.trust_unix_socket = true; /* whoever may connect to the socket is a proxy */
-            continue;
-        }
-        if (!json_is_string(v) ||
-            http_cidr_parse(json_string_value(v), &cfg->trusted_proxies[cfg->trusted_proxy_count]) != 0)
-            return config_sections_fail(err, "[%zu]: must be an address or CIDR such as \"10.0.0.0/8\" or \"::1\", "
-                                        "or \"unix\" for the Unix socket", i);
-        cfg->trusted_proxy_count++;
-    }
-    return 0;
+    sql_settings *scratch = out ? NULL : malloc(sizeof(*scratch)); /* 9 KiB: not on the stack for a dry run */
+    sql_settings *s = out ? out : scratch;
+    if (!s)
+        return false;
+    if (!out)
+        sql_settings_defaults(s);
+    char why[CONFIG_ERROR_MAX];
+    bool ok = sql_url_parse(s, json_string_value(v), why, sizeof(why)) == 0;
+    if (!ok)
+        schema_errors_add(errs, field, "%s", why);
+    free(scratch);
+    return ok;
 }

@@ -6,6 +6,7 @@
  * bodies), and the schema, which is the program's own. */
 #include "schema.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <pthread.h>
@@ -39,14 +40,16 @@ static size_t schema_cut_utf8(const char *s, size_t max)
     return max;
 }
 
-static void schema_path_write(const schema_path *p, char *buf, size_t cap, size_t *len)
+static void schema_path_write(const schema_path *p, char *buf, size_t cap, size_t *len, bool *cut)
 {
     if (!p)
         return;
-    schema_path_write(p->up, buf, cap, len);
+    schema_path_write(p->up, buf, cap, len, cut);
     if (*len >= cap)
         return;
     int n;
+    if (p->name && strlen(p->name) > SCHEMA_NAME_MAX)
+        *cut = true;
     if (p->name)
         n = snprintf(buf + *len, cap - *len, "%s%.*s", *len ? "." : "", (int)schema_cut_utf8(p->name, SCHEMA_NAME_MAX),
                      p->name);
@@ -69,7 +72,8 @@ void schema_errors_init(schema_errors *errs, arena *a, const char *in)
 
 static bool schema_errors_full(const schema_errors *errs) { return errs->count == SCHEMA_MAX_ERRORS; }
 
-static void schema_errors_vadd(schema_errors *errs, const char *field, const char *fmt, va_list ap)
+static void schema_errors_vadd(schema_errors *errs, const char *field, schema_error_kind kind, bool cut,
+                               const char *fmt, va_list ap)
 {
     if (schema_errors_full(errs)) {
         errs->more = true;
@@ -81,29 +85,52 @@ static void schema_errors_vadd(schema_errors *errs, const char *field, const cha
     e->in = errs->in;
     e->field = arena_strndup(errs->arena, field, strlen(field));
     e->detail = arena_strndup(errs->arena, detail, strlen(detail));
+    e->kind = kind;
+    e->cut = cut;
 }
 
 void schema_errors_add(schema_errors *errs, const char *field, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    schema_errors_vadd(errs, field, fmt, ap);
+    schema_errors_vadd(errs, field, SCHEMA_ERROR_VALUE, false, fmt, ap);
     va_end(ap);
 }
 
-__attribute__((format(printf, 3, 4))) static void schema_fail(schema_errors *errs, const schema_path *p,
-                                                              const char *fmt, ...)
+bool schema_refuse(schema_errors *errs, const char *field, const char *fmt, ...)
 {
-    char field[256];
-    size_t len = 0;
-    field[0] = '\0';
-    schema_path_write(p, field, sizeof(field), &len);
-    field[schema_cut_utf8(field, SCHEMA_NAME_MAX)] = '\0';
     va_list ap;
     va_start(ap, fmt);
-    schema_errors_vadd(errs, field, fmt, ap);
+    schema_errors_vadd(errs, field, SCHEMA_ERROR_VALUE, false, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* p as text ("items[2].name"), cut to SCHEMA_NAME_MAX bytes; returns whether it was cut. */
+static bool schema_path_text(const schema_path *p, char field[256])
+{
+    size_t len = 0;
+    bool cut = false;
+    field[0] = '\0';
+    schema_path_write(p, field, 256, &len, &cut);
+    size_t keep = schema_cut_utf8(field, SCHEMA_NAME_MAX);
+    cut = cut || field[keep] != '\0';
+    field[keep] = '\0';
+    return cut;
+}
+
+__attribute__((format(printf, 4, 5))) static void schema_fail_kind(schema_errors *errs, const schema_path *p,
+                                                                   schema_error_kind kind, const char *fmt, ...)
+{
+    char field[256];
+    bool cut = schema_path_text(p, field);
+    va_list ap;
+    va_start(ap, fmt);
+    schema_errors_vadd(errs, field, kind, cut, fmt, ap);
     va_end(ap);
 }
+
+#define schema_fail(errs, p, ...) schema_fail_kind((errs), (p), SCHEMA_ERROR_VALUE, __VA_ARGS__)
 
 /* ---- describing what a schema accepts ------------------------------------------------------------ */
 
@@ -134,6 +161,10 @@ void schema_describe(const schema *s, char *buf, size_t cap)
             n = cap - 1;                                                                                           \
     } while (0)
     buf[0] = '\0';
+    if (s->convert && s->convert->words) {
+        PUT("%s", s->convert->words);
+        return; /* the words say it all, null included */
+    }
     switch (s->type) {
     case SCHEMA_T_ANY: PUT("a JSON value"); break;
     case SCHEMA_T_BOOLEAN: PUT("true or false"); break;
@@ -203,7 +234,7 @@ static void schema_fail_required(schema_errors *errs, const schema_path *p, cons
 {
     char what[256];
     schema_describe(s, what, sizeof(what));
-    schema_fail(errs, p, "is required: %s", what);
+    schema_fail_kind(errs, p, SCHEMA_ERROR_MISSING, "is required: %s", what);
 }
 
 /* ---- patterns ------------------------------------------------------------------------------------ */
@@ -238,6 +269,14 @@ static const regex_t *schema_pattern_get(schema_pattern *p, char *err, size_t ca
 
 size_t schema_bind_size(const schema *s)
 {
+    if (s->convert)
+        return s->convert->size;
+    if (s->bind_as == SCHEMA_AS_UNSIGNED)
+        return sizeof(unsigned);
+    if (s->bind_as == SCHEMA_AS_SIZE)
+        return sizeof(size_t);
+    if (s->bind_as == SCHEMA_AS_CHARS)
+        return s->max_bytes + 1;
     switch (s->type) {
     case SCHEMA_T_ANY: return sizeof(const json_t *);
     case SCHEMA_T_BOOLEAN: return sizeof(bool);
@@ -252,6 +291,7 @@ size_t schema_bind_size(const schema *s)
 }
 
 static int schema_check_at(const schema *s, const char *where, char *err, size_t cap);
+static int schema_check_binding(const schema *s, const char *at, char *err, size_t cap);
 
 static int schema_check_member(const schema_member *m, const char *where, char *err, size_t cap)
 {
@@ -261,6 +301,8 @@ static int schema_check_member(const schema_member *m, const char *where, char *
         snprintf(err, cap, "%s: no schema", at);
         return -1;
     }
+    if (schema_check_binding(m->schema, at, err, cap) != 0) /* before its size: says why, not what */
+        return -1;
     if (m->offset && m->size != schema_bind_size(m->schema)) {
         snprintf(err, cap, "%s: its field has %zu bytes, but the schema binds %zu (see schema.h for the C types)", at,
                  m->size, schema_bind_size(m->schema));
@@ -269,9 +311,46 @@ static int schema_check_member(const schema_member *m, const char *where, char *
     return schema_check_at(m->schema, at, err, cap);
 }
 
+/* What .bind_as and .convert need; 0 when s may bind as it says. */
+static int schema_check_binding(const schema *s, const char *at, char *err, size_t cap)
+{
+    if (s->convert && (!s->convert->bind || !s->convert->size || s->bind_as)) {
+        snprintf(err, cap, "%s: a converter needs its function and size, and no .bind_as", at);
+        return -1;
+    }
+    bool integer = s->type == SCHEMA_T_INTEGER;
+    switch (s->bind_as) {
+    case SCHEMA_AS_DEFAULT: return 0;
+    case SCHEMA_AS_UNSIGNED:
+    case SCHEMA_AS_SIZE: {
+        /* The bounds are checked before the value is stored, so they are what keeps it in the type. */
+        bool fits = integer && s->min.kind && !s->min.var && s->min.i >= (s->min.kind == 1 ? 0 : -1);
+        if (s->bind_as == SCHEMA_AS_UNSIGNED)
+            fits = fits && s->max.kind && !s->max.var && s->max.i <= (int64_t)UINT_MAX + (s->max.kind == 2);
+        if (!fits) {
+            snprintf(err, cap, "%s: an integer bound to %s needs bounds inside its range", at,
+                     s->bind_as == SCHEMA_AS_UNSIGNED ? "unsigned" : "size_t");
+            return -1;
+        }
+        return 0;
+    }
+    case SCHEMA_AS_CHARS:
+        if (s->type != SCHEMA_T_STRING || !s->max_bytes) {
+            snprintf(err, cap, "%s: SCHEMA_AS_CHARS is for a string with .max_bytes (it binds char[max_bytes + 1])",
+                     at);
+            return -1;
+        }
+        return 0;
+    }
+    snprintf(err, cap, "%s: an unknown .bind_as %d", at, (int)s->bind_as);
+    return -1;
+}
+
 static int schema_check_at(const schema *s, const char *where, char *err, size_t cap)
 {
     const char *at = where[0] ? where : "(document)";
+    if (schema_check_binding(s, at, err, cap) != 0)
+        return -1;
     switch (s->type) {
     case SCHEMA_T_ANY:
     case SCHEMA_T_BOOLEAN: return 0;
@@ -361,8 +440,10 @@ int schema_check_members(const schema_member *members, const char *in, char *err
         schema_type t = m->schema ? m->schema->type : SCHEMA_T_ANY;
         schema_type item = t == SCHEMA_T_ARRAY && m->schema->items ? m->schema->items->type : t;
         if (t == SCHEMA_T_OBJECT || t == SCHEMA_T_ANY || item == SCHEMA_T_OBJECT || item == SCHEMA_T_ANY ||
-            item == SCHEMA_T_ARRAY || (t == SCHEMA_T_ARRAY && !m->schema->items)) {
-            snprintf(err, cap, "%s %s: a parameter is a scalar or an array of scalars", in, m->name);
+            item == SCHEMA_T_ARRAY || (t == SCHEMA_T_ARRAY && !m->schema->items) || m->schema->convert ||
+            (t == SCHEMA_T_ARRAY && m->schema->items->convert)) {
+            snprintf(err, cap, "%s %s: a parameter is a scalar or an array of scalars, without a converter", in,
+                     m->name);
             return -1;
         }
         if (schema_check_member(m, in, err, cap) != 0)
@@ -375,12 +456,23 @@ int schema_check_members(const schema_member *members, const char *in, char *err
 
 static bool schema_bind_at(const schema *s, const json_t *v, void *out, const schema_path *p, schema_errors *errs);
 
+/* A bound as it stands: b itself, or (read from its variable) a copy in tmp. No copy for the common
+ * constant bound: this runs for every number of every request. */
+static inline const schema_bound *schema_bound_use(const schema_bound *b, schema_bound *tmp)
+{
+    if (__builtin_expect(!b->var, 1))
+        return b;
+    *tmp = schema_bound_now(b);
+    return tmp;
+}
+
 static bool schema_number_ok(const schema *s, double d)
 {
-    schema_bound lo = schema_bound_now(&s->min), hi = schema_bound_now(&s->max);
-    if (lo.kind && (lo.kind == 1 ? d < lo.d : d <= lo.d))
+    schema_bound tlo, thi;
+    const schema_bound *lo = schema_bound_use(&s->min, &tlo), *hi = schema_bound_use(&s->max, &thi);
+    if (lo->kind && (lo->kind == 1 ? d < lo->d : d <= lo->d))
         return false;
-    if (hi.kind && (hi.kind == 1 ? d > hi.d : d >= hi.d))
+    if (hi->kind && (hi->kind == 1 ? d > hi->d : d >= hi->d))
         return false;
     if (s->multiple_of > 0) {
         double q = d / s->multiple_of;
@@ -393,15 +485,18 @@ static bool schema_number_ok(const schema *s, double d)
 static bool schema_integer_ok(const schema *s, int64_t v)
 {
     /* Exact comparisons when the bound is integral: doubles lose precision past 2^53. */
-    schema_bound lo = schema_bound_now(&s->min), hi = schema_bound_now(&s->max);
-    if (lo.kind) {
-        bool exact = (double)lo.i == lo.d;
-        if (exact ? (lo.kind == 1 ? v < lo.i : v <= lo.i) : (lo.kind == 1 ? (double)v < lo.d : (double)v <= lo.d))
+    schema_bound tlo, thi;
+    const schema_bound *lo = schema_bound_use(&s->min, &tlo), *hi = schema_bound_use(&s->max, &thi);
+    if (lo->kind) {
+        bool exact = (double)lo->i == lo->d;
+        if (exact ? (lo->kind == 1 ? v < lo->i : v <= lo->i)
+                  : (lo->kind == 1 ? (double)v < lo->d : (double)v <= lo->d))
             return false;
     }
-    if (hi.kind) {
-        bool exact = (double)hi.i == hi.d;
-        if (exact ? (hi.kind == 1 ? v > hi.i : v >= hi.i) : (hi.kind == 1 ? (double)v > hi.d : (double)v >= hi.d))
+    if (hi->kind) {
+        bool exact = (double)hi->i == hi->d;
+        if (exact ? (hi->kind == 1 ? v > hi->i : v >= hi->i)
+                  : (hi->kind == 1 ? (double)v > hi->d : (double)v >= hi->d))
             return false;
     }
     if (s->multiple_of > 0) {
@@ -420,8 +515,12 @@ static bool schema_string_ok(const schema *s, const char *str, size_t len, const
         return false;
     }
     if (s->min_length || s->max_length || s->max_bytes) {
-        size_t chars = len < s->min_length ? len : s->min_length || s->max_length ? schema_utf8_chars(str, len) : 0;
-        if (chars < s->min_length || (s->max_length && chars > s->max_length) || (s->max_bytes && len > s->max_bytes)) {
+        /* Valid UTF-8 (JSON strings are; parameters were checked) has between len/4 and len characters:
+         * the bytes settle most strings without counting. */
+        size_t lo = (len + 3) / 4, hi = len;
+        if (lo < s->min_length || (s->max_length && hi > s->max_length))
+            lo = hi = schema_utf8_chars(str, len);
+        if (hi < s->min_length || (s->max_length && lo > s->max_length) || (s->max_bytes && len > s->max_bytes)) {
             schema_fail_describe(errs, p, s);
             return false;
         }
@@ -516,9 +615,10 @@ static bool schema_bind_object(const schema *s, const json_t *v, void *out, cons
     uint64_t seen = 0; /* schema_check keeps an object at SCHEMA_MAX_MEMBERS */
     size_t hint = 0;
     bool ok = true;
-    const char *key;
-    json_t *mv;
-    json_object_foreach((json_t *)v, key, mv) {
+    /* The iterator itself, not json_object_foreach, which looks each key up again to find the next. */
+    for (void *it = json_object_iter((json_t *)v); it; it = json_object_iter_next((json_t *)v, it)) {
+        const char *key = json_object_iter_key(it);
+        json_t *mv = json_object_iter_value(it);
         if (schema_errors_full(errs)) {
             errs->more = true;
             return false;
@@ -536,7 +636,7 @@ static bool schema_bind_object(const schema *s, const json_t *v, void *out, cons
             if (!s->open) {
                 char list[256];
                 schema_member_list(s, list, sizeof(list));
-                schema_fail(errs, &at, "is not a known member (%s)", list);
+                schema_fail_kind(errs, &at, SCHEMA_ERROR_UNKNOWN, "is not a known member (%s)", list);
                 ok = false;
             }
             continue;
@@ -560,11 +660,50 @@ static bool schema_bind_object(const schema *s, const json_t *v, void *out, cons
     return ok;
 }
 
+/* An integer accepted by s, stored as the C type it binds to. */
+static void schema_store_integer(const schema *s, int64_t i, void *out)
+{
+    if (s->bind_as == SCHEMA_AS_UNSIGNED)
+        *(unsigned *)out = (unsigned)i;
+    else if (s->bind_as == SCHEMA_AS_SIZE)
+        *(size_t *)out = (size_t)i;
+    else
+        memcpy(out, &i, sizeof(i));
+}
+
+/* A string accepted by s: a pointer into the document, or a copy (SCHEMA_AS_CHARS: its length is
+ * within max_bytes, checked before). */
+static void schema_store_string(const schema *s, const char *str, size_t len, void *out)
+{
+    if (s->bind_as == SCHEMA_AS_CHARS) {
+        memcpy(out, str, len);
+        ((char *)out)[len] = '\0';
+    } else {
+        memcpy(out, &str, sizeof(str));
+    }
+}
+
+static bool schema_bind_value(const schema *s, const json_t *v, void *out, const schema_path *p,
+                              schema_errors *errs);
+
 static bool schema_bind_at(const schema *s, const json_t *v, void *out, const schema_path *p, schema_errors *errs)
 {
+    if (__builtin_expect(!s->convert, 1))
+        return schema_bind_value(s, v, out, p, errs);
+    /* The declared checks first, binding nothing; then the converter binds the accepted value. */
+    if (!schema_bind_value(s, v, NULL, p, errs))
+        return false;
+    char field[256];
+    schema_path_text(p, field);
+    return s->convert->bind(v, out, field, errs);
+}
+
+static bool schema_bind_value(const schema *s, const json_t *v, void *out, const schema_path *p,
+                              schema_errors *errs)
+{
     if (json_is_null(v) && s->nullable && s->type != SCHEMA_T_ANY) {
-        if (out && (s->type == SCHEMA_T_STRING))
-            memset(out, 0, sizeof(const char *));
+        if (out && s->type == SCHEMA_T_STRING)
+            memset(out, 0, s->bind_as == SCHEMA_AS_CHARS ? 1 : sizeof(const char *));
         return true;
     }
     switch (s->type) {
@@ -585,7 +724,7 @@ static bool schema_bind_at(const schema *s, const json_t *v, void *out, const sc
         if (!schema_integer_ok(s, i))
             break;
         if (out)
-            memcpy(out, &i, sizeof(i));
+            schema_store_integer(s, i, out);
         return true;
     }
     case SCHEMA_T_NUMBER: {
@@ -602,10 +741,11 @@ static bool schema_bind_at(const schema *s, const json_t *v, void *out, const sc
         if (!json_is_string(v))
             break;
         const char *str = json_string_value(v);
-        if (!schema_string_ok(s, str, json_string_length(v), p, errs))
+        size_t len = json_string_length(v);
+        if (!schema_string_ok(s, str, len, p, errs))
             return false;
         if (out)
-            memcpy(out, &str, sizeof(str));
+            schema_store_string(s, str, len, out);
         return true;
     }
     case SCHEMA_T_ENUM: {
@@ -688,7 +828,7 @@ static bool schema_bind_text_one(const schema *s, const char *t, void *out, cons
         if (!schema_parse_int(t, &i) || !schema_integer_ok(s, i))
             break;
         if (out)
-            memcpy(out, &i, sizeof(i));
+            schema_store_integer(s, i, out);
         return true;
     }
     case SCHEMA_T_NUMBER: {
@@ -708,7 +848,7 @@ static bool schema_bind_text_one(const schema *s, const char *t, void *out, cons
         if (!schema_string_ok(s, t, len, p, errs))
             return false;
         if (out)
-            memcpy(out, &t, sizeof(t));
+            schema_store_string(s, t, len, out);
         return true;
     }
     case SCHEMA_T_ENUM: {

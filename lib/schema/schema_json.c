@@ -126,5 +126,7 @@ json_t *schema_to_json(const schema *s)
     }
     if (s->description && !json_object_get(out, "description"))
         json_object_set_new(out, "description", json_string(s->description));
+    else if (s->convert && s->convert->words && !json_object_get(out, "description"))
+        json_object_set_new(out, "description", json_string(s->convert->words)); /* its grammar, in words */
     return out;
 }

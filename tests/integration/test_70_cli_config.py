@@ -137,6 +137,16 @@ class ConfigTest(unittest.TestCase):
             with self.subTest(case=name):
                 self.assertRejected(self.write(config), key)
 
+    def test_every_mistake_in_one_line(self):
+        """The file's schema lists every violation at once: a check and a start say the same, in one line."""
+        path = self.write({"threads": 999, "limits": {"max_bogus": 1, "max_headers": 0}, "listen": 8080,
+                           "upstreams": {"u": {"url": "ftp://x"}}})
+        self.assertRejected(path, "threads: must be an integer between 0 and 256; unknown key 'limits.max_bogus'; "
+                                  "limits.max_headers: must be an integer between 1 and 256; listen: must be a string "
+                                  "\"HOST:PORT\" or \"[IPv6]:PORT\"; upstreams.u.url: must start with http:// or https://")
+        res = run("--check-config", "--config", path, timeout=5)
+        self.assertEqual(len([line for line in res.stderr.splitlines() if "must be" in line]), 1, res.stderr)
+
     def test_invalid_json_exits_2(self):
         for name, text in (("trailing comma", '{"threads": 1,}'), ("truncated", '{"limits": {"max_url_bytes": 1'),
                            ("not json", "threads = 4\n"), ("empty file", "")):

@@ -826,3 +826,79 @@ Test(config, allowed_origins_for_absolute_urls)
     config_test_reject("{\"http_client\": {\"allowed_origins\": \"https://a.example\"}}", err);
     config_test_assert_err(err, "http_client.allowed_origins: must be an array");
 }
+
+/* --- the file's schema (lib/schema): every mistake at once, in the words of one --- */
+
+Test(config, every_mistake_in_one_line)
+{
+    char err[CONFIG_ERROR_MAX];
+    config_test_reject("{\"threads\": 999, \"limits\": {\"max_bodyy\": 1, \"max_headers\": 0}, \"listen\": 5,"
+                       " \"upstreams\": {\"u\": {\"url\": \"ftp://x\"}, \"v\": {\"timeout_ms\": 1}}}", err);
+    cr_assert_str_eq(err, "test.json: threads: must be an integer between 0 and 256; unknown key 'limits.max_bodyy'; "
+                          "limits.max_headers: must be an integer between 1 and 256; listen: must be a string "
+                          "\"HOST:PORT\" or \"[IPv6]:PORT\"; upstreams.u.url: must start with http:// or https://; "
+                          "upstreams.v.url: missing");
+    /* Checks between keys come once every key is valid: they compare values that exist. */
+    config_test_reject("{\"listen\": \"\", \"limits\": {\"max_url_bytes\": 1024, \"max_header_bytes\": 1024}}", err);
+    cr_assert_str_eq(err, "test.json: limits.max_url_bytes (1024) must be less than limits.max_header_bytes (1024); "
+                          "listen: \"\" turns TCP off, so unix_socket.path must be set");
+}
+
+Test(config, structured_keys_name_the_entry)
+{
+    char err[CONFIG_ERROR_MAX];
+    config_test_reject("{\"upstreams\": {\"u\": {\"url\": \"http://h\", \"timeout\": 5}}}", err);
+    cr_assert_str_eq(err, "test.json: unknown key 'upstreams.u.timeout'");
+    config_test_reject("{\"upstreams\": {\"u\": {\"url\": \"http://h\", \"retries\": 6}}}", err);
+    cr_assert_str_eq(err, "test.json: upstreams.u.retries: must be an integer between 0 and 5");
+    config_test_reject("{\"upstreams\": {\"bad name\": {\"url\": \"http://h\"}}}", err);
+    cr_assert_str_eq(err, "test.json: upstreams: 'bad name': an upstream name is 1..32 of [A-Za-z0-9_-]");
+    config_test_reject("{\"upstreams\": []}", err);
+    cr_assert_str_eq(err, "test.json: upstreams: must be an object");
+    config_test_reject("{\"trusted_proxies\": [\"10.0.0.0/8\", \"nonsense\", 7]}", err);
+    cr_assert_str_eq(err, "test.json: trusted_proxies[2]: must be a string");
+    config_test_reject("{\"trusted_proxies\": [\"10.0.0.0/8\", \"nonsense\"]}", err);
+    config_test_assert_err(err, "test.json: trusted_proxies[1]: must be an address or CIDR");
+    config_test_reject("{\"kv\": {\"backend\": \"disk\"}}", err);
+    cr_assert_str_eq(err, "test.json: kv.backend: must be one of memory, redis");
+    config_test_reject("{\"redis\": {\"url\": \"http://h\"}}", err);
+    cr_assert_str_eq(err, "test.json: redis.url: 'http://h' must start with redis://");
+    config_test_reject("{\"daemon\": {\"pid_file\": 5}}", err);
+    cr_assert_str_eq(err, "test.json: daemon.pid_file: must be a string of at most 4095 bytes in UTF-8");
+    config_test_reject("{\"half_close\": \"ignore\"}", err);
+    cr_assert_str_eq(err, "test.json: half_close: must be \"cancel\" or \"answer\", not 'ignore'");
+    config_test_reject("{\"unix_socket\": {\"path\": \"rel.sock\"}}", err);
+    cr_assert_str_eq(err, "test.json: unix_socket.path: must be an absolute path shorter than 108 bytes, or \"\"");
+}
+
+Test(config, structured_keys_bind)
+{
+    apiary_config cfg;
+    config_test_accept("{\"kv\": {\"backend\": \"redis\", \"max_memory_bytes\": 1099511627776},"
+                       " \"redis\": {\"url\": \"redis://10.1.2.3:7000/2\", \"connections_per_loop\": 3},"
+                       " \"trusted_proxies\": [\"unix\", \"10.0.0.0/8\", \"::1\"], \"proxy_header\": \"forwarded\","
+                       " \"daemon\": {\"pid_file\": \"/run/a.pid\"}, \"user\": \"www\", \"log_level\": \"warn\","
+                       " \"unix_socket\": {\"path\": \"/run/a.sock\", \"mode\": \"0600\"}, \"half_close\": \"answer\","
+                       " \"rate_limit\": {\"path_prefix\": \"/api/\", \"enabled\": true}}",
+                       &cfg);
+    cr_assert_eq(cfg.kv_backend, CONFIG_KV_REDIS);
+    cr_assert_eq(cfg.kv_max_memory_bytes, (size_t)1099511627776LL);
+    cr_assert(cfg.redis_section);
+    cr_assert_str_eq(cfg.redis.host, "10.1.2.3");
+    cr_assert_eq(cfg.redis.port, 7000);
+    cr_assert_eq(cfg.redis.db, 2);
+    cr_assert_eq(cfg.redis.connections_per_loop, 3);
+    cr_assert_eq(cfg.redis.command_timeout_ms, 500, "the section's other defaults stay");
+    cr_assert(cfg.http.trust_unix_socket);
+    cr_assert_eq(cfg.trusted_proxy_count, 2);
+    cr_assert(cfg.http.proxy_header_forwarded);
+    cr_assert_str_eq(cfg.pid_file, "/run/a.pid");
+    cr_assert_str_eq(cfg.user, "www");
+    cr_assert_eq(cfg.log_level, LOG_WARN);
+    cr_assert_eq(cfg.unix_socket_mode, 0600);
+    cr_assert(cfg.http.half_close_answer);
+    cr_assert_str_eq(cfg.rate_limit_prefix, "/api/");
+    cr_assert(cfg.rate_limit_enabled);
+    config_test_accept("{\"redis\": {}}", &cfg);
+    cr_assert(cfg.redis_section, "an empty section still says: use Redis");
+}

@@ -412,3 +412,199 @@ Test(schema, json_schema_out)
     free(text);
     json_decref(j);
 }
+
+/* ---- C types beyond the defaults, converters, error kinds (what apiary's own config needs) ---- */
+
+typedef struct endpoint {
+    char host[16];
+    unsigned port;
+} endpoint;
+
+typedef struct server_cfg {
+    unsigned threads;
+    size_t max_body;
+    char name[8];
+    endpoint listen;
+    struct {
+        unsigned header_ms;
+    } timeouts;
+} server_cfg;
+
+/* "HOST:PORT" into an endpoint: the grammar a declaration cannot spell. */
+static bool bind_endpoint(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    const char *t = json_string_value(v), *colon = strrchr(t, ':');
+    endpoint e = {0};
+    if (!colon || colon == t || (size_t)(colon - t) >= sizeof(e.host) || !colon[1])
+        return schema_refuse(errs, field, "'%s' is not HOST:PORT", t);
+    memcpy(e.host, t, (size_t)(colon - t));
+    e.port = (unsigned)atoi(colon + 1);
+    if (out)
+        memcpy(out, &e, sizeof(e));
+    return true;
+}
+
+static const schema_member server_members[] = {
+    SCHEMA_OPTIONAL(server_cfg, threads,
+                    SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = SCHEMA_LE(256), .bind_as = SCHEMA_AS_UNSIGNED)),
+    SCHEMA_MEMBER("max_body_bytes", server_cfg, max_body, 0,
+                  SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = SCHEMA_LE(1099511627776LL), .bind_as = SCHEMA_AS_SIZE)),
+    SCHEMA_OPTIONAL(server_cfg, name, SCHEMA_STRING(.bind_as = SCHEMA_AS_CHARS, .max_bytes = 7)),
+    SCHEMA_REQUIRED(server_cfg, listen,
+                    SCHEMA_STRING(.convert = SCHEMA_CONVERT(endpoint, "a string \"HOST:PORT\"", bind_endpoint))),
+    /* A section whose keys are fields of the same struct. */
+    SCHEMA_MEMBER_WHOLE("timeouts", server_cfg, 0,
+                        SCHEMA_OBJECT(server_cfg, (const schema_member[]){
+                            SCHEMA_MEMBER("header_ms", server_cfg, timeouts.header_ms, 0,
+                                          SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(60000),
+                                                         .bind_as = SCHEMA_AS_UNSIGNED)),
+                            SCHEMA_END})),
+    SCHEMA_END,
+};
+static const schema server_schema = SCHEMA_OBJECT_OF(server_cfg, server_members);
+
+static bool bind_server(const char *text, server_cfg *out, schema_errors *errs)
+{
+    char err[256] = "";
+    cr_assert_eq(schema_check(&server_schema, err, sizeof(err)), 0, "%s", err);
+    json_t *v = json_loads(text, 0, NULL);
+    cr_assert_not_null(v, "%s", text);
+    memset(out, 0xAB, sizeof(*out)); /* what the document leaves out keeps this */
+    schema_errors_init(errs, &test_arena, "config");
+    bool ok = schema_bind(&server_schema, v, out, "", errs);
+    held[held_count++] = v;
+    return ok;
+}
+
+Test(schema, binds_unsigned_size_t_char_arrays_and_converters)
+{
+    server_cfg c;
+    schema_errors errs;
+    cr_assert(bind_server("{\"threads\":256,\"max_body_bytes\":1099511627776,\"name\":\"api-7\","
+                          "\"listen\":\"10.0.0.1:8080\",\"timeouts\":{\"header_ms\":60000}}",
+                          &c, &errs));
+    cr_assert_eq(c.threads, 256);
+    cr_assert_eq(c.max_body, (size_t)1099511627776LL);
+    cr_assert_str_eq(c.name, "api-7", "a copy, not a pointer into the document");
+    cr_assert_str_eq(c.listen.host, "10.0.0.1");
+    cr_assert_eq(c.listen.port, 8080);
+    cr_assert_eq(c.timeouts.header_ms, 60000);
+    cr_assert(bind_server("{\"listen\":\"h:1\"}", &c, &errs));
+    cr_assert_eq(c.threads, 0xABABABABu, "absent: left as it was");
+}
+
+Test(schema, converters_run_after_the_declared_checks_and_word_their_refusals)
+{
+    server_cfg c;
+    schema_errors errs;
+    cr_assert_not(bind_server("{\"threads\":-1,\"name\":\"too-long-name\",\"listen\":8080,\"timeouts\":{\"x\":1},"
+                              "\"nope\":true}", &c, &errs));
+    cr_assert_eq(errs.count, 5);
+    cr_assert_str_eq(find_error(&errs, "threads")->detail, "must be an integer between 0 and 256");
+    cr_assert_str_eq(find_error(&errs, "name")->detail, "must be a string of at most 7 bytes in UTF-8");
+    /* The converter's words say what a value of the wrong type must be. */
+    cr_assert_str_eq(find_error(&errs, "listen")->detail, "must be a string \"HOST:PORT\"");
+    cr_assert_eq(find_error(&errs, "listen")->kind, SCHEMA_ERROR_VALUE);
+    cr_assert_eq(find_error(&errs, "timeouts.x")->kind, SCHEMA_ERROR_UNKNOWN);
+    cr_assert_eq(find_error(&errs, "nope")->kind, SCHEMA_ERROR_UNKNOWN);
+    cr_assert_not(find_error(&errs, "nope")->cut);
+
+    cr_assert_not(bind_server("{\"listen\":\"nohost\"}", &c, &errs));
+    cr_assert_eq(errs.count, 1);
+    cr_assert_str_eq(errs.list[0].field, "listen");
+    cr_assert_str_eq(errs.list[0].detail, "'nohost' is not HOST:PORT");
+
+    cr_assert_not(bind_server("{}", &c, &errs));
+    cr_assert_eq(errs.list[0].kind, SCHEMA_ERROR_MISSING);
+    cr_assert_str_eq(errs.list[0].field, "listen");
+
+    char doc[400], key[201];
+    memset(key, 'k', 200);
+    key[200] = '\0';
+    snprintf(doc, sizeof(doc), "{\"listen\":\"h:1\",\"timeouts\":{\"%s\":1}}", key);
+    cr_assert_not(bind_server(doc, &c, &errs));
+    cr_assert(errs.list[0].cut, "a member name past 100 bytes is cut, and says so");
+    cr_assert_eq(strlen(errs.list[0].field), 100);
+}
+
+/* Declarations are file-scope data (the compound literals are static only there). */
+typedef struct narrow {
+    unsigned u;
+    char text[4];
+} narrow;
+#define NARROW(member) SCHEMA_OBJECT_OF(narrow, (const schema_member[]){member, SCHEMA_END})
+static const schema unbounded_unsigned = NARROW(SCHEMA_OPTIONAL(narrow, u, SCHEMA_INTEGER(.bind_as = SCHEMA_AS_UNSIGNED)));
+static const schema negative_unsigned = NARROW(SCHEMA_OPTIONAL(
+    narrow, u, SCHEMA_INTEGER(.min = SCHEMA_GE(-1), .max = SCHEMA_LE(5), .bind_as = SCHEMA_AS_UNSIGNED)));
+static const schema too_big_unsigned = NARROW(SCHEMA_OPTIONAL(
+    narrow, u, SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = SCHEMA_LE(5000000000LL), .bind_as = SCHEMA_AS_UNSIGNED)));
+static const schema chars_wrong_size =
+    NARROW(SCHEMA_OPTIONAL(narrow, text, SCHEMA_STRING(.bind_as = SCHEMA_AS_CHARS, .max_bytes = 4)));
+static const schema chars_unbounded = NARROW(SCHEMA_OPTIONAL(narrow, text, SCHEMA_STRING(.bind_as = SCHEMA_AS_CHARS)));
+static const schema_member converter_param[] = {
+    SCHEMA_REQUIRED(server_cfg, listen, SCHEMA_STRING(.convert = SCHEMA_CONVERT(endpoint, "HOST:PORT", bind_endpoint))),
+    SCHEMA_END,
+};
+
+Test(schema, bindings_that_cannot_hold_their_values_are_refused)
+{
+    char err[256];
+    cr_assert_eq(schema_check(&unbounded_unsigned, err, sizeof(err)), -1);
+    cr_assert(strstr(err, "u: an integer bound to unsigned needs bounds inside its range"), "%s", err);
+    cr_assert_eq(schema_check(&negative_unsigned, err, sizeof(err)), -1);
+    cr_assert_eq(schema_check(&too_big_unsigned, err, sizeof(err)), -1);
+    cr_assert_eq(schema_check(&chars_wrong_size, err, sizeof(err)), -1);
+    cr_assert(strstr(err, "text: its field has 4 bytes, but the schema binds 5"), "%s", err);
+    cr_assert_eq(schema_check(&chars_unbounded, err, sizeof(err)), -1);
+    cr_assert(strstr(err, "SCHEMA_AS_CHARS"), "%s", err);
+    cr_assert_eq(schema_check_members(converter_param, "query", err, sizeof(err)), -1, "no converters on parameters");
+}
+
+Test(schema, a_converter_is_documented_in_its_words)
+{
+    json_t *j = schema_to_json(&server_schema);
+    json_t *listen = json_object_get(json_object_get(j, "properties"), "listen");
+    cr_assert_str_eq(json_string_value(json_object_get(listen, "type")), "string");
+    cr_assert_str_eq(json_string_value(json_object_get(listen, "description")), "a string \"HOST:PORT\"");
+    json_decref(j);
+}
+
+Test(schema, refuse_adds_and_returns_false)
+{
+    schema_errors errs;
+    schema_errors_init(&errs, &test_arena, "config");
+    cr_assert_not(schema_refuse(&errs, "catalog", "must name an upstream, not '%s'", "x"));
+    cr_assert_eq(errs.count, 1);
+    cr_assert_str_eq(errs.list[0].detail, "must name an upstream, not 'x'");
+    cr_assert_eq(errs.list[0].kind, SCHEMA_ERROR_VALUE);
+}
+
+/* The byte count settles most strings without counting characters (valid UTF-8 has len/4..len of
+ * them); where it does not, the characters are counted: both edges, in 1- to 4-byte characters. */
+static const schema_member len_members[] = {
+    SCHEMA_UNBOUND("s", SCHEMA_MEMBER_REQUIRED, SCHEMA_STRING(.min_length = 3, .max_length = 3)),
+    SCHEMA_END,
+};
+static const schema len_schema = {.type = SCHEMA_T_OBJECT, .members = len_members};
+
+Test(schema, lengths_count_characters_whatever_the_bytes)
+{
+    static const struct {
+        const char *text;
+        bool ok;
+    } cases[] = {
+        {"{\"s\":\"abc\"}", true},           {"{\"s\":\"ab\"}", false},
+        {"{\"s\":\"abcd\"}", false},         {"{\"s\":\"\xc3\xa9\xc3\xa9\xc3\xa9\"}", true},
+        {"{\"s\":\"\xc3\xa9\xc3\xa9\"}", false}, {"{\"s\":\"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\"}", true},
+        {"{\"s\":\"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\"}", false},
+        {"{\"s\":\"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\"}", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *v = json_loads(cases[i].text, 0, NULL);
+        cr_assert_not_null(v, "%s", cases[i].text);
+        schema_errors errs;
+        schema_errors_init(&errs, &test_arena, "body");
+        cr_assert_eq(schema_bind(&len_schema, v, NULL, "", &errs), cases[i].ok, "%s", cases[i].text);
+        json_decref(v);
+    }
+}
