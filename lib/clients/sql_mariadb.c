@@ -36,6 +36,8 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <mysql.h>
+#include <ma_pvio.h>
+#include <stddef.h>
 #include <mysqld_error.h>
 #include <errmsg.h>
 #include <pthread.h>
@@ -129,6 +131,12 @@ struct sql_my_conn {
     sql_type *r_type;
     sql_task *task;
     sql_task_txn *txn;      /* the transaction holding the connection (HELD, or BUSY with its step) */
+    /* Connector/C's socket calls for this connection, with the first read after a write answered
+     * "would block" without a recv (sql_my_hook_reads); NULL orig: not hooked (TLS, or a layout that
+     * is not the one compiled against). */
+    struct st_ma_pvio_methods pvio_methods;
+    const struct st_ma_pvio_methods *pvio_orig;
+    bool just_wrote;
 };
 
 struct sql_my_pool {
@@ -399,6 +407,60 @@ static void sql_my_wait(sql_my_conn *c, int status)
     event_assign(&c->io, c->pool->line.base, (evutil_socket_t)mysql_get_socket(c->my), what, sql_my_on_io, c);
     event_add(&c->io, tvp);
     c->io_added = true;
+}
+
+/* ---- one recv fewer per statement ---------------------------------------------------------------- */
+
+/* Connector/C's non-blocking calls send a command and then at once try to read its answer: a recv that
+ * finds nothing (EAGAIN: the server cannot have answered within the same microsecond) before the call
+ * asks to wait for the socket. That empty recv was a third of the system calls of a statement
+ * (send, EAGAIN, wait, recv). So the first read after a write is answered "would block" here without a
+ * system call: Connector/C then asks to wait for reading (ma_pvio_read_async), the persistent read
+ * watch (level-triggered) reports the answer when it is there, or at once when it already was, and
+ * the next read is a real recv. Nothing is lost: a reply is never consumed by the skipped read, and
+ * readiness comes from the socket itself. Only the plain-TCP path is hooked: with TLS, reads go
+ * through OpenSSL, which may hold decrypted bytes the socket's readiness does not show. */
+static sql_my_conn *sql_my_conn_of(MARIADB_PVIO *pvio)
+{
+    return (sql_my_conn *)(void *)((char *)pvio->methods - offsetof(sql_my_conn, pvio_methods));
+}
+
+static ssize_t sql_my_pvio_write(MARIADB_PVIO *pvio, const uchar *buffer, size_t length)
+{
+    sql_my_conn *c = sql_my_conn_of(pvio);
+    ssize_t r = c->pvio_orig->async_write(pvio, buffer, length);
+    if (r > 0)
+        c->just_wrote = true;
+    return r;
+}
+
+static ssize_t sql_my_pvio_read(MARIADB_PVIO *pvio, uchar *buffer, size_t length)
+{
+    sql_my_conn *c = sql_my_conn_of(pvio);
+    if (c->just_wrote) {
+        c->just_wrote = false;
+        errno = EAGAIN;
+        return -1;
+    }
+    return c->pvio_orig->async_read(pvio, buffer, length);
+}
+
+/* Installs the two calls above on an established plain-TCP connection (its own copy of Connector/C's
+ * method table; the connection's pvio is Connector/C's, freed by mysql_close, which only calls the
+ * table's close). Checked against the layout: the pvio must point back at this MYSQL. */
+static void sql_my_hook_reads(sql_my_conn *c)
+{
+    c->pvio_orig = NULL;
+    c->just_wrote = false;
+    MARIADB_PVIO *pvio = c->my->net.pvio;
+    if (!pvio || pvio->ctls || pvio->mysql != c->my || !pvio->methods || !pvio->methods->async_read ||
+        !pvio->methods->async_write)
+        return;
+    c->pvio_orig = pvio->methods;
+    c->pvio_methods = *pvio->methods;
+    c->pvio_methods.async_read = sql_my_pvio_read;
+    c->pvio_methods.async_write = sql_my_pvio_write;
+    pvio->methods = &c->pvio_methods;
 }
 
 /* Connected: from now on the persistent read watch sees replies and an idle close alike. */
@@ -748,6 +810,7 @@ static bool sql_my_step_done(sql_my_conn *c)
             log_info("sql: loop %u connected to MariaDB again", p->line.id);
         sql_task_backoff_reset(&p->line);
         sql_my_watch(c);
+        sql_my_hook_reads(c);
         return false;
     }
     case SQL_MY_STEP_PREPARE:
