@@ -70,8 +70,14 @@ static const sql_settings *sql_pg_settings;
 typedef struct sql_pg_pool sql_pg_pool;
 typedef struct sql_pg_conn sql_pg_conn;
 
-/* Which of its results a sent task waits for next: the prepare's, the statement's, or the Sync's. */
-typedef enum sql_pg_stage { SQL_PG_STAGE_PREPARE, SQL_PG_STAGE_QUERY, SQL_PG_STAGE_SYNC } sql_pg_stage;
+/* Which of its results a sent task waits for next: the prepare's, the statement's (QUERY: single-row
+ * mode not yet asked for; ROWS: reading them), or the Sync's. */
+typedef enum sql_pg_stage {
+    SQL_PG_STAGE_PREPARE,
+    SQL_PG_STAGE_QUERY,
+    SQL_PG_STAGE_ROWS,
+    SQL_PG_STAGE_SYNC
+} sql_pg_stage;
 
 typedef enum sql_pg_state { SQL_PG_CLOSED, SQL_PG_CONNECTING, SQL_PG_UP } sql_pg_state;
 
@@ -598,23 +604,23 @@ static sql_type sql_pg_type(Oid oid)
     }
 }
 
-/* Copies a whole result into the task's rows. libpq hands over a result only once all of it has
- * arrived, so the bound is checked on its size before anything is copied (too_large, 500). */
-static void sql_pg_take_result(sql_pg_conn *c, sql_task *t, const PGresult *r)
+/* Appends the rows of r (one, in single-row mode; all of them otherwise) to the task's rows while they
+ * fit its bound; past it the task fails too_large (500) and what else comes for it is read and dropped.
+ * The connection retires: libpq's input buffer has grown to the largest row, and keeps that size. */
+static void sql_pg_take_rows(sql_pg_conn *c, sql_task *t, const PGresult *r)
 {
-    const char *tuples = PQcmdTuples((PGresult *)r);
-    if (tuples[0])
-        t->rows.affected = strtoull(tuples, NULL, 10);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return;
+    if (t->error)
+        return; /* past the bound already: the rest is read (to keep the FIFO in step) and dropped */
     size_t rows = (size_t)PQntuples(r), cols = (size_t)PQnfields(r);
-    size_t need = 0;
-    if (cols && rows > t->max_bytes / (cols * sizeof(sql_value))) {
+    if (t->rows.rows == 0)
+        t->rows.cols = cols;
+    size_t need = t->rows.bytes, room = t->max_bytes > need ? t->max_bytes - need : 0;
+    if (cols && rows > room / (cols * sizeof(sql_value))) {
         t->error = SQL_ERROR_TOO_LARGE;
         c->retire = true;
         return;
     }
-    need = rows * cols * sizeof(sql_value);
+    need += rows * cols * sizeof(sql_value);
     /* The server says how many columns (up to 32767 in the protocol): on the heap, not the loop's stack. */
     sql_type few[16], *types = cols <= 16 ? few : xmalloc(cols * sizeof(*types));
     for (size_t j = 0; j < cols; j++)
@@ -630,7 +636,6 @@ static void sql_pg_take_result(sql_pg_conn *c, sql_task *t, const PGresult *r)
             free(types);
         return;
     }
-    t->rows.cols = cols;
     for (size_t i = 0; i < rows; i++) {
         for (size_t j = 0; j < cols; j++) {
             sql_value v = {.type = SQL_NULL};
@@ -647,11 +652,25 @@ static void sql_pg_take_result(sql_pg_conn *c, sql_task *t, const PGresult *r)
         }
         t->rows.rows++;
     }
-    /* INSERT ... RETURNING id: the id of the (last) new row is insert_id, as MariaDB's and SQLite's. */
-    if (rows && cols && types[0] == SQL_INT && strncmp(PQcmdStatus((PGresult *)r), "INSERT", 6) == 0)
-        t->rows.insert_id = (int64_t)t->rows.cells[(rows - 1) * cols].i;
     if (types != few)
         free(types);
+}
+
+/* The statement's last result (TUPLES_OK or COMMAND_OK; in single-row mode, TUPLES_OK with no rows
+ * after the rows): its rows, if any, and what it says about them. */
+static void sql_pg_take_result(sql_pg_conn *c, sql_task *t, const PGresult *r)
+{
+    const char *tuples = PQcmdTuples((PGresult *)r);
+    if (tuples[0])
+        t->rows.affected = strtoull(tuples, NULL, 10);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return;
+    sql_pg_take_rows(c, t, r);
+    /* INSERT ... RETURNING id: the id of the (last) new row is insert_id, as MariaDB's and SQLite's. */
+    size_t rows = t->rows.rows, cols = t->rows.cols;
+    if (!t->error && rows && cols && t->rows.cells[(rows - 1) * cols].type == SQL_INT &&
+        strncmp(PQcmdStatus((PGresult *)r), "INSERT", 6) == 0)
+        t->rows.insert_id = (int64_t)t->rows.cells[(rows - 1) * cols].i;
 }
 
 /* A statement the server refused: what kind of failure it is, from its SQLSTATE. */
@@ -742,18 +761,29 @@ static void sql_pg_task_done(sql_pg_conn *c, sql_task *t)
 /* Reads every result that has fully arrived and hands each to the task at the head of the FIFO. */
 static void sql_pg_drain(sql_pg_conn *c)
 {
-    while (c->state == SQL_PG_UP && c->head && !PQisBusy(c->pg)) {
+    while (c->state == SQL_PG_UP && c->head) {
         sql_task *t = c->head;
+        /* Single-row mode, asked for when the statement's results are next and none has been parsed
+         * (before PQisBusy, which parses): libpq then hands over each row as it arrives, so a result
+         * past its bound is refused row by row instead of being buffered whole. libpq refuses it
+         * (returns 0) while the previous statement's results are still being handed over; then it is
+         * asked again on the next pass. */
+        if (t->stage == SQL_PG_STAGE_QUERY && PQsetSingleRowMode(c->pg))
+            t->stage = SQL_PG_STAGE_ROWS;
+        if (PQisBusy(c->pg))
+            break;
         PGresult *r = PQgetResult(c->pg);
         if (!r) {
             /* The end of one query's results: the prepare's, then the statement's. */
             if (t->stage == SQL_PG_STAGE_PREPARE)
                 t->stage = SQL_PG_STAGE_QUERY;
-            else if (t->stage == SQL_PG_STAGE_QUERY)
+            else if (t->stage == SQL_PG_STAGE_QUERY || t->stage == SQL_PG_STAGE_ROWS)
                 t->stage = SQL_PG_STAGE_SYNC;
             continue;
         }
         ExecStatusType st = PQresultStatus(r);
+        if (t->stage == SQL_PG_STAGE_QUERY)
+            t->stage = SQL_PG_STAGE_ROWS; /* a result came without single-row mode: stop asking for it */
         if (st == PGRES_PIPELINE_SYNC) {
             PQclear(r);
             if (t->stage != SQL_PG_STAGE_SYNC) {
@@ -770,8 +800,10 @@ static void sql_pg_drain(sql_pg_conn *c)
                 t->error = sql_pg_classify(c, t, r, "prepare");
                 sql_pg_uncache(c, t->sql);
             }
+        } else if (st == PGRES_SINGLE_TUPLE) {
+            sql_pg_take_rows(c, t, r); /* dropped when the task failed already */
         } else if (t->error) {
-            /* Already failed (its prepare): the statement itself is aborted. */
+            /* Already failed (its prepare, or past its bound): the rest of the statement is dropped. */
         } else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
             sql_pg_take_result(c, t, r);
         } else if (st == PGRES_PIPELINE_ABORTED) {
