@@ -31,9 +31,17 @@
  * meanwhile, so the pipelines drain), for a connection with nothing in flight, and no other statement
  * is sent there until COMMIT or ROLLBACK.
  *
- * Results. libpq hands over a result once all of it has arrived; its size is checked against the
- * statement's bound before anything is copied. A connection that read a result past its bound is
- * closed once its pipeline is done: libpq never shrinks its input buffer. */
+ * Writes. libpq 15's PQpipelineSync flushes the socket itself, so with a Sync per statement each
+ * statement costs one send whenever it is queued (PQsendPipelineSync, which does not flush, is
+ * PostgreSQL 17's); a Sync per group of statements would make the group one transaction, so the
+ * send per statement stays (docs/sql.md, "Writes and reads").
+ *
+ * Results are read in libpq's single-row mode (asked for just before a statement's results are
+ * parsed): each row is handed over as it arrives and copied while the result fits the statement's
+ * bound; past it the task fails too_large and its remaining rows are read and dropped one by one, so
+ * a result is never held whole. A row itself is one protocol message, which libpq reads whole. A
+ * connection that read a result past its bound is closed once its pipeline is done: libpq never
+ * shrinks its input buffer. */
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
