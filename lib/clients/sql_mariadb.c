@@ -502,8 +502,8 @@ static void sql_my_connect_failed(sql_my_conn *c, const char *why)
     sql__count_connect(false);
     /* The message is Connector/C's (it never contains the password); the address is for the log. */
     if (!p->line.outage_logged)
-        log_warn("sql: loop %u cannot connect to MariaDB at %s:%u: %s (retrying with backoff)", p->line.id, p->line.s->host,
-                 p->line.s->port, why);
+        log_warn("sql: loop %u cannot connect to MariaDB at %s:%u: %s (retrying with backoff)", p->line.id,
+                 p->line.s->host, p->line.s->port, why);
     else
         log_debug("sql: loop %u: connect to %s:%u failed again: %s", p->line.id, p->line.s->host, p->line.s->port, why);
     p->line.outage_logged = true;
@@ -741,8 +741,8 @@ static void sql_my_task_done(sql_my_conn *c)
         if (t->error) {
             /* A COMMIT or ROLLBACK the server refused: where the transaction is, is unknown, so the
              * connection goes (the server rolls back what it left open). */
-            log_warn("sql: loop %u connection %u: ending a transaction failed; closing the connection", c->pool->line.id,
-                     c->index);
+            log_warn("sql: loop %u connection %u: ending a transaction failed; closing the connection",
+                     c->pool->line.id, c->index);
             c->retire = true;
         }
         txn->open = false;

@@ -263,8 +263,8 @@ static void sql_pg_connect_failed(sql_pg_conn *c, const char *why)
     if (p->line.s->tls != SQL_TLS_OFF)
         snprintf(tls, sizeof(tls), " over TLS (sslmode=%s)", sql_pg_tls_name(p->line.s->tls));
     if (!p->line.outage_logged)
-        log_warn("sql: loop %u cannot connect to PostgreSQL at %s%s: %.*s (retrying with backoff)", p->line.id, where, tls,
-                 (int)strcspn(why, "\n"), why);
+        log_warn("sql: loop %u cannot connect to PostgreSQL at %s%s: %.*s (retrying with backoff)", p->line.id, where,
+                 tls, (int)strcspn(why, "\n"), why);
     else
         log_debug("sql: loop %u: connect to %s failed again: %.*s", p->line.id, where, (int)strcspn(why, "\n"), why);
     p->line.outage_logged = true;
@@ -336,8 +336,8 @@ static void sql_pg_on_read(evutil_socket_t fd, short what, void *arg)
             log_warn("sql: loop %u connection %u: the connection broke: %.*s", p->line.id, c->index,
                      (int)strcspn(PQerrorMessage(c->pg), "\n"), PQerrorMessage(c->pg));
         else
-            log_info("sql: loop %u connection %u: closed by the server while idle; a new one will be opened", p->line.id,
-                     c->index);
+            log_info("sql: loop %u connection %u: closed by the server while idle; a new one will be opened",
+                     p->line.id, c->index);
         sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
     } else {
         sql_pg_drain(c);
@@ -511,8 +511,8 @@ static bool sql_pg_send(sql_pg_conn *c, sql_task *t)
     }
     const char *refuse = NULL;
     if (expected != t->nparams) {
-        log_warn("sql: loop %u: the statement \"%s\" takes %zu parameter(s) and was given %zu; not run", p->line.id, t->sql,
-                 expected, t->nparams);
+        log_warn("sql: loop %u: the statement \"%s\" takes %zu parameter(s) and was given %zu; not run", p->line.id,
+                 t->sql, expected, t->nparams);
         refuse = SQL_ERROR_QUERY;
     }
     for (size_t i = 0; i < t->nparams && !refuse; i++) {
@@ -705,7 +705,8 @@ static const char *sql_pg_classify(sql_pg_conn *c, sql_task *t, const PGresult *
         log_warn("sql: loop %u: %s was cancelled by the server: %.*s", c->pool->line.id, what, len, msg);
         return SQL_ERROR_TIMEOUT;
     }
-    log_warn("sql: loop %u: \"%s\" refused: %.*s (%s)", c->pool->line.id, t->sql, len, msg, state ? state : "no SQLSTATE");
+    log_warn("sql: loop %u: \"%s\" refused: %.*s (%s)", c->pool->line.id, t->sql, len, msg,
+             state ? state : "no SQLSTATE");
     return SQL_ERROR_QUERY;
 }
 

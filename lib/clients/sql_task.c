@@ -182,8 +182,8 @@ static void sql_task_on_cancel(async_op *op, void *arg)
     }
 }
 
-sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, const sql_stmt *stmt,
-                       sql_task_kind kind, sql_task_txn *txn)
+sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, const sql_stmt *stmt, sql_task_kind kind,
+                       sql_task_txn *txn)
 {
     uint64_t now = sql__now_us();
     sql_task *t = xcalloc(1, sizeof(*t));

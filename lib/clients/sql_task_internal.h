@@ -23,24 +23,24 @@ typedef enum sql_task_kind { SQL_TASK_PLAIN, SQL_TASK_BEGIN, SQL_TASK_IN_TXN, SQ
  * while it waits) frees it; the backend holds it (conn) while it runs, and must finish it. */
 struct sql_task {
     sql_task_line *line;
-    sql_task *prev, *next;     /* the line's FIFO of waiting tasks */
+    sql_task *prev, *next; /* the line's FIFO of waiting tasks */
     bool waiting;
-    sql_task *older, *newer;   /* every live task in submission order: the deadline order */
-    uint64_t deadline_us;      /* sql__now_us() at submission + sql.query_timeout_ms */
-    async_op *op;              /* NULL once disowned (the result is discarded), or for a rollback
-                                * nobody waits for */
-    async_scope *scope;        /* op's scope, valid while op is set */
+    sql_task *older, *newer; /* every live task in submission order: the deadline order */
+    uint64_t deadline_us;    /* sql__now_us() at submission + sql.query_timeout_ms */
+    async_op *op;            /* NULL once disowned (the result is discarded), or for a rollback
+                              * nobody waits for */
+    async_scope *scope;      /* op's scope, valid while op is set */
     char *sql;
     size_t sql_len;
-    sql_value *params;         /* TEXT values point into the same allocation */
+    sql_value *params; /* TEXT values point into the same allocation */
     size_t nparams;
-    size_t max_bytes;          /* the statement's result bound */
+    size_t max_bytes; /* the statement's result bound */
     sql_rows rows;
-    const char *error;         /* set when a step failed; reported when the statement is over */
-    void *conn;                /* the backend's connection while the task runs (is sent), else NULL */
+    const char *error; /* set when a step failed; reported when the statement is over */
+    void *conn;        /* the backend's connection while the task runs (is sent), else NULL */
     uint64_t started_us;
     sql_task_kind kind;
-    sql_task_txn *txn;         /* the transaction it is a step of (kind != PLAIN) */
+    sql_task_txn *txn; /* the transaction it is a step of (kind != PLAIN) */
     /* the backend's own: PostgreSQL's FIFO of a connection's sent tasks and the result awaited next */
     sql_task *fnext;
     int stage;
@@ -79,17 +79,17 @@ struct sql_task_line {
     struct event_base *base;
     const sql_settings *s;
     const sql_task_ops *ops;
-    unsigned id;             /* the loop's, for the log */
-    sql_task *head, *tail;   /* waiting for a connection, in order */
+    unsigned id;           /* the loop's, for the log */
+    sql_task *head, *tail; /* waiting for a connection, in order */
     size_t waiting;
     sql_task *oldest, *newest;
-    struct event *sweep;     /* armed at (or before) the oldest live task's deadline */
-    unsigned failures;       /* consecutive failed connects: the backoff exponent */
-    bool backoff;            /* a connect failed and its retry is not due yet */
+    struct event *sweep; /* armed at (or before) the oldest live task's deadline */
+    unsigned failures;   /* consecutive failed connects: the backoff exponent */
+    bool backoff;        /* a connect failed and its retry is not due yet */
     bool outage_logged;
-    struct event *retry;     /* the backoff's end */
+    struct event *retry; /* the backoff's end */
     unsigned rand_state;
-    bool freeing;            /* the loop is going: closing its connections is no failure to count */
+    bool freeing; /* the loop is going: closing its connections is no failure to count */
 };
 
 /* Sets the line up on base; on_retry runs when a backoff ends. */
@@ -101,8 +101,8 @@ void sql_task_line_free(sql_task_line *line);
 
 /* A new task for stmt (copies of its text and parameters), on the deadline list but not in the FIFO.
  * op may be NULL (a rollback nobody waits for). */
-sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, const sql_stmt *stmt,
-                       sql_task_kind kind, sql_task_txn *txn);
+sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, const sql_stmt *stmt, sql_task_kind kind,
+                       sql_task_txn *txn);
 /* Takes t out of the FIFO (no-op when it is not waiting). */
 void sql_task_unwait(sql_task *t);
 /* The statement is over (OK when error is NULL): deliver to the owner, if any (a copy of the rows in
