@@ -8,6 +8,9 @@
  * unbuffered, within the statement's bound, free), each a *_start that may ask to wait for the socket
  * and a *_cont when libevent says it is ready. Nothing blocks the loop: the host is an IP address
  * (sql.url refuses names), so mysql_real_connect_start never calls a resolver that would wait for DNS.
+ * A statement costs one send and one recv: Connector/C's read right after a command, which would find
+ * nothing, is answered "would block" without a system call (sql_my_hook_reads), and the persistent
+ * read watch resumes the call when the answer is there.
  *
  * Who owns what. The pool owns its connections; its tasks, their FIFO, their deadlines, "finish and
  * discard" and the bookkeeping of transactions are the task layer's (sql_task.c, shared with
