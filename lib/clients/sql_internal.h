@@ -1,4 +1,5 @@
-/* sql_internal: what lib/clients/sql.c shares with its backends (sql_mariadb.c, sql_postgres.c, sql_sqlite.c): the
+/* sql_internal: what lib/clients/sql.c shares with its backends (sql_mariadb.c, sql_postgres.c, sql_sqlite.c; the
+ * two on the loops share their task layer too: sql_task_internal.h): the
  * backend interface, the counters, the schema statements and a result built in heap memory before it
  * is copied into a scope. Not for handlers: they use sql.h. */
 #ifndef APIARY_SQL_INTERNAL_H

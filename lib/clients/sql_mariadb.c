@@ -8,17 +8,21 @@
  * unbuffered, within the statement's bound, free), each a *_start that may ask to wait for the socket
  * and a *_cont when libevent says it is ready. Nothing blocks the loop: the host is an IP address
  * (sql.url refuses names), so mysql_real_connect_start never calls a resolver that would wait for DNS.
+ * A statement costs one send and one recv: Connector/C's read right after a command, which would find
+ * nothing, is answered "would block" without a system call (sql_my_hook_reads), and the persistent
+ * read watch resumes the call when the answer is there.
  *
- * Who owns what. The pool owns its connections and its tasks; a task holds copies of its SQL text
- * and parameters and builds its rows in heap memory (sql_rows), copied into the caller's scope only
- * when it completes. The caller's operation is a future whose cancel hook disowns the task: a waiting
- * task leaves the line and is freed at once; a running one finishes on its connection and the result
- * is discarded ("finish and discard"), so a connection is never left in the middle of the protocol.
+ * Who owns what. The pool owns its connections; its tasks, their FIFO, their deadlines, "finish and
+ * discard" and the bookkeeping of transactions are the task layer's (sql_task.c, shared with
+ * sql_postgres.c), whose line is the first member of the pool. A task builds its rows in heap memory
+ * (sql_rows), copied into the caller's scope only when it completes; a task whose caller went away while
+ * it runs finishes on its connection and its result is discarded, so a connection is never left in the
+ * middle of the protocol.
  *
- * Deadlines. Every task has a timer of sql.query_timeout_ms from submission. When it fires while the
- * task waits, the task fails "timeout". When it fires while the task runs, the connection is in an
- * unknown place in the protocol, so it is aborted and closed (the socket is shut down first, which
- * makes every pending and later call on it fail at once, so neither the abort nor mysql_close can
+ * Deadlines. Every task must end sql.query_timeout_ms after its submission; one timer per loop watches
+ * them all (sql_task.c). Waiting, the task fails "timeout". Running, the connection is in an unknown
+ * place in the protocol, so it is aborted and closed (sql_my_expire: the socket is shut down first,
+ * which makes every pending and later call on it fail at once, so neither the abort nor mysql_close can
  * block), and a fresh connection takes its place for the next task.
  *
  * Failures. A connection that breaks (server gone, killed) fails its task "connection_lost" and is
@@ -35,6 +39,8 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <mysql.h>
+#include <ma_pvio.h>
+#include <stddef.h>
 #include <mysqld_error.h>
 #include <errmsg.h>
 #include <pthread.h>
@@ -48,7 +54,7 @@
 
 #include "http_loop_internal.h"
 #include "log.h"
-#include "sql_internal.h"
+#include "sql_task_internal.h"
 #include "xalloc_internal.h"
 
 /* Prepared statements kept per connection; a connection that would need more retires after its
@@ -71,42 +77,6 @@ static bool sql_my_stopping;
 
 typedef struct sql_my_pool sql_my_pool;
 typedef struct sql_my_conn sql_my_conn;
-typedef struct sql_my_txn sql_my_txn;
-
-/* What a task is: a statement on its own, or a step of a transaction. */
-typedef enum sql_my_kind { SQL_MY_PLAIN, SQL_MY_BEGIN, SQL_MY_IN_TXN, SQL_MY_END } sql_my_kind;
-
-typedef struct sql_my_task {
-    sql_my_pool *pool;
-    struct sql_my_task *prev, *next; /* the pool's wait line */
-    bool waiting;
-    async_op *op;       /* NULL once disowned: the result is discarded */
-    async_scope *scope; /* op's scope, valid while op is set */
-    char *sql;
-    size_t sql_len;
-    sql_value *params;  /* TEXT values point into the same allocation */
-    size_t nparams;
-    size_t max_bytes;
-    sql_rows rows;
-    const char *error;  /* set when a step failed; reported when the statement is over */
-    sql_my_conn *conn;  /* while running */
-    struct event timer;
-    uint64_t started_us;
-    sql_my_kind kind;
-    sql_my_txn *txn;    /* the transaction it is a step of (kind != PLAIN) */
-} sql_my_task;
-
-/* A transaction (sql.h): the connection it holds between its statements (state HELD), so no other
- * task ever runs there mid-transaction. Owned by the handle until txn_abandon, then by itself: it
- * finishes its task, rolls back when still open, gives the connection back and frees itself. */
-struct sql_my_txn {
-    sql_my_pool *pool;
-    sql_my_conn *conn;    /* held (BEGIN done, not yet ended); NULL before and after, or when lost */
-    sql_my_task *task;    /* running, or waiting for a connection (BEGIN) */
-    sql_my_task *pending; /* next to run on conn, picked up by sql_my_dispatch */
-    bool open;            /* BEGIN succeeded and neither COMMIT nor ROLLBACK ended it */
-    bool abandoned;
-};
 
 typedef enum sql_my_state {
     SQL_MY_CLOSED,
@@ -162,24 +132,20 @@ struct sql_my_conn {
     unsigned long *r_len;
     my_bool *r_null;
     sql_type *r_type;
-    sql_my_task *task;
-    sql_my_txn *txn;      /* the transaction holding the connection (HELD, or BUSY with its step) */
+    sql_task *task;
+    sql_task_txn *txn;      /* the transaction holding the connection (HELD, or BUSY with its step) */
+    /* Connector/C's socket calls for this connection, with the first read after a write answered
+     * "would block" without a recv (sql_my_hook_reads); NULL orig: not hooked (TLS, or a layout that
+     * is not the one compiled against). */
+    struct st_ma_pvio_methods pvio_methods;
+    const struct st_ma_pvio_methods *pvio_orig;
+    bool just_wrote;
 };
 
 struct sql_my_pool {
-    struct event_base *base;
-    const sql_settings *s;
-    unsigned id;
+    sql_task_line line; /* first: the line's ops get the pool back from it (sql_task.c) */
     sql_my_conn *conns;
     unsigned nconns;
-    sql_my_task *head, *tail;
-    size_t waiting;
-    unsigned failures;   /* consecutive failed connects: the backoff exponent */
-    bool backoff;        /* a connect failed and its retry is not due yet */
-    bool outage_logged;
-    struct event *retry;
-    unsigned rand_state;
-    bool freeing;        /* the loop is going: closing its connections is no failure to count */
 };
 
 static void sql_my_dispatch(sql_my_pool *p);
@@ -242,65 +208,6 @@ static void sql_my_connect_error(MYSQL *my, const sql_settings *s, char *why, si
         snprintf(why, why_cap, "%s (%u)", mysql_error(my), err);
 }
 
-/* ---- tasks --------------------------------------------------------------------------------------- */
-
-static void sql_my_task_unwait(sql_my_task *t)
-{
-    sql_my_pool *p = t->pool;
-    if (!t->waiting)
-        return;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        p->head = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    else
-        p->tail = t->prev;
-    t->prev = t->next = NULL;
-    t->waiting = false;
-    p->waiting--;
-    sql__gauge_add(SQL_GAUGE_WAITING, -1);
-}
-
-static void sql_my_task_free(sql_my_task *t)
-{
-    sql_my_task_unwait(t);
-    if (t->txn && t->txn->task == t)
-        t->txn->task = NULL;
-    if (t->txn && t->txn->pending == t)
-        t->txn->pending = NULL;
-    event_del(&t->timer);
-    sql__rows_free(&t->rows);
-    free(t->sql);
-    free(t->params);
-    free(t);
-}
-
-static void sql_my_txn_settle(sql_my_txn *x);
-
-/* The statement is over (OK when error is NULL): deliver to the owner, if any, and free the task. */
-static void sql_my_task_finish(sql_my_task *t, const char *error)
-{
-    sql_my_txn *txn = t->txn;
-    sql__count_query(error, sql__now_us() - t->started_us);
-    if (t->op) {
-        async_future_on_cancel(t->op, NULL, NULL);
-        if (error) {
-            async_fail(t->op, error);
-        } else {
-            sql_result *r = async_scope_alloc(t->scope, sizeof(*r));
-            sql__rows_copy(t->scope, &t->rows, r);
-            async_resolve(t->op, r);
-        }
-    } else if (t->kind == SQL_MY_PLAIN || t->kind == SQL_MY_IN_TXN) {
-        sql__count_discarded();
-    }
-    sql_my_task_free(t);
-    if (txn)
-        sql_my_txn_settle(txn);
-}
-
 /* ---- connections --------------------------------------------------------------------------------- */
 
 static bool sql_my_conn_up(const sql_my_conn *c)
@@ -345,8 +252,8 @@ static void sql_my_conn_reserve_columns(sql_my_conn *c, size_t n)
 /* The call in progress, continued with `ready` (MYSQL_WAIT_* bits). */
 static int sql_my_call(sql_my_conn *c, int ready)
 {
-    const sql_settings *s = c->pool->s;
-    sql_my_task *t = c->task;
+    const sql_settings *s = c->pool->line.s;
+    sql_task *t = c->task;
     bool cont = c->in_call;
     switch (c->step) {
     case SQL_MY_STEP_CONNECT:
@@ -395,7 +302,7 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     for (int i = 0; c->in_call && i < 1000; i++)
         c->in_call = sql_my_call(c, MYSQL_WAIT_READ | MYSQL_WAIT_WRITE) != 0;
     if (c->in_call)
-        log_error("sql: loop %u connection %u: an aborted call did not end", p->id, c->index);
+        log_error("sql: loop %u connection %u: an aborted call did not end", p->line.id, c->index);
     c->in_call = false;
     if (c->stmt && !c->stmt_cached)
         mysql_stmt_close(c->stmt);
@@ -414,7 +321,7 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     c->my = NULL;
     if (c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD)
         sql__gauge_add(SQL_GAUGE_IN_USE, -1);
-    sql_my_txn *txn = c->txn;
+    sql_task_txn *txn = c->txn;
     c->txn = NULL;
     if (txn) {
         /* The server rolls back what a closed connection left open. */
@@ -423,25 +330,25 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     }
     if (was_up) {
         sql__gauge_add(SQL_GAUGE_OPEN, -1);
-        if (!p->freeing)
+        if (!p->line.freeing)
             sql__count_closed();
     }
     c->state = SQL_MY_CLOSED;
     c->step = SQL_MY_STEP_NONE;
     c->retire = false;
-    sql_my_task *t = c->task;
+    sql_task *t = c->task;
     c->task = NULL;
     /* The transaction's next step first: finishing its running one may free the transaction. */
-    sql_my_task *pending = txn ? txn->pending : NULL;
+    sql_task *pending = txn ? txn->pending : NULL;
     bool settle = txn && !t && !pending;
     if (pending)
-        sql_my_task_finish(pending, error ? error : SQL_ERROR_CONNECTION_LOST);
+        sql_task_finish(pending, error ? error : SQL_ERROR_CONNECTION_LOST);
     if (t) {
         t->conn = NULL;
-        sql_my_task_finish(t, error ? error : SQL_ERROR_CONNECTION_LOST);
+        sql_task_finish(t, error ? error : SQL_ERROR_CONNECTION_LOST);
     }
     if (settle)
-        sql_my_txn_settle(txn);
+        (void)sql_task_txn_settle(txn);
 }
 
 static void sql_my_on_io(evutil_socket_t fd, short what, void *arg)
@@ -468,7 +375,7 @@ static void sql_my_on_read(evutil_socket_t fd, short what, void *arg)
         /* Nothing was asked of the server, so anything it sends (EOF after a restart or a KILL, an
          * error packet before it closes an idle connection) means this connection is done. */
         log_info("sql: loop %u connection %u: closed by the server while idle; a new one will be opened",
-                 c->pool->id, c->index);
+                 c->pool->line.id, c->index);
         sql_my_conn_close(c, NULL);
         sql_my_dispatch(c->pool);
         return;
@@ -500,15 +407,69 @@ static void sql_my_wait(sql_my_conn *c, int status)
         event_del(&c->rd);
         c->rd_paused = true;
     }
-    event_assign(&c->io, c->pool->base, (evutil_socket_t)mysql_get_socket(c->my), what, sql_my_on_io, c);
+    event_assign(&c->io, c->pool->line.base, (evutil_socket_t)mysql_get_socket(c->my), what, sql_my_on_io, c);
     event_add(&c->io, tvp);
     c->io_added = true;
+}
+
+/* ---- one recv fewer per statement ---------------------------------------------------------------- */
+
+/* Connector/C's non-blocking calls send a command and then at once try to read its answer: a recv that
+ * finds nothing (EAGAIN: the server cannot have answered within the same microsecond) before the call
+ * asks to wait for the socket. That empty recv was a third of the system calls of a statement
+ * (send, EAGAIN, wait, recv). So the first read after a write is answered "would block" here without a
+ * system call: Connector/C then asks to wait for reading (ma_pvio_read_async), the persistent read
+ * watch (level-triggered) reports the answer when it is there, or at once when it already was, and
+ * the next read is a real recv. Nothing is lost: a reply is never consumed by the skipped read, and
+ * readiness comes from the socket itself. Only the plain-TCP path is hooked: with TLS, reads go
+ * through OpenSSL, which may hold decrypted bytes the socket's readiness does not show. */
+static sql_my_conn *sql_my_conn_of(MARIADB_PVIO *pvio)
+{
+    return (sql_my_conn *)(void *)((char *)pvio->methods - offsetof(sql_my_conn, pvio_methods));
+}
+
+static ssize_t sql_my_pvio_write(MARIADB_PVIO *pvio, const uchar *buffer, size_t length)
+{
+    sql_my_conn *c = sql_my_conn_of(pvio);
+    ssize_t r = c->pvio_orig->async_write(pvio, buffer, length);
+    if (r > 0)
+        c->just_wrote = true;
+    return r;
+}
+
+static ssize_t sql_my_pvio_read(MARIADB_PVIO *pvio, uchar *buffer, size_t length)
+{
+    sql_my_conn *c = sql_my_conn_of(pvio);
+    if (c->just_wrote) {
+        c->just_wrote = false;
+        errno = EAGAIN;
+        return -1;
+    }
+    return c->pvio_orig->async_read(pvio, buffer, length);
+}
+
+/* Installs the two calls above on an established plain-TCP connection (its own copy of Connector/C's
+ * method table; the connection's pvio is Connector/C's, freed by mysql_close, which only calls the
+ * table's close). Checked against the layout: the pvio must point back at this MYSQL. */
+static void sql_my_hook_reads(sql_my_conn *c)
+{
+    c->pvio_orig = NULL;
+    c->just_wrote = false;
+    MARIADB_PVIO *pvio = c->my->net.pvio;
+    if (!pvio || pvio->ctls || pvio->mysql != c->my || !pvio->methods || !pvio->methods->async_read ||
+        !pvio->methods->async_write)
+        return;
+    c->pvio_orig = pvio->methods;
+    c->pvio_methods = *pvio->methods;
+    c->pvio_methods.async_read = sql_my_pvio_read;
+    c->pvio_methods.async_write = sql_my_pvio_write;
+    pvio->methods = &c->pvio_methods;
 }
 
 /* Connected: from now on the persistent read watch sees replies and an idle close alike. */
 static void sql_my_watch(sql_my_conn *c)
 {
-    event_assign(&c->rd, c->pool->base, (evutil_socket_t)mysql_get_socket(c->my), EV_READ | EV_PERSIST,
+    event_assign(&c->rd, c->pool->line.base, (evutil_socket_t)mysql_get_socket(c->my), EV_READ | EV_PERSIST,
                  sql_my_on_read, c);
     event_add(&c->rd, NULL);
     c->rd_added = true;
@@ -520,18 +481,6 @@ static bool sql_my_connection_error(unsigned err)
     return (err >= CR_MIN_ERROR && err <= CR_MAX_ERROR) || err == ER_CONNECTION_KILLED ||
            err == ER_SERVER_SHUTDOWN || err == ER_NET_READ_ERROR || err == ER_NET_ERROR_ON_WRITE ||
            err == 4031 /* ER_CLIENT_INTERACTION_TIMEOUT */;
-}
-
-static void sql_my_backoff(sql_my_pool *p)
-{
-    unsigned shift = p->failures > 0 ? (p->failures - 1 < 5 ? p->failures - 1 : 5) : 0;
-    uint64_t delay = (uint64_t)SQL_MY_BACKOFF_BASE_MS << shift;
-    if (delay > SQL_MY_BACKOFF_MAX_MS)
-        delay = SQL_MY_BACKOFF_MAX_MS;
-    delay = delay * (80 + (uint64_t)(rand_r(&p->rand_state) % 41)) / 100;
-    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
-    p->backoff = true;
-    evtimer_add(p->retry, &tv);
 }
 
 static bool sql_my_any_up(const sql_my_pool *p)
@@ -550,31 +499,24 @@ static bool sql_my_any_connecting(const sql_my_pool *p)
     return false;
 }
 
-/* Fails every waiting task: nothing can serve them until a connect succeeds. */
-static void sql_my_fail_waiting(sql_my_pool *p, const char *error)
-{
-    while (p->head)
-        sql_my_task_finish(p->head, error);
-}
-
 static void sql_my_connect_failed(sql_my_conn *c, const char *why)
 {
     sql_my_pool *p = c->pool;
     sql__count_connect(false);
     /* The message is Connector/C's (it never contains the password); the address is for the log. */
-    if (!p->outage_logged)
-        log_warn("sql: loop %u cannot connect to MariaDB at %s:%u: %s (retrying with backoff)", p->id, p->s->host,
-                 p->s->port, why);
+    if (!p->line.outage_logged)
+        log_warn("sql: loop %u cannot connect to MariaDB at %s:%u: %s (retrying with backoff)", p->line.id,
+                 p->line.s->host, p->line.s->port, why);
     else
-        log_debug("sql: loop %u: connect to %s:%u failed again: %s", p->id, p->s->host, p->s->port, why);
-    p->outage_logged = true;
+        log_debug("sql: loop %u: connect to %s:%u failed again: %s", p->line.id, p->line.s->host, p->line.s->port, why);
+    p->line.outage_logged = true;
     c->state = SQL_MY_CONNECTING; /* so close does not count it as an open connection */
     sql_my_conn_close(c, NULL);
-    p->failures++;
-    if (!p->backoff)
-        sql_my_backoff(p);
+    p->line.failures++;
+    if (!p->line.backoff)
+        sql_task_backoff(&p->line);
     if (!sql_my_any_up(p) && !sql_my_any_connecting(p))
-        sql_my_fail_waiting(p, SQL_ERROR_UNAVAILABLE);
+        sql_task_fail_waiting(&p->line, SQL_ERROR_UNAVAILABLE);
 }
 
 static void sql_my_on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -594,16 +536,16 @@ static void sql_my_conn_connect(sql_my_conn *c)
         log_error("sql: mysql_init failed");
         return;
     }
-    unsigned timeout_s = (p->s->connect_timeout_ms + 999) / 1000;
+    unsigned timeout_s = (p->line.s->connect_timeout_ms + 999) / 1000;
     mysql_options(c->my, MYSQL_OPT_NONBLOCK, 0);
     mysql_options(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout_s);
     mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    sql_my_tls_options(c->my, p->s);
+    sql_my_tls_options(c->my, p->line.s);
     c->state = SQL_MY_CONNECTING;
     c->step = SQL_MY_STEP_CONNECT;
     c->in_call = false;
-    struct timeval tv = {(time_t)(p->s->connect_timeout_ms / 1000),
-                         (suseconds_t)(p->s->connect_timeout_ms % 1000) * 1000};
+    struct timeval tv = {(time_t)(p->line.s->connect_timeout_ms / 1000),
+                         (suseconds_t)(p->line.s->connect_timeout_ms % 1000) * 1000};
     evtimer_add(&c->deadline, &tv);
     sql_my_resume(c, 0);
 }
@@ -618,7 +560,7 @@ static MYSQL_STMT *sql_my_cached(sql_my_conn *c, const char *sql)
     return NULL;
 }
 
-static void sql_my_bind_params(sql_my_conn *c, sql_my_task *t)
+static void sql_my_bind_params(sql_my_conn *c, sql_task *t)
 {
     if (t->nparams > c->pbind_cap) {
         free(c->pbind);
@@ -703,7 +645,7 @@ static bool sql_my_bind_results(sql_my_conn *c)
 /* Appends the fetched row to the task's rows. False when it would take the result past its bound:
  * a text value is copied only after its length is known to fit, into a scratch buffer that is never
  * larger than the bound. */
-static bool sql_my_add_row(sql_my_conn *c, sql_my_task *t)
+static bool sql_my_add_row(sql_my_conn *c, sql_task *t)
 {
     size_t need = t->rows.bytes + c->rcols * sizeof(sql_value);
     for (size_t i = 0; i < c->rcols; i++)
@@ -761,24 +703,24 @@ static bool sql_my_stmt_failed(sql_my_conn *c, const char *what)
          * anything was allocated for it. The rest of it is still on the socket, so the connection goes. */
         log_warn("sql: loop %u connection %u: %s: the server sent a packet larger than the statement's bound of "
                  "%zu bytes; closing the connection",
-                 c->pool->id, c->index, what, c->task ? c->task->max_bytes : 0);
+                 c->pool->line.id, c->index, what, c->task ? c->task->max_bytes : 0);
         sql_my_conn_close(c, SQL_ERROR_TOO_LARGE);
         return false;
     }
     if (err == 0 || sql_my_connection_error(err)) {
         /* No error code at all: where the connection is in the protocol is unknown, so it goes too. */
-        log_warn("sql: loop %u connection %u: %s: %s (%u); closing it", c->pool->id, c->index, what, msg, err);
+        log_warn("sql: loop %u connection %u: %s: %s (%u); closing it", c->pool->line.id, c->index, what, msg, err);
         sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
         return false;
     }
     if (err == ER_LOCK_DEADLOCK || err == ER_LOCK_WAIT_TIMEOUT) {
         /* Transactions in each other's way: the server rolled this one back (or gave up waiting for a
          * lock); trying again later is right, so it is "busy" (503 with Retry-After), not an error. */
-        log_info("sql: loop %u: %s: %s (%u)", c->pool->id, what, msg, err);
+        log_info("sql: loop %u: %s: %s (%u)", c->pool->line.id, what, msg, err);
         c->task->error = SQL_ERROR_BUSY;
         return true;
     }
-    log_warn("sql: loop %u: %s refused: %s (%u)", c->pool->id, what, msg, err);
+    log_warn("sql: loop %u: %s refused: %s (%u)", c->pool->line.id, what, msg, err);
     c->task->error = SQL_ERROR_QUERY;
     return true;
 }
@@ -786,24 +728,24 @@ static bool sql_my_stmt_failed(sql_my_conn *c, const char *what)
 /* The task is over on a healthy connection: deliver, then serve the next one. */
 static void sql_my_task_done(sql_my_conn *c)
 {
-    sql_my_task *t = c->task;
+    sql_task *t = c->task;
     c->task = NULL;
     t->conn = NULL;
     c->step = SQL_MY_STEP_NONE;
     if (c->stmt && !c->stmt_cached)
         mysql_stmt_close(c->stmt); /* only after a failed prepare: nothing to send to the server */
     c->stmt = NULL;
-    sql_my_txn *txn = t->txn;
-    if (txn && t->kind == SQL_MY_BEGIN && !t->error) {
+    sql_task_txn *txn = t->txn;
+    if (txn && t->kind == SQL_TASK_BEGIN && !t->error) {
         txn->conn = c;
         txn->open = true;
         c->txn = txn;
-    } else if (txn && t->kind == SQL_MY_END) {
+    } else if (txn && t->kind == SQL_TASK_END) {
         if (t->error) {
             /* A COMMIT or ROLLBACK the server refused: where the transaction is, is unknown, so the
              * connection goes (the server rolls back what it left open). */
-            log_warn("sql: loop %u connection %u: ending a transaction failed; closing the connection", c->pool->id,
-                     c->index);
+            log_warn("sql: loop %u connection %u: ending a transaction failed; closing the connection",
+                     c->pool->line.id, c->index);
             c->retire = true;
         }
         txn->open = false;
@@ -819,7 +761,7 @@ static void sql_my_task_done(sql_my_conn *c)
         c->state = SQL_MY_IDLE;
         sql__gauge_add(SQL_GAUGE_IN_USE, -1);
     }
-    sql_my_task_finish(t, t->error);
+    sql_task_finish(t, t->error);
     if (c->retire && c->state == SQL_MY_IDLE)
         sql_my_conn_close(c, NULL);
 }
@@ -830,11 +772,11 @@ static void sql_my_task_done(sql_my_conn *c)
  * task fails "query" naming the statement. Returns false when the task was finished here. */
 static bool sql_my_start_execute(sql_my_conn *c)
 {
-    sql_my_task *t = c->task;
+    sql_task *t = c->task;
     unsigned long expected = mysql_stmt_param_count(c->stmt);
     if (expected != t->nparams) {
         log_warn("sql: loop %u: the statement \"%s\" takes %lu parameter(s) and was given %zu; not run",
-                 c->pool->id, t->sql, expected, t->nparams);
+                 c->pool->line.id, t->sql, expected, t->nparams);
         t->error = SQL_ERROR_QUERY;
         sql_my_task_done(c);
         return false;
@@ -849,16 +791,16 @@ static bool sql_my_start_execute(sql_my_conn *c)
 static bool sql_my_step_done(sql_my_conn *c)
 {
     sql_my_pool *p = c->pool;
-    sql_my_task *t = c->task;
+    sql_task *t = c->task;
     switch (c->step) {
     case SQL_MY_STEP_CONNECT: {
         char why[512];
         if (!c->ret_my) {
-            sql_my_connect_error(c->my, p->s, why, sizeof(why));
+            sql_my_connect_error(c->my, p->line.s, why, sizeof(why));
             sql_my_connect_failed(c, why);
             return false;
         }
-        if (!sql_my_tls_check(c->my, p->s, why, sizeof(why))) {
+        if (!sql_my_tls_check(c->my, p->line.s, why, sizeof(why))) {
             sql_my_connect_failed(c, why);
             return false;
         }
@@ -867,13 +809,11 @@ static bool sql_my_step_done(sql_my_conn *c)
         c->step = SQL_MY_STEP_NONE;
         sql__count_connect(true);
         sql__gauge_add(SQL_GAUGE_OPEN, 1);
-        if (p->outage_logged)
-            log_info("sql: loop %u connected to MariaDB again", p->id);
-        p->outage_logged = false;
-        p->failures = 0;
-        p->backoff = false;
-        evtimer_del(p->retry);
+        if (p->line.outage_logged)
+            log_info("sql: loop %u connected to MariaDB again", p->line.id);
+        sql_task_backoff_reset(&p->line);
         sql_my_watch(c);
+        sql_my_hook_reads(c);
         return false;
     }
     case SQL_MY_STEP_PREPARE:
@@ -943,7 +883,7 @@ static bool sql_my_step_done(sql_my_conn *c)
             bool too_large = err == CR_NET_PACKET_TOO_LARGE || err == ER_NET_PACKET_TOO_LARGE ||
                              c->my->net.error == 1 || t->error == SQL_ERROR_TOO_LARGE;
             log_warn("sql: loop %u connection %u: discarding the rest of a result failed: %s (%u); closing it",
-                     p->id, c->index, mysql_error(c->my), err);
+                     p->line.id, c->index, mysql_error(c->my), err);
             sql_my_conn_close(c, too_large ? SQL_ERROR_TOO_LARGE : SQL_ERROR_CONNECTION_LOST);
             return false;
         }
@@ -980,7 +920,7 @@ static void sql_my_resume(sql_my_conn *c, int ready)
  * and then measured. A row's packet is its values plus a few bytes per column, while the bound counts
  * a whole sql_value per cell, so a row that fits the bound always fits its packet; the floor covers
  * metadata and error packets. MYSQL_OPT_MAX_ALLOWED_PACKET only applies at connect, hence the field. */
-static void sql_my_bound_packets(sql_my_conn *c, const sql_my_task *t)
+static void sql_my_bound_packets(sql_my_conn *c, const sql_task *t)
 {
     size_t cap = t->max_bytes + SQL_MY_PACKET_SLACK;
     if (cap < SQL_MY_PACKET_MIN)
@@ -988,7 +928,7 @@ static void sql_my_bound_packets(sql_my_conn *c, const sql_my_task *t)
     c->my->net.max_packet_size = (unsigned long)cap;
 }
 
-static void sql_my_run(sql_my_conn *c, sql_my_task *t)
+static void sql_my_run(sql_my_conn *c, sql_task *t)
 {
     if (c->state != SQL_MY_HELD) /* a held connection counts as in use already */
         sql__gauge_add(SQL_GAUGE_IN_USE, 1);
@@ -1026,18 +966,20 @@ static void sql_my_run(sql_my_conn *c, sql_my_task *t)
  * while the pool has room (and is not backing off). */
 static void sql_my_dispatch(sql_my_pool *p)
 {
+    if (p->line.freeing)
+        return; /* the loop is going: nothing more starts */
     /* A transaction's next step runs on the connection it holds, never waiting in the line. */
     for (unsigned i = 0; i < p->nconns; i++) {
         sql_my_conn *c = &p->conns[i];
         if (c->state == SQL_MY_HELD && c->txn && c->txn->pending) {
-            sql_my_task *t = c->txn->pending;
+            sql_task *t = c->txn->pending;
             c->txn->pending = NULL;
             c->txn->task = t;
             sql_my_run(c, t);
         }
     }
     for (;;) {
-        if (!p->head)
+        if (!p->line.head)
             return;
         sql_my_conn *idle = NULL;
         for (unsigned i = 0; i < p->nconns && !idle; i++)
@@ -1045,21 +987,21 @@ static void sql_my_dispatch(sql_my_pool *p)
                 idle = &p->conns[i];
         if (!idle)
             break;
-        sql_my_task *t = p->head;
-        sql_my_task_unwait(t);
+        sql_task *t = p->line.head;
+        sql_task_unwait(t);
         sql_my_run(idle, t);
     }
-    if (p->backoff)
+    if (p->line.backoff)
         return;
     size_t connecting = 0;
     for (unsigned i = 0; i < p->nconns; i++)
         if (p->conns[i].state == SQL_MY_CONNECTING)
             connecting++;
-    for (unsigned i = 0; i < p->nconns && connecting < p->waiting; i++) {
+    for (unsigned i = 0; i < p->nconns && connecting < p->line.waiting; i++) {
         if (p->conns[i].state == SQL_MY_CLOSED) {
             connecting++;
             sql_my_conn_connect(&p->conns[i]);
-            if (p->backoff)
+            if (p->line.backoff)
                 return;
         }
     }
@@ -1070,7 +1012,7 @@ static void sql_my_on_retry(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sql_my_pool *p = arg;
-    p->backoff = false;
+    p->line.backoff = false;
     /* One probe: when it connects, the rest follow as tasks need them. */
     for (unsigned i = 0; i < p->nconns; i++) {
         if (p->conns[i].state == SQL_MY_CLOSED) {
@@ -1080,46 +1022,40 @@ static void sql_my_on_retry(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void sql_my_on_task_timeout(evutil_socket_t fd, short what, void *arg)
+/* A running task's deadline passed: the connection is in an unknown place in the protocol, so it goes
+ * (the task with it, "timeout"), and a fresh one takes its place for the next task. */
+static void sql_my_expire(sql_task *t)
 {
-    (void)fd;
-    (void)what;
-    sql_my_task *t = arg;
-    if (!t->conn) {
-        sql_my_pool *p = t->pool;
-        sql_my_task_finish(t, SQL_ERROR_TIMEOUT); /* still waiting for a connection */
-        sql_my_dispatch(p);                      /* a transaction's rollback may be due now */
-        return;
-    }
     sql_my_conn *c = t->conn;
     sql_my_pool *p = c->pool;
-    log_warn("sql: loop %u connection %u: statement not done within %u ms; closing the connection", p->id,
-             c->index, p->s->query_timeout_ms);
+    log_warn("sql: loop %u connection %u: statement not done within %u ms; closing the connection", p->line.id,
+             c->index, p->line.s->query_timeout_ms);
     sql_my_conn_close(c, SQL_ERROR_TIMEOUT);
-    sql_my_dispatch(p);
 }
 
-/* The owner's scope ended or it stopped waiting: see the top of the file. */
-static void sql_my_on_cancel(async_op *op, void *arg)
+static void sql_my_line_dispatch(sql_task_line *line) { sql_my_dispatch((sql_my_pool *)line); }
+
+static bool sql_my_available(sql_task_line *line)
 {
-    (void)op;
-    sql_my_task *t = arg;
-    t->op = NULL;
-    t->scope = NULL;
-    if (t->waiting) {
-        sql__count_discarded();
-        sql_my_task_free(t);
-    }
+    sql_my_pool *p = (sql_my_pool *)line;
+    return atomic_load(&sql_my_schema_ready) && !(p->line.backoff && !sql_my_any_up(p));
 }
+
+static const sql_task_ops sql_my_task_ops = {
+    .dispatch = sql_my_line_dispatch,
+    .expire = sql_my_expire,
+    .available = sql_my_available,
+    .txn_release = NULL,
+    .dispatch_after_settle = false, /* every completion ends in sql_my_resume's dispatch */
+    .begin_sql = "START TRANSACTION",
+};
 
 /* ---- the pool ---------------------------------------------------------------------------------- */
 
 static sql_my_pool *sql_my_pool_new(struct event_base *base, const sql_settings *s, unsigned id)
 {
     sql_my_pool *p = xcalloc(1, sizeof(*p));
-    p->base = base;
-    p->s = s;
-    p->id = id;
+    sql_task_line_init(&p->line, base, s, &sql_my_task_ops, id, sql_my_on_retry, p);
     p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
     p->conns = xcalloc(p->nconns, sizeof(*p->conns));
     for (unsigned i = 0; i < p->nconns; i++) {
@@ -1127,19 +1063,17 @@ static sql_my_pool *sql_my_pool_new(struct event_base *base, const sql_settings 
         p->conns[i].index = i;
         evtimer_assign(&p->conns[i].deadline, base, sql_my_on_deadline, &p->conns[i]);
     }
-    p->retry = evtimer_new(base, sql_my_on_retry, p);
-    p->rand_state = (unsigned)time(NULL) ^ (id * 2654435761u);
     return p;
 }
 
 static void sql_my_pool_free(void *arg)
 {
     sql_my_pool *p = arg;
-    p->freeing = true;
-    sql_my_fail_waiting(p, SQL_ERROR_UNAVAILABLE);
+    p->line.freeing = true;
+    sql_task_fail_waiting(&p->line, SQL_ERROR_UNAVAILABLE);
     for (unsigned i = 0; i < p->nconns; i++)
         sql_my_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
-    event_free(p->retry);
+    sql_task_line_free(&p->line);
     free(p->conns);
     free(p);
 }
@@ -1154,196 +1088,12 @@ static sql_my_pool *sql_my_loop_pool(http_loop *loop)
     return p;
 }
 
-/* A task for stmt (a copy of its text and parameters), its timer started. op may be NULL (a rollback
- * nobody waits for). */
-static sql_my_task *sql_my_task_new(sql_my_pool *p, async_op *op, async_scope *scope, const sql_stmt *stmt,
-                                    sql_my_kind kind, sql_my_txn *txn)
+static async_op *sql_my_many(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n, bool single)
 {
-    uint64_t now = sql__now_us();
-    sql_my_task *t = xcalloc(1, sizeof(*t));
-    t->kind = kind;
-    t->txn = txn;
-    t->pool = p;
-    t->op = op;
-    t->scope = scope;
-    t->started_us = now;
-    t->sql_len = strlen(stmt->sql);
-    t->sql = xmalloc(t->sql_len + 1);
-    memcpy(t->sql, stmt->sql, t->sql_len + 1);
-    t->max_bytes = stmt->max_result_bytes ? stmt->max_result_bytes : SQL_RESULT_DEFAULT_BYTES;
-    t->nparams = stmt->nparams;
-    if (stmt->nparams) {
-        size_t text = 0;
-        for (size_t i = 0; i < stmt->nparams; i++)
-            if (stmt->params[i].type == SQL_TEXT)
-                text += stmt->params[i].len;
-        t->params = xmalloc(stmt->nparams * sizeof(*t->params) + text);
-        char *buf = (char *)(t->params + stmt->nparams);
-        for (size_t i = 0; i < stmt->nparams; i++) {
-            t->params[i] = stmt->params[i];
-            if (stmt->params[i].type == SQL_TEXT) {
-                memcpy(buf, stmt->params[i].s, stmt->params[i].len);
-                t->params[i].s = buf;
-                buf += stmt->params[i].len;
-            }
-        }
-    }
-    evtimer_assign(&t->timer, p->base, sql_my_on_task_timeout, t);
-    struct timeval tv = {(time_t)(p->s->query_timeout_ms / 1000), (suseconds_t)(p->s->query_timeout_ms % 1000) * 1000};
-    evtimer_add(&t->timer, &tv);
-    if (op)
-        async_future_on_cancel(op, sql_my_on_cancel, t);
-    return t;
+    return sql_task_many(scope, &sql_my_loop_pool(loop)->line, stmts, n, single);
 }
 
-/* Submits one statement (or a transaction's step) to the pool; the future completes with its result. */
-static async_op *sql_my_submit_kind(async_scope *scope, sql_my_pool *p, const sql_stmt *stmt, sql_my_kind kind,
-                                    sql_my_txn *txn)
-{
-    async_op *op = async_future(scope);
-    if (op->status != ASYNC_PENDING)
-        return op; /* the scope is ending */
-    const char *refuse = NULL;
-    bool in_txn = kind == SQL_MY_IN_TXN || kind == SQL_MY_END;
-    if (in_txn && (!txn->conn || !txn->open))
-        refuse = SQL_ERROR_CONNECTION_LOST; /* closed under the transaction (the server rolled it back) */
-    else if (in_txn)
-        refuse = NULL;
-    else if (!atomic_load(&sql_my_schema_ready) || (p->backoff && !sql_my_any_up(p)))
-        refuse = SQL_ERROR_UNAVAILABLE;
-    else if (p->waiting >= p->s->max_waiting)
-        refuse = SQL_ERROR_BUSY;
-    if (refuse) {
-        sql__count_query(refuse, 0);
-        async_fail(op, refuse);
-        return op;
-    }
-    sql_my_task *t = sql_my_task_new(p, op, scope, stmt, kind, txn);
-    if (in_txn) {
-        txn->pending = t;
-        sql_my_dispatch(p);
-        return op;
-    }
-    if (txn)
-        txn->task = t;
-    t->waiting = true;
-    t->prev = p->tail;
-    if (p->tail)
-        p->tail->next = t;
-    else
-        p->head = t;
-    p->tail = t;
-    p->waiting++;
-    sql__gauge_add(SQL_GAUGE_WAITING, 1);
-    sql_my_dispatch(p);
-    return op;
-}
-
-static async_op *sql_my_submit(async_scope *scope, sql_my_pool *p, const sql_stmt *stmt)
-{
-    return sql_my_submit_kind(scope, p, stmt, SQL_MY_PLAIN, NULL);
-}
-
-/* ---- transactions -------------------------------------------------------------------------------- */
-
-/* Nothing of the transaction in flight and its handle done: roll back what is open (a step nobody
- * waits for, run by the next dispatch), or free it. True when a rollback was queued. */
-static bool sql_my_txn_settle_queued(sql_my_txn *x)
-{
-    if (!x->abandoned || x->task || x->pending)
-        return false;
-    if (x->open && x->conn) {
-        static const sql_stmt rollback = {"ROLLBACK", NULL, 0, 0};
-        x->pending = sql_my_task_new(x->pool, NULL, NULL, &rollback, SQL_MY_END, x);
-        return true;
-    }
-    free(x);
-    return false;
-}
-
-static void sql_my_txn_settle(sql_my_txn *x) { (void)sql_my_txn_settle_queued(x); }
-
-static async_op *sql_my_txn_begin(sql_txn *tx)
-{
-    sql_my_pool *p = sql_my_loop_pool(tx->loop);
-    sql_my_txn *x = xcalloc(1, sizeof(*x));
-    x->pool = p;
-    tx->impl = x;
-    static const sql_stmt begin = {"START TRANSACTION", NULL, 0, 0};
-    return sql_my_submit_kind(tx->scope, p, &begin, SQL_MY_BEGIN, x);
-}
-
-static async_op *sql_my_txn_query(sql_txn *tx, const sql_stmt *stmt)
-{
-    sql_my_txn *x = tx->impl;
-    return sql_my_submit_kind(tx->scope, x->pool, stmt, SQL_MY_IN_TXN, x);
-}
-
-static async_op *sql_my_txn_end(sql_txn *tx, bool commit)
-{
-    sql_my_txn *x = tx->impl;
-    static const sql_stmt stmts[2] = {{"ROLLBACK", NULL, 0, 0}, {"COMMIT", NULL, 0, 0}};
-    return sql_my_submit_kind(tx->scope, x->pool, &stmts[commit], SQL_MY_END, x);
-}
-
-static void sql_my_txn_abandon(void *impl)
-{
-    sql_my_txn *x = impl;
-    sql_my_pool *p = x->pool; /* alive while x holds one of its connections */
-    x->abandoned = true;
-    if (sql_my_txn_settle_queued(x))
-        sql_my_dispatch(p);
-}
-
-/* ---- batches ----------------------------------------------------------------------------------- */
-
-typedef struct sql_my_batch {
-    async_scope *scope;
-    async_op *future;
-    async_op *gather;
-    size_t n;
-} sql_my_batch;
-
-static void sql_my_batch_done(async_op *gather, void *arg)
-{
-    sql_my_batch *b = arg;
-    if (gather->status != ASYNC_OK) {
-        async_fail(b->future, gather->error ? gather->error : SQL_ERROR_UNAVAILABLE);
-        return;
-    }
-    sql_result *results = async_scope_alloc(b->scope, b->n * sizeof(*results));
-    for (size_t i = 0; i < b->n; i++)
-        results[i] = *(const sql_result *)async_gather_child(gather, i)->value;
-    sql_batch_result *out = async_scope_alloc(b->scope, sizeof(*out));
-    out->count = b->n;
-    out->results = results;
-    async_resolve(b->future, out);
-}
-
-static void sql_my_batch_cancel(async_op *future, void *arg)
-{
-    (void)future;
-    sql_my_batch *b = arg;
-    async_op_cancel(b->gather);
-}
-
-static async_op *sql_my_batch_run(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n, bool single)
-{
-    sql_my_pool *p = sql_my_loop_pool(loop);
-    if (single)
-        return sql_my_submit(scope, p, &stmts[0]);
-    sql_my_batch *b = async_scope_alloc(scope, sizeof(*b));
-    b->scope = scope;
-    b->n = n;
-    b->future = async_future(scope);
-    async_op **ops = async_scope_alloc(scope, n * sizeof(*ops));
-    for (size_t i = 0; i < n; i++)
-        ops[i] = sql_my_submit(scope, p, &stmts[i]);
-    b->gather = async_gather(scope, ops, n, ASYNC_GATHER_FAIL_FAST);
-    async_future_on_cancel(b->future, sql_my_batch_cancel, b);
-    async_op_then(b->gather, sql_my_batch_done, b);
-    return b->future;
-}
+static async_op *sql_my_txn_begin(sql_txn *tx) { return sql_task_txn_begin(tx, &sql_my_loop_pool(tx->loop)->line); }
 
 static bool sql_my_ready(http_loop *loop)
 {
@@ -1353,7 +1103,7 @@ static bool sql_my_ready(http_loop *loop)
     if (sql_my_any_up(p))
         return true;
     /* None up: start one unless an attempt or a backoff is under way, so the next probe can pass. */
-    if (!p->backoff && !sql_my_any_connecting(p))
+    if (!p->line.backoff && !sql_my_any_connecting(p))
         sql_my_conn_connect(&p->conns[0]);
     return sql_my_any_up(p);
 }
@@ -1471,11 +1221,11 @@ const sql_backend sql_mariadb_backend = {
     .start = sql_my_start,
     .shutdown = sql_my_shutdown,
     .stop = sql_my_stop,
-    .many = sql_my_batch_run,
+    .many = sql_my_many,
     .batch = NULL, /* chained through a transaction by sql.c */
     .ready = sql_my_ready,
     .txn_begin = sql_my_txn_begin,
-    .txn_query = sql_my_txn_query,
-    .txn_end = sql_my_txn_end,
-    .txn_abandon = sql_my_txn_abandon,
+    .txn_query = sql_task_txn_query,
+    .txn_end = sql_task_txn_end,
+    .txn_abandon = sql_task_txn_abandon,
 };

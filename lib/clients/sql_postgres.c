@@ -13,26 +13,35 @@
  * Unix socket directory; PQconnectPoll is driven by socket readiness; the socket is non-blocking
  * (PQsetnonblocking), so a send that cannot be written at once is flushed when the socket is writable.
  *
- * Who owns what. The pool owns its connections and its tasks; a task holds copies of its SQL text and
- * parameters and builds its rows in heap memory (sql_rows), copied into the caller's scope only when it
- * completes. The caller's operation is a future whose cancel hook disowns the task: a waiting task
- * leaves the line and is freed at once; a sent one stays in its connection's FIFO (its result must
- * still be read to keep the order) and the result is discarded when it arrives.
+ * Who owns what. The pool owns its connections; its tasks, their FIFO, their deadlines, "finish and
+ * discard" and the bookkeeping of transactions are the task layer's (sql_task.c, shared with
+ * sql_mariadb.c), whose line is the first member of the pool. A sent task the caller gave up on stays in
+ * its connection's FIFO (its result must still be read to keep the order) and the result is discarded
+ * when it arrives.
  *
- * Deadlines. Every task has a timer of sql.query_timeout_ms from submission. Waiting: it fails
- * "timeout". Sent: the connection is closed (socket shut down, then PQfinish, neither of which can
- * wait) — libpq 15's PQcancel opens a new connection with blocking calls, so it never runs on a loop;
- * the server abandons the statement when it notices the closed socket, which it checks every second
- * while a statement runs (client_connection_check_interval, set at connect). The statements sent
- * after it on that connection fail "connection_lost" (503), since their results would have come after.
+ * Deadlines. Every task must end sql.query_timeout_ms after its submission; one timer per loop watches
+ * them all (sql_task.c). Waiting: it fails "timeout". Sent: the connection is closed (sql_pg_expire:
+ * socket shut down, then PQfinish, neither of which can wait) — libpq 15's PQcancel opens a new
+ * connection with blocking calls, so it never runs on a loop; the server abandons the statement when it
+ * notices the closed socket, which it checks every second while a statement runs
+ * (client_connection_check_interval, set at connect). The statements sent after it on that connection
+ * fail "connection_lost" (503), since their results would have come after.
  *
  * Transactions hold a connection: BEGIN waits, first in the line (nothing behind it is sent
  * meanwhile, so the pipelines drain), for a connection with nothing in flight, and no other statement
  * is sent there until COMMIT or ROLLBACK.
  *
- * Results. libpq hands over a result once all of it has arrived; its size is checked against the
- * statement's bound before anything is copied. A connection that read a result past its bound is
- * closed once its pipeline is done: libpq never shrinks its input buffer. */
+ * Writes. libpq 15's PQpipelineSync flushes the socket itself, so with a Sync per statement each
+ * statement costs one send whenever it is queued (PQsendPipelineSync, which does not flush, is
+ * PostgreSQL 17's); a Sync per group of statements would make the group one transaction, so the
+ * send per statement stays (docs/sql.md, "Writes and reads").
+ *
+ * Results are read in libpq's single-row mode (asked for just before a statement's results are
+ * parsed): each row is handed over as it arrives and copied while the result fits the statement's
+ * bound; past it the task fails too_large and its remaining rows are read and dropped one by one, so
+ * a result is never held whole. A row itself is one protocol message, which libpq reads whole. A
+ * connection that read a result past its bound is closed once its pipeline is done: libpq never
+ * shrinks its input buffer. */
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -46,7 +55,7 @@
 
 #include "http_loop_internal.h"
 #include "log.h"
-#include "sql_internal.h"
+#include "sql_task_internal.h"
 #include "xalloc_internal.h"
 
 /* Prepared statements kept per connection; more distinct texts run unnamed (parsed each time). */
@@ -68,42 +77,15 @@ static const sql_settings *sql_pg_settings;
 
 typedef struct sql_pg_pool sql_pg_pool;
 typedef struct sql_pg_conn sql_pg_conn;
-typedef struct sql_pg_txn sql_pg_txn;
 
-typedef enum sql_pg_kind { SQL_PG_PLAIN, SQL_PG_BEGIN, SQL_PG_IN_TXN, SQL_PG_END } sql_pg_kind;
-/* Which of its results a sent task waits for next: the prepare's, the statement's, or the Sync's. */
-typedef enum sql_pg_stage { SQL_PG_STAGE_PREPARE, SQL_PG_STAGE_QUERY, SQL_PG_STAGE_SYNC } sql_pg_stage;
-
-typedef struct sql_pg_task {
-    sql_pg_pool *pool;
-    struct sql_pg_task *prev, *next; /* the pool's wait line */
-    bool waiting;
-    struct sql_pg_task *fnext;       /* the connection's FIFO of sent tasks */
-    async_op *op;                    /* NULL once disowned: the result is discarded */
-    async_scope *scope;
-    char *sql;
-    sql_value *params;               /* TEXT values point into the same allocation */
-    size_t nparams;
-    size_t max_bytes;
-    sql_rows rows;
-    const char *error;
-    sql_pg_conn *conn;               /* once sent */
-    sql_pg_stage stage;
-    struct event timer;
-    uint64_t started_us;
-    sql_pg_kind kind;
-    sql_pg_txn *txn;
-} sql_pg_task;
-
-/* As sql_mariadb.c's: the connection held between the transaction's statements. */
-struct sql_pg_txn {
-    sql_pg_pool *pool;
-    sql_pg_conn *conn;    /* held from BEGIN's send to its end; NULL when lost */
-    sql_pg_task *task;    /* running or waiting (BEGIN) */
-    sql_pg_task *pending; /* next to send on conn */
-    bool open;            /* BEGIN succeeded and nothing ended it */
-    bool abandoned;
-};
+/* Which of its results a sent task waits for next: the prepare's, the statement's (QUERY: single-row
+ * mode not yet asked for; ROWS: reading them), or the Sync's. */
+typedef enum sql_pg_stage {
+    SQL_PG_STAGE_PREPARE,
+    SQL_PG_STAGE_QUERY,
+    SQL_PG_STAGE_ROWS,
+    SQL_PG_STAGE_SYNC
+} sql_pg_stage;
 
 typedef enum sql_pg_state { SQL_PG_CLOSED, SQL_PG_CONNECTING, SQL_PG_UP } sql_pg_state;
 
@@ -126,7 +108,7 @@ struct sql_pg_conn {
     struct event wr; /* up: a one-shot write wait while libpq has unsent output */
     bool wr_added;
     struct event deadline; /* the connect deadline */
-    sql_pg_task *head, *tail; /* sent, results pending, in order */
+    sql_task *head, *tail; /* sent, results pending, in order */
     unsigned inflight;
     bool in_use_counted;
     bool retire;   /* read a result past its statement's bound: libpq keeps its input buffer as large
@@ -135,23 +117,13 @@ struct sql_pg_conn {
     sql_pg_prepared cache[SQL_PG_CACHE];
     size_t cached;
     unsigned next_name;
-    sql_pg_txn *txn;
+    sql_task_txn *txn;
 };
 
 struct sql_pg_pool {
-    struct event_base *base;
-    const sql_settings *s;
-    unsigned id;
+    sql_task_line line; /* first: the line's ops get the pool back from it (sql_task.c) */
     sql_pg_conn *conns;
     unsigned nconns;
-    sql_pg_task *head, *tail;
-    size_t waiting;
-    unsigned failures;
-    bool backoff;
-    bool outage_logged;
-    struct event *retry;
-    unsigned rand_state;
-    bool freeing;
     bool dispatching;
     bool redo;
 };
@@ -165,65 +137,6 @@ static const char *sql_pg_tls_name(sql_tls_mode m)
            : m == SQL_TLS_VERIFY_CA   ? "verify-ca"
            : m == SQL_TLS_VERIFY_FULL ? "verify-full"
                                       : "disable";
-}
-
-/* ---- tasks --------------------------------------------------------------------------------------- */
-
-static void sql_pg_task_unwait(sql_pg_task *t)
-{
-    sql_pg_pool *p = t->pool;
-    if (!t->waiting)
-        return;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        p->head = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
-    else
-        p->tail = t->prev;
-    t->prev = t->next = NULL;
-    t->waiting = false;
-    p->waiting--;
-    sql__gauge_add(SQL_GAUGE_WAITING, -1);
-}
-
-static void sql_pg_task_free(sql_pg_task *t)
-{
-    sql_pg_task_unwait(t);
-    if (t->txn && t->txn->task == t)
-        t->txn->task = NULL;
-    if (t->txn && t->txn->pending == t)
-        t->txn->pending = NULL;
-    event_del(&t->timer);
-    sql__rows_free(&t->rows);
-    free(t->sql);
-    free(t->params);
-    free(t);
-}
-
-static void sql_pg_txn_settle(sql_pg_txn *x);
-
-/* The statement is over (OK when error is NULL): deliver to the owner, if any, and free the task. */
-static void sql_pg_task_finish(sql_pg_task *t, const char *error)
-{
-    sql_pg_txn *txn = t->txn;
-    sql__count_query(error, sql__now_us() - t->started_us);
-    if (t->op) {
-        async_future_on_cancel(t->op, NULL, NULL);
-        if (error) {
-            async_fail(t->op, error);
-        } else {
-            sql_result *r = async_scope_alloc(t->scope, sizeof(*r));
-            sql__rows_copy(t->scope, &t->rows, r);
-            async_resolve(t->op, r);
-        }
-    } else if (t->kind == SQL_PG_PLAIN || t->kind == SQL_PG_IN_TXN) {
-        sql__count_discarded();
-    }
-    sql_pg_task_free(t);
-    if (txn)
-        sql_pg_txn_settle(txn);
 }
 
 /* ---- connections --------------------------------------------------------------------------------- */
@@ -261,6 +174,14 @@ static bool sql_pg_any_connecting(const sql_pg_pool *p)
     return false;
 }
 
+/* A transaction's connection went: roll back or free it (sql_task_txn_settle), and send the rollback. */
+static void sql_pg_settle(sql_task_txn *x)
+{
+    sql_pg_pool *p = (sql_pg_pool *)x->line;
+    if (sql_task_txn_settle(x))
+        sql_pg_dispatch(p);
+}
+
 /* Closes the connection, whatever it was doing: the socket is shut down first, so PQfinish's goodbye
  * fails at once instead of waiting on a full send buffer. Every task in flight finishes with `error`
  * (connection_lost when NULL), in order. */
@@ -291,7 +212,7 @@ static void sql_pg_conn_close(sql_pg_conn *c, const char *error)
     c->cached = 0;
     c->state = SQL_PG_CLOSED;
     c->retire = false;
-    sql_pg_txn *txn = c->txn;
+    sql_task_txn *txn = c->txn;
     c->txn = NULL;
     if (txn) {
         /* The server rolls back what a closed connection left open. */
@@ -302,43 +223,25 @@ static void sql_pg_conn_close(sql_pg_conn *c, const char *error)
     sql_pg_conn_use(c);
     if (was_up) {
         sql__gauge_add(SQL_GAUGE_OPEN, -1);
-        if (!p->freeing)
+        if (!p->line.freeing)
             sql__count_closed();
     }
-    sql_pg_task *t = c->head;
+    sql_task *t = c->head;
     c->head = c->tail = NULL;
     /* The transaction's next step first: finishing its running one may free the transaction. */
-    sql_pg_task *pending = txn ? txn->pending : NULL;
+    sql_task *pending = txn ? txn->pending : NULL;
     bool settle = txn && !t && !pending;
     if (pending)
-        sql_pg_task_finish(pending, error ? error : SQL_ERROR_CONNECTION_LOST);
+        sql_task_finish(pending, error ? error : SQL_ERROR_CONNECTION_LOST);
     while (t) {
-        sql_pg_task *next = t->fnext;
+        sql_task *next = t->fnext;
         t->conn = NULL;
         t->fnext = NULL;
-        sql_pg_task_finish(t, error ? error : SQL_ERROR_CONNECTION_LOST);
+        sql_task_finish(t, error ? error : SQL_ERROR_CONNECTION_LOST);
         t = next;
     }
     if (settle)
-        sql_pg_txn_settle(txn);
-}
-
-static void sql_pg_backoff(sql_pg_pool *p)
-{
-    unsigned shift = p->failures > 0 ? (p->failures - 1 < 5 ? p->failures - 1 : 5) : 0;
-    uint64_t delay = (uint64_t)SQL_PG_BACKOFF_BASE_MS << shift;
-    if (delay > SQL_PG_BACKOFF_MAX_MS)
-        delay = SQL_PG_BACKOFF_MAX_MS;
-    delay = delay * (80 + (uint64_t)(rand_r(&p->rand_state) % 41)) / 100;
-    struct timeval tv = {(time_t)(delay / 1000), (suseconds_t)(delay % 1000) * 1000};
-    p->backoff = true;
-    evtimer_add(p->retry, &tv);
-}
-
-static void sql_pg_fail_waiting(sql_pg_pool *p, const char *error)
-{
-    while (p->head)
-        sql_pg_task_finish(p->head, error);
+        sql_pg_settle(txn);
 }
 
 static void sql_pg_where(const sql_settings *s, char *out, size_t cap)
@@ -354,23 +257,23 @@ static void sql_pg_connect_failed(sql_pg_conn *c, const char *why)
     sql_pg_pool *p = c->pool;
     sql__count_connect(false);
     char where[320];
-    sql_pg_where(p->s, where, sizeof(where));
+    sql_pg_where(p->line.s, where, sizeof(where));
     /* libpq's message never contains the password; the address is for the log only. */
     char tls[64] = "";
-    if (p->s->tls != SQL_TLS_OFF)
-        snprintf(tls, sizeof(tls), " over TLS (sslmode=%s)", sql_pg_tls_name(p->s->tls));
-    if (!p->outage_logged)
-        log_warn("sql: loop %u cannot connect to PostgreSQL at %s%s: %.*s (retrying with backoff)", p->id, where, tls,
-                 (int)strcspn(why, "\n"), why);
+    if (p->line.s->tls != SQL_TLS_OFF)
+        snprintf(tls, sizeof(tls), " over TLS (sslmode=%s)", sql_pg_tls_name(p->line.s->tls));
+    if (!p->line.outage_logged)
+        log_warn("sql: loop %u cannot connect to PostgreSQL at %s%s: %.*s (retrying with backoff)", p->line.id, where,
+                 tls, (int)strcspn(why, "\n"), why);
     else
-        log_debug("sql: loop %u: connect to %s failed again: %.*s", p->id, where, (int)strcspn(why, "\n"), why);
-    p->outage_logged = true;
+        log_debug("sql: loop %u: connect to %s failed again: %.*s", p->line.id, where, (int)strcspn(why, "\n"), why);
+    p->line.outage_logged = true;
     sql_pg_conn_close(c, NULL);
-    p->failures++;
-    if (!p->backoff)
-        sql_pg_backoff(p);
+    p->line.failures++;
+    if (!p->line.backoff)
+        sql_task_backoff(&p->line);
     if (!sql_pg_any_up(p) && !sql_pg_any_connecting(p))
-        sql_pg_fail_waiting(p, SQL_ERROR_UNAVAILABLE);
+        sql_task_fail_waiting(&p->line, SQL_ERROR_UNAVAILABLE);
 }
 
 static void sql_pg_on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -400,7 +303,7 @@ static bool sql_pg_flush(sql_pg_conn *c)
 {
     int r = PQflush(c->pg);
     if (r < 0) {
-        log_warn("sql: loop %u connection %u: sending failed: %.*s; closing it", c->pool->id, c->index,
+        log_warn("sql: loop %u connection %u: sending failed: %.*s; closing it", c->pool->line.id, c->index,
                  (int)strcspn(PQerrorMessage(c->pg), "\n"), PQerrorMessage(c->pg));
         sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
         return false;
@@ -430,11 +333,11 @@ static void sql_pg_on_read(evutil_socket_t fd, short what, void *arg)
     sql_pg_pool *p = c->pool;
     if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
         if (c->head || c->txn)
-            log_warn("sql: loop %u connection %u: the connection broke: %.*s", p->id, c->index,
+            log_warn("sql: loop %u connection %u: the connection broke: %.*s", p->line.id, c->index,
                      (int)strcspn(PQerrorMessage(c->pg), "\n"), PQerrorMessage(c->pg));
         else
-            log_info("sql: loop %u connection %u: closed by the server while idle; a new one will be opened", p->id,
-                     c->index);
+            log_info("sql: loop %u connection %u: closed by the server while idle; a new one will be opened",
+                     p->line.id, c->index);
         sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
     } else {
         sql_pg_drain(c);
@@ -449,7 +352,7 @@ static void sql_pg_connected(sql_pg_conn *c)
         sql_pg_connect_failed(c, PQerrorMessage(c->pg));
         return;
     }
-    if (p->s->tls != SQL_TLS_OFF && !PQsslInUse(c->pg)) {
+    if (p->line.s->tls != SQL_TLS_OFF && !PQsslInUse(c->pg)) {
         /* libpq refuses this itself for every sslmode apiary passes; checked again before any statement. */
         sql_pg_connect_failed(c, "the server did not agree to TLS, which sql.url requires; not using the connection");
         return;
@@ -460,16 +363,13 @@ static void sql_pg_connected(sql_pg_conn *c)
     c->fd = PQsocket(c->pg);
     sql__count_connect(true);
     sql__gauge_add(SQL_GAUGE_OPEN, 1);
-    if (p->outage_logged)
-        log_info("sql: loop %u connected to PostgreSQL again", p->id);
-    p->outage_logged = false;
-    p->failures = 0;
-    p->backoff = false;
-    evtimer_del(p->retry);
-    event_assign(&c->rd, p->base, c->fd, EV_READ | EV_PERSIST, sql_pg_on_read, c);
+    if (p->line.outage_logged)
+        log_info("sql: loop %u connected to PostgreSQL again", p->line.id);
+    sql_task_backoff_reset(&p->line);
+    event_assign(&c->rd, p->line.base, c->fd, EV_READ | EV_PERSIST, sql_pg_on_read, c);
     event_add(&c->rd, NULL);
     c->rd_added = true;
-    event_assign(&c->wr, p->base, c->fd, EV_WRITE, sql_pg_on_write, c);
+    event_assign(&c->wr, p->line.base, c->fd, EV_WRITE, sql_pg_on_write, c);
 }
 
 static void sql_pg_connect_step(sql_pg_conn *c, PostgresPollingStatusType st);
@@ -498,7 +398,7 @@ static void sql_pg_connect_step(sql_pg_conn *c, PostgresPollingStatusType st)
         return;
     }
     short what = st == PGRES_POLLING_READING ? EV_READ : EV_WRITE;
-    event_assign(&c->io, c->pool->base, PQsocket(c->pg), what, sql_pg_on_connect_io, c);
+    event_assign(&c->io, c->pool->line.base, PQsocket(c->pg), what, sql_pg_on_connect_io, c);
     event_add(&c->io, NULL);
     c->io_added = true;
 }
@@ -506,7 +406,7 @@ static void sql_pg_connect_step(sql_pg_conn *c, PostgresPollingStatusType st)
 static void sql_pg_conn_connect(sql_pg_conn *c)
 {
     sql_pg_pool *p = c->pool;
-    const sql_settings *s = p->s;
+    const sql_settings *s = p->line.s;
     char port[16];
     snprintf(port, sizeof(port), "%u", s->port);
     const char *keys[16], *values[16];
@@ -570,7 +470,7 @@ static void sql_pg_uncache(sql_pg_conn *c, const char *sql)
     }
 }
 
-static void sql_pg_fifo_push(sql_pg_conn *c, sql_pg_task *t)
+static void sql_pg_fifo_push(sql_pg_conn *c, sql_task *t)
 {
     t->fnext = NULL;
     if (c->tail)
@@ -585,7 +485,7 @@ static void sql_pg_fifo_push(sql_pg_conn *c, sql_pg_task *t)
 
 static void sql_pg_fifo_pop(sql_pg_conn *c)
 {
-    sql_pg_task *t = c->head;
+    sql_task *t = c->head;
     c->head = t->fnext;
     if (!c->head)
         c->tail = NULL;
@@ -598,7 +498,7 @@ static void sql_pg_fifo_pop(sql_pg_conn *c)
 /* Sends t on c (pipelined behind whatever is in flight). Parameters go as text: the server converts
  * them to the types it inferred for the statement, as it would a literal. False when the task was
  * finished here (refused) or the connection broke. */
-static bool sql_pg_send(sql_pg_conn *c, sql_pg_task *t)
+static bool sql_pg_send(sql_pg_conn *c, sql_task *t)
 {
     sql_pg_pool *p = c->pool;
     sql_pg_prepared *prep = sql_pg_cached(c, t->sql);
@@ -611,21 +511,21 @@ static bool sql_pg_send(sql_pg_conn *c, sql_pg_task *t)
     }
     const char *refuse = NULL;
     if (expected != t->nparams) {
-        log_warn("sql: loop %u: the statement \"%s\" takes %zu parameter(s) and was given %zu; not run", p->id, t->sql,
-                 expected, t->nparams);
+        log_warn("sql: loop %u: the statement \"%s\" takes %zu parameter(s) and was given %zu; not run", p->line.id,
+                 t->sql, expected, t->nparams);
         refuse = SQL_ERROR_QUERY;
     }
     for (size_t i = 0; i < t->nparams && !refuse; i++) {
         if (t->params[i].type == SQL_TEXT && memchr(t->params[i].s, '\0', t->params[i].len)) {
             log_warn("sql: loop %u: parameter %zu of \"%s\" contains a NUL byte, which PostgreSQL text cannot hold; "
                      "not run",
-                     p->id, i + 1, t->sql);
+                     p->line.id, i + 1, t->sql);
             refuse = SQL_ERROR_QUERY;
         }
     }
     if (refuse) {
         free(text);
-        sql_pg_task_finish(t, refuse);
+        sql_task_finish(t, refuse);
         return false;
     }
     /* The values as text, NUL-terminated: numbers in a small buffer each, text copied once. */
@@ -679,7 +579,7 @@ static bool sql_pg_send(sql_pg_conn *c, sql_pg_task *t)
     free(buf);
     free(text);
     if (!ok) {
-        log_warn("sql: loop %u connection %u: sending failed: %.*s; closing it", p->id, c->index,
+        log_warn("sql: loop %u connection %u: sending failed: %.*s; closing it", p->line.id, c->index,
                  (int)strcspn(PQerrorMessage(c->pg), "\n"), PQerrorMessage(c->pg));
         sql_pg_fifo_push(c, t); /* so the close finishes it with the others */
         sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
@@ -712,23 +612,23 @@ static sql_type sql_pg_type(Oid oid)
     }
 }
 
-/* Copies a whole result into the task's rows. libpq hands over a result only once all of it has
- * arrived, so the bound is checked on its size before anything is copied (too_large, 500). */
-static void sql_pg_take_result(sql_pg_task *t, const PGresult *r)
+/* Appends the rows of r (one, in single-row mode; all of them otherwise) to the task's rows while they
+ * fit its bound; past it the task fails too_large (500) and what else comes for it is read and dropped.
+ * The connection retires: libpq's input buffer has grown to the largest row, and keeps that size. */
+static void sql_pg_take_rows(sql_pg_conn *c, sql_task *t, const PGresult *r)
 {
-    const char *tuples = PQcmdTuples((PGresult *)r);
-    if (tuples[0])
-        t->rows.affected = strtoull(tuples, NULL, 10);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        return;
+    if (t->error)
+        return; /* past the bound already: the rest is read (to keep the FIFO in step) and dropped */
     size_t rows = (size_t)PQntuples(r), cols = (size_t)PQnfields(r);
-    size_t need = 0;
-    if (cols && rows > t->max_bytes / (cols * sizeof(sql_value))) {
+    if (t->rows.rows == 0)
+        t->rows.cols = cols;
+    size_t need = t->rows.bytes, room = t->max_bytes > need ? t->max_bytes - need : 0;
+    if (cols && rows > room / (cols * sizeof(sql_value))) {
         t->error = SQL_ERROR_TOO_LARGE;
-        t->conn->retire = true;
+        c->retire = true;
         return;
     }
-    need = rows * cols * sizeof(sql_value);
+    need += rows * cols * sizeof(sql_value);
     /* The server says how many columns (up to 32767 in the protocol): on the heap, not the loop's stack. */
     sql_type few[16], *types = cols <= 16 ? few : xmalloc(cols * sizeof(*types));
     for (size_t j = 0; j < cols; j++)
@@ -739,12 +639,11 @@ static void sql_pg_take_result(sql_pg_task *t, const PGresult *r)
                 need += (size_t)PQgetlength(r, (int)i, (int)j) + 1;
     if (need > t->max_bytes) {
         t->error = SQL_ERROR_TOO_LARGE;
-        t->conn->retire = true;
+        c->retire = true;
         if (types != few)
             free(types);
         return;
     }
-    t->rows.cols = cols;
     for (size_t i = 0; i < rows; i++) {
         for (size_t j = 0; j < cols; j++) {
             sql_value v = {.type = SQL_NULL};
@@ -761,15 +660,29 @@ static void sql_pg_take_result(sql_pg_task *t, const PGresult *r)
         }
         t->rows.rows++;
     }
-    /* INSERT ... RETURNING id: the id of the (last) new row is insert_id, as MariaDB's and SQLite's. */
-    if (rows && cols && types[0] == SQL_INT && strncmp(PQcmdStatus((PGresult *)r), "INSERT", 6) == 0)
-        t->rows.insert_id = (int64_t)t->rows.cells[(rows - 1) * cols].i;
     if (types != few)
         free(types);
 }
 
+/* The statement's last result (TUPLES_OK or COMMAND_OK; in single-row mode, TUPLES_OK with no rows
+ * after the rows): its rows, if any, and what it says about them. */
+static void sql_pg_take_result(sql_pg_conn *c, sql_task *t, const PGresult *r)
+{
+    const char *tuples = PQcmdTuples((PGresult *)r);
+    if (tuples[0])
+        t->rows.affected = strtoull(tuples, NULL, 10);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return;
+    sql_pg_take_rows(c, t, r);
+    /* INSERT ... RETURNING id: the id of the (last) new row is insert_id, as MariaDB's and SQLite's. */
+    size_t rows = t->rows.rows, cols = t->rows.cols;
+    if (!t->error && rows && cols && t->rows.cells[(rows - 1) * cols].type == SQL_INT &&
+        strncmp(PQcmdStatus((PGresult *)r), "INSERT", 6) == 0)
+        t->rows.insert_id = (int64_t)t->rows.cells[(rows - 1) * cols].i;
+}
+
 /* A statement the server refused: what kind of failure it is, from its SQLSTATE. */
-static const char *sql_pg_classify(sql_pg_conn *c, sql_pg_task *t, const PGresult *r, const char *what)
+static const char *sql_pg_classify(sql_pg_conn *c, sql_task *t, const PGresult *r, const char *what)
 {
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char *severity = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
@@ -780,75 +693,76 @@ static const char *sql_pg_classify(sql_pg_conn *c, sql_pg_task *t, const PGresul
     bool over = PQstatus(c->pg) == CONNECTION_BAD ||
                 (severity && (!strcmp(severity, "FATAL") || !strcmp(severity, "PANIC")));
     if (over) {
-        log_warn("sql: loop %u connection %u: %s: %.*s", c->pool->id, c->index, what, len, msg);
+        log_warn("sql: loop %u connection %u: %s: %.*s", c->pool->line.id, c->index, what, len, msg);
         return SQL_ERROR_CONNECTION_LOST;
     }
     if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001") || !strcmp(state, "55P03"))) {
         /* Deadlock, serialization failure, lock not available: the server rolled back; retry later. */
-        log_info("sql: loop %u: %s: %.*s (%s)", c->pool->id, what, len, msg, state);
+        log_info("sql: loop %u: %s: %.*s (%s)", c->pool->line.id, what, len, msg, state);
         return SQL_ERROR_BUSY;
     }
     if (state && strcmp(state, "57014") == 0) {
-        log_warn("sql: loop %u: %s was cancelled by the server: %.*s", c->pool->id, what, len, msg);
+        log_warn("sql: loop %u: %s was cancelled by the server: %.*s", c->pool->line.id, what, len, msg);
         return SQL_ERROR_TIMEOUT;
     }
-    log_warn("sql: loop %u: \"%s\" refused: %.*s (%s)", c->pool->id, t->sql, len, msg, state ? state : "no SQLSTATE");
+    log_warn("sql: loop %u: \"%s\" refused: %.*s (%s)", c->pool->line.id, t->sql, len, msg,
+             state ? state : "no SQLSTATE");
     return SQL_ERROR_QUERY;
 }
 
 /* t (in c's FIFO) fails with `error`, and c is closed: the others in flight there get connection_lost. */
-static void sql_pg_fail_and_close(sql_pg_conn *c, sql_pg_task *t, const char *error)
+static void sql_pg_fail_and_close(sql_pg_conn *c, sql_task *t, const char *error)
 {
-    sql_pg_task **link = &c->head;
+    sql_task **link = &c->head;
     while (*link != t)
         link = &(*link)->fnext;
     *link = t->fnext;
     if (c->tail == t) {
         c->tail = NULL;
-        for (sql_pg_task *q = c->head; q; q = q->fnext)
+        for (sql_task *q = c->head; q; q = q->fnext)
             c->tail = q;
     }
     c->inflight--;
     t->conn = NULL;
     t->fnext = NULL;
-    sql_pg_txn *txn = t->txn;
+    sql_task_txn *txn = t->txn;
     if (txn && c->txn == txn) {
         txn->conn = NULL;
         txn->open = false;
         c->txn = NULL;
     }
-    sql_pg_task_finish(t, error);
+    sql_task_finish(t, error);
     sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
 }
 
 /* A task's last result (its Sync) has come: the connection moves on. */
-static void sql_pg_task_done(sql_pg_conn *c, sql_pg_task *t)
+static void sql_pg_task_done(sql_pg_conn *c, sql_task *t)
 {
     sql_pg_fifo_pop(c);
-    sql_pg_txn *txn = t->txn;
-    if (txn && t->kind == SQL_PG_BEGIN) {
+    sql_task_txn *txn = t->txn;
+    if (txn && t->kind == SQL_TASK_BEGIN) {
         if (t->error) {
             c->txn = NULL;
             txn->conn = NULL;
         } else {
             txn->open = true;
         }
-    } else if (txn && t->kind == SQL_PG_END) {
+    } else if (txn && t->kind == SQL_TASK_END) {
         txn->open = false;
         txn->conn = NULL;
         c->txn = NULL;
         if (t->error) {
             /* Where the transaction is, is unknown: the connection goes (the server rolls back). */
-            sql_pg_task_finish(t, t->error);
+            sql_task_finish(t, t->error);
             sql_pg_conn_close(c, NULL);
             return;
         }
     }
     sql_pg_conn_use(c);
-    sql_pg_task_finish(t, t->error);
+    sql_task_finish(t, t->error);
     if (c->state == SQL_PG_UP && c->retire && c->inflight == 0 && !c->txn) {
         log_info("sql: loop %u connection %u: closed after a result past its bound, to free libpq's buffer",
-                 c->pool->id, c->index);
+                 c->pool->line.id, c->index);
         sql_pg_conn_close(c, NULL);
     }
 }
@@ -856,23 +770,34 @@ static void sql_pg_task_done(sql_pg_conn *c, sql_pg_task *t)
 /* Reads every result that has fully arrived and hands each to the task at the head of the FIFO. */
 static void sql_pg_drain(sql_pg_conn *c)
 {
-    while (c->state == SQL_PG_UP && c->head && !PQisBusy(c->pg)) {
-        sql_pg_task *t = c->head;
+    while (c->state == SQL_PG_UP && c->head) {
+        sql_task *t = c->head;
+        /* Single-row mode, asked for when the statement's results are next and none has been parsed
+         * (before PQisBusy, which parses): libpq then hands over each row as it arrives, so a result
+         * past its bound is refused row by row instead of being buffered whole. libpq refuses it
+         * (returns 0) while the previous statement's results are still being handed over; then it is
+         * asked again on the next pass. */
+        if (t->stage == SQL_PG_STAGE_QUERY && PQsetSingleRowMode(c->pg))
+            t->stage = SQL_PG_STAGE_ROWS;
+        if (PQisBusy(c->pg))
+            break;
         PGresult *r = PQgetResult(c->pg);
         if (!r) {
             /* The end of one query's results: the prepare's, then the statement's. */
             if (t->stage == SQL_PG_STAGE_PREPARE)
                 t->stage = SQL_PG_STAGE_QUERY;
-            else if (t->stage == SQL_PG_STAGE_QUERY)
+            else if (t->stage == SQL_PG_STAGE_QUERY || t->stage == SQL_PG_STAGE_ROWS)
                 t->stage = SQL_PG_STAGE_SYNC;
             continue;
         }
         ExecStatusType st = PQresultStatus(r);
+        if (t->stage == SQL_PG_STAGE_QUERY)
+            t->stage = SQL_PG_STAGE_ROWS; /* a result came without single-row mode: stop asking for it */
         if (st == PGRES_PIPELINE_SYNC) {
             PQclear(r);
             if (t->stage != SQL_PG_STAGE_SYNC) {
                 log_error("sql: loop %u connection %u: results out of step with the statements sent; closing it",
-                          c->pool->id, c->index);
+                          c->pool->line.id, c->index);
                 sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
                 return;
             }
@@ -884,10 +809,12 @@ static void sql_pg_drain(sql_pg_conn *c)
                 t->error = sql_pg_classify(c, t, r, "prepare");
                 sql_pg_uncache(c, t->sql);
             }
+        } else if (st == PGRES_SINGLE_TUPLE) {
+            sql_pg_take_rows(c, t, r); /* dropped when the task failed already */
         } else if (t->error) {
-            /* Already failed (its prepare): the statement itself is aborted. */
+            /* Already failed (its prepare, or past its bound): the rest of the statement is dropped. */
         } else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-            sql_pg_take_result(t, r);
+            sql_pg_take_result(c, t, r);
         } else if (st == PGRES_PIPELINE_ABORTED) {
             t->error = SQL_ERROR_QUERY;
         } else if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR) {
@@ -896,12 +823,12 @@ static void sql_pg_drain(sql_pg_conn *c)
             /* COPY ... STDIN/STDOUT puts the connection in a copy state the driver does not speak (libpq
              * would hand out the same result forever): the statement fails and the connection goes. */
             log_warn("sql: loop %u: \"%s\" started a COPY, which the driver does not run; closing the connection",
-                     c->pool->id, t->sql);
+                     c->pool->line.id, t->sql);
             PQclear(r);
             sql_pg_fail_and_close(c, t, SQL_ERROR_QUERY);
             return;
         } else {
-            log_warn("sql: loop %u: \"%s\" answered %s, which the driver does not read", c->pool->id, t->sql,
+            log_warn("sql: loop %u: \"%s\" answered %s, which the driver does not read", c->pool->line.id, t->sql,
                      PQresStatus(st));
             t->error = SQL_ERROR_QUERY;
         }
@@ -918,7 +845,7 @@ static void sql_pg_drain(sql_pg_conn *c)
 static sql_pg_conn *sql_pg_pick(sql_pg_pool *p, bool empty)
 {
     sql_pg_conn *best = NULL;
-    unsigned depth = p->s->pipeline_depth ? p->s->pipeline_depth : 1;
+    unsigned depth = p->line.s->pipeline_depth ? p->line.s->pipeline_depth : 1;
     for (unsigned i = 0; i < p->nconns; i++) {
         sql_pg_conn *c = &p->conns[i];
         if (c->state != SQL_PG_UP || c->txn || c->retire || c->inflight >= depth || (empty && c->inflight != 0))
@@ -935,7 +862,7 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
     for (unsigned i = 0; i < p->nconns; i++) {
         sql_pg_conn *c = &p->conns[i];
         if (c->state == SQL_PG_UP && c->txn && c->txn->pending && c->inflight == 0) {
-            sql_pg_task *t = c->txn->pending;
+            sql_task *t = c->txn->pending;
             c->txn->pending = NULL;
             c->txn->task = t;
             sql_pg_send(c, t);
@@ -944,13 +871,13 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
     /* The line in order: the head each time, since sending may finish (and free) other tasks. A BEGIN
      * at the head waits for a connection with nothing in flight, and nothing behind it goes first:
      * the pipelines drain within their statements' time and the first empty one is the transaction's. */
-    while (p->head) {
-        sql_pg_task *t = p->head;
-        sql_pg_conn *c = sql_pg_pick(p, t->kind == SQL_PG_BEGIN);
+    while (p->line.head) {
+        sql_task *t = p->line.head;
+        sql_pg_conn *c = sql_pg_pick(p, t->kind == SQL_TASK_BEGIN);
         if (!c)
             break;
-        sql_pg_task_unwait(t);
-        if (t->kind == SQL_PG_BEGIN) {
+        sql_task_unwait(t);
+        if (t->kind == SQL_TASK_BEGIN) {
             c->txn = t->txn;
             t->txn->conn = c;
         }
@@ -962,7 +889,7 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
     for (unsigned i = 0; i < p->nconns; i++)
         if (p->conns[i].state == SQL_PG_UP && p->conns[i].inflight == 0 && !p->conns[i].txn)
             all_busy = false;
-    if (!p->backoff && !sql_pg_any_connecting(p) && (p->waiting > 0 || (all_busy && sql_pg_any_up(p)))) {
+    if (!p->line.backoff && !sql_pg_any_connecting(p) && (p->line.waiting > 0 || (all_busy && sql_pg_any_up(p)))) {
         for (unsigned i = 0; i < p->nconns; i++) {
             if (p->conns[i].state == SQL_PG_CLOSED) {
                 sql_pg_conn_connect(&p->conns[i]);
@@ -974,7 +901,7 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
 
 static void sql_pg_dispatch(sql_pg_pool *p)
 {
-    if (p->freeing)
+    if (p->line.freeing)
         return;
     if (p->dispatching) {
         p->redo = true; /* the dispatch further up the stack goes round again */
@@ -993,7 +920,7 @@ static void sql_pg_on_retry(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sql_pg_pool *p = arg;
-    p->backoff = false;
+    p->line.backoff = false;
     for (unsigned i = 0; i < p->nconns; i++) {
         if (p->conns[i].state == SQL_PG_CLOSED) {
             sql_pg_conn_connect(&p->conns[i]);
@@ -1002,46 +929,51 @@ static void sql_pg_on_retry(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void sql_pg_on_task_timeout(evutil_socket_t fd, short what, void *arg)
+/* A sent task's deadline passed: no cancel (libpq 15's blocks), so its connection is closed; this one
+ * answers "timeout", the ones sent behind it there "connection_lost". */
+static void sql_pg_expire(sql_task *t)
 {
-    (void)fd;
-    (void)what;
-    sql_pg_task *t = arg;
-    sql_pg_pool *p = t->pool;
-    if (!t->conn) {
-        sql_pg_task_finish(t, SQL_ERROR_TIMEOUT); /* still waiting for a connection */
-        sql_pg_dispatch(p);
-        return;
-    }
     sql_pg_conn *c = t->conn;
+    sql_pg_pool *p = c->pool;
     log_warn("sql: loop %u connection %u: statement not done within %u ms; closing the connection (%u in flight "
              "there)",
-             p->id, c->index, p->s->query_timeout_ms, c->inflight);
-    /* This one answers "timeout"; the ones behind it on the connection "connection_lost". */
+             p->line.id, c->index, p->line.s->query_timeout_ms, c->inflight);
     sql_pg_fail_and_close(c, t, SQL_ERROR_TIMEOUT);
-    sql_pg_dispatch(p);
 }
 
-static void sql_pg_on_cancel(async_op *op, void *arg)
+static void sql_pg_line_dispatch(sql_task_line *line) { sql_pg_dispatch((sql_pg_pool *)line); }
+
+static bool sql_pg_available(sql_task_line *line)
 {
-    (void)op;
-    sql_pg_task *t = arg;
-    t->op = NULL;
-    t->scope = NULL;
-    if (t->waiting) {
-        sql__count_discarded();
-        sql_pg_task_free(t);
+    sql_pg_pool *p = (sql_pg_pool *)line;
+    return !(p->line.backoff && !sql_pg_any_up(p));
+}
+
+/* The transaction is freed while it holds c: c takes statements again. */
+static void sql_pg_txn_release(sql_task_txn *x)
+{
+    sql_pg_conn *c = x->conn;
+    if (c->txn == x) {
+        c->txn = NULL;
+        sql_pg_conn_use(c);
     }
 }
+
+static const sql_task_ops sql_pg_task_ops = {
+    .dispatch = sql_pg_line_dispatch,
+    .expire = sql_pg_expire,
+    .available = sql_pg_available,
+    .txn_release = sql_pg_txn_release,
+    .dispatch_after_settle = true,
+    .begin_sql = "BEGIN",
+};
 
 /* ---- the pool ---------------------------------------------------------------------------------- */
 
 static sql_pg_pool *sql_pg_pool_new(struct event_base *base, const sql_settings *s, unsigned id)
 {
     sql_pg_pool *p = xcalloc(1, sizeof(*p));
-    p->base = base;
-    p->s = s;
-    p->id = id;
+    sql_task_line_init(&p->line, base, s, &sql_pg_task_ops, id, sql_pg_on_retry, p);
     p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
     p->conns = xcalloc(p->nconns, sizeof(*p->conns));
     for (unsigned i = 0; i < p->nconns; i++) {
@@ -1050,19 +982,17 @@ static sql_pg_pool *sql_pg_pool_new(struct event_base *base, const sql_settings 
         p->conns[i].fd = -1;
         evtimer_assign(&p->conns[i].deadline, base, sql_pg_on_deadline, &p->conns[i]);
     }
-    p->retry = evtimer_new(base, sql_pg_on_retry, p);
-    p->rand_state = (unsigned)time(NULL) ^ (id * 2654435761u);
     return p;
 }
 
 static void sql_pg_pool_free(void *arg)
 {
     sql_pg_pool *p = arg;
-    p->freeing = true;
-    sql_pg_fail_waiting(p, SQL_ERROR_UNAVAILABLE);
+    p->line.freeing = true;
+    sql_task_fail_waiting(&p->line, SQL_ERROR_UNAVAILABLE);
     for (unsigned i = 0; i < p->nconns; i++)
         sql_pg_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
-    event_free(p->retry);
+    sql_task_line_free(&p->line);
     free(p->conns);
     free(p);
 }
@@ -1077,199 +1007,22 @@ static sql_pg_pool *sql_pg_loop_pool(http_loop *loop)
     return p;
 }
 
-static sql_pg_task *sql_pg_task_new(sql_pg_pool *p, async_op *op, async_scope *scope, const sql_stmt *stmt,
-                                    sql_pg_kind kind, sql_pg_txn *txn)
-{
-    sql_pg_task *t = xcalloc(1, sizeof(*t));
-    t->kind = kind;
-    t->txn = txn;
-    t->pool = p;
-    t->op = op;
-    t->scope = scope;
-    t->started_us = sql__now_us();
-    t->sql = xstrdup(stmt->sql);
-    t->max_bytes = stmt->max_result_bytes ? stmt->max_result_bytes : SQL_RESULT_DEFAULT_BYTES;
-    t->nparams = stmt->nparams;
-    if (stmt->nparams) {
-        size_t text = 0;
-        for (size_t i = 0; i < stmt->nparams; i++)
-            if (stmt->params[i].type == SQL_TEXT)
-                text += stmt->params[i].len;
-        t->params = xmalloc(stmt->nparams * sizeof(*t->params) + text);
-        char *buf = (char *)(t->params + stmt->nparams);
-        for (size_t i = 0; i < stmt->nparams; i++) {
-            t->params[i] = stmt->params[i];
-            if (stmt->params[i].type == SQL_TEXT) {
-                if (stmt->params[i].len)
-                    memcpy(buf, stmt->params[i].s, stmt->params[i].len);
-                t->params[i].s = buf;
-                buf += stmt->params[i].len;
-            }
-        }
-    }
-    evtimer_assign(&t->timer, p->base, sql_pg_on_task_timeout, t);
-    struct timeval tv = {(time_t)(p->s->query_timeout_ms / 1000), (suseconds_t)(p->s->query_timeout_ms % 1000) * 1000};
-    evtimer_add(&t->timer, &tv);
-    if (op)
-        async_future_on_cancel(op, sql_pg_on_cancel, t);
-    return t;
-}
-
-static async_op *sql_pg_submit_kind(async_scope *scope, sql_pg_pool *p, const sql_stmt *stmt, sql_pg_kind kind,
-                                    sql_pg_txn *txn)
-{
-    async_op *op = async_future(scope);
-    if (op->status != ASYNC_PENDING)
-        return op;
-    const char *refuse = NULL;
-    bool in_txn = kind == SQL_PG_IN_TXN || kind == SQL_PG_END;
-    if (in_txn && (!txn->conn || !txn->open))
-        refuse = SQL_ERROR_CONNECTION_LOST;
-    else if (in_txn)
-        refuse = NULL;
-    else if (p->backoff && !sql_pg_any_up(p))
-        refuse = SQL_ERROR_UNAVAILABLE;
-    else if (p->waiting >= p->s->max_waiting)
-        refuse = SQL_ERROR_BUSY;
-    if (refuse) {
-        sql__count_query(refuse, 0);
-        async_fail(op, refuse);
-        return op;
-    }
-    sql_pg_task *t = sql_pg_task_new(p, op, scope, stmt, kind, txn);
-    if (in_txn) {
-        txn->pending = t;
-        sql_pg_dispatch(p);
-        return op;
-    }
-    if (txn)
-        txn->task = t;
-    t->waiting = true;
-    t->prev = p->tail;
-    if (p->tail)
-        p->tail->next = t;
-    else
-        p->head = t;
-    p->tail = t;
-    p->waiting++;
-    sql__gauge_add(SQL_GAUGE_WAITING, 1);
-    sql_pg_dispatch(p);
-    return op;
-}
-
-/* ---- transactions -------------------------------------------------------------------------------- */
-
-static bool sql_pg_txn_settle_queued(sql_pg_txn *x)
-{
-    if (!x->abandoned || x->task || x->pending)
-        return false;
-    if (x->open && x->conn) {
-        static const sql_stmt rollback = {"ROLLBACK", NULL, 0, 0};
-        x->pending = sql_pg_task_new(x->pool, NULL, NULL, &rollback, SQL_PG_END, x);
-        return true;
-    }
-    if (x->conn && x->conn->txn == x) {
-        x->conn->txn = NULL;
-        sql_pg_conn_use(x->conn);
-    }
-    free(x);
-    return false;
-}
-
-static void sql_pg_txn_settle(sql_pg_txn *x)
-{
-    sql_pg_pool *p = x->pool;
-    if (sql_pg_txn_settle_queued(x))
-        sql_pg_dispatch(p);
-}
-
-static async_op *sql_pg_txn_begin(sql_txn *tx)
-{
-    sql_pg_pool *p = sql_pg_loop_pool(tx->loop);
-    sql_pg_txn *x = xcalloc(1, sizeof(*x));
-    x->pool = p;
-    tx->impl = x;
-    static const sql_stmt begin = {"BEGIN", NULL, 0, 0};
-    return sql_pg_submit_kind(tx->scope, p, &begin, SQL_PG_BEGIN, x);
-}
-
-static async_op *sql_pg_txn_query(sql_txn *tx, const sql_stmt *stmt)
-{
-    sql_pg_txn *x = tx->impl;
-    return sql_pg_submit_kind(tx->scope, x->pool, stmt, SQL_PG_IN_TXN, x);
-}
-
-static async_op *sql_pg_txn_end(sql_txn *tx, bool commit)
-{
-    sql_pg_txn *x = tx->impl;
-    static const sql_stmt stmts[2] = {{"ROLLBACK", NULL, 0, 0}, {"COMMIT", NULL, 0, 0}};
-    return sql_pg_submit_kind(tx->scope, x->pool, &stmts[commit], SQL_PG_END, x);
-}
-
-static void sql_pg_txn_abandon(void *impl)
-{
-    sql_pg_txn *x = impl;
-    x->abandoned = true;
-    sql_pg_txn_settle(x);
-}
-
-/* ---- sql_query, sql_query_many ------------------------------------------------------------------- */
-
-typedef struct sql_pg_many {
-    async_scope *scope;
-    async_op *future;
-    async_op *gather;
-    size_t n;
-} sql_pg_many;
-
-static void sql_pg_many_done(async_op *gather, void *arg)
-{
-    sql_pg_many *b = arg;
-    if (gather->status != ASYNC_OK) {
-        async_fail(b->future, gather->error ? gather->error : SQL_ERROR_UNAVAILABLE);
-        return;
-    }
-    sql_result *results = async_scope_alloc(b->scope, b->n * sizeof(*results));
-    for (size_t i = 0; i < b->n; i++)
-        results[i] = *(const sql_result *)async_gather_child(gather, i)->value;
-    sql_batch_result *out = async_scope_alloc(b->scope, sizeof(*out));
-    out->count = b->n;
-    out->results = results;
-    async_resolve(b->future, out);
-}
-
-static void sql_pg_many_cancel(async_op *future, void *arg)
-{
-    (void)future;
-    sql_pg_many *b = arg;
-    async_op_cancel(b->gather);
-}
+/* ---- sql_query, sql_query_many, transactions ------------------------------------------------------ */
 
 /* n statements at once: all are sent into the pipelines before any result is read. */
-static async_op *sql_pg_many_run(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n, bool single)
+static async_op *sql_pg_many(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n, bool single)
 {
-    sql_pg_pool *p = sql_pg_loop_pool(loop);
-    if (single)
-        return sql_pg_submit_kind(scope, p, &stmts[0], SQL_PG_PLAIN, NULL);
-    sql_pg_many *b = async_scope_alloc(scope, sizeof(*b));
-    b->scope = scope;
-    b->n = n;
-    b->future = async_future(scope);
-    async_op **ops = async_scope_alloc(scope, n * sizeof(*ops));
-    for (size_t i = 0; i < n; i++)
-        ops[i] = sql_pg_submit_kind(scope, p, &stmts[i], SQL_PG_PLAIN, NULL);
-    b->gather = async_gather(scope, ops, n, ASYNC_GATHER_FAIL_FAST);
-    async_future_on_cancel(b->future, sql_pg_many_cancel, b);
-    async_op_then(b->gather, sql_pg_many_done, b);
-    return b->future;
+    return sql_task_many(scope, &sql_pg_loop_pool(loop)->line, stmts, n, single);
 }
+
+static async_op *sql_pg_txn_begin(sql_txn *tx) { return sql_task_txn_begin(tx, &sql_pg_loop_pool(tx->loop)->line); }
 
 static bool sql_pg_ready(http_loop *loop)
 {
     sql_pg_pool *p = sql_pg_loop_pool(loop);
     if (sql_pg_any_up(p))
         return true;
-    if (!p->backoff && !sql_pg_any_connecting(p))
+    if (!p->line.backoff && !sql_pg_any_connecting(p))
         sql_pg_conn_connect(&p->conns[0]);
     return sql_pg_any_up(p);
 }
@@ -1300,11 +1053,11 @@ const sql_backend sql_postgres_backend = {
     .start = sql_pg_start,
     .shutdown = sql_pg_shutdown,
     .stop = sql_pg_stop,
-    .many = sql_pg_many_run,
+    .many = sql_pg_many,
     .batch = NULL, /* chained through a transaction by sql.c */
     .ready = sql_pg_ready,
     .txn_begin = sql_pg_txn_begin,
-    .txn_query = sql_pg_txn_query,
-    .txn_end = sql_pg_txn_end,
-    .txn_abandon = sql_pg_txn_abandon,
+    .txn_query = sql_task_txn_query,
+    .txn_end = sql_task_txn_end,
+    .txn_abandon = sql_task_txn_abandon,
 };

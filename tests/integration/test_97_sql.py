@@ -995,6 +995,29 @@ class SqlFailureMixin(AsyncAssertions):
             for _ in range(10):
                 self.assertEqual(request(sock, "GET", "/v1/queries?queries=5").status, 200)
 
+    def test_deadline_of_a_later_statement(self):
+        """One timer per loop watches every statement's deadline (lib/clients/sql_task.c): it is armed at
+        the oldest live statement's deadline and not moved when that statement completes. A statement
+        sent halfway through an earlier one's timeout therefore finds the timer armed too early for it:
+        the timer must fire, find nothing expired, and re-arm, so the later statement still times out
+        at its own deadline (not at the earlier one's, not never). Several statements stalled at once
+        (queries=5) all end in that one pass."""
+        srv = self.apiary()
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+            time.sleep(self.TIMEOUT_MS / 2000)
+            self.db.pause()
+            resp, took = timed_request(sock, "GET", "/v1/db")
+            self.assertProblemDoc(resp, 504)
+            self.assertGreaterEqual(took, self.TIMEOUT_MS / 1000 - 0.05)
+            self.assertLess(took, self.TIMEOUT_MS / 1000 + 1.0)
+            resp, took = timed_request(sock, "GET", "/v1/queries?queries=5")
+            self.assertIn(resp.status, (503, 504), resp)
+            self.assertGreaterEqual(took, self.TIMEOUT_MS / 1000 - 0.05)
+            self.assertLess(took, self.TIMEOUT_MS / 1000 + 1.0)
+        self.db.signal(signal.SIGCONT)
+        self.wait_for_status(srv, "/v1/db", 200, timeout=5)
+
     def test_killed_database_fails_fast_and_restart_recovers(self):
         srv = self.apiary()
         with srv.connect() as sock:
