@@ -29,7 +29,8 @@ typedef struct pool pool;
 typedef struct pool_job pool_job;
 
 /* What a worker runs. Reads input[0..input_len), writes at most output_cap bytes to output and sets
- * *output_len. Returns NULL on success or a short static reason ("invalid hash") that fails the
+ * *output_len. The input and output[0..*output_len) are wiped when the job is freed (a password may be
+ * in either); bytes a worker leaves past *output_len are not, so use no scratch room there for secrets. Returns NULL on success or a short static reason ("invalid hash") that fails the
  * operation. Runs on a worker thread: no loop objects, no request memory, nothing but its arguments. */
 typedef const char *(*pool_work_fn)(pool_job *job, const void *input, size_t input_len, void *output,
                                     size_t output_cap, size_t *output_len);

@@ -42,6 +42,7 @@ struct pool_job {
     /* written by the worker before it posts the job, read by the loop after */
     const char *error;
     size_t output_len;
+    size_t output_written;    /* min(output_len as the worker set it, output_cap): what is wiped */
     uint64_t queued_us;
     size_t input_len;
     size_t output_cap;
@@ -75,11 +76,13 @@ static uint64_t pool_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* Inputs can be secrets (passwords): wipe them before the memory goes back to malloc. */
+/* Inputs can be secrets (passwords): wipe them before the memory goes back to malloc. The output is
+ * wiped as far as the worker said it wrote (pool.h asks workers to leave nothing past *output_len):
+ * wiping the whole room cost the loop a 128 KiB memset per SQLite statement. */
 static void pool_job_free(pool_job *job)
 {
     explicit_bzero(job->input, job->input_len);
-    explicit_bzero(job->output, job->output_cap);
+    explicit_bzero(job->output, job->output_written);
     free(job);
 }
 
@@ -169,6 +172,7 @@ static void pool_run(pool *p, pool_job *job)
     uint64_t started = pool_now_us();
     POOL_STAT_ADD(p, running, 1);
     job->error = job->work(job, job->input, job->input_len, job->output, job->output_cap, &job->output_len);
+    job->output_written = job->output_len < job->output_cap ? job->output_len : job->output_cap;
     if (!job->error && job->output_len > job->output_cap) {
         log_error("pool: a job claims %zu bytes of output in %zu; result dropped", job->output_len,
                   job->output_cap);
