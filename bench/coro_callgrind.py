@@ -1,0 +1,73 @@
+#!/usr/bin/python3
+"""bench/coro_callgrind.py: instructions per request of the same route in both styles (issue 20), counted
+by valgrind's callgrind, so the figure repeats on a loaded machine where CPU time does not (coro_cpu.py).
+
+Starts one apiary (--threads 1) under callgrind with instrumentation off, warms each route up, then for each
+style turns instrumentation on, sends --requests requests one after another on one keep-alive connection,
+turns it off and dumps: the dump's instruction total / requests is that style's cost per request
+(engine, toolkit and the style's own overhead; every thread of the process counts). --profile-dir keeps
+the dumps for callgrind_annotate.
+
+  coro_callgrind.py APIARY_BIN [--route pair|db] [--requests 2000] [--profile-dir DIR]
+"""
+import argparse
+import glob
+import http.client
+import os
+import re
+import subprocess
+import tempfile
+
+import cpu_rounds
+from coro_cpu import ROUTES
+
+
+def drive(port, path, n):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for _ in range(n):
+        conn.request("GET", path)
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise SystemExit(f"{path}: {r.status}")
+    conn.close()
+
+
+def control(pid, *args):
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("binary")
+    ap.add_argument("--route", choices=list(ROUTES), default="pair")
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--profile-dir")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(args.profile_dir or tmp, "callgrind.out")
+        prefix = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
+        proc, port = cpu_rounds.start(args.binary, tmp, {"log_level": "warn"}, prefix=prefix)
+        per = {}
+        try:
+            for path in ROUTES[args.route].values():
+                drive(port, path, 200)  # warm up: pools, stacks, caches
+            for name, path in ROUTES[args.route].items():
+                before = set(glob.glob(out + "*"))
+                control(proc.pid, "-i", "on")
+                drive(port, path, args.requests)
+                control(proc.pid, "-i", "off")
+                control(proc.pid, "-d", name)
+                dump = (set(glob.glob(out + "*")) - before).pop()
+                with open(dump) as f:
+                    total = int(re.search(r"^totals: (\d+)", f.read(), re.M).group(1))
+                per[name] = total / args.requests
+                print(f"{name:9s}: {per[name]:9.0f} instructions per request ({dump})")
+        finally:
+            cpu_rounds.stop(proc)
+    print(f"RESULT route={args.route} callback_ir={per['callback']:.0f} coroutine_ir={per['coroutine']:.0f} "
+          f"ratio={per['coroutine'] / per['callback']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
