@@ -816,6 +816,10 @@ static void http_conn_coro_main(void *arg)
 
 static void http_conn_run_coro(http_conn *conn, http_request *req)
 {
+    /* A coroutine handler waits by definition: it counts against the loop's cap before it runs (at the
+     * cap this answers 503 and the handler never starts), so inside it http_request_async never fails. */
+    if (!http_request_async(req))
+        return;
     if (!async_coro_spawn_named(NULL, conn->slot->match.name, http_conn_coro_main, req)) {
         http_response_header(req, "Retry-After", "1");
         http_respond_problem(req, 503, NULL, "no memory for a coroutine stack");
