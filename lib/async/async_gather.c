@@ -12,8 +12,8 @@ typedef struct async_gather_op {
     size_t n;
     size_t remaining; /* children whose completion has not reached us (map: not finished yet) */
     async_op **children; /* map: NULL until started */
-    /* async_gather_map only (start == NULL for a plain gather) */
-    async_start_fn start;
+    /* async_gather_map only */
+    async_start_fn start;   /* async_gather_map only */
     void *start_arg;
     size_t limit;     /* children pending at once, at most */
     size_t started;   /* children 0..started-1 have been started */
@@ -53,19 +53,26 @@ static void async_gather_child_done(async_op *op, async_op *child, bool cancelle
         async_gather_fail(g, child);
         return;
     }
-    if (--g->remaining == 0) {
+    if (--g->remaining == 0)
         async__op_complete(op, ASYNC_OK, NULL, NULL);
-    } else if (g->start) {
-        g->running--;
-        if (!cancelled) {
-            async_gather_fill(g); /* from the loop: this is the child's continuation */
-        } else if (!op->_scope->closing) {
-            /* Inside whoever cancelled the child: start the next one from the loop instead, as a
-             * continuation would, never inside their call. */
-            async_op *kick = async_future(op->_scope);
-            async_op_then(kick, async_gather_kick, g);
-            async_resolve(kick, NULL);
-        }
+}
+
+/* A map's child finished: as gather's, then the next one takes its place. */
+static void async_gather_map_child_done(async_op *op, async_op *child, bool cancelled)
+{
+    async_gather_op *g = (async_gather_op *)op;
+    async_gather_child_done(op, child, cancelled);
+    if (op->status != ASYNC_PENDING)
+        return;
+    g->running--;
+    if (!cancelled) {
+        async_gather_fill(g); /* from the loop: this is the child's continuation */
+    } else if (!op->_scope->closing) {
+        /* Inside whoever cancelled the child: start the next one from the loop instead, as a
+         * continuation would, never inside their call. */
+        async_op *kick = async_future(op->_scope);
+        async_op_then(kick, async_gather_kick, g);
+        async_resolve(kick, NULL);
     }
 }
 
@@ -87,6 +94,13 @@ static const async_op_vtable async_gather_vt = {
     .cancel = async_gather_cancel,
     .revoke = async_gather_revoke,
     .child_done = async_gather_child_done,
+};
+
+static const async_op_vtable async_gather_map_vt = {
+    .name = "gather_map",
+    .cancel = async_gather_cancel,
+    .revoke = async_gather_revoke,
+    .child_done = async_gather_map_child_done,
 };
 
 static const char *async_gather_check(const async_gather_op *g)
@@ -145,7 +159,7 @@ async_op *async_gather(async_scope *scope, async_op *const *ops, size_t n, async
 
 async_op *async_gather_child(const async_op *gather, size_t i)
 {
-    if (!gather || gather->_vt != &async_gather_vt)
+    if (!gather || (gather->_vt != &async_gather_vt && gather->_vt != &async_gather_map_vt))
         return NULL;
     const async_gather_op *g = (const async_gather_op *)gather;
     return i < g->n ? g->children[i] : NULL;
@@ -184,7 +198,7 @@ static void async_gather_fill(async_gather_op *g)
 async_op *async_gather_map(async_scope *scope, size_t n, size_t limit, async_start_fn start, void *arg,
                            async_gather_mode mode)
 {
-    async_gather_op *g = (async_gather_op *)async__op_new(scope, &async_gather_vt, sizeof(*g));
+    async_gather_op *g = (async_gather_op *)async__op_new(scope, &async_gather_map_vt, sizeof(*g));
     g->mode = mode;
     g->adopted = true;
     if (!start || n > SIZE_MAX / sizeof(*g->children)) {

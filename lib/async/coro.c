@@ -98,6 +98,7 @@ typedef struct async_coro {
     const char *label;  /* for the overflow report */
     async_scope *scope; /* bound scope, NULL until the first await of an unbound coroutine */
     async_defer *defer; /* the scope cleanup that cancels us; NULL once it ran or was withdrawn */
+    async_defer defer_node; /* where it lives: binding allocates nothing in the scope */
     async_op *waiting;  /* what it is suspended on */
     coro_state state;
     bool cancelled;
@@ -148,7 +149,8 @@ static size_t coro_page;
 
 bool async_in_coro(void) { return coro_current != NULL; }
 
-static size_t coro_round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+/* `to` is a power of two (the page size, 64): a mask, not a division, on every spawn and release. */
+static size_t coro_round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
 /* The head of a mapping, where the struct goes: the rest below it is stack. */
 static size_t coro_head_size(void) { return coro_round_up(sizeof(async_coro), 64); }
@@ -516,7 +518,7 @@ static void coro_bind(async_coro *co, async_scope *scope)
     if (async_scope_closing(scope))
         co->cancelled = true; /* its cleanups may have run already: nothing would resume us */
     else
-        co->defer = async_scope_defer(scope, coro_scope_ended, co);
+        async__scope_defer_node(scope, co->defer = &co->defer_node, coro_scope_ended, co);
 }
 
 /* What every await of a cancelled coroutine returns: op stopped (or its result undone) and marked
