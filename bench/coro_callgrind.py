@@ -8,8 +8,8 @@ turns it off and dumps: the dump's instruction total / requests is that style's 
 (engine, toolkit and the style's own overhead; every thread of the process counts). --profile-dir keeps
 the dumps for callgrind_annotate.
 
---same-length pads the shorter target with an ignored query parameter, so both requests have as many
-bytes to parse and route ("/v1/example/pair_await" is 6 bytes longer than "/v1/example/pair": about 300
+--same-length pads the shorter target (leading zeros on its last number, else an ignored query
+parameter), so both requests have as many bytes and parameters to parse and route ("/v1/example/pair_await" is 6 bytes longer than "/v1/example/pair": about 300
 instructions of llhttp, uri_split, uri_decode and router_match that are not the style's).
 
   coro_callgrind.py APIARY_BIN [--route pair|db] [--requests 2000] [--same-length] [--profile-dir DIR]
@@ -53,8 +53,12 @@ def main():
     if args.same_length:
         longest = max(len(t) for t in targets.values())
         for name, t in targets.items():
-            if len(t) < longest:  # "&p=" plus zeros: the handlers read only their own parameters
-                targets[name] = t + ("&" if "?" in t else "?") + "p=" + "0" * max(0, longest - len(t) - 3)
+            pad = longest - len(t)
+            last = re.search(r"=(\d+)$", t)
+            if pad and last:  # leading zeros on the last number: as many parameters, the same value
+                targets[name] = t[:last.start(1)] + "0" * pad + t[last.start(1):]
+            elif pad:  # an ignored parameter: the handlers read only their own
+                targets[name] = t + ("&" if "?" in t else "?") + "p=" + "0" * max(0, pad - 3)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(args.profile_dir or tmp, "callgrind.out")
         prefix = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
