@@ -9,8 +9,9 @@ turns it off and dumps: the dump's instruction total / requests is that style's 
 the dumps for callgrind_annotate.
 
 --same-length pads the shorter target (leading zeros on its last number, else an ignored query
-parameter), so both requests have as many bytes and parameters to parse and route ("/v1/example/pair_await" is 6 bytes longer than "/v1/example/pair": about 300
-instructions of llhttp, uri_split, uri_decode and router_match that are not the style's).
+parameter), so both requests have as many bytes and parameters to parse and route
+("/v1/example/pair_await" is 6 bytes longer than "/v1/example/pair": about 300 instructions of llhttp,
+uri_split, uri_decode and router_match that are not the style's).
 
   coro_callgrind.py APIARY_BIN [--route pair|db] [--requests 2000] [--same-length] [--profile-dir DIR]
 """
@@ -38,7 +39,8 @@ def drive(port, path, n):
 
 
 def control(pid, *args):
-    subprocess.run(["callgrind_control", *args, str(pid)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
 
 
 def main():

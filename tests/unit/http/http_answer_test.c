@@ -38,7 +38,10 @@ static void cancelled_route(http_request *req)
     cr_assert(http_respond_failed(req, op, 0, "the sleep"));
 }
 
-static void created_route(http_request *req) { http_respond_created(req, json_pack("{s:i}", "id", 7), "/v1/things/%d", 7); }
+static void created_route(http_request *req)
+{
+    http_respond_created(req, json_pack("{s:i}", "id", 7), "/v1/things/%d", 7);
+}
 
 /* A GET whose path is formatted: too long a path fails the call before anything is sent. */
 static void get_route(http_request *req)
