@@ -384,8 +384,9 @@ bool async_in_coro(void);
  * returns when it has; outside a coroutine it simply calls fn(arg). For work that recurses deeper
  * than a coroutine's stack should go: jansson's parser recurses once per nesting level, up to 2048
  * (about 85 bytes a level), so a body from an upstream that is not depth-checked the way request
- * bodies are (limits.json_max_depth) is parsed this way. fn may answer the request. The engine uses
- * it to parse the next pipelined request after a coroutine's answer. */
+ * bodies are (limits.json_max_depth) is parsed this way. fn may answer the request. The engine parses
+ * the next pipelined request after a coroutine's answer on that stack too, once the coroutine
+ * switches out (it returns, or awaits), which saves going out and back in for it. */
 void async_coro_outside(void (*fn)(void *arg), void *arg);
 
 #endif

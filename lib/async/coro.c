@@ -104,6 +104,8 @@ typedef struct async_coro {
     bool cancelled;
     void (*outside_fn)(void *arg);
     void *outside_arg;
+    void (*after_fn)(void *arg); /* async__coro_after: run by the resumer once we are switched out */
+    void *after_arg;
     void *asan_fake;           /* ASan's fake stack of the coroutine while it is switched out */
     const void *caller_bottom; /* ASan: the resumer's stack, to switch back to */
     size_t caller_size;
@@ -482,14 +484,23 @@ static void coro_resume(async_coro *co)
         co->state = CORO_RUNNING;
         coro_enter(co);
         coro_current = prev;
-        if (co->state != CORO_OUTSIDE)
-            break;
-        void (*fn)(void *) = co->outside_fn;
-        co->outside_fn = NULL;
-        fn(co->outside_arg);
+        void (*after)(void *) = co->after_fn;
+        void *after_arg = co->after_arg;
+        co->after_fn = NULL;
+        if (co->state == CORO_OUTSIDE) {
+            void (*fn)(void *) = co->outside_fn;
+            co->outside_fn = NULL;
+            if (after)
+                after(after_arg);
+            fn(co->outside_arg);
+            continue;
+        }
+        if (co->state == CORO_DONE)
+            coro_release(co); /* first: what runs next may want this stack */
+        if (after)
+            after(after_arg); /* co may be gone (DONE) or resumed from here: only the copies are used */
+        return;
     }
-    if (co->state == CORO_DONE)
-        coro_release(co);
 }
 
 /* ---- await ------------------------------------------------------------------------------------- */
@@ -600,6 +611,19 @@ bool async_coro_spawn_named(async_scope *scope, const char *label, void (*fn)(vo
 bool async_coro_spawn(async_scope *scope, void (*fn)(void *arg), void *arg)
 {
     return async_coro_spawn_named(scope, NULL, fn, arg);
+}
+
+void async__coro_after(void (*fn)(void *arg), void *arg)
+{
+    async_coro *co = coro_current;
+    if (!co) {
+        fn(arg);
+    } else if (co->after_fn) {
+        async_coro_outside(fn, arg);
+    } else {
+        co->after_fn = fn;
+        co->after_arg = arg;
+    }
 }
 
 void async_coro_outside(void (*fn)(void *arg), void *arg)

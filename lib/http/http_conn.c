@@ -1275,14 +1275,30 @@ static void http_conn_parse_on(void *arg)
     http_conn_process(conn);
 }
 
+/* http_conn_parse_on once a coroutine that answered has switched out; the connection is held
+ * (busy) until then, so it cannot be freed under it. */
+static void http_conn_parse_on_after(void *arg)
+{
+    http_conn *conn = arg;
+    if (!conn->dead)
+        http_conn_parse_on(conn);
+    http_conn_leave(conn);
+}
+
 static void http_conn_answer_done(http_conn *conn, bool outside)
 {
     http_conn_request_done(conn);
-    if (outside) {
-        /* Nobody below us will parse on: carry on with pipelined input and write it all out. From a
-         * coroutine's answer that runs on the loop's stack, not the handler's small one (the next
-         * request's handler may be anything). */
-        async_coro_outside(http_conn_parse_on, conn);
+    if (!outside)
+        return;
+    /* Nobody below us will parse on: carry on with pipelined input and write it all out. From a
+     * coroutine's answer that runs on the loop's stack, not the handler's small one (the next
+     * request's handler may be anything), when the coroutine switches out anyway (it returns, as a
+     * handler does after answering): two switches fewer than going out and back in for it. */
+    if (async_in_coro()) {
+        http_conn_enter(conn);
+        async__coro_after(http_conn_parse_on_after, conn);
+    } else {
+        http_conn_parse_on(conn);
     }
 }
 
