@@ -50,6 +50,9 @@ def main():
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--profile-dir")
     ap.add_argument("--same-length", action="store_true")
+    ap.add_argument("--branch-sim", action="store_true",
+                    help="also count mispredicted branches (callgrind --branch-sim=yes): a switch's return "
+                         "to another stack is one, and instruction counts do not show it")
     args = ap.parse_args()
     targets = dict(ROUTES[args.route])
     if args.same_length:
@@ -63,7 +66,8 @@ def main():
                 targets[name] = t + ("&" if "?" in t else "?") + "p=" + "0" * max(0, pad - 3)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(args.profile_dir or tmp, "callgrind.out")
-        prefix = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}")
+        prefix = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                  *(["--branch-sim=yes"] if args.branch_sim else []))
         proc, port = cpu_rounds.start(args.binary, tmp, {"log_level": "warn"}, prefix=prefix)
         per = {}
         try:
@@ -77,9 +81,12 @@ def main():
                 control(proc.pid, "-d", name)
                 dump = (set(glob.glob(out + "*")) - before).pop()
                 with open(dump) as f:
-                    total = int(re.search(r"^totals: (\d+)", f.read(), re.M).group(1))
-                per[name] = total / args.requests
-                print(f"{name:9s}: {per[name]:9.0f} instructions per request ({dump})")
+                    totals = [int(x) for x in re.search(r"^totals: ([\d ]+)$", f.read(), re.M).group(1).split()]
+                per[name] = totals[0] / args.requests
+                missed = ""
+                if args.branch_sim:  # events: Ir Bc Bcm Bi Bim
+                    missed = f", {(totals[2] + totals[4]) / args.requests:.0f} mispredicted branches per request"
+                print(f"{name:9s}: {per[name]:9.0f} instructions per request{missed} ({dump})")
         finally:
             cpu_rounds.stop(proc)
     print(f"RESULT route={args.route} callback_ir={per['callback']:.0f} coroutine_ir={per['coroutine']:.0f} "
