@@ -1,25 +1,22 @@
 /* aggregate: POST /v1/aggregate fans one request out to simulated upstream sources and gathers what
  * each did, the way a gateway calls several backends: at most `concurrency` calls at once (a
- * semaphore), each call bounded by `timeout_ms`, results in the order the sources were given. It
- * exercises the toolkit's semaphore, futures, wait_for and gather together; its nested JSON body is
+ * bounded gather), each call bounded by `timeout_ms`, results in the order the sources were given. It
+ * exercises the toolkit's bounded gather, futures and wait_for together; its nested JSON body is
  * declared (aggregate_schema), so the engine checks it, listing every violation, before any work. The handler is a
- * coroutine (ROUTE_CORO) that awaits a permit before starting each source, in order, then awaits them all; the
- * simulated upstreams and the permits' release stay continuations: both styles share one toolkit. */
+ * coroutine (ROUTE_CORO) that awaits one bounded gather (async_gather_map), which starts each source, in order, as
+ * a place among `concurrency` frees up; the simulated upstreams stay continuations: both styles share one
+ * toolkit. */
 #include <string.h>
 
 #include "handlers.h"
 
 #define AGGREGATE_NAME_MAX_BYTES 64
 
-typedef struct aggregate_run aggregate_run;
-
 typedef struct aggregate_source {
-    aggregate_run *run;
     const char *name;   /* points into the request's parsed body, which outlives the scope */
     size_t name_len;
     unsigned delay_ms;
     bool fail;
-    async_op *task;     /* resolved once the source is over, whatever happened: what gather awaits */
     async_op *work;     /* the simulated call, completed by its delay timer */
     async_op *delay;
     async_op *bounded;  /* the call under timeout_ms: its status and duration are the result */
@@ -27,14 +24,12 @@ typedef struct aggregate_source {
 
 /* On the handler's stack: the coroutine outlives every continuation that points here (they run only
  * while the request's scope is alive, and the handler returns only once it ended or all are done). */
-struct aggregate_run {
-    async_scope *scope;
-    async_sem sem;      /* per request, so one client's concurrency never limits another's */
+typedef struct aggregate_run {
     unsigned timeout_ms;
-    unsigned concurrency;
+    unsigned concurrency; /* per request, so one client's concurrency never limits another's */
     size_t count;
     aggregate_source *sources;
-};
+} aggregate_run;
 
 /* ---- what the route takes (docs/schemas.md) -------------------------------------------------- */
 
@@ -125,25 +120,18 @@ static void aggregate_work_cancel(async_op *work, void *arg)
     async_op_cancel(src->delay);
 }
 
-static void aggregate_source_done(async_op *bounded, void *arg)
+/* Starts source i once async_gather_map has a place for it: its timeout starts only now, so time spent
+ * queueing behind other sources never counts against it. */
+static async_op *aggregate_source_start(async_scope *scope, size_t i, void *arg)
 {
-    (void)bounded; /* its status, error and duration are read when the answer is built */
-    aggregate_source *src = arg;
-    async_sem_release(&src->run->sem);
-    async_resolve(src->task, NULL);
-}
-
-/* Starts a source that holds a permit: its timeout starts only now, so time spent queueing behind
- * other sources never counts against it. The permit goes back when it is over. */
-static void aggregate_source_start(aggregate_source *src)
-{
-    async_scope *scope = src->run->scope;
+    aggregate_run *run = arg;
+    aggregate_source *src = &run->sources[i];
     src->work = async_future(scope);
     src->delay = async_sleep(scope, src->delay_ms);
     async_future_on_cancel(src->work, aggregate_work_cancel, src);
     async_op_then(src->delay, aggregate_delay_done, src);
-    src->bounded = async_wait_for(scope, src->work, src->run->timeout_ms);
-    async_op_then(src->bounded, aggregate_source_done, src);
+    src->bounded = async_wait_for(scope, src->work, run->timeout_ms);
+    return src->bounded;
 }
 
 static json_t *aggregate_result(const aggregate_source *src)
@@ -169,25 +157,11 @@ void aggregate_post(http_request *req)
         run.sources[i] = (aggregate_source){.name = src->name, .name_len = strlen(src->name),
                                             .delay_ms = (unsigned)src->delay_ms, .fail = src->fail};
     }
-    async_scope *scope = http_request_async(req);
-    if (!scope)
-        return; /* the loop is at its cap of waiting requests and has already answered 503 */
-    run.scope = scope;
-    async_sem_init(&run.sem, run.concurrency);
-    async_op **tasks = async_scope_alloc(scope, run.count * sizeof(*tasks));
-    for (size_t i = 0; i < run.count; i++) {
-        run.sources[i].run = &run;
-        run.sources[i].task = tasks[i] = async_future(scope);
-    }
-    async_op *all = async_gather(scope, tasks, run.count, ASYNC_GATHER_ALL); /* "elapsed_ms" counts from here */
-    /* for src in sources: await sem.acquire(); start(src) -- in the order given */
-    for (size_t i = 0; i < run.count; i++) {
-        if (async_await(async_sem_acquire(scope, &run.sem))->status != ASYNC_OK)
-            return; /* the request ended while this source queued */
-        aggregate_source_start(&run.sources[i]);
-    }
-    if (async_await(all)->status != ASYNC_OK)
-        return;
+    /* for src in sources: async with sem: start(src) -- in the order given, `concurrency` at a time */
+    async_op *all = async_await(async_gather_map(http_request_async(req), run.count, run.concurrency,
+                                                 aggregate_source_start, &run, ASYNC_GATHER_ALL));
+    if (all->status != ASYNC_OK)
+        return; /* the request ended first */
     json_t *results = json_array();
     for (size_t i = 0; i < run.count; i++)
         json_array_append_new(results, aggregate_result(&run.sources[i]));

@@ -135,9 +135,7 @@ static void items_not_found(http_request *req) { http_respond_problem(req, 404, 
 void items_post(http_request *req)
 {
     const items_in *in = http_request_input(req);
-    async_scope *scope = http_request_async(req);
-    if (!scope)
-        return;
+    async_scope *scope = http_request_async(req); /* a coroutine handler's request always has one */
     char created_at[32];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -154,12 +152,10 @@ void items_post(http_request *req)
     const sql_result *r = items_query(req, scope, &stmt);
     if (!r)
         return;
-    char location[64];
-    snprintf(location, sizeof(location), "/v1/items/%lld", (long long)r->insert_id);
-    http_response_header(req, "Location", location);
-    http_respond_json(req, 201,
-                      json_pack("{s:I,s:s,s:f,s:s}", "id", (json_int_t)r->insert_id, "name", in->name, "price",
-                                in->price, "created_at", created_at));
+    http_respond_created(req,
+                         json_pack("{s:I,s:s,s:f,s:s}", "id", (json_int_t)r->insert_id, "name", in->name, "price",
+                                   in->price, "created_at", created_at),
+                         "/v1/items/%lld", (long long)r->insert_id);
 }
 
 /* ---- GET /v1/items/{id} ------------------------------------------------------------------------ */
@@ -167,9 +163,7 @@ void items_post(http_request *req)
 void items_get(http_request *req)
 {
     const items_in *in = http_request_input(req);
-    async_scope *scope = http_request_async(req);
-    if (!scope)
-        return;
+    async_scope *scope = http_request_async(req); /* a coroutine handler's request always has one */
     sql_value param = sql_int(in->id);
     sql_stmt stmt = {ITEMS_SELECT, &param, 1, 2 * ITEMS_ROW_BYTES};
     const sql_result *r = items_query(req, scope, &stmt);
@@ -192,9 +186,7 @@ void items_list(http_request *req)
 {
     const items_in *in = http_request_input(req);
     int64_t limit = in->limit;
-    async_scope *scope = http_request_async(req);
-    if (!scope)
-        return;
+    async_scope *scope = http_request_async(req); /* a coroutine handler's request always has one */
     sql_value params[2] = {sql_int(in->after), sql_int(limit + 1)};
     sql_stmt stmt = {ITEMS_PAGE, params, 2, (size_t)(limit + 1) * ITEMS_ROW_BYTES + 256};
     const sql_result *r = items_query(req, scope, &stmt);
@@ -218,9 +210,7 @@ void items_list(http_request *req)
 void items_delete(http_request *req)
 {
     const items_in *in = http_request_input(req);
-    async_scope *scope = http_request_async(req);
-    if (!scope)
-        return;
+    async_scope *scope = http_request_async(req); /* a coroutine handler's request always has one */
     sql_value param = sql_int(in->id);
     sql_stmt stmt = {ITEMS_DELETE, &param, 1, 0};
     const sql_result *r = items_query(req, scope, &stmt);

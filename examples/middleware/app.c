@@ -271,10 +271,7 @@ static void notes_create(http_request *req)
     snprintf(a.owner, sizeof(a.owner), "%s", n.owner);
     if (!http_background_start(req, "notes audit", audit_record, &a, sizeof(a)))
         log_warn("audit: note %ld not recorded: too much background work", n.id);
-    char location[48];
-    snprintf(location, sizeof(location), "/v1/notes/%ld", n.id);
-    http_response_header(req, "Location", location);
-    http_respond_json(req, 201, note_json(&n));
+    http_respond_created(req, note_json(&n), "/v1/notes/%ld", n.id);
 }
 
 apiary_app *middleware_app(void)

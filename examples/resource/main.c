@@ -1,23 +1,23 @@
 /* resource: a small resource API on apiary, built against an installed library. Items are created
  * after an awaited call to a catalog upstream that prices the SKU, quoted by a fan-out to several
- * suppliers bounded by a semaphore, and fingerprinted by a CPU job on the worker pool. Its settings are
- * its own config section, "resource", declared by a schema like the routes' input (docs/schemas.md), so
- * the engine validates both and the handlers read typed values. The routes that wait are
- * coroutine handlers (ROUTE_CORO): each reads top to bottom, awaiting where it waits. */
+ * suppliers (at most max_parallel at once), and fingerprinted by a CPU job on the worker pool. Its
+ * settings are its own config section, "resource", declared by a schema like the routes' input
+ * (docs/schemas.md), so the engine validates both and the handlers read typed values. The routes that
+ * wait are coroutine handlers (ROUTE_CORO): each reads top to bottom, awaiting where it waits, and a
+ * failed await answers its own problem (http_await_ok: 502, 504, 503). */
 #include <apiary/apiary.h>
 
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* ---- settings: the "resource" section of the config file, declared (docs/schemas.md) ----------- */
 
 typedef struct resource_settings {
     int64_t max_items;     /* items held at once; more: 507 */
     int64_t suppliers;     /* quotes asked per GET /v1/items/{id}/quotes */
-    int64_t max_parallel;  /* of those, at most this many at once (a semaphore per request) */
+    int64_t max_parallel;  /* of those, at most this many at once */
     int64_t digest_rounds; /* BLAKE2b rounds of the fingerprint job */
     const char *catalog;   /* the upstream (config "upstreams") that prices SKUs and quotes */
 } resource_settings;
@@ -34,7 +34,8 @@ static const schema_member settings_members[] = {
 static const schema settings_schema = SCHEMA_OBJECT_OF(resource_settings, settings_members);
 static const resource_settings settings_defaults = {1000, 3, 2, 100000, "catalog"};
 
-/* Checked with the rest of the config, so --check-config and a start agree. */
+/* Checked with the rest of the config, so --check-config, a start and a reload agree; a request reads
+ * the generation it started on, so the catalog a handler looks up is always there. */
 static void settings_check(const void *section, const apiary_config_view *config, schema_errors *errs)
 {
     const resource_settings *s = section;
@@ -43,6 +44,7 @@ static void settings_check(const void *section, const apiary_config_view *config
 }
 
 static const resource_settings *settings(void) { return apiary_section("resource"); }
+static const http_client_upstream *catalog(void) { return apiary_upstream(settings()->catalog); }
 
 /* ---- the store: items shared by every loop thread ------------------------------------------- */
 
@@ -51,31 +53,17 @@ typedef struct item {
     char name[64 * 4 + 1]; /* 64 characters of up to 4 bytes */
     char sku[33];
     long quantity;
-    long price_cents;
+    json_int_t price_cents;
 } item;
 
 static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
 static item *store;
-static long store_count, store_next_id = 1;
+static long store_count;
 
 static json_t *item_json(const item *it)
 {
     return json_pack("{s:I,s:s,s:s,s:I,s:I}", "id", (json_int_t)it->id, "name", it->name, "sku", it->sku,
-                     "quantity", (json_int_t)it->quantity, "price_cents", (json_int_t)it->price_cents);
-}
-
-/* Copies item `id` into *out; false when there is none. */
-static bool store_get(long id, item *out)
-{
-    bool found = false;
-    pthread_mutex_lock(&store_lock);
-    for (long i = 0; i < store_count && !found; i++)
-        if (store[i].id == id) {
-            *out = store[i];
-            found = true;
-        }
-    pthread_mutex_unlock(&store_lock);
-    return found;
+                     "quantity", (json_int_t)it->quantity, "price_cents", it->price_cents);
 }
 
 static bool store_add(item *it, long max)
@@ -83,7 +71,7 @@ static bool store_add(item *it, long max)
     pthread_mutex_lock(&store_lock);
     bool ok = store_count < max;
     if (ok) {
-        it->id = store_next_id++;
+        it->id = store_count + 1; /* ids are dense: item_from_path reads store[id - 1] */
         store = realloc(store, (size_t)(store_count + 1) * sizeof(*store));
         store[store_count++] = *it;
     }
@@ -94,9 +82,8 @@ static bool store_add(item *it, long max)
 /* ---- what the routes take (validated and bound before a handler runs: 422 lists every violation) -- */
 
 typedef struct item_in {
-    int64_t id;           /* path {id} */
-    const char *name;     /* POST body */
-    const char *sku;
+    int64_t id;             /* path {id} */
+    const char *name, *sku; /* POST body */
     int64_t quantity;
 } item_in;
 
@@ -112,37 +99,33 @@ static const route_schema by_id_schema = {
     .path = (const schema_member[]){SCHEMA_REQUIRED(item_in, id, SCHEMA_INTEGER(.min = SCHEMA_GE(1))), SCHEMA_END},
 };
 
-/* The item the path names, else 404. */
+/* A copy of the item the path names, else 404. Ids are 1, 2, ... and nothing is ever deleted, so item
+ * `id` is store[id - 1]. */
 static bool item_from_path(http_request *req, item *out)
 {
-    const item_in *in = http_request_input(req);
-    if (!store_get((long)in->id, out)) {
+    long id = (long)((const item_in *)http_request_input(req))->id;
+    pthread_mutex_lock(&store_lock);
+    bool found = id >= 1 && id <= store_count;
+    if (found)
+        *out = store[id - 1];
+    pthread_mutex_unlock(&store_lock);
+    if (!found)
         http_respond_problem(req, 404, NULL, "no such item");
-        return false;
-    }
-    return true;
+    return found;
 }
 
-static void answer_upstream_failure(http_request *req, const async_op *op)
-{
-    http_respond_problem(req, op->status == ASYNC_TIMEOUT ? 504 : 502, NULL, "the catalog did not answer: %s",
-                         op->error ? op->error : "failed");
-}
-
-/* The "price_cents" integer of an upstream's JSON answer. A price document is small: tight limits, so
- * a hostile catalog costs a scan, never a big tree, and never a deep recursion on the coroutine's
- * stack (http_client_response_json measures before jansson parses). */
+/* The "price_cents" of a catalog's 200 answer. A price document is small: tight limits, so a hostile
+ * catalog costs a scan, never a big tree, and never a deep recursion on the coroutine's stack
+ * (http_client_response_json measures before jansson parses). */
 static bool upstream_price(const http_client_response *r, json_int_t *cents)
 {
-    json_t *body = http_client_response_json(r, 8, 64);
-    json_t *value = json_object_get(body, "price_cents");
-    bool found = json_is_integer(value);
-    *cents = found ? json_integer_value(value) : 0;
+    json_t *body = r->status == 200 ? http_client_response_json(r, 8, 64) : NULL;
+    bool found = json_unpack(body, "{s:I}", "price_cents", cents) == 0;
     json_decref(body);
     return found;
 }
 
-/* ---- POST /v1/items: validate, then await the catalog's price ------------------------------- */
+/* ---- POST /v1/items: validated, then await the catalog's price ------------------------------ */
 
 static void items_post(http_request *req)
 {
@@ -150,40 +133,20 @@ static void items_post(http_request *req)
     item it = {.quantity = (long)in->quantity};
     snprintf(it.name, sizeof(it.name), "%s", in->name);
     snprintf(it.sku, sizeof(it.sku), "%s", in->sku);
-    async_scope *scope = http_request_async(req);
-    if (!scope)
-        return; /* at the loop's cap of waiting requests: already answered 503 */
-    const http_client_upstream *catalog = apiary_upstream(settings()->catalog);
-    if (!catalog) { /* a reload renamed it away */
-        http_respond_problem(req, 503, NULL, "no catalog upstream is configured");
-        return;
-    }
-    char path[64];
-    snprintf(path, sizeof(path), "/skus/%s", it.sku);
-    async_op *op = async_await(http_client_request(scope, http_request_loop(req), catalog, "GET", path, NULL, 0));
-    if (op->status != ASYNC_OK) { /* also ASYNC_CANCELLED: the request is gone, the answer is dropped */
-        answer_upstream_failure(req, op);
-        return;
-    }
+    /* A ROUTE_CORO handler's request always has its scope (http_request_async). */
+    async_op *op = http_await_ok(req, http_client_get(http_request_async(req), http_request_loop(req), catalog(),
+                                                      "/skus/%s", it.sku), 502, "the catalog did not answer");
+    if (!op)
+        return; /* answered: 504 timeout, 502 failure (dropped when the request is gone) */
     const http_client_response *r = op->value;
-    json_int_t cents = 0;
-    bool priced = r->status == 200 && upstream_price(r, &cents);
-    if (r->status == 404) {
+    if (r->status == 404)
         http_respond_problem(req, 422, json_pack("{s:s}", "field", "sku"), "sku is not in the catalog");
-    } else if (!priced || cents < 0) {
+    else if (!upstream_price(r, &it.price_cents) || it.price_cents < 0)
         http_respond_problem(req, 502, NULL, "the catalog answered %d without a price", r->status);
-    } else {
-        it.price_cents = (long)cents;
-        if (!store_add(&it, (long)settings()->max_items)) {
-            http_respond_problem(req, 507, NULL, "the store holds %lld items already",
-                                 (long long)settings()->max_items);
-        } else {
-            char location[64];
-            snprintf(location, sizeof(location), "/v1/items/%ld", it.id);
-            http_response_header(req, "Location", location);
-            http_respond_json(req, 201, item_json(&it));
-        }
-    }
+    else if (!store_add(&it, (long)settings()->max_items))
+        http_respond_problem(req, 507, NULL, "the store holds %lld items already", (long long)settings()->max_items);
+    else
+        http_respond_created(req, item_json(&it), "/v1/items/%ld", it.id);
 }
 
 static void items_get(http_request *req)
@@ -195,28 +158,17 @@ static void items_get(http_request *req)
 
 /* ---- GET /v1/items/{id}/quotes: fan-out, at most max_parallel calls at once ------------------ */
 
-/* One supplier's quote, a coroutine of its own (asyncio.create_task): `async with sem: await call`. */
-typedef struct quote_task {
+typedef struct quotes_run {
     http_request *req;
     const item *it;
-    async_sem *sem;   /* per request: this request's share of the suppliers */
-    int supplier;
-    async_op *call;   /* the HTTP call, once made */
-    async_op *done;   /* future: resolved when this quote is over */
-} quote_task;
+} quotes_run;
 
-static void quote_task_run(void *arg)
+/* Starts supplier i + 1's quote: async_gather_map calls it as a place frees up. */
+static async_op *quote_start(async_scope *scope, size_t i, void *arg)
 {
-    quote_task *t = arg;
-    async_scope *scope = http_request_async(t->req);
-    if (async_await(async_sem_acquire(scope, t->sem))->status != ASYNC_OK)
-        return; /* cancelled: the request is gone */
-    char path[96];
-    snprintf(path, sizeof(path), "/quote?sku=%s&supplier=%d", t->it->sku, t->supplier);
-    t->call = async_await(http_client_request(scope, http_request_loop(t->req), apiary_upstream(settings()->catalog),
-                                              "GET", path, NULL, 0));
-    async_sem_release(t->sem); /* the next supplier may go */
-    async_resolve(t->done, NULL);
+    const quotes_run *q = arg;
+    return http_client_get(scope, http_request_loop(q->req), catalog(), "/quote?sku=%s&supplier=%zu", q->it->sku,
+                           i + 1);
 }
 
 static void quotes_get(http_request *req)
@@ -224,43 +176,22 @@ static void quotes_get(http_request *req)
     item it;
     if (!item_from_path(req, &it))
         return;
-    async_scope *scope = http_request_async(req);
-    if (!scope)
-        return;
-    const resource_settings *s = settings();
-    if (!apiary_upstream(s->catalog)) {
-        http_respond_problem(req, 503, NULL, "no catalog upstream is configured");
-        return;
-    }
-    /* The tasks live on this coroutine's stack: it outlives them (it awaits them all, and when the
-     * request ends they unwind before it does). */
-    int n = (int)s->suppliers;
-    quote_task tasks[16];
-    async_op *done[16];
-    async_sem sem;
-    async_sem_init(&sem, (unsigned)s->max_parallel);
-    for (int i = 0; i < n; i++) {
-        tasks[i] = (quote_task){req, &it, &sem, i + 1, NULL, done[i] = async_future(scope)};
-        if (!async_coro_spawn(scope, quote_task_run, &tasks[i]))
-            async_fail(done[i], "no stack for the call");
-    }
-    if (async_await(async_gather(scope, done, (size_t)n, ASYNC_GATHER_ALL))->status != ASYNC_OK)
-        return;
+    size_t n = (size_t)settings()->suppliers;
+    async_op *all = async_await(async_gather_map(http_request_async(req), n, (size_t)settings()->max_parallel,
+                                                 quote_start, &(quotes_run){req, &it}, ASYNC_GATHER_ALL));
+    if (all->status != ASYNC_OK)
+        return; /* the request ended */
     json_t *list = json_array();
-    json_int_t best = -1;
-    for (int i = 0; i < n; i++) {
-        const async_op *call = tasks[i].call ? tasks[i].call : done[i];
-        json_t *entry = json_pack("{s:i}", "supplier", tasks[i].supplier);
-        const http_client_response *r = tasks[i].call && call->status == ASYNC_OK ? call->value : NULL;
-        json_int_t cents = 0;
-        if (r && r->status == 200 && upstream_price(r, &cents)) {
-            json_object_set_new(entry, "price_cents", json_integer(cents));
-            if (best < 0 || cents < best)
-                best = cents;
+    json_int_t best = -1, cents;
+    for (size_t i = 0; i < n; i++) {
+        const async_op *call = async_gather_child(all, i);
+        if (call->status == ASYNC_OK && upstream_price(call->value, &cents)) {
+            json_array_append_new(list, json_pack("{s:i,s:I}", "supplier", (int)i + 1, "price_cents", cents));
+            best = best < 0 || cents < best ? cents : best;
         } else {
-            json_object_set_new(entry, "error", json_string(r ? "bad answer" : call->error));
+            json_array_append_new(list, json_pack("{s:i,s:s}", "supplier", (int)i + 1, "error",
+                                                  call->status == ASYNC_OK ? "bad answer" : call->error));
         }
-        json_array_append_new(list, entry);
     }
     http_respond_json(req, 200, json_pack("{s:I,s:o,s:o}", "id", (json_int_t)it.id, "quotes", list, "best_cents",
                                           best < 0 ? json_null() : json_integer(best)));
@@ -268,65 +199,47 @@ static void quotes_get(http_request *req)
 
 /* ---- GET /v1/items/{id}/fingerprint: a CPU job on the worker pool --------------------------- */
 
-typedef struct fingerprint_input {
+typedef struct fingerprint_job {
     item it;
     json_int_t rounds;
-} fingerprint_input;
+    char hex[2 * crypto_generichash_BYTES + 1]; /* the answer */
+} fingerprint_job;
 
-/* Worker thread: nothing but its arguments. Stops early when the request is gone. */
-static const char *fingerprint_work(pool_job *job, const void *input, size_t input_len, void *output,
-                                    size_t output_cap, size_t *output_len)
+/* Worker thread, on its own copy of the job. Stops early when the request is gone. */
+static const char *fingerprint_work(pool_job *job, void *state)
 {
-    (void)input_len;
-    (void)output_cap;
-    const fingerprint_input *in = input;
+    fingerprint_job *f = state;
     unsigned char h[crypto_generichash_BYTES];
-    crypto_generichash(h, sizeof(h), (const unsigned char *)&in->it, sizeof(in->it), NULL, 0);
-    for (json_int_t i = 1; i < in->rounds; i++) {
+    crypto_generichash(h, sizeof(h), (const unsigned char *)&f->it, sizeof(f->it), NULL, 0);
+    for (json_int_t i = 1; i < f->rounds; i++) {
         if ((i & 1023) == 0 && pool_job_cancelled(job))
             return "cancelled";
         crypto_generichash(h, sizeof(h), h, sizeof(h), NULL, 0);
     }
-    sodium_bin2hex(output, 2 * sizeof(h) + 1, h, sizeof(h));
-    *output_len = 2 * sizeof(h);
+    sodium_bin2hex(f->hex, sizeof(f->hex), h, sizeof(h));
     return NULL;
 }
 
 static void fingerprint_get(http_request *req)
 {
-    fingerprint_input in = {.rounds = settings()->digest_rounds};
-    if (!item_from_path(req, &in.it))
+    fingerprint_job f = {.rounds = settings()->digest_rounds};
+    if (!item_from_path(req, &f.it))
         return;
-    async_scope *scope = http_request_async(req);
-    if (!scope)
-        return;
-    async_op *op = async_await(
-        pool_submit(scope, apiary_pool(), fingerprint_work, &in, sizeof(in), 2 * crypto_generichash_BYTES + 1));
-    if (op->status != ASYNC_OK) {
-        if (op->error == POOL_ERROR_FULL)
-            http_response_header(req, "Retry-After", "1");
-        http_respond_problem(req, op->error == POOL_ERROR_FULL ? 503 : 500, NULL, "the fingerprint failed: %s",
-                             op->error);
-        return;
-    }
-    const pool_result *r = op->value;
-    http_respond_json(req, 200, json_pack("{s:s}", "fingerprint", (const char *)r->data));
+    /* 503 with Retry-After when the pool's queue is full, 500 when the job failed. */
+    async_op *op = http_await_ok(req, pool_call(http_request_async(req), apiary_pool(), fingerprint_work, &f,
+                                                sizeof(f)), 500, "the fingerprint failed");
+    if (op)
+        http_respond_json(req, 200, json_pack("{s:s}", "fingerprint", ((const fingerprint_job *)op->value)->hex));
 }
 
 /* ---- the app -------------------------------------------------------------------------------- */
 
-static int resource_start(const apiary_context *ctx, void *arg)
-{
-    (void)ctx;
-    (void)arg;
-    return sodium_init() < 0 ? -1 : 0;
-}
-
 int main(int argc, char **argv)
 {
+    if (sodium_init() < 0)
+        return 1;
     apiary_app *app = apiary_app_new("resource");
     apiary_app_section_schema(app, "resource", &settings_schema, &settings_defaults, settings_check);
-    apiary_app_on_start(app, resource_start, NULL);
     apiary_app_route_schema(app, HTTP_METHOD_POST, "/v1/items", items_post, ROUTE_CORO, &create_schema);
     apiary_app_route_schema(app, HTTP_METHOD_GET, "/v1/items/{id}", items_get, 0, &by_id_schema);
     apiary_app_route_schema(app, HTTP_METHOD_GET, "/v1/items/{id}/quotes", quotes_get, ROUTE_CORO, &by_id_schema);

@@ -144,8 +144,25 @@ typedef enum async_gather_mode {
 /* Runs `n` operations concurrently (they are already started); completes when all have finished (or
  * the first fails, in FAIL_FAST). The array is copied. n may be 0 (completes OK soon). */
 async_op *async_gather(async_scope *scope, async_op *const *ops, size_t n, async_gather_mode mode);
-/* The i-th child given to async_gather. */
+/* The i-th child given to async_gather, or started by async_gather_map (NULL if it never started). */
 async_op *async_gather_child(const async_op *gather, size_t i);
+
+/* What async_gather_map calls to start its i-th operation (0 <= i < n), in `scope`. */
+typedef async_op *(*async_start_fn)(async_scope *scope, size_t i, void *arg);
+
+/* A bounded gather: starts start(scope, i, arg) for i = 0, 1, ... n-1 in order, at most `limit` of them
+ * pending at once (0: no limit), and completes like async_gather of all of them in `mode`; read each
+ * child with async_gather_child(op, i). In asyncio terms, `gather(*(worker(i) for i in range(n)))`
+ * where each worker does `async with sem:` on a Semaphore(limit), without a semaphore or a task per item.
+ * The first `limit` start inside this call; each next one starts from the loop when a running child
+ * has finished (as a continuation would, so start may start anything and must not block). start must
+ * return a fresh operation of `scope` with no continuation (e.g. an HTTP call, a pool job, a wait_for
+ * around either); a NULL or unusable one fails the whole with that reason and cancels the running ones.
+ * FAIL_FAST: at the first failure the running children are cancelled and no more are started (their
+ * async_gather_child stays NULL). Cancelling the result cancels the running children and starts no
+ * more; a child cancelled by someone else counts as finished and makes room for the next. */
+async_op *async_gather_map(async_scope *scope, size_t n, size_t limit, async_start_fn start, void *arg,
+                           async_gather_mode mode);
 
 /* Completes like `inner`, or with ASYNC_TIMEOUT ("timeout") after `ms`, cancelling inner. value: inner's
  * value when it finished in time. */
@@ -367,8 +384,9 @@ bool async_in_coro(void);
  * returns when it has; outside a coroutine it simply calls fn(arg). For work that recurses deeper
  * than a coroutine's stack should go: jansson's parser recurses once per nesting level, up to 2048
  * (about 85 bytes a level), so a body from an upstream that is not depth-checked the way request
- * bodies are (limits.json_max_depth) is parsed this way. fn may answer the request. The engine uses
- * it to parse the next pipelined request after a coroutine's answer. */
+ * bodies are (limits.json_max_depth) is parsed this way. fn may answer the request. The engine parses
+ * the next pipelined request after a coroutine's answer on that stack too, once the coroutine
+ * switches out (it returns, or awaits), which saves going out and back in for it. */
 void async_coro_outside(void (*fn)(void *arg), void *arg);
 
 #endif

@@ -179,6 +179,12 @@ async_op *http_client_start(async_scope *scope, http_client *client, const http_
 async_op *http_client_request(async_scope *scope, http_loop *loop, const http_client_upstream *up,
                               const char *method, const char *path, const char *body, size_t body_len);
 
+/* A GET of the path formatted from path_fmt ("/skus/%s") on the loop's client: http_client_request
+ * otherwise. The caller formats only what is safe in a path (values checked by a schema pattern, or
+ * escaped); a path longer than HTTP_CLIENT_PATH_MAX fails the call with "invalid_request". */
+async_op *http_client_get(async_scope *scope, http_loop *loop, const http_client_upstream *up, const char *path_fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
+
 /* http_client_start with options (opts may be NULL): request header fields, a body of any type, a
  * response bound of its own. A header field name must be a token and its value visible ASCII, spaces
  * and tabs (no CR, LF or other control byte, at most HTTP_CLIENT_HEADER_VALUE_MAX bytes); Host,

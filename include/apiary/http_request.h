@@ -113,7 +113,8 @@ void http_request_on_cancel(http_request *req, http_cancel_fn fn, void *arg);
  * gone, deadline passed, server stopping). The first call counts the request against the loop's cap
  * of in-flight asynchronous requests (limits.max_async_per_loop); at the cap it answers 503 with
  * Retry-After itself and returns NULL, and the handler must simply return. Later calls return the
- * same scope. */
+ * same scope. A ROUTE_CORO handler's request has its scope before the handler runs (at the cap the
+ * engine answers 503 instead of running it), so there it never returns NULL. */
 async_scope *http_request_async(http_request *req);
 
 /* Sets the request's deadline to `ms` from now if that is sooner than the current one (the default is
@@ -145,5 +146,36 @@ void http_respond_raw(http_request *req, int status, const char *content_type, c
  * `extra`, if not NULL, is merged into the object as extension members (taken: decref'd). */
 void http_respond_problem(http_request *req, int status, json_t *extra, const char *detail_fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* 201 Created with `body` (taken, as http_respond_json) and a Location header formatted from
+ * location_fmt ("/v1/items/%ld"); 500 when the URL would pass 1 KiB. */
+void http_respond_created(http_request *req, json_t *body, const char *location_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- an operation that did not succeed, answered ------------------------------------------------ */
+
+/* When `op` did not complete OK, answers the problem+json that says so, "WHAT: ERROR" as its detail
+ * (e.g. "the catalog did not answer: timeout"), and returns true; returns false (and answers nothing)
+ * when it did. The status is the one a client can act on:
+ *   ASYNC_TIMEOUT                  504 (a dependency did not answer in time)
+ *   ASYNC_CANCELLED                503 with Retry-After: 1 (the request is gone, then nothing is sent,
+ *                                  or the server is stopping)
+ *   ASYNC_FAILED, POOL_ERROR_FULL  503 with Retry-After: 1 (the worker pool's queue is full)
+ *   ASYNC_FAILED, anything else    failed_status: 502 for a call to an upstream (0 means 502), 500
+ *                                  for the app's own work (a pool job that failed)
+ * For errors with other meanings (SQL's busy and query errors, say) answer them yourself first. */
+bool http_respond_failed(http_request *req, const async_op *op, int failed_status, const char *what);
+
+/* In a coroutine handler (ROUTE_CORO): awaits `op` and returns it when it completed OK; otherwise
+ * answers as http_respond_failed does and returns NULL, so the handler just returns:
+ *
+ *     async_op *op = http_await_ok(req, http_client_get(scope, loop, up, "/skus/%s", sku), 502,
+ *                                  "the catalog did not answer");
+ *     if (!op)
+ *         return;
+ *     const http_client_response *r = op->value;
+ *
+ * (FastAPI's HTTPException, raised where the await failed.) */
+async_op *http_await_ok(http_request *req, async_op *op, int failed_status, const char *what);
 
 #endif

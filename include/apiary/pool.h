@@ -84,6 +84,18 @@ void pool_stats_read(const pool *p, pool_stats *out);
 async_op *pool_submit(async_scope *scope, pool *p, pool_work_fn work, const void *input, size_t input_len,
                       size_t output_cap);
 
+/* What pool_call runs on a worker: reads and updates `state`, its own copy of the caller's (see
+ * pool_call); returns NULL on success or a short static reason that fails the operation. The same rules
+ * as pool_work_fn: a worker thread, nothing but its arguments (pool_job_cancelled to stop early). */
+typedef const char *(*pool_call_fn)(pool_job *job, void *state);
+
+/* pool_submit for the usual shape of a job, a struct of inputs with room for the results
+ * (loop.run_in_executor(fn, args) in asyncio): the worker runs fn on a copy of `size` bytes of
+ * `state`, and the operation completes OK with value = that copy as fn left it (scope memory, aligned
+ * for any type), or FAILED as pool_submit's does (fn's reason, POOL_ERROR_FULL). The state is plain
+ * data: pointers in it must stay valid on another thread until the job ends, so copy strings in. */
+async_op *pool_call(async_scope *scope, pool *p, pool_call_fn fn, const void *state, size_t size);
+
 /* A metrics_source_fn (include/apiary/metrics.h) for this pool: queue depth, running, completed, rejected,
  * cancelled, time queued and running. arg is the pool. */
 struct metrics_writer;

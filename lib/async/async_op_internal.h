@@ -93,6 +93,20 @@ struct async_scope {
     arena own_arena[]; /* standalone scopes only */
 };
 
+/* ---- scope cleanups (async_scope.c) ------------------------------------------------------------ */
+
+struct async_defer {
+    async_defer *prev, *next;
+    void (*fn)(void *arg);
+    void *arg;
+    async_scope *scope;
+};
+
+/* async_scope_defer into a node the caller provides (and keeps until the cleanup ran or was
+ * cancelled): a coroutine keeps its own in the struct at the top of its stack, so binding to a scope
+ * allocates nothing. */
+void async__scope_defer_node(async_scope *scope, async_defer *d, void (*fn)(void *arg), void *arg);
+
 /* ---- lists (async_scope.c) --------------------------------------------------------------------- */
 
 void async__list_push(async_list *l, async_op *op);

@@ -206,23 +206,22 @@ void async_scope_free(async_scope *scope)
         async_scope_destroy(scope);
 }
 
-struct async_defer {
-    async_defer *prev, *next;
-    void (*fn)(void *arg);
-    void *arg;
-    async_scope *scope;
-};
-
-async_defer *async_scope_defer(async_scope *scope, void (*fn)(void *arg), void *arg)
+void async__scope_defer_node(async_scope *scope, async_defer *d, void (*fn)(void *arg), void *arg)
 {
-    async_defer *d = async_scope_alloc(scope, sizeof(*d));
     d->fn = fn;
     d->arg = arg;
     d->scope = scope;
+    d->prev = NULL;
     d->next = scope->defers;
     if (scope->defers)
         scope->defers->prev = d;
     scope->defers = d;
+}
+
+async_defer *async_scope_defer(async_scope *scope, void (*fn)(void *arg), void *arg)
+{
+    async_defer *d = arena_alloc(scope->arena, sizeof(*d));
+    async__scope_defer_node(scope, d, fn, arg);
     return d;
 }
 

@@ -98,11 +98,14 @@ typedef struct async_coro {
     const char *label;  /* for the overflow report */
     async_scope *scope; /* bound scope, NULL until the first await of an unbound coroutine */
     async_defer *defer; /* the scope cleanup that cancels us; NULL once it ran or was withdrawn */
+    async_defer defer_node; /* where it lives: binding allocates nothing in the scope */
     async_op *waiting;  /* what it is suspended on */
     coro_state state;
     bool cancelled;
     void (*outside_fn)(void *arg);
     void *outside_arg;
+    void (*after_fn)(void *arg); /* async__coro_after: run by the resumer once we are switched out */
+    void *after_arg;
     void *asan_fake;           /* ASan's fake stack of the coroutine while it is switched out */
     const void *caller_bottom; /* ASan: the resumer's stack, to switch back to */
     size_t caller_size;
@@ -148,7 +151,8 @@ static size_t coro_page;
 
 bool async_in_coro(void) { return coro_current != NULL; }
 
-static size_t coro_round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+/* `to` is a power of two (the page size, 64): a mask, not a division, on every spawn and release. */
+static size_t coro_round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
 /* The head of a mapping, where the struct goes: the rest below it is stack. */
 static size_t coro_head_size(void) { return coro_round_up(sizeof(async_coro), 64); }
@@ -480,14 +484,23 @@ static void coro_resume(async_coro *co)
         co->state = CORO_RUNNING;
         coro_enter(co);
         coro_current = prev;
-        if (co->state != CORO_OUTSIDE)
-            break;
-        void (*fn)(void *) = co->outside_fn;
-        co->outside_fn = NULL;
-        fn(co->outside_arg);
+        void (*after)(void *) = co->after_fn;
+        void *after_arg = co->after_arg;
+        co->after_fn = NULL;
+        if (co->state == CORO_OUTSIDE) {
+            void (*fn)(void *) = co->outside_fn;
+            co->outside_fn = NULL;
+            if (after)
+                after(after_arg);
+            fn(co->outside_arg);
+            continue;
+        }
+        if (co->state == CORO_DONE)
+            coro_release(co); /* first: what runs next may want this stack */
+        if (after)
+            after(after_arg); /* co may be gone (DONE) or resumed from here: only the copies are used */
+        return;
     }
-    if (co->state == CORO_DONE)
-        coro_release(co);
 }
 
 /* ---- await ------------------------------------------------------------------------------------- */
@@ -516,7 +529,7 @@ static void coro_bind(async_coro *co, async_scope *scope)
     if (async_scope_closing(scope))
         co->cancelled = true; /* its cleanups may have run already: nothing would resume us */
     else
-        co->defer = async_scope_defer(scope, coro_scope_ended, co);
+        async__scope_defer_node(scope, co->defer = &co->defer_node, coro_scope_ended, co);
 }
 
 /* What every await of a cancelled coroutine returns: op stopped (or its result undone) and marked
@@ -598,6 +611,19 @@ bool async_coro_spawn_named(async_scope *scope, const char *label, void (*fn)(vo
 bool async_coro_spawn(async_scope *scope, void (*fn)(void *arg), void *arg)
 {
     return async_coro_spawn_named(scope, NULL, fn, arg);
+}
+
+void async__coro_after(void (*fn)(void *arg), void *arg)
+{
+    async_coro *co = coro_current;
+    if (!co) {
+        fn(arg);
+    } else if (co->after_fn) {
+        async_coro_outside(fn, arg);
+    } else {
+        co->after_fn = fn;
+        co->after_arg = arg;
+    }
 }
 
 void async_coro_outside(void (*fn)(void *arg), void *arg)

@@ -18,6 +18,7 @@
  *   response's, and a scope cleanup (async_scope_defer) frees it when the scope ends. */
 #include <event2/dns.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -410,6 +411,18 @@ async_op *http_client_request(async_scope *scope, http_loop *loop, const http_cl
                               const char *method, const char *path, const char *body, size_t body_len)
 {
     return http_client_start(scope, http_client_for_loop(loop), up, method, path, body, body_len);
+}
+
+async_op *http_client_get(async_scope *scope, http_loop *loop, const http_client_upstream *up, const char *path_fmt,
+                          ...)
+{
+    /* One byte more than a path may have: a longer one stays too long, and the call refuses it. */
+    char path[HTTP_CLIENT_PATH_MAX + 2];
+    va_list ap;
+    va_start(ap, path_fmt);
+    vsnprintf(path, sizeof(path), path_fmt, ap);
+    va_end(ap);
+    return http_client_request(scope, loop, up, "GET", path, NULL, 0);
 }
 
 async_op *http_client_do(async_scope *scope, http_loop *loop, const http_client_upstream *up,

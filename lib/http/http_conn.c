@@ -831,6 +831,10 @@ static void http_conn_coro_main(void *arg)
 
 static void http_conn_run_coro(http_conn *conn, http_request *req)
 {
+    /* A coroutine handler waits by definition: it counts against the loop's cap before it runs (at the
+     * cap this answers 503 and the handler never starts), so inside it http_request_async never fails. */
+    if (!http_request_async(req))
+        return;
     if (!async_coro_spawn_named(NULL, conn->slot->match.name, http_conn_coro_main, req)) {
         http_response_header(req, "Retry-After", "1");
         http_respond_problem(req, 503, NULL, "no memory for a coroutine stack");
@@ -1334,14 +1338,30 @@ static void http_conn_parse_on(void *arg)
     http_conn_process(conn);
 }
 
+/* http_conn_parse_on once a coroutine that answered has switched out; the connection is held
+ * (busy) until then, so it cannot be freed under it. */
+static void http_conn_parse_on_after(void *arg)
+{
+    http_conn *conn = arg;
+    if (!conn->dead)
+        http_conn_parse_on(conn);
+    http_conn_leave(conn);
+}
+
 static void http_conn_answer_done(http_conn *conn, bool outside)
 {
     http_conn_request_done(conn);
-    if (outside) {
-        /* Nobody below us will parse on: carry on with pipelined input and write it all out. From a
-         * coroutine's answer that runs on the loop's stack, not the handler's small one (the next
-         * request's handler may be anything). */
-        async_coro_outside(http_conn_parse_on, conn);
+    if (!outside)
+        return;
+    /* Nobody below us will parse on: carry on with pipelined input and write it all out. From a
+     * coroutine's answer that runs on the loop's stack, not the handler's small one (the next
+     * request's handler may be anything), when the coroutine switches out anyway (it returns, as a
+     * handler does after answering): two switches fewer than going out and back in for it. */
+    if (async_in_coro()) {
+        http_conn_enter(conn);
+        async__coro_after(http_conn_parse_on_after, conn);
+    } else {
+        http_conn_parse_on(conn);
     }
 }
 

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ struct pool_job {
     pool_job_state state;     /* under the pool lock */
     atomic_bool cancelled;
     pool_work_fn work;
+    pool_call_fn call;        /* pool_call's function (work is then pool_call_work), else NULL */
     /* loop thread only */
     async_op *op;             /* NULL once cancelled: the result is discarded on delivery */
     async_scope *scope;
@@ -48,8 +50,15 @@ struct pool_job {
     size_t output_cap;
     unsigned char *input;
     unsigned char *output;
-    unsigned char data[];     /* input, then output */
+    _Alignas(max_align_t) unsigned char data[]; /* input, then output (aligned for any type: pool_call) */
 };
+
+/* Where the output starts after `input_len` bytes of input: aligned for any type, so pool_call's
+ * worker may use its copy of the state as the struct it is. */
+static size_t pool_output_offset(size_t input_len)
+{
+    return (input_len + _Alignof(max_align_t) - 1) / _Alignof(max_align_t) * _Alignof(max_align_t);
+}
 
 struct pool {
     pthread_mutex_t lock;
@@ -127,6 +136,11 @@ static void pool_deliver(void *arg)
         async_future_on_cancel(op, NULL, NULL); /* it completes now: nothing left to cancel */
         if (job->error) {
             async_fail(op, job->error);
+        } else if (job->call) {
+            /* pool_call: the value is the state itself, in scope memory aligned for any type. */
+            void *state = async_scope_alloc(job->scope, job->output_len);
+            memcpy(state, job->output, job->output_len);
+            async_resolve(op, state);
         } else {
             pool_result *result = async_scope_alloc(job->scope, sizeof(*result) + job->output_len + 1);
             result->len = job->output_len;
@@ -184,8 +198,18 @@ static void pool_run(pool *p, pool_job *job)
     POOL_STAT_ADD(p, run_us, pool_now_us() - started);
 }
 
-async_op *pool_submit(async_scope *scope, pool *p, pool_work_fn work, const void *input, size_t input_len,
-                      size_t output_cap)
+/* pool_call's work: the output starts as a copy of the state, which the call's function updates. */
+static const char *pool_call_work(pool_job *job, const void *input, size_t input_len, void *output,
+                                  size_t output_cap, size_t *output_len)
+{
+    (void)output_cap; /* == input_len */
+    memcpy(output, input, input_len);
+    *output_len = input_len;
+    return job->call(job, output);
+}
+
+static async_op *pool_start(async_scope *scope, pool *p, pool_work_fn work, pool_call_fn call, const void *input,
+                            size_t input_len, size_t output_cap)
 {
     async_op *op = async_future(scope);
     if (op->status == ASYNC_CANCELLED)
@@ -198,14 +222,15 @@ async_op *pool_submit(async_scope *scope, pool *p, pool_work_fn work, const void
         async_fail(op, "internal error");
         return op;
     }
-    if (input_len > SIZE_MAX / 2 - sizeof(pool_job) || output_cap > SIZE_MAX / 2 - sizeof(pool_job)) {
+    if (input_len > SIZE_MAX / 4 - sizeof(pool_job) || output_cap > SIZE_MAX / 4 - sizeof(pool_job)) {
         async_fail(op, "job too large");
         return op;
     }
-    pool_job *job = xmalloc(sizeof(*job) + input_len + output_cap);
+    pool_job *job = xmalloc(sizeof(*job) + pool_output_offset(input_len) + output_cap);
     memset(job, 0, sizeof(*job));
     job->pool = p;
     job->work = work;
+    job->call = call;
     job->op = op;
     job->scope = scope;
     job->post = post;
@@ -213,7 +238,7 @@ async_op *pool_submit(async_scope *scope, pool *p, pool_work_fn work, const void
     job->input_len = input_len;
     job->output_cap = output_cap;
     job->input = job->data;
-    job->output = job->data + input_len;
+    job->output = job->data + pool_output_offset(input_len);
     if (input_len)
         memcpy(job->input, input, input_len);
     job->queued_us = pool_now_us();
@@ -240,6 +265,17 @@ async_op *pool_submit(async_scope *scope, pool *p, pool_work_fn work, const void
     }
     async_future_on_cancel(op, pool_on_cancel, job);
     return op;
+}
+
+async_op *pool_submit(async_scope *scope, pool *p, pool_work_fn work, const void *input, size_t input_len,
+                      size_t output_cap)
+{
+    return pool_start(scope, p, work, NULL, input, input_len, output_cap);
+}
+
+async_op *pool_call(async_scope *scope, pool *p, pool_call_fn fn, const void *state, size_t size)
+{
+    return pool_start(scope, p, pool_call_work, fn, state, size, size);
 }
 
 /* ---- the worker side -------------------------------------------------------------------------- */

@@ -639,3 +639,88 @@ Test(coro, an_overflow_hits_the_guard_page_and_aborts_naming_the_route)
     cr_assert_eq(WTERMSIG(status), SIGABRT, "SIGABRT, not a silent SIGSEGV; it said: %s", buf);
     cr_assert(strstr(buf, "coroutine stack overflow in GET /v1/deep") != NULL, "the log names the route: %s", buf);
 }
+
+/* ---- async__coro_after: work for the resumer's stack, once the coroutine has switched out --------- */
+
+typedef struct after_state {
+    int log[8];
+    int n;
+    bool ran_in_coro; /* where the deferred work ran */
+} after_state;
+
+static void after_note(void *arg)
+{
+    after_state *st = arg;
+    st->ran_in_coro = st->ran_in_coro || async_in_coro();
+    int at = st->n++;
+    st->log[at] = 100 + at;
+}
+
+static void after_fn(void *arg)
+{
+    after_state *st = arg;
+    st->log[st->n++] = 1;
+    async__coro_after(after_note, st); /* runs once we return, not now */
+    st->log[st->n++] = 2;
+    async__coro_after(after_note, st); /* a second one: now, outside, as async_coro_outside */
+    st->log[st->n++] = 3;
+}
+
+Test(coro, deferred_outside_work_runs_on_the_resumers_stack_after_the_coroutine_switched_out)
+{
+    after_state st = {0};
+    async__coro_after(after_note, &st); /* outside a coroutine: at once */
+    cr_assert_eq(st.n, 1);
+    st.n = 0;
+    cr_assert(async_coro_spawn(L.scope, after_fn, &st));
+    /* 1, 2, then the second goes out at once (as async_coro_outside), which is the first switch out:
+     * the pending first runs there too, before it; then 3. Nothing is left for the return. */
+    cr_assert_eq(st.n, 5);
+    cr_assert_eq(st.log[0], 1);
+    cr_assert_eq(st.log[1], 2);
+    cr_assert_eq(st.log[2], 102);
+    cr_assert_eq(st.log[3], 103);
+    cr_assert_eq(st.log[4], 3);
+    cr_assert_not(st.ran_in_coro, "deferred work never runs on the coroutine's stack");
+    cr_assert_eq(coro_live(), 0);
+}
+
+static void after_then_await_fn(void *arg)
+{
+    after_state *st = arg;
+    async__coro_after(after_note, st);
+    st->log[st->n++] = 1;
+    async_await(async_sleep(L.scope, 1)); /* suspending runs the deferred work */
+    st->log[st->n++] = 2;
+    atomic_fetch_add(&done, 1);
+}
+
+Test(coro, deferred_outside_work_runs_when_the_coroutine_suspends)
+{
+    after_state st = {0};
+    atomic_store(&done, 0);
+    cr_assert(async_coro_spawn(L.scope, after_then_await_fn, &st));
+    cr_assert_eq(st.n, 2, "ran when the coroutine suspended in its await");
+    cr_assert_eq(st.log[1], 101);
+    cr_assert(test_loop_run_until(&L, &done, 1));
+    cr_assert_eq(st.log[2], 2);
+    cr_assert_not(st.ran_in_coro);
+}
+
+static void after_only_fn(void *arg)
+{
+    after_state *st = arg;
+    async__coro_after(after_note, st);
+    st->log[st->n++] = 1;
+}
+
+Test(coro, deferred_outside_work_runs_when_the_coroutine_returns)
+{
+    after_state st = {0};
+    cr_assert(async_coro_spawn(L.scope, after_only_fn, &st));
+    cr_assert_eq(st.n, 2);
+    cr_assert_eq(st.log[0], 1, "not before the coroutine's next line");
+    cr_assert_eq(st.log[1], 101);
+    cr_assert_not(st.ran_in_coro);
+    cr_assert_eq(coro_live(), 0);
+}

@@ -680,3 +680,63 @@ Test(pool, new_refuses_zero_threads_or_zero_capacity)
     pool_free(NULL);
     pool_shutdown(NULL);
 }
+
+/* ---- pool_call: a struct of inputs with room for the results ------------------------------------- */
+
+typedef struct sum_job {
+    int values[4];
+    long double align_check; /* the copy handed back must be aligned for any type */
+    int sum;                 /* written by the worker */
+    pthread_t worker;
+} sum_job;
+
+static const char *sum_call(pool_job *job, void *state)
+{
+    (void)job;
+    sum_job *s = state;
+    s->worker = pthread_self();
+    for (int i = 0; i < 4; i++)
+        s->sum += s->values[i];
+    return s->sum < 0 ? "negative" : NULL;
+}
+
+Test(pool, call_runs_on_a_copy_of_the_state_and_hands_that_copy_back)
+{
+    pl = pool_new(1, 8);
+    cr_assert_not_null(pl);
+    sum_job in = {.values = {1, 2, 3, 4}};
+    outcome o = {0};
+    async_op_then(pool_call(loop.scope, pl, sum_call, &in, sizeof(in)), record, &o);
+    memset(&in, 0, sizeof(in)); /* copied at the call: the caller's may go at once */
+    cr_assert(test_loop_run_until(&loop, &o.done, 1));
+    cr_assert_eq(o.status, ASYNC_OK);
+    const sum_job *out = (const sum_job *)(void *)o.result; /* the value is the state, not a pool_result */
+    cr_assert_eq((uintptr_t)out % _Alignof(max_align_t), 0);
+    cr_assert_eq(out->sum, 10);
+    cr_assert_eq(out->values[3], 4);
+    cr_assert_not(pthread_equal(out->worker, pthread_self()), "the call ran on a worker");
+}
+
+Test(pool, call_failure_and_full_queue_fail_like_submit)
+{
+    pl = pool_new(1, 1);
+    cr_assert_not_null(pl);
+    sum_job neg = {.values = {-5}};
+    outcome failed = {0};
+    async_op_then(pool_call(loop.scope, pl, sum_call, &neg, sizeof(neg)), record, &failed);
+    cr_assert(test_loop_run_until(&loop, &failed.done, 1));
+    cr_assert_eq(failed.status, ASYNC_FAILED);
+    cr_assert_str_eq(failed.error, "negative");
+    cr_assert_null(failed.result);
+
+    /* One worker held by a gate, one queued job: the next call is refused at once. */
+    outcome held = {0}, queued = {0}, refused = {0};
+    async_op_then(submit_str(gate_work, "g", 8), record, &held);
+    cr_assert(pool_test_wait(&gate_entered, 1));
+    async_op_then(pool_call(loop.scope, pl, sum_call, &neg, sizeof(neg)), record, &queued);
+    async_op_then(pool_call(loop.scope, pl, sum_call, &neg, sizeof(neg)), record, &refused);
+    cr_assert(test_loop_run_until(&loop, &refused.done, 1));
+    cr_assert_eq(refused.error, POOL_ERROR_FULL);
+    gate_open();
+    cr_assert(test_loop_run_until(&loop, &queued.done, 1));
+}
