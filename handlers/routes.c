@@ -36,6 +36,7 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/items", items_list, ROUTE_CORO, &items_list_schema},
     {HTTP_METHOD_GET, "/v1/items/{id}", items_get, ROUTE_CORO, &items_get_schema},
     {HTTP_METHOD_DELETE, "/v1/items/{id}", items_delete, ROUTE_CORO, &items_delete_schema},
+    {HTTP_METHOD_GET, "/v1/ws/echo", ws_echo_get, 0, NULL},
 };
 
 _Atomic int64_t handlers_max_sleep_ms, handlers_primes_max_n;

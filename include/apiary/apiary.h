@@ -46,6 +46,7 @@
 #include "sql.h"
 #include "testing.h"
 #include "uri.h"
+#include "websocket.h"
 
 typedef struct apiary_app apiary_app;
 
