@@ -17,6 +17,14 @@
  * waits unreceived. Reads take at most WS_READ_BUDGET bytes a wake-up, so one fast sender cannot hold
  * its loop.
  *
+ * Idle memory. A wslay context is about 9 KiB (its frame buffer alone is 4 KiB), more than everything
+ * else an idle WebSocket holds. So a connection holds one only while it is busy: when a pump ends on a
+ * frame boundary (ws_track follows the frame heads of what wslay is given), outside a fragmented
+ * message, with nothing queued and no close under way, the context goes back to its loop's pool
+ * (ws_ctx_pool) and the next event takes one again. A context there is as good as new: wslay keeps no
+ * state between whole frames but its settings, which are set again on every take. Contexts are shared,
+ * so their user_data is the pool, whose `current` names the connection wslay is working for.
+ *
  * Teardown. One path: http_conn_force_close → the engine calls ws_on_closed (upgrade ops) → the
  * coroutine's scope ends (its awaits return ASYNC_CANCELLED and it unwinds), on_close runs, everything
  * is freed. */
@@ -38,6 +46,14 @@
 
 #define WS_READ_BUDGET 65536 /* bytes read per wake-up before the loop serves others */
 #define WS_REASON_MAX 123
+#define WS_CTX_POOL_MAX 64   /* idle wslay contexts a loop keeps for reuse */
+
+/* A loop's idle wslay contexts (HTTP_LOOP_SLOT_WS). */
+typedef struct ws_ctx_pool {
+    struct ws_conn *current; /* the connection the wslay call in progress works for */
+    size_t count;
+    wslay_event_context_ptr ctx[WS_CTX_POOL_MAX];
+} ws_ctx_pool;
 
 /* A received message waiting for ws_receive (coroutine form). */
 typedef struct ws_msg_node {
@@ -79,6 +95,10 @@ struct ws_conn {
     bool fail;            /* the socket failed or the peer vanished: tear down */
     bool io_gone;         /* ws_recv_cb saw EOF or a socket error */
     bool proto_error;     /* wslay refused a frame: its close goes out as 1002 (ws_send_cb) */
+    bool in_message;      /* ws_track: a fragmented message is under way */
+    uint8_t fr_head_len;  /* ws_track: bytes of the current frame head seen so far */
+    uint8_t fr_head[14];
+    uint64_t fr_payload_left; /* ws_track: payload bytes of the current frame not yet given to wslay */
     bool in_pump;
     bool counted_slow;
     unsigned peer_code;   /* the peer's close code once received (1005: none in its frame) */
@@ -90,18 +110,114 @@ static void ws_schedule(ws_conn *ws);
 
 static http_settings const *ws_settings(const ws_conn *ws) { return ws->loop->settings; }
 
+/* ---- wslay contexts ---------------------------------------------------------------------------- */
+
+static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, int flags, void *user);
+static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user);
+static void ws_on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user);
+
+static void ws_ctx_pool_free(void *arg)
+{
+    ws_ctx_pool *pool = arg;
+    while (pool->count)
+        wslay_event_context_free(pool->ctx[--pool->count]);
+    free(pool);
+}
+
+static ws_ctx_pool *ws_pool_of(http_loop *loop)
+{
+    ws_ctx_pool *pool = http_loop_local(loop, HTTP_LOOP_SLOT_WS);
+    if (!pool) {
+        pool = xcalloc(1, sizeof(*pool));
+        http_loop_set_local(loop, HTTP_LOOP_SLOT_WS, pool, ws_ctx_pool_free);
+    }
+    return pool;
+}
+
+/* The connection's wslay context, taken from the pool (or made) when it has none. */
+static wslay_event_context_ptr ws_ctx(ws_conn *ws)
+{
+    if (ws->ctx)
+        return ws->ctx;
+    ws_ctx_pool *pool = ws_pool_of(ws->loop);
+    if (pool->count) {
+        ws->ctx = pool->ctx[--pool->count];
+    } else {
+        struct wslay_event_callbacks cbs = {
+            .recv_callback = ws_recv_cb, .send_callback = ws_send_cb, .on_msg_recv_callback = ws_on_msg_cb};
+        if (wslay_event_context_server_init(&ws->ctx, &cbs, pool) != 0) {
+            log_error("out of memory (a WebSocket context)"); /* as xalloc does everywhere else */
+            abort();
+        }
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->loop->settings->ws_max_message_bytes);
+    return ws->ctx;
+}
+
+/* Follows the frame heads of the bytes given to wslay, to know when they end on a frame boundary. */
+static void ws_track(ws_conn *ws, const uint8_t *p, size_t n)
+{
+    while (n) {
+        if (ws->fr_payload_left) {
+            size_t take = n < ws->fr_payload_left ? n : (size_t)ws->fr_payload_left;
+            ws->fr_payload_left -= take;
+            p += take;
+            n -= take;
+            continue;
+        }
+        ws->fr_head[ws->fr_head_len++] = *p++;
+        n--;
+        if (ws->fr_head_len < 2)
+            continue;
+        uint8_t len7 = ws->fr_head[1] & 0x7f;
+        size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+        size_t need = 2 + ext + ((ws->fr_head[1] & 0x80) ? 4 : 0);
+        if (ws->fr_head_len < need)
+            continue;
+        uint64_t len = len7;
+        if (ext) {
+            len = 0;
+            for (size_t i = 0; i < ext; i++)
+                len = len << 8 | ws->fr_head[2 + i];
+        }
+        unsigned opcode = ws->fr_head[0] & 0x0f;
+        bool fin = ws->fr_head[0] & 0x80;
+        if (opcode == WSLAY_TEXT_FRAME || opcode == WSLAY_BINARY_FRAME)
+            ws->in_message = !fin;
+        else if (opcode == WSLAY_CONTINUATION_FRAME && fin)
+            ws->in_message = false;
+        ws->fr_payload_left = len;
+        ws->fr_head_len = 0;
+    }
+}
+
+/* After a pump: gives the context back when wslay holds nothing of this connection's. */
+static void ws_ctx_release_if_idle(ws_conn *ws)
+{
+    if (!ws->ctx || ws->closing || ws->in_message || ws->fr_head_len || ws->fr_payload_left || ws->read_paused ||
+        ws->more_input || buf_pending(&ws->conn->in) || wslay_event_get_queued_msg_count(ws->ctx))
+        return;
+    ws_ctx_pool *pool = ws_pool_of(ws->loop);
+    if (pool->count < WS_CTX_POOL_MAX)
+        pool->ctx[pool->count++] = ws->ctx;
+    else
+        wslay_event_context_free(ws->ctx);
+    ws->ctx = NULL;
+}
+
 /* ---- wslay callbacks --------------------------------------------------------------------------- */
 
 static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len, int flags, void *user)
 {
     (void)flags;
-    ws_conn *ws = user;
+    ws_conn *ws = ((ws_ctx_pool *)user)->current;
     http_conn *conn = ws->conn;
     buf *in = &conn->in;
     if (in->data && in->len > in->pos) {
         /* Bytes the client sent along with its upgrade request come first. */
         size_t n = in->len - in->pos < len ? in->len - in->pos : len;
         memcpy(data, in->data + in->pos, n);
+        ws_track(ws, data, n);
         in->pos += n;
         if (in->pos == in->len)
             buf_release(in, &ws->loop->cache);
@@ -118,6 +234,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len
     for (;;) {
         ssize_t n = recv(conn->fd, data, len, 0);
         if (n > 0) {
+            ws_track(ws, data, (size_t)n);
             ws->read_budget -= (size_t)n;
             ws->last_input_ms = http_conn_now_ms();
             ws->awaiting_pong = false; /* any input proves the peer alive */
@@ -142,7 +259,7 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
 {
     (void)ctx;
     (void)flags;
-    ws_conn *ws = user;
+    ws_conn *ws = ((ws_ctx_pool *)user)->current;
     if (ws->proto_error && len == 2 && data[0] == 0x88 && data[1] == 0x00) {
         /* wslay answers some protocol errors (a fragmented control frame, one longer than 125 bytes)
          * with a close without a code and has no way to take it back: it leaves with 1002 instead. */
@@ -157,14 +274,15 @@ static ssize_t ws_send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size
 /* Queues our close; wslay sends nothing after it. */
 static void ws_start_close(ws_conn *ws, unsigned code, const char *reason, bool stop_reading)
 {
-    if (!ws->closing || !wslay_event_get_close_sent(ws->ctx)) {
+    wslay_event_context_ptr ctx = ws_ctx(ws);
+    if (!ws->closing || !wslay_event_get_close_sent(ctx)) {
         size_t rlen = reason ? strlen(reason) : 0;
         if (rlen > WS_REASON_MAX)
             rlen = WS_REASON_MAX;
-        wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, rlen);
+        wslay_event_queue_close(ctx, (uint16_t)code, (const uint8_t *)reason, rlen);
     }
     if (stop_reading)
-        wslay_event_shutdown_read(ws->ctx);
+        wslay_event_shutdown_read(ctx);
     ws->closing = true;
     if (ws->timer_kind != WS_TIMER_CLOSING) {
         ws->timer_kind = WS_TIMER_CLOSING;
@@ -212,7 +330,7 @@ static void ws_deliver(ws_conn *ws, ws_type type, const uint8_t *data, size_t le
 static void ws_on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user)
 {
     (void)ctx;
-    ws_conn *ws = user;
+    ws_conn *ws = ((ws_ctx_pool *)user)->current;
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
         if (!schema_utf8_valid((const char *)arg->msg, arg->msg_length)) {
@@ -260,13 +378,16 @@ static void ws_on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_o
 
 static size_t ws_unsent(const ws_conn *ws)
 {
-    return buf_pending(&ws->conn->out) + wslay_event_get_queued_msg_length(ws->ctx);
+    return buf_pending(&ws->conn->out) + (ws->ctx ? wslay_event_get_queued_msg_length(ws->ctx) : 0);
 }
 
 /* The one place that reads, writes and ends the connection; only from this connection's events. */
 static void ws_pump(ws_conn *ws)
 {
     http_conn *conn = ws->conn;
+    ws_ctx_pool *pool = ws_pool_of(ws->loop);
+    ws_ctx(ws);
+    pool->current = ws;
     ws->in_pump = true;
     ws->more_input = false;
     if (ws->discarding) {
@@ -305,6 +426,7 @@ static void ws_pump(ws_conn *ws)
         ws->fail = true;
     }
     ws->in_pump = false;
+    pool->current = NULL;
     if (ws->fail) {
         http_conn_force_close(conn); /* ws_on_closed frees ws */
         return;
@@ -348,6 +470,7 @@ static void ws_pump(ws_conn *ws)
     }
     if (ws->more_input)
         event_active(&conn->read_ev, EV_READ, 0);
+    ws_ctx_release_if_idle(ws);
 }
 
 /* From outside ws_pump: have the loop pump this connection soon. */
@@ -401,7 +524,7 @@ static void ws_on_timer(evutil_socket_t fd, short what, void *arg)
         return;
     }
     struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
-    wslay_event_queue_msg(ws->ctx, &ping);
+    wslay_event_queue_msg(ws_ctx(ws), &ping);
     ws->awaiting_pong = true;
     ws->ping_sent_ms = now;
     ws_arm_heartbeat(ws, s->ws_ping_timeout_ms);
@@ -443,7 +566,8 @@ static void ws_on_closed(void *arg)
         ws->opts.on_close(ws, code, ws->peer_reason, ws->opts.arg);
     }
     ws_free_queue(ws);
-    wslay_event_context_free(ws->ctx);
+    if (ws->ctx)
+        wslay_event_context_free(ws->ctx); /* perhaps mid-frame: never back to the pool */
     HTTP_STAT_ADD(loop, ws_open, (uint64_t)-1);
     free(ws);
 }
@@ -499,13 +623,6 @@ bool ws_upgrade(http_request *req, const ws_options *opts)
     ws->loop = loop;
     ws->opts = *opts;
     ws->subprotocol = ws_select_subprotocol(http_request_header(req, "Sec-WebSocket-Protocol"), opts->subprotocols);
-    struct wslay_event_callbacks cbs = {
-        .recv_callback = ws_recv_cb, .send_callback = ws_send_cb, .on_msg_recv_callback = ws_on_msg_cb};
-    if (wslay_event_context_server_init(&ws->ctx, &cbs, ws) != 0) {
-        log_error("out of memory (a WebSocket context)"); /* as xalloc does everywhere else */
-        abort();
-    }
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, ws_settings(ws)->ws_max_message_bytes);
     if (opts->run) {
         ws->scope = async_scope_new(loop->base);
         async_scope_use_timeouts(ws->scope, &loop->timeouts);
@@ -526,7 +643,6 @@ bool ws_upgrade(http_request *req, const ws_options *opts)
     if (n < 0 || (size_t)n >= sizeof(head) || !http_conn_upgrade(conn, head, (size_t)n, &ws_upgrade_ops, ws)) {
         if (ws->scope)
             async_scope_free(ws->scope);
-        wslay_event_context_free(ws->ctx);
         free(ws);
         if (n >= 0 && (size_t)n >= sizeof(head))
             http_respond_problem(req, 500, NULL, "the subprotocol name is too long");
@@ -576,7 +692,7 @@ int ws_send(ws_conn *ws, ws_type type, const void *data, size_t len)
         return -1;
     }
     struct wslay_event_msg m = {type == WS_TEXT ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME, data, len};
-    if (wslay_event_queue_msg(ws->ctx, &m) != 0)
+    if (wslay_event_queue_msg(ws_ctx(ws), &m) != 0)
         return -1;
     HTTP_STAT_ADD(ws->loop, ws_messages_sent, 1);
     ws_schedule(ws);
@@ -611,7 +727,7 @@ async_op *ws_receive(ws_conn *ws)
             ws_schedule(ws);
         }
         async_resolve(op, &m->msg);
-    } else if (ws->peer_code || (ws->closing && !wslay_event_want_read(ws->ctx))) {
+    } else if (ws->peer_code || (ws->closing && ws->ctx && !wslay_event_want_read(ws->ctx))) {
         async_fail(op, "closed");
     } else {
         ws->recv_op = op;
