@@ -299,7 +299,8 @@ static void ws_deliver(ws_conn *ws, ws_type type, const uint8_t *data, size_t le
     if (ws->opts.run) {
         ws_msg_node *m = xmalloc(sizeof(*m) + len + 1);
         m->next = NULL;
-        memcpy(m->data, data, len);
+        if (len)
+            memcpy(m->data, data, len); /* an empty message's data is NULL */
         m->data[len] = '\0';
         m->msg = (ws_message){type, m->data, len};
         if (ws->recv_op) {
@@ -322,7 +323,7 @@ static void ws_deliver(ws_conn *ws, ws_type type, const uint8_t *data, size_t le
     }
     if (ws->opts.on_message) {
         /* Straight from wslay's buffer, which has no room for a NUL: the callback form gets none. */
-        ws_message msg = {type, (const char *)data, len};
+        ws_message msg = {type, len ? (const char *)data : "", len};
         ws->opts.on_message(ws, &msg, ws->opts.arg);
     }
 }
