@@ -334,7 +334,8 @@ static void ws_on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_o
     ws_conn *ws = ((ws_ctx_pool *)user)->current;
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
-        if (!schema_utf8_valid((const char *)arg->msg, arg->msg_length)) {
+        /* An empty message's pointer is NULL: not even NULL + 0 may be computed (UBSan, fuzz_websocket). */
+        if (arg->msg_length && !schema_utf8_valid((const char *)arg->msg, arg->msg_length)) {
             ws_start_close(ws, WS_CLOSE_INVALID_DATA, "a text message is not valid UTF-8", true);
             return;
         }
