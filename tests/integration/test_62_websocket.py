@@ -439,6 +439,28 @@ class WebSocketLimitsTest(ApiaryAssertions, unittest.TestCase):
                     self.assertEqual(await ws.recv(), "alive")
             run(go())
 
+    def test_websockets_count_against_max_connections(self):
+        # An upgraded connection is never idle: at the cap a new client gets 503, not a WebSocket's place.
+        with ApiaryServer({"max_connections": 4}, threads=1) as server:
+            socks = [RawWs(server) for _ in range(4)]
+            with server.connect() as extra:
+                resp = request(extra, "GET", "/v1/hello")
+                self.assertEqual(resp.status, 503)
+                self.assertIn("Retry-After", resp.headers)
+            socks[0].send(frame(8, struct.pack("!H", 1000)))
+            self.assertEqual(socks[0].read_close()[0], 1000)
+            self.assertTrue(socks[0].closed_after())
+            deadline = time.monotonic() + 5
+            while True:  # the closed one's place is free again
+                with server.connect() as again:
+                    status = request(again, "GET", "/v1/hello").status
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(status, 200)
+            for ws in socks:
+                ws.close()
+
     def test_sigterm_closes_websockets_1001(self):
         with ApiaryServer({"drain_timeout_ms": 10000}, threads=2) as server:
             async def go():
