@@ -94,6 +94,7 @@ struct ws_conn {
     bool more_input;      /* the read budget ran out with input left: pump again next turn */
     bool fail;            /* the socket failed or the peer vanished: tear down */
     bool io_gone;         /* ws_recv_cb saw EOF or a socket error */
+    bool drained;         /* this pump's last recv returned less than asked: the socket is empty */
     bool proto_error;     /* wslay refused a frame: its close goes out as 1002 (ws_send_cb) */
     bool in_message;      /* ws_track: a fragmented message is under way */
     uint8_t fr_head_len;  /* ws_track: bytes of the current frame head seen so far */
@@ -224,6 +225,12 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len
         ws->last_input_ms = http_conn_now_ms();
         return (ssize_t)n;
     }
+    if (ws->drained) {
+        /* The last recv came back short: the socket is empty, and asking again would only cost a
+         * system call to hear EAGAIN (one per message at one message per wake-up). */
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
     if (ws->read_paused || ws->read_budget == 0) {
         ws->more_input = ws->read_budget == 0;
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
@@ -235,6 +242,7 @@ static ssize_t ws_recv_cb(wslay_event_context_ptr ctx, uint8_t *data, size_t len
         ssize_t n = recv(conn->fd, data, len, 0);
         if (n > 0) {
             ws_track(ws, data, (size_t)n);
+            ws->drained = (size_t)n < len;
             ws->read_budget -= (size_t)n;
             ws->last_input_ms = http_conn_now_ms();
             ws->awaiting_pong = false; /* any input proves the peer alive */
@@ -402,6 +410,7 @@ static void ws_pump(ws_conn *ws)
             ws->fail = true; /* the peer closed after our close: done */
     } else if (wslay_event_want_read(ws->ctx)) {
         ws->read_budget = WS_READ_BUDGET;
+        ws->drained = false;
         int r = wslay_event_recv(ws->ctx);
         if (r != 0 && !ws->io_gone && r != WSLAY_ERR_NOMEM) {
             /* wslay refused a frame (a control frame fragmented or longer than 125 bytes) and queued
