@@ -82,8 +82,9 @@ typedef struct ws_options {
  * 101 Switching Protocols and takes the connection over (true); the request is then over, as after
  * any answer. Otherwise it answers the request itself and returns false: 426 (with
  * Sec-WebSocket-Version: 13) for a request that is no WebSocket upgrade or asks another version, 400
- * for a missing or malformed Sec-WebSocket-Key, 403 when check_origin refuses, 503 when no coroutine
- * stack could be had. `opts` is copied. */
+ * for a missing or malformed Sec-WebSocket-Key, 403 when check_origin refuses. With `run`, a
+ * connection for which no coroutine stack can be had is closed 1013 (try again later) right after its
+ * 101. `opts` is copied; the strings it points to (subprotocols) must outlive the connection. */
 bool ws_upgrade(http_request *req, const ws_options *opts);
 
 /* Queues a message. 0 on success; -1 when the connection is closing or closed, or when the message
@@ -92,8 +93,9 @@ bool ws_upgrade(http_request *req, const ws_options *opts);
 int ws_send(ws_conn *ws, ws_type type, const void *data, size_t len);
 static inline int ws_send_text(ws_conn *ws, const char *text, size_t len) { return ws_send(ws, WS_TEXT, text, len); }
 
-/* Starts the closing handshake with `code` (1000..4999, not 1005/1006/1015) and a reason (at most 123
- * bytes of UTF-8; NULL for none). Messages already queued go first. No-op when already closing. */
+/* Starts the closing handshake with `code` (1000..4999, not 1005/1006/1015: those become 1000) and a
+ * reason (UTF-8, cut at 123 bytes; NULL for none). Messages already queued go first. No-op when
+ * already closing. */
 void ws_close(ws_conn *ws, unsigned code, const char *reason);
 
 /* Coroutine form only (NULL in the callback form). */
