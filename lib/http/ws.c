@@ -285,8 +285,11 @@ static void ws_start_close(ws_conn *ws, unsigned code, const char *reason, bool 
     wslay_event_context_ptr ctx = ws_ctx(ws);
     if (!ws->closing || !wslay_event_get_close_sent(ctx)) {
         size_t rlen = reason ? strlen(reason) : 0;
-        if (rlen > WS_REASON_MAX)
+        if (rlen > WS_REASON_MAX) {
             rlen = WS_REASON_MAX;
+            while (rlen && ((unsigned char)reason[rlen] & 0xC0) == 0x80)
+                rlen--; /* cut before a character, not inside one: the reason stays UTF-8 */
+        }
         wslay_event_queue_close(ctx, (uint16_t)code, (const uint8_t *)reason, rlen);
     }
     if (stop_reading)
