@@ -104,6 +104,9 @@ void items_post(http_request *req);
 void items_get(http_request *req);
 void items_list(http_request *req);
 void items_delete(http_request *req);
+
+/* ws_echo.c: GET /v1/ws/echo, the WebSocket echo (websocket.h) */
+void ws_echo_get(http_request *req);
 extern const route_schema items_post_schema, items_get_schema, items_list_schema, items_delete_schema;
 
 #endif

@@ -47,6 +47,7 @@
 #include "stream.h"
 #include "testing.h"
 #include "uri.h"
+#include "websocket.h"
 
 typedef struct apiary_app apiary_app;
 

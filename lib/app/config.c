@@ -243,6 +243,13 @@ static const schema_member config_members[] = {
     CFG_SECTION("limits", config_limits),
     CFG_SECTION("timeouts", config_timeouts),
     CFG_SECTION("sse", (const schema_member[]){CFG_INT("heartbeat_ms", http.sse_heartbeat_ms, 0, 3600000), SCHEMA_END}),
+    CFG_SECTION("websocket", (const schema_member[]){
+        CFG_INT("max_message_bytes", http.ws_max_message_bytes, 125, 1073741824),
+        CFG_INT("send_queue_bytes", http.ws_send_queue_bytes, 4096, 1073741824),
+        CFG_INT("ping_interval_ms", http.ws_ping_interval_ms, 0, 3600000),
+        CFG_INT("ping_timeout_ms", http.ws_ping_timeout_ms, 1, 3600000),
+        CFG_INT("close_timeout_ms", http.ws_close_timeout_ms, 1, 600000),
+        SCHEMA_END}),
     CFG_SECTION("pool", (const schema_member[]){
         CFG_INT("threads", pool_threads, 0, CONFIG_THREADS_MAX),
         CFG_INT("queue_size", pool_queue_size, 1, 1000000),

@@ -191,6 +191,8 @@ static void http_conn_close(http_conn *conn)
             req->_cancel_fn(req, req->_cancel_arg);
     }
     conn->dead = true;
+    if (conn->upgrade_ops)
+        conn->upgrade_ops->closed(conn->upgrade_arg); /* the taker lets go before the fd does */
     event_del(&conn->read_ev);
     event_del(&conn->write_ev);
     event_del(&conn->timer_ev);
@@ -416,6 +418,7 @@ static bool http_conn_make_room(http_conn *conn)
         break;
     case HTTP_CONN_CLOSING:
     case HTTP_CONN_LINGER:
+    case HTTP_CONN_UPGRADED: /* not read here any more: ws.c reads its socket itself */
         in->len = conn->parse_pos = conn->msg_start = 0; /* nothing more will be parsed */
         break;
     case HTTP_CONN_HEAD:
@@ -1051,7 +1054,7 @@ static void http_conn_process(http_conn *conn)
             continue;
         }
         if (conn->state == HTTP_CONN_HANDLER || conn->state == HTTP_CONN_CLOSING ||
-            conn->state == HTTP_CONN_LINGER)
+            conn->state == HTTP_CONN_LINGER || conn->state == HTTP_CONN_UPGRADED)
             break;
         if (conn->out.len > loop->settings->output_buffer_bytes)
             break; /* backpressure: parse on once the client has read its answers (on_write) */
@@ -1090,8 +1093,8 @@ static void http_conn_process(http_conn *conn)
         break;
     }
     conn->processing = false;
-    if (conn->dead)
-        return;
+    if (conn->dead || conn->state == HTTP_CONN_UPGRADED)
+        return; /* taken over: its events and output are the taker's now */
     if (conn->peer_eof && conn->state != HTTP_CONN_HANDLER) {
         /* The client sends nothing more and nothing is in flight: answer what it asked, then close.
          * Pipelined requests held back by the output limit are still answered; a request cut off
@@ -1399,6 +1402,46 @@ void http_conn_send_json(http_conn *conn, int status, const char *content_type, 
     http_conn_leave(conn);
 }
 
+bool http_conn_upgrade(http_conn *conn, const char *head, size_t head_len, const http_upgrade_ops *ops, void *arg)
+{
+    if (conn->dead || conn->state != HTTP_CONN_HANDLER || !conn->slot)
+        return false;
+    http_request *req = &conn->slot->req;
+    http_loop *loop = conn->loop;
+    http_conn_run_after(conn, req, 101);
+    buf *out = &conn->out;
+    buf_append(out, &loop->cache, head, head_len);
+    if (req->request_id) {
+        buf_append(out, &loop->cache, "X-Request-Id: ", 14);
+        buf_append(out, &loop->cache, req->request_id, strlen(req->request_id));
+        buf_append(out, &loop->cache, "\r\n", 2);
+    }
+    if (req->_extra_headers_len)
+        buf_append(out, &loop->cache, req->_extra_headers, req->_extra_headers_len);
+    buf_append(out, &loop->cache, "\r\n", 2);
+    http_conn_answered(conn, req, 101, 0);
+    http_conn_end_request(conn);
+    /* What the client sent past the request (frames it did not wait to send) moves to the front. */
+    buf *in = &conn->in;
+    size_t left = in->len > conn->parse_pos ? in->len - conn->parse_pos : 0;
+    if (left)
+        memmove(in->data, in->data + conn->parse_pos, left);
+    in->len = left;
+    in->pos = 0;
+    if (!left)
+        buf_release(in, &loop->cache);
+    conn->parse_pos = conn->msg_start = 0;
+    event_del(&conn->read_ev);
+    event_del(&conn->write_ev);
+    event_del(&conn->timer_ev);
+    event_del(&conn->close_ev);
+    conn->reading = conn->writing = conn->watching_close = false;
+    conn->state = HTTP_CONN_UPGRADED;
+    conn->upgrade_ops = ops;
+    conn->upgrade_arg = arg;
+    return true;
+}
+
 /* Refuses the message being parsed: a problem answer with Connection: close, and no further parsing.
  * Used for what breaks the framing or a limit (400, 408, 413, 414, 431, 505, 417). */
 void http_conn_reject(http_conn *conn, int status, const char *fmt, ...)
@@ -1437,6 +1480,10 @@ static const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t 
  * are read and answered (with Connection: close) rather than dropped. */
 void http_conn_drain(http_conn *conn)
 {
+    if (conn->upgrade_ops) {
+        conn->upgrade_ops->drain(conn->upgrade_arg);
+        return;
+    }
     if (conn->stream && conn->state == HTTP_CONN_HANDLER) {
         /* A stream has no natural end the drain could wait for: end it now (last chunk, close). */
         http_conn_enter(conn);

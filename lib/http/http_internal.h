@@ -33,7 +33,17 @@ typedef enum http_conn_state {
     HTTP_CONN_HANDLER, /* dispatched, waiting for the handler's answer: no engine timer */
     HTTP_CONN_CLOSING, /* last response queued: flush it, then linger */
     HTTP_CONN_LINGER,  /* write side shut; discard input until EOF or the linger timer */
+    HTTP_CONN_UPGRADED, /* taken over after a 101 (WebSocket, ws.c): its events and timer are the taker's */
 } http_conn_state;
+
+/* What the engine calls on a connection a handler took over (http_conn_upgrade). Both run on the
+ * loop's stack. `drain`: the loop drains (SIGTERM): start a graceful close. `closed`: the connection is
+ * closing now (the taker's own http_conn_force_close, the drain timeout, a stop): release everything
+ * the taker holds; the fd, the events and the connection go right after it returns. */
+typedef struct http_upgrade_ops {
+    void (*drain)(void *arg);
+    void (*closed)(void *arg);
+} http_upgrade_ops;
 
 /* A byte range of the current message, relative to its first byte (conn->msg_start), so the input
  * buffer can be compacted or grown while the head is still arriving. */
@@ -121,6 +131,8 @@ struct http_conn {
     http_req_slot *slot; /* the current request, NULL when idle */
     uint8_t peer_family;  /* AF_INET, AF_INET6, or 0 (Unix socket, socketpair) */
     uint8_t peer_addr[16];
+    const http_upgrade_ops *upgrade_ops; /* HTTP_CONN_UPGRADED: the taker's hooks and their argument */
+    void *upgrade_arg;
     int error_status; /* set by a parser callback that rejected the request */
     char error_detail[160];
     size_t body_limit;    /* the current request's body limit: its route's max_body_bytes or the setting */
@@ -223,6 +235,15 @@ void http_conn_async_started(http_conn *conn);
 /* At max_async_per_loop with half_close "answer": cancels the oldest request of a half-closed
  * connection holding a place; false when there is none. */
 bool http_conn_evict_half_closed(http_loop *loop);
+
+/* Answers the current request with `head` (a complete "HTTP/1.1 101 ..." head without the final blank
+ * line: the engine adds X-Request-Id, the after hooks' headers and the blank line) and hands the
+ * connection over: the request ends (its memory and scope go), every engine event and the timer stop,
+ * the state becomes HTTP_CONN_UPGRADED and `ops` take over. conn->out holds what is still unsent
+ * (earlier answers, the 101); conn->in holds the bytes the client sent past the request, from its
+ * start (pos 0). The connection still counts in the loop's list and its limits until it is closed with
+ * http_conn_force_close. False (nothing done) when the connection is already closing. */
+bool http_conn_upgrade(http_conn *conn, const char *head, size_t head_len, const http_upgrade_ops *ops, void *arg);
 
 /* http_background.c */
 typedef struct http_bg_task http_bg_task;

@@ -48,6 +48,11 @@ typedef struct http_loop_stats {
     uint64_t background_started;
     uint64_t background_refused;   /* at max_background_per_loop, or while draining */
     uint64_t background_cancelled; /* still running when the drain timeout (or a stop) came */
+    uint64_t ws_open;              /* WebSocket connections open now (ws.c) */
+    uint64_t ws_opened;
+    uint64_t ws_slow_closed;       /* closed 1008: their send queue passed websocket.send_queue_bytes */
+    uint64_t ws_messages_received;
+    uint64_t ws_messages_sent;
     /* Loop lag: how late the loop's 100 ms probe timer fires. Bucket i counts lags below
      * HTTP_LOOP_LAG_BOUNDS_MS[i]; the last bucket counts the rest. */
     uint64_t lag_buckets[HTTP_LOOP_LAG_BUCKETS];
@@ -96,6 +101,7 @@ typedef enum http_loop_slot {
     HTTP_LOOP_SLOT_REDIS,
     HTTP_LOOP_SLOT_KV,
     HTTP_LOOP_SLOT_SQL,
+    HTTP_LOOP_SLOT_WS, /* ws.c: idle wslay contexts for reuse */
     HTTP_LOOP_SLOT_COUNT,
 } http_loop_slot;
 

@@ -134,6 +134,11 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
         total.background_started += s.background_started;
         total.background_refused += s.background_refused;
         total.background_cancelled += s.background_cancelled;
+        total.ws_open += s.ws_open;
+        total.ws_opened += s.ws_opened;
+        total.ws_slow_closed += s.ws_slow_closed;
+        total.ws_messages_received += s.ws_messages_received;
+        total.ws_messages_sent += s.ws_messages_sent;
         for (unsigned i = 0; i < HTTP_LOOP_LAG_BUCKETS; i++)
             lag[i] += s.lag_buckets[i];
         if (s.lag_max_ms > total.lag_max_ms)
@@ -177,6 +182,15 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
         {"apiary_background_tasks_cancelled_total", "counter",
          "Background tasks cancelled because they had not finished when the drain timeout came.",
          total.background_cancelled},
+        {"apiary_websocket_connections_open", "gauge", "WebSocket connections open now.", total.ws_open},
+        {"apiary_websocket_connections_total", "counter", "WebSocket connections upgraded.", total.ws_opened},
+        {"apiary_websocket_slow_consumers_closed_total", "counter",
+         "WebSocket connections closed with 1008 because their send queue passed websocket.send_queue_bytes.",
+         total.ws_slow_closed},
+        {"apiary_websocket_messages_received_total", "counter", "WebSocket messages received.",
+         total.ws_messages_received},
+        {"apiary_websocket_messages_sent_total", "counter", "WebSocket messages queued to send.",
+         total.ws_messages_sent},
         {"apiary_loops", "gauge", "Event loops (threads) serving requests.", (uint64_t)v->n},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {

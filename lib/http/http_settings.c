@@ -23,6 +23,11 @@ void http_settings_defaults(http_settings *s)
     s->keepalive_timeout_ms = 60000;
     s->write_timeout_ms = 30000;
     s->linger_timeout_ms = 2000;
+    s->ws_max_message_bytes = 1048576;
+    s->ws_send_queue_bytes = 1048576;
+    s->ws_ping_interval_ms = 30000;
+    s->ws_ping_timeout_ms = 10000;
+    s->ws_close_timeout_ms = 5000;
     s->request_timeout_ms = 30000;
     s->sse_heartbeat_ms = 15000;
     s->slow_callback_ms = 100;

@@ -29,6 +29,12 @@ typedef struct http_settings {
     unsigned linger_timeout_ms;    /* after an error answer, how long unread input is drained */
     unsigned request_timeout_ms;   /* dispatch to answer (handlers may lower it): else 504 */
     unsigned sse_heartbeat_ms;     /* an event stream idle this long gets a comment line; 0 = none */
+    /* WebSocket (ws.c, docs/streaming.md) */
+    size_t ws_max_message_bytes;   /* a received message (all its fragments) larger: close 1009 */
+    size_t ws_send_queue_bytes;    /* unsent bytes a connection may hold; a send past it: close 1008 */
+    unsigned ws_ping_interval_ms;  /* a ping after this long without input; 0: no heartbeat */
+    unsigned ws_ping_timeout_ms;   /* no input this long after a ping: the peer is dead, closed */
+    unsigned ws_close_timeout_ms;  /* closing handshake (and a slow reader's 1008) bounded by this */
     /* diagnostics */
     unsigned slow_callback_ms;     /* warn when one callback blocks its loop longer; 0 = off */
     /* a client's end of input (FIN) with a request in flight: false (the default, config "cancel")
