@@ -60,8 +60,7 @@ static json_t *dataset_doc; /* owns every string and array the items point into 
 static dataset_item dataset[DATASET_MAX];
 static size_t dataset_len;
 
-/* Reads the dataset file; -1 (logged) when it is missing or not the arena's shape. The server does
- * not start without it: the json profile could only answer errors. */
+/* Reads the dataset file; -1 (logged) when it is missing or not the arena's shape. */
 static int dataset_load(const char *path)
 {
     json_error_t jerr;
@@ -100,7 +99,10 @@ static int arena_on_start(const apiary_context *ctx, void *arg)
 {
     (void)arg;
     const arena_settings *s = apiary_context_section(ctx, "arena");
-    return dataset_load(s->dataset);
+    /* Without it the other profiles are still served; /json answers 503 saying why. */
+    if (dataset_load(s->dataset) != 0)
+        log_warn("arena: GET /json/{count} answers 503 until the dataset can be read (restart)");
+    return 0;
 }
 
 /* ---- baseline, limited-conn, pipelined ----------------------------------------------------------- */
@@ -190,6 +192,11 @@ static json_t *dataset_item_json(const dataset_item *it, json_int_t m)
 static void json_items(http_request *req)
 {
     const json_in *in = http_request_input(req);
+    if (dataset_len == 0) {
+        http_response_header(req, "Retry-After", "60");
+        http_respond_problem(req, 503, NULL, "the dataset could not be read at start (see the log)");
+        return;
+    }
     size_t count = (size_t)in->count < dataset_len ? (size_t)in->count : dataset_len;
     json_t *items = json_array();
     for (size_t i = 0; i < count; i++)
