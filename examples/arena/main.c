@@ -50,10 +50,11 @@ static const arena_settings settings_defaults = {"/data/dataset.json", "/data/st
 #define DATASET_MAX 1000
 
 typedef struct dataset_item {
-    json_int_t id, price, quantity, score, count;
-    const char *name, *category;
+    json_int_t id, price, quantity;
     bool active;
-    json_t *tags; /* an array of strings, never changed after start */
+    /* The item's immutable values, shared by every answer (jansson's reference counts are atomic):
+     * strings, the tags array and the rating object are never changed after start. */
+    json_t *name, *category, *tags, *rating;
 } dataset_item;
 
 static json_t *dataset_doc; /* owns every string and array the items point into */
@@ -76,19 +77,20 @@ static int dataset_load(const char *path)
     }
     for (size_t i = 0; i < json_array_size(doc); i++) {
         dataset_item *it = &dataset[i];
-        json_t *tags = NULL;
+        json_int_t score, count;
         int active = 0;
-        if (json_unpack_ex(json_array_get(doc, i), &jerr, 0, "{s:I,s:s,s:s,s:I,s:I,s:b,s:o,s:{s:I,s:I}}", "id",
+        if (json_unpack_ex(json_array_get(doc, i), &jerr, 0, "{s:I,s:o,s:o,s:I,s:I,s:b,s:o,s:{s:I,s:I}}", "id",
                            &it->id, "name", &it->name, "category", &it->category, "price", &it->price, "quantity",
-                           &it->quantity, "active", &active, "tags", &tags, "rating", "score", &it->score, "count",
-                           &it->count) != 0 ||
-            !json_is_array(tags)) {
-            log_error("arena: the dataset %s: item %zu: %s", path, i, json_is_array(tags) ? jerr.text : "tags must be an array");
+                           &it->quantity, "active", &active, "tags", &it->tags, "rating", "score", &score, "count",
+                           &count) != 0 ||
+            !json_is_string(it->name) || !json_is_string(it->category) || !json_is_array(it->tags)) {
+            log_error("arena: the dataset %s: item %zu: %s", path, i,
+                      jerr.text[0] ? jerr.text : "name and category must be strings, tags an array");
             json_decref(doc);
             return -1;
         }
         it->active = active;
-        it->tags = tags;
+        it->rating = json_object_get(json_array_get(doc, i), "rating");
     }
     dataset_doc = doc;
     dataset_len = json_array_size(doc);
@@ -179,14 +181,21 @@ static const route_schema json_schema = {
     .summary = "the first count items of the dataset, each with total = price * quantity * m",
 };
 
-/* One dataset item as a new object, with its total: built per request (the profile measures exactly
- * that), sharing only the immutable tags array. */
+/* One dataset item as a new object with its total: built per request (the profile measures exactly
+ * that), its immutable values shared, not copied. */
 static json_t *dataset_item_json(const dataset_item *it, json_int_t m)
 {
-    return json_pack("{s:I,s:s,s:s,s:I,s:I,s:b,s:O,s:{s:I,s:I},s:I}", "id", it->id, "name", it->name, "category",
-                     it->category, "price", it->price, "quantity", it->quantity, "active", it->active, "tags",
-                     it->tags, "rating", "score", it->score, "count", it->count, "total",
-                     it->price * it->quantity * m);
+    json_t *o = json_object();
+    json_object_set_new_nocheck(o, "id", json_integer(it->id));
+    json_object_set_nocheck(o, "name", it->name);
+    json_object_set_nocheck(o, "category", it->category);
+    json_object_set_new_nocheck(o, "price", json_integer(it->price));
+    json_object_set_new_nocheck(o, "quantity", json_integer(it->quantity));
+    json_object_set_new_nocheck(o, "active", json_boolean(it->active));
+    json_object_set_nocheck(o, "tags", it->tags);
+    json_object_set_nocheck(o, "rating", it->rating);
+    json_object_set_new_nocheck(o, "total", json_integer(it->price * it->quantity * m));
+    return o;
 }
 
 static void json_items(http_request *req)
