@@ -9,7 +9,7 @@ import re
 import subprocess
 import unittest
 
-from apiary_harness import source_dir
+from apiary_harness import ApiaryServer, request, source_dir
 from test_97_library import Installed, tearDownModule  # noqa: F401 (the install's cleanup)
 from test_97_sql import HAVE_POSTGRES, NO_POSTGRES
 
@@ -43,6 +43,33 @@ class ArenaValidation(unittest.TestCase):
         for profile in PENDING:
             self.assertRegex(self.out, rf"SKIPPED \[{re.escape(profile)}\]: waits for ", profile)
             self.assertNotRegex(self.out, rf"PASS \[{re.escape(profile)}")
+
+
+class ArenaEdges(unittest.TestCase):
+    """What the arena's checks do not send: an empty POST body, a dataset that cannot be read."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.binary = Installed.get().build_example("arena")
+
+    def test_an_empty_post_body_sums_a_and_b(self):
+        # The arena never sends it; the entry answers a + b (and 400 for a body that is no integer).
+        with ApiaryServer({"arena": {"dataset": "/nonexistent/dataset.json"}}, binary=self.binary) as srv:
+            with srv.connect() as sock:
+                r = request(sock, "POST", "/baseline11?a=13&b=42", headers={"Content-Length": "0"})
+            self.assertEqual((r.status, r.body), (200, b"55"))
+            with srv.connect() as sock:
+                r = request(sock, "POST", "/baseline11?a=13&b=42", headers={"Content-Type": "text/plain"}, body=b"x")
+            self.assertEqual(r.status, 400, r.body)
+
+    def test_a_missing_dataset_is_a_503_not_a_failed_start(self):
+        with ApiaryServer({"arena": {"dataset": "/nonexistent/dataset.json"}}, binary=self.binary) as srv:
+            with srv.connect() as sock:
+                r = request(sock, "GET", "/json/5?m=2")
+            self.assertEqual(r.status, 503, r.body)
+            self.assertIn(b"dataset", r.body)
+            with srv.connect() as sock:
+                self.assertEqual(request(sock, "GET", "/pipeline").body, b"ok")
 
 
 if __name__ == "__main__":
