@@ -703,5 +703,10 @@ int main(int argc, char **argv)
     apiary_app_route_schema(app, HTTP_METHOD_POST, "/crud/items", crud_create, ROUTE_CORO, &crud_create_schema);
     apiary_app_route_schema(app, HTTP_METHOD_GET, "/crud/items/{id}", crud_get, ROUTE_CORO, &crud_get_schema);
     apiary_app_route_schema(app, HTTP_METHOD_PUT, "/crud/items/{id}", crud_update, ROUTE_CORO, &crud_update_schema);
-    return apiary_app_main(app, argc, argv);
+    int rc = apiary_app_main(app, argc, argv);
+    /* The loops have stopped: what they shared is freed here, its one owner. */
+    for (unsigned i = 0; i < CACHE_SLOTS; i++)
+        free(cache_slots[i].body);
+    json_decref(dataset_doc);
+    return rc;
 }

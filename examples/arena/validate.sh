@@ -397,9 +397,22 @@ for profile in "${ORDER[@]}"; do
     esac
 done
 
+# The entry must still be there, drain on SIGTERM with exit 0, and have logged no sanitizer report
+# (a build with -fsanitize runs this same script).
 if ! kill -0 "$ENTRY_PID" 2>/dev/null; then
     fail "entry alive after the checks" "it exited; its log:"
     cat "$WORK/arena.log"
+else
+    kill -TERM "$ENTRY_PID"
+    wait "$ENTRY_PID"
+    rc=$?
+    ENTRY_PID=""
+    if [[ $rc -ne 0 ]] || grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$WORK/arena.log"; then
+        fail "entry stops cleanly" "exit status $rc; its log:"
+        cat "$WORK/arena.log"
+    else
+        pass "entry stops cleanly" "SIGTERM, exit 0, no sanitizer report"
+    fi
 fi
 echo ""
 echo "=== Results: $PASS passed, $FAIL failed ($SKIPPED skipped) ==="

@@ -14,13 +14,21 @@ from test_97_library import Installed, tearDownModule  # noqa: F401 (the install
 from test_97_sql import HAVE_POSTGRES, NO_POSTGRES
 
 PENDING = ("json-comp", "upload", "static", "echo-ws")
+_binary = []
+
+
+def arena_binary():
+    """examples/arena, built once for the file against the installed prefix."""
+    if not _binary:
+        _binary.append(Installed.get().build_example("arena"))
+    return _binary[0]
 
 
 @unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
 class ArenaValidation(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        binary = Installed.get().build_example("arena")
+        binary = arena_binary()
         script = os.path.join(source_dir(), "examples", "arena", "validate.sh")
         proc = subprocess.run([script, "--bin", binary], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               timeout=240)
@@ -50,7 +58,7 @@ class ArenaEdges(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.binary = Installed.get().build_example("arena")
+        cls.binary = arena_binary()
 
     def test_an_empty_post_body_sums_a_and_b(self):
         # The arena never sends it; the entry answers a + b (and 400 for a body that is no integer).
