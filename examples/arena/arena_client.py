@@ -4,6 +4,10 @@
   arena_client.py frag PORT FRAGMENT...   sends one request in several writes (TCP_NODELAY, 30 ms
                                           apart), reads to EOF and prints the response body (chunked
                                           or Content-Length framing undone, surrounding space stripped)
+  arena_client.py xcache PORT PATH N      N GETs of PATH back to back on one keep-alive connection;
+                                          prints each answer's X-Cache value on a line (crud's MISS
+                                          then HIT must fall inside its 200 ms TTL even on a loaded
+                                          machine, which two curl processes may not)
   arena_client.py ws PORT PATH            the echo-ws checks: upgrade and Sec-WebSocket-Accept, text,
                                           binary and five back-to-back echoes, close, a plain GET of the
                                           path refused with a 4xx, and a fresh upgrade afterwards; prints
@@ -63,6 +67,42 @@ def frag(port, fragments):
                 time.sleep(0.03)
         response = read_to_eof(s)
     sys.stdout.write(body_of(response).decode("latin-1").strip())
+    return 0
+
+
+def read_response(sock):
+    """One Content-Length-framed response from sock: (head bytes, body bytes)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before a response")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside a body")
+        rest += chunk
+    return head, rest[:length]
+
+
+def xcache(port, path, n):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        for _ in range(n):
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            head, _ = read_response(s)
+            value = ""
+            for line in head.split(b"\r\n")[1:]:
+                name, _, v = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "x-cache":
+                    value = v.strip()
+            print(value)
     return 0
 
 
@@ -195,6 +235,8 @@ class WsCheck:
 def main():
     if len(sys.argv) >= 4 and sys.argv[1] == "frag":
         return frag(int(sys.argv[2]), sys.argv[3:])
+    if len(sys.argv) == 5 and sys.argv[1] == "xcache":
+        return xcache(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
     if len(sys.argv) == 4 and sys.argv[1] == "ws":
         w = WsCheck(int(sys.argv[2]), sys.argv[3])
         w.run()
