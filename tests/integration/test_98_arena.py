@@ -1,0 +1,84 @@
+"""The HttpArena entry (issue 25): examples/arena built against an install of the build like every
+example (test_97_library.Installed), then examples/arena/validate.sh run against it: the arena's own
+checks for the profiles the entry subscribes to (meta.json), with a private PostgreSQL holding the
+seed made by make_data.py. Every subscribed profile must pass; the ones waiting for a library feature
+must say SKIPPED with their reason, never pass. About 15 s."""
+
+import os
+import re
+import subprocess
+import unittest
+
+from apiary_harness import ApiaryServer, request, source_dir
+from test_97_library import Installed, tearDownModule  # noqa: F401 (the install's cleanup)
+from test_97_sql import HAVE_POSTGRES, NO_POSTGRES
+
+PENDING = ("json-comp", "upload", "static", "echo-ws")
+_binary = []
+
+
+def arena_binary():
+    """examples/arena, built once for the file against the installed prefix."""
+    if not _binary:
+        _binary.append(Installed.get().build_example("arena"))
+    return _binary[0]
+
+
+@unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
+class ArenaValidation(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        binary = arena_binary()
+        script = os.path.join(source_dir(), "examples", "arena", "validate.sh")
+        proc = subprocess.run([script, "--bin", binary], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=240)
+        cls.rc, cls.out = proc.returncode, proc.stdout.decode(errors="replace")
+        print(cls.out)
+
+    def test_every_subscribed_check_passes(self):
+        m = re.search(r"=== Results: (\d+) passed, (\d+) failed \((\d+) skipped\) ===", self.out)
+        self.assertIsNotNone(m, self.out)
+        passed, failed = int(m.group(1)), int(m.group(2))
+        self.assertEqual((failed, self.rc), (0, 0), self.out)
+        self.assertGreaterEqual(passed, 26, "fewer checks ran than the subscribed profiles have")
+
+    def test_the_randomised_and_fragmented_checks_ran(self):
+        for label in ("(random)", "(cache check 1)", "(cache check 2)", "split request line", "split body bytes",
+                      "crud cache-aside", "GET /async-db empty range"):
+            self.assertRegex(self.out, r"PASS \[[^]]*" + re.escape(label), label)
+
+    def test_pending_profiles_are_skipped_with_a_reason(self):
+        for profile in PENDING:
+            self.assertRegex(self.out, rf"SKIPPED \[{re.escape(profile)}\]: waits for ", profile)
+            self.assertNotRegex(self.out, rf"PASS \[{re.escape(profile)}")
+
+
+class ArenaEdges(unittest.TestCase):
+    """What the arena's checks do not send: an empty POST body, a dataset that cannot be read."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.binary = arena_binary()
+
+    def test_an_empty_post_body_sums_a_and_b(self):
+        # The arena never sends it; the entry answers a + b (and 400 for a body that is no integer).
+        with ApiaryServer({"arena": {"dataset": "/nonexistent/dataset.json"}}, binary=self.binary) as srv:
+            with srv.connect() as sock:
+                r = request(sock, "POST", "/baseline11?a=13&b=42", headers={"Content-Length": "0"})
+            self.assertEqual((r.status, r.body), (200, b"55"))
+            with srv.connect() as sock:
+                r = request(sock, "POST", "/baseline11?a=13&b=42", headers={"Content-Type": "text/plain"}, body=b"x")
+            self.assertEqual(r.status, 400, r.body)
+
+    def test_a_missing_dataset_is_a_503_not_a_failed_start(self):
+        with ApiaryServer({"arena": {"dataset": "/nonexistent/dataset.json"}}, binary=self.binary) as srv:
+            with srv.connect() as sock:
+                r = request(sock, "GET", "/json/5?m=2")
+            self.assertEqual(r.status, 503, r.body)
+            self.assertIn(b"dataset", r.body)
+            with srv.connect() as sock:
+                self.assertEqual(request(sock, "GET", "/pipeline").body, b"ok")
+
+
+if __name__ == "__main__":
+    unittest.main()
