@@ -1,5 +1,8 @@
 /* router: maps (method, path) to a handler. Patterns are literal segments and "{name}" parameters
- * ("/v1/kv/{key}"); a parameter matches exactly one non-empty segment. Matching runs on the raw
+ * ("/v1/kv/{key}"); a parameter matches exactly one non-empty segment. A last segment "{name...}" is
+ * a tail: it matches the rest of the path, one or more segments, slashes included ("/static/{path...}"
+ * takes "/static/css/a.css" with path "css/a.css", and "/static/" with path ""); any route without a
+ * tail that matches wins over one with, and of two tails the longer pattern wins. Matching runs on the raw
  * (still percent-encoded) path so that "%2F" inside a parameter can never split it into two segments;
  * the caller decodes the parameter values it gets back. Built once at start-up, then read-only, so
  * every loop thread may match concurrently without locks. */
@@ -38,6 +41,7 @@ typedef enum router_status {
 enum {
     ROUTE_BODY_JSON = 1u << 0, /* a body must be application/json: any other media type is 415 */
     ROUTE_CORO = 1u << 1,      /* the handler runs as a coroutine and may async_await (async.h) */
+    ROUTE_NO_COMPRESS = 1u << 3, /* its answers are never content-coded (docs/compression.md) */
 };
 
 /* What a route declares about its input (docs/schemas.md): its parameters, its JSON body, and the

@@ -23,6 +23,7 @@
 
 #include "async_internal.h"
 #include "coro_internal.h"
+#include "http_compress_internal.h"
 #include "http_internal.h"
 #include "http_validate_internal.h"
 #include "log.h"
@@ -1207,19 +1208,97 @@ static void http_conn_answered(http_conn *conn, http_request *req, int status, s
         http_conn_log(conn, req, status, bytes, us);
 }
 
+/* ---- content coding (http_compress.c, docs/compression.md) ---- */
+
+/* True when the current answer is streamed: its bytes leave as they are produced, so it is never
+ * content-coded. The streaming responses (http_stream*.c) set their flag; this is the one place the
+ * engine asks. */
+static bool http_conn_answer_streams(const http_conn *conn)
+{
+    (void)conn;
+    return false;
+}
+
+/* The coding the current request's answer gets (identity when refused before dispatch). */
+static void http_conn_plan(http_conn *conn, http_request *req, int status, const char *content_type, size_t len,
+                           http_compress_plan *plan)
+{
+    const char *ae = NULL;
+    size_t ae_len = 0;
+    bool route_off = false;
+    if (req) {
+        for (size_t i = 0; i < req->header_count; i++) {
+            const http_header *h = &req->headers[i];
+            if (h->name_len == 15 && strncasecmp(h->name, "Accept-Encoding", 15) == 0) {
+                ae = h->value; /* the first field: clients send one */
+                ae_len = h->value_len;
+                break;
+            }
+        }
+        route_off = conn->slot->route_status == ROUTER_FOUND && (conn->slot->match.flags & ROUTE_NO_COMPRESS);
+    }
+    http_compress_plan_for(conn->loop->settings, ae, ae_len, route_off, http_conn_answer_streams(conn), status,
+                           content_type, len, plan);
+}
+
+static int http_conn_coding_level(const http_conn *conn, http_coding c)
+{
+    const http_settings *s = conn->loop->settings;
+    return (int)(c == HTTP_CODING_BR ? s->compress_brotli_level : s->compress_gzip_level);
+}
+
+static bool http_conn_queue_json(http_conn *conn, int status, const char *content_type, const json_t *json,
+                                 const json_write_splice *splice);
+
+/* The client accepts neither identity nor a coding we have (Accept-Encoding: identity;q=0 and no
+ * gzip, br or *): the answer the handler made is replaced by a 406. */
+static void http_conn_queue_not_acceptable(http_conn *conn)
+{
+    json_t *problem = http_problem_new(406, "the response can only be sent as identity, gzip or br, and "
+                                            "Accept-Encoding refuses all of them", NULL);
+    http_conn_queue_json(conn, 406, "application/problem+json", problem, NULL);
+    json_decref(problem);
+}
+
+/* Writes head and (unless HEAD) body, the body coded as `plan` says (as it is when coding would not
+ * make it smaller). */
+static void http_conn_queue_coded(http_conn *conn, http_request *req, http_response_head *head,
+                                  const http_compress_plan *plan, const void *body, size_t len)
+{
+    bool head_only = req && req->method == HTTP_METHOD_HEAD;
+    const void *coded = NULL;
+    size_t coded_len = 0;
+    if (plan->coding != HTTP_CODING_IDENTITY)
+        coded_len = http_compress(plan->coding, http_conn_coding_level(conn, plan->coding), body, len, &coded);
+    if (coded_len) {
+        body = coded;
+        len = coded_len;
+        head->content_encoding = http_coding_name(plan->coding);
+    }
+    head->vary_accept_encoding = plan->vary;
+    head->content_length = len;
+    http_response_write_head(&conn->out, &conn->loop->cache, head);
+    if (len && !head_only)
+        buf_append(&conn->out, &conn->loop->cache, body, len);
+    if (coded)
+        http_compress_trim();
+    http_conn_answered(conn, req, head->status, head_only ? 0 : len);
+}
+
 /* Queues status line, headers and body. With http_conn_queue_json, the single entry for every answer. */
 static void http_conn_queue_response(http_conn *conn, int status, const char *content_type, const void *body,
                                      size_t len)
 {
     http_request *req = conn->slot ? &conn->slot->req : NULL;
-    bool head_only = req && req->method == HTTP_METHOD_HEAD;
+    http_compress_plan plan;
+    http_conn_plan(conn, req, status, content_type, len, &plan);
+    if (plan.not_acceptable) {
+        http_conn_queue_not_acceptable(conn);
+        return;
+    }
     http_response_head head;
     http_conn_head(conn, req, status, content_type, &head);
-    head.content_length = len;
-    http_response_write_head(&conn->out, &conn->loop->cache, &head);
-    if (len && !head_only)
-        buf_append(&conn->out, &conn->loop->cache, body, len);
-    http_conn_answered(conn, req, status, head_only ? 0 : len);
+    http_conn_queue_coded(conn, req, &head, &plan, body, len);
 }
 
 /* Queues a JSON answer, serialised in one pass straight into the output buffer: the body is written
@@ -1244,6 +1323,34 @@ static bool http_conn_queue_json(http_conn *conn, int status, const char *conten
         return false;
     }
     size_t body_len = out->len - body_start;
+    http_compress_plan plan;
+    http_conn_plan(conn, req, status, content_type, body_len, &plan);
+    if (plan.not_acceptable) {
+        out->len = start;
+        http_conn_queue_not_acceptable(conn);
+        return true;
+    }
+    if (plan.coding != HTTP_CODING_IDENTITY) {
+        const void *coded = NULL;
+        size_t coded_len = http_compress(plan.coding, http_conn_coding_level(conn, plan.coding),
+                                         out->data + body_start, body_len, &coded);
+        if (coded_len) {
+            /* The coded body lives in the thread's buffer: the head and it go where the gap began. */
+            bool head_only = req && req->method == HTTP_METHOD_HEAD;
+            out->len = start;
+            head.content_encoding = http_coding_name(plan.coding);
+            head.vary_accept_encoding = plan.vary;
+            head.content_length = coded_len;
+            http_response_write_head(out, cache, &head);
+            if (!head_only)
+                buf_append(out, cache, coded, coded_len);
+            http_compress_trim();
+            http_conn_answered(conn, req, status, head_only ? 0 : coded_len);
+            return true;
+        }
+        /* It would not shrink: sent as it is, still with Vary. */
+    }
+    head.vary_accept_encoding = plan.vary;
     head.content_length = body_len;
     out->len = start;
     http_response_write_head(out, cache, &head); /* fits in the gap: no reallocation */

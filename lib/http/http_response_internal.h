@@ -29,6 +29,8 @@ typedef struct http_response_head {
     const char *request_id;    /* sent as X-Request-Id when not NULL */
     const char *extra_headers; /* pre-formatted "Name: value\r\n" lines, or NULL */
     size_t extra_headers_len;
+    const char *content_encoding; /* "gzip", "br", or NULL for identity (http_compress.c) */
+    bool vary_accept_encoding;    /* the answer depends on Accept-Encoding */
 } http_response_head;
 
 /* The reason phrase of a status ("Not Found"); "Unknown" for codes it does not know. */
