@@ -225,6 +225,7 @@ static const config_key config_keys[] = {
     CONFIG_BOOLEAN("access_log.enabled", access_log_enabled),
     CONFIG_STR("access_log.path", config_parse_access_log_path, "a string: a file path, or \"\" for stderr"),
     CONFIG_STR("docs.dir", config_parse_docs_dir, "a string: swagger-ui-dist's directory, or \"\" for none"),
+    CONFIG_ARRAY("static", config_parse_static),
     CONFIG_BOOLEAN("compression.enabled", http.compress_enabled),
     CONFIG_BOOLEAN("compression.brotli", http.compress_brotli),
     CONFIG_INT("compression.gzip_level", http.compress_gzip_level, 1, 9),

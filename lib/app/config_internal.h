@@ -19,6 +19,12 @@
 #define CONFIG_MAX_ALLOWED_ORIGINS 16
 #define CONFIG_UPSTREAM_NAME_MAX HTTP_CLIENT_UPSTREAM_NAME_MAX
 
+#define CONFIG_MAX_STATIC_MOUNTS 8
+typedef struct config_static_mount {
+    char prefix[128]; /* "/static" */
+    char dir[1024];   /* the directory served */
+} config_static_mount;
+
 typedef enum config_kv_backend { CONFIG_KV_MEMORY, CONFIG_KV_REDIS } config_kv_backend;
 typedef struct apiary_config {
     char listen_host[256];     /* "127.0.0.1", "::1", "0.0.0.0" (brackets stripped) */
@@ -73,6 +79,8 @@ typedef struct apiary_config {
     bool access_log_enabled;
     char access_log_path[4096];     /* "" = stderr */
     char docs_dir[4096];            /* swagger-ui-dist's directory for GET /docs; "" = the page is off */
+    config_static_mount static_mounts[CONFIG_MAX_STATIC_MOUNTS]; /* `static`: directories served as files */
+    unsigned static_mount_count;
     http_settings http;        /* limits and timeouts, see http_settings_internal.h */
     void *app_json;            /* json_t object holding the app's own sections as the file had them
                                 * (config_register_section), or NULL. Owned by whoever owns the
@@ -95,6 +103,7 @@ int config_load_string(apiary_config *cfg, const char *json_text, const char *or
  * message naming the offending key below the section ("users.timeout_ms: must be ..."). */
 int config_parse_upstreams(apiary_config *cfg, const void *json_object, char err[CONFIG_ERROR_MAX]);
 int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
+int config_parse_static(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
 int config_parse_allowed_origins(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX]);
 int config_parse_kv_backend(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);
 int config_parse_redis_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "config_internal.h"
 
@@ -281,6 +282,48 @@ int config_parse_trusted_proxies(apiary_config *cfg, const void *json_array, cha
             return config_sections_fail(err, "[%zu]: must be an address or CIDR such as \"10.0.0.0/8\" or \"::1\", "
                                         "or \"unix\" for the Unix socket", i);
         cfg->trusted_proxy_count++;
+    }
+    return 0;
+}
+
+/* static: [{"prefix": "/static", "dir": "/data/static"}, ...] (docs/static.md). The directory is
+ * checked here, so --check-config and a start agree; app_static.c opens it at start. */
+int config_parse_static(apiary_config *cfg, const void *json_array, char err[CONFIG_ERROR_MAX])
+{
+    json_t *arr = (json_t *)json_array;
+    if (json_array_size(arr) > CONFIG_MAX_STATIC_MOUNTS)
+        return config_sections_fail(err, ": at most %d mounts", CONFIG_MAX_STATIC_MOUNTS);
+    size_t i;
+    json_t *v;
+    cfg->static_mount_count = 0;
+    json_array_foreach(arr, i, v) {
+        if (!json_is_object(v))
+            return config_sections_fail(err, "[%zu]: must be an object {\"prefix\": \"/static\", \"dir\": \"...\"}", i);
+        const char *key;
+        json_t *member;
+        json_object_foreach(v, key, member) {
+            if (strcmp(key, "prefix") != 0 && strcmp(key, "dir") != 0)
+                return config_sections_fail(err, "[%zu]: unknown key '%s'", i, key);
+        }
+        json_t *prefix = json_object_get(v, "prefix"), *dir = json_object_get(v, "dir");
+        config_static_mount *m = &cfg->static_mounts[cfg->static_mount_count];
+        const char *p = json_is_string(prefix) ? json_string_value(prefix) : NULL;
+        size_t n = p ? strlen(p) : 0;
+        if (!p || n < 2 || p[0] != '/' || p[n - 1] == '/' || strpbrk(p, "{}?# ") || n >= sizeof(m->prefix))
+            return config_sections_fail(err, "[%zu].prefix: must be a path such as \"/static\" (starting with '/', "
+                                        "not ending with one, shorter than %zu bytes)", i, sizeof(m->prefix));
+        for (unsigned k = 0; k < cfg->static_mount_count; k++)
+            if (strcmp(cfg->static_mounts[k].prefix, p) == 0)
+                return config_sections_fail(err, "[%zu].prefix: %s is mounted twice", i, p);
+        const char *d = json_is_string(dir) ? json_string_value(dir) : NULL;
+        struct stat st;
+        if (!d || !d[0] || strlen(d) >= sizeof(m->dir))
+            return config_sections_fail(err, "[%zu].dir: must be the path of a directory", i);
+        if (stat(d, &st) != 0 || !S_ISDIR(st.st_mode))
+            return config_sections_fail(err, "[%zu].dir: %s is not a directory", i, d);
+        strcpy(m->prefix, p);
+        strcpy(m->dir, d);
+        cfg->static_mount_count++;
     }
     return 0;
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,6 +89,7 @@ void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer, bool
     http_conn *conn = xcalloc(1, sizeof(*conn));
     conn->loop = loop;
     conn->fd = fd;
+    conn->file_fd = -1;
     conn->state = HTTP_CONN_IDLE;
     conn->fresh = true;
     conn->over_limit = over_limit;
@@ -196,6 +198,10 @@ static void http_conn_close(http_conn *conn)
     event_del(&conn->close_ev);
     close(conn->fd);
     conn->fd = -1;
+    if (conn->file_fd >= 0) {
+        close(conn->file_fd);
+        conn->file_fd = -1;
+    }
     http_conn_end_request(conn);
     http_loop_conn_removed(loop, conn);
     if (conn->busy == 0)
@@ -993,6 +999,13 @@ static void http_conn_process(http_conn *conn)
             break;
         if (conn->out.len > loop->settings->output_buffer_bytes)
             break; /* backpressure: parse on once the client has read its answers (on_write) */
+        if (conn->file_fd >= 0) {
+            /* A file's body goes before the next answer: send it now, or parse on from on_write. */
+            http_conn_flush(conn);
+            if (conn->dead || conn->file_fd >= 0)
+                break;
+            continue;
+        }
         size_t avail = conn->in.len - conn->parse_pos;
         if (avail == 0)
             break;
@@ -1080,9 +1093,39 @@ static void http_conn_flush(http_conn *conn)
         http_conn_client_gone(conn, false); /* EPIPE, ECONNRESET: the client is gone */
         return;
     }
+    if (buf_pending(out) == 0 && conn->file_fd >= 0) {
+        /* What was queued before it is out: the file's bytes, straight from the page cache. */
+        while (conn->file_left > 0) {
+            ssize_t n = sendfile(conn->fd, conn->file_fd, &conn->file_off, conn->file_left);
+            if (n > 0) {
+                conn->file_left -= (size_t)n;
+                progress = true;
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            if (n == 0)
+                log_warn("loop %u: a file shrank while it was being sent; closing the connection", conn->loop->id);
+            http_conn_client_gone(conn, false); /* EPIPE, ECONNRESET, or a promised length we cannot keep */
+            return;
+        }
+        if (conn->file_left == 0) {
+            close(conn->file_fd);
+            conn->file_fd = -1;
+        }
+    }
     if (out->pos >= buf_pending(out) && buf_pending(out) > 0)
         buf_compact(out); /* moves at most as many bytes as were sent since the last move: O(1) a byte */
-    if (buf_pending(out) == 0) {
+    if (buf_pending(out) == 0 && conn->file_fd >= 0) {
+        buf_release(out, &conn->loop->cache); /* only the file is left: hold no buffer for it */
+        if (!conn->writing) {
+            event_add(&conn->write_ev, NULL);
+            conn->writing = true;
+            progress = true;
+        }
+    } else if (buf_pending(out) == 0) {
         buf_release(out, &conn->loop->cache);
         if (conn->writing) {
             event_del(&conn->write_ev);
@@ -1400,6 +1443,55 @@ void http_conn_send_response(http_conn *conn, int status, const char *content_ty
     http_conn_leave(conn);
 }
 
+/* Files up to this size are read into the output buffer: one send for head and body, and pipelined
+ * answers go on in the same send; larger ones go by sendfile. */
+#define HTTP_CONN_FILE_INLINE_BYTES 32768
+
+void http_conn_send_file(http_conn *conn, int status, const char *content_type, int fd, off_t off, size_t len)
+{
+    if (conn->dead) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    http_conn_enter(conn);
+    bool outside = !conn->processing;
+    http_request *req = conn->slot ? &conn->slot->req : NULL;
+    bool head_only = (req && req->method == HTTP_METHOD_HEAD) || fd < 0;
+    char *inline_body = NULL;
+    if (!head_only && len <= HTTP_CONN_FILE_INLINE_BYTES) {
+        /* Read before the head is written: a file that shrank since its fstat still gets a true length. */
+        inline_body = arena_alloc(&req->arena, len ? len : 1);
+        size_t got = 0;
+        while (got < len) {
+            ssize_t n = pread(fd, inline_body + got, len - got, off + (off_t)got);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        len = got;
+    }
+    http_response_head head;
+    http_conn_head(conn, req, status, content_type, &head);
+    head.content_length = len;
+    http_response_write_head(&conn->out, &conn->loop->cache, &head);
+    if (inline_body && len)
+        buf_append(&conn->out, &conn->loop->cache, inline_body, len);
+    if (!head_only && !inline_body && len) {
+        conn->file_fd = fd; /* http_conn_flush sends it after the head */
+        conn->file_off = off;
+        conn->file_left = len;
+        fd = -1;
+    }
+    if (fd >= 0)
+        close(fd);
+    http_conn_answered(conn, req, status, head_only ? 0 : len);
+    http_conn_answer_done(conn, outside);
+    http_conn_leave(conn);
+}
+
 void http_conn_send_json(http_conn *conn, int status, const char *content_type, json_t *json,
                          const json_write_splice *splice)
 {
@@ -1459,7 +1551,7 @@ static const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t 
  * are read and answered (with Connection: close) rather than dropped. */
 void http_conn_drain(http_conn *conn)
 {
-    if (conn->state != HTTP_CONN_IDLE || buf_pending(&conn->out) > 0)
+    if (conn->state != HTTP_CONN_IDLE || buf_pending(&conn->out) > 0 || conn->file_fd >= 0)
         return; /* in flight: its answer will carry Connection: close */
     http_conn_enter(conn);
     http_conn_on_read(conn->fd, EV_READ, conn);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "access_log_internal.h"
 #include "async_internal.h"
@@ -120,6 +121,9 @@ struct http_conn {
     http_req_slot *slot; /* the current request, NULL when idle */
     uint8_t peer_family;  /* AF_INET, AF_INET6, or 0 (Unix socket, socketpair) */
     uint8_t peer_addr[16];
+    int file_fd;      /* a file answer's body still to send after `out` (sendfile), or -1 */
+    off_t file_off;   /* where in file_fd the rest begins */
+    size_t file_left; /* bytes of file_fd still to send */
     int error_status; /* set by a parser callback that rejected the request */
     char error_detail[160];
 };
@@ -200,6 +204,14 @@ void http_conn_send_response(http_conn *conn, int status, const char *content_ty
  * (echo answers with its parsed body), which die with the request. */
 void http_conn_send_json(http_conn *conn, int status, const char *content_type, json_t *json,
                          const json_write_splice *splice);
+/* Queues a file answer (http_static.c) and ends the request: the head, and unless the request is HEAD
+ * `len` bytes of `fd` from `off`: read into the output buffer when small, else sent with sendfile once
+ * what is queued before it is out (pipelined requests wait meanwhile). Takes fd (-1: no body, as for
+ * 304), closing it in every case. Never content-coded: a precompressed file says its coding in the
+ * headers the caller added. */
+void http_conn_send_file(http_conn *conn, int status, const char *content_type, int fd, off_t off, size_t len);
+/* The one-answer rule (http_request.c): false, logged, for a second answer. */
+bool http_request_begin_answer(http_request *req);
 /* Called by the parser at the end of a message's head: 0 to read the body, 1 to treat the message as
  * having none (it is refused and the connection closes), -1 after a rejection. */
 int http_conn_on_headers_complete(http_conn *conn);

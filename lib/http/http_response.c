@@ -102,8 +102,9 @@ void http_response_write_head(buf *out, buf_cache *cache, const http_response_he
         p = http_response_put(p, h->content_type, ctype_len);
         p = PUT_LIT(p, "\r\n");
     }
-    /* 1xx and 204 must not carry Content-Length (RFC 9110 8.6). */
-    if (s >= 200 && s != 204) {
+    /* 1xx and 204 must not carry Content-Length (RFC 9110 8.6); a 304 has no body, and its length
+     * would have to be the 200's, so it says none. */
+    if (s >= 200 && s != 204 && s != 304) {
         p = PUT_LIT(p, "Content-Length: ");
         p = http_response_put_uint(p, h->content_length);
         p = PUT_LIT(p, "\r\n");
