@@ -106,7 +106,7 @@ void http_accept_encoding_q(const char *value, size_t len, unsigned q[3])
     for (int c = 0; c < 3; c++) {
         int v = qs[c];
         if (v < 0)
-            v = star >= 0 ? star : (c == HTTP_CODING_IDENTITY ? 1000 : 0);
+            v = star >= 0 ? star : (c == HTTP_CODING_IDENTITY ? 1 : 0);
         q[c] = (unsigned)v;
     }
 }

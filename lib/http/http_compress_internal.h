@@ -23,7 +23,9 @@ typedef enum http_coding {
 
 /* The qvalue (0..1000) the Accept-Encoding value gives each coding, in q[HTTP_CODING_*]. A coding
  * not named gets the q of "*" when there is one; identity not named (and not excluded by "*;q=0")
- * gets 1000; the others 0. "x-gzip" counts as gzip. A member whose qvalue is malformed is ignored.
+ * gets 1, the lowest acceptable: acceptable (RFC 9110 12.5.3), but any coding the client names with
+ * q > 0 is preferred, as nginx and every browser-facing server do ("gzip;q=0.8" means gzip); the
+ * others 0. "x-gzip" counts as gzip. A member whose qvalue is malformed is ignored.
  * An empty value (the header present with no codings) leaves only identity acceptable. */
 void http_accept_encoding_q(const char *value, size_t len, unsigned q[3]);
 

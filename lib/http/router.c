@@ -117,7 +117,7 @@ static int router_compile_param(router_segment *seg, char *text, size_t len)
 {
     if (len < 3 || text[len - 1] != '}')
         return -1;
-    seg->is_tail = len > 6 && memcmp(text + len - 4, "...}", 4) == 0;
+    seg->is_tail = len >= 6 && memcmp(text + len - 4, "...}", 4) == 0;
     if (seg->is_tail)
         len -= 3;
     for (size_t i = 1; i < len - 1; i++)
