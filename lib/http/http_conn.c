@@ -28,6 +28,7 @@
 #include "http_internal.h"
 #include "http_validate_internal.h"
 #include "log.h"
+#include "pool.h"
 #include "xalloc_internal.h"
 
 #define HTTP_CONN_MIN_READ 2048 /* below this much free space, compact or grow before reading */
@@ -311,6 +312,11 @@ static void http_conn_deadline_expired(http_conn *conn)
     HTTP_STAT_ADD(conn->loop, deadline_expired, 1);
     log_info("loop %u: %s passed its deadline; answering 504", conn->loop->id,
              req->route_name ? req->route_name : "request");
+    if (conn->slot->coding_on_pool) {
+        /* Its answer was still being coded: the 504 replaces it, and ending the request cancels the job. */
+        conn->slot->coding_on_pool = false;
+        req->_answered = false;
+    }
     if (req->_cancel_fn) {
         /* The 504 is the answer: marked answered first, so a cancel callback that tries to answer is
          * ignored instead of ending the request under us (and the slot going to the next request). */
@@ -1328,6 +1334,97 @@ static void http_conn_queue_coded(http_conn *conn, http_request *req, http_respo
     http_conn_answered(conn, req, head->status, head_only ? 0 : len);
 }
 
+/* Large bodies are coded on the worker pool (compression.pool_bytes): at about 10 us per KiB (gzip
+ * level 1, bench/compress_micro.c) a few MiB would hold the loop and every other connection of it for
+ * tens of ms. The answer waits in the request's scope; the job's input is a header and the body, and
+ * the scope's copy of it is also the identity answer when the pool is full. */
+static void http_conn_answer_done(http_conn *conn, bool outside);
+
+typedef struct http_conn_coding_input {
+    http_coding coding;
+    int level;
+} http_conn_coding_input;
+
+typedef struct http_conn_coding_job {
+    http_conn *conn;
+    int status;
+    char *content_type;      /* scope memory */
+    http_compress_plan plan;
+    unsigned char *input;    /* scope memory: http_conn_coding_input, then the body */
+    size_t len;              /* of the body */
+} http_conn_coding_job;
+
+static const char *http_conn_coding_work(pool_job *job, const void *input, size_t input_len, void *output,
+                                         size_t output_cap, size_t *output_len)
+{
+    (void)job;
+    const http_conn_coding_input *in = input;
+    *output_len = http_compress_into(in->coding, in->level, (const unsigned char *)input + sizeof(*in),
+                                     input_len - sizeof(*in), output, output_cap);
+    return NULL; /* 0 bytes: it would not shrink, sent as it is */
+}
+
+static void http_conn_coding_done(async_op *op, void *arg)
+{
+    http_conn_coding_job *job = arg;
+    http_conn *conn = job->conn;
+    http_request *req = &conn->slot->req;
+    http_conn_enter(conn);
+    conn->slot->coding_on_pool = false;
+    const pool_result *res = op->status == ASYNC_OK ? op->value : NULL;
+    http_response_head head;
+    http_conn_head(conn, req, job->status, job->content_type, &head);
+    const void *body = job->input + sizeof(http_conn_coding_input);
+    size_t len = job->len;
+    if (res && res->len) {
+        body = res->data;
+        len = res->len;
+        head.content_encoding = http_coding_name(job->plan.coding);
+    }
+    bool head_only = req->method == HTTP_METHOD_HEAD;
+    head.vary_accept_encoding = job->plan.vary;
+    head.content_length = len;
+    http_response_write_head(&conn->out, &conn->loop->cache, &head);
+    if (!head_only)
+        buf_append(&conn->out, &conn->loop->cache, body, len);
+    http_conn_answered(conn, req, job->status, head_only ? 0 : len);
+    http_conn_answer_done(conn, true); /* ends the request and its scope: job is not touched after */
+    http_conn_leave(conn);
+}
+
+/* Hands the coding of body to the pool and returns true, or false (nothing done) when it stays on the
+ * loop: small body, no pool, not from a handler, or the loop at its async cap. */
+static bool http_conn_code_on_pool(http_conn *conn, http_request *req, int status, const char *content_type,
+                                   const http_compress_plan *plan, const void *body, size_t len)
+{
+    http_loop *loop = conn->loop;
+    const http_settings *s = loop->settings;
+    if (plan->coding == HTTP_CODING_IDENTITY || !s->compress_pool || len < s->compress_pool_bytes || !req ||
+        conn->state != HTTP_CONN_HANDLER || (!req->_scope && loop->stats.async_inflight >= s->max_async_per_loop))
+        return false;
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return false;
+    http_conn_coding_job *job = async_scope_alloc(scope, sizeof(*job));
+    size_t ct_len = content_type ? strlen(content_type) : 0;
+    job->conn = conn;
+    job->status = status;
+    job->content_type = content_type ? async_scope_alloc(scope, ct_len + 1) : NULL;
+    if (content_type)
+        memcpy(job->content_type, content_type, ct_len + 1);
+    job->plan = *plan;
+    job->len = len;
+    job->input = async_scope_alloc(scope, sizeof(http_conn_coding_input) + len);
+    http_conn_coding_input in = {plan->coding, http_conn_coding_level(conn, plan->coding)};
+    memcpy(job->input, &in, sizeof(in));
+    memcpy(job->input + sizeof(in), body, len);
+    async_op *op = pool_submit(scope, s->compress_pool, http_conn_coding_work, job->input, sizeof(in) + len,
+                               http_compress_bound(len));
+    conn->slot->coding_on_pool = true;
+    async_op_then(op, http_conn_coding_done, job);
+    return true;
+}
+
 /* Queues status line, headers and body. With http_conn_queue_json, the single entry for every answer. */
 static void http_conn_queue_response(http_conn *conn, int status, const char *content_type, const void *body,
                                      size_t len)
@@ -1339,6 +1436,8 @@ static void http_conn_queue_response(http_conn *conn, int status, const char *co
         http_conn_queue_not_acceptable(conn);
         return;
     }
+    if (http_conn_code_on_pool(conn, req, status, content_type, &plan, body, len))
+        return;
     http_response_head head;
     http_conn_head(conn, req, status, content_type, &head);
     http_conn_queue_coded(conn, req, &head, &plan, body, len);
@@ -1371,6 +1470,10 @@ static bool http_conn_queue_json(http_conn *conn, int status, const char *conten
     if (plan.not_acceptable) {
         out->len = start;
         http_conn_queue_not_acceptable(conn);
+        return true;
+    }
+    if (http_conn_code_on_pool(conn, req, status, content_type, &plan, out->data + body_start, body_len)) {
+        out->len = start; /* the body was copied into the job; the head is written when it is coded */
         return true;
     }
     if (plan.coding != HTTP_CODING_IDENTITY) {
@@ -1439,7 +1542,8 @@ void http_conn_send_response(http_conn *conn, int status, const char *content_ty
     http_conn_enter(conn);
     bool outside = !conn->processing;
     http_conn_queue_response(conn, status, content_type, body, len);
-    http_conn_answer_done(conn, outside);
+    if (!(conn->slot && conn->slot->coding_on_pool))
+        http_conn_answer_done(conn, outside); /* else when the pool has coded it (http_conn_coding_done) */
     http_conn_leave(conn);
 }
 
@@ -1511,7 +1615,8 @@ void http_conn_send_json(http_conn *conn, int status, const char *content_type, 
         http_conn_queue_response(conn, 500, "application/problem+json", fallback, sizeof(fallback) - 1);
     }
     json_decref(json); /* before the request, and the arena its nodes may come from, ends */
-    http_conn_answer_done(conn, outside);
+    if (!(conn->slot && conn->slot->coding_on_pool))
+        http_conn_answer_done(conn, outside); /* else when the pool has coded it (http_conn_coding_done) */
     http_conn_leave(conn);
 }
 

@@ -71,6 +71,7 @@ typedef struct http_req_slot {
     bool middleware_ran;   /* the before hooks ran: every answer runs the after hooks */
     bool in_after_hooks;   /* an after hook runs: it may add headers, never answer */
     struct http_request_value *values; /* http_request_set_value, in the arena */
+    bool coding_on_pool;   /* the answer is being content-coded on the worker pool (http_conn.c) */
     bool client_resolved;  /* client_family/addr hold the address trusted_proxies lead to */
     uint8_t client_family;
     uint8_t client_addr[16];

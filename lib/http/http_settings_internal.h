@@ -48,6 +48,7 @@ typedef struct http_settings {
     unsigned compress_brotli_level; /* Brotli quality 0..11 */
     size_t compress_min_bytes;      /* bodies below this go as identity */
     size_t compress_pool_bytes;     /* bodies from this size up are compressed on the worker pool */
+    struct pool *compress_pool;     /* that pool (the app's workers), or NULL: every body on the loop */
     /* what these settings belong to (the app runtime's config generation), or NULL: a request takes
      * it at dispatch and keeps it in effect for all its code (async_context_current) */
     const void *context;
