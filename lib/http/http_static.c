@@ -404,9 +404,6 @@ void http_respond_file(http_request *req, const http_static_root *root, const ch
             http_response_header(req, "Content-Encoding", coding);
         }
     }
-    if (vary)
-        http_response_header(req, "Vary", "Accept-Encoding");
-
     /* Validators: the ETag changes with the file's time and size (and so differs per sibling). */
     char etag[64], modified[HTTP_DATE_LEN + 1];
     snprintf(etag, sizeof(etag), "\"%llx-%llx-%llx\"", (unsigned long long)st.st_mtim.tv_sec,
@@ -422,6 +419,8 @@ void http_respond_file(http_request *req, const http_static_root *root, const ch
     if ((inm && http_etag_list_matches(inm, inm_len, etag)) ||
         (ims && http_date_parse(ims, ims_len, &since) && st.st_mtim.tv_sec <= since)) {
         close(fd);
+        if (vary) /* a 304 carries the Vary its 200 would (RFC 9110 15.4.5) */
+            http_response_header(req, "Vary", "Accept-Encoding");
         if (http_request_begin_answer(req))
             http_conn_send_file(req->_conn, 304, NULL, -1, 0, 0);
         return;
@@ -444,6 +443,9 @@ void http_respond_file(http_request *req, const http_static_root *root, const ch
                              (unsigned long long)size);
         return;
     }
+    /* Not before the 416 above: its problem body gets its Vary from the engine's own coding decision. */
+    if (vary)
+        http_response_header(req, "Vary", "Accept-Encoding");
     http_response_header(req, "Accept-Ranges", "bytes");
     int status = 200;
     if (r == HTTP_RANGE_PART) {

@@ -136,6 +136,7 @@ class StaticTest(ServerTestMixin, unittest.TestCase):
                 self.assertEqual(r.body, b"")
                 self.assertNotIn("Content-Length", r.headers)
                 self.assertEqual(r.headers.get("ETag"), etag)
+                self.assertEqual(r.headers.get("Vary"), "Accept-Encoding", "a 304 has the Vary of its 200")
             r = self.get(sock, "/static/css/site.css", {"If-None-Match": '"other"'})
             self.assertEqual(r.status, 200)
             # If-None-Match wins over If-Modified-Since
@@ -170,6 +171,7 @@ class StaticTest(ServerTestMixin, unittest.TestCase):
                     r = self.get(sock, "/static/js/app.js", {"Range": rng})
                     self.assertProblem(r, 416)
                     self.assertEqual(r.headers["Content-Range"], f"bytes */{size}")
+                    self.assertLessEqual(len(r.headers.get_all("Vary")), 1, "one Vary, not the file's and the problem's")
             # several ranges, another unit, nonsense: the whole file, 200
             for rng in ("bytes=0-1,5-9", "items=0-5", "bytes=9-2", "bytes=x"):
                 with self.subTest(range=rng):
