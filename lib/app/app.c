@@ -669,4 +669,5 @@ void app_free(apiary_app *app)
     free(app->hooks);
     free(app->options);
     free(app);
+    app_static_reset();
 }

@@ -22,6 +22,8 @@ typedef struct app_static_mount {
     bool from_config;
 } app_static_mount;
 
+/* The process's mounts (one app per process): made before the loops start, read-only while they run,
+ * dropped by app_free for in-process harnesses that make another app. */
 static app_static_mount app_static_mounts[APP_STATIC_MAX];
 static size_t app_static_count;
 
@@ -100,4 +102,15 @@ int app_static_register(router *r, const apiary_config *cfg)
         }
     }
     return 0;
+}
+
+void app_static_reset(void)
+{
+    for (size_t i = 0; i < app_static_count; i++) {
+        free(app_static_mounts[i].pattern);
+        free(app_static_mounts[i].route_name);
+        http_static_root_free(app_static_mounts[i].root);
+    }
+    memset(app_static_mounts, 0, sizeof(app_static_mounts));
+    app_static_count = 0;
 }
