@@ -1285,6 +1285,10 @@ static void http_conn_plan(http_conn *conn, http_request *req, int status, const
             }
         }
         route_off = conn->slot->route_status == ROUTER_FOUND && (conn->slot->match.flags & ROUTE_NO_COMPRESS);
+        /* A handler that coded its body itself said so in Content-Encoding: never coded twice. */
+        for (size_t i = 0; !route_off && i + 17 <= req->_extra_headers_len; i++)
+            route_off = (i == 0 || req->_extra_headers[i - 1] == '\n') &&
+                        strncasecmp(req->_extra_headers + i, "Content-Encoding:", 17) == 0;
     }
     http_compress_plan_for(conn->loop->settings, ae, ae_len, route_off, http_conn_answer_streams(conn), status,
                            content_type, len, plan);

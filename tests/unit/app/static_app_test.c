@@ -1,6 +1,7 @@
 /* static_app_test: the app API of issue 25 through the in-process test client: apiary_app_static (a
  * mount answers files, its prefix is checked, the directory must exist), ROUTE_NO_COMPRESS (a route
- * that opted out is never coded and gets no Vary, while the same body on another route is), and
+ * that opted out is never coded and gets no Vary, while the same body on another route is; an answer
+ * whose handler set Content-Encoding itself is never coded again), and
  * http_respond_file from a handler of the app's own. */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -42,6 +43,12 @@ static void big_json(http_request *req)
     http_respond_json(req, 200, items);
 }
 
+static void coded_by_handler(http_request *req)
+{
+    http_response_header(req, "content-encoding", "x-mine");
+    big_json(req);
+}
+
 static void own_file(http_request *req) { http_respond_file(req, own_root, http_request_param(req, "name")); }
 
 Test(static_app, mounts_opt_out_and_own_files, .init = make_tree, .fini = remove_tree)
@@ -55,6 +62,7 @@ Test(static_app, mounts_opt_out_and_own_files, .init = make_tree, .fini = remove
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/coded", big_json, 0), 0);
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/plain", big_json, ROUTE_NO_COMPRESS), 0);
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/own/{name}", own_file, 0), 0);
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/mine", coded_by_handler, 0), 0);
     own_root = http_static_root_open(dir);
     cr_assert_not_null(own_root);
     cr_assert_str_eq(http_static_root_dir(own_root), dir);
@@ -86,6 +94,12 @@ Test(static_app, mounts_opt_out_and_own_files, .init = make_tree, .fini = remove
     json_t *body = apiary_test_json(r);
     cr_assert_eq(json_array_size(body), 200);
     json_decref(body);
+    apiary_test_response_free(r);
+
+    r = apiary_test_request(t, "GET", "/mine", "Accept-Encoding: gzip\r\n", NULL, 0, 0);
+    cr_assert_eq(r->status, 200);
+    cr_assert_str_eq(apiary_test_header(r, "Content-Encoding"), "x-mine", "the handler's coding, not coded again");
+    cr_assert_null(strstr(r->head, "gzip"));
     apiary_test_response_free(r);
     apiary_test_free(t);
 }
