@@ -116,6 +116,37 @@ static int config_parse_proxy_header(apiary_config *cfg, const char *value, char
     return 0;
 }
 
+static int config_parse_pubsub_backend(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    if (strcmp(value, "local") == 0)
+        cfg->pubsub.backend = PUBSUB_BACKEND_LOCAL;
+    else if (strcmp(value, "redis") == 0)
+        cfg->pubsub.backend = PUBSUB_BACKEND_REDIS;
+    else {
+        snprintf(err, CONFIG_ERROR_MAX, "'%s' is not \"local\" or \"redis\"", value);
+        return -1;
+    }
+    return 0;
+}
+
+/* The prefix goes into a PSUBSCRIBE pattern ("PREFIX*"): no glob characters, so only topic characters. */
+static int config_parse_pubsub_prefix(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
+{
+    size_t n = strlen(value);
+    bool ok = n < sizeof(cfg->pubsub.channel_prefix);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = value[i] == '.' || value[i] == '_' || value[i] == ':' || value[i] == '-' ||
+             (value[i] >= '0' && value[i] <= '9') || (value[i] >= 'a' && value[i] <= 'z') ||
+             (value[i] >= 'A' && value[i] <= 'Z');
+    if (!ok) {
+        snprintf(err, CONFIG_ERROR_MAX, "must be shorter than %zu bytes of A-Z a-z 0-9 . _ : -",
+                 sizeof(cfg->pubsub.channel_prefix));
+        return -1;
+    }
+    strcpy(cfg->pubsub.channel_prefix, value);
+    return 0;
+}
+
 static int config_parse_rate_limit_prefix(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX])
 {
     if (value[0] != '/' || strlen(value) >= sizeof(cfg->rate_limit_prefix)) {
@@ -232,6 +263,9 @@ static const config_key config_keys[] = {
     CONFIG_INT("kv.max_value_bytes", kv_max_value_bytes, 2, 16777216),
     CONFIG_INT("kv.max_entries", kv_max_entries, 1, 100000000),
     CONFIG_INT("kv.max_memory_bytes", kv_max_memory_bytes, 65536, 1099511627776LL),
+    CONFIG_STR("pubsub.backend", config_parse_pubsub_backend, "\"local\" or \"redis\""),
+    CONFIG_INT("pubsub.max_message_bytes", pubsub.max_message_bytes, 1, 16777216),
+    CONFIG_STR("pubsub.channel_prefix", config_parse_pubsub_prefix, "a string such as \"apiary:\""),
     CONFIG_STR("redis.url", config_parse_redis_url, "a string \"redis://HOST:PORT/DB\""),
     CONFIG_INT("redis.connections_per_loop", redis.connections_per_loop, 1, 64),
     CONFIG_INT("redis.connect_timeout_ms", redis.connect_timeout_ms, 1, 60000),
@@ -298,6 +332,9 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->rate_limit_max_clients = 100000;
     strcpy(cfg->rate_limit_prefix, "/v1/");
     cfg->kv_backend = CONFIG_KV_MEMORY;
+    cfg->pubsub.backend = PUBSUB_BACKEND_LOCAL;
+    cfg->pubsub.max_message_bytes = 65536;
+    strcpy(cfg->pubsub.channel_prefix, "apiary:pubsub:");
     cfg->kv_max_key_bytes = 128;
     cfg->kv_max_value_bytes = 65536;
     cfg->kv_max_entries = 100000;
