@@ -52,6 +52,9 @@ typedef struct pubsub_message {
     const char *topic;
     const char *data;
     size_t len;
+    /* Private: the message as the SSE adapter sends it, formatted once per loop for all its streams. */
+    char *_sse;
+    size_t _sse_len;
 } pubsub_message;
 
 /* Runs on the subscription's loop for every message on its topic. */

@@ -302,6 +302,7 @@ static void pubsub_deliver(void *arg)
             n++;
         }
         t->walking = false;
+        free(msg._sse);
         pubsub_stat_add(PUBSUB_STAT_DELIVERED, (long long)n);
         if (t->count == 0)
             pubsub_topic_free(t);
@@ -358,7 +359,14 @@ static void pubsub_sse_deliver(pubsub_sub *sub, const pubsub_message *msg, void 
 {
     (void)sub;
     http_stream *s = arg;
-    int rc = http_sse_send(s, msg->topic, NULL, msg->data, msg->len);
+    if (!msg->_sse) {
+        /* Formatted once per loop and message, written to every stream of the walk (the walk frees
+         * it); a topic name is valid as an event name (no line breaks). */
+        pubsub_message *m = (pubsub_message *)msg;
+        size_t cap = 0;
+        http_sse_format(&m->_sse, &m->_sse_len, &cap, msg->topic, NULL, msg->data, msg->len);
+    }
+    int rc = http_stream_write(s, msg->_sse, msg->_sse_len);
     if (rc == HTTP_STREAM_FULL) {
         /* The client reads slower than messages come. Queueing more would grow memory without bound,
          * and skipping this one would leave a gap the client cannot see: end the stream, so its
