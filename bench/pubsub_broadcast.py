@@ -26,6 +26,13 @@ os.environ.setdefault("APIARY_SOURCE_DIR", os.path.join(os.path.dirname(os.path.
 from apiary_harness import ApiaryServer, build_request, read_response, rss_kib  # noqa: E402
 
 
+def cpu_s(pid):
+    """User + system CPU seconds of the process so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -78,6 +85,7 @@ def main():
 
         pub = server.connect(timeout=30)
         last, median = [], []
+        cpu0 = cpu_s(server.proc.pid)
         for r in range(args.rounds):
             marker = f'"seq":{r}}}'.encode()
             body = json.dumps({"seq": r}, separators=(",", ":")).encode()
@@ -105,12 +113,15 @@ def main():
             last.append(max(arrivals) * 1000)
             median.append(statistics.median(arrivals) * 1000)
             time.sleep(0.05)
+        cpu = (cpu_s(server.proc.pid) - cpu0) / args.rounds
         print(f"subscribers: {args.subs} on {args.threads} loops (set up in {setup_s:.1f} s; "
               f"server RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB, "
               f"{(rss1 - rss0) * 1024 / args.subs / 1024:.2f} KiB per subscriber)")
         print(f"rounds: {args.rounds}, one message each")
         print(f"time until the LAST subscriber has it: p50 {pct(last, 50):.1f} ms, p99 {pct(last, 99):.1f} ms, "
               f"max {max(last):.1f} ms")
+        print(f"server CPU per broadcast (both loops, user+system): {cpu * 1000:.1f} ms "
+              f"({cpu * 1e6 / args.subs:.2f} us per subscriber)")
         print(f"time until the median subscriber has it: p50 {pct(median, 50):.1f} ms, "
               f"p99 {pct(median, 99):.1f} ms")
         for s in socks.values():
