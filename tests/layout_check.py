@@ -26,7 +26,7 @@ PUBLIC_LAYER = {
     "pool.h": "pool",
     "http_method.h": "http", "router.h": "http", "http_request.h": "http", "middleware.h": "http", "background.h": "http",
     "stream.h": "http",
-    "http_client.h": "clients", "redis.h": "clients", "sql.h": "clients",
+    "http_client.h": "clients", "redis.h": "clients", "sql.h": "clients", "pubsub.h": "clients",
     "apiary.h": "app", "testing.h": "app",
 }
 
