@@ -462,6 +462,14 @@ bool pubsub_post_relay(void (*fn)(void *arg), void *arg)
     return ok;
 }
 
+bool pubsub_running(void)
+{
+    pthread_mutex_lock(&pubsub_lock);
+    bool running = pubsub_loops != NULL;
+    pthread_mutex_unlock(&pubsub_lock);
+    return running;
+}
+
 void pubsub_stop(void)
 {
     pthread_mutex_lock(&pubsub_lock);

@@ -24,6 +24,8 @@ void pubsub_start(const pubsub_settings *s, http_loop **loops, size_t n);
 /* After the loops' threads returned, before http_loop_free: publishing answers PUBSUB_UNAVAILABLE
  * from now on. Each loop's state (and loop 0's Redis links) goes with its loop. */
 void pubsub_stop(void);
+/* Between pubsub_start and pubsub_stop. */
+bool pubsub_running(void);
 
 /* A metrics_source_fn: the counters of pubsub_stats on /metrics. */
 struct metrics_writer;
