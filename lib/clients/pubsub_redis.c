@@ -42,6 +42,7 @@ typedef struct pubsub_link {
     bool up;
     bool ever_up;
     bool logged;             /* the outage was logged: say when it is over */
+    bool proven;             /* this connection did its job once (subscribed, or a PUBLISH answered) */
     unsigned failures;
     struct event *timer;     /* backoff, and the connect deadline */
     redis_reader_guard guard;
@@ -112,7 +113,8 @@ static void pubsub_on_sub_reply(redisAsyncContext *ac, void *reply, void *privda
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->element[0]->type != REDIS_REPLY_STRING)
         return;
     if (strcmp(r->element[0]->str, "psubscribe") == 0) {
-        l->failures = 0; /* subscribed: the link works */
+        l->proven = true; /* subscribed: the link works */
+        l->failures = 0;
         pubsub_link_set_up(l, true);
         return;
     }
@@ -161,7 +163,6 @@ static void pubsub_on_connect(const redisAsyncContext *ac, int status)
         const size_t argvlen[2] = {10, strlen(l->r->pattern)};
         redisAsyncCommandArgv(l->ac, pubsub_on_sub_reply, l, 2, argv, argvlen);
     } else {
-        l->failures = 0;
         pubsub_link_set_up(l, true);
     }
 }
@@ -178,6 +179,13 @@ static void pubsub_on_disconnect(const redisAsyncContext *ac, int status)
         log_warn("pubsub: redis %s link to %s:%u lost: %s; reconnecting", l->name, rs->host, rs->port,
                  status == REDIS_OK || !ac->errstr[0] ? "connection closed" : ac->errstr);
     l->logged = true;
+    /* A connection that did its job retries at once; one closed before that (Redis at maxclients,
+     * or a peer that is no Redis) counts as a failed attempt, or it would reconnect in a tight loop. */
+    if (l->proven)
+        l->failures = 0;
+    else
+        l->failures++;
+    l->proven = false;
     pubsub_link_backoff(l);
 }
 
@@ -278,12 +286,18 @@ void pubsub_redis_free(pubsub_redis *r)
 
 static void pubsub_on_publish_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    (void)ac;
     pubsub_msg *m = privdata;
     redisReply *r = reply;
     __atomic_sub_fetch(&pubsub_redis_pending_bytes, m->len, __ATOMIC_RELAXED);
-    if (!r || r->type == REDIS_REPLY_ERROR)
+    if (!r || r->type == REDIS_REPLY_ERROR) {
         pubsub_stat_add(PUBSUB_STAT_DROPPED_BACKEND, 1);
+    } else {
+        pubsub_redis *pr = ac->data ? ((pubsub_link *)ac->data)->r : NULL;
+        if (pr) {
+            pr->pub.proven = true;
+            pr->pub.failures = 0;
+        }
+    }
     pubsub_msg_unref(m);
 }
 
