@@ -54,6 +54,11 @@ void stream_get(http_request *req);
 extern const route_schema stream_schema;
 void upload_post(http_request *req);
 extern const route_schema upload_schema;
+/* topics.c: pub/sub over Server-Sent Events (docs/streaming.md, "Pub/sub") */
+void topics_events_get(http_request *req);
+extern const route_schema topics_events_schema;
+void topics_publish(http_request *req);
+extern const route_schema topics_publish_schema;
 /* sleep.c */
 void sleep_get(http_request *req);
 extern const route_schema sleep_schema;

@@ -28,7 +28,7 @@ PUBLIC_LAYER = {
     "stream.h": "http",
     "websocket.h": "http",
     "static.h": "http",
-    "http_client.h": "clients", "redis.h": "clients", "sql.h": "clients",
+    "http_client.h": "clients", "redis.h": "clients", "sql.h": "clients", "pubsub.h": "clients",
     "apiary.h": "app", "testing.h": "app",
 }
 

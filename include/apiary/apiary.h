@@ -40,6 +40,7 @@
 #include "metrics.h"
 #include "middleware.h"
 #include "pool.h"
+#include "pubsub.h"
 #include "redis.h"
 #include "router.h"
 #include "schema.h"

@@ -321,6 +321,14 @@ static const schema_member config_members[] = {
         CFG_INT("max_entries", kv_max_entries, 1, 100000000),
         CFG_INT("max_memory_bytes", kv_max_memory_bytes, 65536, 1099511627776LL),
         SCHEMA_END}),
+    CFG_SECTION("pubsub", (const schema_member[]){
+        SCHEMA_MEMBER("backend", apiary_config, pubsub.backend, 0, SCHEMA_ENUM("local", "redis")),
+        CFG_INT("max_message_bytes", pubsub.max_message_bytes, 1, 16777216),
+        /* the prefix goes into a PSUBSCRIBE pattern ("PREFIX*"): topic characters only, no glob */
+        SCHEMA_MEMBER("channel_prefix", apiary_config, pubsub.channel_prefix, 0,
+                      SCHEMA_STRING(.bind_as = SCHEMA_AS_CHARS, .max_bytes = 63,
+                                    .pattern = SCHEMA_PATTERN("^[A-Za-z0-9._:-]*$"))),
+        SCHEMA_END}),
     SCHEMA_MEMBER("redis", apiary_config, redis, 0, SCHEMA_OBJECT(redis_settings, config_redis)),
     SCHEMA_MEMBER("sql", apiary_config, sql, 0, SCHEMA_OBJECT(sql_settings, config_sql)),
     SCHEMA_END,
@@ -330,6 +338,7 @@ static const schema config_schema = SCHEMA_OBJECT_OF(apiary_config, config_membe
 
 /* config_kv_backend is bound as the index of its word in the enum above. */
 _Static_assert(CONFIG_KV_MEMORY == 0 && CONFIG_KV_REDIS == 1, "kv.backend's words are in the enum's order");
+_Static_assert(PUBSUB_BACKEND_LOCAL == 0 && PUBSUB_BACKEND_REDIS == 1, "pubsub.backend's words are in the enum's order");
 
 /* The file's defaults: threads stays 0 ("one per CPU") until config_resolve. */
 static void config_defaults_unresolved(apiary_config *cfg)
@@ -362,6 +371,9 @@ static void config_defaults_unresolved(apiary_config *cfg)
     cfg->rate_limit_max_clients = 100000;
     strcpy(cfg->rate_limit_prefix, "/v1/");
     cfg->kv_backend = CONFIG_KV_MEMORY;
+    cfg->pubsub.backend = PUBSUB_BACKEND_LOCAL;
+    cfg->pubsub.max_message_bytes = 65536;
+    strcpy(cfg->pubsub.channel_prefix, "apiary:pubsub:");
     cfg->kv_max_key_bytes = 128;
     cfg->kv_max_value_bytes = 65536;
     cfg->kv_max_entries = 100000;

@@ -8,6 +8,7 @@
 
 #include "http_client.h"
 #include "http_settings_internal.h"
+#include "pubsub_internal.h"
 #include "redis.h"
 #include "sql.h"
 #include "log.h"
@@ -59,6 +60,7 @@ typedef struct apiary_config {
     size_t kv_max_memory_bytes;     /* memory backend: key and value bytes across the whole server */
     redis_settings redis;
     bool redis_section;             /* the file has a "redis" section: Redis is configured */
+    pubsub_settings pubsub;         /* the "pubsub" section (pubsub.redis is set at start) */
     sql_settings sql;               /* the "sql" section; sql.url may come from APIARY_SQL_URL */
     bool sql_url_overridden;        /* set by APIARY_SQL_URL: a reload keeps the running sql section */
     http_cidr trusted_proxies[CONFIG_MAX_TRUSTED_PROXIES];

@@ -102,6 +102,7 @@ static void generation_keep_restart_only(apiary_config *next, const apiary_confi
     GENERATION_KEEP(kv_max_memory_bytes, "kv.max_memory_bytes");
     GENERATION_KEEP(redis, "redis");
     GENERATION_KEEP(redis_section, "redis");
+    GENERATION_KEEP(pubsub, "pubsub");
     /* The backend and its pools keep the settings they started with; APIARY_SQL_URL is not the
      * file's to change, so with it the section is kept without a word. */
     next->sql_url_overridden = now->sql_url_overridden;

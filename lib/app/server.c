@@ -16,6 +16,7 @@
 #include "daemon_internal.h"
 #include "generation_internal.h"
 #include "http_client.h"
+#include "pubsub_internal.h"
 #include "redis.h"
 #include "app_internal.h"
 #include "sql.h"
@@ -275,6 +276,10 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
         }
     }
     http_metrics_register(loops, n, r);
+    pubsub_settings ps = gen->cfg.pubsub;
+    ps.redis = &gen->cfg.redis; /* the first generation lives until exit */
+    pubsub_start(&ps, loops, n);
+    metrics_add_source(pubsub_metrics_source, NULL);
     metrics_add_source(pool_metrics_source, workers);
     metrics_add_source(http_client_metrics_source, NULL);
     metrics_add_source(redis_metrics_source, NULL);
@@ -316,6 +321,7 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
     pool_shutdown(workers);
     sql_shutdown(); /* SQLite's threads, likewise */
     metrics_clear_sources();
+    pubsub_stop(); /* no publisher posts to a loop from here on */
     for (unsigned i = 0; i < n; i++)
         http_loop_free(threads[i].loop);
     pool_free(workers);

@@ -36,6 +36,7 @@ struct apiary_test {
     router *routes;
     http_loop *loop;
     bool sql_started;
+    bool pubsub_started;
 };
 
 typedef struct test_response {
@@ -105,6 +106,12 @@ apiary_test *apiary_test_new(apiary_app *app, const char *config_json)
     metrics_loops[0] = t->loop;
     http_metrics_register(metrics_loops, 1, t->routes);
     metrics_add_source(pool_metrics_source, t->workers);
+    if (!pubsub_running()) { /* one test client of a process serves pub/sub (its loop is the only one) */
+        pubsub_settings ps = t->gen->cfg.pubsub;
+        ps.redis = &t->gen->cfg.redis;
+        pubsub_start(&ps, &t->loop, 1);
+        t->pubsub_started = true;
+    }
     return t;
 
 fail_gen:
@@ -392,6 +399,8 @@ void apiary_test_free(apiary_test *t)
         sql_shutdown(); /* SQLite's threads, as the server does beside the pool */
     pool_shutdown(t->workers);
     metrics_clear_sources();
+    if (t->pubsub_started)
+        pubsub_stop();
     http_loop_free(t->loop);
     pool_free(t->workers);
     if (t->sql_started)

@@ -102,6 +102,7 @@ typedef enum http_loop_slot {
     HTTP_LOOP_SLOT_KV,
     HTTP_LOOP_SLOT_SQL,
     HTTP_LOOP_SLOT_WS, /* ws.c: idle wslay contexts for reuse */
+    HTTP_LOOP_SLOT_PUBSUB,
     HTTP_LOOP_SLOT_COUNT,
 } http_loop_slot;
 
