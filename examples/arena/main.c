@@ -7,10 +7,11 @@
  *                                                        total = price * quantity * m, built per request
  *   async-db                GET /async-db?min=&max=&limit=   a price range of PostgreSQL's items table
  *   crud                    GET|POST /crud/items, GET|PUT /crud/items/{id}: a cached REST resource
+ *   upload                  POST /upload                 the body's length, counted as it streams in
+ *   echo-ws                 GET /ws                      a WebSocket echoing every message
  *
  * and leaves the rest as marked TODOs until the library has what they need (README.md says which):
- * json-comp (response compression), upload (streamed request bodies), static (static files with
- * precompressed siblings), echo-ws (WebSocket).
+ * json-comp (response compression), static (static files with precompressed siblings).
  *
  * Settings: the "arena" section of the config file (dataset, static_dir; the arena's /data paths by
  * default) and the arena's environment: DATABASE_URL (postgres://...) and DATABASE_MAX_CONN (the
@@ -581,17 +582,59 @@ static void crud_update(http_request *req)
     answer_item_row(req, 200, r);
 }
 
+/* ---- upload ------------------------------------------------------------------------------------------
+ *
+ * POST /upload -> the body's length, counted while it streams in (ROUTE_BODY_STREAM): the body is never
+ * held whole, a connection holds a few read buffers at a time whatever the body's size (the profile
+ * sends up to 20 MiB; the limit here is the route's own). */
+
+#define UPLOAD_MAX_BYTES (64LL * 1024 * 1024)
+
+static const route_schema upload_schema = {
+    .max_body_bytes = UPLOAD_MAX_BYTES,
+    .summary = "the body's length in bytes as text/plain, counted as it streams in (up to 64 MiB)",
+};
+
+static void upload(http_request *req)
+{
+    uint64_t total = 0;
+    for (;;) {
+        async_op *op = http_body_read(req);
+        if (!op || async_await(op)->status != ASYNC_OK)
+            return; /* the client left mid-body, or the engine answered 408/413 (or 503 at the cap) */
+        const http_body_chunk *c = op->value;
+        if (c->len == 0)
+            break;
+        total += c->len;
+    }
+    answer_integer(req, (long long)total);
+}
+
+/* ---- echo-ws --------------------------------------------------------------------------------------------
+ *
+ * GET /ws upgraded to a WebSocket that sends every text and binary message back as it came, in order.
+ * The callback form: no coroutine stack per connection; a peer that does not read its echoes fills its
+ * send queue (websocket.send_queue_bytes) and is closed 1008 instead of making memory grow. A plain GET
+ * is answered 426 by ws_upgrade. */
+
+static void ws_echo(ws_conn *ws, const ws_message *msg, void *arg)
+{
+    (void)arg;
+    ws_send(ws, msg->type, msg->data, msg->len);
+}
+
+static void ws_get(http_request *req)
+{
+    ws_options opts = {.on_message = ws_echo};
+    ws_upgrade(req, &opts); /* answers either way: 101, or 426/400 problem+json */
+}
+
 /* ---- the profiles that wait for the library ------------------------------------------------------------
  *
  * TODO(json-comp): GET /json/{count}?m= compressed when Accept-Encoding allows it. Waits for the
  *   library's response compression (issue 25 part 1); the json route above then answers it unchanged.
- * TODO(upload): POST /upload -> the byte count, counted while the body streams in. Waits for streamed
- *   request bodies (a body handler fed chunk by chunk; today a body is buffered whole, up to
- *   limits.max_body_bytes, and the profile sends 20 MiB).
  * TODO(static): GET /static/... from settings.static_dir with its .br/.gz siblings. Waits for the
- *   library's static file routes (issue 25 part 2).
- * TODO(echo-ws): GET /ws upgraded to WebSocket, echoing text and binary messages. Waits for the
- *   library's WebSocket support. */
+ *   library's static file routes (issue 25 part 2). */
 
 /* ---- the arena's environment -> apiary's settings ------------------------------------------------------ */
 
@@ -703,6 +746,8 @@ int main(int argc, char **argv)
     apiary_app_route_schema(app, HTTP_METHOD_POST, "/crud/items", crud_create, ROUTE_CORO, &crud_create_schema);
     apiary_app_route_schema(app, HTTP_METHOD_GET, "/crud/items/{id}", crud_get, ROUTE_CORO, &crud_get_schema);
     apiary_app_route_schema(app, HTTP_METHOD_PUT, "/crud/items/{id}", crud_update, ROUTE_CORO, &crud_update_schema);
+    apiary_app_route_schema(app, HTTP_METHOD_POST, "/upload", upload, ROUTE_CORO | ROUTE_BODY_STREAM, &upload_schema);
+    apiary_app_route(app, HTTP_METHOD_GET, "/ws", ws_get, 0);
     int rc = apiary_app_main(app, argc, argv);
     /* The loops have stopped: what they shared is freed here, its one owner. */
     for (unsigned i = 0; i < CACHE_SLOTS; i++)

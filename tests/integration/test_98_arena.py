@@ -13,7 +13,7 @@ from apiary_harness import ApiaryServer, request, source_dir
 from test_97_library import Installed, tearDownModule  # noqa: F401 (the install's cleanup)
 from test_97_sql import HAVE_POSTGRES, NO_POSTGRES
 
-PENDING = ("json-comp", "upload", "static", "echo-ws")
+PENDING = ("json-comp", "static")
 _binary = []
 
 
