@@ -15,6 +15,13 @@
 #include "json_valid_internal.h"
 #include "xalloc_internal.h"
 
+/* buf_reserve's own check, inline: most reserves here find room, and then cost a compare, not a call. */
+static inline void json_write_reserve(buf *out, buf_cache *cache, size_t n)
+{
+    if (out->cap - out->len < n)
+        buf_reserve(out, cache, n);
+}
+
 /* ---- integers ---------------------------------------------------------------------------------- */
 
 static const char json_write_pairs[201] =
@@ -248,17 +255,19 @@ static const unsigned char json_write_class[256] = {
  * without reserving six times a long string at once. */
 #define JSON_WRITE_CHUNK 1024
 
-static bool json_write_string(buf *out, buf_cache *cache, const char *str, size_t len)
+bool json_write_string(buf *out, buf_cache *cache, const char *str, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str, *end = s + len;
-    buf_reserve(out, cache, 2 + (len < JSON_WRITE_CHUNK ? len : JSON_WRITE_CHUNK) * 6);
+    /* The whole worst case of a short string (the usual key or value) at once: one check, and the
+     * chunk loop below finds its room already there. */
+    json_write_reserve(out, cache, 2 + (len < JSON_WRITE_CHUNK ? len : JSON_WRITE_CHUNK) * 6 + 1);
     char *p = out->data + out->len;
     *p++ = '"';
     while (s < end) {
         size_t room = (size_t)(end - s) < JSON_WRITE_CHUNK ? (size_t)(end - s) : JSON_WRITE_CHUNK;
         out->len = (size_t)(p - out->data);
-        buf_reserve(out, cache, room * 6 + 1);
+        json_write_reserve(out, cache, room * 6 + 1);
         p = out->data + out->len;
         const unsigned char *stop = s + room;
         while (s < stop) {
@@ -316,14 +325,14 @@ typedef struct json_write_frame {
 
 static inline void json_write_put(buf *out, buf_cache *cache, const char *s, size_t n)
 {
-    buf_reserve(out, cache, n);
+    json_write_reserve(out, cache, n);
     memcpy(out->data + out->len, s, n);
     out->len += n;
 }
 
 static inline void json_write_char(buf *out, buf_cache *cache, char c)
 {
-    buf_reserve(out, cache, 1);
+    json_write_reserve(out, cache, 1);
     out->data[out->len++] = c;
 }
 
@@ -343,11 +352,11 @@ static bool json_write_scalar(buf *out, buf_cache *cache, const json_t *v)
     case JSON_STRING:
         return json_write_string(out, cache, json_string_value(v), json_string_length(v));
     case JSON_INTEGER:
-        buf_reserve(out, cache, JSON_WRITE_NUMBER_MAX);
+        json_write_reserve(out, cache, JSON_WRITE_NUMBER_MAX);
         out->len += json_write_integer(json_integer_value(v), out->data + out->len);
         return true;
     case JSON_REAL: {
-        buf_reserve(out, cache, JSON_WRITE_NUMBER_MAX);
+        json_write_reserve(out, cache, JSON_WRITE_NUMBER_MAX);
         size_t n = json_write_real(json_real_value(v), out->data + out->len);
         out->len += n;
         return n > 0;
