@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct json_writer json_writer;
 
@@ -57,8 +58,9 @@ void json_writer_array_end(json_writer *w);
 
 /* The name of the next member of the innermost object: a NUL-terminated string, or `len` bytes (which
  * may hold U+0000). Escaped as strings are. Names are not checked for duplicates: write each once. */
-void json_writer_key(json_writer *w, const char *key);
 void json_writer_key_n(json_writer *w, const char *key, size_t len);
+/* Inline, so the length of a literal name is known when compiling, not counted per call. */
+static inline void json_writer_key(json_writer *w, const char *key) { json_writer_key_n(w, key, strlen(key)); }
 
 /* Values: one at the top, or one per key in an object, or any number in an array. */
 void json_writer_int(json_writer *w, int64_t v);
@@ -76,8 +78,16 @@ void json_writer_json(json_writer *w, const json_t *v);
 void json_writer_raw(json_writer *w, const char *text, size_t len);
 
 /* Key and value in one call: json_writer_key(w, key) followed by the value. */
-void json_writer_member_int(json_writer *w, const char *key, int64_t v);
-void json_writer_member_string(json_writer *w, const char *key, const char *s);
+static inline void json_writer_member_int(json_writer *w, const char *key, int64_t v)
+{
+    json_writer_key(w, key);
+    json_writer_int(w, v);
+}
+static inline void json_writer_member_string(json_writer *w, const char *key, const char *s)
+{
+    json_writer_key(w, key);
+    json_writer_string(w, s);
+}
 
 /* False once a call failed; json_writer_error then says why (a static string), else NULL. */
 bool json_writer_ok(const json_writer *w);

@@ -251,6 +251,18 @@ static const unsigned char json_write_class[256] = {
     3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
 };
 
+/* True when none of the 8 bytes of x needs an escape or starts a UTF-8 sequence: no byte below 0x20,
+ * no '"', no '\\', none from 0x80 (SWAR: a byte's borrow sets its high bit; a borrow can only mark
+ * bytes above a real hit, so "none" is exact). */
+static inline bool json_write_plain8(uint64_t x)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
+    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
+    uint64_t hits = ((x - ones * 0x20) | (quote - ones) | (backslash - ones)) & ~x;
+    /* ~x drops bytes from 0x80 (their high bit is set in x itself): those are caught by x & high. */
+    return ((hits & high) | (x & high)) == 0;
+}
+
 /* Strings are escaped a chunk at a time so one reserve covers the worst case (6 bytes a byte)
  * without reserving six times a long string at once. */
 #define JSON_WRITE_CHUNK 1024
@@ -271,16 +283,22 @@ bool json_write_string(buf *out, buf_cache *cache, const char *str, size_t len)
         p = out->data + out->len;
         const unsigned char *stop = s + room;
         while (s < stop) {
-            /* A run of bytes that need nothing: found by the table, copied at once. */
-            const unsigned char *run = s;
-            while (s < stop && json_write_class[*s] == 0)
-                s++;
-            if (s > run) {
-                memcpy(p, run, (size_t)(s - run));
-                p += s - run;
-                if (s == stop)
+            /* Bytes that need nothing: eight at a time while a word holds no such byte, then one at
+             * a time (copied as they are checked: most keys and values are a few bytes, shorter than
+             * a call to memcpy). */
+            while (stop - s >= 8) {
+                uint64_t x;
+                memcpy(&x, s, 8);
+                if (!json_write_plain8(x))
                     break;
+                memcpy(p, &x, 8);
+                p += 8;
+                s += 8;
             }
+            while (s < stop && json_write_class[*s] == 0)
+                *p++ = (char)*s++;
+            if (s == stop)
+                break;
             unsigned cls = json_write_class[*s];
             if (cls == 1) {
                 *p++ = '\\';

@@ -164,7 +164,6 @@ void json_writer_key_n(json_writer *w, const char *key, size_t len)
     w->comma = true; /* the member after this one */
 }
 
-void json_writer_key(json_writer *w, const char *key) { json_writer_key_n(w, key, strlen(key)); }
 
 void json_writer_int(json_writer *w, int64_t v)
 {
@@ -241,18 +240,6 @@ void json_writer_raw(json_writer *w, const char *text, size_t len)
     memcpy(w->out.data + w->out.len, text, len);
     w->out.len += len;
     json_writer_value_end(w);
-}
-
-void json_writer_member_int(json_writer *w, const char *key, int64_t v)
-{
-    json_writer_key(w, key);
-    json_writer_int(w, v);
-}
-
-void json_writer_member_string(json_writer *w, const char *key, const char *s)
-{
-    json_writer_key(w, key);
-    json_writer_string(w, s);
 }
 
 bool json_writer_ok(const json_writer *w) { return w->error == NULL; }
