@@ -28,6 +28,7 @@ PUBLIC_LAYER = {
     "http_method.h": "http", "router.h": "http", "http_request.h": "http", "middleware.h": "http", "background.h": "http",
     "stream.h": "http",
     "websocket.h": "http",
+    "static.h": "http",
     "http_client.h": "clients", "redis.h": "clients", "sql.h": "clients",
     "apiary.h": "app", "testing.h": "app",
 }

@@ -46,6 +46,7 @@
 #include "schema.h"
 #include "sql.h"
 #include "stream.h"
+#include "static.h"
 #include "testing.h"
 #include "uri.h"
 #include "websocket.h"
@@ -78,6 +79,12 @@ void apiary_app_version(apiary_app *app, const char *version);
  * or one of the built-in paths (/healthz, /readyz, /metrics, /openapi.json). */
 int apiary_app_route(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                      unsigned flags);
+/* Serves the files under `dir` at URL `prefix` (static.h, docs/static.md): GET and HEAD of
+ * "PREFIX/NAME" answer the file NAME beneath dir. prefix starts with '/' and does not end with one
+ * ("/static"); dir must be a directory now (it is opened here, its files per request). flags: ROUTE_*
+ * (ROUTE_NO_MIDDLEWARE is not offered). Returns 0, or -1 for a bad prefix, a prefix taken, a directory
+ * that cannot be opened, or more than 16 mounts. The config key `static` adds mounts the same way. */
+int apiary_app_static(apiary_app *app, const char *prefix, const char *dir, unsigned flags);
 /* apiary_app_route with the route's schema (router.h: route_schema; docs/schemas.md): its path, query
  * and header parameters and JSON body are validated and bound before the handler runs, which reads them
  * with http_request_input; an invalid request is answered 422 listing every violation. The schema is

@@ -1,5 +1,8 @@
 /* router: maps (method, path) to a handler. Patterns are literal segments and "{name}" parameters
- * ("/v1/kv/{key}"); a parameter matches exactly one non-empty segment. Matching runs on the raw
+ * ("/v1/kv/{key}"); a parameter matches exactly one non-empty segment. A last segment "{name...}" is
+ * a tail: it matches the rest of the path, one or more segments, slashes included ("/static/{path...}"
+ * takes "/static/css/a.css" with path "css/a.css", and "/static/" with path ""); any route without a
+ * tail that matches wins over one with, and of two tails the longer pattern wins. Matching runs on the raw
  * (still percent-encoded) path so that "%2F" inside a parameter can never split it into two segments;
  * the caller decodes the parameter values it gets back. Built once at start-up, then read-only, so
  * every loop thread may match concurrently without locks. */
@@ -41,6 +44,7 @@ enum {
     /* the handler runs once the head is complete and reads the body as it arrives (http_body_read,
      * stream.h) instead of finding it buffered in req->body */
     ROUTE_BODY_STREAM = 1u << 2,
+    ROUTE_NO_COMPRESS = 1u << 3, /* its answers are never content-coded (docs/compression.md) */
 };
 
 /* What a route declares about its input (docs/schemas.md): its parameters, its JSON body, and the

@@ -506,7 +506,7 @@ int app_register_routes(router *r)
             return -1;
         }
     }
-    return 0;
+    return app_static_register(r, apiary_context_config(apiary_current()));
 }
 
 /* ---- the context ---------------------------------------------------------------------------------- */
@@ -669,4 +669,5 @@ void app_free(apiary_app *app)
     free(app->hooks);
     free(app->options);
     free(app);
+    app_static_reset();
 }

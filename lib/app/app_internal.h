@@ -44,6 +44,11 @@ const struct http_middleware *app_middleware(void);
 /* Registers the built-in endpoints and then the app's routes. Returns 0, or -1 (logged). */
 int app_register_routes(router *r);
 
+/* Registers the static mounts (app_static.c): the app's and those of cfg's `static` key. 0, or -1 (logged). */
+int app_static_register(router *r, const apiary_config *cfg);
+/* Drops every mount (app_free: an in-process harness done with its app). */
+void app_static_reset(void);
+
 /* The running config behind a context: for the apiary binary's own handler set, whose settings are
  * keys of apiary's config file rather than an app section. Not for outside apps. */
 const apiary_config *apiary_context_config(const apiary_context *ctx);

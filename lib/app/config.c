@@ -302,6 +302,17 @@ static const schema_member config_members[] = {
     CFG_SECTION("docs", (const schema_member[]){
         CFG_TEXT("dir", docs_dir, "a string: swagger-ui-dist's directory, or \"\" for none", config_bind_docs_dir),
         SCHEMA_END}),
+    SCHEMA_MEMBER_WHOLE("static", apiary_config, 0,
+                        SCHEMA_ARRAY(NULL, .max_items = CONFIG_MAX_STATIC_MOUNTS,
+                                     .convert = SCHEMA_CONVERT(apiary_config, NULL, config_bind_static))),
+    CFG_SECTION("compression", (const schema_member[]){
+        CFG_BOOL("enabled", http.compress_enabled),
+        CFG_BOOL("brotli", http.compress_brotli),
+        CFG_INT("gzip_level", http.compress_gzip_level, 1, 9),
+        CFG_INT("brotli_level", http.compress_brotli_level, 0, 11),
+        CFG_INT("min_bytes", http.compress_min_bytes, 0, 1073741824),
+        CFG_INT("pool_bytes", http.compress_pool_bytes, 0, 1073741824),
+        SCHEMA_END}),
     CFG_SECTION("fanout", (const schema_member[]){CFG_INT("max_requests", fanout_max_requests, 1, 256), SCHEMA_END}),
     CFG_SECTION("kv", (const schema_member[]){
         SCHEMA_MEMBER("backend", apiary_config, kv_backend, 0, SCHEMA_ENUM("memory", "redis")),

@@ -20,6 +20,12 @@
 #define CONFIG_MAX_ALLOWED_ORIGINS 16
 #define CONFIG_UPSTREAM_NAME_MAX HTTP_CLIENT_UPSTREAM_NAME_MAX
 
+#define CONFIG_MAX_STATIC_MOUNTS 8
+typedef struct config_static_mount {
+    char prefix[128]; /* "/static" */
+    char dir[1024];   /* the directory served */
+} config_static_mount;
+
 typedef enum config_kv_backend { CONFIG_KV_MEMORY, CONFIG_KV_REDIS } config_kv_backend;
 typedef struct apiary_config {
     char listen_host[256];     /* "127.0.0.1", "::1", "0.0.0.0" (brackets stripped) */
@@ -74,6 +80,8 @@ typedef struct apiary_config {
     bool access_log_enabled;
     char access_log_path[4096];     /* "" = stderr */
     char docs_dir[4096];            /* swagger-ui-dist's directory for GET /docs; "" = the page is off */
+    config_static_mount static_mounts[CONFIG_MAX_STATIC_MOUNTS]; /* `static`: directories served as files */
+    unsigned static_mount_count;
     http_settings http;        /* limits and timeouts, see http_settings_internal.h */
     void *app_json;            /* json_t object holding the app's own sections as the file had them
                                 * (config_register_section), or NULL. Owned by whoever owns the
@@ -100,6 +108,7 @@ bool config_bind_trusted_proxies(const json_t *v, void *out, const char *field, 
 bool config_bind_allowed_origins(const json_t *v, void *out, const char *field, schema_errors *errs);
 bool config_bind_redis_url(const json_t *v, void *out, const char *field, schema_errors *errs);
 bool config_bind_sql_url(const json_t *v, void *out, const char *field, schema_errors *errs);
+bool config_bind_static(const json_t *v, void *out, const char *field, schema_errors *errs);
 /* sql.url (and APIARY_SQL_URL): "sqlite:PATH", "" or "mysql://USER:PASSWORD@HOST:PORT/DATABASE". The
  * message never contains the URL, which holds the password. */
 int config_parse_sql_url(apiary_config *cfg, const char *value, char err[CONFIG_ERROR_MAX]);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "config_internal.h"
 
@@ -274,5 +275,71 @@ bool config_bind_sql_url(const json_t *v, void *out, const char *field, schema_e
     if (!ok)
         schema_errors_add(errs, field, "%s", why);
     free(scratch);
+    return ok;
+}
+
+/* static: [{"prefix": "/static", "dir": "/data/static"}, ...] (docs/static.md); the schema bounds the
+ * count. The directory is checked here, so --check-config and a start agree; app_static.c opens it at
+ * start. */
+bool config_bind_static(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    apiary_config *cfg = out;
+    config_static_mount list[CONFIG_MAX_STATIC_MOUNTS];
+    bool ok = true;
+    size_t i;
+    json_t *item;
+    json_array_foreach(v, i, item) {
+        char at[128], at_prefix[160], at_dir[160];
+        snprintf(at, sizeof(at), "%s[%zu]", field, i);
+        snprintf(at_prefix, sizeof(at_prefix), "%s.prefix", at);
+        snprintf(at_dir, sizeof(at_dir), "%s.dir", at);
+        if (!json_is_object(item)) {
+            schema_errors_add(errs, at, "must be an object {\"prefix\": \"/static\", \"dir\": \"...\"}");
+            ok = false;
+            continue;
+        }
+        const char *key;
+        json_t *member;
+        bool known = true;
+        json_object_foreach(item, key, member) {
+            if (strcmp(key, "prefix") != 0 && strcmp(key, "dir") != 0) {
+                schema_errors_add(errs, at, "unknown key '%s'", key);
+                known = false;
+            }
+        }
+        config_static_mount *m = &list[i];
+        const char *p = json_string_value(json_object_get(item, "prefix"));
+        size_t n = p ? strlen(p) : 0;
+        bool one = known;
+        if (!p || n < 2 || p[0] != '/' || p[n - 1] == '/' || strpbrk(p, "{}?# ") || n >= sizeof(m->prefix)) {
+            schema_errors_add(errs, at_prefix, "must be a path such as \"/static\" (starting with '/', not "
+                              "ending with one, shorter than %zu bytes)", sizeof(m->prefix));
+            one = false;
+        } else {
+            for (size_t k = 0; k < i; k++)
+                if (ok && strcmp(list[k].prefix, p) == 0) {
+                    schema_errors_add(errs, at_prefix, "%s is mounted twice", p);
+                    one = false;
+                }
+        }
+        const char *d = json_string_value(json_object_get(item, "dir"));
+        struct stat st;
+        if (!d || !d[0] || strlen(d) >= sizeof(m->dir)) {
+            schema_errors_add(errs, at_dir, "must be the path of a directory");
+            one = false;
+        } else if (stat(d, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            schema_errors_add(errs, at_dir, "%s is not a directory", d);
+            one = false;
+        }
+        if (one) {
+            strcpy(m->prefix, p);
+            strcpy(m->dir, d);
+        }
+        ok = one && ok;
+    }
+    if (ok && cfg) {
+        memcpy(cfg->static_mounts, list, json_array_size(v) * sizeof(list[0]));
+        cfg->static_mount_count = (unsigned)json_array_size(v);
+    }
     return ok;
 }

@@ -35,6 +35,7 @@ static void generation_derive(server_generation *g, unsigned loops, pool *worker
     /* max_connections is for the whole server; every loop gets its share, and at least one. */
     g->http.max_connections = cfg->max_connections / loops ? cfg->max_connections / loops : 1;
     g->pool = workers;
+    g->http.compress_pool = workers; /* large bodies are content-coded there (docs/compression.md) */
     g->upstreams = cfg->upstreams;
     g->upstream_count = cfg->upstream_count;
     g->allowlist = (http_client_allowlist){cfg->allowed_origins, cfg->allowed_origin_count};

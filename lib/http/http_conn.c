@@ -17,16 +17,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "async_internal.h"
 #include "coro_internal.h"
+#include "http_compress_internal.h"
 #include "http_internal.h"
 #include "http_validate_internal.h"
 #include "json_writer_internal.h"
 #include "log.h"
+#include "pool.h"
 #include "xalloc_internal.h"
 
 #define HTTP_CONN_MIN_READ 2048 /* below this much free space, compact or grow before reading */
@@ -88,6 +91,7 @@ void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer, bool
     http_conn *conn = xcalloc(1, sizeof(*conn));
     conn->loop = loop;
     conn->fd = fd;
+    conn->file_fd = -1;
     conn->state = HTTP_CONN_IDLE;
     conn->fresh = true;
     conn->over_limit = over_limit;
@@ -204,6 +208,10 @@ static void http_conn_close(http_conn *conn)
     event_del(&conn->close_ev);
     close(conn->fd);
     conn->fd = -1;
+    if (conn->file_fd >= 0) {
+        close(conn->file_fd);
+        conn->file_fd = -1;
+    }
     http_conn_end_request(conn);
     http_loop_conn_removed(loop, conn);
     if (conn->busy == 0)
@@ -315,6 +323,11 @@ static void http_conn_deadline_expired(http_conn *conn)
     HTTP_STAT_ADD(conn->loop, deadline_expired, 1);
     log_info("loop %u: %s passed its deadline; answering 504", conn->loop->id,
              req->route_name ? req->route_name : "request");
+    if (conn->slot->coding_on_pool) {
+        /* Its answer was still being coded: the 504 replaces it, and ending the request cancels the job. */
+        conn->slot->coding_on_pool = false;
+        req->_answered = false;
+    }
     if (req->_cancel_fn) {
         /* The 504 is the answer: marked answered first, so a cancel callback that tries to answer is
          * ignored instead of ending the request under us (and the slot going to the next request). */
@@ -1063,6 +1076,13 @@ static void http_conn_process(http_conn *conn)
             break;
         if (conn->out.len > loop->settings->output_buffer_bytes)
             break; /* backpressure: parse on once the client has read its answers (on_write) */
+        if (conn->file_fd >= 0) {
+            /* A file's body goes before the next answer: send it now, or parse on from on_write. */
+            http_conn_flush(conn);
+            if (conn->dead || conn->file_fd >= 0)
+                break;
+            continue;
+        }
         size_t avail = conn->in.len - conn->parse_pos;
         if (avail == 0)
             break;
@@ -1150,11 +1170,41 @@ static void http_conn_flush(http_conn *conn)
         http_conn_client_gone(conn, false); /* EPIPE, ECONNRESET: the client is gone */
         return;
     }
+    if (buf_pending(out) == 0 && conn->file_fd >= 0) {
+        /* What was queued before it is out: the file's bytes, straight from the page cache. */
+        while (conn->file_left > 0) {
+            ssize_t n = sendfile(conn->fd, conn->file_fd, &conn->file_off, conn->file_left);
+            if (n > 0) {
+                conn->file_left -= (size_t)n;
+                progress = true;
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                break;
+            if (n == 0)
+                log_warn("loop %u: a file shrank while it was being sent; closing the connection", conn->loop->id);
+            http_conn_client_gone(conn, false); /* EPIPE, ECONNRESET, or a promised length we cannot keep */
+            return;
+        }
+        if (conn->file_left == 0) {
+            close(conn->file_fd);
+            conn->file_fd = -1;
+        }
+    }
     if (progress && conn->stream)
         http_stream_flushed(conn); /* a producer waiting for room may go on */
     if (out->pos >= buf_pending(out) && buf_pending(out) > 0)
         buf_compact(out); /* moves at most as many bytes as were sent since the last move: O(1) a byte */
-    if (buf_pending(out) == 0) {
+    if (buf_pending(out) == 0 && conn->file_fd >= 0) {
+        buf_release(out, &conn->loop->cache); /* only the file is left: hold no buffer for it */
+        if (!conn->writing) {
+            event_add(&conn->write_ev, NULL);
+            conn->writing = true;
+            progress = true;
+        }
+    } else if (buf_pending(out) == 0) {
         buf_release(out, &conn->loop->cache);
         if (conn->writing) {
             event_del(&conn->write_ev);
@@ -1282,19 +1332,193 @@ static void http_conn_answered(http_conn *conn, http_request *req, int status, s
         http_conn_log(conn, req, status, bytes, us);
 }
 
+/* ---- content coding (http_compress.c, docs/compression.md) ---- */
+
+/* True when the current answer is streamed (http_stream*.c): its bytes leave as they are produced,
+ * so it is never content-coded. Streamed heads go through http_conn_stream_head, not here; this is the
+ * one place the engine asks, should a streamed answer ever reach the whole-body path. */
+static bool http_conn_answer_streams(const http_conn *conn)
+{
+    return conn->stream != NULL;
+}
+
+/* The coding the current request's answer gets (identity when refused before dispatch). */
+static void http_conn_plan(http_conn *conn, http_request *req, int status, const char *content_type, size_t len,
+                           http_compress_plan *plan)
+{
+    const char *ae = NULL;
+    size_t ae_len = 0;
+    bool route_off = false;
+    if (req) {
+        for (size_t i = 0; i < req->header_count; i++) {
+            const http_header *h = &req->headers[i];
+            if (h->name_len == 15 && strncasecmp(h->name, "Accept-Encoding", 15) == 0) {
+                ae = h->value; /* the first field: clients send one */
+                ae_len = h->value_len;
+                break;
+            }
+        }
+        route_off = conn->slot->route_status == ROUTER_FOUND && (conn->slot->match.flags & ROUTE_NO_COMPRESS);
+        /* A handler that coded its body itself said so in Content-Encoding: never coded twice. */
+        for (size_t i = 0; !route_off && i + 17 <= req->_extra_headers_len; i++)
+            route_off = (i == 0 || req->_extra_headers[i - 1] == '\n') &&
+                        strncasecmp(req->_extra_headers + i, "Content-Encoding:", 17) == 0;
+    }
+    http_compress_plan_for(conn->loop->settings, ae, ae_len, route_off, http_conn_answer_streams(conn), status,
+                           content_type, len, plan);
+}
+
+static int http_conn_coding_level(const http_conn *conn, http_coding c)
+{
+    const http_settings *s = conn->loop->settings;
+    return (int)(c == HTTP_CODING_BR ? s->compress_brotli_level : s->compress_gzip_level);
+}
+
+static bool http_conn_queue_json(http_conn *conn, int status, const char *content_type, const json_t *json,
+                                 const json_write_splice *splice);
+
+/* The client accepts neither identity nor a coding we have (Accept-Encoding: identity;q=0 and no
+ * gzip, br or *): the answer the handler made is replaced by a 406. */
+static void http_conn_queue_not_acceptable(http_conn *conn)
+{
+    json_t *problem = http_problem_new(406, "the response can only be sent as identity, gzip or br, and "
+                                            "Accept-Encoding refuses all of them", NULL);
+    http_conn_queue_json(conn, 406, "application/problem+json", problem, NULL);
+    json_decref(problem);
+}
+
+/* Writes head and (unless HEAD) body, the body coded as `plan` says (as it is when coding would not
+ * make it smaller). */
+static void http_conn_queue_coded(http_conn *conn, http_request *req, http_response_head *head,
+                                  const http_compress_plan *plan, const void *body, size_t len)
+{
+    bool head_only = req && req->method == HTTP_METHOD_HEAD;
+    const void *coded = NULL;
+    size_t coded_len = 0;
+    if (plan->coding != HTTP_CODING_IDENTITY)
+        coded_len = http_compress(plan->coding, http_conn_coding_level(conn, plan->coding), body, len, &coded);
+    if (coded_len) {
+        body = coded;
+        len = coded_len;
+        head->content_encoding = http_coding_name(plan->coding);
+    }
+    head->vary_accept_encoding = plan->vary;
+    head->content_length = len;
+    http_response_write_head(&conn->out, &conn->loop->cache, head);
+    if (len && !head_only)
+        buf_append(&conn->out, &conn->loop->cache, body, len);
+    if (coded)
+        http_compress_trim();
+    http_conn_answered(conn, req, head->status, head_only ? 0 : len);
+}
+
+/* Large bodies are coded on the worker pool (compression.pool_bytes): at about 10 us per KiB (gzip
+ * level 1, bench/compress_micro.c) a few MiB would hold the loop and every other connection of it for
+ * tens of ms. The answer waits in the request's scope; the job's input is a header and the body, and
+ * the scope's copy of it is also the identity answer when the pool is full. */
+static void http_conn_answer_done(http_conn *conn, bool outside);
+
+typedef struct http_conn_coding_input {
+    http_coding coding;
+    int level;
+} http_conn_coding_input;
+
+typedef struct http_conn_coding_job {
+    http_conn *conn;
+    int status;
+    char *content_type;      /* scope memory */
+    http_compress_plan plan;
+    unsigned char *input;    /* scope memory: http_conn_coding_input, then the body */
+    size_t len;              /* of the body */
+} http_conn_coding_job;
+
+static const char *http_conn_coding_work(pool_job *job, const void *input, size_t input_len, void *output,
+                                         size_t output_cap, size_t *output_len)
+{
+    (void)job;
+    const http_conn_coding_input *in = input;
+    *output_len = http_compress_into(in->coding, in->level, (const unsigned char *)input + sizeof(*in),
+                                     input_len - sizeof(*in), output, output_cap);
+    return NULL; /* 0 bytes: it would not shrink, sent as it is */
+}
+
+static void http_conn_coding_done(async_op *op, void *arg)
+{
+    http_conn_coding_job *job = arg;
+    http_conn *conn = job->conn;
+    http_request *req = &conn->slot->req;
+    http_conn_enter(conn);
+    conn->slot->coding_on_pool = false;
+    const pool_result *res = op->status == ASYNC_OK ? op->value : NULL;
+    http_response_head head;
+    http_conn_head(conn, req, job->status, job->content_type, &head);
+    const void *body = job->input + sizeof(http_conn_coding_input);
+    size_t len = job->len;
+    if (res && res->len) {
+        body = res->data;
+        len = res->len;
+        head.content_encoding = http_coding_name(job->plan.coding);
+    }
+    bool head_only = req->method == HTTP_METHOD_HEAD;
+    head.vary_accept_encoding = job->plan.vary;
+    head.content_length = len;
+    http_response_write_head(&conn->out, &conn->loop->cache, &head);
+    if (!head_only)
+        buf_append(&conn->out, &conn->loop->cache, body, len);
+    http_conn_answered(conn, req, job->status, head_only ? 0 : len);
+    http_conn_answer_done(conn, true); /* ends the request and its scope: job is not touched after */
+    http_conn_leave(conn);
+}
+
+/* Hands the coding of body to the pool and returns true, or false (nothing done) when it stays on the
+ * loop: small body, no pool, not from a handler, or the loop at its async cap. */
+static bool http_conn_code_on_pool(http_conn *conn, http_request *req, int status, const char *content_type,
+                                   const http_compress_plan *plan, const void *body, size_t len)
+{
+    http_loop *loop = conn->loop;
+    const http_settings *s = loop->settings;
+    if (plan->coding == HTTP_CODING_IDENTITY || !s->compress_pool || len < s->compress_pool_bytes || !req ||
+        conn->state != HTTP_CONN_HANDLER || (!req->_scope && loop->stats.async_inflight >= s->max_async_per_loop))
+        return false;
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return false;
+    http_conn_coding_job *job = async_scope_alloc(scope, sizeof(*job));
+    size_t ct_len = content_type ? strlen(content_type) : 0;
+    job->conn = conn;
+    job->status = status;
+    job->content_type = content_type ? async_scope_alloc(scope, ct_len + 1) : NULL;
+    if (content_type)
+        memcpy(job->content_type, content_type, ct_len + 1);
+    job->plan = *plan;
+    job->len = len;
+    job->input = async_scope_alloc(scope, sizeof(http_conn_coding_input) + len);
+    http_conn_coding_input in = {plan->coding, http_conn_coding_level(conn, plan->coding)};
+    memcpy(job->input, &in, sizeof(in));
+    memcpy(job->input + sizeof(in), body, len);
+    async_op *op = pool_submit(scope, s->compress_pool, http_conn_coding_work, job->input, sizeof(in) + len,
+                               http_compress_bound(len));
+    conn->slot->coding_on_pool = true;
+    async_op_then(op, http_conn_coding_done, job);
+    return true;
+}
+
 /* Queues status line, headers and body. With http_conn_queue_json, the single entry for every answer. */
 static void http_conn_queue_response(http_conn *conn, int status, const char *content_type, const void *body,
                                      size_t len)
 {
     http_request *req = conn->slot ? &conn->slot->req : NULL;
-    bool head_only = req && req->method == HTTP_METHOD_HEAD;
+    http_compress_plan plan;
+    http_conn_plan(conn, req, status, content_type, len, &plan);
+    if (plan.not_acceptable) {
+        http_conn_queue_not_acceptable(conn);
+        return;
+    }
+    if (http_conn_code_on_pool(conn, req, status, content_type, &plan, body, len))
+        return;
     http_response_head head;
     http_conn_head(conn, req, status, content_type, &head);
-    head.content_length = len;
-    http_response_write_head(&conn->out, &conn->loop->cache, &head);
-    if (len && !head_only)
-        buf_append(&conn->out, &conn->loop->cache, body, len);
-    http_conn_answered(conn, req, status, head_only ? 0 : len);
+    http_conn_queue_coded(conn, req, &head, &plan, body, len);
 }
 
 /* Queues a JSON answer, serialised in one pass straight into the output buffer: the body is written
@@ -1319,6 +1543,38 @@ static bool http_conn_queue_json(http_conn *conn, int status, const char *conten
         return false;
     }
     size_t body_len = out->len - body_start;
+    http_compress_plan plan;
+    http_conn_plan(conn, req, status, content_type, body_len, &plan);
+    if (plan.not_acceptable) {
+        out->len = start;
+        http_conn_queue_not_acceptable(conn);
+        return true;
+    }
+    if (http_conn_code_on_pool(conn, req, status, content_type, &plan, out->data + body_start, body_len)) {
+        out->len = start; /* the body was copied into the job; the head is written when it is coded */
+        return true;
+    }
+    if (plan.coding != HTTP_CODING_IDENTITY) {
+        const void *coded = NULL;
+        size_t coded_len = http_compress(plan.coding, http_conn_coding_level(conn, plan.coding),
+                                         out->data + body_start, body_len, &coded);
+        if (coded_len) {
+            /* The coded body lives in the thread's buffer: the head and it go where the gap began. */
+            bool head_only = req && req->method == HTTP_METHOD_HEAD;
+            out->len = start;
+            head.content_encoding = http_coding_name(plan.coding);
+            head.vary_accept_encoding = plan.vary;
+            head.content_length = coded_len;
+            http_response_write_head(out, cache, &head);
+            if (!head_only)
+                buf_append(out, cache, coded, coded_len);
+            http_compress_trim();
+            http_conn_answered(conn, req, status, head_only ? 0 : coded_len);
+            return true;
+        }
+        /* It would not shrink: sent as it is, still with Vary. */
+    }
+    head.vary_accept_encoding = plan.vary;
     head.content_length = body_len;
     out->len = start;
     http_response_write_head(out, cache, &head); /* fits in the gap: no reallocation */
@@ -1380,6 +1636,56 @@ void http_conn_send_response(http_conn *conn, int status, const char *content_ty
     http_conn_enter(conn);
     bool outside = !conn->processing;
     http_conn_queue_response(conn, status, content_type, body, len);
+    if (!(conn->slot && conn->slot->coding_on_pool))
+        http_conn_answer_done(conn, outside); /* else when the pool has coded it (http_conn_coding_done) */
+    http_conn_leave(conn);
+}
+
+/* Files up to this size are read into the output buffer: one send for head and body, and pipelined
+ * answers go on in the same send; larger ones go by sendfile. */
+#define HTTP_CONN_FILE_INLINE_BYTES 32768
+
+void http_conn_send_file(http_conn *conn, int status, const char *content_type, int fd, off_t off, size_t len)
+{
+    if (conn->dead) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    http_conn_enter(conn);
+    bool outside = !conn->processing;
+    http_request *req = conn->slot ? &conn->slot->req : NULL;
+    bool head_only = (req && req->method == HTTP_METHOD_HEAD) || fd < 0;
+    char *inline_body = NULL;
+    if (!head_only && len <= HTTP_CONN_FILE_INLINE_BYTES) {
+        /* Read before the head is written: a file that shrank since its fstat still gets a true length. */
+        inline_body = arena_alloc(&req->arena, len ? len : 1);
+        size_t got = 0;
+        while (got < len) {
+            ssize_t n = pread(fd, inline_body + got, len - got, off + (off_t)got);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        len = got;
+    }
+    http_response_head head;
+    http_conn_head(conn, req, status, content_type, &head);
+    head.content_length = len;
+    http_response_write_head(&conn->out, &conn->loop->cache, &head);
+    if (inline_body && len)
+        buf_append(&conn->out, &conn->loop->cache, inline_body, len);
+    if (!head_only && !inline_body && len) {
+        conn->file_fd = fd; /* http_conn_flush sends it after the head */
+        conn->file_off = off;
+        conn->file_left = len;
+        fd = -1;
+    }
+    if (fd >= 0)
+        close(fd);
+    http_conn_answered(conn, req, status, head_only ? 0 : len);
     http_conn_answer_done(conn, outside);
     http_conn_leave(conn);
 }
@@ -1403,7 +1709,8 @@ void http_conn_send_json(http_conn *conn, int status, const char *content_type, 
         http_conn_queue_response(conn, 500, "application/problem+json", fallback, sizeof(fallback) - 1);
     }
     json_decref(json); /* before the request, and the arena its nodes may come from, ends */
-    http_conn_answer_done(conn, outside);
+    if (!(conn->slot && conn->slot->coding_on_pool))
+        http_conn_answer_done(conn, outside); /* else when the pool has coded it (http_conn_coding_done) */
     http_conn_leave(conn);
 }
 
@@ -1496,7 +1803,7 @@ void http_conn_drain(http_conn *conn)
         http_conn_leave(conn);
         return;
     }
-    if (conn->state != HTTP_CONN_IDLE || buf_pending(&conn->out) > 0)
+    if (conn->state != HTTP_CONN_IDLE || buf_pending(&conn->out) > 0 || conn->file_fd >= 0)
         return; /* in flight: its answer will carry Connection: close */
     http_conn_enter(conn);
     http_conn_on_read(conn->fd, EV_READ, conn);

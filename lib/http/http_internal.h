@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "access_log_internal.h"
 #include "async_internal.h"
@@ -81,6 +82,7 @@ typedef struct http_req_slot {
     bool middleware_ran;   /* the before hooks ran: every answer runs the after hooks */
     bool in_after_hooks;   /* an after hook runs: it may add headers, never answer */
     struct http_request_value *values; /* http_request_set_value, in the arena */
+    bool coding_on_pool;   /* the answer is being content-coded on the worker pool (http_conn.c) */
     bool client_resolved;  /* client_family/addr hold the address trusted_proxies lead to */
     uint8_t client_family;
     uint8_t client_addr[16];
@@ -133,6 +135,9 @@ struct http_conn {
     uint8_t peer_addr[16];
     const http_upgrade_ops *upgrade_ops; /* HTTP_CONN_UPGRADED: the taker's hooks and their argument */
     void *upgrade_arg;
+    int file_fd;      /* a file answer's body still to send after `out` (sendfile), or -1 */
+    off_t file_off;   /* where in file_fd the rest begins */
+    size_t file_left; /* bytes of file_fd still to send */
     int error_status; /* set by a parser callback that rejected the request */
     char error_detail[160];
     size_t body_limit;    /* the current request's body limit: its route's max_body_bytes or the setting */
@@ -218,6 +223,14 @@ void http_conn_send_response(http_conn *conn, int status, const char *content_ty
  * (echo answers with its parsed body), which die with the request. */
 void http_conn_send_json(http_conn *conn, int status, const char *content_type, json_t *json,
                          const json_write_splice *splice);
+/* Queues a file answer (http_static.c) and ends the request: the head, and unless the request is HEAD
+ * `len` bytes of `fd` from `off`: read into the output buffer when small, else sent with sendfile once
+ * what is queued before it is out (pipelined requests wait meanwhile). Takes fd (-1: no body, as for
+ * 304), closing it in every case. Never content-coded: a precompressed file says its coding in the
+ * headers the caller added. */
+void http_conn_send_file(http_conn *conn, int status, const char *content_type, int fd, off_t off, size_t len);
+/* The one-answer rule (http_request.c): false, logged, for a second answer. */
+bool http_request_begin_answer(http_request *req);
 /* Called by the parser at the end of a message's head: 0 to read the body, 1 to treat the message as
  * having none (it is refused and the connection closes), -1 after a rejection. */
 int http_conn_on_headers_complete(http_conn *conn);

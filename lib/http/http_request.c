@@ -151,7 +151,7 @@ void http_response_header(http_request *req, const char *name, const char *value
 }
 
 /* Guards the one-answer rule; a second answer is a handler bug, logged and ignored. */
-static bool http_request_begin_answer(http_request *req)
+bool http_request_begin_answer(http_request *req)
 {
     if (req->_answered) {
         /* A coroutine unwinding after its request ended (504, server stopping): its answer is moot. */

@@ -13,6 +13,7 @@ const char *http_status_reason(int status)
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 206: return "Partial Content";
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 304: return "Not Modified";
@@ -21,12 +22,14 @@ const char *http_status_reason(int status)
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
     case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
@@ -70,7 +73,8 @@ size_t http_response_head_max(const http_response_head *h)
     /* 64 + 80 covers the fixed text: status line, header names, CRLFs, a 20-digit Content-Length. */
     return 64 + strlen(http_status_reason(h->status)) + sizeof(HTTP_SERVER_HEADER) + HTTP_DATE_LEN
            + (h->content_type ? strlen(h->content_type) : 0) + h->extra_headers_len
-           + (h->request_id ? strlen(h->request_id) : 0) + 80;
+           + (h->request_id ? strlen(h->request_id) : 0) + 80
+           + (h->content_encoding ? 20 + strlen(h->content_encoding) : 0) + 25; /* Vary: counted always, so a gap sized before the coding is decided holds it */
 }
 
 void http_response_write_head(buf *out, buf_cache *cache, const http_response_head *h)
@@ -98,14 +102,22 @@ void http_response_write_head(buf *out, buf_cache *cache, const http_response_he
         p = http_response_put(p, h->content_type, ctype_len);
         p = PUT_LIT(p, "\r\n");
     }
-    /* 1xx and 204 must not carry Content-Length (RFC 9110 8.6). */
-    if (s >= 200 && s != 204 && h->chunked) {
+    /* 1xx and 204 must not carry Content-Length (RFC 9110 8.6); a 304 has no body, and its length
+     * would have to be the 200's, so it says none. */
+    if (s >= 200 && s != 204 && s != 304 && h->chunked) {
         p = PUT_LIT(p, "Transfer-Encoding: chunked\r\n");
-    } else if (s >= 200 && s != 204 && !h->streamed) {
+    } else if (s >= 200 && s != 204 && s != 304 && !h->streamed) {
         p = PUT_LIT(p, "Content-Length: ");
         p = http_response_put_uint(p, h->content_length);
         p = PUT_LIT(p, "\r\n");
     }
+    if (h->content_encoding) {
+        p = PUT_LIT(p, "Content-Encoding: ");
+        p = http_response_put(p, h->content_encoding, strlen(h->content_encoding));
+        p = PUT_LIT(p, "\r\n");
+    }
+    if (h->vary_accept_encoding)
+        p = PUT_LIT(p, "Vary: Accept-Encoding\r\n");
     if (h->connection == HTTP_CONN_HEADER_CLOSE)
         p = PUT_LIT(p, "Connection: close\r\n");
     else if (h->connection == HTTP_CONN_HEADER_KEEP_ALIVE)

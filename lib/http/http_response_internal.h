@@ -35,6 +35,8 @@ typedef struct http_response_head {
      * compression) must leave a streamed answer alone: test this flag. */
     bool streamed;
     bool chunked;
+    const char *content_encoding; /* "gzip", "br", or NULL for identity (http_compress.c) */
+    bool vary_accept_encoding;    /* the answer depends on Accept-Encoding */
 } http_response_head;
 
 /* The reason phrase of a status ("Not Found"); "Unknown" for codes it does not know. */

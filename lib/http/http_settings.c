@@ -31,4 +31,12 @@ void http_settings_defaults(http_settings *s)
     s->request_timeout_ms = 30000;
     s->sse_heartbeat_ms = 15000;
     s->slow_callback_ms = 100;
+    /* Levels measured in bench/compress.sh (docs/compression.md): the lowest levels give most of the
+     * ratio at a fraction of the CPU. */
+    s->compress_enabled = true;
+    s->compress_brotli = true;
+    s->compress_gzip_level = 1;
+    s->compress_brotli_level = 1;
+    s->compress_min_bytes = 1024;
+    s->compress_pool_bytes = 1048576;
 }

@@ -48,6 +48,14 @@ typedef struct http_settings {
     bool proxy_header_forwarded;      /* read Forwarded (RFC 7239) instead of X-Forwarded-For */
     ratelimit *rate_limiter;          /* per-client token buckets, or NULL when off */
     const char *rate_limit_prefix;    /* only paths starting with this are limited ("/v1/") */
+    /* content coding of answers (docs/compression.md) */
+    bool compress_enabled;          /* false: every answer goes as identity, with no Vary */
+    bool compress_brotli;           /* offer br as well as gzip */
+    unsigned compress_gzip_level;   /* zlib level 1..9 */
+    unsigned compress_brotli_level; /* Brotli quality 0..11 */
+    size_t compress_min_bytes;      /* bodies below this go as identity */
+    size_t compress_pool_bytes;     /* bodies from this size up are compressed on the worker pool */
+    struct pool *compress_pool;     /* that pool (the app's workers), or NULL: every body on the loop */
     /* what these settings belong to (the app runtime's config generation), or NULL: a request takes
      * it at dispatch and keeps it in effect for all its code (async_context_current) */
     const void *context;

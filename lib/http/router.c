@@ -19,6 +19,7 @@ typedef struct router_segment {
     const char *text;
     size_t len;
     bool is_param;
+    bool is_tail; /* "{name...}": the rest of the path; only as the last segment */
 } router_segment;
 
 /* A pattern as router_compile leaves it; segments point into storage, which the receiver then owns. */
@@ -27,6 +28,7 @@ typedef struct router_pattern {
     size_t segment_count;
     size_t param_count;
     uint32_t param_mask;
+    bool tail;
     router_segment segments[ROUTER_MAX_SEGMENTS];
 } router_pattern;
 
@@ -45,6 +47,7 @@ typedef struct router_route {
 typedef struct router_path {
     size_t segment_count;
     uint32_t param_mask; /* bit i set when segment i is a parameter: ranks paths in O(1) */
+    bool tail;           /* the last segment is a tail parameter */
     router_segment *segments;
     char *storage;
     unsigned methods;
@@ -114,6 +117,9 @@ static int router_compile_param(router_segment *seg, char *text, size_t len)
 {
     if (len < 3 || text[len - 1] != '}')
         return -1;
+    seg->is_tail = len >= 6 && memcmp(text + len - 4, "...}", 4) == 0;
+    if (seg->is_tail)
+        len -= 3;
     for (size_t i = 1; i < len - 1; i++)
         if (!router_is_name_char(text[i]))
             return -1;
@@ -136,6 +142,7 @@ static int router_compile_segment(router_segment *seg, char *text, size_t len)
     seg->text = text;
     seg->len = len;
     seg->is_param = false;
+    seg->is_tail = false;
     return 0;
 }
 
@@ -183,8 +190,11 @@ static int router_compile_segments(router_pattern *p)
             *slash = '\0';
         if (router_compile_next(p, text) < 0)
             return -1;
+        p->tail = p->segments[p->segment_count - 1].is_tail;
         if (!slash)
             return 0;
+        if (p->tail)
+            return -1; /* a tail takes the rest of the path: nothing may follow it */
         text = slash + 1;
     }
 }
@@ -197,6 +207,7 @@ static int router_compile(const char *pattern, router_pattern *p)
     p->segment_count = 0;
     p->param_count = 0;
     p->param_mask = 0;
+    p->tail = false;
     if (router_compile_segments(p) < 0) {
         free(p->storage);
         p->storage = NULL;
@@ -207,7 +218,7 @@ static int router_compile(const char *pattern, router_pattern *p)
 
 static bool router_same_shape(const router_path *path, const router_pattern *p)
 {
-    if (path->segment_count != p->segment_count || path->param_mask != p->param_mask)
+    if (path->segment_count != p->segment_count || path->param_mask != p->param_mask || path->tail != p->tail)
         return false;
     for (size_t i = 0; i < p->segment_count; i++) {
         const router_segment *a = &path->segments[i];
@@ -237,6 +248,7 @@ static router_path *router_append_path(router *r, const router_pattern *p)
     memset(path, 0, sizeof(*path));
     path->segment_count = p->segment_count;
     path->param_mask = p->param_mask;
+    path->tail = p->tail;
     path->segments = xmalloc(p->segment_count * sizeof(*path->segments));
     memcpy(path->segments, p->segments, p->segment_count * sizeof(*path->segments));
     path->storage = p->storage;
@@ -332,10 +344,12 @@ static int router_split_path(const char *path, size_t len, router_span spans[ROU
 static bool router_path_matches(const router_path *p, const char *path, const router_span *spans,
                                 size_t n)
 {
-    if (p->segment_count != n)
+    if (p->tail ? n < p->segment_count : p->segment_count != n)
         return false;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < p->segment_count; i++) {
         const router_segment *seg = &p->segments[i];
+        if (seg->is_tail)
+            break; /* the rest, whatever it holds ("/static/" gives an empty tail) */
         if (seg->is_param) {
             if (spans[i].len == 0)
                 return false;
@@ -351,6 +365,10 @@ static bool router_path_matches(const router_path *p, const char *path, const ro
  * have distinct shapes, so such a segment exists. */
 static bool router_path_beats(const router_path *a, const router_path *b)
 {
+    if (a->tail != b->tail)
+        return !a->tail; /* a route of fixed length is more specific than any tail */
+    if (a->tail && a->segment_count != b->segment_count)
+        return a->segment_count > b->segment_count; /* the longer prefix: "/static/img/{p...}" */
     uint32_t diff = a->param_mask ^ b->param_mask;
     uint32_t first = diff & (~diff + 1);
     return (a->param_mask & first) == 0;
@@ -386,16 +404,19 @@ static const router_route *router_route_for(const router_path *p, http_method me
 }
 
 static void router_fill_params(const router_path *p, const router_route *route, const char *path,
-                               const router_span *spans, route_match *out)
+                               const router_span *spans, size_t n, route_match *out)
 {
     size_t k = 0;
     for (size_t i = 0; i < p->segment_count; i++) {
         if (!p->segments[i].is_param)
             continue;
+        size_t len = spans[i].len;
+        if (p->segments[i].is_tail)
+            len = spans[n - 1].start + spans[n - 1].len - spans[i].start; /* to the end of the path */
         out->params[k] = (route_param){
             .name = route->param_names[k],
             .value = path + spans[i].start,
-            .value_len = spans[i].len,
+            .value_len = len,
         };
         k++;
     }
@@ -426,7 +447,7 @@ router_status router_match(const router *r, http_method method, const char *path
     out->schema = route->schema;
     out->name = route->name;
     out->route_id = route->id;
-    router_fill_params(p, route, path, spans, out);
+    router_fill_params(p, route, path, spans, (size_t)n, out);
     return ROUTER_FOUND;
 }
 

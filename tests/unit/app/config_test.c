@@ -902,3 +902,35 @@ Test(config, structured_keys_bind)
     config_test_accept("{\"redis\": {}}", &cfg);
     cr_assert(cfg.redis_section, "an empty section still says: use Redis");
 }
+
+Test(config, compression_and_static_keys)
+{
+    apiary_config cfg;
+    config_test_accept("{\"compression\": {\"enabled\": false, \"brotli\": false, \"gzip_level\": 6,"
+                       " \"brotli_level\": 0, \"min_bytes\": 0, \"pool_bytes\": 4096},"
+                       " \"static\": [{\"prefix\": \"/static\", \"dir\": \"/tmp\"}, {\"dir\": \"/\", \"prefix\": \"/a/b\"}]}",
+                       &cfg);
+    cr_assert_not(cfg.http.compress_enabled);
+    cr_assert_not(cfg.http.compress_brotli);
+    cr_assert_eq(cfg.http.compress_gzip_level, 6);
+    cr_assert_eq(cfg.http.compress_brotli_level, 0);
+    cr_assert_eq(cfg.http.compress_min_bytes, 0);
+    cr_assert_eq(cfg.http.compress_pool_bytes, 4096);
+    cr_assert_eq(cfg.static_mount_count, 2);
+    cr_assert_str_eq(cfg.static_mounts[1].prefix, "/a/b");
+    cr_assert_str_eq(cfg.static_mounts[1].dir, "/");
+    char err[CONFIG_ERROR_MAX];
+    config_test_reject("{\"compression\": {\"gzip_level\": 0}}", err);
+    cr_assert(strstr(err, "compression.gzip_level"), "%s", err);
+    config_test_reject("{\"compression\": {\"brotli_level\": 12}}", err);
+    config_test_reject("{\"static\": {}}", err);
+    config_test_reject("{\"static\": [{\"prefix\": \"/s/\", \"dir\": \"/tmp\"}]}", err);
+    cr_assert(strstr(err, "static[0].prefix"), "%s", err);
+    config_test_reject("{\"static\": [{\"prefix\": \"s\", \"dir\": \"/tmp\"}]}", err);
+    config_test_reject("{\"static\": [{\"prefix\": \"/s\", \"dir\": \"/nonexistent\"}]}", err);
+    cr_assert(strstr(err, "static[0].dir"), "%s", err);
+    config_test_reject("{\"static\": [{\"prefix\": \"/s\", \"dir\": \"/tmp\", \"x\": 1}]}", err);
+    cr_assert(strstr(err, "unknown key 'x'"), "%s", err);
+    config_test_reject("{\"static\": [{\"prefix\": \"/s\", \"dir\": \"/tmp\"}, {\"prefix\": \"/s\", \"dir\": \"/\"}]}", err);
+    config_test_reject("{\"static\": [{\"prefix\": \"/s\"}]}", err);
+}

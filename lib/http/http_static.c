@@ -1,0 +1,465 @@
+/* http_static: file answers (static.h, docs/static.md). A request opens its file beneath the root's
+ * directory descriptor (http_static_open), stats it, picks a precompressed sibling when Accept-Encoding
+ * allows one, answers conditionals (304) and one Range (206/416), and hands the descriptor to the
+ * connection, which sends the bytes with sendfile (http_conn_send_file). Nothing is cached: a file
+ * replaced on disk is served new at the next request. */
+#include "http_static_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "http_compress_internal.h"
+#include "http_internal.h"
+#include "log.h"
+#include "xalloc_internal.h"
+
+struct http_static_root {
+    int fd;
+    char *dir;
+};
+
+/* ---- content types ------------------------------------------------------------------------------ */
+
+typedef struct http_static_type {
+    const char *ext, *type;
+} http_static_type;
+
+/* Lower-case extensions; text types carry their charset (files are expected in UTF-8). */
+static const http_static_type http_static_types[] = {
+    {"html", "text/html; charset=utf-8"},
+    {"htm", "text/html; charset=utf-8"},
+    {"css", "text/css; charset=utf-8"},
+    {"js", "text/javascript; charset=utf-8"}, /* RFC 9239: text/javascript, not application/javascript */
+    {"mjs", "text/javascript; charset=utf-8"},
+    {"json", "application/json"},
+    {"map", "application/json"},
+    {"webmanifest", "application/manifest+json"},
+    {"txt", "text/plain; charset=utf-8"},
+    {"md", "text/markdown; charset=utf-8"},
+    {"csv", "text/csv; charset=utf-8"},
+    {"xml", "application/xml"},
+    {"svg", "image/svg+xml"},
+    {"png", "image/png"},
+    {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},
+    {"webp", "image/webp"},
+    {"avif", "image/avif"},
+    {"ico", "image/x-icon"},
+    {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
+    {"ttf", "font/ttf"},
+    {"otf", "font/otf"},
+    {"wasm", "application/wasm"},
+    {"pdf", "application/pdf"},
+    {"zip", "application/zip"},
+    {"gz", "application/gzip"},
+    {"br", "application/octet-stream"},
+    {"mp4", "video/mp4"},
+    {"webm", "video/webm"},
+    {"mp3", "audio/mpeg"},
+    {"ogg", "audio/ogg"},
+    {"wav", "audio/wav"},
+};
+
+const char *http_static_content_type(const char *name)
+{
+    const char *slash = strrchr(name, '/');
+    const char *base = slash ? slash + 1 : name;
+    const char *dot = strrchr(base, '.');
+    if (dot && dot != base) {
+        for (size_t i = 0; i < sizeof(http_static_types) / sizeof(http_static_types[0]); i++)
+            if (strcasecmp(dot + 1, http_static_types[i].ext) == 0)
+                return http_static_types[i].type;
+    }
+    return "application/octet-stream";
+}
+
+/* ---- Range, dates, entity tags ------------------------------------------------------------------ */
+
+static bool http_static_ows(char c) { return c == ' ' || c == '\t'; }
+
+/* Decimal digits at p[*i..], saturating at UINT64_MAX; false when there are none. */
+static bool http_static_digits(const char *p, size_t len, size_t *i, uint64_t *out)
+{
+    size_t start = *i;
+    uint64_t v = 0;
+    while (*i < len && p[*i] >= '0' && p[*i] <= '9') {
+        unsigned d = (unsigned)(p[*i] - '0');
+        v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
+        (*i)++;
+    }
+    *out = v;
+    return *i > start;
+}
+
+http_range_result http_range_parse(const char *p, size_t len, uint64_t size, uint64_t *first, uint64_t *last)
+{
+    size_t i = 0;
+    while (i < len && http_static_ows(p[i]))
+        i++;
+    if (len - i < 6 || strncasecmp(p + i, "bytes=", 6) != 0)
+        return HTTP_RANGE_WHOLE; /* another unit, or none: ignored (RFC 9110 14.2) */
+    i += 6;
+    while (i < len && http_static_ows(p[i]))
+        i++;
+    uint64_t a = 0, b = UINT64_MAX;
+    bool has_a = http_static_digits(p, len, &i, &a);
+    if (i == len || p[i] != '-')
+        return HTTP_RANGE_WHOLE;
+    i++;
+    bool has_b = http_static_digits(p, len, &i, &b);
+    while (i < len && http_static_ows(p[i]))
+        i++;
+    if (i < len)
+        return HTTP_RANGE_WHOLE; /* "bytes=0-1,5-9" (several: the whole, allowed) or junk */
+    if (!has_a && !has_b)
+        return HTTP_RANGE_WHOLE;
+    if (!has_a) { /* suffix: the last b bytes */
+        if (b == 0 || size == 0)
+            return HTTP_RANGE_UNSATISFIABLE;
+        *first = b >= size ? 0 : size - b;
+        *last = size - 1;
+        return HTTP_RANGE_PART;
+    }
+    if (has_b && b < a)
+        return HTTP_RANGE_WHOLE; /* an invalid range-spec: the header is ignored */
+    if (a >= size)
+        return HTTP_RANGE_UNSATISFIABLE;
+    *first = a;
+    *last = !has_b || b >= size ? size - 1 : b;
+    return HTTP_RANGE_PART;
+}
+
+static int http_static_two(const char *p)
+{
+    if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')
+        return -1;
+    return (p[0] - '0') * 10 + (p[1] - '0');
+}
+
+bool http_date_parse(const char *p, size_t len, time_t *out)
+{
+    /* "Sun, 06 Nov 1994 08:49:37 GMT": every field at a fixed place. */
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    while (len && http_static_ows(p[len - 1]))
+        len--;
+    while (len && http_static_ows(*p)) {
+        p++;
+        len--;
+    }
+    if (len != 29 || p[3] != ',' || p[4] != ' ' || p[7] != ' ' || p[11] != ' ' || p[16] != ' ' || p[19] != ':' ||
+        p[22] != ':' || p[25] != ' ' || memcmp(p + 26, "GMT", 3) != 0)
+        return false;
+    struct tm tm = {0};
+    int mon = -1;
+    for (int m = 0; m < 12; m++)
+        if (memcmp(p + 8, months + m * 3, 3) == 0)
+            mon = m;
+    int day = http_static_two(p + 5), y1 = http_static_two(p + 12), y2 = http_static_two(p + 14);
+    int h = http_static_two(p + 17), mi = http_static_two(p + 20), s = http_static_two(p + 23);
+    if (mon < 0 || day < 1 || day > 31 || y1 < 0 || y2 < 0 || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 60)
+        return false;
+    tm.tm_year = y1 * 100 + y2 - 1900;
+    tm.tm_mon = mon;
+    tm.tm_mday = day;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = s;
+    *out = timegm(&tm);
+    return true;
+}
+
+bool http_etag_list_matches(const char *p, size_t len, const char *etag)
+{
+    size_t etag_len = strlen(etag);
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (http_static_ows(p[i]) || p[i] == ','))
+            i++;
+        if (i == len)
+            break;
+        if (p[i] == '*')
+            return true;
+        if (len - i >= 2 && p[i] == 'W' && p[i + 1] == '/')
+            i += 2;
+        if (i == len || p[i] != '"')
+            return false; /* not an entity-tag: stop, match nothing */
+        size_t start = i++;
+        while (i < len && p[i] != '"')
+            i++;
+        if (i == len)
+            return false;
+        i++;
+        if (i - start == etag_len && memcmp(p + start, etag, etag_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* ---- opening beneath the root ------------------------------------------------------------------- */
+
+static atomic_int http_static_no_openat2;
+
+/* One openat per component, none of them following a symlink: the fallback for kernels without
+ * openat2. Stricter than RESOLVE_BENEATH (a symlink inside the tree is refused too). */
+static int http_static_walk(int root_fd, const char *rel, int flags)
+{
+    int dir = root_fd;
+    const char *p = rel;
+    for (;;) {
+        while (*p == '/')
+            p++;
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        while (end && end[1] == '/')
+            end++; /* "a//b" is "a/b" */
+        char comp[256];
+        if (n >= sizeof(comp) || (n == 2 && p[0] == '.' && p[1] == '.')) {
+            if (dir != root_fd)
+                close(dir);
+            errno = n >= sizeof(comp) ? ENAMETOOLONG : EXDEV;
+            return -1;
+        }
+        memcpy(comp, p, n);
+        comp[n] = '\0';
+        bool final = !end || end[1] == '\0';
+        if (n == 0)
+            strcpy(comp, ".");
+        int fd = openat(dir, comp, final ? flags | O_NOFOLLOW : O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int saved = errno;
+        if (dir != root_fd)
+            close(dir);
+        if (fd < 0) {
+            errno = saved;
+            return -1;
+        }
+        if (final)
+            return fd;
+        dir = fd;
+        p = end + 1;
+    }
+}
+
+int http_static_open(int root_fd, const char *rel, int flags, bool walk)
+{
+    if (!walk && !atomic_load_explicit(&http_static_no_openat2, memory_order_relaxed)) {
+        struct open_how how = {.flags = (uint64_t)flags, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+        int fd = (int)syscall(SYS_openat2, root_fd, rel[0] ? rel : ".", &how, sizeof(how));
+        if (fd >= 0 || errno != ENOSYS)
+            return fd;
+        log_warn("static files: the kernel has no openat2 (Linux < 5.6); opening component by component "
+                 "with O_NOFOLLOW, so symlinks under a static root are not followed");
+        atomic_store_explicit(&http_static_no_openat2, 1, memory_order_relaxed);
+    }
+    return http_static_walk(root_fd, rel, flags);
+}
+
+/* ---- roots -------------------------------------------------------------------------------------- */
+
+http_static_root *http_static_root_open(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    http_static_root *root = xcalloc(1, sizeof(*root));
+    root->fd = fd;
+    root->dir = xstrdup(dir);
+    return root;
+}
+
+void http_static_root_free(http_static_root *root)
+{
+    if (!root)
+        return;
+    close(root->fd);
+    free(root->dir);
+    free(root);
+}
+
+const char *http_static_root_dir(const http_static_root *root) { return root->dir; }
+
+/* ---- the answer --------------------------------------------------------------------------------- */
+
+#define HTTP_STATIC_OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK) /* a FIFO must not block */
+
+/* The first value of a request header, not copied; NULL when absent. */
+static const char *http_static_header(const http_request *req, const char *name, size_t *len)
+{
+    size_t name_len = strlen(name);
+    for (size_t i = 0; i < req->header_count; i++) {
+        const http_header *h = &req->headers[i];
+        if (h->name_len == name_len && strncasecmp(h->name, name, name_len) == 0) {
+            *len = h->value_len;
+            return h->value;
+        }
+    }
+    return NULL;
+}
+
+/* A precompressed sibling NAME.ext, when it is a regular file at least as new as the original. */
+static int http_static_sibling(const http_static_root *root, http_request *req, const char *name, const char *ext,
+                               const struct stat *orig, struct stat *st)
+{
+    size_t n = strlen(name), e = strlen(ext);
+    char *path = arena_alloc(&req->arena, n + e + 1);
+    memcpy(path, name, n);
+    memcpy(path + n, ext, e + 1);
+    int fd = http_static_open(root->fd, path, HTTP_STATIC_OPEN_FLAGS, false);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || st->st_mtim.tv_sec < orig->st_mtim.tv_sec ||
+        (st->st_mtim.tv_sec == orig->st_mtim.tv_sec && st->st_mtim.tv_nsec < orig->st_mtim.tv_nsec)) {
+        close(fd); /* stale: the original was changed after it was compressed */
+        return -1;
+    }
+    return fd;
+}
+
+static void http_static_not_found(http_request *req, int err)
+{
+    if (err == EACCES)
+        http_respond_problem(req, 403, NULL, "the file is not readable by the server");
+    else
+        http_respond_problem(req, 404, NULL, "no such file");
+}
+
+void http_respond_file(http_request *req, const http_static_root *root, const char *path)
+{
+    /* Refused before any open, with RESOLVE_BENEATH as the second line: ".." could only ever fail or
+     * stay inside, and a backslash is a separator to no one here but a sign of a Windows-style attack. */
+    for (const char *p = path; *p; p++) {
+        bool seg_start = p == path || p[-1] == '/';
+        if (*p == '\\' || (seg_start && p[0] == '.' && p[1] == '.' && (p[2] == '/' || p[2] == '\0'))) {
+            http_respond_problem(req, 400, NULL, "a file path may not contain '..' segments or backslashes");
+            return;
+        }
+    }
+    const char *name = path;
+    int fd = http_static_open(root->fd, path, HTTP_STATIC_OPEN_FLAGS, false);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        /* A directory is answered with its index.html (no listing, no redirect). */
+        size_t n = strlen(path);
+        char *index = arena_alloc(&req->arena, n + sizeof("/index.html"));
+        snprintf(index, n + sizeof("/index.html"), "%s%sindex.html", path, n && path[n - 1] != '/' ? "/" : "");
+        close(fd);
+        name = index;
+        fd = http_static_open(root->fd, name, HTTP_STATIC_OPEN_FLAGS, false);
+        if (fd >= 0 && fstat(fd, &st) != 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (fd < 0) {
+        http_static_not_found(req, errno);
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        http_static_not_found(req, ENOENT);
+        return;
+    }
+    const char *type = http_static_content_type(name);
+    bool vary = http_media_type_compressible(type);
+
+    /* A precompressed sibling the client accepts, by its q-values (br before gzip on a tie). */
+    size_t ae_len = 0;
+    const char *ae = http_static_header(req, "Accept-Encoding", &ae_len);
+    if (ae) {
+        unsigned q[3];
+        http_accept_encoding_q(ae, ae_len, q);
+        struct stat sib_st;
+        int sib = -1;
+        const char *coding = NULL;
+        unsigned best = q[HTTP_CODING_IDENTITY];
+        if (q[HTTP_CODING_BR] > 0 && q[HTTP_CODING_BR] >= best &&
+            (sib = http_static_sibling(root, req, name, ".br", &st, &sib_st)) >= 0) {
+            coding = "br";
+            best = q[HTTP_CODING_BR];
+        }
+        if (q[HTTP_CODING_GZIP] > 0 && q[HTTP_CODING_GZIP] >= best && (!coding || q[HTTP_CODING_GZIP] > best)) {
+            int gz = http_static_sibling(root, req, name, ".gz", &st, &sib_st);
+            if (gz >= 0) {
+                if (sib >= 0)
+                    close(sib);
+                sib = gz;
+                coding = "gzip";
+            }
+        }
+        if (sib >= 0) {
+            close(fd);
+            fd = sib;
+            st = sib_st;
+            vary = true;
+            http_response_header(req, "Content-Encoding", coding);
+        }
+    }
+    /* Validators: the ETag changes with the file's time and size (and so differs per sibling). */
+    char etag[64], modified[HTTP_DATE_LEN + 1];
+    snprintf(etag, sizeof(etag), "\"%llx-%llx-%llx\"", (unsigned long long)st.st_mtim.tv_sec,
+             (unsigned long long)st.st_mtim.tv_nsec, (unsigned long long)st.st_size);
+    http_date_format(st.st_mtim.tv_sec, modified);
+    http_response_header(req, "ETag", etag);
+    http_response_header(req, "Last-Modified", modified);
+
+    size_t inm_len = 0, ims_len = 0;
+    const char *inm = http_static_header(req, "If-None-Match", &inm_len);
+    const char *ims = inm ? NULL : http_static_header(req, "If-Modified-Since", &ims_len);
+    time_t since;
+    if ((inm && http_etag_list_matches(inm, inm_len, etag)) ||
+        (ims && http_date_parse(ims, ims_len, &since) && st.st_mtim.tv_sec <= since)) {
+        close(fd);
+        if (vary) /* a 304 carries the Vary its 200 would (RFC 9110 15.4.5) */
+            http_response_header(req, "Vary", "Accept-Encoding");
+        if (http_request_begin_answer(req))
+            http_conn_send_file(req->_conn, 304, NULL, -1, 0, 0);
+        return;
+    }
+
+    uint64_t size = (uint64_t)st.st_size, first = 0, last = 0;
+    size_t range_len = 0, if_range_len = 0;
+    const char *range = http_static_header(req, "Range", &range_len);
+    const char *if_range = range ? http_static_header(req, "If-Range", &if_range_len) : NULL;
+    if (if_range && !(if_range_len == strlen(etag) && memcmp(if_range, etag, if_range_len) == 0) &&
+        !(if_range_len == HTTP_DATE_LEN && memcmp(if_range, modified, HTTP_DATE_LEN) == 0))
+        range = NULL; /* the client's copy is of another version: it gets the whole new one */
+    http_range_result r = range ? http_range_parse(range, range_len, size, &first, &last) : HTTP_RANGE_WHOLE;
+    if (r == HTTP_RANGE_UNSATISFIABLE) {
+        close(fd);
+        char cr[48];
+        snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)size);
+        http_response_header(req, "Content-Range", cr);
+        http_respond_problem(req, 416, NULL, "the range starts past the end of the file (%llu bytes)",
+                             (unsigned long long)size);
+        return;
+    }
+    /* Not before the 416 above: its problem body gets its Vary from the engine's own coding decision. */
+    if (vary)
+        http_response_header(req, "Vary", "Accept-Encoding");
+    http_response_header(req, "Accept-Ranges", "bytes");
+    int status = 200;
+    if (r == HTTP_RANGE_PART) {
+        char cr[80];
+        snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)first, (unsigned long long)last,
+                 (unsigned long long)size);
+        http_response_header(req, "Content-Range", cr);
+        status = 206;
+    } else {
+        last = size ? size - 1 : 0;
+    }
+    size_t len = size ? (size_t)(last - first + 1) : 0;
+    if (http_request_begin_answer(req))
+        http_conn_send_file(req->_conn, status, type, fd, (off_t)first, len);
+    else
+        close(fd);
+}
