@@ -7,11 +7,10 @@
  *                                                        total = price * quantity * m, built per request
  *   async-db                GET /async-db?min=&max=&limit=   a price range of PostgreSQL's items table
  *   crud                    GET|POST /crud/items, GET|PUT /crud/items/{id}: a cached REST resource
+ *   json-comp               the json route, content-coded by the library per Accept-Encoding
  *   upload                  POST /upload                 the body's length, counted as it streams in
+ *   static                  GET /static/{path...}        files of static_dir with their .br/.gz siblings
  *   echo-ws                 GET /ws                      a WebSocket echoing every message
- *
- * and leaves the rest as marked TODOs until the library has what they need (README.md says which):
- * json-comp (response compression), static (static files with precompressed siblings).
  *
  * Settings: the "arena" section of the config file (dataset, static_dir; the arena's /data paths by
  * default) and the arena's environment: DATABASE_URL (postgres://...) and DATABASE_MAX_CONN (the
@@ -35,7 +34,7 @@
 
 typedef struct arena_settings {
     const char *dataset;    /* the json profile's items, read once at start */
-    const char *static_dir; /* the static profile's files (served once the library has static files) */
+    const char *static_dir; /* the static profile's files, opened once at start, read per request */
 } arena_settings;
 
 static const schema_member settings_members[] = {
@@ -60,6 +59,10 @@ typedef struct dataset_item {
 static json_t *dataset_doc; /* owns every string and array the items point into */
 static dataset_item dataset[DATASET_MAX];
 static size_t dataset_len;
+
+/* The static profile's directory, opened at start (NULL when it cannot be); read-only afterwards,
+ * every loop serves from it. */
+static http_static_root *static_root;
 
 /* Reads the dataset file; -1 (logged) when it is missing or not the arena's shape. */
 static int dataset_load(const char *path)
@@ -105,6 +108,10 @@ static int arena_on_start(const apiary_context *ctx, void *arg)
     /* Without it the other profiles are still served; /json answers 503 saying why. */
     if (dataset_load(s->dataset) != 0)
         log_warn("arena: GET /json/{count} answers 503 until the dataset can be read (restart)");
+    static_root = http_static_root_open(s->static_dir);
+    if (!static_root)
+        log_warn("arena: the static directory %s cannot be opened (%s): GET /static/... answers 404", s->static_dir,
+                 strerror(errno));
     return 0;
 }
 
@@ -645,12 +652,30 @@ static void ws_get(http_request *req)
     ws_upgrade(req, &opts); /* answers either way: 101, or 426/400 problem+json */
 }
 
-/* ---- the profiles that wait for the library ------------------------------------------------------------
+/* ---- static ----------------------------------------------------------------------------------------------
  *
- * TODO(json-comp): GET /json/{count}?m= compressed when Accept-Encoding allows it. Waits for the
- *   library's response compression (issue 25 part 1); the json route above then answers it unchanged.
- * TODO(static): GET /static/... from settings.static_dir with its .br/.gz siblings. Waits for the
- *   library's static file routes (issue 25 part 2). */
+ * GET /static/{path...} -> the file beneath settings.static_dir, answered by the library's file answer
+ * (static.h: http_respond_file, what apiary_app_static mounts): read from disk per request, confined
+ * beneath the root (openat2 RESOLVE_BENEATH), Content-Type by extension, ETag/304, Range, HEAD, sendfile,
+ * and the .br/.gz sibling when Accept-Encoding allows it and it is at least as new. A mount of its own
+ * rather than apiary_app_static because the directory is a setting of the arena section, known only
+ * once the config is read; when it cannot be opened the server still starts and /static answers 404. */
+
+static void static_file(http_request *req)
+{
+    if (!static_root) {
+        http_respond_problem(req, 404, NULL, "no such file: the static directory could not be opened (see the log)");
+        return;
+    }
+    const char *path = http_request_param(req, "path");
+    http_respond_file(req, static_root, path ? path : "");
+}
+
+/* ---- json-comp ---------------------------------------------------------------------------------------------
+ *
+ * The json route above, compressed by the library when the request's Accept-Encoding allows it
+ * (compression.* settings, docs/compression.md: gzip or br by q-value, Vary: Accept-Encoding, identity
+ * without Accept-Encoding, bodies under compression.min_bytes as they are). Nothing of the entry's own. */
 
 /* ---- the arena's environment -> apiary's settings ------------------------------------------------------ */
 
@@ -764,10 +789,12 @@ int main(int argc, char **argv)
     apiary_app_route_schema(app, HTTP_METHOD_PUT, "/crud/items/{id}", crud_update, ROUTE_CORO, &crud_update_schema);
     apiary_app_route_schema(app, HTTP_METHOD_POST, "/upload", upload, ROUTE_CORO | ROUTE_BODY_STREAM, &upload_schema);
     apiary_app_route(app, HTTP_METHOD_GET, "/ws", ws_get, 0);
+    apiary_app_route(app, HTTP_METHOD_GET, "/static/{path...}", static_file, 0);
     int rc = apiary_app_main(app, argc, argv);
     /* The loops have stopped: what they shared is freed here, its one owner. */
     for (unsigned i = 0; i < CACHE_SLOTS; i++)
         free(cache_slots[i].body);
     json_decref(dataset_doc);
+    http_static_root_free(static_root);
     return rc;
 }
