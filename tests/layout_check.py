@@ -21,6 +21,7 @@ LAYERS = ["base", "json", "schema", "async", "pool", "http", "clients", "app"]
 # The subsystem each public header belongs to. A new public header must be named here.
 PUBLIC_LAYER = {
     "arena.h": "base", "log.h": "base", "metrics.h": "base", "uri.h": "base",
+    "json_writer.h": "json",
     "schema.h": "schema",
     "async.h": "async",
     "pool.h": "pool",

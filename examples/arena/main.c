@@ -7,10 +7,10 @@
  *                                                        total = price * quantity * m, built per request
  *   async-db                GET /async-db?min=&max=&limit=   a price range of PostgreSQL's items table
  *   crud                    GET|POST /crud/items, GET|PUT /crud/items/{id}: a cached REST resource
- *
- * and leaves the rest as marked TODOs until the library has what they need (README.md says which):
- * json-comp (response compression), upload (streamed request bodies), static (static files with
- * precompressed siblings), echo-ws (WebSocket).
+ *   json-comp               the json route, content-coded by the library per Accept-Encoding
+ *   upload                  POST /upload                 the body's length, counted as it streams in
+ *   static                  GET /static/{path...}        files of static_dir with their .br/.gz siblings
+ *   echo-ws                 GET /ws                      a WebSocket echoing every message
  *
  * Settings: the "arena" section of the config file (dataset, static_dir; the arena's /data paths by
  * default) and the arena's environment: DATABASE_URL (postgres://...) and DATABASE_MAX_CONN (the
@@ -34,7 +34,7 @@
 
 typedef struct arena_settings {
     const char *dataset;    /* the json profile's items, read once at start */
-    const char *static_dir; /* the static profile's files (served once the library has static files) */
+    const char *static_dir; /* the static profile's files, opened once at start, read per request */
 } arena_settings;
 
 static const schema_member settings_members[] = {
@@ -50,16 +50,19 @@ static const arena_settings settings_defaults = {"/data/dataset.json", "/data/st
 #define DATASET_MAX 1000
 
 typedef struct dataset_item {
-    json_int_t id, price, quantity;
+    json_int_t id, price, quantity, rating_score, rating_count;
     bool active;
-    /* The item's immutable values, shared by every answer (jansson's reference counts are atomic):
-     * strings, the tags array and the rating object are never changed after start. */
-    json_t *name, *category, *tags, *rating;
+    /* The item's strings and tags array, read by every loop and never changed after start. */
+    json_t *name, *category, *tags;
 } dataset_item;
 
 static json_t *dataset_doc; /* owns every string and array the items point into */
 static dataset_item dataset[DATASET_MAX];
 static size_t dataset_len;
+
+/* The static profile's directory, opened at start (NULL when it cannot be); read-only afterwards,
+ * every loop serves from it. */
+static http_static_root *static_root;
 
 /* Reads the dataset file; -1 (logged) when it is missing or not the arena's shape. */
 static int dataset_load(const char *path)
@@ -90,7 +93,8 @@ static int dataset_load(const char *path)
             return -1;
         }
         it->active = active;
-        it->rating = json_object_get(json_array_get(doc, i), "rating");
+        it->rating_score = score;
+        it->rating_count = count;
     }
     dataset_doc = doc;
     dataset_len = json_array_size(doc);
@@ -104,6 +108,10 @@ static int arena_on_start(const apiary_context *ctx, void *arg)
     /* Without it the other profiles are still served; /json answers 503 saying why. */
     if (dataset_load(s->dataset) != 0)
         log_warn("arena: GET /json/{count} answers 503 until the dataset can be read (restart)");
+    static_root = http_static_root_open(s->static_dir);
+    if (!static_root)
+        log_warn("arena: the static directory %s cannot be opened (%s): GET /static/... answers 404", s->static_dir,
+                 strerror(errno));
     return 0;
 }
 
@@ -181,21 +189,31 @@ static const route_schema json_schema = {
     .summary = "the first count items of the dataset, each with total = price * quantity * m",
 };
 
-/* One dataset item as a new object with its total: built per request (the profile measures exactly
- * that), its immutable values shared, not copied. */
-static json_t *dataset_item_json(const dataset_item *it, json_int_t m)
+/* One dataset item with its total, written straight into the answer (json_writer.h): built per
+ * request, as the profile measures, but with no jansson tree (an object, a hash-table insert per member
+ * and a node per number, then a walk to serialise them, were most of the route's instructions). */
+static void dataset_item_write(json_writer *w, const dataset_item *it, int64_t m)
 {
-    json_t *o = json_object();
-    json_object_set_new_nocheck(o, "id", json_integer(it->id));
-    json_object_set_nocheck(o, "name", it->name);
-    json_object_set_nocheck(o, "category", it->category);
-    json_object_set_new_nocheck(o, "price", json_integer(it->price));
-    json_object_set_new_nocheck(o, "quantity", json_integer(it->quantity));
-    json_object_set_new_nocheck(o, "active", json_boolean(it->active));
-    json_object_set_nocheck(o, "tags", it->tags);
-    json_object_set_nocheck(o, "rating", it->rating);
-    json_object_set_new_nocheck(o, "total", json_integer(it->price * it->quantity * m));
-    return o;
+    json_writer_object_begin(w);
+    json_writer_member_int(w, "id", it->id);
+    json_writer_key(w, "name");
+    json_writer_string_n(w, json_string_value(it->name), json_string_length(it->name));
+    json_writer_key(w, "category");
+    json_writer_string_n(w, json_string_value(it->category), json_string_length(it->category));
+    json_writer_member_int(w, "price", it->price);
+    json_writer_member_int(w, "quantity", it->quantity);
+    json_writer_key(w, "active");
+    json_writer_bool(w, it->active);
+    json_writer_key(w, "tags");
+    json_writer_json(w, it->tags); /* the dataset's array of strings, shared and immutable */
+    json_writer_key(w, "rating");
+    json_writer_object_begin(w);
+    json_writer_member_int(w, "score", it->rating_score);
+    json_writer_member_int(w, "count", it->rating_count);
+    json_writer_object_end(w);
+    /* Wrapping arithmetic: an absurd m gives a wrong total, never undefined behaviour. */
+    json_writer_member_int(w, "total", (int64_t)((uint64_t)it->price * (uint64_t)it->quantity * (uint64_t)m));
+    json_writer_object_end(w);
 }
 
 static void json_items(http_request *req)
@@ -207,10 +225,16 @@ static void json_items(http_request *req)
         return;
     }
     size_t count = (size_t)in->count < dataset_len ? (size_t)in->count : dataset_len;
-    json_t *items = json_array();
+    json_writer *w = http_json_writer(req);
+    json_writer_object_begin(w);
+    json_writer_key(w, "items");
+    json_writer_array_begin(w);
     for (size_t i = 0; i < count; i++)
-        json_array_append_new(items, dataset_item_json(&dataset[i], (json_int_t)in->m));
-    http_respond_json(req, 200, json_pack("{s:o,s:I}", "items", items, "count", (json_int_t)count));
+        dataset_item_write(w, &dataset[i], in->m);
+    json_writer_array_end(w);
+    json_writer_member_int(w, "count", (int64_t)count);
+    json_writer_object_end(w);
+    http_respond_json_writer(req, 200, w);
 }
 
 /* ---- PostgreSQL rows of the items table ------------------------------------------------------------ */
@@ -581,17 +605,77 @@ static void crud_update(http_request *req)
     answer_item_row(req, 200, r);
 }
 
-/* ---- the profiles that wait for the library ------------------------------------------------------------
+/* ---- upload ------------------------------------------------------------------------------------------
  *
- * TODO(json-comp): GET /json/{count}?m= compressed when Accept-Encoding allows it. Waits for the
- *   library's response compression (issue 25 part 1); the json route above then answers it unchanged.
- * TODO(upload): POST /upload -> the byte count, counted while the body streams in. Waits for streamed
- *   request bodies (a body handler fed chunk by chunk; today a body is buffered whole, up to
- *   limits.max_body_bytes, and the profile sends 20 MiB).
- * TODO(static): GET /static/... from settings.static_dir with its .br/.gz siblings. Waits for the
- *   library's static file routes (issue 25 part 2).
- * TODO(echo-ws): GET /ws upgraded to WebSocket, echoing text and binary messages. Waits for the
- *   library's WebSocket support. */
+ * POST /upload -> the body's length, counted while it streams in (ROUTE_BODY_STREAM): the body is never
+ * held whole, a connection holds a few read buffers at a time whatever the body's size (the profile
+ * sends up to 20 MiB; the limit here is the route's own). */
+
+#define UPLOAD_MAX_BYTES (64LL * 1024 * 1024)
+
+static const route_schema upload_schema = {
+    .max_body_bytes = UPLOAD_MAX_BYTES,
+    .summary = "the body's length in bytes as text/plain, counted as it streams in (up to 64 MiB)",
+};
+
+static void upload(http_request *req)
+{
+    uint64_t total = 0;
+    for (;;) {
+        async_op *op = http_body_read(req);
+        if (!op || async_await(op)->status != ASYNC_OK)
+            return; /* the client left mid-body, or the engine answered 408/413 (or 503 at the cap) */
+        const http_body_chunk *c = op->value;
+        if (c->len == 0)
+            break;
+        total += c->len;
+    }
+    answer_integer(req, (long long)total);
+}
+
+/* ---- echo-ws --------------------------------------------------------------------------------------------
+ *
+ * GET /ws upgraded to a WebSocket that sends every text and binary message back as it came, in order.
+ * The callback form: no coroutine stack per connection; a peer that does not read its echoes fills its
+ * send queue (websocket.send_queue_bytes) and is closed 1008 instead of making memory grow. A plain GET
+ * is answered 426 by ws_upgrade. */
+
+static void ws_echo(ws_conn *ws, const ws_message *msg, void *arg)
+{
+    (void)arg;
+    ws_send(ws, msg->type, msg->data, msg->len);
+}
+
+static void ws_get(http_request *req)
+{
+    ws_options opts = {.on_message = ws_echo};
+    ws_upgrade(req, &opts); /* answers either way: 101, or 426/400 problem+json */
+}
+
+/* ---- static ----------------------------------------------------------------------------------------------
+ *
+ * GET /static/{path...} -> the file beneath settings.static_dir, answered by the library's file answer
+ * (static.h: http_respond_file, what apiary_app_static mounts): read from disk per request, confined
+ * beneath the root (openat2 RESOLVE_BENEATH), Content-Type by extension, ETag/304, Range, HEAD, sendfile,
+ * and the .br/.gz sibling when Accept-Encoding allows it and it is at least as new. A mount of its own
+ * rather than apiary_app_static because the directory is a setting of the arena section, known only
+ * once the config is read; when it cannot be opened the server still starts and /static answers 404. */
+
+static void static_file(http_request *req)
+{
+    if (!static_root) {
+        http_respond_problem(req, 404, NULL, "no such file: the static directory could not be opened (see the log)");
+        return;
+    }
+    const char *path = http_request_param(req, "path");
+    http_respond_file(req, static_root, path ? path : "");
+}
+
+/* ---- json-comp ---------------------------------------------------------------------------------------------
+ *
+ * The json route above, compressed by the library when the request's Accept-Encoding allows it
+ * (compression.* settings, docs/compression.md: gzip or br by q-value, Vary: Accept-Encoding, identity
+ * without Accept-Encoding, bodies under compression.min_bytes as they are). Nothing of the entry's own. */
 
 /* ---- the arena's environment -> apiary's settings ------------------------------------------------------ */
 
@@ -703,10 +787,14 @@ int main(int argc, char **argv)
     apiary_app_route_schema(app, HTTP_METHOD_POST, "/crud/items", crud_create, ROUTE_CORO, &crud_create_schema);
     apiary_app_route_schema(app, HTTP_METHOD_GET, "/crud/items/{id}", crud_get, ROUTE_CORO, &crud_get_schema);
     apiary_app_route_schema(app, HTTP_METHOD_PUT, "/crud/items/{id}", crud_update, ROUTE_CORO, &crud_update_schema);
+    apiary_app_route_schema(app, HTTP_METHOD_POST, "/upload", upload, ROUTE_CORO | ROUTE_BODY_STREAM, &upload_schema);
+    apiary_app_route(app, HTTP_METHOD_GET, "/ws", ws_get, 0);
+    apiary_app_route(app, HTTP_METHOD_GET, "/static/{path...}", static_file, 0);
     int rc = apiary_app_main(app, argc, argv);
     /* The loops have stopped: what they shared is freed here, its one owner. */
     for (unsigned i = 0; i < CACHE_SLOTS; i++)
         free(cache_slots[i].body);
     json_decref(dataset_doc);
+    http_static_root_free(static_root);
     return rc;
 }

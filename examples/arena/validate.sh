@@ -47,10 +47,6 @@ CLIENT="$PY $HERE/arena_client.py"
 
 # Profiles waiting for a library feature: the reason is printed as the SKIPPED line.
 declare -A PENDING=(
-    [json-comp]="waits for the library's response compression (issue 25 part 1)"
-    [upload]="waits for streamed request bodies in the library (the profile sends 20 MiB bodies)"
-    [static]="waits for the library's static file routes with precompressed siblings (issue 25 part 2)"
-    [echo-ws]="waits for the library's WebSocket support"
 )
 ORDER=(baseline pipelined limited-conn json json-comp upload static async-db crud echo-ws)
 

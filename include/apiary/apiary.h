@@ -36,6 +36,7 @@
 #include "http_client.h"
 #include "http_method.h"
 #include "http_request.h"
+#include "json_writer.h"
 #include "log.h"
 #include "metrics.h"
 #include "middleware.h"

@@ -20,6 +20,7 @@
 #include "arena.h"
 #include "async.h"
 #include "http_method.h"
+#include "json_writer.h"
 #include "router.h"
 #include "uri.h"
 
@@ -64,6 +65,7 @@ struct http_request {
     char *_extra_headers;     /* "Name: value\r\n"..., arena */
     size_t _extra_headers_len;
     async_scope *_scope;      /* created by http_request_async, freed when the request ends */
+    json_writer *_writer;     /* http_json_writer's, arena; its text's block is released when the request ends */
     bool _answered;
 };
 
@@ -131,6 +133,15 @@ void http_response_header(http_request *req, const char *name, const char *value
 /* Serializes `body` compactly; takes the reference (decrefs it). A NULL body (a failed json_pack)
  * answers 500. */
 void http_respond_json(http_request *req, int status, json_t *body);
+/* The request's JSON writer (json_writer.h), empty: write the answer into it value by value, with no
+ * jansson tree, then send it with http_respond_json_writer. Its text lives in a block of the loop's
+ * buffer cache until the request ends (answered or not); do not free it. A second call empties it. */
+json_writer *http_json_writer(http_request *req);
+/* Answers `status` with the writer's text as application/json (any writer: the request's or one of
+ * json_writer_new, which stays the caller's). A writer that failed or holds no complete value is a
+ * 500 problem instead, its error logged with the route, as http_respond_json does for a tree it cannot
+ * write. */
+void http_respond_json_writer(http_request *req, int status, const json_writer *w);
 /* Like http_respond_json, with the node `at` of body (by identity; body keeps its reference) written
  * as `text`, `len` bytes of valid compact JSON the caller already holds (a stored value), so it is
  * not parsed again. `body` must not be NULL. */

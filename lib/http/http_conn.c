@@ -27,6 +27,7 @@
 #include "http_compress_internal.h"
 #include "http_internal.h"
 #include "http_validate_internal.h"
+#include "json_writer_internal.h"
 #include "log.h"
 #include "pool.h"
 #include "xalloc_internal.h"
@@ -174,6 +175,10 @@ static void http_conn_end_request(http_conn *conn)
         HTTP_STAT_ADD(conn->loop, async_inflight, (uint64_t)-1);
     }
     json_decref(slot->req._json);
+    if (slot->req._writer) {
+        json_writer_release(slot->req._writer); /* its block back to the loop's cache */
+        slot->req._writer = NULL;
+    }
     arena_reset(&slot->req.arena);
     http_loop_slot_put(conn->loop, slot);
     conn->slot = NULL;

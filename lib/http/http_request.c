@@ -13,6 +13,7 @@
 #include "http_internal.h"
 #include "json_arena_internal.h"
 #include "json_limits_internal.h"
+#include "json_writer_internal.h"
 #include "log.h"
 
 const char *http_request_header(http_request *req, const char *name)
@@ -181,6 +182,33 @@ void http_respond_json(http_request *req, int status, json_t *body)
         return;
     }
     http_conn_send_json(req->_conn, status, "application/json", body, NULL);
+}
+
+json_writer *http_json_writer(http_request *req)
+{
+    if (req->_writer) {
+        json_writer_reset(req->_writer);
+    } else {
+        req->_writer = arena_alloc(&req->arena, sizeof(json_writer));
+        json_writer_init(req->_writer, &req->_conn->loop->cache); /* released by http_conn_end_request */
+    }
+    return req->_writer;
+}
+
+void http_respond_json_writer(http_request *req, int status, const json_writer *w)
+{
+    if (!http_request_begin_answer(req))
+        return;
+    size_t len;
+    const char *text = json_writer_text(w, &len);
+    if (!text) {
+        const char *why = json_writer_error(w) ? json_writer_error(w) : "no complete value was written";
+        log_error("route %s: its JSON writer failed: %s", req->route_name ? req->route_name : "(none)", why);
+        json_t *problem = http_problem_new(500, "the handler failed to build its response", NULL);
+        http_conn_send_json(req->_conn, 500, "application/problem+json", problem, NULL);
+        return;
+    }
+    http_conn_send_response(req->_conn, status, "application/json", text, len);
 }
 
 void http_respond_json_spliced(http_request *req, int status, json_t *body, const json_t *at, const char *text,

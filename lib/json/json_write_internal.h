@@ -48,6 +48,10 @@ bool json_write(buf *out, buf_cache *cache, const json_t *json, const json_write
  * JSON_WRITE_NUMBER_MAX bytes, not NUL-terminated); returns its length, 0 for NaN or infinity. */
 size_t json_write_real(double v, char *out);
 
+/* Appends `len` bytes of str as a JSON string (quotes, escapes: docs/json.md); false, with out->len
+ * possibly moved on, when they are not valid UTF-8 (the caller restores its length). */
+bool json_write_string(buf *out, buf_cache *cache, const char *str, size_t len);
+
 /* The decimal text of v at out (at least 20 bytes); returns its length. */
 size_t json_write_integer(json_int_t v, char *out);
 

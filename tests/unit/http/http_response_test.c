@@ -82,6 +82,8 @@ Test(http_response, reason_phrases)
     cr_assert_str_eq(http_status_reason(404), "Not Found");
     cr_assert_str_eq(http_status_reason(413), "Content Too Large");
     cr_assert_str_eq(http_status_reason(431), "Request Header Fields Too Large");
+    /* ws_upgrade's answer to a plain GET (the arena's echo-ws check printed "426 Unknown") */
+    cr_assert_str_eq(http_status_reason(426), "Upgrade Required");
     cr_assert_str_eq(http_status_reason(799), "Unknown");
 }
 
