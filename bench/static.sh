@@ -13,6 +13,8 @@
 #   nginx br      gzip_static on + brotli_static on (libnginx-mod-http-brotli-static), sendfile on
 #   nginx gz      gzip_static on only (nginx as packaged: no Brotli), sendfile on
 #   nginx br ofc  the first with open_file_cache (1 s validity); only with NGINX_OFC=1
+#   apiary base   APIARY_BASE, another apiary binary (before a change), only when set; it counts as a
+#                 peer, so "× peer" may then be against it
 # Reported per server and workload: req/s, p99, server CPU µs per request, errors, ratios to the
 # strongest nginx.
 #
@@ -21,7 +23,7 @@
 # `strace -c -f -p PID` counts the server's calls.
 #
 # Environment: APIARY_BIN (build-release/apiary), DURATION (5s), WARMUP (1s), ROUNDS (1), CONNS (256),
-# NGINX_OFC (0), SYSCALLS (1), REQS (2000), OUT, SERVER_CPU (0), WRK_CPU (1). Needs wrk, nginx,
+# NGINX_OFC (0), APIARY_BASE (unset), SYSCALLS (1), REQS (2000), OUT, SERVER_CPU (0), WRK_CPU (1). Needs wrk, nginx,
 # libnginx-mod-http-brotli-static, python3-brotli, strace (scripts/packages/bench.txt).
 set -euo pipefail
 
@@ -47,6 +49,11 @@ else
     log "no $BROTLI_MOD (apt-get install -y libnginx-mod-http-brotli-static): nginx sends .gz only"
 fi
 SERVERS+=("nginx gz|peer|/static/reset.css|cmd $BENCH_DIR/static_nginx.sh gz {port} $BENCH_TMP/nginx-gz $DATA")
+if [[ -n ${APIARY_BASE:-} ]]; then
+    # another apiary binary (a build of main, say) in the same run, for a before/after of a change
+    printf '%s\n' "$APIARY_CONF" >"$BENCH_TMP/apiary-base.json"
+    SERVERS+=("apiary base|peer|/static/reset.css|cmd $APIARY_BASE --config $BENCH_TMP/apiary-base.json --listen 127.0.0.1:{port} --threads 1")
+fi
 if [[ ${NGINX_OFC:-0} == 1 && -f $BROTLI_MOD ]]; then
     SERVERS+=("nginx br ofc|peer|/static/reset.css|cmd $BENCH_DIR/static_nginx.sh br {port} $BENCH_TMP/nginx-ofc $DATA ofc")
 fi
