@@ -1,8 +1,9 @@
-/* http_static: file answers (static.h, docs/static.md). A request opens its file beneath the root's
- * directory descriptor (http_static_open), stats it, picks a precompressed sibling when Accept-Encoding
- * allows one, answers conditionals (304) and one Range (206/416), and hands the descriptor to the
- * connection, which sends the bytes with sendfile (http_conn_send_file). Nothing is cached: a file
- * replaced on disk is served new at the next request. */
+/* http_static: file answers (static.h, docs/static.md). A request opens a precompressed sibling
+ * (NAME.br, NAME.gz) beneath the root's directory descriptor (http_static_open) when Accept-Encoding
+ * allows one and only stats the original for its time, or else opens the original; it answers
+ * conditionals (304) and one Range (206/416), and hands the descriptor to the connection, which reads a
+ * small file into its output or sends a large one with sendfile (http_conn_send_file). Nothing is
+ * cached: a file replaced on disk is served new at the next request. */
 #include "http_static_internal.h"
 
 #include <errno.h>
