@@ -1656,27 +1656,37 @@ void http_conn_send_file(http_conn *conn, int status, const char *content_type, 
     bool outside = !conn->processing;
     http_request *req = conn->slot ? &conn->slot->req : NULL;
     bool head_only = (req && req->method == HTTP_METHOD_HEAD) || fd < 0;
-    char *inline_body = NULL;
-    if (!head_only && len <= HTTP_CONN_FILE_INLINE_BYTES) {
-        /* Read before the head is written: a file that shrank since its fstat still gets a true length. */
-        inline_body = arena_alloc(&req->arena, len ? len : 1);
+    bool inline_body = !head_only && len <= HTTP_CONN_FILE_INLINE_BYTES;
+    http_response_head head;
+    http_conn_head(conn, req, status, content_type, &head);
+    head.content_length = len;
+    size_t head_at = conn->out.len;
+    http_response_write_head(&conn->out, &conn->loop->cache, &head);
+    if (inline_body && len) {
+        /* Read straight into the output buffer behind the head (no copy in between). A file that
+         * shrank since its fstat gets a true length: the head is written again with what was read. */
+        buf_reserve(&conn->out, &conn->loop->cache, len);
+        char *body = conn->out.data + conn->out.len;
         size_t got = 0;
         while (got < len) {
-            ssize_t n = pread(fd, inline_body + got, len - got, off + (off_t)got);
+            ssize_t n = pread(fd, body + got, len - got, off + (off_t)got);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)
                 break;
             got += (size_t)n;
         }
-        len = got;
+        if (got == len) {
+            conn->out.len += len;
+        } else {
+            char *copy = arena_alloc(&req->arena, got ? got : 1);
+            memcpy(copy, body, got);
+            conn->out.len = head_at;
+            head.content_length = len = got;
+            http_response_write_head(&conn->out, &conn->loop->cache, &head);
+            buf_append(&conn->out, &conn->loop->cache, copy, got);
+        }
     }
-    http_response_head head;
-    http_conn_head(conn, req, status, content_type, &head);
-    head.content_length = len;
-    http_response_write_head(&conn->out, &conn->loop->cache, &head);
-    if (inline_body && len)
-        buf_append(&conn->out, &conn->loop->cache, inline_body, len);
     if (!head_only && !inline_body && len) {
         conn->file_fd = fd; /* http_conn_flush sends it after the head */
         conn->file_off = off;

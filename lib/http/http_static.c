@@ -1,8 +1,9 @@
-/* http_static: file answers (static.h, docs/static.md). A request opens its file beneath the root's
- * directory descriptor (http_static_open), stats it, picks a precompressed sibling when Accept-Encoding
- * allows one, answers conditionals (304) and one Range (206/416), and hands the descriptor to the
- * connection, which sends the bytes with sendfile (http_conn_send_file). Nothing is cached: a file
- * replaced on disk is served new at the next request. */
+/* http_static: file answers (static.h, docs/static.md). A request opens a precompressed sibling
+ * (NAME.br, NAME.gz) beneath the root's directory descriptor (http_static_open) when Accept-Encoding
+ * allows one and only stats the original for its time, or else opens the original; it answers
+ * conditionals (304) and one Range (206/416), and hands the descriptor to the connection, which reads a
+ * small file into its output or sends a large one with sendfile (http_conn_send_file). Nothing is
+ * cached: a file replaced on disk is served new at the next request. */
 #include "http_static_internal.h"
 
 #include <errno.h>
@@ -306,9 +307,24 @@ static const char *http_static_header(const http_request *req, const char *name,
     return NULL;
 }
 
-/* A precompressed sibling NAME.ext, when it is a regular file at least as new as the original. */
+/* The original's metadata, as far as a precompressed sibling needs it: unknown until a sibling was
+ * found, then either taken (a regular file, not a symlink) or "ask the confined open" (anything else). */
+typedef enum http_static_orig { HTTP_STATIC_ORIG_UNKNOWN, HTTP_STATIC_ORIG_KNOWN, HTTP_STATIC_ORIG_OPEN } http_static_orig;
+
+static bool http_static_older(const struct stat *a, const struct stat *b)
+{
+    return a->st_mtim.tv_sec < b->st_mtim.tv_sec ||
+           (a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec < b->st_mtim.tv_nsec);
+}
+
+/* A precompressed sibling NAME.ext, when it is a regular file at least as new as the original; -1
+ * otherwise. The sibling is opened first, so a request that gets one opens one file, not two: the
+ * original is then only stat'ed (fstatat without following a final symlink), which cannot leave the
+ * root because the sibling's confined open has just resolved the same directory beneath it. An
+ * original that is not a plain regular file there (a symlink, a directory, missing) sets *state to
+ * HTTP_STATIC_ORIG_OPEN: the caller opens it the confined way and asks again with *orig known. */
 static int http_static_sibling(const http_static_root *root, http_request *req, const char *name, const char *ext,
-                               const struct stat *orig, struct stat *st)
+                               struct stat *orig, http_static_orig *state, struct stat *st)
 {
     size_t n = strlen(name), e = strlen(ext);
     char *path = arena_alloc(&req->arena, n + e + 1);
@@ -317,8 +333,19 @@ static int http_static_sibling(const http_static_root *root, http_request *req, 
     int fd = http_static_open(root->fd, path, HTTP_STATIC_OPEN_FLAGS, false);
     if (fd < 0)
         return -1;
-    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || st->st_mtim.tv_sec < orig->st_mtim.tv_sec ||
-        (st->st_mtim.tv_sec == orig->st_mtim.tv_sec && st->st_mtim.tv_nsec < orig->st_mtim.tv_nsec)) {
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        return -1;
+    }
+    if (*state == HTTP_STATIC_ORIG_UNKNOWN) {
+        if (fstatat(root->fd, name, orig, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(orig->st_mode)) {
+            *state = HTTP_STATIC_ORIG_OPEN;
+            close(fd);
+            return -1;
+        }
+        *state = HTTP_STATIC_ORIG_KNOWN;
+    }
+    if (http_static_older(st, orig)) {
         close(fd); /* stale: the original was changed after it was compressed */
         return -1;
     }
@@ -333,6 +360,17 @@ static void http_static_not_found(http_request *req, int err)
         http_respond_problem(req, 404, NULL, "no such file");
 }
 
+/* NAME/index.html (NAME "" or ending in '/': no second slash), in the request's arena. */
+static const char *http_static_index(http_request *req, const char *name)
+{
+    size_t n = strlen(name);
+    char *index = arena_alloc(&req->arena, n + sizeof("/index.html"));
+    snprintf(index, n + sizeof("/index.html"), "%s%sindex.html", name, n && name[n - 1] != '/' ? "/" : "");
+    return index;
+}
+
+static void http_static_answer(http_request *req, const http_static_root *root, const char *name, bool dir_ok);
+
 void http_respond_file(http_request *req, const http_static_root *root, const char *path)
 {
     /* Refused before any open, with RESOLVE_BENEATH as the second line: ".." could only ever fail or
@@ -344,65 +382,88 @@ void http_respond_file(http_request *req, const http_static_root *root, const ch
             return;
         }
     }
-    const char *name = path;
-    int fd = http_static_open(root->fd, path, HTTP_STATIC_OPEN_FLAGS, false);
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        /* A directory is answered with its index.html (no listing, no redirect). */
-        size_t n = strlen(path);
-        char *index = arena_alloc(&req->arena, n + sizeof("/index.html"));
-        snprintf(index, n + sizeof("/index.html"), "%s%sindex.html", path, n && path[n - 1] != '/' ? "/" : "");
-        close(fd);
-        name = index;
+    /* A name that can only be a directory goes straight to its index.html (no listing, no redirect);
+     * "/static/docs" is found to be one when it is opened. */
+    size_t n = strlen(path);
+    if (n == 0 || path[n - 1] == '/')
+        http_static_answer(req, root, http_static_index(req, path), false);
+    else
+        http_static_answer(req, root, path, true);
+}
+
+/* The file `name` (or, when dir_ok and it is a directory, its index.html) as the answer. */
+static void http_static_answer(http_request *req, const http_static_root *root, const char *name, bool dir_ok)
+{
+    const char *type = http_static_content_type(name);
+    bool vary = http_media_type_compressible(type);
+
+    /* The precompressed siblings the client accepts, best first by its q-values (br before gzip on a
+     * tie; identity wins only with a higher q). Types known to be compressed already (images, fonts,
+     * archives) have none looked for: a .gz of a .webp is no smaller. */
+    static const char *const ext[3] = {[HTTP_CODING_GZIP] = ".gz", [HTTP_CODING_BR] = ".br"};
+    static const char *const coding_name[3] = {[HTTP_CODING_GZIP] = "gzip", [HTTP_CODING_BR] = "br"};
+    int cand[2], ncand = 0;
+    size_t ae_len = 0;
+    const char *ae = http_static_header(req, "Accept-Encoding", &ae_len);
+    if (ae && (vary || strcmp(type, "application/octet-stream") == 0)) {
+        unsigned q[3];
+        http_accept_encoding_q(ae, ae_len, q);
+        int order[2] = {HTTP_CODING_BR, HTTP_CODING_GZIP};
+        if (q[HTTP_CODING_GZIP] > q[HTTP_CODING_BR]) {
+            order[0] = HTTP_CODING_GZIP;
+            order[1] = HTTP_CODING_BR;
+        }
+        for (int i = 0; i < 2; i++)
+            if (q[order[i]] > 0 && q[order[i]] >= q[HTTP_CODING_IDENTITY])
+                cand[ncand++] = order[i];
+    }
+
+    struct stat st, orig;
+    http_static_orig state = HTTP_STATIC_ORIG_UNKNOWN;
+    int fd = -1, coding = -1;
+    for (int i = 0; i < ncand && fd < 0 && state != HTTP_STATIC_ORIG_OPEN; i++)
+        if ((fd = http_static_sibling(root, req, name, ext[cand[i]], &orig, &state, &st)) >= 0)
+            coding = cand[i];
+    if (fd < 0) {
+        /* No sibling (or the original is more than a plain file): the original, opened the confined way. */
         fd = http_static_open(root->fd, name, HTTP_STATIC_OPEN_FLAGS, false);
         if (fd >= 0 && fstat(fd, &st) != 0) {
             close(fd);
             fd = -1;
         }
-    }
-    if (fd < 0) {
-        http_static_not_found(req, errno);
-        return;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        http_static_not_found(req, ENOENT);
-        return;
-    }
-    const char *type = http_static_content_type(name);
-    bool vary = http_media_type_compressible(type);
-
-    /* A precompressed sibling the client accepts, by its q-values (br before gzip on a tie). */
-    size_t ae_len = 0;
-    const char *ae = http_static_header(req, "Accept-Encoding", &ae_len);
-    if (ae) {
-        unsigned q[3];
-        http_accept_encoding_q(ae, ae_len, q);
-        struct stat sib_st;
-        int sib = -1;
-        const char *coding = NULL;
-        unsigned best = q[HTTP_CODING_IDENTITY];
-        if (q[HTTP_CODING_BR] > 0 && q[HTTP_CODING_BR] >= best &&
-            (sib = http_static_sibling(root, req, name, ".br", &st, &sib_st)) >= 0) {
-            coding = "br";
-            best = q[HTTP_CODING_BR];
+        if (fd < 0) {
+            http_static_not_found(req, errno);
+            return;
         }
-        if (q[HTTP_CODING_GZIP] > 0 && q[HTTP_CODING_GZIP] >= best && (!coding || q[HTTP_CODING_GZIP] > best)) {
-            int gz = http_static_sibling(root, req, name, ".gz", &st, &sib_st);
-            if (gz >= 0) {
-                if (sib >= 0)
-                    close(sib);
-                sib = gz;
-                coding = "gzip";
+        if (S_ISDIR(st.st_mode) && dir_ok) {
+            close(fd);
+            http_static_answer(req, root, http_static_index(req, name), false);
+            return;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            close(fd);
+            http_static_not_found(req, ENOENT);
+            return;
+        }
+        if (state == HTTP_STATIC_ORIG_OPEN) { /* a symlink beneath the root, say: its siblings, as above */
+            orig = st;
+            state = HTTP_STATIC_ORIG_KNOWN;
+            for (int i = 0; i < ncand; i++) {
+                struct stat sib_st;
+                int sib = http_static_sibling(root, req, name, ext[cand[i]], &orig, &state, &sib_st);
+                if (sib >= 0) {
+                    close(fd);
+                    fd = sib;
+                    st = sib_st;
+                    coding = cand[i];
+                    break;
+                }
             }
         }
-        if (sib >= 0) {
-            close(fd);
-            fd = sib;
-            st = sib_st;
-            vary = true;
-            http_response_header(req, "Content-Encoding", coding);
-        }
+    }
+    if (coding >= 0) {
+        vary = true;
+        http_response_header(req, "Content-Encoding", coding_name[coding]);
     }
     /* Validators: the ETag changes with the file's time and size (and so differs per sibling). */
     char etag[64], modified[HTTP_DATE_LEN + 1];

@@ -78,6 +78,19 @@ class StaticTest(ServerTestMixin, unittest.TestCase):
             f.write(gzip.compress(FILES["css/site.css"]))
         old = time.time() - 3600  # a stale sibling: older than its original
         os.utime(css + ".gz", (old, old))
+        # siblings looked up before their original (docs/static.md "Cost per request"): one without an
+        # original, one beside a symlink leading out, one beside a symlink that stays inside, and a .gz
+        # of an image, which is never looked for
+        with open(os.path.join(root, "orphan.css.br"), "wb") as f:
+            f.write(brotli.compress(b"orphan"))
+        with open(os.path.join(root, "out.txt.gz"), "wb") as f:
+            f.write(gzip.compress(b"not the secret"))
+        with open(os.path.join(root, "in.css.br"), "wb") as f:
+            f.write(brotli.compress(FILES["css/site.css"]))
+        with open(os.path.join(root, "pic.webp.gz"), "wb") as f:
+            f.write(gzip.compress(FILES["pic.webp"]))
+        with open(os.path.join(root, "sub/index.html.gz"), "wb") as f:
+            f.write(gzip.compress(FILES["sub/index.html"]))
         os.symlink(os.path.join(cls.tmp, "secret.txt"), os.path.join(root, "out.txt"))
         os.symlink("..", os.path.join(root, "up"))
         os.symlink("css/site.css", os.path.join(root, "in.css"))
@@ -242,6 +255,46 @@ class StaticTest(ServerTestMixin, unittest.TestCase):
             # images never have siblings looked up or a Vary
             r = self.get(sock, "/static/img/logo.png", {"Accept-Encoding": "gzip, br"})
             self.assertIsNone(r.headers.get("Vary"))
+
+    def test_sibling_first(self):
+        """A sibling is opened before its original, which is then only stat'ed: every answer is the one
+        the original-first order gave (a regression test for the reordering)."""
+        root = os.path.join(self.tmp, "root")
+        with self.server.connect() as sock:
+            self.assertProblem(self.get(sock, "/static/orphan.css", {"Accept-Encoding": "br"}), 404)
+            r = self.get(sock, "/static/out.txt", {"Accept-Encoding": "gzip"})
+            self.assertProblem(r, 404)  # a symlink leading out is refused, its sibling too
+            r = self.get(sock, "/static/in.css", {"Accept-Encoding": "br"})
+            self.assertEqual(r.headers.get("Content-Encoding"), "br", "a symlink inside: its fresh sibling")
+            self.assertEqual(brotli.decompress(r.body), FILES["css/site.css"])
+            r = self.get(sock, "/static/pic.webp", {"Accept-Encoding": "gzip"})
+            self.assertIsNone(r.headers.get("Content-Encoding"), "no sibling looked for beside an image")
+            self.assertEqual(r.body, FILES["pic.webp"])
+            for path in ("/static/sub/", "/static/sub"):
+                with self.subTest(path=path):
+                    r = self.get(sock, path, {"Accept-Encoding": "gzip"})
+                    self.assertEqual(r.headers.get("Content-Encoding"), "gzip", "a directory's index.html has siblings")
+                    self.assertEqual(gzip.decompress(r.body), FILES["sub/index.html"])
+            # the disk is followed at once: a sibling rewritten, the original touched after it, removed
+            live = os.path.join(root, "live.css")
+            with open(live, "wb") as f:
+                f.write(b"v1 " * 100)
+            with open(live + ".br", "wb") as f:
+                f.write(brotli.compress(b"v1 " * 100))
+            r = self.get(sock, "/static/live.css", {"Accept-Encoding": "br;q=1, gzip;q=0.8"})
+            self.assertEqual(brotli.decompress(r.body), b"v1 " * 100)
+            with open(live + ".br", "wb") as f:
+                f.write(brotli.compress(b"v2 " * 100))
+            r = self.get(sock, "/static/live.css", {"Accept-Encoding": "br;q=1, gzip;q=0.8"})
+            self.assertEqual(brotli.decompress(r.body), b"v2 " * 100)
+            future = time.time() + 60
+            os.utime(live, (future, future))
+            r = self.get(sock, "/static/live.css", {"Accept-Encoding": "br;q=1, gzip;q=0.8"})
+            self.assertIsNone(r.headers.get("Content-Encoding"), "the original changed after its sibling")
+            self.assertEqual(r.body, b"v1 " * 100)
+            os.unlink(live)
+            self.assertProblem(self.get(sock, "/static/live.css", {"Accept-Encoding": "br"}), 404)
+            os.unlink(live + ".br")
 
     def test_traversal_is_refused(self):
         with self.server.connect() as sock:
