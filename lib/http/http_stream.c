@@ -115,23 +115,30 @@ async_op *http_stream_drain(http_stream *s)
     return op;
 }
 
-typedef struct http_stream_drain_cb {
-    http_stream *s;
-    void (*fn)(http_stream *s, bool ok, void *arg);
-    void *arg;
-} http_stream_drain_cb;
-
 static void http_stream_drained(async_op *op, void *arg)
 {
-    http_stream_drain_cb *cb = arg;
-    cb->fn(cb->s, op->status == ASYNC_OK, cb->arg);
+    http_stream *s = arg;
+    bool ok = op->status == ASYNC_OK;
+    void (*fn)(http_stream *, bool, void *) = s->drain_fn;
+    void *fn_arg = s->drain_arg;
+    s->drain_fn = NULL;
+    s->drain_arg = NULL;
+    /* Before fn, which may end the request (and its memory with op): a stream waits for room again
+     * and again, each wait's operation goes back to the request for the next (async_op_release). */
+    async_op_release(op);
+    fn(s, ok, fn_arg);
 }
 
 void http_stream_on_drain(http_stream *s, void (*fn)(http_stream *s, bool ok, void *arg), void *arg)
 {
-    http_stream_drain_cb *cb = async_scope_alloc(s->req->_scope, sizeof(*cb));
-    *cb = (http_stream_drain_cb){s, fn, arg};
-    async_op_then(http_stream_drain(s), http_stream_drained, cb);
+    if (s->drain_fn) {
+        log_error("route %s: http_stream_on_drain while a drain callback waits; ignored",
+                  s->req->route_name ? s->req->route_name : "(none)");
+        return;
+    }
+    s->drain_fn = fn;
+    s->drain_arg = arg;
+    async_op_then(http_stream_drain(s), http_stream_drained, s);
 }
 
 void http_stream_flushed(http_conn *conn)

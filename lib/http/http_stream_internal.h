@@ -22,6 +22,10 @@ struct http_stream {
     uint64_t bytes;    /* body bytes queued */
     uint64_t writes;   /* pieces queued (the SSE heartbeat sends only when this did not move) */
     async_op *drain;   /* a pending http_stream_drain, or NULL */
+    /* http_stream_on_drain's callback while one waits (kept here, not allocated per wait, so a long
+     * stream under backpressure does not grow the request's memory) */
+    void (*drain_fn)(struct http_stream *s, bool ok, void *arg);
+    void *drain_arg;
     unsigned heartbeat_ms; /* SSE: 0 when none */
     uint64_t heartbeat_seen; /* `writes` when the heartbeat last looked */
     struct event heartbeat;  /* SSE: a persistent loop timer, deleted when the request's scope ends */

