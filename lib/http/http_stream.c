@@ -60,6 +60,7 @@ http_stream *http_stream_start(http_request *req, int status, const char *conten
     s->status = status;
     s->chunked = req->http_minor >= 1;
     s->head_only = req->method == HTTP_METHOD_HEAD;
+    s->producer_ms = http_conn_now_ms();
     conn->stream = s;
     http_conn_stream_head(conn, status, content_type, s->chunked);
     http_conn_rearm_timer(conn); /* a stream has no request deadline (stream.h: Deadlines) */
@@ -73,6 +74,16 @@ bool http_stream_writable(const http_stream *s)
 }
 
 int http_stream_write(http_stream *s, const void *data, size_t len)
+{
+    int rc = http_stream_queue(s, data, len);
+    /* The producer spoke: timeouts.stream_idle_ms counts from now. The connection's timer is not
+     * touched (one write each event would re-arm it): when it fires early it arms itself for the rest. */
+    if (rc == HTTP_STREAM_OK && len)
+        s->producer_ms = http_conn_now_ms();
+    return rc;
+}
+
+int http_stream_queue(http_stream *s, const void *data, size_t len)
 {
     if (http_stream_gone(s))
         return HTTP_STREAM_CLOSED;

@@ -86,5 +86,46 @@ class LongEventStreamTest(ServerTestMixin, unittest.TestCase):
             self.assertEqual(request(s, "GET", "/v1/hello").status, 200)
 
 
+class StreamIdleTimeoutTest(ServerTestMixin, unittest.TestCase):
+    """timeouts.stream_idle_ms: a producer silent for that long is cut off; the SSE heartbeat (every
+    100 ms here) does not count as the producer speaking."""
+
+    CONFIG = {"timeouts": {"stream_idle_ms": 600}, "sse": {"heartbeat_ms": 100}}
+
+    def test_silent_producer_is_cut_off(self):
+        with self.server.connect() as m:
+            before = metric(m, "apiary_http_stream_idle_closed_total")
+        with self.server.connect(timeout=30) as s:
+            t0 = time.monotonic()
+            s.sendall(build_request("GET", "/v1/events?count=3&interval_ms=60000"))
+            s.settimeout(30)
+            data = b""
+            while True:
+                more = s.recv(65536)
+                if not more:
+                    break
+                data += more
+            elapsed = time.monotonic() - t0
+        self.assertIn(b"id: 1\n", data)
+        self.assertIn(b": heartbeat", data, "heartbeats went on while the producer was silent")
+        self.assertNotIn(b"id: 2\n", data)
+        self.assertFalse(data.endswith(b"0\r\n\r\n"), "a cut-off stream must not look ended")
+        # 600 ms of silence; generous upper bound for a loaded machine, far below the 60 s interval
+        self.assertGreaterEqual(elapsed, 0.5)
+        self.assertLess(elapsed, 20)
+        with self.server.connect() as m:
+            self.assertGreaterEqual(metric(m, "apiary_http_stream_idle_closed_total"), before + 1)
+            self.assertEqual(request(m, "GET", "/v1/hello").status, 200)
+
+    def test_producer_writing_in_time_is_not_cut(self):
+        # events 200 ms apart for ~2 s: far past 600 ms in total, never 600 ms silent
+        with self.server.connect(timeout=30) as s:
+            resp = request(s, "GET", "/v1/events?count=10&interval_ms=200", timeout=30)
+            self.assertEqual(resp.status, 200)
+            ids = [e["id"] for e in events_of(parse_sse(resp.body.decode()))]
+            self.assertEqual(ids, [str(i) for i in range(1, 11)])
+            self.assertEqual(request(s, "GET", "/v1/hello").status, 200, "keep-alive after the stream")
+
+
 if __name__ == "__main__":
     unittest.main()
