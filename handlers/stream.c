@@ -234,6 +234,7 @@ void upload_post(http_request *req)
             break;
         crypto_hash_sha256_update(h, (const unsigned char *)c->data, c->len);
         total += c->len;
+        async_op_release(op); /* one read per piece: a big body would keep every one (docs/async.md) */
         if (expect >= 0 && total > (uint64_t)expect) {
             /* Answering before the end: the engine closes the connection after this answer, the
              * rest of the body is never read. */
