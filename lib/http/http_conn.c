@@ -1163,6 +1163,12 @@ static void http_conn_process(http_conn *conn)
         /* half_close "cancel" (the default): the end of input with a request in flight is a client
          * that left, as nginx takes it (499). Answers already queued were flushed above. */
         http_conn_client_gone(conn, true);
+    } else if (!conn->dead && conn->peer_eof && conn->state == HTTP_CONN_HANDLER && conn->body_stream &&
+               !conn->body_stream->complete && conn->parse_pos == conn->in.len) {
+        /* half_close "answer" too: a streamed body cut off by the client's FIN, every byte before it
+         * parsed, can never be completed: the client left mid-body, as a buffered body's is not
+         * answered either (found by fuzz_body_stream: it waited for body_ms, then 408). */
+        http_conn_client_gone(conn, true);
     }
 }
 

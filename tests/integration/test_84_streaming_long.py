@@ -7,9 +7,12 @@
 - The callback form sends what the coroutine form sends, resumes after Last-Event-ID, and a client
   leaving ends it (cancelled, counted) without a continuation running into freed memory.
 - timeouts.stream_idle_ms ends a stream whose producer wrote nothing for that long (off by default).
+- With half_close "answer", a streamed upload cut off by the client's FIN is a client gone mid-body
+  (cancelled at once), not a request left waiting for body_ms (found by fuzz_body_stream).
 """
 
 import json
+import socket
 import time
 import unittest
 
@@ -125,6 +128,49 @@ class StreamIdleTimeoutTest(ServerTestMixin, unittest.TestCase):
             ids = [e["id"] for e in events_of(parse_sse(resp.body.decode()))]
             self.assertEqual(ids, [str(i) for i in range(1, 11)])
             self.assertEqual(request(s, "GET", "/v1/hello").status, 200, "keep-alive after the stream")
+
+
+class HalfClosedUploadTest(ServerTestMixin, unittest.TestCase):
+    CONFIG = {"half_close": "answer", "timeouts": {"body_ms": 60000}}
+
+    def test_fin_mid_streamed_body_cancels_at_once(self):
+        with self.server.connect() as m:
+            before = metric(m, "apiary_http_cancelled_total")
+        with self.server.connect(timeout=30) as s:
+            s.sendall(b"POST /v1/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"42\r\nonly a few bytes of sixty-six")
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(30)
+            data = b""
+            while True:
+                more = s.recv(65536)
+                if not more:
+                    break
+                data += more
+            elapsed = time.monotonic() - t0
+        # before the fix: nothing until body_ms (60 s here), then 408
+        self.assertLess(elapsed, 20, "the connection waited for a body that can never come")
+        self.assertEqual(data, b"", "a client gone mid-body gets no answer")
+        deadline = time.monotonic() + 10
+        while True:
+            with self.server.connect() as m:
+                now = metric(m, "apiary_http_cancelled_total")
+            if now >= before + 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertGreaterEqual(now, before + 1)
+
+    def test_fin_after_a_whole_streamed_body_is_answered(self):
+        with self.server.connect(timeout=30) as s:
+            s.sendall(b"POST /v1/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"5\r\nhello\r\n0\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            from apiary_harness import read_response
+            resp = read_response(s, timeout=30)
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(json.loads(resp.body)["bytes"], 5)
 
 
 if __name__ == "__main__":
