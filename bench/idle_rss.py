@@ -7,6 +7,11 @@ whole response, so every connection has been through a full request and sits idl
 from /proc/PID/status before and after, prints the difference per connection, then closes all.
 
   idle_rss.py 127.0.0.1:PORT PID [-n 10000] [--batch 500] [--batch-timeout 10]
+  idle_rss.py 127.0.0.1:PORT PID --path '/v1/events?count=2&interval_ms=3600000' --until 'id: 1'
+
+With --until MARKER the answer is a stream that stays open (Server-Sent Events): a connection counts
+as idle once its 200 head and MARKER (say, the first event) have arrived; it then sits in the
+server as an idle stream, and "closed by the server" means the stream ended.
 
 Non-blocking sockets + selectors, in batches (so the listen backlog never overflows and each batch
 has a bounded time), so one process drives 10k connections in a few seconds. Stdlib only.
@@ -51,9 +56,21 @@ class Conn:
         self.buf = b""
 
 
+UNTIL = None  # --until: a marker that makes a streamed answer count as "arrived"
+
+
 def response_complete(buf):
     """None while incomplete; else (status, keep_alive). Handles Content-Length and chunked."""
     end = buf.find(b"\r\n\r\n")
+    if UNTIL is not None and end >= 0:
+        status_line = buf[:buf.find(b"\r\n")].split()
+        try:
+            status = int(status_line[1])
+        except (IndexError, ValueError):
+            return (0, False)
+        if status == 200 and buf.find(UNTIL, end) < 0:
+            return None
+        return (status, True)
     if end < 0:
         return None
     head = buf[:end].decode("latin-1").split("\r\n")
@@ -185,7 +202,10 @@ def main():
     ap.add_argument("--settle", type=float, default=1.0,
                     help="seconds to wait after the last response before reading VmRSS")
     ap.add_argument("--path", default="/v1/hello")
+    ap.add_argument("--until", help="streamed answers: count a connection once this marker arrived")
     args = ap.parse_args()
+    global UNTIL
+    UNTIL = args.until.encode() if args.until else None
 
     host, _, port = args.target.rpartition(":")
     if not ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).version != 4:

@@ -1,6 +1,7 @@
 /* stream: the streaming demonstrations (docs/streaming.md), each a coroutine handler.
- *   GET /v1/events?count=N&interval_ms=M[&multiline=true]: Server-Sent Events, N events one every M ms,
- *       ids 1..N; a client reconnecting with Last-Event-ID: K gets K+1..N.
+ *   GET /v1/events?count=N&interval_ms=M[&multiline=true][&callback=true]: Server-Sent Events, N events
+ *       one every M ms, ids 1..N; a client reconnecting with Last-Event-ID: K gets K+1..N. With
+ *       callback=true the same stream is driven by continuations instead of the coroutine.
  *   GET /v1/stream?chunks=N&bytes=B: a streamed answer of N pieces of B bytes, waiting for room
  *       whenever the client reads slower than it is written (the backpressure demonstration).
  *   POST /v1/upload[?expect_bytes=N]: hashes the body as it arrives (SHA-256, libsodium) and answers
@@ -21,6 +22,7 @@ typedef struct events_in {
     int64_t count;
     int64_t interval_ms;
     bool multiline;
+    bool callback;
 } events_in;
 
 const route_schema events_schema = {
@@ -29,6 +31,7 @@ const route_schema events_schema = {
         SCHEMA_OPTIONAL(events_in, count, SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = SCHEMA_LE(100000))),
         SCHEMA_OPTIONAL(events_in, interval_ms, SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = SCHEMA_LE(3600000))),
         SCHEMA_OPTIONAL(events_in, multiline, SCHEMA_BOOLEAN()),
+        SCHEMA_OPTIONAL(events_in, callback, SCHEMA_BOOLEAN()),
         SCHEMA_END},
     .summary = "Server-Sent Events: count events, one every interval_ms; resumes after Last-Event-ID",
     .responses = (const route_response[]){{200, "a text/event-stream of tick events", NULL}, {0}},
@@ -49,6 +52,69 @@ static int64_t events_resume_after(http_request *req, int64_t count)
     return n > count ? count : n;
 }
 
+/* Sends event `seq`: http_sse_send's answer (HTTP_STREAM_FULL: nothing was queued, send it again
+ * once there is room). */
+static int events_send(http_stream *s, int64_t seq, int64_t count, bool multiline)
+{
+    json_t *data = json_pack("{s:I,s:I}", "seq", (json_int_t)seq, "count", (json_int_t)count);
+    char text[128]; /* jansson's own allocator may not be malloc: dump into a buffer of ours */
+    size_t len = json_dumpb(data, text, sizeof(text), multiline ? JSON_INDENT(2) : JSON_COMPACT);
+    json_decref(data);
+    char id[24];
+    snprintf(id, sizeof(id), "%lld", (long long)seq);
+    return http_sse_send(s, "tick", id, text, len);
+}
+
+/* The callback form (?callback=true): no coroutine waits between events, the request's memory holds
+ * this struct and the stream, and each step is a continuation. The handler itself returns at once, so
+ * an idle stream keeps no coroutine stack (docs/streaming.md, Memory per stream). */
+typedef struct events_cb {
+    http_stream *s;
+    async_scope *scope;
+    int64_t seq, count;
+    unsigned interval_ms;
+    bool multiline;
+    bool wait_first; /* sleep before sending seq */
+} events_cb;
+
+static void events_cb_run(events_cb *e);
+
+/* Continuations never run once the request ended (client gone, server stopping): e is valid here. */
+static void events_cb_slept(async_op *op, void *arg)
+{
+    async_op_release(op); /* a stream may run for days: give each sleep back (docs/async.md) */
+    events_cb *e = arg;
+    e->wait_first = false;
+    events_cb_run(e);
+}
+
+static void events_cb_drained(http_stream *s, bool ok, void *arg)
+{
+    (void)s;
+    if (ok)
+        events_cb_run(arg);
+}
+
+static void events_cb_run(events_cb *e)
+{
+    while (e->seq <= e->count) {
+        if (e->wait_first && e->interval_ms) {
+            async_op_then(async_sleep(e->scope, e->interval_ms), events_cb_slept, e);
+            return;
+        }
+        int rc = events_send(e->s, e->seq, e->count, e->multiline);
+        if (rc == HTTP_STREAM_FULL) {
+            http_stream_on_drain(e->s, events_cb_drained, e); /* then send seq again */
+            return;
+        }
+        if (rc == HTTP_STREAM_CLOSED)
+            return;
+        e->seq++;
+        e->wait_first = true;
+    }
+    http_stream_end(e->s);
+}
+
 void events_get(http_request *req)
 {
     const events_in *in = http_request_input(req);
@@ -58,22 +124,28 @@ void events_get(http_request *req)
         return;
     async_scope *scope = http_request_async(req);
     http_sse_retry(s, 2000);
+    if (in->callback) {
+        events_cb *e = async_scope_alloc(scope, sizeof(*e));
+        *e = (events_cb){s, scope, first, in->count, (unsigned)in->interval_ms, in->multiline, first > 1};
+        events_cb_run(e);
+        return;
+    }
     for (int64_t seq = first; seq <= in->count; seq++) {
         if (seq > first || first > 1) {
-            if (in->interval_ms && async_await(async_sleep(scope, (unsigned)in->interval_ms))->status != ASYNC_OK)
-                return; /* the client left or the server stops: the request is gone */
+            if (in->interval_ms) {
+                async_op *slept = async_await(async_sleep(scope, (unsigned)in->interval_ms));
+                if (slept->status != ASYNC_OK)
+                    return; /* the client left or the server stops: the request is gone */
+                async_op_release(slept); /* a stream may run for days: give each sleep back */
+            }
         }
-        json_t *data = json_pack("{s:I,s:I}", "seq", (json_int_t)seq, "count", (json_int_t)in->count);
-        char text[128]; /* jansson's own allocator may not be malloc: dump into a buffer of ours */
-        size_t len = json_dumpb(data, text, sizeof(text), in->multiline ? JSON_INDENT(2) : JSON_COMPACT);
-        json_decref(data);
-        char id[24];
-        snprintf(id, sizeof(id), "%lld", (long long)seq);
-        int rc = http_sse_send(s, "tick", id, text, len);
-        while (rc == HTTP_STREAM_FULL) { /* a client not reading: wait for room, never queue more */
-            if (async_await(http_stream_drain(s))->status != ASYNC_OK)
+        int rc;
+        while ((rc = events_send(s, seq, in->count, in->multiline)) == HTTP_STREAM_FULL) {
+            /* A client not reading: nothing was queued; wait for room, then send this event again. */
+            async_op *drained = async_await(http_stream_drain(s));
+            if (drained->status != ASYNC_OK)
                 return;
-            rc = HTTP_STREAM_OK;
+            async_op_release(drained);
         }
         if (rc == HTTP_STREAM_CLOSED)
             return;
@@ -162,6 +234,7 @@ void upload_post(http_request *req)
             break;
         crypto_hash_sha256_update(h, (const unsigned char *)c->data, c->len);
         total += c->len;
+        async_op_release(op); /* one read per piece: a big body would keep every one (docs/async.md) */
         if (expect >= 0 && total > (uint64_t)expect) {
             /* Answering before the end: the engine closes the connection after this answer, the
              * rest of the body is never read. */

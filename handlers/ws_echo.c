@@ -25,10 +25,14 @@ static void ws_echo_run(ws_conn *ws, async_scope *scope, void *arg)
         if (op->status != ASYNC_OK)
             return; /* the peer closed ("closed") or the connection is gone (ASYNC_CANCELLED) */
         const ws_message *msg = op->value;
-        if (ws_send(ws, msg->type, msg->data, msg->len) != 0)
+        int sent = ws_send(ws, msg->type, msg->data, msg->len); /* copies the message */
+        async_op_release(op); /* a connection may echo for hours: reuse each receive's memory */
+        if (sent != 0)
             return;
-        if (async_await(ws_drain(ws))->status != ASYNC_OK)
+        async_op *drained = async_await(ws_drain(ws));
+        if (drained->status != ASYNC_OK)
             return;
+        async_op_release(drained);
     }
 }
 

@@ -73,6 +73,7 @@ struct async_op {
     void *_cb_arg;
     bool _cb_set;
     bool _queued;              /* on the ready queue */
+    uint32_t _size;            /* bytes of its block in the scope's memory (async_op_release) */
 };
 
 /* ---- scopes ---------------------------------------------------------------------------------- */
@@ -120,6 +121,28 @@ void async_op_then(async_op *op, async_cb cb, void *arg);
 void async_op_cancel(async_op *op);
 /* Elapsed milliseconds from start to completion (or to now while pending). */
 uint64_t async_op_elapsed_ms(const async_op *op);
+/* Gives a finished operation's memory back to its scope, for the scope's next operations to reuse:
+ * for loops that run as long as their scope does (an event stream awaiting a sleep per event, a
+ * consumer awaiting queue gets), which would otherwise keep every operation they ever awaited until
+ * the scope ends (a sleep is about 230 bytes). Optional: an operation never released simply goes with
+ * its scope, as always.
+ *
+ * When: once you are done reading op (status, value, error), i.e. after the await that returned it
+ * or at the end of its continuation (releasing inside the continuation is fine). From then on `op` is
+ * a dangling pointer: do not read it, await it, cancel it or release it again (its memory is the
+ * next operation's). A value that lives inside the operation (an http_body_chunk, a subprocess
+ * result is separate and stays) goes with it.
+ * What: op's own block. Releasing a wait_for also releases its inner operation when that finished
+ * (it is the wait_for's to give back; its value is the wait_for's value). Memory an operation
+ * allocated besides its block (gather's and wait_first's child arrays, a subprocess's output) and
+ * children given to gather or wait_first stay until the scope ends.
+ * Refused (logged, nothing happens): NULL is ignored silently; an operation still pending (cancel it
+ * first: async_op_cancel, then release), one a gather, wait_for or wait_first took over (release
+ * the combined one), one whose continuation is queued to run. A completed operation nobody took
+ * (no continuation, never awaited) is cancelled first, which undoes what it holds (a granted permit
+ * is given back, a queue item is put back). In a scope that is ending it does nothing (the memory
+ * goes with the scope anyway). */
+void async_op_release(async_op *op);
 
 /* Completes OK after `ms` milliseconds on a loop timer (asyncio.sleep). value: NULL. */
 async_op *async_sleep(async_scope *scope, unsigned ms);

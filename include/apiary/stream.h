@@ -16,7 +16,13 @@
  *
  * Deadlines. timeouts.request_ms bounds a request until its stream starts; a streaming response then
  * has no overall deadline (an event stream may last hours). Instead a client that stops reading is
- * closed after timeouts.write_ms without progress (as for every answer), and the producer is cancelled.
+ * closed after timeouts.write_ms without progress (as for every answer), and the producer is cancelled;
+ * with timeouts.stream_idle_ms set (default off), so is a producer that wrote nothing for that long
+ * (the connection closes without the last chunk; the SSE heartbeat does not count as writing).
+ *
+ * Long streams. Every operation a producer awaits stays in the request's memory until the request
+ * ends unless it is given back with async_op_release (async.h): a stream awaiting a sleep per event
+ * releases each one after its await, and does not grow however long it runs.
  *
  * Streamed request bodies. A route registered with ROUTE_BODY_STREAM gets its handler called as soon
  * as the head is complete, with req->body NULL; it reads the body with http_body_read (awaitable, in

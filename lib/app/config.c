@@ -199,6 +199,7 @@ static const schema_member config_timeouts[] = {
     CFG_INT("write_ms", http.write_timeout_ms, 1, 3600000),
     CFG_INT("linger_ms", http.linger_timeout_ms, 0, 60000),
     CFG_INT("request_ms", http.request_timeout_ms, 1, 3600000),
+    CFG_INT("stream_idle_ms", http.stream_idle_timeout_ms, 0, 86400000),
     SCHEMA_END,
 };
 

@@ -3,12 +3,71 @@
  * themselves live in their own files (async_timer.c, async_future.c, ...). */
 #include "async_op_internal.h"
 
+#include <string.h>
+
 #include "log.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define ASYNC_OP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASYNC_OP_ASAN 1
+#endif
+#endif
+#ifdef ASYNC_OP_ASAN
+#include <sanitizer/asan_interface.h>
+#define ASYNC_OP_POISON(p, n) __asan_poison_memory_region(p, n)
+#define ASYNC_OP_UNPOISON(p, n) __asan_unpoison_memory_region(p, n)
+#else
+#define ASYNC_OP_POISON(p, n) ((void)(p), (void)(n))
+#define ASYNC_OP_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+/* ---- recycling released operations (async_op_release) --------------------------------------- */
+
+/* A released operation's block while it waits for reuse: this header, then poisoned bytes under
+ * ASan, so a use after release is reported like a use after free. */
+struct async_recycled {
+    struct async_recycled *next;
+    uint32_t size;
+};
+
+/* How many released blocks a new operation looks at: a scope's loop reuses one or two kinds of
+ * operation, so the one that fits is near the front; a miss only costs fresh memory. */
+#define ASYNC_RECYCLE_SCAN 8
+
+static async_op *async_op_reuse(async_scope *s, size_t size)
+{
+    struct async_recycled **link = &s->recycled;
+    for (unsigned n = 0; *link && n < ASYNC_RECYCLE_SCAN; n++, link = &(*link)->next) {
+        struct async_recycled *r = *link;
+        if (r->size < size || r->size > 2 * size)
+            continue;
+        *link = r->next;
+        uint32_t have = r->size;
+        ASYNC_OP_UNPOISON(r, have);
+        memset(r, 0, have);
+        async_op *op = (async_op *)(void *)r;
+        op->_size = have;
+        return op;
+    }
+    return NULL;
+}
+
+void async__scope_unpoison_recycled(async_scope *s)
+{
+    for (struct async_recycled *r = s->recycled; r; r = r->next)
+        ASYNC_OP_UNPOISON(r, r->size);
+    s->recycled = NULL;
+}
 
 async_op *async__op_new(async_scope *s, const async_op_vtable *vt, size_t size)
 {
-    async_op *op = async_scope_alloc(s, size);
+    async_op *op = s->recycled ? async_op_reuse(s, size) : NULL;
+    if (!op) {
+        op = async_scope_alloc(s, size);
+        op->_size = (uint32_t)size;
+    }
     op->status = ASYNC_PENDING;
     op->_vt = vt;
     op->_scope = s;
@@ -131,6 +190,42 @@ void async_op_then(async_op *op, async_cb cb, void *arg)
         async__list_remove(&op->_scope->unclaimed, op);
         async__scope_enqueue(op->_scope, op);
     }
+}
+
+static const async_op_vtable async_released_vt = {.name = "released"};
+
+void async_op_release(async_op *op)
+{
+    if (!op)
+        return;
+    async_scope *s = op->_scope;
+    if (op->_vt == &async_released_vt) {
+        log_error("async_op_release: operation released twice; ignored");
+        return;
+    }
+    if (s->closing)
+        return; /* its memory goes with the scope; a coroutine unwinding may still read it */
+    if (op->status == ASYNC_PENDING || op->_queued || async__op_observer(op)) {
+        log_error("async_op_release: the %s operation is %s; not released", op->_vt->name,
+                  op->status == ASYNC_PENDING ? "pending (cancel it first)"
+                  : op->_queued             ? "about to run its continuation"
+                                            : "a child of gather, wait_for or wait_first");
+        return;
+    }
+    if (async__op_undelivered(op))
+        async_op_cancel(op); /* nobody took it: undo what it holds (a permit, a queue item) */
+    if (op->_vt->release)
+        op->_vt->release(op);
+    uint32_t size = op->_size;
+    struct async_recycled *r = (struct async_recycled *)(void *)op;
+    memset(r, 0, size);
+    r->size = size;
+    /* The vtable slot lies past the header: a second release of the same pointer finds this mark
+     * (until the block is reused). */
+    op->_vt = &async_released_vt;
+    r->next = s->recycled;
+    s->recycled = r;
+    ASYNC_OP_POISON((char *)op + sizeof(async_op), size - sizeof(async_op));
 }
 
 uint64_t async_op_elapsed_ms(const async_op *op)

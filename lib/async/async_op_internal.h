@@ -63,6 +63,8 @@ struct async_op_vtable {
     bool (*revoke)(async_op *op);
     /* A child this operation listens to completed (cancelled == false) or was cancelled. */
     void (*child_done)(async_op *op, async_op *child, bool cancelled);
+    /* async_op_release is giving op's block back: release what op alone owns besides (optional). */
+    void (*release)(async_op *op);
 };
 
 typedef struct async_list {
@@ -90,6 +92,7 @@ struct async_scope {
     void *slow_arg;
     const char *slow_label;
     const void *context;   /* async_scope_set_context: in effect while the scope runs code */
+    struct async_recycled *recycled; /* blocks of released operations, newest first (async_op_release) */
     arena own_arena[]; /* standalone scopes only */
 };
 
@@ -116,10 +119,14 @@ void async__scope_enqueue(async_scope *s, async_op *op);
 
 /* ---- operation lifecycle (async_op.c) ---------------------------------------------------------- */
 
-/* A new pending operation of `size` bytes (its struct begins with an async_op) in s's memory. */
+/* A new pending operation of `size` bytes (its struct begins with an async_op) in s's memory: a
+ * released block of the scope when one fits, else fresh scope memory. */
 async_op *async__op_new(async_scope *s, const async_op_vtable *vt, size_t size);
 /* Last step of every constructor: an operation started in a closing scope is born cancelled. */
 async_op *async__op_started(async_op *op);
+/* Forgets the scope's released blocks and lifts their ASan poison (the scope is ending; its owner may
+ * reuse the arena). */
+void async__scope_unpoison_recycled(async_scope *s);
 /* Completes a pending operation (ignored otherwise) and queues or parks its continuation. */
 void async__op_complete(async_op *op, async_status status, void *value, const char *error);
 /* Completed, and its continuation has not run (queued, or none attached yet). */

@@ -199,6 +199,7 @@ void async_scope_free(async_scope *scope)
     const void *outer_context = async_context_swap(scope->context);
     async_scope_run_defers(scope);
     async_context_swap(outer_context);
+    async__scope_unpoison_recycled(scope);
     event_del(&scope->run_ev);
     if (scope->running)
         scope->dead = true;

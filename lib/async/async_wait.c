@@ -59,11 +59,30 @@ static bool async_wait_revoke(async_op *op)
     return async__op_revoke_child(op, w->inner);
 }
 
+/* async_op_release of the wait_for: the inner operation it took over goes too, once finished (it
+ * completed into the wait_for, or the wait_for's timeout cancelled it); one that was the caller's
+ * already (finished and taken before the wait_for began) stays the caller's. */
+static void async_wait_release(async_op *op)
+{
+    async_wait_op *w = (async_wait_op *)op;
+    async_op *inner = w->inner;
+    if (!inner || inner->status == ASYNC_PENDING || inner->_queued)
+        return;
+    bool ours = async__op_observer(inner) == op ||
+                (op->status == ASYNC_TIMEOUT && inner->status == ASYNC_CANCELLED && !inner->_cb);
+    if (!ours)
+        return;
+    inner->_cb = NULL;
+    inner->_cb_arg = NULL;
+    async_op_release(inner);
+}
+
 static const async_op_vtable async_wait_vt = {
     .name = "wait_for",
     .cancel = async_wait_cancel,
     .revoke = async_wait_revoke,
     .child_done = async_wait_child_done,
+    .release = async_wait_release,
 };
 
 static void async_wait_start(async_wait_op *w, async_op *inner, unsigned ms)

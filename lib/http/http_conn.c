@@ -295,7 +295,17 @@ static void http_conn_arm_timer(http_conn *conn)
     bool armed_for_deadline = conn->timer_is_deadline;
     conn->timer_is_deadline = false;
     if (conn->state == HTTP_CONN_HANDLER && !conn->writing && conn->stream) {
-        evtimer_del(&conn->timer_ev); /* streaming: no request deadline, write_ms bounds a stalled client */
+        /* streaming: no request deadline, write_ms bounds a stalled client, and stream_idle_ms (when
+         * set) a silent producer: re-armed by each of its writes (http_stream.c) */
+        if (loop->settings->stream_idle_timeout_ms) {
+            uint64_t due = conn->stream->producer_ms + loop->settings->stream_idle_timeout_ms;
+            uint64_t now = http_conn_now_ms();
+            uint64_t left = due > now ? due - now : 0;
+            struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+            evtimer_add(&conn->timer_ev, &tv);
+        } else {
+            evtimer_del(&conn->timer_ev);
+        }
     } else if (conn->state == HTTP_CONN_HANDLER && !conn->writing) {
         http_conn_arm_deadline(conn, armed_for_deadline);
     } else if (conn->state == HTTP_CONN_LINGER) {
@@ -348,6 +358,16 @@ static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     http_conn *conn = arg;
     http_conn_enter(conn);
+    if (!conn->writing && conn->state == HTTP_CONN_HANDLER && conn->stream &&
+        !(conn->body_stream && !conn->body_stream->complete) &&
+        (!conn->loop->settings->stream_idle_timeout_ms ||
+         http_conn_now_ms() - conn->stream->producer_ms < conn->loop->settings->stream_idle_timeout_ms)) {
+        /* A streaming producer wrote since the timer was armed (or the key was reloaded to off): not a
+         * timeout, the timer takes the rest of the time. */
+        http_conn_arm_timer(conn);
+        http_conn_leave(conn);
+        return;
+    }
     HTTP_STAT_ADD(conn->loop, timeouts, 1);
     if (conn->writing || (conn->state == HTTP_CONN_IDLE && conn->blank_bytes <= HTTP_FREE_BLANK_BYTES) ||
         conn->state == HTTP_CONN_LINGER) {
@@ -365,6 +385,15 @@ static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
          * handler's request ends with it (its reads are cancelled). */
         http_conn_reject(conn, 408, "request body not received within %u ms", conn->loop->settings->body_timeout_ms);
         http_conn_flush(conn);
+    } else if (conn->state == HTTP_CONN_HANDLER && conn->stream) {
+        /* timeouts.stream_idle_ms: the producer wrote nothing for that long. The head is gone, so no
+         * status can say it: the connection closes without the last chunk (the client sees the body
+         * cut off, not ended) and the producer is cancelled as when a client leaves. */
+        log_info("loop %u: %s: the stream's producer wrote nothing for %u ms; closing", conn->loop->id,
+                 conn->slot && conn->slot->req.route_name ? conn->slot->req.route_name : "a stream",
+                 conn->loop->settings->stream_idle_timeout_ms);
+        HTTP_STAT_ADD(conn->loop, stream_idle_closed, 1);
+        http_conn_close(conn);
     } else if (conn->state == HTTP_CONN_HANDLER) {
         http_conn_deadline_expired(conn);
     }
@@ -1133,6 +1162,12 @@ static void http_conn_process(http_conn *conn)
         !loop->settings->half_close_answer) {
         /* half_close "cancel" (the default): the end of input with a request in flight is a client
          * that left, as nginx takes it (499). Answers already queued were flushed above. */
+        http_conn_client_gone(conn, true);
+    } else if (!conn->dead && conn->peer_eof && conn->state == HTTP_CONN_HANDLER && conn->body_stream &&
+               !conn->body_stream->complete && conn->parse_pos == conn->in.len) {
+        /* half_close "answer" too: a streamed body cut off by the client's FIN, every byte before it
+         * parsed, can never be completed: the client left mid-body, as a buffered body's is not
+         * answered either (found by fuzz_body_stream: it waited for body_ms, then 408). */
         http_conn_client_gone(conn, true);
     }
 }

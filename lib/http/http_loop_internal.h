@@ -43,6 +43,7 @@ typedef struct http_loop_stats {
     uint64_t async_inflight;       /* requests holding an async scope now */
     uint64_t async_rejected;       /* 503s because max_async_per_loop was reached */
     uint64_t deadline_expired;     /* 504s: request deadline passed before the answer */
+    uint64_t stream_idle_closed;   /* streams cut off at timeouts.stream_idle_ms (silent producer) */
     uint64_t slow_callbacks;       /* callbacks that blocked the loop longer than slow_callback_ms */
     uint64_t background_running;   /* background tasks running now (background.h) */
     uint64_t background_started;

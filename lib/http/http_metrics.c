@@ -123,6 +123,7 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
         total.async_inflight += s.async_inflight;
         total.async_rejected += s.async_rejected;
         total.deadline_expired += s.deadline_expired;
+        total.stream_idle_closed += s.stream_idle_closed;
         total.timeouts += s.timeouts;
         total.cancelled += s.cancelled;
         total.half_closed_cancelled += s.half_closed_cancelled;
@@ -157,6 +158,9 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
          "Requests refused with 503 because limits.max_async_per_loop was reached.", total.async_rejected},
         {"apiary_http_deadline_expired_total", "counter", "Requests answered 504 at their deadline.",
          total.deadline_expired},
+        {"apiary_http_stream_idle_closed_total", "counter",
+         "Streamed answers cut off because their producer wrote nothing for timeouts.stream_idle_ms.",
+         total.stream_idle_closed},
         {"apiary_http_timeouts_total", "counter", "Connection timeouts (header, body, keep-alive, write, linger).",
          total.timeouts},
         {"apiary_http_cancelled_total", "counter", "Requests whose client left before the answer.",

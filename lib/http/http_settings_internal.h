@@ -29,6 +29,8 @@ typedef struct http_settings {
     unsigned linger_timeout_ms;    /* after an error answer, how long unread input is drained */
     unsigned request_timeout_ms;   /* dispatch to answer (handlers may lower it): else 504 */
     unsigned sse_heartbeat_ms;     /* an event stream idle this long gets a comment line; 0 = none */
+    unsigned stream_idle_timeout_ms; /* a streamed answer whose producer wrote nothing this long is
+                                      * cut off (connection closed, producer cancelled); 0 = off */
     /* WebSocket (ws.c, docs/streaming.md) */
     size_t ws_max_message_bytes;   /* a received message (all its fragments) larger: close 1009 */
     size_t ws_send_queue_bytes;    /* unsent bytes a connection may hold; a send past it: close 1008 */

@@ -60,6 +60,7 @@ http_stream *http_stream_start(http_request *req, int status, const char *conten
     s->status = status;
     s->chunked = req->http_minor >= 1;
     s->head_only = req->method == HTTP_METHOD_HEAD;
+    s->producer_ms = http_conn_now_ms();
     conn->stream = s;
     http_conn_stream_head(conn, status, content_type, s->chunked);
     http_conn_rearm_timer(conn); /* a stream has no request deadline (stream.h: Deadlines) */
@@ -73,6 +74,16 @@ bool http_stream_writable(const http_stream *s)
 }
 
 int http_stream_write(http_stream *s, const void *data, size_t len)
+{
+    int rc = http_stream_queue(s, data, len);
+    /* The producer spoke: timeouts.stream_idle_ms counts from now. The connection's timer is not
+     * touched (one write each event would re-arm it): when it fires early it arms itself for the rest. */
+    if (rc == HTTP_STREAM_OK && len)
+        s->producer_ms = http_conn_now_ms();
+    return rc;
+}
+
+int http_stream_queue(http_stream *s, const void *data, size_t len)
 {
     if (http_stream_gone(s))
         return HTTP_STREAM_CLOSED;
@@ -115,23 +126,30 @@ async_op *http_stream_drain(http_stream *s)
     return op;
 }
 
-typedef struct http_stream_drain_cb {
-    http_stream *s;
-    void (*fn)(http_stream *s, bool ok, void *arg);
-    void *arg;
-} http_stream_drain_cb;
-
 static void http_stream_drained(async_op *op, void *arg)
 {
-    http_stream_drain_cb *cb = arg;
-    cb->fn(cb->s, op->status == ASYNC_OK, cb->arg);
+    http_stream *s = arg;
+    bool ok = op->status == ASYNC_OK;
+    void (*fn)(http_stream *, bool, void *) = s->drain_fn;
+    void *fn_arg = s->drain_arg;
+    s->drain_fn = NULL;
+    s->drain_arg = NULL;
+    /* Before fn, which may end the request (and its memory with op): a stream waits for room again
+     * and again, each wait's operation goes back to the request for the next (async_op_release). */
+    async_op_release(op);
+    fn(s, ok, fn_arg);
 }
 
 void http_stream_on_drain(http_stream *s, void (*fn)(http_stream *s, bool ok, void *arg), void *arg)
 {
-    http_stream_drain_cb *cb = async_scope_alloc(s->req->_scope, sizeof(*cb));
-    *cb = (http_stream_drain_cb){s, fn, arg};
-    async_op_then(http_stream_drain(s), http_stream_drained, cb);
+    if (s->drain_fn) {
+        log_error("route %s: http_stream_on_drain while a drain callback waits; ignored",
+                  s->req->route_name ? s->req->route_name : "(none)");
+        return;
+    }
+    s->drain_fn = fn;
+    s->drain_arg = arg;
+    async_op_then(http_stream_drain(s), http_stream_drained, s);
 }
 
 void http_stream_flushed(http_conn *conn)

@@ -21,11 +21,20 @@ struct http_stream {
     bool closed;       /* ended, or the request is going: writes are refused */
     uint64_t bytes;    /* body bytes queued */
     uint64_t writes;   /* pieces queued (the SSE heartbeat sends only when this did not move) */
+    uint64_t producer_ms; /* the producer's last write (or the start): timeouts.stream_idle_ms */
     async_op *drain;   /* a pending http_stream_drain, or NULL */
+    /* http_stream_on_drain's callback while one waits (kept here, not allocated per wait, so a long
+     * stream under backpressure does not grow the request's memory) */
+    void (*drain_fn)(struct http_stream *s, bool ok, void *arg);
+    void *drain_arg;
     unsigned heartbeat_ms; /* SSE: 0 when none */
     uint64_t heartbeat_seen; /* `writes` when the heartbeat last looked */
     struct event heartbeat;  /* SSE: a persistent loop timer, deleted when the request's scope ends */
 };
+
+/* http_stream_write without counting as the producer's activity (timeouts.stream_idle_ms): for what
+ * the engine itself sends, the SSE heartbeat. */
+int http_stream_queue(http_stream *s, const void *data, size_t len);
 
 /* A request body handed to its handler piece by piece (ROUTE_BODY_STREAM); in the request's arena. */
 typedef struct http_body_stream {
