@@ -240,6 +240,24 @@ static bool json_compact_number(json_compact_state *s)
     }
     double v;
     long e10 = exp - frac;
+    if (exact && m != 0 && m < UINT64_C(1000000000000000) && e10 >= -22 && e10 <= 22) {
+        /* At most 15 significant digits: no other decimal that short reads back to the same double
+         * (DBL_DIG), so these digits, trailing zeros dropped, are the shortest json_write_real would
+         * search for; only the layout is left to do. */
+        char d[16];
+        int n = 0;
+        while (m % 10 == 0) {
+            m /= 10;
+            e10++;
+        }
+        for (uint64_t t = m; t; t /= 10)
+            n++;
+        for (int i = n - 1; i >= 0; i--, m /= 10)
+            d[i] = (char)('0' + m % 10);
+        s->o += json_write_real_digits(neg, d, n, (int)(n - 1 + e10), o);
+        s->p = p;
+        return true;
+    }
     if (exact && m < (UINT64_C(1) << 53) && e10 >= -22 && e10 <= 22) {
         /* Both operands are exact doubles, so one correctly rounded operation is the exact reading. */
         v = e10 < 0 ? (double)m / json_compact_pow10[-e10] : (double)m * json_compact_pow10[e10];

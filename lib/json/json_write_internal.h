@@ -48,6 +48,11 @@ bool json_write(buf *out, buf_cache *cache, const json_t *json, const json_write
  * JSON_WRITE_NUMBER_MAX bytes, not NUL-terminated); returns its length, 0 for NaN or infinity. */
 size_t json_write_real(double v, char *out);
 
+/* The text json_write_real gives for the shortest digits d[0..n) (no trailing zeros, d[0] not '0'),
+ * the first of them at decimal exponent x (d[0] * 10^x), negative when neg: for a caller that already
+ * knows the shortest digits (json_compact, reading a real of at most 15 significant digits). */
+size_t json_write_real_digits(bool neg, const char *d, int n, int x, char *out);
+
 /* The decimal text of v at out (at least 20 bytes); returns its length. */
 size_t json_write_integer(json_int_t v, char *out);
 
