@@ -14,7 +14,6 @@
 
 #include "handlers.h"
 #include "json_valid_internal.h"
-#include "json_write_internal.h"
 #include "kv_store.h"
 #include "log.h"
 
@@ -26,7 +25,7 @@ typedef struct kv_call {
     http_request *req;
     const char *key;
     size_t key_len;
-    const char *text; /* PUT: the value as compact JSON text, freed by a scope cleanup */
+    const char *text; /* PUT: the value as compact JSON text, in the request's arena */
     size_t text_len;
     unsigned ttl_s;   /* PUT: 0 when none was asked for */
 } kv_call;
@@ -41,7 +40,7 @@ static const kv_store *kv_backend(void)
 typedef struct kv_in {
     const char *key;       /* path {key}, percent-decoded */
     int64_t ttl;           /* PUT ?ttl=, 0 when absent */
-    const json_t *value;   /* PUT body: any JSON value */
+    route_body_text value; /* PUT body: any JSON value, as compact text (the engine's json_compact) */
 } kv_in;
 
 /* The key charset: well-formed UTF-8 (the schema's string check: no overlong forms, no surrogates,
@@ -104,7 +103,7 @@ const route_schema kv_put_schema = {
         SCHEMA_OPTIONAL(kv_in, ttl, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(KV_TTL_MAX_S))),
         SCHEMA_END},
     .body = SCHEMA_ANY(),
-    .body_at = ROUTE_BODY_AT(kv_in, value),
+    .body_text_at = ROUTE_BODY_TEXT_AT(kv_in, value),
     .check = kv_check,
     .summary = "Store any JSON value under a key, with a time to live in seconds if wanted",
     .responses = (const route_response[]){{201, "created", &kv_entry}, {200, "replaced", &kv_entry}, {0}},
@@ -245,34 +244,24 @@ void kv_put(http_request *req)
     const char *key = in->key;
     size_t key_len = strlen(key);
     unsigned ttl_s = (unsigned)in->ttl;
-    const json_t *value = in->value; /* any JSON value; the parser refused duplicate members */
     /* What is stored, and what the bound applies to, is the compact text, whatever whitespace the
-     * client sent, with reals in their shortest form; it is written once and answered by splicing. A
-     * cache of no blocks: the text's buffer is the store's to copy and ours to free. */
-    buf_cache no_cache = {0};
-    buf text = {0};
-    if (!json_write(&text, &no_cache, value, NULL)) { /* cannot happen: the parser made it from valid text */
-        buf_release(&text, &no_cache);
-        http_respond_problem(req, 500, NULL, "the value could not be written as JSON");
-        return;
-    }
-    if (text.len > cfg->kv_max_value_bytes) {
+     * client sent, with reals in their shortest form: the engine wrote it (in the request's arena,
+     * which outlives the call) while checking the body, duplicate members refused, without a tree. */
+    const char *text = in->value.text;
+    size_t text_len = in->value.len;
+    if (text_len > cfg->kv_max_value_bytes) {
         http_respond_problem(req, 413, NULL, "the value is %zu bytes as compact JSON; at most %u are stored",
-                             text.len, cfg->kv_max_value_bytes);
-        buf_release(&text, &no_cache);
+                             text_len, cfg->kv_max_value_bytes);
         return;
     }
     async_scope *scope;
     kv_call *call = kv_call_start(req, key, key_len, &scope);
-    if (!call) {
-        buf_release(&text, &no_cache);
+    if (!call)
         return;
-    }
-    call->text = text.data;
-    call->text_len = text.len;
+    call->text = text;
+    call->text_len = text_len;
     call->ttl_s = ttl_s;
-    async_scope_defer(scope, free, text.data);
-    async_op_then(kv_backend()->put(scope, http_request_loop(req), key, key_len, text.data, text.len, ttl_s),
+    async_op_then(kv_backend()->put(scope, http_request_loop(req), key, key_len, text, text_len, ttl_s),
                   kv_put_done, call);
 }
 

@@ -83,7 +83,20 @@ typedef struct route_schema {
      * naming it); 0: limits.max_body_bytes. A ROUTE_BODY_STREAM route reads its body a piece at a
      * time (stream.h), so its limit may be far above what a buffered body could hold. */
     size_t max_body_bytes;
+    /* A SCHEMA_ANY body that the handler only stores or forwards: instead of a tree, its compact JSON
+     * text (route_body_text, in the request's arena) binds here: ROUTE_BODY_TEXT_AT(T, field). The
+     * answers to a bad body are the same; a valid one is checked and compacted in one pass (json_compact)
+     * without jansson's parse. 0: the body is parsed as usual. */
+    size_t body_text_at;
 } route_schema;
+
+/* What ROUTE_BODY_TEXT_AT binds: the body as compact JSON text (as json_write writes it), not
+ * NUL-terminated; text is NULL when no body was sent. */
+typedef struct route_body_text {
+    const char *text;
+    size_t len;
+} route_body_text;
+#define ROUTE_BODY_TEXT_AT(T, field) offsetof(T, field) + 1
 
 /* Where a body that is not an object binds (an array's list, any value's const json_t *). */
 #define ROUTE_BODY_AT(T, field) offsetof(T, field) + 1

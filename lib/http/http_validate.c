@@ -6,6 +6,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http_internal.h"
+#include "json_compact_internal.h"
+#include "json_write_internal.h"
+
 json_t *http_request_json_or_answer(http_request *req, bool quiet)
 {
     if (req->body_len == 0) {
@@ -40,6 +44,35 @@ json_t *http_request_json_or_answer(http_request *req, bool quiet)
     return NULL;
 }
 
+/* The body as compact JSON text in the request's arena: json_compact's one pass when it can, else the
+ * parser (and its answer to a bad body, exactly as for a parsed body) and json_write. */
+static bool http_request_json_text(http_request *req, bool quiet, route_body_text *out)
+{
+    const http_settings *s = req->_conn->loop->settings;
+    size_t cap = json_compact_cap(req->body_len);
+    char *text = arena_alloc(&req->arena, cap);
+    size_t n = json_compact(req->body, req->body_len, text, cap, s->json_max_depth, s->json_max_values);
+    if (n != JSON_COMPACT_FALLBACK) {
+        *out = (route_body_text){text, n};
+        return true;
+    }
+    json_t *tree = http_request_json_or_answer(req, quiet);
+    if (!tree)
+        return false;
+    buf b = {0};
+    buf_cache no_cache = {0};
+    if (!json_write(&b, &no_cache, tree, NULL)) { /* cannot happen: the parser made it from valid text */
+        buf_release(&b, &no_cache);
+        http_respond_problem(req, 500, NULL, "the body could not be written as JSON");
+        return false;
+    }
+    char *copy = arena_alloc(&req->arena, b.len);
+    memcpy(copy, b.data, b.len);
+    *out = (route_body_text){copy, b.len};
+    buf_release(&b, &no_cache);
+    return true;
+}
+
 /* Every value of query parameter `name`, in order, into values (at most cap); returns how many. */
 static size_t http_validate_query(const http_request *req, const char *name, const char **values, size_t cap)
 {
@@ -56,9 +89,11 @@ bool http_request_validate(http_request *req, const route_schema *rs)
         return true;
     /* A body that is not JSON is refused before anything else: its problem is not a value's. */
     json_t *body = NULL;
+    route_body_text body_text = {0};
+    bool as_text = rs->body && rs->body_text_at && rs->body->type == SCHEMA_T_ANY;
     if (rs->body && req->body_len) {
-        body = http_request_json_or_answer(req, rs->quiet_body_errors);
-        if (!body)
+        if (as_text ? !http_request_json_text(req, rs->quiet_body_errors, &body_text)
+                    : !(body = http_request_json_or_answer(req, rs->quiet_body_errors)))
             return false;
     }
     void *input = NULL;
@@ -88,8 +123,10 @@ bool http_request_validate(http_request *req, const route_schema *rs)
         schema_bind_text(m, &v, v ? 1 : 0, input, &errs);
     }
     errs.in = "body";
-    if (rs->body && !body)
+    if (rs->body && !body && !body_text.text)
         schema_errors_add(&errs, "", "is required: send a JSON body");
+    else if (as_text && input)
+        memcpy((char *)input + rs->body_text_at - 1, &body_text, sizeof(body_text));
     else if (rs->body && rs->body->type == SCHEMA_T_OBJECT)
         schema_bind(rs->body, body, input, "", &errs);
     else if (rs->body)

@@ -185,12 +185,13 @@ size_t json_write_real(double v, char *out)
 {
     if (!isfinite(v))
         return 0;
-    char *p = out;
-    if (signbit(v)) {
-        *p++ = '-';
+    bool neg = signbit(v);
+    if (neg)
         v = -v;
-    }
     if (v == 0) {
+        char *p = out;
+        if (neg)
+            *p++ = '-';
         memcpy(p, "0.0", 3);
         return (size_t)(p + 3 - out);
     }
@@ -200,7 +201,14 @@ size_t json_write_real(double v, char *out)
         n = json_write_digits_exact(v, d, &x);
     else
         n = json_write_digits_printf(v, d, &x);
+    return json_write_real_digits(neg, d, n, x, out);
+}
 
+size_t json_write_real_digits(bool neg, const char *d, int n, int x, char *out)
+{
+    char *p = out;
+    if (neg)
+        *p++ = '-';
     if (x < -6 || x >= 21) { /* d.ddde+x, as JavaScript and Go write them */
         *p++ = d[0];
         if (n > 1) {

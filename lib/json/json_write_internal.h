@@ -52,6 +52,11 @@ size_t json_write_real(double v, char *out);
  * possibly moved on, when they are not valid UTF-8 (the caller restores its length). */
 bool json_write_string(buf *out, buf_cache *cache, const char *str, size_t len);
 
+/* The text json_write_real gives for the shortest digits d[0..n) (no trailing zeros, d[0] not '0'),
+ * the first of them at decimal exponent x (d[0] * 10^x), negative when neg: for a caller that already
+ * knows the shortest digits (json_compact, reading a real of at most 15 significant digits). */
+size_t json_write_real_digits(bool neg, const char *d, int n, int x, char *out);
+
 /* The decimal text of v at out (at least 20 bytes); returns its length. */
 size_t json_write_integer(json_int_t v, char *out);
 

@@ -3,7 +3,9 @@
  * http_request_json uses, the validator (lib/json/json_valid.c, for stored text) judges it, and json_write
  * (what every JSON answer goes through) writes it. Invariants beyond the sanitizers: the scan admits
  * exactly the documents within its depth and value limits; whatever jansson accepts the validator
- * accepts too; what the writer writes is valid, parses again and writes back byte for byte the same. */
+ * accepts too; what the writer writes is valid, parses again and writes back byte for byte the same;
+ * the one-pass compactor (lib/json/json_compact.c, kv PUT's body) handles only text jansson accepts
+ * within the limits, and writes exactly what json_write writes for jansson's tree. */
 #include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 
 #include "buf_internal.h"
+#include "json_compact_internal.h"
 #include "json_limits_internal.h"
 #include "json_valid_internal.h"
 #include "json_write_internal.h"
@@ -62,13 +65,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 (int)bounded, (int)valid, (int)lim);
         abort();
     }
+    size_t cap = json_compact_cap(size);
+    char *compact = malloc(cap);
+    size_t compact_len = json_compact(text, size, compact, cap, FUZZ_JSON_DEPTH, FUZZ_JSON_VALUES);
     json_error_t err;
     /* http_request_json refuses a raw NUL byte before jansson (which stops reading at one) */
-    if (memchr(text, '\0', size))
+    if (memchr(text, '\0', size)) {
+        if (compact_len != JSON_COMPACT_FALLBACK) {
+            fprintf(stderr, "fuzz_json: json_compact handled text with a NUL byte\n");
+            abort();
+        }
+        free(compact);
         return 0;
+    }
     json_t *doc = json_loadb(text, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
     if (doc && !json_valid(text, size, JSON_VALID_MAX_DEPTH)) {
         fprintf(stderr, "fuzz_json: jansson accepted what the validator refuses\n");
+        abort();
+    }
+    if (compact_len != JSON_COMPACT_FALLBACK && (!doc || lim != JSON_LIMITS_OK)) {
+        fprintf(stderr, "fuzz_json: json_compact handled what jansson or the limits refuse\n");
         abort();
     }
     if (doc) {
@@ -85,6 +101,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         buf_cache_init(&cache, 4);
         buf first = {0}, second = {0};
         fuzz_json_dump(&first, &cache, doc);
+        if (compact_len != JSON_COMPACT_FALLBACK &&
+            (compact_len != first.len || memcmp(compact, first.data, first.len) != 0)) {
+            fprintf(stderr, "fuzz_json: json_compact and json_write disagree\n");
+            abort();
+        }
         json_t *again =
             json_loadb(first.data, first.len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
         if (!again) {
@@ -102,5 +123,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         buf_cache_free(&cache);
         json_decref(doc);
     }
+    free(compact);
     return 0;
 }
