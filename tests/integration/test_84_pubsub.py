@@ -348,6 +348,9 @@ class WsPubSubTest(ServerTestMixin, unittest.TestCase):
 
     def setUp(self):
         self.subs = []
+        # The previous test's clients are gone from the server too (their sockets were closed in its
+        # tearDown, which the server sees a moment later): counts here start from nothing.
+        wait_metric(self.server, "apiary_pubsub_subscribers", lambda v: v == 0)
 
     def tearDown(self):
         for s in self.subs:
@@ -410,7 +413,7 @@ class WsPubSubTest(ServerTestMixin, unittest.TestCase):
             self.assertEqual(request(c, "GET", "/v1/topics/fine/ws").status, 426)
 
     def test_subscriber_gauge_falls_when_ws_clients_leave(self):
-        before = subscribers_now(self.server)
+        before = subscribers_now(self.server)  # 0: setUp waited for it
         subs = [self.ws("ws.gauge", mode="await" if i % 2 else "") for i in range(6)]
         wait_metric(self.server, "apiary_pubsub_subscribers", lambda v: v == before + 6)
         subs[0].send(b"", opcode=0x8)  # a closing handshake, and abrupt ends for the others
