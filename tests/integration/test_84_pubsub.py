@@ -480,6 +480,29 @@ class WsSlowSubscriberTest(ServerTestMixin, unittest.TestCase):
         self.run_slow("await")
 
 
+class WsFrameLengthTest(ServerTestMixin, unittest.TestCase):
+    THREADS = 2
+    CONFIG = {"websocket": {"send_queue_bytes": 1048576}, "pubsub": {"max_message_bytes": 131072}}
+
+    def test_every_frame_length_form(self):
+        """Messages to idle connections are framed by apiary itself (no wslay context): the 7-bit,
+        16-bit and 64-bit payload lengths, at their edges, arrive whole (both forms)."""
+        subs = [WsSubscriber(self.server, "wssizes", mode=m) for m in ("", "await")]
+        try:
+            wait_metric(self.server, "apiary_pubsub_subscribers", lambda v: v == 2)
+            sizes = [2, 125, 126, 127, 65535, 65536, 100000]
+            for n in sizes:
+                self.assertEqual(publish(self.server, "wssizes", "q" * (n - 2)).status, 202)
+            for s in subs:
+                got = s.wait_messages(len(sizes))
+                self.assertEqual([len(p) for _, p in got], sizes)
+                self.assertTrue(all(p == b'"' + b"q" * (len(p) - 2) + b'"' for _, p in got))
+        finally:
+            for s in subs:
+                s.close()
+        wait_metric(self.server, "apiary_pubsub_subscribers", lambda v: v == 0)
+
+
 class WsDisconnectMidDeliveryTest(ServerTestMixin, unittest.TestCase):
     THREADS = 2
     CONFIG = {"pubsub": {"max_message_bytes": 65536}, "websocket": {"send_queue_bytes": 65536}}
