@@ -5,7 +5,8 @@
 # process on the same machine, so the figure is an upper bound and noisy on a shared machine.
 #
 # Environment: APIARY_BIN (default build-release/apiary, else build/apiary), SUBS, ROUNDS, THREADS,
-# OUT (also write the summary there).
+# TRANSPORT (sse, default, or ws: WebSocket subscribers through GET /v1/topics/bench/ws), OUT (also
+# write the summary there).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +22,7 @@ THREADS="${THREADS:-2}"
 # 10,000 client sockets here and 10,000 in the server: raise the soft limit as far as allowed.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-out="$(python3 "$HERE/pubsub_broadcast.py" "$BIN" --subs "$SUBS" --rounds "$ROUNDS" --threads "$THREADS")"
+out="$(python3 "$HERE/pubsub_broadcast.py" "$BIN" --subs "$SUBS" --rounds "$ROUNDS" --threads "$THREADS" --transport "${TRANSPORT:-sse}")"
 summary="$(printf '## pubsub broadcast (%s)\n\nbinary: %s\n%s\n' "$(date -u +%FT%TZ)" "$BIN" "$out")"
 echo "$summary"
 if [[ -n "${OUT:-}" ]]; then echo "$summary" >"$OUT"; fi

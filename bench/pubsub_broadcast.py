@@ -6,13 +6,19 @@
 measures, for each, the time from just before the POST is sent until the last subscriber has
 received it (and the median subscriber). Prints p50/p99 over the rounds.
 
-  bench/pubsub_broadcast.py BINARY [--subs 10000] [--rounds 30] [--threads 2]
+  bench/pubsub_broadcast.py BINARY [--subs 10000] [--rounds 30] [--threads 2] [--transport sse|ws]
+
+--transport ws subscribes with WebSocket instead (GET /v1/topics/bench/ws, pub/sub's WebSocket
+adapter, callback form): set up once every 101 arrived and the subscriber gauge says SUBS; a message
+is found by its bytes in the (unmasked) server frames. The server's RSS is also read after the
+broadcasts (a WebSocket takes a wslay context while it has something to send).
 
 One Python process reads all subscribers with epoll, so the figure includes the client's own time
 to read 10,000 sockets (on the same 2 cores as the server): an upper bound of the server's part,
 noisy on a shared machine. Bounded in time; starts everything on loopback, port 0."""
 
 import argparse
+import base64
 import json
 import os
 import select
@@ -44,7 +50,9 @@ def main():
     ap.add_argument("--subs", type=int, default=10000)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--transport", choices=("sse", "ws"), default="sse")
     args = ap.parse_args()
+    ws = args.transport == "ws"
 
     cfg = {"max_connections": args.subs + 1000, "sse": {"heartbeat_ms": 0},
            "limits": {"max_async_per_loop": args.subs + 1000},
@@ -56,7 +64,13 @@ def main():
         ep = select.epoll()
         socks = {}
         bufs = {}
-        req = build_request("GET", "/v1/topics/bench/events")
+        if ws:
+            key = base64.b64encode(os.urandom(16)).decode()
+            req = (f"GET /v1/topics/bench/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        else:
+            req = build_request("GET", "/v1/topics/bench/events")
+        confirm = b"\r\n\r\n" if ws else b"subscribed"
         t0 = time.monotonic()
         for i in range(args.subs):
             s = socket.create_connection(server.address, timeout=10)
@@ -75,11 +89,20 @@ def main():
                 except BlockingIOError:
                     continue
                 bufs[fd] += data
-                if fd in pending and b"subscribed" in bufs[fd]:
+                if fd in pending and confirm in bufs[fd]:
+                    if ws and not bufs[fd].startswith(b"HTTP/1.1 101"):
+                        raise SystemExit(f"upgrade refused: {bufs[fd][:200]!r}")
                     pending.discard(fd)
                     bufs[fd] = b""
         if pending:
             raise SystemExit(f"{len(pending)} subscriptions not confirmed")
+        while ws and time.monotonic() < deadline:  # on_open has run for every one of them
+            with server.connect() as m:
+                m.sendall(build_request("GET", "/metrics"))
+                body = read_response(m).body.decode()
+            if f"apiary_pubsub_subscribers {args.subs}\n" in body:
+                break
+            time.sleep(0.1)
         setup_s = time.monotonic() - t0
         rss1 = rss_kib(server.proc.pid)
 
@@ -114,6 +137,8 @@ def main():
             median.append(statistics.median(arrivals) * 1000)
             time.sleep(0.05)
         cpu = (cpu_s(server.proc.pid) - cpu0) / args.rounds
+        rss2 = rss_kib(server.proc.pid)
+        print(f"transport: {args.transport}; server RSS after the broadcasts {rss2 / 1024:.1f} MiB")
         print(f"subscribers: {args.subs} on {args.threads} loops (set up in {setup_s:.1f} s; "
               f"server RSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB, "
               f"{(rss1 - rss0) * 1024 / args.subs / 1024:.2f} KiB per subscriber)")

@@ -58,6 +58,8 @@ extern const route_schema upload_schema;
 void topics_events_get(http_request *req);
 extern const route_schema topics_events_schema;
 void topics_publish(http_request *req);
+void topics_ws_get(http_request *req);
+extern const route_schema topics_ws_schema;
 extern const route_schema topics_publish_schema;
 /* sleep.c */
 void sleep_get(http_request *req);

@@ -42,6 +42,7 @@ static const handlers_route handlers_routes[] = {
     {HTTP_METHOD_GET, "/v1/ws/echo", ws_echo_get, 0, NULL},
     {HTTP_METHOD_GET, "/v1/topics/{topic}/events", topics_events_get, 0, &topics_events_schema},
     {HTTP_METHOD_POST, "/v1/topics/{topic}", topics_publish, 0, &topics_publish_schema},
+    {HTTP_METHOD_GET, "/v1/topics/{topic}/ws", topics_ws_get, 0, &topics_ws_schema},
 };
 
 _Atomic int64_t handlers_max_sleep_ms, handlers_primes_max_n;

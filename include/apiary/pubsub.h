@@ -19,9 +19,10 @@
  * stream it writes to.
  *
  * Slow subscribers. A delivery goes into the subscriber's bounded send path and never queues in
- * pub/sub itself: the SSE adapter ends a stream whose output is over limits.output_buffer_bytes
- * (counted in apiary_pubsub_dropped_total{reason="slow"}; the client's EventSource reconnects and
- * learns it missed messages), never skipping messages silently.
+ * pub/sub itself: the SSE adapter ends a stream whose output is over limits.output_buffer_bytes, the
+ * WebSocket adapter lets ws_send close a connection 1008 whose unsent bytes would pass
+ * websocket.send_queue_bytes (both counted in apiary_pubsub_dropped_total{reason="slow"}; the client
+ * reconnects and learns it missed messages), never skipping messages silently.
  *
  * Threads. pubsub_publish: any thread. Everything else: the loop thread of the subscription. */
 #ifndef APIARY_PUBSUB_H
@@ -33,6 +34,7 @@
 
 #include "async.h"
 #include "stream.h"
+#include "websocket.h"
 
 typedef struct http_loop http_loop;
 typedef struct pubsub_sub pubsub_sub;
@@ -52,9 +54,11 @@ typedef struct pubsub_message {
     const char *topic;
     const char *data;
     size_t len;
-    /* Private: the message as the SSE adapter sends it, formatted once per loop for all its streams. */
+    /* Private: the message as the SSE adapter sends it, formatted once per loop for all its streams;
+     * the WebSocket adapter's frame type (0 until it checked the UTF-8, once per loop). */
     char *_sse;
     size_t _sse_len;
+    int _ws_type;
 } pubsub_message;
 
 /* Runs on the subscription's loop for every message on its topic. */
@@ -82,6 +86,17 @@ void pubsub_unsubscribe(pubsub_sub *sub);
  * counted as dropped-slow. False (nothing subscribed) when a topic is invalid or the loop is not
  * served. */
 bool pubsub_subscribe_sse(http_stream *s, const char *const *topics, size_t n);
+
+/* The WebSocket adapter: subscribes the connection `ws` to `topic`. Each message is sent as one
+ * WebSocket message: text when it is valid UTF-8 (JSON is), binary otherwise. A connection that cannot
+ * take a message (ws_send: its unsent bytes would pass websocket.send_queue_bytes) is closed 1008 by
+ * ws_send and counted as dropped-slow; a connection already closing is skipped.
+ *   Callback form (scope NULL): call it from on_open (or on_message), keep what it returns, and
+ *   pubsub_unsubscribe it in on_close at the latest: the ws_conn is gone after on_close.
+ *   Coroutine form: pass the connection's scope (run's argument); the subscription ends with it, that
+ *   is with the connection, or earlier by pubsub_unsubscribe.
+ * NULL when the topic is invalid or pub/sub does not serve the connection's loop. On ws's loop. */
+pubsub_sub *pubsub_subscribe_ws(ws_conn *ws, async_scope *scope, const char *topic);
 
 /* Counters (any thread): process-wide sums. */
 typedef struct pubsub_stats {

@@ -22,7 +22,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "pubsub_internal.h"
+#include "schema_internal.h"
 #include "stream.h"
+#include "websocket.h"
 #include "xalloc_internal.h"
 
 typedef struct pubsub_topic pubsub_topic;
@@ -395,6 +397,39 @@ bool pubsub_subscribe_sse(http_stream *s, const char *const *topics, size_t n)
         if (!pubsub_subscribe_in(scope, loop, topics[i], pubsub_sse_deliver, s))
             return false; /* cannot happen after the checks above; earlier ones end with the scope */
     return true;
+}
+
+/* ---- the WebSocket adapter ---------------------------------------------------------------------- */
+
+static void pubsub_ws_deliver(pubsub_sub *sub, const pubsub_message *msg, void *arg)
+{
+    (void)sub;
+    ws_conn *ws = arg;
+    if (ws_closing(ws))
+        return; /* closing anyway (1008 already, the peer's close, the drain): on_close or the scope
+                 * unsubscribes it; counting it again would count one slow client twice */
+    if (!msg->_ws_type) {
+        /* Checked once per loop and message for all its connections (like the SSE text): a text
+         * message must be UTF-8 (a peer closes 1007 on one that is not), so anything else, which a
+         * publisher may send, goes as binary rather than be refused. */
+        pubsub_message *m = (pubsub_message *)msg;
+        m->_ws_type = schema_utf8_valid(msg->data, msg->len) ? WS_TEXT : WS_BINARY;
+    }
+    if (ws_send(ws, (ws_type)msg->_ws_type, msg->data, msg->len) != 0 && ws_closing(ws)) {
+        /* ws_send closed it 1008: the client reads slower than messages come, and its send queue is
+         * at websocket.send_queue_bytes. As for SSE, the client reconnects and knows it missed some. */
+        pubsub_count_dropped_slow();
+        log_info("pubsub: WebSocket subscriber on topic %s dropped: over websocket.send_queue_bytes (too slow)",
+                 msg->topic);
+    }
+}
+
+pubsub_sub *pubsub_subscribe_ws(ws_conn *ws, async_scope *scope, const char *topic)
+{
+    if (!ws)
+        return NULL;
+    return scope ? pubsub_subscribe_in(scope, ws_loop(ws), topic, pubsub_ws_deliver, ws)
+                 : pubsub_subscribe(ws_loop(ws), topic, pubsub_ws_deliver, ws);
 }
 
 /* ---- start and stop ----------------------------------------------------------------------------- */

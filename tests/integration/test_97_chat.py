@@ -1,18 +1,22 @@
 """examples/chat: two instances of the chat example on one private redis-server (pubsub.backend
 "redis"), behind a private nginx, each with a headless Chromium page (Debian's chromium, driven over
-its DevTools protocol by the small client below: no downloaded browser, no npm package). A message
-typed into the page served by instance A appears in the page served by instance B, and the reply
-typed in B appears in A.
+its DevTools protocol by the small client below: no downloaded browser, no npm package). Each page
+holds one WebSocket to its room (GET /rooms/{room}/ws, proxied by nginx with the upgrade headers); a
+message typed into the page served by instance A appears in the page served by instance B, and the
+reply typed in B appears in A; a page in another room sees neither.
 
 nginx has the deployment's round-robin upstream of both instances (docs/deploy.md), and one port
-pinned to each instance so that each page (its EventSource and its POSTs) stays on one known
-instance: the point is that the message crosses instances through Redis.
+pinned to each instance so that each page (and its WebSocket) stays on one known instance: the point
+is that the message crosses instances through Redis. APIARY_CHAT_BACKEND=local runs the same with
+pub/sub's local backend, under which the cross-instance test must fail (a check that the test proves
+what it says).
 
 The example is built out of tree against an installed apiary, as test_97_library does."""
 
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -23,7 +27,7 @@ import unittest
 import urllib.request
 
 from apiary_harness import HOST, ApiaryServer, _die_with_parent, request
-from test_83_streaming import NGINX, free_port, wait_metric
+from test_83_streaming import NGINX, free_port, metric, wait_metric
 from test_96_kv import RedisServer
 from test_97_library import Installed
 
@@ -185,15 +189,34 @@ class Browser:
         self.profile.cleanup()
 
 
+def subscribers(server):
+    with server.connect() as s:
+        return metric(s, "apiary_pubsub_subscribers")
+
+
+class RoomSocket(Cdp):
+    """A room's WebSocket through nginx, read and written as the page does (text frames of JSON)."""
+
+    def __init__(self, port, room):
+        super().__init__(f"ws://{HOST}:{port}/rooms/{room}/ws")
+
+    def send(self, text):
+        self._send(text)
+
+    def recv_json(self):
+        return self._recv()
+
+
 def nginx_conf(d, port_rr, port_a, port_b, a, b):
     def server(port, upstream):
         return f"""
     server {{
         listen {HOST}:{port};
-        location ~ ^/rooms/[^/]+/events$ {{
+        location ~ ^/rooms/[^/]+/ws$ {{
             proxy_pass http://{upstream};
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $chat_connection_upgrade;
             proxy_buffering off;
             proxy_read_timeout 1h;
         }}
@@ -216,6 +239,7 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
+    map $http_upgrade $chat_connection_upgrade {{ default upgrade; "" close; }}
     upstream chat {{ server {HOST}:{a}; server {HOST}:{b}; keepalive 16; }}
     upstream chat_a {{ server {HOST}:{a}; }}
     upstream chat_b {{ server {HOST}:{b}; }}
@@ -235,7 +259,8 @@ class ChatTwoInstancesTest(unittest.TestCase):
             cls.binary = Installed.get().build_example("chat")
             cls.redis = RedisServer().start()
             cls.cleanups.append(cls.redis.stop)
-            cfg = {"pubsub": {"backend": "redis"}, "redis": {"url": cls.redis.url()}}
+            cls.backend = os.environ.get("APIARY_CHAT_BACKEND", "redis")
+            cfg = {"pubsub": {"backend": cls.backend}, "redis": {"url": cls.redis.url()}}
             cls.a = ApiaryServer(cfg, threads=2, binary=cls.binary).start()
             cls.cleanups.append(cls.a.stop)
             cls.b = ApiaryServer(cfg, threads=2, binary=cls.binary).start()
@@ -264,7 +289,8 @@ class ChatTwoInstancesTest(unittest.TestCase):
                             raise AssertionError("nginx did not start")
                         time.sleep(0.05)
             for srv in (cls.a, cls.b):
-                wait_metric(srv, "apiary_pubsub_backend_links_up", lambda v: v == 2, timeout=15)
+                if cls.backend == "redis":
+                    wait_metric(srv, "apiary_pubsub_backend_links_up", lambda v: v == 2, timeout=15)
         except BaseException:
             cls.tearDownClass()
             raise
@@ -288,10 +314,37 @@ class ChatTwoInstancesTest(unittest.TestCase):
             page = request(s, "GET", "/")
             self.assertEqual(page.status, 200)
             self.assertIn("text/html", page.headers.get("Content-Type"))
-            self.assertIn(b"new EventSource", page.body)
-            self.assertNotIn(b"http", page.body.replace(b"http-equiv", b""), "the page loads nothing from elsewhere")
+            self.assertIn(b"new WebSocket", page.body)
+            # The page loads nothing from elsewhere: no address with a host, no src/href attribute (its
+            # one address is built from location.host).
+            self.assertIsNone(re.search(rb"(https?|wss?)://[A-Za-z0-9\[]", page.body), page.body)
+            self.assertIsNone(re.search(rb"\b(src|href)\s*=", page.body), page.body)
             bad = request(s, "POST", "/rooms/lobby/messages", {"Content-Type": "application/json"}, b'{"name":"x"}')
             self.assertEqual(bad.status, 422)
+
+    def test_the_room_socket_through_nginx(self):
+        """The WebSocket through the round-robin port: upgraded by nginx, the sender gets its own
+        message back from the room, a refused message comes back as an error to its sender only."""
+        a = RoomSocket(self.port_rr, "hive")
+        self.addCleanup(a.close)
+        b = RoomSocket(self.port_rr, "hive")
+        self.addCleanup(b.close)
+        deadline = time.monotonic() + 10  # both subscribed (on_open), wherever nginx sent them
+        while subscribers(self.a) + subscribers(self.b) < 2:
+            self.assertLess(time.monotonic(), deadline, "the room sockets never subscribed")
+            time.sleep(0.05)
+        a.send(json.dumps({"name": "ann", "text": "buzz"}))
+        self.assertEqual(a.recv_json(), {"name": "ann", "text": "buzz"})
+        self.assertEqual(b.recv_json(), {"name": "ann", "text": "buzz"})
+        b.send(json.dumps({"name": "bob"}))
+        self.assertIn("error", b.recv_json())
+        b.send(json.dumps({"name": "bob", "text": "x" * 1001}))
+        self.assertIn("error", b.recv_json())
+        b.send(json.dumps({"name": "bob", "text": "ok"}))
+        self.assertEqual(a.recv_json(), {"name": "bob", "text": "ok"}, "a saw no error meant for b")
+        with socket.create_connection((HOST, self.port_rr), timeout=5) as s:
+            self.assertEqual(request(s, "GET", "/rooms/hive/ws").status, 426)
+            self.assertEqual(request(s, "GET", "/rooms/no%20way/ws").status, 422)
 
     def test_a_message_typed_in_one_instance_appears_in_the_other(self):
         page_a = Browser(f"http://{HOST}:{self.port_a}/?room=bees")
