@@ -22,7 +22,11 @@
  *
  * Threads: everything before apiary_app_main runs on the main thread; handlers run on loop threads
  * (docs/architecture.md); the accessors below (apiary_pool, apiary_section, ...) may be called from any
- * thread once the server runs. One application per process. */
+ * thread once the server runs. One application per process.
+ *
+ * Ownership: apiary_app_main takes the app and frees it (with what was registered on it) before it
+ * returns; what a section parser built stays valid until exit; the strings and args given to the
+ * registration calls must outlive the app. */
 #ifndef APIARY_APIARY_H
 #define APIARY_APIARY_H
 

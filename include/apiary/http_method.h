@@ -1,5 +1,6 @@
 /* http_method: the request methods apiary routes. Anything else that llhttp parses (WebDAV, CONNECT,
- * TRACE, ...) or that it does not know is answered 501 by the engine before routing. */
+ * TRACE, ...) or that it does not know is answered 501 by the engine before routing. The names
+ * returned are static strings: never freed. */
 #ifndef APIARY_HTTP_METHOD_H
 #define APIARY_HTTP_METHOD_H
 

@@ -28,7 +28,9 @@
  * value) puts the writer in a failed state, every later call does nothing, and json_writer_error says
  * what it was. The writer itself never fails for memory: out-of-memory aborts, as everywhere in apiary.
  *
- * A writer belongs to one thread at a time. Outside a request, json_writer_new makes one of your own. */
+ * Ownership. The request's writer (http_json_writer) belongs to the request: never free it; its text
+ * is released when the request ends, answered or not. Outside a request, json_writer_new makes one of
+ * your own, freed with json_writer_free. A writer belongs to one thread at a time. */
 #ifndef APIARY_JSON_WRITER_H
 #define APIARY_JSON_WRITER_H
 

@@ -1,5 +1,6 @@
 /* log: leveled, thread-safe logging to stderr (or a file later), one write(2) per line so lines
- * from different loop threads never interleave. Not for access logs: those get their own sink. */
+ * from different loop threads never interleave. Not for access logs: those get their own sink.
+ * Nothing here returns memory to free; a call formats and writes before it returns. */
 #ifndef APIARY_LOG_H
 #define APIARY_LOG_H
 

@@ -1,7 +1,10 @@
 /* metrics: Prometheus text exposition (format 0.0.4) for GET /metrics. Modules register a source once
  * at start-up (the engine, the worker pool, the HTTP client, Redis); rendering runs every source and
  * reads counters that each loop or worker keeps for itself with relaxed atomics, so the hot path never
- * takes a lock for metrics. Rendering itself is not hot: it allocates freely. */
+ * takes a lock for metrics. Rendering itself is not hot: it allocates freely.
+ *
+ * Ownership: a source's `arg` stays the registrant's and must live until metrics_clear_sources (the
+ * end of the process); the writer a source gets is valid only during its call. */
 #ifndef APIARY_METRICS_H
 #define APIARY_METRICS_H
 

@@ -16,7 +16,10 @@
  * Lifetime. A subscription ends with pubsub_unsubscribe, or with the scope it was made in
  * (pubsub_subscribe_in: a request's scope, a WebSocket coroutine's scope), whichever comes first; no
  * delivery callback ever runs after that. A callback may unsubscribe itself or others, or end the
- * stream it writes to.
+ * stream it writes to. The pubsub_sub handle is pub/sub's: never freed by the caller, and not to be
+ * used after the subscription ended. pubsub_subscribe_sse's subscriptions end with the stream's
+ * request; pubsub_subscribe_ws's with the connection's scope, or, made without one (callback form),
+ * must be unsubscribed in on_close at the latest. A message is lent to the callback: copy what you keep.
  *
  * Slow subscribers. A delivery goes into the subscriber's bounded send path and never queues in
  * pub/sub itself: the SSE adapter ends a stream whose output is over limits.output_buffer_bytes, the

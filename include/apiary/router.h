@@ -5,7 +5,9 @@
  * tail that matches wins over one with, and of two tails the longer pattern wins. Matching runs on the raw
  * (still percent-encoded) path so that "%2F" inside a parameter can never split it into two segments;
  * the caller decodes the parameter values it gets back. Built once at start-up, then read-only, so
- * every loop thread may match concurrently without locks. */
+ * every loop thread may match concurrently without locks. Ownership: router_new's router is its
+ * creator's (router_free at exit; apps never hold one: apiary_app_route fills the app's); a match's
+ * parameter values point into the path that was matched and live as long as it. */
 #ifndef APIARY_ROUTER_H
 #define APIARY_ROUTER_H
 

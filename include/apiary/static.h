@@ -4,7 +4,13 @@
  * Content-Type from the extension, ETag and Last-Modified (304 on If-None-Match / If-Modified-Since),
  * one Range (206, 416), a precompressed sibling (NAME.br, NAME.gz) when Accept-Encoding allows it and
  * it is at least as new, and HEAD; the body goes by sendfile. Apps mount a directory with
- * apiary_app_static (apiary.h); a handler of its own may answer with a file through http_respond_file. */
+ * apiary_app_static (apiary.h); a handler of its own may answer with a file through http_respond_file.
+ *
+ * Ownership. A root from http_static_root_open is its opener's: open it once (at start), serve from
+ * it on every loop, http_static_root_free it only when no loop serves from it any more (at exit). The
+ * roots of apiary_app_static are the app's and freed with it. The file opened for one answer belongs
+ * to the connection: it is closed when the body has been sent or the client leaves, so a handler has
+ * nothing to free or cancel after http_respond_file. */
 #ifndef APIARY_STATIC_H
 #define APIARY_STATIC_H
 

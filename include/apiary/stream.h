@@ -6,7 +6,10 @@
  * sends the last chunk, and the connection goes on with its next request (keep-alive). The stream and
  * its request live until the end, the client leaving, or the server stopping: whichever comes first
  * ends the request's scope, which cancels every pending operation (a coroutine's awaits return
- * ASYNC_CANCELLED), so a producer never outlives its client.
+ * ASYNC_CANCELLED), so a producer never outlives its client. The stream is the request's: the app never
+ * frees it, it is gone once http_stream_end returns, and a write answering HTTP_STREAM_CLOSED means
+ * stop producing. Work outside the toolkit that holds the pointer (a timer of your own) is stopped
+ * from http_request_on_cancel; subscriptions made with pubsub_subscribe_in end with the scope.
  *
  * Backpressure. A connection holds at most limits.output_buffer_bytes of unsent output: a write that
  * finds the buffer over that bound queues nothing and returns HTTP_STREAM_FULL; wait for room with

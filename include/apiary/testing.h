@@ -22,6 +22,9 @@
  * config has an "sql" section (no apiary.db appears in a test's directory). Not run: the listeners,
  * signals, daemon mode, the access log file.
  *
+ * Ownership: apiary_test_new takes the app (apiary_test_free frees both); each response is the
+ * test's, freed with apiary_test_response_free (header and body pointers die with it).
+ *
  * Threads: one test client at a time per process, used from one thread (a criterion test runs in a
  * process of its own). Upstream calls, Redis and timers work as on a server, since the loop is real. */
 #ifndef APIARY_TESTING_H

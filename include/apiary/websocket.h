@@ -17,6 +17,13 @@
  * never makes memory grow); closes 1001 when the server drains (SIGTERM); bounds the closing handshake
  * by websocket.close_timeout_ms. WebSocket connections count against max_connections.
  *
+ * Ownership. The engine owns the ws_conn: it is valid from on_open (or the start of `run`) until
+ * on_close returns (or `run`'s scope ends), and the app never frees it; keep per-connection state with
+ * ws_set_user and free it in on_close (or before `run` returns). A received ws_message is valid until
+ * the next receive; ws_send copies what it queues. Cancellation: when the connection goes, the
+ * coroutine's pending ws_receive / ws_drain (and every other await of its scope) returns
+ * ASYNC_CANCELLED, and no callback runs after on_close.
+ *
  * Threads. A WebSocket connection belongs to the loop that accepted it: call everything here on that
  * loop's thread (from its callbacks, its coroutine, or code posted to the loop with http_loop_post). */
 #ifndef APIARY_WEBSOCKET_H
