@@ -23,29 +23,7 @@ typedef struct json_compact_state {
     size_t o, cap;
 } json_compact_state;
 
-static void json_compact_ws(json_compact_state *s)
-{
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
-}
-
-static long json_compact_hex4(const unsigned char *p, const unsigned char *end)
-{
-    if (end - p < 4)
-        return -1;
-    long v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned d = p[i];
-        if (d >= '0' && d <= '9')
-            d -= '0';
-        else if ((d | 0x20) >= 'a' && (d | 0x20) <= 'f')
-            d = (d | 0x20) - 'a' + 10;
-        else
-            return -1;
-        v = v << 4 | d;
-    }
-    return v;
-}
+static void json_compact_ws(json_compact_state *s) { s->p = json_skip_ws(s->p, s->end); }
 
 /* A string at its opening quote, written as json_write writes it. A string's output is never longer
  * than its input (every escape shrinks or keeps its length), so one room check covers it. `key`: a
@@ -102,14 +80,14 @@ static bool json_compact_string(json_compact_state *s, bool key)
         case 'u': break;
         default: return false;
         }
-        long u = json_compact_hex4(p + 2, end);
+        long u = json_hex4(p + 2, end);
         if (u < 0 || (u >= 0xdc00 && u <= 0xdfff))
             return false;
         p += 6;
         if (u >= 0xd800 && u <= 0xdbff) {
             if (end - p < 6 || p[0] != '\\' || p[1] != 'u')
                 return false;
-            long low = json_compact_hex4(p + 2, end);
+            long low = json_hex4(p + 2, end);
             if (low < 0xdc00 || low > 0xdfff)
                 return false;
             p += 6;

@@ -33,14 +33,9 @@ typedef struct json_valid_cursor {
     const unsigned char *p, *end;
 } json_valid_cursor;
 
-static void json_valid_ws(json_valid_cursor *c)
-{
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
+static void json_valid_ws(json_valid_cursor *c) { c->p = json_skip_ws(c->p, c->end); }
 
-/* Four hex digits at p (the 'XXXX' of \uXXXX): their value, or -1. */
-static long json_valid_hex4(const unsigned char *p, const unsigned char *end)
+long json_hex4(const unsigned char *p, const unsigned char *end)
 {
     if (end - p < 4)
         return -1;
@@ -116,14 +111,14 @@ static bool json_valid_string(json_valid_cursor *c)
         case 'u': break;
         default: return false;
         }
-        long u = json_valid_hex4(p + 2, end);
+        long u = json_hex4(p + 2, end);
         if (u < 0 || (u >= 0xdc00 && u <= 0xdfff))
             return false; /* not hex, or a low surrogate on its own */
         p += 6;
         if (u >= 0xd800 && u <= 0xdbff) { /* a high surrogate: its low half must follow */
             if (end - p < 2 || p[0] != '\\' || p[1] != 'u')
                 return false;
-            long low = json_valid_hex4(p + 2, end);
+            long low = json_hex4(p + 2, end);
             if (low < 0xdc00 || low > 0xdfff)
                 return false;
             p += 6;

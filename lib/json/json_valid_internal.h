@@ -37,6 +37,18 @@ json_valid_result json_valid_bounded(const char *text, size_t len, size_t max_de
  * 0x20 up, other than '"' and '\\'. Goes 8 bytes at a time. */
 size_t json_plain_run(const unsigned char *s, size_t avail);
 
+/* The lexing both one-pass readers share (json_valid, json_compact). */
+/* The first byte at or after p (before end) that is not JSON whitespace. */
+static inline const unsigned char *json_skip_ws(const unsigned char *p, const unsigned char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* Four hex digits at p (the 'XXXX' of \uXXXX, end bounding them): their value, or -1. */
+long json_hex4(const unsigned char *p, const unsigned char *end);
+
 /* Length of the well-formed UTF-8 sequence starting at s (`avail` bytes left, s[0] >= 0x80), or 0 when
  * it is not one. Shared with json_write. */
 size_t json_utf8_len(const unsigned char *s, size_t avail);
