@@ -35,39 +35,19 @@
 #include "pool.h"
 #include "router.h"
 
-static http_loop *fuzz_loop;
-static router *fuzz_routes;
-static server_generation *fuzz_gen;
+#include "fuzz_app.h"
+
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    log_set_level(LOG_ERROR + 1);
-    json_arena_install();
-    http_loop_global_init();
+    static apiary_config cfg;
+    fuzz_app_config(&cfg);
+    cfg.http.half_close_answer = true;
     if (sodium_init() < 0)
         abort();
-    static apiary_config cfg;
-    config_defaults(&cfg);
-    cfg.max_sleep_ms = 0;
-    cfg.max_connections = 16;
-    cfg.http.header_timeout_ms = 1000;
-    cfg.http.linger_timeout_ms = 0;
-    cfg.http.half_close_answer = true;
-    pool *workers = pool_new_inline();
-    apiary_app *app = apiary_app_new("fuzz_body_stream");
-    if (handlers_add_routes(app) != 0)
-        abort();
-    app_set_running(app);
-    static void *sections[CONFIG_MAX_APP_SECTIONS];
-    fuzz_gen = generation_first(&cfg, sections, 1, workers);
-    app_set_current(fuzz_gen);
-    fuzz_routes = router_new();
-    if (app_run_start_hook(fuzz_gen) != 0 || app_register_routes(fuzz_routes) != 0)
-        abort();
-    http_loop_options opts = {.id = 0, .listen_fd = -1, .settings = &fuzz_gen->http, .router = fuzz_routes};
-    fuzz_loop = http_loop_new(&opts);
+    fuzz_app_start("fuzz_body_stream", &cfg);
     return 0;
 }
 

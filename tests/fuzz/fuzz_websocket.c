@@ -25,46 +25,23 @@
 #include "pool.h"
 #include "router.h"
 
-static http_loop *fuzz_loop;
-static router *fuzz_routes;
-static server_generation *fuzz_gen;
+#include "fuzz_app.h"
+
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    log_set_level(LOG_ERROR + 1); /* quiet: the log is not what is tested */
-    json_arena_install();         /* as apiary_app_new does, before anything uses jansson */
-    http_loop_global_init();
     static apiary_config cfg;
-    config_defaults(&cfg);
-    cfg.max_sleep_ms = 0;
+    fuzz_app_config(&cfg);
     cfg.password_opslimit = 1;
     cfg.password_memlimit_kib = 8;
     cfg.primes_max_n = 10000;
-    cfg.max_connections = 16;
-    cfg.http.header_timeout_ms = 1000;
-    cfg.http.linger_timeout_ms = 0;
     cfg.http.max_body_bytes = 65536;
     cfg.http.ws_max_message_bytes = 4096; /* small, so 1009 is within reach */
     cfg.http.ws_send_queue_bytes = 8192;  /* and the slow-consumer close too */
     cfg.http.ws_ping_interval_ms = 0;     /* no timers: the run is driven by the input alone */
-    pool *workers = pool_new_inline();
-    /* What apiary_app_main and server_run do, short of threads, listeners and signals. */
-    apiary_app *app = apiary_app_new("fuzz_websocket");
-    if (handlers_add_routes(app) != 0)
-        abort();
-    app_set_running(app);
-    static void *sections[CONFIG_MAX_APP_SECTIONS];
-    fuzz_gen = generation_first(&cfg, sections, 1, workers);
-    app_set_current(fuzz_gen);
-    fuzz_routes = router_new();
-    if (app_run_start_hook(fuzz_gen) != 0 || app_register_routes(fuzz_routes) != 0) {
-        fprintf(stderr, "fuzz_websocket: handlers failed to start\n");
-        abort();
-    }
-    http_loop_options opts = {.id = 0, .listen_fd = -1, .settings = &fuzz_gen->http, .router = fuzz_routes};
-    fuzz_loop = http_loop_new(&opts);
+    fuzz_app_start("fuzz_websocket", &cfg);
     return 0;
 }
 
