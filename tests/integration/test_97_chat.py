@@ -121,13 +121,13 @@ class Browser:
     """One headless Chromium with one page at `url`."""
 
     def __init__(self, url):
-        self.profile = tempfile.TemporaryDirectory(prefix="apiary-chromium-")
+        self.profile = tempfile.mkdtemp(prefix="apiary-chromium-")
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-             f"--user-data-dir={self.profile.name}", "--remote-debugging-port=0",
+             f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", url],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        port_file = os.path.join(self.profile.name, "DevToolsActivePort")
+        port_file = os.path.join(self.profile, "DevToolsActivePort")
         deadline = time.monotonic() + 60
         port = None
         while port is None:
@@ -186,7 +186,14 @@ class Browser:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        self.profile.cleanup()
+        # Chromium's helper processes (zygote, renderer, crashpad) may still be writing into the
+        # profile for a moment after the browser itself exits: a plain cleanup then finds a directory
+        # not empty (seen once in CI). Retry briefly, then leave what is left to the system's /tmp.
+        for _ in range(20):
+            shutil.rmtree(self.profile, ignore_errors=True)
+            if not os.path.exists(self.profile):
+                break
+            time.sleep(0.1)
 
 
 def subscribers(server):

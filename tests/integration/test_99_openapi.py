@@ -284,7 +284,8 @@ class DocsPageTest(unittest.TestCase):
         with self.srv.connect() as sock:
             doc = request(sock, "GET", "/openapi.json").json()
         url = f"http://127.0.0.1:{self.srv.port}/docs"
-        with tempfile.TemporaryDirectory() as profile:
+        # Chromium's helper processes may still write into the profile just after it exits.
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
             out = subprocess.run([self.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                                   f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                                   "--virtual-time-budget=20000", "--dump-dom", url],
