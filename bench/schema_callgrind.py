@@ -14,82 +14,21 @@ wall clock, so totals move by about 0.1 % from run to run; run each binary a few
   schema_callgrind.py BIN [BIN...] [--requests 2000] [--warm 200] [--keep DIR]
 """
 import argparse
-import http.client
-import json
-import os
-import re
-import socket
-import subprocess
-import tempfile
-import time
+
+import callgrind_run
 
 BODY = '{"name":"a honeycomb frame, deep","price":9.5}'
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def inclusive(profile, name):
-    m = re.search(r"^\s*([\d,]+) \([^)]*\)\s+\S*:%s \[" % re.escape(name), profile, re.M)
-    return int(m.group(1).replace(",", "")) if m else 0
-
-
 def measure(binary, requests, warm, keep):
-    with tempfile.TemporaryDirectory() as tmp:
-        config = os.path.join(tmp, "apiary.json")
-        with open(config, "w") as f:
-            # Under valgrind SQLite is slow: the start-up migration must not time out.
-            json.dump({"log_level": "warn", "sql": {"url": "sqlite:" + os.path.join(tmp, "items.db"),
-                                                    "query_timeout_ms": 600000}}, f)
-        port = free_port()
-        out = os.path.join(tmp, "callgrind.out")
-        err = open(os.path.join(tmp, "server.err"), "w")
-        proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                                 os.path.abspath(binary), "--config", config, "--listen", f"127.0.0.1:{port}",
-                                 "--threads", "1"], stdout=subprocess.DEVNULL, stderr=err, cwd=tmp)
-        try:
-            for _ in range(3000):
-                if proc.poll() is not None:
-                    raise SystemExit(f"{binary} exited with {proc.returncode}: see its log")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-            def post(n):
-                for _ in range(n):
-                    conn.request("POST", "/v1/items", BODY, {"Content-Type": "application/json"})
-                    r = conn.getresponse()
-                    r.read()
-                    if r.status != 201:
-                        raise SystemExit(f"{binary}: status {r.status}")
-
-            post(warm)
-            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
-            post(requests)
-            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
-            conn.close()
-        finally:
-            proc.terminate()
-            proc.wait(120)
-        dump = out + ".1"
-        if keep:
-            subprocess.run(["cp", dump, os.path.join(keep, os.path.basename(os.path.dirname(
-                os.path.dirname(os.path.abspath(binary)))) + ".callgrind")], check=True)
-        profile = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", dump],
-                                 capture_output=True, text=True, check=True).stdout
-    total = int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", profile).group(1).replace(",", ""))
-    bzero = inclusive(profile, "explicit_bzero")
+    # Under valgrind SQLite is slow: the start-up migration must not time out.
+    config = {"log_level": "warn", "sql": {"url": "sqlite:{tmp}/items.db", "query_timeout_ms": 600000}}
+    send = callgrind_run.sender(binary, "POST", "/v1/items", BODY, (201,))
+    total, profile = callgrind_run.profile(binary, config, send, requests, warm, keep)
+    bzero = callgrind_run.inclusive(profile, "explicit_bzero")
     return {"total": total / requests, "no_bzero": (total - bzero) / requests,
-            "validate": inclusive(profile, "http_request_validate") / requests,
-            "handler": inclusive(profile, "items_post") / requests}
+            "validate": callgrind_run.inclusive(profile, "http_request_validate") / requests,
+            "handler": callgrind_run.inclusive(profile, "items_post") / requests}
 
 
 def main():
