@@ -284,7 +284,9 @@ bool config_bind_sql_url(const json_t *v, void *out, const char *field, schema_e
 bool config_bind_static(const json_t *v, void *out, const char *field, schema_errors *errs)
 {
     apiary_config *cfg = out;
-    config_static_mount list[CONFIG_MAX_STATIC_MOUNTS];
+    /* Zeroed: a mount whose prefix was refused leaves it empty, so the duplicate check below compares
+     * only prefixes that were valid, whatever else was wrong with the earlier mounts. */
+    config_static_mount list[CONFIG_MAX_STATIC_MOUNTS] = {0};
     bool ok = true;
     size_t i;
     json_t *item;
@@ -317,10 +319,12 @@ bool config_bind_static(const json_t *v, void *out, const char *field, schema_er
             one = false;
         } else {
             for (size_t k = 0; k < i; k++)
-                if (ok && strcmp(list[k].prefix, p) == 0) {
+                if (strcmp(list[k].prefix, p) == 0) {
                     schema_errors_add(errs, at_prefix, "%s is mounted twice", p);
                     one = false;
+                    break;
                 }
+            strcpy(m->prefix, p);
         }
         const char *d = json_string_value(json_object_get(item, "dir"));
         struct stat st;
@@ -331,10 +335,8 @@ bool config_bind_static(const json_t *v, void *out, const char *field, schema_er
             schema_errors_add(errs, at_dir, "%s is not a directory", d);
             one = false;
         }
-        if (one) {
-            strcpy(m->prefix, p);
+        if (one)
             strcpy(m->dir, d);
-        }
         ok = one && ok;
     }
     if (ok && cfg) {

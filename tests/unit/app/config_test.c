@@ -933,4 +933,8 @@ Test(config, compression_and_static_keys)
     cr_assert(strstr(err, "unknown key 'x'"), "%s", err);
     config_test_reject("{\"static\": [{\"prefix\": \"/s\", \"dir\": \"/tmp\"}, {\"prefix\": \"/s\", \"dir\": \"/\"}]}", err);
     config_test_reject("{\"static\": [{\"prefix\": \"/s\"}]}", err);
+    /* The duplicate is found even when an earlier mount was wrong in another way. */
+    config_test_reject("{\"static\": [{\"prefix\": \"/s\", \"dir\": \"/nonexistent\"},"
+                       " {\"prefix\": \"/s\", \"dir\": \"/tmp\"}]}", err);
+    cr_assert(strstr(err, "static[1].prefix") && strstr(err, "mounted twice"), "%s", err);
 }
