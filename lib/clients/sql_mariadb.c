@@ -1056,7 +1056,7 @@ static void sql_my_dispatch(sql_my_pool *p)
     if (p->line.backoff)
         return;
     size_t connecting = p->in_state[SQL_MY_CONNECTING];
-    for (unsigned i = 0; i < p->nconns && connecting < p->line.waiting; i++) {
+    for (unsigned i = 0; p->in_state[SQL_MY_CLOSED] > 0 && i < p->nconns && connecting < p->line.waiting; i++) {
         if (p->conns[i].state == SQL_MY_CLOSED) {
             connecting++;
             sql_my_conn_connect(&p->conns[i]);
