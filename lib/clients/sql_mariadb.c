@@ -10,7 +10,8 @@
  * (sql.url refuses names), so mysql_real_connect_start never calls a resolver that would wait for DNS.
  * A statement costs one send and one recv: Connector/C's read right after a command, which would find
  * nothing, is answered "would block" without a system call (sql_my_hook_reads), and the persistent
- * read watch resumes the call when the answer is there.
+ * read watch resumes the call when the answer is there. The columns of a result the server did not
+ * resend (MARIADB_CLIENT_CACHE_METADATA) are not copied per execution (sql_my_hook_metadata).
  *
  * Who owns what. The pool owns its connections; its tasks, their FIFO, their deadlines, "finish and
  * discard" and the bookkeeping of transactions are the task layer's (sql_task.c, shared with
