@@ -489,15 +489,15 @@ static void sql_my_hook_reads(sql_my_conn *c)
  * they change (MARIADB_CLIENT_CACHE_METADATA): the server then answers an execution with the column
  * count and a flag, not the columns. Connector/C then copies the statement's columns it already
  * holds (stmt->fields) into the connection (mysql->fields: a fresh memory root and seven strdups per
- * column, mthd_stmt_read_execute_response), only to compare each column's type with itself. That
- * copy was 15 % of the instructions of /v1/queries (about 1,750 per two-column statement). So,
- * after the result's header is read, the connection's fields are pointed at the running statement's
- * own columns, which makes Connector/C skip the copy; nothing writes through them (the type refresh
- * assigns each field to itself), and Connector/C frees mysql->fields only through its own memory
- * root (free_old_query, which reads the pointer but never what it points to), which stays empty.
- * sql_my_task_done clears the pointer again, so it never outlives the statement. Only when the
- * server did skip the columns and the statement's own match their count; otherwise Connector/C
- * does what it always did. */
+ * column, mthd_stmt_read_execute_response), only to refresh each column's type from that copy of
+ * itself. That copy was 15 % of the instructions of /v1/queries (about 1,750 per two-column
+ * statement). So, after the result's header is read, the connection's fields are pointed at the
+ * running statement's own columns, which makes Connector/C skip the copy; nothing writes through
+ * them (the type refresh assigns each field to itself), and Connector/C frees mysql->fields only
+ * through its own memory root (free_old_query, which reads the pointer but never what it points
+ * to), which stays empty. sql_my_task_done clears the pointer again, so it never outlives the
+ * statement. Only when the server did skip the columns and the statement's own match their count;
+ * otherwise Connector/C does what it always did (test_97_sql: a column whose type changes). */
 static sql_my_conn *sql_my_conn_of_methods(MYSQL *my)
 {
     return (sql_my_conn *)(void *)((char *)my->methods - offsetof(sql_my_conn, methods));
