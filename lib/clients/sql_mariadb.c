@@ -929,6 +929,14 @@ static bool sql_my_step_done(sql_my_conn *c)
             }
             return true; /* the next row (or the free) */
         }
+        if (c->ret_int == MYSQL_NO_DATA && !t->error) {
+            /* The whole result is read: Connector/C's statement is FETCH_DONE and the connection
+             * READY, so freeing the result reads nothing and cannot wait. The blocking call then,
+             * without a non-blocking call's context switch and another pass through here. */
+            (void)mysql_stmt_free_result(c->stmt);
+            sql_my_task_done(c);
+            return false;
+        }
         if (c->ret_int != MYSQL_NO_DATA) {
             if (!sql_my_stmt_failed(c, "fetch"))
                 return false;
