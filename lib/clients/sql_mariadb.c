@@ -10,7 +10,8 @@
  * (sql.url refuses names), so mysql_real_connect_start never calls a resolver that would wait for DNS.
  * A statement costs one send and one recv: Connector/C's read right after a command, which would find
  * nothing, is answered "would block" without a system call (sql_my_hook_reads), and the persistent
- * read watch resumes the call when the answer is there.
+ * read watch resumes the call when the answer is there. The columns of a result the server did not
+ * resend (MARIADB_CLIENT_CACHE_METADATA) are not copied per execution (sql_my_hook_metadata).
  *
  * Who owns what. The pool owns its connections; its tasks, their FIFO, their deadlines, "finish and
  * discard" and the bookkeeping of transactions are the task layer's (sql_task.c, shared with
@@ -140,16 +141,23 @@ struct sql_my_conn {
     struct st_ma_pvio_methods pvio_methods;
     const struct st_ma_pvio_methods *pvio_orig;
     bool just_wrote;
+    /* Connector/C's command methods for this connection, with the reading of a statement's result
+     * header replaced (sql_my_hook_metadata); NULL orig: not hooked. */
+    struct st_mariadb_methods methods;
+    const struct st_mariadb_methods *methods_orig;
 };
 
 struct sql_my_pool {
     sql_task_line line; /* first: the line's ops get the pool back from it (sql_task.c) */
     sql_my_conn *conns;
     unsigned nconns;
+    unsigned in_state[SQL_MY_HELD + 1]; /* connections in each state (sql_my_set_state), so the dispatch
+                                         * after every call does not scan every connection */
 };
 
 static void sql_my_dispatch(sql_my_pool *p);
 static void sql_my_resume(sql_my_conn *c, int ready);
+static void sql_my_unhook_fields(sql_my_conn *c);
 
 /* ---- TLS ------------------------------------------------------------------------------------------ */
 
@@ -209,6 +217,14 @@ static void sql_my_connect_error(MYSQL *my, const sql_settings *s, char *why, si
 }
 
 /* ---- connections --------------------------------------------------------------------------------- */
+
+/* Every change of a connection's state goes through here, keeping the pool's counts. */
+static void sql_my_set_state(sql_my_conn *c, sql_my_state state)
+{
+    c->pool->in_state[c->state]--;
+    c->pool->in_state[state]++;
+    c->state = state;
+}
 
 static bool sql_my_conn_up(const sql_my_conn *c)
 {
@@ -304,6 +320,7 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     if (c->in_call)
         log_error("sql: loop %u connection %u: an aborted call did not end", p->line.id, c->index);
     c->in_call = false;
+    sql_my_unhook_fields(c);
     if (c->stmt && !c->stmt_cached)
         mysql_stmt_close(c->stmt);
     c->stmt = NULL;
@@ -333,7 +350,7 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
         if (!p->line.freeing)
             sql__count_closed();
     }
-    c->state = SQL_MY_CLOSED;
+    sql_my_set_state(c, SQL_MY_CLOSED);
     c->step = SQL_MY_STEP_NONE;
     c->retire = false;
     sql_task *t = c->task;
@@ -466,6 +483,57 @@ static void sql_my_hook_reads(sql_my_conn *c)
     pvio->methods = &c->pvio_methods;
 }
 
+/* ---- no copy of the result's metadata per statement ------------------------------------------------ */
+
+/* Connector/C 3.3 asks MariaDB (10.6+) to send a prepared statement's column definitions only when
+ * they change (MARIADB_CLIENT_CACHE_METADATA): the server then answers an execution with the column
+ * count and a flag, not the columns. Connector/C then copies the statement's columns it already
+ * holds (stmt->fields) into the connection (mysql->fields: a fresh memory root and seven strdups per
+ * column, mthd_stmt_read_execute_response), only to refresh each column's type from that copy of
+ * itself. That copy was 15 % of the instructions of /v1/queries (about 1,750 per two-column
+ * statement). So, after the result's header is read, the connection's fields are pointed at the
+ * running statement's own columns, which makes Connector/C skip the copy; nothing writes through
+ * them (the type refresh assigns each field to itself), and Connector/C frees mysql->fields only
+ * through its own memory root (free_old_query, which reads the pointer but never what it points
+ * to), which stays empty. sql_my_task_done clears the pointer again, so it never outlives the
+ * statement. Only when the server did skip the columns and the statement's own match their count;
+ * otherwise Connector/C does what it always did (test_97_sql: a column whose type changes). */
+static sql_my_conn *sql_my_conn_of_methods(MYSQL *my)
+{
+    return (sql_my_conn *)(void *)((char *)my->methods - offsetof(sql_my_conn, methods));
+}
+
+static int sql_my_read_stmt_result(MYSQL *my)
+{
+    sql_my_conn *c = sql_my_conn_of_methods(my);
+    int r = c->methods_orig->db_read_stmt_result(my);
+    MYSQL_STMT *stmt = c->stmt;
+    if (r == 0 && my->field_count && !my->fields && stmt && stmt->mysql == my && stmt->fields &&
+        stmt->field_count == my->field_count)
+        my->fields = stmt->fields;
+    return r;
+}
+
+/* Installs the call above on an established connection (its own copy of Connector/C's method table,
+ * as for the socket calls). */
+static void sql_my_hook_metadata(sql_my_conn *c)
+{
+    c->methods_orig = NULL;
+    if (!c->my->methods || !c->my->methods->db_read_stmt_result)
+        return;
+    c->methods_orig = c->my->methods;
+    c->methods = *c->my->methods;
+    c->methods.db_read_stmt_result = sql_my_read_stmt_result;
+    c->my->methods = &c->methods;
+}
+
+/* The statement is over: the connection's fields no longer point at its columns. */
+static void sql_my_unhook_fields(sql_my_conn *c)
+{
+    if (c->my && c->stmt && c->my->fields && c->my->fields == c->stmt->fields)
+        c->my->fields = NULL;
+}
+
 /* Connected: from now on the persistent read watch sees replies and an idle close alike. */
 static void sql_my_watch(sql_my_conn *c)
 {
@@ -485,19 +553,10 @@ static bool sql_my_connection_error(unsigned err)
 
 static bool sql_my_any_up(const sql_my_pool *p)
 {
-    for (unsigned i = 0; i < p->nconns; i++)
-        if (sql_my_conn_up(&p->conns[i]))
-            return true;
-    return false;
+    return p->in_state[SQL_MY_IDLE] + p->in_state[SQL_MY_BUSY] + p->in_state[SQL_MY_HELD] > 0;
 }
 
-static bool sql_my_any_connecting(const sql_my_pool *p)
-{
-    for (unsigned i = 0; i < p->nconns; i++)
-        if (p->conns[i].state == SQL_MY_CONNECTING)
-            return true;
-    return false;
-}
+static bool sql_my_any_connecting(const sql_my_pool *p) { return p->in_state[SQL_MY_CONNECTING] > 0; }
 
 static void sql_my_connect_failed(sql_my_conn *c, const char *why)
 {
@@ -510,7 +569,7 @@ static void sql_my_connect_failed(sql_my_conn *c, const char *why)
     else
         log_debug("sql: loop %u: connect to %s:%u failed again: %s", p->line.id, p->line.s->host, p->line.s->port, why);
     p->line.outage_logged = true;
-    c->state = SQL_MY_CONNECTING; /* so close does not count it as an open connection */
+    sql_my_set_state(c, SQL_MY_CONNECTING); /* so close does not count it as an open connection */
     sql_my_conn_close(c, NULL);
     p->line.failures++;
     if (!p->line.backoff)
@@ -541,7 +600,7 @@ static void sql_my_conn_connect(sql_my_conn *c)
     mysql_options(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout_s);
     mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
     sql_my_tls_options(c->my, p->line.s);
-    c->state = SQL_MY_CONNECTING;
+    sql_my_set_state(c, SQL_MY_CONNECTING);
     c->step = SQL_MY_STEP_CONNECT;
     c->in_call = false;
     struct timeval tv = {(time_t)(p->line.s->connect_timeout_ms / 1000),
@@ -732,6 +791,7 @@ static void sql_my_task_done(sql_my_conn *c)
     c->task = NULL;
     t->conn = NULL;
     c->step = SQL_MY_STEP_NONE;
+    sql_my_unhook_fields(c);
     if (c->stmt && !c->stmt_cached)
         mysql_stmt_close(c->stmt); /* only after a failed prepare: nothing to send to the server */
     c->stmt = NULL;
@@ -756,9 +816,9 @@ static void sql_my_task_done(sql_my_conn *c)
      * it that failed leaves it open until the handle is released, which rolls it back
      * (sql_my_txn_settle) before the connection serves anyone else. */
     if (c->txn) {
-        c->state = SQL_MY_HELD;
+        sql_my_set_state(c, SQL_MY_HELD);
     } else {
-        c->state = SQL_MY_IDLE;
+        sql_my_set_state(c, SQL_MY_IDLE);
         sql__gauge_add(SQL_GAUGE_IN_USE, -1);
     }
     sql_task_finish(t, t->error);
@@ -805,7 +865,7 @@ static bool sql_my_step_done(sql_my_conn *c)
             return false;
         }
         event_del(&c->deadline);
-        c->state = SQL_MY_IDLE;
+        sql_my_set_state(c, SQL_MY_IDLE);
         c->step = SQL_MY_STEP_NONE;
         sql__count_connect(true);
         sql__gauge_add(SQL_GAUGE_OPEN, 1);
@@ -814,6 +874,7 @@ static bool sql_my_step_done(sql_my_conn *c)
         sql_task_backoff_reset(&p->line);
         sql_my_watch(c);
         sql_my_hook_reads(c);
+        sql_my_hook_metadata(c);
         return false;
     }
     case SQL_MY_STEP_PREPARE:
@@ -867,6 +928,14 @@ static bool sql_my_step_done(sql_my_conn *c)
                 c->step = SQL_MY_STEP_FREE;
             }
             return true; /* the next row (or the free) */
+        }
+        if (c->ret_int == MYSQL_NO_DATA && !t->error) {
+            /* The whole result is read: Connector/C's statement is FETCH_DONE and the connection
+             * READY, so freeing the result reads nothing and cannot wait. The blocking call then,
+             * without a non-blocking call's context switch and another pass through here. */
+            (void)mysql_stmt_free_result(c->stmt);
+            sql_my_task_done(c);
+            return false;
         }
         if (c->ret_int != MYSQL_NO_DATA) {
             if (!sql_my_stmt_failed(c, "fetch"))
@@ -932,7 +1001,7 @@ static void sql_my_run(sql_my_conn *c, sql_task *t)
 {
     if (c->state != SQL_MY_HELD) /* a held connection counts as in use already */
         sql__gauge_add(SQL_GAUGE_IN_USE, 1);
-    c->state = SQL_MY_BUSY;
+    sql_my_set_state(c, SQL_MY_BUSY);
     c->task = t;
     t->conn = c;
     t->rows.cols = 0;
@@ -969,7 +1038,7 @@ static void sql_my_dispatch(sql_my_pool *p)
     if (p->line.freeing)
         return; /* the loop is going: nothing more starts */
     /* A transaction's next step runs on the connection it holds, never waiting in the line. */
-    for (unsigned i = 0; i < p->nconns; i++) {
+    for (unsigned i = 0; p->in_state[SQL_MY_HELD] > 0 && i < p->nconns; i++) {
         sql_my_conn *c = &p->conns[i];
         if (c->state == SQL_MY_HELD && c->txn && c->txn->pending) {
             sql_task *t = c->txn->pending;
@@ -981,6 +1050,8 @@ static void sql_my_dispatch(sql_my_pool *p)
     for (;;) {
         if (!p->line.head)
             return;
+        if (p->in_state[SQL_MY_IDLE] == 0)
+            break;
         sql_my_conn *idle = NULL;
         for (unsigned i = 0; i < p->nconns && !idle; i++)
             if (p->conns[i].state == SQL_MY_IDLE)
@@ -993,11 +1064,8 @@ static void sql_my_dispatch(sql_my_pool *p)
     }
     if (p->line.backoff)
         return;
-    size_t connecting = 0;
-    for (unsigned i = 0; i < p->nconns; i++)
-        if (p->conns[i].state == SQL_MY_CONNECTING)
-            connecting++;
-    for (unsigned i = 0; i < p->nconns && connecting < p->line.waiting; i++) {
+    size_t connecting = p->in_state[SQL_MY_CONNECTING];
+    for (unsigned i = 0; p->in_state[SQL_MY_CLOSED] > 0 && i < p->nconns && connecting < p->line.waiting; i++) {
         if (p->conns[i].state == SQL_MY_CLOSED) {
             connecting++;
             sql_my_conn_connect(&p->conns[i]);
@@ -1058,6 +1126,7 @@ static sql_my_pool *sql_my_pool_new(struct event_base *base, const sql_settings 
     sql_task_line_init(&p->line, base, s, &sql_my_task_ops, id, sql_my_on_retry, p);
     p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
     p->conns = xcalloc(p->nconns, sizeof(*p->conns));
+    p->in_state[SQL_MY_CLOSED] = p->nconns;
     for (unsigned i = 0; i < p->nconns; i++) {
         p->conns[i].pool = p;
         p->conns[i].index = i;

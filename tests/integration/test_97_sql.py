@@ -772,6 +772,28 @@ class MariadbSqlTest(SqlApiMixin, unittest.TestCase):
             self.assertEqual(self.get("/v1/db").status, 200)
         self.assertEqual(com_select() - before, 20)
 
+    def test_changed_columns_are_read_with_their_new_types(self):
+        """MariaDB sends a prepared statement's columns again only when they change
+        (MARIADB_CLIENT_CACHE_METADATA), and apiary then reads them from the statement instead of
+        letting Connector/C copy them per execution (sql_my_hook_metadata). A column whose type changes
+        under a statement prepared and executed on the connection must be read with its new type (text
+        where a number was: 502 from the shape check), and with the old one again once changed back."""
+        item = self.post_item({"name": "typed", "price": 2.5}).json()
+        path = f"/v1/items/{item['id']}"
+        for _ in range(3):
+            got = self.get(path)
+            self.assertEqual(got.status, 200, got)
+        self.db.sql("ALTER TABLE items MODIFY price VARCHAR(32) NOT NULL", "apiary")
+        try:
+            for _ in range(3):
+                self.assertProblemDoc(self.get(path), 502)
+        finally:
+            self.db.sql("ALTER TABLE items MODIFY price DOUBLE NOT NULL", "apiary")
+        for _ in range(3):
+            got = self.get(path)
+            self.assertEqual(got.status, 200, got)
+            self.assertEqual(got.json(), item)
+
     def test_restart_is_idempotent(self):
         before = self.table("SELECT SUM(randomNumber) FROM world")
         with ApiaryServer({"sql": {"url": self.db.url()}}) as other:
