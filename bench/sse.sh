@@ -9,10 +9,10 @@
 # (bench/node_sse.js, setTimeout). Target (issue 24): apiary <= 4 KiB per idle stream.
 #
 # apiary's coroutine form awaits with async_await_idle, which gives a stack back once the wait has
-# lasted a second (at most 2,048 stacks per loop and second): RSS is read SETTLE (5) seconds after the
+# lasted a second (at most 1,024 stacks per loop and second): RSS is read SETTLE (15) seconds after the
 # last stream opened, so every stream is idle in that sense (they wait an hour).
 #
-# Environment: APIARY_BIN (default build-release/apiary), STREAMS (10000), BATCH (500), SETTLE (5), OUT (also
+# Environment: APIARY_BIN (default build-release/apiary), STREAMS (10000), BATCH (500), SETTLE (15), OUT (also
 # write the summary there), APIARY_CONFIG (JSON; default below), SERVERS (default
 # "apiary apiary-callback aiohttp node").
 set -euo pipefail
@@ -22,7 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 STREAMS="${STREAMS:-10000}"
 BATCH="${BATCH:-500}"
-SETTLE="${SETTLE:-5}"
+SETTLE="${SETTLE:-15}"
 SERVERS="${SERVERS:-apiary apiary-callback aiohttp node}"
 TARGET_BYTES=4096
 # the heartbeat at its default (15 s: idle streams send one now and then, as in production); async
