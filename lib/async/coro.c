@@ -726,11 +726,11 @@ size_t async_coro_release_idle(unsigned min_ticks, size_t max)
     return n;
 }
 
-void async_coro_tick(void)
+size_t async_coro_tick(void)
 {
     coro_tls_pool.tick++;
     /* Suspended before the previous tick: waiting for at least a second. */
-    async_coro_release_idle(2, ASYNC_CORO_RELEASE_PER_TICK);
+    return async_coro_release_idle(2, ASYNC_CORO_RELEASE_PER_TICK);
 }
 
 /* ---- async_await ------------------------------------------------------------------------------- */

@@ -75,7 +75,7 @@ size_t async_coro_deepest(void);
  * all given back within 10 s. async_coro_release_idle does it for those suspended for at least
  * min_ticks ticks (0: all of them now), at most max; it returns how many (tests). */
 #define ASYNC_CORO_RELEASE_PER_TICK 1024
-void async_coro_tick(void);
+size_t async_coro_tick(void); /* how many it gave back */
 size_t async_coro_release_idle(unsigned min_ticks, size_t max);
 
 /* The raw switch (coro_switch_<arch>.S): saves the callee-saved state on the current stack, stores

@@ -239,7 +239,8 @@ static void http_loop_on_date(evutil_socket_t fd, short what, void *arg)
     http_loop *loop = arg;
     http_date_format(time(NULL), loop->date);
     access_log_flush(&loop->access_log); /* lines are at most a second late */
-    async_coro_tick(); /* coroutines in a long async_await_idle give their stacks back */
+    /* Coroutines in a long async_await_idle give their stacks back. */
+    HTTP_STAT_ADD(loop, coro_given_back, async_coro_tick());
 }
 
 /* ---- posting from other threads ---------------------------------------------------------------- */

@@ -98,12 +98,17 @@ class IdleCoroutineStreamTest(ServerTestMixin, unittest.TestCase):
     CONFIG = {"limits": {"output_buffer_bytes": 4096}, "sse": {"heartbeat_ms": 0}}
 
     def test_stream_goes_on_after_its_stack_was_given_back(self):
+        with self.server.connect() as m:
+            before = metric(m, "apiary_coroutine_stacks_given_back_total")
         with self.server.connect(timeout=30) as s:
             a = request(s, "GET", "/v1/events?count=3&interval_ms=2500&multiline=true", timeout=30)
             b = request(s, "GET", "/v1/events?count=3&interval_ms=0&multiline=true&callback=true", timeout=30)
         self.assertEqual(a.status, 200)
         self.assertEqual(a.body, b.body)
         self.assertEqual([e["id"] for e in events_of(parse_sse(a.body.decode()))], ["1", "2", "3"])
+        with self.server.connect() as m:
+            given_back = metric(m, "apiary_coroutine_stacks_given_back_total") - before
+        self.assertGreaterEqual(given_back, 1, "no wait of 2.5 s had its stack given back")
 
     def test_slow_reader_drain_after_its_stack_was_given_back(self):
         # Not reading for 2.5 s: the coroutine waits for a drain long enough to be given back.
