@@ -8,7 +8,11 @@
 # (bench/aiohttp_sse.py, StreamResponse + asyncio.sleep) and Node's plain http module
 # (bench/node_sse.js, setTimeout). Target (issue 24): apiary <= 4 KiB per idle stream.
 #
-# Environment: APIARY_BIN (default build-release/apiary), STREAMS (10000), BATCH (500), OUT (also
+# apiary's coroutine form awaits with async_await_idle, which gives a stack back once the wait has
+# lasted a second (at most 1,024 stacks per loop and second): RSS is read SETTLE (15) seconds after the
+# last stream opened, so every stream is idle in that sense (they wait an hour).
+#
+# Environment: APIARY_BIN (default build-release/apiary), STREAMS (10000), BATCH (500), SETTLE (15), OUT (also
 # write the summary there), APIARY_CONFIG (JSON; default below), SERVERS (default
 # "apiary apiary-callback aiohttp node").
 set -euo pipefail
@@ -18,6 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 STREAMS="${STREAMS:-10000}"
 BATCH="${BATCH:-500}"
+SETTLE="${SETTLE:-15}"
 SERVERS="${SERVERS:-apiary apiary-callback aiohttp node}"
 TARGET_BYTES=4096
 # the heartbeat at its default (15 s: idle streams send one now and then, as in production); async
@@ -37,7 +42,7 @@ measure() {
     local name=$1 pid=$2 port=$3 path=$4 cmd=$5 out="$BENCH_TMP/sse.$1.txt" rc=0
     log "$name: opening $STREAMS idle event streams ($path)"
     "$PY" "$BENCH_DIR/idle_rss.py" "127.0.0.1:$port" "$pid" -n "$STREAMS" --batch "$BATCH" \
-        --batch-timeout 30 --path "$path" --until 'id: 1' >"$out" 2>&1 || rc=$?
+        --batch-timeout 30 --settle "$SETTLE" --path "$path" --until 'id: 1' >"$out" 2>&1 || rc=$?
     sed 's/^/    /' "$out" >&2
     ((rc == 0)) || { log "warning: idle_rss.py reported failures for $name (exit $rc)"; STATUS=1; }
     local result
@@ -116,7 +121,7 @@ kib() { awk -v b="$1" 'BEGIN { printf "%.2f", b / 1024 }'; }
     echo '```'
     while IFS='|' read -r name cmd path result; do
         echo "$cmd    # $name"
-        echo "$PY $BENCH_DIR/idle_rss.py 127.0.0.1:PORT $(field pid "$result") -n $STREAMS --batch $BATCH --path '$path' --until 'id: 1'"
+        echo "$PY $BENCH_DIR/idle_rss.py 127.0.0.1:PORT $(field pid "$result") -n $STREAMS --batch $BATCH --settle $SETTLE --path '$path' --until 'id: 1'"
     done <"$RESULTS"
     echo '```'
 } >"$SUMMARY"

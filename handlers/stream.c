@@ -53,8 +53,9 @@ static int64_t events_resume_after(http_request *req, int64_t count)
 }
 
 /* Sends event `seq`: http_sse_send's answer (HTTP_STREAM_FULL: nothing was queued, send it again
- * once there is room). */
-static int events_send(http_stream *s, int64_t seq, int64_t count, bool multiline)
+ * once there is room). Not inlined: its buffers then live only while it runs, not in the frame of the
+ * coroutine handler, whose stack down to its await is what an idle stream keeps (docs/streaming.md). */
+__attribute__((noinline)) static int events_send(http_stream *s, int64_t seq, int64_t count, bool multiline)
 {
     json_t *data = json_pack("{s:I,s:I}", "seq", (json_int_t)seq, "count", (json_int_t)count);
     char text[128]; /* jansson's own allocator may not be malloc: dump into a buffer of ours */
@@ -133,7 +134,8 @@ void events_get(http_request *req)
     for (int64_t seq = first; seq <= in->count; seq++) {
         if (seq > first || first > 1) {
             if (in->interval_ms) {
-                async_op *slept = async_await(async_sleep(scope, (unsigned)in->interval_ms));
+                /* Nothing points into this stack while it sleeps: after a second it is given back. */
+                async_op *slept = async_await_idle(async_sleep(scope, (unsigned)in->interval_ms));
                 if (slept->status != ASYNC_OK)
                     return; /* the client left or the server stops: the request is gone */
                 async_op_release(slept); /* a stream may run for days: give each sleep back */
@@ -142,7 +144,7 @@ void events_get(http_request *req)
         int rc;
         while ((rc = events_send(s, seq, in->count, in->multiline)) == HTTP_STREAM_FULL) {
             /* A client not reading: nothing was queued; wait for room, then send this event again. */
-            async_op *drained = async_await(http_stream_drain(s));
+            async_op *drained = async_await_idle(http_stream_drain(s));
             if (drained->status != ASYNC_OK)
                 return;
             async_op_release(drained);

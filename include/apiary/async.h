@@ -392,6 +392,23 @@ async_op *async_subprocess(async_scope *scope, const async_subprocess_options *o
  * stack, no deep recursion. Overflowing aborts the process with a message naming the route. */
 async_op *async_await(async_op *op);
 
+/* async_await for a wait that may last long while the coroutine holds little (an event stream's sleep
+ * between events, a drain of a client that stopped reading): the same, except that once it has
+ * lasted about a second (the loop's one-second tick, so 1 to 2 s) the used part of the coroutine's
+ * stack is copied to a heap block of exactly that size and the stack's memory is given back to the
+ * kernel; the copy goes back to the same addresses before the coroutine resumes, so it sees its
+ * locals as it left them. An idle event stream then costs a few hundred bytes instead of a 4 KiB page
+ * (docs/streaming.md, Memory per stream).
+ *
+ * The promise the caller makes: while this await lasts, NOTHING ELSE reads or writes the coroutine's
+ * stack: no child coroutine, continuation, callback or worker-pool job holds the address of one of
+ * its locals. (Nothing would notice such an access: it would read zeros and its writes would be
+ * lost.) Awaiting a sleep, a drain, a receive of the coroutine's own scope whose arguments live in
+ * the request's memory, is fine; awaiting a gather of children given pointers to locals is not: use
+ * async_await there. Outside the one-second tick of an apiary loop (a coroutine on a loop of your
+ * own) and on builds with the ucontext switch it is exactly async_await. */
+async_op *async_await_idle(async_op *op);
+
 /* Starts fn(arg) as a coroutine bound to `scope` (see above) and runs it at once, until its first
  * await or its return (asyncio.create_task, except that it starts at once). False (fn not called,
  * error logged) when no stack could be mapped. Called from a coroutine of the same scope, the new one

@@ -25,6 +25,15 @@
  * reported with the coroutine's name (the route) before the process aborts: an overflow is a clear
  * crash, never silent corruption of the neighbouring memory.
  *
+ * Idle awaits. async_await_idle parks the coroutine on its thread's idle list (oldest first). The
+ * loop's one-second tick (async_coro_tick) gives back the stack of each one suspended there for at
+ * least a full tick: the bytes from its stack pointer to the kept part of its struct are copied to a heap
+ * block of exactly that size (coro_saved), the scope cleanup and the awaited operation's continuation
+ * are pointed at that block, and the whole stack is madvise(MADV_DONTNEED)'d. Whichever comes first,
+ * the continuation or the cleanup, copies the bytes back to the same addresses (the frames hold
+ * pointers into themselves), points both back at the struct and goes on as for any coroutine. Only
+ * for awaits that promise nothing else touches the stack meanwhile: see async.h.
+ *
  * The switch. coro_switch_x86_64.S / coro_switch_aarch64.S: about 20 instructions saving only the
  * callee-saved general registers (and d8-d15 on aarch64; no signal mask, no FP control state, no
  * system call); elsewhere, or with APIARY_CORO_UCONTEXT,
@@ -83,8 +92,8 @@ typedef enum coro_state {
 } coro_state;
 
 typedef struct async_coro {
-    void *sp;        /* the coroutine's stack pointer while it is switched out (assembly switch) */
-    void *caller_sp; /* its resumer's while it runs */
+    /* What a coroutine whose stack was given back keeps (coro_give_back copies up to CORO_KEPT): */
+    void *sp; /* the coroutine's stack pointer while it is switched out (assembly switch) */
 #if !CORO_ASM
     ucontext_t uc, caller_uc;
 #endif
@@ -93,8 +102,6 @@ typedef struct async_coro {
     unsigned char *stack_lo; /* lowest usable byte (just above the guard page) */
     size_t stack_size;       /* usable bytes up to this struct (the configured size, rounded up) */
     size_t stack_config;     /* the configured size when it was made, for the overflow report */
-    void (*fn)(void *arg);
-    void *arg;
     const char *label;  /* for the overflow report */
     async_scope *scope; /* bound scope, NULL until the first await of an unbound coroutine */
     async_defer *defer; /* the scope cleanup that cancels us; NULL once it ran or was withdrawn */
@@ -102,14 +109,28 @@ typedef struct async_coro {
     async_op *waiting;  /* what it is suspended on */
     coro_state state;
     bool cancelled;
+#if CORO_ASAN
+    void *asan_fake; /* ASan's fake stack of the coroutine while it is switched out */
+#endif
+    /* Only meaningful while it starts, runs or sits on the idle list: not kept while its stack is
+     * given back, zero when it comes back. */
+    void *caller_sp; /* its resumer's stack pointer while it runs */
+    void (*fn)(void *arg); /* read once, when it starts */
+    void *arg;
     void (*outside_fn)(void *arg);
     void *outside_arg;
     void (*after_fn)(void *arg); /* async__coro_after: run by the resumer once we are switched out */
     void *after_arg;
-    void *asan_fake;           /* ASan's fake stack of the coroutine while it is switched out */
+    struct async_coro *idle_prev, *idle_next; /* the thread's idle list (async_await_idle) */
+    unsigned idle_tick;                       /* the thread's tick when it went on that list */
+    bool idle;                                /* on that list */
+#if CORO_ASAN
     const void *caller_bottom; /* ASan: the resumer's stack, to switch back to */
     size_t caller_size;
+#endif
 } async_coro;
+
+#define CORO_KEPT offsetof(async_coro, caller_sp)
 
 /* ---- settings ---------------------------------------------------------------------------------- */
 
@@ -139,6 +160,9 @@ typedef struct coro_pool {
     size_t altstack_len;
     bool measure;
     size_t deepest;
+    async_coro *idle_head, *idle_tail; /* suspended in async_await_idle, oldest first */
+    unsigned tick;                     /* async_coro_tick calls so far */
+    size_t released, released_bytes;   /* stacks given back now, and the bytes their copies hold */
 } coro_pool;
 
 static _Thread_local coro_pool coro_tls_pool;
@@ -192,6 +216,8 @@ void async_coro_pool_stats_get(async_coro_pool_stats *out)
     out->cold = p->ncold;
     out->mapped = p->live + p->nhot + p->ncold;
     out->stack_bytes = atomic_load(&coro_stack_bytes);
+    out->released = p->released;
+    out->released_bytes = p->released_bytes;
 }
 
 void async_coro_measure(bool on)
@@ -356,6 +382,22 @@ static void coro_stack_put(coro_map m)
 }
 
 #define CORO_FILL 0xA5
+
+#if CORO_ASAN
+/* A suspended coroutine's stack holds ASan's poisoned redzones of its frames: it is read and written
+ * here without the checks, byte by byte through volatile so that the compiler cannot turn the loop
+ * into a (checked, intercepted) memcpy. The shadow memory is left as it is, which is right: the same
+ * frames come back to the same addresses. Slow, but it runs once per long idle wait. */
+__attribute__((no_sanitize_address, noinline)) static void coro_copy(void *dst, const void *src, size_t n)
+{
+    volatile unsigned char *d = dst;
+    const volatile unsigned char *s = src;
+    for (size_t i = 0; i < n; i++)
+        d[i] = s[i];
+}
+#else
+#define coro_copy memcpy
+#endif
 
 /* Measuring: how deep the finished coroutine went, by the lowest byte whose fill was overwritten. */
 static void coro_measure_depth(const async_coro *co)
@@ -543,7 +585,157 @@ static async_op *coro_cancelled(async_op *op)
     return op;
 }
 
-async_op *async_await(async_op *op)
+/* ---- idle awaits: the stack given back while it waits ------------------------------------------- */
+
+static void coro_idle_link(async_coro *co)
+{
+    coro_pool *p = &coro_tls_pool;
+    co->idle = true;
+    co->idle_tick = p->tick;
+    co->idle_next = NULL;
+    co->idle_prev = p->idle_tail;
+    if (p->idle_tail)
+        p->idle_tail->idle_next = co;
+    else
+        p->idle_head = co;
+    p->idle_tail = co;
+}
+
+static void coro_idle_unlink(async_coro *co)
+{
+    coro_pool *p = &coro_tls_pool;
+    if (!co->idle)
+        return;
+    if (co->idle_prev)
+        co->idle_prev->idle_next = co->idle_next;
+    else
+        p->idle_head = co->idle_next;
+    if (co->idle_next)
+        co->idle_next->idle_prev = co->idle_prev;
+    else
+        p->idle_tail = co->idle_prev;
+    co->idle = false;
+    co->idle_prev = co->idle_next = NULL;
+}
+
+/* A coroutine whose stack was given back: its live bytes, and what stands in for its struct meanwhile. */
+typedef struct coro_saved {
+    async_coro *co;     /* where the bytes go back: the struct's address, at the top of its mapping */
+    async_defer defer;  /* takes co->defer_node's place among the scope's cleanups (fn NULL: none) */
+    size_t len;         /* bytes saved: from the stack pointer to CORO_KEPT in the struct */
+    unsigned char bytes[];
+} coro_saved;
+
+static void coro_wake_saved(async_op *op, void *arg);
+static void coro_scope_ended_saved(void *arg);
+
+/* Puts `to` in `from`'s place in its scope's list of cleanups (a doubly linked list, newest first). */
+static void coro_defer_move(const async_defer *from, async_defer *to, void (*fn)(void *arg), void *arg)
+{
+    *to = *from;
+    to->fn = fn;
+    to->arg = arg;
+    if (to->prev)
+        to->prev->next = to;
+    else
+        to->scope->defers = to;
+    if (to->next)
+        to->next->prev = to;
+}
+
+/* Copies co's live stack and struct out and gives the stack's memory back. co is suspended in
+ * async_await_idle, so nothing runs on its stack and (its caller promised) nothing else touches it;
+ * the only pointers to its struct from outside are its scope cleanup and its operation's continuation,
+ * both moved to the copy. False (nothing changed) when there is no memory for the copy. */
+static bool coro_give_back(async_coro *co)
+{
+    coro_pool *p = &coro_tls_pool;
+    unsigned char *lo = co->sp, *hi = (unsigned char *)co + CORO_KEPT;
+    size_t len = (size_t)(hi - lo);
+    coro_saved *sv = malloc(sizeof(*sv) + len);
+    if (!sv)
+        return false;
+    if (p->measure)
+        coro_measure_depth(co);
+    coro_idle_unlink(co); /* first: the copy comes back unlinked */
+    unsigned char *stack_lo = co->stack_lo, *map_end = co->map + co->map_len;
+    coro_copy(sv->bytes, lo, len);
+    sv->co = co;
+    sv->len = len;
+    sv->defer.fn = NULL;
+    if (co->defer)
+        coro_defer_move(co->defer, &sv->defer, coro_scope_ended_saved, sv);
+    co->waiting->_cb = coro_wake_saved;
+    co->waiting->_cb_arg = sv;
+    /* From here on co's memory reads as zeros: only sv is used. The whole stack goes, not only the
+     * page with the live bytes: pages a deeper call touched before the await are dead too. */
+    madvise(stack_lo, (size_t)(map_end - stack_lo), MADV_DONTNEED);
+    p->released++;
+    p->released_bytes += len;
+    return true;
+}
+
+/* The other way: the bytes back to the same addresses (the first touch gets a fresh zeroed page),
+ * the cleanup back into the struct (unless it is running: relink false), the continuation too. */
+static async_coro *coro_take_back(coro_saved *sv, bool relink)
+{
+    coro_pool *p = &coro_tls_pool;
+    async_coro *co = sv->co;
+    unsigned char *lo = (unsigned char *)co + CORO_KEPT - sv->len;
+    coro_copy(lo, sv->bytes, sv->len);
+    memset((unsigned char *)co + CORO_KEPT, 0, sizeof(*co) - CORO_KEPT);
+    if (relink && sv->defer.fn) {
+        coro_defer_move(&sv->defer, &co->defer_node, coro_scope_ended, co);
+        co->defer = &co->defer_node;
+    } else {
+        co->defer = NULL;
+    }
+    if (co->waiting && co->waiting->_cb == coro_wake_saved) {
+        co->waiting->_cb = coro_wake;
+        co->waiting->_cb_arg = co;
+    }
+    if (p->measure) {
+        /* The pages below came back zeroed: mark them unused again (the depth so far was measured
+         * when they were given back). */
+        unsigned char fill[256];
+        memset(fill, CORO_FILL, sizeof(fill));
+        for (unsigned char *q = co->stack_lo; q < lo; q += sizeof(fill))
+            coro_copy(q, fill, (size_t)(lo - q) < sizeof(fill) ? (size_t)(lo - q) : sizeof(fill));
+    }
+    p->released--;
+    p->released_bytes -= sv->len;
+    free(sv);
+    return co;
+}
+
+static void coro_wake_saved(async_op *op, void *arg) { coro_wake(op, coro_take_back(arg, true)); }
+
+/* The scope ended while the stack was given back: the cleanup (our stand-in) is off the list already. */
+static void coro_scope_ended_saved(void *arg) { coro_scope_ended(coro_take_back(arg, false)); }
+
+size_t async_coro_release_idle(unsigned min_ticks, size_t max)
+{
+    coro_pool *p = &coro_tls_pool;
+    size_t n = 0;
+    async_coro *co;
+    while (n < max && (co = p->idle_head) != NULL && p->tick - co->idle_tick >= min_ticks) {
+        if (!coro_give_back(co))
+            break; /* no memory now: the next tick tries again */
+        n++;
+    }
+    return n;
+}
+
+size_t async_coro_tick(void)
+{
+    coro_tls_pool.tick++;
+    /* Suspended before the previous tick: waiting for at least a second. */
+    return async_coro_release_idle(2, ASYNC_CORO_RELEASE_PER_TICK);
+}
+
+/* ---- async_await ------------------------------------------------------------------------------- */
+
+static async_op *coro_await(async_op *op, bool idle)
 {
     async_coro *co = coro_current;
     if (!co) {
@@ -566,7 +758,10 @@ async_op *async_await(async_op *op)
         async_op_then(op, coro_wake, co);
         co->waiting = op;
         co->state = CORO_SUSPENDED;
+        if (idle && CORO_ASM)
+            coro_idle_link(co);
         coro_leave(co, false);
+        coro_idle_unlink(co); /* resumed before its stack was given back (after, it is unlinked) */
         co->waiting = NULL;
         return co->cancelled ? coro_cancelled(op) : op;
     }
@@ -583,6 +778,10 @@ async_op *async_await(async_op *op)
                   op->_vt->name);
     return op; /* finished earlier (a gather's child, an earlier await): its result stands */
 }
+
+async_op *async_await(async_op *op) { return coro_await(op, false); }
+
+async_op *async_await_idle(async_op *op) { return coro_await(op, true); }
 
 /* ---- spawning ---------------------------------------------------------------------------------- */
 

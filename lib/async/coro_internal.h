@@ -54,6 +54,8 @@ typedef struct async_coro_pool_stats {
     size_t cold;      /* idle stacks whose memory was given back (madvise) */
     size_t mapped;    /* stacks mapped now: live + hot + cold */
     size_t stack_bytes; /* usable bytes of a stack made now */
+    size_t released;    /* suspended in async_await_idle with their stacks given back */
+    size_t released_bytes; /* the heap bytes their saved copies hold */
 } async_coro_pool_stats;
 void async_coro_pool_stats_get(async_coro_pool_stats *out);
 /* Unmaps this thread's idle stacks (a loop thread's end; tests). */
@@ -64,6 +66,17 @@ void async_coro_pool_drain(void);
  * highest address whose pattern was overwritten), measured as each one returns. */
 void async_coro_measure(bool on);
 size_t async_coro_deepest(void);
+
+/* Idle awaits (async_await_idle). The loop calls async_coro_tick once a second: it gives back the
+ * stacks of the coroutines of this thread that have been suspended in async_await_idle since before
+ * the previous tick (so for 1 to 2 s), at most ASYNC_CORO_RELEASE_PER_TICK a tick: each is a copy of a
+ * few hundred bytes, a malloc and an madvise, about 2.5 us of CPU on the project's VM (mostly the
+ * madvise), so a tick holds its loop at most ~2.5 ms and 10,000 coroutines going idle together are
+ * all given back within 10 s. async_coro_release_idle does it for those suspended for at least
+ * min_ticks ticks (0: all of them now), at most max; it returns how many (tests). */
+#define ASYNC_CORO_RELEASE_PER_TICK 1024
+size_t async_coro_tick(void); /* how many it gave back */
+size_t async_coro_release_idle(unsigned min_ticks, size_t max);
 
 /* The raw switch (coro_switch_<arch>.S): saves the callee-saved state on the current stack, stores
  * the stack pointer in *save_sp and continues from load_sp. For the benchmark. */

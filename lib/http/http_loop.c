@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "coro_internal.h"
 #include "http_internal.h"
 #include "log.h"
 #include "xalloc_internal.h"
@@ -238,6 +239,8 @@ static void http_loop_on_date(evutil_socket_t fd, short what, void *arg)
     http_loop *loop = arg;
     http_date_format(time(NULL), loop->date);
     access_log_flush(&loop->access_log); /* lines are at most a second late */
+    /* Coroutines in a long async_await_idle give their stacks back. */
+    HTTP_STAT_ADD(loop, coro_given_back, async_coro_tick());
 }
 
 /* ---- posting from other threads ---------------------------------------------------------------- */

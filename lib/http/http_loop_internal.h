@@ -54,6 +54,7 @@ typedef struct http_loop_stats {
     uint64_t ws_slow_closed;       /* closed 1008: their send queue passed websocket.send_queue_bytes */
     uint64_t ws_messages_received;
     uint64_t ws_messages_sent;
+    uint64_t coro_given_back;      /* coroutine stacks given back in async_await_idle (async_coro_tick) */
     /* Loop lag: how late the loop's 100 ms probe timer fires. Bucket i counts lags below
      * HTTP_LOOP_LAG_BOUNDS_MS[i]; the last bucket counts the rest. */
     uint64_t lag_buckets[HTTP_LOOP_LAG_BUCKETS];

@@ -140,6 +140,7 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
         total.ws_slow_closed += s.ws_slow_closed;
         total.ws_messages_received += s.ws_messages_received;
         total.ws_messages_sent += s.ws_messages_sent;
+        total.coro_given_back += s.coro_given_back;
         for (unsigned i = 0; i < HTTP_LOOP_LAG_BUCKETS; i++)
             lag[i] += s.lag_buckets[i];
         if (s.lag_max_ms > total.lag_max_ms)
@@ -195,6 +196,9 @@ static void http_metrics_render_loops(metrics_writer *w, const http_metrics_view
          total.ws_messages_received},
         {"apiary_websocket_messages_sent_total", "counter", "WebSocket messages queued to send.",
          total.ws_messages_sent},
+        {"apiary_coroutine_stacks_given_back_total", "counter",
+         "Coroutine stacks given back (copied to the heap) during a long async_await_idle.",
+         total.coro_given_back},
         {"apiary_loops", "gauge", "Event loops (threads) serving requests.", (uint64_t)v->n},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {

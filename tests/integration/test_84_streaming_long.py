@@ -6,6 +6,8 @@
   the fix the coroutine form dropped every refused event.
 - The callback form sends what the coroutine form sends, resumes after Last-Event-ID, and a client
   leaving ends it (cancelled, counted) without a continuation running into freed memory.
+- The coroutine form whose stack was given back during a long wait (async_await_idle) sends what
+  it would have sent, waits for a drain the same way, and a client leaving then is cancelled.
 - timeouts.stream_idle_ms ends a stream whose producer wrote nothing for that long (off by default).
 - With half_close "answer", a streamed upload cut off by the client's FIN is a client gone mid-body
   (cancelled at once), not a request left waiting for body_ms (found by fuzz_body_stream).
@@ -87,6 +89,67 @@ class LongEventStreamTest(ServerTestMixin, unittest.TestCase):
         self.assertGreaterEqual(now, before + 5)
         with self.server.connect() as s:
             self.assertEqual(request(s, "GET", "/v1/hello").status, 200)
+
+
+class IdleCoroutineStreamTest(ServerTestMixin, unittest.TestCase):
+    """The coroutine form of /v1/events awaits with async_await_idle: a wait of more than a loop tick
+    (1-2 s) has its stack copied out and given back, and copied back before the coroutine goes on.
+    Waits of 2.5 s make sure that happens; what the client sees must not change."""
+    CONFIG = {"limits": {"output_buffer_bytes": 4096}, "sse": {"heartbeat_ms": 0}}
+
+    def test_stream_goes_on_after_its_stack_was_given_back(self):
+        with self.server.connect() as m:
+            before = metric(m, "apiary_coroutine_stacks_given_back_total")
+        with self.server.connect(timeout=30) as s:
+            a = request(s, "GET", "/v1/events?count=3&interval_ms=2500&multiline=true", timeout=30)
+            b = request(s, "GET", "/v1/events?count=3&interval_ms=0&multiline=true&callback=true", timeout=30)
+        self.assertEqual(a.status, 200)
+        self.assertEqual(a.body, b.body)
+        self.assertEqual([e["id"] for e in events_of(parse_sse(a.body.decode()))], ["1", "2", "3"])
+        with self.server.connect() as m:
+            given_back = metric(m, "apiary_coroutine_stacks_given_back_total") - before
+        self.assertGreaterEqual(given_back, 1, "no wait of 2.5 s had its stack given back")
+
+    def test_slow_reader_drain_after_its_stack_was_given_back(self):
+        # Not reading for 2.5 s: the coroutine waits for a drain long enough to be given back.
+        count = 3000
+        with self.server.connect(timeout=60, rcvbuf=4096) as s:
+            s.sendall(build_request("GET", f"/v1/events?count={count}&interval_ms=0&multiline=true"))
+            time.sleep(2.5)
+            from apiary_harness import read_response
+            resp = read_response(s, timeout=60)
+        self.assertEqual(resp.status, 200)
+        ids = [int(e["id"]) for e in events_of(parse_sse(resp.body.decode()))]
+        self.assertEqual(ids, list(range(1, count + 1)))
+
+    def test_client_leaving_a_given_back_stream_is_cancelled(self):
+        with self.server.connect() as m:
+            before = metric(m, "apiary_http_cancelled_total")
+        socks = []
+        for _ in range(5):
+            s = self.server.connect(timeout=10)
+            s.sendall(build_request("GET", "/v1/events?count=3&interval_ms=60000"))
+            data = b""
+            while b"id: 1" not in data:
+                more = s.recv(65536)
+                self.assertTrue(more, "closed before the first event")
+                data += more
+            socks.append(s)
+        time.sleep(2.5)  # every one of them given back by now
+        for s in socks:
+            s.close()
+        deadline = time.monotonic() + 10
+        while True:
+            with self.server.connect() as m:
+                now = metric(m, "apiary_http_cancelled_total")
+            if now >= before + 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertGreaterEqual(now, before + 5)
+        with self.server.connect() as s:
+            self.assertEqual(request(s, "GET", "/v1/hello").status, 200)
+            resp = request(s, "GET", "/v1/events?count=2&interval_ms=0")
+            self.assertEqual([e["id"] for e in events_of(parse_sse(resp.body.decode()))], ["1", "2"])
 
 
 class StreamIdleTimeoutTest(ServerTestMixin, unittest.TestCase):

@@ -1,11 +1,12 @@
 /* coro_test: unit tests for lib/async/coro.c, the coroutines behind async_await: the switch, awaiting every
  * kind of operation (also from helpers), cancellation at every await (randomised), the stack pool and
- * its madvise watermark, the stack-overflow report, and how deep common code goes on a coroutine
+ * its madvise watermark, idle awaits whose stacks are given back and taken back, the stack-overflow report, and how deep common code goes on a coroutine
  * stack. Meant to run under ASan+UBSan too: the switch annotations are only proven by a clean run. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -529,6 +530,164 @@ Test(coro, stacks_are_reused_and_idle_ones_above_the_watermark_are_given_back)
     async_resolve(f[0], NULL);
     while (coro_live() > 0)
         event_base_loop(L.base, EVLOOP_ONCE);
+}
+
+/* ---- idle awaits: the stack given back while it waits --------------------------------------------- */
+
+static void *idle_local_page; /* a page of the coroutine's stack, for mincore */
+
+static bool page_resident(const void *addr)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    void *base = (void *)((uintptr_t)addr & ~(uintptr_t)(page - 1));
+    unsigned char vec = 0;
+    cr_assert_eq(mincore(base, (size_t)page, &vec), 0);
+    return vec & 1;
+}
+
+typedef struct idle_round {
+    async_op *future; /* resolved by the test with (void *)(uintptr_t)(round + 100) */
+    int round;
+} idle_round;
+
+/* Deeper than one frame, with locals that point at each other and into the stack: what must survive
+ * being copied out and back to the same addresses. */
+static int idle_deep(idle_round *rounds, int n, int depth)
+{
+    unsigned char pattern[600];
+    unsigned char *self = pattern; /* a pointer into this very stack */
+    for (size_t i = 0; i < sizeof(pattern); i++)
+        pattern[i] = (unsigned char)(i * 7 + (size_t)depth);
+    if (depth > 0)
+        return idle_deep(rounds, n, depth - 1) + (self[599] == (unsigned char)(599 * 7 + depth));
+    /* The frame itself, not a local: with detect_stack_use_after_return, ASan keeps locals on its
+     * heap-allocated fake stack, but the frame is on the coroutine's stack all the same. */
+    idle_local_page = __builtin_frame_address(0);
+    int ok = 0;
+    for (int r = 0; r < n; r++) {
+        async_op *op = async_await_idle(rounds[r].future);
+        ok += op == rounds[r].future && op->status == ASYNC_OK &&
+              (uintptr_t)op->value == (uintptr_t)(rounds[r].round + 100);
+        for (size_t i = 0; i < sizeof(pattern); i++)
+            ok -= self[i] != (unsigned char)(i * 7);
+    }
+    return ok;
+}
+
+static int idle_result;
+
+static void idle_fn(void *arg)
+{
+    idle_round *rounds = arg;
+    idle_result = idle_deep(rounds, 3, 3);
+    atomic_fetch_add(&done, 1);
+}
+
+Test(coro, an_idle_await_given_back_resumes_with_its_locals_and_its_result)
+{
+    atomic_store(&done, 0);
+    idle_result = -1;
+    idle_round rounds[3];
+    for (int r = 0; r < 3; r++)
+        rounds[r] = (idle_round){async_future(L.scope), r};
+    cr_assert(async_coro_spawn(L.scope, idle_fn, rounds));
+    async_coro_pool_stats st;
+    for (int r = 0; r < 3; r++) {
+        cr_assert(page_resident(idle_local_page), "suspended: its stack is resident");
+        cr_assert_eq(async_coro_release_idle(0, SIZE_MAX), 1, "round %d", r);
+        async_coro_pool_stats_get(&st);
+        cr_assert_eq(st.released, 1);
+        /* 4 frames of 600 bytes and the struct: more than 2,400, less than the 64 KiB stack */
+        cr_assert(st.released_bytes > 2400 && st.released_bytes < 8192, "%zu bytes", st.released_bytes);
+        cr_assert_not(page_resident(idle_local_page), "given back: the page is gone from RSS");
+        cr_assert_eq(async_coro_release_idle(0, SIZE_MAX), 0, "given back once");
+        async_resolve(rounds[r].future, (void *)(uintptr_t)(r + 100));
+        if (r < 2) {
+            while (!page_resident(idle_local_page))
+                event_base_loop(L.base, EVLOOP_ONCE); /* until it resumed (and suspended again) */
+            async_coro_pool_stats_get(&st);
+            cr_assert_eq(st.released, 0, "taken back when its operation completed");
+        }
+    }
+    cr_assert(test_loop_run_until(&L, &done, 1));
+    cr_assert_eq(idle_result, 3 + 3, "every round got its own result and intact locals (and each frame its own)");
+    async_coro_pool_stats_get(&st);
+    cr_assert_eq(st.released, 0);
+    cr_assert_eq(st.released_bytes, 0);
+    cr_assert_eq(st.live, 0);
+}
+
+/* Given back, then its scope ends: the scope's cleanups run in their order, the coroutine's among them
+ * (its stand-in took its place in the list), and it unwinds with ASYNC_CANCELLED and its locals. */
+static int cleanup_order[4], cleanup_n;
+
+static void cleanup_mark(void *arg) { cleanup_order[cleanup_n++] = (int)(uintptr_t)arg; }
+
+static void idle_cancel_fn(void *arg)
+{
+    async_scope *s = arg;
+    char name[32];
+    snprintf(name, sizeof(name), "local %d", 42);
+    async_op *op = async_await_idle(async_sleep(s, 60000));
+    cr_expect_eq(op->status, ASYNC_CANCELLED);
+    cr_expect_str_eq(name, "local 42");
+    cleanup_order[cleanup_n++] = 2;
+    atomic_fetch_add(&done, 1);
+}
+
+Test(coro, an_idle_await_given_back_is_cancelled_in_its_place_among_the_scope_cleanups)
+{
+    for (int wake_between = 0; wake_between < 2; wake_between++) {
+        atomic_store(&done, 0);
+        cleanup_n = 0;
+        async_scope *s = async_scope_new(L.base);
+        async_scope_defer(s, cleanup_mark, (void *)(uintptr_t)3); /* older: runs after the coroutine */
+        cr_assert(async_coro_spawn(s, idle_cancel_fn, s));
+        async_scope_defer(s, cleanup_mark, (void *)(uintptr_t)1); /* newer: runs before */
+        cr_assert_eq(async_coro_release_idle(0, SIZE_MAX), 1);
+        if (wake_between) {
+            /* Taken back by a cleanup of another kind: withdrawn defers around it keep the list sound. */
+            async_defer *extra = async_scope_defer(s, cleanup_mark, (void *)(uintptr_t)9);
+            async_defer_cancel(extra);
+        }
+        async_scope_free(s);
+        cr_assert_eq(atomic_load(&done), 1);
+        cr_assert_eq(cleanup_n, 3);
+        cr_assert_eq(cleanup_order[0], 1);
+        cr_assert_eq(cleanup_order[1], 2);
+        cr_assert_eq(cleanup_order[2], 3);
+        cr_assert_eq(coro_live(), 0);
+        async_coro_pool_stats st;
+        async_coro_pool_stats_get(&st);
+        cr_assert_eq(st.released, 0);
+    }
+}
+
+static void plain_park_fn(void *arg) { async_await(arg); }
+static void idle_park_fn(void *arg) { async_await_idle(arg); }
+
+Test(coro, the_tick_gives_back_only_idle_awaits_older_than_a_tick)
+{
+    async_op *plain = async_future(L.scope), *idle = async_future(L.scope);
+    cr_assert(async_coro_spawn(L.scope, plain_park_fn, plain));
+    cr_assert(async_coro_spawn(L.scope, idle_park_fn, idle));
+    async_coro_pool_stats st;
+    async_coro_tick(); /* it may have suspended just before this tick: not a second yet */
+    async_coro_pool_stats_get(&st);
+    cr_assert_eq(st.released, 0);
+    async_coro_tick(); /* suspended since before the previous tick: at least a second */
+    async_coro_pool_stats_get(&st);
+    cr_assert_eq(st.released, 1, "the idle await, never the plain one");
+    for (int i = 0; i < 5; i++)
+        async_coro_tick();
+    async_coro_pool_stats_get(&st);
+    cr_assert_eq(st.released, 1);
+    async_resolve(idle, NULL);
+    async_resolve(plain, NULL);
+    while (coro_live() > 0)
+        event_base_loop(L.base, EVLOOP_ONCE);
+    async_coro_pool_stats_get(&st);
+    cr_assert_eq(st.released, 0);
 }
 
 /* How deep common work goes on a coroutine stack (docs/async.md quotes these figures): jansson parsing,
