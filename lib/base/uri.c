@@ -4,7 +4,6 @@
 
 #include <arpa/inet.h>
 #include <limits.h>
-#include <stdint.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -133,12 +132,11 @@ const char *uri_query_get(const uri_param *params, size_t n, const char *name)
 }
 
 /* reg-name = *( unreserved / pct-encoded / sub-delims ) (RFC 3986 3.2.2) */
-/* reg-name's bytes besides pct-encoded: ALPHA DIGIT - . _ ~ ! $ & ' ( ) * + , ; = as a bitmap, one bit per
- * byte value (uri_host_valid reads every byte of every request's Host). */
 static bool uri_reg_name_char(unsigned char c)
 {
-    static const uint64_t reg_name[4] = {0x2bff7fd200000000u, 0x47fffffe87fffffeu, 0, 0};
-    return (reg_name[c >> 6] >> (c & 63)) & 1;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' ||
+           c == '*' || c == '+' || c == ',' || c == ';' || c == '=';
 }
 
 bool uri_host_valid(const char *s, size_t len)
