@@ -143,8 +143,10 @@ bool http_media_type_compressible(const char *content_type)
 {
     if (!content_type)
         return false;
-    if (strcmp(content_type, "application/json") == 0)
-        return true; /* what the engine itself sends (http_respond_json): decided without the scan */
+    /* What the engine and most handlers send (http_respond_json, text answers): decided without the
+     * scan below, which this runs for every answer. */
+    if (strcmp(content_type, "application/json") == 0 || strcmp(content_type, "text/plain") == 0)
+        return true;
     const char *p = content_type;
     while (http_compress_ows(*p))
         p++;
