@@ -59,21 +59,19 @@ ssize_t uri_decode(char *dst, const char *src, size_t len, bool plus_as_space)
 void uri_split(const char *target, size_t len, const char **path, size_t *path_len, const char **query,
                size_t *query_len)
 {
-    size_t end = 0;
-    while (end < len && target[end] != '?' && target[end] != '#')
-        end++;
+    /* A '?' inside the fragment ("/a#x?y") belongs to the fragment, so only a '?' before any '#' counts.
+     * memchr, not a byte loop: this runs on every request's target. */
+    const char *hash = memchr(target, '#', len);
+    size_t limit = hash ? (size_t)(hash - target) : len;
+    const char *mark = memchr(target, '?', limit);
+    size_t end = mark ? (size_t)(mark - target) : limit;
     *path = target;
     *path_len = end;
     *query = target + end;
     *query_len = 0;
-    /* A '?' inside the fragment ("/a#x?y") belongs to the fragment, so only a '?' found first counts. */
-    if (end < len && target[end] == '?') {
-        size_t start = end + 1;
-        size_t stop = start;
-        while (stop < len && target[stop] != '#')
-            stop++;
-        *query = target + start;
-        *query_len = stop - start;
+    if (mark) {
+        *query = mark + 1;
+        *query_len = limit - end - 1;
     }
 }
 

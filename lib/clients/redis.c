@@ -487,8 +487,20 @@ static void redis_on_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     redis_pending *p = arg;
     redis_link *link = p->link;
-    if (p->op)
+    if (p->op) {
+        /* The loops count timers on libevent's coarse clock (http_loop.c), which can fire this a tick
+         * early: by the monotonic clock in whole ms, only more than the timeout is a timeout, else the
+         * timer takes the rest (at most a millisecond late). */
+        uint64_t timeout_ms = link->client->settings->command_timeout_ms;
+        uint64_t elapsed_ms = async_now_ms() - p->op->started_ms;
+        if (elapsed_ms <= timeout_ms) {
+            uint64_t rest = timeout_ms + 1 - elapsed_ms;
+            struct timeval tv = {(time_t)(rest / 1000), (suseconds_t)(rest % 1000) * 1000};
+            if (event_add(&p->timer, &tv) == 0)
+                return;
+        }
         redis_pending_fail(p, REDIS_ERROR_TIMEOUT);
+    }
     /* May free the link's context and with it p: nothing touches p after this. */
     redis_link_check_stall(link);
 }

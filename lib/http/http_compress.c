@@ -143,6 +143,10 @@ bool http_media_type_compressible(const char *content_type)
 {
     if (!content_type)
         return false;
+    /* What the engine and most handlers send (http_respond_json, text answers): decided without the
+     * scan below, which this runs for every answer. */
+    if (strcmp(content_type, "application/json") == 0 || strcmp(content_type, "text/plain") == 0)
+        return true;
     const char *p = content_type;
     while (http_compress_ows(*p))
         p++;
@@ -151,19 +155,30 @@ bool http_media_type_compressible(const char *content_type)
         n++;
     /* An allowlist: whatever is not known to be text-like is assumed compressed already (images,
      * video, audio, archives, fonts in woff/woff2) or not worth the CPU. */
-    static const char *const exact[] = {
-        "application/json",       "application/javascript", "application/x-javascript", "application/xml",
-        "application/wasm",       "application/x-ndjson",   "application/yaml",         "application/x-yaml",
-        "application/toml",       "application/rtf",        "application/x-sh",         "font/ttf",
-        "font/otf",               "application/vnd.ms-fontobject", "image/x-icon",      "image/vnd.microsoft.icon",
-        "image/bmp",              "application/graphql",
+    /* Asked for every answer: lengths are stored, not measured, and a name is compared only when its
+     * length matches. */
+#define HTTP_MEDIA_TYPE(s) {s, sizeof(s) - 1}
+    static const struct {
+        const char *name;
+        size_t len;
+    } exact[] = {
+        HTTP_MEDIA_TYPE("application/json"),         HTTP_MEDIA_TYPE("application/javascript"),
+        HTTP_MEDIA_TYPE("application/x-javascript"), HTTP_MEDIA_TYPE("application/xml"),
+        HTTP_MEDIA_TYPE("application/wasm"),         HTTP_MEDIA_TYPE("application/x-ndjson"),
+        HTTP_MEDIA_TYPE("application/yaml"),         HTTP_MEDIA_TYPE("application/x-yaml"),
+        HTTP_MEDIA_TYPE("application/toml"),         HTTP_MEDIA_TYPE("application/rtf"),
+        HTTP_MEDIA_TYPE("application/x-sh"),         HTTP_MEDIA_TYPE("font/ttf"),
+        HTTP_MEDIA_TYPE("font/otf"),                 HTTP_MEDIA_TYPE("application/vnd.ms-fontobject"),
+        HTTP_MEDIA_TYPE("image/x-icon"),             HTTP_MEDIA_TYPE("image/vnd.microsoft.icon"),
+        HTTP_MEDIA_TYPE("image/bmp"),                HTTP_MEDIA_TYPE("application/graphql"),
     };
+#undef HTTP_MEDIA_TYPE
     if (n == 17 && strncasecmp(p, "text/event-stream", 17) == 0)
         return false; /* server-sent events: flushed event by event, never buffered into a coder */
     if (n > 5 && strncasecmp(p, "text/", 5) == 0)
         return true;
     for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
-        if (strlen(exact[i]) == n && strncasecmp(p, exact[i], n) == 0)
+        if (exact[i].len == n && strncasecmp(p, exact[i].name, n) == 0)
             return true;
     /* Structured syntax suffixes (RFC 6839): problem+json, ld+json, svg+xml, atom+xml, ... */
     return (n > 5 && strncasecmp(p + n - 5, "+json", 5) == 0) || (n > 4 && strncasecmp(p + n - 4, "+xml", 4) == 0);

@@ -62,6 +62,7 @@ static void http_conn_close(http_conn *conn);
 static const char *http_conn_peer_text(const http_conn *conn, char *buf, size_t len);
 static void http_conn_log(http_conn *conn, const http_request *req, int status, size_t bytes, uint64_t us);
 static uint64_t http_conn_now_us(void);
+static void http_conn_timer_in(http_conn *conn, uint64_t ms, const struct timeval *common);
 
 /* ---- lifetime ---------------------------------------------------------------------------------- */
 
@@ -112,7 +113,7 @@ void http_conn_accept(http_loop *loop, int fd, const struct sockaddr *peer, bool
     http_loop_conn_added(loop, conn);
     event_add(&conn->read_ev, NULL);
     conn->reading = true;
-    evtimer_add(&conn->timer_ev, loop->tv_header);
+    http_conn_timer_in(conn, loop->settings->header_timeout_ms, loop->tv_header);
 }
 
 /* The loop's list of half-closed connections holding an async place (half_close "answer"). */
@@ -205,6 +206,7 @@ static void http_conn_close(http_conn *conn)
     event_del(&conn->read_ev);
     event_del(&conn->write_ev);
     event_del(&conn->timer_ev);
+    conn->timer_armed = false;
     event_del(&conn->close_ev);
     close(conn->fd);
     conn->fd = -1;
@@ -267,6 +269,43 @@ static void http_conn_start_deadline(http_conn *conn, unsigned timeout_ms)
     conn->deadline_ms = http_conn_now_ms() + timeout_ms;
 }
 
+/* The connection's timer is lazy. Every request re-arms it (keep-alive after the answer, the header
+ * deadline, the write timeout), and moving a libevent timer costs an event_add (~600 instructions,
+ * about 6 % of a GET /v1/hello). So the purpose's due time is kept in timer_due_ms, and libevent is
+ * asked only when the timer must fire *sooner* than it is set to (or is not set); a timer that fires
+ * before timer_due_ms takes the rest of the time and nothing else happens (http_conn_on_timer). A
+ * keep-alive connection thus arms libevent's timer about once per keep-alive period, not once per
+ * request. timer_armed mirrors whether timer_ev is pending: cleared where it fires or is deleted. */
+static void http_conn_timer_at(http_conn *conn, uint64_t due_ms, const struct timeval *tv)
+{
+    conn->timer_due_ms = due_ms;
+    if (conn->timer_armed && conn->timer_fires_ms <= due_ms)
+        return;
+    struct timeval rest;
+    if (!tv) {
+        uint64_t now = http_conn_now_ms(), left = due_ms > now ? due_ms - now : 0;
+        rest = (struct timeval){(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+        tv = &rest;
+    }
+    evtimer_add(&conn->timer_ev, tv);
+    conn->timer_armed = true;
+    conn->timer_fires_ms = due_ms;
+}
+
+/* `ms` from now; `common` is the loop's common timeout of that length, or NULL. */
+static void http_conn_timer_in(http_conn *conn, uint64_t ms, const struct timeval *common)
+{
+    http_conn_timer_at(conn, http_conn_now_ms() + ms, common);
+}
+
+static void http_conn_timer_stop(http_conn *conn)
+{
+    if (!conn->timer_armed)
+        return;
+    evtimer_del(&conn->timer_ev);
+    conn->timer_armed = false;
+}
+
 /* The request deadline, armed once when the handler goes async. Right after dispatch the deadline is
  * exactly request_ms away, so it can use the loop's common timeout (an O(1) queue, not the heap: 10,000
  * waiting requests would otherwise make every timer operation walk a 10,000-entry heap). */
@@ -279,11 +318,10 @@ static void http_conn_arm_deadline(http_conn *conn, bool already_armed)
     uint64_t now = http_conn_now_ms();
     uint64_t left = conn->deadline_ms > now ? conn->deadline_ms - now : 0;
     if (conn->deadline_default && left >= s->request_timeout_ms) {
-        evtimer_add(&conn->timer_ev, conn->loop->tv_request);
+        http_conn_timer_at(conn, now + s->request_timeout_ms, conn->loop->tv_request);
         return;
     }
-    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
-    evtimer_add(&conn->timer_ev, &tv);
+    http_conn_timer_at(conn, now + left, NULL);
 }
 
 /* Arms the one timer a connection has, for the state it is in; the only place that does. Output
@@ -300,28 +338,27 @@ static void http_conn_arm_timer(http_conn *conn)
         if (loop->settings->stream_idle_timeout_ms) {
             uint64_t due = conn->stream->producer_ms + loop->settings->stream_idle_timeout_ms;
             uint64_t now = http_conn_now_ms();
-            uint64_t left = due > now ? due - now : 0;
-            struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
-            evtimer_add(&conn->timer_ev, &tv);
+            http_conn_timer_at(conn, due > now ? due : now, NULL);
         } else {
-            evtimer_del(&conn->timer_ev);
+            http_conn_timer_stop(conn);
         }
     } else if (conn->state == HTTP_CONN_HANDLER && !conn->writing) {
         http_conn_arm_deadline(conn, armed_for_deadline);
     } else if (conn->state == HTTP_CONN_LINGER) {
-        evtimer_add(&conn->timer_ev, loop->tv_linger);
+        http_conn_timer_in(conn, loop->settings->linger_timeout_ms, loop->tv_linger);
     } else if (conn->writing) {
-        evtimer_add(&conn->timer_ev, loop->tv_write);
+        http_conn_timer_in(conn, loop->settings->write_timeout_ms, loop->tv_write);
     } else if (conn->state == HTTP_CONN_IDLE && conn->blank_bytes <= HTTP_FREE_BLANK_BYTES) {
-        evtimer_add(&conn->timer_ev, conn->fresh ? loop->tv_header : loop->tv_keepalive);
+        if (conn->fresh)
+            http_conn_timer_in(conn, loop->settings->header_timeout_ms, loop->tv_header);
+        else
+            http_conn_timer_in(conn, loop->settings->keepalive_timeout_ms, loop->tv_keepalive);
     } else if (conn->state == HTTP_CONN_HEAD || conn->state == HTTP_CONN_BODY || conn->state == HTTP_CONN_IDLE) {
         /* IDLE here: empty lines past the free one, and the header deadline runs. */
         uint64_t now = http_conn_now_ms();
-        uint64_t left = conn->deadline_ms > now ? conn->deadline_ms - now : 0;
-        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
-        evtimer_add(&conn->timer_ev, &tv);
+        http_conn_timer_at(conn, conn->deadline_ms > now ? conn->deadline_ms : now, NULL);
     } else {
-        evtimer_del(&conn->timer_ev); /* CLOSING with nothing blocked: about to linger */
+        http_conn_timer_stop(conn); /* CLOSING with nothing blocked: about to linger */
     }
 }
 
@@ -357,6 +394,11 @@ static void http_conn_on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     http_conn *conn = arg;
+    conn->timer_armed = false;
+    if (http_conn_now_ms() < conn->timer_due_ms) {
+        http_conn_timer_at(conn, conn->timer_due_ms, NULL); /* set sooner than needed: the rest */
+        return;
+    }
     http_conn_enter(conn);
     if (!conn->writing && conn->state == HTTP_CONN_HANDLER && conn->stream &&
         !(conn->body_stream && !conn->body_stream->complete) &&
@@ -1791,6 +1833,7 @@ bool http_conn_upgrade(http_conn *conn, const char *head, size_t head_len, const
     event_del(&conn->read_ev);
     event_del(&conn->write_ev);
     event_del(&conn->timer_ev);
+    conn->timer_armed = false;
     event_del(&conn->close_ev);
     conn->reading = conn->writing = conn->watching_close = false;
     conn->state = HTTP_CONN_UPGRADED;

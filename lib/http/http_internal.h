@@ -110,6 +110,9 @@ struct http_conn {
     bool processing;  /* inside http_conn_process: an answer given now is flushed by that loop */
     bool deadline_default;  /* HANDLER: the deadline is dispatch + request_ms (a common timeout) */
     bool timer_is_deadline; /* the timer is armed for the current request deadline: leave it */
+    bool timer_armed;       /* timer_ev is pending (the lazy timer, http_conn_timer_at) */
+    uint64_t timer_due_ms;  /* coarse clock: when the timer's purpose is due */
+    uint64_t timer_fires_ms; /* coarse clock: when timer_ev was last set to fire (it may fire sooner) */
     bool discard_body; /* the current request is refused from its head: its body is read, not kept */
     bool close_after;  /* the current request's answer closes the connection (framing left unread) */
     struct event read_ev, write_ev, timer_ev, close_ev;

@@ -398,13 +398,15 @@ http_loop *http_loop_new(const http_loop_options *opts)
         loop->listen_fds[loop->listen_count++] = opts->listen_fd;
     if (opts->has_unix)
         loop->listen_fds[loop->listen_count++] = opts->unix_fd;
-    struct event_config *cfg = event_config_new();
-    /* libevent's default clock is CLOCK_MONOTONIC_COARSE (a 4 ms tick): a 100 ms sleep could then end
-     * after 96 ms. asyncio never wakes early, and neither do we; the precise clock costs ~20 ns. */
-    event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-    /* One thread per loop and no signals here: libevent's own locks on this base stay uncontended. */
-    loop->base = event_base_new_with_config(cfg);
-    event_config_free(cfg);
+    /* libevent's default clock, CLOCK_MONOTONIC_COARSE (a 4 ms tick), can fire a timer up to a tick
+     * early. EVENT_BASE_FLAG_PRECISE_TIMER would fix that for every timer, but with epoll it arms a
+     * timerfd with timerfd_settime before every epoll_wait: a system call per loop turn, which at low
+     * concurrency is one per request. So the loops keep the coarse clock, and the timers that promise
+     * never to end early check CLOCK_MONOTONIC when they fire and re-arm for the rest (async_timer.c
+     * for sleeps and wait_for, sql_task.c for statement deadlines, redis.c for command timeouts); the
+     * engine's own timeouts (header, body, keep-alive, write, request) count on the coarse clock
+     * anyway. One thread per loop and no signals here: libevent's own locks stay uncontended. */
+    loop->base = event_base_new();
     if (!loop->base) {
         free(loop);
         return NULL;

@@ -69,13 +69,20 @@ static char *http_response_put(char *p, const char *s, size_t len)
 
 #define PUT_LIT(p, lit) http_response_put((p), (lit), sizeof(lit) - 1)
 
-size_t http_response_head_max(const http_response_head *h)
+static size_t http_response_head_max_of(const http_response_head *h, size_t reason_len, size_t ctype_len,
+                                        size_t rid_len)
 {
     /* 64 + 80 covers the fixed text: status line, header names, CRLFs, a 20-digit Content-Length. */
-    return 64 + strlen(http_status_reason(h->status)) + sizeof(HTTP_SERVER_HEADER) + HTTP_DATE_LEN
-           + (h->content_type ? strlen(h->content_type) : 0) + h->extra_headers_len
-           + (h->request_id ? strlen(h->request_id) : 0) + 80
-           + (h->content_encoding ? 20 + strlen(h->content_encoding) : 0) + 25; /* Vary: counted always, so a gap sized before the coding is decided holds it */
+    return 64 + reason_len + sizeof(HTTP_SERVER_HEADER) + HTTP_DATE_LEN + ctype_len + h->extra_headers_len + rid_len
+           + 80 + (h->content_encoding ? 20 + strlen(h->content_encoding) : 0)
+           + 25; /* Vary: counted always, so a gap sized before the coding is decided holds it */
+}
+
+size_t http_response_head_max(const http_response_head *h)
+{
+    return http_response_head_max_of(h, strlen(http_status_reason(h->status)),
+                                     h->content_type ? strlen(h->content_type) : 0,
+                                     h->request_id ? strlen(h->request_id) : 0);
 }
 
 void http_response_write_head(buf *out, buf_cache *cache, const http_response_head *h)
@@ -84,8 +91,8 @@ void http_response_write_head(buf *out, buf_cache *cache, const http_response_he
     size_t reason_len = strlen(reason);
     size_t ctype_len = h->content_type ? strlen(h->content_type) : 0;
     size_t rid_len = h->request_id ? strlen(h->request_id) : 0;
-    /* One reserve covers the whole head. */
-    buf_reserve(out, cache, http_response_head_max(h));
+    /* One reserve covers the whole head (the lengths just measured, not measured again). */
+    buf_reserve(out, cache, http_response_head_max_of(h, reason_len, ctype_len, rid_len));
     char *p = out->data + out->len;
 
     p = PUT_LIT(p, "HTTP/1.1 ");

@@ -1,7 +1,11 @@
 /* router: see router.h. Routes whose patterns have the same shape (same literals, parameters in the
  * same places) share one router_path holding a slot per method, so one walk over the paths answers
  * both "which handler" and "which methods does this path allow". A linear scan is the right tool for
- * the few dozen routes an API has: no tree to build, and every path is a contiguous array entry. */
+ * the few dozen routes with parameters an API has: no tree to build, and every path is a contiguous
+ * array entry. Paths without parameters (most of them: "/v1/hello", "/healthz") are found first by
+ * their whole text in a small hash table, since such a path, when it matches, beats every other: one
+ * hash and one memcmp instead of a memcmp per candidate segment (the scan was ~15 % of a GET
+ * /v1/hello's instructions with the apiary binary's routes). */
 #include "router.h"
 
 #include <stdbool.h>
@@ -45,6 +49,8 @@ typedef struct router_route {
 } router_route;
 
 typedef struct router_path {
+    char *literal;       /* the whole path ("/v1/hello") when it has no parameter, else NULL */
+    size_t literal_len;
     size_t segment_count;
     uint32_t param_mask; /* bit i set when segment i is a parameter: ranks paths in O(1) */
     bool tail;           /* the last segment is a tail parameter */
@@ -60,6 +66,9 @@ struct router {
     size_t cap;
     const char **names;  /* route names by id (pointing into the routes) */
     size_t route_count;
+    uint32_t *literal_slots; /* open addressing: index + 1 of a path with `literal`, 0 = empty */
+    size_t literal_mask;     /* slots - 1 (a power of two, at most half full) */
+    size_t literal_count;
 };
 
 /* Where a segment of the path being matched lies, without copying it. */
@@ -85,6 +94,7 @@ static void router_path_free(router_path *p)
     }
     free(p->segments);
     free(p->storage);
+    free(p->literal);
 }
 
 void router_free(router *r)
@@ -95,6 +105,7 @@ void router_free(router *r)
         router_path_free(&r->paths[i]);
     free(r->paths);
     free(r->names);
+    free(r->literal_slots);
     free(r);
 }
 
@@ -237,6 +248,68 @@ static router_path *router_find_shape(router *r, const router_pattern *p)
     return NULL;
 }
 
+/* FNV-1a: the paths are short, and the table is built from the routes, not from clients. */
+static uint32_t router_literal_hash(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static void router_literal_insert(router *r, size_t index)
+{
+    const router_path *p = &r->paths[index];
+    size_t i = router_literal_hash(p->literal, p->literal_len) & r->literal_mask;
+    while (r->literal_slots[i])
+        i = (i + 1) & r->literal_mask;
+    r->literal_slots[i] = (uint32_t)index + 1;
+}
+
+/* Indexes the path just appended if it has no parameter; the table doubles to stay at most half full. */
+static void router_literal_add(router *r, size_t index)
+{
+    router_path *p = &r->paths[index];
+    if (p->param_mask || p->tail)
+        return;
+    size_t len = 0;
+    for (size_t i = 0; i < p->segment_count; i++)
+        len += 1 + p->segments[i].len;
+    p->literal = xmalloc(len + 1);
+    for (size_t i = 0, at = 0; i < p->segment_count; i++) {
+        p->literal[at++] = '/';
+        memcpy(p->literal + at, p->segments[i].text, p->segments[i].len);
+        at += p->segments[i].len;
+    }
+    p->literal[len] = '\0';
+    p->literal_len = len;
+    r->literal_count++;
+    if (2 * r->literal_count > (r->literal_slots ? r->literal_mask + 1 : 0)) {
+        size_t slots = r->literal_slots ? 2 * (r->literal_mask + 1) : 16;
+        free(r->literal_slots);
+        r->literal_slots = xcalloc(slots, sizeof(*r->literal_slots));
+        r->literal_mask = slots - 1;
+        for (size_t i = 0; i < r->count; i++)
+            if (r->paths[i].literal)
+                router_literal_insert(r, i);
+        return;
+    }
+    router_literal_insert(r, index);
+}
+
+static const router_path *router_literal_find(const router *r, const char *path, size_t len)
+{
+    if (!r->literal_slots)
+        return NULL;
+    size_t i = router_literal_hash(path, len) & r->literal_mask;
+    for (uint32_t at; (at = r->literal_slots[i]) != 0; i = (i + 1) & r->literal_mask) {
+        const router_path *p = &r->paths[at - 1];
+        if (p->literal_len == len && memcmp(p->literal, path, len) == 0)
+            return p;
+    }
+    return NULL;
+}
+
 /* Takes ownership of p's storage for the new path's literal texts. */
 static router_path *router_append_path(router *r, const router_pattern *p)
 {
@@ -252,6 +325,7 @@ static router_path *router_append_path(router *r, const router_pattern *p)
     path->segments = xmalloc(p->segment_count * sizeof(*path->segments));
     memcpy(path->segments, p->segments, p->segment_count * sizeof(*path->segments));
     path->storage = p->storage;
+    router_literal_add(r, r->count - 1);
     return path;
 }
 
@@ -380,6 +454,8 @@ static const router_path *router_find_best(const router *r, const char *path, co
     const router_path *best = NULL;
     for (size_t i = 0; i < r->count; i++) {
         const router_path *p = &r->paths[i];
+        if (p->literal)
+            continue; /* router_literal_find looked for it already */
         if (router_path_matches(p, path, spans, n) && (!best || router_path_beats(p, best)))
             best = p;
     }
@@ -433,9 +509,15 @@ router_status router_match(const router *r, http_method method, const char *path
     out->param_count = 0;
     out->allowed_methods = 0;
 
+    /* A path without parameters that matches wins over every other path that does (those have a
+     * parameter or a tail where it has a literal): no split, no scan, and no parameters to fill. */
     router_span spans[ROUTER_MAX_SEGMENTS];
-    int n = router_split_path(path, path_len, spans);
-    const router_path *p = n < 0 ? NULL : router_find_best(r, path, spans, (size_t)n);
+    int n = 0;
+    const router_path *p = router_literal_find(r, path, path_len);
+    if (!p) {
+        n = router_split_path(path, path_len, spans);
+        p = n < 0 ? NULL : router_find_best(r, path, spans, (size_t)n);
+    }
     if (!p)
         return ROUTER_NOT_FOUND;
     out->allowed_methods = router_path_allowed(p);
@@ -447,7 +529,8 @@ router_status router_match(const router *r, http_method method, const char *path
     out->schema = route->schema;
     out->name = route->name;
     out->route_id = route->id;
-    router_fill_params(p, route, path, spans, (size_t)n, out);
+    if (!p->literal)
+        router_fill_params(p, route, path, spans, (size_t)n, out);
     return ROUTER_FOUND;
 }
 

@@ -97,6 +97,28 @@ class RequestTimeoutsTest(ServerTestMixin, unittest.TestCase):
                 time.sleep(TIMEOUT_S / 2)
             self.assertHello(request(sock, "GET", "/v1/hello"))
 
+    # The connection's timer is lazy (http_conn_timer_at): a request only moves the due time, and the
+    # timer, set for an earlier one, fires and takes the rest. After requests that each moved it, the
+    # idle close and a header deadline must still come on time, neither early nor never.
+    def test_keepalive_after_many_requests_still_expires_on_time(self):
+        with self.server.connect() as sock:
+            for _ in range(4):
+                self.assertHello(request(sock, "GET", "/v1/hello"))
+                time.sleep(TIMEOUT_S * 0.3)
+            self.assertHello(request(sock, "GET", "/v1/hello"))
+            idle_from = time.monotonic()
+            self.assertClosedByServer(sock, timeout=LATE, silently=True)
+            self.assertGreaterEqual(time.monotonic() - idle_from, EARLY)
+
+    def test_header_deadline_after_keepalive_requests_is_on_time(self):
+        with self.server.connect() as sock:
+            for _ in range(3):
+                self.assertHello(request(sock, "GET", "/v1/hello"))
+                time.sleep(TIMEOUT_S * 0.3)
+            sock.sendall(b"GET /v1/hel")
+            started = time.monotonic()
+            self.assert408ThenClose(sock, started)
+
     def test_connection_that_never_sends_is_closed(self):
         # Nothing at all after connect: the connection must not be held forever. Whether it gets a
         # 408 first is not specified, so only the close is asserted.

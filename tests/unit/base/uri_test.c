@@ -437,3 +437,15 @@ Test(uri_host, refuses_what_is_no_authority)
         cr_expect(!host_ok(bad[i]), "should refuse Host \"%s\"", bad[i]);
     cr_expect(!uri_host_valid("a\0b", 3), "an embedded NUL is no reg-name character");
 }
+
+/* Every byte value between two letters: exactly RFC 3986's reg-name characters pass (the check is a
+ * bitmap, so a wrong bit would let one byte through or refuse one). */
+Test(uri_host, every_byte_value_against_the_reg_name_set)
+{
+    const char *allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=";
+    for (int c = 0; c < 256; c++) {
+        char host[3] = {'a', (char)c, 'a'};
+        bool want = c != 0 && strchr(allowed, c) != NULL;
+        cr_expect_eq(uri_host_valid(host, 3), want, "byte 0x%02x: got %d", c, !want);
+    }
+}

@@ -203,12 +203,10 @@ static void redis_test_init(void)
 {
     signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2): a peer that closed must not kill us */
     memset(&T, 0, sizeof(T));
-    /* Precise clock, as the server's loops use: libevent's default (the coarse monotonic clock, a
-     * 4 ms tick) could fire a timer a few ms before the test's own clock says it is due. */
-    struct event_config *cfg = event_config_new();
-    event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-    T.base = event_base_new_with_config(cfg);
-    event_config_free(cfg);
+    /* libevent's default clock (the coarse monotonic clock, a 4 ms tick), as the server's loops use:
+     * a timer can fire a few ms before the test's own clock says it is due, so the command timeout
+     * re-checks the monotonic clock (no_reply_in_time_is_a_timeout... asserts it is never early). */
+    T.base = event_base_new();
     fake_start(&T.fs, T.base);
     snprintf(T.settings.host, sizeof(T.settings.host), "127.0.0.1");
     T.settings.port = T.fs.port;
@@ -436,6 +434,29 @@ Test(redis, no_reply_in_time_is_a_timeout_and_the_link_stays_usable)
     wait_done(next);
     cr_assert_str_eq(ok_reply(next)->str, "new");
     cr_assert_eq(T.fs.accepted, 1, "a timeout alone does not reconnect");
+}
+
+/* The loops' coarse clock (4 ms ticks) can fire a command's timer up to a tick early; commands started
+ * at several phases of a tick catch that (before the timeout re-checked the monotonic clock, most of
+ * them ended 1-4 ms early). */
+Test(redis, command_timeouts_never_end_early)
+{
+    T.settings.command_timeout_ms = 30;
+    client_up();
+    int early = 0;
+    for (unsigned round = 0; round < 8; round++) {
+        uint64_t spin_until = redis_test_now_us() + round * 700u;
+        while (redis_test_now_us() < spin_until)
+            ;
+        uint64_t started = redis_test_now_us();
+        async_op *op = cmd2(T.scope, "GET", "k");
+        wait_done(op);
+        uint64_t took = redis_test_now_us() - started;
+        cr_assert_eq(op->error, REDIS_ERROR_TIMEOUT);
+        if (took < 30000)
+            early++;
+    }
+    cr_assert_eq(early, 0, "%d of 8 command timeouts ended early", early);
 }
 
 /* ---- links going away ---------------------------------------------------------------------------------- */

@@ -287,6 +287,42 @@ Test(router, twenty_routes)
     router_test_assert_not_found("/v1/r10");
 }
 
+/* Paths without parameters are found by their whole text in a hash table that grows as routes are
+ * added (16 slots, at most half full): every one of 200 must still be found, must beat the parameter
+ * and tail routes that match the same path, and a near miss must fall through to those. */
+Test(router, many_literal_paths_beside_params_and_tails)
+{
+    char pattern[64], path[64];
+    cr_assert_eq(router_add(rt, HTTP_METHOD_GET, "/lit/{id}", router_test_h2), 0);
+    cr_assert_eq(router_add(rt, HTTP_METHOD_GET, "/{a}/{b}", router_test_h3), 0);
+    cr_assert_eq(router_add(rt, HTTP_METHOD_GET, "/lit/{rest...}", router_test_h3), 0);
+    for (int i = 0; i < 200; i++) {
+        snprintf(pattern, sizeof(pattern), "/lit/p%d", i);
+        cr_assert_eq(router_add(rt, HTTP_METHOD_GET, pattern, router_test_h1), 0);
+    }
+    route_match m;
+    for (int i = 0; i < 200; i++) {
+        snprintf(path, sizeof(path), "/lit/p%d", i);
+        cr_assert_eq(router_test_match(HTTP_METHOD_GET, path, &m), ROUTER_FOUND, "%s", path);
+        cr_assert_eq(m.handler, router_test_h1, "%s", path);
+        cr_assert_eq(m.param_count, 0);
+        snprintf(pattern, sizeof(pattern), "GET /lit/p%d", i);
+        cr_assert_str_eq(m.name, pattern);
+        cr_assert_eq(router_test_match(HTTP_METHOD_POST, path, &m), ROUTER_METHOD_NOT_ALLOWED);
+    }
+    cr_assert_eq(router_test_match(HTTP_METHOD_GET, "/lit/p200", &m), ROUTER_FOUND);
+    cr_assert_eq(m.handler, router_test_h2);
+    router_test_assert_param(&m, 0, "id", "p200");
+    cr_assert_eq(router_test_match(HTTP_METHOD_GET, "/lit/p1/", &m), ROUTER_FOUND);
+    cr_assert_eq(m.handler, router_test_h3, "a trailing slash is not the literal path");
+    router_test_assert_param(&m, 0, "rest", "p1/");
+    cr_assert_eq(router_match(rt, HTTP_METHOD_GET, "/lit/p1\0", 8, &m), ROUTER_FOUND);
+    cr_assert_eq(m.handler, router_test_h2, "a NUL byte after the literal is part of the path");
+    cr_assert_eq(router_test_match(HTTP_METHOD_GET, "/LIT/p1", &m), ROUTER_FOUND);
+    cr_assert_eq(m.handler, router_test_h3, "literals compare case-sensitively");
+    router_test_assert_not_found("lit/p1");
+}
+
 /* --- methods, HEAD and 405 --- */
 
 Test(router, get_implies_head)
