@@ -32,9 +32,11 @@
  * is sent there until COMMIT or ROLLBACK.
  *
  * Writes. libpq 15's PQpipelineSync flushes the socket itself, so with a Sync per statement each
- * statement costs one send whenever it is queued (PQsendPipelineSync, which does not flush, is
- * PostgreSQL 17's); a Sync per group of statements would make the group one transaction, so the
- * send per statement stays (docs/sql.md, "Writes and reads").
+ * statement costs one send() whenever it is queued (PQsendPipelineSync, which does not flush, is
+ * PostgreSQL 17's). What a send costs is mostly the segment it transmits (on loopback the server's
+ * receive path and its backend's wake-up too), so the statements a loop turn queues on a connection
+ * after its first are corked (TCP_CORK) and leave in one segment when the turn ends (sql_pg_cork,
+ * docs/sql.md, "Writes and reads").
  *
  * Results are read in libpq's single-row mode (asked for just before a statement's results are
  * parsed): each row is handed over as it arrives and copied while the result fits the statement's
@@ -46,6 +48,8 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +115,9 @@ struct sql_pg_conn {
     sql_task *head, *tail; /* sent, results pending, in order */
     unsigned inflight;
     bool in_use_counted;
+    bool tcp;       /* a TCP socket (not a Unix one): TCP_CORK applies */
+    bool sent_turn; /* a statement went out on it in this loop turn (the pool's flush is pending) */
+    bool corked;    /* TCP_CORK is on: what is sent waits in the kernel for the pool's flush */
     bool retire;   /* read a result past its statement's bound: libpq keeps its input buffer as large
                     * as that result for the connection's life, so it takes nothing new and is closed
                     * once what is in flight is done */
@@ -124,6 +131,8 @@ struct sql_pg_pool {
     sql_task_line line; /* first: the line's ops get the pool back from it (sql_task.c) */
     sql_pg_conn *conns;
     unsigned nconns;
+    struct event flush; /* activated by a turn's first send: uncorks what the turn sent, once */
+    bool flush_active;
     bool dispatching;
     bool redo;
 };
@@ -212,6 +221,7 @@ static void sql_pg_conn_close(sql_pg_conn *c, const char *error)
     c->cached = 0;
     c->state = SQL_PG_CLOSED;
     c->retire = false;
+    c->sent_turn = c->corked = false;
     sql_task_txn *txn = c->txn;
     c->txn = NULL;
     if (txn) {
@@ -361,6 +371,7 @@ static void sql_pg_connected(sql_pg_conn *c)
     event_del(&c->deadline);
     c->state = SQL_PG_UP;
     c->fd = PQsocket(c->pg);
+    c->tcp = !p->line.s->socket_dir[0];
     sql__count_connect(true);
     sql__gauge_add(SQL_GAUGE_OPEN, 1);
     if (p->line.outage_logged)
@@ -495,6 +506,55 @@ static void sql_pg_fifo_pop(sql_pg_conn *c)
     sql_pg_conn_use(c);
 }
 
+/* Writes: one transmission per connection per loop turn. libpq 15 flushes the socket at every
+ * PQpipelineSync, so each statement is one send(), and on TCP each send() used to be one segment: the
+ * kernel's whole transmit and receive path, and a wake-up of the server's backend, per statement. The
+ * first statement of a turn on a connection still goes out at once (nothing waits for it, and a lone
+ * statement costs no extra system call); before a second one is queued in the same turn the socket is
+ * corked (TCP_CORK), so the sends of the rest of the turn only append to the kernel's send queue, and
+ * the pool's flush event, which runs before the loop waits again, uncorks it: they leave together, in
+ * one segment, and the backend reads them with one read. The statements and their Syncs are exactly
+ * what they were (a Sync each: nothing changes for what a failure aborts). If the flush were ever
+ * late, the kernel sends corked data after 200 ms by itself. */
+static void sql_pg_cork(sql_pg_conn *c, bool on)
+{
+    int v = on ? 1 : 0;
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v)) == 0)
+        c->corked = on;
+}
+
+static void sql_pg_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_pg_pool *p = arg;
+    p->flush_active = false;
+    for (unsigned i = 0; i < p->nconns; i++) {
+        sql_pg_conn *c = &p->conns[i];
+        if (c->corked && c->state == SQL_PG_UP)
+            sql_pg_cork(c, false);
+        c->sent_turn = false;
+    }
+}
+
+/* Before a statement is queued on c: cork the socket when one went out there already this turn. */
+static void sql_pg_before_send(sql_pg_conn *c)
+{
+    if (c->tcp && c->sent_turn && !c->corked)
+        sql_pg_cork(c, true);
+}
+
+/* After: the turn's flush is due. */
+static void sql_pg_after_send(sql_pg_conn *c)
+{
+    sql_pg_pool *p = c->pool;
+    c->sent_turn = true;
+    if (!p->flush_active) {
+        p->flush_active = true;
+        event_active(&p->flush, EV_TIMEOUT, 0);
+    }
+}
+
 /* Sends t on c (pipelined behind whatever is in flight). Parameters go as text: the server converts
  * them to the types it inferred for the statement, as it would a literal. False when the task was
  * finished here (refused) or the connection broke. */
@@ -557,6 +617,7 @@ static bool sql_pg_send(sql_pg_conn *c, sql_task *t)
     int ok = 1;
     char name[16] = "";
     t->stage = SQL_PG_STAGE_QUERY;
+    sql_pg_before_send(c);
     if (!prep && c->cached < SQL_PG_CACHE) {
         prep = &c->cache[c->cached++];
         prep->sql = xstrdup(t->sql);
@@ -586,6 +647,7 @@ static bool sql_pg_send(sql_pg_conn *c, sql_task *t)
         return false;
     }
     sql_pg_fifo_push(c, t);
+    sql_pg_after_send(c);
     /* PQpipelineSync tried to send; what the socket did not take goes when it is writable. */
     if (PQflush(c->pg) > 0)
         sql_pg_want_write(c);
@@ -840,8 +902,9 @@ static void sql_pg_drain(sql_pg_conn *c)
 
 /* ---- dispatch ------------------------------------------------------------------------------------ */
 
-/* The up connection without a transaction with the fewest statements in flight below the depth;
- * with `empty`, only one with none in flight. A retiring one takes nothing. */
+/* The up connection without a transaction with the fewest statements in flight below the depth,
+ * preferring one that sent in this loop turn already (its statements then leave together, see
+ * sql_pg_cork); with `empty`, only one with none in flight. A retiring one takes nothing. */
 static sql_pg_conn *sql_pg_pick(sql_pg_pool *p, bool empty)
 {
     sql_pg_conn *best = NULL;
@@ -850,7 +913,8 @@ static sql_pg_conn *sql_pg_pick(sql_pg_pool *p, bool empty)
         sql_pg_conn *c = &p->conns[i];
         if (c->state != SQL_PG_UP || c->txn || c->retire || c->inflight >= depth || (empty && c->inflight != 0))
             continue;
-        if (!best || c->inflight < best->inflight)
+        if (!best || (c->sent_turn && !best->sent_turn) ||
+            (c->sent_turn == best->sent_turn && c->inflight < best->inflight))
             best = c;
     }
     return best;
@@ -976,6 +1040,7 @@ static sql_pg_pool *sql_pg_pool_new(struct event_base *base, const sql_settings 
     sql_task_line_init(&p->line, base, s, &sql_pg_task_ops, id, sql_pg_on_retry, p);
     p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
     p->conns = xcalloc(p->nconns, sizeof(*p->conns));
+    event_assign(&p->flush, base, -1, 0, sql_pg_on_flush, p);
     for (unsigned i = 0; i < p->nconns; i++) {
         p->conns[i].pool = p;
         p->conns[i].index = i;
@@ -993,6 +1058,7 @@ static void sql_pg_pool_free(void *arg)
     for (unsigned i = 0; i < p->nconns; i++)
         sql_pg_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
     sql_task_line_free(&p->line);
+    event_del(&p->flush);
     free(p->conns);
     free(p);
 }
