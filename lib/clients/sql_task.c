@@ -252,6 +252,7 @@ async_op *sql_task_submit(async_scope *scope, sql_task_line *line, const sql_stm
         return op;
     }
     sql_task *t = sql_task_new(line, op, scope, stmt, kind, txn);
+    t->group = kind == SQL_TASK_PLAIN ? line->group : 0;
     if (in_txn) {
         txn->pending = t;
         line->ops->dispatch(line);
@@ -268,7 +269,8 @@ async_op *sql_task_submit(async_scope *scope, sql_task_line *line, const sql_stm
     line->tail = t;
     line->waiting++;
     sql__gauge_add(SQL_GAUGE_WAITING, 1);
-    line->ops->dispatch(line);
+    if (!t->group)
+        line->ops->dispatch(line);
     return op;
 }
 
@@ -313,8 +315,17 @@ async_op *sql_task_many(async_scope *scope, sql_task_line *line, const sql_stmt 
     b->n = n;
     b->future = async_future(scope);
     async_op **ops = async_scope_alloc(scope, n * sizeof(*ops));
+    if (line->ops->group_many) {
+        /* Queued one after the other as one group, then dispatched once: nothing else can come
+         * between them in the line, and the backend sees the whole group at once. */
+        line->group = ++line->last_group ? line->last_group : ++line->last_group;
+    }
     for (size_t i = 0; i < n; i++)
         ops[i] = sql_task_submit(scope, line, &stmts[i], SQL_TASK_PLAIN, NULL);
+    if (line->group) {
+        line->group = 0;
+        line->ops->dispatch(line);
+    }
     b->gather = async_gather(scope, ops, n, ASYNC_GATHER_FAIL_FAST);
     async_future_on_cancel(b->future, sql_task_many_cancel, b);
     async_op_then(b->gather, sql_task_many_done, b);

@@ -1262,6 +1262,46 @@ class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):
         self.assertEqual(len(resp.json()), 10)
         self.assertEqual(self.metric(srv, "apiary_sql_pool_open"), 1)
 
+    def test_failing_statement_aborts_only_its_own_group(self):
+        """The statements of one sql_query_many (a /v1/queries request's SELECTs) go on one connection
+        with one Sync after the last: one implicit transaction. With the database stopped, a
+        /v1/queries?queries=20 and then a /v1/db are pipelined on the only connection; the world table
+        is swapped for a view whose 5th evaluation from then on divides by zero. The group's 5th
+        statement fails, the rest of that group is aborted, and its request gets 500; the /v1/db
+        after it, behind its own Sync, is untouched (200), and the connection stays (an ERROR keeps
+        the session)."""
+        srv = self.apiary(connections_per_loop=1, query_timeout_ms=5000)  # its start creates world
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)  # prepared (re-planned below)
+        self.db.sql("ALTER TABLE world RENAME TO world_t")
+        self.addCleanup(self.db.sql, "DROP VIEW IF EXISTS world; DROP SEQUENCE IF EXISTS world_fail; "
+                                     "ALTER TABLE IF EXISTS world_t RENAME TO world")
+        self.db.sql("CREATE SEQUENCE world_fail; "
+                    "CREATE VIEW world AS SELECT id, randomNumber / (nextval('world_fail') <> 5)::int "
+                    "AS randomNumber FROM world_t")
+        self.db.pause()
+        a, b = srv.connect(), srv.connect()
+        try:
+            a.sendall(build_request("GET", "/v1/queries?queries=20"))
+            time.sleep(0.3)
+            b.sendall(build_request("GET", "/v1/db"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)  # all 21 on the connection
+            self.db.signal(signal.SIGCONT)
+            first = apiary_harness.read_response(a, timeout=5)
+            second = apiary_harness.read_response(b, timeout=5)
+        finally:
+            a.close()
+            b.close()
+        self.assertProblemDoc(first, 500)
+        self.assertEqual(second.status, 200, (second, srv.log_text()))
+        self.assertIn("division by zero", srv.log_text())
+        # Aborted, not run: the group's statements after the 5th never evaluated the sequence.
+        self.assertEqual(self.db.sql("SELECT last_value FROM world_fail"), [["6"]])
+        self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/queries?queries=20").status, 200)
+
     def test_pipeline_depth_bounds_what_is_in_flight(self):
         """Beyond sql.pipeline_depth on every connection, statements wait in the loop's FIFO."""
         srv = self.apiary(connections_per_loop=1, pipeline_depth=4, query_timeout_ms=5000)
