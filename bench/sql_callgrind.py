@@ -29,7 +29,7 @@ WATCH = ["sql_pg_drain", "sql_pg_send", "sql_pg_on_read", "PQgetResult", "PQcons
 
 # Counted by calls: allocations, and the system calls of the loop (through their libc wrappers).
 COUNT = ["malloc", "calloc", "realloc", "free", "PQgetResult", "PQclear", "epoll_wait", "sendto", "send", "recv",
-         "recvfrom", "timerfd_settime", "epoll_ctl", "writev", "readv", "read", "write"]
+         "recvfrom", "setsockopt", "timerfd_settime", "epoll_ctl", "writev", "readv", "read", "write"]
 
 
 def concurrent_sender(path, conns):
