@@ -951,16 +951,18 @@ static void sql_pg_drain(sql_pg_conn *c)
 
 /* ---- dispatch ------------------------------------------------------------------------------------ */
 
-/* The up connection without a transaction with the fewest statements in flight below the depth,
- * preferring one that sent in this loop turn already (its statements then leave together, see
- * sql_pg_cork); with `empty`, only one with none in flight. A retiring one takes nothing. */
-static sql_pg_conn *sql_pg_pick(sql_pg_pool *p, bool empty)
+/* The up connection without a transaction with the fewest statements in flight and room for `need`
+ * more below the depth, preferring one that sent in this loop turn already (its statements then leave
+ * together, see sql_pg_cork); with `empty`, only one with none in flight. A retiring one takes
+ * nothing. */
+static sql_pg_conn *sql_pg_pick(sql_pg_pool *p, bool empty, unsigned need)
 {
     sql_pg_conn *best = NULL;
     unsigned depth = p->line.s->pipeline_depth ? p->line.s->pipeline_depth : 1;
     for (unsigned i = 0; i < p->nconns; i++) {
         sql_pg_conn *c = &p->conns[i];
-        if (c->state != SQL_PG_UP || c->txn || c->retire || c->inflight >= depth || (empty && c->inflight != 0))
+        if (c->state != SQL_PG_UP || c->txn || c->retire || c->inflight + need > depth ||
+            (empty && c->inflight != 0))
             continue;
         if (!best || (c->sent_turn && !best->sent_turn) ||
             (c->sent_turn == best->sent_turn && c->inflight < best->inflight))
@@ -986,7 +988,13 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
      * the pipelines drain within their statements' time and the first empty one is the transaction's. */
     while (p->line.head) {
         sql_task *t = p->line.head;
-        sql_pg_conn *c = sql_pg_pick(p, t->kind == SQL_TASK_BEGIN);
+        /* A group waits for a connection with room for the whole of it (up to the depth), rather than
+         * going out in whatever pieces free up: each piece would be a Sync, a transaction and a flush
+         * of the server's of its own. Nothing behind it goes first, as for a BEGIN; a connection
+         * drains within its statements' time, and an empty one has room for `depth`. */
+        unsigned depth = p->line.s->pipeline_depth ? p->line.s->pipeline_depth : 1;
+        unsigned need = t->group ? (t->group_left < depth ? t->group_left : depth) : 1;
+        sql_pg_conn *c = sql_pg_pick(p, t->kind == SQL_TASK_BEGIN, need);
         if (!c)
             break;
         sql_task_unwait(t);
@@ -1001,7 +1009,7 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
         /* The statements of one sql_query_many, one after the other on c, as far as its depth allows,
          * with one Sync after the last: one implicit transaction (what a failure aborts: the others
          * of its group on c, see docs/sql.md) and one send. */
-        unsigned group = t->group, depth = p->line.s->pipeline_depth ? p->line.s->pipeline_depth : 1;
+        unsigned group = t->group;
         sql_task *last = NULL;
         for (;;) {
             if (sql_pg_send(c, t, false))

@@ -252,7 +252,10 @@ async_op *sql_task_submit(async_scope *scope, sql_task_line *line, const sql_stm
         return op;
     }
     sql_task *t = sql_task_new(line, op, scope, stmt, kind, txn);
-    t->group = kind == SQL_TASK_PLAIN ? line->group : 0;
+    if (kind == SQL_TASK_PLAIN && line->group) {
+        t->group = line->group;
+        t->group_left = line->group_left;
+    }
     if (in_txn) {
         txn->pending = t;
         line->ops->dispatch(line);
@@ -320,8 +323,10 @@ async_op *sql_task_many(async_scope *scope, sql_task_line *line, const sql_stmt 
          * between them in the line, and the backend sees the whole group at once. */
         line->group = ++line->last_group ? line->last_group : ++line->last_group;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        line->group_left = (unsigned)(n - i);
         ops[i] = sql_task_submit(scope, line, &stmts[i], SQL_TASK_PLAIN, NULL);
+    }
     if (line->group) {
         line->group = 0;
         line->ops->dispatch(line);

@@ -41,8 +41,9 @@ struct sql_task {
     uint64_t started_us;
     sql_task_kind kind;
     sql_task_txn *txn; /* the transaction it is a step of (kind != PLAIN) */
-    unsigned group;    /* nonzero: one of the statements of a sql_query_many (ops->group_many), which
-                        * wait in the line one after the other */
+    unsigned group;      /* nonzero: one of the statements of a sql_query_many (ops->group_many), which
+                          * wait in the line one after the other */
+    unsigned group_left; /* of its group, how many from this one on were queued (itself included) */
     /* the backend's own: PostgreSQL's FIFO of a connection's sent tasks, the result awaited next, and
      * whether a Sync follows the statement */
     sql_task *fnext;
@@ -98,6 +99,7 @@ struct sql_task_line {
     unsigned rand_state;
     bool freeing; /* the loop is going: closing its connections is no failure to count */
     unsigned group;      /* sql_task_many is queueing this group (dispatch waits for the whole of it) */
+    unsigned group_left; /* statements of it still to be queued */
     unsigned last_group; /* the last group number given */
 };
 
