@@ -90,20 +90,32 @@ static size_t world_count(http_request *req)
     return n > WORLD_MAX_QUERIES ? WORLD_MAX_QUERIES : (size_t)n;
 }
 
-/* One row of world, or NULL with the answer given: 502 when the result is not (id, randomNumber)
- * integers, 500 when the row is missing. */
-static json_t *world_row(http_request *req, const sql_result *r)
+/* Whether r is one row of world; if not, the answer is given: 502 when the result is not
+ * (id, randomNumber) integers, 500 when the row is missing. */
+static bool world_row_ok(http_request *req, const sql_result *r)
 {
     if (!sql_result_shape(r, "ii") || r->rows > 1) {
         sql_answer_bad_shape(req, WORLD_SELECT, r);
-        return NULL;
+        return false;
     }
     if (r->rows == 0) {
         http_respond_problem(req, 500, NULL, "the world table is missing rows (expected ids 1..%d)", WORLD_ROWS);
-        return NULL;
+        return false;
     }
-    return json_pack("{s:I,s:I}", "id", (json_int_t)sql_cell(r, 0, 0)->i, "randomNumber",
-                     (json_int_t)sql_cell(r, 0, 1)->i);
+    return true;
+}
+
+/* {"id":N,"randomNumber":M}, written straight into the answer's text: the answers are small fixed
+ * records, and a jansson tree per row (an object, its hash table, two integers, then the walk that
+ * writes it and the frees) cost more than the rest of the handler. */
+static void world_write_row(json_writer *w, long long id, long long number)
+{
+    json_writer_object_begin(w);
+    json_writer_key(w, "id");
+    json_writer_int(w, id);
+    json_writer_key(w, "randomNumber");
+    json_writer_int(w, number);
+    json_writer_object_end(w);
 }
 
 /* ---- GET /v1/db -------------------------------------------------------------------------------- */
@@ -115,9 +127,12 @@ static void world_db_answer(http_request *req, const async_op *op)
         sql_answer_failure(req, op);
         return;
     }
-    json_t *row = world_row(req, op->value);
-    if (row)
-        http_respond_json(req, 200, row);
+    const sql_result *r = op->value;
+    if (!world_row_ok(req, r))
+        return;
+    json_writer *w = http_json_writer(req);
+    world_write_row(w, sql_cell(r, 0, 0)->i, sql_cell(r, 0, 1)->i);
+    http_respond_json_writer(req, 200, w);
 }
 
 static void world_db_done(async_op *op, void *arg) { world_db_answer(arg, op); }
@@ -159,18 +174,13 @@ static async_op *world_select_batch(async_scope *scope, http_request *req, size_
     return sql_query_many(scope, http_request_loop(req), stmts, n);
 }
 
-static json_t *world_rows(http_request *req, const sql_batch_result *b)
+/* Whether every result of b is one row of world (else the answer is given, world_row_ok). */
+static bool world_rows_ok(http_request *req, const sql_batch_result *b)
 {
-    json_t *out = json_array();
-    for (size_t i = 0; i < b->count; i++) {
-        json_t *row = world_row(req, &b->results[i]);
-        if (!row) {
-            json_decref(out);
-            return NULL;
-        }
-        json_array_append_new(out, row);
-    }
-    return out;
+    for (size_t i = 0; i < b->count; i++)
+        if (!world_row_ok(req, &b->results[i]))
+            return false;
+    return true;
 }
 
 static void world_queries_done(async_op *op, void *arg)
@@ -180,9 +190,15 @@ static void world_queries_done(async_op *op, void *arg)
         sql_answer_failure(req, op);
         return;
     }
-    json_t *rows = world_rows(req, op->value);
-    if (rows)
-        http_respond_json(req, 200, rows);
+    const sql_batch_result *b = op->value;
+    if (!world_rows_ok(req, b))
+        return;
+    json_writer *w = http_json_writer(req);
+    json_writer_array_begin(w);
+    for (size_t i = 0; i < b->count; i++)
+        world_write_row(w, sql_cell(&b->results[i], 0, 0)->i, sql_cell(&b->results[i], 0, 1)->i);
+    json_writer_array_end(w);
+    http_respond_json_writer(req, 200, w);
 }
 
 void world_queries_get(http_request *req)
@@ -307,32 +323,43 @@ static bool world_update_stmt(async_scope *scope, const long long *ids, const lo
     return true;
 }
 
-/* The answer's rows: those read, each with the number written for its id; NULL with the answer given
- * (a row of another shape, or an id that was not asked for: 502). */
-static json_t *world_rows_written(http_request *req, const sql_batch_result *b, const long long *ids,
-                                  const long long *numbers, size_t distinct)
+/* Whether the rows read are rows of world with ids that were written (else the answer is given: a row
+ * of another shape or with an id that was not asked for, 502; a missing one, 500). */
+static bool world_rows_written_ok(http_request *req, const sql_batch_result *b, const long long *ids,
+                                  size_t distinct)
 {
-    json_t *rows = world_rows(req, b);
-    if (!rows)
-        return NULL;
+    if (!world_rows_ok(req, b))
+        return false;
     for (size_t i = 0; i < b->count; i++) {
-        json_t *row = json_array_get(rows, i);
-        long long id = json_integer_value(json_object_get(row, "id"));
-        const long long *at = bsearch(&id, ids, distinct, sizeof(*ids), world_cmp_id);
-        if (!at) {
-            json_decref(rows);
+        long long id = sql_cell(&b->results[i], 0, 0)->i;
+        if (!bsearch(&id, ids, distinct, sizeof(*ids), world_cmp_id)) {
             sql_answer_bad_shape(req, WORLD_SELECT, &b->results[i]);
-            return NULL;
+            return false;
         }
-        json_object_set_new(row, "randomNumber", json_integer(numbers[at - ids]));
     }
-    return rows;
+    return true;
+}
+
+/* The answer: the rows read, each with the number written for its id (world_rows_written_ok first). */
+static void world_answer_written(http_request *req, const sql_batch_result *b, const long long *ids,
+                                 const long long *numbers, size_t distinct)
+{
+    json_writer *w = http_json_writer(req);
+    json_writer_array_begin(w);
+    for (size_t i = 0; i < b->count; i++) {
+        long long id = sql_cell(&b->results[i], 0, 0)->i;
+        const long long *at = bsearch(&id, ids, distinct, sizeof(*ids), world_cmp_id);
+        world_write_row(w, id, numbers[at - ids]);
+    }
+    json_writer_array_end(w);
+    http_respond_json_writer(req, 200, w);
 }
 
 /* A coroutine handler (ROUTE_CORO): read the rows (one SELECT each, as /v1/queries), write new numbers
- * in one UPDATE, answer. The answer's rows are a local: a failed or cancelled write releases them
- * right there. TechEmpower's ids are random, so one may be drawn twice: it is written once, and every
- * row of the answer carrying it shows the number written.
+ * in one UPDATE, answer. The answer is written only once the write is done (the rows read stay in
+ * the request's scope until then), so a failed or cancelled write leaves nothing to release.
+ * TechEmpower's ids are random, so one may be drawn twice: it is written once, and every row of the
+ * answer carrying it shows the number written.
  *
  * The new numbers do not depend on what is read, only on which ids, so on PostgreSQL, when the reads
  * and the write fit one pipeline group (sql.pipeline_depth), they go as one sql_query_many: the
@@ -374,9 +401,8 @@ void world_updates_get(http_request *req)
     const sql_batch_result *b = read->value;
     sql_batch_result reads = {n, b->results};
     if (together) {
-        json_t *rows = world_rows_written(req, &reads, ids, numbers, distinct);
-        if (rows)
-            http_respond_json(req, 200, rows);
+        if (world_rows_written_ok(req, &reads, ids, distinct))
+            world_answer_written(req, &reads, ids, numbers, distinct);
         return;
     }
     /* The ids as read (the same, unless the database answered another row), then the write. */
@@ -385,20 +411,18 @@ void world_updates_get(http_request *req)
         ids[i] = id && id->type == SQL_INT ? id->i : 0;
     }
     distinct = world_distinct(ids, numbers, n);
-    json_t *rows = world_rows_written(req, &reads, ids, numbers, distinct);
-    if (!rows)
+    if (!world_rows_written_ok(req, &reads, ids, distinct))
         return;
     sql_stmt stmt;
     if (!world_update_stmt(scope, ids, numbers, distinct, &stmt)) {
-        json_decref(rows);
         http_respond_problem(req, 500, NULL, "out of memory");
         return;
     }
     async_op *written = async_await(sql_query(scope, http_request_loop(req), &stmt));
     if (written->status != ASYNC_OK) {
-        json_decref(rows);
         sql_answer_failure(req, written);
         return;
     }
-    http_respond_json(req, 200, rows);
+    /* The results read are in the scope, which lives until the answer. */
+    world_answer_written(req, &reads, ids, numbers, distinct);
 }
