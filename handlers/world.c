@@ -90,7 +90,7 @@ static size_t world_count(http_request *req)
     return n > WORLD_MAX_QUERIES ? WORLD_MAX_QUERIES : (size_t)n;
 }
 
-/* Whether r is one row of world; when not, the answer is given: 502 when the result is not
+/* Whether r is one row of world; if not, the answer is given: 502 when the result is not
  * (id, randomNumber) integers, 500 when the row is missing. */
 static bool world_row_ok(http_request *req, const sql_result *r)
 {
@@ -105,8 +105,9 @@ static bool world_row_ok(http_request *req, const sql_result *r)
     return true;
 }
 
-/* {"id":N,"randomNumber":M}, written straight into the answer's text (json_writer.h): no jansson tree,
- * so no allocation or hash insert per row (a third of /v1/queries' instructions went there). */
+/* {"id":N,"randomNumber":M}, written straight into the answer's text: the answers are small fixed
+ * records, and a jansson tree per row (an object, its hash table, two integers, then the walk that
+ * writes it and the frees) cost more than the rest of the handler. */
 static void world_write_row(json_writer *w, long long id, long long number)
 {
     json_writer_object_begin(w);
@@ -173,7 +174,7 @@ static async_op *world_select_batch(async_scope *scope, http_request *req, size_
     return sql_query_many(scope, http_request_loop(req), stmts, n);
 }
 
-/* Whether every result of b is one row of world (the answer given when not). */
+/* Whether every result of b is one row of world (else the answer is given, world_row_ok). */
 static bool world_rows_ok(http_request *req, const sql_batch_result *b)
 {
     for (size_t i = 0; i < b->count; i++)
@@ -284,46 +285,32 @@ static int world_cmp_id(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* A coroutine handler (ROUTE_CORO): read the rows (one SELECT each, concurrently, as /v1/queries),
- * write new numbers in one UPDATE, answer: the rows are written into the answer's text only once the
- * UPDATE succeeded, from the results read and the numbers chosen. TechEmpower's ids are random, so one may be drawn twice: it is written
- * once, and every row of the answer carrying it shows the number written. */
-void world_updates_get(http_request *req)
+/* The distinct ids of ids[0..count) (sorted in place, then moved to the front), each given a new
+ * number in numbers[]; returns how many. */
+static size_t world_distinct(long long *ids, long long *numbers, size_t count)
 {
-    size_t n = world_count(req);
-    async_scope *scope = http_request_async(req);
-    if (!scope)
-        return;
-    async_op *read = async_await(world_select_batch(scope, req, n));
-    if (read->status != ASYNC_OK) {
-        sql_answer_failure(req, read);
-        return;
-    }
-    const sql_batch_result *b = read->value;
-    if (!world_rows_ok(req, b))
-        return;
-    /* The distinct ids, ascending, each with its new number. Up to 500: scope memory, not the
-     * coroutine's stack. */
-    long long *ids = async_scope_alloc(scope, b->count * sizeof(*ids));
-    long long *numbers = async_scope_alloc(scope, b->count * sizeof(*numbers));
-    for (size_t i = 0; i < b->count; i++)
-        ids[i] = sql_cell(&b->results[i], 0, 0)->i;
-    qsort(ids, b->count, sizeof(*ids), world_cmp_id);
+    qsort(ids, count, sizeof(*ids), world_cmp_id);
     size_t distinct = 0;
-    for (size_t i = 0; i < b->count; i++) {
+    for (size_t i = 0; i < count; i++) {
         if (distinct == 0 || ids[distinct - 1] != ids[i]) {
             ids[distinct] = ids[i];
             numbers[distinct] = world_random_id();
             distinct++;
         }
     }
+    return distinct;
+}
+
+/* The one UPDATE for ids[0..distinct) (ascending) and their numbers, its parameters in scope memory;
+ * false when out of memory. */
+static bool world_update_stmt(async_scope *scope, const long long *ids, const long long *numbers, size_t distinct,
+                              sql_stmt *stmt)
+{
     size_t k = world_update_size(distinct), size = WORLD_UPDATE_SIZE[k];
     const sql_settings *s = sql_current_settings();
     const char *text = world_update_sql(k, s && s->backend == SQL_BACKEND_POSTGRES);
-    if (!text) {
-        http_respond_problem(req, 500, NULL, "out of memory");
-        return;
-    }
+    if (!text)
+        return false;
     /* CASE pairs first, then the IN list; the padding repeats the largest id and its number. */
     sql_value *params = async_scope_alloc(scope, 3 * size * sizeof(*params));
     for (size_t i = 0; i < size; i++) {
@@ -332,13 +319,31 @@ void world_updates_get(http_request *req)
         params[2 * i + 1] = sql_int(numbers[j]);
         params[2 * size + i] = sql_int(ids[j]);
     }
-    sql_stmt stmt = {text, params, 3 * size, WORLD_WRITE_BYTES};
-    async_op *written = async_await(sql_query(scope, http_request_loop(req), &stmt));
-    if (written->status != ASYNC_OK) {
-        sql_answer_failure(req, written);
-        return;
+    *stmt = (sql_stmt){text, params, 3 * size, WORLD_WRITE_BYTES};
+    return true;
+}
+
+/* Whether the rows read are rows of world with ids that were written (else the answer is given: a row
+ * of another shape or with an id that was not asked for, 502; a missing one, 500). */
+static bool world_rows_written_ok(http_request *req, const sql_batch_result *b, const long long *ids,
+                                  size_t distinct)
+{
+    if (!world_rows_ok(req, b))
+        return false;
+    for (size_t i = 0; i < b->count; i++) {
+        long long id = sql_cell(&b->results[i], 0, 0)->i;
+        if (!bsearch(&id, ids, distinct, sizeof(*ids), world_cmp_id)) {
+            sql_answer_bad_shape(req, WORLD_SELECT, &b->results[i]);
+            return false;
+        }
     }
-    /* The rows in the order read, each with the number written for its id. */
+    return true;
+}
+
+/* The answer: the rows read, each with the number written for its id (world_rows_written_ok first). */
+static void world_answer_written(http_request *req, const sql_batch_result *b, const long long *ids,
+                                 const long long *numbers, size_t distinct)
+{
     json_writer *w = http_json_writer(req);
     json_writer_array_begin(w);
     for (size_t i = 0; i < b->count; i++) {
@@ -348,4 +353,76 @@ void world_updates_get(http_request *req)
     }
     json_writer_array_end(w);
     http_respond_json_writer(req, 200, w);
+}
+
+/* A coroutine handler (ROUTE_CORO): read the rows (one SELECT each, as /v1/queries), write new numbers
+ * in one UPDATE, answer. The answer is written only once the write is done (the rows read stay in
+ * the request's scope until then), so a failed or cancelled write leaves nothing to release.
+ * TechEmpower's ids are random, so one may be drawn twice: it is written once, and every row of the
+ * answer carrying it shows the number written.
+ *
+ * The new numbers do not depend on what is read, only on which ids, so on PostgreSQL, when the reads
+ * and the write fit one pipeline group (sql.pipeline_depth), they go as one sql_query_many: the
+ * SELECTs then the UPDATE back to back on one connection with one Sync, which the server runs in that
+ * order in one transaction (reads before the write; all or nothing), for one round trip instead of
+ * two. Elsewhere (MariaDB spreads a sql_query_many over connections, so the write could run before a
+ * read; a larger group is cut in pieces) the reads are awaited first. */
+void world_updates_get(http_request *req)
+{
+    size_t n = world_count(req);
+    async_scope *scope = http_request_async(req);
+    if (!scope)
+        return;
+    const sql_settings *s = sql_current_settings();
+    bool together = s && s->backend == SQL_BACKEND_POSTGRES && n + 1 <= s->pipeline_depth;
+    /* Up to 500 ids: scope memory, not the coroutine's stack. */
+    long long *ids = async_scope_alloc(scope, n * sizeof(*ids));
+    long long *numbers = async_scope_alloc(scope, n * sizeof(*numbers));
+    sql_value *params = async_scope_alloc(scope, n * sizeof(*params));
+    sql_stmt *stmts = async_scope_alloc(scope, (n + 1) * sizeof(*stmts));
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = world_random_id();
+        params[i] = sql_int(ids[i]);
+        stmts[i] = (sql_stmt){WORLD_SELECT, &params[i], 1, WORLD_ROW_BYTES};
+    }
+    size_t distinct = 0;
+    if (together) {
+        distinct = world_distinct(ids, numbers, n);
+        if (!world_update_stmt(scope, ids, numbers, distinct, &stmts[n])) {
+            http_respond_problem(req, 500, NULL, "out of memory");
+            return;
+        }
+    }
+    async_op *read = async_await(sql_query_many(scope, http_request_loop(req), stmts, together ? n + 1 : n));
+    if (read->status != ASYNC_OK) {
+        sql_answer_failure(req, read);
+        return;
+    }
+    const sql_batch_result *b = read->value;
+    sql_batch_result reads = {n, b->results};
+    if (together) {
+        if (world_rows_written_ok(req, &reads, ids, distinct))
+            world_answer_written(req, &reads, ids, numbers, distinct);
+        return;
+    }
+    /* The ids as read (the same, unless the database answered another row), then the write. */
+    for (size_t i = 0; i < n; i++) {
+        const sql_value *id = sql_cell(&b->results[i], 0, 0);
+        ids[i] = id && id->type == SQL_INT ? id->i : 0;
+    }
+    distinct = world_distinct(ids, numbers, n);
+    if (!world_rows_written_ok(req, &reads, ids, distinct))
+        return;
+    sql_stmt stmt;
+    if (!world_update_stmt(scope, ids, numbers, distinct, &stmt)) {
+        http_respond_problem(req, 500, NULL, "out of memory");
+        return;
+    }
+    async_op *written = async_await(sql_query(scope, http_request_loop(req), &stmt));
+    if (written->status != ASYNC_OK) {
+        sql_answer_failure(req, written);
+        return;
+    }
+    /* The results read are in the scope, which lives until the answer. */
+    world_answer_written(req, &reads, ids, numbers, distinct);
 }

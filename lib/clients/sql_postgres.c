@@ -5,8 +5,10 @@
  * connections, opened as load needs them. A connection is in pipeline mode: a statement is sent at
  * once (PQsendPrepare the first time its text is seen on that connection, then PQsendQueryPrepared and
  * PQpipelineSync), without waiting for the statements before it, so one connection carries up to
- * sql.pipeline_depth statements of many requests at a time. Each statement has a Sync of its own: it
- * runs in its own implicit transaction, and a failure aborts nothing else. Results come back in the
+ * sql.pipeline_depth statements of many requests at a time. A statement has a Sync of its own: it
+ * runs in its own implicit transaction, and a failure aborts nothing else; only the statements of one
+ * sql_query_many go one after the other on one connection with one Sync after the last (one implicit
+ * transaction, one send: a failure aborts the rest of that group only). Results come back in the
  * order sent; the connection keeps its statements in a FIFO and hands each result to the head.
  * Statements beyond what the connections take wait in the pool's FIFO (at most sql.max_waiting, then
  * 503 "busy"). Nothing blocks the loop: the host is an IP address given as hostaddr (no resolver) or a
@@ -32,9 +34,11 @@
  * is sent there until COMMIT or ROLLBACK.
  *
  * Writes. libpq 15's PQpipelineSync flushes the socket itself, so with a Sync per statement each
- * statement costs one send whenever it is queued (PQsendPipelineSync, which does not flush, is
- * PostgreSQL 17's); a Sync per group of statements would make the group one transaction, so the
- * send per statement stays (docs/sql.md, "Writes and reads").
+ * statement costs one send() whenever it is queued (PQsendPipelineSync, which does not flush, is
+ * PostgreSQL 17's). What a send costs is mostly the segment it transmits (on loopback the server's
+ * receive path and its backend's wake-up too), so the statements a loop turn queues on a connection
+ * after its first are corked (TCP_CORK) and leave in one segment when the turn ends (sql_pg_cork,
+ * docs/sql.md, "Writes and reads").
  *
  * Results are read in libpq's single-row mode (asked for just before a statement's results are
  * parsed): each row is handed over as it arrives and copied while the result fits the statement's
@@ -46,6 +50,8 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +97,7 @@ typedef enum sql_pg_state { SQL_PG_CLOSED, SQL_PG_CONNECTING, SQL_PG_UP } sql_pg
 
 typedef struct sql_pg_prepared {
     char *sql;     /* the text as given (with `?`) */
-    unsigned name; /* "a<name>" on the server */
+    char name[16]; /* "a<number>" on the server */
     size_t nparams;
 } sql_pg_prepared;
 
@@ -111,6 +117,9 @@ struct sql_pg_conn {
     sql_task *head, *tail; /* sent, results pending, in order */
     unsigned inflight;
     bool in_use_counted;
+    bool tcp;       /* a TCP socket (not a Unix one): TCP_CORK applies */
+    bool sent_turn; /* a statement went out on it in this loop turn (the pool's flush is pending) */
+    bool corked;    /* TCP_CORK is on: what is sent waits in the kernel for the pool's flush */
     bool retire;   /* read a result past its statement's bound: libpq keeps its input buffer as large
                     * as that result for the connection's life, so it takes nothing new and is closed
                     * once what is in flight is done */
@@ -124,6 +133,8 @@ struct sql_pg_pool {
     sql_task_line line; /* first: the line's ops get the pool back from it (sql_task.c) */
     sql_pg_conn *conns;
     unsigned nconns;
+    struct event flush; /* activated by a turn's first send: uncorks what the turn sent, once */
+    bool flush_active;
     bool dispatching;
     bool redo;
 };
@@ -212,6 +223,7 @@ static void sql_pg_conn_close(sql_pg_conn *c, const char *error)
     c->cached = 0;
     c->state = SQL_PG_CLOSED;
     c->retire = false;
+    c->sent_turn = c->corked = false;
     sql_task_txn *txn = c->txn;
     c->txn = NULL;
     if (txn) {
@@ -361,6 +373,7 @@ static void sql_pg_connected(sql_pg_conn *c)
     event_del(&c->deadline);
     c->state = SQL_PG_UP;
     c->fd = PQsocket(c->pg);
+    c->tcp = !p->line.s->socket_dir[0];
     sql__count_connect(true);
     sql__gauge_add(SQL_GAUGE_OPEN, 1);
     if (p->line.outage_logged)
@@ -495,10 +508,78 @@ static void sql_pg_fifo_pop(sql_pg_conn *c)
     sql_pg_conn_use(c);
 }
 
-/* Sends t on c (pipelined behind whatever is in flight). Parameters go as text: the server converts
- * them to the types it inferred for the statement, as it would a literal. False when the task was
- * finished here (refused) or the connection broke. */
-static bool sql_pg_send(sql_pg_conn *c, sql_task *t)
+/* Writes: one transmission per connection per loop turn. libpq 15 flushes the socket at every
+ * PQpipelineSync, so each statement is one send(), and on TCP each send() used to be one segment: the
+ * kernel's whole transmit and receive path, and a wake-up of the server's backend, per statement. The
+ * first statement of a turn on a connection still goes out at once (nothing waits for it, and a lone
+ * statement costs no extra system call); before a second one is queued in the same turn the socket is
+ * corked (TCP_CORK), so the sends of the rest of the turn only append to the kernel's send queue, and
+ * the pool's flush event, which runs before the loop waits again, uncorks it: they leave together, in
+ * one segment, and the backend reads them with one read. The statements and their Syncs are exactly
+ * what they were (a Sync each: nothing changes for what a failure aborts). If the flush were ever
+ * late, the kernel sends corked data after 200 ms by itself. */
+static void sql_pg_cork(sql_pg_conn *c, bool on)
+{
+    int v = on ? 1 : 0;
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v)) == 0)
+        c->corked = on;
+}
+
+static void sql_pg_on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_pg_pool *p = arg;
+    p->flush_active = false;
+    for (unsigned i = 0; i < p->nconns; i++) {
+        sql_pg_conn *c = &p->conns[i];
+        if (c->corked && c->state == SQL_PG_UP)
+            sql_pg_cork(c, false);
+        c->sent_turn = false;
+    }
+}
+
+/* Before a statement is queued on c: cork the socket when one went out there already this turn. */
+static void sql_pg_before_send(sql_pg_conn *c)
+{
+    if (c->tcp && c->sent_turn && !c->corked)
+        sql_pg_cork(c, true);
+}
+
+/* After: the turn's flush is due. */
+static void sql_pg_after_send(sql_pg_conn *c)
+{
+    sql_pg_pool *p = c->pool;
+    c->sent_turn = true;
+    if (!p->flush_active) {
+        p->flush_active = true;
+        event_active(&p->flush, EV_TIMEOUT, 0);
+    }
+}
+
+/* v in decimal at w (at most 20 digits and a sign, NUL-terminated): snprintf's cost per value was a
+ * tenth of a statement's. */
+static void sql_pg_format_int(char *w, long long v)
+{
+    char digits[24];
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *w++ = '-';
+    while (n)
+        *w++ = digits[--n];
+    *w = '\0';
+}
+
+/* Sends t on c (pipelined behind whatever is in flight), followed by a Sync when `sync` (else the
+ * caller sends one after the statements of its group, sql_pg_sync). Parameters go as text: the server
+ * converts them to the types it inferred for the statement, as it would a literal. False when the task
+ * was finished here (refused) or the connection broke. */
+static bool sql_pg_send(sql_pg_conn *c, sql_task *t, bool sync)
 {
     sql_pg_pool *p = c->pool;
     sql_pg_prepared *prep = sql_pg_cached(c, t->sql);
@@ -528,12 +609,15 @@ static bool sql_pg_send(sql_pg_conn *c, sql_task *t)
         sql_task_finish(t, refuse);
         return false;
     }
-    /* The values as text, NUL-terminated: numbers in a small buffer each, text copied once. */
-    const char **values = t->nparams ? xcalloc(t->nparams, sizeof(*values)) : NULL;
+    /* The values as text, NUL-terminated: numbers in a small buffer each, text copied once; on the
+     * stack for the usual few short values. */
+    const char *few_values[8];
+    char few_buf[256];
+    const char **values = t->nparams <= 8 ? few_values : xcalloc(t->nparams, sizeof(*values));
     size_t textlen = 0;
     for (size_t i = 0; i < t->nparams; i++)
         textlen += t->params[i].type == SQL_TEXT ? t->params[i].len + 1 : 32;
-    char *buf = textlen ? xmalloc(textlen) : NULL, *w = buf;
+    char *buf = textlen <= sizeof(few_buf) ? few_buf : xmalloc(textlen), *w = buf;
     for (size_t i = 0; i < t->nparams; i++) {
         const sql_value *v = &t->params[i];
         switch (v->type) {
@@ -541,7 +625,7 @@ static bool sql_pg_send(sql_pg_conn *c, sql_task *t)
             values[i] = NULL;
             continue;
         case SQL_INT:
-            snprintf(w, 32, "%lld", v->i);
+            sql_pg_format_int(w, v->i);
             break;
         case SQL_DOUBLE:
             snprintf(w, 32, "%.17g", v->d);
@@ -555,28 +639,32 @@ static bool sql_pg_send(sql_pg_conn *c, sql_task *t)
         w += v->type == SQL_TEXT ? v->len + 1 : 32;
     }
     int ok = 1;
-    char name[16] = "";
+    const char *name = "";
     t->stage = SQL_PG_STAGE_QUERY;
+    sql_pg_before_send(c);
     if (!prep && c->cached < SQL_PG_CACHE) {
         prep = &c->cache[c->cached++];
         prep->sql = xstrdup(t->sql);
-        prep->name = c->next_name++;
+        snprintf(prep->name, sizeof(prep->name), "a%u", c->next_name++);
         prep->nparams = expected;
-        snprintf(name, sizeof(name), "a%u", prep->name);
+        name = prep->name;
         ok = PQsendPrepare(c->pg, name, text, (int)expected, NULL);
         t->stage = SQL_PG_STAGE_PREPARE;
     } else if (prep) {
-        snprintf(name, sizeof(name), "a%u", prep->name);
+        name = prep->name;
     }
     if (ok && prep)
         ok = PQsendQueryPrepared(c->pg, name, (int)t->nparams, values, NULL, NULL, 0);
     else if (ok)
         ok = PQsendQueryParams(c->pg, text, (int)t->nparams, NULL, values, NULL, NULL, 0);
     /* libpq 15 flushes at every sync (PQsendPipelineSync, which does not, is PostgreSQL 17's). */
-    if (ok)
+    t->sync = sync;
+    if (ok && sync)
         ok = PQpipelineSync(c->pg);
-    free(values);
-    free(buf);
+    if (values != few_values)
+        free(values);
+    if (buf != few_buf)
+        free(buf);
     free(text);
     if (!ok) {
         log_warn("sql: loop %u connection %u: sending failed: %.*s; closing it", p->line.id, c->index,
@@ -586,7 +674,27 @@ static bool sql_pg_send(sql_pg_conn *c, sql_task *t)
         return false;
     }
     sql_pg_fifo_push(c, t);
+    if (!sync)
+        return true; /* nothing was flushed (libpq does below 64 KiB of output): the group's Sync will */
+    sql_pg_after_send(c);
     /* PQpipelineSync tried to send; what the socket did not take goes when it is writable. */
+    if (PQflush(c->pg) > 0)
+        sql_pg_want_write(c);
+    return true;
+}
+
+/* The Sync after a group's statements, the last of which (t, in c's FIFO) is the one to wait for it.
+ * False when the connection broke (closed here, every task in its FIFO finished). */
+static bool sql_pg_sync(sql_pg_conn *c, sql_task *t)
+{
+    t->sync = true;
+    if (!PQpipelineSync(c->pg)) {
+        log_warn("sql: loop %u connection %u: sending failed: %.*s; closing it", c->pool->line.id, c->index,
+                 (int)strcspn(PQerrorMessage(c->pg), "\n"), PQerrorMessage(c->pg));
+        sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+        return false;
+    }
+    sql_pg_after_send(c);
     if (PQflush(c->pg) > 0)
         sql_pg_want_write(c);
     return true;
@@ -784,10 +892,13 @@ static void sql_pg_drain(sql_pg_conn *c)
         PGresult *r = PQgetResult(c->pg);
         if (!r) {
             /* The end of one query's results: the prepare's, then the statement's. */
-            if (t->stage == SQL_PG_STAGE_PREPARE)
+            if (t->stage == SQL_PG_STAGE_PREPARE) {
                 t->stage = SQL_PG_STAGE_QUERY;
-            else if (t->stage == SQL_PG_STAGE_QUERY || t->stage == SQL_PG_STAGE_ROWS)
+            } else if (t->stage == SQL_PG_STAGE_QUERY || t->stage == SQL_PG_STAGE_ROWS) {
                 t->stage = SQL_PG_STAGE_SYNC;
+                if (!t->sync)
+                    sql_pg_task_done(c, t); /* a group's statement before its last: no Sync of its own */
+            }
             continue;
         }
         ExecStatusType st = PQresultStatus(r);
@@ -840,17 +951,21 @@ static void sql_pg_drain(sql_pg_conn *c)
 
 /* ---- dispatch ------------------------------------------------------------------------------------ */
 
-/* The up connection without a transaction with the fewest statements in flight below the depth;
- * with `empty`, only one with none in flight. A retiring one takes nothing. */
-static sql_pg_conn *sql_pg_pick(sql_pg_pool *p, bool empty)
+/* The up connection without a transaction with the fewest statements in flight and room for `need`
+ * more below the depth, preferring one that sent in this loop turn already (its statements then leave
+ * together, see sql_pg_cork); with `empty`, only one with none in flight. A retiring one takes
+ * nothing. */
+static sql_pg_conn *sql_pg_pick(sql_pg_pool *p, bool empty, unsigned need)
 {
     sql_pg_conn *best = NULL;
     unsigned depth = p->line.s->pipeline_depth ? p->line.s->pipeline_depth : 1;
     for (unsigned i = 0; i < p->nconns; i++) {
         sql_pg_conn *c = &p->conns[i];
-        if (c->state != SQL_PG_UP || c->txn || c->retire || c->inflight >= depth || (empty && c->inflight != 0))
+        if (c->state != SQL_PG_UP || c->txn || c->retire || c->inflight + need > depth ||
+            (empty && c->inflight != 0))
             continue;
-        if (!best || c->inflight < best->inflight)
+        if (!best || (c->sent_turn && !best->sent_turn) ||
+            (c->sent_turn == best->sent_turn && c->inflight < best->inflight))
             best = c;
     }
     return best;
@@ -865,7 +980,7 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
             sql_task *t = c->txn->pending;
             c->txn->pending = NULL;
             c->txn->task = t;
-            sql_pg_send(c, t);
+            sql_pg_send(c, t, true);
         }
     }
     /* The line in order: the head each time, since sending may finish (and free) other tasks. A BEGIN
@@ -873,7 +988,13 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
      * the pipelines drain within their statements' time and the first empty one is the transaction's. */
     while (p->line.head) {
         sql_task *t = p->line.head;
-        sql_pg_conn *c = sql_pg_pick(p, t->kind == SQL_TASK_BEGIN);
+        /* A group waits for a connection with room for the whole of it (up to the depth), rather than
+         * going out in whatever pieces free up: each piece would be a Sync, a transaction and a flush
+         * of the server's of its own. Nothing behind it goes first, as for a BEGIN; a connection
+         * drains within its statements' time, and an empty one has room for `depth`. */
+        unsigned depth = p->line.s->pipeline_depth ? p->line.s->pipeline_depth : 1;
+        unsigned need = t->group ? (t->group_left < depth ? t->group_left : depth) : 1;
+        sql_pg_conn *c = sql_pg_pick(p, t->kind == SQL_TASK_BEGIN, need);
         if (!c)
             break;
         sql_task_unwait(t);
@@ -881,7 +1002,29 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
             c->txn = t->txn;
             t->txn->conn = c;
         }
-        sql_pg_send(c, t);
+        if (!t->group) {
+            sql_pg_send(c, t, true);
+            continue;
+        }
+        /* The statements of one sql_query_many, one after the other on c, as far as its depth allows,
+         * with one Sync after the last: one implicit transaction (what a failure aborts: the others
+         * of its group on c, see docs/sql.md) and one send. */
+        unsigned group = t->group;
+        sql_task *last = NULL;
+        for (;;) {
+            if (sql_pg_send(c, t, false))
+                last = t;
+            if (c->state != SQL_PG_UP) {
+                last = NULL; /* broken: its close finished what was in flight */
+                break;
+            }
+            t = p->line.head;
+            if (!t || t->group != group || c->inflight >= depth)
+                break;
+            sql_task_unwait(t);
+        }
+        if (last)
+            sql_pg_sync(c, last);
     }
     /* Open another connection when statements wait or every open one has some in flight: one
      * pipelined connection is one server process, so load spreads over the pool as it grows. */
@@ -965,6 +1108,7 @@ static const sql_task_ops sql_pg_task_ops = {
     .available = sql_pg_available,
     .txn_release = sql_pg_txn_release,
     .dispatch_after_settle = true,
+    .group_many = true,
     .begin_sql = "BEGIN",
 };
 
@@ -976,6 +1120,7 @@ static sql_pg_pool *sql_pg_pool_new(struct event_base *base, const sql_settings 
     sql_task_line_init(&p->line, base, s, &sql_pg_task_ops, id, sql_pg_on_retry, p);
     p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
     p->conns = xcalloc(p->nconns, sizeof(*p->conns));
+    event_assign(&p->flush, base, -1, 0, sql_pg_on_flush, p);
     for (unsigned i = 0; i < p->nconns; i++) {
         p->conns[i].pool = p;
         p->conns[i].index = i;
@@ -993,6 +1138,7 @@ static void sql_pg_pool_free(void *arg)
     for (unsigned i = 0; i < p->nconns; i++)
         sql_pg_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
     sql_task_line_free(&p->line);
+    event_del(&p->flush);
     free(p->conns);
     free(p);
 }

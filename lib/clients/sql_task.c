@@ -136,9 +136,7 @@ static void sql_task_free(sql_task *t)
     if (t->txn && t->txn->pending == t)
         t->txn->pending = NULL;
     sql__rows_free(&t->rows);
-    free(t->sql);
-    free(t->params);
-    free(t);
+    free(t); /* its text and parameters are in the same allocation */
 }
 
 void sql_task_finish(sql_task *t, const char *error)
@@ -186,7 +184,13 @@ sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, co
                        sql_task_txn *txn)
 {
     uint64_t now = sql__now_us();
-    sql_task *t = xcalloc(1, sizeof(*t));
+    /* One allocation: the task, its parameters (their texts behind them) and its SQL text. */
+    size_t sql_len = strlen(stmt->sql), text = 0;
+    for (size_t i = 0; i < stmt->nparams; i++)
+        if (stmt->params[i].type == SQL_TEXT)
+            text += stmt->params[i].len;
+    sql_task *t = xmalloc(sizeof(*t) + stmt->nparams * sizeof(*t->params) + text + sql_len + 1);
+    memset(t, 0, sizeof(*t));
     t->kind = kind;
     t->txn = txn;
     t->line = line;
@@ -194,18 +198,11 @@ sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, co
     t->scope = scope;
     t->started_us = now;
     t->deadline_us = now + (uint64_t)line->s->query_timeout_ms * 1000u;
-    t->sql_len = strlen(stmt->sql);
-    t->sql = xmalloc(t->sql_len + 1);
-    memcpy(t->sql, stmt->sql, t->sql_len + 1);
     t->max_bytes = stmt->max_result_bytes ? stmt->max_result_bytes : SQL_RESULT_DEFAULT_BYTES;
     t->nparams = stmt->nparams;
+    t->params = (sql_value *)(t + 1);
+    char *buf = (char *)(t->params + stmt->nparams);
     if (stmt->nparams) {
-        size_t text = 0;
-        for (size_t i = 0; i < stmt->nparams; i++)
-            if (stmt->params[i].type == SQL_TEXT)
-                text += stmt->params[i].len;
-        t->params = xmalloc(stmt->nparams * sizeof(*t->params) + text);
-        char *buf = (char *)(t->params + stmt->nparams);
         for (size_t i = 0; i < stmt->nparams; i++) {
             t->params[i] = stmt->params[i];
             if (stmt->params[i].type == SQL_TEXT) {
@@ -216,6 +213,9 @@ sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, co
             }
         }
     }
+    t->sql_len = sql_len;
+    t->sql = buf;
+    memcpy(t->sql, stmt->sql, sql_len + 1);
     /* Newest last: its deadline is the latest, so the list stays in deadline order. */
     t->older = line->newest;
     if (line->newest)
@@ -252,6 +252,10 @@ async_op *sql_task_submit(async_scope *scope, sql_task_line *line, const sql_stm
         return op;
     }
     sql_task *t = sql_task_new(line, op, scope, stmt, kind, txn);
+    if (kind == SQL_TASK_PLAIN && line->group) {
+        t->group = line->group;
+        t->group_left = line->group_left;
+    }
     if (in_txn) {
         txn->pending = t;
         line->ops->dispatch(line);
@@ -268,7 +272,8 @@ async_op *sql_task_submit(async_scope *scope, sql_task_line *line, const sql_stm
     line->tail = t;
     line->waiting++;
     sql__gauge_add(SQL_GAUGE_WAITING, 1);
-    line->ops->dispatch(line);
+    if (!t->group)
+        line->ops->dispatch(line);
     return op;
 }
 
@@ -313,8 +318,19 @@ async_op *sql_task_many(async_scope *scope, sql_task_line *line, const sql_stmt 
     b->n = n;
     b->future = async_future(scope);
     async_op **ops = async_scope_alloc(scope, n * sizeof(*ops));
-    for (size_t i = 0; i < n; i++)
+    if (line->ops->group_many) {
+        /* Queued one after the other as one group, then dispatched once: nothing else can come
+         * between them in the line, and the backend sees the whole group at once. */
+        line->group = ++line->last_group ? line->last_group : ++line->last_group;
+    }
+    for (size_t i = 0; i < n; i++) {
+        line->group_left = (unsigned)(n - i);
         ops[i] = sql_task_submit(scope, line, &stmts[i], SQL_TASK_PLAIN, NULL);
+    }
+    if (line->group) {
+        line->group = 0;
+        line->ops->dispatch(line);
+    }
     b->gather = async_gather(scope, ops, n, ASYNC_GATHER_FAIL_FAST);
     async_future_on_cancel(b->future, sql_task_many_cancel, b);
     async_op_then(b->gather, sql_task_many_done, b);

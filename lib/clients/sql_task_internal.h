@@ -41,9 +41,14 @@ struct sql_task {
     uint64_t started_us;
     sql_task_kind kind;
     sql_task_txn *txn; /* the transaction it is a step of (kind != PLAIN) */
-    /* the backend's own: PostgreSQL's FIFO of a connection's sent tasks and the result awaited next */
+    unsigned group;      /* nonzero: one of the statements of a sql_query_many (ops->group_many), which
+                          * wait in the line one after the other */
+    unsigned group_left; /* of its group, how many from this one on were queued (itself included) */
+    /* the backend's own: PostgreSQL's FIFO of a connection's sent tasks, the result awaited next, and
+     * whether a Sync follows the statement */
     sql_task *fnext;
     int stage;
+    bool sync;
 };
 
 /* A transaction (sql.h's impl): the connection it holds between its statements, so no other task
@@ -71,6 +76,9 @@ typedef struct sql_task_ops {
     /* A rollback was queued for an abandoned transaction when one of its tasks finished: dispatch at
      * once (true), or leave it to the dispatch the backend runs after every completion (false). */
     bool dispatch_after_settle;
+    /* sql_query_many queues all its statements (numbered as a group) before it dispatches once, so the
+     * backend can send them together (PostgreSQL: one Sync for them). */
+    bool group_many;
     const char *begin_sql; /* "START TRANSACTION", "BEGIN" */
 } sql_task_ops;
 
@@ -90,6 +98,9 @@ struct sql_task_line {
     struct event *retry; /* the backoff's end */
     unsigned rand_state;
     bool freeing; /* the loop is going: closing its connections is no failure to count */
+    unsigned group;      /* sql_task_many is queueing this group (dispatch waits for the whole of it) */
+    unsigned group_left; /* statements of it still to be queued */
+    unsigned last_group; /* the last group number given */
 };
 
 /* Sets the line up on base; on_retry runs when a backoff ends. */

@@ -863,6 +863,21 @@ class PostgresSqlTest(SqlApiMixin, unittest.TestCase):
         self.assertEqual(self.table("SELECT SUM(randomNumber) FROM world"), before)
         self.assertEqual(self.table("SELECT MAX(version) FROM apiary_schema_version"), [[3]])
 
+    def test_statements_sent_together_are_not_held_back(self):
+        """The statements one loop turn queues on a connection after its first are corked (TCP_CORK)
+        and leave together when the turn's flush uncorks the socket. A flush that did not run would
+        leave them to the kernel, which sends corked data only after 200 ms: every request of 20
+        statements would then take 200 ms or more. Ten take far less in all."""
+        with self.srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/queries?queries=20").status, 200)  # connections open
+            started = time.monotonic()
+            for _ in range(10):
+                resp = request(sock, "GET", "/v1/queries?queries=20")
+                self.assertEqual(resp.status, 200, resp)
+                self.assertEqual(len(resp.json()), 20)
+            took = time.monotonic() - started
+        self.assertLess(took, 1.5, "statements waited for the kernel's cork timer")
+
     def test_identity_ids_ascend(self):
         a = self.post_item({"name": "first", "price": 1}).json()["id"]
         b = self.post_item({"name": "second", "price": 2}).json()["id"]
@@ -1268,6 +1283,73 @@ class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):
         self.assertEqual(resp.status, 200, resp)
         self.assertEqual(len(resp.json()), 10)
         self.assertEqual(self.metric(srv, "apiary_sql_pool_open"), 1)
+
+    def test_failing_statement_aborts_only_its_own_group(self):
+        """The statements of one sql_query_many (a /v1/queries request's SELECTs) go on one connection
+        with one Sync after the last: one implicit transaction. With the database stopped, a
+        /v1/queries?queries=20 and then a /v1/db are pipelined on the only connection; the world table
+        is swapped for a view whose 5th evaluation from then on divides by zero. The group's 5th
+        statement fails, the rest of that group is aborted, and its request gets 500; the /v1/db
+        after it, behind its own Sync, is untouched (200), and the connection stays (an ERROR keeps
+        the session)."""
+        srv = self.apiary(connections_per_loop=1, query_timeout_ms=5000)  # its start creates world
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)  # prepared (re-planned below)
+        self.db.sql("ALTER TABLE world RENAME TO world_t")
+        self.addCleanup(self.db.sql, "DROP VIEW IF EXISTS world; DROP SEQUENCE IF EXISTS world_fail; "
+                                     "ALTER TABLE IF EXISTS world_t RENAME TO world")
+        self.db.sql("CREATE SEQUENCE world_fail; "
+                    "CREATE VIEW world AS SELECT id, randomNumber / (nextval('world_fail') <> 5)::int "
+                    "AS randomNumber FROM world_t")
+        self.db.pause()
+        a, b = srv.connect(), srv.connect()
+        try:
+            a.sendall(build_request("GET", "/v1/queries?queries=20"))
+            time.sleep(0.3)
+            b.sendall(build_request("GET", "/v1/db"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)  # all 21 on the connection
+            self.db.signal(signal.SIGCONT)
+            first = apiary_harness.read_response(a, timeout=5)
+            second = apiary_harness.read_response(b, timeout=5)
+        finally:
+            a.close()
+            b.close()
+        self.assertProblemDoc(first, 500)
+        self.assertEqual(second.status, 200, (second, srv.log_text()))
+        self.assertIsNotNone(srv.wait_for_log("division by zero", 5), srv.log_text())
+        # Aborted, not run: the group's statements after the 5th never evaluated the sequence.
+        self.assertEqual(self.db.sql("SELECT last_value FROM world_fail"), [["6"]])
+        self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/queries?queries=20").status, 200)
+
+    def test_group_waits_for_room_for_all_of_it(self):
+        """A sql_query_many's statements wait for a connection with room for all of them (up to the
+        depth) instead of going out in pieces, each of which would be a Sync and a transaction of its
+        own: with depth 8 and 3 statements in flight on the only connection, the 8 SELECTs of a
+        /v1/queries?queries=8 all wait (before: 5 went, 3 waited); once the database resumes, all are
+        answered."""
+        srv = self.apiary(connections_per_loop=1, pipeline_depth=8, query_timeout_ms=5000)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+        self.db.pause()
+        socks = [srv.connect() for _ in range(4)]
+        try:
+            for s in socks[:3]:
+                s.sendall(build_request("GET", "/v1/db"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)
+            socks[3].sendall(build_request("GET", "/v1/queries?queries=8"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 8)
+            self.db.signal(signal.SIGCONT)
+            answers = [apiary_harness.read_response(s, timeout=5) for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+        self.assertEqual([a.status for a in answers], [200] * 4, answers)
+        self.assertEqual(len(answers[3].json()), 8)
 
     def test_pipeline_depth_bounds_what_is_in_flight(self):
         """Beyond sql.pipeline_depth on every connection, statements wait in the loop's FIFO."""
