@@ -469,10 +469,13 @@ static bool ws_fast_read(ws_conn *ws)
             ws_unmask(payload, len, payload - 4);
             in->pos += head + len;
             ws_on_data(ws, opcode, len ? payload : NULL, len);
-            if (ws->ctx || ws->closing || ws->fail)
+            if (ws->ctx || ws->closing || ws->fail || ws->read_paused) {
+                /* A context was taken (ws_close, a full send queue): wslay reads on. Or the coroutine's
+                 * queue is full: the rest waits in conn->in until ws_receive makes room. */
+                if (buf_pending(in) == 0)
+                    buf_release(in, &ws->loop->cache);
                 return ws->ctx != NULL;
-            if (ws->read_paused)
-                return false; /* the rest waits in conn->in until ws_receive makes room */
+            }
         }
         if (buf_pending(in) == 0)
             buf_release(in, &ws->loop->cache);
