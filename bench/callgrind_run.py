@@ -51,7 +51,9 @@ def profile(binary, config, send, requests, warm, keep=None):
         try:
             for _ in range(3000):
                 if proc.poll() is not None:
-                    raise SystemExit(f"{binary} exited with {proc.returncode}: see its log")
+                    err.close()  # the log goes with the temporary directory: quote its end
+                    tail = open(os.path.join(tmp, "server.err")).read()[-1500:]
+                    raise SystemExit(f"{binary} exited with {proc.returncode}; the end of its log:\n{tail}")
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                     break

@@ -7,8 +7,13 @@
 #      connection), and the server's CPU time per message (utime + stime / messages).
 # The load generator is bench/ws_load.c (built here with cc -O2), pinned to $CLIENT_CPUS.
 #
+#   3. with SYSCALLS=1, each echo run is also counted by `perf stat` on the kernel's system-call
+#      tracepoints (they do not slow the server, as strace would), and a second table gives the server's
+#      system calls per message by name: counts, unlike CPU time, do not move with the machine's load.
+#
 # Environment: APIARY_BIN (default build-release/apiary), IDLE_CONNS (10000), SECONDS_RUN (10),
-# CONNS_LIST ("64 1024"), PEERS ("apiary aiohttp node"), CLIENT_CPUS (1), OUT (also write the report).
+# CONNS_LIST ("64 1024"), PEERS ("apiary aiohttp node"), CLIENT_CPUS (1), SYSCALLS (0), SKIP_IDLE (0:
+# with 1, no idle-memory run), OUT (also write the report).
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -19,6 +24,15 @@ SECONDS_RUN="${SECONDS_RUN:-10}"
 CONNS_LIST="${CONNS_LIST:-64 1024}"
 PEERS="${PEERS:-apiary aiohttp node}"
 CLIENT_CPUS="${CLIENT_CPUS:-1}"
+SYSCALLS="${SYSCALLS:-0}"
+SKIP_IDLE="${SKIP_IDLE:-0}"
+CALLS=(recvfrom sendto read write readv writev epoll_wait epoll_pwait epoll_ctl timerfd_settime futex)
+if [[ "$SYSCALLS" == 1 ]]; then
+    if ! command -v perf >/dev/null || ! perf stat -e syscalls:sys_enter_recvfrom -- true >/dev/null 2>&1; then
+        echo "ws.sh: SYSCALLS=1 needs perf and the syscall tracepoints (run as root)" >&2
+        exit 1
+    fi
+fi
 # No heartbeat during the runs (none of the peers pings either), room for every connection.
 APIARY_CONFIG='{"log_level":"warn","max_connections":30000,"websocket":{"ping_interval_ms":0}}'
 NODE="${NODE:-$(command -v node || command -v nodejs || true)}"
@@ -52,9 +66,28 @@ start_peer() {
 }
 
 load() { taskset -c "$CLIENT_CPUS" "$LOAD" "$@"; }
+# echo_run PID ARGS...: one echo run; with SYSCALLS=1 under perf stat (counts in $BENCH_TMP/perf.csv).
+echo_run() {
+    local pid=$1 events=""
+    shift
+    if [[ "$SYSCALLS" != 1 ]]; then
+        load echo "$@" --pid "$pid"
+        return
+    fi
+    for c in "${CALLS[@]}"; do events+="${events:+,}syscalls:sys_enter_$c"; done
+    perf stat -x, -e "$events" -p "$pid" -o "$BENCH_TMP/perf.csv" -- \
+        taskset -c "$CLIENT_CPUS" "$LOAD" echo "$@" --pid "$pid"
+}
+# calls_row MSGS: the system calls per message of the last counted run, "name n.nn" for the non-zero ones.
+calls_row() {
+    awk -F, -v m="$1" '/^[0-9]/ && $1 > 0 { sub("syscalls:sys_enter_", "", $3); t += $1;
+        printf "%s %.3f, ", $3, $1 / m } END { printf "all %.3f", t / m }' "$BENCH_TMP/perf.csv"
+}
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 REPORT="$BENCH_TMP/report.md"
+CALLS_REPORT="$BENCH_TMP/calls.md"
+: >"$CALLS_REPORT"
 {
     echo "## WebSocket ($(date -u +%Y-%m-%d), $(nproc) CPUs, servers on CPU $SERVER_CPU, load on CPU $CLIENT_CPUS)"
     echo
@@ -63,20 +96,26 @@ REPORT="$BENCH_TMP/report.md"
 } >"$REPORT"
 
 for peer in $PEERS; do
+    idle="per_conn_bytes=- "
+    if [[ "$SKIP_IDLE" != 1 ]]; then
+        start_peer "$peer"
+        log "$peer: $IDLE_CONNS idle WebSocket connections"
+        idle="$(load idle 127.0.0.1 "$PEER_PORT" /v1/ws/echo "$IDLE_CONNS" 3 --pid "$PEER_PID" | grep '^RESULT')" ||
+            die "$peer: the idle run failed"
+        log "$idle"
+        stop_pid "$PEER_PID" # a fresh server for the echo runs: the idle ones are gone from its memory
+    fi
     start_peer "$peer"
-    log "$peer: $IDLE_CONNS idle WebSocket connections"
-    idle="$(load idle 127.0.0.1 "$PEER_PORT" /v1/ws/echo "$IDLE_CONNS" 3 --pid "$PEER_PID" | grep '^RESULT')" ||
-        die "$peer: the idle run failed"
-    log "$idle"
-    stop_pid "$PEER_PID" # a fresh server for the echo runs: the idle ones are gone from its memory
-    start_peer "$peer"
-    row="| $peer | $(field per_conn_bytes "$idle") B"
+    row="| $peer | $(field per_conn_bytes " $idle") B"
     for c in $CONNS_LIST; do
         log "$peer: echo, $c connections, ${SECONDS_RUN} s"
-        res="$(load echo 127.0.0.1 "$PEER_PORT" /v1/ws/echo "$c" "$SECONDS_RUN" 64 1 --pid "$PEER_PID" | grep '^RESULT')" ||
+        res="$(echo_run "$PEER_PID" 127.0.0.1 "$PEER_PORT" /v1/ws/echo "$c" "$SECONDS_RUN" 64 1 | grep '^RESULT')" ||
             die "$peer: the echo run at $c connections failed"
         log "$res"
         row+=" | $(field rate "$res") | $(field cpu_us_per_msg "$res")"
+        if [[ "$SYSCALLS" == 1 ]]; then
+            echo "| $peer | $c | $(field msgs "$res") | $(calls_row "$(field msgs "$res")") |" >>"$CALLS_REPORT"
+        fi
     done
     echo "$row |" >>"$REPORT"
     stop_pid "$PEER_PID"
@@ -86,5 +125,13 @@ done
     echo "Idle: \`ws_load idle\` opens the connections, waits 2 s and reads VmRSS (after − before) ÷ connections."
     echo "Echo: one 64-byte text message in flight per connection; CPU is the server process's utime + stime"
     echo "over the run ÷ messages echoed. One run each: on a shared machine treat the figures as noisy."
+    if [[ -s "$CALLS_REPORT" ]]; then
+        echo
+        echo "System calls per echoed message (perf stat on the syscall tracepoints, the server's process):"
+        echo
+        echo "| server | connections | messages | calls per message |"
+        echo "|---|--:|--:|---|"
+        cat "$CALLS_REPORT"
+    fi
 } >>"$REPORT"
 emit_report "$REPORT"

@@ -241,6 +241,60 @@ class WebSocketTest(ApiaryAssertions, unittest.TestCase):
             self.assertEqual(ws.close_code, 1000)
         run(go())
 
+    # ---- the fast path (whole data frames read without wslay) and its hand-overs to wslay ----
+
+    def test_frames_trickled_byte_by_byte_are_echoed_in_order(self):
+        # Partial heads, masks and payloads wait in the input buffer for the next read.
+        ws = RawWs(self.server)
+        ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        data = frame(1, b"seven-bit") + frame(2, b"\x00" * 300) + frame(1, "ünïcode".encode())
+        for i in range(len(data)):
+            ws.send(data[i:i + 1])
+            if i % 50 == 0:
+                time.sleep(0.002)  # some reads see one byte
+        self.assertEqual(ws.read_frame(), (1, True, b"seven-bit"))
+        self.assertEqual(ws.read_frame(), (2, True, b"\x00" * 300))
+        self.assertEqual(ws.read_frame(), (1, True, "ünïcode".encode()))
+        ws.close()
+
+    def test_control_frames_between_data_frames_keep_the_order(self):
+        # Data, a ping (wslay's), data again, in one write: the echoes in order and the pong (a control
+        # frame may come between data frames, RFC 6455 5.4), then back on the fast path.
+        ws = RawWs(self.server)
+        ws.send(frame(1, b"a") + frame(9, b"p") + frame(1, b"b") + frame(2, b"c"))
+        got = [ws.read_frame() for _ in range(4)]
+        self.assertIn((0xA, True, b"p"), got)
+        self.assertEqual([f for f in got if f[0] != 0xA], [(1, True, b"a"), (1, True, b"b"), (2, True, b"c")])
+        ws.send(frame(1, b"d"))
+        self.assertEqual(ws.read_frame(), (1, True, b"d"))
+        ws.close()
+
+    def test_frames_around_the_input_block_size(self):
+        # 8,184 bytes of payload fill an 8 KiB input block with their head; one more goes to wslay.
+        for n in (8183, 8184, 8185, 9000):
+            with self.subTest(n=n):
+                ws = RawWs(self.server)
+                payload = bytes(i % 251 for i in range(n))
+                ws.send(frame(2, payload) + frame(1, b"next"))
+                self.assertEqual(ws.read_frame(), (2, True, payload))
+                self.assertEqual(ws.read_frame(), (1, True, b"next"))
+                ws.close()
+
+    def test_a_16_bit_length_that_fits_7_bits_is_1002(self):
+        ws = RawWs(self.server)
+        ws.send(bytes([0x81, 0x80 | 126]) + struct.pack("!H", 5) + b"\0\0\0\0" + b"short")
+        self.assertEqual(ws.read_close()[0], 1002)
+        ws.close()
+
+    def test_the_message_bound_holds_for_small_frames(self):
+        with ApiaryServer({"websocket": {"max_message_bytes": 1000}}, threads=1) as server:
+            ws = RawWs(server)
+            ws.send(frame(1, b"m" * 1000))
+            self.assertEqual(ws.read_frame(), (1, True, b"m" * 1000))
+            ws.send(frame(1, b"m" * 1001))
+            self.assertEqual(ws.read_close()[0], 1009)
+            ws.close()
+
     # ---- errors ----
 
     def test_unmasked_frame_is_1002(self):
@@ -416,6 +470,26 @@ class WebSocketLimitsTest(ApiaryAssertions, unittest.TestCase):
                     for i in range(200):
                         self.assertEqual(len(await ws.recv()), 16384)
             run(go())
+
+    def test_a_frame_wslay_refuses_closes_only_its_own_connection(self):
+        # wslay answers a reserved opcode with a 1002 close of its own. That connection is closing: its
+        # wslay context (kept in a per-loop pool between frames) must not go back to the pool, where
+        # the next connection to take one (for a ping here) was shut right after; and, heartbeat off,
+        # the close timeout still ends it when its peer stays silent.
+        config = {"websocket": {"ping_interval_ms": 0, "close_timeout_ms": 300}}
+        with ApiaryServer(config, threads=1) as server:
+            bad = RawWs(server)
+            bad.send(frame(3, b"?"))
+            self.assertEqual(bad.read_close()[0], 1002)
+            started = time.monotonic()
+            good = RawWs(server)  # same loop: one thread
+            good.send(frame(9, b"p") + frame(1, b"after"))
+            self.assertEqual(good.read_frame(), (0xA, True, b"p"))
+            self.assertEqual(good.read_frame(), (1, True, b"after"))
+            good.close()
+            self.assertTrue(bad.closed_after(timeout=10))
+            self.assertLess(time.monotonic() - started, 8)
+            bad.close()
 
     def test_dead_peer_is_closed_after_the_ping_timeout(self):
         config = {"websocket": {"ping_interval_ms": 300, "ping_timeout_ms": 300}}

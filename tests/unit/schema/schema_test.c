@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "schema.h"
+#include "schema_internal.h"
 
 typedef struct tag_in {
     const char *name;
@@ -607,4 +608,34 @@ Test(schema, lengths_count_characters_whatever_the_bytes)
         cr_assert_eq(schema_bind(&len_schema, v, NULL, "", &errs), cases[i].ok, "%s", cases[i].text);
         json_decref(v);
     }
+}
+
+/* schema_utf8_valid takes eight ASCII bytes at a time: a bad or a good sequence is judged the same at
+ * every offset after an ASCII run, whether it falls inside a word, across two or in the tail. */
+Test(schema, utf8_check_is_the_same_at_every_offset_after_ascii)
+{
+    static const struct {
+        const char *seq;
+        bool ok;
+    } seqs[] = {
+        {"\xc3\xa9", true},          {"\xe2\x82\xac", true},  {"\xf0\x9f\x98\x80", true}, {"\xff", false},
+        {"\xc0\xaf", false},         {"\xed\xa0\x80", false}, {"\xe2\x82", false},        {"\x80", false},
+        {"\xf4\x90\x80\x80", false},
+    };
+    char text[64];
+    for (size_t i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+        size_t n = strlen(seqs[i].seq);
+        for (size_t at = 0; at <= 24; at++) {
+            for (size_t after = 0; after <= 9; after += 9) {
+                memset(text, 'a', at);
+                memcpy(text + at, seqs[i].seq, n);
+                memset(text + at + n, 'z', after);
+                cr_assert_eq(schema_utf8_valid(text, at + n + after), seqs[i].ok, "sequence %zu at %zu, %zu after", i,
+                             at, after);
+            }
+        }
+    }
+    cr_assert(schema_utf8_valid("", 0));
+    cr_assert(schema_utf8_valid("exactly8", 8));
+    cr_assert(schema_utf8_valid("sixteen bytes ok", 16));
 }
