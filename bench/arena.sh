@@ -10,10 +10,10 @@
 #                 and with a chunked body, rotated                                       fasthttp, aiohttp
 #   pipelined     16 GET /pipeline back to back per write                          512    the same five
 #   limited-conn  the baseline mix, every 10th request Connection: close           512    the same five
-#   json          GET /json/{count}?m= over its seven (count, m) pairs             512    entry, fasthttp,
-#                                                                                         aiohttp
+#   json          GET /json/{count}?m= over its seven (count, m) pairs, every      512    entry, fasthttp,
+#                 25th request Connection: close (the arena's -r 25)                      aiohttp
 #   json-comp     GET /json/25?m=4, /40?m=8, /50?m=6, Accept-Encoding: gzip, br;   512    entry, nginx, h2o,
-#                 then the same with Accept-Encoding: gzip (like for like)                fasthttp, aiohttp
+#                 then the same with Accept-Encoding: gzip (like for like); -r 25         fasthttp, aiohttp
 #   upload        POST /upload of 500 KB, 2 MB, 10 MB, 20 MB, five of a size,       32    entry, fasthttp,
 #                 every 5th request Connection: close; then RSS per concurrent              aiohttp
 #                 20 MiB upload (bench/arena_upload_rss.py)
@@ -231,10 +231,10 @@ fi
 if want json; then
     SUITE_TITLE="arena: json (HttpArena's shape on one core)"
     SUITE_ABOUT="$GO_ABOUT, $AIOHTTP_ABOUT"
-    SUITE_NOTES=()
+    SUITE_NOTES=("Every 25th request (per wrk thread) asks Connection: close: the arena's gcannon -r 25 closes each connection after 25.")
     SERVERS=("apiary arena|subject|/json/1?m=1|$ENTRY" "fasthttp|peer|/json/1?m=1|$FASTHTTP"
         "aiohttp|peer|/json/1?m=1|$AIOHTTP")
-    WORKLOADS=("json|/json/1?m=3|$CONNS|arena_mix.lua|json")
+    WORKLOADS=("json|/json/1?m=3|$CONNS|arena_mix.lua|json 25")
     run_one json
     stop_suite_servers
 fi
@@ -244,15 +244,16 @@ if want json-comp; then
     SUITE_TITLE="arena: json-comp (HttpArena's shape on one core)"
     SUITE_ABOUT="$NGINX_ABOUT, $H2O_ABOUT, $GO_ABOUT, $AIOHTTP_ABOUT"
     SUITE_NOTES=("The entry codes with its defaults (compression.*: br quality 1, gzip level 1; on \"gzip, br\", an equal q, it takes br). nginx and h2o serve the entry's own identity answers for the three requests as files (?m= ignored) and code them per request: nginx gzip level 1 (nginx-light has no Brotli filter), h2o's compress filter br quality 1 / gzip level 1; fasthttp CompressHandlerBrotliLevel(1, 1); aiohttp enable_compression() (gzip, zlib's default level 6). The arena scores json-comp by req/s × (smallest B/resp ÷ own B/resp)²."
-        "B/resp = bytes wrk read ÷ responses (head + coded body; h2o's answers are chunked).")
+        "B/resp = bytes wrk read ÷ responses (head + coded body; h2o's answers are chunked)."
+        "Every 25th request (per wrk thread) asks Connection: close: the arena's gcannon -r 25 closes each connection after 25.")
     SUITE_BYTES=1
     SERVERS=("apiary arena|subject|/json/1?m=1|$ENTRY"
         "nginx|peer|/pipeline|cmd $BENCH_DIR/arena_peers.sh nginx {port} $BENCH_TMP/nginx-jc $DATA"
         "h2o|peer|/pipeline|cmd $BENCH_DIR/arena_peers.sh h2o {port} $BENCH_TMP/h2o-jc $DATA"
         "fasthttp|peer|/json/1?m=1|$FASTHTTP"
         "aiohttp|peer|/json/1?m=1|$AIOHTTP")
-    WORKLOADS=("json-comp, gzip, br|/json/25?m=4|$CONNS|arena_mix.lua|json-comp"
-        "json-comp, gzip|/json/25?m=4|$CONNS|arena_mix.lua|json-gzip")
+    WORKLOADS=("json-comp, gzip, br|/json/25?m=4|$CONNS|arena_mix.lua|json-comp 25"
+        "json-comp, gzip|/json/25?m=4|$CONNS|arena_mix.lua|json-gzip 25")
     run_one json-comp
     SUITE_BYTES=0
     stop_suite_servers
