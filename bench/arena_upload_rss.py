@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """bench/arena_upload_rss.py: memory per concurrent upload of the arena entry's POST /upload (issue 25's
-target: RSS per concurrent 20 MiB upload <= 256 KiB).
+target: RSS per concurrent 20 MiB upload <= 256 KiB), or of any server answering it.
 
-Starts the arena binary (--threads 1), warms /upload up with a few whole uploads, reads its VmRSS, then
+Starts the arena binary (--threads 1), or takes a server already running (--port and --pid: what
+bench/arena.sh's upload suite does for every server), warms /upload up with a few whole uploads, reads its VmRSS, then
 opens --uploads connections that each send the head of a --size-byte POST /upload and --first bytes of
 its body, so all of them are mid-body at once; reads VmRSS again (peak VmHWM too); then sends the rest
 of every body, checks every answer is the body's length, and prints
 (RSS mid-body - RSS before) / uploads. Standard library only.
 
   arena_upload_rss.py ARENA_BIN [--uploads 64] [--size 20971520] [--first 4194304]
+  arena_upload_rss.py --port PORT --pid PID [--label L] [same options]
 """
 import argparse
 import os
@@ -70,18 +72,27 @@ def answer(sock):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("binary")
+    ap.add_argument("binary", nargs="?")
+    ap.add_argument("--port", type=int, help="a server already listening on 127.0.0.1:PORT (with --pid)")
+    ap.add_argument("--pid", type=int, help="its process, whose VmRSS is read")
+    ap.add_argument("--label", default="", help="a name for the RESULT line")
     ap.add_argument("--uploads", type=int, default=64)
     ap.add_argument("--size", type=int, default=20 * 1024 * 1024)
     ap.add_argument("--first", type=int, default=4 * 1024 * 1024)
     args = ap.parse_args()
+    if (args.binary is None) == (args.port is None) or (args.port is None) != (args.pid is None):
+        ap.error("give either ARENA_BIN, or --port and --pid")
     chunk = os.urandom(256 * 1024)
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        env = dict(os.environ, ARENA_DATA_DIR=os.path.join(tmp, "none"))
-        env.pop("DATABASE_URL", None)
-        proc = subprocess.Popen([args.binary, "--listen", f"127.0.0.1:{port}", "--threads", "1"], env=env, cwd=tmp,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if args.binary:
+            port = free_port()
+            env = dict(os.environ, ARENA_DATA_DIR=os.path.join(tmp, "none"))
+            env.pop("DATABASE_URL", None)
+            proc = subprocess.Popen([args.binary, "--listen", f"127.0.0.1:{port}", "--threads", "1"], env=env,
+                                    cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pid = proc.pid
+        else:
+            port, pid, proc = args.port, args.pid, None
         try:
             for _ in range(300):
                 try:
@@ -96,7 +107,7 @@ def main():
                     status, body = answer(s)
                     assert body == str(args.size), (status, body)
             time.sleep(0.2)
-            before = status_kib(proc.pid, "VmRSS")
+            before = status_kib(pid, "VmRSS")
             socks = []
             for _ in range(args.uploads):
                 s = socket.create_connection(("127.0.0.1", port), timeout=120)
@@ -105,7 +116,7 @@ def main():
                 send_piece(s, args.first, chunk)
                 socks.append(s)
             time.sleep(0.5)  # let the server read what is in flight
-            during = status_kib(proc.pid, "VmRSS")
+            during = status_kib(pid, "VmRSS")
             for s in socks:
                 send_piece(s, args.size - args.first, chunk)
             bad = 0
@@ -113,14 +124,15 @@ def main():
                 status, body = answer(s)
                 bad += body != str(args.size)
                 s.close()
-            hwm = status_kib(proc.pid, "VmHWM")
+            hwm = status_kib(pid, "VmHWM")
             per = (during - before) / args.uploads
-            print(f"RESULT uploads={args.uploads} size={args.size} rss_before_kib={before} rss_mid_body_kib={during} "
+            print(f"RESULT {args.label + ' ' if args.label else ''}uploads={args.uploads} size={args.size} rss_before_kib={before} rss_mid_body_kib={during} "
                   f"vmhwm_kib={hwm} per_upload_kib={per:.1f} wrong_answers={bad}")
             return 1 if bad else 0
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            if proc:
+                proc.terminate()
+                proc.wait(timeout=30)
 
 
 if __name__ == "__main__":

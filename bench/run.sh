@@ -17,12 +17,13 @@
 #                   wrk's "--" (pipeline.lua's depth, json_body.lua's method and file)
 #
 # Settings, read by run_suite: DURATION, WARMUP, ROUNDS (each cell is then the median), WRK_CPU,
-# SERVER_CPU; SERVERS_TOGETHER (1: all servers run for the whole suite and take turns on each workload,
-# the first alternating, so slow drift does not favour one; 0: one server at a time, started fresh,
-# every workload on it, then stopped); AUX_PID and AUX_NAME (a process the servers use, e.g. the
-# database: its CPU per request is a column too); SUITE_TITLE, SUITE_ABOUT (versions for the header),
-# SUITE_SETUP and SUITE_NOTES (lines for the report), SUITE_COMMANDS (commands listed before the
-# servers', e.g. the database's).
+# SERVER_CPU; WRK_EXTRA (more wrk options, e.g. --timeout 10s); SUITE_BYTES (1: a B/resp column, bytes
+# wrk read per response); SERVERS_TOGETHER (1: all servers run for the whole suite and take turns on
+# each workload, the first alternating, so slow drift does not favour one; 0: one server at a time,
+# started fresh, every workload on it, then stopped); AUX_PID and AUX_NAME (a process the servers use,
+# e.g. the database: its CPU per request is a column too); SUITE_TITLE, SUITE_ABOUT (versions for the
+# header), SUITE_SETUP and SUITE_NOTES (lines for the report), SUITE_COMMANDS (commands listed before
+# the servers', e.g. the database's).
 #
 # Hooks the suite may define: suite_server_up LABEL PORT (after a server is ready: store data, check it
 # does the same work as the others), suite_check LABEL URL (before each workload: check the answer),
@@ -120,6 +121,8 @@ suite_measure() {
     url="http://127.0.0.1:${S_PORT[s]}${W_PATH[w]}"
     if declare -F suite_check >/dev/null; then suite_check "$label" "$url"; fi
     flags=(-t1 "-c${W_CONNS[w]}")
+    # shellcheck disable=SC2206  # extra wrk options are words (e.g. --timeout 10s)
+    [[ -z ${WRK_EXTRA:-} ]] || flags+=($WRK_EXTRA)
     [[ -z ${W_SCRIPT[w]} ]] || flags+=(-s "$BENCH_DIR/${W_SCRIPT[w]}")
     tail=("$url")
     # shellcheck disable=SC2206  # the script's arguments are words
@@ -180,8 +183,9 @@ run_suite() {
 }
 
 suite_report() {
-    local report="$BENCH_TMP/report.md" s clk line
+    local report="$BENCH_TMP/report.md" s clk line bytes=()
     clk="$(getconf CLK_TCK)"
+    [[ ${SUITE_BYTES:-0} != 1 ]] || bytes=(--bytes)
     {
         echo "## $SUITE_TITLE"
         echo
@@ -199,7 +203,8 @@ suite_report() {
             fi
         done
         echo
-        "$PY" "$BENCH_DIR/wrk_report.py" suite --clk-tck "$clk" ${AUX_NAME:+--aux-name "$AUX_NAME"} "$SUITE_MANIFEST"
+        "$PY" "$BENCH_DIR/wrk_report.py" suite --clk-tck "$clk" ${AUX_NAME:+--aux-name "$AUX_NAME"} \
+            "${bytes[@]}" "$SUITE_MANIFEST"
         echo
         echo "- × peer = req/s ÷ the strongest peer's (the peer with the most req/s on that workload); CPU ÷ peer = µs CPU/req ÷ that peer's."
         echo "- µs CPU/req = the server process's utime+stime (/proc/PID/stat, all threads) over the measured run ÷ requests wrk counted × 10⁶ (CLK_TCK $clk)${AUX_NAME:+; $AUX_NAME µs CPU/req the same for $AUX_NAME}. Errors = wrk socket errors + non-2xx/3xx responses."

@@ -2,11 +2,12 @@
 """bench/wrk_report.py: parses `wrk --latency` output and renders the report table of bench/run.sh.
 
   wrk_report.py parse WRK_OUTPUT_FILE          -> one JSON object (for debugging and other scripts)
-  wrk_report.py suite --clk-tck N [--aux-name mariadbd] MANIFEST
+  wrk_report.py suite --clk-tck N [--aux-name mariadbd] [--bytes] MANIFEST
       MANIFEST: tab-separated lines "workload<TAB>server<TAB>subject|peer<TAB>round<TAB>wrk_output_file
       <TAB>server_cpu_ticks<TAB>aux_cpu_ticks", one per measured run
       -> markdown table on stdout, a row per workload and server; with several rounds each cell is
-         the median over the rounds (ratios are of the medians) and errors are summed
+         the median over the rounds (ratios are of the medians) and errors are summed; --bytes adds
+         B/resp, the bytes wrk read per response (head and body: what a coding saved)
 
 Stdlib only, so it runs on Debian's /usr/bin/python3 with nothing installed.
 """
@@ -17,6 +18,7 @@ import sys
 
 # wrk prints times with these suffixes (units_time in wrk's stats.c)
 TIME_UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+BYTE_UNITS = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
 NUM_TIME = re.compile(r"^([0-9.]+)(us|ms|s|m|h)$")
 
 
@@ -30,7 +32,7 @@ def parse_time_s(text):
 def parse_wrk(text):
     """Returns a dict; fields wrk did not print are None (or 0 for error counts)."""
     out = {
-        "requests": None, "duration_s": None, "rps": None,
+        "requests": None, "duration_s": None, "rps": None, "bytes_read": None,
         "latency_s": {},  # "50" -> seconds, from the --latency distribution
         "socket_errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0},
         "non_2xx_3xx": 0,
@@ -49,10 +51,13 @@ def parse_wrk(text):
                 out["latency_s"][key] = parse_time_s(m.group(2))
                 continue
             in_dist = False
-        m = re.match(r"^(\d+) requests in ([0-9.]+(?:us|ms|s|m|h)),", s)
+        m = re.match(r"^(\d+) requests in ([0-9.]+(?:us|ms|s|m|h)),(?: ([0-9.]+)([KMGT]?B) read)?", s)
         if m:
             out["requests"] = int(m.group(1))
             out["duration_s"] = parse_time_s(m.group(2))
+            if m.group(3):
+                # wrk's units are binary (stats.c units_binary), two decimals
+                out["bytes_read"] = float(m.group(3)) * BYTE_UNITS[m.group(4)]
             continue
         m = re.match(r"^Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", s)
         if m:
@@ -146,6 +151,8 @@ def suite(args):
             "p99": median([w["latency_s"].get("99") for w, _, _ in rounds]),
             "cpu": median([per_request_us(t, args.clk_tck, w["requests"]) for w, t, _ in rounds]),
             "aux": median([per_request_us(a, args.clk_tck, w["requests"]) for w, _, a in rounds]),
+            "bytes": median([w["bytes_read"] / w["requests"] if w["bytes_read"] and w["requests"] else None
+                             for w, _, _ in rounds]),
             "errors": errs,
         }
 
@@ -160,11 +167,15 @@ def suite(args):
             best[workload] = st
 
     aux_head, aux_rule = (f" {args.aux_name} µs CPU/req |", "--:|") if args.aux_name else ("", "")
+    if args.bytes:
+        aux_head, aux_rule = aux_head + " B/resp |", aux_rule + "--:|"
     print(f"| workload | server | req/s | × peer | p50 | p99 | µs CPU/req | CPU ÷ peer |{aux_head} errors |")
     print("|---|---|--:|--:|--:|--:|--:|--:|" + aux_rule + "--:|")
     for key in order:
         st, peer = stats[key], best.get(key[0], {})
         aux = f" {fmt_cpu(st['aux'])} |" if args.aux_name else ""
+        if args.bytes:
+            aux += " n/a |" if st["bytes"] is None else f" {st['bytes']:,.0f} |"
         print(f"| {key[0]} | {key[1]} | {fmt_rps(st['rps'])} | {ratio(st['rps'], peer.get('rps'))} "
               f"| {fmt_time(st['p50'])} | {fmt_time(st['p99'])} | {fmt_cpu(st['cpu'])} "
               f"| {ratio(st['cpu'], peer.get('cpu'))} |{aux} {st['errors']} |")
@@ -182,6 +193,7 @@ def main():
     t = sub.add_parser("suite")
     t.add_argument("--clk-tck", type=int, required=True)
     t.add_argument("--aux-name", help="the helper process (database) whose CPU per request is a column")
+    t.add_argument("--bytes", action="store_true", help="a B/resp column: bytes wrk read per response")
     t.add_argument("manifest")
     args = ap.parse_args()
     if args.cmd == "parse":

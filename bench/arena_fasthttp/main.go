@@ -1,11 +1,17 @@
-// arena_fasthttp: the HttpArena routes bench/arena.sh measures (baseline, pipelined, json), written in
-// the fastest common Go style: valyala/fasthttp (Debian's 1.31), encoding/json, one process,
-// GOMAXPROCS from the environment. Built in GOPATH mode against Debian's golang-github-valyala-fasthttp-dev.
+// arena_fasthttp: the HttpArena routes bench/arena.sh measures (baseline, pipelined, json, json-comp,
+// upload), written in the fastest common Go style: valyala/fasthttp (Debian's 1.31), encoding/json, one
+// process, GOMAXPROCS from the environment. Built in GOPATH mode against Debian's
+// golang-github-valyala-fasthttp-dev (and golang-github-andybalholm-brotli-dev, which fasthttp uses).
 //
 //	GET|POST /baseline11?a=&b=  a+b (+ the body's integer) as text/plain
 //	GET /pipeline               ok
 //	GET /json/{count}?m=        the first count items of DATASET with total = price*quantity*m,
-//	                            built and marshalled per request
+//	                            built and marshalled per request; coded by fasthttp's own
+//	                            CompressHandlerBrotliLevel (br quality 1, else gzip level 1: apiary's
+//	                            defaults) when Accept-Encoding allows it (json-comp)
+//	POST /upload                the body's length, read from fasthttp's body stream
+//	                            (StreamRequestBody: bodies over the 4 MiB default limit reach the
+//	                            handler as a stream instead of being held whole)
 //
 // usage: arena_fasthttp PORT DATASET
 package main
@@ -14,6 +20,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"strconv"
@@ -102,6 +109,21 @@ func jsonItems(ctx *fasthttp.RequestCtx, countText string) {
 	ctx.SetBody(b)
 }
 
+func upload(ctx *fasthttp.RequestCtx) {
+	// the stream first: PostBody() on a streamed request would read the whole body into memory
+	if stream := ctx.RequestBodyStream(); stream != nil {
+		n, err := io.Copy(io.Discard, stream)
+		if err != nil {
+			plain(ctx, 400, "the body ended early")
+			return
+		}
+		plain(ctx, 200, strconv.FormatInt(n, 10))
+		return
+	}
+	n := int64(len(ctx.PostBody()))
+	plain(ctx, 200, strconv.FormatInt(n, 10))
+}
+
 func handler(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
 	switch {
@@ -109,6 +131,8 @@ func handler(ctx *fasthttp.RequestCtx) {
 		baseline(ctx)
 	case path == "/pipeline":
 		plain(ctx, 200, "ok")
+	case path == "/upload" && ctx.IsPost():
+		upload(ctx)
 	case len(path) > 6 && path[:6] == "/json/":
 		jsonItems(ctx, path[6:])
 	default:
@@ -129,6 +153,10 @@ func main() {
 	}
 	addr := "127.0.0.1:" + os.Args[1]
 	fmt.Printf("listening on %s fasthttp (Debian 1.31), %d items\n", addr, len(dataset))
-	s := &fasthttp.Server{Handler: handler, Name: "fasthttp"}
+	s := &fasthttp.Server{
+		Handler:           fasthttp.CompressHandlerBrotliLevel(handler, 1, 1),
+		Name:              "fasthttp",
+		StreamRequestBody: true,
+	}
 	log.Fatal(s.ListenAndServe(addr))
 }

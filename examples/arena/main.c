@@ -35,15 +35,19 @@
 typedef struct arena_settings {
     const char *dataset;    /* the json profile's items, read once at start */
     const char *static_dir; /* the static profile's files, opened once at start, read per request */
+    int64_t static_cache;   /* descriptors of static_dir's files kept open per loop (0: none) */
 } arena_settings;
 
 static const schema_member settings_members[] = {
     SCHEMA_OPTIONAL(arena_settings, dataset, SCHEMA_STRING(.min_length = 1)),
     SCHEMA_OPTIONAL(arena_settings, static_dir, SCHEMA_STRING(.min_length = 1)),
+    SCHEMA_OPTIONAL(arena_settings, static_cache, SCHEMA_INTEGER(.min = SCHEMA_GE(0), .max = SCHEMA_LE(65536))),
     SCHEMA_END,
 };
 static const schema settings_schema = SCHEMA_OBJECT_OF(arena_settings, settings_members);
-static const arena_settings settings_defaults = {"/data/dataset.json", "/data/static"};
+/* static_cache: the library's open-file cache (static.h), which checks every file against the disk
+ * before each use, so the profile's rule (a replaced file is served new by the next request) holds. */
+static const arena_settings settings_defaults = {"/data/dataset.json", "/data/static", 64};
 
 /* ---- the dataset: loaded once at start, read-only afterwards (every loop reads it) -------------- */
 
@@ -109,7 +113,9 @@ static int arena_on_start(const apiary_context *ctx, void *arg)
     if (dataset_load(s->dataset) != 0)
         log_warn("arena: GET /json/{count} answers 503 until the dataset can be read (restart)");
     static_root = http_static_root_open(s->static_dir);
-    if (!static_root)
+    if (static_root)
+        http_static_root_cache(static_root, (unsigned)s->static_cache);
+    else
         log_warn("arena: the static directory %s cannot be opened (%s): GET /static/... answers 404", s->static_dir,
                  strerror(errno));
     return 0;
@@ -664,7 +670,9 @@ static void ws_get(http_request *req)
  * GET /static/{path...} -> the file beneath settings.static_dir, answered by the library's file answer
  * (static.h: http_respond_file, what apiary_app_static mounts): read from disk per request, confined
  * beneath the root (openat2 RESOLVE_BENEATH), Content-Type by extension, ETag/304, Range, HEAD, sendfile,
- * and the .br/.gz sibling when Accept-Encoding allows it and it is at least as new. A mount of its own
+ * and the .br/.gz sibling when Accept-Encoding allows it and it is at least as new. The descriptors
+ * are kept in the library's open-file cache (settings.static_cache per loop, http_static_root_cache),
+ * which checks each file against the disk (one fstatat) before every use. A mount of its own
  * rather than apiary_app_static because the directory is a setting of the arena section, known only
  * once the config is read; when it cannot be opened the server still starts and /static answers 404. */
 

@@ -301,6 +301,29 @@ check_static() {
     elif ((compressed > 0)); then pass "static compression" "$compressed compressed, $plain not"
     else skip "static compression" "the entry compressed no file (optional in the arena)"; fi
     check_status "GET /static/nonexistent.txt" 404 "$URL/static/nonexistent.txt"
+    check_static_freshness
+}
+
+# The arena's anti-pre-cache check: reset.css and its siblings, once served (so any cache holds them),
+# are rewritten in place with a new token while the entry runs; every coding must show the token at
+# once (the arena waits up to 30 s for revalidating caches; apiary's open-file cache checks each file
+# before every use, so the next request must have it). The files are restored afterwards.
+check_static_freshness() {
+    local f=reset.css v e enc bad="" token="FRESH_$$_$(date +%s%N)" backup=$WORK/fresh hdr=$WORK/fresh.hdr out=$WORK/fresh.body
+    for e in identity gzip br; do curl -s --max-time 30 -H "Accept-Encoding: $e" -o /dev/null "$URL/static/$f"; done
+    mkdir -p "$backup"
+    for v in $f $f.gz $f.br; do cp -p "$DATA/static/$v" "$backup/$v"; done
+    printf '/* %s */' "$token" >"$DATA/static/$f"
+    printf '/* %s */' "$token" | gzip -9 -n >"$DATA/static/$f.gz"
+    printf '/* %s */' "$token" | $PY -c 'import sys, brotli; sys.stdout.buffer.write(brotli.compress(sys.stdin.buffer.read()))' \
+        >"$DATA/static/$f.br"
+    for e in identity gzip br; do
+        curl -s --max-time 30 --compressed -H "Accept-Encoding: $e" -D "$hdr" -o "$out" "$URL/static/$f"
+        enc=$(grep -i '^content-encoding:' "$hdr" | sed 's/^[^:]*: *//' | tr -d '\r')
+        grep -q "$token" "$out" || bad+=" $e (${enc:-identity}) still the old bytes;"
+    done
+    for v in $f $f.gz $f.br; do cp -p "$backup/$v" "$DATA/static/$v"; done
+    if [[ -z $bad ]]; then pass "static freshness" "rewritten on disk, the next request has the new bytes"; else fail "static freshness" "$bad"; fi
 }
 
 check_async_db() {

@@ -10,7 +10,12 @@
  * it on every loop, http_static_root_free it only when no loop serves from it any more (at exit). The
  * roots of apiary_app_static are the app's and freed with it. The file opened for one answer belongs
  * to the connection: it is closed when the body has been sent or the client leaves, so a handler has
- * nothing to free or cancel after http_respond_file. */
+ * nothing to free or cancel after http_respond_file.
+ *
+ * Open-file cache (opt-in, http_static_root_cache): each loop keeps up to N descriptors of the root's
+ * files, and checks before every use, with one fstatat, that the path still names the same file (device
+ * and inode); a replaced, rewritten or deleted file is answered as it now is by the next request, as
+ * without the cache. Its descriptors are closed by http_static_root_free. */
 #ifndef APIARY_STATIC_H
 #define APIARY_STATIC_H
 
@@ -24,6 +29,12 @@ typedef struct http_static_root http_static_root;
  * the root is read-only afterwards, so every loop may serve from it. */
 http_static_root *http_static_root_open(const char *dir);
 void http_static_root_free(http_static_root *root);
+/* Gives the root an open-file cache of `entries` descriptors per loop (rounded up to a multiple of 4;
+ * at most 65536; 0: none, the default). Call it after opening, before any loop serves from the root.
+ * Each loop that serves files from the root then holds up to that many descriptors open (plan
+ * RLIMIT_NOFILE for it), until http_static_root_free. At most 16 roots with a cache per loop thread;
+ * more are served uncached. */
+void http_static_root_cache(http_static_root *root, unsigned entries);
 /* The directory it was opened from. */
 const char *http_static_root_dir(const http_static_root *root);
 

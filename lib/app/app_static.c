@@ -39,8 +39,9 @@ static void app_static_get(http_request *req)
     http_respond_problem(req, 404, NULL, "no such file");
 }
 
-/* Checks the prefix and opens the root; -1 (logged) when either is wrong. */
-static int app_static_add(const char *prefix, const char *dir, unsigned flags, bool from_config)
+/* Checks the prefix and opens the root (with an open-file cache of `cache` descriptors per loop when
+ * not 0); -1 (logged) when either is wrong. */
+static int app_static_add(const char *prefix, const char *dir, unsigned flags, bool from_config, unsigned cache)
 {
     size_t n = prefix ? strlen(prefix) : 0;
     if (n < 2 || prefix[0] != '/' || prefix[n - 1] == '/' || strchr(prefix, '{') || n > 200) {
@@ -63,6 +64,7 @@ static int app_static_add(const char *prefix, const char *dir, unsigned flags, b
         log_error("static mount %s: cannot open the directory %s: %s", prefix, dir, strerror(errno));
         return -1;
     }
+    http_static_root_cache(root, cache);
     app_static_mount *m = &app_static_mounts[app_static_count];
     m->pattern = xmalloc(n + sizeof("/{path...}"));
     snprintf(m->pattern, n + sizeof("/{path...}"), "%s/{path...}", prefix);
@@ -80,7 +82,7 @@ int apiary_app_static(apiary_app *app, const char *prefix, const char *dir, unsi
     (void)app; /* one app per process: the mounts are the process's */
     if (!dir)
         return -1;
-    return app_static_add(prefix, dir, flags, false);
+    return app_static_add(prefix, dir, flags, false, 0);
 }
 
 int app_static_register(router *r, const apiary_config *cfg)
@@ -91,7 +93,8 @@ int app_static_register(router *r, const apiary_config *cfg)
         for (size_t i = 0; i < app_static_count; i++)
             have_config = have_config || app_static_mounts[i].from_config;
         for (unsigned i = 0; !have_config && i < cfg->static_mount_count; i++)
-            if (app_static_add(cfg->static_mounts[i].prefix, cfg->static_mounts[i].dir, 0, true) != 0)
+            if (app_static_add(cfg->static_mounts[i].prefix, cfg->static_mounts[i].dir, 0, true,
+                               cfg->static_mounts[i].open_file_cache) != 0)
                 return -1;
     }
     for (size_t i = 0; i < app_static_count; i++) {

@@ -23,8 +23,9 @@
 
 #define CONFIG_MAX_STATIC_MOUNTS 8
 typedef struct config_static_mount {
-    char prefix[128]; /* "/static" */
-    char dir[1024];   /* the directory served */
+    char prefix[128];         /* "/static" */
+    char dir[1024];           /* the directory served */
+    unsigned open_file_cache; /* descriptors kept per loop (http_static_root_cache); 0: none */
 } config_static_mount;
 
 typedef enum config_kv_backend { CONFIG_KV_MEMORY, CONFIG_KV_REDIS } config_kv_backend;

@@ -278,9 +278,9 @@ bool config_bind_sql_url(const json_t *v, void *out, const char *field, schema_e
     return ok;
 }
 
-/* static: [{"prefix": "/static", "dir": "/data/static"}, ...] (docs/static.md); the schema bounds the
- * count. The directory is checked here, so --check-config and a start agree; app_static.c opens it at
- * start. */
+/* static: [{"prefix": "/static", "dir": "/data/static", "open_file_cache": 0}, ...] (docs/static.md);
+ * the schema bounds the count. The directory is checked here, so --check-config and a start agree;
+ * app_static.c opens it at start. */
 bool config_bind_static(const json_t *v, void *out, const char *field, schema_errors *errs)
 {
     apiary_config *cfg = out;
@@ -304,7 +304,7 @@ bool config_bind_static(const json_t *v, void *out, const char *field, schema_er
         json_t *member;
         bool known = true;
         json_object_foreach(item, key, member) {
-            if (strcmp(key, "prefix") != 0 && strcmp(key, "dir") != 0) {
+            if (strcmp(key, "prefix") != 0 && strcmp(key, "dir") != 0 && strcmp(key, "open_file_cache") != 0) {
                 schema_errors_add(errs, at, "unknown key '%s'", key);
                 known = false;
             }
@@ -335,8 +335,15 @@ bool config_bind_static(const json_t *v, void *out, const char *field, schema_er
             schema_errors_add(errs, at_dir, "%s is not a directory", d);
             one = false;
         }
-        if (one)
+        json_t *ofc = json_object_get(item, "open_file_cache");
+        if (ofc && (!json_is_integer(ofc) || json_integer_value(ofc) < 0 || json_integer_value(ofc) > 65536)) {
+            schema_errors_add(errs, at, "open_file_cache must be an integer from 0 to 65536 (descriptors per loop)");
+            one = false;
+        }
+        if (one) {
             strcpy(m->dir, d);
+            m->open_file_cache = ofc ? (unsigned)json_integer_value(ofc) : 0;
+        }
         ok = one && ok;
     }
     if (ok && cfg) {

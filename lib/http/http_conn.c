@@ -1722,10 +1722,13 @@ void http_conn_send_response(http_conn *conn, int status, const char *content_ty
  * answers go on in the same send; larger ones go by sendfile. */
 #define HTTP_CONN_FILE_INLINE_BYTES 32768
 
-void http_conn_send_file(http_conn *conn, int status, const char *content_type, int fd, off_t off, size_t len)
+bool http_conn_file_inline(size_t len) { return len <= HTTP_CONN_FILE_INLINE_BYTES; }
+
+void http_conn_send_file(http_conn *conn, int status, const char *content_type, int fd, off_t off, size_t len,
+                         bool keep_fd)
 {
     if (conn->dead) {
-        if (fd >= 0)
+        if (fd >= 0 && !keep_fd)
             close(fd);
         return;
     }
@@ -1765,12 +1768,13 @@ void http_conn_send_file(http_conn *conn, int status, const char *content_type, 
         }
     }
     if (!head_only && !inline_body && len) {
+        /* (never a kept descriptor: the caller gave a dup of it, see http_conn_file_inline) */
         conn->file_fd = fd; /* http_conn_flush sends it after the head */
         conn->file_off = off;
         conn->file_left = len;
         fd = -1;
     }
-    if (fd >= 0)
+    if (fd >= 0 && !keep_fd)
         close(fd);
     http_conn_answered(conn, req, status, head_only ? 0 : len);
     http_conn_answer_done(conn, outside);

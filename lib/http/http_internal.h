@@ -229,9 +229,15 @@ void http_conn_send_json(http_conn *conn, int status, const char *content_type, 
 /* Queues a file answer (http_static.c) and ends the request: the head, and unless the request is HEAD
  * `len` bytes of `fd` from `off`: read into the output buffer when small, else sent with sendfile once
  * what is queued before it is out (pipelined requests wait meanwhile). Takes fd (-1: no body, as for
- * 304), closing it in every case. Never content-coded: a precompressed file says its coding in the
- * headers the caller added. */
-void http_conn_send_file(http_conn *conn, int status, const char *content_type, int fd, off_t off, size_t len);
+ * 304), closing it in every case, unless keep_fd: then fd stays the caller's (a descriptor of the
+ * static open-file cache), read before the call returns and never kept, which only holds for a `len`
+ * http_conn_file_inline accepts (the caller passes a dup of it otherwise). Never content-coded: a
+ * precompressed file says its coding in the headers the caller added. */
+void http_conn_send_file(http_conn *conn, int status, const char *content_type, int fd, off_t off, size_t len,
+                         bool keep_fd);
+/* True when http_conn_send_file reads a body of `len` bytes into the output buffer during the call
+ * (small files); false when it sends it later with sendfile from the descriptor. */
+bool http_conn_file_inline(size_t len);
 /* The one-answer rule (http_request.c): false, logged, for a second answer. */
 bool http_request_begin_answer(http_request *req);
 /* Called by the parser at the end of a message's head: 0 to read the body, 1 to treat the message as

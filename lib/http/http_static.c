@@ -2,13 +2,17 @@
  * (NAME.br, NAME.gz) beneath the root's directory descriptor (http_static_open) when Accept-Encoding
  * allows one and only stats the original for its time, or else opens the original; it answers
  * conditionals (304) and one Range (206/416), and hands the descriptor to the connection, which reads a
- * small file into its output or sends a large one with sendfile (http_conn_send_file). Nothing is
- * cached: a file replaced on disk is served new at the next request. */
+ * small file into its output or sends a large one with sendfile (http_conn_send_file). By default
+ * nothing is cached: a file replaced on disk is served new at the next request. A root may be given an
+ * open-file cache (http_static_root_cache): each loop keeps up to N descriptors, and every use of one
+ * first checks with one fstatat that its path still names the same file, unchanged, so the promise
+ * holds with a cache too. */
 #include "http_static_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +27,14 @@
 #include "log.h"
 #include "xalloc_internal.h"
 
+typedef struct http_static_caches http_static_caches;
+
 struct http_static_root {
     int fd;
     char *dir;
+    uint64_t id;                 /* unique among the roots of the process: a loop finds its cache by it */
+    unsigned cache_sets;         /* the open-file cache: sets of HTTP_STATIC_CACHE_WAYS per loop; 0: none */
+    http_static_caches *caches;  /* every loop's cache of this root, freed with it */
 };
 
 /* ---- content types ------------------------------------------------------------------------------ */
@@ -265,6 +274,150 @@ int http_static_open(int root_fd, const char *rel, int flags, bool walk)
     return http_static_walk(root_fd, rel, flags);
 }
 
+/* ---- the open-file cache ------------------------------------------------------------------------
+ *
+ * Opt-in per root (http_static_root_cache). Each loop thread has its own cache of a root, so the hot
+ * path takes no lock: a set-associative table (HTTP_STATIC_CACHE_WAYS slots a set, the least recently
+ * used of the set replaced) of descriptors opened beneath the root, keyed by the relative path opened.
+ * A descriptor is used only after one fstatat of its path (symlinks followed, as the confined open
+ * does) shows the same device and inode, still a regular file; otherwise the slot is dropped and the
+ * file opened anew. So a file replaced (a new inode) or deleted is answered as it now is by the very
+ * next request, and one rewritten in place is the same inode, read as it now is, with the size and
+ * time of that fstatat: every answer is the one an open at that moment gives. What the cache saves is
+ * the open, its fstat and the close. The bytes sent are always those of a file that was opened beneath
+ * the root: a path that later resolves elsewhere names another inode.
+ * Only regular files are kept. A loop's descriptors stay open until the root is freed (at most the
+ * root's entries per loop), which is also when a loop's cache is freed. */
+
+#define HTTP_STATIC_CACHE_WAYS 4
+#define HTTP_STATIC_CACHE_MAX_ENTRIES 65536
+#define HTTP_STATIC_CACHE_ROOTS 16 /* roots with a cache a thread can use at once; more are served uncached */
+
+typedef struct http_static_cached {
+    char *path;    /* relative to the root, owned; NULL: an empty slot */
+    uint64_t hash; /* of path */
+    uint64_t used; /* the cache's clock when last used */
+    int fd;        /* opened beneath the root, owned by the cache */
+    struct stat st;
+} http_static_cached;
+
+typedef struct http_static_cache {
+    struct http_static_cache *next; /* in the root's list */
+    unsigned sets;
+    uint64_t clock;
+    http_static_cached slots[]; /* sets * HTTP_STATIC_CACHE_WAYS */
+} http_static_cache;
+
+/* What every loop's cache of one root hangs on; the lock guards only the list (taken once per loop). */
+struct http_static_caches {
+    pthread_mutex_t lock;
+    http_static_cache *list;
+};
+
+static atomic_uint_least64_t http_static_next_id = 1;
+
+/* This thread's caches, by root id. An id is never reused, so a slot left by a freed root is never
+ * matched again (and is cleared when the root is freed on this thread). */
+static _Thread_local struct {
+    uint64_t id;
+    http_static_cache *cache;
+} http_static_tls[HTTP_STATIC_CACHE_ROOTS];
+
+static uint64_t http_static_hash(const char *path)
+{
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+static void http_static_cached_drop(http_static_cached *slot)
+{
+    if (!slot->path)
+        return;
+    close(slot->fd);
+    free(slot->path);
+    slot->path = NULL;
+}
+
+/* This loop's cache of root, made on first use; NULL when the root has none (or the thread already
+ * serves HTTP_STATIC_CACHE_ROOTS roots with one). */
+static http_static_cache *http_static_cache_of(const http_static_root *root)
+{
+    if (!root->cache_sets)
+        return NULL;
+    int free_slot = -1;
+    for (int i = 0; i < HTTP_STATIC_CACHE_ROOTS; i++) {
+        if (http_static_tls[i].id == root->id)
+            return http_static_tls[i].cache;
+        if (!http_static_tls[i].id && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot < 0)
+        return NULL;
+    size_t n = (size_t)root->cache_sets * HTTP_STATIC_CACHE_WAYS;
+    http_static_cache *c = xcalloc(1, sizeof(*c) + n * sizeof(c->slots[0]));
+    c->sets = root->cache_sets;
+    pthread_mutex_lock(&root->caches->lock);
+    c->next = root->caches->list;
+    root->caches->list = c;
+    pthread_mutex_unlock(&root->caches->lock);
+    http_static_tls[free_slot].id = root->id;
+    http_static_tls[free_slot].cache = c;
+    return c;
+}
+
+/* The path names the file the descriptor is open on: then reading the descriptor reads what a new
+ * open would (the same inode: a file rewritten in place is read as it now is), and the answer's size,
+ * time and ETag come from this fstatat, not from the time it was opened. */
+static bool http_static_same_file(const struct stat *now, const struct stat *then)
+{
+    return now->st_dev == then->st_dev && now->st_ino == then->st_ino && S_ISREG(now->st_mode);
+}
+
+/* The cached descriptor of `path`, when its path still names that file (*st is filled with what it is
+ * now); -1 otherwise (a stale slot is dropped). */
+static int http_static_cache_get(http_static_cache *c, int root_fd, const char *path, uint64_t hash, struct stat *st)
+{
+    http_static_cached *set = &c->slots[(hash % c->sets) * HTTP_STATIC_CACHE_WAYS];
+    for (int w = 0; w < HTTP_STATIC_CACHE_WAYS; w++) {
+        http_static_cached *slot = &set[w];
+        if (!slot->path || slot->hash != hash || strcmp(slot->path, path) != 0)
+            continue;
+        struct stat now;
+        if (fstatat(root_fd, path, &now, 0) != 0 || !http_static_same_file(&now, &slot->st)) {
+            http_static_cached_drop(slot);
+            return -1;
+        }
+        slot->used = ++c->clock;
+        *st = now;
+        return slot->fd;
+    }
+    return -1;
+}
+
+/* Keeps fd (a regular file just opened beneath the root as `path`) in the cache, which owns it from
+ * now on; the least recently used slot of its set makes room. */
+static void http_static_cache_put(http_static_cache *c, const char *path, uint64_t hash, int fd, const struct stat *st)
+{
+    http_static_cached *set = &c->slots[(hash % c->sets) * HTTP_STATIC_CACHE_WAYS];
+    http_static_cached *slot = &set[0];
+    for (int w = 0; w < HTTP_STATIC_CACHE_WAYS; w++) {
+        if (!set[w].path) {
+            slot = &set[w];
+            break;
+        }
+        if (set[w].used < slot->used)
+            slot = &set[w];
+    }
+    http_static_cached_drop(slot);
+    slot->path = xstrdup(path);
+    slot->hash = hash;
+    slot->used = ++c->clock;
+    slot->fd = fd;
+    slot->st = *st;
+}
+
 /* ---- roots -------------------------------------------------------------------------------------- */
 
 http_static_root *http_static_root_open(const char *dir)
@@ -275,13 +428,34 @@ http_static_root *http_static_root_open(const char *dir)
     http_static_root *root = xcalloc(1, sizeof(*root));
     root->fd = fd;
     root->dir = xstrdup(dir);
+    root->id = atomic_fetch_add(&http_static_next_id, 1);
+    root->caches = xcalloc(1, sizeof(*root->caches));
+    pthread_mutex_init(&root->caches->lock, NULL);
     return root;
+}
+
+void http_static_root_cache(http_static_root *root, unsigned entries)
+{
+    if (entries > HTTP_STATIC_CACHE_MAX_ENTRIES)
+        entries = HTTP_STATIC_CACHE_MAX_ENTRIES;
+    root->cache_sets = (entries + HTTP_STATIC_CACHE_WAYS - 1) / HTTP_STATIC_CACHE_WAYS;
 }
 
 void http_static_root_free(http_static_root *root)
 {
     if (!root)
         return;
+    for (http_static_cache *c = root->caches->list, *next; c; c = next) {
+        next = c->next;
+        for (size_t i = 0; i < (size_t)c->sets * HTTP_STATIC_CACHE_WAYS; i++)
+            http_static_cached_drop(&c->slots[i]);
+        free(c);
+    }
+    for (int i = 0; i < HTTP_STATIC_CACHE_ROOTS; i++)
+        if (http_static_tls[i].id == root->id)
+            http_static_tls[i].id = 0;
+    pthread_mutex_destroy(&root->caches->lock);
+    free(root->caches);
     close(root->fd);
     free(root->dir);
     free(root);
@@ -317,36 +491,77 @@ static bool http_static_older(const struct stat *a, const struct stat *b)
            (a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec < b->st_mtim.tv_nsec);
 }
 
+/* Opens `path` beneath the root and fstats it into *st; -1 with errno. With a cache (this loop's, or
+ * NULL), a cached descriptor is taken after its check, and a regular file opened here is kept in it: then
+ * *kept is true and the descriptor is the cache's, valid until the next cache call (release it with
+ * http_static_release, which does not close it). */
+static int http_static_open_file(const http_static_root *root, http_static_cache *cache, const char *path,
+                                 struct stat *st, bool *kept)
+{
+    *kept = false;
+    uint64_t hash = 0;
+    if (cache) {
+        hash = http_static_hash(path);
+        int fd = http_static_cache_get(cache, root->fd, path, hash, st);
+        if (fd >= 0) {
+            *kept = true;
+            return fd;
+        }
+    }
+    int fd = http_static_open(root->fd, path, HTTP_STATIC_OPEN_FLAGS, false);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) != 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    if (cache && S_ISREG(st->st_mode)) {
+        http_static_cache_put(cache, path, hash, fd, st);
+        *kept = true;
+    }
+    return fd;
+}
+
+static void http_static_release(int fd, bool kept)
+{
+    if (fd >= 0 && !kept)
+        close(fd);
+}
+
 /* A precompressed sibling NAME.ext, when it is a regular file at least as new as the original; -1
  * otherwise. The sibling is opened first, so a request that gets one opens one file, not two: the
  * original is then only stat'ed (fstatat without following a final symlink), which cannot leave the
  * root because the sibling's confined open has just resolved the same directory beneath it. An
  * original that is not a plain regular file there (a symlink, a directory, missing) sets *state to
- * HTTP_STATIC_ORIG_OPEN: the caller opens it the confined way and asks again with *orig known. */
-static int http_static_sibling(const http_static_root *root, http_request *req, const char *name, const char *ext,
-                               struct stat *orig, http_static_orig *state, struct stat *st)
+ * HTTP_STATIC_ORIG_OPEN: the caller opens it the confined way and asks again with *orig known. With a
+ * cache, *kept says the descriptor is the cache's (http_static_open_file). */
+static int http_static_sibling(const http_static_root *root, http_static_cache *cache, http_request *req,
+                               const char *name, const char *ext, struct stat *orig, http_static_orig *state,
+                               struct stat *st, bool *kept)
 {
     size_t n = strlen(name), e = strlen(ext);
     char *path = arena_alloc(&req->arena, n + e + 1);
     memcpy(path, name, n);
     memcpy(path + n, ext, e + 1);
-    int fd = http_static_open(root->fd, path, HTTP_STATIC_OPEN_FLAGS, false);
+    int fd = http_static_open_file(root, cache, path, st, kept);
     if (fd < 0)
         return -1;
-    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-        close(fd);
+    if (!S_ISREG(st->st_mode)) {
+        http_static_release(fd, *kept);
         return -1;
     }
     if (*state == HTTP_STATIC_ORIG_UNKNOWN) {
         if (fstatat(root->fd, name, orig, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(orig->st_mode)) {
             *state = HTTP_STATIC_ORIG_OPEN;
-            close(fd);
+            http_static_release(fd, *kept);
             return -1;
         }
         *state = HTTP_STATIC_ORIG_KNOWN;
     }
     if (http_static_older(st, orig)) {
-        close(fd); /* stale: the original was changed after it was compressed */
+        http_static_release(fd, *kept); /* stale: the original was changed after it was compressed */
         return -1;
     }
     return fd;
@@ -418,30 +633,29 @@ static void http_static_answer(http_request *req, const http_static_root *root, 
                 cand[ncand++] = order[i];
     }
 
+    /* kept: fd is this loop's open-file cache's, not to be closed (a root without a cache never keeps) */
+    http_static_cache *cache = http_static_cache_of(root);
     struct stat st, orig;
     http_static_orig state = HTTP_STATIC_ORIG_UNKNOWN;
     int fd = -1, coding = -1;
+    bool kept = false;
     for (int i = 0; i < ncand && fd < 0 && state != HTTP_STATIC_ORIG_OPEN; i++)
-        if ((fd = http_static_sibling(root, req, name, ext[cand[i]], &orig, &state, &st)) >= 0)
+        if ((fd = http_static_sibling(root, cache, req, name, ext[cand[i]], &orig, &state, &st, &kept)) >= 0)
             coding = cand[i];
     if (fd < 0) {
         /* No sibling (or the original is more than a plain file): the original, opened the confined way. */
-        fd = http_static_open(root->fd, name, HTTP_STATIC_OPEN_FLAGS, false);
-        if (fd >= 0 && fstat(fd, &st) != 0) {
-            close(fd);
-            fd = -1;
-        }
+        fd = http_static_open_file(root, cache, name, &st, &kept);
         if (fd < 0) {
             http_static_not_found(req, errno);
             return;
         }
         if (S_ISDIR(st.st_mode) && dir_ok) {
-            close(fd);
+            http_static_release(fd, kept);
             http_static_answer(req, root, http_static_index(req, name), false);
             return;
         }
         if (!S_ISREG(st.st_mode)) {
-            close(fd);
+            http_static_release(fd, kept);
             http_static_not_found(req, ENOENT);
             return;
         }
@@ -449,11 +663,14 @@ static void http_static_answer(http_request *req, const http_static_root *root, 
             orig = st;
             state = HTTP_STATIC_ORIG_KNOWN;
             for (int i = 0; i < ncand; i++) {
+                /* not through the cache: a slot it replaced could be the one fd is */
                 struct stat sib_st;
-                int sib = http_static_sibling(root, req, name, ext[cand[i]], &orig, &state, &sib_st);
+                bool sib_kept;
+                int sib = http_static_sibling(root, NULL, req, name, ext[cand[i]], &orig, &state, &sib_st, &sib_kept);
                 if (sib >= 0) {
-                    close(fd);
+                    http_static_release(fd, kept);
                     fd = sib;
+                    kept = sib_kept;
                     st = sib_st;
                     coding = cand[i];
                     break;
@@ -479,11 +696,11 @@ static void http_static_answer(http_request *req, const http_static_root *root, 
     time_t since;
     if ((inm && http_etag_list_matches(inm, inm_len, etag)) ||
         (ims && http_date_parse(ims, ims_len, &since) && st.st_mtim.tv_sec <= since)) {
-        close(fd);
+        http_static_release(fd, kept);
         if (vary) /* a 304 carries the Vary its 200 would (RFC 9110 15.4.5) */
             http_response_header(req, "Vary", "Accept-Encoding");
         if (http_request_begin_answer(req))
-            http_conn_send_file(req->_conn, 304, NULL, -1, 0, 0);
+            http_conn_send_file(req->_conn, 304, NULL, -1, 0, 0, false);
         return;
     }
 
@@ -496,7 +713,7 @@ static void http_static_answer(http_request *req, const http_static_root *root, 
         range = NULL; /* the client's copy is of another version: it gets the whole new one */
     http_range_result r = range ? http_range_parse(range, range_len, size, &first, &last) : HTTP_RANGE_WHOLE;
     if (r == HTTP_RANGE_UNSATISFIABLE) {
-        close(fd);
+        http_static_release(fd, kept);
         char cr[48];
         snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)size);
         http_response_header(req, "Content-Range", cr);
@@ -519,8 +736,18 @@ static void http_static_answer(http_request *req, const http_static_root *root, 
         last = size ? size - 1 : 0;
     }
     size_t len = size ? (size_t)(last - first + 1) : 0;
+    if (kept && !http_conn_file_inline(len)) {
+        /* sent later by sendfile, while the cache may replace its slot: the connection gets its own */
+        int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (own < 0) {
+            http_respond_problem(req, 503, NULL, "the server is out of file descriptors");
+            return;
+        }
+        fd = own;
+        kept = false;
+    }
     if (http_request_begin_answer(req))
-        http_conn_send_file(req->_conn, status, type, fd, (off_t)first, len);
+        http_conn_send_file(req->_conn, status, type, fd, (off_t)first, len, kept);
     else
-        close(fd);
+        http_static_release(fd, kept);
 }

@@ -322,6 +322,76 @@ class StaticTest(ServerTestMixin, unittest.TestCase):
             self.assertIn("GET", r.headers["Allow"])
 
 
+class OpenFileCacheTest(ServerTestMixin, unittest.TestCase):
+    """A mount with the open-file cache (static[].open_file_cache, docs/static.md): two loops, a bound of
+    4 descriptors per loop. Whatever is done to a file on disk, the next request answers it as it now
+    is, and the server never holds more descriptors than the bound allows."""
+
+    THREADS = 2
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="apiary-ofc-")
+        cls.root = os.path.join(cls.tmp, "root")
+        os.makedirs(cls.root)
+        with open(os.path.join(cls.tmp, "secret.txt"), "wb") as f:
+            f.write(b"outside")
+        cls.CONFIG = {"static": [{"prefix": "/c", "dir": cls.root, "open_file_cache": 4}]}
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.tmp)
+
+    def write(self, name, data):
+        with open(os.path.join(self.root, name), "wb") as f:
+            f.write(data)
+
+    def fds(self):
+        return len(os.listdir(f"/proc/{self.server.proc.pid}/fd"))
+
+    def get_all(self, path, headers=None):
+        """The answer of every loop: a fresh connection per request, enough of them to reach both."""
+        bodies = set()
+        for _ in range(8):
+            with self.server.connect() as sock:
+                sock.sendall(build_request("GET", path, headers or {}))
+                r = read_response(sock)
+                bodies.add((r.status, r.body if r.status == 200 else b""))
+        return bodies
+
+    def test_follows_the_disk(self):
+        self.write("a.css", b"body{}")
+        self.assertEqual(self.get_all("/c/a.css"), {(200, b"body{}")})
+        tmp = os.path.join(self.root, "a.css.new")
+        with open(tmp, "wb") as f:
+            f.write(b"BODY{}")
+        os.rename(tmp, os.path.join(self.root, "a.css"))
+        self.assertEqual(self.get_all("/c/a.css"), {(200, b"BODY{}")}, "replaced by a rename")
+        self.write("a.css", b"html{margin:0}")
+        self.assertEqual(self.get_all("/c/a.css"), {(200, b"html{margin:0}")}, "rewritten in place")
+        os.unlink(os.path.join(self.root, "a.css"))
+        self.assertEqual(self.get_all("/c/a.css"), {(404, b"")}, "deleted")
+        # a file that was served, then swapped for a symlink leading out: refused like any such link
+        self.write("b.txt", b"inside")
+        self.assertEqual(self.get_all("/c/b.txt"), {(200, b"inside")})
+        os.unlink(os.path.join(self.root, "b.txt"))
+        os.symlink(os.path.join(self.tmp, "secret.txt"), os.path.join(self.root, "b.txt"))
+        self.assertEqual(self.get_all("/c/b.txt"), {(404, b"")}, "a cached file swapped for a link out")
+
+    def test_bounded(self):
+        before = self.fds()
+        for i in range(12):
+            self.write(f"f{i}.txt", b"file %d" % i)
+            self.assertEqual(self.get_all(f"/c/f{i}.txt"), {(200, b"file %d" % i)})
+        time.sleep(0.2)
+        # two loops, four descriptors each, whatever else this class left in them
+        self.assertLessEqual(self.fds(), before + 8)
+
+
 class BadMountTest(unittest.TestCase):
     def test_a_missing_directory_is_a_config_error(self):
         server = ApiaryServer({"static": [{"prefix": "/s", "dir": "/nonexistent/dir"}]})

@@ -908,7 +908,8 @@ Test(config, compression_and_static_keys)
     apiary_config cfg;
     config_test_accept("{\"compression\": {\"enabled\": false, \"brotli\": false, \"gzip_level\": 6,"
                        " \"brotli_level\": 0, \"min_bytes\": 0, \"pool_bytes\": 4096},"
-                       " \"static\": [{\"prefix\": \"/static\", \"dir\": \"/tmp\"}, {\"dir\": \"/\", \"prefix\": \"/a/b\"}]}",
+                       " \"static\": [{\"prefix\": \"/static\", \"dir\": \"/tmp\"},"
+                       " {\"dir\": \"/\", \"prefix\": \"/a/b\", \"open_file_cache\": 256}]}",
                        &cfg);
     cr_assert_not(cfg.http.compress_enabled);
     cr_assert_not(cfg.http.compress_brotli);
@@ -919,6 +920,8 @@ Test(config, compression_and_static_keys)
     cr_assert_eq(cfg.static_mount_count, 2);
     cr_assert_str_eq(cfg.static_mounts[1].prefix, "/a/b");
     cr_assert_str_eq(cfg.static_mounts[1].dir, "/");
+    cr_assert_eq(cfg.static_mounts[0].open_file_cache, 0, "off unless asked for");
+    cr_assert_eq(cfg.static_mounts[1].open_file_cache, 256);
     char err[CONFIG_ERROR_MAX];
     config_test_reject("{\"compression\": {\"gzip_level\": 0}}", err);
     cr_assert(strstr(err, "compression.gzip_level"), "%s", err);
@@ -937,4 +940,8 @@ Test(config, compression_and_static_keys)
     config_test_reject("{\"static\": [{\"prefix\": \"/s\", \"dir\": \"/nonexistent\"},"
                        " {\"prefix\": \"/s\", \"dir\": \"/tmp\"}]}", err);
     cr_assert(strstr(err, "static[1].prefix") && strstr(err, "mounted twice"), "%s", err);
+    config_test_reject("{\"static\": [{\"prefix\": \"/s\", \"dir\": \"/tmp\", \"open_file_cache\": 65537}]}", err);
+    cr_assert(strstr(err, "open_file_cache"), "%s", err);
+    config_test_reject("{\"static\": [{\"prefix\": \"/s\", \"dir\": \"/tmp\", \"open_file_cache\": \"64\"}]}", err);
+    config_test_reject("{\"static\": [{\"prefix\": \"/s\", \"dir\": \"/tmp\", \"open_file_cache\": -1}]}", err);
 }

@@ -1,13 +1,17 @@
 /* static_app_test: the app API of issue 25 through the in-process test client: apiary_app_static (a
  * mount answers files, its prefix is checked, the directory must exist), ROUTE_NO_COMPRESS (a route
  * that opted out is never coded and gets no Vary, while the same body on another route is; an answer
- * whose handler set Content-Encoding itself is never coded again), and
- * http_respond_file from a handler of the app's own. */
+ * whose handler set Content-Encoding itself is never coded again),
+ * http_respond_file from a handler of the app's own, and the opt-in open-file cache
+ * (http_static_root_cache): a file replaced, rewritten or deleted is answered as it now is by the next
+ * request, the cache keeps no more descriptors than its bound and closes them with the root. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "apiary.h"
@@ -102,4 +106,131 @@ Test(static_app, mounts_opt_out_and_own_files, .init = make_tree, .fini = remove
     cr_assert_null(strstr(r->head, "gzip"));
     apiary_test_response_free(r);
     apiary_test_free(t);
+}
+
+/* ---- the open-file cache (http_static_root_cache) ----------------------------------------------- */
+
+static int open_fds(void)
+{
+    int n = 0;
+    char p[64];
+    for (int fd = 0; fd < 4096; fd++) {
+        snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+        n += access(p, F_OK) == 0;
+    }
+    return n;
+}
+
+static void write_file(const char *name, const char *text)
+{
+    char p[128];
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void expect_body(apiary_test *t, const char *target, int status, const char *body)
+{
+    apiary_test_response *r = apiary_test_get(t, target);
+    cr_assert_eq(r->status, status, "%s: %d", target, r->status);
+    if (body)
+        cr_assert_str_eq(r->body, body, "%s", target);
+    apiary_test_response_free(r);
+}
+
+Test(static_app, open_file_cache_follows_the_disk, .init = make_tree, .fini = remove_tree)
+{
+    apiary_app *app = apiary_app_new("static-cache");
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/own/{name}", own_file, 0), 0);
+    own_root = http_static_root_open(dir);
+    cr_assert_not_null(own_root);
+    http_static_root_cache(own_root, 4); /* one set of 4: the fifth file replaces the least recently used */
+    apiary_test *t = apiary_test_new(app, "{}");
+    cr_assert_not_null(t);
+    int base = open_fds();
+
+    expect_body(t, "/own/a.css", 200, "body{}");
+    cr_assert_eq(open_fds(), base + 1, "the file's descriptor is kept");
+    expect_body(t, "/own/a.css", 200, "body{}");
+    cr_assert_eq(open_fds(), base + 1, "and used again, not opened again");
+
+    /* Replaced by a rename (a new inode, same size, maybe the same modification time): the next
+     * request has the new bytes. */
+    char from[128], to[128];
+    write_file("a.css.new", "BODY{}");
+    snprintf(from, sizeof(from), "%s/a.css.new", dir);
+    snprintf(to, sizeof(to), "%s/a.css", dir);
+    cr_assert_eq(rename(from, to), 0);
+    expect_body(t, "/own/a.css", 200, "BODY{}");
+
+    /* Rewritten in place with another size. */
+    write_file("a.css", "html{margin:0}");
+    expect_body(t, "/own/a.css", 200, "html{margin:0}");
+
+    /* Rewritten in place with the same size and a later modification time (set explicitly: two writes
+     * within one tick of the kernel's clock get the same time, which is the cache's one blind spot). */
+    write_file("a.css", "html{margin:1}");
+    struct timespec later[2] = {{.tv_sec = 0, .tv_nsec = UTIME_OMIT}, {.tv_sec = time(NULL) + 60, .tv_nsec = 0}};
+    cr_assert_eq(utimensat(AT_FDCWD, to, later, 0), 0);
+    expect_body(t, "/own/a.css", 200, "html{margin:1}");
+
+    /* Deleted: 404 at once, and the descriptor is let go. */
+    cr_assert_eq(unlink(to), 0);
+    expect_body(t, "/own/a.css", 404, NULL);
+    cr_assert_eq(open_fds(), base, "a deleted file's descriptor is closed");
+
+    /* The bound: eight files through a cache of four keep four descriptors open, and each answer is
+     * still its own file's. */
+    for (int i = 0; i < 8; i++) {
+        char name[16], text[16], target[32];
+        snprintf(name, sizeof(name), "f%d.txt", i);
+        snprintf(text, sizeof(text), "file %d", i);
+        write_file(name, text);
+        snprintf(target, sizeof(target), "/own/%s", name);
+        expect_body(t, target, 200, text);
+        expect_body(t, target, 200, text);
+    }
+    cr_assert_eq(open_fds(), base + 4, "no more descriptors than the bound");
+
+    /* A precompressed sibling through the cache, and the original made newer than it: the original. */
+    write_file("s.css", "p{color:red}");
+    write_file("s.css.gz", "not really gzip");
+    apiary_test_response *r = apiary_test_request(t, "GET", "/own/s.css", "Accept-Encoding: gzip\r\n", NULL, 0, 0);
+    cr_assert_eq(r->status, 200);
+    cr_assert_str_eq(apiary_test_header(r, "Content-Encoding"), "gzip");
+    cr_assert_str_eq(r->body, "not really gzip");
+    apiary_test_response_free(r);
+    snprintf(to, sizeof(to), "%s/s.css", dir);
+    cr_assert_eq(utimensat(AT_FDCWD, to, later, 0), 0);
+    r = apiary_test_request(t, "GET", "/own/s.css", "Accept-Encoding: gzip\r\n", NULL, 0, 0);
+    cr_assert_eq(r->status, 200);
+    cr_assert_null(apiary_test_header(r, "Content-Encoding"), "a stale sibling is not served from the cache either");
+    cr_assert_str_eq(r->body, "p{color:red}");
+    apiary_test_response_free(r);
+
+    /* A file larger than what is read inline goes by sendfile from a descriptor of its own. */
+    char big[128];
+    snprintf(big, sizeof(big), "%s/big.bin", dir);
+    FILE *f = fopen(big, "w");
+    for (int i = 0; i < 100000; i++)
+        fputc('a' + i % 26, f);
+    fclose(f);
+    for (int k = 0; k < 2; k++) {
+        r = apiary_test_get(t, "/own/big.bin");
+        cr_assert_eq(r->status, 200);
+        cr_assert_eq(r->body_len, 100000);
+        cr_assert_eq(r->body[99999], 'a' + 99999 % 26);
+        apiary_test_response_free(r);
+    }
+    cr_assert_eq(open_fds(), base + 4, "the sendfile copy was closed after the answer");
+
+    apiary_test_free(t);
+    int before_free = open_fds();
+    http_static_root_free(own_root);
+    own_root = NULL;
+    int after_free = open_fds();
+    cr_assert_eq(after_free, before_free - 5, "the 4 cached descriptors and the directory are closed with the root "
+                 "(%d, %d)", before_free, after_free);
 }
