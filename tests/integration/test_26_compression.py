@@ -8,6 +8,7 @@ coded on the worker pool (compression.pool_bytes), and compression.enabled false
 import gzip
 import json
 import re
+import time
 import unittest
 
 import brotli
@@ -152,8 +153,22 @@ class PoolTest(ServerTestMixin, unittest.TestCase):
     CONFIG = {"compression": {"pool_bytes": 4096}, "limits": {"max_body_bytes": 4 << 20}}
 
     def pool_jobs(self, sock):
-        text = request(sock, "GET", "/metrics").body.decode()
-        return int(re.search(r"^apiary_pool_completed_total (\d+)", text, re.M).group(1))
+        """Jobs the pool completed, once it is idle: the jobs of an earlier test on this server (clients
+        that left while their bodies were coded) can still be finishing when the next test starts."""
+        def read():
+            text = request(sock, "GET", "/metrics").body.decode()
+            value = {name: int(float(re.search(rf"^apiary_pool_{name} (\S+)", text, re.M).group(1)))
+                     for name in ("completed_total", "queue_depth", "running")}
+            return value["completed_total"], value["queue_depth"] + value["running"]
+        last = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done, busy = read()
+            if busy == 0 and done == last:
+                return done
+            last = done if busy == 0 else None
+            time.sleep(0.1)
+        self.fail("the pool did not settle")
 
     def test_large_bodies_coded_on_the_pool(self):
         with self.server.connect() as sock:
