@@ -16,12 +16,10 @@ only (its own CPU is not under callgrind).
                    [--connections-per-loop 16] [--mysql-port PORT] [--peer PORT] [--keep DIR]
 """
 import argparse
-import http.client
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 
 import callgrind_run
 
@@ -50,26 +48,7 @@ def status_diff(before, after, probe, requests):
 
 
 def send_many(port, path, n, conns):
-    """n GETs of path over conns keep-alive connections at once; every answer must be 200."""
-    bad = []
-
-    def worker(count):
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-        for _ in range(count):
-            c.request("GET", path)
-            r = c.getresponse()
-            r.read()
-            if r.status != 200:
-                bad.append(r.status)
-        c.close()
-
-    threads = [threading.Thread(target=worker, args=(n // conns + (i < n % conns),)) for i in range(conns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if bad:
-        raise SystemExit(f"{len(bad)} answers were not 200 (first {bad[0]})")
+    callgrind_run.get_many("127.0.0.1", port, path, n, conns)
 
 
 def measure(binary, route, args, port):

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 
 import callgrind_run
 
@@ -33,31 +32,8 @@ COUNT = ["malloc", "calloc", "realloc", "free", "PQgetResult", "PQclear", "epoll
 
 
 def concurrent_sender(path, conns):
-    """A send(conn, n) for callgrind_run.profile(): n GETs of `path` spread over `conns` keep-alive
-    connections at once (threads), each answered 200."""
-    import http.client
-
-    def send(conn, n):
-        bad = []
-
-        def worker(count):
-            c = http.client.HTTPConnection(conn.host, conn.port, timeout=300)
-            for _ in range(count):
-                c.request("GET", path)
-                r = c.getresponse()
-                r.read()
-                if r.status != 200:
-                    bad.append(r.status)
-            c.close()
-
-        threads = [threading.Thread(target=worker, args=(n // conns + (i < n % conns),)) for i in range(conns)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if bad:
-            raise SystemExit(f"{len(bad)} answers were not 200 (first: {bad[0]})")
-    return send
+    """A send(conn, n) for callgrind_run.profile(): n GETs of `path` over `conns` connections at once."""
+    return lambda conn, n: callgrind_run.get_many(conn.host, conn.port, path, n, conns)
 
 
 def call_counts(dump, names):
