@@ -30,6 +30,18 @@ def metric(sock, name):
     raise AssertionError(f"no metric {name}")
 
 
+def wait_cancelled(test, at_least):
+    """Waits (up to 10 s) until apiary_http_cancelled_total reaches at_least, and asserts it did."""
+    deadline = time.monotonic() + 10
+    while True:
+        with test.server.connect() as m:
+            now = metric(m, "apiary_http_cancelled_total")
+        if now >= at_least or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    test.assertGreaterEqual(now, at_least)
+
+
 class LongEventStreamTest(ServerTestMixin, unittest.TestCase):
     # A small output bound, so a client that does not read fills it soon after the kernel's buffers.
     CONFIG = {"limits": {"output_buffer_bytes": 4096}, "sse": {"heartbeat_ms": 0}}
@@ -79,14 +91,7 @@ class LongEventStreamTest(ServerTestMixin, unittest.TestCase):
                     more = s.recv(65536)
                     self.assertTrue(more, "closed before the first event")
                     data += more
-        deadline = time.monotonic() + 10
-        while True:
-            with self.server.connect() as m:
-                now = metric(m, "apiary_http_cancelled_total")
-            if now >= before + 5 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        self.assertGreaterEqual(now, before + 5)
+        wait_cancelled(self, before + 5)
         with self.server.connect() as s:
             self.assertEqual(request(s, "GET", "/v1/hello").status, 200)
 
@@ -138,14 +143,7 @@ class IdleCoroutineStreamTest(ServerTestMixin, unittest.TestCase):
         time.sleep(2.5)  # every one of them given back by now
         for s in socks:
             s.close()
-        deadline = time.monotonic() + 10
-        while True:
-            with self.server.connect() as m:
-                now = metric(m, "apiary_http_cancelled_total")
-            if now >= before + 5 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        self.assertGreaterEqual(now, before + 5)
+        wait_cancelled(self, before + 5)
         with self.server.connect() as s:
             self.assertEqual(request(s, "GET", "/v1/hello").status, 200)
             resp = request(s, "GET", "/v1/events?count=2&interval_ms=0")
@@ -216,14 +214,7 @@ class HalfClosedUploadTest(ServerTestMixin, unittest.TestCase):
         # before the fix: nothing until body_ms (60 s here), then 408
         self.assertLess(elapsed, 20, "the connection waited for a body that can never come")
         self.assertEqual(data, b"", "a client gone mid-body gets no answer")
-        deadline = time.monotonic() + 10
-        while True:
-            with self.server.connect() as m:
-                now = metric(m, "apiary_http_cancelled_total")
-            if now >= before + 1 or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        self.assertGreaterEqual(now, before + 1)
+        wait_cancelled(self, before + 1)
 
     def test_fin_after_a_whole_streamed_body_is_answered(self):
         with self.server.connect(timeout=30) as s:
