@@ -35,7 +35,7 @@
 # the entry built against it in Release), APIARY_BUILD (build-release), DURATION (5s), WARMUP (1s),
 # ROUNDS (1), CONNS (512), UPLOAD_CONNS (32), STATIC_CONNS (1024), UPLOAD_RSS_N (64 concurrent uploads
 # for the RSS figure; 0 skips it), STATIC_EXTRA (0), SYSCALLS (1), REQS (2000 requests for the strace
-# counts), NGINX_OFC (0: 1 adds nginx br with open_file_cache), ARENA_BASE (another arena binary, e.g.
+# counts), SEGMENTS (1: TCP segments per static answer, bench/static_segments.py), NGINX_OFC (0: 1 adds nginx br with open_file_cache), ARENA_BASE (another arena binary, e.g.
 # built from main, as a peer in the static suite, for an A/B), OUT (also write the report there),
 # SERVER_CPU (0), WRK_CPU (1). Needs wrk, nginx-light, libnginx-mod-http-brotli-static, h2o, golang-go +
 # golang-github-valyala-fasthttp-dev, python3-aiohttp, python3-brotli, strace (scripts/packages/bench.txt).
@@ -311,8 +311,29 @@ if want static; then
             "reset.css, br;q=1, gzip;q=0.8|/static/|$STATIC_CONNS|static_mix.lua|br reset.css")
         codings=(br gzip)
     fi
+    # listen queue overflows over the suite (machine-wide: clients dropped at SYN retry a second later)
+    overflows() { nstat -az TcpExtListenOverflows 2>/dev/null | awk '/ListenOverflows/ {print $2}'; }
+    overflows_before=$(overflows)
     run_one static
+    overflows_after=$(overflows)
     SUITE_BYTES=0
+    if [[ -n $overflows_before && -n $overflows_after ]]; then
+        printf '\nListen queue overflows during the suite (nstat TcpExtListenOverflows, machine-wide): %s.\n' \
+            "$((overflows_after - overflows_before))" >>"$BENCH_TMP/report.static.md"
+    fi
+    if [[ ${SEGMENTS:-1} == 1 ]]; then
+        {
+            echo
+            echo "### TCP segments per answer (bench/static_segments.py: the client sockets' tcp_info, 64 connections, 20 rounds of the 20 files, arena header)"
+            echo
+            urls=()
+            for ((s = 0; s < ${#S_LABEL[@]}; s++)); do urls+=("http://127.0.0.1:${S_PORT[s]}"); done
+            "$PY" "$BENCH_DIR/static_segments.py" "${urls[@]}" | while IFS= read -r line; do
+                for ((s = 0; s < ${#S_LABEL[@]}; s++)); do line=${line//"http://127.0.0.1:${S_PORT[s]} "/"${S_LABEL[s]} "}; done
+                echo "$line"
+            done
+        } >>"$BENCH_TMP/report.static.md"
+    fi
     if [[ ${SYSCALLS:-1} == 1 ]]; then
         {
             echo

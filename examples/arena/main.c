@@ -755,7 +755,11 @@ static const char *generated_config(int argc, char **argv)
     }
     if (threads <= 0)
         threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
-    json_t *config = json_pack("{s:i}", "max_connections", 65536);
+    /* backlog: the arena connects all its clients at once; with the default 511, a loop descheduled
+     * for a moment while they arrive (a loaded machine) leaves the rest dropped at SYN, and each of
+     * them retries a second later (at 1,024 connections with the loop stopped 300 ms: 513 of them). The
+     * kernel caps it at net.core.somaxconn; nginx's arena entry asks for 4096 or more too. */
+    json_t *config = json_pack("{s:i,s:i}", "max_connections", 65536, "backlog", 16384);
     const char *max_conn = getenv("DATABASE_MAX_CONN");
     long total = max_conn && *max_conn ? strtol(max_conn, NULL, 10) : 0;
     if (total > 0) {

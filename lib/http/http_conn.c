@@ -1233,8 +1233,12 @@ static void http_conn_flush(http_conn *conn)
 {
     buf *out = &conn->out;
     bool progress = false;
+    /* A file follows what is queued: MSG_MORE holds the head back until sendfile adds the body, so
+     * both leave in one segment (nginx's tcp_nopush; TCP_NODELAY would push the head alone, and the
+     * client would wake for it, ACK it, and wake again for the body). sendfile's last page pushes. */
+    int more = conn->file_fd >= 0 ? MSG_MORE : 0;
     while (buf_pending(out) > 0) {
-        ssize_t n = send(conn->fd, out->data + out->pos, buf_pending(out), MSG_NOSIGNAL);
+        ssize_t n = send(conn->fd, out->data + out->pos, buf_pending(out), MSG_NOSIGNAL | more);
         if (n > 0) {
             out->pos += (size_t)n;
             progress = true;

@@ -8,6 +8,8 @@ leading out, NUL and backslashes are refused, a missing file is a 404 problem.""
 import gzip
 import os
 import shutil
+import socket
+import struct
 import tempfile
 import time
 import unittest
@@ -52,6 +54,13 @@ TYPES = {
     "app.js.map": "application/json",
 }
 BIG = os.urandom(3 << 20)  # sendfile, several writes
+MID = os.urandom(40 << 10)  # sendfile (over 32 KiB), yet one segment on loopback (MSS 65,483)
+
+
+def data_segments_in(sock):
+    """Segments with data this socket has received (struct tcp_info's tcpi_data_segs_in, Linux >= 4.6)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    return struct.unpack_from("I", info, 152)[0]
 
 
 class StaticTest(ServerTestMixin, unittest.TestCase):
@@ -66,6 +75,8 @@ class StaticTest(ServerTestMixin, unittest.TestCase):
                 f.write(data)
         with open(os.path.join(root, "big.bin"), "wb") as f:
             f.write(BIG)
+        with open(os.path.join(root, "mid.bin"), "wb") as f:
+            f.write(MID)
         with open(os.path.join(cls.tmp, "secret.txt"), "wb") as f:
             f.write(b"secret")
         js = os.path.join(root, "js/app.js")
@@ -213,6 +224,21 @@ class StaticTest(ServerTestMixin, unittest.TestCase):
             self.assertEqual(read_response(sock).status, 200)
             self.assertEqual(read_response(sock).body, BIG[-10:])
             self.assertEqual(read_response(sock).body, FILES["data.json"])
+
+    def test_head_and_sendfile_leave_together(self):
+        # The head of a file sent by sendfile is held back (MSG_MORE) until its body joins it: one
+        # segment per answer, not a head alone that wakes the client for nothing (two before the fix).
+        with self.server.connect() as sock:
+            self.assertEqual(self.get(sock, "/static/mid.bin").body, MID)  # the socket's buffers grown
+            before = data_segments_in(sock)
+            answers = 20
+            for _ in range(answers):
+                r = self.get(sock, "/static/mid.bin")
+                self.assertEqual((r.status, r.body), (200, MID))
+            segments = data_segments_in(sock) - before
+            self.assertLess(segments, answers * 1.5, f"{segments} segments for {answers} answers of 40 KiB")
+            # and the connection goes on: a small file after them
+            self.assertEqual(self.get(sock, "/static/notes.txt").body, FILES["notes.txt"])
 
     def test_head(self):
         with self.server.connect() as sock:

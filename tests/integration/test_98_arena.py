@@ -6,7 +6,12 @@ now); one waiting for a library feature would say SKIPPED with its reason, never
 
 import os
 import re
+import select
+import signal
+import socket
 import subprocess
+import tempfile
+import time
 import unittest
 
 from apiary_harness import ApiaryServer, request, source_dir
@@ -83,6 +88,54 @@ class ArenaEdges(unittest.TestCase):
             self.assertIn(b"dataset", r.body)
             with srv.connect() as sock:
                 self.assertEqual(request(sock, "GET", "/pipeline").body, b"ok")
+
+    def test_its_own_config_queues_a_thousand_connecting_clients(self):
+        # The arena connects all its clients at once. Without --config the entry asks for a backlog of
+        # 16384 (capped by somaxconn): with the default 511, a loop descheduled while they arrive
+        # leaves every client past the 512th dropped at SYN, retrying a second later.
+        with open("/proc/sys/net/core/somaxconn") as f:
+            if int(f.read()) < 1024:
+                self.skipTest("net.core.somaxconn < 1024")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with tempfile.TemporaryDirectory() as data:
+            proc = subprocess.Popen([self.binary, "--listen", f"127.0.0.1:{port}", "--threads", "1"],
+                                    env=dict(os.environ, ARENA_DATA_DIR=data), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            clients = []
+            try:
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        self.assertLess(time.monotonic(), deadline, "the entry did not start listening")
+                        time.sleep(0.05)
+                time.sleep(0.2)  # the probe's close handled
+                proc.send_signal(signal.SIGSTOP)  # a loop that gets no CPU while its clients connect
+                for _ in range(1024):
+                    c = socket.socket()
+                    c.setblocking(False)
+                    c.connect_ex(("127.0.0.1", port))
+                    clients.append(c)
+                poller, by_fd, connected = select.poll(), {c.fileno(): c for c in clients}, 0
+                for fd in by_fd:
+                    poller.register(fd, select.POLLOUT)
+                deadline = time.monotonic() + 0.5  # the kernel completes queued handshakes at once
+                while by_fd and time.monotonic() < deadline:
+                    for fd, _ in poller.poll(50):
+                        poller.unregister(fd)
+                        c = by_fd.pop(fd)
+                        connected += c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+                self.assertEqual(connected, 1024, "clients past the listen backlog were dropped at SYN")
+            finally:
+                proc.send_signal(signal.SIGCONT)
+                for c in clients:
+                    c.close()
+                proc.terminate()
+                proc.wait(timeout=10)
 
 
 if __name__ == "__main__":
