@@ -1,9 +1,14 @@
 /* http_body_stream: a request body handed to its handler as it arrives (ROUTE_BODY_STREAM,
  * include/apiary/stream.h). The connection parses the body only while the handler has room for it:
- * llhttp copies de-chunked bytes into conn->body, at most HTTP_BODY_STREAM_BUFFER past what the
- * handler last read; a read hands out what is there and lets the connection parse on. When nobody
+ * llhttp copies de-chunked bytes into conn->body, at most HTTP_BODY_STREAM_BUFFER of them past what
+ * the handler last read; a read hands out what is there and lets the connection parse on. When nobody
  * reads, the input buffer fills, reading stops and the client's TCP window does the rest, so a body
- * of any size costs the connection its input buffer and one body buffer. */
+ * of any size costs the connection its input buffer and one body buffer.
+ *
+ * Reading stays on while the handler keeps up: a handler that takes each piece at once (counts it,
+ * hashes it) makes room within the same loop turn, so turning the socket's read interest off and on
+ * around every piece (two epoll_ctl each way) would be pure cost. Reading pauses only when the input
+ * buffer is found full twice with nothing taken in between (http_body_stream_behind). */
 #include <string.h>
 
 #include "async_internal.h"
@@ -32,6 +37,26 @@ bool http_body_stream_wants(const http_conn *conn)
     return b && !b->complete && b->chunk.len == 0 && conn->body.len < HTTP_BODY_STREAM_BUFFER;
 }
 
+size_t http_body_stream_room(const http_conn *conn)
+{
+    /* De-chunked bytes are never more than the raw ones given: the body buffer stays within the bound. */
+    return HTTP_BODY_STREAM_BUFFER - conn->body.len;
+}
+
+bool http_body_stream_behind(http_conn *conn)
+{
+    http_body_stream *b = conn->body_stream;
+    if (!b || b->complete)
+        return true; /* pipelined bytes behind a request in flight: wait for its answer, as before */
+    if (b->found_full)
+        return true; /* a whole loop turn and the handler took nothing: it is busy elsewhere */
+    /* A handler handed a piece this turn runs before the loop polls again, and its next read makes
+     * room (and reads on, http_conn_body_kick). If it does not, the socket is still readable at the
+     * next poll, this is called again, and reading pauses: one spare wake-up per stall. */
+    b->found_full = true;
+    return false;
+}
+
 /* Hands what is buffered (or the end) to a pending read. */
 static void http_body_stream_deliver(http_conn *conn)
 {
@@ -50,6 +75,7 @@ static void http_body_stream_deliver(http_conn *conn)
 void http_body_stream_fed(http_conn *conn)
 {
     http_body_stream *b = conn->body_stream;
+    b->found_full = false; /* the parser took input: there is room to read again */
     if (b->complete && !b->request_deadline) {
         b->request_deadline = true;
         /* The whole body is in: from now on the request deadline applies, from here. */
@@ -86,6 +112,7 @@ async_op *http_body_read(http_request *req)
     if (b->chunk.len) {
         conn->body.len = conn->body.pos = 0;
         b->chunk = (http_body_chunk){NULL, 0};
+        b->found_full = false;
     }
     b->read = op;
     http_body_stream_deliver(conn);

@@ -44,12 +44,16 @@ typedef struct http_body_stream {
     bool request_deadline; /* the body is complete and the request deadline runs */
     uint64_t received;   /* bytes handed to the handler */
     uint64_t deadline_ms; /* timeouts.body_ms from the end of the head: 408 when passed before the end */
+    bool found_full;     /* the input buffer was found full and nothing was taken since (http_conn.c) */
     async_op *read;      /* a pending http_body_read, or NULL */
     http_body_chunk chunk;
 } http_body_stream;
 
-/* Body bytes buffered for a streamed body before the parser stops feeding (the handler reads them). */
-#define HTTP_BODY_STREAM_BUFFER (32 * 1024)
+/* A streamed body's two buffers, each at most this big: the connection's input buffer (one recv reads
+ * up to this much; it grows to it when a streamed body starts) and the de-chunked bytes waiting for
+ * the handler's next read (the parser feeds only what fits). 64 KiB: one read, one copy and one
+ * continuation of the handler per 64 KiB, at 128 KiB per upload (issue 25: <= 256 KiB of RSS). */
+#define HTTP_BODY_STREAM_BUFFER (64 * 1024)
 
 /* http_conn.c, for the streaming files. */
 /* Writes the head of a streamed answer to the connection's current request. */
@@ -74,5 +78,11 @@ void http_body_stream_begin(struct http_conn *conn, http_request *req, uint64_t 
 void http_body_stream_fed(struct http_conn *conn);
 /* True while the parser may feed more body bytes (the buffer has room and the body is not complete). */
 bool http_body_stream_wants(const struct http_conn *conn);
+/* How many more bytes (raw, framing included) the parser may be given now: what fits in the body buffer. */
+size_t http_body_stream_room(const struct http_conn *conn);
+/* The input buffer is full and cannot be read into: true when the handler has fallen behind (it was
+ * found full before and nothing was parsed or read since) and reading should pause; false the first
+ * time, since a handler that takes each piece at once makes room within this loop turn. */
+bool http_body_stream_behind(struct http_conn *conn);
 
 #endif
