@@ -5,6 +5,11 @@
  * reads, the input buffer fills, reading stops and the client's TCP window does the rest, so a body
  * of any size costs the connection its input buffer and one body buffer.
  *
+ * A piece that lies whole in the input buffer (a Content-Length body; a chunked one whose chunk does
+ * not end within the bytes fed) is handed out where it lies, without a copy: the input buffer is then
+ * pinned (http_body_stream_pins_input: it is neither compacted nor grown) until the handler's next read.
+ * Pieces split by chunk framing are joined in conn->body.
+ *
  * Reading stays on while the handler keeps up: a handler that takes each piece at once (counts it,
  * hashes it) makes room within the same loop turn, so turning the socket's read interest off and on
  * around every piece (two epoll_ctl each way) would be pure cost. Reading pauses only when the input
@@ -30,17 +35,46 @@ void http_body_stream_begin(http_conn *conn, http_request *req, uint64_t body_de
     }
 }
 
+/* Parsed body bytes not handed out yet: copied into conn->body, or still where they lie in conn->in. */
+static size_t http_body_stream_pending(const http_conn *conn)
+{
+    return conn->body.len + conn->body_stream->span_len;
+}
+
 bool http_body_stream_wants(const http_conn *conn)
 {
     const http_body_stream *b = conn->body_stream;
     /* Not while the handler holds a piece: appending could move the buffer under it. */
-    return b && !b->complete && b->chunk.len == 0 && conn->body.len < HTTP_BODY_STREAM_BUFFER;
+    return b && !b->complete && b->chunk.len == 0 && http_body_stream_pending(conn) < HTTP_BODY_STREAM_BUFFER;
 }
 
 size_t http_body_stream_room(const http_conn *conn)
 {
     /* De-chunked bytes are never more than the raw ones given: the body buffer stays within the bound. */
-    return HTTP_BODY_STREAM_BUFFER - conn->body.len;
+    return HTTP_BODY_STREAM_BUFFER - http_body_stream_pending(conn);
+}
+
+void http_body_stream_take(http_conn *conn, const char *at, size_t len)
+{
+    http_body_stream *b = conn->body_stream;
+    if (conn->body.len == 0 && b->span_len == 0) {
+        /* The common case, a Content-Length body or one long chunk: the piece is handed out where it
+         * lies in the input buffer, which does not move until the handler's next read. */
+        b->span = at;
+        b->span_len = len;
+        return;
+    }
+    if (b->span_len) { /* a second piece in one feed (chunk framing between): join them in conn->body */
+        buf_append(&conn->body, &conn->loop->cache, b->span, b->span_len);
+        b->span_len = 0;
+    }
+    buf_append(&conn->body, &conn->loop->cache, at, len);
+}
+
+bool http_body_stream_pins_input(const http_conn *conn)
+{
+    const http_body_stream *b = conn->body_stream;
+    return b && (b->span_len || (b->chunk.len && b->chunk_in_input));
 }
 
 bool http_body_stream_behind(http_conn *conn)
@@ -61,13 +95,16 @@ bool http_body_stream_behind(http_conn *conn)
 static void http_body_stream_deliver(http_conn *conn)
 {
     http_body_stream *b = conn->body_stream;
-    if (!b->read || (conn->body.len == 0 && !b->complete))
+    size_t len = http_body_stream_pending(conn); /* one of the two is empty (http_body_stream_take) */
+    if (!b->read || (len == 0 && !b->complete))
         return;
     async_op *op = b->read;
     b->read = NULL;
-    b->chunk = (http_body_chunk){conn->body.len ? conn->body.data : NULL, conn->body.len};
-    b->received += conn->body.len;
-    if (conn->body.len == 0)
+    b->chunk_in_input = conn->body.len == 0 && len;
+    b->chunk = (http_body_chunk){len ? (b->chunk_in_input ? b->span : conn->body.data) : NULL, len};
+    b->span_len = 0; /* handed out: pinned by chunk_in_input until the next read */
+    b->received += len;
+    if (len == 0)
         b->delivered_end = true;
     async_resolve(op, &b->chunk); /* the continuation runs from the loop */
 }
@@ -112,6 +149,7 @@ async_op *http_body_read(http_request *req)
     if (b->chunk.len) {
         conn->body.len = conn->body.pos = 0;
         b->chunk = (http_body_chunk){NULL, 0};
+        b->chunk_in_input = false; /* the input buffer may move again */
         b->found_full = false;
     }
     b->read = op;

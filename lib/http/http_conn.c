@@ -495,6 +495,8 @@ static bool http_conn_make_room(http_conn *conn)
     http_loop *loop = conn->loop;
     /* A streamed body reads HTTP_BODY_STREAM_BUFFER at a time, whatever buffer its head came in. */
     bool body_reads = conn->state == HTTP_CONN_HANDLER && conn->body_stream && !conn->body_stream->complete;
+    if (conn->state == HTTP_CONN_HANDLER && http_body_stream_pins_input(conn))
+        return in->cap > in->len; /* the handler's piece lies in the buffer: read behind it, move nothing */
     bool grow = body_reads && in->cap < HTTP_BODY_STREAM_BUFFER;
     if (body_reads && conn->parse_pos == in->len)
         in->len = conn->parse_pos = conn->msg_start = 0; /* all parsed: the next read fills it whole */

@@ -45,6 +45,9 @@ typedef struct http_body_stream {
     uint64_t received;   /* bytes handed to the handler */
     uint64_t deadline_ms; /* timeouts.body_ms from the end of the head: 408 when passed before the end */
     bool found_full;     /* the input buffer was found full and nothing was taken since (http_conn.c) */
+    bool chunk_in_input; /* `chunk` points into conn->in (not conn->body): that buffer may not move */
+    const char *span;    /* parsed body bytes not handed out yet that lie in conn->in (not copied) */
+    size_t span_len;     /* ... and how many; conn->body is empty whenever this is not 0 */
     async_op *read;      /* a pending http_body_read, or NULL */
     http_body_chunk chunk;
 } http_body_stream;
@@ -80,6 +83,10 @@ void http_body_stream_fed(struct http_conn *conn);
 bool http_body_stream_wants(const struct http_conn *conn);
 /* How many more bytes (raw, framing included) the parser may be given now: what fits in the body buffer. */
 size_t http_body_stream_room(const struct http_conn *conn);
+/* llhttp parsed `len` body bytes at `at` (in conn->in) of a streamed body: keep them for the handler. */
+void http_body_stream_take(struct http_conn *conn, const char *at, size_t len);
+/* Body bytes the handler has or will be handed lie in conn->in: it must not be compacted, reset or grown. */
+bool http_body_stream_pins_input(const struct http_conn *conn);
 /* The input buffer is full and cannot be read into: true when the handler has fallen behind (it was
  * found full before and nothing was parsed or read since) and reading should pause; false the first
  * time, since a handler that takes each piece at once makes room within this loop turn. */
