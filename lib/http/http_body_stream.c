@@ -1,7 +1,7 @@
 /* http_body_stream: a request body handed to its handler as it arrives (ROUTE_BODY_STREAM,
  * include/apiary/stream.h). The connection parses the body only while the handler has room for it:
- * llhttp copies de-chunked bytes into conn->body, at most HTTP_BODY_STREAM_BUFFER of them past what
- * the handler last read; a read hands out what is there and lets the connection parse on. When nobody
+ * at most HTTP_BODY_STREAM_BUFFER de-chunked bytes past what the handler last read; a read hands out
+ * what is there and lets the connection parse on. When nobody
  * reads, the input buffer fills, reading stops and the client's TCP window does the rest, so a body
  * of any size costs the connection its input buffer and one body buffer.
  *

@@ -569,9 +569,11 @@ static void http_conn_on_read(evutil_socket_t fd, short what, void *arg)
     }
     while (!conn->dead) {
         if (!http_conn_make_room(conn)) {
-            /* Resumed once the handler answers, reads its body, or output drains. A streamed body's
-             * handler that keeps up makes room this turn: reading stays on (http_body_stream.c). */
-            if (http_body_stream_behind(conn))
+            /* Before a handler runs, what is buffered is parsed right below and http_conn_flush turns
+             * reading on again: pausing here would be an epoll_ctl pair for nothing. While one runs,
+             * reading resumes once it answers, reads its body, or output drains; a streamed body's
+             * handler that keeps up makes room within this turn, so reading stays on (http_body_stream.c). */
+            if (conn->state == HTTP_CONN_HANDLER && http_body_stream_behind(conn))
                 http_conn_set_reading(conn, false);
             break;
         }
