@@ -54,8 +54,9 @@ typedef struct http_body_stream {
 
 /* A streamed body's two buffers, each at most this big: the connection's input buffer (one recv reads
  * up to this much; it grows to it when a streamed body starts) and the de-chunked bytes waiting for
- * the handler's next read (the parser feeds only what fits). 64 KiB: one read, one copy and one
- * continuation of the handler per 64 KiB, at 128 KiB per upload (issue 25: <= 256 KiB of RSS). */
+ * the handler's next read (the parser feeds only what fits; pieces that lie whole in the input buffer
+ * are handed out from there, so a Content-Length body never fills the second). 64 KiB: one read and
+ * one continuation of the handler per 64 KiB, at most 128 KiB per upload (issue 25: <= 256 KiB RSS). */
 #define HTTP_BODY_STREAM_BUFFER (64 * 1024)
 
 /* http_conn.c, for the streaming files. */
