@@ -493,7 +493,14 @@ static bool http_conn_make_room(http_conn *conn)
 {
     buf *in = &conn->in;
     http_loop *loop = conn->loop;
-    if (in->cap - in->len >= HTTP_CONN_MIN_READ)
+    /* A streamed body reads HTTP_BODY_STREAM_BUFFER at a time, whatever buffer its head came in. */
+    bool body_reads = conn->state == HTTP_CONN_HANDLER && conn->body_stream && !conn->body_stream->complete;
+    if (conn->state == HTTP_CONN_HANDLER && http_body_stream_pins_input(conn))
+        return in->cap > in->len; /* the handler's piece lies in the buffer: read behind it, move nothing */
+    bool grow = body_reads && in->cap < HTTP_BODY_STREAM_BUFFER;
+    if (body_reads && conn->parse_pos == in->len)
+        in->len = conn->parse_pos = conn->msg_start = 0; /* all parsed: the next read fills it whole */
+    if (in->cap - in->len >= HTTP_CONN_MIN_READ && !grow)
         return true;
     size_t keep_from = conn->parse_pos, keep_head = 0;
     switch (conn->state) {
@@ -502,7 +509,7 @@ static bool http_conn_make_room(http_conn *conn)
          * them; the rest waits in the socket until the answer is out. */
         if (!in->data)
             break;
-        if (conn->parse_pos == 0)
+        if (conn->parse_pos == 0 && !grow)
             return in->cap > in->len;
         break;
     case HTTP_CONN_CLOSING:
@@ -527,6 +534,10 @@ static bool http_conn_make_room(http_conn *conn)
         in->len = keep_head + rest;
         conn->parse_pos = keep_head + (conn->parse_pos - keep_from);
         conn->msg_start = 0;
+    }
+    if (grow) {
+        buf_reserve(in, &loop->cache, HTTP_BODY_STREAM_BUFFER - in->len); /* the cap doubles up to the bound */
+        return true;
     }
     if (in->cap - in->len >= HTTP_CONN_MIN_READ)
         return true;
@@ -558,7 +569,12 @@ static void http_conn_on_read(evutil_socket_t fd, short what, void *arg)
     }
     while (!conn->dead) {
         if (!http_conn_make_room(conn)) {
-            http_conn_set_reading(conn, false); /* resumed once the handler answers or output drains */
+            /* Before a handler runs, what is buffered is parsed right below and http_conn_flush turns
+             * reading on again: pausing here would be an epoll_ctl pair for nothing. While one runs,
+             * reading resumes once it answers, reads its body, or output drains; a streamed body's
+             * handler that keeps up makes room within this turn, so reading stays on (http_body_stream.c). */
+            if (conn->state == HTTP_CONN_HANDLER && http_body_stream_behind(conn))
+                http_conn_set_reading(conn, false);
             break;
         }
         buf *in = &conn->in;
@@ -1105,6 +1121,9 @@ static bool http_conn_feed_body(http_conn *conn)
     size_t avail = conn->in.len - conn->parse_pos;
     if (avail == 0)
         return false;
+    size_t room = http_body_stream_room(conn);
+    if (avail > room)
+        avail = room; /* the rest is parsed once the handler has read what is buffered */
     const char *start = conn->in.data + conn->parse_pos;
     bool chunk_lines = (conn->parser.flags & F_CHUNKED) && !conn->last_chunk;
     conn->chunk_parse_start = start;
@@ -1113,7 +1132,7 @@ static bool http_conn_feed_body(http_conn *conn)
     if (chunk_lines && err == HPE_OK && !conn->last_chunk && !http_parser_chunk_line_ok(conn, start + avail))
         return false;
     if (err == HPE_OK) {
-        conn->parse_pos = conn->in.len;
+        conn->parse_pos += avail;
         http_body_stream_fed(conn);
         return true;
     }

@@ -255,7 +255,10 @@ static int http_parser_on_body(llhttp_t *p, const char *at, size_t len)
         return HPE_USER;
     }
     conn->body_total += len;
-    buf_append(&conn->body, &conn->loop->cache, at, len);
+    if (conn->body_stream)
+        http_body_stream_take(conn, at, len); /* ROUTE_BODY_STREAM: handed out piece by piece */
+    else
+        buf_append(&conn->body, &conn->loop->cache, at, len);
     return 0;
 }
 

@@ -44,12 +44,20 @@ typedef struct http_body_stream {
     bool request_deadline; /* the body is complete and the request deadline runs */
     uint64_t received;   /* bytes handed to the handler */
     uint64_t deadline_ms; /* timeouts.body_ms from the end of the head: 408 when passed before the end */
+    bool found_full;     /* the input buffer was found full and nothing was taken since (http_conn.c) */
+    bool chunk_in_input; /* `chunk` points into conn->in (not conn->body): that buffer may not move */
+    const char *span;    /* parsed body bytes not handed out yet that lie in conn->in (not copied) */
+    size_t span_len;     /* ... and how many; conn->body is empty whenever this is not 0 */
     async_op *read;      /* a pending http_body_read, or NULL */
     http_body_chunk chunk;
 } http_body_stream;
 
-/* Body bytes buffered for a streamed body before the parser stops feeding (the handler reads them). */
-#define HTTP_BODY_STREAM_BUFFER (32 * 1024)
+/* A streamed body's two buffers, each at most this big: the connection's input buffer (one recv reads
+ * up to this much; it grows to it when a streamed body starts) and the de-chunked bytes waiting for
+ * the handler's next read (the parser feeds only what fits; pieces that lie whole in the input buffer
+ * are handed out from there, so a Content-Length body never fills the second). 64 KiB: one read and
+ * one continuation of the handler per 64 KiB, at most 128 KiB per upload (issue 25: <= 256 KiB RSS). */
+#define HTTP_BODY_STREAM_BUFFER (64 * 1024)
 
 /* http_conn.c, for the streaming files. */
 /* Writes the head of a streamed answer to the connection's current request. */
@@ -74,5 +82,15 @@ void http_body_stream_begin(struct http_conn *conn, http_request *req, uint64_t 
 void http_body_stream_fed(struct http_conn *conn);
 /* True while the parser may feed more body bytes (the buffer has room and the body is not complete). */
 bool http_body_stream_wants(const struct http_conn *conn);
+/* How many more bytes (raw, framing included) the parser may be given now: what fits in the body buffer. */
+size_t http_body_stream_room(const struct http_conn *conn);
+/* llhttp parsed `len` body bytes at `at` (in conn->in) of a streamed body: keep them for the handler. */
+void http_body_stream_take(struct http_conn *conn, const char *at, size_t len);
+/* Body bytes the handler has or will be handed lie in conn->in: it must not be compacted, reset or grown. */
+bool http_body_stream_pins_input(const struct http_conn *conn);
+/* The input buffer is full and cannot be read into: true when the handler has fallen behind (it was
+ * found full before and nothing was parsed or read since) and reading should pause; false the first
+ * time, since a handler that takes each piece at once makes room within this loop turn. */
+bool http_body_stream_behind(struct http_conn *conn);
 
 #endif

@@ -83,6 +83,41 @@ static void count_post(http_request *req)
     async_op_then(http_body_read(req), count_piece, c);
 }
 
+/* A handler that falls behind: after each piece it waits a millisecond before it reads again, so the
+ * input buffer is found full while it holds the piece and reading must pause, then go on when it reads
+ * (http_body_stream_behind); every byte must still arrive, once, in order. */
+static void slow_piece(async_op *op, void *arg);
+
+static void slow_next(async_op *op, void *arg)
+{
+    counter *c = arg;
+    if (op->status != ASYNC_OK)
+        return; /* the request is gone */
+    async_op_then(http_body_read(c->req), slow_piece, c);
+}
+
+static void slow_piece(async_op *op, void *arg)
+{
+    counter *c = arg;
+    const http_body_chunk *chunk = op->status == ASYNC_OK ? op->value : NULL;
+    if (chunk && chunk->len) {
+        c->pieces++;
+        c->bytes += chunk->len;
+        for (size_t i = 0; i < chunk->len; i++)
+            c->sum = c->sum * 31 + (unsigned char)chunk->data[i]; /* order matters */
+        async_op_then(async_sleep(http_request_async(c->req), 1), slow_next, c);
+        return;
+    }
+    count_piece(op, c); /* the end (or a failure): answer */
+}
+
+static void slow_post(http_request *req)
+{
+    counter *c = async_scope_alloc(http_request_async(req), sizeof(*c));
+    c->req = req;
+    async_op_then(http_body_read(req), slow_piece, c);
+}
+
 static const route_schema count_schema = {.max_body_bytes = 3 * 1024 * 1024};
 
 static void buffered_post(http_request *req)
@@ -100,6 +135,8 @@ static apiary_test *start(void)
     cr_assert_eq(apiary_app_route_schema(app, HTTP_METHOD_POST, "/count", count_post, ROUTE_BODY_STREAM,
                                          &count_schema), 0);
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_POST, "/buffered", buffered_post, 0), 0);
+    cr_assert_eq(apiary_app_route_schema(app, HTTP_METHOD_POST, "/slow", slow_post, ROUTE_BODY_STREAM,
+                                         &count_schema), 0);
     /* the smallest output bound: a 200 KB answer must stop at it many times */
     apiary_test *t = apiary_test_new(app, "{\"limits\": {\"output_buffer_bytes\": 4096}}");
     cr_assert_not_null(t);
@@ -135,6 +172,27 @@ Test(stream_app, body_read_in_continuations)
     cr_assert_eq(json_integer_value(json_object_get(j, "bytes")), (json_int_t)len);
     cr_assert_eq(json_integer_value(json_object_get(j, "sum")), (json_int_t)sum);
     cr_assert_gt(json_integer_value(json_object_get(j, "pieces")), 32, "read a piece at a time");
+    json_decref(j);
+    apiary_test_response_free(r);
+    apiary_test_free(t);
+    free(body);
+}
+
+Test(stream_app, body_read_by_a_handler_that_falls_behind)
+{
+    apiary_test *t = start();
+    size_t len = 1024 * 1024 + 5;
+    unsigned char *body = malloc(len);
+    unsigned sum = 0;
+    for (size_t i = 0; i < len; i++) {
+        body[i] = (unsigned char)(i * 13 + (i >> 9));
+        sum = sum * 31 + body[i];
+    }
+    apiary_test_response *r = apiary_test_request(t, "POST", "/slow", NULL, body, len, 30000);
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    json_t *j = apiary_test_json(r);
+    cr_assert_eq(json_integer_value(json_object_get(j, "bytes")), (json_int_t)len);
+    cr_assert_eq(json_integer_value(json_object_get(j, "sum")), (json_int_t)sum);
     json_decref(j);
     apiary_test_response_free(r);
     apiary_test_free(t);

@@ -147,6 +147,64 @@ static void handler_coro_careless(http_request *req)
     http_respond_json(req, 200, json_pack("{s:s,s:i}", "m", "late", "status", (int)op->status));
 }
 
+/* A streamed body (ROUTE_BODY_STREAM) read in continuations, recording whether the connection was
+ * reading: at each piece handed over (a handler that keeps up never sees reading paused), and, for
+ * /upload-slow, after each 10 ms wait between pieces (a handler that falls behind does). */
+typedef struct upload_reader {
+    http_request *req;
+    bool slow;
+    size_t bytes, pieces;
+    unsigned long sum;
+} upload_reader;
+
+static size_t upload_pieces_paused; /* pieces handed over while reading was paused */
+static size_t upload_waits_paused;  /* /upload-slow: waits after which reading was paused */
+
+static void upload_piece(async_op *op, void *arg);
+
+static void upload_read_next(async_op *op, void *arg)
+{
+    upload_reader *u = arg;
+    if (op->status != ASYNC_OK)
+        return;
+    if (!u->req->_conn->reading)
+        upload_waits_paused++;
+    async_op_then(http_body_read(u->req), upload_piece, u);
+}
+
+static void upload_piece(async_op *op, void *arg)
+{
+    upload_reader *u = arg;
+    if (op->status != ASYNC_OK)
+        return; /* the request is gone */
+    const http_body_chunk *c = op->value;
+    if (c->len == 0) {
+        last_body_len = u->bytes;
+        last_body_sum = u->sum;
+        http_respond_json(u->req, 200, json_pack("{s:I}", "len", (json_int_t)u->bytes));
+        return;
+    }
+    if (!u->req->_conn->reading)
+        upload_pieces_paused++;
+    u->pieces++;
+    u->bytes += c->len;
+    for (size_t i = 0; i < c->len; i++)
+        u->sum += (unsigned char)c->data[i];
+    if (u->slow)
+        async_op_then(async_sleep(http_request_async(u->req), 10), upload_read_next, u);
+    else
+        async_op_then(http_body_read(u->req), upload_piece, u);
+}
+
+static void handler_upload(http_request *req)
+{
+    upload_reader *u = async_scope_alloc(http_request_async(req), sizeof(*u));
+    memset(u, 0, sizeof(*u));
+    u->req = req;
+    u->slow = strcmp(req->path, "/upload-slow") == 0;
+    async_op_then(http_body_read(req), upload_piece, u);
+}
+
 static void setup(void)
 {
     http_settings_defaults(&settings);
@@ -172,6 +230,8 @@ static void setup(void)
     router_add(routes, HTTP_METHOD_GET, "/forever", handler_waits_forever);
     router_add_flags(routes, HTTP_METHOD_GET, "/coro", handler_coro, ROUTE_CORO);
     router_add_flags(routes, HTTP_METHOD_GET, "/coro-careless", handler_coro_careless, ROUTE_CORO);
+    router_add_flags(routes, HTTP_METHOD_POST, "/upload", handler_upload, ROUTE_BODY_STREAM);
+    router_add_flags(routes, HTTP_METHOD_POST, "/upload-slow", handler_upload, ROUTE_BODY_STREAM);
     http_loop_options opts = {.id = 0, .listen_fd = -1, .settings = &settings, .router = routes};
     loop = http_loop_new(&opts);
     int fds[2];
@@ -180,6 +240,7 @@ static void setup(void)
     http_conn_accept(loop, fds[0], NULL, false);
     cancel_calls = 0;
     coro_resumed = 0;
+    upload_pieces_paused = upload_waits_paused = 0;
 }
 
 static void teardown(void)

@@ -332,3 +332,36 @@ Test(http_conn, coroutine_of_a_client_gone_is_resumed_once_and_unwinds)
     cr_assert_eq(stats().async_inflight, 0);
     cr_assert_eq(stats().cancelled, 1);
 }
+
+/* A streamed body whose handler takes each piece at once: the connection keeps reading (no read
+ * interest turned off and on around every piece, two epoll_ctl each way); every byte arrives. */
+static void send_upload(const char *path, size_t len)
+{
+    char head[128];
+    snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", path, len);
+    send_str(head);
+    char *body = malloc(len);
+    unsigned long sum = 0;
+    for (size_t i = 0; i < len; i++)
+        sum += (unsigned char)(body[i] = (char)(i * 7 + (i >> 10)));
+    send_all(body, len);
+    free(body);
+    const char *r = collect(50);
+    for (int i = 0; i < 100 && received_len == 0; i++)
+        r = collect(50); /* a loaded machine: wait for the answer, up to 5 s */
+    cr_assert(strstr(r, "HTTP/1.1 200 OK"), "got: %s", r);
+    cr_assert_eq(last_body_len, len);
+    cr_assert_eq(last_body_sum, sum);
+}
+
+Test(http_conn, streamed_body_read_at_once_keeps_reading_on)
+{
+    send_upload("/upload", 190000);
+    cr_assert_eq(upload_pieces_paused, 0, "reading was paused for a handler that keeps up");
+}
+
+Test(http_conn, streamed_body_of_a_handler_that_falls_behind_pauses_reading)
+{
+    send_upload("/upload-slow", 190000);
+    cr_assert_gt(upload_waits_paused, 0, "a handler 10 ms behind per piece must stop the reads");
+}
