@@ -187,9 +187,8 @@ async_op *sql_batch(async_scope *scope, http_loop *loop, const sql_stmt *stmts, 
  * done: OK with a sql_batch_result (in statement order), or with the first failure. No order among
  * them and no atomicity is promised: MariaDB spreads them over the loop's connections at once (each
  * autocommits, so some may have been applied when another fails); SQLite runs them in one job;
- * PostgreSQL pipelines them on one connection with one Sync after the last (one implicit
- * transaction: a failure rolls back the others sent with it and aborts those after it; a group the
- * pipeline depth splits commits per part). For many reads at once (/v1/queries). */
+ * PostgreSQL pipelines them back to back on one connection, each with its own Sync (each its own
+ * implicit transaction, as on MariaDB). For many reads at once (/v1/queries). */
 async_op *sql_query_many(async_scope *scope, http_loop *loop, const sql_stmt *stmts, size_t n);
 
 /* ---- transactions (loop thread) --------------------------------------------------------------------

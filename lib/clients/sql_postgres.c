@@ -5,10 +5,11 @@
  * connections, opened as load needs them. A connection is in pipeline mode: a statement is sent at
  * once (PQsendPrepare the first time its text is seen on that connection, then PQsendQueryPrepared and
  * PQpipelineSync), without waiting for the statements before it, so one connection carries up to
- * sql.pipeline_depth statements of many requests at a time. A statement has a Sync of its own: it
- * runs in its own implicit transaction, and a failure aborts nothing else; only the statements of one
- * sql_query_many go one after the other on one connection with one Sync after the last (one implicit
- * transaction, one send: a failure aborts the rest of that group only). Results come back in the
+ * sql.pipeline_depth statements of many requests at a time. Every statement has a Sync of its own: it
+ * runs in its own implicit transaction and a failure aborts nothing else (TechEmpower's rule 7 asks
+ * for exactly this of pipelined queries: Bind, Execute, Sync each; one Sync for many statements is a
+ * batch). The statements of one sql_query_many go one after the other on one connection, so they
+ * leave together (sql_pg_cork) and the server reads them with one read. Results come back in the
  * order sent; the connection keeps its statements in a FIFO and hands each result to the head.
  * Statements beyond what the connections take wait in the pool's FIFO (at most sql.max_waiting, then
  * 503 "busy"). Nothing blocks the loop: the host is an IP address given as hostaddr (no resolver) or a
@@ -575,11 +576,10 @@ static void sql_pg_format_int(char *w, long long v)
     *w = '\0';
 }
 
-/* Sends t on c (pipelined behind whatever is in flight), followed by a Sync when `sync` (else the
- * caller sends one after the statements of its group, sql_pg_sync). Parameters go as text: the server
- * converts them to the types it inferred for the statement, as it would a literal. False when the task
- * was finished here (refused) or the connection broke. */
-static bool sql_pg_send(sql_pg_conn *c, sql_task *t, bool sync)
+/* Sends t on c (pipelined behind whatever is in flight), followed by its Sync. Parameters go as text:
+ * the server converts them to the types it inferred for the statement, as it would a literal. False
+ * when the task was finished here (refused) or the connection broke. */
+static bool sql_pg_send(sql_pg_conn *c, sql_task *t)
 {
     sql_pg_pool *p = c->pool;
     sql_pg_prepared *prep = sql_pg_cached(c, t->sql);
@@ -658,8 +658,7 @@ static bool sql_pg_send(sql_pg_conn *c, sql_task *t, bool sync)
     else if (ok)
         ok = PQsendQueryParams(c->pg, text, (int)t->nparams, NULL, values, NULL, NULL, 0);
     /* libpq 15 flushes at every sync (PQsendPipelineSync, which does not, is PostgreSQL 17's). */
-    t->sync = sync;
-    if (ok && sync)
+    if (ok)
         ok = PQpipelineSync(c->pg);
     if (values != few_values)
         free(values);
@@ -674,27 +673,8 @@ static bool sql_pg_send(sql_pg_conn *c, sql_task *t, bool sync)
         return false;
     }
     sql_pg_fifo_push(c, t);
-    if (!sync)
-        return true; /* nothing was flushed (libpq does below 64 KiB of output): the group's Sync will */
     sql_pg_after_send(c);
     /* PQpipelineSync tried to send; what the socket did not take goes when it is writable. */
-    if (PQflush(c->pg) > 0)
-        sql_pg_want_write(c);
-    return true;
-}
-
-/* The Sync after a group's statements, the last of which (t, in c's FIFO) is the one to wait for it.
- * False when the connection broke (closed here, every task in its FIFO finished). */
-static bool sql_pg_sync(sql_pg_conn *c, sql_task *t)
-{
-    t->sync = true;
-    if (!PQpipelineSync(c->pg)) {
-        log_warn("sql: loop %u connection %u: sending failed: %.*s; closing it", c->pool->line.id, c->index,
-                 (int)strcspn(PQerrorMessage(c->pg), "\n"), PQerrorMessage(c->pg));
-        sql_pg_conn_close(c, SQL_ERROR_CONNECTION_LOST);
-        return false;
-    }
-    sql_pg_after_send(c);
     if (PQflush(c->pg) > 0)
         sql_pg_want_write(c);
     return true;
@@ -896,8 +876,6 @@ static void sql_pg_drain(sql_pg_conn *c)
                 t->stage = SQL_PG_STAGE_QUERY;
             } else if (t->stage == SQL_PG_STAGE_QUERY || t->stage == SQL_PG_STAGE_ROWS) {
                 t->stage = SQL_PG_STAGE_SYNC;
-                if (!t->sync)
-                    sql_pg_task_done(c, t); /* a group's statement before its last: no Sync of its own */
             }
             continue;
         }
@@ -980,7 +958,7 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
             sql_task *t = c->txn->pending;
             c->txn->pending = NULL;
             c->txn->task = t;
-            sql_pg_send(c, t, true);
+            sql_pg_send(c, t);
         }
     }
     /* The line in order: the head each time, since sending may finish (and free) other tasks. A BEGIN
@@ -989,9 +967,9 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
     while (p->line.head) {
         sql_task *t = p->line.head;
         /* A group waits for a connection with room for the whole of it (up to the depth), rather than
-         * going out in whatever pieces free up: each piece would be a Sync, a transaction and a flush
-         * of the server's of its own. Nothing behind it goes first, as for a BEGIN; a connection
-         * drains within its statements' time, and an empty one has room for `depth`. */
+         * going out in whatever pieces free up: each piece would leave in a segment of its own and
+         * wake the server's backend once more. Nothing behind it goes first, as for a BEGIN; a
+         * connection drains within its statements' time, and an empty one has room for `depth`. */
         unsigned depth = p->line.s->pipeline_depth ? p->line.s->pipeline_depth : 1;
         unsigned need = t->group ? (t->group_left < depth ? t->group_left : depth) : 1;
         sql_pg_conn *c = sql_pg_pick(p, t->kind == SQL_TASK_BEGIN, need);
@@ -1002,29 +980,19 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
             c->txn = t->txn;
             t->txn->conn = c;
         }
-        if (!t->group) {
-            sql_pg_send(c, t, true);
-            continue;
-        }
-        /* The statements of one sql_query_many, one after the other on c, as far as its depth allows,
-         * with one Sync after the last: one implicit transaction (what a failure aborts: the others
-         * of its group on c, see docs/sql.md) and one send. */
+        /* The statements of one sql_query_many, one after the other on c as far as its depth allows,
+         * each with its own Sync (its own implicit transaction: a failure aborts nothing else). The
+         * first leaves at once and corks the socket; the rest leave with it when the turn ends. */
         unsigned group = t->group;
-        sql_task *last = NULL;
         for (;;) {
-            if (sql_pg_send(c, t, false))
-                last = t;
-            if (c->state != SQL_PG_UP) {
-                last = NULL; /* broken: its close finished what was in flight */
-                break;
-            }
+            sql_pg_send(c, t);
+            if (c->state != SQL_PG_UP || !group)
+                break; /* broken (its close finished what was in flight), or a lone statement */
             t = p->line.head;
             if (!t || t->group != group || c->inflight >= depth)
                 break;
             sql_task_unwait(t);
         }
-        if (last)
-            sql_pg_sync(c, last);
     }
     /* Open another connection when statements wait or every open one has some in flight: one
      * pipelined connection is one server process, so load spreads over the pool as it grows. */

@@ -44,11 +44,9 @@ struct sql_task {
     unsigned group;      /* nonzero: one of the statements of a sql_query_many (ops->group_many), which
                           * wait in the line one after the other */
     unsigned group_left; /* of its group, how many from this one on were queued (itself included) */
-    /* the backend's own: PostgreSQL's FIFO of a connection's sent tasks, the result awaited next, and
-     * whether a Sync follows the statement */
+    /* the backend's own: PostgreSQL's FIFO of a connection's sent tasks and the result awaited next */
     sql_task *fnext;
     int stage;
-    bool sync;
 };
 
 /* A transaction (sql.h's impl): the connection it holds between its statements, so no other task
@@ -77,7 +75,7 @@ typedef struct sql_task_ops {
      * once (true), or leave it to the dispatch the backend runs after every completion (false). */
     bool dispatch_after_settle;
     /* sql_query_many queues all its statements (numbered as a group) before it dispatches once, so the
-     * backend can send them together (PostgreSQL: one Sync for them). */
+     * backend can send them together (PostgreSQL: back to back on one connection, in one segment). */
     bool group_many;
     const char *begin_sql; /* "START TRANSACTION", "BEGIN" */
 } sql_task_ops;
