@@ -48,7 +48,10 @@ def parse_wrk(text):
             if m:
                 key = m.group(1)
                 key = key[:-3] if key.endswith(".000") else key
-                out["latency_s"][key] = parse_time_s(m.group(2))
+                t = parse_time_s(m.group(2))
+                # wrk prints "0.00us" for a percentile past its histogram's range (seen at p99 of
+                # pipelined runs, whose samples are per batch): no figure, not zero.
+                out["latency_s"][key] = t if t else None
                 continue
             in_dist = False
         m = re.match(r"^(\d+) requests in ([0-9.]+(?:us|ms|s|m|h)),(?: ([0-9.]+)([KMGT]?B) read)?", s)
