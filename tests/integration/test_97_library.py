@@ -5,6 +5,7 @@ start the binary with apiary's flags and call its routes beside the built-ins (/
 /metrics). The resource example runs against a small catalog upstream in this process, which also
 counts how many quote calls it serves at once (the example bounds them with a semaphore)."""
 
+import atexit
 import http.server
 import json
 import os
@@ -42,6 +43,7 @@ class Installed:
     def get(cls):
         if cls.root is None:
             cls.root = tempfile.mkdtemp(prefix="apiary-lib-")
+            atexit.register(shutil.rmtree, cls.root, ignore_errors=True)  # an install and example builds
             cls.prefix = os.path.join(cls.root, "prefix")
             run(["cmake", "--install", build_dir(), "--prefix", cls.prefix])
         return cls

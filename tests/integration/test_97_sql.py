@@ -25,6 +25,7 @@ when the tests run as root (PostgreSQL refuses root). SqlFailureMixin's cases ru
 (PostgresFailureTest), with SIGSTOP/SIGKILL sent to the postmaster and its children. Skipped with a
 message when the PostgreSQL 15 binaries are missing."""
 
+import atexit
 import json
 import os
 import shutil
@@ -102,6 +103,7 @@ class MariadbServer(PrivateDatabase):
     def _install(self):
         if MariadbServer._template is None:
             template = tempfile.mkdtemp(prefix="apiary-mariadb-template-")
+            atexit.register(shutil.rmtree, template, ignore_errors=True)  # ~110 MiB per run otherwise
             argv = [INSTALL_DB, "--no-defaults", f"--datadir={template}/data", "--auth-root-authentication-method=normal",
                     "--skip-test-db"]
             if os.geteuid() == 0:
@@ -251,6 +253,7 @@ class PostgresServer(PrivateDatabase):
     def _install(self):
         if PostgresServer._template is None:
             template = tempfile.mkdtemp(prefix="apiary-pg-template-")
+            atexit.register(shutil.rmtree, template, ignore_errors=True)  # ~45 MiB per run otherwise
             self._chown(template)
             data = os.path.join(template, "data")
             r = self._run_as_pg([PG_INITDB, "-D", data, "-U", "apiary", "--auth=trust", "-E", "UTF8", "--no-locale",
