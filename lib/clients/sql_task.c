@@ -37,6 +37,7 @@ static void sql_task_arm(sql_task_line *line)
     uint64_t us = due > now ? due - now : 0;
     struct timeval tv = {(time_t)(us / 1000000u), (suseconds_t)(us % 1000000u)};
     evtimer_add(line->sweep, &tv);
+    line->sweep_armed = true;
 }
 
 static void sql_task_unlist(sql_task *t)
@@ -58,6 +59,7 @@ static void sql_task_on_sweep(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sql_task_line *line = arg;
+    line->sweep_armed = false; /* a one-shot timer: it fired */
     uint64_t now = sql__now_us();
     bool expired = false;
     sql_task *t;
@@ -77,7 +79,7 @@ static void sql_task_on_sweep(evutil_socket_t fd, short what, void *arg)
     }
     if (expired)
         line->ops->dispatch(line); /* connections closed, a transaction's rollback may be due */
-    if (!evtimer_pending(line->sweep, NULL))
+    if (!line->sweep_armed)
         sql_task_arm(line);
 }
 
@@ -223,7 +225,7 @@ sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, co
     else
         line->oldest = t;
     line->newest = t;
-    if (!evtimer_pending(line->sweep, NULL))
+    if (!line->sweep_armed)
         sql_task_arm(line);
     if (op)
         async_future_on_cancel(op, sql_task_on_cancel, t);

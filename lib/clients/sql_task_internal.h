@@ -90,6 +90,7 @@ struct sql_task_line {
     size_t waiting;
     sql_task *oldest, *newest;
     struct event *sweep; /* armed at (or before) the oldest live task's deadline */
+    bool sweep_armed;    /* sweep is pending (kept here: evtimer_pending cost a tenth of a task's start) */
     unsigned failures;   /* consecutive failed connects: the backoff exponent */
     bool backoff;        /* a connect failed and its retry is not due yet */
     bool outage_logged;
