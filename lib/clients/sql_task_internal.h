@@ -47,7 +47,15 @@ struct sql_task {
     /* the backend's own: PostgreSQL's FIFO of a connection's sent tasks and the result awaited next */
     sql_task *fnext;
     int stage;
+    bool spare_sized; /* allocated SQL_TASK_SPARE_BYTES long: goes back to the line's spares when freed */
 };
+
+/* Tasks up to this size (the task, its parameters and its text: a lookup by key is ~500 bytes) are
+ * kept, up to SQL_TASK_SPARES per line, for the next ones instead of going back to malloc: with
+ * statements of many requests in flight, glibc's per-thread cache (7 chunks a size) ran dry and each
+ * task's malloc and free took the slow path. */
+#define SQL_TASK_SPARE_BYTES 768u
+#define SQL_TASK_SPARES 64u
 
 /* A transaction (sql.h's impl): the connection it holds between its statements, so no other task
  * ever runs there mid-transaction. Owned by the handle until txn_abandon, then by itself: it finishes
@@ -100,6 +108,8 @@ struct sql_task_line {
     unsigned group;      /* sql_task_many is queueing this group (dispatch waits for the whole of it) */
     unsigned group_left; /* statements of it still to be queued */
     unsigned last_group; /* the last group number given */
+    sql_task *spares;     /* freed tasks of SQL_TASK_SPARE_BYTES, linked through fnext */
+    unsigned nspares;
 };
 
 /* Sets the line up on base; on_retry runs when a backoff ends. */
