@@ -12,7 +12,8 @@
 # Environment: DB (both | mariadb | postgres), SERVERS_TOGETHER (1; 0: one server at a time), APIARY_BIN (default build-release/apiary), DURATION
 # (10s), WARMUP (2s), CONNS (64), ROUNDS (1), OUT (also write the report there), SERVER_CPU (0),
 # WRK_CPU (1), DB_CPU (1), POOL (32: the peers' pools), APIARY_CONNS (apiary's sql.connections_per_loop:
-# 16 on MariaDB, 4 on PostgreSQL, whose connections pipeline), GOMAXPROCS (1), DB_RELAXED (1: relaxed
+# 16 on MariaDB, 4 on PostgreSQL, whose connections pipeline), APIARY_DEPTH (PostgreSQL: sql.pipeline_depth,
+# 32), GOMAXPROCS (1), DB_RELAXED (1: relaxed
 # commits on both sides, db-peers.sh's), PEERS_DIR (../shared/peers/db next to the repository).
 set -euo pipefail
 
@@ -86,16 +87,17 @@ if [[ $DB == mariadb ]]; then
     SUITE_SETUP+=("apiary --threads 1, sql.connections_per_loop $APIARY_CONNS (one statement per connection at a time).")
 else
     APIARY_CONNS="${APIARY_CONNS:-4}"
+    APIARY_DEPTH="${APIARY_DEPTH:-32}"
     DB_PID="$(DB_CPU="$DB_CPU" "$DB_PEERS" pg-start "$DB_PORT" "$BENCH_TMP/pg")" || die "pg-start failed"
     AUX_NAME=postgres
     DB_URL="postgres://apiary:secret@127.0.0.1:$DB_PORT/apiary"
     SERVERS=(
-        "apiary-postgres|subject|/readyz|apiary {$APIARY_BASE,\"sql\":{\"url\":\"$DB_URL\",\"connections_per_loop\":$APIARY_CONNS}}"
+        "apiary-postgres|subject|/readyz|apiary {$APIARY_BASE,\"sql\":{\"url\":\"$DB_URL\",\"connections_per_loop\":$APIARY_CONNS,\"pipeline_depth\":$APIARY_DEPTH}}"
         "go_pgx|peer|/v1/db|cmd env GOMAXPROCS=$GOMAXPROCS $PEERS_BUILD/go_pgx -pool $POOL -updates batch {port} $DB_PORT"
         "aiohttp_asyncpg|peer|/v1/db|cmd $PEERS_PY $PEERS_DIR/servers/aiohttp_asyncpg.py {port} $DB_PORT --pool $POOL --updates batch"
     )
     SUITE_ABOUT="$(/usr/lib/postgresql/15/bin/postgres --version | sed 's/.*) /PostgreSQL /'), $(go version | cut -d' ' -f3)"
-    SUITE_SETUP+=("apiary --threads 1, sql.connections_per_loop $APIARY_CONNS, sql.pipeline_depth 32 (default).")
+    SUITE_SETUP+=("apiary --threads 1, sql.connections_per_loop $APIARY_CONNS, sql.pipeline_depth $APIARY_DEPTH.")
     SUITE_NOTES+=("postgres µs CPU/req sums every process of the cluster: the postmaster's own and reaped children's time (utime, stime, cutime, cstime) and each live child's (the backends, one per connection; walwriter, checkpointer, ...).")
 fi
 AUX_PID=$DB_PID

@@ -298,8 +298,17 @@ int sql_url_parse(sql_settings *s, const char *url, char *err, size_t err_cap)
 void sql__rows_add(sql_rows *r, const sql_value *v)
 {
     if (r->cell_count == r->cell_cap) {
-        r->cell_cap = r->cell_cap ? r->cell_cap * 2 : 8;
-        r->cells = xrealloc(r->cells, r->cell_cap * sizeof(*r->cells));
+        if (!r->cells) {
+            r->cells = r->inline_cells;
+            r->cell_cap = SQL_ROWS_INLINE;
+        } else if (r->cells == r->inline_cells) {
+            r->cell_cap *= 4;
+            r->cells = xmalloc(r->cell_cap * sizeof(*r->cells));
+            memcpy(r->cells, r->inline_cells, sizeof(r->inline_cells));
+        } else {
+            r->cell_cap *= 2;
+            r->cells = xrealloc(r->cells, r->cell_cap * sizeof(*r->cells));
+        }
     }
     sql_value c = *v;
     r->bytes += sizeof(c);
@@ -322,7 +331,8 @@ void sql__rows_add(sql_rows *r, const sql_value *v)
 
 void sql__rows_free(sql_rows *r)
 {
-    free(r->cells);
+    if (r->cells != r->inline_cells)
+        free(r->cells);
     free(r->text);
     memset(r, 0, sizeof(*r));
 }

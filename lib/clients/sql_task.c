@@ -37,6 +37,7 @@ static void sql_task_arm(sql_task_line *line)
     uint64_t us = due > now ? due - now : 0;
     struct timeval tv = {(time_t)(us / 1000000u), (suseconds_t)(us % 1000000u)};
     evtimer_add(line->sweep, &tv);
+    line->sweep_armed = true;
 }
 
 static void sql_task_unlist(sql_task *t)
@@ -58,6 +59,7 @@ static void sql_task_on_sweep(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sql_task_line *line = arg;
+    line->sweep_armed = false; /* a one-shot timer: it fired */
     uint64_t now = sql__now_us();
     bool expired = false;
     sql_task *t;
@@ -77,7 +79,7 @@ static void sql_task_on_sweep(evutil_socket_t fd, short what, void *arg)
     }
     if (expired)
         line->ops->dispatch(line); /* connections closed, a transaction's rollback may be due */
-    if (!evtimer_pending(line->sweep, NULL))
+    if (!line->sweep_armed)
         sql_task_arm(line);
 }
 
@@ -101,6 +103,12 @@ void sql_task_line_free(sql_task_line *line)
     line->freeing = true;
     while (line->oldest) /* nothing should be left (the backend finished its tasks); never leak one */
         sql_task_finish(line->oldest, SQL_ERROR_UNAVAILABLE);
+    while (line->spares) {
+        sql_task *t = line->spares;
+        line->spares = t->fnext;
+        free(t);
+    }
+    line->nspares = 0;
     event_free(line->sweep);
     event_free(line->retry);
     line->sweep = line->retry = NULL;
@@ -136,6 +144,13 @@ static void sql_task_free(sql_task *t)
     if (t->txn && t->txn->pending == t)
         t->txn->pending = NULL;
     sql__rows_free(&t->rows);
+    sql_task_line *line = t->line;
+    if (t->spare_sized && line->nspares < SQL_TASK_SPARES) {
+        t->fnext = line->spares;
+        line->spares = t;
+        line->nspares++;
+        return;
+    }
     free(t); /* its text and parameters are in the same allocation */
 }
 
@@ -189,8 +204,17 @@ sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, co
     for (size_t i = 0; i < stmt->nparams; i++)
         if (stmt->params[i].type == SQL_TEXT)
             text += stmt->params[i].len;
-    sql_task *t = xmalloc(sizeof(*t) + stmt->nparams * sizeof(*t->params) + text + sql_len + 1);
+    size_t size = sizeof(sql_task) + stmt->nparams * sizeof(sql_value) + text + sql_len + 1;
+    sql_task *t;
+    if (size <= SQL_TASK_SPARE_BYTES && line->spares) {
+        t = line->spares;
+        line->spares = t->fnext;
+        line->nspares--;
+    } else {
+        t = xmalloc(size <= SQL_TASK_SPARE_BYTES ? SQL_TASK_SPARE_BYTES : size);
+    }
     memset(t, 0, sizeof(*t));
+    t->spare_sized = size <= SQL_TASK_SPARE_BYTES;
     t->kind = kind;
     t->txn = txn;
     t->line = line;
@@ -223,7 +247,7 @@ sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, co
     else
         line->oldest = t;
     line->newest = t;
-    if (!evtimer_pending(line->sweep, NULL))
+    if (!line->sweep_armed)
         sql_task_arm(line);
     if (op)
         async_future_on_cancel(op, sql_task_on_cancel, t);

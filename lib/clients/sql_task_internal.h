@@ -47,7 +47,15 @@ struct sql_task {
     /* the backend's own: PostgreSQL's FIFO of a connection's sent tasks and the result awaited next */
     sql_task *fnext;
     int stage;
+    bool spare_sized; /* allocated SQL_TASK_SPARE_BYTES long: goes back to the line's spares when freed */
 };
+
+/* Tasks up to this size (the task, its parameters and its text: a lookup by key is ~500 bytes) are
+ * kept, up to SQL_TASK_SPARES per line, for the next ones instead of going back to malloc: with
+ * statements of many requests in flight, glibc's per-thread cache (7 chunks a size) ran dry and each
+ * task's malloc and free took the slow path. */
+#define SQL_TASK_SPARE_BYTES 768u
+#define SQL_TASK_SPARES 64u
 
 /* A transaction (sql.h's impl): the connection it holds between its statements, so no other task
  * ever runs there mid-transaction. Owned by the handle until txn_abandon, then by itself: it finishes
@@ -90,6 +98,7 @@ struct sql_task_line {
     size_t waiting;
     sql_task *oldest, *newest;
     struct event *sweep; /* armed at (or before) the oldest live task's deadline */
+    bool sweep_armed;    /* sweep is pending (kept here: evtimer_pending cost a tenth of a task's start) */
     unsigned failures;   /* consecutive failed connects: the backoff exponent */
     bool backoff;        /* a connect failed and its retry is not due yet */
     bool outage_logged;
@@ -99,6 +108,8 @@ struct sql_task_line {
     unsigned group;      /* sql_task_many is queueing this group (dispatch waits for the whole of it) */
     unsigned group_left; /* statements of it still to be queued */
     unsigned last_group; /* the last group number given */
+    sql_task *spares;     /* freed tasks of SQL_TASK_SPARE_BYTES, linked through fnext */
+    unsigned nspares;
 };
 
 /* Sets the line up on base; on_retry runs when a backoff ends. */

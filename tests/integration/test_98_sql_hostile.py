@@ -554,6 +554,22 @@ class PostgresHostileTest(HostileMixin, unittest.TestCase):
         self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
         self.assertStillServes(srv)
 
+    def test_integer_extremes_are_read_exactly(self):
+        """Integer cells are read with the driver's own decimal loop (not strtoll): the int8 extremes
+        (19 digits: strtoll's path), a negative and a zero come back exactly, in the JSON too."""
+        srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT '-9223372036854775808'::int8 + 0 * $1::int8, "
+                                                    "9223372036854775807::int8"})
+        self.started(srv)
+        resp = self.get(srv, "/v1/db")
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.json(), {"id": -9223372036854775808, "randomNumber": 9223372036854775807})
+        srv2, proxy2 = self.apiary_via({WORLD_SELECT: "SELECT -123456789012345678 + 0 * $1::int8, 0::int2"})
+        self.started(srv2)
+        resp = self.get(srv2, "/v1/queries?queries=2")
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.json(), [{"id": -123456789012345678, "randomNumber": 0}] * 2)
+        self.assertStillServes(srv2)
+
     def test_parameter_count_refused_by_the_server_keeps_the_connection(self):
         """The server counts the parameters of what it parsed ($1 and $2 here) and refuses a Bind with
         one value: 500 "could not run the query" (an ERROR of class 08, which is not a lost link), and

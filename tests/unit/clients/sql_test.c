@@ -272,6 +272,36 @@ Test(sql_rows, copy_into_scope)
     event_base_free(base);
 }
 
+/* A result of up to SQL_ROWS_INLINE cells is kept inside its sql_rows (no allocation); one more moves
+ * them to the heap with their values intact; freeing either kind leaves an empty sql_rows that can be
+ * filled again (ASan checks the one free path). */
+Test(sql_rows, inline_cells_then_heap)
+{
+    struct event_base *base = event_base_new();
+    async_scope *scope = async_scope_new(base);
+    for (int n = SQL_ROWS_INLINE - 1; n <= SQL_ROWS_INLINE + 1; n++) {
+        sql_rows r = {.cols = 1};
+        for (int round = 0; round < 2; round++) {
+            r.cols = 1;
+            for (int i = 0; i < n; i++) {
+                sql_value v = sql_int(100 + i);
+                sql__rows_add(&r, &v);
+                r.rows++;
+            }
+            cr_expect_eq(r.cells == r.inline_cells, n <= SQL_ROWS_INLINE, "%d cells: inline only while they fit", n);
+            sql_result out;
+            sql__rows_copy(scope, &r, &out);
+            cr_assert_eq(out.rows, (size_t)n);
+            for (int i = 0; i < n; i++)
+                cr_expect_eq(sql_cell(&out, (size_t)i, 0)->i, 100 + i);
+            sql__rows_free(&r);
+            cr_expect_null(r.cells);
+        }
+    }
+    async_scope_free(scope);
+    event_base_free(base);
+}
+
 /* A database decides how many rows and columns come back: reading past them is NULL, not memory. */
 Test(sql_result, cell_out_of_range_is_null)
 {
