@@ -1055,6 +1055,10 @@ static void http_conn_dispatch(http_conn *conn)
 /* Finishes the request after its answer was queued: either get ready for the next one or close. */
 static void http_conn_request_done(http_conn *conn)
 {
+    /* The client's own close, after a request read whole (not a streamed body left unread, not an
+     * answer given before a body the client may still send, not a draining loop's). */
+    conn->close_clean = !conn->keep_alive && !llhttp_should_keep_alive(&conn->parser) && !conn->close_after &&
+                        !conn->loop->draining && !conn->body_early && conn->error_status == 0;
     http_conn_end_request(conn);
     llhttp_resume(&conn->parser);
     conn->msg_start = conn->parse_pos;
@@ -1238,7 +1242,12 @@ static void http_conn_process(http_conn *conn)
 /* After the last answer is out: stop sending, and drain the client's leftovers for a while. */
 static void http_conn_start_linger(http_conn *conn)
 {
-    if (conn->peer_eof || conn->loop->settings->linger_timeout_ms == 0) {
+    /* A client that asked to close (Connection: close, HTTP/1.0) sends nothing more (RFC 9112 9.6): when
+     * its request was read whole and no byte follows it, there is nothing to drain, and closing at once
+     * resets nothing (nginx closes such a connection at once too). It saves the shutdown, the read of
+     * the client's FIN, a wake-up and the linger timer per connection (limited-conn's reconnections). */
+    bool nothing_to_drain = conn->close_clean && conn->parse_pos == conn->in.len;
+    if (conn->peer_eof || nothing_to_drain || conn->loop->settings->linger_timeout_ms == 0) {
         http_conn_close(conn);
         return;
     }

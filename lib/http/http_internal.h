@@ -115,6 +115,7 @@ struct http_conn {
     uint64_t timer_fires_ms; /* coarse clock: when timer_ev was last set to fire (it may fire sooner) */
     bool discard_body; /* the current request is refused from its head: its body is read, not kept */
     bool close_after;  /* the current request's answer closes the connection (framing left unread) */
+    bool close_clean;  /* closing because the client asked to, its request read whole: nothing to drain */
     struct event read_ev, write_ev, timer_ev, close_ev;
     llhttp_t parser;
     buf in;           /* raw bytes; data[msg_start..] is the current message */
