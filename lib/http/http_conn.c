@@ -203,11 +203,19 @@ static void http_conn_close(http_conn *conn)
     conn->dead = true;
     if (conn->upgrade_ops)
         conn->upgrade_ops->closed(conn->upgrade_arg); /* the taker lets go before the fd does */
+    /* The timer and the FIN watch are deleted only when pending (each event_del takes the base's lock,
+     * two of four per connection were no-ops): timer_armed and watching_close say so, and neither can
+     * be active without being pending first. An upgraded connection's taker arms them itself (ws.c),
+     * so there every event is deleted. read_ev and write_ev may be active (event_active) while not
+     * pending: always deleted. */
+    bool taken = conn->state == HTTP_CONN_UPGRADED;
     event_del(&conn->read_ev);
     event_del(&conn->write_ev);
-    event_del(&conn->timer_ev);
+    if (taken || conn->timer_armed)
+        event_del(&conn->timer_ev);
     conn->timer_armed = false;
-    event_del(&conn->close_ev);
+    if (taken || conn->watching_close)
+        event_del(&conn->close_ev);
     close(conn->fd);
     conn->fd = -1;
     if (conn->file_fd >= 0) {
