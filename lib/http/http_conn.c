@@ -723,6 +723,8 @@ int http_conn_on_headers_complete(http_conn *conn)
     const char *path, *query;
     size_t path_len, query_len;
     uri_split(target, slot->url.len, &path, &path_len, &query, &query_len);
+    slot->path_len = (uint32_t)path_len; /* for http_conn_build_request: the split is not done twice */
+    slot->query = (http_span){(uint32_t)(query - target), (uint32_t)query_len};
     slot->route_status = req->method == HTTP_METHOD_UNSUPPORTED
                              ? ROUTER_NOT_FOUND
                              : router_match(conn->loop->router, req->method, path, path_len, &slot->match);
@@ -861,9 +863,9 @@ static const char *http_conn_build_request(http_conn *conn)
     req->raw_target_len = slot->url.len;
     req->body = conn->body.len ? conn->body.data : NULL;
     req->body_len = conn->body.len;
-    const char *path, *query;
-    size_t path_len, query_len;
-    uri_split(req->raw_target, req->raw_target_len, &path, &path_len, &query, &query_len);
+    /* Split when the head was complete (http_conn_on_headers_complete): offsets into the target. */
+    const char *path = req->raw_target, *query = req->raw_target + slot->query.off;
+    size_t path_len = slot->path_len, query_len = slot->query.len;
     char *decoded = arena_alloc(&req->arena, path_len + 1);
     if (uri_decode(decoded, path, path_len, false) < 0)
         return "the request path has an invalid percent-encoding";

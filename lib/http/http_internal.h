@@ -69,6 +69,8 @@ typedef struct http_req_slot {
     http_request req;
     struct http_req_slot *next_free;
     http_span url;
+    uint32_t path_len;  /* the target's path and query, split once when the head is complete: */
+    http_span query;    /* offsets into the target, so they hold for its copy too */
     http_header_span *header_spans; /* spans_inline, or a larger copy in the arena */
     size_t header_spans_cap;
     http_header_span spans_inline[HTTP_SLOT_INLINE_HEADERS];
