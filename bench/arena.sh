@@ -36,7 +36,7 @@
 # ROUNDS (1), CONNS (512), UPLOAD_CONNS (32), STATIC_CONNS (1024), UPLOAD_RSS_N (64 concurrent uploads
 # for the RSS figure; 0 skips it), STATIC_EXTRA (0), SYSCALLS (1), REQS (2000 requests for the strace
 # counts), SEGMENTS (1: TCP segments per static answer, bench/static_segments.py), NGINX_OFC (0: 1 adds nginx br with open_file_cache), ARENA_BASE (another arena binary, e.g.
-# built from main, as a peer in the static suite, for an A/B), OUT (also write the report there),
+# built from main, as a peer in the static suite and in baseline/pipelined/limited-conn, for an A/B), OUT (also write the report there),
 # SERVER_CPU (0), WRK_CPU (1). Needs wrk, nginx-light, libnginx-mod-http-brotli-static, h2o, golang-go +
 # golang-github-valyala-fasthttp-dev, python3-aiohttp, python3-brotli, strace (scripts/packages/bench.txt).
 set -euo pipefail
@@ -223,6 +223,9 @@ if ((${#WORKLOADS[@]})); then
         "nginx|peer|/pipeline|$NGINX_PEER"
         "fasthttp|peer|/pipeline|$FASTHTTP"
         "aiohttp|peer|/pipeline|$AIOHTTP")
+    if [[ -n ${ARENA_BASE:-} ]]; then
+        SERVERS+=("arena base|peer|/baseline11?a=1&b=2|cmd env ARENA_DATA_DIR=$DATA $ARENA_BASE --listen 127.0.0.1:{port} --threads 1")
+    fi
     run_one http
     stop_suite_servers
 fi

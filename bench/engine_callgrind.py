@@ -6,6 +6,11 @@ does not:
   hello     GET /v1/hello on the apiary binary (bench/hello.sh's request)
   baseline  the arena entry's baseline mix (bench/arena.sh, bench/arena_mix.lua): GET /baseline11?a=13&b=42,
             the same POST with a Content-Length body "20", and with a chunked body "20", rotated
+  get, post-cl, post-chunked
+            each of the three requests of the baseline mix alone
+  close     the baseline mix, every request asking Connection: close on a connection of its own
+            (limited-conn's reconnection at its worst: connect, one request, the server's close and
+            the client's EOF; the accept and close path is in the count)
 
 The requests are the bytes wrk sends (a Host header and nothing else), written one after another on
 one keep-alive connection to a server started with --threads 1 under callgrind with instrumentation
@@ -16,7 +21,7 @@ prints the N functions of highest exclusive cost per request (callgrind_annotate
 the dumps.
 
   engine_callgrind.py hello APIARY_BIN [APIARY_BIN...] [--requests 3000] [--warm 300] [--top 25]
-  engine_callgrind.py baseline ARENA_BIN [ARENA_BIN...]
+  engine_callgrind.py baseline ARENA_BIN [ARENA_BIN...]   (or get, post-cl, post-chunked, close)
 """
 import argparse
 import glob
@@ -44,6 +49,10 @@ def templates(mix, host):
     h = f"Host: {host}\r\n"
     if mix == "hello":
         return [f"GET /v1/hello HTTP/1.1\r\n{h}\r\n".encode()]
+    if mix == "close":
+        return [r.replace(h.encode(), h.encode() + b"Connection: close\r\n") for r in templates("baseline", host)]
+    if mix in ("get", "post-cl", "post-chunked"):
+        return [templates("baseline", host)[["get", "post-cl", "post-chunked"].index(mix)]]
     return [f"GET /baseline11?a=13&b=42 HTTP/1.1\r\n{h}\r\n".encode(),
             f"POST /baseline11?a=13&b=42 HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n{h}\r\n20"
             .encode(),
@@ -86,6 +95,24 @@ class Client:
                 raise SystemExit(f"status {status} for {reqs[i % len(reqs)]!r}")
 
 
+class ClosingClient:
+    """A connection per request (Connection: close): connect, send, read the answer, wait for EOF."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def drive(self, reqs, n):
+        for i in range(n):
+            c = Client(self.port)
+            c.sock.sendall(reqs[i % len(reqs)])
+            status = c.answer()
+            if status != 200:
+                raise SystemExit(f"status {status} for {reqs[i % len(reqs)]!r}")
+            if c.sock.recv(1) != b"":
+                raise SystemExit("bytes after a Connection: close answer")
+            c.sock.close()
+
+
 def control(pid, *args):
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
@@ -118,7 +145,7 @@ def measure(mix, binary, requests, warm, top, keep):
                     break
                 except OSError:
                     time.sleep(0.1)
-            client = Client(port)
+            client = ClosingClient(port) if mix == "close" else Client(port)
             reqs = templates(mix, f"127.0.0.1:{port}")
             client.drive(reqs, warm)
             before = set(glob.glob(out + "*"))
@@ -141,7 +168,8 @@ def measure(mix, binary, requests, warm, top, keep):
                 os.makedirs(keep, exist_ok=True)
                 shutil.copy(dump, os.path.join(keep, f"{mix}-{os.path.basename(os.path.dirname(os.path.abspath(binary)))}"
                                                      f".callgrind"))
-            client.sock.close()
+            if mix != "close":
+                client.sock.close()
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -150,7 +178,7 @@ def measure(mix, binary, requests, warm, top, keep):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mix", choices=["hello", "baseline"])
+    ap.add_argument("mix", choices=["hello", "baseline", "get", "post-cl", "post-chunked", "close"])
     ap.add_argument("binaries", nargs="+")
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--warm", type=int, default=300)

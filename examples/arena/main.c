@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -134,24 +135,32 @@ static const route_schema baseline_schema = {
     .summary = "a + b (+ the body's integer, for POST) as text/plain",
 };
 
-/* The request body as an integer (surrounding whitespace allowed), into *out; false when it is not one. */
+/* The request body as an integer (surrounding whitespace allowed), into *out; false when it is not one
+ * or does not fit a long long. Read by hand: strtoll (and the copy it needs for a terminator) was ~150
+ * instructions of a POST's ~8,500. */
 static bool body_integer(const http_request *req, long long *out)
 {
-    char text[32];
-    size_t n = req->body_len;
-    const char *s = req->body;
-    while (n && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
-        s++, n--;
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
-        n--;
-    if (n == 0 || n >= sizeof(text))
+    const char *s = req->body, *end = s + req->body_len;
+    while (s < end && (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n'))
+        s++;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n'))
+        end--;
+    bool neg = s < end && *s == '-';
+    if (s < end && (*s == '-' || *s == '+'))
+        s++;
+    if (s == end)
         return false;
-    memcpy(text, s, n);
-    text[n] = '\0';
-    char *end;
-    errno = 0;
-    *out = strtoll(text, &end, 10);
-    return errno == 0 && *end == '\0';
+    unsigned long long v = 0, limit = neg ? (unsigned long long)LLONG_MAX + 1 : (unsigned long long)LLONG_MAX;
+    for (; s < end; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (limit - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = neg ? (long long)(0 - v) : (long long)v;
+    return true;
 }
 
 /* Formatted by hand: snprintf's "%lld" was ~660 instructions, 7 % of a baseline request. */

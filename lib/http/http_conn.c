@@ -203,11 +203,19 @@ static void http_conn_close(http_conn *conn)
     conn->dead = true;
     if (conn->upgrade_ops)
         conn->upgrade_ops->closed(conn->upgrade_arg); /* the taker lets go before the fd does */
+    /* The timer and the FIN watch are deleted only when pending (each event_del takes the base's lock,
+     * two of four per connection were no-ops): timer_armed and watching_close say so, and neither can
+     * be active without being pending first. An upgraded connection's taker arms them itself (ws.c),
+     * so there every event is deleted. read_ev and write_ev may be active (event_active) while not
+     * pending: always deleted. */
+    bool taken = conn->state == HTTP_CONN_UPGRADED;
     event_del(&conn->read_ev);
     event_del(&conn->write_ev);
-    event_del(&conn->timer_ev);
+    if (taken || conn->timer_armed)
+        event_del(&conn->timer_ev);
     conn->timer_armed = false;
-    event_del(&conn->close_ev);
+    if (taken || conn->watching_close)
+        event_del(&conn->close_ev);
     close(conn->fd);
     conn->fd = -1;
     if (conn->file_fd >= 0) {
@@ -715,6 +723,8 @@ int http_conn_on_headers_complete(http_conn *conn)
     const char *path, *query;
     size_t path_len, query_len;
     uri_split(target, slot->url.len, &path, &path_len, &query, &query_len);
+    slot->path_len = (uint32_t)path_len; /* for http_conn_build_request: the split is not done twice */
+    slot->query = (http_span){(uint32_t)(query - target), (uint32_t)query_len};
     slot->route_status = req->method == HTTP_METHOD_UNSUPPORTED
                              ? ROUTER_NOT_FOUND
                              : router_match(conn->loop->router, req->method, path, path_len, &slot->match);
@@ -853,9 +863,9 @@ static const char *http_conn_build_request(http_conn *conn)
     req->raw_target_len = slot->url.len;
     req->body = conn->body.len ? conn->body.data : NULL;
     req->body_len = conn->body.len;
-    const char *path, *query;
-    size_t path_len, query_len;
-    uri_split(req->raw_target, req->raw_target_len, &path, &path_len, &query, &query_len);
+    /* Split when the head was complete (http_conn_on_headers_complete): offsets into the target. */
+    const char *path = req->raw_target, *query = req->raw_target + slot->query.off;
+    size_t path_len = slot->path_len, query_len = slot->query.len;
     char *decoded = arena_alloc(&req->arena, path_len + 1);
     if (uri_decode(decoded, path, path_len, false) < 0)
         return "the request path has an invalid percent-encoding";
@@ -1055,6 +1065,10 @@ static void http_conn_dispatch(http_conn *conn)
 /* Finishes the request after its answer was queued: either get ready for the next one or close. */
 static void http_conn_request_done(http_conn *conn)
 {
+    /* The client's own close, after a request read whole (not a streamed body left unread, not an
+     * answer given before a body the client may still send, not a draining loop's). */
+    conn->close_clean = !conn->keep_alive && !llhttp_should_keep_alive(&conn->parser) && !conn->close_after &&
+                        !conn->loop->draining && !conn->body_early && conn->error_status == 0;
     http_conn_end_request(conn);
     llhttp_resume(&conn->parser);
     conn->msg_start = conn->parse_pos;
@@ -1238,7 +1252,12 @@ static void http_conn_process(http_conn *conn)
 /* After the last answer is out: stop sending, and drain the client's leftovers for a while. */
 static void http_conn_start_linger(http_conn *conn)
 {
-    if (conn->peer_eof || conn->loop->settings->linger_timeout_ms == 0) {
+    /* A client that asked to close (Connection: close, HTTP/1.0) sends nothing more (RFC 9112 9.6): when
+     * its request was read whole and no byte follows it, there is nothing to drain, and closing at once
+     * resets nothing (nginx closes such a connection at once too). It saves the shutdown, the read of
+     * the client's FIN, a wake-up and the linger timer per connection (limited-conn's reconnections). */
+    bool nothing_to_drain = conn->close_clean && conn->parse_pos == conn->in.len;
+    if (conn->peer_eof || nothing_to_drain || conn->loop->settings->linger_timeout_ms == 0) {
         http_conn_close(conn);
         return;
     }

@@ -69,6 +69,8 @@ typedef struct http_req_slot {
     http_request req;
     struct http_req_slot *next_free;
     http_span url;
+    uint32_t path_len;  /* the target's path and query, split once when the head is complete: */
+    http_span query;    /* offsets into the target, so they hold for its copy too */
     http_header_span *header_spans; /* spans_inline, or a larger copy in the arena */
     size_t header_spans_cap;
     http_header_span spans_inline[HTTP_SLOT_INLINE_HEADERS];
@@ -115,6 +117,7 @@ struct http_conn {
     uint64_t timer_fires_ms; /* coarse clock: when timer_ev was last set to fire (it may fire sooner) */
     bool discard_body; /* the current request is refused from its head: its body is read, not kept */
     bool close_after;  /* the current request's answer closes the connection (framing left unread) */
+    bool close_clean;  /* closing because the client asked to, its request read whole: nothing to drain */
     struct event read_ev, write_ev, timer_ev, close_ev;
     llhttp_t parser;
     buf in;           /* raw bytes; data[msg_start..] is the current message */

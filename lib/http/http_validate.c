@@ -77,8 +77,8 @@ static bool http_request_json_text(http_request *req, bool quiet, route_body_tex
 static size_t http_validate_query(const http_request *req, const char *name, const char **values, size_t cap)
 {
     size_t n = 0;
-    for (size_t i = 0; i < req->query_count && n < cap; i++)
-        if (strcmp(req->query[i].name, name) == 0)
+    for (size_t i = 0; i < req->query_count && n < cap; i++) /* the first byte rules most pairs out */
+        if (req->query[i].name[0] == name[0] && strcmp(req->query[i].name, name) == 0)
             values[n++] = req->query[i].value;
     return n;
 }

@@ -268,6 +268,39 @@ Test(http_framing, lingering_drain_reads_a_bounded_amount_per_wakeup)
                  sent);
 }
 
+/* A client that asked to close and sent nothing after its request has nothing to drain: the connection
+ * closes as soon as the answer is out, without a shutdown, a wait for the client's FIN and a linger
+ * timer (before, it lingered like after an error: state LINGER until the client closed). */
+Test(http_framing, a_client_close_with_nothing_after_it_closes_at_once)
+{
+    send_str("POST /body HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 2\r\n\r\n20");
+    const char *r = collect(10);
+    cr_assert(strstr(r, "HTTP/1.1 200 OK"), "got: %s", r);
+    cr_assert(strstr(r, "Connection: close\r\n"), "got: %s", r);
+    cr_assert(eof, "the server closed the connection");
+    cr_assert_null(loop->conns, "the connection was freed at once, not left lingering");
+    cr_assert_eq(active(), 0);
+}
+
+Test(http_framing, a_client_close_followed_by_more_bytes_still_lingers)
+{
+    /* Bytes after a Connection: close request break RFC 9112 9.6, but closing with them unread would
+     * reset the connection under the answer: they are drained as after an error. */
+    send_str("GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\nGET /hello HTTP/1.1\r\n");
+    const char *r = collect(10);
+    cr_assert_eq(count(r, "HTTP/1.1 200 OK"), 1, "got: %s", r);
+    cr_assert_not_null(loop->conns);
+    cr_assert_eq(loop->conns->state, HTTP_CONN_LINGER);
+}
+
+Test(http_framing, an_error_answer_still_lingers)
+{
+    send_str("GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\nBad Header\r\n\r\n");
+    cr_assert(strstr(collect(10), "HTTP/1.1 400 "));
+    cr_assert_not_null(loop->conns);
+    cr_assert_eq(loop->conns->state, HTTP_CONN_LINGER);
+}
+
 /* ---- output memory ---- */
 
 Test(http_framing, output_memory_is_bounded_whatever_the_reading_pattern)
