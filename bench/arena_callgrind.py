@@ -16,11 +16,11 @@ import glob
 import http.client
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+from ports import free_port, wait_listening
 
 PAIRS = [(1, 3), (5, 7), (10, 2), (15, 5), (25, 4), (40, 8), (50, 6)]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,12 +43,6 @@ def control(pid, *args):
                    stderr=subprocess.DEVNULL)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
@@ -69,12 +63,7 @@ def main():
                                  "--threads", "1"], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(tmp, "log"), "w"))
         try:
-            for _ in range(600):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            wait_listening(port, 60, proc)
             drive(port, paths, 20)  # warm up
             before = set(glob.glob(out + "*"))
             control(proc.pid, "-i", "on")

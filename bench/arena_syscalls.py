@@ -16,29 +16,14 @@ import argparse
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from ports import free_port, wait_listening
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port):
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def wrk(port, conns, duration, close_every):
@@ -75,7 +60,7 @@ def main():
                                     env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             pid = proc.pid
         try:
-            wait_port(port)
+            wait_listening(port, 30, proc)
             wrk(port, args.conns, 1, args.close_every)  # warm up: connections made, caches filled
             out = os.path.join(tmp, "strace")
             st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)], stderr=subprocess.DEVNULL)

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from ports import free_port, wait_listening
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -29,12 +31,6 @@ def status_kib(pid, field):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise SystemExit(f"no {field} in /proc/{pid}/status")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def head(size):
@@ -94,12 +90,7 @@ def main():
         else:
             port, pid, proc = args.port, args.pid, None
         try:
-            for _ in range(300):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            wait_listening(port, 30, proc)
             for _ in range(3):  # warm up: buffers, the coroutine stacks, malloc's arenas
                 with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
                     s.sendall(head(args.size))

@@ -8,19 +8,11 @@ wall clock still move totals by about 0.1 %."""
 import json
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from ports import free_port, wait_listening
 
 
 def inclusive(profile, name):
@@ -50,16 +42,12 @@ def profile(binary, config, send, requests, warm, keep=None):
                                  os.path.abspath(binary), "--config", path, "--listen", f"127.0.0.1:{port}",
                                  "--threads", "1"], stdout=subprocess.DEVNULL, stderr=err, cwd=tmp)
         try:
-            for _ in range(3000):
-                if proc.poll() is not None:
-                    err.close()  # the log goes with the temporary directory: quote its end
-                    tail = open(os.path.join(tmp, "server.err")).read()[-1500:]
-                    raise SystemExit(f"{binary} exited with {proc.returncode}; the end of its log:\n{tail}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            try:
+                wait_listening(port, 300, proc)  # callgrind starts slowly
+            except SystemExit:
+                err.close()  # the log goes with the temporary directory: quote its end
+                tail = open(os.path.join(tmp, "server.err")).read()[-1500:]
+                raise SystemExit(f"{binary} did not listen (exit status {proc.returncode}); the end of its log:\n{tail}")
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             send(conn, warm)
             subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)

@@ -14,12 +14,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
-import time
 import urllib.request
+
+from ports import free_port, wait_listening
 
 HZ = os.sysconf("SC_CLK_TCK")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,24 +31,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / HZ
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port):
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
-
-
 def start_apiary(binary, workdir, level, body):
     port = free_port()
     config = os.path.join(workdir, "apiary.json")
@@ -58,7 +40,7 @@ def start_apiary(binary, workdir, level, body):
     proc = subprocess.Popen(["taskset", "-c", "0", os.path.abspath(binary), "--config", config, "--listen",
                              f"127.0.0.1:{port}", "--threads", "1"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=workdir)
-    wait_port(port)
+    wait_listening(port, 30, proc)
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/kv/doc", data=body, method="PUT",
                                  headers={"Content-Type": "application/json"})
     urllib.request.urlopen(req).read()
@@ -86,7 +68,7 @@ http {{
 """)
     proc = subprocess.Popen(["taskset", "-c", "0", nginx, "-p", workdir, "-c", conf], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    wait_port(port)
+    wait_listening(port, 30, proc)
     return proc, port, "/doc.json"
 
 

@@ -15,12 +15,13 @@ import argparse
 import json
 import os
 import resource
-import selectors
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from ports import free_port, wait_listening
 
 
 def rss_kib(pid):
@@ -29,14 +30,6 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start_server(binary, n):
@@ -50,15 +43,14 @@ def start_server(binary, n):
     proc = subprocess.Popen([os.path.abspath(binary), "--config", tmp.name, "--listen", f"127.0.0.1:{port}",
                              "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=tempfile.gettempdir())
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            os.unlink(tmp.name)
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("server did not start")
+    try:
+        wait_listening(port, 10, proc)
+    except SystemExit:
+        proc.kill()
+        raise
+    finally:
+        os.unlink(tmp.name)
+    return proc, port
 
 
 def request_bytes(path):

@@ -6,9 +6,9 @@ of every thread, /proc/PID/stat) around each round: CPU microseconds per request
 import json
 import os
 import re
-import socket
 import subprocess
-import time
+
+from ports import free_port, wait_listening
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -17,24 +17,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / HZ  # utime, stime
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, what, tries=200):
-    for _ in range(tries):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"{what} did not start")
 
 
 def start(binary, workdir, config, prefix=("taskset", "-c", "0")):
@@ -46,7 +28,7 @@ def start(binary, workdir, config, prefix=("taskset", "-c", "0")):
         json.dump(config, f)
     proc = subprocess.Popen([*prefix, os.path.abspath(binary), "--config", path, "--listen", f"127.0.0.1:{port}",
                              "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workdir)
-    wait_port(port, binary, tries=2000 if prefix and "valgrind" in prefix[0] else 200)
+    wait_listening(port, 100 if prefix and "valgrind" in prefix[0] else 10, proc)
     return proc, port
 
 

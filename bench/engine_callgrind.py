@@ -32,16 +32,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+from ports import free_port, wait_listening
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = '{"log_level":"warn","timeouts":{"keepalive_ms":600000,"header_ms":600000}}'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def templates(mix, host):
@@ -137,14 +132,10 @@ def measure(mix, binary, requests, warm, top, keep):
                                  *cmd], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(tmp, "log"), "w"))
         try:
-            for _ in range(600):
-                if proc.poll() is not None:
-                    raise SystemExit(f"{binary} exited with {proc.returncode}: " + open(os.path.join(tmp, "log")).read())
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            try:
+                wait_listening(port, 60, proc)
+            except SystemExit:
+                raise SystemExit(f"{binary} did not listen (exit status {proc.returncode}): " + open(os.path.join(tmp, "log")).read())
             client = ClosingClient(port) if mix == "close" else Client(port)
             reqs = templates(mix, f"127.0.0.1:{port}")
             client.drive(reqs, warm)

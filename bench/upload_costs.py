@@ -19,10 +19,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import callgrind_run  # noqa: E402
+from ports import free_port, wait_listening  # noqa: E402
 
 PIECE = b"x" * 262144
 
@@ -51,19 +51,14 @@ def upload(port, size, chunked):
 
 def syscalls(binary, uploads, size, chunked):
     with tempfile.TemporaryDirectory() as tmp:
-        port = callgrind_run.free_port()
+        port = free_port()
         out = os.path.join(tmp, "strace.out")
         env = dict(os.environ, ARENA_DATA_DIR=tmp)
         proc = subprocess.Popen(["strace", "-c", "-f", "-o", out, os.path.abspath(binary), "--listen",
                                  f"127.0.0.1:{port}", "--threads", "1"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=env, cwd=tmp)
         try:
-            for _ in range(300):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
+            wait_listening(port, 30, proc)
             for _ in range(uploads):
                 upload(port, size, chunked)
         finally:

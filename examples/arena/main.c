@@ -177,10 +177,22 @@ static void answer_integer(http_request *req, long long value)
     http_respond_raw(req, 200, "text/plain", p, (size_t)(end - p));
 }
 
+/* Answers the sum of the terms, or a 400 problem when it does not fit 64 bits: signed overflow is
+ * undefined behaviour in C, and a wrapped sum would be a wrong answer given as a right one. */
+static void answer_sum(http_request *req, long long a, long long b, long long c)
+{
+    long long ab, sum;
+    if (__builtin_add_overflow(a, b, &ab) || __builtin_add_overflow(ab, c, &sum)) {
+        http_respond_problem(req, 400, NULL, "the sum does not fit a 64-bit integer");
+        return;
+    }
+    answer_integer(req, sum);
+}
+
 static void baseline_get(http_request *req)
 {
     const baseline_in *in = http_request_input(req);
-    answer_integer(req, (long long)in->a + (long long)in->b);
+    answer_sum(req, in->a, in->b, 0);
 }
 
 static void baseline_post(http_request *req)
@@ -191,7 +203,7 @@ static void baseline_post(http_request *req)
         http_respond_problem(req, 400, NULL, "the body must be an integer");
         return;
     }
-    answer_integer(req, (long long)in->a + (long long)in->b + body);
+    answer_sum(req, in->a, in->b, body);
 }
 
 static void pipeline(http_request *req) { http_respond_raw(req, 200, "text/plain", "ok", 2); }

@@ -80,6 +80,25 @@ class ArenaEdges(unittest.TestCase):
                 r = request(sock, "POST", "/baseline11?a=13&b=42", headers={"Content-Type": "text/plain"}, body=b"x")
             self.assertEqual(r.status, 400, r.body)
 
+    def test_a_sum_past_64_bits_is_a_400_not_a_wrapped_number(self):
+        big = 9223372036854775807
+        with ApiaryServer({"arena": {"dataset": "/nonexistent/dataset.json"}}, binary=self.binary) as srv:
+            for method, target, body, want in (
+                    ("GET", f"/baseline11?a={big}&b=0", None, (200, str(big).encode())),
+                    ("GET", f"/baseline11?a={big}&b=1", None, 400),
+                    ("GET", f"/baseline11?a=-{big}&b=-2", None, 400),
+                    ("POST", f"/baseline11?a={big}&b=-1", b"1", (200, str(big).encode())),
+                    ("POST", f"/baseline11?a={big}&b=0", b"1", 400),
+                    ("POST", "/baseline11?a=-1&b=0", b"-9223372036854775808", 400)):
+                with srv.connect() as sock:
+                    headers = {"Content-Type": "text/plain"} if body is not None else {}
+                    r = request(sock, method, target, headers=headers, body=body)
+                if want == 400:
+                    self.assertEqual(r.status, 400, (target, body, r.body))
+                    self.assertIn(b"64-bit", r.body)
+                else:
+                    self.assertEqual((r.status, r.body), want, (target, body))
+
     def test_a_missing_dataset_is_a_503_not_a_failed_start(self):
         with ApiaryServer({"arena": {"dataset": "/nonexistent/dataset.json"}}, binary=self.binary) as srv:
             with srv.connect() as sock:
