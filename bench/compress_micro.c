@@ -4,7 +4,7 @@
  * (timings do not belong in tests):
  *
  *   gcc -O2 -D_GNU_SOURCE -Ilib/http -Ilib/base -Iinclude/apiary bench/compress_micro.c lib/http/http_compress.c \
- *       lib/base/xalloc.c lib/base/log.c -lz -lbrotlienc -lpthread -o /tmp/compress_micro
+ *       lib/base/xalloc.c lib/base/log.c -ldeflate -lbrotlienc -lpthread -o /tmp/compress_micro
  *   taskset -c 1 /tmp/compress_micro bench/data/jsoncomp.json [REPEAT]
  *
  * REPEAT (default 1) concatenates the body that many times, for the per-KiB cost of large bodies. */

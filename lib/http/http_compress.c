@@ -2,12 +2,11 @@
 #include "http_compress_internal.h"
 
 #include <brotli/encode.h>
+#include <libdeflate.h>
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <zlib.h>
 
 #include "xalloc_internal.h"
 
@@ -221,12 +220,12 @@ void http_compress_plan_for(const http_settings *s, const char *accept_encoding,
 
 /* ---- the coders --------------------------------------------------------------------------------- */
 
-/* Per thread: a zlib stream reset between bodies (deflateInit2 allocates about 270 KiB: once per
- * thread, not once per answer) and the output buffer, which is kept while small. */
+/* Per thread: a libdeflate compressor for the level last used (allocating one costs more than coding
+ * a small body: once per thread and level, not once per answer) and the output buffer, which is kept
+ * while small. */
 typedef struct http_compress_tls {
-    z_stream z;
-    bool z_ready;
-    int z_level;
+    struct libdeflate_compressor *gz;
+    int gz_level;
     unsigned char *buf;
     size_t cap;
 } http_compress_tls;
@@ -239,8 +238,7 @@ static pthread_once_t http_compress_once = PTHREAD_ONCE_INIT;
 static void http_compress_tls_free(void *arg)
 {
     http_compress_tls *t = arg;
-    if (t->z_ready)
-        deflateEnd(&t->z);
+    libdeflate_free_compressor(t->gz);
     free(t->buf);
     free(t);
 }
@@ -260,7 +258,7 @@ static http_compress_tls *http_compress_tls_get(void)
 
 size_t http_compress_bound(size_t len)
 {
-    size_t gz = compressBound((uLong)len) + 32; /* + the gzip header and trailer */
+    size_t gz = libdeflate_gzip_compress_bound(NULL, len); /* NULL: any level's bound */
     size_t br = BrotliEncoderMaxCompressedSize(len);
     if (br == 0)
         br = len + (len >> 2) + 1024; /* past Brotli's own estimate: a generous one of ours */
@@ -269,30 +267,15 @@ size_t http_compress_bound(size_t len)
 
 static size_t http_compress_gzip(http_compress_tls *t, int level, const void *in, size_t len, void *out, size_t cap)
 {
-    if (!t->z_ready) {
-        memset(&t->z, 0, sizeof(t->z));
-        /* 15 + 16: a gzip wrapper (RFC 1952), the window zlib defaults to. */
-        if (deflateInit2(&t->z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (!t->gz || t->gz_level != level) {
+        libdeflate_free_compressor(t->gz);
+        t->gz = libdeflate_alloc_compressor(level); /* NULL when out of memory: the body goes as is */
+        t->gz_level = level;
+        if (!t->gz)
             return 0;
-        t->z_ready = true;
-        t->z_level = level;
-    } else {
-        deflateReset(&t->z);
-        if (t->z_level != level) {
-            if (deflateParams(&t->z, level, Z_DEFAULT_STRATEGY) != Z_OK)
-                return 0;
-            t->z_level = level;
-        }
     }
-    t->z.next_in = (Bytef *)(uintptr_t)in;
-    t->z.avail_in = (uInt)len;
-    t->z.next_out = out;
-    t->z.avail_out = (uInt)cap;
-    int rc = deflate(&t->z, Z_FINISH);
-    size_t n = cap - t->z.avail_out;
-    if (rc != Z_STREAM_END)
-        return 0;
-    return n;
+    /* A gzip member (RFC 1952); 0 when the output does not fit `cap`. */
+    return libdeflate_gzip_compress(t->gz, in, len, out, cap);
 }
 
 static size_t http_compress_br(int level, const void *in, size_t len, void *out, size_t cap)
@@ -309,8 +292,6 @@ static size_t http_compress_br(int level, const void *in, size_t len, void *out,
 
 size_t http_compress_into(http_coding coding, int level, const void *in, size_t len, void *out, size_t cap)
 {
-    if (len > (size_t)UINT32_MAX)
-        return 0; /* zlib counts in uInt; such bodies go as they are */
     size_t n = 0;
     if (coding == HTTP_CODING_GZIP)
         n = http_compress_gzip(http_compress_tls_get(), level, in, len, out, cap);

@@ -1,6 +1,6 @@
 /* http_compress: content coding of responses (docs/compression.md). The Accept-Encoding parser and
  * chooser (RFC 9110 12.5.3), the table of media types worth compressing, the decision for one answer
- * (coding, Vary, or 406), and gzip (zlib) / Brotli one-shot compressors with per-thread state. The
+ * (coding, Vary, or 406), and gzip (libdeflate) / Brotli one-shot compressors with per-thread state. The
  * parsers touch no connection, so they are unit-tested and fuzzed on plain strings. */
 #ifndef APIARY_HTTP_COMPRESS_H
 #define APIARY_HTTP_COMPRESS_H
@@ -57,7 +57,7 @@ void http_compress_plan_for(const http_settings *s, const char *accept_encoding,
 
 /* Compresses in[0..len) with `coding` at `level` into a buffer of the calling thread (valid until its
  * next call). Returns its length, or 0 when compression failed or would not make the body smaller.
- * Thread-safe: the zlib stream, the Brotli output and the buffer are per thread. */
+ * Thread-safe: the gzip compressor, the Brotli output and the buffer are per thread. */
 size_t http_compress(http_coding coding, int level, const void *in, size_t len, const void **out);
 
 /* Compresses into a caller's buffer of `cap` bytes (at least http_compress_bound(len)); 0 on failure

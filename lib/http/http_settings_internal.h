@@ -53,7 +53,7 @@ typedef struct http_settings {
     /* content coding of answers (docs/compression.md) */
     bool compress_enabled;          /* false: every answer goes as identity, with no Vary */
     bool compress_brotli;           /* offer br as well as gzip */
-    unsigned compress_gzip_level;   /* zlib level 1..9 */
+    unsigned compress_gzip_level;   /* gzip level 1..9 (libdeflate's, on zlib's scale) */
     unsigned compress_brotli_level; /* Brotli quality 0..11 */
     size_t compress_min_bytes;      /* bodies below this go as identity */
     size_t compress_pool_bytes;     /* bodies from this size up are compressed on the worker pool */
