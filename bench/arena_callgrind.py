@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from ports import free_port, wait_listening
+from loopback import free_port, wait_listening
 
 PAIRS = [(1, 3), (5, 7), (10, 2), (15, 5), (25, 4), (40, 8), (50, 6)]
 HERE = os.path.dirname(os.path.abspath(__file__))

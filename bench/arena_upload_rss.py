@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from ports import free_port, wait_listening
+from loopback import free_port, wait_listening
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

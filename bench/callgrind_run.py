@@ -10,9 +10,8 @@ import os
 import re
 import subprocess
 import tempfile
-import threading
 
-from ports import free_port, wait_listening
+from loopback import free_port, wait_listening
 
 
 def inclusive(profile, name):
@@ -77,29 +76,3 @@ def sender(binary, method, path, body, ok):
             if r.status not in ok:
                 raise SystemExit(f"{binary}: status {r.status}")
     return send
-
-
-def get_many(host, port, path, n, conns):
-    """n GETs of path over conns keep-alive connections at once (threads), so several requests are in
-    flight as under wrk; every answer must be 200."""
-    import http.client
-
-    bad = []
-
-    def worker(count):
-        c = http.client.HTTPConnection(host, port, timeout=300)
-        for _ in range(count):
-            c.request("GET", path)
-            r = c.getresponse()
-            r.read()
-            if r.status != 200:
-                bad.append(r.status)
-        c.close()
-
-    threads = [threading.Thread(target=worker, args=(n // conns + (i < n % conns),)) for i in range(conns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if bad:
-        raise SystemExit(f"{len(bad)} answers were not 200 (first {bad[0]})")

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import urllib.request
 
-from ports import free_port, wait_listening
+from loopback import free_port, wait_listening
 
 HZ = os.sysconf("SC_CLK_TCK")
 HERE = os.path.dirname(os.path.abspath(__file__))

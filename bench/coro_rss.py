@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from ports import free_port, wait_listening
+from loopback import free_port, wait_listening
 
 
 def rss_kib(pid):

@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 
-from ports import free_port, wait_listening
+from loopback import free_port, wait_listening
 
 HZ = os.sysconf("SC_CLK_TCK")
 

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 
-from ports import free_port, wait_listening
+from loopback import free_port, wait_listening
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = '{"log_level":"warn","timeouts":{"keepalive_ms":600000,"header_ms":600000}}'

@@ -22,6 +22,7 @@ import sys
 import tempfile
 
 import callgrind_run
+import loopback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.environ.get("PEERS", os.path.join(HERE, "..", "..", "shared", "peers", "db", "db-peers.sh"))
@@ -48,7 +49,7 @@ def status_diff(before, after, probe, requests):
 
 
 def send_many(port, path, n, conns):
-    callgrind_run.get_many("127.0.0.1", port, path, n, conns)
+    loopback.get_many("127.0.0.1", port, path, n, conns)
 
 
 def measure(binary, route, args, port):
@@ -112,7 +113,7 @@ def main():
     port = args.mysql_port
     if not port:
         tmp = tempfile.TemporaryDirectory()
-        port = callgrind_run.free_port()
+        port = loopback.free_port()
         pid = subprocess.run([PEERS, "mariadb-start", str(port), os.path.join(tmp.name, "mariadb")],
                              capture_output=True, text=True, check=True).stdout.strip()
     try:

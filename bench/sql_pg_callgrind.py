@@ -20,6 +20,7 @@ import shutil
 import tempfile
 
 import callgrind_run
+import loopback
 
 WATCH = ["sql_pg_drain", "sql_pg_send", "sql_pg_on_read", "PQgetResult", "PQconsumeInput", "PQsetSingleRowMode",
          "PQpipelineSync", "PQsendQueryPrepared", "PQclear", "sql_task_new", "sql_task_finish", "sql__rows_copy",
@@ -33,7 +34,7 @@ COUNT = ["malloc", "calloc", "realloc", "free", "PQgetResult", "PQclear", "epoll
 
 def concurrent_sender(path, conns):
     """A send(conn, n) for callgrind_run.profile(): n GETs of `path` over `conns` connections at once."""
-    return lambda conn, n: callgrind_run.get_many(conn.host, conn.port, path, n, conns)
+    return lambda conn, n: loopback.get_many(conn.host, conn.port, path, n, conns)
 
 
 def call_counts(dump, names):

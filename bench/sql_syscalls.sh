@@ -64,27 +64,15 @@ measured() {
     fi
 }
 
-# Sends COUNT GET requests to URL over CONNS keep-alive connections; fails on any answer but 200.
+# Sends COUNT GET requests to URL over CONNS keep-alive connections; fails on any answer but 200
+# (bench/loopback.py's get_many).
 load() {
-    "$PY" - "$1" "$2" "$CONNS" <<'EOF'
-import http.client, sys, threading, urllib.parse
-url, count, conns = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-u = urllib.parse.urlsplit(url)
-bad = []
-def worker(n):
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-    for _ in range(n):
-        c.request("GET", u.path + "?" + u.query)
-        r = c.getresponse()
-        r.read()
-        if r.status != 200:
-            bad.append(r.status)
-    c.close()
-threads = [threading.Thread(target=worker, args=(count // conns + (i < count % conns),)) for i in range(conns)]
-for t in threads: t.start()
-for t in threads: t.join()
-if bad:
-    sys.exit(f"{len(bad)} answers were not 200 (first: {bad[0]})")
+    "$PY" - "$1" "$2" "$CONNS" "$(dirname "${BASH_SOURCE[0]}")" <<'EOF'
+import sys, urllib.parse
+sys.path.insert(0, sys.argv[4])
+import loopback
+u = urllib.parse.urlsplit(sys.argv[1])
+loopback.get_many(u.hostname, u.port, u.path + "?" + u.query, int(sys.argv[2]), int(sys.argv[3]))
 EOF
 }
 

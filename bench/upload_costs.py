@@ -22,7 +22,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import callgrind_run  # noqa: E402
-from ports import free_port, wait_listening  # noqa: E402
+from loopback import free_port, wait_listening  # noqa: E402
 
 PIECE = b"x" * 262144
 

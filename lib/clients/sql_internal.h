@@ -73,13 +73,13 @@ const char *sql__error_of(const async_op *op);
 
 /* ---- results under construction (heap) --------------------------------------------------------- */
 
-/* Rows appended one cell at a time; TEXT bytes go to one growing buffer. Owned by whoever built it
- * (a MariaDB connection's current task), freed with sql__rows_free; copied into a scope with
- * sql__rows_copy. `bytes` is what the limit (max_result_bytes) is checked against. */
 /* Cells a result keeps inside its sql_rows before it takes heap memory: a one-row result of a few
  * columns (a lookup by key, the usual statement) then costs no allocation of its own. */
 #define SQL_ROWS_INLINE 4
 
+/* Rows appended one cell at a time; TEXT bytes go to one growing buffer. Owned by whoever built it
+ * (a task of either backend), freed with sql__rows_free; copied into a scope with sql__rows_copy.
+ * `bytes` is what the limit (max_result_bytes) is checked against. */
 typedef struct sql_rows {
     size_t rows, cols;
     sql_value *cells; /* inline_cells, or the heap once more are needed; never copy a sql_rows */

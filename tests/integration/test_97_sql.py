@@ -1330,7 +1330,8 @@ class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):
 
     def test_group_waits_for_room_for_all_of_it(self):
         """A sql_query_many's statements wait for a connection with room for all of them (up to the
-        depth) instead of going out in pieces, each of which would leave in a segment of its own: with depth 8 and 3 statements in flight on the only connection, the 8 SELECTs of a
+        depth) instead of going out in pieces, each of which would leave in a segment of its own:
+        with depth 8 and 3 statements in flight on the only connection, the 8 SELECTs of a
         /v1/queries?queries=8 all wait (before: 5 went, 3 waited); once the database resumes, all are
         answered."""
         srv = self.apiary(connections_per_loop=1, pipeline_depth=8, query_timeout_ms=5000)
