@@ -90,9 +90,11 @@ static size_t world_count(http_request *req)
     return n > WORLD_MAX_QUERIES ? WORLD_MAX_QUERIES : (size_t)n;
 }
 
-/* Whether r is one row of world; if not, the answer is given: 502 when the result is not
- * (id, randomNumber) integers, 500 when the row is missing. */
-static bool world_row_ok(http_request *req, const sql_result *r)
+/* Whether r is the row of world the statement asked for (id `asked`); if not, the answer is given:
+ * 502 when the result is not (id, randomNumber) integers or is another row, 500 when the row is
+ * missing. Another id is checked because /v1/updates writes the ids it read: a database (or a proxy)
+ * answering another row must not make apiary write a row no client asked for. */
+static bool world_row_ok(http_request *req, const sql_result *r, long long asked)
 {
     if (!sql_result_shape(r, "ii") || r->rows > 1) {
         sql_answer_bad_shape(req, WORLD_SELECT, r);
@@ -100,6 +102,12 @@ static bool world_row_ok(http_request *req, const sql_result *r)
     }
     if (r->rows == 0) {
         http_respond_problem(req, 500, NULL, "the world table is missing rows (expected ids 1..%d)", WORLD_ROWS);
+        return false;
+    }
+    if (sql_cell(r, 0, 0)->i != asked) {
+        log_warn("sql: %s: asked for id %lld, the database answered the row of id %lld; answering 502", WORLD_SELECT,
+                 asked, sql_cell(r, 0, 0)->i);
+        http_respond_problem(req, 502, NULL, "the database answered in an unexpected shape");
         return false;
     }
     return true;
@@ -120,32 +128,43 @@ static void world_write_row(json_writer *w, long long id, long long number)
 
 /* ---- GET /v1/db -------------------------------------------------------------------------------- */
 
-/* The answer of /v1/db and /v1/db_await, once their query is over. */
-static void world_db_answer(http_request *req, const async_op *op)
+/* The answer of /v1/db and /v1/db_await, once their query for row `asked` is over. */
+static void world_db_answer(http_request *req, const async_op *op, long long asked)
 {
     if (op->status != ASYNC_OK) {
         sql_answer_failure(req, op);
         return;
     }
     const sql_result *r = op->value;
-    if (!world_row_ok(req, r))
+    if (!world_row_ok(req, r, asked))
         return;
     json_writer *w = http_json_writer(req);
     world_write_row(w, sql_cell(r, 0, 0)->i, sql_cell(r, 0, 1)->i);
     http_respond_json_writer(req, 200, w);
 }
 
-static void world_db_done(async_op *op, void *arg) { world_db_answer(arg, op); }
+/* What /v1/db's callback needs: the request and the id it asked for (scope memory). */
+typedef struct world_db_call {
+    http_request *req;
+    sql_value id;
+} world_db_call;
+
+static void world_db_done(async_op *op, void *arg)
+{
+    world_db_call *call = arg;
+    world_db_answer(call->req, op, call->id.i);
+}
 
 void world_db_get(http_request *req)
 {
     async_scope *scope = http_request_async(req);
     if (!scope)
         return;
-    sql_value *id = async_scope_alloc(scope, sizeof(*id));
-    *id = sql_int(world_random_id());
-    sql_stmt stmt = {WORLD_SELECT, id, 1, WORLD_ROW_BYTES};
-    async_op_then(sql_query(scope, http_request_loop(req), &stmt), world_db_done, req);
+    world_db_call *call = async_scope_alloc(scope, sizeof(*call));
+    call->req = req;
+    call->id = sql_int(world_random_id());
+    sql_stmt stmt = {WORLD_SELECT, &call->id, 1, WORLD_ROW_BYTES};
+    async_op_then(sql_query(scope, http_request_loop(req), &stmt), world_db_done, call);
 }
 
 /* GET /v1/db_await: the same as a coroutine handler (ROUTE_CORO), for the benchmark of both styles.
@@ -157,13 +176,14 @@ void world_db_await_get(http_request *req)
         return;
     sql_value id = sql_int(world_random_id());
     sql_stmt stmt = {WORLD_SELECT, &id, 1, WORLD_ROW_BYTES};
-    world_db_answer(req, async_await(sql_query(scope, http_request_loop(req), &stmt)));
+    world_db_answer(req, async_await(sql_query(scope, http_request_loop(req), &stmt)), id.i);
 }
 
 /* ---- GET /v1/queries --------------------------------------------------------------------------- */
 
-/* N selects of random ids, independent of each other (sql_query_many: concurrently on MariaDB). */
-static async_op *world_select_batch(async_scope *scope, http_request *req, size_t n)
+/* N selects of random ids, independent of each other (sql_query_many: concurrently on MariaDB); the
+ * ids asked for, in statement order, at *asked (scope memory). */
+static async_op *world_select_batch(async_scope *scope, http_request *req, size_t n, const sql_value **asked)
 {
     sql_value *ids = async_scope_alloc(scope, n * sizeof(*ids));
     sql_stmt *stmts = async_scope_alloc(scope, n * sizeof(*stmts));
@@ -171,27 +191,36 @@ static async_op *world_select_batch(async_scope *scope, http_request *req, size_
         ids[i] = sql_int(world_random_id());
         stmts[i] = (sql_stmt){WORLD_SELECT, &ids[i], 1, WORLD_ROW_BYTES};
     }
+    *asked = ids;
     return sql_query_many(scope, http_request_loop(req), stmts, n);
 }
 
-/* Whether every result of b is one row of world (else the answer is given, world_row_ok). */
-static bool world_rows_ok(http_request *req, const sql_batch_result *b)
+/* Whether every result of b is the row of world its statement asked for (else the answer is given,
+ * world_row_ok). */
+static bool world_rows_ok(http_request *req, const sql_batch_result *b, const sql_value *asked)
 {
     for (size_t i = 0; i < b->count; i++)
-        if (!world_row_ok(req, &b->results[i]))
+        if (!world_row_ok(req, &b->results[i], asked[i].i))
             return false;
     return true;
 }
 
+/* What /v1/queries' callback needs: the request and the ids asked for (scope memory). */
+typedef struct world_queries_call {
+    http_request *req;
+    const sql_value *asked;
+} world_queries_call;
+
 static void world_queries_done(async_op *op, void *arg)
 {
-    http_request *req = arg;
+    world_queries_call *call = arg;
+    http_request *req = call->req;
     if (op->status != ASYNC_OK) {
         sql_answer_failure(req, op);
         return;
     }
     const sql_batch_result *b = op->value;
-    if (!world_rows_ok(req, b))
+    if (!world_rows_ok(req, b, call->asked))
         return;
     json_writer *w = http_json_writer(req);
     json_writer_array_begin(w);
@@ -207,7 +236,9 @@ void world_queries_get(http_request *req)
     async_scope *scope = http_request_async(req);
     if (!scope)
         return;
-    async_op_then(world_select_batch(scope, req, n), world_queries_done, req);
+    world_queries_call *call = async_scope_alloc(scope, sizeof(*call));
+    call->req = req;
+    async_op_then(world_select_batch(scope, req, n, &call->asked), world_queries_done, call);
 }
 
 /* ---- GET /v1/updates --------------------------------------------------------------------------- */
@@ -353,13 +384,14 @@ void world_updates_get(http_request *req)
     async_scope *scope = http_request_async(req);
     if (!scope)
         return;
-    async_op *read = async_await(world_select_batch(scope, req, n));
+    const sql_value *asked;
+    async_op *read = async_await(world_select_batch(scope, req, n, &asked));
     if (read->status != ASYNC_OK) {
         sql_answer_failure(req, read);
         return;
     }
     const sql_batch_result *b = read->value;
-    if (!world_rows_ok(req, b))
+    if (!world_rows_ok(req, b, asked))
         return;
     /* The distinct ids read, ascending, each with its new number. Up to 500: scope memory, not the
      * coroutine's stack. */

@@ -48,12 +48,14 @@ BIG_CELL = 64 * 1024 * 1024
 class RewritingProxy:
     """Forwards 127.0.0.1:self.port to the upstream port. Client-to-server packets are parsed (3-byte
     length, sequence number, payload) so that a COM_STMT_PREPARE (0x16) whose SQL is a key of
-    self.rewrites is sent with the value instead; everything else passes unchanged."""
+    self.rewrites is sent with the value instead; everything else passes unchanged. The SQL of every
+    statement apiary prepares is kept in self.prepared, as apiary sent it."""
 
     def __init__(self, upstream_port, rewrites):
         self.upstream_port = upstream_port
         self.rewrites = dict(rewrites)
         self.rewritten = 0
+        self.prepared = []
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(64)
@@ -111,6 +113,7 @@ class RewritingProxy:
                         break
                     seq, payload, buf = buf[3], buf[4:4 + n], buf[4 + n:]
                     if payload[:1] == b"\x16":
+                        self.prepared.append(payload[1:].decode(errors="replace"))
                         new = self.rewrites.get(payload[1:].decode(errors="replace"))
                         if new is not None:
                             payload = b"\x16" + new.encode()
@@ -157,6 +160,21 @@ class HostileMixin(AsyncAssertions):
     def assertStillServes(self, srv):
         self.assertEqual(self.get(srv, "/v1/hello").status, 200)
         self.assertEqual(self.get(srv, "/healthz").status, 200)
+
+    def assertAnotherRowIs502(self, srv, proxy):
+        """The world SELECT answers the row after the one asked for (proxy-rewritten): every world
+        route answers 502 and /v1/updates writes nothing, because the ids it would write are the ones
+        it read (before the check, /v1/db and /v1/queries answered 200 with rows nobody asked for, and
+        /v1/updates wrote them)."""
+        for path in ("/v1/db", "/v1/queries?queries=3", "/v1/updates?queries=2"):
+            with self.subTest(path=path):
+                resp = self.get(srv, path)
+                self.assertProblemDoc(resp, 502)
+                self.assertEqual(resp.json()["detail"], "the database answered in an unexpected shape")
+        self.assertGreaterEqual(proxy.rewritten, 1)
+        self.assertIsNotNone(srv.wait_for_log(r"asked for id \d+, the database answered the row of id \d+", timeout=5))
+        self.assertFalse([q for q in proxy.prepared if q.startswith("UPDATE world")], proxy.prepared)
+        self.assertStillServes(srv)
 
     def assertBoundedPeak(self, srv, path, label):
         """GET path answers the too-large 500, and the process's peak RSS grows far less than the
@@ -229,6 +247,11 @@ class MariadbHostileTest(HostileMixin, unittest.TestCase):
         self.assertProblemDoc(self.get(srv, f"/v1/items/{item}"), 502)
         self.assertEqual(self.get(srv, "/v1/db").status, 200)
         self.assertStillServes(srv)
+
+    def test_another_row_is_502_and_nothing_is_written(self):
+        srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT 1 + id % 10000, randomNumber FROM world WHERE id = ?"},
+                                     "another_row")
+        self.assertAnotherRowIs502(srv, proxy)
 
     def test_parameter_count_is_the_servers(self):
         """Before the fix, under ASan: heap-buffer-overflow in Connector/C reading the parameter
@@ -490,6 +513,7 @@ class PgRewritingProxy(RewritingProxy):
                     if kind == b"P":
                         name, rest = payload.split(b"\0", 1)
                         query, tail = rest.split(b"\0", 1)
+                        self.prepared.append(query.decode(errors="replace"))
                         new = self.rewrites.get(query.decode(errors="replace"))
                         if new is not None:
                             payload = name + b"\0" + new.encode() + b"\0" + tail
@@ -554,21 +578,29 @@ class PostgresHostileTest(HostileMixin, unittest.TestCase):
         self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
         self.assertStillServes(srv)
 
+    def test_another_row_is_502_and_nothing_is_written(self):
+        srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT 1 + id % 10000, randomNumber FROM world WHERE id = $1"})
+        self.started(srv)
+        self.assertAnotherRowIs502(srv, proxy)
+
     def test_integer_extremes_are_read_exactly(self):
         """Integer cells are read with the driver's own decimal loop (not strtoll): the int8 extremes
-        (19 digits: strtoll's path), a negative and a zero come back exactly, in the JSON too."""
-        srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT '-9223372036854775808'::int8 + 0 * $1::int8, "
-                                                    "9223372036854775807::int8"})
-        self.started(srv)
-        resp = self.get(srv, "/v1/db")
-        self.assertEqual(resp.status, 200, resp)
-        self.assertEqual(resp.json(), {"id": -9223372036854775808, "randomNumber": 9223372036854775807})
-        srv2, proxy2 = self.apiary_via({WORLD_SELECT: "SELECT -123456789012345678 + 0 * $1::int8, 0::int2"})
-        self.started(srv2)
-        resp = self.get(srv2, "/v1/queries?queries=2")
-        self.assertEqual(resp.status, 200, resp)
-        self.assertEqual(resp.json(), [{"id": -123456789012345678, "randomNumber": 0}] * 2)
-        self.assertStillServes(srv2)
+        (19 digits: strtoll's path), a negative and a zero come back exactly, in the JSON too. They are
+        in randomNumber: the id must be the one asked for (test_another_row_is_502_...)."""
+        cases = (("/v1/db", "'-9223372036854775808'::int8", -9223372036854775808),
+                 ("/v1/queries?queries=2", "9223372036854775807::int8", 9223372036854775807),
+                 ("/v1/queries?queries=2", "-123456789012345678 + 0 * $1::int8", -123456789012345678),
+                 ("/v1/db", "0::int2", 0))
+        for path, expr, value in cases:
+            with self.subTest(expr=expr):
+                srv, proxy = self.apiary_via({WORLD_SELECT: f"SELECT $1::int8, {expr}"})
+                self.started(srv)
+                resp = self.get(srv, path)
+                self.assertEqual(resp.status, 200, resp)
+                rows = resp.json() if isinstance(resp.json(), list) else [resp.json()]
+                self.assertEqual([r["randomNumber"] for r in rows], [value] * len(rows))
+                self.assertTrue(all(1 <= r["id"] <= 10000 for r in rows), rows)
+                self.assertStillServes(srv)
 
     def test_parameter_count_refused_by_the_server_keeps_the_connection(self):
         """The server counts the parameters of what it parsed ($1 and $2 here) and refuses a Bind with
