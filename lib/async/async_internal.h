@@ -20,6 +20,11 @@ async_scope *async_scope_new_in_arena(struct event_base *base, arena *a);
  * after its request ended sees this (the engine drops its answers silently then). */
 bool async_scope_closing(const async_scope *scope);
 
+/* Nothing of the scope is still running or has a continuation queued: no operation pending, none on
+ * the ready queue. (Completed operations nobody attached to do not count: nothing will run for them.)
+ * The engine asks this when a coroutine handler returns without answering: then nothing ever will. */
+bool async_scope_quiet(const async_scope *scope);
+
 /* libevent "common timeouts" for one event_base: timers of a duration seen before go on an O(1) queue
  * instead of the heap. With 10,000 requests each sleeping 100 ms, the heap's cache-missing walks were
  * the loop's biggest cost after the kernel. libevent allows 256 durations per base; past

@@ -263,6 +263,8 @@ struct event_base *async_scope_base(const async_scope *scope) { return scope->ba
 
 bool async_scope_closing(const async_scope *scope) { return scope->closing; }
 
+bool async_scope_quiet(const async_scope *scope) { return !scope->pending.head && !scope->ready.head; }
+
 void async_scope_set_poster(async_scope *scope, async_post_fn post, void *target)
 {
     scope->post = post;

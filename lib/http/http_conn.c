@@ -169,6 +169,10 @@ static void http_conn_end_request(http_conn *conn)
     conn->body_stream = NULL;
     if (!slot)
         return;
+    if (slot->coro_hold) {
+        slot->coro_hold->req = NULL; /* the handler's coroutine, still running, loses its request */
+        slot->coro_hold = NULL;
+    }
     if (slot->req._scope) {
         /* Cancels every pending operation of the request, so none runs into the arena freed below. */
         async_scope_free(slot->req._scope);
@@ -940,11 +944,35 @@ static bool http_conn_rate_limited(http_conn *conn, http_request *req)
     return true;
 }
 
+/* A coroutine handler returned and its request is still open. If it did not answer and left nothing
+ * that could (no operation pending or queued in its scope, no cancel callback that took the request
+ * over), nothing ever will: the client would wait for the request's deadline and get a 504 that blames
+ * nobody. A handler bug, so a 500 now and a log line naming the route. */
+static void http_conn_coro_returned(http_request *req)
+{
+    if (req->_answered || req->_cancel_fn || !req->_scope || async_scope_closing(req->_scope) ||
+        !async_scope_quiet(req->_scope))
+        return;
+    log_error("route %s: its coroutine handler returned without answering and left nothing pending; "
+              "answering 500",
+              req->route_name ? req->route_name : "(none)");
+    http_respond_problem(req, 500, NULL, "the handler did not answer");
+}
+
 /* A ROUTE_CORO handler: runs on a coroutine of its own until its first await (or its answer). */
 static void http_conn_coro_main(void *arg)
 {
     http_request *req = arg;
-    req->_conn->slot->match.handler(req);
+    http_req_slot *slot = (http_req_slot *)req;
+    http_coro_hold *hold = xmalloc(sizeof(*hold));
+    hold->req = req;
+    slot->coro_hold = hold;
+    slot->match.handler(req);
+    if (hold->req) {
+        slot->coro_hold = NULL;
+        http_conn_coro_returned(req);
+    }
+    free(hold);
 }
 
 static void http_conn_run_coro(http_conn *conn, http_request *req)

@@ -65,6 +65,15 @@ typedef struct http_header_span {
 /* The per-request work area. Taken from the loop's free list when a request begins and given back
  * when it ends, so idle connections hold none and busy ones never malloc per request. It is small
  * (about 1.7 KiB): 10,000 requests waiting on timers must fit in a few tens of MiB. */
+/* A coroutine handler's hold on its request. After an await the request may have ended (client gone,
+ * 504, a WebSocket upgrade) and its slot may serve another request, or be freed, by the time the
+ * handler returns: http_conn_end_request sets req to NULL then. On the heap, owned by the coroutine
+ * (http_conn_coro_main): not on its stack, which an idle await copies out and back (coro.c), and not
+ * in the request's arena, which ends with the request. */
+typedef struct http_coro_hold {
+    http_request *req;
+} http_coro_hold;
+
 typedef struct http_req_slot {
     http_request req;
     struct http_req_slot *next_free;
@@ -85,6 +94,9 @@ typedef struct http_req_slot {
     bool in_after_hooks;   /* an after hook runs: it may add headers, never answer */
     struct http_request_value *values; /* http_request_set_value, in the arena */
     bool coding_on_pool;   /* the answer is being content-coded on the worker pool (http_conn.c) */
+    /* The running ROUTE_CORO handler's hold on this request (http_conn.c): told when the request
+     * ends, so the handler's return can tell whether its request is still this one. */
+    http_coro_hold *coro_hold;
     bool client_resolved;  /* client_family/addr hold the address trusted_proxies lead to */
     uint8_t client_family;
     uint8_t client_addr[16];

@@ -1,8 +1,9 @@
 /* http_answer_test: the answers of lib/http/http_answer.c (http_request.h) through the whole engine, with
  * the in-process test client: http_await_ok / http_respond_failed turn each way an awaited operation can
  * end into its problem+json (504, 503 with Retry-After, the caller's status for a failure), and
- * http_respond_created answers 201 with Location. Also http_client_get (a formatted GET path) and that a
- * ROUTE_CORO handler's request has its scope before the handler runs. */
+ * http_respond_created answers 201 with Location. Also http_client_get (a formatted GET path), that a
+ * ROUTE_CORO handler's request has its scope before the handler runs, and that one returning without an
+ * answer and with nothing pending is answered 500 at once (not a 504 at the deadline). */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -55,6 +56,25 @@ static void get_route(http_request *req)
     cr_assert_null(op, "the upstream's port is closed or the path too long: the call fails");
 }
 
+/* A coroutine handler that forgets to answer: ?after_await=1 forgets after an await. */
+static void forgetful_route(http_request *req)
+{
+    if (http_request_query(req, "after_await"))
+        async_await(async_sleep(http_request_async(req), 1));
+}
+
+static void late_done(async_op *op, void *arg)
+{
+    (void)op;
+    http_respond_raw(arg, 200, "text/plain", "late", 4);
+}
+
+/* A coroutine handler that returns and answers from a continuation: not a forgotten answer. */
+static void later_route(http_request *req)
+{
+    async_op_then(async_sleep(http_request_async(req), 20), late_done, req);
+}
+
 static apiary_test *answer_app(void)
 {
     apiary_app *app = apiary_app_new("answer");
@@ -62,6 +82,8 @@ static apiary_test *answer_app(void)
     apiary_app_route(app, HTTP_METHOD_GET, "/cancelled", cancelled_route, 0);
     apiary_app_route(app, HTTP_METHOD_POST, "/things", created_route, 0);
     apiary_app_route(app, HTTP_METHOD_GET, "/get", get_route, ROUTE_CORO);
+    apiary_app_route(app, HTTP_METHOD_GET, "/forgetful", forgetful_route, ROUTE_CORO);
+    apiary_app_route(app, HTTP_METHOD_GET, "/later", later_route, ROUTE_CORO);
     /* Port 1 on loopback: nothing listens there, so a call fails fast. */
     apiary_test *t = apiary_test_new(app, "{\"upstreams\": {\"nowhere\": {\"url\": \"http://127.0.0.1:1\", "
                                           "\"timeout_ms\": 2000, \"retries\": 0}}}");
@@ -95,6 +117,18 @@ Test(http_answer, an_awaited_failure_answers_its_own_problem)
     apiary_test_response *r = apiary_test_get(t, "/await?how=ok");
     cr_assert_eq(r->status, 200);
     cr_assert_str_eq(r->body, "{\"value\":\"fine\"}", "success answers nothing: the handler does");
+    apiary_test_response_free(r);
+    apiary_test_free(t);
+}
+
+Test(http_answer, a_coroutine_handler_that_returns_unanswered_is_a_500_at_once)
+{
+    apiary_test *t = answer_app();
+    assert_problem(t, "/forgetful", 500, "the handler did not answer", false);
+    assert_problem(t, "/forgetful?after_await=1", 500, "the handler did not answer", false);
+    apiary_test_response *r = apiary_test_get(t, "/later");
+    cr_assert_eq(r->status, 200, "an answer left to a pending continuation is not forgotten (%s)", r->body);
+    cr_assert_str_eq(r->body, "late");
     apiary_test_response_free(r);
     apiary_test_free(t);
 }
