@@ -71,8 +71,10 @@ typedef struct apiary_context apiary_context;
  * uses jansson: it installs the allocator that lets request bodies parse into their request's memory. */
 apiary_app *apiary_app_new(const char *name);
 
-/* The config file read when --config is not given (the apiary binary's is "config/apiary.json").
- * Without one, an app starts from the built-in defaults and the flags. `path` must outlive the app. */
+/* The config file read when --config is not given (the apiary binary's is "config/apiary.json"),
+ * relative to the working directory; when it is missing the start fails (exit status 2) as for a
+ * --config that names nothing. Without this call, an app started without --config runs on the built-in
+ * defaults and the flags. `path` must outlive the app. */
 void apiary_app_default_config(apiary_app *app, const char *path);
 
 /* The app's version, as its OpenAPI document (GET /openapi.json, --openapi) gives it; without one,

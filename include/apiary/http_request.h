@@ -151,7 +151,8 @@ void http_respond_json_spliced(http_request *req, int status, json_t *body, cons
  * linked by next) of nodes of body and the valid JSON text each is written as. */
 struct json_write_splice;
 void http_respond_json_splices(http_request *req, int status, json_t *body, const struct json_write_splice *splices);
-/* Sends bytes as they are with the given Content-Type. */
+/* Sends bytes as they are with the given Content-Type; NULL sends none, as a body-less answer wants:
+ * http_respond_raw(req, 204, NULL, NULL, 0) is 204 No Content. */
 void http_respond_raw(http_request *req, int status, const char *content_type, const void *body, size_t len);
 /* RFC 9457 problem+json: {"type":"about:blank","title":<reason phrase>,"status":...,"detail":...}.
  * `extra`, if not NULL, is merged into the object as extension members (taken: decref'd). */

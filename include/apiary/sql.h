@@ -1,4 +1,4 @@
-/* sql: asynchronous SQL for handlers, on MariaDB/MySQL or SQLite (see docs/sql.md).
+/* sql: asynchronous SQL for handlers, on MariaDB/MySQL, PostgreSQL or SQLite (see docs/sql.md).
  *
  * The model. A handler runs a statement with sql_query (several independent ones with
  * sql_query_many, dependent ones in order with sql_batch or a transaction: sql_begin, sql_txn_query,
@@ -150,7 +150,8 @@ static inline const sql_value *sql_cell(const sql_result *r, size_t row, size_t 
  * letter allows: 'i' SQL_INT, 'd' a number (SQL_INT or SQL_DOUBLE), 't' SQL_TEXT; the upper-case letter
  * also allows SQL_NULL. Any other letter never matches. A result that fails is the database answering
  * something other than the statement asks for (a changed schema, a proxy, a hostile server): handlers
- * answer it with sql_answer_bad_shape (502), never by reading what is not there. */
+ * answer it 502 (docs/sql.md: "the database answered in an unexpected shape"), never by reading what is
+ * not there. */
 bool sql_result_shape(const sql_result *r, const char *types);
 
 typedef struct sql_batch_result {
@@ -217,9 +218,10 @@ typedef struct sql_txn sql_txn;
 async_op *sql_begin(async_scope *scope, http_loop *loop);
 /* Runs one statement inside tx. Value: a sql_result. */
 async_op *sql_txn_query(sql_txn *tx, const sql_stmt *stmt);
-/* Commits tx. OK: written. FAILED: rolled back (the error says why). The handle is done either way. */
+/* Commits tx. OK: written (value NULL: test op->status, not op->value). FAILED: rolled back (the
+ * error says why). The handle is done either way. */
 async_op *sql_commit(sql_txn *tx);
-/* Rolls tx back. The handle is done. */
+/* Rolls tx back (value NULL). The handle is done. */
 async_op *sql_rollback(sql_txn *tx);
 
 /* ---- migrations (loop thread, typically in the startup hook) -------------------------------------
