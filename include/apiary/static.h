@@ -3,7 +3,7 @@
  * symlink leads out), so the tree is read from disk per request and never escaped. The answer has
  * Content-Type from the extension, ETag and Last-Modified (304 on If-None-Match / If-Modified-Since),
  * one Range (206, 416), a precompressed sibling (NAME.br, NAME.gz) when Accept-Encoding allows it and
- * it is at least as new, and HEAD; the body goes by sendfile. Apps mount a directory with
+ * it is at least as new (of two at the same q, the smaller file), and HEAD; the body goes by sendfile. Apps mount a directory with
  * apiary_app_static (apiary.h); a handler of its own may answer with a file through http_respond_file.
  *
  * Ownership. A root from http_static_root_open is its opener's: open it once (at start), serve from

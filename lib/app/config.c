@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "http_compress_internal.h"
 #include "schema.h"
 
 #define CONFIG_THREADS_MAX 256
@@ -153,6 +154,41 @@ static bool config_bind_docs_dir(const json_t *v, void *out, const char *field, 
     if (out)
         strcpy(out, value);
     return true;
+}
+
+/* compression.prefer: the codings in the order they are preferred in on equal q. Each name once; a
+ * coding left out keeps its place after those named (in the default order), so ["br"] is br, gzip. */
+static bool config_bind_compress_prefer(const json_t *v, void *out, const char *field, schema_errors *errs)
+{
+    unsigned char order[HTTP_SETTINGS_CODINGS];
+    size_t n = 0, i;
+    bool ok = true;
+    json_t *item;
+    json_array_foreach(v, i, item) {
+        const char *name = json_string_value(item); /* the schema's items are strings */
+        http_coding c = http_coding_from_name(name);
+        bool seen = false;
+        for (size_t k = 0; k < n && c != HTTP_CODING_NONE; k++)
+            seen = seen || order[k] == (unsigned char)c;
+        char at[128];
+        snprintf(at, sizeof(at), "%s[%zu]", field, i);
+        if (c == HTTP_CODING_NONE)
+            ok = schema_refuse(errs, at, "'%s' is not a coding apiary has: \"gzip\" or \"br\"", name);
+        else if (seen)
+            ok = schema_refuse(errs, at, "'%s' is named twice", name);
+        else if (n < HTTP_SETTINGS_CODINGS)
+            order[n++] = (unsigned char)c;
+    }
+    for (i = 0; n < HTTP_SETTINGS_CODINGS && i < HTTP_SETTINGS_CODINGS; i++) { /* those left out, in order */
+        bool named = false;
+        for (size_t k = 0; k < n; k++)
+            named = named || order[k] == http_coding_prefer_default[i];
+        if (!named)
+            order[n++] = http_coding_prefer_default[i];
+    }
+    if (ok && out)
+        memcpy(out, order, sizeof(order));
+    return ok;
 }
 
 /* ---- the file's schema ----------------------------------------------------------------------------- */
@@ -313,6 +349,10 @@ static const schema_member config_members[] = {
         CFG_INT("brotli_level", http.compress_brotli_level, 0, 11),
         CFG_INT("min_bytes", http.compress_min_bytes, 0, 1073741824),
         CFG_INT("pool_bytes", http.compress_pool_bytes, 0, 1073741824),
+        SCHEMA_MEMBER("prefer", apiary_config, http.compress_prefer, 0,
+                      SCHEMA_ARRAY(SCHEMA_STRING(), .min_items = 1, .max_items = 8,
+                                   .convert = SCHEMA_CONVERT(((apiary_config *)0)->http.compress_prefer, NULL,
+                                                             config_bind_compress_prefer))),
         SCHEMA_END}),
     CFG_SECTION("fanout", (const schema_member[]){CFG_INT("max_requests", fanout_max_requests, 1, 256), SCHEMA_END}),
     CFG_SECTION("kv", (const schema_member[]){

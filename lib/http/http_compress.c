@@ -110,21 +110,42 @@ void http_accept_encoding_q(const char *value, size_t len, unsigned q[3])
     }
 }
 
-http_coding http_accept_encoding_choose(const char *value, size_t len, unsigned offered)
+const unsigned char http_coding_prefer_default[HTTP_SETTINGS_CODINGS] = {HTTP_CODING_GZIP, HTTP_CODING_BR};
+
+http_coding http_coding_pick(const unsigned q[3], unsigned offered, const unsigned char *prefer)
 {
-    unsigned q[3];
-    http_accept_encoding_q(value, len, q);
-    static const http_coding order[] = {HTTP_CODING_BR, HTTP_CODING_GZIP, HTTP_CODING_IDENTITY};
+    if (!prefer)
+        prefer = http_coding_prefer_default;
     http_coding best = HTTP_CODING_NONE;
     unsigned best_q = 0;
-    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-        http_coding c = order[i];
+    /* In preference order, taking only a strictly higher q: so on a tie the earlier one stays. Identity
+     * comes last: a client that names a coding as high as identity gets the coding. */
+    for (int i = 0; i <= HTTP_SETTINGS_CODINGS; i++) {
+        http_coding c = i < HTTP_SETTINGS_CODINGS ? (http_coding)prefer[i] : HTTP_CODING_IDENTITY;
+        if (c < HTTP_CODING_IDENTITY || c > HTTP_CODING_BR)
+            continue; /* a settings struct filled by hand with a value that is no coding: never an index */
         if ((offered & HTTP_CODING_BIT(c)) && q[c] > best_q) {
             best = c;
             best_q = q[c];
         }
     }
     return best;
+}
+
+http_coding http_accept_encoding_choose(const char *value, size_t len, unsigned offered, const unsigned char *prefer)
+{
+    unsigned q[3];
+    http_accept_encoding_q(value, len, q);
+    return http_coding_pick(q, offered, prefer);
+}
+
+http_coding http_coding_from_name(const char *name)
+{
+    if (strcmp(name, "gzip") == 0)
+        return HTTP_CODING_GZIP;
+    if (strcmp(name, "br") == 0)
+        return HTTP_CODING_BR;
+    return HTTP_CODING_NONE;
 }
 
 const char *http_coding_name(http_coding c)
@@ -206,7 +227,7 @@ void http_compress_plan_for(const http_settings *s, const char *accept_encoding,
         offered |= HTTP_CODING_BIT(HTTP_CODING_BR);
     unsigned q[3];
     http_accept_encoding_q(accept_encoding, ae_len, q);
-    http_coding c = http_accept_encoding_choose(accept_encoding, ae_len, offered);
+    http_coding c = http_coding_pick(q, offered, s->compress_prefer);
     if (c == HTTP_CODING_NONE) {
         /* Errors still go out (as identity): a 406 in place of a 500 would hide the real answer. */
         if (status < 400 && len > 0)

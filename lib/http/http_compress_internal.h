@@ -29,9 +29,22 @@ typedef enum http_coding {
  * An empty value (the header present with no codings) leaves only identity acceptable. */
 void http_accept_encoding_q(const char *value, size_t len, unsigned q[3]);
 
-/* The coding to answer with among `offered` (HTTP_CODING_BIT set): the highest q above 0; on a tie
- * br, then gzip, then identity. HTTP_CODING_NONE when none of them is acceptable. */
-http_coding http_accept_encoding_choose(const char *value, size_t len, unsigned offered);
+/* The order codings are preferred in on equal q when the config says nothing (compression.prefer):
+ * gzip, then br. */
+extern const unsigned char http_coding_prefer_default[HTTP_SETTINGS_CODINGS];
+
+/* The coding to answer with among `offered` (HTTP_CODING_BIT set), given the q-values of
+ * http_accept_encoding_q: the highest q above 0; on a tie the codings in `prefer` order
+ * (HTTP_SETTINGS_CODINGS of them, each once; NULL: http_coding_prefer_default), then identity.
+ * HTTP_CODING_NONE when none of them is acceptable. */
+http_coding http_coding_pick(const unsigned q[3], unsigned offered, const unsigned char *prefer);
+
+/* http_coding_pick on an Accept-Encoding value. */
+http_coding http_accept_encoding_choose(const char *value, size_t len, unsigned offered, const unsigned char *prefer);
+
+/* The coding named `name` ("gzip", "br": the names compression.prefer takes, compared exactly), or
+ * HTTP_CODING_NONE. */
+http_coding http_coding_from_name(const char *name);
 
 /* The name sent in Content-Encoding ("gzip", "br"), NULL for identity. */
 const char *http_coding_name(http_coding c);

@@ -9,6 +9,8 @@
 #include "http_trust_internal.h"
 #include "ratelimit_internal.h"
 
+#define HTTP_SETTINGS_CODINGS 2 /* the content codings apiary has: gzip and br */
+
 typedef struct http_settings {
     /* limits */
     size_t max_url_bytes;        /* request target longer than this: 414 */
@@ -57,6 +59,9 @@ typedef struct http_settings {
     unsigned compress_brotli_level; /* Brotli quality 0..11 */
     size_t compress_min_bytes;      /* bodies below this go as identity */
     size_t compress_pool_bytes;     /* bodies from this size up are compressed on the worker pool */
+    /* compression.prefer: the codings (HTTP_CODING_* of http_compress_internal.h), most preferred
+     * first, for when Accept-Encoding gives them the same q; identity always comes after them */
+    unsigned char compress_prefer[HTTP_SETTINGS_CODINGS];
     struct pool *compress_pool;     /* that pool (the app's workers), or NULL: every body on the loop */
     /* what these settings belong to (the app runtime's config generation), or NULL: a request takes
      * it at dispatch and keeps it in effect for all its code (async_context_current) */

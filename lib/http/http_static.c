@@ -1,6 +1,7 @@
 /* http_static: file answers (static.h, docs/static.md). A request opens a precompressed sibling
  * (NAME.br, NAME.gz) beneath the root's directory descriptor (http_static_open) when Accept-Encoding
- * allows one and only stats the original for its time, or else opens the original; it answers
+ * allows one (of two at the same q, the smaller file: the other is only stat'ed unless it is the one)
+ * and only stats the original for its time, or else opens the original; it answers
  * conditionals (304) and one Range (206/416), and hands the descriptor to the connection, which reads a
  * small file into its output or sends a large one with sendfile (http_conn_send_file). By default
  * nothing is cached: a file replaced on disk is served new at the next request. A root may be given an
@@ -567,6 +568,89 @@ static int http_static_sibling(const http_static_root *root, http_static_cache *
     return fd;
 }
 
+static const char *const http_static_ext[3] = {[HTTP_CODING_GZIP] = ".gz", [HTTP_CODING_BR] = ".br"};
+
+/* The precompressed siblings the client accepts, best first by its q-values (identity wins only with a
+ * higher q than a coding's); *tie says both are acceptable at the same q, so the smaller file is served
+ * (http_static_smaller). On a tie the .br is tried first: compressed once at build time (brotli -q 11
+ * against gzip -9) it is nearly always the smaller file, so the usual tie opens one file, not two. */
+static int http_static_candidates(const unsigned q[3], int cand[2], bool *tie)
+{
+    int order[2] = {HTTP_CODING_BR, HTTP_CODING_GZIP};
+    if (q[HTTP_CODING_GZIP] > q[HTTP_CODING_BR]) {
+        order[0] = HTTP_CODING_GZIP;
+        order[1] = HTTP_CODING_BR;
+    }
+    int n = 0;
+    for (int i = 0; i < 2; i++)
+        if (q[order[i]] > 0 && q[order[i]] >= q[HTTP_CODING_IDENTITY])
+            cand[n++] = order[i];
+    *tie = n == 2 && q[HTTP_CODING_GZIP] == q[HTTP_CODING_BR];
+    return n;
+}
+
+/* On a tie, whether the sibling of coding `other` (its stat `o`) is the one to serve instead of the
+ * `coding` sibling (stat `st`): the smaller file, and on the same size the coding compression.prefer
+ * puts first. */
+static bool http_static_other_wins(const struct stat *o, int other, const struct stat *st, int coding,
+                                   const unsigned char *prefer)
+{
+    if (o->st_size != st->st_size)
+        return o->st_size < st->st_size;
+    for (int i = 0; i < HTTP_SETTINGS_CODINGS; i++)
+        if (prefer[i] == other || prefer[i] == coding)
+            return prefer[i] == other;
+    return false;
+}
+
+/* A tie whose first sibling (fd, coding *coding, stat *st) was found: the other one (`other`) costs
+ * one fstatat (symlinks followed, as the confined open follows them), and replaces it when it is a
+ * regular file at least as new as the original that wins http_static_other_wins. Only then is it
+ * opened, the confined way; the first is let go before, so the open-file cache may reuse its slot,
+ * and opened again should the other's open fail after all (a race with the disk). */
+static int http_static_smaller(const http_static_root *root, http_static_cache *cache, http_request *req,
+                               const char *name, int other, int fd, struct stat *orig, http_static_orig *state,
+                               struct stat *st, bool *kept, int *coding)
+{
+    size_t n = strlen(name);
+    char *path = arena_alloc(&req->arena, n + 4);
+    memcpy(path, name, n);
+    memcpy(path + n, http_static_ext[other], 4);
+    struct stat o;
+    if (fstatat(root->fd, path, &o, 0) != 0 || !S_ISREG(o.st_mode) || http_static_older(&o, orig) ||
+        !http_static_other_wins(&o, other, st, *coding, req->_conn->loop->settings->compress_prefer))
+        return fd;
+    http_static_release(fd, *kept);
+    int first = *coding;
+    fd = http_static_sibling(root, cache, req, name, http_static_ext[other], orig, state, st, kept);
+    if (fd >= 0) {
+        *coding = other;
+        return fd;
+    }
+    fd = http_static_sibling(root, cache, req, name, http_static_ext[first], orig, state, st, kept);
+    if (fd < 0)
+        *coding = -1;
+    return fd;
+}
+
+/* The sibling to serve among cand[0..n) (http_static_candidates), its descriptor and *coding; -1 when
+ * none can be (or *state turned HTTP_STATIC_ORIG_OPEN: the caller opens the original first). */
+static int http_static_pick(const http_static_root *root, http_static_cache *cache, http_request *req,
+                            const char *name, const int *cand, int n, bool tie, struct stat *orig,
+                            http_static_orig *state, struct stat *st, bool *kept, int *coding)
+{
+    for (int i = 0; i < n && *state != HTTP_STATIC_ORIG_OPEN; i++) {
+        int fd = http_static_sibling(root, cache, req, name, http_static_ext[cand[i]], orig, state, st, kept);
+        if (fd < 0)
+            continue;
+        *coding = cand[i];
+        if (tie && i == 0)
+            fd = http_static_smaller(root, cache, req, name, cand[1], fd, orig, state, st, kept, coding);
+        return fd;
+    }
+    return -1;
+}
+
 static void http_static_not_found(http_request *req, int err)
 {
     if (err == EACCES)
@@ -612,36 +696,26 @@ static void http_static_answer(http_request *req, const http_static_root *root, 
     const char *type = http_static_content_type(name);
     bool vary = http_media_type_compressible(type);
 
-    /* The precompressed siblings the client accepts, best first by its q-values (br before gzip on a
-     * tie; identity wins only with a higher q). Types known to be compressed already (images, fonts,
-     * archives) have none looked for: a .gz of a .webp is no smaller. */
-    static const char *const ext[3] = {[HTTP_CODING_GZIP] = ".gz", [HTTP_CODING_BR] = ".br"};
+    /* Types known to be compressed already (images, fonts, archives) have no siblings looked for: a .gz
+     * of a .webp is no smaller. */
     static const char *const coding_name[3] = {[HTTP_CODING_GZIP] = "gzip", [HTTP_CODING_BR] = "br"};
     int cand[2], ncand = 0;
+    bool tie = false;
     size_t ae_len = 0;
     const char *ae = http_static_header(req, "Accept-Encoding", &ae_len);
     if (ae && (vary || strcmp(type, "application/octet-stream") == 0)) {
         unsigned q[3];
         http_accept_encoding_q(ae, ae_len, q);
-        int order[2] = {HTTP_CODING_BR, HTTP_CODING_GZIP};
-        if (q[HTTP_CODING_GZIP] > q[HTTP_CODING_BR]) {
-            order[0] = HTTP_CODING_GZIP;
-            order[1] = HTTP_CODING_BR;
-        }
-        for (int i = 0; i < 2; i++)
-            if (q[order[i]] > 0 && q[order[i]] >= q[HTTP_CODING_IDENTITY])
-                cand[ncand++] = order[i];
+        ncand = http_static_candidates(q, cand, &tie);
     }
 
     /* kept: fd is this loop's open-file cache's, not to be closed (a root without a cache never keeps) */
     http_static_cache *cache = http_static_cache_of(root);
     struct stat st, orig;
     http_static_orig state = HTTP_STATIC_ORIG_UNKNOWN;
-    int fd = -1, coding = -1;
+    int coding = -1;
     bool kept = false;
-    for (int i = 0; i < ncand && fd < 0 && state != HTTP_STATIC_ORIG_OPEN; i++)
-        if ((fd = http_static_sibling(root, cache, req, name, ext[cand[i]], &orig, &state, &st, &kept)) >= 0)
-            coding = cand[i];
+    int fd = http_static_pick(root, cache, req, name, cand, ncand, tie, &orig, &state, &st, &kept, &coding);
     if (fd < 0) {
         /* No sibling (or the original is more than a plain file): the original, opened the confined way. */
         fd = http_static_open_file(root, cache, name, &st, &kept);
@@ -662,19 +736,16 @@ static void http_static_answer(http_request *req, const http_static_root *root, 
         if (state == HTTP_STATIC_ORIG_OPEN) { /* a symlink beneath the root, say: its siblings, as above */
             orig = st;
             state = HTTP_STATIC_ORIG_KNOWN;
-            for (int i = 0; i < ncand; i++) {
-                /* not through the cache: a slot it replaced could be the one fd is */
-                struct stat sib_st;
-                bool sib_kept;
-                int sib = http_static_sibling(root, NULL, req, name, ext[cand[i]], &orig, &state, &sib_st, &sib_kept);
-                if (sib >= 0) {
-                    http_static_release(fd, kept);
-                    fd = sib;
-                    kept = sib_kept;
-                    st = sib_st;
-                    coding = cand[i];
-                    break;
-                }
+            /* not through the cache: a slot it replaced could be the one fd is */
+            struct stat sib_st;
+            bool sib_kept;
+            int sib = http_static_pick(root, NULL, req, name, cand, ncand, tie, &orig, &state, &sib_st, &sib_kept,
+                                       &coding);
+            if (sib >= 0) {
+                http_static_release(fd, kept);
+                fd = sib;
+                kept = sib_kept;
+                st = sib_st;
             }
         }
     }

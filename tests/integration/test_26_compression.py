@@ -1,5 +1,6 @@
 """Content coding of answers (docs/compression.md), end to end: Accept-Encoding q-values pick br or gzip
-(the bodies decode back to the same JSON), q=0 is never, identity;q=0 with nothing acceptable is 406,
+(the bodies decode back to the same JSON), equal q goes to gzip by default and to br with
+compression.prefer ["br", "gzip"] (q-values still deciding first), q=0 is never, identity;q=0 with nothing acceptable is 406,
 Vary: Accept-Encoding on every answer that could have been coded, Content-Length of the coded body,
 bodies under compression.min_bytes and types already compressed go as they are, no Accept-Encoding
 means identity, HEAD gives the coded length, pipelined coded answers stay in order, large bodies are
@@ -55,11 +56,13 @@ class NegotiationTest(ServerTestMixin, unittest.TestCase):
         cases = [
             ("br;q=1, gzip;q=0.8", "br"),
             ("gzip;q=1, br;q=0.8", "gzip"),
-            ("gzip, deflate, br", "br"),
+            ("gzip, deflate, br", "gzip"),
+            ("gzip, deflate, br, zstd", "gzip"),
+            ("br, gzip", "gzip"),
             ("gzip", "gzip"),
             ("x-gzip", "gzip"),
             ("br", "br"),
-            ("*", "br"),
+            ("*", "gzip"),
             ("gzip;q=0, br;q=0.5", "br"),
             ("br;q=0, gzip", "gzip"),
             ("gzip;q=0", None),
@@ -206,6 +209,35 @@ class PoolTest(ServerTestMixin, unittest.TestCase):
             sock.close()
         with self.server.connect() as sock:
             self.assertEqual(request(sock, "GET", "/healthz").status, 200)
+
+
+class PreferBrTest(ServerTestMixin, unittest.TestCase):
+    """compression.prefer ["br", "gzip"]: br on equal q; the q-values still decide first, and Vary is
+    sent as before."""
+    CONFIG = {"compression": {"prefer": ["br", "gzip"]}}
+
+    def test_equal_q_follows_prefer(self):
+        value = doc(100)
+        cases = [
+            ("gzip, deflate, br", "br"),
+            ("gzip, deflate, br, zstd", "br"),
+            ("*", "br"),
+            ("gzip;q=0.5, br;q=0.5", "br"),
+            ("gzip;q=1, br;q=0.8", "gzip"),
+            ("br;q=0, gzip", "gzip"),
+            ("gzip", "gzip"),
+            ("gzip;q=0", None),
+            ("gzip;q=0.5, br;q=0.5, identity;q=0.9", None),
+        ]
+        with self.server.connect() as sock:
+            for ae, coding in cases:
+                with self.subTest(accept_encoding=ae):
+                    resp = echo(sock, value, ae)
+                    self.assertEqual(resp.status, 200, repr(resp))
+                    self.assertEqual(resp.headers.get("Content-Encoding"), coding, repr(resp))
+                    self.assertEqual(resp.headers.get("Vary"), "Accept-Encoding")
+                    self.assertEqual(json.loads(decoded(resp)), value)
+            self.assertProblem(echo(sock, value, "identity;q=0"), 406)
 
 
 class DisabledTest(ServerTestMixin, unittest.TestCase):

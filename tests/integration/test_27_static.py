@@ -1,7 +1,7 @@
 """Static files (docs/static.md), end to end: a `static` mount of a temporary tree, served by the real
 binary: Content-Type by extension, ETag and Last-Modified with 304 (If-None-Match, If-Modified-Since),
 Range (206, 416, several ranges answered whole, If-Range), precompressed siblings chosen by q-value and
-only when at least as new, Vary, HEAD, index.html for directories, large files (sendfile) whole and in
+only when at least as new (on a q tie the smaller file, then compression.prefer's order), Vary, HEAD, index.html for directories, large files (sendfile) whole and in
 order behind pipelined requests, and no way out of the directory: "..", "%2e%2e", "%2f", symlinks
 leading out, NUL and backslashes are refused, a missing file is a 404 problem."""
 
@@ -416,6 +416,101 @@ class OpenFileCacheTest(ServerTestMixin, unittest.TestCase):
         time.sleep(0.2)
         # two loops, four descriptors each, whatever else this class left in them
         self.assertLessEqual(self.fds(), before + 8)
+
+
+TIE_BODY = os.urandom(4096) * 4  # repeats 4 KiB apart: in gzip's 32 KiB window, not in a 1 KiB one
+
+
+def tie_tree(tmp):
+    """Files with both siblings: js/small-br.js (brotli -q 11 beats gzip -9 on text), bin/small-gz.json
+    (a Brotli window of 1 KiB misses the 4 KiB repeats gzip finds), same.css (siblings of one size,
+    not real codings: only the headers are checked) and stale.css (its smaller .br is older)."""
+    root = os.path.join(tmp, "root")
+    text = b"function f(a, b) { return a * 3 + b; }\n" * 200
+    files = {
+        "js/small-br.js": (text, brotli.compress(text, quality=11), gzip.compress(text, 9)),
+        "bin/small-gz.json": (TIE_BODY, brotli.compress(TIE_BODY, quality=0, lgwin=10), gzip.compress(TIE_BODY, 9)),
+        "same.css": (b"p{}" * 10, b"B" * 20, b"G" * 20),
+        "stale.css": (text, brotli.compress(text, quality=11), gzip.compress(text, 9)),
+    }
+    for name, (orig, br, gz) in files.items():
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        for suffix, data in (("", orig), (".br", br), (".gz", gz)):
+            with open(path + suffix, "wb") as f:
+                f.write(data)
+    old = time.time() - 3600
+    os.utime(os.path.join(root, "stale.css.br"), (old, old))
+    return root, files
+
+
+class SiblingTieMixin(ServerTestMixin):
+    """A q tie between acceptable siblings serves the smaller file, on a mount with and without the
+    open-file cache; the same size goes by compression.prefer (EQUAL_SIZE: the coding expected)."""
+    EQUAL_SIZE = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="apiary_static_tie_")
+        root, cls.files = tie_tree(cls.tmp)
+        cls.CONFIG = dict(cls.CONFIG, static=[{"prefix": "/t", "dir": root},
+                                              {"prefix": "/c", "dir": root, "open_file_cache": 16}])
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.tmp)
+
+    def coding_of(self, sock, path, ae):
+        r = request(sock, "GET", path, {"Accept-Encoding": ae})
+        self.assertEqual(r.status, 200, repr(r))
+        self.assertEqual(r.headers.get("Vary"), "Accept-Encoding")
+        coding = r.headers.get("Content-Encoding")
+        name = path.split("/", 2)[2]
+        orig, br, gz = self.files[name]
+        self.assertEqual(r.body, {"br": br, "gzip": gz, None: orig}[coding], f"{path} {ae}: {coding}")
+        return coding
+
+    def test_a_tie_serves_the_smaller_sibling(self):
+        for name, (orig, br, gz) in self.files.items():
+            if name != "same.css":
+                self.assertNotEqual(len(br), len(gz), name)
+        self.assertLess(len(self.files["js/small-br.js"][1]), len(self.files["js/small-br.js"][2]))
+        self.assertLess(len(self.files["bin/small-gz.json"][2]), len(self.files["bin/small-gz.json"][1]))
+        cases = [
+            ("js/small-br.js", "gzip, deflate, br", "br"),
+            ("js/small-br.js", "gzip, deflate, br, zstd", "br"),
+            ("bin/small-gz.json", "gzip, deflate, br", "gzip"),
+            ("bin/small-gz.json", "br, gzip", "gzip"),
+            ("bin/small-gz.json", "*", "gzip"),
+            ("same.css", "gzip, deflate, br", self.EQUAL_SIZE),
+            # q-values first, whatever the sizes
+            ("bin/small-gz.json", "br;q=1, gzip;q=0.8", "br"),
+            ("js/small-br.js", "gzip;q=1, br;q=0.8", "gzip"),
+            ("bin/small-gz.json", "gzip;q=0, br", "br"),
+            ("js/small-br.js", "gzip;q=0.5, br;q=0.5, identity;q=0.9", None),
+            # the smaller one stale: the other
+            ("stale.css", "gzip, br", "gzip"),
+        ]
+        with self.server.connect() as sock:
+            for prefix in ("/t/", "/c/"):
+                for _ in range(2):  # the second time from the open-file cache on /c
+                    for name, ae, coding in cases:
+                        with self.subTest(path=prefix + name, accept_encoding=ae):
+                            self.assertEqual(self.coding_of(sock, prefix + name, ae), coding)
+
+
+class SiblingTieTest(SiblingTieMixin, unittest.TestCase):
+    CONFIG = {}
+    EQUAL_SIZE = "gzip"
+
+
+class SiblingTiePreferBrTest(SiblingTieMixin, unittest.TestCase):
+    CONFIG = {"compression": {"prefer": ["br", "gzip"]}}
+    EQUAL_SIZE = "br"
 
 
 class BadMountTest(unittest.TestCase):

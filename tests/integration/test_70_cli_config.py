@@ -132,6 +132,10 @@ class ConfigTest(unittest.TestCase):
             ("listen not a string", {"listen": 8080}, "listen"),
             ("limits not an object", {"limits": 5}, "limits"),
             ("timeouts not an object", {"timeouts": [1, 2]}, "timeouts"),
+            ("unknown coding to prefer", {"compression": {"prefer": ["zstd", "gzip"]}},
+             "compression.prefer[0]: 'zstd' is not a coding apiary has: \"gzip\" or \"br\""),
+            ("coding preferred twice", {"compression": {"prefer": ["br", "br"]}},
+             "compression.prefer[1]: 'br' is named twice"),
         ]
         for name, config, key in cases:
             with self.subTest(case=name):

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config_internal.h"
+#include "http_compress_internal.h"
 
 /* Mirrors the loader's rule so the test does not depend on the machine it runs on. */
 static unsigned config_test_cpus(void)
@@ -43,6 +44,8 @@ static void config_test_assert_same(const apiary_config *a, const apiary_config 
     CONFIG_TEST_SAME(a, b, http.keepalive_timeout_ms);
     CONFIG_TEST_SAME(a, b, http.write_timeout_ms);
     CONFIG_TEST_SAME(a, b, http.linger_timeout_ms);
+    CONFIG_TEST_SAME(a, b, http.compress_prefer[0]);
+    CONFIG_TEST_SAME(a, b, http.compress_prefer[1]);
 }
 
 /* A config that differs from the defaults in every field, to prove a failed load leaves it alone. */
@@ -901,6 +904,43 @@ Test(config, structured_keys_bind)
     cr_assert(cfg.rate_limit_enabled);
     config_test_accept("{\"redis\": {}}", &cfg);
     cr_assert(cfg.redis_section, "an empty section still says: use Redis");
+}
+
+Test(config, compression_prefer)
+{
+    apiary_config cfg;
+    config_defaults(&cfg);
+    cr_assert_eq(cfg.http.compress_prefer[0], HTTP_CODING_GZIP, "gzip first on equal q by default");
+    cr_assert_eq(cfg.http.compress_prefer[1], HTTP_CODING_BR);
+    config_test_accept("{\"compression\": {\"prefer\": [\"br\", \"gzip\"]}}", &cfg);
+    cr_assert_eq(cfg.http.compress_prefer[0], HTTP_CODING_BR);
+    cr_assert_eq(cfg.http.compress_prefer[1], HTTP_CODING_GZIP);
+    config_test_accept("{\"compression\": {\"prefer\": [\"br\"]}}", &cfg);
+    cr_assert_eq(cfg.http.compress_prefer[0], HTTP_CODING_BR);
+    cr_assert_eq(cfg.http.compress_prefer[1], HTTP_CODING_GZIP, "a coding left out follows those named");
+    config_test_accept("{\"compression\": {\"prefer\": [\"gzip\"]}}", &cfg);
+    cr_assert_eq(cfg.http.compress_prefer[0], HTTP_CODING_GZIP);
+    cr_assert_eq(cfg.http.compress_prefer[1], HTTP_CODING_BR);
+
+    char err[CONFIG_ERROR_MAX];
+    config_test_reject("{\"compression\": {\"prefer\": [\"zstd\", \"gzip\"]}}", err);
+    cr_assert_str_eq(err, "test.json: compression.prefer[0]: 'zstd' is not a coding apiary has: \"gzip\" or \"br\"");
+    config_test_reject("{\"compression\": {\"prefer\": [\"gzip\", \"br\", \"gzip\"]}}", err);
+    cr_assert_str_eq(err, "test.json: compression.prefer[2]: 'gzip' is named twice");
+    /* Every wrong item is reported, each under its index. */
+    config_test_reject("{\"compression\": {\"prefer\": [\"br\", \"br\", \"x-gzip\"]}}", err);
+    config_test_assert_err(err, "compression.prefer[1]: 'br' is named twice");
+    config_test_assert_err(err, "compression.prefer[2]: 'x-gzip' is not a coding");
+    config_test_reject("{\"compression\": {\"prefer\": [\"GZIP\"]}}", err);
+    config_test_assert_err(err, "compression.prefer[0]: 'GZIP' is not a coding");
+    config_test_reject("{\"compression\": {\"prefer\": [\"identity\"]}}", err);
+    config_test_assert_err(err, "compression.prefer[0]: 'identity' is not a coding");
+    config_test_reject("{\"compression\": {\"prefer\": []}}", err);
+    config_test_assert_err(err, "compression.prefer");
+    config_test_reject("{\"compression\": {\"prefer\": \"gzip\"}}", err);
+    config_test_assert_err(err, "compression.prefer");
+    config_test_reject("{\"compression\": {\"prefer\": [\"gzip\", 1]}}", err);
+    config_test_assert_err(err, "compression.prefer[1]");
 }
 
 Test(config, compression_and_static_keys)

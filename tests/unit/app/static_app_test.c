@@ -234,3 +234,103 @@ Test(static_app, open_file_cache_follows_the_disk, .init = make_tree, .fini = re
     cr_assert_eq(after_free, before_free - 5, "the 4 cached descriptors and the directory are closed with the root "
                  "(%d, %d)", before_free, after_free);
 }
+
+/* ---- precompressed siblings on an Accept-Encoding tie ------------------------------------------- */
+
+/* The Content-Encoding and body of `target` for this Accept-Encoding ("" for none). */
+static void expect_sibling(apiary_test *t, const char *target, const char *ae, const char *coding, const char *body)
+{
+    char head[128];
+    snprintf(head, sizeof(head), "Accept-Encoding: %s\r\n", ae);
+    apiary_test_response *r = apiary_test_request(t, "GET", target, head, NULL, 0, 0);
+    cr_assert_eq(r->status, 200, "%s, %s: %d", target, ae, r->status);
+    const char *got = apiary_test_header(r, "Content-Encoding");
+    cr_assert_str_eq(got ? got : "", coding, "%s, %s: %s", target, ae, got ? got : "identity");
+    cr_assert_str_eq(r->body, body, "%s, %s", target, ae);
+    cr_assert_str_eq(apiary_test_header(r, "Vary"), "Accept-Encoding", "Vary as before");
+    apiary_test_response_free(r);
+}
+
+/* Every tie rule on one mount (/files) and on a root with the open-file cache (/own), whose answers
+ * must be the same. */
+static void expect_ties(apiary_test *t, const char *equal_size_coding, const char *equal_size_body)
+{
+    static const char *const prefixes[] = {"/files", "/own"};
+    for (int k = 0; k < 2; k++) {
+        char small_br[64], small_gz[64], same[64], stale[64], only_gz[64];
+        snprintf(small_br, sizeof(small_br), "%s/b.css", prefixes[k]);
+        snprintf(small_gz, sizeof(small_gz), "%s/g.css", prefixes[k]);
+        snprintf(same, sizeof(same), "%s/e.css", prefixes[k]);
+        snprintf(stale, sizeof(stale), "%s/s.css", prefixes[k]);
+        snprintf(only_gz, sizeof(only_gz), "%s/o.css", prefixes[k]);
+        for (int twice = 0; twice < 2; twice++) { /* the second time from the cache, on /own */
+            /* A tie: the smaller file, whichever coding it is. */
+            expect_sibling(t, small_br, "gzip, deflate, br", "br", "BR");
+            expect_sibling(t, small_gz, "gzip, deflate, br", "gzip", "GZ");
+            expect_sibling(t, small_gz, "br, gzip, zstd", "gzip", "GZ");
+            expect_sibling(t, small_gz, "*", "gzip", "GZ");
+            expect_sibling(t, small_br, "br;q=0.5, gzip;q=0.5", "br", "BR");
+            /* The same size: compression.prefer's order. */
+            expect_sibling(t, same, "gzip, br", equal_size_coding, equal_size_body);
+            /* q-values decide first, whatever the sizes. */
+            expect_sibling(t, small_gz, "br;q=1, gzip;q=0.8", "br", "BR-LARGER");
+            expect_sibling(t, small_br, "gzip;q=1, br;q=0.8", "gzip", "GZ-LARGER");
+            expect_sibling(t, small_gz, "gzip;q=0, br", "br", "BR-LARGER");
+            expect_sibling(t, small_br, "gzip, br;q=0", "gzip", "GZ-LARGER");
+            expect_sibling(t, small_gz, "gzip;q=0.5, br;q=0.5, identity;q=0.9", "", "g{}");
+            /* A smaller sibling that is stale is not served: the other one is. */
+            expect_sibling(t, stale, "gzip, br", "gzip", "GZ-LARGER");
+            /* Only one sibling: that one. */
+            expect_sibling(t, only_gz, "gzip, br", "gzip", "GZ");
+        }
+    }
+}
+
+static void make_tie_tree(void)
+{
+    write_file("b.css", "b{}");
+    write_file("b.css.br", "BR");
+    write_file("b.css.gz", "GZ-LARGER");
+    write_file("g.css", "g{}");
+    write_file("g.css.br", "BR-LARGER");
+    write_file("g.css.gz", "GZ");
+    write_file("e.css", "e{}");
+    write_file("e.css.br", "BR");
+    write_file("e.css.gz", "GZ");
+    write_file("s.css", "s{}");
+    write_file("s.css.br", "BR");
+    write_file("s.css.gz", "GZ-LARGER");
+    write_file("o.css", "o{}");
+    write_file("o.css.gz", "GZ");
+    /* s.css.br is older than its original: stale. The others stay at least as new as theirs. */
+    char p[128];
+    snprintf(p, sizeof(p), "%s/s.css.br", dir);
+    struct timespec old[2] = {{.tv_sec = 0, .tv_nsec = UTIME_OMIT}, {.tv_sec = time(NULL) - 3600, .tv_nsec = 0}};
+    cr_assert_eq(utimensat(AT_FDCWD, p, old, 0), 0);
+}
+
+/* Runs expect_ties on an app whose config is `config`. */
+static void run_ties(const char *config, const char *equal_size_coding, const char *equal_size_body)
+{
+    make_tie_tree();
+    apiary_app *app = apiary_app_new("static-ties");
+    cr_assert_eq(apiary_app_static(app, "/files", dir, 0), 0);
+    cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/own/{name}", own_file, 0), 0);
+    own_root = http_static_root_open(dir);
+    cr_assert_not_null(own_root);
+    http_static_root_cache(own_root, 64);
+    apiary_test *t = apiary_test_new(app, config);
+    cr_assert_not_null(t);
+    expect_ties(t, equal_size_coding, equal_size_body);
+    apiary_test_free(t);
+}
+
+Test(static_app, a_tie_serves_the_smaller_sibling, .init = make_tree, .fini = remove_tree)
+{
+    run_ties("{}", "gzip", "GZ");
+}
+
+Test(static_app, a_tie_of_equal_sizes_follows_prefer, .init = make_tree, .fini = remove_tree)
+{
+    run_ties("{\"compression\": {\"prefer\": [\"br\", \"gzip\"]}}", "br", "BR");
+}

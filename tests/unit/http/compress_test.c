@@ -1,5 +1,6 @@
-/* compress_test: unit tests for lib/http/http_compress.c: the Accept-Encoding q-values and choice, the
- * table of compressible media types, the decision for one answer, and that both coders round-trip. */
+/* compress_test: unit tests for lib/http/http_compress.c: the Accept-Encoding q-values and choice (with
+ * the default order on equal q, gzip first, and compression.prefer's other one), the table of
+ * compressible media types, the decision for one answer, and that both coders round-trip. */
 #include <brotli/decode.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -11,9 +12,17 @@
 #define ALL HTTP_CODINGS_ALL
 #define ID_GZIP (HTTP_CODING_BIT(HTTP_CODING_IDENTITY) | HTTP_CODING_BIT(HTTP_CODING_GZIP))
 
+static const unsigned char BR_FIRST[HTTP_SETTINGS_CODINGS] = {HTTP_CODING_BR, HTTP_CODING_GZIP};
+
+/* The choice in the default order (gzip, then br, on equal q). */
 static http_coding choose(const char *ae, unsigned offered)
 {
-    return http_accept_encoding_choose(ae, strlen(ae), offered);
+    return http_accept_encoding_choose(ae, strlen(ae), offered, NULL);
+}
+
+static http_coding choose_br_first(const char *ae, unsigned offered)
+{
+    return http_accept_encoding_choose(ae, strlen(ae), offered, BR_FIRST);
 }
 
 static void q_of(const char *ae, unsigned q[3]) { http_accept_encoding_q(ae, strlen(ae), q); }
@@ -23,7 +32,7 @@ Test(accept_encoding, q_values_decide)
     cr_assert_eq(choose("br;q=1, gzip;q=0.8", ALL), HTTP_CODING_BR);
     cr_assert_eq(choose("br;q=0.5, gzip;q=0.8", ALL), HTTP_CODING_GZIP);
     cr_assert_eq(choose("gzip;q=0.001", ALL), HTTP_CODING_GZIP, "any named coding beats identity not named");
-    cr_assert_eq(choose("gzip, deflate, br", ALL), HTTP_CODING_BR, "a tie goes to br");
+    cr_assert_eq(choose("gzip, deflate, br", ALL), HTTP_CODING_GZIP, "a tie goes to gzip by default");
     cr_assert_eq(choose("gzip, deflate, br", ID_GZIP), HTTP_CODING_GZIP, "br not offered");
     cr_assert_eq(choose("deflate", ALL), HTTP_CODING_IDENTITY, "nothing we have: identity");
     cr_assert_eq(choose("gzip;q=0", ALL), HTTP_CODING_IDENTITY, "q=0 is never");
@@ -40,11 +49,53 @@ Test(accept_encoding, identity_and_star)
     cr_assert_eq(choose("identity;q=0, gzip", ALL), HTTP_CODING_GZIP);
     cr_assert_eq(choose("*;q=0", ALL), HTTP_CODING_NONE, "* excludes identity when it is not named");
     cr_assert_eq(choose("*;q=0, identity", ALL), HTTP_CODING_IDENTITY);
-    cr_assert_eq(choose("*", ALL), HTTP_CODING_BR, "* is any coding");
+    cr_assert_eq(choose("*", ALL), HTTP_CODING_GZIP, "* is any coding: a tie, gzip first");
     cr_assert_eq(choose("*", HTTP_CODING_BIT(HTTP_CODING_IDENTITY)), HTTP_CODING_IDENTITY);
     cr_assert_eq(choose("gzip;q=0, *", ALL), HTTP_CODING_BR, "named gzip;q=0 beats *");
+    cr_assert_eq(choose_br_first("br;q=0, *", ALL), HTTP_CODING_GZIP, "named br;q=0 beats *, whatever the order");
     cr_assert_eq(choose("", ALL), HTTP_CODING_IDENTITY, "an empty value: identity only");
     cr_assert_eq(choose("br;q=0, gzip;q=0, identity;q=0", ALL), HTTP_CODING_NONE);
+}
+
+Test(accept_encoding, equal_q_follows_the_preference_order)
+{
+    /* What browsers send: every coding at q=1. */
+    const char *browsers[] = {"gzip, deflate, br", "gzip, deflate, br, zstd", "br, gzip", "*",
+                              "gzip;q=0.8, br;q=0.8", "br;q=0.5, gzip;q=0.5, identity;q=0.5"};
+    for (size_t i = 0; i < sizeof(browsers) / sizeof(browsers[0]); i++) {
+        cr_assert_eq(choose(browsers[i], ALL), HTTP_CODING_GZIP, "default order, %s", browsers[i]);
+        cr_assert_eq(choose_br_first(browsers[i], ALL), HTTP_CODING_BR, "br first, %s", browsers[i]);
+    }
+    /* q-values decide before the order does. */
+    cr_assert_eq(choose("br;q=1, gzip;q=0.8", ALL), HTTP_CODING_BR);
+    cr_assert_eq(choose_br_first("gzip;q=1, br;q=0.8", ALL), HTTP_CODING_GZIP);
+    cr_assert_eq(choose("gzip;q=0, br", ALL), HTTP_CODING_BR, "gzip;q=0 is never gzip");
+    cr_assert_eq(choose("gzip;q=0", ALL), HTTP_CODING_IDENTITY);
+    cr_assert_eq(choose_br_first("br;q=0", ALL), HTTP_CODING_IDENTITY);
+    cr_assert_eq(choose("identity;q=0", ALL), HTTP_CODING_NONE, "nothing acceptable: 406, in either order");
+    cr_assert_eq(choose_br_first("identity;q=0", ALL), HTTP_CODING_NONE);
+    /* A coding not offered is skipped, and identity stays last on a tie. */
+    cr_assert_eq(choose_br_first("gzip, br", ID_GZIP), HTTP_CODING_GZIP, "br off");
+    cr_assert_eq(choose("identity, gzip", ALL), HTTP_CODING_GZIP, "identity named at the same q comes last");
+    cr_assert_eq(choose("identity, gzip;q=0.5", ALL), HTTP_CODING_IDENTITY, "a higher q for identity wins");
+    /* The same on parsed q-values. */
+    unsigned q[3] = {[HTTP_CODING_IDENTITY] = 1, [HTTP_CODING_GZIP] = 1000, [HTTP_CODING_BR] = 1000};
+    cr_assert_eq(http_coding_pick(q, ALL, NULL), HTTP_CODING_GZIP);
+    cr_assert_eq(http_coding_pick(q, ALL, BR_FIRST), HTTP_CODING_BR);
+    cr_assert_eq(http_coding_pick(q, ALL, http_coding_prefer_default), HTTP_CODING_GZIP);
+    static const unsigned char junk[HTTP_SETTINGS_CODINGS] = {7, 200};
+    cr_assert_eq(http_coding_pick(q, ALL, junk), HTTP_CODING_IDENTITY, "values that are no coding are skipped");
+}
+
+Test(accept_encoding, coding_names)
+{
+    cr_assert_eq(http_coding_from_name("gzip"), HTTP_CODING_GZIP);
+    cr_assert_eq(http_coding_from_name("br"), HTTP_CODING_BR);
+    cr_assert_eq(http_coding_from_name("GZIP"), HTTP_CODING_NONE, "the config's names are exact");
+    cr_assert_eq(http_coding_from_name("x-gzip"), HTTP_CODING_NONE);
+    cr_assert_eq(http_coding_from_name("identity"), HTTP_CODING_NONE);
+    cr_assert_eq(http_coding_from_name("zstd"), HTTP_CODING_NONE);
+    cr_assert_eq(http_coding_from_name(""), HTTP_CODING_NONE);
 }
 
 Test(accept_encoding, malformed_members_are_ignored)
@@ -130,7 +181,18 @@ Test(plan, decides_coding_vary_and_406)
     cr_assert_not(p.not_acceptable, "an error is sent as it is");
     p = plan(&s, "gzip", false, false, 304, "application/json", 5000);
     cr_assert_eq(p.coding, HTTP_CODING_IDENTITY);
+    p = plan(&s, "gzip, deflate, br", false, false, 200, "application/json", 5000);
+    cr_assert_eq(p.coding, HTTP_CODING_GZIP, "a tie: the default order, gzip first");
+    s.compress_prefer[0] = HTTP_CODING_BR;
+    s.compress_prefer[1] = HTTP_CODING_GZIP;
+    p = plan(&s, "gzip, deflate, br", false, false, 200, "application/json", 5000);
+    cr_assert_eq(p.coding, HTTP_CODING_BR, "a tie: compression.prefer [\"br\", \"gzip\"]");
+    cr_assert(p.vary);
+    p = plan(&s, "gzip;q=1, br;q=0.8", false, false, 200, "application/json", 5000);
+    cr_assert_eq(p.coding, HTTP_CODING_GZIP, "q decides first");
     s.compress_brotli = false;
+    p = plan(&s, "gzip, br", false, false, 200, "application/json", 5000);
+    cr_assert_eq(p.coding, HTTP_CODING_GZIP, "br preferred but off");
     p = plan(&s, "br;q=1, gzip;q=0.8", false, false, 200, "application/json", 5000);
     cr_assert_eq(p.coding, HTTP_CODING_GZIP, "brotli off");
     s.compress_enabled = false;
