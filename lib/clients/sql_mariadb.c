@@ -55,6 +55,7 @@
 
 #include "http_loop_internal.h"
 #include "log.h"
+#include "sql_mariadb_wire.h"
 #include "sql_task_internal.h"
 #include "xalloc_internal.h"
 
@@ -85,6 +86,7 @@ typedef enum sql_my_state {
     SQL_MY_IDLE,
     SQL_MY_BUSY,
     SQL_MY_HELD, /* inside a transaction, between its statements: never handed to another task */
+    SQL_MY_PIPE, /* pipelined executes in flight (sql_my_pipe_send), answers read by apiary itself */
 } sql_my_state;
 
 typedef enum sql_my_step {
@@ -95,6 +97,20 @@ typedef enum sql_my_step {
     SQL_MY_STEP_FETCH,
     SQL_MY_STEP_FREE,
 } sql_my_step;
+
+/* A statement prepared on a connection, by its text. */
+typedef struct sql_my_cached_stmt {
+    char *sql;
+    size_t sql_len;
+    MYSQL_STMT *stmt;
+    /* what a pipelined execute needs (sql_my_cache_add): the statement's id and parameter count, its
+     * result columns, and whether their rows are decoded by sql_mariadb_wire.c */
+    uint32_t stmt_id;
+    size_t nparams;
+    sql_my_col *cols;
+    size_t ncols;
+    bool pipe;
+} sql_my_cached_stmt;
 
 struct sql_my_conn {
     sql_my_pool *pool;
@@ -114,10 +130,7 @@ struct sql_my_conn {
     MYSQL *ret_my;
     int ret_int;
     my_bool ret_bool;
-    struct {
-        char *sql;
-        MYSQL_STMT *stmt;
-    } cache[SQL_MY_CACHE];
+    sql_my_cached_stmt cache[SQL_MY_CACHE];
     size_t cached;
     MYSQL_STMT *stmt;     /* the task's statement */
     bool stmt_cached;
@@ -145,19 +158,33 @@ struct sql_my_conn {
      * header replaced (sql_my_hook_metadata); NULL orig: not hooked. */
     struct st_mariadb_methods methods;
     const struct st_mariadb_methods *methods_orig;
+    /* Pipelining (sql_my_pipe_*): on a plaintext connection whose socket calls are hooked, executes of
+     * prepared statements are written by apiary, several in flight, and their answers parsed here. */
+    bool pipe_ok;
+    sql_task *fhead, *ftail; /* sent, in order; linked through fnext; fhead's answer is read next */
+    unsigned inflight;
+    unsigned char *out;      /* executes not yet taken by the socket */
+    size_t out_len, out_pos, out_cap;
+    bool dirty;              /* out has bytes and the connection is on the pool's flush list */
+    unsigned char *in;       /* answers as received; in_pos is where the next packet starts */
+    size_t in_len, in_pos, in_cap;
+    sql_my_answer ans;
 };
 
 struct sql_my_pool {
     sql_task_line line; /* first: the line's ops get the pool back from it (sql_task.c) */
     sql_my_conn *conns;
     unsigned nconns;
-    unsigned in_state[SQL_MY_HELD + 1]; /* connections in each state (sql_my_set_state), so the dispatch
+    unsigned in_state[SQL_MY_PIPE + 1]; /* connections in each state (sql_my_set_state), so the dispatch
                                          * after every call does not scan every connection */
+    sql_my_conn **flush;                /* connections with executes to send (dirty), nconns long */
+    unsigned nflush;
 };
 
 static void sql_my_dispatch(sql_my_pool *p);
 static void sql_my_resume(sql_my_conn *c, int ready);
 static void sql_my_unhook_fields(sql_my_conn *c);
+static void sql_my_pipe_read(sql_my_conn *c);
 
 /* ---- TLS ------------------------------------------------------------------------------------------ */
 
@@ -228,7 +255,7 @@ static void sql_my_set_state(sql_my_conn *c, sql_my_state state)
 
 static bool sql_my_conn_up(const sql_my_conn *c)
 {
-    return c->state == SQL_MY_IDLE || c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD;
+    return c->state == SQL_MY_IDLE || c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD || c->state == SQL_MY_PIPE;
 }
 
 static void sql_my_conn_free_result_buffers(sql_my_conn *c)
@@ -327,8 +354,15 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     for (size_t i = 0; i < c->cached; i++) {
         mysql_stmt_close(c->cache[i].stmt);
         free(c->cache[i].sql);
+        free(c->cache[i].cols);
     }
     c->cached = 0;
+    free(c->out);
+    free(c->in);
+    c->out = c->in = NULL;
+    c->out_len = c->out_pos = c->out_cap = c->in_len = c->in_pos = c->in_cap = 0;
+    sql_my_answer_free(&c->ans);
+    c->pipe_ok = false;
     sql_my_conn_free_result_buffers(c);
     free(c->pbind);
     c->pbind = NULL;
@@ -336,7 +370,7 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     if (c->my)
         mysql_close(c->my);
     c->my = NULL;
-    if (c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD)
+    if (c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD || c->state == SQL_MY_PIPE)
         sql__gauge_add(SQL_GAUGE_IN_USE, -1);
     sql_task_txn *txn = c->txn;
     c->txn = NULL;
@@ -355,6 +389,18 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     c->retire = false;
     sql_task *t = c->task;
     c->task = NULL;
+    /* Pipelined statements: the one whose answer was being read gets `error`; those behind it fail
+     * connection_lost, since their answers would have come after the missing one. */
+    sql_task *f = c->fhead;
+    c->fhead = c->ftail = NULL;
+    c->inflight = 0;
+    for (const char *why = error ? error : SQL_ERROR_CONNECTION_LOST; f; why = SQL_ERROR_CONNECTION_LOST) {
+        sql_task *next = f->fnext;
+        f->fnext = NULL;
+        f->conn = NULL;
+        sql_task_finish(f, why);
+        f = next;
+    }
     /* The transaction's next step first: finishing its running one may free the transaction. */
     sql_task *pending = txn ? txn->pending : NULL;
     bool settle = txn && !t && !pending;
@@ -388,6 +434,10 @@ static void sql_my_on_read(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sql_my_conn *c = arg;
+    if (c->state == SQL_MY_PIPE) {
+        sql_my_pipe_read(c);
+        return;
+    }
     if (c->state == SQL_MY_IDLE || c->state == SQL_MY_HELD) {
         /* Nothing was asked of the server, so anything it sends (EOF after a restart or a KILL, an
          * error packet before it closes an idle connection) means this connection is done. */
@@ -553,7 +603,7 @@ static bool sql_my_connection_error(unsigned err)
 
 static bool sql_my_any_up(const sql_my_pool *p)
 {
-    return p->in_state[SQL_MY_IDLE] + p->in_state[SQL_MY_BUSY] + p->in_state[SQL_MY_HELD] > 0;
+    return p->in_state[SQL_MY_IDLE] + p->in_state[SQL_MY_BUSY] + p->in_state[SQL_MY_HELD] + p->in_state[SQL_MY_PIPE] > 0;
 }
 
 static bool sql_my_any_connecting(const sql_my_pool *p) { return p->in_state[SQL_MY_CONNECTING] > 0; }
@@ -611,12 +661,53 @@ static void sql_my_conn_connect(sql_my_conn *c)
 
 /* ---- running a task -------------------------------------------------------------------------- */
 
-static MYSQL_STMT *sql_my_cached(sql_my_conn *c, const char *sql)
+/* The cache entry of a statement text on this connection, or -1. */
+static int sql_my_cache_find(const sql_my_conn *c, const char *sql, size_t len)
 {
     for (size_t i = 0; i < c->cached; i++)
-        if (strcmp(c->cache[i].sql, sql) == 0)
-            return c->cache[i].stmt;
-    return NULL;
+        if (c->cache[i].sql_len == len && memcmp(c->cache[i].sql, sql, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static MYSQL_STMT *sql_my_cached(sql_my_conn *c, const sql_task *t)
+{
+    int i = sql_my_cache_find(c, t->sql, t->sql_len);
+    return i < 0 ? NULL : c->cache[i].stmt;
+}
+
+/* The columns of a result as the pipelined path decodes them; *ok: all of them can be. */
+static sql_my_col *sql_my_columns(const MYSQL_FIELD *fields, size_t n, bool *ok)
+{
+    *ok = true;
+    if (n == 0)
+        return NULL;
+    sql_my_col *cols = xmalloc(n * sizeof(*cols));
+    for (size_t i = 0; i < n; i++) {
+        cols[i].type = (uint8_t)fields[i].type;
+        cols[i].is_unsigned = (fields[i].flags & UNSIGNED_FLAG) != 0;
+        if (!sql_my_wire_type_ok(cols[i].type))
+            *ok = false;
+    }
+    return cols;
+}
+
+/* A statement just prepared on c joins its cache, with what a pipelined execute needs. */
+static void sql_my_cache_add(sql_my_conn *c, const sql_task *t)
+{
+    MYSQL_STMT *stmt = c->stmt;
+    size_t ncols = mysql_stmt_field_count(stmt);
+    bool ok = true;
+    sql_my_col *cols = ncols && stmt->fields ? sql_my_columns(stmt->fields, ncols, &ok) : NULL;
+    c->cache[c->cached].sql = xstrdup(t->sql);
+    c->cache[c->cached].sql_len = t->sql_len;
+    c->cache[c->cached].stmt = stmt;
+    c->cache[c->cached].stmt_id = (uint32_t)stmt->stmt_id;
+    c->cache[c->cached].nparams = mysql_stmt_param_count(stmt);
+    c->cache[c->cached].cols = cols;
+    c->cache[c->cached].ncols = cols ? ncols : 0;
+    c->cache[c->cached].pipe = ok && (ncols == 0 || cols);
+    c->cached++;
 }
 
 static void sql_my_bind_params(sql_my_conn *c, sql_task *t)
@@ -875,6 +966,9 @@ static bool sql_my_step_done(sql_my_conn *c)
         sql_my_watch(c);
         sql_my_hook_reads(c);
         sql_my_hook_metadata(c);
+        /* Only where apiary sees the plain socket (no TLS: OpenSSL holds the bytes) and may do more
+         * than one statement at a time. */
+        c->pipe_ok = c->pvio_orig != NULL && p->line.s->pipeline_depth > 1;
         return false;
     }
     case SQL_MY_STEP_PREPARE:
@@ -885,9 +979,7 @@ static bool sql_my_step_done(sql_my_conn *c)
             return false;
         }
         if (c->cached < SQL_MY_CACHE) {
-            c->cache[c->cached].sql = xstrdup(t->sql);
-            c->cache[c->cached].stmt = c->stmt;
-            c->cached++;
+            sql_my_cache_add(c, t);
             c->stmt_cached = true;
         } else {
             c->retire = true;
@@ -1006,7 +1098,7 @@ static void sql_my_run(sql_my_conn *c, sql_task *t)
     t->conn = c;
     t->rows.cols = 0;
     sql_my_bound_packets(c, t);
-    c->stmt = sql_my_cached(c, t->sql);
+    c->stmt = sql_my_cached(c, t);
     c->stmt_cached = c->stmt != NULL;
     if (c->stmt) {
         if (!sql_my_start_execute(c))
@@ -1031,8 +1123,309 @@ static void sql_my_run(sql_my_conn *c, sql_task *t)
         sql_my_resume(c, 0);
 }
 
-/* Hands idle connections to waiting tasks in order, and opens connections for those still waiting
- * while the pool has room (and is not backing off). */
+/* ---- pipelined statements ------------------------------------------------------------------------- */
+
+/* Connector/C sends a command and then reads its whole answer before it will send the next, and has
+ * no call that only reads an answer; one statement per connection at a time cost MariaDB a wake-up,
+ * a poll and three recvs per statement (bench/maria_pipeline_probe.c). So on a plaintext connection
+ * apiary writes COM_STMT_EXECUTE packets of statements Connector/C has prepared there itself, up to
+ * sql.pipeline_depth in flight, several in one send, and reads their answers in order from its own
+ * buffer (sql_mariadb_wire.c). Each is still its own command, autocommitted on its own. Connector/C
+ * is idle meanwhile: the connection returns to it (a prepare, a transaction) only once every answer
+ * is read, so its buffers and sequence numbers never see the pipelined bytes. */
+
+/* The largest packet read for a task (as sql_my_bound_packets caps Connector/C's). */
+static size_t sql_my_packet_cap(const sql_task *t)
+{
+    size_t cap = t->max_bytes + SQL_MY_PACKET_SLACK;
+    return cap < SQL_MY_PACKET_MIN ? SQL_MY_PACKET_MIN : cap;
+}
+
+/* Can t be pipelined at all: a plain statement (a transaction's steps keep their connection's
+ * Connector/C path), every packet within one protocol packet. */
+static bool sql_my_pipelinable(const sql_my_pool *p, const sql_task *t)
+{
+    return t->kind == SQL_TASK_PLAIN && p->line.s->pipeline_depth > 1 && sql_my_packet_cap(t) < 0xffffffu &&
+           sql_my_wire_execute_size(t->params, t->nparams) != 0;
+}
+
+/* The answer of the connection's first statement in flight is read next. */
+static void sql_my_pipe_begin(sql_my_conn *c)
+{
+    sql_task *t = c->fhead;
+    if (!t)
+        return;
+    t->rows.cols = 0;
+    sql_my_answer_begin(&c->ans, c->cache[t->stage].cols, c->cache[t->stage].ncols, sql_my_packet_cap(t),
+                        t->max_bytes, false /* Connector/C 3.3 never asks for CLIENT_DEPRECATE_EOF */, &t->rows);
+}
+
+/* Queues t's execute on c (cache entry e) and puts it in flight; sent by sql_my_pipe_flush. */
+static void sql_my_pipe_send(sql_my_conn *c, sql_task *t, int e)
+{
+    sql_my_pool *p = c->pool;
+    if (c->cache[e].nparams != t->nparams) {
+        log_warn("sql: loop %u: the statement \"%s\" takes %zu parameter(s) and was given %zu; not run", p->line.id,
+                 t->sql, c->cache[e].nparams, t->nparams);
+        sql_task_finish(t, SQL_ERROR_QUERY);
+        return;
+    }
+    size_t size = sql_my_wire_execute_size(t->params, t->nparams);
+    if (c->out_len + size > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 1024;
+        while (cap < c->out_len + size)
+            cap *= 2;
+        c->out = xrealloc(c->out, cap);
+        c->out_cap = cap;
+    }
+    sql_my_wire_execute(c->out + c->out_len, c->cache[e].stmt_id, t->params, t->nparams);
+    c->out_len += size;
+    if (!c->dirty) {
+        c->dirty = true;
+        p->flush[p->nflush++] = c;
+    }
+    t->conn = c;
+    t->stage = e;
+    t->fnext = NULL;
+    if (c->ftail)
+        c->ftail->fnext = t;
+    else
+        c->fhead = t;
+    c->ftail = t;
+    c->inflight++;
+    if (c->state == SQL_MY_IDLE) {
+        sql__gauge_add(SQL_GAUGE_IN_USE, 1);
+        sql_my_set_state(c, SQL_MY_PIPE);
+    }
+    if (c->fhead == t)
+        sql_my_pipe_begin(c);
+}
+
+static void sql_my_on_pipe_write(evutil_socket_t fd, short what, void *arg);
+
+/* Writes what the socket takes of c's queued executes; the rest when it is writable again. False when
+ * the connection was closed (its statements failed). */
+static bool sql_my_pipe_flush(sql_my_conn *c)
+{
+    int fd = (int)mysql_get_socket(c->my);
+    while (c->out_pos < c->out_len) {
+        ssize_t w = send(fd, c->out + c->out_pos, c->out_len - c->out_pos, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            c->out_pos += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->io_added) {
+                event_assign(&c->io, c->pool->line.base, fd, EV_WRITE, sql_my_on_pipe_write, c);
+                event_add(&c->io, NULL);
+                c->io_added = true;
+            }
+            return true;
+        }
+        log_warn("sql: loop %u connection %u: sending statements failed: %s; closing it", c->pool->line.id, c->index,
+                 w < 0 ? strerror(errno) : "nothing written");
+        sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+        return false;
+    }
+    c->out_pos = c->out_len = 0;
+    return true;
+}
+
+static void sql_my_on_pipe_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sql_my_conn *c = arg;
+    c->io_added = false;
+    if (sql_my_pipe_flush(c))
+        return;
+    sql_my_dispatch(c->pool);
+}
+
+/* Sends what the dispatch queued, one send per connection. */
+static void sql_my_pipe_flush_all(sql_my_pool *p)
+{
+    while (p->nflush) {
+        sql_my_conn *c = p->flush[--p->nflush];
+        c->dirty = false;
+        if (c->state == SQL_MY_PIPE && !c->io_added)
+            (void)sql_my_pipe_flush(c);
+    }
+}
+
+/* The statement at the head has its whole answer: deliver it. False when the connection was closed. */
+static bool sql_my_pipe_answered(sql_my_conn *c)
+{
+    sql_my_pool *p = c->pool;
+    sql_task *t = c->fhead;
+    sql_my_answer *a = &c->ans;
+    c->fhead = t->fnext;
+    if (!c->fhead)
+        c->ftail = NULL;
+    c->inflight--;
+    t->fnext = NULL;
+    t->conn = NULL;
+    const char *error = a->error;
+    if (a->meta_sent) {
+        /* The server sent the columns again: they changed since the prepare (a table altered). The
+         * next answers are read with the new ones; Connector/C's copy in the statement is stale, so the
+         * connection retires once idle and the statement is prepared afresh on a new one. */
+        sql_my_cached_stmt *e = &c->cache[t->stage];
+        bool same = e->ncols == a->ncols;
+        for (size_t i = 0; same && i < a->ncols; i++)
+            same = e->cols[i].type == a->cols[i].type && e->cols[i].is_unsigned == a->cols[i].is_unsigned;
+        if (!same) {
+            log_info("sql: loop %u connection %u: the columns of \"%s\" changed; the connection retires", p->line.id,
+                     c->index, t->sql);
+            free(e->cols);
+            e->cols = xmalloc(a->ncols * sizeof(*e->cols));
+            memcpy(e->cols, a->cols, a->ncols * sizeof(*e->cols));
+            e->ncols = a->ncols;
+            c->retire = true;
+        }
+    }
+    if (error == SQL_ERROR_QUERY && a->err_code == 0) {
+        log_warn("sql: loop %u: \"%s\": %s", p->line.id, t->sql, a->err_msg);
+        c->retire = true;
+    } else if (error == SQL_ERROR_QUERY && sql_my_connection_error(a->err_code)) {
+        log_warn("sql: loop %u connection %u: execute: %s (%u); closing it", p->line.id, c->index, a->err_msg,
+                 a->err_code);
+        sql_task_finish(t, SQL_ERROR_CONNECTION_LOST);
+        sql_my_conn_close(c, NULL);
+        return false;
+    } else if (error == SQL_ERROR_QUERY && (a->err_code == ER_LOCK_DEADLOCK || a->err_code == ER_LOCK_WAIT_TIMEOUT)) {
+        log_info("sql: loop %u: execute: %s (%u)", p->line.id, a->err_msg, a->err_code);
+        error = SQL_ERROR_BUSY;
+    } else if (error == SQL_ERROR_QUERY) {
+        log_warn("sql: loop %u: execute refused: %s (%u)", p->line.id, a->err_msg, a->err_code);
+    }
+    sql_my_pipe_begin(c);
+    sql_task_finish(t, error);
+    return true;
+}
+
+/* The persistent read watch of a connection with statements in flight: reads once (level-triggered:
+ * what is left is reported again), delivers every answer that is complete. A packet the protocol does
+ * not allow, or bytes when nothing is in flight, close the connection. */
+static void sql_my_pipe_read(sql_my_conn *c)
+{
+    sql_my_pool *p = c->pool;
+    if (c->in_pos == c->in_len) {
+        c->in_pos = c->in_len = 0;
+    } else if (c->in_pos > 0 && (c->in_cap - c->in_len < 4096 || c->in_pos > c->in_cap / 2)) {
+        memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
+        c->in_len -= c->in_pos;
+        c->in_pos = 0;
+    }
+    size_t want = c->in_len + (c->ans.need > c->in_len - c->in_pos ? c->ans.need - (c->in_len - c->in_pos) : 0);
+    if (want < c->in_len + 4096)
+        want = c->in_len + 4096;
+    if (want > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap : 16384;
+        while (cap < want)
+            cap *= 2;
+        c->in = xrealloc(c->in, cap);
+        c->in_cap = cap;
+    }
+    ssize_t r = recv((int)mysql_get_socket(c->my), c->in + c->in_len, c->in_cap - c->in_len, 0);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (r <= 0) {
+        log_warn("sql: loop %u connection %u: the server closed the connection with %u statement(s) in flight%s%s",
+                 p->line.id, c->index, c->inflight, r < 0 ? ": " : "", r < 0 ? strerror(errno) : "");
+        sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
+        sql_my_dispatch(p);
+        return;
+    }
+    c->in_len += (size_t)r;
+    while (c->fhead) {
+        size_t used = 0;
+        sql_my_wire_status st = sql_my_answer_feed(&c->ans, c->in + c->in_pos, c->in_len - c->in_pos, &used);
+        c->in_pos += used;
+        if (st == SQL_MY_WIRE_MORE)
+            break;
+        if (st == SQL_MY_WIRE_BAD || st == SQL_MY_WIRE_TOO_BIG) {
+            if (st == SQL_MY_WIRE_TOO_BIG)
+                log_warn("sql: loop %u connection %u: execute: the server sent a packet larger than the statement's "
+                         "bound of %zu bytes; closing the connection",
+                         p->line.id, c->index, c->fhead->max_bytes);
+            else
+                log_warn("sql: loop %u connection %u: execute: the server's answer breaks the protocol; closing the "
+                         "connection",
+                         p->line.id, c->index);
+            sql_my_conn_close(c, st == SQL_MY_WIRE_TOO_BIG ? SQL_ERROR_TOO_LARGE : SQL_ERROR_CONNECTION_LOST);
+            sql_my_dispatch(p);
+            return;
+        }
+        if (!sql_my_pipe_answered(c)) {
+            sql_my_dispatch(p);
+            return;
+        }
+    }
+    if (!c->fhead) {
+        if (c->in_pos != c->in_len) {
+            log_warn("sql: loop %u connection %u: the server sent more than was asked for; closing the connection",
+                     p->line.id, c->index);
+            sql_my_conn_close(c, NULL);
+            sql_my_dispatch(p);
+            return;
+        }
+        c->in_pos = c->in_len = 0;
+        if (c->state == SQL_MY_PIPE && !c->io_added) {
+            sql_my_set_state(c, SQL_MY_IDLE);
+            sql__gauge_add(SQL_GAUGE_IN_USE, -1);
+            if (c->retire)
+                sql_my_conn_close(c, NULL);
+        }
+    }
+    sql_my_dispatch(p);
+}
+
+/* Where t goes: the connection with the fewest statements in flight among the idle ones and those
+ * pipelining with room that have t's statement prepared (an idle one that has it prepared first, so
+ * it is pipelined, not run the Connector/C way). *entry: its cache entry when t is to be pipelined,
+ * else -1 (an idle connection runs it the Connector/C way: prepare, or a step that is not
+ * pipelined). NULL: none now. */
+static sql_my_conn *sql_my_pick(sql_my_pool *p, const sql_task *t, int *entry)
+{
+    bool pipe = sql_my_pipelinable(p, t);
+    unsigned depth = p->line.s->pipeline_depth;
+    sql_my_conn *best = NULL;
+    unsigned best_n = 0;
+    *entry = -1;
+    for (unsigned i = 0; i < p->nconns; i++) {
+        sql_my_conn *c = &p->conns[i];
+        if (c->state == SQL_MY_IDLE) {
+            int e = pipe && c->pipe_ok ? sql_my_cache_find(c, t->sql, t->sql_len) : -1;
+            if (e >= 0 && !c->cache[e].pipe)
+                e = -1;
+            if (e >= 0) {
+                *entry = e;
+                return c;
+            }
+            if (!best || best_n > 0) {
+                best = c;
+                best_n = 0;
+                *entry = -1;
+            }
+        } else if (pipe && c->state == SQL_MY_PIPE && !c->retire && c->inflight < depth && !c->io_added &&
+                   (!best || c->inflight < best_n)) {
+            int e = sql_my_cache_find(c, t->sql, t->sql_len);
+            if (e >= 0 && c->cache[e].pipe) {
+                best = c;
+                best_n = c->inflight;
+                *entry = e;
+            }
+        }
+    }
+    return best;
+}
+
+/* Hands waiting tasks to connections in order (sql_my_pick), sends what was pipelined, and opens
+ * connections for tasks still waiting, or one more when statements had to stack up behind others and
+ * no open connection is idle, while the pool has room (and is not backing off). */
 static void sql_my_dispatch(sql_my_pool *p)
 {
     if (p->line.freeing)
@@ -1047,25 +1440,29 @@ static void sql_my_dispatch(sql_my_pool *p)
             sql_my_run(c, t);
         }
     }
-    for (;;) {
-        if (!p->line.head)
-            return;
-        if (p->in_state[SQL_MY_IDLE] == 0)
-            break;
-        sql_my_conn *idle = NULL;
-        for (unsigned i = 0; i < p->nconns && !idle; i++)
-            if (p->conns[i].state == SQL_MY_IDLE)
-                idle = &p->conns[i];
-        if (!idle)
-            break;
+    bool stacked = false; /* a statement went behind another on its connection */
+    while (p->line.head && (p->in_state[SQL_MY_IDLE] > 0 || p->in_state[SQL_MY_PIPE] > 0)) {
         sql_task *t = p->line.head;
+        int e;
+        sql_my_conn *c = sql_my_pick(p, t, &e);
+        if (!c)
+            break;
         sql_task_unwait(t);
-        sql_my_run(idle, t);
+        stacked |= c->state == SQL_MY_PIPE;
+        if (e >= 0)
+            sql_my_pipe_send(c, t, e);
+        else
+            sql_my_run(c, t);
     }
+    sql_my_pipe_flush_all(p);
     if (p->line.backoff)
         return;
     size_t connecting = p->in_state[SQL_MY_CONNECTING];
-    for (unsigned i = 0; p->in_state[SQL_MY_CLOSED] > 0 && i < p->nconns && connecting < p->line.waiting; i++) {
+    /* Tasks that wait get connections; so does pipelining that had to stack statements while a
+     * connection of the pool was still closed: MariaDB runs each connection on a thread of its own, and
+     * a database on several cores should see several. */
+    size_t want = p->line.waiting + (stacked && p->in_state[SQL_MY_IDLE] == 0 ? 1 : 0);
+    for (unsigned i = 0; p->in_state[SQL_MY_CLOSED] > 0 && i < p->nconns && connecting < want; i++) {
         if (p->conns[i].state == SQL_MY_CLOSED) {
             connecting++;
             sql_my_conn_connect(&p->conns[i]);
@@ -1115,6 +1512,7 @@ static const sql_task_ops sql_my_task_ops = {
     .available = sql_my_available,
     .txn_release = NULL,
     .dispatch_after_settle = false, /* every completion ends in sql_my_resume's dispatch */
+    .group_many = true, /* a request's statements are placed (and pipelined) in one dispatch */
     .begin_sql = "START TRANSACTION",
 };
 
@@ -1126,6 +1524,7 @@ static sql_my_pool *sql_my_pool_new(struct event_base *base, const sql_settings 
     sql_task_line_init(&p->line, base, s, &sql_my_task_ops, id, sql_my_on_retry, p);
     p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
     p->conns = xcalloc(p->nconns, sizeof(*p->conns));
+    p->flush = xcalloc(p->nconns, sizeof(*p->flush));
     p->in_state[SQL_MY_CLOSED] = p->nconns;
     for (unsigned i = 0; i < p->nconns; i++) {
         p->conns[i].pool = p;
@@ -1143,6 +1542,7 @@ static void sql_my_pool_free(void *arg)
     for (unsigned i = 0; i < p->nconns; i++)
         sql_my_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
     sql_task_line_free(&p->line);
+    free(p->flush);
     free(p->conns);
     free(p);
 }
