@@ -1441,12 +1441,27 @@ static void sql_my_dispatch(sql_my_pool *p)
         }
     }
     bool stacked = false; /* a statement went behind another on its connection */
+    sql_my_conn *group_conn = NULL;
+    unsigned group = 0;
     while (p->line.head && (p->in_state[SQL_MY_IDLE] > 0 || p->in_state[SQL_MY_PIPE] > 0)) {
         sql_task *t = p->line.head;
-        int e;
-        sql_my_conn *c = sql_my_pick(p, t, &e);
+        int e = -1;
+        sql_my_conn *c = NULL;
+        /* The statements of one sql_query_many follow the first of them onto its connection while it
+         * has room: they leave in one send and the server reads them in one wake-up, where spreading
+         * them cost a send and a server thread's wake-up each. */
+        if (t->group && t->group == group && group_conn->state == SQL_MY_PIPE && !group_conn->retire &&
+            group_conn->inflight < p->line.s->pipeline_depth && sql_my_pipelinable(p, t)) {
+            e = sql_my_cache_find(group_conn, t->sql, t->sql_len);
+            if (e >= 0 && group_conn->cache[e].pipe)
+                c = group_conn;
+        }
+        if (!c)
+            c = sql_my_pick(p, t, &e);
         if (!c)
             break;
+        group = t->group;
+        group_conn = c;
         sql_task_unwait(t);
         stacked |= c->state == SQL_MY_PIPE;
         if (e >= 0)
