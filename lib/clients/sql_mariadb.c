@@ -12,6 +12,8 @@
  * nothing, is answered "would block" without a system call (sql_my_hook_reads), and the persistent
  * read watch resumes the call when the answer is there. The columns of a result the server did not
  * resend (MARIADB_CLIENT_CACHE_METADATA) are not copied per execution (sql_my_hook_metadata).
+ * Once a statement is prepared on a plaintext connection, its executes there skip Connector/C: apiary
+ * writes them, several in flight, and reads their answers itself (sql_my_pipe_*, sql_mariadb_wire.c).
  *
  * Who owns what. The pool owns its connections; its tasks, their FIFO, their deadlines, "finish and
  * discard" and the bookkeeping of transactions are the task layer's (sql_task.c, shared with

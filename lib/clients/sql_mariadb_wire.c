@@ -265,6 +265,8 @@ static bool sql_my_value(const sql_my_col *c, const unsigned char *p, size_t n, 
         *v = (sql_value){.type = SQL_NULL};
         return true;
     default: {
+        /* strings, blobs, decimals: length-encoded. The temporal types' one-byte length (0..13) reads
+         * the same way, so rows holding them are skipped correctly when discarded. */
         uint64_t len;
         if (!sql_my_lenenc(p, n, off, &len) || len > n - *off)
             return false;
