@@ -1270,7 +1270,12 @@ static bool sql_my_pipe_answered(sql_my_conn *c)
     t->fnext = NULL;
     t->conn = NULL;
     const char *error = a->error;
-    if (a->meta_sent) {
+    if (a->extra) {
+        /* More result sets than one (a CALL): read and dropped; what they did to the answer's column
+         * buffer says nothing about the statement's own columns, so the connection retires rather than
+         * keep a cache entry it cannot check. */
+        c->retire = true;
+    } else if (a->meta_sent) {
         /* The server sent the columns again: they changed since the prepare (a table altered). The
          * next answers are read with the new ones; Connector/C's copy in the statement is stale, so the
          * connection retires once idle and the statement is prepared afresh on a new one. */
