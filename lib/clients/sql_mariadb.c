@@ -57,19 +57,11 @@
 
 #include "http_loop_internal.h"
 #include "log.h"
-#include "sql_mariadb_wire.h"
-#include "sql_task_internal.h"
+#include "sql_mariadb_internal.h"
 #include "xalloc_internal.h"
 
-/* Prepared statements kept per connection; a connection that would need more retires after its
- * statement (the endpoints use fewer than ten). */
-#define SQL_MY_CACHE 32
 #define SQL_MY_BACKOFF_BASE_MS 100u
 #define SQL_MY_BACKOFF_MAX_MS 2000u
-/* The largest packet read for a statement is its result bound plus this (sql_my_bound_packets)... */
-#define SQL_MY_PACKET_SLACK 1024u
-/* ...and never less than this: column definitions, error messages. */
-#define SQL_MY_PACKET_MIN (16u * 1024u)
 
 static const sql_settings *sql_my_settings;
 static atomic_bool sql_my_schema_ready;
@@ -79,114 +71,8 @@ static pthread_mutex_t sql_my_stop_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sql_my_stop_cond = PTHREAD_COND_INITIALIZER;
 static bool sql_my_stopping;
 
-typedef struct sql_my_pool sql_my_pool;
-typedef struct sql_my_conn sql_my_conn;
-
-typedef enum sql_my_state {
-    SQL_MY_CLOSED,
-    SQL_MY_CONNECTING,
-    SQL_MY_IDLE,
-    SQL_MY_BUSY,
-    SQL_MY_HELD, /* inside a transaction, between its statements: never handed to another task */
-    SQL_MY_PIPE, /* pipelined executes in flight (sql_my_pipe_send), answers read by apiary itself */
-} sql_my_state;
-
-typedef enum sql_my_step {
-    SQL_MY_STEP_NONE,
-    SQL_MY_STEP_CONNECT,
-    SQL_MY_STEP_PREPARE,
-    SQL_MY_STEP_EXECUTE,
-    SQL_MY_STEP_FETCH,
-    SQL_MY_STEP_FREE,
-} sql_my_step;
-
-/* A statement prepared on a connection, by its text. */
-typedef struct sql_my_cached_stmt {
-    char *sql;
-    size_t sql_len;
-    MYSQL_STMT *stmt;
-    /* what a pipelined execute needs (sql_my_cache_add): the statement's id and parameter count, its
-     * result columns, and whether their rows are decoded by sql_mariadb_wire.c */
-    uint32_t stmt_id;
-    size_t nparams;
-    sql_my_col *cols;
-    size_t ncols;
-    bool pipe;
-} sql_my_cached_stmt;
-
-struct sql_my_conn {
-    sql_my_pool *pool;
-    unsigned index;
-    sql_my_state state;
-    MYSQL *my;
-    struct event io;      /* one-shot waits: connecting, writing, Connector/C's own timeouts */
-    bool io_added;
-    struct event rd;      /* once connected: a persistent read watch, for replies and for an idle
-                           * connection the server closes; no epoll_ctl per statement */
-    bool rd_added;
-    bool rd_paused;       /* taken out while a one-shot wait covers the socket */
-    struct event deadline; /* the connect deadline */
-    sql_my_step step;
-    bool in_call;         /* a *_start asked to wait: the next readiness goes to *_cont */
-    bool retire;          /* close after the current task (statement cache full) */
-    MYSQL *ret_my;
-    int ret_int;
-    my_bool ret_bool;
-    sql_my_cached_stmt cache[SQL_MY_CACHE];
-    size_t cached;
-    MYSQL_STMT *stmt;     /* the task's statement */
-    bool stmt_cached;
-    MYSQL_BIND *pbind, *rbind;
-    size_t pbind_cap;
-    size_t rcols, rcap;
-    /* result buffers, rcols each; text is not bound (length only) but fetched column by column into
-     * `scratch`, which never grows past the largest statement bound this connection served */
-    long long *r_int;
-    double *r_double;
-    char *scratch;
-    size_t scratch_cap;
-    unsigned long *r_len;
-    my_bool *r_null;
-    sql_type *r_type;
-    sql_task *task;
-    sql_task_txn *txn;      /* the transaction holding the connection (HELD, or BUSY with its step) */
-    /* Connector/C's socket calls for this connection, with the first read after a write answered
-     * "would block" without a recv (sql_my_hook_reads); NULL orig: not hooked (TLS, or a layout that
-     * is not the one compiled against). */
-    struct st_ma_pvio_methods pvio_methods;
-    const struct st_ma_pvio_methods *pvio_orig;
-    bool just_wrote;
-    /* Connector/C's command methods for this connection, with the reading of a statement's result
-     * header replaced (sql_my_hook_metadata); NULL orig: not hooked. */
-    struct st_mariadb_methods methods;
-    const struct st_mariadb_methods *methods_orig;
-    /* Pipelining (sql_my_pipe_*): on a plaintext connection whose socket calls are hooked, executes of
-     * prepared statements are written by apiary, several in flight, and their answers parsed here. */
-    bool pipe_ok;
-    sql_task *fhead, *ftail; /* sent, in order; linked through fnext; fhead's answer is read next */
-    unsigned inflight;
-    unsigned char *out;      /* executes not yet taken by the socket */
-    size_t out_len, out_pos, out_cap;
-    bool dirty;              /* out has bytes and the connection is on the pool's flush list */
-    unsigned char *in;       /* answers as received; in_pos is where the next packet starts */
-    size_t in_len, in_pos, in_cap;
-    sql_my_answer ans;
-};
-
-struct sql_my_pool {
-    sql_task_line line; /* first: the line's ops get the pool back from it (sql_task.c) */
-    sql_my_conn *conns;
-    unsigned nconns;
-    unsigned in_state[SQL_MY_PIPE + 1]; /* connections in each state (sql_my_set_state), so the dispatch
-                                         * after every call does not scan every connection */
-    sql_my_conn **flush;                /* connections with executes to send (dirty), nconns long */
-    unsigned nflush;
-};
-
-static void sql_my_dispatch(sql_my_pool *p);
 static void sql_my_resume(sql_my_conn *c, int ready);
 static void sql_my_unhook_fields(sql_my_conn *c);
-static void sql_my_pipe_read(sql_my_conn *c);
 
 /* ---- TLS ------------------------------------------------------------------------------------------ */
 
@@ -247,8 +133,7 @@ static void sql_my_connect_error(MYSQL *my, const sql_settings *s, char *why, si
 
 /* ---- connections --------------------------------------------------------------------------------- */
 
-/* Every change of a connection's state goes through here, keeping the pool's counts. */
-static void sql_my_set_state(sql_my_conn *c, sql_my_state state)
+void sql_my_set_state(sql_my_conn *c, sql_my_state state)
 {
     c->pool->in_state[c->state]--;
     c->pool->in_state[state]++;
@@ -325,7 +210,7 @@ static int sql_my_call(sql_my_conn *c, int ready)
 /* Closes the connection, whatever it was doing: the socket is shut down first, so the call in
  * progress (driven to its end here) and mysql_close's goodbye fail at once instead of waiting. The
  * running task, if any, is finished with `error`. */
-static void sql_my_conn_close(sql_my_conn *c, const char *error)
+void sql_my_conn_close(sql_my_conn *c, const char *error)
 {
     if (c->state == SQL_MY_CLOSED)
         return;
@@ -359,12 +244,7 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
         free(c->cache[i].cols);
     }
     c->cached = 0;
-    free(c->out);
-    free(c->in);
-    c->out = c->in = NULL;
-    c->out_len = c->out_pos = c->out_cap = c->in_len = c->in_pos = c->in_cap = 0;
-    sql_my_answer_free(&c->ans);
-    c->pipe_ok = false;
+    sql_my_pipe_clear(c);
     sql_my_conn_free_result_buffers(c);
     free(c->pbind);
     c->pbind = NULL;
@@ -393,16 +273,7 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     c->task = NULL;
     /* Pipelined statements: the one whose answer was being read gets `error`; those behind it fail
      * connection_lost, since their answers would have come after the missing one. */
-    sql_task *f = c->fhead;
-    c->fhead = c->ftail = NULL;
-    c->inflight = 0;
-    for (const char *why = error ? error : SQL_ERROR_CONNECTION_LOST; f; why = SQL_ERROR_CONNECTION_LOST) {
-        sql_task *next = f->fnext;
-        f->fnext = NULL;
-        f->conn = NULL;
-        sql_task_finish(f, why);
-        f = next;
-    }
+    sql_my_pipe_fail(c, error);
     /* The transaction's next step first: finishing its running one may free the transaction. */
     sql_task *pending = txn ? txn->pending : NULL;
     bool settle = txn && !t && !pending;
@@ -596,7 +467,7 @@ static void sql_my_watch(sql_my_conn *c)
     c->rd_paused = false;
 }
 
-static bool sql_my_connection_error(unsigned err)
+bool sql_my_connection_error(unsigned err)
 {
     return (err >= CR_MIN_ERROR && err <= CR_MAX_ERROR) || err == ER_CONNECTION_KILLED ||
            err == ER_SERVER_SHUTDOWN || err == ER_NET_READ_ERROR || err == ER_NET_ERROR_ON_WRITE ||
@@ -663,8 +534,7 @@ static void sql_my_conn_connect(sql_my_conn *c)
 
 /* ---- running a task -------------------------------------------------------------------------- */
 
-/* The cache entry of a statement text on this connection, or -1. */
-static int sql_my_cache_find(const sql_my_conn *c, const char *sql, size_t len)
+int sql_my_cache_find(const sql_my_conn *c, const char *sql, size_t len)
 {
     for (size_t i = 0; i < c->cached; i++)
         if (c->cache[i].sql_len == len && memcmp(c->cache[i].sql, sql, len) == 0)
@@ -1125,315 +995,10 @@ static void sql_my_run(sql_my_conn *c, sql_task *t)
         sql_my_resume(c, 0);
 }
 
-/* ---- pipelined statements ------------------------------------------------------------------------- */
-
-/* Connector/C sends a command and then reads its whole answer before it will send the next, and has
- * no call that only reads an answer; one statement per connection at a time cost MariaDB a wake-up,
- * a poll and three recvs per statement (bench/maria_pipeline_probe.c). So on a plaintext connection
- * apiary writes COM_STMT_EXECUTE packets of statements Connector/C has prepared there itself, up to
- * sql.pipeline_depth in flight, several in one send, and reads their answers in order from its own
- * buffer (sql_mariadb_wire.c). Each is still its own command, autocommitted on its own. Connector/C
- * is idle meanwhile: the connection returns to it (a prepare, a transaction) only once every answer
- * is read, so its buffers and sequence numbers never see the pipelined bytes. */
-
-/* The largest packet read for a task (as sql_my_bound_packets caps Connector/C's). */
-static size_t sql_my_packet_cap(const sql_task *t)
-{
-    size_t cap = t->max_bytes + SQL_MY_PACKET_SLACK;
-    return cap < SQL_MY_PACKET_MIN ? SQL_MY_PACKET_MIN : cap;
-}
-
-/* Can t be pipelined at all: a plain statement (a transaction's steps keep their connection's
- * Connector/C path), every packet within one protocol packet. */
-static bool sql_my_pipelinable(const sql_my_pool *p, const sql_task *t)
-{
-    return t->kind == SQL_TASK_PLAIN && p->line.s->pipeline_depth > 1 && sql_my_packet_cap(t) < 0xffffffu &&
-           sql_my_wire_execute_size(t->params, t->nparams) != 0;
-}
-
-/* The answer of the connection's first statement in flight is read next. */
-static void sql_my_pipe_begin(sql_my_conn *c)
-{
-    sql_task *t = c->fhead;
-    if (!t)
-        return;
-    t->rows.cols = 0;
-    sql_my_answer_begin(&c->ans, c->cache[t->stage].cols, c->cache[t->stage].ncols, sql_my_packet_cap(t),
-                        t->max_bytes, false /* Connector/C 3.3 never asks for CLIENT_DEPRECATE_EOF */, &t->rows);
-}
-
-/* Queues t's execute on c (cache entry e) and puts it in flight; sent by sql_my_pipe_flush. */
-static void sql_my_pipe_send(sql_my_conn *c, sql_task *t, int e)
-{
-    sql_my_pool *p = c->pool;
-    if (c->cache[e].nparams != t->nparams) {
-        log_warn("sql: loop %u: the statement \"%s\" takes %zu parameter(s) and was given %zu; not run", p->line.id,
-                 t->sql, c->cache[e].nparams, t->nparams);
-        sql_task_finish(t, SQL_ERROR_QUERY);
-        return;
-    }
-    size_t size = sql_my_wire_execute_size(t->params, t->nparams);
-    if (c->out_len + size > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 1024;
-        while (cap < c->out_len + size)
-            cap *= 2;
-        c->out = xrealloc(c->out, cap);
-        c->out_cap = cap;
-    }
-    sql_my_wire_execute(c->out + c->out_len, c->cache[e].stmt_id, t->params, t->nparams);
-    c->out_len += size;
-    if (!c->dirty) {
-        c->dirty = true;
-        p->flush[p->nflush++] = c;
-    }
-    t->conn = c;
-    t->stage = e;
-    t->fnext = NULL;
-    if (c->ftail)
-        c->ftail->fnext = t;
-    else
-        c->fhead = t;
-    c->ftail = t;
-    c->inflight++;
-    if (c->state == SQL_MY_IDLE) {
-        sql__gauge_add(SQL_GAUGE_IN_USE, 1);
-        sql_my_set_state(c, SQL_MY_PIPE);
-    }
-    if (c->fhead == t)
-        sql_my_pipe_begin(c);
-}
-
-static void sql_my_on_pipe_write(evutil_socket_t fd, short what, void *arg);
-
-/* Writes what the socket takes of c's queued executes; the rest when it is writable again. False when
- * the connection was closed (its statements failed). */
-static bool sql_my_pipe_flush(sql_my_conn *c)
-{
-    int fd = (int)mysql_get_socket(c->my);
-    while (c->out_pos < c->out_len) {
-        ssize_t w = send(fd, c->out + c->out_pos, c->out_len - c->out_pos, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w > 0) {
-            c->out_pos += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!c->io_added) {
-                event_assign(&c->io, c->pool->line.base, fd, EV_WRITE, sql_my_on_pipe_write, c);
-                event_add(&c->io, NULL);
-                c->io_added = true;
-            }
-            return true;
-        }
-        log_warn("sql: loop %u connection %u: sending statements failed: %s; closing it", c->pool->line.id, c->index,
-                 w < 0 ? strerror(errno) : "nothing written");
-        sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
-        return false;
-    }
-    c->out_pos = c->out_len = 0;
-    return true;
-}
-
-static void sql_my_on_pipe_write(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    sql_my_conn *c = arg;
-    c->io_added = false;
-    if (sql_my_pipe_flush(c))
-        return;
-    sql_my_dispatch(c->pool);
-}
-
-/* Sends what the dispatch queued, one send per connection. */
-static void sql_my_pipe_flush_all(sql_my_pool *p)
-{
-    while (p->nflush) {
-        sql_my_conn *c = p->flush[--p->nflush];
-        c->dirty = false;
-        if (c->state == SQL_MY_PIPE && !c->io_added)
-            (void)sql_my_pipe_flush(c);
-    }
-}
-
-/* The statement at the head has its whole answer: deliver it. False when the connection was closed. */
-static bool sql_my_pipe_answered(sql_my_conn *c)
-{
-    sql_my_pool *p = c->pool;
-    sql_task *t = c->fhead;
-    sql_my_answer *a = &c->ans;
-    c->fhead = t->fnext;
-    if (!c->fhead)
-        c->ftail = NULL;
-    c->inflight--;
-    t->fnext = NULL;
-    t->conn = NULL;
-    const char *error = a->error;
-    if (a->extra) {
-        /* More result sets than one (a CALL): read and dropped; what they did to the answer's column
-         * buffer says nothing about the statement's own columns, so the connection retires rather than
-         * keep a cache entry it cannot check. */
-        c->retire = true;
-    } else if (a->meta_sent) {
-        /* The server sent the columns again: they changed since the prepare (a table altered). The
-         * next answers are read with the new ones; Connector/C's copy in the statement is stale, so the
-         * connection retires once idle and the statement is prepared afresh on a new one. */
-        sql_my_cached_stmt *e = &c->cache[t->stage];
-        bool same = e->ncols == a->ncols;
-        for (size_t i = 0; same && i < a->ncols; i++)
-            same = e->cols[i].type == a->cols[i].type && e->cols[i].is_unsigned == a->cols[i].is_unsigned;
-        if (!same) {
-            log_info("sql: loop %u connection %u: the columns of \"%s\" changed; the connection retires", p->line.id,
-                     c->index, t->sql);
-            free(e->cols);
-            e->cols = xmalloc(a->ncols * sizeof(*e->cols));
-            memcpy(e->cols, a->cols, a->ncols * sizeof(*e->cols));
-            e->ncols = a->ncols;
-            c->retire = true;
-        }
-    }
-    if (error == SQL_ERROR_QUERY && a->err_code == 0) {
-        log_warn("sql: loop %u: \"%s\": %s", p->line.id, t->sql, a->err_msg);
-        c->retire = true;
-    } else if (error == SQL_ERROR_QUERY && sql_my_connection_error(a->err_code)) {
-        log_warn("sql: loop %u connection %u: execute: %s (%u); closing it", p->line.id, c->index, a->err_msg,
-                 a->err_code);
-        sql_task_finish(t, SQL_ERROR_CONNECTION_LOST);
-        sql_my_conn_close(c, NULL);
-        return false;
-    } else if (error == SQL_ERROR_QUERY && (a->err_code == ER_LOCK_DEADLOCK || a->err_code == ER_LOCK_WAIT_TIMEOUT)) {
-        log_info("sql: loop %u: execute: %s (%u)", p->line.id, a->err_msg, a->err_code);
-        error = SQL_ERROR_BUSY;
-    } else if (error == SQL_ERROR_QUERY) {
-        log_warn("sql: loop %u: execute refused: %s (%u)", p->line.id, a->err_msg, a->err_code);
-    }
-    sql_my_pipe_begin(c);
-    sql_task_finish(t, error);
-    return true;
-}
-
-/* The persistent read watch of a connection with statements in flight: reads once (level-triggered:
- * what is left is reported again), delivers every answer that is complete. A packet the protocol does
- * not allow, or bytes when nothing is in flight, close the connection. */
-static void sql_my_pipe_read(sql_my_conn *c)
-{
-    sql_my_pool *p = c->pool;
-    if (c->in_pos == c->in_len) {
-        c->in_pos = c->in_len = 0;
-    } else if (c->in_pos > 0 && (c->in_cap - c->in_len < 4096 || c->in_pos > c->in_cap / 2)) {
-        memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
-        c->in_len -= c->in_pos;
-        c->in_pos = 0;
-    }
-    size_t want = c->in_len + (c->ans.need > c->in_len - c->in_pos ? c->ans.need - (c->in_len - c->in_pos) : 0);
-    if (want < c->in_len + 4096)
-        want = c->in_len + 4096;
-    if (want > c->in_cap) {
-        size_t cap = c->in_cap ? c->in_cap : 16384;
-        while (cap < want)
-            cap *= 2;
-        c->in = xrealloc(c->in, cap);
-        c->in_cap = cap;
-    }
-    ssize_t r = recv((int)mysql_get_socket(c->my), c->in + c->in_len, c->in_cap - c->in_len, 0);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
-    if (r <= 0) {
-        log_warn("sql: loop %u connection %u: the server closed the connection with %u statement(s) in flight%s%s",
-                 p->line.id, c->index, c->inflight, r < 0 ? ": " : "", r < 0 ? strerror(errno) : "");
-        sql_my_conn_close(c, SQL_ERROR_CONNECTION_LOST);
-        sql_my_dispatch(p);
-        return;
-    }
-    c->in_len += (size_t)r;
-    while (c->fhead) {
-        size_t used = 0;
-        sql_my_wire_status st = sql_my_answer_feed(&c->ans, c->in + c->in_pos, c->in_len - c->in_pos, &used);
-        c->in_pos += used;
-        if (st == SQL_MY_WIRE_MORE)
-            break;
-        if (st == SQL_MY_WIRE_BAD || st == SQL_MY_WIRE_TOO_BIG) {
-            if (st == SQL_MY_WIRE_TOO_BIG)
-                log_warn("sql: loop %u connection %u: execute: the server sent a packet larger than the statement's "
-                         "bound of %zu bytes; closing the connection",
-                         p->line.id, c->index, c->fhead->max_bytes);
-            else
-                log_warn("sql: loop %u connection %u: execute: the server's answer breaks the protocol; closing the "
-                         "connection",
-                         p->line.id, c->index);
-            sql_my_conn_close(c, st == SQL_MY_WIRE_TOO_BIG ? SQL_ERROR_TOO_LARGE : SQL_ERROR_CONNECTION_LOST);
-            sql_my_dispatch(p);
-            return;
-        }
-        if (!sql_my_pipe_answered(c)) {
-            sql_my_dispatch(p);
-            return;
-        }
-    }
-    if (!c->fhead) {
-        if (c->in_pos != c->in_len) {
-            log_warn("sql: loop %u connection %u: the server sent more than was asked for; closing the connection",
-                     p->line.id, c->index);
-            sql_my_conn_close(c, NULL);
-            sql_my_dispatch(p);
-            return;
-        }
-        c->in_pos = c->in_len = 0;
-        if (c->state == SQL_MY_PIPE && !c->io_added) {
-            sql_my_set_state(c, SQL_MY_IDLE);
-            sql__gauge_add(SQL_GAUGE_IN_USE, -1);
-            if (c->retire)
-                sql_my_conn_close(c, NULL);
-        }
-    }
-    sql_my_dispatch(p);
-}
-
-/* Where t goes: the connection with the fewest statements in flight among the idle ones and those
- * pipelining with room that have t's statement prepared (an idle one that has it prepared first, so
- * it is pipelined, not run the Connector/C way). *entry: its cache entry when t is to be pipelined,
- * else -1 (an idle connection runs it the Connector/C way: prepare, or a step that is not
- * pipelined). NULL: none now. */
-static sql_my_conn *sql_my_pick(sql_my_pool *p, const sql_task *t, int *entry)
-{
-    bool pipe = sql_my_pipelinable(p, t);
-    unsigned depth = p->line.s->pipeline_depth;
-    sql_my_conn *best = NULL;
-    unsigned best_n = 0;
-    *entry = -1;
-    for (unsigned i = 0; i < p->nconns; i++) {
-        sql_my_conn *c = &p->conns[i];
-        if (c->state == SQL_MY_IDLE) {
-            int e = pipe && c->pipe_ok ? sql_my_cache_find(c, t->sql, t->sql_len) : -1;
-            if (e >= 0 && !c->cache[e].pipe)
-                e = -1;
-            if (e >= 0) {
-                *entry = e;
-                return c;
-            }
-            if (!best || best_n > 0) {
-                best = c;
-                best_n = 0;
-                *entry = -1;
-            }
-        } else if (pipe && c->state == SQL_MY_PIPE && !c->retire && c->inflight < depth && !c->io_added &&
-                   (!best || c->inflight < best_n)) {
-            int e = sql_my_cache_find(c, t->sql, t->sql_len);
-            if (e >= 0 && c->cache[e].pipe) {
-                best = c;
-                best_n = c->inflight;
-                *entry = e;
-            }
-        }
-    }
-    return best;
-}
-
 /* Hands waiting tasks to connections in order (sql_my_pick), sends what was pipelined, and opens
  * connections for tasks still waiting, or one more when statements had to stack up behind others and
  * no open connection is idle, while the pool has room (and is not backing off). */
-static void sql_my_dispatch(sql_my_pool *p)
+void sql_my_dispatch(sql_my_pool *p)
 {
     if (p->line.freeing)
         return; /* the loop is going: nothing more starts */
@@ -1452,19 +1017,8 @@ static void sql_my_dispatch(sql_my_pool *p)
     unsigned group = 0;
     while (p->line.head && (p->in_state[SQL_MY_IDLE] > 0 || p->in_state[SQL_MY_PIPE] > 0)) {
         sql_task *t = p->line.head;
-        int e = -1;
-        sql_my_conn *c = NULL;
-        /* The statements of one sql_query_many follow the first of them onto its connection while it
-         * has room: they leave in one send and the server reads them in one wake-up, where spreading
-         * them cost a send and a server thread's wake-up each. */
-        if (t->group && t->group == group && group_conn->state == SQL_MY_PIPE && !group_conn->retire &&
-            group_conn->inflight < p->line.s->pipeline_depth && sql_my_pipelinable(p, t)) {
-            e = sql_my_cache_find(group_conn, t->sql, t->sql_len);
-            if (e >= 0 && group_conn->cache[e].pipe)
-                c = group_conn;
-        }
-        if (!c)
-            c = sql_my_pick(p, t, &e);
+        int e;
+        sql_my_conn *c = sql_my_pipe_place(p, t, group_conn, group, &e);
         if (!c)
             break;
         group = t->group;

@@ -1,9 +1,9 @@
 /* sql_mariadb_wire: COM_STMT_EXECUTE packets and their answers, read from bytes as they arrive, for the
- * MariaDB backend's pipelined statements (see sql_mariadb_wire.h and sql_mariadb.c). Everything the
+ * MariaDB backend's pipelined statements (see sql_mariadb_wire_internal.h and sql_mariadb.c). Everything the
  * server sends is checked before it is used: lengths against the buffer, sequence numbers, the shape
  * of each packet for where it comes in the answer. A server that breaks the protocol gets BAD, never a
  * read out of bounds, so the connection can be closed with a clear error. */
-#include "sql_mariadb_wire.h"
+#include "sql_mariadb_wire_internal.h"
 
 #include <mysql.h>
 #include <stdio.h>

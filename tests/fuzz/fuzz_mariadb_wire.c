@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sql_mariadb_wire.h"
+#include "sql_mariadb_wire_internal.h"
 
 static void fuzz_check_rows(const sql_rows *r)
 {

@@ -1,12 +1,12 @@
-/* sql_mariadb_wire: the part of the MySQL/MariaDB client protocol apiary speaks itself to pipeline
+/* sql_mariadb_wire_internal: the part of the MySQL/MariaDB client protocol apiary speaks itself to pipeline
  * prepared statements on a plaintext connection (sql_mariadb.c): writing a COM_STMT_EXECUTE packet,
  * and reading its answer (OK, ERR, or a binary result set) from bytes as they arrive, into a task's
  * sql_rows. Connector/C still connects, authenticates and prepares; it has no call that sends a
  * command without waiting for its answer, nor one that only reads an answer. No I/O here: the parser
  * takes a buffer and says how much of it it used, so it can be fuzzed (tests/fuzz/fuzz_mariadb_wire.c).
  * Not for handlers: they use sql.h. */
-#ifndef APIARY_SQL_MARIADB_WIRE_H
-#define APIARY_SQL_MARIADB_WIRE_H
+#ifndef APIARY_SQL_MARIADB_WIRE_INTERNAL_H
+#define APIARY_SQL_MARIADB_WIRE_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
