@@ -27,7 +27,7 @@ import loopback
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.environ.get("PEERS", os.path.join(HERE, "..", "..", "shared", "peers", "db", "db-peers.sh"))
 ROUTES = {"db": "/v1/db", "queries": "/v1/queries?queries=20", "updates": "/v1/updates?queries=20"}
-WATCH = ["sql_my_resume", "sql_my_on_read", "sql_my_run", "sql_my_add_row", "sql_task_new", "sql_task_finish",
+WATCH = ["sql_my_resume", "sql_my_on_read", "sql_my_run", "sql_my_dispatch", "sql_my_pipe_read", "sql_my_answer_feed", "sql_my_add_row", "sql_task_new", "sql_task_finish",
          "mysql_stmt_execute_start", "mysql_stmt_execute_cont", "mysql_stmt_fetch_start", "mysql_stmt_fetch_cont",
          "mysql_stmt_free_result_start", "mysql_stmt_bind_param", "mthd_stmt_read_execute_response",
          "ma_stmt_execute_generate_request", "ma_net_safe_read", "epoll_wait", "malloc", "free", "memcpy"]

@@ -12,9 +12,10 @@
  *
  * Backends (sql_settings.backend, chosen once at start by sql.url):
  *   - MariaDB/MySQL (lib/clients/sql_mariadb.c): Connector/C's non-blocking API on the request's own loop.
- *     Each loop has a pool of sql.connections_per_loop connections; statements beyond it wait in
- *     FIFO order, bounded by the query timeout. Nothing blocks a loop: the host must be an IP
- *     address, so no name is ever resolved.
+ *     Each loop has a pool of sql.connections_per_loop connections; on plaintext ones, executes of
+ *     prepared statements are pipelined (up to sql.pipeline_depth in flight each, answers read in
+ *     order); statements beyond that wait in FIFO order, bounded by the query timeout. Nothing blocks
+ *     a loop: the host must be an IP address, so no name is ever resolved.
  *   - PostgreSQL (lib/clients/sql_postgres.c): libpq's non-blocking API in pipeline mode on the request's
  *     own loop: sql.connections_per_loop connections per loop, each carrying up to sql.pipeline_depth
  *     statements of any requests in flight, their results matched in order.
@@ -71,7 +72,7 @@ typedef struct sql_settings {
                            * SQLite: operations queued for its threads (the whole process) */
     unsigned threads;     /* SQLite: the threads that run its calls */
     unsigned startup_timeout_ms; /* sql_migrate: how long to wait for a database that is unavailable */
-    unsigned pipeline_depth; /* PostgreSQL: statements in flight per connection (pipeline mode); 1: none */
+    unsigned pipeline_depth; /* PostgreSQL, MariaDB without TLS: statements in flight per connection; 1: none */
 } sql_settings;
 
 /* Fills the defaults: SQLite on "apiary.db" with 2 threads, 4 connections per loop, 2000 ms per

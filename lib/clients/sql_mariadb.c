@@ -12,6 +12,8 @@
  * nothing, is answered "would block" without a system call (sql_my_hook_reads), and the persistent
  * read watch resumes the call when the answer is there. The columns of a result the server did not
  * resend (MARIADB_CLIENT_CACHE_METADATA) are not copied per execution (sql_my_hook_metadata).
+ * Once a statement is prepared on a plaintext connection, its executes there skip Connector/C: apiary
+ * writes them, several in flight, and reads their answers itself (sql_my_pipe_*, sql_mariadb_wire.c).
  *
  * Who owns what. The pool owns its connections; its tasks, their FIFO, their deadlines, "finish and
  * discard" and the bookkeeping of transactions are the task layer's (sql_task.c, shared with
@@ -55,18 +57,11 @@
 
 #include "http_loop_internal.h"
 #include "log.h"
-#include "sql_task_internal.h"
+#include "sql_mariadb_internal.h"
 #include "xalloc_internal.h"
 
-/* Prepared statements kept per connection; a connection that would need more retires after its
- * statement (the endpoints use fewer than ten). */
-#define SQL_MY_CACHE 32
 #define SQL_MY_BACKOFF_BASE_MS 100u
 #define SQL_MY_BACKOFF_MAX_MS 2000u
-/* The largest packet read for a statement is its result bound plus this (sql_my_bound_packets)... */
-#define SQL_MY_PACKET_SLACK 1024u
-/* ...and never less than this: column definitions, error messages. */
-#define SQL_MY_PACKET_MIN (16u * 1024u)
 
 static const sql_settings *sql_my_settings;
 static atomic_bool sql_my_schema_ready;
@@ -76,86 +71,6 @@ static pthread_mutex_t sql_my_stop_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t sql_my_stop_cond = PTHREAD_COND_INITIALIZER;
 static bool sql_my_stopping;
 
-typedef struct sql_my_pool sql_my_pool;
-typedef struct sql_my_conn sql_my_conn;
-
-typedef enum sql_my_state {
-    SQL_MY_CLOSED,
-    SQL_MY_CONNECTING,
-    SQL_MY_IDLE,
-    SQL_MY_BUSY,
-    SQL_MY_HELD, /* inside a transaction, between its statements: never handed to another task */
-} sql_my_state;
-
-typedef enum sql_my_step {
-    SQL_MY_STEP_NONE,
-    SQL_MY_STEP_CONNECT,
-    SQL_MY_STEP_PREPARE,
-    SQL_MY_STEP_EXECUTE,
-    SQL_MY_STEP_FETCH,
-    SQL_MY_STEP_FREE,
-} sql_my_step;
-
-struct sql_my_conn {
-    sql_my_pool *pool;
-    unsigned index;
-    sql_my_state state;
-    MYSQL *my;
-    struct event io;      /* one-shot waits: connecting, writing, Connector/C's own timeouts */
-    bool io_added;
-    struct event rd;      /* once connected: a persistent read watch, for replies and for an idle
-                           * connection the server closes; no epoll_ctl per statement */
-    bool rd_added;
-    bool rd_paused;       /* taken out while a one-shot wait covers the socket */
-    struct event deadline; /* the connect deadline */
-    sql_my_step step;
-    bool in_call;         /* a *_start asked to wait: the next readiness goes to *_cont */
-    bool retire;          /* close after the current task (statement cache full) */
-    MYSQL *ret_my;
-    int ret_int;
-    my_bool ret_bool;
-    struct {
-        char *sql;
-        MYSQL_STMT *stmt;
-    } cache[SQL_MY_CACHE];
-    size_t cached;
-    MYSQL_STMT *stmt;     /* the task's statement */
-    bool stmt_cached;
-    MYSQL_BIND *pbind, *rbind;
-    size_t pbind_cap;
-    size_t rcols, rcap;
-    /* result buffers, rcols each; text is not bound (length only) but fetched column by column into
-     * `scratch`, which never grows past the largest statement bound this connection served */
-    long long *r_int;
-    double *r_double;
-    char *scratch;
-    size_t scratch_cap;
-    unsigned long *r_len;
-    my_bool *r_null;
-    sql_type *r_type;
-    sql_task *task;
-    sql_task_txn *txn;      /* the transaction holding the connection (HELD, or BUSY with its step) */
-    /* Connector/C's socket calls for this connection, with the first read after a write answered
-     * "would block" without a recv (sql_my_hook_reads); NULL orig: not hooked (TLS, or a layout that
-     * is not the one compiled against). */
-    struct st_ma_pvio_methods pvio_methods;
-    const struct st_ma_pvio_methods *pvio_orig;
-    bool just_wrote;
-    /* Connector/C's command methods for this connection, with the reading of a statement's result
-     * header replaced (sql_my_hook_metadata); NULL orig: not hooked. */
-    struct st_mariadb_methods methods;
-    const struct st_mariadb_methods *methods_orig;
-};
-
-struct sql_my_pool {
-    sql_task_line line; /* first: the line's ops get the pool back from it (sql_task.c) */
-    sql_my_conn *conns;
-    unsigned nconns;
-    unsigned in_state[SQL_MY_HELD + 1]; /* connections in each state (sql_my_set_state), so the dispatch
-                                         * after every call does not scan every connection */
-};
-
-static void sql_my_dispatch(sql_my_pool *p);
 static void sql_my_resume(sql_my_conn *c, int ready);
 static void sql_my_unhook_fields(sql_my_conn *c);
 
@@ -218,8 +133,7 @@ static void sql_my_connect_error(MYSQL *my, const sql_settings *s, char *why, si
 
 /* ---- connections --------------------------------------------------------------------------------- */
 
-/* Every change of a connection's state goes through here, keeping the pool's counts. */
-static void sql_my_set_state(sql_my_conn *c, sql_my_state state)
+void sql_my_set_state(sql_my_conn *c, sql_my_state state)
 {
     c->pool->in_state[c->state]--;
     c->pool->in_state[state]++;
@@ -228,7 +142,7 @@ static void sql_my_set_state(sql_my_conn *c, sql_my_state state)
 
 static bool sql_my_conn_up(const sql_my_conn *c)
 {
-    return c->state == SQL_MY_IDLE || c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD;
+    return c->state == SQL_MY_IDLE || c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD || c->state == SQL_MY_PIPE;
 }
 
 static void sql_my_conn_free_result_buffers(sql_my_conn *c)
@@ -296,7 +210,7 @@ static int sql_my_call(sql_my_conn *c, int ready)
 /* Closes the connection, whatever it was doing: the socket is shut down first, so the call in
  * progress (driven to its end here) and mysql_close's goodbye fail at once instead of waiting. The
  * running task, if any, is finished with `error`. */
-static void sql_my_conn_close(sql_my_conn *c, const char *error)
+void sql_my_conn_close(sql_my_conn *c, const char *error)
 {
     if (c->state == SQL_MY_CLOSED)
         return;
@@ -327,8 +241,10 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     for (size_t i = 0; i < c->cached; i++) {
         mysql_stmt_close(c->cache[i].stmt);
         free(c->cache[i].sql);
+        free(c->cache[i].cols);
     }
     c->cached = 0;
+    sql_my_pipe_clear(c);
     sql_my_conn_free_result_buffers(c);
     free(c->pbind);
     c->pbind = NULL;
@@ -336,7 +252,7 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     if (c->my)
         mysql_close(c->my);
     c->my = NULL;
-    if (c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD)
+    if (c->state == SQL_MY_BUSY || c->state == SQL_MY_HELD || c->state == SQL_MY_PIPE)
         sql__gauge_add(SQL_GAUGE_IN_USE, -1);
     sql_task_txn *txn = c->txn;
     c->txn = NULL;
@@ -355,6 +271,9 @@ static void sql_my_conn_close(sql_my_conn *c, const char *error)
     c->retire = false;
     sql_task *t = c->task;
     c->task = NULL;
+    /* Pipelined statements: the one whose answer was being read gets `error`; those behind it fail
+     * connection_lost, since their answers would have come after the missing one. */
+    sql_my_pipe_fail(c, error);
     /* The transaction's next step first: finishing its running one may free the transaction. */
     sql_task *pending = txn ? txn->pending : NULL;
     bool settle = txn && !t && !pending;
@@ -388,6 +307,10 @@ static void sql_my_on_read(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sql_my_conn *c = arg;
+    if (c->state == SQL_MY_PIPE) {
+        sql_my_pipe_read(c);
+        return;
+    }
     if (c->state == SQL_MY_IDLE || c->state == SQL_MY_HELD) {
         /* Nothing was asked of the server, so anything it sends (EOF after a restart or a KILL, an
          * error packet before it closes an idle connection) means this connection is done. */
@@ -544,7 +467,7 @@ static void sql_my_watch(sql_my_conn *c)
     c->rd_paused = false;
 }
 
-static bool sql_my_connection_error(unsigned err)
+bool sql_my_connection_error(unsigned err)
 {
     return (err >= CR_MIN_ERROR && err <= CR_MAX_ERROR) || err == ER_CONNECTION_KILLED ||
            err == ER_SERVER_SHUTDOWN || err == ER_NET_READ_ERROR || err == ER_NET_ERROR_ON_WRITE ||
@@ -553,7 +476,7 @@ static bool sql_my_connection_error(unsigned err)
 
 static bool sql_my_any_up(const sql_my_pool *p)
 {
-    return p->in_state[SQL_MY_IDLE] + p->in_state[SQL_MY_BUSY] + p->in_state[SQL_MY_HELD] > 0;
+    return p->in_state[SQL_MY_IDLE] + p->in_state[SQL_MY_BUSY] + p->in_state[SQL_MY_HELD] + p->in_state[SQL_MY_PIPE] > 0;
 }
 
 static bool sql_my_any_connecting(const sql_my_pool *p) { return p->in_state[SQL_MY_CONNECTING] > 0; }
@@ -611,12 +534,52 @@ static void sql_my_conn_connect(sql_my_conn *c)
 
 /* ---- running a task -------------------------------------------------------------------------- */
 
-static MYSQL_STMT *sql_my_cached(sql_my_conn *c, const char *sql)
+int sql_my_cache_find(const sql_my_conn *c, const char *sql, size_t len)
 {
     for (size_t i = 0; i < c->cached; i++)
-        if (strcmp(c->cache[i].sql, sql) == 0)
-            return c->cache[i].stmt;
-    return NULL;
+        if (c->cache[i].sql_len == len && memcmp(c->cache[i].sql, sql, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+static MYSQL_STMT *sql_my_cached(sql_my_conn *c, const sql_task *t)
+{
+    int i = sql_my_cache_find(c, t->sql, t->sql_len);
+    return i < 0 ? NULL : c->cache[i].stmt;
+}
+
+/* The columns of a result as the pipelined path decodes them; *ok: all of them can be. */
+static sql_my_col *sql_my_columns(const MYSQL_FIELD *fields, size_t n, bool *ok)
+{
+    *ok = true;
+    if (n == 0)
+        return NULL;
+    sql_my_col *cols = xmalloc(n * sizeof(*cols));
+    for (size_t i = 0; i < n; i++) {
+        cols[i].type = (uint8_t)fields[i].type;
+        cols[i].is_unsigned = (fields[i].flags & UNSIGNED_FLAG) != 0;
+        if (!sql_my_wire_type_ok(cols[i].type))
+            *ok = false;
+    }
+    return cols;
+}
+
+/* A statement just prepared on c joins its cache, with what a pipelined execute needs. */
+static void sql_my_cache_add(sql_my_conn *c, const sql_task *t)
+{
+    MYSQL_STMT *stmt = c->stmt;
+    size_t ncols = mysql_stmt_field_count(stmt);
+    bool ok = true;
+    sql_my_col *cols = ncols && stmt->fields ? sql_my_columns(stmt->fields, ncols, &ok) : NULL;
+    c->cache[c->cached].sql = xstrdup(t->sql);
+    c->cache[c->cached].sql_len = t->sql_len;
+    c->cache[c->cached].stmt = stmt;
+    c->cache[c->cached].stmt_id = (uint32_t)stmt->stmt_id;
+    c->cache[c->cached].nparams = mysql_stmt_param_count(stmt);
+    c->cache[c->cached].cols = cols;
+    c->cache[c->cached].ncols = cols ? ncols : 0;
+    c->cache[c->cached].pipe = ok && (ncols == 0 || cols);
+    c->cached++;
 }
 
 static void sql_my_bind_params(sql_my_conn *c, sql_task *t)
@@ -875,6 +838,9 @@ static bool sql_my_step_done(sql_my_conn *c)
         sql_my_watch(c);
         sql_my_hook_reads(c);
         sql_my_hook_metadata(c);
+        /* Only where apiary sees the plain socket (no TLS: OpenSSL holds the bytes) and may do more
+         * than one statement at a time. */
+        c->pipe_ok = c->pvio_orig != NULL && p->line.s->pipeline_depth > 1;
         return false;
     }
     case SQL_MY_STEP_PREPARE:
@@ -885,9 +851,7 @@ static bool sql_my_step_done(sql_my_conn *c)
             return false;
         }
         if (c->cached < SQL_MY_CACHE) {
-            c->cache[c->cached].sql = xstrdup(t->sql);
-            c->cache[c->cached].stmt = c->stmt;
-            c->cached++;
+            sql_my_cache_add(c, t);
             c->stmt_cached = true;
         } else {
             c->retire = true;
@@ -1006,7 +970,7 @@ static void sql_my_run(sql_my_conn *c, sql_task *t)
     t->conn = c;
     t->rows.cols = 0;
     sql_my_bound_packets(c, t);
-    c->stmt = sql_my_cached(c, t->sql);
+    c->stmt = sql_my_cached(c, t);
     c->stmt_cached = c->stmt != NULL;
     if (c->stmt) {
         if (!sql_my_start_execute(c))
@@ -1031,9 +995,10 @@ static void sql_my_run(sql_my_conn *c, sql_task *t)
         sql_my_resume(c, 0);
 }
 
-/* Hands idle connections to waiting tasks in order, and opens connections for those still waiting
- * while the pool has room (and is not backing off). */
-static void sql_my_dispatch(sql_my_pool *p)
+/* Hands waiting tasks to connections in order (sql_my_pick), sends what was pipelined, and opens
+ * connections for tasks still waiting, or one more when statements had to stack up behind others and
+ * no open connection is idle, while the pool has room (and is not backing off). */
+void sql_my_dispatch(sql_my_pool *p)
 {
     if (p->line.freeing)
         return; /* the loop is going: nothing more starts */
@@ -1047,25 +1012,33 @@ static void sql_my_dispatch(sql_my_pool *p)
             sql_my_run(c, t);
         }
     }
-    for (;;) {
-        if (!p->line.head)
-            return;
-        if (p->in_state[SQL_MY_IDLE] == 0)
-            break;
-        sql_my_conn *idle = NULL;
-        for (unsigned i = 0; i < p->nconns && !idle; i++)
-            if (p->conns[i].state == SQL_MY_IDLE)
-                idle = &p->conns[i];
-        if (!idle)
-            break;
+    bool stacked = false; /* a statement went behind another on its connection */
+    sql_my_conn *group_conn = NULL;
+    unsigned group = 0;
+    while (p->line.head && (p->in_state[SQL_MY_IDLE] > 0 || p->in_state[SQL_MY_PIPE] > 0)) {
         sql_task *t = p->line.head;
+        int e;
+        sql_my_conn *c = sql_my_pipe_place(p, t, group_conn, group, &e);
+        if (!c)
+            break;
+        group = t->group;
+        group_conn = c;
         sql_task_unwait(t);
-        sql_my_run(idle, t);
+        stacked |= c->state == SQL_MY_PIPE;
+        if (e >= 0)
+            sql_my_pipe_send(c, t, e);
+        else
+            sql_my_run(c, t);
     }
+    sql_my_pipe_flush_all(p);
     if (p->line.backoff)
         return;
     size_t connecting = p->in_state[SQL_MY_CONNECTING];
-    for (unsigned i = 0; p->in_state[SQL_MY_CLOSED] > 0 && i < p->nconns && connecting < p->line.waiting; i++) {
+    /* Tasks that wait get connections; so does pipelining that had to stack statements while a
+     * connection of the pool was still closed: MariaDB runs each connection on a thread of its own, and
+     * a database on several cores should see several. */
+    size_t want = p->line.waiting + (stacked && p->in_state[SQL_MY_IDLE] == 0 ? 1 : 0);
+    for (unsigned i = 0; p->in_state[SQL_MY_CLOSED] > 0 && i < p->nconns && connecting < want; i++) {
         if (p->conns[i].state == SQL_MY_CLOSED) {
             connecting++;
             sql_my_conn_connect(&p->conns[i]);
@@ -1115,6 +1088,7 @@ static const sql_task_ops sql_my_task_ops = {
     .available = sql_my_available,
     .txn_release = NULL,
     .dispatch_after_settle = false, /* every completion ends in sql_my_resume's dispatch */
+    .group_many = true, /* a request's statements are placed (and pipelined) in one dispatch */
     .begin_sql = "START TRANSACTION",
 };
 
@@ -1126,6 +1100,7 @@ static sql_my_pool *sql_my_pool_new(struct event_base *base, const sql_settings 
     sql_task_line_init(&p->line, base, s, &sql_my_task_ops, id, sql_my_on_retry, p);
     p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
     p->conns = xcalloc(p->nconns, sizeof(*p->conns));
+    p->flush = xcalloc(p->nconns, sizeof(*p->flush));
     p->in_state[SQL_MY_CLOSED] = p->nconns;
     for (unsigned i = 0; i < p->nconns; i++) {
         p->conns[i].pool = p;
@@ -1143,6 +1118,7 @@ static void sql_my_pool_free(void *arg)
     for (unsigned i = 0; i < p->nconns; i++)
         sql_my_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
     sql_task_line_free(&p->line);
+    free(p->flush);
     free(p->conns);
     free(p);
 }

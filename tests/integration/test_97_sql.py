@@ -1255,6 +1255,66 @@ class MariadbFailureTest(SqlFailureMixin, unittest.TestCase):
     def make_server():
         return MariadbServer()
 
+    def test_one_connection_carries_many_statements(self):
+        """Pipelining on MariaDB (plaintext): with one connection per loop and the database stopped,
+        the 10 statements of a request are all in flight on that connection (none waits in the line),
+        written by apiary as COM_STMT_EXECUTEs back to back, and complete in order once it resumes."""
+        srv = self.apiary(connections_per_loop=1, query_timeout_ms=5000)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)  # prepared on the connection
+        self.db.pause()
+        with srv.connect() as sock:
+            sock.sendall(build_request("GET", "/v1/queries?queries=10"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_in_use"), 1)
+            self.db.signal(signal.SIGCONT)
+            resp = apiary_harness.read_response(sock, timeout=5)
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(len(resp.json()), 10)
+        self.assertEqual(self.metric(srv, "apiary_sql_pool_open"), 1)
+        self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
+
+    def test_failing_statement_fails_only_itself(self):
+        """Each pipelined execute is its own command: with the database stopped, a
+        /v1/queries?queries=20 and then a /v1/db are pipelined on the only connection; world is
+        swapped for a view whose 5th evaluation from then on raises an error (SIGNAL in a function).
+        The 5th statement's ERR packet fails it alone and its request gets 500; the 15 after it still
+        run (the sequence reaches 21), the /v1/db gets 200, and the connection stays."""
+        srv = self.apiary(connections_per_loop=1, query_timeout_ms=5000)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+        self.db.sql("ALTER TABLE world RENAME TO world_t", database="apiary")
+        self.addCleanup(self.db.sql, "DROP VIEW IF EXISTS world; DROP FUNCTION IF EXISTS world_fail_f; "
+                                     "DROP SEQUENCE IF EXISTS world_fail; RENAME TABLE world_t TO world", "apiary")
+        self.db.sql("CREATE SEQUENCE world_fail NOCACHE;\nDELIMITER //\n"
+                    "CREATE FUNCTION world_fail_f(x INT) RETURNS INT NOT DETERMINISTIC BEGIN "
+                    "IF NEXTVAL(world_fail) = 5 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'the fifth'; "
+                    "END IF; RETURN x; END//\nDELIMITER ;\n"
+                    "CREATE VIEW world AS SELECT id, world_fail_f(randomNumber) AS randomNumber FROM world_t",
+                    database="apiary")
+        self.db.pause()
+        a, b = srv.connect(), srv.connect()
+        try:
+            a.sendall(build_request("GET", "/v1/queries?queries=20"))
+            time.sleep(0.3)
+            b.sendall(build_request("GET", "/v1/db"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)  # all 21 on the connection
+            self.db.signal(signal.SIGCONT)
+            first = apiary_harness.read_response(a, timeout=5)
+            second = apiary_harness.read_response(b, timeout=5)
+        finally:
+            a.close()
+            b.close()
+        self.assertProblemDoc(first, 500)
+        self.assertEqual(second.status, 200, (second, srv.log_text()))
+        self.assertIsNotNone(srv.wait_for_log("the fifth", 5), srv.log_text())
+        self.assertEqual(self.db.sql("SELECT next_not_cached_value FROM world_fail", database="apiary"), [["22"]])
+        self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/queries?queries=20").status, 200)
+
 
 @unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
 class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):

@@ -195,6 +195,38 @@ class HostileMixin(AsyncAssertions):
 
 
 # --------------------------------------------------------------------------------------------------
+class AnswerCorruptingProxy(RewritingProxy):
+    """A RewritingProxy that can also break the server's side of the protocol: while self.corrupt > 0,
+    the first packet of the next answer (sequence number 1) is passed on with sequence number 7, as a
+    broken or hostile server (or a man in the middle) would send it."""
+
+    corrupt = 0
+
+    def _server_to_client(self, upstream, client):
+        buf = b""
+        try:
+            while True:
+                data = upstream.recv(1 << 16)
+                if not data:
+                    break
+                buf += data
+                out = b""
+                while len(buf) >= 4:
+                    n = int.from_bytes(buf[:3], "little")
+                    if len(buf) < 4 + n:
+                        break
+                    packet, buf = bytearray(buf[:4 + n]), buf[4 + n:]
+                    if self.corrupt > 0 and packet[3] == 1:
+                        self.corrupt -= 1
+                        packet[3] = 7
+                    out += bytes(packet)
+                if out:
+                    client.sendall(out)
+        except OSError:
+            pass
+        self._close(client, upstream)
+
+
 # MariaDB: a man in the middle, and a huge cell
 
 
@@ -252,6 +284,29 @@ class MariadbHostileTest(HostileMixin, unittest.TestCase):
         srv, proxy = self.apiary_via({WORLD_SELECT: "SELECT 1 + id % 10000, randomNumber FROM world WHERE id = ?"},
                                      "another_row")
         self.assertAnotherRowIs502(srv, proxy)
+
+    def test_answer_out_of_sequence_closes_the_connection(self):
+        """A pipelined statement's answer that breaks the protocol (a packet out of sequence) is read
+        by apiary's own reader (lib/clients/sql_mariadb_wire.c): the statement fails connection_lost
+        (503), the log says why, the connection is closed, and the next statements succeed."""
+        proxy = AnswerCorruptingProxy(self.db.port, {})
+        self.addCleanup(proxy.close)
+        url = f"mysql://apiary:{PASSWORD}@127.0.0.1:{proxy.port}/corrupt"
+        srv = ApiaryServer({"sql": {"url": url, "connections_per_loop": 2, "query_timeout_ms": 5000}}).start()
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        self.addCleanup(srv.stop)
+        wait_ready(self, srv)
+        for path in ("/v1/queries?queries=4", "/v1/queries?queries=4", "/v1/db", "/v1/db"):
+            self.assertEqual(self.get(srv, path).status, 200)  # prepared on both connections: pipelined now
+        proxy.corrupt = 1
+        resp = self.get(srv, "/v1/db")
+        self.assertProblemDoc(resp, 503)
+        self.assertIsNotNone(srv.wait_for_log("the server's answer breaks the protocol; closing the connection", 5),
+                             srv.log_text())
+        self.assertGreaterEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 1)
+        self.assertEqual(self.get(srv, "/v1/db").status, 200)
+        self.assertEqual(self.get(srv, "/v1/queries?queries=10").status, 200)
+        self.assertStillServes(srv)
 
     def test_parameter_count_is_the_servers(self):
         """Before the fix, under ASan: heap-buffer-overflow in Connector/C reading the parameter
