@@ -12,8 +12,8 @@
 # Environment: DB (both | mariadb | postgres), SERVERS_TOGETHER (1; 0: one server at a time), APIARY_BIN (default build-release/apiary), DURATION
 # (10s), WARMUP (2s), CONNS (64), ROUNDS (1), OUT (also write the report there), SERVER_CPU (0),
 # WRK_CPU (1), DB_CPU (1), POOL (32: the peers' pools), APIARY_CONNS (apiary's sql.connections_per_loop:
-# 16 on MariaDB, 4 on PostgreSQL, whose connections pipeline), APIARY_DEPTH (PostgreSQL: sql.pipeline_depth,
-# 32), GOMAXPROCS (1), DB_RELAXED (1: relaxed
+# 16 on MariaDB, 4 on PostgreSQL), APIARY_DEPTH (sql.pipeline_depth on both: statements in flight per
+# connection, 32; on MariaDB only plaintext connections pipeline, docs/sql.md), GOMAXPROCS (1), DB_RELAXED (1: relaxed
 # commits on both sides, db-peers.sh's), PEERS_DIR (../shared/peers/db next to the repository).
 set -euo pipefail
 
@@ -76,15 +76,16 @@ DB_PORT="$(free_port)"
 SUITE_SETUP+=("The database on CPU $DB_CPU, wrk on CPU $WRK_CPU. Peers: pool $POOL, /v1/updates batched (db-peers.sh UPDATES=batch), Go with GOMAXPROCS=$GOMAXPROCS; commits $([[ ${DB_RELAXED:-0} == 1 ]] && echo relaxed || echo durable) on the database.")
 if [[ $DB == mariadb ]]; then
     APIARY_CONNS="${APIARY_CONNS:-16}"
+    APIARY_DEPTH="${APIARY_DEPTH:-32}"
     DB_PID="$(DB_CPU="$DB_CPU" "$DB_PEERS" mariadb-start "$DB_PORT" "$BENCH_TMP/mariadb")" || die "mariadb-start failed"
     AUX_NAME=mariadbd
     DB_URL="mysql://apiary:secret@127.0.0.1:$DB_PORT/apiary"
     SERVERS=(
-        "apiary-mariadb|subject|/readyz|apiary {$APIARY_BASE,\"sql\":{\"url\":\"$DB_URL\",\"connections_per_loop\":$APIARY_CONNS}}"
+        "apiary-mariadb|subject|/readyz|apiary {$APIARY_BASE,\"sql\":{\"url\":\"$DB_URL\",\"connections_per_loop\":$APIARY_CONNS,\"pipeline_depth\":$APIARY_DEPTH}}"
         "go_mysql|peer|/v1/db|cmd env GOMAXPROCS=$GOMAXPROCS $PEERS_BUILD/go_mysql -pool $POOL -updates batch {port} $DB_PORT"
     )
     SUITE_ABOUT="$(/usr/sbin/mariadbd --version | sed 's/.*Ver /MariaDB /; s/ for.*//'), $(go version | cut -d' ' -f3)"
-    SUITE_SETUP+=("apiary --threads 1, sql.connections_per_loop $APIARY_CONNS (one statement per connection at a time).")
+    SUITE_SETUP+=("apiary --threads 1, sql.connections_per_loop $APIARY_CONNS (opened as statements stack up), sql.pipeline_depth $APIARY_DEPTH.")
 else
     APIARY_CONNS="${APIARY_CONNS:-4}"
     APIARY_DEPTH="${APIARY_DEPTH:-32}"
