@@ -969,6 +969,27 @@ class SqlFailureMixin(AsyncAssertions):
 
     TIMEOUT_MS = 400
 
+    def assert_fifth_fails_alone(self, srv):
+        """With the database stopped, a /v1/queries?queries=20 and then a /v1/db are pipelined on the
+        only connection; once it resumes, the first request gets 500 (its 5th statement fails: the
+        caller's view makes it) and the /v1/db 200."""
+        self.db.pause()
+        a, b = srv.connect(), srv.connect()
+        try:
+            a.sendall(build_request("GET", "/v1/queries?queries=20"))
+            time.sleep(0.3)
+            b.sendall(build_request("GET", "/v1/db"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)  # all 21 on the connection
+            self.db.signal(signal.SIGCONT)
+            first = apiary_harness.read_response(a, timeout=5)
+            second = apiary_harness.read_response(b, timeout=5)
+        finally:
+            a.close()
+            b.close()
+        self.assertProblemDoc(first, 500)
+        self.assertEqual(second.status, 200, (second, srv.log_text()))
+
     @classmethod
     def setUpClass(cls):
         cls.db = cls.make_server().start()
@@ -1293,22 +1314,7 @@ class MariadbFailureTest(SqlFailureMixin, unittest.TestCase):
                     "END IF; RETURN x; END//\nDELIMITER ;\n"
                     "CREATE VIEW world AS SELECT id, world_fail_f(randomNumber) AS randomNumber FROM world_t",
                     database="apiary")
-        self.db.pause()
-        a, b = srv.connect(), srv.connect()
-        try:
-            a.sendall(build_request("GET", "/v1/queries?queries=20"))
-            time.sleep(0.3)
-            b.sendall(build_request("GET", "/v1/db"))
-            time.sleep(0.3)
-            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)  # all 21 on the connection
-            self.db.signal(signal.SIGCONT)
-            first = apiary_harness.read_response(a, timeout=5)
-            second = apiary_harness.read_response(b, timeout=5)
-        finally:
-            a.close()
-            b.close()
-        self.assertProblemDoc(first, 500)
-        self.assertEqual(second.status, 200, (second, srv.log_text()))
+        self.assert_fifth_fails_alone(srv)
         self.assertIsNotNone(srv.wait_for_log("the fifth", 5), srv.log_text())
         self.assertEqual(self.db.sql("SELECT next_not_cached_value FROM world_fail", database="apiary"), [["22"]])
         self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
@@ -1365,22 +1371,7 @@ class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):
         self.db.sql("CREATE SEQUENCE world_fail; "
                     "CREATE VIEW world AS SELECT id, randomNumber / (nextval('world_fail') <> 5)::int "
                     "AS randomNumber FROM world_t")
-        self.db.pause()
-        a, b = srv.connect(), srv.connect()
-        try:
-            a.sendall(build_request("GET", "/v1/queries?queries=20"))
-            time.sleep(0.3)
-            b.sendall(build_request("GET", "/v1/db"))
-            time.sleep(0.3)
-            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)  # all 21 on the connection
-            self.db.signal(signal.SIGCONT)
-            first = apiary_harness.read_response(a, timeout=5)
-            second = apiary_harness.read_response(b, timeout=5)
-        finally:
-            a.close()
-            b.close()
-        self.assertProblemDoc(first, 500)
-        self.assertEqual(second.status, 200, (second, srv.log_text()))
+        self.assert_fifth_fails_alone(srv)
         self.assertIsNotNone(srv.wait_for_log("division by zero", 5), srv.log_text())
         # Not aborted: the group's statements after the 5th ran (20 SELECTs and the /v1/db).
         self.assertEqual(self.db.sql("SELECT last_value FROM world_fail"), [["21"]])
