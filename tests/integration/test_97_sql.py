@@ -969,6 +969,21 @@ class SqlFailureMixin(AsyncAssertions):
 
     TIMEOUT_MS = 400
 
+    def assert_group_on_one_connection(self, srv):
+        """With the database stopped, the 10 statements of a /v1/queries?queries=10 are all in flight
+        on the only connection (none waits for another), and all complete once it resumes."""
+        self.db.pause()
+        with srv.connect() as sock:
+            sock.sendall(build_request("GET", "/v1/queries?queries=10"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_in_use"), 1)
+            self.db.signal(signal.SIGCONT)
+            resp = apiary_harness.read_response(sock, timeout=5)
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(len(resp.json()), 10)
+        self.assertEqual(self.metric(srv, "apiary_sql_pool_open"), 1)
+
     def assert_fifth_fails_alone(self, srv):
         """With the database stopped, a /v1/queries?queries=20 and then a /v1/db are pipelined on the
         only connection; once it resumes, the first request gets 500 (its 5th statement fails: the
@@ -1283,17 +1298,7 @@ class MariadbFailureTest(SqlFailureMixin, unittest.TestCase):
         srv = self.apiary(connections_per_loop=1, query_timeout_ms=5000)
         with srv.connect() as sock:
             self.assertEqual(request(sock, "GET", "/v1/db").status, 200)  # prepared on the connection
-        self.db.pause()
-        with srv.connect() as sock:
-            sock.sendall(build_request("GET", "/v1/queries?queries=10"))
-            time.sleep(0.3)
-            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)
-            self.assertEqual(self.metric(srv, "apiary_sql_pool_in_use"), 1)
-            self.db.signal(signal.SIGCONT)
-            resp = apiary_harness.read_response(sock, timeout=5)
-        self.assertEqual(resp.status, 200, resp)
-        self.assertEqual(len(resp.json()), 10)
-        self.assertEqual(self.metric(srv, "apiary_sql_pool_open"), 1)
+        self.assert_group_on_one_connection(srv)
         self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
 
     def test_failing_statement_fails_only_itself(self):
@@ -1341,17 +1346,7 @@ class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):
         srv = self.apiary(connections_per_loop=1, query_timeout_ms=5000)
         with srv.connect() as sock:
             self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
-        self.db.pause()
-        with srv.connect() as sock:
-            sock.sendall(build_request("GET", "/v1/queries?queries=10"))
-            time.sleep(0.3)
-            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)
-            self.assertEqual(self.metric(srv, "apiary_sql_pool_in_use"), 1)
-            self.db.signal(signal.SIGCONT)
-            resp = apiary_harness.read_response(sock, timeout=5)
-        self.assertEqual(resp.status, 200, resp)
-        self.assertEqual(len(resp.json()), 10)
-        self.assertEqual(self.metric(srv, "apiary_sql_pool_open"), 1)
+        self.assert_group_on_one_connection(srv)
 
     def test_failing_statement_fails_only_itself(self):
         """Every statement has its own Sync, those of one sql_query_many (a /v1/queries request's
