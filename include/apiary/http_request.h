@@ -163,6 +163,15 @@ void http_respond_problem(http_request *req, int status, json_t *extra, const ch
  * location_fmt ("/v1/items/%ld"); 500 when the URL would pass 1 KiB. */
 void http_respond_created(http_request *req, json_t *body, const char *location_fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with the answer written into a JSON writer (http_json_writer's, or any: it stays the
+ * caller's), sent as http_respond_json_writer does (a writer without a complete value is a 500):
+ *
+ *     json_writer *w = http_json_writer(req);
+ *     ...write the new resource...
+ *     http_respond_created_writer(req, w, "/notes/%lld", id);
+ */
+void http_respond_created_writer(http_request *req, const json_writer *w, const char *location_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- an operation that did not succeed, answered ------------------------------------------------ */
 
