@@ -5,8 +5,9 @@
  * transaction rolled back on failure and whose statements depend on each other, transactions (commit,
  * rollback, a failed statement, a scope that ends mid-transaction, one call at a time), migrations, a
  * refused statement, a result over its limit, the default bound, and a cancelled operation whose
- * continuation never runs. The MariaDB backend needs a server: it is tested by
- * tests/integration/test_97_sql.py against a private mariadbd.
+ * continuation never runs. sql.url "none" is parsed here; what it does at run time is sql_answer_test.c's.
+ * The MariaDB backend needs a server: it is tested by tests/integration/test_97_sql.py against a private
+ * mariadbd.
  *
  * The loop helper is pool_test.c's: a libevent base on the test thread with a standalone scope whose
  * poster is a mutex-protected list plus event_active, like http_loop_post. */
@@ -51,6 +52,20 @@ Test(sql_url, sqlite_forms)
     cr_assert_eq(parse(&s, "sqlite:rel.db", err), 0);
     cr_expect_str_eq(s.path, "rel.db");
     cr_expect_eq(parse(&s, "sqlite:", err), -1);
+}
+
+Test(sql_url, none)
+{
+    sql_settings s;
+    char err[256];
+    cr_assert_eq(parse(&s, "none", err), 0);
+    cr_expect_eq(s.backend, SQL_BACKEND_NONE);
+    /* Only the exact word: anything near it is a mistake, refused like any unknown form. */
+    const char *near[] = {"None", "none:", "none ", "nothing"};
+    for (size_t i = 0; i < sizeof(near) / sizeof(near[0]); i++) {
+        cr_expect_eq(parse(&s, near[i], err), -1, "%s", near[i]);
+        cr_expect(strstr(err, "\"none\""), "the message lists the form: %s", err);
+    }
 }
 
 Test(sql_url, mysql_forms)
