@@ -184,7 +184,8 @@ void http_respond_created_writer(http_request *req, const json_writer *w, const 
  *   ASYNC_FAILED, POOL_ERROR_FULL  503 with Retry-After: 1 (the worker pool's queue is full)
  *   ASYNC_FAILED, anything else    failed_status: 502 for a call to an upstream (0 means 502), 500
  *                                  for the app's own work (a pool job that failed)
- * For errors with other meanings (SQL's busy and query errors, say) answer them yourself first. */
+ * SQL's errors mean other things (busy, a refused query): sql_respond_failed / sql_await_ok (sql.h)
+ * answer those. For other errors with meanings of their own, answer them yourself first. */
 bool http_respond_failed(http_request *req, const async_op *op, int failed_status, const char *what);
 
 /* In a coroutine handler (ROUTE_CORO): awaits `op` and returns it when it completed OK; otherwise
