@@ -461,6 +461,22 @@ Test(sql_sqlite, a_batch_runs_dependent_statements_in_order, .init = sql_setup, 
     cr_expect_eq(sql_cell(r, 0, 0)->i, 0, "sql_start created a table");
 }
 
+/* An empty text comes back as an empty string, not NULL (SQLite gives no pointer for it: the encoder
+ * must not pass that to memcpy, which UBSan reports; test_97_notes found it with a note's empty body). */
+Test(sql_sqlite, an_empty_text_reads_back_empty, .init = sql_setup, .fini = sql_teardown)
+{
+    sql_value p[3] = {sql_text("", 0), sql_double(1), sql_text("now", 3)};
+    const sql_result *ins = run_ok("INSERT INTO items (name, price, created_at) VALUES (?, ?, ?)", p, 3);
+    sql_value id = sql_int(ins->insert_id);
+    const sql_result *r = run_ok("SELECT name, '' FROM items WHERE id = ?", &id, 1);
+    cr_assert(sql_result_shape(r, "tt") && r->rows == 1);
+    for (size_t col = 0; col < 2; col++) {
+        cr_expect_eq(sql_cell(r, 0, col)->len, 0);
+        cr_assert_not_null(sql_cell(r, 0, col)->s);
+        cr_expect_str_eq(sql_cell(r, 0, col)->s, "");
+    }
+}
+
 Test(sql_sqlite, parameters_are_bound, .init = sql_setup, .fini = sql_teardown)
 {
     const char *evil = "Robert'); DROP TABLE items;--";
