@@ -101,8 +101,6 @@ void world_db_get(http_request *req);
 void world_db_await_get(http_request *req); /* /v1/db as a coroutine (ROUTE_CORO) */
 void world_queries_get(http_request *req);
 void world_updates_get(http_request *req);
-/* Answers a failed SQL operation: 504 timeout, 503 + Retry-After unavailable or busy, 500 refused. */
-void sql_answer_failure(http_request *req, const async_op *op);
 /* Answers a result that is not the shape its statement asks for (sql_result_shape failed): 502, the
  * database gave an invalid answer; logs `what` (the statement) and the shape that came back. */
 void sql_answer_bad_shape(http_request *req, const char *what, const sql_result *r);

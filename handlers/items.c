@@ -41,12 +41,8 @@ static const char ITEMS_DELETE[] = "DELETE FROM items WHERE id = ?";
 /* The query's outcome for a handler: the result, or NULL after answering the failure. */
 static const sql_result *items_query(http_request *req, async_scope *scope, const sql_stmt *stmt)
 {
-    async_op *op = async_await(sql_query(scope, http_request_loop(req), stmt));
-    if (op->status != ASYNC_OK) {
-        sql_answer_failure(req, op);
-        return NULL;
-    }
-    return op->value;
+    async_op *op = sql_await_ok(req, sql_query(scope, http_request_loop(req), stmt));
+    return op ? op->value : NULL;
 }
 
 /* What every item query returns: id integer, name text, price a number, created_at text (none NULL). */

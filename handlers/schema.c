@@ -73,6 +73,11 @@ int schema_startup(const apiary_context *ctx, async_scope *scope, http_loop *loo
     (void)arg;
     const sql_settings *s = sql_current_settings();
     sql_backend_kind backend = s ? s->backend : SQL_BACKEND_SQLITE;
+    if (backend == SQL_BACKEND_NONE) {
+        /* The demonstration serves its other routes without a database; the SQL ones answer 503. */
+        log_info("sql.url is \"none\": the demonstration's SQL routes (/v1/db, /v1/items, ...) answer 503");
+        return 0;
+    }
     const sql_migration *steps = backend == SQL_BACKEND_MARIADB    ? SCHEMA_MARIADB
                                  : backend == SQL_BACKEND_POSTGRES ? SCHEMA_POSTGRES
                                                                    : SCHEMA_SQLITE;

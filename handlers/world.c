@@ -7,7 +7,8 @@
  *                               by one UPDATE before the answer
  *
  * N follows TechEmpower's rule: missing, not an integer or below 1 is 1, above 500 is 500. Also here:
- * how every SQL endpoint answers a failed query (sql_answer_failure). */
+ * how every SQL endpoint answers a result of another shape than asked (sql_answer_bad_shape); a failed
+ * query is the library's to answer (sql_respond_failed, sql_await_ok). */
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -28,25 +29,6 @@ static const char WORLD_SELECT[] = "SELECT id, randomNumber FROM world WHERE id 
 #define WORLD_WRITE_BYTES 64u
 
 /* ---- shared by the SQL endpoints ----------------------------------------------------------------- */
-
-void sql_answer_failure(http_request *req, const async_op *op)
-{
-    const char *error = op->error;
-    const sql_settings *s = sql_current_settings();
-    if (op->status == ASYNC_TIMEOUT || error == SQL_ERROR_TIMEOUT) {
-        http_respond_problem(req, 504, NULL, "the database did not answer within %u ms", s ? s->query_timeout_ms : 0);
-    } else if (error == SQL_ERROR_BUSY) {
-        http_response_header(req, "Retry-After", "1");
-        http_respond_problem(req, 503, NULL, "the database is busy: too many queries are waiting");
-    } else if (error == SQL_ERROR_QUERY || error == SQL_ERROR_TOO_LARGE) {
-        /* What the database said is in the log (sql: ... refused); clients get no SQL internals. */
-        http_respond_problem(req, 500, NULL, "the database could not run the query");
-    } else {
-        /* Never an address: where the database lives is for the operator's log. */
-        http_response_header(req, "Retry-After", "1");
-        http_respond_problem(req, 503, NULL, "the database is unavailable");
-    }
-}
 
 void sql_answer_bad_shape(http_request *req, const char *what, const sql_result *r)
 {
@@ -131,10 +113,8 @@ static void world_write_row(json_writer *w, long long id, long long number)
 /* The answer of /v1/db and /v1/db_await, once their query for row `asked` is over. */
 static void world_db_answer(http_request *req, const async_op *op, long long asked)
 {
-    if (op->status != ASYNC_OK) {
-        sql_answer_failure(req, op);
+    if (sql_respond_failed(req, op))
         return;
-    }
     const sql_result *r = op->value;
     if (!world_row_ok(req, r, asked))
         return;
@@ -215,10 +195,8 @@ static void world_queries_done(async_op *op, void *arg)
 {
     world_queries_call *call = arg;
     http_request *req = call->req;
-    if (op->status != ASYNC_OK) {
-        sql_answer_failure(req, op);
+    if (sql_respond_failed(req, op))
         return;
-    }
     const sql_batch_result *b = op->value;
     if (!world_rows_ok(req, b, call->asked))
         return;
@@ -385,11 +363,9 @@ void world_updates_get(http_request *req)
     if (!scope)
         return;
     const sql_value *asked;
-    async_op *read = async_await(world_select_batch(scope, req, n, &asked));
-    if (read->status != ASYNC_OK) {
-        sql_answer_failure(req, read);
+    async_op *read = sql_await_ok(req, world_select_batch(scope, req, n, &asked));
+    if (!read)
         return;
-    }
     const sql_batch_result *b = read->value;
     if (!world_rows_ok(req, b, asked))
         return;
@@ -405,11 +381,8 @@ void world_updates_get(http_request *req)
         http_respond_problem(req, 500, NULL, "out of memory");
         return;
     }
-    async_op *written = async_await(sql_query(scope, http_request_loop(req), &stmt));
-    if (written->status != ASYNC_OK) {
-        sql_answer_failure(req, written);
+    if (!sql_await_ok(req, sql_query(scope, http_request_loop(req), &stmt)))
         return;
-    }
     /* The results read are in the scope, which lives until the answer. */
     world_answer_written(req, b, ids, numbers, distinct);
 }

@@ -312,22 +312,6 @@ static json_t *rows_items_json(const sql_result *r, const char *statement)
     return items;
 }
 
-/* A failed SQL operation in the API's words (docs/sql.md). */
-static void answer_sql_failure(http_request *req, const async_op *op)
-{
-    if (op->status == ASYNC_CANCELLED)
-        return; /* the request is gone */
-    if (op->status == ASYNC_TIMEOUT || op->error == SQL_ERROR_TIMEOUT) {
-        http_respond_problem(req, 504, NULL, "the database did not answer in time");
-    } else if (op->error == SQL_ERROR_QUERY || op->error == SQL_ERROR_TOO_LARGE) {
-        http_respond_problem(req, 500, NULL, "the database could not run the query");
-    } else {
-        http_response_header(req, "Retry-After", "1");
-        http_respond_problem(req, 503, NULL, "the database is %s",
-                             op->error == SQL_ERROR_BUSY ? "busy" : "unavailable");
-    }
-}
-
 static void answer_bad_shape(http_request *req)
 {
     http_respond_problem(req, 502, NULL, "the database answered in an unexpected shape");
@@ -526,12 +510,8 @@ static const sql_result *crud_query(http_request *req, const sql_stmt *stmt)
     async_scope *scope = http_request_async(req);
     if (!scope)
         return NULL;
-    async_op *op = async_await(sql_query(scope, http_request_loop(req), stmt));
-    if (op->status != ASYNC_OK) {
-        answer_sql_failure(req, op);
-        return NULL;
-    }
-    return op->value;
+    async_op *op = sql_await_ok(req, sql_query(scope, http_request_loop(req), stmt)); /* failures: docs/sql.md */
+    return op ? op->value : NULL;
 }
 
 static void crud_list(http_request *req)

@@ -39,22 +39,6 @@ static int inventory_startup(const apiary_context *ctx, async_scope *scope, http
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
-/* Every failed SQL operation, answered the way docs/sql.md describes. */
-static void answer_sql_failure(http_request *req, const async_op *op)
-{
-    if (op->status == ASYNC_CANCELLED)
-        return; /* the request is gone */
-    if (op->status == ASYNC_TIMEOUT || op->error == SQL_ERROR_TIMEOUT) {
-        http_respond_problem(req, 504, NULL, "the database did not answer in time");
-    } else if (op->error == SQL_ERROR_QUERY || op->error == SQL_ERROR_TOO_LARGE) {
-        http_respond_problem(req, 500, NULL, "the database could not run the query");
-    } else {
-        http_response_header(req, "Retry-After", "1");
-        http_respond_problem(req, 503, NULL, "the database is %s",
-                             op->error == SQL_ERROR_BUSY ? "busy" : "unavailable");
-    }
-}
-
 static bool sku_ok(const json_t *v)
 {
     if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > 32)
@@ -112,31 +96,22 @@ static void item_create(http_request *req)
         return;
     sql_value p[2] = {sql_text(json_string_value(sku), json_string_length(sku)), sql_int(json_integer_value(qty))};
     /* Check and insert in one transaction: two clients creating the same sku cannot both pass. */
-    async_op *op = async_await(sql_begin(scope, http_request_loop(req)));
-    if (op->status != ASYNC_OK) {
-        answer_sql_failure(req, op);
+    /* sql_await_ok answers a failure as docs/sql.md's table says (504, 503, 500) and returns NULL. */
+    async_op *op = sql_await_ok(req, sql_begin(scope, http_request_loop(req)));
+    if (!op)
         return;
-    }
     sql_txn *tx = op->value;
     sql_stmt exists = {SELECT_ITEM, p, 1, 0};
-    op = async_await(sql_txn_query(tx, &exists));
-    if (op->status != ASYNC_OK) {
-        answer_sql_failure(req, op);
+    if (!(op = sql_await_ok(req, sql_txn_query(tx, &exists))))
         return;
-    }
     if (((const sql_result *)op->value)->rows > 0) {
         async_await(sql_rollback(tx));
         http_respond_problem(req, 409, json_pack("{s:s}", "field", "sku"), "an item with this sku exists");
         return;
     }
     sql_stmt insert = {"INSERT INTO items (sku, qty) VALUES (?, ?)", p, 2, 0};
-    op = async_await(sql_txn_query(tx, &insert));
-    if (op->status == ASYNC_OK)
-        op = async_await(sql_commit(tx));
-    if (op->status != ASYNC_OK) {
-        answer_sql_failure(req, op);
+    if (!sql_await_ok(req, sql_txn_query(tx, &insert)) || !sql_await_ok(req, sql_commit(tx)))
         return;
-    }
     http_respond_json(req, 201, json_pack("{s:O,s:O}", "sku", sku, "qty", qty));
 }
 
@@ -148,11 +123,9 @@ static void item_get(http_request *req)
         return;
     sql_value p = sql_text(sku, strlen(sku));
     sql_stmt stmt = {SELECT_ITEM, &p, 1, 0};
-    async_op *op = async_await(sql_query(scope, http_request_loop(req), &stmt));
-    if (op->status != ASYNC_OK) {
-        answer_sql_failure(req, op);
+    async_op *op = sql_await_ok(req, sql_query(scope, http_request_loop(req), &stmt));
+    if (!op)
         return;
-    }
     const sql_result *r = op->value;
     if (r->rows == 0) {
         http_respond_problem(req, 404, NULL, "no item has this sku");
@@ -170,12 +143,8 @@ static void item_get(http_request *req)
 static const sql_result *txn_run(http_request *req, sql_txn *tx, const char *sql, const sql_value *params, size_t n)
 {
     sql_stmt stmt = {sql, params, n, 0};
-    async_op *op = async_await(sql_txn_query(tx, &stmt));
-    if (op->status != ASYNC_OK) {
-        answer_sql_failure(req, op);
-        return NULL;
-    }
-    return op->value;
+    async_op *op = sql_await_ok(req, sql_txn_query(tx, &stmt));
+    return op ? op->value : NULL;
 }
 
 static void transfer(http_request *req)
@@ -200,11 +169,9 @@ static void transfer(http_request *req)
     async_scope *scope = http_request_async(req);
     if (!scope)
         return;
-    async_op *op = async_await(sql_begin(scope, http_request_loop(req)));
-    if (op->status != ASYNC_OK) {
-        answer_sql_failure(req, op);
+    async_op *op = sql_await_ok(req, sql_begin(scope, http_request_loop(req)));
+    if (!op)
         return;
-    }
     sql_txn *tx = op->value;
     sql_value n = sql_int(json_integer_value(qty));
     sql_value a = sql_text(json_string_value(from), json_string_length(from));
@@ -246,11 +213,8 @@ static void transfer(http_request *req)
     const sql_result *rb = txn_run(req, tx, SELECT_ITEM, &b, 1);
     if (!rb)
         return;
-    op = async_await(sql_commit(tx));
-    if (op->status != ASYNC_OK) {
-        answer_sql_failure(req, op);
+    if (!sql_await_ok(req, sql_commit(tx)))
         return;
-    }
     json_t *ja = item_json(ra), *jb = item_json(rb);
     if (!ja || !jb) {
         json_decref(ja);

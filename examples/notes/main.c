@@ -13,7 +13,6 @@
  * (AUTOINCREMENT, strftime). */
 #include <apiary/apiary.h>
 
-#include <stdio.h>
 #include <string.h>
 
 /* ---- settings: the "notes" section of the config file ------------------------------------------ */
@@ -103,8 +102,7 @@ static const route_schema list_schema = {
     ROUTE_INPUT(note_in, .limit = 20),
     .query = (const schema_member[]){
         SCHEMA_OPTIONAL(note_in, tag, SCHEMA_STRING(.min_length = 1, .max_length = 32)),
-        SCHEMA_OPTIONAL(note_in, limit, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(100),
-                                                       .description = "default 20")),
+        SCHEMA_OPTIONAL(note_in, limit, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(100))),
         SCHEMA_END},
     .summary = "Notes, newest first; with ?tag=, those that carry it",
 };
@@ -127,31 +125,6 @@ static const route_schema preview_schema = {
 };
 
 /* ---- SQL helpers ------------------------------------------------------------------------------- */
-
-/* A failed SQL operation answered as docs/sql.md describes; nothing when the request is gone. */
-static void answer_sql_failure(http_request *req, const async_op *op)
-{
-    if (op->status == ASYNC_CANCELLED)
-        return;
-    if (op->status == ASYNC_TIMEOUT || op->error == SQL_ERROR_TIMEOUT) {
-        http_respond_problem(req, 504, NULL, "the database did not answer in time");
-    } else if (op->error == SQL_ERROR_QUERY || op->error == SQL_ERROR_TOO_LARGE) {
-        http_respond_problem(req, 500, NULL, "the database could not run the query"); /* details: the log */
-    } else {
-        http_response_header(req, "Retry-After", "1");
-        http_respond_problem(req, 503, NULL, "the database is %s", op->error == SQL_ERROR_BUSY ? "busy" : "unavailable");
-    }
-}
-
-/* Awaits a statement: true, or false once its failure is answered. (Test the status, not op->value:
- * sql_commit completes OK with value NULL.) */
-static bool sql_ok(http_request *req, async_op *op)
-{
-    if (async_await(op)->status == ASYNC_OK)
-        return true;
-    answer_sql_failure(req, op);
-    return false;
-}
 
 #define NOTE_COLUMNS "id, title, body, tags, created_at"
 
@@ -183,8 +156,9 @@ static const sql_result *note_from_path(http_request *req)
     const note_in *in = http_request_input(req);
     sql_value id = sql_int(in->id);
     sql_stmt stmt = {"SELECT " NOTE_COLUMNS " FROM notes WHERE id = ?", &id, 1, 0};
-    async_op *op = sql_query(http_request_async(req), http_request_loop(req), &stmt);
-    if (!sql_ok(req, op))
+    /* sql_await_ok answers a failure as docs/sql.md says (504, 503 + Retry-After, 500) and returns NULL. */
+    async_op *op = sql_await_ok(req, sql_query(http_request_async(req), http_request_loop(req), &stmt));
+    if (!op)
         return NULL;
     const sql_result *r = op->value;
     if (!notes_shape_ok(req, r))
@@ -214,32 +188,29 @@ static void note_create(http_request *req)
                          sql_text(tags, tags_len)};
 
     /* The note and its tag rows in one transaction: all of them or none. */
-    async_op *op = sql_begin(scope, http_request_loop(req));
-    if (!sql_ok(req, op))
+    async_op *op = sql_await_ok(req, sql_begin(scope, http_request_loop(req)));
+    if (!op)
         return;
     sql_txn *tx = op->value;
     sql_stmt insert = {"INSERT INTO notes (title, body, tags) VALUES (?, ?, ?)", note, 3, 0};
-    if (!sql_ok(req, op = sql_txn_query(tx, &insert)))
+    if (!(op = sql_await_ok(req, sql_txn_query(tx, &insert))))
         return; /* the transaction is rolled back when the scope ends */
     sql_value id = sql_int(((const sql_result *)op->value)->insert_id);
     for (size_t i = 0; i < in->tags.count; i++) {
         sql_value row[2] = {sql_text(in->tags.items[i], strlen(in->tags.items[i])), id};
         sql_stmt tag = {"INSERT INTO note_tags (tag, note_id) VALUES (?, ?)", row, 2, 0};
-        if (!sql_ok(req, sql_txn_query(tx, &tag)))
+        if (!sql_await_ok(req, sql_txn_query(tx, &tag)))
             return;
     }
     sql_stmt select = {"SELECT " NOTE_COLUMNS " FROM notes WHERE id = ?", &id, 1, 0};
-    if (!sql_ok(req, op = sql_txn_query(tx, &select)))
+    if (!(op = sql_await_ok(req, sql_txn_query(tx, &select))))
         return;
     const sql_result *r = op->value;
-    if (!sql_ok(req, sql_commit(tx)) || !notes_shape_ok(req, r))
+    if (!sql_await_ok(req, sql_commit(tx)) || !notes_shape_ok(req, r)) /* commit: OK with value NULL */
         return;
     w = http_json_writer(req);
     write_note(w, r, 0);
-    char location[40];
-    snprintf(location, sizeof(location), "/notes/%lld", id.i);
-    http_response_header(req, "Location", location);
-    http_respond_json_writer(req, 201, w);
+    http_respond_created_writer(req, w, "/notes/%lld", id.i);
 }
 
 static void note_list(http_request *req)
@@ -252,8 +223,8 @@ static void note_list(http_request *req)
     sql_stmt stmt = {"SELECT " NOTE_COLUMNS " FROM notes WHERE ? IS NULL OR id IN "
                      "(SELECT note_id FROM note_tags WHERE tag = ?) ORDER BY id DESC LIMIT ?",
                      p, 3, 8u << 20};
-    async_op *op = sql_query(http_request_async(req), http_request_loop(req), &stmt);
-    if (!sql_ok(req, op) || !notes_shape_ok(req, op->value))
+    async_op *op = sql_await_ok(req, sql_query(http_request_async(req), http_request_loop(req), &stmt));
+    if (!op || !notes_shape_ok(req, op->value))
         return;
     const sql_result *r = op->value;
     json_writer *w = http_json_writer(req);
@@ -283,8 +254,9 @@ static void note_delete(http_request *req)
     sql_value id = sql_int(in->id);
     sql_stmt stmts[2] = {{"DELETE FROM note_tags WHERE note_id = ?", &id, 1, 0},
                          {"DELETE FROM notes WHERE id = ?", &id, 1, 0}};
-    async_op *op = sql_batch(http_request_async(req), http_request_loop(req), stmts, 2); /* one transaction */
-    if (!sql_ok(req, op))
+    /* One transaction: both rows go, or neither. */
+    async_op *op = sql_await_ok(req, sql_batch(http_request_async(req), http_request_loop(req), stmts, 2));
+    if (!op)
         return;
     const sql_batch_result *b = op->value;
     if (b->results[1].affected == 0)

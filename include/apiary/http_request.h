@@ -163,6 +163,15 @@ void http_respond_problem(http_request *req, int status, json_t *extra, const ch
  * location_fmt ("/v1/items/%ld"); 500 when the URL would pass 1 KiB. */
 void http_respond_created(http_request *req, json_t *body, const char *location_fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with the answer written into a JSON writer (http_json_writer's, or any: it stays the
+ * caller's), sent as http_respond_json_writer does (a writer without a complete value is a 500):
+ *
+ *     json_writer *w = http_json_writer(req);
+ *     ...write the new resource...
+ *     http_respond_created_writer(req, w, "/notes/%lld", id);
+ */
+void http_respond_created_writer(http_request *req, const json_writer *w, const char *location_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- an operation that did not succeed, answered ------------------------------------------------ */
 
@@ -175,7 +184,8 @@ void http_respond_created(http_request *req, json_t *body, const char *location_
  *   ASYNC_FAILED, POOL_ERROR_FULL  503 with Retry-After: 1 (the worker pool's queue is full)
  *   ASYNC_FAILED, anything else    failed_status: 502 for a call to an upstream (0 means 502), 500
  *                                  for the app's own work (a pool job that failed)
- * For errors with other meanings (SQL's busy and query errors, say) answer them yourself first. */
+ * SQL's errors mean other things (busy, a refused query): sql_respond_failed / sql_await_ok (sql.h)
+ * answer those. For other errors with meanings of their own, answer them yourself first. */
 bool http_respond_failed(http_request *req, const async_op *op, int failed_status, const char *what);
 
 /* In a coroutine handler (ROUTE_CORO): awaits `op` and returns it when it completed OK; otherwise

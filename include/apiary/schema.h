@@ -267,5 +267,17 @@ json_t *schema_errors_json(const schema_errors *errs, char *detail, size_t cap);
 
 /* The JSON Schema (draft 2020-12, as OpenAPI 3.1 embeds it) of s; new reference. */
 json_t *schema_to_json(const schema *s);
+/* The same with "default" on the optional members of an object whose field in `defaults` (the struct
+ * the object's members bind into, such as a route's ROUTE_INPUT defaults) holds a value other than
+ * zero, nested objects included. NULL defaults: schema_to_json. */
+json_t *schema_to_json_defaults(const schema *s, const void *defaults);
+/* The "default" of one optional member: the value its field holds in `defaults` as JSON (new
+ * reference), or NULL when it holds zero (0, 0.0, false, NULL, "", an enum's first value: what the
+ * field starts as without a default, so no default can be told from it), when the member is required,
+ * converted (.convert) or binds nowhere, and for arrays, objects and any. Integers (int64_t, and
+ * unsigned / size_t by .bind_as), numbers, booleans, strings (const char * and SCHEMA_AS_CHARS) and
+ * enums (the value at the index) are shown, when the schema accepts the value: one it refuses is a
+ * sentinel ("-1: not given"), not a value a client could send, and is left out too. */
+json_t *schema_member_default(const schema_member *m, const void *defaults);
 
 #endif

@@ -42,7 +42,14 @@
 
 typedef struct http_loop http_loop;
 
-typedef enum sql_backend_kind { SQL_BACKEND_SQLITE, SQL_BACKEND_MARIADB, SQL_BACKEND_POSTGRES } sql_backend_kind;
+/* SQL_BACKEND_NONE: sql.url "none", an app that uses no SQL: nothing is opened or connected, every call
+ * fails SQL_ERROR_UNAVAILABLE at once (sql_migrate too, without waiting), and sql_ready is true. */
+typedef enum sql_backend_kind {
+    SQL_BACKEND_SQLITE,
+    SQL_BACKEND_MARIADB,
+    SQL_BACKEND_POSTGRES,
+    SQL_BACKEND_NONE,
+} sql_backend_kind;
 
 /* MariaDB and PostgreSQL: TLS to the database, from sql.url's ?ssl= (MariaDB) or ?sslmode= (PostgreSQL);
  * docs/sql.md says exactly what each checks. */
@@ -78,7 +85,8 @@ typedef struct sql_settings {
 /* Fills the defaults: SQLite on "apiary.db" with 2 threads, 4 connections per loop, 2000 ms per
  * query, 30 s for the database to come up at start. */
 void sql_settings_defaults(sql_settings *s);
-/* Parses sql.url into s: "" or "sqlite:PATH" (SQLite; "" keeps the default path), or
+/* Parses sql.url into s: "" or "sqlite:PATH" (SQLite; "" keeps the default path), "none" (no database:
+ * SQL_BACKEND_NONE), or
  * "mysql://USER:PASSWORD@HOST:PORT/DATABASE[?ssl=MODE&ssl_ca=PATH]" (also "mariadb://"; USER, PASSWORD
  * and PATH may be %-encoded; PORT defaults to 3306; HOST is an IP address, IPv6 in brackets; MODE is
  * required, verify-ca or verify-full, the verify modes need ssl_ca), or
@@ -160,9 +168,45 @@ typedef struct sql_batch_result {
     const sql_result *results; /* count entries, in statement order */
 } sql_batch_result;
 
+/* ---- a failed operation, answered (loop thread) ------------------------------------------------
+ *
+ * What a failed statement means to a client is the same in every app, so the library answers it (the
+ * SQL counterpart of http_respond_failed / http_await_ok in http_request.h, whose mapping suits
+ * upstream calls, not a database): */
+typedef struct http_request http_request;
+
+/* When `op` (any operation of this header) did not complete OK, answers the problem+json docs/sql.md's
+ * failure table gives and returns true; returns false (and answers nothing) when it did:
+ *   SQL_ERROR_TIMEOUT, ASYNC_TIMEOUT         504 "the database did not answer within N ms" (N: the
+ *                                            query timeout; "in time" for an async_wait_for's own)
+ *   SQL_ERROR_BUSY                           503 with Retry-After: 1 "the database is busy: ..."
+ *   SQL_ERROR_UNAVAILABLE, _CONNECTION_LOST,
+ *   any other error                          503 with Retry-After: 1 "the database is unavailable"
+ *   SQL_ERROR_QUERY, SQL_ERROR_TOO_LARGE     500 "the database could not run the query" (what the
+ *                                            database said is in the log, never in the answer)
+ *   ASYNC_CANCELLED                          nothing is sent: the request is gone (client closed,
+ *                                            deadline, server stopping; the engine drops the answer).
+ *                                            On a live request (a gather's child cancelled by
+ *                                            ASYNC_GATHER_FAIL_FAST): 503 with Retry-After: 1
+ * Test it before reading op->value (sql_commit completes OK with value NULL). Answer the errors yourself
+ * first only where they mean something else to your clients. A result of another shape than asked is
+ * not a failure of the op: check it with sql_result_shape (502). */
+bool sql_respond_failed(http_request *req, const async_op *op);
+
+/* In a coroutine handler (ROUTE_CORO): awaits `op` and returns it when it completed OK; otherwise
+ * answers as sql_respond_failed does and returns NULL, so the handler just returns:
+ *
+ *     async_op *op = sql_await_ok(req, sql_query(scope, loop, &stmt));
+ *     if (!op)
+ *         return;
+ *     const sql_result *r = op->value;
+ */
+async_op *sql_await_ok(http_request *req, async_op *op);
+
 /* ---- start and stop (main thread) ------------------------------------------------------------ */
 
-/* Selects the backend; creates no table (that is the app's, see sql_migrate). SQLite: opens the file
+/* Selects the backend; creates no table (that is the app's, see sql_migrate). None: nothing (0).
+ * SQLite: opens the file
  * (-1, logged, when it cannot be opened or written) and starts sql.threads threads. MariaDB: a
  * background thread (never a loop) connects and creates the database when it is missing, retrying
  * until it succeeds; until then statements fail SQL_ERROR_UNAVAILABLE and /readyz is 503. `s` must
@@ -240,7 +284,7 @@ typedef struct sql_migration {
     size_t count;
 } sql_migration;
 async_op *sql_migrate(async_scope *scope, http_loop *loop, const sql_migration *steps, size_t n);
-/* True when SQL requests can be served now. SQLite: always. MariaDB: the schema is in place and this
+/* True when SQL requests can be served now. SQLite and none: always. MariaDB: the schema is in place and this
  * loop has a connection up (starting one when none is, so the first call may answer false). */
 bool sql_ready(http_loop *loop);
 

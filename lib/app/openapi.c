@@ -1,6 +1,7 @@
 /* openapi: the app's OpenAPI 3.1 document, generated from the route table and the routes' schemas
  * (docs/schemas.md), so what is documented is what is validated. Every operation lists its declared
- * parameters (a route without a schema gets its path parameters as strings), its JSON body, the answers
+ * parameters (a route without a schema gets its path parameters as strings; an optional one shows its
+ * ROUTE_INPUT default as "default", as a body member does), its JSON body, the answers
  * it declares, and the problem+json answers the engine itself may give it: 400 (a malformed request or
  * body), 404 (a path parameter that names nothing), 413/415 (a JSON body too large or of another media
  * type), 422 (a request breaking the schema, with its errors), 429 (rate limits), 503 (busy, draining)
@@ -35,11 +36,16 @@ static json_t *openapi_json_content(json_t *schema)
     return json_pack("{s:{s:o}}", "application/json", "schema", schema);
 }
 
-static json_t *openapi_parameter(const schema_member *m, const char *in)
+/* A declared parameter; `defaults` is the route's ROUTE_INPUT struct (or NULL), whose value for an
+ * optional one is its schema's "default", where OpenAPI 3.1 puts it. */
+static json_t *openapi_parameter(const schema_member *m, const char *in, const void *defaults)
 {
+    json_t *schema = schema_to_json(m->schema);
+    json_t *dflt = schema_member_default(m, defaults);
+    if (dflt)
+        json_object_set_new(schema, "default", dflt);
     json_t *p = json_pack("{s:s,s:s,s:b,s:o}", "name", m->name, "in", in, "required",
-                          strcmp(in, "path") == 0 || (m->flags & SCHEMA_MEMBER_REQUIRED), "schema",
-                          schema_to_json(m->schema));
+                          strcmp(in, "path") == 0 || (m->flags & SCHEMA_MEMBER_REQUIRED), "schema", schema);
     if (m->description)
         json_object_set_new(p, "description", json_string(m->description));
     return p;
@@ -60,7 +66,7 @@ static json_t *openapi_parameters(const openapi_route *r)
     const route_schema *rs = r->schema;
     if (rs)
         for (const schema_member *m = rs->path; m && m->name; m++)
-            json_array_append_new(params, openapi_parameter(m, "path"));
+            json_array_append_new(params, openapi_parameter(m, "path", rs->defaults));
     /* Path parameters the schema does not declare (or every one, without a schema): strings. */
     for (const char *p = strchr(r->pattern, '{'); p; p = strchr(p + 1, '{')) {
         const char *end = strchr(p, '}');
@@ -72,11 +78,17 @@ static json_t *openapi_parameters(const openapi_route *r)
     }
     if (rs) {
         for (const schema_member *m = rs->query; m && m->name; m++)
-            json_array_append_new(params, openapi_parameter(m, "query"));
+            json_array_append_new(params, openapi_parameter(m, "query", rs->defaults));
         for (const schema_member *m = rs->header; m && m->name; m++)
-            json_array_append_new(params, openapi_parameter(m, "header"));
+            json_array_append_new(params, openapi_parameter(m, "header", rs->defaults));
     }
     return params;
+}
+
+/* The body's schema; an object body binds into the input struct, so its members' defaults are there. */
+static json_t *openapi_body(const route_schema *rs)
+{
+    return schema_to_json_defaults(rs->body, rs->body->type == SCHEMA_T_OBJECT ? rs->defaults : NULL);
 }
 
 static json_t *openapi_operation(const openapi_route *r)
@@ -109,7 +121,7 @@ static json_t *openapi_operation(const openapi_route *r)
     if (body)
         json_object_set_new(op, "requestBody",
                             json_pack("{s:b,s:o}", "required", 1, "content",
-                                      openapi_json_content(rs && rs->body ? schema_to_json(rs->body) : json_object())));
+                                      openapi_json_content(rs && rs->body ? openapi_body(rs) : json_object())));
 
     json_t *responses = json_object();
     if (rs && rs->responses) {

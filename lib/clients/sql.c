@@ -270,6 +270,8 @@ int sql_url_parse(sql_settings *s, const char *url, char *err, size_t err_cap)
     sql_settings next = *s;
     if (url[0] == '\0') {
         next.backend = SQL_BACKEND_SQLITE;
+    } else if (strcmp(url, "none") == 0) {
+        next.backend = SQL_BACKEND_NONE; /* an app that uses no SQL: no file, no connection */
     } else if (strncmp(url, "sqlite:", 7) == 0) {
         const char *path = url + 7;
         if (strncmp(path, "//", 2) == 0)
@@ -285,7 +287,7 @@ int sql_url_parse(sql_settings *s, const char *url, char *err, size_t err_cap)
         if (sql_url_parse_mysql(&next, strchr(url, '/') + 2, true, err, err_cap) != 0)
             return -1;
     } else {
-        return sql_url_fail(err, err_cap, "must be \"sqlite:PATH\", \"\" (SQLite, the default), "
+        return sql_url_fail(err, err_cap, "must be \"sqlite:PATH\", \"\" (SQLite, the default), \"none\", "
                                           "\"mysql://USER:PASSWORD@HOST:PORT/DATABASE\" or "
                                           "\"postgres://USER:PASSWORD@HOST:PORT/DATABASE\"");
     }
@@ -459,6 +461,15 @@ const char *sql__error_of(const async_op *op)
 
 int sql_start(const sql_settings *s)
 {
+    if (s->backend == SQL_BACKEND_NONE) {
+        /* No backend: every call fails SQL_ERROR_UNAVAILABLE at once (the !sql_active paths below) and
+         * sql_ready says yes, since there is nothing to wait for. The settings stay visible so that
+         * sql_current_settings tells an app "none" from "not started". */
+        log_info("sql: sql.url is \"none\": no database; SQL statements fail at once as unavailable");
+        sql_active = NULL;
+        sql_active_settings = s;
+        return 0;
+    }
     const sql_backend *b = s->backend == SQL_BACKEND_MARIADB    ? &sql_mariadb_backend
                            : s->backend == SQL_BACKEND_POSTGRES ? &sql_postgres_backend
                                                                 : &sql_sqlite_backend;
@@ -883,6 +894,12 @@ static void sql_migrate_created(async_op *op, void *arg)
         const char *error = sql__error_of(op);
         const sql_settings *s = sql_active_settings;
         uint64_t waited = async_now_ms() - m->started_ms;
+        if (s && s->backend == SQL_BACKEND_NONE) {
+            /* Nothing will ever come up: an app that migrates needs a database, and says so at once. */
+            log_error("sql: cannot apply the schema: sql.url is \"none\" (no database)");
+            sql_migrate_fail(m, error);
+            return;
+        }
         if (error == SQL_ERROR_UNAVAILABLE && s && waited < s->startup_timeout_ms) {
             /* MariaDB still starting (or its database being created): wait for it, bounded. */
             if (!m->logged_wait)

@@ -182,7 +182,8 @@ static void sql_put(sql_wbuf *w, const void *data, size_t n)
         w->overflow = true;
         return;
     }
-    memcpy(w->p + w->len, data, n);
+    if (n) /* an empty TEXT cell: sqlite3_column_blob gives NULL, which memcpy may not be passed */
+        memcpy(w->p + w->len, data, n);
     w->len += n;
 }
 

@@ -35,18 +35,40 @@ async_op *http_await_ok(http_request *req, async_op *op, int failed_status, cons
     return http_respond_failed(req, op, failed_status, what) ? NULL : op;
 }
 
+/* The Location of a 201 from location_fmt into buf (1 KiB); false, with the 500 answered, when the URL
+ * would not fit: a cut URL would name another resource. */
+static bool http_created_location(http_request *req, char location[1024], const char *location_fmt, va_list ap)
+{
+    int n = vsnprintf(location, 1024, location_fmt, ap);
+    if (n < 0 || n >= 1024) {
+        http_respond_problem(req, 500, NULL, "the new resource's URL is too long");
+        return false;
+    }
+    http_response_header(req, "Location", location);
+    return true;
+}
+
 void http_respond_created(http_request *req, json_t *body, const char *location_fmt, ...)
 {
     char location[1024];
     va_list ap;
     va_start(ap, location_fmt);
-    int n = vsnprintf(location, sizeof(location), location_fmt, ap);
+    bool ok = http_created_location(req, location, location_fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(location)) {
+    if (!ok) {
         json_decref(body);
-        http_respond_problem(req, 500, NULL, "the new resource's URL is too long");
         return;
     }
-    http_response_header(req, "Location", location);
     http_respond_json(req, 201, body);
+}
+
+void http_respond_created_writer(http_request *req, const json_writer *w, const char *location_fmt, ...)
+{
+    char location[1024];
+    va_list ap;
+    va_start(ap, location_fmt);
+    bool ok = http_created_location(req, location, location_fmt, ap);
+    va_end(ap);
+    if (ok)
+        http_respond_json_writer(req, 201, w);
 }

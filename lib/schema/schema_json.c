@@ -1,6 +1,7 @@
 /* schema_json: schemas and their violations as JSON. schema_to_json writes a declaration as JSON Schema
  * draft 2020-12 (the dialect OpenAPI 3.1 embeds), so the documentation is generated from the very
- * tables that validate; schema_errors_json writes the violations of a 422 answer. */
+ * tables that validate (schema_to_json_defaults adds each optional member's "default" from a struct of
+ * defaults, a route's ROUTE_INPUT); schema_errors_json writes the violations of a 422 answer. */
 #include <stdio.h>
 #include <string.h>
 
@@ -50,7 +51,97 @@ static void schema_type_json(json_t *out, const char *type, bool nullable)
     json_object_set_new(out, "type", nullable ? json_pack("[s,s]", type, "null") : json_string(type));
 }
 
-json_t *schema_to_json(const schema *s)
+/* The bytes of the field member m binds to inside the struct at base, copied out (no alignment is
+ * assumed of a defaults struct); false when m binds nowhere or as something else than `size` bytes. */
+static bool schema_field(const schema_member *m, const unsigned char *base, void *out, size_t size)
+{
+    if (!base || m->offset == 0 || m->size != size)
+        return false;
+    memcpy(out, base + m->offset - 1, size);
+    return true;
+}
+
+static json_t *schema_member_default_value(const schema_member *m, const void *defaults);
+
+json_t *schema_member_default(const schema_member *m, const void *defaults)
+{
+    json_t *v = schema_member_default_value(m, defaults);
+    if (!v)
+        return NULL;
+    /* A value the schema refuses is a sentinel ("-1: not given"), not a default a client could send. */
+    arena a;
+    arena_init(&a);
+    schema_errors errs;
+    schema_errors_init(&errs, &a, "default");
+    bool valid = schema_bind(m->schema, v, NULL, m->name, &errs);
+    arena_reset(&a);
+    if (!valid) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* The field's value in defaults as JSON, or NULL (see schema_member_default). */
+static json_t *schema_member_default_value(const schema_member *m, const void *defaults)
+{
+    const schema *s = m->schema;
+    /* A required value always comes from the document; a converter's T is the app's own type. */
+    if (!defaults || (m->flags & SCHEMA_MEMBER_REQUIRED) || s->convert)
+        return NULL;
+    /* Zero is what a field starts as without a default, so it cannot be told apart from none. */
+    switch (s->type) {
+    case SCHEMA_T_BOOLEAN: {
+        bool b;
+        return schema_field(m, defaults, &b, sizeof(b)) && b ? json_true() : NULL;
+    }
+    case SCHEMA_T_INTEGER: {
+        int64_t i = 0;
+        unsigned u = 0;
+        size_t z = 0;
+        if (s->bind_as == SCHEMA_AS_UNSIGNED)
+            i = schema_field(m, defaults, &u, sizeof(u)) ? (int64_t)u : 0;
+        else if (s->bind_as == SCHEMA_AS_SIZE)
+            i = schema_field(m, defaults, &z, sizeof(z)) && z <= INT64_MAX ? (int64_t)z : 0;
+        else if (!schema_field(m, defaults, &i, sizeof(i)))
+            i = 0;
+        return i ? json_integer(i) : NULL;
+    }
+    case SCHEMA_T_NUMBER: {
+        double d;
+        return schema_field(m, defaults, &d, sizeof(d)) && d != 0 ? json_real(d) : NULL;
+    }
+    case SCHEMA_T_STRING: {
+        if (s->bind_as == SCHEMA_AS_CHARS) {
+            if (!s->max_bytes || m->offset == 0 || m->size != s->max_bytes + 1)
+                return NULL;
+            const char *chars = (const char *)defaults + m->offset - 1;
+            return chars[0] ? json_stringn(chars, strnlen(chars, m->size)) : NULL;
+        }
+        const char *str;
+        return schema_field(m, defaults, &str, sizeof(str)) && str ? json_string(str) : NULL;
+    }
+    case SCHEMA_T_ENUM: {
+        int index;
+        if (!schema_field(m, defaults, &index, sizeof(index)) || index <= 0)
+            return NULL;
+        for (int i = 0; s->values[i]; i++)
+            if (i == index)
+                return json_string(s->values[i]);
+        return NULL;
+    }
+    default: return NULL; /* arrays, objects, any: no single value to show */
+    }
+}
+
+static json_t *schema_to_json_at(const schema *s, const unsigned char *defaults);
+
+json_t *schema_to_json(const schema *s) { return schema_to_json_at(s, NULL); }
+
+json_t *schema_to_json_defaults(const schema *s, const void *defaults) { return schema_to_json_at(s, defaults); }
+
+/* schema_to_json; `defaults`, when not NULL, is the struct an object's members bind into. */
+static json_t *schema_to_json_at(const schema *s, const unsigned char *defaults)
 {
     json_t *out = json_object();
     switch (s->type) {
@@ -107,9 +198,16 @@ json_t *schema_to_json(const schema *s)
         schema_type_json(out, "object", s->nullable);
         json_t *props = json_object(), *required = json_array();
         for (const schema_member *m = s->members; m && m->name; m++) {
-            json_t *p = schema_to_json(m->schema);
+            /* A nested object binds inside its member's field: its own defaults are there. */
+            const unsigned char *inner = defaults && m->offset && m->schema->type == SCHEMA_T_OBJECT && m->schema->size
+                                             ? defaults + m->offset - 1
+                                             : NULL;
+            json_t *p = schema_to_json_at(m->schema, inner);
             if (m->description)
                 json_object_set_new(p, "description", json_string(m->description));
+            json_t *dflt = schema_member_default(m, defaults);
+            if (dflt)
+                json_object_set_new(p, "default", dflt);
             json_object_set_new(props, m->name, p);
             if (m->flags & SCHEMA_MEMBER_REQUIRED)
                 json_array_append_new(required, json_string(m->name));

@@ -180,8 +180,11 @@ class ApiaryServer:
     server can never block on a full pipe however much it logs."""
 
     def __init__(self, config_overrides=None, threads=1, extra_args=(), startup_timeout=10.0, nofile=None,
-                 binary=None):
+                 binary=None, cwd=None, env=None, run_as=None):
         self.binary = binary  # another app built on the library (examples/), else the apiary binary
+        self.cwd = cwd  # the server's working directory (default: the test's)
+        self.env = env  # variables added to the server's environment
+        self.run_as = run_as  # (uid, gid) the server runs as, for a root test runner that needs limits
         self.config = deep_merge(DEFAULT_CONFIG, config_overrides or {})
         self.threads = threads
         self.nofile = nofile  # RLIMIT_NOFILE for the server process, to test descriptor exhaustion
@@ -210,19 +213,27 @@ class ApiaryServer:
             sql["url"] = "sqlite:" + os.path.join(self._tmpdir.name, "apiary.db")
         with open(self.config_path, "w", encoding="utf-8") as f:
             json.dump(self.config, f, indent=2)
+        if self.run_as:
+            os.chmod(self._tmpdir.name, 0o755)  # its config must be readable by that user
+            os.chmod(self.config_path, 0o644)
         argv = [self.binary or apiary_bin(), "--config", self.config_path, "--listen", f"{HOST}:0",
                 "--threads", str(self.threads)] + self.extra_args
         read_fd, write_fd = os.pipe()
         try:
-            nofile = self.nofile
+            nofile, run_as = self.nofile, self.run_as
 
             def preexec():
-                _die_with_parent()
                 if nofile is not None:
                     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+                if run_as:
+                    os.setgroups([])
+                    os.setgid(run_as[1])
+                    os.setuid(run_as[0])
+                _die_with_parent()  # last: a change of credentials clears the parent-death signal
 
+            env = dict(os.environ, **self.env) if self.env else None
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd,
-                                         close_fds=True, preexec_fn=preexec)
+                                         close_fds=True, preexec_fn=preexec, cwd=self.cwd, env=env)
         except BaseException:
             os.close(read_fd)
             os.close(write_fd)

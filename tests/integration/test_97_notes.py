@@ -126,6 +126,9 @@ class NotesExample(unittest.TestCase):
         self.assertIn("204", doc["paths"]["/notes/{id}"]["delete"]["responses"])
         body = doc["paths"]["/notes"]["post"]["requestBody"]["content"]["application/json"]["schema"]
         self.assertEqual(body["properties"]["tags"]["maxItems"], 10)
+        limit = next(p for p in doc["paths"]["/notes"]["get"]["parameters"] if p["name"] == "limit")
+        self.assertEqual(limit["schema"], {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+                         "ROUTE_INPUT's .limit = 20 is documented as the default, not in a description")
 
     def test_its_config_section_is_checked(self):
         with tempfile.TemporaryDirectory() as d:

@@ -123,7 +123,7 @@ class OpenApiTest(unittest.TestCase):
         items = self.doc["paths"]["/v1/items"]
         limit = next(p for p in items["get"]["parameters"] if p["name"] == "limit")
         self.assertEqual(limit, {"name": "limit", "in": "query", "required": False,
-                                 "schema": {"type": "integer", "minimum": 1, "maximum": 100}})
+                                 "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}})
         body = items["post"]["requestBody"]["content"]["application/json"]["schema"]
         self.assertEqual(body["required"], ["name", "price"])
         self.assertFalse(body["additionalProperties"])
@@ -131,6 +131,24 @@ class OpenApiTest(unittest.TestCase):
             self.assertIn(status, items["post"]["responses"])
         ident = self.doc["paths"]["/v1/items/{id}"]["get"]["parameters"][0]
         self.assertEqual(ident["schema"], {"type": "integer", "minimum": 1})
+
+    def test_declared_defaults(self):
+        """A ROUTE_INPUT default is the parameter's "default"; zero and a sentinel the schema refuses
+        (upload's expect_bytes = -1, "not given") are not shown."""
+        def schema(path, method, name):
+            return next(p for p in self.doc["paths"][path][method]["parameters"] if p["name"] == name)["schema"]
+        self.assertEqual(schema("/v1/stream", "get", "chunks").get("default"), 16)
+        self.assertEqual(schema("/v1/stream", "get", "bytes").get("default"), 1024)
+        self.assertEqual(schema("/v1/events", "get", "count").get("default"), 10)
+        self.assertNotIn("default", schema("/v1/events", "get", "multiline"))
+        self.assertNotIn("default", schema("/v1/upload", "post", "expect_bytes"))
+        for path, item in self.doc["paths"].items():
+            for method, op in item.items():
+                for p in op.get("parameters", []):
+                    if "default" in p["schema"]:
+                        with self.subTest(route=f"{method} {path}", parameter=p["name"]):
+                            Draft202012Validator(p["schema"]).validate(p["schema"]["default"])
+                            self.assertFalse(p["required"])
 
     # -- the contract: real answers against the declared schemas --
 

@@ -5,8 +5,9 @@
  * transaction rolled back on failure and whose statements depend on each other, transactions (commit,
  * rollback, a failed statement, a scope that ends mid-transaction, one call at a time), migrations, a
  * refused statement, a result over its limit, the default bound, and a cancelled operation whose
- * continuation never runs. The MariaDB backend needs a server: it is tested by
- * tests/integration/test_97_sql.py against a private mariadbd.
+ * continuation never runs. sql.url "none" is parsed here; what it does at run time is sql_answer_test.c's.
+ * The MariaDB backend needs a server: it is tested by tests/integration/test_97_sql.py against a private
+ * mariadbd.
  *
  * The loop helper is pool_test.c's: a libevent base on the test thread with a standalone scope whose
  * poster is a mutex-protected list plus event_active, like http_loop_post. */
@@ -51,6 +52,20 @@ Test(sql_url, sqlite_forms)
     cr_assert_eq(parse(&s, "sqlite:rel.db", err), 0);
     cr_expect_str_eq(s.path, "rel.db");
     cr_expect_eq(parse(&s, "sqlite:", err), -1);
+}
+
+Test(sql_url, none)
+{
+    sql_settings s;
+    char err[256];
+    cr_assert_eq(parse(&s, "none", err), 0);
+    cr_expect_eq(s.backend, SQL_BACKEND_NONE);
+    /* Only the exact word: anything near it is a mistake, refused like any unknown form. */
+    const char *near[] = {"None", "none:", "none ", "nothing"};
+    for (size_t i = 0; i < sizeof(near) / sizeof(near[0]); i++) {
+        cr_expect_eq(parse(&s, near[i], err), -1, "%s", near[i]);
+        cr_expect(strstr(err, "\"none\""), "the message lists the form: %s", err);
+    }
 }
 
 Test(sql_url, mysql_forms)
@@ -444,6 +459,22 @@ Test(sql_sqlite, a_batch_runs_dependent_statements_in_order, .init = sql_setup, 
                "'sqlite_sequence')",
                NULL, 0);
     cr_expect_eq(sql_cell(r, 0, 0)->i, 0, "sql_start created a table");
+}
+
+/* An empty text comes back as an empty string, not NULL (SQLite gives no pointer for it: the encoder
+ * must not pass that to memcpy, which UBSan reports; test_97_notes found it with a note's empty body). */
+Test(sql_sqlite, an_empty_text_reads_back_empty, .init = sql_setup, .fini = sql_teardown)
+{
+    sql_value p[3] = {sql_text("", 0), sql_double(1), sql_text("now", 3)};
+    const sql_result *ins = run_ok("INSERT INTO items (name, price, created_at) VALUES (?, ?, ?)", p, 3);
+    sql_value id = sql_int(ins->insert_id);
+    const sql_result *r = run_ok("SELECT name, '' FROM items WHERE id = ?", &id, 1);
+    cr_assert(sql_result_shape(r, "tt") && r->rows == 1);
+    for (size_t col = 0; col < 2; col++) {
+        cr_expect_eq(sql_cell(r, 0, col)->len, 0);
+        cr_assert_not_null(sql_cell(r, 0, col)->s);
+        cr_expect_str_eq(sql_cell(r, 0, col)->s, "");
+    }
 }
 
 Test(sql_sqlite, parameters_are_bound, .init = sql_setup, .fini = sql_teardown)

@@ -1,7 +1,7 @@
 /* http_answer_test: the answers of lib/http/http_answer.c (http_request.h) through the whole engine, with
  * the in-process test client: http_await_ok / http_respond_failed turn each way an awaited operation can
  * end into its problem+json (504, 503 with Retry-After, the caller's status for a failure), and
- * http_respond_created answers 201 with Location. Also http_client_get (a formatted GET path), that a
+ * http_respond_created and http_respond_created_writer answer 201 with Location (500 past 1 KiB). Also http_client_get (a formatted GET path), that a
  * ROUTE_CORO handler's request has its scope before the handler runs, and that one returning without an
  * answer and with nothing pending is answered 500 at once (not a 504 at the deadline). */
 #include <criterion/criterion.h>
@@ -44,6 +44,21 @@ static void created_route(http_request *req)
     http_respond_created(req, json_pack("{s:i}", "id", 7), "/v1/things/%d", 7);
 }
 
+/* The same with the request's JSON writer; ?long=1 asks for a Location past 1 KiB, ?empty=1 sends a
+ * writer that holds no value. */
+static void created_writer_route(http_request *req)
+{
+    static char long_part[1100];
+    memset(long_part, 'a', sizeof(long_part) - 1);
+    json_writer *w = http_json_writer(req);
+    if (!http_request_query(req, "empty")) {
+        json_writer_object_begin(w);
+        json_writer_member_int(w, "id", 8);
+        json_writer_object_end(w);
+    }
+    http_respond_created_writer(req, w, "/v1/things/%s", http_request_query(req, "long") ? long_part : "8");
+}
+
 /* A GET whose path is formatted: too long a path fails the call before anything is sent. */
 static void get_route(http_request *req)
 {
@@ -81,6 +96,7 @@ static apiary_test *answer_app(void)
     apiary_app_route(app, HTTP_METHOD_GET, "/await", await_route, ROUTE_CORO);
     apiary_app_route(app, HTTP_METHOD_GET, "/cancelled", cancelled_route, 0);
     apiary_app_route(app, HTTP_METHOD_POST, "/things", created_route, 0);
+    apiary_app_route(app, HTTP_METHOD_POST, "/things_writer", created_writer_route, 0);
     apiary_app_route(app, HTTP_METHOD_GET, "/get", get_route, ROUTE_CORO);
     apiary_app_route(app, HTTP_METHOD_GET, "/forgetful", forgetful_route, ROUTE_CORO);
     apiary_app_route(app, HTTP_METHOD_GET, "/later", later_route, ROUTE_CORO);
@@ -140,6 +156,26 @@ Test(http_answer, created_has_its_location)
     cr_assert_eq(r->status, 201);
     cr_assert_str_eq(apiary_test_header(r, "Location"), "/v1/things/7");
     cr_assert_str_eq(r->body, "{\"id\":7}");
+    apiary_test_response_free(r);
+    apiary_test_free(t);
+}
+
+Test(http_answer, created_with_the_writer_has_its_location)
+{
+    apiary_test *t = answer_app();
+    apiary_test_response *r = apiary_test_send_json(t, "POST", "/things_writer", "{}");
+    cr_assert_eq(r->status, 201, "%s", r->body);
+    cr_assert_str_eq(apiary_test_header(r, "Location"), "/v1/things/8");
+    cr_assert_str_eq(r->body, "{\"id\":8}");
+    cr_assert(strstr(r->head, "application/json"));
+    apiary_test_response_free(r);
+    r = apiary_test_send_json(t, "POST", "/things_writer?long=1", "{}");
+    cr_assert_eq(r->status, 500, "a Location past 1 KiB would be cut: %s", r->body);
+    cr_assert(strstr(r->body, "the new resource's URL is too long"), "%s", r->body);
+    cr_assert_null(apiary_test_header(r, "Location"), "no Location on the 500");
+    apiary_test_response_free(r);
+    r = apiary_test_send_json(t, "POST", "/things_writer?empty=1", "{}");
+    cr_assert_eq(r->status, 500, "a writer without a value is a 500, as http_respond_json_writer's: %s", r->body);
     apiary_test_response_free(r);
     apiary_test_free(t);
 }

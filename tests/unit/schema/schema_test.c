@@ -639,3 +639,90 @@ Test(schema, utf8_check_is_the_same_at_every_offset_after_ascii)
     cr_assert(schema_utf8_valid("exactly8", 8));
     cr_assert(schema_utf8_valid("sixteen bytes ok", 16));
 }
+
+/* ---- "default" in the JSON Schema out (OpenAPI: a route's ROUTE_INPUT defaults) -------------------- */
+
+typedef struct defaults_inner {
+    int64_t depth;
+} defaults_inner;
+
+typedef struct defaults_in {
+    int64_t limit, offset, sentinel, required_n;
+    double ratio;
+    bool verbose, quiet;
+    const char *sort, *none;
+    int order;
+    char tag[8];
+    defaults_inner inner;
+} defaults_in;
+
+static const schema defaults_schema = SCHEMA_OBJECT_OF(
+    defaults_in,
+    (const schema_member[]){
+        SCHEMA_OPTIONAL(defaults_in, limit, SCHEMA_INTEGER(.min = SCHEMA_GE(1), .max = SCHEMA_LE(100))),
+        SCHEMA_OPTIONAL(defaults_in, offset, SCHEMA_INTEGER()),
+        SCHEMA_OPTIONAL(defaults_in, sentinel, SCHEMA_INTEGER(.min = SCHEMA_GE(0))),
+        SCHEMA_REQUIRED(defaults_in, required_n, SCHEMA_INTEGER()),
+        SCHEMA_OPTIONAL(defaults_in, ratio, SCHEMA_NUMBER()),
+        SCHEMA_OPTIONAL(defaults_in, verbose, SCHEMA_BOOLEAN()),
+        SCHEMA_OPTIONAL(defaults_in, quiet, SCHEMA_BOOLEAN()),
+        SCHEMA_OPTIONAL(defaults_in, sort, SCHEMA_STRING(.min_length = 1)),
+        SCHEMA_OPTIONAL(defaults_in, none, SCHEMA_STRING()),
+        SCHEMA_OPTIONAL(defaults_in, order, SCHEMA_ENUM("asc", "desc")),
+        SCHEMA_OPTIONAL(defaults_in, tag, SCHEMA_STRING(.bind_as = SCHEMA_AS_CHARS, .max_bytes = 7)),
+        SCHEMA_OPTIONAL(defaults_in, inner,
+                        SCHEMA_OBJECT(defaults_inner, (const schema_member[]){
+                                                          SCHEMA_OPTIONAL(defaults_inner, depth, SCHEMA_INTEGER()),
+                                                          SCHEMA_END})),
+        SCHEMA_END});
+
+Test(schema, json_schema_out_shows_the_defaults_a_struct_holds)
+{
+    char err[256] = "";
+    cr_assert_eq(schema_check(&defaults_schema, err, sizeof(err)), 0, "%s", err);
+    static const defaults_in d = {.limit = 20, .sentinel = -1, .required_n = 5, .ratio = 0.5, .verbose = true,
+                                  .sort = "name", .order = 1, .tag = "red", .inner = {.depth = 3}};
+    json_t *j = schema_to_json_defaults(&defaults_schema, &d);
+    json_t *props = json_object_get(j, "properties");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(props, "limit"), "default")), 20);
+    cr_assert_float_eq(json_real_value(json_object_get(json_object_get(props, "ratio"), "default")), 0.5, 1e-12);
+    cr_assert(json_is_true(json_object_get(json_object_get(props, "verbose"), "default")));
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(props, "sort"), "default")), "name");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(props, "order"), "default")), "desc");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(props, "tag"), "default")), "red");
+    json_t *inner = json_object_get(json_object_get(props, "inner"), "properties");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(inner, "depth"), "default")), 3,
+                 "a nested object's defaults are inside its field");
+    /* Zero is no default (a field without one starts so); a required member has none; -1 below the
+     * minimum is a sentinel, not a value a client could send. */
+    const char *none[] = {"offset", "quiet", "none", "required_n", "sentinel"};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+        cr_assert_null(json_object_get(json_object_get(props, none[i]), "default"), "%s", none[i]);
+    json_decref(j);
+
+    /* Without a struct: no default anywhere, as schema_to_json. */
+    j = schema_to_json_defaults(&defaults_schema, NULL);
+    char *text = json_dumps(j, JSON_COMPACT);
+    cr_assert_null(strstr(text, "\"default\""), "%s", text);
+    free(text);
+    json_decref(j);
+
+    /* One member at a time (a parameter), and apiary's own config types. */
+    const schema_member *limit = &defaults_schema.members[0];
+    json_t *v = schema_member_default(limit, &d);
+    cr_assert_eq(json_integer_value(v), 20);
+    json_decref(v);
+    cr_assert_null(schema_member_default(limit, NULL));
+    cr_assert_eq(schema_check(&server_schema, err, sizeof(err)), 0, "%s", err);
+    server_cfg cfg = {.threads = 4, .max_body = 1024, .name = "srv", .timeouts = {.header_ms = 500}};
+    j = schema_to_json_defaults(&server_schema, &cfg);
+    props = json_object_get(j, "properties");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(props, "threads"), "default")), 4);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(props, "max_body_bytes"), "default")), 1024);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(props, "name"), "default")), "srv");
+    cr_assert_null(json_object_get(json_object_get(props, "listen"), "default"), "required, converted");
+    inner = json_object_get(json_object_get(props, "timeouts"), "properties");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(inner, "header_ms"), "default")), 500,
+                 "a member that binds the whole struct finds its members' defaults there");
+    json_decref(j);
+}
