@@ -347,6 +347,29 @@ static void world_answer_written(http_request *req, const sql_batch_result *b, c
     http_respond_json_writer(req, 200, w);
 }
 
+/* Awaits the one UPDATE; true when it is done, false once its failure is answered. Ascending ids lock
+ * the rows in one order on MariaDB, which walks the primary key; PostgreSQL locks them in the order its
+ * plan meets them (for many ids a bitmap or sequential scan: the heap's order, which updates keep
+ * reshuffling), so two requests sharing rows can still deadlock there, and the server rolls one back
+ * after deadlock_timeout (busy). That statement was autocommitted and is undone whole, so it is sent
+ * again, up to WORLD_UPDATE_RETRIES times, as a client of the database should; busy from a full line
+ * is retried the same way and fails as busy again at once. */
+#define WORLD_UPDATE_RETRIES 2
+static bool world_update_await(http_request *req, async_scope *scope, const sql_stmt *stmt)
+{
+    async_op *op;
+    for (int retry = 0;; retry++) {
+        op = async_await(sql_query(scope, http_request_loop(req), stmt));
+        if (op->status == ASYNC_OK)
+            return true;
+        if (op->error != SQL_ERROR_BUSY || retry == WORLD_UPDATE_RETRIES)
+            break;
+        log_info("sql: /v1/updates: the UPDATE was rolled back as busy (a deadlock, most likely); sending it again");
+    }
+    sql_respond_failed(req, op);
+    return false;
+}
+
 /* A coroutine handler (ROUTE_CORO): read the rows (one SELECT each, as /v1/queries), write new numbers
  * in one UPDATE, answer. The answer is written only once the write is done (the rows read stay in
  * the request's scope until then), so a failed or cancelled write leaves nothing to release.
@@ -381,7 +404,7 @@ void world_updates_get(http_request *req)
         http_respond_problem(req, 500, NULL, "out of memory");
         return;
     }
-    if (!sql_await_ok(req, sql_query(scope, http_request_loop(req), &stmt)))
+    if (!world_update_await(req, scope, &stmt))
         return;
     /* The results read are in the scope, which lives until the answer. */
     world_answer_written(req, b, ids, numbers, distinct);

@@ -505,8 +505,10 @@ class SqlApiMixin(AsyncAssertions):
                 self.assertGreaterEqual(len(changed), 0.9 * len(answer))
 
     def test_concurrent_updates_of_shared_rows(self):
-        """Six clients updating 500 rows each at once share many ids; ascending ids in one statement
-        lock them in one order, so none is rolled back as a deadlock (503) and every answer is 200."""
+        """Six clients updating 500 rows each at once share many ids. Ascending ids in one statement lock
+        them in one order on MariaDB; PostgreSQL locks them in its plan's (heap) order, so a deadlock
+        can still roll one back there, and /v1/updates sends that statement again: every answer is 200
+        (before the retry, a one-in-a-few-runs 503 "busy" under load)."""
         errors = []
 
         def client():
