@@ -198,6 +198,11 @@ class PoolTest(ServerTestMixin, unittest.TestCase):
                 self.assertEqual(json.loads(decoded(resp)), doc(100 * (i + 1)))
 
 
+class PoolClientGoneTest(ServerTestMixin, unittest.TestCase):
+    """Clients that leave while their bodies are coded on the pool. A server of its own: their requests
+    may still be read, coded or cancelled after the test ends, and PoolTest counts the pool's jobs."""
+    CONFIG = PoolTest.CONFIG
+
     def test_client_gone_while_coding(self):
         # The job is cancelled with the request's scope; nothing runs into the closed connection.
         value = {"rows": [{"id": i, "text": "lorem ipsum dolor sit amet " * 20} for i in range(2000)]}
