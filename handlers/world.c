@@ -364,7 +364,7 @@ static bool world_update_await(http_request *req, async_scope *scope, const sql_
             return true;
         if (op->error != SQL_ERROR_BUSY || retry == WORLD_UPDATE_RETRIES)
             break;
-        log_info("sql: /v1/updates: the UPDATE was rolled back as busy (a deadlock, most likely); sending it again");
+        log_debug("sql: /v1/updates: the UPDATE failed busy (a deadlock, or the line full); sending it again");
     }
     sql_respond_failed(req, op);
     return false;

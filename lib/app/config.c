@@ -161,30 +161,30 @@ static bool config_bind_docs_dir(const json_t *v, void *out, const char *field, 
 static bool config_bind_compress_prefer(const json_t *v, void *out, const char *field, schema_errors *errs)
 {
     unsigned char order[HTTP_SETTINGS_CODINGS];
+    unsigned named = 0; /* HTTP_CODING_BIT of each coding in order[] */
     size_t n = 0, i;
     bool ok = true;
     json_t *item;
     json_array_foreach(v, i, item) {
         const char *name = json_string_value(item); /* the schema's items are strings */
         http_coding c = http_coding_from_name(name);
-        bool seen = false;
-        for (size_t k = 0; k < n && c != HTTP_CODING_NONE; k++)
-            seen = seen || order[k] == (unsigned char)c;
         char at[128];
         snprintf(at, sizeof(at), "%s[%zu]", field, i);
-        if (c == HTTP_CODING_NONE)
+        if (c == HTTP_CODING_NONE) {
             ok = schema_refuse(errs, at, "'%s' is not a coding apiary has: \"gzip\" or \"br\"", name);
-        else if (seen)
+        } else if (named & HTTP_CODING_BIT(c)) {
             ok = schema_refuse(errs, at, "'%s' is named twice", name);
-        else if (n < HTTP_SETTINGS_CODINGS)
+        } else {
+            named |= HTTP_CODING_BIT(c);
             order[n++] = (unsigned char)c;
+        }
     }
-    for (i = 0; n < HTTP_SETTINGS_CODINGS && i < HTTP_SETTINGS_CODINGS; i++) { /* those left out, in order */
-        bool named = false;
-        for (size_t k = 0; k < n; k++)
-            named = named || order[k] == http_coding_prefer_default[i];
-        if (!named)
-            order[n++] = http_coding_prefer_default[i];
+    for (i = 0; i < HTTP_SETTINGS_CODINGS; i++) { /* those left out, in the default order */
+        http_coding c = (http_coding)http_coding_prefer_default[i];
+        if (!(named & HTTP_CODING_BIT(c))) {
+            named |= HTTP_CODING_BIT(c);
+            order[n++] = (unsigned char)c;
+        }
     }
     if (ok && out)
         memcpy(out, order, sizeof(order));

@@ -1065,6 +1065,10 @@ static void sql_my_on_retry(evutil_socket_t fd, short what, void *arg)
 
 /* A running task's deadline passed: the connection is in an unknown place in the protocol, so it goes
  * (the task with it, "timeout"), and a fresh one takes its place for the next task. */
+/* On a pipelining connection t is the head of its FIFO: a connection's statements were taken from the
+ * line in the order they were submitted, with the same timeout each, and the sweep ends the oldest
+ * first (sql_task.c), so the head gets the timeout and those behind it connection_lost (as on
+ * PostgreSQL, where a stalled head takes its connection down too). */
 static void sql_my_expire(sql_task *t)
 {
     sql_my_conn *c = t->conn;

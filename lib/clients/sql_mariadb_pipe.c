@@ -271,6 +271,16 @@ void sql_my_pipe_read(sql_my_conn *c)
     sql_my_dispatch(p);
 }
 
+/* The cache entry t is pipelined with on c, which is pipelining and can take one more statement now
+ * (not retiring, below the depth, not waiting for the socket to take what it has), or -1. */
+static int sql_my_pipe_room(const sql_my_pool *p, const sql_my_conn *c, const sql_task *t)
+{
+    if (c->state != SQL_MY_PIPE || c->retire || c->inflight >= p->line.s->pipeline_depth || c->io_added)
+        return -1;
+    int e = sql_my_cache_find(c, t->sql, t->sql_len);
+    return e >= 0 && c->cache[e].pipe ? e : -1;
+}
+
 /* Where t goes: the connection with the fewest statements in flight among the idle ones and those
  * pipelining with room that have t's statement prepared (an idle one that has it prepared first, so
  * it is pipelined, not run the Connector/C way). *entry: its cache entry when t is to be pipelined,
@@ -279,7 +289,6 @@ void sql_my_pipe_read(sql_my_conn *c)
 static sql_my_conn *sql_my_pick(sql_my_pool *p, const sql_task *t, int *entry)
 {
     bool pipe = sql_my_pipelinable(p, t);
-    unsigned depth = p->line.s->pipeline_depth;
     sql_my_conn *best = NULL;
     unsigned best_n = 0;
     *entry = -1;
@@ -298,10 +307,9 @@ static sql_my_conn *sql_my_pick(sql_my_pool *p, const sql_task *t, int *entry)
                 best_n = 0;
                 *entry = -1;
             }
-        } else if (pipe && c->state == SQL_MY_PIPE && !c->retire && c->inflight < depth && !c->io_added &&
-                   (!best || c->inflight < best_n)) {
-            int e = sql_my_cache_find(c, t->sql, t->sql_len);
-            if (e >= 0 && c->cache[e].pipe) {
+        } else if (pipe && (!best || c->inflight < best_n)) {
+            int e = sql_my_pipe_room(p, c, t);
+            if (e >= 0) {
                 best = c;
                 best_n = c->inflight;
                 *entry = e;
@@ -316,10 +324,9 @@ sql_my_conn *sql_my_pipe_place(sql_my_pool *p, const sql_task *t, sql_my_conn *g
     /* The statements of one sql_query_many follow the first of them onto its connection while it has
      * room: they leave in one send and the server reads them in one wake-up, where spreading them cost
      * a send and a server thread's wake-up each. */
-    if (t->group && t->group == group && group_conn && group_conn->state == SQL_MY_PIPE && !group_conn->retire &&
-        group_conn->inflight < p->line.s->pipeline_depth && !group_conn->io_added && sql_my_pipelinable(p, t)) {
-        int e = sql_my_cache_find(group_conn, t->sql, t->sql_len);
-        if (e >= 0 && group_conn->cache[e].pipe) {
+    if (t->group && t->group == group && group_conn && sql_my_pipelinable(p, t)) {
+        int e = sql_my_pipe_room(p, group_conn, t);
+        if (e >= 0) {
             *entry = e;
             return group_conn;
         }

@@ -134,14 +134,10 @@ static json_t *schema_member_default_value(const schema_member *m, const void *d
     }
 }
 
-static json_t *schema_to_json_at(const schema *s, const unsigned char *defaults);
-
-json_t *schema_to_json(const schema *s) { return schema_to_json_at(s, NULL); }
-
-json_t *schema_to_json_defaults(const schema *s, const void *defaults) { return schema_to_json_at(s, defaults); }
+json_t *schema_to_json(const schema *s) { return schema_to_json_defaults(s, NULL); }
 
 /* schema_to_json; `defaults`, when not NULL, is the struct an object's members bind into. */
-static json_t *schema_to_json_at(const schema *s, const unsigned char *defaults)
+json_t *schema_to_json_defaults(const schema *s, const void *defaults)
 {
     json_t *out = json_object();
     switch (s->type) {
@@ -200,9 +196,9 @@ static json_t *schema_to_json_at(const schema *s, const unsigned char *defaults)
         for (const schema_member *m = s->members; m && m->name; m++) {
             /* A nested object binds inside its member's field: its own defaults are there. */
             const unsigned char *inner = defaults && m->offset && m->schema->type == SCHEMA_T_OBJECT && m->schema->size
-                                             ? defaults + m->offset - 1
+                                             ? (const unsigned char *)defaults + m->offset - 1
                                              : NULL;
-            json_t *p = schema_to_json_at(m->schema, inner);
+            json_t *p = schema_to_json_defaults(m->schema, inner);
             if (m->description)
                 json_object_set_new(p, "description", json_string(m->description));
             json_t *dflt = schema_member_default(m, defaults);
