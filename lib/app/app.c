@@ -472,22 +472,35 @@ static const char *const app_builtin_answers[] = {
     "the server takes requests (503 while draining or while a store it needs is unreachable)",
     "the Prometheus text exposition of the server's counters",
     "this document",
-    "the interactive page of this document (Swagger UI; 404 unless docs.dir is set)",
+    "the interactive page of this document (Swagger UI)",
     "the page's assets, from docs.dir",
 };
+
+/* Whether a built-in answers for real under `cfg` (NULL: the built-in defaults, as for --openapi). The
+ * docs routes stay in the router while docs.dir is "" (a reload may set it, and routes are made only at
+ * start), but they then answer 404 to everything: the document lists only what a client can use. */
+static bool app_builtin_served(const app_route *r, const apiary_config *cfg)
+{
+    if (r->handler == docs_get || r->handler == docs_asset_get)
+        return cfg && cfg->docs_dir[0];
+    return true;
+}
 
 json_t *app_openapi(void)
 {
     const apiary_app *app = app_running;
-    size_t nb = sizeof(app_builtins) / sizeof(app_builtins[0]), n = nb + (app ? app->route_count : 0);
+    const apiary_config *cfg = apiary_context_config(apiary_current());
+    size_t nb = sizeof(app_builtins) / sizeof(app_builtins[0]), n = nb + (app ? app->route_count : 0), kept = 0;
     openapi_route *routes = xcalloc(n ? n : 1, sizeof(*routes));
     for (size_t i = 0; i < n; i++) {
         const app_route *r = i < nb ? &app_builtins[i] : &app->routes[i - nb];
-        routes[i] = (openapi_route){r->method, r->pattern, r->flags, r->schema, i < nb ? "built-in" : NULL,
-                                    i < nb ? app_builtin_answers[i] : NULL};
+        if (i < nb && !app_builtin_served(r, cfg))
+            continue;
+        routes[kept++] = (openapi_route){r->method, r->pattern, r->flags, r->schema, i < nb ? "built-in" : NULL,
+                                         i < nb ? app_builtin_answers[i] : NULL};
     }
     json_t *doc = openapi_document(app ? app->name : "apiary",
-                                   app && app->version ? app->version : APIARY_VERSION, routes, n);
+                                   app && app->version ? app->version : APIARY_VERSION, routes, kept);
     free(routes);
     return doc;
 }

@@ -6,7 +6,8 @@ route table and the routes' schemas.
   in it is a valid JSON Schema draft 2020-12, every $ref resolves, and every route of handlers/routes.c
   and every built-in is in it, with its path parameters declared.
 - GET /openapi.json and apiary --openapi give the same document.
-- GET /docs renders in headless chromium with every route of the document (DocsPageTest).
+- GET /docs renders in headless chromium with every route of the document (DocsPageTest); /docs and
+  /docs/{file} are in the document exactly while docs.dir turns the page on.
 - A contract test: real requests to the routes that declare their answers (the items resource), each
   answer checked against the schema the document gives for its status, the 422s against
   ValidationProblem.
@@ -19,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 from apiary_harness import ApiaryServer, apiary_bin, request, source_dir
@@ -273,6 +275,27 @@ class DocsPageTest(unittest.TestCase):
         with ApiaryServer(threads=1) as srv, srv.connect() as sock:
             self.assertEqual(request(sock, "GET", "/docs").status, 404)
             self.assertEqual(request(sock, "GET", "/docs/swagger-ui-bundle.js").status, 404)
+            # Off, so not in the document either: it lists only routes a client can use.
+            paths = request(sock, "GET", "/openapi.json").json()["paths"]
+            self.assertNotIn("/docs", paths)
+            self.assertNotIn("/docs/{file}", paths)
+            self.assertIn("/openapi.json", paths)
+
+    def test_listed_while_on_and_follows_a_reload(self):
+        with self.srv.connect() as sock:
+            paths = request(sock, "GET", "/openapi.json").json()["paths"]
+        self.assertIn("get", paths["/docs"])
+        self.assertEqual([p["name"] for p in paths["/docs/{file}"]["get"]["parameters"]], ["file"])
+        # docs.dir is reloadable: turned off by SIGHUP, the page answers 404 and leaves the document.
+        with ApiaryServer({"docs": {"dir": DOCS_DIR}}, threads=1) as srv:
+            with open(srv.config_path, "w", encoding="utf-8") as f:
+                json.dump({**srv.config, "docs": {"dir": ""}}, f)
+            os.kill(srv.proc.pid, 1)  # SIGHUP, to the PID this test started
+            self.assertTrue(srv.wait_for_log(r"config reloaded", timeout=5.0))
+            time.sleep(0.1)  # the loop switches generation through its post queue
+            with srv.connect() as sock:
+                self.assertEqual(request(sock, "GET", "/docs").status, 404)
+                self.assertNotIn("/docs", request(sock, "GET", "/openapi.json").json()["paths"])
 
     def test_a_directory_without_the_assets_is_refused(self):
         with tempfile.TemporaryDirectory() as d:
