@@ -56,8 +56,8 @@ VOLUME /var/lib/apiary
 # moves it to every address inside the container without a second config file. Flags still win.
 ENV APIARY_LISTEN=0.0.0.0:8080
 EXPOSE 8080
-# apiary drains on SIGTERM (finishes requests in flight, up to drain_timeout_ms, 10 s by default), then
-# exits 0. Give `docker stop -t` more than that if you raise it.
+# apiary drains on SIGTERM (after drain_delay_ms, 0 by default; finishes requests in flight, up to
+# drain_timeout_ms, 10 s by default), then exits 0. Give `docker stop -t` more than their sum if you raise them.
 STOPSIGNAL SIGTERM
 # GET /healthz through the binary itself (no curl in the image); it reads APIARY_LISTEN like the server.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \

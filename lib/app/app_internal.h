@@ -56,6 +56,8 @@ const apiary_config *apiary_context_config(const apiary_context *ctx);
 /* The built-in endpoints (lib/app/builtin_health.c, lib/app/builtin_metrics.c). */
 void health_live(http_request *req);
 void health_ready(http_request *req);
+/* From SIGTERM on, /readyz answers 503 on every loop, before any loop drains (drain_delay_ms). */
+void health_set_stopping(bool stopping);
 void metrics_get(http_request *req);
 void openapi_get(http_request *req);
 void docs_get(http_request *req);

@@ -274,6 +274,7 @@ static const schema_member config_members[] = {
     CFG_INT("backlog", backlog, 1, 65535),
     CFG_INT("max_connections", max_connections, 1, 1000000),
     CFG_INT("drain_timeout_ms", drain_timeout_ms, 0, 600000),
+    CFG_INT("drain_delay_ms", drain_delay_ms, 0, 600000),
     CFG_TEXT("log_level", log_level, "one of \"debug\", \"info\", \"warn\", \"error\"", config_bind_log_level),
     CFG_INT("slow_callback_ms", http.slow_callback_ms, 0, 60000),
     CFG_TEXT("half_close", http.half_close_answer, "\"cancel\" or \"answer\"", config_bind_half_close),

@@ -36,6 +36,7 @@ typedef struct apiary_config {
     unsigned backlog;          /* listen(2) backlog of each listener */
     unsigned max_connections;  /* whole server; split evenly across loops */
     unsigned drain_timeout_ms; /* SIGTERM: how long in-flight requests may take to finish */
+    unsigned drain_delay_ms;   /* SIGTERM: how long /readyz says 503 before the listener closes */
     log_level log_level;
     unsigned max_sleep_ms;          /* simulated I/O endpoints: longest accepted delay */
     unsigned max_aggregate_sources; /* /v1/aggregate: most sources in one request */

@@ -119,16 +119,43 @@ static bool server_all_finished(server_thread *threads, unsigned n)
     return true;
 }
 
-/* Drains every loop, waiting at most drain_timeout_ms; what is still running then is stopped. A
- * second SIGTERM/SIGINT during the drain stops at once. */
+/* Waits up to `ms` for SIGTERM/SIGINT (in `set`, blocked); true if one came. */
+static bool server_signal_within(const sigset_t *set, unsigned ms)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left_ms = (long)ms - ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+        if (left_ms <= 0)
+            return false;
+        struct timespec wait = {left_ms / 1000, (left_ms % 1000) * 1000000};
+        if (sigtimedwait(set, NULL, &wait) > 0)
+            return true;
+    }
+}
+
+/* With /readyz already 503 everywhere: after drain_delay_ms of serving everything else as usual
+ * with the listener open (so a load balancer's probe sees the 503 and takes this instance out before
+ * new connections are refused), every loop drains, waiting at most drain_timeout_ms; what is still
+ * running then is stopped. A second SIGTERM/SIGINT during either stops at once. */
 static void server_shutdown(const apiary_config *cfg, server_thread *threads, unsigned n)
 {
-    for (unsigned i = 0; i < n; i++)
-        http_loop_drain(threads[i].loop);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    if (cfg->drain_delay_ms > 0) {
+        if (server_signal_within(&set, cfg->drain_delay_ms)) {
+            log_warn("second signal: stopping without waiting for in-flight requests");
+            for (unsigned i = 0; i < n; i++)
+                http_loop_stop(threads[i].loop);
+            return;
+        }
+        log_info("drain delay (%u ms) over: closing the listeners and draining", cfg->drain_delay_ms);
+    }
+    for (unsigned i = 0; i < n; i++)
+        http_loop_drain(threads[i].loop);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
@@ -311,8 +338,13 @@ int server_run(const apiary_config *cfg, void *sections[], int ready_fd)
     daemon_ready(ready_fd);
 
     int sig = server_wait_for_signal(&gen, loops, n);
-    log_info("%s received: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-             gen->cfg.drain_timeout_ms);
+    health_set_stopping(true); /* before the log line says so */
+    if (gen->cfg.drain_delay_ms > 0)
+        log_info("%s received: /readyz 503 for %u ms with the listeners open, then draining (up to %u ms)",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT", gen->cfg.drain_delay_ms, gen->cfg.drain_timeout_ms);
+    else
+        log_info("%s received: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                 gen->cfg.drain_timeout_ms);
     server_shutdown(&gen->cfg, threads, n);
     for (unsigned i = 0; i < n; i++)
         pthread_join(threads[i].thread, NULL);

@@ -38,6 +38,7 @@ DEFAULT_CONFIG = {
     "backlog": 511,
     "max_connections": 10000,
     "drain_timeout_ms": 10000,
+    "drain_delay_ms": 0,
     "log_level": "info",
     "limits": {
         "max_url_bytes": 8192,

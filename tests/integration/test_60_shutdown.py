@@ -1,7 +1,9 @@
 """Graceful shutdown on SIGTERM: idle connections closed and a quick exit 0; in-flight requests allowed
 to finish (answered with Connection: close); /readyz 503 while draining; listeners closed to new
-connections; and drain_timeout_ms bounding a request that never completes. Each test starts and
-drains its own server."""
+connections; and drain_timeout_ms bounding a request that never completes. With drain_delay_ms, the
+listener first stays open that long, /readyz answering 503 to new and kept-alive connections while
+everything else is served, so a load balancer's probe sees the 503 before connections are refused; a
+second signal then stops at once. Each test starts and drains its own server."""
 
 import json
 import time
@@ -90,6 +92,46 @@ class ShutdownTest(ApiaryAssertions, unittest.TestCase):
                 stuck.sendall(stuck_rest)
                 self.assertJson(read_response(stuck), 200, {"keep": "draining"})
             self.assertExitsZero(server, 5)
+
+    def test_drain_delay_answers_readyz_503_with_the_listener_open(self):
+        delay_ms = 3000  # long enough for the checks below on a loaded 2-core machine
+        with ApiaryServer({"drain_delay_ms": delay_ms}, threads=2) as server:
+            with server.connect() as kept:
+                self.assertJson(request(kept, "GET", "/readyz"), 200, {"status": "ready"})
+                started = time.monotonic()
+                server.sigterm()
+                self.assertTrue(server.wait_for_log(r"SIGTERM received: /readyz 503 for 3000 ms", timeout=2.0))
+                # A probe on a new connection (what a balancer's health check opens) sees the 503 ...
+                for _ in range(4):  # both loops
+                    with server.connect() as probe:
+                        resp = request(probe, "GET", "/readyz")
+                        self.assertProblem(resp, 503)
+                        self.assertEqual(resp.headers.get("Retry-After"), "5")
+                        # ... and traffic still routed here is served, on a connection kept alive.
+                        hello = request(probe, "GET", "/v1/hello")
+                        self.assertHello(hello)
+                        self.assertNotIn("close", hello.connection_tokens())
+                # So is a connection opened before the signal, which stays open meanwhile.
+                self.assertProblem(request(kept, "GET", "/readyz"), 503)
+                self.assertJson(request(kept, "GET", "/healthz"), 200, {"status": "ok"})
+                self.assertLess(time.monotonic() - started, delay_ms / 1000, "the checks took longer than the delay")
+                # Then the drain proper: new connections refused, the kept one closed, exit 0.
+                how = refuses_new_requests(server.address, deadline_s=delay_ms / 1000 + 3)
+                self.assertIn(how, ("refused", "closed"), "still serving new connections after the delay")
+                self.assertGreaterEqual(time.monotonic() - started, delay_ms / 1000 * 0.8)
+                self.assertTrue(expect_closed(kept, 5.0, allow_data=False), "idle connection not closed")
+            self.assertExitsZero(server, 5)
+
+    def test_second_signal_ends_the_drain_delay(self):
+        with ApiaryServer({"drain_delay_ms": 60000}, threads=1) as server:
+            self.assertServing(server)
+            server.sigterm()
+            self.assertTrue(server.wait_for_log(r"SIGTERM received: /readyz 503", timeout=2.0))
+            started = time.monotonic()
+            server.sigterm()
+            self.assertExitsZero(server, 5)
+            self.assertLess(time.monotonic() - started, 5)
+            self.assertIn("second signal: stopping", server.log_text())
 
     def test_new_connections_not_served_while_draining(self):
         with ApiaryServer({}, threads=2) as server:

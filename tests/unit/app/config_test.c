@@ -32,6 +32,7 @@ static void config_test_assert_same(const apiary_config *a, const apiary_config 
     CONFIG_TEST_SAME(a, b, backlog);
     CONFIG_TEST_SAME(a, b, max_connections);
     CONFIG_TEST_SAME(a, b, drain_timeout_ms);
+    CONFIG_TEST_SAME(a, b, drain_delay_ms);
     CONFIG_TEST_SAME(a, b, log_level);
     CONFIG_TEST_SAME(a, b, http.max_url_bytes);
     CONFIG_TEST_SAME(a, b, http.max_header_bytes);
@@ -58,6 +59,7 @@ static void config_test_sentinel(apiary_config *cfg)
     cfg->backlog = 42;
     cfg->max_connections = 42;
     cfg->drain_timeout_ms = 42;
+    cfg->drain_delay_ms = 42;
     cfg->log_level = LOG_ERROR;
     cfg->http.max_url_bytes = 42;
     cfg->http.max_header_bytes = 4242;
@@ -141,6 +143,7 @@ Test(config, defaults)
     cr_assert_eq(cfg.backlog, 511);
     cr_assert_eq(cfg.max_connections, 10000);
     cr_assert_eq(cfg.drain_timeout_ms, 10000);
+    cr_assert_eq(cfg.drain_delay_ms, 0);
     cr_assert_eq(cfg.log_level, LOG_INFO);
     cr_assert_eq(cfg.http.max_url_bytes, 8192);
     cr_assert_eq(cfg.http.max_header_bytes, 16384);
@@ -196,7 +199,8 @@ Test(config, every_key_lands_in_its_field)
 {
     apiary_config cfg;
     config_test_accept("{\"listen\": \"0.0.0.0:9090\", \"threads\": 3, \"backlog\": 128,"
-                       " \"max_connections\": 500, \"drain_timeout_ms\": 1234, \"log_level\": \"debug\","
+                       " \"max_connections\": 500, \"drain_timeout_ms\": 1234, \"drain_delay_ms\": 321,"
+                       " \"log_level\": \"debug\","
                        " \"limits\": {\"max_url_bytes\": 100, \"max_header_bytes\": 300, \"max_headers\": 7,"
                        "   \"max_body_bytes\": 0, \"output_buffer_bytes\": 8192},"
                        " \"timeouts\": {\"header_ms\": 11, \"body_ms\": 12, \"keepalive_ms\": 13,"
@@ -209,6 +213,7 @@ Test(config, every_key_lands_in_its_field)
     cr_assert_eq(cfg.max_connections, 500);
     cr_assert_eq(cfg.http.max_connections, 500);
     cr_assert_eq(cfg.drain_timeout_ms, 1234);
+    cr_assert_eq(cfg.drain_delay_ms, 321);
     cr_assert_eq(cfg.log_level, LOG_DEBUG);
     cr_assert_eq(cfg.http.max_url_bytes, 100);
     cr_assert_eq(cfg.http.max_header_bytes, 300);
@@ -377,6 +382,7 @@ static const config_test_range config_test_ranges[] = {
     {"backlog", 1, 65535, 65535, NULL},
     {"max_connections", 1, 1000000, 1000000, NULL},
     {"drain_timeout_ms", 0, 600000, 600000, NULL},
+    {"drain_delay_ms", 0, 600000, 600000, NULL},
     /* max_url_bytes must be below max_header_bytes, whose own maximum is 1048576. */
     {"limits.max_url_bytes", 64, 1048575, 1048575, "\"max_header_bytes\": 1048576"},
     {"limits.max_header_bytes", 256, 1048576, 1048576, "\"max_url_bytes\": 64"},
