@@ -169,10 +169,10 @@ static void http_conn_end_request(http_conn *conn)
     conn->body_stream = NULL;
     if (!slot)
         return;
-    if (slot->coro_hold) {
-        slot->coro_hold->req = NULL; /* the handler's coroutine, still running, loses its request */
-        slot->coro_hold = NULL;
-    }
+    /* The handler's coroutine, still running, loses its request. Freeing the scope below may resume it
+     * to unwind, and it may return right there: ENDING tells it the slot is still in use here. */
+    if (slot->coro_state == HTTP_CORO_RUNNING)
+        slot->coro_state = HTTP_CORO_ENDING;
     if (slot->req._scope) {
         /* Cancels every pending operation of the request, so none runs into the arena freed below. */
         async_scope_free(slot->req._scope);
@@ -185,8 +185,11 @@ static void http_conn_end_request(http_conn *conn)
         slot->req._writer = NULL;
     }
     arena_reset(&slot->req.arena);
-    http_loop_slot_put(conn->loop, slot);
     conn->slot = NULL;
+    if (slot->coro_state == HTTP_CORO_ENDING)
+        slot->coro_state = HTTP_CORO_ORPHANED; /* still running: its return gives the slot back */
+    else
+        http_loop_slot_put(conn->loop, slot);
 }
 
 static void http_conn_close(http_conn *conn)
@@ -959,20 +962,26 @@ static void http_conn_coro_returned(http_request *req)
     http_respond_problem(req, 500, NULL, "the handler did not answer");
 }
 
-/* A ROUTE_CORO handler: runs on a coroutine of its own until its first await (or its answer). */
+/* A ROUTE_CORO handler: runs on a coroutine of its own until its first await (or its answer). The slot
+ * stays this request's (or, once the request ended, unused but ours) until the handler returns, so
+ * reading its state then needs no allocation per request. */
 static void http_conn_coro_main(void *arg)
 {
     http_request *req = arg;
     http_req_slot *slot = (http_req_slot *)req;
-    http_coro_hold *hold = xmalloc(sizeof(*hold));
-    hold->req = req;
-    slot->coro_hold = hold;
+    http_loop *loop = req->_conn->loop; /* the connection may be gone by the return; the loop is not */
+    slot->coro_state = HTTP_CORO_RUNNING;
     slot->match.handler(req);
-    if (hold->req) {
-        slot->coro_hold = NULL;
+    http_coro_state state = slot->coro_state;
+    slot->coro_state = HTTP_CORO_NONE;
+    if (state == HTTP_CORO_RUNNING) {
         http_conn_coro_returned(req);
-    }
-    free(hold);
+    } else if (state == HTTP_CORO_ORPHANED) {
+        /* The request ended while the handler ran: the slot is given back now. What a handler put into
+         * the arena after its request ended (it should not) goes with it rather than leaking. */
+        arena_reset(&slot->req.arena);
+        http_loop_slot_put(loop, slot);
+    } /* ENDING: the request is ending around this return, and http_conn_end_request gives the slot back */
 }
 
 static void http_conn_run_coro(http_conn *conn, http_request *req)

@@ -65,14 +65,17 @@ typedef struct http_header_span {
 /* The per-request work area. Taken from the loop's free list when a request begins and given back
  * when it ends, so idle connections hold none and busy ones never malloc per request. It is small
  * (about 1.7 KiB): 10,000 requests waiting on timers must fit in a few tens of MiB. */
-/* A coroutine handler's hold on its request. After an await the request may have ended (client gone,
- * 504, a WebSocket upgrade) and its slot may serve another request, or be freed, by the time the
- * handler returns: http_conn_end_request sets req to NULL then. On the heap, owned by the coroutine
- * (http_conn_coro_main): not on its stack, which an idle await copies out and back (coro.c), and not
- * in the request's arena, which ends with the request. */
-typedef struct http_coro_hold {
-    http_request *req;
-} http_coro_hold;
+/* Where a ROUTE_CORO handler's coroutine stands with its slot (http_conn.c). After an await the request
+ * may have ended (client gone, 504, a WebSocket upgrade) by the time the handler returns, so the slot
+ * is not given back while the coroutine runs: http_conn_end_request leaves it ORPHANED, and the
+ * coroutine's return gives it back. Kept in the slot, since the coroutine's own memory is no place for
+ * the engine to write: an idle await copies its stack and struct out and back (coro.c). */
+typedef enum http_coro_state {
+    HTTP_CORO_NONE,     /* no coroutine handler runs on this slot */
+    HTTP_CORO_RUNNING,  /* it runs (or is suspended) and its request is still open */
+    HTTP_CORO_ENDING,   /* http_conn_end_request is under way (it may resume the coroutine to unwind) */
+    HTTP_CORO_ORPHANED, /* the request ended with the coroutine still running: it gives the slot back */
+} http_coro_state;
 
 typedef struct http_req_slot {
     http_request req;
@@ -94,9 +97,9 @@ typedef struct http_req_slot {
     bool in_after_hooks;   /* an after hook runs: it may add headers, never answer */
     struct http_request_value *values; /* http_request_set_value, in the arena */
     bool coding_on_pool;   /* the answer is being content-coded on the worker pool (http_conn.c) */
-    /* The running ROUTE_CORO handler's hold on this request (http_conn.c): told when the request
-     * ends, so the handler's return can tell whether its request is still this one. */
-    http_coro_hold *coro_hold;
+    /* The ROUTE_CORO handler's coroutine (http_conn.c): whether its return finds its request open,
+     * and who gives the slot back. */
+    http_coro_state coro_state;
     bool client_resolved;  /* client_family/addr hold the address trusted_proxies lead to */
     uint8_t client_family;
     uint8_t client_addr[16];

@@ -49,7 +49,7 @@ http_req_slot *http_loop_slot_get(http_loop *loop)
     slot->middleware_ran = false;
     slot->in_after_hooks = false;
     slot->coding_on_pool = false;
-    slot->coro_hold = NULL;
+    slot->coro_state = HTTP_CORO_NONE;
     slot->values = NULL;
     return slot;
 }
