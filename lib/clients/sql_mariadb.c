@@ -48,6 +48,7 @@
 #include <errmsg.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -565,6 +566,20 @@ static sql_my_col *sql_my_columns(const MYSQL_FIELD *fields, size_t n, bool *ok)
 }
 
 /* A statement just prepared on c joins its cache, with what a pipelined execute needs. */
+/* A SELECT, by its first word (after blanks and opening parentheses): the one kind of statement that
+ * never waits for a commit. Anything else is taken for one that writes, which only costs it the
+ * pipelining of other statements behind it. */
+static bool sql_my_is_select(const char *sql)
+{
+    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+        sql++;
+    if (strncasecmp(sql, "select", 6) != 0)
+        return false;
+    char next = sql[6];
+    return !((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || (next >= '0' && next <= '9') ||
+             next == '_');
+}
+
 static void sql_my_cache_add(sql_my_conn *c, const sql_task *t)
 {
     MYSQL_STMT *stmt = c->stmt;
@@ -579,6 +594,7 @@ static void sql_my_cache_add(sql_my_conn *c, const sql_task *t)
     c->cache[c->cached].cols = cols;
     c->cache[c->cached].ncols = cols ? ncols : 0;
     c->cache[c->cached].pipe = ok && (ncols == 0 || cols);
+    c->cache[c->cached].writes = ncols == 0 || !sql_my_is_select(t->sql);
     c->cached++;
 }
 
@@ -995,7 +1011,8 @@ static void sql_my_run(sql_my_conn *c, sql_task *t)
         sql_my_resume(c, 0);
 }
 
-/* Hands waiting tasks to connections in order (sql_my_pick), sends what was pipelined, and opens
+/* Hands waiting tasks to connections in order (sql_my_pick), has what was pipelined sent at the end
+ * of the loop's turn (sql_my_pipe_flush_soon), and opens
  * connections for tasks still waiting, or one more when statements had to stack up behind others and
  * no open connection is idle, while the pool has room (and is not backing off). */
 void sql_my_dispatch(sql_my_pool *p)
@@ -1030,7 +1047,7 @@ void sql_my_dispatch(sql_my_pool *p)
         else
             sql_my_run(c, t);
     }
-    sql_my_pipe_flush_all(p);
+    sql_my_pipe_flush_soon(p);
     if (p->line.backoff)
         return;
     size_t connecting = p->in_state[SQL_MY_CONNECTING];
@@ -1105,6 +1122,7 @@ static sql_my_pool *sql_my_pool_new(struct event_base *base, const sql_settings 
     p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
     p->conns = xcalloc(p->nconns, sizeof(*p->conns));
     p->flush = xcalloc(p->nconns, sizeof(*p->flush));
+    sql_my_pipe_pool_init(p, base);
     p->in_state[SQL_MY_CLOSED] = p->nconns;
     for (unsigned i = 0; i < p->nconns; i++) {
         p->conns[i].pool = p;
@@ -1122,6 +1140,7 @@ static void sql_my_pool_free(void *arg)
     for (unsigned i = 0; i < p->nconns; i++)
         sql_my_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
     sql_task_line_free(&p->line);
+    event_del(&p->flush_ev);
     free(p->flush);
     free(p->conns);
     free(p);
