@@ -48,7 +48,6 @@
 #include <errmsg.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -566,20 +565,6 @@ static sql_my_col *sql_my_columns(const MYSQL_FIELD *fields, size_t n, bool *ok)
 }
 
 /* A statement just prepared on c joins its cache, with what a pipelined execute needs. */
-/* A SELECT, by its first word (after blanks and opening parentheses): the one kind of statement that
- * never waits for a commit. Anything else is taken for one that writes, which only costs it the
- * pipelining of other statements behind it. */
-static bool sql_my_is_select(const char *sql)
-{
-    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
-        sql++;
-    if (strncasecmp(sql, "select", 6) != 0)
-        return false;
-    char next = sql[6];
-    return !((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || (next >= '0' && next <= '9') ||
-             next == '_');
-}
-
 static void sql_my_cache_add(sql_my_conn *c, const sql_task *t)
 {
     MYSQL_STMT *stmt = c->stmt;
@@ -594,7 +579,7 @@ static void sql_my_cache_add(sql_my_conn *c, const sql_task *t)
     c->cache[c->cached].cols = cols;
     c->cache[c->cached].ncols = cols ? ncols : 0;
     c->cache[c->cached].pipe = ok && (ncols == 0 || cols);
-    c->cache[c->cached].writes = ncols == 0 || !sql_my_is_select(t->sql);
+    c->cache[c->cached].writes = ncols == 0 || t->writes;
     c->cached++;
 }
 

@@ -54,8 +54,7 @@ typedef struct sql_my_cached_stmt {
     sql_my_col *cols;
     size_t ncols;
     bool pipe;
-    /* a statement that changes rows (no result columns, or not a SELECT): autocommitted, so its answer
-     * waits for the commit to be durable, and every statement pipelined behind it waits too */
+    /* a statement that changes rows (no result columns, or not a SELECT: sql_task's `writes`) */
     bool writes;
 } sql_my_cached_stmt;
 
