@@ -579,6 +579,7 @@ static void sql_my_cache_add(sql_my_conn *c, const sql_task *t)
     c->cache[c->cached].cols = cols;
     c->cache[c->cached].ncols = cols ? ncols : 0;
     c->cache[c->cached].pipe = ok && (ncols == 0 || cols);
+    c->cache[c->cached].writes = ncols == 0 || t->writes;
     c->cached++;
 }
 
@@ -995,7 +996,8 @@ static void sql_my_run(sql_my_conn *c, sql_task *t)
         sql_my_resume(c, 0);
 }
 
-/* Hands waiting tasks to connections in order (sql_my_pick), sends what was pipelined, and opens
+/* Hands waiting tasks to connections in order (sql_my_pick), has what was pipelined sent at the end
+ * of the loop's turn (sql_my_pipe_flush_soon), and opens
  * connections for tasks still waiting, or one more when statements had to stack up behind others and
  * no open connection is idle, while the pool has room (and is not backing off). */
 void sql_my_dispatch(sql_my_pool *p)
@@ -1030,7 +1032,7 @@ void sql_my_dispatch(sql_my_pool *p)
         else
             sql_my_run(c, t);
     }
-    sql_my_pipe_flush_all(p);
+    sql_my_pipe_flush_soon(p);
     if (p->line.backoff)
         return;
     size_t connecting = p->in_state[SQL_MY_CONNECTING];
@@ -1105,6 +1107,7 @@ static sql_my_pool *sql_my_pool_new(struct event_base *base, const sql_settings 
     p->nconns = s->connections_per_loop ? s->connections_per_loop : 1;
     p->conns = xcalloc(p->nconns, sizeof(*p->conns));
     p->flush = xcalloc(p->nconns, sizeof(*p->flush));
+    sql_my_pipe_pool_init(p, base);
     p->in_state[SQL_MY_CLOSED] = p->nconns;
     for (unsigned i = 0; i < p->nconns; i++) {
         p->conns[i].pool = p;
@@ -1122,6 +1125,7 @@ static void sql_my_pool_free(void *arg)
     for (unsigned i = 0; i < p->nconns; i++)
         sql_my_conn_close(&p->conns[i], SQL_ERROR_UNAVAILABLE);
     sql_task_line_free(&p->line);
+    event_del(&p->flush_ev);
     free(p->flush);
     free(p->conns);
     free(p);

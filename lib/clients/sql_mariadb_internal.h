@@ -54,6 +54,8 @@ typedef struct sql_my_cached_stmt {
     sql_my_col *cols;
     size_t ncols;
     bool pipe;
+    /* a statement that changes rows (no result columns, or not a SELECT: sql_task's `writes`) */
+    bool writes;
 } sql_my_cached_stmt;
 
 struct sql_my_conn {
@@ -107,6 +109,7 @@ struct sql_my_conn {
     bool pipe_ok;
     sql_task *fhead, *ftail; /* sent, in order; linked through fnext; fhead's answer is read next */
     unsigned inflight;
+    unsigned writes_inflight; /* of those, statements that commit (cache entry's `writes`) */
     unsigned char *out;      /* executes not yet taken by the socket */
     size_t out_len, out_pos, out_cap;
     bool dirty;              /* out has bytes and the connection is on the pool's flush list */
@@ -123,6 +126,9 @@ struct sql_my_pool {
                                          * after every call does not scan every connection */
     sql_my_conn **flush;                /* connections with executes to send (dirty), nconns long */
     unsigned nflush;
+    struct event flush_ev;              /* sends them once the loop has run every callback of this
+                                         * turn (sql_my_pipe_flush_soon) */
+    bool flush_armed;
 };
 
 /* ---- sql_mariadb.c -------------------------------------------------------------------------------- */
@@ -148,8 +154,11 @@ int sql_my_cache_find(const sql_my_conn *c, const char *sql, size_t len);
 sql_my_conn *sql_my_pipe_place(sql_my_pool *p, const sql_task *t, sql_my_conn *group_conn, unsigned group, int *entry);
 /* Queues t's execute on c (cache entry e) and puts it in flight; sent by sql_my_pipe_flush_all. */
 void sql_my_pipe_send(sql_my_conn *c, sql_task *t, int e);
-/* Sends what the dispatch queued, one send per connection. */
-void sql_my_pipe_flush_all(sql_my_pool *p);
+/* Sends what the dispatches of this loop turn queued, one send per connection, after every other
+ * callback of the turn has had its chance to queue more. */
+void sql_my_pipe_flush_soon(sql_my_pool *p);
+/* The pool's flush event (sql_my_pipe_flush_soon) is set up on `base`. */
+void sql_my_pipe_pool_init(sql_my_pool *p, struct event_base *base);
 /* The read watch of a connection with statements in flight. */
 void sql_my_pipe_read(sql_my_conn *c);
 /* c is closing: its pipelined statements finish (the first with `error`, the rest connection_lost). */

@@ -76,6 +76,8 @@ void sql_my_pipe_send(sql_my_conn *c, sql_task *t, int e)
         c->fhead = t;
     c->ftail = t;
     c->inflight++;
+    if (c->cache[e].writes)
+        c->writes_inflight++;
     if (c->state == SQL_MY_IDLE) {
         sql__gauge_add(SQL_GAUGE_IN_USE, 1);
         sql_my_set_state(c, SQL_MY_PIPE);
@@ -127,14 +129,37 @@ static void sql_my_on_pipe_write(evutil_socket_t fd, short what, void *arg)
     sql_my_dispatch(c->pool);
 }
 
-/* Sends what the dispatch queued, one send per connection. */
-void sql_my_pipe_flush_all(sql_my_pool *p)
+static void sql_my_pipe_on_flush(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd;
+    (void)what;
+    sql_my_pool *p = arg;
+    p->flush_armed = false;
+    bool closed = false;
     while (p->nflush) {
         sql_my_conn *c = p->flush[--p->nflush];
         c->dirty = false;
         if (c->state == SQL_MY_PIPE && !c->io_added)
-            (void)sql_my_pipe_flush(c);
+            closed |= !sql_my_pipe_flush(c);
+    }
+    if (closed) /* its statements failed; what waits may take the connection's place */
+        sql_my_dispatch(p);
+}
+
+void sql_my_pipe_pool_init(sql_my_pool *p, struct event_base *base)
+{
+    event_assign(&p->flush_ev, base, -1, 0, sql_my_pipe_on_flush, p);
+}
+
+/* The statements of every request the loop reads in one turn share a send per connection: the flush
+ * is an event made active now, which libevent runs after the callbacks already active in this turn
+ * (the other clients' reads, the database's answers), so a turn that reads 40 requests of /v1/db
+ * sends their 40 executes in one segment, where flushing per dispatch sent one each. */
+void sql_my_pipe_flush_soon(sql_my_pool *p)
+{
+    if (p->nflush && !p->flush_armed) {
+        p->flush_armed = true;
+        event_active(&p->flush_ev, 0, 0);
     }
 }
 
@@ -148,6 +173,8 @@ static bool sql_my_pipe_answered(sql_my_conn *c)
     if (!c->fhead)
         c->ftail = NULL;
     c->inflight--;
+    if (c->cache[t->stage].writes)
+        c->writes_inflight--;
     t->fnext = NULL;
     t->conn = NULL;
     const char *error = a->error;
@@ -272,16 +299,21 @@ void sql_my_pipe_read(sql_my_conn *c)
 }
 
 /* The cache entry t is pipelined with on c, which is pipelining and can take one more statement now
- * (not retiring, below the depth, not waiting for the socket to take what it has), or -1. */
+ * (not retiring, below the depth, not waiting for the socket to take what it has, no statement in
+ * flight that waits for a commit), or -1. A statement behind a write would wait for the write's
+ * durable commit (an fsync away) however fast it is itself: on /v1/updates that held each request's
+ * 20 reads behind another request's UPDATE. */
 static int sql_my_pipe_room(const sql_my_pool *p, const sql_my_conn *c, const sql_task *t)
 {
-    if (c->state != SQL_MY_PIPE || c->retire || c->inflight >= p->line.s->pipeline_depth || c->io_added)
+    if (c->state != SQL_MY_PIPE || c->retire || c->inflight >= p->line.s->pipeline_depth || c->io_added ||
+        c->writes_inflight > 0)
         return -1;
     int e = sql_my_cache_find(c, t->sql, t->sql_len);
     return e >= 0 && c->cache[e].pipe ? e : -1;
 }
 
-/* Where t goes: the connection with the fewest statements in flight among the idle ones and those
+/* Where t goes: a connection with executes of this turn still to send and room for t; else the
+ * connection with the fewest statements in flight among the idle ones and those
  * pipelining with room that have t's statement prepared (an idle one that has it prepared first, so
  * it is pipelined, not run the Connector/C way). *entry: its cache entry when t is to be pipelined,
  * else -1 (an idle connection runs it the Connector/C way: prepare, or a step that is not
@@ -292,6 +324,15 @@ static sql_my_conn *sql_my_pick(sql_my_pool *p, const sql_task *t, int *entry)
     sql_my_conn *best = NULL;
     unsigned best_n = 0;
     *entry = -1;
+    /* First a connection that already has executes of this turn to send: t joins their send, and
+     * MariaDB's thread finds it read with them, instead of a send and a wake-up of its own. */
+    for (unsigned i = 0; pipe && i < p->nflush; i++) {
+        int e = sql_my_pipe_room(p, p->flush[i], t);
+        if (e >= 0) {
+            *entry = e;
+            return p->flush[i];
+        }
+    }
     for (unsigned i = 0; i < p->nconns; i++) {
         sql_my_conn *c = &p->conns[i];
         if (c->state == SQL_MY_IDLE) {
@@ -339,6 +380,7 @@ void sql_my_pipe_fail(sql_my_conn *c, const char *error)
     sql_task *f = c->fhead;
     c->fhead = c->ftail = NULL;
     c->inflight = 0;
+    c->writes_inflight = 0;
     for (const char *why = error ? error : SQL_ERROR_CONNECTION_LOST; f; why = SQL_ERROR_CONNECTION_LOST) {
         sql_task *next = f->fnext;
         f->fnext = NULL;

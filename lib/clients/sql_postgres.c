@@ -117,6 +117,8 @@ struct sql_pg_conn {
     struct event deadline; /* the connect deadline */
     sql_task *head, *tail; /* sent, results pending, in order */
     unsigned inflight;
+    unsigned writes; /* of those, statements that write (sql_task's `writes`): while any is in flight
+                      * the connection takes nothing more, which would wait for its commit */
     bool in_use_counted;
     bool tcp;       /* a TCP socket (not a Unix one): TCP_CORK applies */
     bool sent_turn; /* a statement went out on it in this loop turn (the pool's flush is pending) */
@@ -233,6 +235,7 @@ static void sql_pg_conn_close(sql_pg_conn *c, const char *error)
         txn->open = false;
     }
     c->inflight = 0;
+    c->writes = 0;
     sql_pg_conn_use(c);
     if (was_up) {
         sql__gauge_add(SQL_GAUGE_OPEN, -1);
@@ -493,6 +496,7 @@ static void sql_pg_fifo_push(sql_pg_conn *c, sql_task *t)
         c->head = t;
     c->tail = t;
     c->inflight++;
+    c->writes += t->writes;
     t->conn = c;
     sql_pg_conn_use(c);
 }
@@ -504,6 +508,7 @@ static void sql_pg_fifo_pop(sql_pg_conn *c)
     if (!c->head)
         c->tail = NULL;
     c->inflight--;
+    c->writes -= t->writes;
     t->fnext = NULL;
     t->conn = NULL;
     sql_pg_conn_use(c);
@@ -840,6 +845,7 @@ static void sql_pg_fail_and_close(sql_pg_conn *c, sql_task *t, const char *error
             c->tail = q;
     }
     c->inflight--;
+    c->writes -= t->writes;
     t->conn = NULL;
     t->fnext = NULL;
     sql_task_txn *txn = t->txn;
@@ -961,14 +967,15 @@ static void sql_pg_drain(sql_pg_conn *c)
 /* The up connection without a transaction with the fewest statements in flight and room for `need`
  * more below the depth, preferring one that sent in this loop turn already (its statements then leave
  * together, see sql_pg_cork); with `empty`, only one with none in flight. A retiring one takes
- * nothing. */
+ * nothing, and neither does one with a write in flight: what went behind it would wait for its commit,
+ * or for the locks it waits for, however fast it is itself. */
 static sql_pg_conn *sql_pg_pick(sql_pg_pool *p, bool empty, unsigned need)
 {
     sql_pg_conn *best = NULL;
     unsigned depth = p->line.s->pipeline_depth ? p->line.s->pipeline_depth : 1;
     for (unsigned i = 0; i < p->nconns; i++) {
         sql_pg_conn *c = &p->conns[i];
-        if (c->state != SQL_PG_UP || c->txn || c->retire || c->inflight + need > depth ||
+        if (c->state != SQL_PG_UP || c->txn || c->retire || c->writes > 0 || c->inflight + need > depth ||
             (empty && c->inflight != 0))
             continue;
         if (!best || (c->sent_turn && !best->sent_turn) ||
@@ -1018,7 +1025,7 @@ static void sql_pg_dispatch_once(sql_pg_pool *p)
             if (c->state != SQL_PG_UP || !group)
                 break; /* broken (its close finished what was in flight), or a lone statement */
             t = p->line.head;
-            if (!t || t->group != group || c->inflight >= depth)
+            if (!t || t->group != group || c->inflight >= depth || c->writes > 0)
                 break;
             sql_task_unwait(t);
         }

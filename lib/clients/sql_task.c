@@ -22,6 +22,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "log.h"
@@ -195,6 +196,20 @@ static void sql_task_on_cancel(async_op *op, void *arg)
     }
 }
 
+/* A SELECT, by its first word (after blanks and opening parentheses): the one kind of statement that
+ * never waits for a commit. Anything else is taken for one that writes, which costs it nothing but the
+ * pipelining of other statements behind it. */
+static bool sql_task_is_select(const char *sql)
+{
+    while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+        sql++;
+    if (strncasecmp(sql, "select", 6) != 0)
+        return false;
+    char next = sql[6];
+    return !((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || (next >= '0' && next <= '9') ||
+             next == '_');
+}
+
 sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, const sql_stmt *stmt, sql_task_kind kind,
                        sql_task_txn *txn)
 {
@@ -216,6 +231,7 @@ sql_task *sql_task_new(sql_task_line *line, async_op *op, async_scope *scope, co
     memset(t, 0, sizeof(*t));
     t->spare_sized = size <= SQL_TASK_SPARE_BYTES;
     t->kind = kind;
+    t->writes = !sql_task_is_select(stmt->sql);
     t->txn = txn;
     t->line = line;
     t->op = op;

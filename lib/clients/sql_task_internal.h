@@ -40,6 +40,9 @@ struct sql_task {
     void *conn;        /* the backend's connection while the task runs (is sent), else NULL */
     uint64_t started_us;
     sql_task_kind kind;
+    bool writes;       /* not a SELECT (sql_task_new, by its first word): autocommitted, so its answer
+                        * waits for a durable commit or for locks another transaction holds, and so
+                        * would every statement pipelined behind it; the backends put none there */
     sql_task_txn *txn; /* the transaction it is a step of (kind != PLAIN) */
     unsigned group;      /* nonzero: one of the statements of a sql_query_many (ops->group_many), which
                           * wait in the line one after the other */

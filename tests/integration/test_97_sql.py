@@ -1328,6 +1328,51 @@ class MariadbFailureTest(SqlFailureMixin, unittest.TestCase):
         with srv.connect() as sock:
             self.assertEqual(request(sock, "GET", "/v1/queries?queries=20").status, 200)
 
+    def test_reads_do_not_wait_behind_a_write(self):
+        """A statement that writes is autocommitted: its answer waits for its commit, here for row locks
+        another session holds. Pipelined behind it, a read would wait as long, so apiary keeps every
+        statement off a connection with a write in flight. With two connections per loop, one of them
+        open with the world routes' SELECT and UPDATE prepared on it, the UPDATE of a
+        /v1/updates?queries=1 waits there for the locks; a /v1/db sent meanwhile is answered at once
+        (a second connection opens for it) while the locks are still held, and the update completes
+        once they are released."""
+        srv = self.apiary(connections_per_loop=2, query_timeout_ms=15000)
+        with srv.connect() as sock:  # one request at a time: one connection opens, both statements prepared
+            self.assertEqual(request(sock, "GET", "/v1/updates?queries=1").status, 200)
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+        self.assertEqual(self.metric(srv, "apiary_sql_pool_open"), 1)
+        locker = subprocess.Popen([MARIADB_CLIENT, "--no-defaults", "-h127.0.0.1", f"-P{self.db.port}", "-uroot",
+                                   "-N", "-B", "--unbuffered", "apiary"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(locker.kill)
+        locker.stdin.write("START TRANSACTION; SELECT COUNT(*) FROM world FOR UPDATE; SELECT 'locked';\n")
+        locker.stdin.flush()
+        self.assertEqual(locker.stdout.readline().strip(), "10000")
+        self.assertEqual(locker.stdout.readline().strip(), "locked")
+        writer = srv.connect()
+        try:
+            writer.sendall(build_request("GET", "/v1/updates?queries=1"))
+            deadline = time.monotonic() + 5
+            while self.metric(srv, "apiary_sql_pool_in_use") < 1:  # its SELECT done, its UPDATE waiting
+                self.assertLess(time.monotonic(), deadline, srv.log_text())
+                time.sleep(0.02)
+            time.sleep(0.2)
+            started = time.monotonic()
+            with srv.connect() as sock:
+                sock.settimeout(5)
+                read = request(sock, "GET", "/v1/db")
+            self.assertEqual(read.status, 200, (read, srv.log_text()))
+            self.assertLess(time.monotonic() - started, 3.0)
+            self.assertIsNone(locker.poll())  # the locks were held throughout
+            locker.stdin.write("ROLLBACK;\n")
+            locker.stdin.close()
+            self.assertEqual(locker.wait(timeout=10), 0)
+            written = read_response(writer, timeout=10)
+        finally:
+            writer.close()
+        self.assertEqual(written.status, 200, (written, srv.log_text()))
+        self.assertEqual(self.metric(srv, "apiary_sql_pool_open"), 2)
+
 
 @unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
 class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):
