@@ -1,7 +1,8 @@
 /* health: liveness and readiness probes for load balancers and orchestrators, built into every app.
  * /healthz says the process is serving; /readyz says it wants new traffic, and turns 503 from SIGTERM
- * on (through drain_delay_ms, while the listener is still open, and then while the server drains), while the MariaDB SQL backend has no connection up on this loop, or while the app's
- * readiness check (apiary_app_ready_check) says no. Answers name no address: any client may ask, and
+ * on (through drain_delay_ms, while the listener is still open, and then while the server drains),
+ * while the MariaDB SQL backend has no connection up on this loop, or while the app's readiness check
+ * (apiary_app_ready_check) says no. Answers name no address: any client may ask, and
  * where the database or Redis lives is for the operator's log. */
 #include <stdatomic.h>
 
