@@ -19,7 +19,9 @@
  *
  * Locks. A thread never waits for SQLite's write lock (the busy timeout is 0): a job that finds the
  * database locked by another writer gives its thread back at once, and the loop tries it again after
- * 1, 2, 4 ... 16 ms until the query's deadline, then fails it "busy" (503). Waiting in the threads
+ * 1, 2, 4 ... 16 ms until the query's deadline, then fails it "conflict" (another writer's lock, not a
+ * full queue: SQLITE_BUSY is "busy" only in SQLite's words; "busy" is for the threads' queue full,
+ * POOL_ERROR_FULL). Waiting in the threads
  * (SQLite's own busy handler) let writers queued behind a transaction's lock take every thread, so
  * that transaction's next statement could not run until they gave up: a convoy of 504s. Files are in
  * WAL mode, so readers never wait for the writer.
@@ -700,12 +702,12 @@ static void sql_sqlite_done(async_op *op, void *arg)
             async_op_then(call->job, sql_sqlite_retry, call);
             return;
         }
-        log_warn("sql: sqlite: the database stayed locked by another writer for %u ms; answering busy",
+        log_warn("sql: sqlite: the database stayed locked by another writer for %u ms; answering conflict",
                  sql_sqlite_settings->query_timeout_ms);
     }
     async_future_on_cancel(call->future, NULL, NULL);
     if (op->status != ASYNC_OK) {
-        const char *error = op->error == sql_sqlite_locked ? SQL_ERROR_BUSY : sql_sqlite_job_error(op);
+        const char *error = op->error == sql_sqlite_locked ? SQL_ERROR_CONFLICT : sql_sqlite_job_error(op);
         sql_sqlite_count(call->n, call->started_us, error);
         async_fail(call->future, error);
         return;
@@ -850,7 +852,7 @@ static void sql_sqlite_txn_done(async_op *op, void *arg)
             async_op_then(async_sleep(t->own, pause), sql_sqlite_txn_begin_again, t);
             return;
         }
-        error = SQL_ERROR_BUSY;
+        error = SQL_ERROR_CONFLICT; /* another writer's lock; busy stays the queue's (below) */
     }
     if (t->user) {
         sql_sqlite_count(1, t->started_us, error);
