@@ -2,21 +2,23 @@
 like every example (test_97_library.Installed), on SQLite, a private MariaDB and a private PostgreSQL. Its startup hook
 creates its own `items` table of another shape than the apiary binary's, and nothing of the
 demonstration schema (world, the binary's items) appears in its database; transfers run in a
-transaction, so one that cannot complete leaves nothing half-done; a restart applies no migration
-twice; and its start fails (exit 1) when its schema cannot be created."""
+transaction, so one that cannot complete leaves nothing half-done; a real deadlock with another session
+(MariaDB, PostgreSQL) is answered as a conflict (503, Retry-After: 0), not as busy; a restart applies no
+migration twice; and its start fails (exit 1) when its schema cannot be created."""
 
 import json
 import os
 import sqlite3
+import subprocess
 import tempfile
 import threading
-import unittest
-
 import time
+import unittest
 
 from apiary_harness import ApiaryServer, ServerStartError, abort, build_request, json_request_body, request
 from test_97_library import Installed, get_json, tearDownModule  # noqa: F401 (the install's cleanup)
-from test_97_sql import HAVE_MARIADB, HAVE_POSTGRES, NO_MARIADB, NO_POSTGRES, MariadbServer, PostgresServer, wait_ready
+from test_97_sql import (HAVE_MARIADB, HAVE_POSTGRES, MARIADB_CLIENT, NO_MARIADB, NO_POSTGRES, PSQL, MariadbServer,
+                         PostgresServer, wait_ready)
 
 JSON = {"Content-Type": "application/json"}
 _binary = []
@@ -91,7 +93,8 @@ class InventoryMixin:
             t.start()
         for t in threads:
             t.join(60)
-        # 503: busy (SQLite's lock, MariaDB's deadlock detector rolled one back), never half-done.
+        # 503: a conflict (SQLite's lock held past the deadline, or a deadlock the database rolled
+        # back), never half-done.
         self.assertTrue(all(s in (200, 503) for s in statuses), statuses)
         self.assertIn(200, statuses)
         self.assertEqual(self.qty("K-A") + self.qty("K-B"), 200)
@@ -117,6 +120,68 @@ class InventoryMixin:
             r, moved = self.post("/transfers", {"from": "L-B", "to": "L-A", "qty": 1})
             self.assertEqual(r.status, 200, r.body)
         self.assertEqual(self.qty("L-A") + self.qty("L-B"), 2000)
+
+    def test_a_deadlock_is_answered_as_a_conflict(self):
+        """A real deadlock between a transfer and another client of the database: the other session
+        locks D-Z, the transfer locks D-A and waits for D-Z, then the other session asks for D-A. The
+        server rolls the transfer back (the other session is made the survivor: see deadlock_session),
+        and apiary answers it as a conflict, not as its own line being busy: 503, Retry-After: 0, the
+        conflict's words, counted as kind="conflict". Nothing of either is left, and the same transfer
+        sent again succeeds."""
+        self.assertEqual(self.post("/items", {"sku": "D-A", "qty": 10})[0].status, 201)
+        self.assertEqual(self.post("/items", {"sku": "D-Z", "qty": 10})[0].status, 201)
+        # A server of its own: a query timeout well beyond the database's deadlock detection, so what
+        # comes back is the deadlock and not a 504.
+        srv = ApiaryServer({"sql": {"url": self.sql_url(), "query_timeout_ms": 10000}}, threads=1,
+                           binary=self.binary).start()
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        self.addCleanup(srv.stop)
+        wait_ready(self, srv)
+        other = subprocess.Popen(self.session_argv(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, text=True, env=self.session_env())
+        self.addCleanup(other.wait, 20)
+        self.addCleanup(other.stdin.close)
+        other.stdin.write(self.deadlock_session("D-Z"))
+        other.stdin.flush()
+        self.wait_until(self.other_holds_its_lock, "the other session did not lock D-Z")
+        answer = []
+        transfer = threading.Thread(target=lambda: answer.append(
+            get_json(srv, "/transfers", "POST", json_request_body({"from": "D-A", "to": "D-Z", "qty": 1}), JSON)))
+        transfer.start()
+        self.wait_until(self.apiary_waits_for_a_lock, "the transfer does not wait for D-Z")
+        other.stdin.write("UPDATE items SET qty = qty + 1 WHERE sku = 'D-A';\n")
+        other.stdin.flush()
+        transfer.join(15)
+        self.assertEqual(len(answer), 1, "no answer to the transfer")
+        r, problem = answer[0]
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.headers.get("Content-Type"), "application/problem+json", r)
+        self.assertEqual(r.headers.get("Retry-After"), "0", r)
+        self.assertEqual(problem, {"type": "about:blank", "title": "Service Unavailable", "status": 503,
+                                   "detail": "the request conflicted with a concurrent one in the database; "
+                                             "send it again"})
+        other.stdin.write("ROLLBACK;\n")
+        other.stdin.close()
+        self.assertEqual(other.wait(20), 0)
+        with srv.connect() as sock:
+            metrics = request(sock, "GET", "/metrics").body.decode()
+        backend = self.BACKEND
+        self.assertIn(f'apiary_sql_errors_total{{backend="{backend}",kind="conflict"}} 1\n', metrics)
+        self.assertIn(f'apiary_sql_errors_total{{backend="{backend}",kind="busy"}} 0\n', metrics)
+        self.assertIn(self.DEADLOCK_LOGGED, srv.log_text())
+        self.assertEqual((self.qty("D-A"), self.qty("D-Z")), (10, 10), "both were rolled back")
+        r, moved = get_json(srv, "/transfers", "POST", json_request_body({"from": "D-A", "to": "D-Z", "qty": 1}), JSON)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(moved, {"from": {"sku": "D-A", "qty": 9}, "to": {"sku": "D-Z", "qty": 11}})
+
+    def wait_until(self, predicate, message, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self.assertLess(time.monotonic(), deadline, message)
+            time.sleep(0.02)
+
+    def session_env(self):
+        return None
 
     def test_restart_applies_nothing_twice(self):
         with ApiaryServer({"sql": {"url": self.sql_url()}}, binary=self.binary) as again:
@@ -162,6 +227,10 @@ class InventorySqliteTest(InventoryMixin, unittest.TestCase):
             return 1
         finally:
             db.close()
+
+    def test_a_deadlock_is_answered_as_a_conflict(self):
+        self.skipTest("SQLite has one writer, so no deadlock: its lock held by another writer is "
+                      "test_97_sql.SqliteConflictTest's")
 
     def test_a_schema_that_cannot_be_created_stops_the_start(self):
         """A database whose version table is not what sql_migrate made (here its version is text): the
@@ -213,6 +282,28 @@ class InventoryMariadbTest(InventoryMixin, unittest.TestCase):
     def open_transactions(self):
         return int(self.db.sql("SELECT COUNT(*) FROM information_schema.INNODB_TRX")[0][0])
 
+    BACKEND = "mariadb"
+    DEADLOCK_LOGGED = "Deadlock found when trying to get lock"
+
+    def session_argv(self):
+        return [MARIADB_CLIENT, "--no-defaults", "-h127.0.0.1", f"-P{self.db.port}", "-uroot", "-N", "-B",
+                "inventory"]
+
+    def deadlock_session(self, sku):
+        """InnoDB rolls back the transaction of the cycle that changed least: the session writes 200
+        rows of its own first, so the transfer (two rows) is the one rolled back."""
+        rows = ", ".join(f"('x', 'y', 1, 'z')" for _ in range(200))
+        return (f"BEGIN; INSERT INTO transfers (from_sku, to_sku, qty, at) VALUES {rows};\n"
+                f"UPDATE items SET qty = qty + 1 WHERE sku = '{sku}';\n")
+
+    def other_holds_its_lock(self):
+        return self.db.sql("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_rows_modified > 200",
+                           "inventory") == [["1"]]
+
+    def apiary_waits_for_a_lock(self):
+        return self.db.sql("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'",
+                           "inventory") == [["1"]]
+
 
 @unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
 class InventoryPostgresTest(InventoryMixin, unittest.TestCase):
@@ -248,6 +339,29 @@ class InventoryPostgresTest(InventoryMixin, unittest.TestCase):
         """apiary's sessions inside a transaction between statements (one left open would stay so)."""
         return int(self.db.sql("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'apiary' "
                                "AND state LIKE 'idle in transaction%'")[0][0])
+
+    BACKEND = "postgres"
+    DEADLOCK_LOGGED = "(40P01)"
+
+    def session_argv(self):
+        return [PSQL, "-h", "127.0.0.1", "-p", str(self.db.port), "-U", "apiary", "-d", "inventory", "-X", "-q"]
+
+    def session_env(self):
+        return dict(os.environ, PGAPPNAME="deadlock-test")
+
+    def deadlock_session(self, sku):
+        """PostgreSQL's deadlock check runs in the session that has waited deadlock_timeout (1 s), and
+        that session is the one rolled back: the transfer, which waits first, since this session waits
+        30 s before it checks."""
+        return f"SET deadlock_timeout = '30s';\nBEGIN;\nUPDATE items SET qty = qty + 1 WHERE sku = '{sku}';\n"
+
+    def other_holds_its_lock(self):
+        return self.db.sql("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'deadlock-test' AND "
+                           "state = 'idle in transaction' AND query LIKE 'UPDATE%'", "inventory") == [["1"]]
+
+    def apiary_waits_for_a_lock(self):
+        return self.db.sql("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'apiary' AND "
+                           "wait_event_type = 'Lock'", "inventory") == [["1"]]
 
 
 if __name__ == "__main__":
