@@ -351,9 +351,10 @@ static void world_answer_written(http_request *req, const sql_batch_result *b, c
  * the rows in one order on MariaDB, which walks the primary key; PostgreSQL locks them in the order its
  * plan meets them (for many ids a bitmap or sequential scan: the heap's order, which updates keep
  * reshuffling), so two requests sharing rows can still deadlock there, and the server rolls one back
- * after deadlock_timeout (busy). That statement was autocommitted and is undone whole, so it is sent
- * again, up to WORLD_UPDATE_RETRIES times, as a client of the database should; busy from a full line
- * is retried the same way and fails as busy again at once. */
+ * after deadlock_timeout (conflict). That statement was autocommitted and is undone whole, so it is
+ * sent again at once, up to WORLD_UPDATE_RETRIES times, as a client of the database should. Only a
+ * conflict: busy means apiary's own line is full, which sending again at once would only meet again,
+ * so it is answered (503) as it is. */
 #define WORLD_UPDATE_RETRIES 2
 static bool world_update_await(http_request *req, async_scope *scope, const sql_stmt *stmt)
 {
@@ -362,9 +363,9 @@ static bool world_update_await(http_request *req, async_scope *scope, const sql_
         op = async_await(sql_query(scope, http_request_loop(req), stmt));
         if (op->status == ASYNC_OK)
             return true;
-        if (op->error != SQL_ERROR_BUSY || retry == WORLD_UPDATE_RETRIES)
+        if (op->error != SQL_ERROR_CONFLICT || retry == WORLD_UPDATE_RETRIES)
             break;
-        log_debug("sql: /v1/updates: the UPDATE failed busy (a deadlock, or the line full); sending it again");
+        log_debug("sql: /v1/updates: the UPDATE conflicted with another transaction (a deadlock); sending it again");
     }
     sql_respond_failed(req, op);
     return false;

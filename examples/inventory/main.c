@@ -178,7 +178,7 @@ static void transfer(http_request *req)
     sql_value b = sql_text(json_string_value(to), json_string_length(to));
     sql_value take[3] = {n, a, n}, give[2] = {n, b};
     /* Both rows are locked in sku order, whatever the direction: two transfers A->B and B->A then
-     * wait for each other instead of deadlocking (MariaDB would roll one back: 503). */
+     * wait for each other instead of deadlocking (the database would roll one back: 503 "conflict"). */
     bool take_first = strcmp(json_string_value(from), json_string_value(to)) < 0;
     for (int step = 0; step < 2; step++) {
         bool taking = (step == 0) == take_first;

@@ -100,7 +100,15 @@ int sql_url_parse(sql_settings *s, const char *url, char *err, size_t err_cap);
 extern const char SQL_ERROR_UNAVAILABLE[];     /* "unavailable": the database cannot be reached now */
 extern const char SQL_ERROR_TIMEOUT[];         /* "timeout": not done within sql.query_timeout_ms */
 extern const char SQL_ERROR_CONNECTION_LOST[]; /* "connection_lost": the connection broke mid-query */
-extern const char SQL_ERROR_BUSY[];            /* "busy": too many statements waiting (503 at once) */
+extern const char SQL_ERROR_BUSY[];            /* "busy": apiary's own line is full: too many statements
+                                                * waiting for a connection, or SQLite's queue full (503
+                                                * at once). Retrying at once only meets the same line */
+extern const char SQL_ERROR_CONFLICT[];        /* "conflict": the database rolled the statement back
+                                                * because it conflicted with a concurrent transaction (a
+                                                * deadlock, a serialization failure, a lock it could not
+                                                * get; SQLite: another writer held the lock until the
+                                                * deadline). Nothing of it was applied: running it (its
+                                                * transaction) again is right, and at once */
 extern const char SQL_ERROR_QUERY[];           /* "query": the database refused the statement, or the
                                                 * parameters given are not as many as its `?` (an
                                                 * application bug, logged naming the statement) */
@@ -180,6 +188,10 @@ typedef struct http_request http_request;
  *   SQL_ERROR_TIMEOUT, ASYNC_TIMEOUT         504 "the database did not answer within N ms" (N: the
  *                                            query timeout; "in time" for an async_wait_for's own)
  *   SQL_ERROR_BUSY                           503 with Retry-After: 1 "the database is busy: ..."
+ *   SQL_ERROR_CONFLICT                       503 with Retry-After: 0 "the request conflicted with a
+ *                                            concurrent one in the database; send it again" (transient
+ *                                            and nothing for the client to fix, so not 409: docs/sql.md,
+ *                                            Failures, says why)
  *   SQL_ERROR_UNAVAILABLE, _CONNECTION_LOST,
  *   any other error                          503 with Retry-After: 1 "the database is unavailable"
  *   SQL_ERROR_QUERY, SQL_ERROR_TOO_LARGE     500 "the database could not run the query" (what the
@@ -300,6 +312,7 @@ typedef struct sql_stats {
     uint64_t errors_timeout;
     uint64_t errors_connection_lost;
     uint64_t errors_busy;
+    uint64_t errors_conflict;
     uint64_t errors_query;
     uint64_t errors_too_large;
     uint64_t results_discarded;    /* statements whose request was gone when they finished */

@@ -21,6 +21,7 @@ const char SQL_ERROR_UNAVAILABLE[] = "unavailable";
 const char SQL_ERROR_TIMEOUT[] = "timeout";
 const char SQL_ERROR_CONNECTION_LOST[] = "connection_lost";
 const char SQL_ERROR_BUSY[] = "busy";
+const char SQL_ERROR_CONFLICT[] = "conflict";
 const char SQL_ERROR_QUERY[] = "query";
 const char SQL_ERROR_TOO_LARGE[] = "too_large";
 
@@ -408,6 +409,8 @@ void sql__count_query(const char *error, uint64_t elapsed_us)
         sql_stat_add(&sql_global_stats.errors_connection_lost, 1);
     else if (error == SQL_ERROR_BUSY)
         sql_stat_add(&sql_global_stats.errors_busy, 1);
+    else if (error == SQL_ERROR_CONFLICT)
+        sql_stat_add(&sql_global_stats.errors_conflict, 1);
     else if (error == SQL_ERROR_TOO_LARGE)
         sql_stat_add(&sql_global_stats.errors_too_large, 1);
     else if (error)
@@ -979,7 +982,7 @@ void sql_metrics_source(metrics_writer *w, void *arg)
         uint64_t value;
     } errors[] = {{"unavailable", s.errors_unavailable}, {"timeout", s.errors_timeout},
                   {"connection_lost", s.errors_connection_lost}, {"busy", s.errors_busy},
-                  {"query", s.errors_query}, {"too_large", s.errors_too_large}};
+                  {"conflict", s.errors_conflict}, {"query", s.errors_query}, {"too_large", s.errors_too_large}};
     for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
         char labels[128];
         snprintf(labels, sizeof(labels), "%s", backend);

@@ -1,7 +1,7 @@
 /* sql_answer: a failed SQL operation answered as docs/sql.md's failure table says (sql.h:
  * sql_respond_failed, sql_await_ok), so no handler copies the mapping. The SQL counterpart of
- * http_respond_failed (lib/http/http_answer.c): its errors mean other things (busy is the client's to
- * retry, a refused query is the app's bug), so they get statuses of their own. */
+ * http_respond_failed (lib/http/http_answer.c): its errors mean other things (busy and conflict are the
+ * client's to retry, a refused query is the app's bug), so they get statuses of their own. */
 #include "http_request.h"
 #include "sql.h"
 
@@ -19,6 +19,14 @@ bool sql_respond_failed(http_request *req, const async_op *op)
     } else if (error == SQL_ERROR_BUSY) {
         http_response_header(req, "Retry-After", "1");
         http_respond_problem(req, 503, NULL, "the database is busy: too many queries are waiting");
+    } else if (error == SQL_ERROR_CONFLICT) {
+        /* A deadlock or serialization failure is transient and the same request sent again will most
+         * likely succeed: 503 (as PostgREST keeps 409 for constraint violations, which resending never
+         * fixes, and an app's own 409s mean "change something first"). Retry-After 0 is what tells it
+         * from busy: nothing needs to drain first (docs/sql.md, Failures). */
+        http_response_header(req, "Retry-After", "0");
+        http_respond_problem(req, 503, NULL,
+                             "the request conflicted with a concurrent one in the database; send it again");
     } else if (error == SQL_ERROR_QUERY || error == SQL_ERROR_TOO_LARGE) {
         /* What the database said is in the log (sql: ... refused); clients get no SQL internals. */
         http_respond_problem(req, 500, NULL, "the database could not run the query");

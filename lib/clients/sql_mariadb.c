@@ -738,9 +738,10 @@ static bool sql_my_stmt_failed(sql_my_conn *c, const char *what)
     }
     if (err == ER_LOCK_DEADLOCK || err == ER_LOCK_WAIT_TIMEOUT) {
         /* Transactions in each other's way: the server rolled this one back (or gave up waiting for a
-         * lock); trying again later is right, so it is "busy" (503 with Retry-After), not an error. */
+         * lock); running it again is right, so it is a conflict, not an error of the statement, and not
+         * busy either (apiary's own line is not full). */
         log_info("sql: loop %u: %s: %s (%u)", c->pool->line.id, what, msg, err);
-        c->task->error = SQL_ERROR_BUSY;
+        c->task->error = SQL_ERROR_CONFLICT;
         return true;
     }
     log_warn("sql: loop %u: %s refused: %s (%u)", c->pool->line.id, what, msg, err);

@@ -212,7 +212,7 @@ static bool sql_my_pipe_answered(sql_my_conn *c)
         return false;
     } else if (error == SQL_ERROR_QUERY && (a->err_code == ER_LOCK_DEADLOCK || a->err_code == ER_LOCK_WAIT_TIMEOUT)) {
         log_info("sql: loop %u: execute: %s (%u)", p->line.id, a->err_msg, a->err_code);
-        error = SQL_ERROR_BUSY;
+        error = SQL_ERROR_CONFLICT; /* as sql_my_stmt_failed: another transaction's locks, not a full line */
     } else if (error == SQL_ERROR_QUERY) {
         log_warn("sql: loop %u: execute refused: %s (%u)", p->line.id, a->err_msg, a->err_code);
     }

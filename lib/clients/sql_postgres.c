@@ -819,9 +819,11 @@ static const char *sql_pg_classify(sql_pg_conn *c, sql_task *t, const PGresult *
         return SQL_ERROR_CONNECTION_LOST;
     }
     if (state && (!strcmp(state, "40P01") || !strcmp(state, "40001") || !strcmp(state, "55P03"))) {
-        /* Deadlock, serialization failure, lock not available: the server rolled back; retry later. */
+        /* Deadlock, serialization failure, lock not available: the server rolled back because of another
+         * transaction, not because apiary's line is full, so it is a conflict (worth running again at
+         * once), not busy. */
         log_info("sql: loop %u: %s: %.*s (%s)", c->pool->line.id, what, len, msg, state);
-        return SQL_ERROR_BUSY;
+        return SQL_ERROR_CONFLICT;
     }
     if (state && strcmp(state, "57014") == 0) {
         log_warn("sql: loop %u: %s was cancelled by the server: %.*s", c->pool->line.id, what, len, msg);

@@ -19,10 +19,11 @@
  *
  * Locks. A thread never waits for SQLite's write lock (the busy timeout is 0): a job that finds the
  * database locked by another writer gives its thread back at once, and the loop tries it again after
- * 1, 2, 4 ... 16 ms until the query's deadline, then fails it "busy" (503). Waiting in the threads
- * (SQLite's own busy handler) let writers queued behind a transaction's lock take every thread, so
- * that transaction's next statement could not run until they gave up: a convoy of 504s. Files are in
- * WAL mode, so readers never wait for the writer.
+ * 1, 2, 4 ... 16 ms until 50 ms before the query's deadline, then fails it "conflict" (another writer's
+ * lock, not a full queue: SQLITE_BUSY is "busy" only in SQLite's words; "busy" is for the threads' queue
+ * full, POOL_ERROR_FULL). Waiting in the threads (SQLite's own busy handler) let writers queued behind
+ * a transaction's lock take every thread, so that transaction's next statement could not run until they
+ * gave up: a convoy of 504s. Files are in WAL mode, so readers never wait for the writer.
  *
  * Timeouts. The operation is bounded by sql.query_timeout_ms (async_wait_for around each job, or the
  * worker's deadline in a transaction); a job whose operation was cancelled or timed out is interrupted
@@ -257,6 +258,10 @@ static void sql_get_value(sql_rbuf *r, sql_value *v)
 /* A job's error when another writer holds the lock: never reported as such, the loop retries. */
 static const char sql_sqlite_locked[] = "locked";
 #define SQL_SQLITE_RETRY_MAX_MS 16u
+/* A try is only made with this much of the deadline left beyond its pause: one started nearer the
+ * deadline would come back as a timeout of its own (the job's wait_for, or the worker's deadline in a
+ * transaction) while what held the operation up was the lock, and the answer must say conflict. */
+#define SQL_SQLITE_LAST_TRY_MS 50u
 
 static const char *sql_sqlite_error(sql_sqlite_conn *c, int rc, const char *what)
 {
@@ -695,17 +700,18 @@ static void sql_sqlite_done(async_op *op, void *arg)
     sql_sqlite_call *call = arg;
     if (op->status == ASYNC_FAILED && op->error == sql_sqlite_locked) {
         unsigned pause = sql_sqlite_backoff(&call->retry_ms);
-        if (sql_sqlite_left_ms(call->started_us, sql_sqlite_settings->query_timeout_ms) > pause) {
+        if (sql_sqlite_left_ms(call->started_us, sql_sqlite_settings->query_timeout_ms) >
+            pause + SQL_SQLITE_LAST_TRY_MS) {
             call->job = async_sleep(call->scope, pause);
             async_op_then(call->job, sql_sqlite_retry, call);
             return;
         }
-        log_warn("sql: sqlite: the database stayed locked by another writer for %u ms; answering busy",
+        log_warn("sql: sqlite: the database stayed locked by another writer for %u ms; answering conflict",
                  sql_sqlite_settings->query_timeout_ms);
     }
     async_future_on_cancel(call->future, NULL, NULL);
     if (op->status != ASYNC_OK) {
-        const char *error = op->error == sql_sqlite_locked ? SQL_ERROR_BUSY : sql_sqlite_job_error(op);
+        const char *error = op->error == sql_sqlite_locked ? SQL_ERROR_CONFLICT : sql_sqlite_job_error(op);
         sql_sqlite_count(call->n, call->started_us, error);
         async_fail(call->future, error);
         return;
@@ -845,12 +851,12 @@ static void sql_sqlite_txn_done(async_op *op, void *arg)
     if (error == sql_sqlite_locked) {
         unsigned pause = sql_sqlite_backoff(&t->retry_ms);
         if (t->mode == SQL_SQLITE_BEGIN && t->user && !t->abandoned &&
-            sql_sqlite_left_ms(t->started_us, sql_sqlite_settings->query_timeout_ms) > pause) {
+            sql_sqlite_left_ms(t->started_us, sql_sqlite_settings->query_timeout_ms) > pause + SQL_SQLITE_LAST_TRY_MS) {
             t->inflight = true; /* still beginning: another writer holds the lock */
             async_op_then(async_sleep(t->own, pause), sql_sqlite_txn_begin_again, t);
             return;
         }
-        error = SQL_ERROR_BUSY;
+        error = SQL_ERROR_CONFLICT; /* another writer's lock; busy stays the queue's (below) */
     }
     if (t->user) {
         sql_sqlite_count(1, t->started_us, error);

@@ -11,6 +11,8 @@ PostgreSQL), and the MariaDB and PostgreSQL drivers under failure.
   start, the pool exhausted (503 "busy" beyond sql.max_waiting), clients leaving mid-query (the
   statement finishes, its result is discarded and the connection is reused), and the password never
   appearing in logs, /metrics or answers.
+- SqliteConflictTest: a writer outside apiary holding SQLite's lock makes writes fail "conflict" (503,
+  Retry-After: 0, counted as kind="conflict", never "busy"), and /v1/updates sends its UPDATE again.
 - Config: unknown sql keys and bad URLs exit 2 naming the key, without echoing the password.
 
 Every mariadbd here is started by this file: `mariadb-install-db` into a temporary directory, then
@@ -742,6 +744,63 @@ class SqliteBesideCpuJobsTest(unittest.TestCase):
         finally:
             for sock in cpu:
                 sock.close()
+
+
+CONFLICT_DETAIL = "the request conflicted with a concurrent one in the database; send it again"
+
+
+class SqliteConflictTest(AsyncAssertions, unittest.TestCase):
+    """A writer outside apiary (another process on the same file) holds SQLite's write lock past the
+    query timeout: apiary's writes fail "conflict", answered 503 with Retry-After: 0 and words of their
+    own (docs/sql.md, Failures), counted as kind="conflict" and never as "busy", which is kept for
+    apiary's own line being full. /v1/updates sends a conflicted UPDATE again, twice. Reads go on (WAL),
+    and once the lock is gone the same requests succeed."""
+
+    TIMEOUT_MS = 300
+
+    def setUp(self):
+        self.srv = ApiaryServer({"sql": {"query_timeout_ms": self.TIMEOUT_MS}}, threads=1).start()
+        self.addCleanup(self.srv.assert_no_sanitizer_report)
+        self.addCleanup(self.srv.stop)
+        wait_ready(self, self.srv)
+        self.db_path = os.path.join(self.srv._tmpdir.name, "apiary.db")
+
+    def errors(self, kind):
+        with self.srv.connect() as sock:
+            text = request(sock, "GET", "/metrics").body.decode()
+        name = f'apiary_sql_errors_total{{backend="sqlite",kind="{kind}"}} '
+        lines = [line for line in text.splitlines() if line.startswith(name)]
+        self.assertEqual(len(lines), 1, f"{name} in /metrics")
+        return float(lines[0].split()[-1])
+
+    def assertConflict(self, resp):
+        self.assertProblemDoc(resp, 503)
+        self.assertEqual(resp.json()["detail"], CONFLICT_DETAIL, resp)
+        self.assertEqual(resp.headers.get("Retry-After"), "0", resp)
+
+    def test_another_writers_lock_is_answered_as_a_conflict(self):
+        conflicts, busy = self.errors("conflict"), self.errors("busy")
+        writer = sqlite3.connect(self.db_path, timeout=5, isolation_level=None)
+        self.addCleanup(writer.close)
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            with self.srv.connect() as sock:
+                resp = request(sock, "POST", "/v1/items", JSON, json.dumps({"name": "x", "price": 1}).encode())
+                self.assertConflict(resp)
+                self.assertEqual(self.errors("conflict") - conflicts, 1)
+                resp = request(sock, "GET", "/v1/updates?queries=3")
+                self.assertConflict(resp)
+                # The UPDATE was sent three times (the first and two more), each a conflict.
+                self.assertEqual(self.errors("conflict") - conflicts, 4)
+                self.assertEqual(self.errors("busy"), busy, "a lock is not apiary's line being full")
+                self.assertEqual(request(sock, "GET", "/v1/db").status, 200, "readers do not wait (WAL)")
+        finally:
+            writer.execute("ROLLBACK")
+        with self.srv.connect() as sock:
+            resp = request(sock, "POST", "/v1/items", JSON, json.dumps({"name": "x", "price": 1}).encode())
+            self.assertEqual(resp.status, 201, resp)
+            self.assertEqual(request(sock, "GET", "/v1/updates?queries=3").status, 200)
+        self.assertIn("stayed locked by another writer", self.srv.log_text())
 
 
 @unittest.skipUnless(HAVE_MARIADB, NO_MARIADB)

@@ -2,21 +2,23 @@
 like every example (test_97_library.Installed), on SQLite, a private MariaDB and a private PostgreSQL. Its startup hook
 creates its own `items` table of another shape than the apiary binary's, and nothing of the
 demonstration schema (world, the binary's items) appears in its database; transfers run in a
-transaction, so one that cannot complete leaves nothing half-done; a restart applies no migration
-twice; and its start fails (exit 1) when its schema cannot be created."""
+transaction, so one that cannot complete leaves nothing half-done; a real deadlock with another session
+(PostgreSQL) is answered as a conflict (503, Retry-After: 0), not as busy; a restart applies no
+migration twice; and its start fails (exit 1) when its schema cannot be created."""
 
 import json
 import os
 import sqlite3
+import subprocess
 import tempfile
 import threading
-import unittest
-
 import time
+import unittest
 
 from apiary_harness import ApiaryServer, ServerStartError, abort, build_request, json_request_body, request
 from test_97_library import Installed, get_json, tearDownModule  # noqa: F401 (the install's cleanup)
-from test_97_sql import HAVE_MARIADB, HAVE_POSTGRES, NO_MARIADB, NO_POSTGRES, MariadbServer, PostgresServer, wait_ready
+from test_97_sql import (HAVE_MARIADB, HAVE_POSTGRES, NO_MARIADB, NO_POSTGRES, PSQL, MariadbServer,
+                         PostgresServer, wait_ready)
 
 JSON = {"Content-Type": "application/json"}
 _binary = []
@@ -91,7 +93,8 @@ class InventoryMixin:
             t.start()
         for t in threads:
             t.join(60)
-        # 503: busy (SQLite's lock, MariaDB's deadlock detector rolled one back), never half-done.
+        # 503: a conflict (SQLite's lock held past the deadline, or a deadlock the database rolled
+        # back), never half-done.
         self.assertTrue(all(s in (200, 503) for s in statuses), statuses)
         self.assertIn(200, statuses)
         self.assertEqual(self.qty("K-A") + self.qty("K-B"), 200)
@@ -117,6 +120,89 @@ class InventoryMixin:
             r, moved = self.post("/transfers", {"from": "L-B", "to": "L-A", "qty": 1})
             self.assertEqual(r.status, 200, r.body)
         self.assertEqual(self.qty("L-A") + self.qty("L-B"), 2000)
+
+    def test_a_deadlock_is_answered_as_a_conflict(self):
+        """A real deadlock between a transfer and another client of the database: the other session
+        locks D-Z, the transfer locks D-A and waits for D-Z, then the other session asks for D-A. The
+        server rolls the transfer back (the other session is made the survivor: see deadlock_session),
+        and apiary answers it as a conflict, not as its own line being busy: 503, Retry-After: 0, the
+        conflict's words, counted as kind="conflict". Nothing of either is left, and the same transfer
+        sent again succeeds."""
+        self.assertEqual(self.post("/items", {"sku": "D-A", "qty": 10})[0].status, 201)
+        self.assertEqual(self.post("/items", {"sku": "D-Z", "qty": 10})[0].status, 201)
+        self.assertEqual(self.post("/items", {"sku": "D-M", "qty": 10})[0].status, 201)
+        # A server of its own: a query timeout well beyond the database's deadlock detection, so what
+        # comes back is the deadlock and not a 504.
+        srv = ApiaryServer({"sql": {"url": self.sql_url(), "query_timeout_ms": 10000}}, threads=1,
+                           binary=self.binary).start()
+        self.addCleanup(srv.assert_no_sanitizer_report)
+        self.addCleanup(srv.stop)
+        wait_ready(self, srv)
+        said = tempfile.TemporaryFile(mode="w+")  # the session's output, for a failure's message
+        self.addCleanup(said.close)
+        other = self.start_session("D-Z", said)
+        self.addCleanup(other.wait, 20)
+
+        def session_output():
+            said.seek(0)
+            return said.read()
+
+        self.wait_until(self.other_holds_its_lock, lambda: f"the other session did not lock D-Z: {session_output()}")
+        answer = []
+        transfer = threading.Thread(target=lambda: answer.append(
+            get_json(srv, "/transfers", "POST", json_request_body({"from": "D-A", "to": "D-Z", "qty": 1}), JSON)))
+        transfer.start()
+        self.wait_until(self.apiary_waits_for_a_lock, "the transfer does not wait for D-Z")
+        self.ask_for("D-A", other)
+        transfer.join(15)
+        self.assertEqual(len(answer), 1, "no answer to the transfer")
+        r, problem = answer[0]
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.headers.get("Content-Type"), "application/problem+json", r)
+        self.assertEqual(r.headers.get("Retry-After"), "0", r)
+        self.assertEqual(problem, {"type": "about:blank", "title": "Service Unavailable", "status": 503,
+                                   "detail": "the request conflicted with a concurrent one in the database; "
+                                             "send it again"})
+        self.end_session(other)
+        self.assertEqual(other.wait(20), 0, session_output())
+        with srv.connect() as sock:
+            metrics = request(sock, "GET", "/metrics").body.decode()
+        backend = self.BACKEND
+        self.assertIn(f'apiary_sql_errors_total{{backend="{backend}",kind="conflict"}} 1\n', metrics)
+        self.assertIn(f'apiary_sql_errors_total{{backend="{backend}",kind="busy"}} 0\n', metrics)
+        self.assertIn(self.DEADLOCK_LOGGED, srv.log_text())
+        self.assertEqual((self.qty("D-A"), self.qty("D-Z")), (10, 10), "both were rolled back")
+        r, moved = get_json(srv, "/transfers", "POST", json_request_body({"from": "D-A", "to": "D-Z", "qty": 1}), JSON)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(moved, {"from": {"sku": "D-A", "qty": 9}, "to": {"sku": "D-Z", "qty": 11}})
+
+    def wait_until(self, predicate, message, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                self.fail(message() if callable(message) else message)
+            time.sleep(0.02)
+
+    def start_session(self, sku, output):
+        """PostgreSQL: psql reading its statements from a pipe as they come, so the test says when the
+        session asks for its second row (ask_for)."""
+        other = subprocess.Popen(self.session_argv(), stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
+                                 text=True, env=self.session_env())
+        self.addCleanup(other.stdin.close)
+        other.stdin.write(self.deadlock_session(sku))
+        other.stdin.flush()
+        return other
+
+    def ask_for(self, sku, other):
+        other.stdin.write(f"UPDATE items SET qty = qty + 1 WHERE sku = '{sku}';\n")
+        other.stdin.flush()
+
+    def end_session(self, other):
+        other.stdin.write("ROLLBACK;\n")
+        other.stdin.close()
+
+    def session_env(self):
+        return None
 
     def test_restart_applies_nothing_twice(self):
         with ApiaryServer({"sql": {"url": self.sql_url()}}, binary=self.binary) as again:
@@ -162,6 +248,10 @@ class InventorySqliteTest(InventoryMixin, unittest.TestCase):
             return 1
         finally:
             db.close()
+
+    def test_a_deadlock_is_answered_as_a_conflict(self):
+        self.skipTest("SQLite has one writer, so no deadlock: its lock held by another writer is "
+                      "test_97_sql.SqliteConflictTest's")
 
     def test_a_schema_that_cannot_be_created_stops_the_start(self):
         """A database whose version table is not what sql_migrate made (here its version is text): the
@@ -213,6 +303,13 @@ class InventoryMariadbTest(InventoryMixin, unittest.TestCase):
     def open_transactions(self):
         return int(self.db.sql("SELECT COUNT(*) FROM information_schema.INNODB_TRX")[0][0])
 
+    def test_a_deadlock_is_answered_as_a_conflict(self):
+        # The same scenario did not run reliably here: the other session (the mariadb client, from a
+        # pipe or with -e) was seen neither holding its row nor letting the transfer wait within 10 s,
+        # in runs where PostgreSQL's passed; not understood yet. MariaDB's deadlock maps to conflict in
+        # sql_mariadb.c and sql_mariadb_pipe.c, as PostgreSQL's does.
+        self.skipTest("the MariaDB deadlock session is not reliable yet (see the comment)")
+
 
 @unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
 class InventoryPostgresTest(InventoryMixin, unittest.TestCase):
@@ -248,6 +345,29 @@ class InventoryPostgresTest(InventoryMixin, unittest.TestCase):
         """apiary's sessions inside a transaction between statements (one left open would stay so)."""
         return int(self.db.sql("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'apiary' "
                                "AND state LIKE 'idle in transaction%'")[0][0])
+
+    BACKEND = "postgres"
+    DEADLOCK_LOGGED = "(40P01)"
+
+    def session_argv(self):
+        return [PSQL, "-h", "127.0.0.1", "-p", str(self.db.port), "-U", "apiary", "-d", "inventory", "-X", "-q"]
+
+    def session_env(self):
+        return dict(os.environ, PGAPPNAME="deadlock-test")
+
+    def deadlock_session(self, sku):
+        """PostgreSQL's deadlock check runs in the session that has waited deadlock_timeout (1 s), and
+        that session is the one rolled back: the transfer, which waits first, since this session waits
+        30 s before it checks."""
+        return f"SET deadlock_timeout = '30s';\nBEGIN;\nUPDATE items SET qty = qty + 1 WHERE sku = '{sku}';\n"
+
+    def other_holds_its_lock(self):
+        return self.db.sql("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'deadlock-test' AND "
+                           "state = 'idle in transaction' AND query LIKE 'UPDATE%'", "inventory") == [["1"]]
+
+    def apiary_waits_for_a_lock(self):
+        return self.db.sql("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'apiary' AND "
+                           "wait_event_type = 'Lock'", "inventory") == [["1"]]
 
 
 if __name__ == "__main__":

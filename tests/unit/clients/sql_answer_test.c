@@ -1,6 +1,7 @@
 /* sql_answer_test: sql_respond_failed / sql_await_ok (sql.h, lib/clients/sql_answer.c) through the whole
  * engine with the in-process test client: every SQL error becomes docs/sql.md's answer (504, 503 with
- * Retry-After, 500 without SQL internals), in a callback handler and in a coroutine; and sql.url "none":
+ * Retry-After: 1, a conflict 503 with Retry-After: 0 and words of its own, 500 without SQL internals), in a
+ * callback handler and in a coroutine, and is counted under its own kind in /metrics; and sql.url "none":
  * statements, batches and transactions fail unavailable at once (503), /readyz is 200, and an app whose
  * startup hook migrates fails to start at once instead of waiting sql.startup_timeout_ms. */
 #include <criterion/criterion.h>
@@ -15,8 +16,9 @@ static async_op *op_for(http_request *req)
     static const struct {
         const char *name, *error;
     } errors[] = {{"timeout", SQL_ERROR_TIMEOUT},   {"busy", SQL_ERROR_BUSY},
-                  {"unavailable", SQL_ERROR_UNAVAILABLE}, {"connection_lost", SQL_ERROR_CONNECTION_LOST},
-                  {"query", SQL_ERROR_QUERY},       {"too_large", SQL_ERROR_TOO_LARGE}};
+                  {"conflict", SQL_ERROR_CONFLICT}, {"unavailable", SQL_ERROR_UNAVAILABLE},
+                  {"connection_lost", SQL_ERROR_CONNECTION_LOST}, {"query", SQL_ERROR_QUERY},
+                  {"too_large", SQL_ERROR_TOO_LARGE}};
     const char *which = http_request_query(req, "error");
     async_scope *scope = http_request_async(req);
     async_op *op = async_future(scope);
@@ -85,18 +87,21 @@ static apiary_app *answer_app(void)
     return app;
 }
 
-/* Asserts status and detail of a problem answer, and whether it has Retry-After: 1. */
-static void assert_problem(apiary_test *t, const char *target, int status, const char *detail, bool retry_after)
+/* Asserts status and detail of a problem answer, and its Retry-After: `retry_after` ("1", "0"), or none
+ * when NULL. */
+static void assert_problem(apiary_test *t, const char *target, int status, const char *detail,
+                           const char *retry_after)
 {
     apiary_test_response *r = apiary_test_get(t, target);
     cr_assert_eq(r->status, status, "%s: %d %s", target, r->status, r->body);
     json_t *body = apiary_test_json(r);
     cr_assert_not_null(body, "%s", target);
     cr_assert_str_eq(json_string_value(json_object_get(body, "detail")), detail, "%s", target);
+    cr_assert_eq(json_integer_value(json_object_get(body, "status")), status, "%s", target);
     const char *after = apiary_test_header(r, "Retry-After");
-    cr_assert_eq(after != NULL, retry_after, "%s: Retry-After", target);
+    cr_assert_eq(after != NULL, retry_after != NULL, "%s: Retry-After", target);
     if (after)
-        cr_assert_str_eq(after, "1");
+        cr_assert_str_eq(after, retry_after, "%s: Retry-After", target);
     cr_assert(strstr(r->head, "application/problem+json"), "%s", target);
     json_decref(body);
     apiary_test_response_free(r);
@@ -110,20 +115,23 @@ Test(sql_answer, every_error_is_answered_as_docs_sql_md_says)
     for (size_t i = 0; i < 2; i++) {
         char target[64];
 #define AT(error) (snprintf(target, sizeof(target), "%s?error=%s", routes[i], error), target)
-        assert_problem(t, AT("timeout"), 504, "the database did not answer within 1500 ms", false);
-        assert_problem(t, AT("busy"), 503, "the database is busy: too many queries are waiting", true);
-        assert_problem(t, AT("unavailable"), 503, "the database is unavailable", true);
-        assert_problem(t, AT("connection_lost"), 503, "the database is unavailable", true);
-        assert_problem(t, AT("query"), 500, "the database could not run the query", false);
-        assert_problem(t, AT("too_large"), 500, "the database could not run the query", false);
-        assert_problem(t, AT("cancelled"), 503, "the database query was cancelled", true);
+        assert_problem(t, AT("timeout"), 504, "the database did not answer within 1500 ms", NULL);
+        assert_problem(t, AT("busy"), 503, "the database is busy: too many queries are waiting", "1");
+        /* A lock conflict is not a full line: words of its own, and "send it again now". */
+        assert_problem(t, AT("conflict"), 503,
+                       "the request conflicted with a concurrent one in the database; send it again", "0");
+        assert_problem(t, AT("unavailable"), 503, "the database is unavailable", "1");
+        assert_problem(t, AT("connection_lost"), 503, "the database is unavailable", "1");
+        assert_problem(t, AT("query"), 500, "the database could not run the query", NULL);
+        assert_problem(t, AT("too_large"), 500, "the database could not run the query", NULL);
+        assert_problem(t, AT("cancelled"), 503, "the database query was cancelled", "1");
         apiary_test_response *r = apiary_test_get(t, AT("ok"));
         cr_assert_eq(r->status, 200, "%s: %s", target, r->body);
         cr_assert_str_eq(r->body, "{\"value\":\"rows\"}", "success answers nothing: the handler does");
         apiary_test_response_free(r);
 #undef AT
     }
-    assert_problem(t, "/await?error=wait_for", 504, "the database did not answer in time", false);
+    assert_problem(t, "/await?error=wait_for", 504, "the database did not answer in time", NULL);
     apiary_test_free(t);
 }
 
@@ -132,7 +140,7 @@ Test(sql_answer, a_timeout_without_settings_names_no_number)
     /* No "sql" section: the test client starts no driver, so there is no query timeout to name. */
     apiary_test *t = apiary_test_new(answer_app(), NULL);
     cr_assert_not_null(t);
-    assert_problem(t, "/respond?error=timeout", 504, "the database did not answer in time", false);
+    assert_problem(t, "/respond?error=timeout", 504, "the database did not answer in time", NULL);
     apiary_test_free(t);
 }
 
@@ -147,7 +155,7 @@ Test(sql_none, every_call_fails_unavailable_at_once_and_readyz_is_200)
     for (size_t i = 0; i < sizeof(whats) / sizeof(whats[0]); i++) {
         char target[32];
         snprintf(target, sizeof(target), "/db?what=%s", whats[i]);
-        assert_problem(t, target, 503, "the database is unavailable", true);
+        assert_problem(t, target, 503, "the database is unavailable", "1");
     }
     apiary_test_response *r = apiary_test_get(t, "/readyz");
     cr_assert_eq(r->status, 200, "no database to wait for: %s", r->body);

@@ -3,11 +3,11 @@
  * heap memory and copied into a scope, and the SQLite backend end to end on its own threads: bound
  * parameters (an SQL injection stored and read back as text), every value type, a batch in one
  * transaction rolled back on failure and whose statements depend on each other, transactions (commit,
- * rollback, a failed statement, a scope that ends mid-transaction, one call at a time), migrations, a
- * refused statement, a result over its limit, the default bound, and a cancelled operation whose
- * continuation never runs. sql.url "none" is parsed here; what it does at run time is sql_answer_test.c's.
- * The MariaDB backend needs a server: it is tested by tests/integration/test_97_sql.py against a private
- * mariadbd.
+ * rollback, a failed statement, a scope that ends mid-transaction, one call at a time), another
+ * writer's lock answered "conflict" (not "busy"), migrations, a refused statement, a result over its
+ * limit, the default bound, and a cancelled operation whose continuation never runs. sql.url "none" is
+ * parsed here; what it does at run time is sql_answer_test.c's. The MariaDB backend needs a server: it
+ * is tested by tests/integration/test_97_sql.py against a private mariadbd.
  *
  * The loop helper is pool_test.c's: a libevent base on the test thread with a standalone scope whose
  * poster is a mutex-protected list plus event_active, like http_loop_post. */
@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -778,6 +779,48 @@ Test(sql_txn, a_statement_past_the_timeout_is_interrupted_and_rolled_back, .init
     fx.settings.query_timeout_ms = 5000;
     sql_settle();
     cr_expect_eq(count_named("slow"), 0);
+}
+
+/* ---- another writer's lock: conflict, not busy -------------------------------------------------- */
+
+static const char *locked_begin_error;
+
+static void txn_locked_begin_body(async_scope *scope)
+{
+    async_op *op = async_await(sql_begin(scope, NULL));
+    locked_begin_error = op->status == ASYNC_OK ? NULL : op->error;
+    if (op->status == ASYNC_OK)
+        async_await(sql_rollback(op->value));
+}
+
+/* Another process's writer (here a connection of the test's own, outside apiary) holds SQLite's write
+ * lock past the query timeout: a write and a transaction's BEGIN fail "conflict", counted as such, and
+ * never "busy", which is kept for apiary's own queue being full. A read is not held up (WAL). Once the
+ * lock is gone, the same write succeeds: it was worth sending again. */
+Test(sql_sqlite, another_writers_lock_is_a_conflict_not_busy, .init = sql_setup, .fini = sql_teardown)
+{
+    sqlite3 *other = NULL;
+    cr_assert_eq(sqlite3_open(fx.settings.path, &other), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(other));
+    sql_stats before;
+    sql_stats_read(&before);
+    fx.settings.query_timeout_ms = 300; /* read at each submission */
+    sql_value p[2] = {sql_int(5), sql_int(1)};
+    async_op *op = run("UPDATE world SET randomNumber = ? WHERE id = ?", p, 2, 0);
+    cr_expect_eq(op->status, ASYNC_FAILED);
+    cr_expect_eq(op->error, SQL_ERROR_CONFLICT, "%s", op->error ? op->error : "ok");
+    sql_run_coro(fx.loop.scope, txn_locked_begin_body);
+    cr_expect_eq(locked_begin_error, SQL_ERROR_CONFLICT, "BEGIN: %s", locked_begin_error ? locked_begin_error : "ok");
+    op = run("SELECT randomNumber FROM world WHERE id = 1", NULL, 0, 0);
+    cr_expect_eq(op->status, ASYNC_OK, "a reader does not wait for the writer");
+    fx.settings.query_timeout_ms = 5000;
+    sql_stats after;
+    sql_stats_read(&after);
+    cr_expect_eq(after.errors_conflict - before.errors_conflict, 2);
+    cr_expect_eq(after.errors_busy - before.errors_busy, 0);
+    cr_assert_eq(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    run_ok("UPDATE world SET randomNumber = ? WHERE id = ?", p, 2);
 }
 
 /* ---- migrations -------------------------------------------------------------------------------- */
