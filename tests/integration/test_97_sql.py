@@ -1112,6 +1112,34 @@ class SqlFailureMixin(AsyncAssertions):
                 self.fail(f"{path} still {resp.status}, not {status}, after {timeout} s\n{srv.log_text()}")
             time.sleep(0.05)
 
+    def test_group_waits_for_room_for_all_of_it(self):
+        """On both pipelining backends, a sql_query_many's statements wait for a connection with room
+        for all of them (up to the depth) instead of going out in pieces, each of which would leave in
+        a segment of its own:
+        with depth 8 and 3 statements in flight on the only connection, the 8 SELECTs of a
+        /v1/queries?queries=8 all wait (before: 5 went, 3 waited); once the database resumes, all are
+        answered."""
+        srv = self.apiary(connections_per_loop=1, pipeline_depth=8, query_timeout_ms=5000)
+        with srv.connect() as sock:
+            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
+        self.db.pause()
+        socks = [srv.connect() for _ in range(4)]
+        try:
+            for s in socks[:3]:
+                s.sendall(build_request("GET", "/v1/db"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)
+            socks[3].sendall(build_request("GET", "/v1/queries?queries=8"))
+            time.sleep(0.3)
+            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 8)
+            self.db.signal(signal.SIGCONT)
+            answers = [apiary_harness.read_response(s, timeout=5) for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+        self.assertEqual([a.status for a in answers], [200] * 4, answers)
+        self.assertEqual(len(answers[3].json()), 8)
+
     def test_stalled_database_gets_504_then_recovers(self):
         srv = self.apiary()
         with srv.connect() as sock:
@@ -1479,33 +1507,6 @@ class PostgresFailureTest(SqlFailureMixin, unittest.TestCase):
         self.assertEqual(self.metric(srv, "apiary_sql_connections_closed_total"), 0)
         with srv.connect() as sock:
             self.assertEqual(request(sock, "GET", "/v1/queries?queries=20").status, 200)
-
-    def test_group_waits_for_room_for_all_of_it(self):
-        """A sql_query_many's statements wait for a connection with room for all of them (up to the
-        depth) instead of going out in pieces, each of which would leave in a segment of its own:
-        with depth 8 and 3 statements in flight on the only connection, the 8 SELECTs of a
-        /v1/queries?queries=8 all wait (before: 5 went, 3 waited); once the database resumes, all are
-        answered."""
-        srv = self.apiary(connections_per_loop=1, pipeline_depth=8, query_timeout_ms=5000)
-        with srv.connect() as sock:
-            self.assertEqual(request(sock, "GET", "/v1/db").status, 200)
-        self.db.pause()
-        socks = [srv.connect() for _ in range(4)]
-        try:
-            for s in socks[:3]:
-                s.sendall(build_request("GET", "/v1/db"))
-            time.sleep(0.3)
-            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 0)
-            socks[3].sendall(build_request("GET", "/v1/queries?queries=8"))
-            time.sleep(0.3)
-            self.assertEqual(self.metric(srv, "apiary_sql_pool_waiting"), 8)
-            self.db.signal(signal.SIGCONT)
-            answers = [apiary_harness.read_response(s, timeout=5) for s in socks]
-        finally:
-            for s in socks:
-                s.close()
-        self.assertEqual([a.status for a in answers], [200] * 4, answers)
-        self.assertEqual(len(answers[3].json()), 8)
 
     def test_pipeline_depth_bounds_what_is_in_flight(self):
         """Beyond sql.pipeline_depth on every connection, statements wait in the loop's FIFO."""
