@@ -579,7 +579,6 @@ static void sql_my_cache_add(sql_my_conn *c, const sql_task *t)
     c->cache[c->cached].cols = cols;
     c->cache[c->cached].ncols = cols ? ncols : 0;
     c->cache[c->cached].pipe = ok && (ncols == 0 || cols);
-    c->cache[c->cached].writes = ncols == 0 || t->writes;
     c->cached++;
 }
 

@@ -54,8 +54,6 @@ typedef struct sql_my_cached_stmt {
     sql_my_col *cols;
     size_t ncols;
     bool pipe;
-    /* a statement that changes rows (no result columns, or not a SELECT: sql_task's `writes`) */
-    bool writes;
 } sql_my_cached_stmt;
 
 struct sql_my_conn {
@@ -109,7 +107,7 @@ struct sql_my_conn {
     bool pipe_ok;
     sql_task *fhead, *ftail; /* sent, in order; linked through fnext; fhead's answer is read next */
     unsigned inflight;
-    unsigned writes_inflight; /* of those, statements that commit (cache entry's `writes`) */
+    unsigned writes_inflight; /* of those, statements that write (sql_task's `writes`) */
     unsigned char *out;      /* executes not yet taken by the socket */
     size_t out_len, out_pos, out_cap;
     bool dirty;              /* out has bytes and the connection is on the pool's flush list */

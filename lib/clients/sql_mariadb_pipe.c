@@ -76,8 +76,7 @@ void sql_my_pipe_send(sql_my_conn *c, sql_task *t, int e)
         c->fhead = t;
     c->ftail = t;
     c->inflight++;
-    if (c->cache[e].writes)
-        c->writes_inflight++;
+    c->writes_inflight += t->writes;
     if (c->state == SQL_MY_IDLE) {
         sql__gauge_add(SQL_GAUGE_IN_USE, 1);
         sql_my_set_state(c, SQL_MY_PIPE);
@@ -173,8 +172,7 @@ static bool sql_my_pipe_answered(sql_my_conn *c)
     if (!c->fhead)
         c->ftail = NULL;
     c->inflight--;
-    if (c->cache[t->stage].writes)
-        c->writes_inflight--;
+    c->writes_inflight -= t->writes;
     t->fnext = NULL;
     t->conn = NULL;
     const char *error = a->error;
