@@ -259,23 +259,11 @@ static const unsigned char json_write_class[256] = {
     3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5,
 };
 
-/* True when none of the 8 bytes of x needs an escape or starts a UTF-8 sequence: no byte below 0x20,
- * no '"', no '\\', none from 0x80 (SWAR: a byte's borrow sets its high bit; a borrow can only mark
- * bytes above a real hit, so "none" is exact). */
-static inline bool json_write_plain8(uint64_t x)
-{
-    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
-    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
-    uint64_t hits = ((x - ones * 0x20) | (quote - ones) | (backslash - ones)) & ~x;
-    /* ~x drops bytes from 0x80 (their high bit is set in x itself): those are caught by x & high. */
-    return ((hits & high) | (x & high)) == 0;
-}
-
 /* Strings are escaped a chunk at a time so one reserve covers the worst case (6 bytes a byte)
  * without reserving six times a long string at once. */
 #define JSON_WRITE_CHUNK 1024
 
-bool json_write_string(buf *out, buf_cache *cache, const char *str, size_t len)
+bool json_write_string_any(buf *out, buf_cache *cache, const char *str, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)str, *end = s + len;

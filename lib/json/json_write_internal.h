@@ -17,6 +17,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "buf_internal.h"
 
@@ -50,7 +52,71 @@ size_t json_write_real(double v, char *out);
 
 /* Appends `len` bytes of str as a JSON string (quotes, escapes: docs/json.md); false, with out->len
  * possibly moved on, when they are not valid UTF-8 (the caller restores its length). */
-bool json_write_string(buf *out, buf_cache *cache, const char *str, size_t len);
+bool json_write_string_any(buf *out, buf_cache *cache, const char *str, size_t len);
+
+/* True when none of the 8 bytes of x needs an escape or starts a UTF-8 sequence: no byte below 0x20,
+ * no '"', no '\\', none from 0x80 (SWAR: a byte's borrow sets its high bit; a borrow can only mark
+ * bytes above a real hit, so "none" is exact). */
+static inline bool json_write_plain8(uint64_t x)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
+    uint64_t quote = x ^ (ones * '"'), backslash = x ^ (ones * '\\');
+    uint64_t hits = ((x - ones * 0x20) | (quote - ones) | (backslash - ones)) & ~x;
+    /* ~x drops bytes from 0x80 (their high bit is set in x itself): those are caught by x & high. */
+    return ((hits & high) | (x & high)) == 0;
+}
+
+/* A string of 1 to 16 bytes that needs no escape, copied into p with two loads and two stores that
+ * overlap (its first and last 8, 4 or 2 bytes: every byte is in one of them, none is read past the
+ * end); false, with nothing written, when a byte needs an escape or starts a UTF-8 sequence. Most
+ * keys and values of an API's documents are this short; json_write_string_any's byte loop cost them
+ * about five times the instructions. */
+static inline bool json_write_short(char *p, const unsigned char *s, size_t len)
+{
+    uint64_t head, tail;
+    if (len >= 8) {
+        memcpy(&head, s, 8);
+        memcpy(&tail, s + len - 8, 8);
+        if (!json_write_plain8(head) || !json_write_plain8(tail))
+            return false;
+        memcpy(p, &head, 8);
+        memcpy(p + len - 8, &tail, 8);
+        return true;
+    }
+    if (len >= 4) {
+        uint32_t h, t;
+        memcpy(&h, s, 4);
+        memcpy(&t, s + len - 4, 4);
+        if (!json_write_plain8((uint64_t)h | (uint64_t)t << 32))
+            return false;
+        memcpy(p, &h, 4);
+        memcpy(p + len - 4, &t, 4);
+        return true;
+    }
+    /* 1 to 3 bytes: the first, the middle (the first again for 1) and the last, padded with spaces,
+     * which are plain, so only the string's own bytes can fail the check. */
+    unsigned char a = s[0], b = s[len / 2], c = s[len - 1];
+    if (!json_write_plain8(UINT64_C(0x2020202020000000) | a | (uint64_t)b << 8 | (uint64_t)c << 16))
+        return false;
+    p[0] = (char)a;
+    p[len / 2] = (char)b;
+    p[len - 1] = (char)c;
+    return true;
+}
+
+/* json_write_string_any with the short plain string (the common case) inline: quotes and bytes
+ * written with one check of room. */
+static inline bool json_write_string(buf *out, buf_cache *cache, const char *str, size_t len)
+{
+    if (len - 1 < 16 && out->cap - out->len >= len + 2 && /* 1 to 16 bytes: 0 wraps around */
+        json_write_short(out->data + out->len + 1, (const unsigned char *)str, len)) {
+        out->data[out->len] = '"';
+        out->data[out->len + len + 1] = '"';
+        out->len += len + 2;
+        return true;
+    }
+    return json_write_string_any(out, cache, str, len);
+}
 
 /* The text json_write_real gives for the shortest digits d[0..n) (no trailing zeros, d[0] not '0'),
  * the first of them at decimal exponent x (d[0] * 10^x), negative when neg: for a caller that already

@@ -263,6 +263,43 @@ Test(json_write, long_strings_are_escaped_across_chunks)
     json_decref(s);
 }
 
+/* Strings of 1 to 16 bytes take json_write_string's inline path (two overlapping loads): one byte that
+ * needs an escape, starts a UTF-8 sequence or is invalid, at every position of every such length (and
+ * of 17, the first past it), must come out as the general path writes it. */
+Test(json_write, short_strings_with_a_special_byte_anywhere)
+{
+    struct { const char *in; size_t n; const char *out; } special[] = {
+        {"\"", 1, "\\\""}, {"\\", 1, "\\\\"}, {"\n", 1, "\\n"}, {"\x1f", 1, "\\u001f"}, {"\0", 1, "\\u0000"},
+        {"\xc3\xa9", 2, "\xc3\xa9"}, {"\x7f", 1, "\x7f"}, {" ", 1, " "}, {"\x80", 1, NULL}, {"\xff", 1, NULL},
+    };
+    for (size_t len = 1; len <= 17; len++) {
+        for (size_t k = 0; k < sizeof(special) / sizeof(special[0]); k++) {
+            if (special[k].n > len)
+                continue;
+            for (size_t at = 0; at + special[k].n <= len; at++) {
+                char in[24], expected[64];
+                memset(in, 'a', len);
+                memcpy(in + at, special[k].in, special[k].n);
+                buf out = {0};
+                buf_reserve(&out, &cache, 64); /* room first: the inline path needs it */
+                bool ok = json_write_string(&out, &cache, in, len);
+                if (!special[k].out) {
+                    cr_assert_not(ok, "len %zu, byte %zu: invalid UTF-8 written", len, at);
+                    buf_release(&out, &cache);
+                    continue;
+                }
+                int e = snprintf(expected, sizeof(expected), "\"%.*s%s%.*s\"", (int)at, in, special[k].out,
+                                 (int)(len - at - special[k].n), in + at + special[k].n);
+                cr_assert(ok, "len %zu, special %zu at %zu refused", len, k, at);
+                cr_assert_eq(out.len, (size_t)e, "len %zu, special %zu at %zu: %zu bytes", len, k, at, out.len);
+                cr_assert_eq(memcmp(out.data, expected, out.len), 0, "len %zu, special %zu at %zu: %.*s", len, k,
+                             at, (int)out.len, out.data);
+                buf_release(&out, &cache);
+            }
+        }
+    }
+}
+
 /* ---- trees ------------------------------------------------------------------------------------- */
 
 Test(json_write, scalars_objects_and_arrays_compact_in_insertion_order)
