@@ -3,11 +3,13 @@ like every example (test_97_library.Installed), on SQLite, a private MariaDB and
 creates its own `items` table of another shape than the apiary binary's, and nothing of the
 demonstration schema (world, the binary's items) appears in its database; transfers run in a
 transaction, so one that cannot complete leaves nothing half-done; a real deadlock with another session
-(PostgreSQL) is answered as a conflict (503, Retry-After: 0), not as busy; a restart applies no
+(MariaDB, PostgreSQL) is answered as a conflict (503, Retry-After: 0), not as busy; a restart applies no
 migration twice; and its start fails (exit 1) when its schema cannot be created."""
 
 import json
 import os
+import queue
+import re
 import sqlite3
 import subprocess
 import tempfile
@@ -17,6 +19,10 @@ import unittest
 
 from apiary_harness import ApiaryServer, ServerStartError, abort, build_request, json_request_body, request
 from test_97_library import Installed, get_json, tearDownModule  # noqa: F401 (the install's cleanup)
+try:
+    import pymysql  # python3-pymysql: the deadlock test's other MariaDB client
+except ImportError:
+    pymysql = None
 from test_97_sql import (HAVE_MARIADB, HAVE_POSTGRES, NO_MARIADB, NO_POSTGRES, PSQL, MariadbServer,
                          PostgresServer, wait_ready)
 
@@ -303,15 +309,81 @@ class InventoryMariadbTest(InventoryMixin, unittest.TestCase):
     def open_transactions(self):
         return int(self.db.sql("SELECT COUNT(*) FROM information_schema.INNODB_TRX")[0][0])
 
-    def test_a_deadlock_is_answered_as_a_conflict(self):
-        # The same scenario did not run reliably here: the other session (the mariadb client, from a
-        # pipe or with -e) was seen neither holding its row nor letting the transfer wait within 10 s,
-        # in runs where PostgreSQL's passed; not understood yet. A later try (the client with
-        # --unbuffered, the session changing two rows so the transfer is the victim) saw the session's
-        # first UPDATE stay for 10 s in INNODB_TRX as RUNNING, 'updating or deleting', one row locked
-        # and none modified, with no other transaction listed; run alone, the same session locks at once. MariaDB's deadlock maps to conflict in
-        # sql_mariadb.c and sql_mariadb_pipe.c, as PostgreSQL's does.
-        self.skipTest("the MariaDB deadlock session is not reliable yet (see the comment)")
+    BACKEND = "mariadb"
+    DEADLOCK_LOGGED = "Deadlock found when trying to get lock"
+
+    def start_session(self, sku, output):
+        """InnoDB rolls back the transaction of the cycle that changed least: the session writes 200 rows
+        of its own first, so the transfer (one row changed when it waits) is the one rolled back."""
+        if pymysql is None:
+            self.fail("python3-pymysql is not installed (scripts/deps.sh installs it)")
+        rows = ", ".join("('x', 'y', 1, 'z')" for _ in range(200))
+        self.session = MariadbSession(self.db.port, output, [
+            "BEGIN", f"INSERT INTO transfers (from_sku, to_sku, qty, at) VALUES {rows}",
+            f"UPDATE items SET qty = qty + 1 WHERE sku = '{sku}'"])
+        return self.session
+
+    def ask_for(self, sku, other):
+        other.send(f"UPDATE items SET qty = qty + 1 WHERE sku = '{sku}'")
+
+    def end_session(self, other):
+        other.send("ROLLBACK")
+        other.close()
+
+    def other_holds_its_lock(self):
+        return self.session.done == 3  # BEGIN, the 200 rows and the UPDATE have returned
+
+    def apiary_waits_for_a_lock(self):
+        """From InnoDB's own status. MariaDB 10.11's INNODB_TRX table left the transfer's transaction out
+        for the whole 10 s it waited, while SHOW ENGINE INNODB STATUS listed it as "LOCK WAIT" on D-Z:
+        that is why this test was skipped until now. In the status, the line after "LOCK WAIT" names the
+        session: "MariaDB thread id N, OS thread handle H, query id Q 127.0.0.1 apiary Updating"."""
+        status = self.db.sql("SHOW ENGINE INNODB STATUS")[0][-1].replace("\\n", "\n")
+        return re.search(r"^LOCK WAIT .*\n.* 127\.0\.0\.1 apiary ", status, re.M) is not None
+
+
+class MariadbSession:
+    """The deadlock test's other client of MariaDB: a pymysql connection on a thread of its own that runs
+    the statements it is given in order, so one that waits for a lock holds up only this thread, and the
+    test knows when each has returned (done) without asking the server."""
+
+    def __init__(self, port, output, statements):
+        self.output, self.errors, self.todo, self.done = output, [], queue.Queue(), 0
+        for statement in statements:
+            self.todo.put(statement)
+        self.thread = threading.Thread(target=self._run, args=(port,), daemon=True)
+        self.thread.start()
+
+    def _run(self, port):
+        try:
+            conn = pymysql.connect(host="127.0.0.1", port=port, user="root", database="inventory", autocommit=False,
+                                   read_timeout=30, write_timeout=30)
+        except pymysql.MySQLError as e:
+            self.errors.append(e)
+            self.output.write(f"connect: {e}\n")
+            return
+        with conn:
+            while (statement := self.todo.get()) is not None:
+                try:
+                    with conn.cursor() as cursor:
+                        cursor.execute(statement)
+                    self.output.write(f"done: {statement[:60]}\n")
+                    self.done += 1
+                except pymysql.MySQLError as e:
+                    self.errors.append(e)
+                    self.output.write(f"{statement[:60]}: {e}\n")
+
+    def send(self, statement):
+        self.todo.put(statement)
+
+    def close(self):
+        self.todo.put(None)
+
+    def wait(self, timeout):
+        """0 once every statement ran without an error, as a process's exit status."""
+        self.close()
+        self.thread.join(timeout)
+        return 1 if self.thread.is_alive() or self.errors else 0
 
 
 @unittest.skipUnless(HAVE_POSTGRES, NO_POSTGRES)
