@@ -246,7 +246,7 @@ fi
 if want json-comp; then
     SUITE_TITLE="arena: json-comp (HttpArena's shape on one core)"
     SUITE_ABOUT="$NGINX_ABOUT, $H2O_ABOUT, $GO_ABOUT, $AIOHTTP_ABOUT"
-    SUITE_NOTES=("The entry codes with its defaults (compression.*: br quality 1, gzip level 1; on \"gzip, br\", an equal q, it takes br). nginx and h2o serve the entry's own identity answers for the three requests as files (?m= ignored) and code them per request: nginx gzip level 1 (nginx-light has no Brotli filter), h2o's compress filter br quality 1 / gzip level 1; fasthttp CompressHandlerBrotliLevel(1, 1); aiohttp enable_compression() (gzip, zlib's default level 6). The arena scores json-comp by req/s × (smallest B/resp ÷ own B/resp)²."
+    SUITE_NOTES=("The entry codes with its defaults (compression.*: br quality 1, gzip level 1; on \"gzip, br\", an equal q, it takes gzip: compression.prefer, default [\"gzip\", \"br\"]). nginx and h2o serve the entry's own identity answers for the three requests as files (?m= ignored) and code them per request: nginx gzip level 1 (nginx-light has no Brotli filter), h2o's compress filter br quality 1 / gzip level 1; fasthttp CompressHandlerBrotliLevel(1, 1); aiohttp enable_compression() (gzip, zlib's default level 6). The arena scores json-comp by req/s × (smallest B/resp ÷ own B/resp)²."
         "B/resp = bytes wrk read ÷ responses (head + coded body; h2o's answers are chunked)."
         "Every 25th request (per wrk thread) asks Connection: close: the arena's gcannon -r 25 closes each connection after 25.")
     SUITE_BYTES=1
