@@ -1151,7 +1151,11 @@ static bool http_conn_idle_input(http_conn *conn, size_t avail)
     size_t total = conn->blank_bytes + blank;
     bool deadline_running = conn->blank_bytes > HTTP_FREE_BLANK_BYTES;
     if (!deadline_running && (blank < avail || total > HTTP_FREE_BLANK_BYTES)) {
-        conn->started_us = http_conn_now_us(); /* the request's clock starts with the deadline */
+        /* The request's clock starts with the deadline: the time its predecessor was answered when that
+         * was a moment ago in this same pass (a pipelined batch), else a clock read. */
+        if (!conn->clock_fresh)
+            conn->started_us = http_conn_now_us();
+        conn->clock_fresh = false;
         http_conn_start_deadline(conn, conn->loop->settings->header_timeout_ms);
     }
     if (total > HTTP_MAX_BLANK_BYTES) {
@@ -1206,6 +1210,7 @@ static void http_conn_process(http_conn *conn)
 {
     http_loop *loop = conn->loop;
     conn->processing = true;
+    conn->clock_fresh = false; /* an answer's time from another callback is not now */
     while (!conn->dead) {
         if (conn->state == HTTP_CONN_HANDLER && http_body_stream_wants(conn)) {
             if (!http_conn_feed_body(conn))
@@ -1482,7 +1487,9 @@ static void http_conn_answered(http_conn *conn, http_request *req, int status, s
 {
     http_loop *loop = conn->loop;
     HTTP_STAT_ADD(loop, responses_by_class[status / 100 % 6], 1);
-    uint64_t us = http_conn_now_us() - conn->started_us;
+    uint64_t now = http_conn_now_us(), us = now - conn->started_us;
+    conn->started_us = now; /* the next request's start, if it is parsed in the same pass */
+    conn->clock_fresh = conn->processing;
     http_conn_count(conn, status, us);
     if (access_log_enabled())
         http_conn_log(conn, req, status, bytes, us);

@@ -125,6 +125,8 @@ struct http_conn {
     bool over_limit;  /* accepted past max_connections with every connection busy: its request gets 503 */
     uint64_t accepted_ms; /* coarse monotonic clock at accept (http_conn_limit's grace for new clients) */
     bool processing;  /* inside http_conn_process: an answer given now is flushed by that loop */
+    bool clock_fresh; /* started_us was just read by http_conn_answered in this http_conn_process:
+                       * a pipelined request after it starts at that time without a clock read of its own */
     bool deadline_default;  /* HANDLER: the deadline is dispatch + request_ms (a common timeout) */
     bool timer_is_deadline; /* the timer is armed for the current request deadline: leave it */
     bool timer_armed;       /* timer_ev is pending (the lazy timer, http_conn_timer_at) */
