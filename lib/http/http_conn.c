@@ -656,8 +656,17 @@ static const char *http_conn_check_host(http_conn *conn, unsigned http_minor)
     }
     if (!host)
         return http_minor >= 1 ? "an HTTP/1.1 request must carry a Host header" : NULL;
-    if (!uri_host_valid(http_conn_msg(conn, host->value), host->value.len))
+    const char *value = http_conn_msg(conn, host->value);
+    size_t len = host->value.len;
+    http_loop *loop = conn->loop;
+    if (len == loop->valid_host_len && memcmp(value, loop->valid_host, len) == 0)
+        return NULL;
+    if (!uri_host_valid(value, len))
         return "the Host header is not a valid host[:port]";
+    if (len > 0 && len <= HTTP_VALID_HOST_MAX) {
+        memcpy(loop->valid_host, value, len);
+        loop->valid_host_len = (uint8_t)len;
+    }
     return NULL;
 }
 

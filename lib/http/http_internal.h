@@ -180,6 +180,8 @@ typedef struct http_loop_post_item {
     void *arg;
 } http_loop_post_item;
 
+#define HTTP_VALID_HOST_MAX 64 /* a longer Host is checked every time */
+
 struct http_loop {
     unsigned id;
     struct event_base *base;
@@ -218,6 +220,10 @@ struct http_loop {
     http_route_stats *route_stats;  /* [route count + 1]: per route, the last for unmatched requests */
     access_log_buf access_log;      /* this loop's lines, written whole */
     char request_id_prefix[9];      /* random per loop: ids stay unique across loops and restarts */
+    /* The last Host value found valid on this loop: nearly every request repeats it, and comparing
+     * costs a tenth of uri_host_valid's byte-by-byte check. */
+    uint8_t valid_host_len;         /* 0: none yet */
+    char valid_host[HTTP_VALID_HOST_MAX];
     uint64_t request_id_next;
     struct http_bg_task *bg_head;   /* background tasks running (http_background.c) */
     size_t bg_count;

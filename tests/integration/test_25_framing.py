@@ -33,6 +33,16 @@ class HeadRulesTest(ServerTestMixin, unittest.TestCase):
             with self.subTest(host=bad):
                 self.refused(b"GET /v1/hello HTTP/1.1\r\nHost: " + bad + b"\r\n\r\n", "not a valid host")
 
+    def test_a_remembered_valid_host_lets_no_other_through(self):
+        """Each loop remembers the last Host it found valid and skips the check for an equal one; a
+        Host of the same length that differs in one byte, or one that extends it, is still checked."""
+        for bad in (b"good.example:8x", b"good.example:800000", b"good.exampl\x00:80"):
+            with self.subTest(host=bad), self.server.connect() as sock:
+                for _ in range(2):  # the second is answered from the loop's memory
+                    self.assertHello(request(sock, "GET", "/v1/hello", {"Host": "good.example:80"}))
+                sock.sendall(b"GET /v1/hello HTTP/1.1\r\nHost: " + bad + b"\r\n\r\n")
+                self.assertEqual(read_response(sock).status, 400)
+
     def test_valid_hosts_and_http10_without_one(self):
         with self.server.connect() as sock:
             for host in ("localhost:8080", "[::1]:80", "192.0.2.1", "api.example.com"):
