@@ -659,7 +659,7 @@ static const char *http_conn_check_host(http_conn *conn, unsigned http_minor)
     const char *value = http_conn_msg(conn, host->value);
     size_t len = host->value.len;
     http_loop *loop = conn->loop;
-    if (len == loop->valid_host_len && memcmp(value, loop->valid_host, len) == 0)
+    if (len > 0 && len == loop->valid_host_len && memcmp(value, loop->valid_host, len) == 0)
         return NULL;
     if (!uri_host_valid(value, len))
         return "the Host header is not a valid host[:port]";
@@ -1162,9 +1162,8 @@ static bool http_conn_idle_input(http_conn *conn, size_t avail)
     if (!deadline_running && (blank < avail || total > HTTP_FREE_BLANK_BYTES)) {
         /* The request's clock starts with the deadline: the time its predecessor was answered when that
          * was a moment ago in this same pass (a pipelined batch), else a clock read. */
-        if (!conn->clock_fresh)
-            conn->started_us = http_conn_now_us();
-        conn->clock_fresh = false;
+        conn->started_us = conn->answered_us ? conn->answered_us : http_conn_now_us();
+        conn->answered_us = 0;
         http_conn_start_deadline(conn, conn->loop->settings->header_timeout_ms);
     }
     if (total > HTTP_MAX_BLANK_BYTES) {
@@ -1219,7 +1218,7 @@ static void http_conn_process(http_conn *conn)
 {
     http_loop *loop = conn->loop;
     conn->processing = true;
-    conn->clock_fresh = false; /* an answer's time from another callback is not now */
+    conn->answered_us = 0; /* an answer's time from another callback is not now */
     while (!conn->dead) {
         if (conn->state == HTTP_CONN_HANDLER && http_body_stream_wants(conn)) {
             if (!http_conn_feed_body(conn))
@@ -1497,8 +1496,7 @@ static void http_conn_answered(http_conn *conn, http_request *req, int status, s
     http_loop *loop = conn->loop;
     HTTP_STAT_ADD(loop, responses_by_class[status / 100 % 6], 1);
     uint64_t now = http_conn_now_us(), us = now - conn->started_us;
-    conn->started_us = now; /* the next request's start, if it is parsed in the same pass */
-    conn->clock_fresh = conn->processing;
+    conn->answered_us = conn->processing ? now : 0; /* see http_conn_idle_input */
     http_conn_count(conn, status, us);
     if (access_log_enabled())
         http_conn_log(conn, req, status, bytes, us);

@@ -125,8 +125,6 @@ struct http_conn {
     bool over_limit;  /* accepted past max_connections with every connection busy: its request gets 503 */
     uint64_t accepted_ms; /* coarse monotonic clock at accept (http_conn_limit's grace for new clients) */
     bool processing;  /* inside http_conn_process: an answer given now is flushed by that loop */
-    bool clock_fresh; /* started_us was just read by http_conn_answered in this http_conn_process:
-                       * a pipelined request after it starts at that time without a clock read of its own */
     bool deadline_default;  /* HANDLER: the deadline is dispatch + request_ms (a common timeout) */
     bool timer_is_deadline; /* the timer is armed for the current request deadline: leave it */
     bool timer_armed;       /* timer_ev is pending (the lazy timer, http_conn_timer_at) */
@@ -153,6 +151,8 @@ struct http_conn {
     bool last_chunk;              /* the size-0 chunk was seen: what follows is trailers (bounded apart) */
     uint64_t deadline_ms; /* HEAD/BODY: monotonic time by which the head/body must be complete */
     uint64_t started_us;  /* when the current request's first byte was parsed (precise clock) */
+    uint64_t answered_us; /* when a request was answered in the running http_conn_process, else 0: the
+                           * start of a pipelined request parsed right after it, without a clock read */
     http_req_slot *slot; /* the current request, NULL when idle */
     uint8_t peer_family;  /* AF_INET, AF_INET6, or 0 (Unix socket, socketpair) */
     uint8_t peer_addr[16];
@@ -222,7 +222,7 @@ struct http_loop {
     char request_id_prefix[9];      /* random per loop: ids stay unique across loops and restarts */
     /* The last Host value found valid on this loop: nearly every request repeats it, and comparing
      * costs a tenth of uri_host_valid's byte-by-byte check. */
-    uint8_t valid_host_len;         /* 0: none yet */
+    uint8_t valid_host_len;         /* 0: none yet (an empty Host is checked every time) */
     char valid_host[HTTP_VALID_HOST_MAX];
     uint64_t request_id_next;
     struct http_bg_task *bg_head;   /* background tasks running (http_background.c) */

@@ -36,7 +36,7 @@ class HeadRulesTest(ServerTestMixin, unittest.TestCase):
     def test_a_remembered_valid_host_lets_no_other_through(self):
         """Each loop remembers the last Host it found valid and skips the check for an equal one; a
         Host of the same length that differs in one byte, or one that extends it, is still checked."""
-        for bad in (b"good.example:8x", b"good.example:800000", b"good.exampl\x00:80"):
+        for bad in (b"good.example:8x", b"good.example:800000", b"good.exampl@:80"):
             with self.subTest(host=bad), self.server.connect() as sock:
                 for _ in range(2):  # the second is answered from the loop's memory
                     self.assertHello(request(sock, "GET", "/v1/hello", {"Host": "good.example:80"}))

@@ -144,7 +144,9 @@ class InventoryMixin:
         self.addCleanup(srv.assert_no_sanitizer_report)
         self.addCleanup(srv.stop)
         wait_ready(self, srv)
-        said = tempfile.TemporaryFile(mode="w+")  # the session's output, for a failure's message
+        # The session's output, for a failure's message; appended to, so reading it back (seek(0))
+        # while the session still writes cannot move where the session's next line goes.
+        said = tempfile.TemporaryFile(mode="a+")
         self.addCleanup(said.close)
         other = self.start_session("D-Z", said)
         self.addCleanup(other.wait, 20)
@@ -349,7 +351,7 @@ class MariadbSession:
     test knows when each has returned (done) without asking the server."""
 
     def __init__(self, port, output, statements):
-        self.output, self.errors, self.todo, self.done = output, [], queue.Queue(), 0
+        self.output, self.errors, self.todo, self.done, self.closed = output, [], queue.Queue(), 0, False
         for statement in statements:
             self.todo.put(statement)
         self.thread = threading.Thread(target=self._run, args=(port,), daemon=True)
@@ -378,7 +380,9 @@ class MariadbSession:
         self.todo.put(statement)
 
     def close(self):
-        self.todo.put(None)
+        if not self.closed:
+            self.closed = True
+            self.todo.put(None)
 
     def wait(self, timeout):
         """0 once every statement ran without an error, as a process's exit status."""
