@@ -8,6 +8,8 @@ does not:
             the same POST with a Content-Length body "20", and with a chunked body "20", rotated
   get, post-cl, post-chunked
             each of the three requests of the baseline mix alone
+  pipelined the arena's pipelined shape: GET /pipeline, 16 requests per write (bench/arena.sh's
+            pipeline.lua depth), then the 16 answers read
   close     the baseline mix, every request asking Connection: close on a connection of its own
             (limited-conn's reconnection at its worst: connect, one request, the server's close and
             the client's EOF; the accept and close path is in the count)
@@ -21,7 +23,7 @@ prints the N functions of highest exclusive cost per request (callgrind_annotate
 the dumps.
 
   engine_callgrind.py hello APIARY_BIN [APIARY_BIN...] [--requests 3000] [--warm 300] [--top 25]
-  engine_callgrind.py baseline ARENA_BIN [ARENA_BIN...]   (or get, post-cl, post-chunked, close)
+  engine_callgrind.py baseline ARENA_BIN [ARENA_BIN...]   (or get, post-cl, post-chunked, pipelined, close)
 """
 import argparse
 import glob
@@ -35,6 +37,7 @@ import tempfile
 
 from loopback import free_port, wait_listening
 
+PIPELINE_DEPTH = 16
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = '{"log_level":"warn","timeouts":{"keepalive_ms":600000,"header_ms":600000}}'
 
@@ -44,6 +47,8 @@ def templates(mix, host):
     h = f"Host: {host}\r\n"
     if mix == "hello":
         return [f"GET /v1/hello HTTP/1.1\r\n{h}\r\n".encode()]
+    if mix == "pipelined":
+        return [f"GET /pipeline HTTP/1.1\r\n{h}\r\n".encode() * PIPELINE_DEPTH]
     if mix == "close":
         return [r.replace(h.encode(), h.encode() + b"Connection: close\r\n") for r in templates("baseline", host)]
     if mix in ("get", "post-cl", "post-chunked"):
@@ -88,6 +93,19 @@ class Client:
             status = self.answer()
             if status != 200:
                 raise SystemExit(f"status {status} for {reqs[i % len(reqs)]!r}")
+
+
+class PipelinedClient(Client):
+    """One keep-alive connection; each write holds PIPELINE_DEPTH requests, then their answers are read.
+    n counts requests, so it is rounded down to whole batches."""
+
+    def drive(self, reqs, n):
+        for _ in range(n // PIPELINE_DEPTH):
+            self.sock.sendall(reqs[0])
+            for _ in range(PIPELINE_DEPTH):
+                status = self.answer()
+                if status != 200:
+                    raise SystemExit(f"status {status} for GET /pipeline")
 
 
 class ClosingClient:
@@ -136,7 +154,7 @@ def measure(mix, binary, requests, warm, top, keep):
                 wait_listening(port, 60, proc)
             except SystemExit:
                 raise SystemExit(f"{binary} did not listen (exit status {proc.returncode}): " + open(os.path.join(tmp, "log")).read())
-            client = ClosingClient(port) if mix == "close" else Client(port)
+            client = {"close": ClosingClient, "pipelined": PipelinedClient}.get(mix, Client)(port)
             reqs = templates(mix, f"127.0.0.1:{port}")
             client.drive(reqs, warm)
             before = set(glob.glob(out + "*"))
@@ -169,7 +187,7 @@ def measure(mix, binary, requests, warm, top, keep):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mix", choices=["hello", "baseline", "get", "post-cl", "post-chunked", "close"])
+    ap.add_argument("mix", choices=["hello", "baseline", "get", "post-cl", "post-chunked", "pipelined", "close"])
     ap.add_argument("binaries", nargs="+")
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--warm", type=int, default=300)

@@ -27,7 +27,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   dict=()
   case "$t" in
-    fuzz_request) dict=(-dict=tests/fuzz/http.dict) ;;
+    fuzz_request | fuzz_fasthead) dict=(-dict=tests/fuzz/http.dict) ;;
     fuzz_json) dict=(-dict=tests/fuzz/json.dict) ;;
   esac
   limit=(-max_total_time="$seconds")

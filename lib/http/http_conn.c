@@ -1240,8 +1240,19 @@ static void http_conn_process(http_conn *conn)
         size_t avail = conn->in.len - conn->parse_pos;
         if (avail == 0)
             break;
-        if (conn->state == HTTP_CONN_IDLE && !http_conn_idle_input(conn, avail))
-            break;
+        if (conn->state == HTTP_CONN_IDLE) {
+            if (!http_conn_idle_input(conn, avail))
+                break;
+            bool refused;
+            size_t head = http_parser_fast_head(conn, avail, &refused);
+            if (refused)
+                break; /* answered with its refusal, as when a callback refuses a head */
+            if (head) {
+                conn->parse_pos += head;
+                http_conn_dispatch(conn);
+                continue;
+            }
+        }
         const char *start = conn->in.data + conn->parse_pos;
         bool chunk_lines = conn->state == HTTP_CONN_BODY && (conn->parser.flags & F_CHUNKED) && !conn->last_chunk;
         conn->chunk_parse_start = start;

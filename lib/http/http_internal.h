@@ -234,6 +234,10 @@ struct http_loop {
 
 /* http_parser.c: the llhttp callbacks. */
 const llhttp_settings_t *http_parser_settings(void);
+/* A head http_fasthead_read takes, read at conn->msg_start without llhttp and handed to
+ * http_conn_on_headers_complete: returns its length (*refused: it was answered with a refusal, as
+ * when llhttp's callbacks refuse one), or 0 when llhttp must read the message. Only between messages. */
+size_t http_parser_fast_head(http_conn *conn, size_t avail, bool *refused);
 /* Measures the open chunk-size line up to `upto` (see http_parser.c); false after rejecting it. */
 bool http_parser_chunk_line_ok(http_conn *conn, const char *upto);
 

@@ -6,6 +6,7 @@
  * and answers strictly in order. */
 #include <string.h>
 
+#include "http_fasthead_internal.h"
 #include "http_internal.h"
 
 static http_conn *http_parser_conn(llhttp_t *p) { return p->data; }
@@ -185,6 +186,37 @@ static int http_parser_on_headers_complete(llhttp_t *p)
     if (verdict == 2)
         return HPE_PAUSED; /* a streamed body: dispatch now, parse the body as the handler reads it */
     return verdict >= 0 ? verdict : HPE_USER; /* 1: llhttp treats the message as having no body */
+}
+
+/* The commonest heads skip llhttp (http_fasthead.c): the same records as the callbacks above would
+ * make, and the fields of llhttp's own that the engine reads (http_conn.c: method, version, flags for
+ * keep-alive and framing) set as llhttp sets them for such a head. llhttp itself is left between
+ * messages: its next message starts from its first byte, exactly as after one it parsed. */
+size_t http_parser_fast_head(http_conn *conn, size_t avail, bool *refused)
+{
+    const http_settings *settings = conn->loop->settings;
+    http_fasthead_limits limits = {settings->max_url_bytes, settings->max_header_bytes, settings->max_headers};
+    http_fasthead head;
+    *refused = false;
+    size_t used = http_fasthead_read(conn->in.data + conn->msg_start, avail, &limits, &head);
+    if (used == 0)
+        return 0;
+    llhttp_t *p = &conn->parser;
+    http_parser_on_message_begin(p);
+    http_req_slot *slot = conn->slot;
+    slot->url = head.url;
+    memcpy(slot->header_spans, head.headers, head.header_count * sizeof(head.headers[0]));
+    slot->header_count = head.header_count;
+    slot->in_header_value = true;
+    p->method = HTTP_GET;
+    p->http_major = 1;
+    p->http_minor = 1;
+    p->flags = 0;
+    p->content_length = 0;
+    p->upgrade = 0;
+    /* No body, so 0 (dispatch it) or -1 (refused from the head, already answered). */
+    *refused = http_conn_on_headers_complete(conn) != 0;
+    return used;
 }
 
 /* Chunk extensions are ignored (RFC 9112 7.1.1), but read: bound them so one chunk-size line cannot
