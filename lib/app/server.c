@@ -56,6 +56,10 @@ static int server_open_listeners(const apiary_config *cfg, int *fds, unsigned n,
         *port_out = 0;
         return 0;
     }
+    if (port != 0 && http_listener_check_free(cfg->listen_host, port, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
     for (unsigned i = 0; i < n; i++) {
         fds[i] = http_listener_open(cfg->listen_host, port, cfg->backlog, err, sizeof(err));
         if (fds[i] < 0) {

@@ -13,25 +13,56 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-int http_listener_open(const char *host, unsigned port, unsigned backlog, char *err, size_t err_len)
+/* A TCP socket for host:port (first address of getaddrinfo) with SO_REUSEADDR, and the address in
+ * *res (the caller frees it); -1 with a message in err. */
+static int http_listener_socket(const char *host, unsigned port, struct addrinfo **res, char *err, size_t err_len)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
     char port_str[8];
     snprintf(port_str, sizeof(port_str), "%u", port);
-    int rc = getaddrinfo(host, port_str, &hints, &res);
+    int rc = getaddrinfo(host, port_str, &hints, res);
     if (rc != 0) {
         snprintf(err, err_len, "cannot resolve listen address %s: %s", host, gai_strerror(rc));
         return -1;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket((*res)->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, err_len, "socket: %s", strerror(errno));
-        freeaddrinfo(res);
+        freeaddrinfo(*res);
         return -1;
     }
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* past TIME_WAIT of an earlier run */
+    return fd;
+}
+
+int http_listener_check_free(const char *host, unsigned port, char *err, size_t err_len)
+{
+    struct addrinfo *res;
+    int fd = http_listener_socket(host, port, &res, err, err_len);
+    if (fd < 0)
+        return -1;
+    int rc = 0;
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+        if (errno == EADDRINUSE)
+            snprintf(err, err_len, "cannot listen on %s:%u: another process is listening there (address in use)",
+                     host, port);
+        else
+            snprintf(err, err_len, "cannot listen on %s:%u: %s", host, port, strerror(errno));
+        rc = -1;
+    }
+    close(fd);
+    freeaddrinfo(res);
+    return rc;
+}
+
+int http_listener_open(const char *host, unsigned port, unsigned backlog, char *err, size_t err_len)
+{
+    struct addrinfo *res;
+    int fd = http_listener_socket(host, port, &res, err, err_len);
+    if (fd < 0)
+        return -1;
+    int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, (int)backlog) != 0) {
         snprintf(err, err_len, "cannot listen on %s:%u: %s", host, port, strerror(errno));

@@ -10,6 +10,11 @@
  * literal or a name (resolved with getaddrinfo, first address wins). Returns the fd, or -1 with a
  * message in err. With port 0 the kernel picks one; read it back with http_listener_port. */
 int http_listener_open(const char *host, unsigned port, unsigned backlog, char *err, size_t err_len);
+/* Refuses an address another process already listens on (0: free, -1 with a message in err). Our own
+ * listeners use SO_REUSEPORT, which would let a second instance of the same user bind beside the first
+ * and get half its connections; a probe bound without SO_REUSEPORT fails on any listener there. Call
+ * it once before opening a group of listeners (not for port 0, which the kernel picks afresh). */
+int http_listener_check_free(const char *host, unsigned port, char *err, size_t err_len);
 /* Opens a non-blocking Unix-domain listener at `path` with permissions `mode` (e.g. 0660). A stale socket
  * file left by a crashed server is replaced; a path where another server still accepts is refused.
  * Returns the fd, or -1 with a message in err. The caller unlinks the path at exit. */

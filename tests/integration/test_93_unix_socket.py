@@ -1,6 +1,8 @@
 """Listening on a Unix domain socket as well as, or instead of, TCP: both serve, the socket file gets
 the configured mode and is removed at exit, a stale socket file is replaced, a live one is refused, and
-a config without TCP serves on the socket alone."""
+a config without TCP serves on the socket alone; and, as a live socket file is refused, a TCP address
+another instance listens on is refused too (SO_REUSEPORT would otherwise let the two split its
+connections)."""
 
 import json
 import os
@@ -81,6 +83,34 @@ class UnixSocketTest(unittest.TestCase):
             self.assertIn("listening on unix:", err)
             self.assertNotIn("listening on http://", err)
 
+
+class TcpAddressTest(unittest.TestCase):
+    def test_a_second_instance_on_a_taken_address_is_refused(self):
+        with ApiaryServer({}, threads=2) as srv, tempfile.TemporaryDirectory() as tmp:
+            config = os.path.join(tmp, "second.json")
+            with open(config, "w", encoding="utf-8") as f:
+                json.dump({"sql": {"url": "sqlite:" + os.path.join(tmp, "a.db")}}, f)
+            second = subprocess.run([apiary_bin(), "--config", config, "--listen", f"127.0.0.1:{srv.port}",
+                                     "--threads", "2"], capture_output=True, text=True, timeout=10)
+            self.assertEqual(second.returncode, 1, second.stderr)
+            self.assertIn(f"cannot listen on 127.0.0.1:{srv.port}: another process is listening there "
+                          "(address in use)", second.stderr)
+            # Every new connection still reaches the first instance (none went to a half-started second).
+            for _ in range(20):
+                with srv.connect() as sock:
+                    self.assertEqual(request(sock, "GET", "/healthz").status, 200)
+            # One the server closes first, so its port holds a connection in TIME_WAIT after it exits.
+            with srv.connect() as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                self.assertEqual(read_response(sock).status, 200)
+                self.assertEqual(sock.recv(1), b"")
+            srv.sigterm()
+            self.assertEqual(srv.wait(10), 0)
+            # Then the address is free again at once: the check, like the listeners, passes TIME_WAIT.
+            with ApiaryServer({}, threads=1, extra_args=["--listen", f"127.0.0.1:{srv.port}"]) as again:
+                self.assertEqual(again.port, srv.port)
+                with again.connect() as sock:
+                    self.assertEqual(request(sock, "GET", "/healthz").status, 200)
 
 if __name__ == "__main__":
     unittest.main()
