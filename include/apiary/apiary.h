@@ -78,7 +78,8 @@ apiary_app *apiary_app_new(const char *name);
 void apiary_app_default_config(apiary_app *app, const char *path);
 
 /* The app's version, as its OpenAPI document (GET /openapi.json, --openapi) gives it; without one,
- * apiary's. `version` must outlive the app. */
+ * apiary's. Only there: --version and the start's log line say "NAME (apiary VERSION)" with apiary's
+ * version. `version` must outlive the app. */
 void apiary_app_version(apiary_app *app, const char *version);
 
 /* Adds a route (router.h: "/v1/items/{id}" patterns; ROUTE_BODY_JSON makes the engine answer 415 for

@@ -69,7 +69,9 @@ struct event_base;
 typedef struct http_client http_client;
 
 /* Why a call failed. The operation's error string is http_client_error_name(kind); the counters are
- * indexed by kind. */
+ * indexed by kind. Compare an op->error with strcmp (strcmp(op->error, "url_not_allowed") == 0), not
+ * by pointer: the operation a call returns is an async_wait_for around it (the upstream's timeout_ms),
+ * whose deadline passing is status ASYNC_TIMEOUT with async_wait_for's own "timeout" string. */
 typedef enum http_client_error {
     HTTP_CLIENT_ERR_TIMEOUT,            /* "timeout": the upstream's timeout_ms passed (ASYNC_TIMEOUT) */
     HTTP_CLIENT_ERR_DNS_FAILED,         /* "dns_failed": the host name did not resolve */
@@ -109,7 +111,7 @@ const char *http_client_response_header(const http_client_response *resp, const 
 
 /* The body parsed as JSON (any value; a repeated member name or a raw NUL byte refuses it), or NULL
  * when it is not JSON or nests deeper than max_depth / holds more than max_values values. The limits
- * are measured before anything is parsed (json_limits.h), so a hostile answer ("[{},{},...]" up to
+ * are measured before anything is parsed (lib/json/json_limits.h, private), so a hostile answer ("[{},{},...]" up to
  * max_response_bytes) costs about a millisecond per MiB rather than a tree of ~230 bytes per value
  * built on the loop; pass the loop's own (limits.json_max_depth / json_max_values) or tighter ones
  * for a known document. The caller owns the result (json_decref). */
@@ -171,7 +173,8 @@ typedef struct http_client_options {
  * TRACE) are retried up to up->retries times after connect, DNS and reset failures; any
  * call that finds its pooled connection dead before a response byte arrived is moved once to a fresh
  * connection (for other methods only when the send itself failed). `up` must outlive the client: the
- * pool is keyed by its address. */
+ * pool is keyed by its address. A NULL `up` (apiary_upstream of a name the config does not have) fails
+ * the call with "invalid_request", nothing sent. */
 async_op *http_client_start(async_scope *scope, http_client *client, const http_client_upstream *up,
                             const char *method, const char *path, const char *body, size_t body_len);
 

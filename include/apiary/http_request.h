@@ -84,7 +84,7 @@ bool http_request_content_type_is(http_request *req, const char *media);
 /* Parses the body as JSON — any RFC 8259 value, scalars included, U+0000 inside strings accepted
  * (use json_string_length; json_string_value stops at the first NUL), duplicate member names refused,
  * integers beyond int64 and reals beyond double refused — once and caches it. Its nodes live in the
- * request's arena (json_arena.h) and die with the request: hold no reference past the answer
+ * request's arena (lib/json/json_arena.h, private) and die with the request: hold no reference past the answer
  * (answering with the body itself, http_respond_json(req, 200, json_incref(body)), is fine: the answer
  * drops its reference before the request ends), and json_deep_copy or write out as text what must
  * outlive it; the request keeps the reference (do not decref). On a parse error returns NULL
@@ -147,8 +147,10 @@ void http_respond_json_writer(http_request *req, int status, const json_writer *
  * not parsed again. `body` must not be NULL. */
 void http_respond_json_spliced(http_request *req, int status, json_t *body, const json_t *at, const char *text,
                                size_t len);
-/* Like http_respond_json_spliced with several nodes replaced: `splices` is a list (json_write.h,
- * linked by next) of nodes of body and the valid JSON text each is written as. */
+/* Like http_respond_json_spliced with several nodes replaced: `splices` is a list (linked by next) of
+ * nodes of body and the valid JSON text each is written as. struct json_write_splice is declared in
+ * lib/json/json_write.h, which is not installed: this call is for the engine's own handlers
+ * (/v1/fanout), and an app splices one node with http_respond_json_spliced above. */
 struct json_write_splice;
 void http_respond_json_splices(http_request *req, int status, json_t *body, const struct json_write_splice *splices);
 /* Sends bytes as they are with the given Content-Type; NULL sends none, as a body-less answer wants:

@@ -17,9 +17,11 @@
  *     }
  *
  * What runs: the config (a JSON text, the file's format; NULL for the built-in defaults) is loaded and
- * checked as a file would be, the app's sections parsed, the worker pool started, the start hook run,
- * the built-in /healthz, /readyz, /metrics served beside the app's routes. SQL is started only when the
- * config has an "sql" section (no apiary.db appears in a test's directory). Not run: the listeners,
+ * checked as a file would be, the app's sections parsed, the worker pool started, the start hook and
+ * then the startup hook run (apiary_app_on_startup: an app's sql_migrate creates its tables in the
+ * test's database too), the built-in /healthz, /readyz, /metrics served beside the app's routes. SQL is
+ * started only when the config has an "sql" section (no apiary.db appears in a test's directory): give
+ * an app that uses SQL {"sql": {"url": "sqlite:/tmp/NAME.db"}}, a file of its own per test. Not run: the listeners,
  * signals, daemon mode, the access log file.
  *
  * Ownership: apiary_test_new takes the app (apiary_test_free frees both); each response is the
