@@ -178,7 +178,8 @@ class ApiaryServer:
             sock = srv.connect()
 
     stdout and stderr both go into one pipe that a background thread drains line by line, so the
-    server can never block on a full pipe however much it logs."""
+    server can never block on a full pipe however much it logs. log_text() first has that thread read
+    whatever is in the pipe, so it holds every line the process had written when it was called."""
 
     def __init__(self, config_overrides=None, threads=1, extra_args=(), startup_timeout=10.0, nofile=None,
                  binary=None, cwd=None, env=None, run_as=None):
@@ -201,6 +202,10 @@ class ApiaryServer:
         self._eof = False
         self._reader = None
         self._pipe = None
+        self._wake = None  # (read fd, write fd): log_text() wakes the reader to catch up
+        self._sync_asked = 0  # catch-ups asked for, and done (under _lock)
+        self._sync_done = 0
+        self._closing = False
 
     # -- lifecycle --
 
@@ -242,6 +247,10 @@ class ApiaryServer:
             raise
         os.close(write_fd)  # the child holds the only write end now: EOF when it exits
         self._pipe = os.fdopen(read_fd, "rb", buffering=0)
+        os.set_blocking(read_fd, False)
+        self._wake = os.pipe()
+        for wake_fd in self._wake:
+            os.set_blocking(wake_fd, False)
         self._reader = threading.Thread(target=self._drain_log, name="apiary-log", daemon=True)
         self._reader.start()
         try:
@@ -253,19 +262,39 @@ class ApiaryServer:
 
     def _drain_log(self):
         buf = b""
-        while True:
+        fd, wake = self._pipe.fileno(), self._wake[0]
+        eof = False
+        while not eof:
             try:
-                chunk = self._pipe.read(65536)
+                ready, _, _ = select.select([fd, wake], [], [])
             except (OSError, ValueError):
-                chunk = b""
-            if not chunk:
                 break
-            buf += chunk
+            with self._lock:
+                # Asked before the reads below: they take everything the process wrote before that.
+                asked = self._sync_asked
+                if self._closing:
+                    break
+            if wake in ready:
+                try:
+                    os.read(wake, 4096)
+                except BlockingIOError:
+                    pass
+            while True:  # everything the pipe holds now
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    eof = True
+                    break
+                buf += chunk
             *complete, buf = buf.split(b"\n")
-            if complete:
-                with self._changed:
-                    self._lines.extend(line.decode("utf-8", "replace") for line in complete)
-                    self._changed.notify_all()
+            with self._changed:
+                self._lines.extend(line.decode("utf-8", "replace") for line in complete)
+                self._sync_done = asked
+                self._changed.notify_all()
         with self._changed:
             if buf:
                 self._lines.append(buf.decode("utf-8", "replace"))
@@ -309,6 +338,11 @@ class ApiaryServer:
             rc = self.proc.returncode
         if self._reader is not None:
             self._reader.join(5)
+            if self._reader.is_alive():  # a child the server left behind holds the pipe open
+                with self._lock:
+                    self._closing = True
+                self._wake_reader()
+                self._reader.join(5)
             self._reader = None
         if self._pipe is not None:
             try:
@@ -316,6 +350,10 @@ class ApiaryServer:
             except OSError:
                 pass
             self._pipe = None
+        if self._wake is not None:
+            for wake_fd in self._wake:
+                os.close(wake_fd)
+            self._wake = None
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
@@ -353,17 +391,59 @@ class ApiaryServer:
         return self.proc is not None and self.proc.poll() is None
 
     def wait(self, timeout):
-        """Exit code once the process has exited, or None if it is still running after timeout s."""
+        """Exit code once the process has exited, or None if it is still running after timeout s.
+        Once it has exited, also waits for the log reader to reach EOF (up to 5 s more), so that
+        log_text() then holds every line the process wrote: the exit status can arrive before the
+        reader thread has read the pipe's last lines."""
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+        self._wait_for_eof(5.0)
+        return rc
+
+    def _wait_for_eof(self, timeout):
+        # The pipe reaches EOF when the last writer closes it: the process, or a child it left behind
+        # (which is why this is bounded).
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self._eof and self._reader is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.1))
+            return True
 
     # -- log --
 
     def log_text(self):
+        """Every line the process had written when this was called (not later ones: a line the server
+        writes after the event a test waits for needs wait_for_log)."""
+        self._sync_log(5.0)
         with self._lock:
             return "\n".join(self._lines)
+
+    def _wake_reader(self):
+        try:
+            os.write(self._wake[1], b"x")
+        except BlockingIOError:
+            pass  # the reader has wake-ups pending already
+
+    def _sync_log(self, timeout):
+        """Has the reader read everything in the pipe now; False if it did not within timeout s."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            if self._eof or self._reader is None or self._closing:
+                return True
+            self._sync_asked += 1
+            asked = self._sync_asked
+            self._wake_reader()
+            while self._sync_done < asked and not self._eof:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.1))
+            return True
 
     def wait_for_log(self, pattern, timeout):
         """Waits until a log line matches the regex; returns the match or None."""
