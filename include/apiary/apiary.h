@@ -24,6 +24,12 @@
  * (docs/architecture.md); the accessors below (apiary_pool, apiary_section, ...) may be called from any
  * thread once the server runs. One application per process.
  *
+ * Registration: the calls below that return int refuse what cannot work (a malformed or duplicate
+ * pattern, an inconsistent schema, a taken name...) with one log line saying why, and return -1. An
+ * app need not check: apiary_app_main (and apiary_test_new) will not start an app with a refused
+ * registration, rather than run it without the route (a 404) or section. The -1 is there for an app
+ * that wants to react itself.
+ *
  * Ownership: apiary_app_main takes the app and frees it (with what was registered on it) before it
  * returns; what a section parser built stays valid until exit; the strings and args given to the
  * registration calls must outlive the app. */
@@ -83,21 +89,24 @@ void apiary_app_default_config(apiary_app *app, const char *path);
 void apiary_app_version(apiary_app *app, const char *version);
 
 /* Adds a route (router.h: "/v1/items/{id}" patterns; ROUTE_BODY_JSON makes the engine answer 415 for
- * other media types before reading the body). Returns 0, or -1 for a malformed or duplicate pattern
- * or one of the built-in paths (/healthz, /readyz, /metrics, /openapi.json). */
+ * other media types before reading the body). Returns 0, or -1 (logged; the app will not start) for a
+ * NULL handler, a malformed pattern, one that repeats a route already added or a built-in (the same
+ * method and shape: "/items/{id}" and "/items/{key}" are one route), or one of the built-in paths
+ * (/healthz, /readyz, /metrics, /openapi.json, /docs). */
 int apiary_app_route(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                      unsigned flags);
 /* Serves the files under `dir` at URL `prefix` (static.h, docs/static.md): GET and HEAD of
  * "PREFIX/NAME" answer the file NAME beneath dir. prefix starts with '/' and does not end with one
  * ("/static"); dir must be a directory now (it is opened here, its files per request). flags: ROUTE_*
- * (ROUTE_NO_MIDDLEWARE is not offered). Returns 0, or -1 for a bad prefix, a prefix taken, a directory
- * that cannot be opened, or more than 16 mounts. The config key `static` adds mounts the same way. */
+ * (ROUTE_NO_MIDDLEWARE is not offered). Returns 0, or -1 (logged; the app will not start) for a bad
+ * prefix, a prefix taken, a directory that cannot be opened, or more than 16 mounts. The config key
+ * `static` adds mounts the same way (a bad one there is a config error). */
 int apiary_app_static(apiary_app *app, const char *prefix, const char *dir, unsigned flags);
 /* apiary_app_route with the route's schema (router.h: route_schema; docs/schemas.md): its path, query
  * and header parameters and JSON body are validated and bound before the handler runs, which reads them
  * with http_request_input; an invalid request is answered 422 listing every violation. The schema is
- * checked here (-1, logged, when inconsistent) and must outlive the app (static data). A declared body
- * implies ROUTE_BODY_JSON. */
+ * checked here (-1, logged, when inconsistent: the app will not start) and must outlive the app (static
+ * data). A declared body implies ROUTE_BODY_JSON. */
 int apiary_app_route_schema(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                             unsigned flags, const route_schema *schema);
 
@@ -108,7 +117,8 @@ int apiary_app_route_schema(apiary_app *app, http_method method, const char *pat
  * naming the key below the section ("max_items: must be an integer between 1 and 1000"): the file is
  * then rejected (start: exit status 2; reload: the running config stays). What it built is the app's
  * and stays until exit (readers on other loops may still hold the previous one); `free_fn` (or NULL)
- * releases it then. At most 8 sections; the name must not be one of apiary's own sections. */
+ * releases it then. At most 8 sections; the name must not be empty, hold a '.', be one of apiary's own
+ * keys or be registered twice: such a section is refused (-1, logged; the app will not start). */
 typedef int (*apiary_section_parse_fn)(const json_t *section, void **out, char *err, size_t err_cap);
 int apiary_app_section(apiary_app *app, const char *name, apiary_section_parse_fn parse, void (*free_fn)(void *));
 
@@ -135,7 +145,8 @@ int apiary_app_section_checked(apiary_app *app, const char *name, apiary_section
 /* Middleware (middleware.h has the order): `fn` runs for every request whose path `prefix` covers
  * ("/" or "": all of the app's; "/v1": "/v1" and below). Before hooks run in the order registered and
  * may answer early; after hooks run in the reverse order on every answer, to add headers. Returns 0, or
- * -1 for a prefix not starting with '/' or a NULL fn. `prefix` and `arg` must outlive the app. */
+ * -1 (logged; the app will not start) for a prefix not starting with '/' or a NULL fn. `prefix` and
+ * `arg` must outlive the app. */
 int apiary_app_before(apiary_app *app, const char *prefix, http_before_fn fn, void *arg);
 int apiary_app_after(apiary_app *app, const char *prefix, http_after_fn fn, void *arg);
 
@@ -147,7 +158,9 @@ int apiary_app_after(apiary_app *app, const char *prefix, http_after_fn fn, void
  * section against the rest of the config, read-only, through `config` (apiary_config_upstream and
  * friends, as a checked section's parser sees it) and adds violations of its own with schema_errors_add (field
  * "catalog", detail "must name an upstream"), so --check-config, a start and a reload agree. apiary_section(name)
- * returns the bound struct (const T *). The schema and defaults must outlive the app. */
+ * returns the bound struct (const T *). The schema and defaults must outlive the app. Returns 0, or -1
+ * (logged; the app will not start) for a schema that is not such an object or is inconsistent, or a
+ * name apiary_app_section would refuse. */
 typedef void (*apiary_section_schema_check_fn)(const void *section, const apiary_config_view *config,
                                                schema_errors *errs);
 int apiary_app_section_schema(apiary_app *app, const char *name, const schema *s, const void *defaults,
@@ -183,14 +196,18 @@ void apiary_app_ready_check(apiary_app *app, apiary_ready_fn fn);
  * as "--NAME VALUE" or "--NAME=VALUE"; NULL makes it a switch. When it is given, `fn` runs during
  * apiary_app_main's parsing, before the config is read, with the value (NULL for a switch): it stores
  * what it needs (read it in the hooks, e.g. on_start) and returns 0, or -1 with a message in why,
- * which ends the start with exit status 2 ("APP: --NAME: why"). Returns 0, or -1 for a bad or taken
- * name. `name`, `value_name`, `help` and `arg` must outlive the app. */
+ * which ends the start with exit status 2 ("APP: --NAME: why"). Returns 0, or -1 (logged; the app will
+ * not start) for a bad or taken name or a NULL fn. `name`, `value_name`, `help` and `arg` must outlive
+ * the app. */
 typedef int (*apiary_option_fn)(const char *value, void *arg, char *why, size_t why_cap);
 int apiary_app_option(apiary_app *app, const char *name, const char *value_name, const char *help,
                       apiary_option_fn fn, void *arg);
 
 /* Parses the command line, loads the config, runs the server until SIGTERM/SIGINT has drained it and
- * frees the app. Returns the process exit status: 0 clean, 1 start-up failure, 2 bad usage or config. */
+ * frees the app. Returns the process exit status: 0 clean, 1 start-up failure, 2 bad usage or config,
+ * or a registration refused above: then nothing but --help and --version runs (not --check-config,
+ * not --openapi, whose verdict or document would be of an app that cannot run), after a last line
+ * "APP: N registrations were refused (logged above); not starting". */
 int apiary_app_main(apiary_app *app, int argc, char **argv);
 
 /* ---- what the running server offers (any thread, once apiary_app_main runs the server) ---------- */

@@ -46,8 +46,8 @@ typedef struct apiary_test_response {
 } apiary_test_response;
 
 /* Starts `app` (taken: apiary_test_free frees it) on config_json. Returns NULL after printing why to
- * stderr when the config or a section is refused or the start hook fails, as apiary_app_main would
- * exit with 2 or 1. */
+ * stderr when one of the app's registrations was refused (apiary.h), the config or a section is
+ * refused, or the start hook fails, as apiary_app_main would exit with 2 or 1. */
 apiary_test *apiary_test_new(apiary_app *app, const char *config_json);
 
 /* Loads config_json as a SIGHUP reload of a file would (app sections parsed again, the reload hook run,

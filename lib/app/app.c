@@ -3,6 +3,7 @@
  * sections, its hooks. The apiary binary is itself such an app (server/main.c). */
 #include "app_internal.h"
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "json_arena_internal.h"
 #include "log.h"
 #include "openapi_internal.h"
+#include "router_internal.h"
 #include "server_internal.h"
 #include "xalloc_internal.h"
 
@@ -76,6 +78,9 @@ struct apiary_app {
     apiary_startup_fn on_startup;
     void *on_startup_arg;
     apiary_ready_fn ready;
+    /* Registrations refused (app_refuse): an app with any does not start, since it would run without
+     * what the refused calls meant to add (a route missing answers 404, like a client's mistake). */
+    unsigned refused;
 };
 
 static const apiary_app *app_running;
@@ -83,6 +88,24 @@ static const apiary_context *_Atomic app_current_ctx;
 
 static const char *const app_builtin_paths[] = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs",
                                                 "/docs/{file}"};
+
+/* The endpoints every app has, and what their 200 is (for the OpenAPI document). */
+static const app_route app_builtins[] = {
+    {HTTP_METHOD_GET, "/healthz", health_live, ROUTE_NO_MIDDLEWARE, NULL},
+    {HTTP_METHOD_GET, "/readyz", health_ready, ROUTE_NO_MIDDLEWARE, NULL},
+    {HTTP_METHOD_GET, "/metrics", metrics_get, ROUTE_NO_MIDDLEWARE, NULL},
+    {HTTP_METHOD_GET, "/openapi.json", openapi_get, ROUTE_NO_MIDDLEWARE, NULL},
+    {HTTP_METHOD_GET, "/docs", docs_get, ROUTE_NO_MIDDLEWARE, NULL},
+    {HTTP_METHOD_GET, "/docs/{file}", docs_asset_get, ROUTE_NO_MIDDLEWARE, NULL},
+};
+static const char *const app_builtin_answers[] = {
+    "the process is alive",
+    "the server takes requests (503 while draining or while a store it needs is unreachable)",
+    "the Prometheus text exposition of the server's counters",
+    "this document",
+    "the interactive page of this document (Swagger UI)",
+    "the page's assets, from docs.dir",
+};
 
 const char *apiary_version(void) { return APIARY_VERSION; }
 
@@ -100,46 +123,87 @@ void apiary_app_default_config(apiary_app *app, const char *path) { app->default
 
 void apiary_app_version(apiary_app *app, const char *version) { app->version = version; }
 
+int app_refuse(apiary_app *app, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    log_error("%s", line);
+    app->refused++;
+    return -1;
+}
+
+int app_check_refusals(const apiary_app *app, const char *who)
+{
+    if (!app->refused)
+        return 0;
+    fprintf(stderr, "%s%s: %u registration%s refused (logged above); not starting\n", who ? who : "", app->name,
+            app->refused, app->refused == 1 ? " was" : "s were");
+    return -1;
+}
+
 int apiary_app_route(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                      unsigned flags)
 {
     return apiary_app_route_schema(app, method, pattern, handler, flags, NULL);
 }
 
-/* A route's schema must be consistent (schema_check) and name only parameters its pattern has. */
-static int app_check_route_schema(const char *pattern, const route_schema *rs)
+/* A route's schema must be consistent (schema_check) and name only parameters its pattern has. Returns
+ * 0, or -1 with the reason in why. */
+static int app_check_route_schema(const char *pattern, const route_schema *rs, char *why, size_t cap)
 {
-    char err[512];
-    if ((rs->body && schema_check(rs->body, err, sizeof(err)) != 0) ||
-        schema_check_members(rs->path, "path", err, sizeof(err)) != 0 ||
-        schema_check_members(rs->query, "query", err, sizeof(err)) != 0 ||
-        schema_check_members(rs->header, "header", err, sizeof(err)) != 0) {
-        log_error("route %s: %s", pattern, err);
+    if ((rs->body && schema_check(rs->body, why, cap) != 0) || schema_check_members(rs->path, "path", why, cap) != 0 ||
+        schema_check_members(rs->query, "query", why, cap) != 0 ||
+        schema_check_members(rs->header, "header", why, cap) != 0)
         return -1;
-    }
     const schema_member *lists[] = {rs->path, rs->query, rs->header};
     for (size_t l = 0; l < 3; l++)
         for (const schema_member *m = lists[l]; m && m->name; m++)
             if (m->offset && m->offset - 1 + m->size > rs->input_size) {
-                log_error("route %s: %s binds outside the input struct (input_size)", pattern, m->name);
+                snprintf(why, cap, "%s binds outside the input struct (input_size)", m->name);
                 return -1;
             }
     for (const schema_member *m = rs->path; m && m->name; m++) {
         char param[96];
         snprintf(param, sizeof(param), "{%s}", m->name);
         if (!strstr(pattern, param)) {
-            log_error("route %s: path parameter %s is not in the pattern", pattern, m->name);
+            snprintf(why, cap, "path parameter %s is not in the pattern", m->name);
             return -1;
         }
     }
     if (rs->body && rs->body->type != SCHEMA_T_OBJECT && rs->body_at &&
         rs->body_at - 1 + schema_bind_size(rs->body) > rs->input_size) {
-        log_error("route %s: the body binds outside the input struct (input_size)", pattern);
+        snprintf(why, cap, "the body binds outside the input struct (input_size)");
         return -1;
     }
     if (rs->body && rs->body->type == SCHEMA_T_OBJECT && rs->body->size > rs->input_size) {
-        log_error("route %s: the body's struct is larger than the input struct (input_size)", pattern);
+        snprintf(why, cap, "the body's struct is larger than the input struct (input_size)");
         return -1;
+    }
+    return 0;
+}
+
+/* Whether the route repeats one already there, the built-ins included (the same method and shape:
+ * "/items/{id}" and "/items/{key}" are one route): -1, naming that one in `taken`. Each candidate is
+ * tried beside the new route in a scratch router, so "the same shape" is the router's own rule, not a
+ * copy of it; registration only, and cheap next to a duplicate found when the server builds its router. */
+static int app_route_collides(const apiary_app *app, http_method method, const char *pattern, const char **taken)
+{
+    size_t nb = sizeof(app_builtins) / sizeof(app_builtins[0]), n = nb + app->route_count;
+    for (size_t i = 0; i < n; i++) {
+        const app_route *r = i < nb ? &app_builtins[i] : &app->routes[i - nb];
+        if (r->method != method)
+            continue;
+        router *check = router_new();
+        (void)router_add(check, r->method, r->pattern, r->handler);
+        int rc = router_add(check, method, pattern, r->handler);
+        router_free(check);
+        if (rc != 0) {
+            *taken = r->pattern;
+            return -1;
+        }
     }
     return 0;
 }
@@ -147,26 +211,28 @@ static int app_check_route_schema(const char *pattern, const route_schema *rs)
 int apiary_app_route_schema(apiary_app *app, http_method method, const char *pattern, http_handler_fn handler,
                             unsigned flags, const route_schema *schema)
 {
-    if (!pattern || !handler)
-        return -1;
-    if (schema && app_check_route_schema(pattern, schema) != 0)
-        return -1;
-    if (schema && schema->body)
-        flags |= ROUTE_BODY_JSON; /* a declared JSON body refuses other media types from the head */
+    char why[512];
+    const char *verb = http_method_name(method);
+    if (!verb)
+        return app_refuse(app, "route %s: the method is not one apiary routes (HTTP_METHOD_*)",
+                          pattern ? pattern : "(null)");
+    if (!pattern)
+        return app_refuse(app, "route %s (null): no pattern", verb);
+    if (!handler)
+        return app_refuse(app, "route %s %s: no handler (NULL)", verb, pattern);
+    if (router_pattern_check(pattern, why, sizeof(why)) != 0)
+        return app_refuse(app, "route %s %s: %s", verb, pattern, why);
     for (size_t i = 0; i < sizeof(app_builtin_paths) / sizeof(app_builtin_paths[0]); i++)
         if (strcmp(pattern, app_builtin_paths[i]) == 0)
-            return -1;
-    /* Checked now, against a scratch router, so a bad pattern fails here and not at start. */
-    router *check = router_new();
-    int rc = 0;
-    for (size_t i = 0; i < app->route_count && rc == 0; i++)
-        rc = router_add_flags(check, app->routes[i].method, app->routes[i].pattern, app->routes[i].handler,
-                              app->routes[i].flags);
-    if (rc == 0)
-        rc = router_add_flags(check, method, pattern, handler, flags);
-    router_free(check);
-    if (rc != 0)
-        return -1;
+            return app_refuse(app, "route %s %s: the path is one of apiary's built-in endpoints", verb, pattern);
+    if (schema && app_check_route_schema(pattern, schema, why, sizeof(why)) != 0)
+        return app_refuse(app, "route %s %s: %s", verb, pattern, why);
+    const char *taken = NULL;
+    if (app_route_collides(app, method, pattern, &taken) != 0)
+        return app_refuse(app, "route %s %s: %s %s is registered already (the same method and path shape)", verb,
+                          pattern, verb, taken);
+    if (schema && schema->body)
+        flags |= ROUTE_BODY_JSON; /* a declared JSON body refuses other media types from the head */
     if (app->route_count == app->route_cap) {
         app->route_cap = app->route_cap ? app->route_cap * 2 : 16;
         app->routes = xrealloc(app->routes, app->route_cap * sizeof(*app->routes));
@@ -175,14 +241,29 @@ int apiary_app_route_schema(apiary_app *app, http_method method, const char *pat
     return 0;
 }
 
+/* The refusals a section name shares with every kind of section; 0 when the name may be taken. */
+static int app_check_section_name(apiary_app *app, const char *name)
+{
+    const char *why = NULL;
+    if (name)
+        for (size_t i = 0; i < app->section_count; i++)
+            if (strcmp(app->sections[i].name, name) == 0)
+                return app_refuse(app, "config section %s: registered twice", name);
+    if (app->section_count == CONFIG_MAX_APP_SECTIONS)
+        return app_refuse(app, "config section %s: an app has at most %d sections", name ? name : "(null)",
+                          CONFIG_MAX_APP_SECTIONS);
+    if (config_register_section(name, &why) != 0)
+        return app_refuse(app, "config section %s: %s", name ? name : "(null)", why);
+    return 0;
+}
+
 static int app_add_section(apiary_app *app, const char *name, apiary_section_parse_fn parse,
                            apiary_section_check_fn check, void (*free_fn)(void *))
 {
-    if ((!parse && !check) || app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
+    if (!parse && !check)
+        return app_refuse(app, "config section %s: no parser (NULL)", name ? name : "(null)");
+    if (app_check_section_name(app, name) != 0)
         return -1;
-    for (size_t i = 0; i < app->section_count; i++)
-        if (strcmp(app->sections[i].name, name) == 0)
-            return -1;
     app->sections[app->section_count++] = (app_section){name, parse, check, free_fn, NULL, NULL, NULL};
     return 0;
 }
@@ -249,19 +330,13 @@ int apiary_app_section_schema(apiary_app *app, const char *name, const schema *s
                               apiary_section_schema_check_fn check)
 {
     char err[512];
-    if (!s || s->type != SCHEMA_T_OBJECT || !s->size) {
-        log_error("config section %s: the schema must be an object binding a struct (SCHEMA_OBJECT_OF)", name);
+    if (!s || s->type != SCHEMA_T_OBJECT || !s->size)
+        return app_refuse(app, "config section %s: the schema must be an object binding a struct (SCHEMA_OBJECT_OF)",
+                          name ? name : "(null)");
+    if (schema_check(s, err, sizeof(err)) != 0)
+        return app_refuse(app, "config section %s: %s", name ? name : "(null)", err);
+    if (app_check_section_name(app, name) != 0)
         return -1;
-    }
-    if (schema_check(s, err, sizeof(err)) != 0) {
-        log_error("config section %s: %s", name, err);
-        return -1;
-    }
-    if (app->section_count == CONFIG_MAX_APP_SECTIONS || config_register_section(name) != 0)
-        return -1;
-    for (size_t i = 0; i < app->section_count; i++)
-        if (strcmp(app->sections[i].name, name) == 0)
-            return -1;
     app->sections[app->section_count++] = (app_section){name, NULL, NULL, app_schema_section_free, s, defaults, check};
     return 0;
 }
@@ -323,14 +398,20 @@ void apiary_app_ready_check(apiary_app *app, apiary_ready_fn fn) { app->ready = 
 int apiary_app_option(apiary_app *app, const char *name, const char *value_name, const char *help,
                       apiary_option_fn fn, void *arg)
 {
-    if (!name || !name[0] || strlen(name) > 40 || !fn || cli_is_builtin(name))
-        return -1;
+    if (!name || !name[0])
+        return app_refuse(app, "option --: no name");
+    if (strlen(name) > 40)
+        return app_refuse(app, "option --%.40s...: the name is longer than 40 characters", name);
     for (const char *p = name; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
-            return -1;
+            return app_refuse(app, "option --%s: the name may hold only lower-case letters, digits and '-'", name);
+    if (cli_is_builtin(name))
+        return app_refuse(app, "option --%s: the name is one of apiary's own flags", name);
     for (size_t i = 0; i < app->option_count; i++)
         if (strcmp(app->options[i].name, name) == 0)
-            return -1;
+            return app_refuse(app, "option --%s: registered twice", name);
+    if (!fn)
+        return app_refuse(app, "option --%s: no function (NULL)", name);
     if (app->option_count == app->option_cap) {
         app->option_cap = app->option_cap ? app->option_cap * 2 : 8;
         app->options = xrealloc(app->options, app->option_cap * sizeof(*app->options));
@@ -341,8 +422,11 @@ int apiary_app_option(apiary_app *app, const char *name, const char *value_name,
 
 static int app_add_hook(apiary_app *app, const char *prefix, http_before_fn before, http_after_fn after, void *arg)
 {
-    if (!prefix || (prefix[0] && prefix[0] != '/') || (!before && !after))
-        return -1;
+    const char *kind = before ? "before" : "after";
+    if (!prefix)
+        return app_refuse(app, "%s hook: no prefix (NULL; \"\" or \"/\" covers every route)", kind);
+    if (prefix[0] && prefix[0] != '/')
+        return app_refuse(app, "%s hook %s: the prefix must start with '/' (or be \"\")", kind, prefix);
     size_t len = strlen(prefix);
     while (len > 0 && prefix[len - 1] == '/')
         len--; /* "/v1/" covers what "/v1" does; "/" covers everything */
@@ -357,12 +441,14 @@ static int app_add_hook(apiary_app *app, const char *prefix, http_before_fn befo
 
 int apiary_app_before(apiary_app *app, const char *prefix, http_before_fn fn, void *arg)
 {
-    return fn ? app_add_hook(app, prefix, fn, NULL, arg) : -1;
+    return fn ? app_add_hook(app, prefix, fn, NULL, arg)
+              : app_refuse(app, "before hook %s: no function (NULL)", prefix ? prefix : "(null)");
 }
 
 int apiary_app_after(apiary_app *app, const char *prefix, http_after_fn fn, void *arg)
 {
-    return fn ? app_add_hook(app, prefix, NULL, fn, arg) : -1;
+    return fn ? app_add_hook(app, prefix, NULL, fn, arg)
+              : app_refuse(app, "after hook %s: no function (NULL)", prefix ? prefix : "(null)");
 }
 
 const http_middleware *app_middleware(void)
@@ -457,24 +543,6 @@ bool app_ready_check(http_request *req)
     const apiary_app *app = app_running;
     return app && app->ready ? app->ready(req) : false;
 }
-
-/* The endpoints every app has, and what their 200 is (for the OpenAPI document). */
-static const app_route app_builtins[] = {
-    {HTTP_METHOD_GET, "/healthz", health_live, ROUTE_NO_MIDDLEWARE, NULL},
-    {HTTP_METHOD_GET, "/readyz", health_ready, ROUTE_NO_MIDDLEWARE, NULL},
-    {HTTP_METHOD_GET, "/metrics", metrics_get, ROUTE_NO_MIDDLEWARE, NULL},
-    {HTTP_METHOD_GET, "/openapi.json", openapi_get, ROUTE_NO_MIDDLEWARE, NULL},
-    {HTTP_METHOD_GET, "/docs", docs_get, ROUTE_NO_MIDDLEWARE, NULL},
-    {HTTP_METHOD_GET, "/docs/{file}", docs_asset_get, ROUTE_NO_MIDDLEWARE, NULL},
-};
-static const char *const app_builtin_answers[] = {
-    "the process is alive",
-    "the server takes requests (503 while draining or while a store it needs is unreachable)",
-    "the Prometheus text exposition of the server's counters",
-    "this document",
-    "the interactive page of this document (Swagger UI)",
-    "the page's assets, from docs.dir",
-};
 
 /* Whether a built-in answers for real under `cfg` (NULL: the built-in defaults, as for --openapi). The
  * docs routes stay in the router while docs.dir is "" (a reload may set it, and routes are made only at
@@ -616,6 +684,13 @@ int apiary_app_main(apiary_app *app, int argc, char **argv)
         cli_usage_for(stdout, app->name, app->default_config);
         cli_usage_extra(stdout, app->name, app->options, app->option_count);
         rc = 0;
+        goto done;
+    }
+    /* A refused registration stops everything that describes or runs the app (--openapi, --check-config,
+     * a start, a probe): the document or the verdict would be about an app that cannot run. --help and
+     * --version above and below say only what the binary is, and stay usable (packaging, a first look). */
+    if ((!opts.version || opts.openapi) && app_check_refusals(app, NULL) != 0) {
+        rc = 2;
         goto done;
     }
     if (opts.openapi) {

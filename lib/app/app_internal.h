@@ -17,6 +17,16 @@ void app_set_running(const apiary_app *app);
 /* Frees an app apiary_app_main did not run (apiary_test_free). */
 void app_free(apiary_app *app);
 
+/* Refuses one of the app's registrations: logs the line ("route GET /x/{a}/{a}: the pattern repeats
+ * the parameter {a}") and counts it on the app, for app_check_refusals. Returns -1, what the
+ * registration call returns. */
+int app_refuse(apiary_app *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 0 when no registration of the app was refused; else prints "WHO APP: N registrations were refused
+ * (logged above); not starting" to stderr and returns -1, so an app never runs without a route or a
+ * section it asked for (apiary_app_main: exit status 2; apiary_test_new: NULL). `who` prefixes the
+ * line ("apiary_test_new: ") or is NULL. */
+int app_check_refusals(const apiary_app *app, const char *who);
+
 /* Runs every section parser of the app on cfg->app_json into out[] (CONFIG_MAX_APP_SECTIONS slots,
  * indexed like the registrations). Returns 0, or -1 with "ORIGIN: SECTION.KEY: why" in err, having
  * freed whatever the parsers before the failing one built. With no app: 0 and nothing. */

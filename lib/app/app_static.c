@@ -40,28 +40,33 @@ static void app_static_get(http_request *req)
 }
 
 /* Checks the prefix and opens the root (with an open-file cache of `cache` descriptors per loop when
- * not 0); -1 (logged) when either is wrong. */
-static int app_static_add(const char *prefix, const char *dir, unsigned flags, bool from_config, unsigned cache)
+ * not 0); -1 with the reason in why when either is wrong. The caller logs it: an app's mount is
+ * refused on the app (app_refuse), the config's fails the start. */
+static int app_static_add(const char *prefix, const char *dir, unsigned flags, bool from_config, unsigned cache,
+                          char *why, size_t why_cap)
 {
     size_t n = prefix ? strlen(prefix) : 0;
     if (n < 2 || prefix[0] != '/' || prefix[n - 1] == '/' || strchr(prefix, '{') || n > 200) {
-        log_error("static mount %s: the prefix must start with '/', not end with one, and hold no '{'",
-                  prefix ? prefix : "(null)");
+        snprintf(why, why_cap, "the prefix must start with '/', not end with one, hold no '{' and be at most 200 bytes");
         return -1;
     }
     if (app_static_count == APP_STATIC_MAX) {
-        log_error("static mount %s: more than %d mounts", prefix, APP_STATIC_MAX);
+        snprintf(why, why_cap, "more than %d mounts", APP_STATIC_MAX);
         return -1;
     }
     for (size_t i = 0; i < app_static_count; i++)
         if (strncmp(app_static_mounts[i].pattern, prefix, n) == 0 && app_static_mounts[i].pattern[n] == '/' &&
             app_static_mounts[i].pattern[n + 1] == '{') {
-            log_error("static mount %s: the prefix is mounted already", prefix);
+            snprintf(why, why_cap, "the prefix is mounted already");
             return -1;
         }
+    if (!dir) {
+        snprintf(why, why_cap, "no directory (NULL)");
+        return -1;
+    }
     http_static_root *root = http_static_root_open(dir);
     if (!root) {
-        log_error("static mount %s: cannot open the directory %s: %s", prefix, dir, strerror(errno));
+        snprintf(why, why_cap, "cannot open the directory %s: %s", dir, strerror(errno));
         return -1;
     }
     http_static_root_cache(root, cache);
@@ -79,10 +84,11 @@ static int app_static_add(const char *prefix, const char *dir, unsigned flags, b
 
 int apiary_app_static(apiary_app *app, const char *prefix, const char *dir, unsigned flags)
 {
-    (void)app; /* one app per process: the mounts are the process's */
-    if (!dir)
-        return -1;
-    return app_static_add(prefix, dir, flags, false, 0);
+    /* One app per process: the mounts are the process's, the refusal the app's (it does not start). */
+    char why[512];
+    if (app_static_add(prefix, dir, flags, false, 0, why, sizeof(why)) != 0)
+        return app_refuse(app, "static mount %s: %s", prefix ? prefix : "(null)", why);
+    return 0;
 }
 
 int app_static_register(router *r, const apiary_config *cfg)
@@ -92,10 +98,13 @@ int app_static_register(router *r, const apiary_config *cfg)
         bool have_config = false;
         for (size_t i = 0; i < app_static_count; i++)
             have_config = have_config || app_static_mounts[i].from_config;
+        char why[512];
         for (unsigned i = 0; !have_config && i < cfg->static_mount_count; i++)
             if (app_static_add(cfg->static_mounts[i].prefix, cfg->static_mounts[i].dir, 0, true,
-                               cfg->static_mounts[i].open_file_cache) != 0)
+                               cfg->static_mounts[i].open_file_cache, why, sizeof(why)) != 0) {
+                log_error("static mount %s: %s", cfg->static_mounts[i].prefix, why);
                 return -1;
+            }
     }
     for (size_t i = 0; i < app_static_count; i++) {
         const app_static_mount *m = &app_static_mounts[i];

@@ -500,14 +500,21 @@ static bool config_is_app_section(const char *key)
     return false;
 }
 
-int config_register_section(const char *name)
+int config_register_section(const char *name, const char **why)
 {
-    if (!name || !name[0] || strchr(name, '.') || config_is_own_key(name))
+    *why = !name || !name[0]             ? "the name is empty"
+           : strchr(name, '.')           ? "the name holds a '.' (a key below a section is written SECTION.KEY)"
+           : config_is_own_key(name)     ? "the name is one of apiary's own config keys"
+                                         : NULL;
+    if (*why)
         return -1;
     if (config_is_app_section(name))
         return 0; /* an app built again in the same process (tests); one app checks its own duplicates */
-    if (config_app_section_count == CONFIG_MAX_APP_SECTIONS)
+    if (config_app_section_count == CONFIG_MAX_APP_SECTIONS) {
+        _Static_assert(CONFIG_MAX_APP_SECTIONS == 8, "the message below names the limit");
+        *why = "there are more than 8 app sections";
         return -1;
+    }
     config_app_sections[config_app_section_count++] = name;
     return 0;
 }

@@ -119,9 +119,10 @@ int config_parse_sql_url(apiary_config *cfg, const char *value, char err[CONFIG_
 
 /* Makes the top-level key `name` an application's section: the loader keeps its object as it is in
  * cfg->app_json instead of rejecting it, and the app validates it (lib/app/app.c). Start-up only, main
- * thread. Returns 0, or -1 when the name is one of apiary's own sections or there are too many. */
+ * thread. Returns 0, or -1 with why set to a phrase ("is one of apiary's own config keys") when the
+ * name is empty, holds a '.', is one of apiary's own keys, or there are too many. */
 #define CONFIG_MAX_APP_SECTIONS 8
-int config_register_section(const char *name);
+int config_register_section(const char *name, const char **why);
 /* Drops what a loaded config owns beyond its own struct (app_json). */
 void config_release(apiary_config *cfg);
 

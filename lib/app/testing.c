@@ -58,6 +58,8 @@ apiary_test *apiary_test_new(apiary_app *app, const char *config_json)
     apiary_test *t = xcalloc(1, sizeof(*t));
     t->app = app;
     app_set_running(app);
+    if (app_check_refusals(app, "apiary_test_new: ") != 0) /* as apiary_app_main: exit status 2 */
+        goto fail_app;
     if (http_loop_global_init() != 0) {
         fprintf(stderr, "apiary_test_new: libevent has no pthreads support\n");
         goto fail_app;

@@ -8,11 +8,14 @@
  * /v1/hello's instructions with the apiary binary's routes). */
 #include "router.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "router_internal.h"
 #include "xalloc_internal.h"
 
 _Static_assert(ROUTER_MAX_SEGMENTS <= 32, "param_mask keeps one bit per segment in a uint32_t");
@@ -124,32 +127,54 @@ static bool router_is_literal_char(char c)
     return u > ' ' && u != 0x7f && c != '{' && c != '}' && c != '?' && c != '#';
 }
 
-static int router_compile_param(router_segment *seg, char *text, size_t len)
+/* Where router_compile says why it refused a pattern (router_pattern_check); why is NULL when the
+ * caller only needs the verdict (router_add), so the refusal costs nothing at start-up then. */
+typedef struct router_why {
+    char *text;
+    size_t cap;
+} router_why;
+
+static int router_refuse(router_why *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int router_refuse(router_why *why, const char *fmt, ...)
+{
+    if (why && why->text && why->cap) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why->text, why->cap, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int router_compile_param(router_segment *seg, char *text, size_t len, router_why *why)
 {
     if (len < 3 || text[len - 1] != '}')
-        return -1;
+        return router_refuse(why, "the segment '%.*s' is not a parameter: a parameter is a whole segment {name}",
+                             (int)len, text);
     seg->is_tail = len >= 6 && memcmp(text + len - 4, "...}", 4) == 0;
-    if (seg->is_tail)
-        len -= 3;
-    for (size_t i = 1; i < len - 1; i++)
+    size_t end = seg->is_tail ? len - 3 : len;
+    for (size_t i = 1; i < end - 1; i++)
         if (!router_is_name_char(text[i]))
-            return -1;
-    text[len - 1] = '\0';
+            return router_refuse(why, "the parameter '%.*s' has a name that is not [A-Za-z0-9_]", (int)len, text);
+    text[end - 1] = '\0';
     seg->text = text + 1;
-    seg->len = len - 2;
+    seg->len = end - 2;
     seg->is_param = true;
     return 0;
 }
 
-static int router_compile_segment(router_segment *seg, char *text, size_t len)
+static int router_compile_segment(router_segment *seg, char *text, size_t len, router_why *why)
 {
     if (len == 0)
-        return -1;
+        return router_refuse(why, "the pattern has an empty segment ('//', or a '/' at the end)");
     if (text[0] == '{')
-        return router_compile_param(seg, text, len);
+        return router_compile_param(seg, text, len, why);
     for (size_t i = 0; i < len; i++)
         if (!router_is_literal_char(text[i]))
-            return -1;
+            return router_refuse(why,
+                                 "the segment '%.*s' holds a character no request path can match there "
+                                 "('{', '}', '?', '#', a space or a control character)",
+                                 (int)len, text);
     seg->text = text;
     seg->len = len;
     seg->is_param = false;
@@ -169,16 +194,18 @@ static bool router_param_name_taken(const router_pattern *p, const router_segmen
 }
 
 /* Appends the segment that starts at text (NUL-terminated by the caller). */
-static int router_compile_next(router_pattern *p, char *text)
+static int router_compile_next(router_pattern *p, char *text, router_why *why)
 {
     if (p->segment_count == ROUTER_MAX_SEGMENTS)
-        return -1;
+        return router_refuse(why, "the pattern has more than %d segments", ROUTER_MAX_SEGMENTS);
     router_segment *seg = &p->segments[p->segment_count];
-    if (router_compile_segment(seg, text, strlen(text)) < 0)
+    if (router_compile_segment(seg, text, strlen(text), why) < 0)
         return -1;
     if (seg->is_param) {
-        if (p->param_count == ROUTER_MAX_PARAMS || router_param_name_taken(p, seg))
-            return -1;
+        if (p->param_count == ROUTER_MAX_PARAMS)
+            return router_refuse(why, "the pattern has more than %d parameters", ROUTER_MAX_PARAMS);
+        if (router_param_name_taken(p, seg))
+            return router_refuse(why, "the pattern repeats the parameter {%.*s}", (int)seg->len, seg->text);
         p->param_mask |= (uint32_t)1 << p->segment_count;
         p->param_count++;
     }
@@ -186,7 +213,7 @@ static int router_compile_next(router_pattern *p, char *text)
     return 0;
 }
 
-static int router_compile_segments(router_pattern *p)
+static int router_compile_segments(router_pattern *p, router_why *why)
 {
     char *text = p->storage + 1;
     /* The root is the one pattern with an empty segment, matching the path "/" split the same way. */
@@ -199,31 +226,44 @@ static int router_compile_segments(router_pattern *p)
         char *slash = strchr(text, '/');
         if (slash)
             *slash = '\0';
-        if (router_compile_next(p, text) < 0)
+        if (router_compile_next(p, text, why) < 0)
             return -1;
         p->tail = p->segments[p->segment_count - 1].is_tail;
         if (!slash)
             return 0;
-        if (p->tail)
-            return -1; /* a tail takes the rest of the path: nothing may follow it */
+        if (p->tail) /* a tail takes the rest of the path: nothing may follow it */
+            return router_refuse(why, "the tail parameter {%.*s...} is not the last segment",
+                                 (int)p->segments[p->segment_count - 1].len, p->segments[p->segment_count - 1].text);
         text = slash + 1;
     }
 }
 
-static int router_compile(const char *pattern, router_pattern *p)
+static int router_compile(const char *pattern, router_pattern *p, router_why *why)
 {
     if (!pattern || pattern[0] != '/')
-        return -1;
+        return router_refuse(why, "the pattern does not start with '/'");
     p->storage = xstrdup(pattern);
     p->segment_count = 0;
     p->param_count = 0;
     p->param_mask = 0;
     p->tail = false;
-    if (router_compile_segments(p) < 0) {
+    if (router_compile_segments(p, why) < 0) {
         free(p->storage);
         p->storage = NULL;
         return -1;
     }
+    return 0;
+}
+
+int router_pattern_check(const char *pattern, char *why, size_t why_cap)
+{
+    router_pattern p;
+    router_why w = {why, why_cap};
+    if (why && why_cap)
+        why[0] = '\0';
+    if (router_compile(pattern, &p, &w) < 0)
+        return -1;
+    free(p.storage);
     return 0;
 }
 
@@ -370,7 +410,7 @@ int router_add_schema(router *r, http_method method, const char *pattern, http_h
     if (!r || (unsigned)method >= HTTP_METHOD_COUNT || !handler)
         return -1;
     router_pattern p;
-    if (router_compile(pattern, &p) < 0)
+    if (router_compile(pattern, &p, NULL) < 0)
         return -1;
     router_path *path = router_find_shape(r, &p);
     if (path && (path->methods & (1u << method))) {
@@ -381,7 +421,7 @@ int router_add_schema(router *r, http_method method, const char *pattern, http_h
         /* The path and the route each own a copy so neither outlives storage it points into; the
          * pattern compiled once already, so compiling it again cannot fail. */
         router_pattern own;
-        (void)router_compile(pattern, &own);
+        (void)router_compile(pattern, &own, NULL);
         path = router_append_path(r, &own);
     }
     router_route_init(&path->routes[method], method, pattern, handler, &p);

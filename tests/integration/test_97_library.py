@@ -3,7 +3,8 @@ prefix, copy every example (examples/NAME) to a directory outside the source tre
 it there against the prefix only (find_package(apiary CONFIG) and, for minimal, pkg-config too), then
 start the binary with apiary's flags and call its routes beside the built-ins (/healthz, /readyz,
 /metrics). The resource example runs against a small catalog upstream in this process, which also
-counts how many quote calls it serves at once (the example bounds them with a semaphore)."""
+counts how many quote calls it serves at once (the example bounds them with a semaphore). An app with a
+refused registration, built with pkg-config alone, must not start (exit status 2)."""
 
 import atexit
 import http.server
@@ -119,6 +120,73 @@ class MinimalExample(unittest.TestCase):
         run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", *cflags,
              os.path.join(source_dir(), "examples", "minimal", "main.c"), "-o", out, *libs])
         self.assertIn("minimal (apiary", run([out, "--version"]))
+
+
+# The app of a bug report: a route whose schema is inconsistent and one whose pattern repeats a
+# parameter, registered without checking what the calls return, as every example does.
+REFUSED_APP = r"""
+#include <apiary/apiary.h>
+
+typedef struct in { int64_t n; } in;
+static const route_schema bad = {.input_size = sizeof(in), .query = (const schema_member[]){
+    SCHEMA_REQUIRED(in, n, SCHEMA_INTEGER(.min = SCHEMA_GE(10), .max = SCHEMA_LE(1))), SCHEMA_END}};
+
+static void h(http_request *req) { http_respond_json(req, 200, json_pack("{s:b}", "ok", 1)); }
+
+int main(int argc, char **argv)
+{
+    apiary_app *app = apiary_app_new("refused");
+    apiary_app_route(app, HTTP_METHOD_GET, "/ok", h, 0);
+    apiary_app_route_schema(app, HTTP_METHOD_GET, "/x", h, 0, &bad);
+    apiary_app_route(app, HTTP_METHOD_GET, "/x/{a}/{a}", h, 0);
+    return apiary_app_main(app, argc, argv);
+}
+"""
+
+
+class RefusedRegistration(unittest.TestCase):
+    """An app whose registrations were refused does not start (exit status 2, as for a bad config)
+    instead of serving without those routes (404); --help and --version still answer."""
+
+    @classmethod
+    def setUpClass(cls):
+        inst = Installed.get()
+        env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(inst.prefix, "lib", "pkgconfig"))
+        flags = run(["pkg-config", "--cflags", "--libs", "apiary"], env=env).split()
+        src = os.path.join(inst.root, "refused.c")
+        with open(src, "w") as f:
+            f.write(REFUSED_APP)
+        cls.binary = os.path.join(inst.root, "refused")
+        cflags = [f for f in flags if not f.startswith(("-l", "-L", "-pthread"))]
+        libs = [f for f in flags if f.startswith(("-l", "-L", "-pthread", "-fsanitize"))]
+        run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", *cflags, src, "-o", cls.binary, *libs])
+
+    def run_app(self, *flags):
+        return subprocess.run([self.binary, "--listen", f"{HOST}:0", *flags], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=60)
+
+    def test_does_not_start_and_says_why(self):
+        proc = self.run_app()
+        err = proc.stderr.decode(errors="replace")
+        self.assertEqual(proc.returncode, 2, err)
+        self.assertIn("route GET /x: query.n: ", err)
+        self.assertIn("route GET /x/{a}/{a}: the pattern repeats the parameter {a}", err)
+        self.assertIn("refused: 2 registrations were refused (logged above); not starting", err)
+        self.assertNotIn("listening", err.lower())
+
+    def test_check_config_and_openapi_fail_too(self):
+        for flag in ("--check-config", "--openapi"):
+            proc = self.run_app(flag)
+            self.assertEqual(proc.returncode, 2, flag)
+            self.assertIn(b"not starting", proc.stderr, flag)
+            self.assertNotIn(b"config OK", proc.stdout, flag)
+            self.assertNotIn(b"openapi", proc.stdout, flag)
+
+    def test_help_and_version_still_answer(self):
+        proc = self.run_app("--version")
+        self.assertEqual(proc.returncode, 0)
+        self.assertIn(b"refused (apiary", proc.stdout)
+        self.assertEqual(self.run_app("--help").returncode, 0)
 
 
 class Catalog(http.server.BaseHTTPRequestHandler):

@@ -172,6 +172,15 @@ Test(app_http_client, the_current_context_publishes_its_allowed_origins)
 
 /* ---- a section parser that sees the config (F10/B6) ------------------------------------------- */
 
+static const char *app_test_stderr(void)
+{
+    static char buf[2048];
+    fflush(stderr);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
+    buf[n] = '\0';
+    return buf;
+}
+
 static void app_test_redirect_both(void)
 {
     cr_redirect_stdout();
@@ -273,10 +282,24 @@ static apiary_app *app_with_options(void)
     cr_assert_eq(apiary_app_option(app, "seed", "N", "rows to seed at start", app_test_seed, NULL), 0);
     cr_assert_eq(apiary_app_option(app, "migrate", NULL, "run the migrations first", app_test_migrate, &migrate_given),
                  0);
+    return app;
+}
+
+/* Refused options: logged with the reason, and the app does not start (refusal_test.c has the rest). */
+Test(app, bad_options_are_refused, .init = app_test_redirect_both)
+{
+    apiary_app *app = app_with_options();
     cr_assert_eq(apiary_app_option(app, "threads", "N", "taken", app_test_seed, NULL), -1, "apiary's own");
     cr_assert_eq(apiary_app_option(app, "seed", "N", "twice", app_test_seed, NULL), -1);
     cr_assert_eq(apiary_app_option(app, "Bad_Name", NULL, "", app_test_migrate, NULL), -1);
-    return app;
+    char *argv[] = {"t", "--seed=42", "--check-config", NULL};
+    cr_assert_eq(apiary_app_main(app, 3, argv), 2);
+    const char *out = app_test_stderr();
+    cr_assert(strstr(out, "option --threads: the name is one of apiary's own flags"), "got: %s", out);
+    cr_assert(strstr(out, "option --seed: registered twice"), "got: %s", out);
+    cr_assert(strstr(out, "option --Bad_Name: the name may hold only lower-case letters, digits and '-'"), "got: %s",
+              out);
+    cr_assert(strstr(out, "t: 3 registrations were refused (logged above); not starting"), "got: %s", out);
 }
 
 Test(app, own_options_are_parsed_beside_apiarys, .init = app_test_redirect_both)
@@ -359,15 +382,6 @@ static int app_test_schema_check(const char *json)
     int rc = apiary_app_main(app, 4, argv);
     unlink(path);
     return rc;
-}
-
-static const char *app_test_stderr(void)
-{
-    static char buf[2048];
-    fflush(stderr);
-    size_t n = fread(buf, 1, sizeof(buf) - 1, cr_get_redirected_stderr());
-    buf[n] = '\0';
-    return buf;
 }
 
 /* One registration per test: section names are registered process-wide (criterion runs each test in

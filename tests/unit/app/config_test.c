@@ -751,7 +751,9 @@ Test(config, app_section_is_unknown_until_registered_then_kept_whole)
     apiary_config cfg;
     config_test_reject("{\"shop\": {\"max_items\": 3}}", err);
     cr_assert_str_eq(err, "test.json: unknown key 'shop'");
-    cr_assert_eq(config_register_section("shop"), 0);
+    const char *why = NULL;
+    cr_assert_eq(config_register_section("shop", &why), 0);
+    cr_assert_null(why);
     config_test_accept("{\"shop\": {\"max_items\": 3, \"anything\": [1]}}", &cfg);
     cr_assert_not_null(cfg.app_json);
     json_t *shop = json_object_get(cfg.app_json, "shop");
@@ -769,12 +771,16 @@ Test(config, app_section_is_unknown_until_registered_then_kept_whole)
 
 Test(config, app_section_cannot_take_an_apiary_name)
 {
-    cr_assert_eq(config_register_section("limits"), -1, "a section of apiary's");
-    cr_assert_eq(config_register_section("threads"), -1, "a key of apiary's");
-    cr_assert_eq(config_register_section("a.b"), -1);
-    cr_assert_eq(config_register_section(""), -1);
-    cr_assert_eq(config_register_section("mine"), 0);
-    cr_assert_eq(config_register_section("mine"), 0, "again: a second app in the process (tests) has it too");
+    const char *why = NULL;
+    cr_assert_eq(config_register_section("limits", &why), -1, "a section of apiary's");
+    cr_assert_str_eq(why, "the name is one of apiary's own config keys");
+    cr_assert_eq(config_register_section("threads", &why), -1, "a key of apiary's");
+    cr_assert_eq(config_register_section("a.b", &why), -1);
+    cr_assert(strstr(why, "holds a '.'"), "%s", why);
+    cr_assert_eq(config_register_section("", &why), -1);
+    cr_assert_str_eq(why, "the name is empty");
+    cr_assert_eq(config_register_section("mine", &why), 0);
+    cr_assert_eq(config_register_section("mine", &why), 0, "again: a second app in the process (tests) has it too");
 }
 
 /* https:// upstreams, their CA file, and the allow-list of origins for absolute URLs (issue 22, F14). */

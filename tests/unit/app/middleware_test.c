@@ -100,9 +100,17 @@ static apiary_app *mw_app(void)
     cr_assert_eq(apiary_app_before(app, "/v1", auth, NULL), 0);
     cr_assert_eq(apiary_app_after(app, "/v1/", after_inner, NULL), 0);
     cr_assert_eq(apiary_app_before(app, "", second, "second"), 0);
+    return app;
+}
+
+/* A hook that cannot be added stops the start: the app would otherwise run unguarded. */
+Test(middleware, a_refused_hook_stops_the_start)
+{
+    apiary_app *app = mw_app();
     cr_assert_eq(apiary_app_before(app, "v1", auth, NULL), -1, "a prefix starts with /");
     cr_assert_eq(apiary_app_before(app, "/", NULL, NULL), -1);
-    return app;
+    cr_assert_eq(apiary_app_after(app, NULL, after_outer, NULL), -1);
+    cr_assert_null(apiary_test_new(app, NULL));
 }
 
 static apiary_test_response *get_auth(apiary_test *t, const char *target, const char *token)

@@ -55,7 +55,8 @@ static void coded_by_handler(http_request *req)
 
 static void own_file(http_request *req) { http_respond_file(req, own_root, http_request_param(req, "name")); }
 
-Test(static_app, mounts_opt_out_and_own_files, .init = make_tree, .fini = remove_tree)
+/* A mount refused (its prefix or directory) stops the start: the files would otherwise answer 404. */
+Test(static_app, a_refused_mount_stops_the_start, .init = make_tree, .fini = remove_tree)
 {
     apiary_app *app = apiary_app_new("static-app");
     cr_assert_eq(apiary_app_static(app, "/files", dir, 0), 0);
@@ -63,6 +64,14 @@ Test(static_app, mounts_opt_out_and_own_files, .init = make_tree, .fini = remove
     cr_assert_eq(apiary_app_static(app, "/bad/", dir, 0), -1, "a prefix ending with '/'");
     cr_assert_eq(apiary_app_static(app, "nope", dir, 0), -1, "a prefix not starting with '/'");
     cr_assert_eq(apiary_app_static(app, "/gone", "/nonexistent/dir", 0), -1, "a directory that is not there");
+    cr_assert_eq(apiary_app_static(app, "/none", NULL, 0), -1, "no directory");
+    cr_assert_null(apiary_test_new(app, "{}"));
+}
+
+Test(static_app, mounts_opt_out_and_own_files, .init = make_tree, .fini = remove_tree)
+{
+    apiary_app *app = apiary_app_new("static-app");
+    cr_assert_eq(apiary_app_static(app, "/files", dir, 0), 0);
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/coded", big_json, 0), 0);
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/plain", big_json, ROUTE_NO_COMPRESS), 0);
     cr_assert_eq(apiary_app_route(app, HTTP_METHOD_GET, "/own/{name}", own_file, 0), 0);

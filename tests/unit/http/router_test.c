@@ -1,9 +1,11 @@
-/* router_test: unit tests for lib/http/router.c (pattern compilation, matching, precedence, HEAD, Allow). */
+/* router_test: unit tests for lib/http/router.c (pattern compilation and the reasons it gives for a refused
+ * pattern, matching, precedence, HEAD, Allow). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "router.h"
+#include "router_internal.h"
 
 /* LeakSanitizer's exit-time report comes after criterion has counted the test as passed (and an
  * assertion in a .fini hook is not counted either), so the leak test asks for a check in its body. */
@@ -464,6 +466,48 @@ Test(router_add, segment_limit)
     cr_assert_eq(router_test_match(HTTP_METHOD_GET, pattern, &m), ROUTER_FOUND);
     router_test_segments(pattern, sizeof(pattern), ROUTER_MAX_SEGMENTS + 1);
     cr_assert_eq(router_add(rt, HTTP_METHOD_GET, pattern, router_test_h1), -1);
+}
+
+/* router_pattern_check (what apiary_app_route logs) agrees with router_add, and names the fault. */
+Test(router_add, pattern_check_says_why)
+{
+    const char *bad[] = {"x", "/a//b", "/a/", "/{a", "/{}", "/{a-b}", "/x{a}", "/a?b", "/{a}/{a}", "/{r...}/x",
+                         "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}"};
+    const char *why_of_bad[] = {
+        "the pattern does not start with '/'",
+        "the pattern has an empty segment ('//', or a '/' at the end)",
+        "the pattern has an empty segment ('//', or a '/' at the end)",
+        "the segment '{a' is not a parameter: a parameter is a whole segment {name}",
+        "the segment '{}' is not a parameter: a parameter is a whole segment {name}",
+        "the parameter '{a-b}' has a name that is not [A-Za-z0-9_]",
+        "the segment 'x{a}' holds a character no request path can match there ('{', '}', '?', '#', a space or a "
+        "control character)",
+        "the segment 'a?b' holds a character no request path can match there ('{', '}', '?', '#', a space or a "
+        "control character)",
+        "the pattern repeats the parameter {a}",
+        "the tail parameter {r...} is not the last segment",
+        "the pattern has more than 8 parameters",
+    };
+    char why[256];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(router_pattern_check(bad[i], why, sizeof(why)), -1, "accepted \"%s\"", bad[i]);
+        cr_assert_str_eq(why, why_of_bad[i], "for \"%s\"", bad[i]);
+        cr_assert_eq(router_add(rt, HTTP_METHOD_GET, bad[i], router_test_h1), -1, "%s", bad[i]);
+    }
+    cr_assert_eq(router_pattern_check(NULL, why, sizeof(why)), -1);
+    cr_assert_str_eq(why, "the pattern does not start with '/'");
+    char many[ROUTER_MAX_SEGMENTS * 4 + 8];
+    router_test_segments(many, sizeof(many), ROUTER_MAX_SEGMENTS + 1);
+    cr_assert_eq(router_pattern_check(many, why, sizeof(why)), -1);
+    cr_assert_str_eq(why, "the pattern has more than 32 segments");
+    const char *good[] = {"/", "/a", "/{a}/b/{c}", "/files/{rest...}", "/v1/items:batch"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        cr_assert_eq(router_pattern_check(good[i], why, sizeof(why)), 0, "refused \"%s\": %s", good[i], why);
+        cr_assert_str_eq(why, "");
+    }
+    cr_assert_eq(router_pattern_check("/{a}/{a}", NULL, 0), -1, "the verdict alone");
+    cr_assert_eq(router_pattern_check("/{a}/{a}", why, 8), -1);
+    cr_assert_str_eq(why, "the pat", "cut to the buffer");
 }
 
 Test(router_add, duplicates_rejected)
