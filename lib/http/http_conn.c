@@ -1243,8 +1243,9 @@ static void http_conn_process(http_conn *conn)
         if (conn->state == HTTP_CONN_IDLE) {
             if (!http_conn_idle_input(conn, avail))
                 break;
-            bool refused;
-            size_t head = http_parser_fast_head(conn, avail, &refused);
+            /* Only GET heads are read without llhttp: other methods do not pay for the call. */
+            bool refused = false;
+            size_t head = conn->in.data[conn->parse_pos] == 'G' ? http_parser_fast_head(conn, avail, &refused) : 0;
             if (refused)
                 break; /* answered with its refusal, as when a callback refuses a head */
             if (head) {
