@@ -689,7 +689,8 @@ int apiary_app_main(apiary_app *app, int argc, char **argv)
     /* A refused registration stops everything that describes or runs the app (--openapi, --check-config,
      * a start, a probe): the document or the verdict would be about an app that cannot run. --help and
      * --version above and below say only what the binary is, and stay usable (packaging, a first look). */
-    if ((!opts.version || opts.openapi) && app_check_refusals(app, NULL) != 0) {
+    bool version_only = opts.version && !opts.openapi; /* --openapi is answered first when both are given */
+    if (!version_only && app_check_refusals(app, NULL) != 0) {
         rc = 2;
         goto done;
     }

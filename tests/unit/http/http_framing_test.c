@@ -301,6 +301,64 @@ Test(http_framing, an_error_answer_still_lingers)
     cr_assert_eq(loop->conns->state, HTTP_CONN_LINGER);
 }
 
+/* ---- llhttp and the fast GET reader (http_fasthead.c) on one connection ---- */
+
+/* Heads llhttp reads (bodies, HTTP/1.0, Connection) and heads the fast reader takes, one after another:
+ * llhttp is left paused after a message of its own while the fast reader answers the next, so each must
+ * start its next message where the other stopped, with keep-alive as the message it read said. The
+ * HTTP/1.0 request without keep-alive ends the connection: the GET after it is never answered. */
+static const char *const turns[] = {
+    "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n20",
+    "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+    "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n20\r\n0\r\n\r\n",
+    "GET /hello HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n",
+    "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+    "GET /hello HTTP/1.0\r\nHost: t\r\n\r\n",
+    "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n",
+};
+#define TURNS (sizeof(turns) / sizeof(turns[0]))
+
+static void expect_turns(const char *r)
+{
+    cr_assert_eq(count(r, " 200 OK\r\n"), 6, "got: %s", r);
+    cr_assert_eq(count(r, "\"len\":2"), 2, "both bodies read whole: %s", r);
+    cr_assert_eq(count(r, "Connection: close\r\n"), 1, "only the last HTTP/1.0 answer closes: %s", r);
+    cr_assert(eof || (loop->conns && loop->conns->state == HTTP_CONN_LINGER), "the connection ends after it");
+}
+
+Test(http_framing, llhttp_and_the_fast_reader_take_turns_in_one_read)
+{
+    char all[1024] = "";
+    for (size_t i = 0; i < TURNS; i++)
+        strcat(all, turns[i]);
+    send_str(all);
+    expect_turns(collect(20));
+}
+
+Test(http_framing, llhttp_and_the_fast_reader_take_turns_a_read_each)
+{
+    /* Each message read on its own: llhttp waits paused after its message while the fast reader
+     * answers the next from a later read. (The last one is not sent: the connection is closed by then.) */
+    for (size_t i = 0; i + 1 < TURNS; i++) {
+        send_str(turns[i]);
+        spin(2);
+    }
+    expect_turns(collect(20));
+}
+
+Test(http_framing, llhttp_and_the_fast_reader_take_turns_in_pieces)
+{
+    /* Five bytes a read: no head is whole when its first byte arrives, so llhttp reads every one. */
+    char all[1024] = "";
+    for (size_t i = 0; i < TURNS; i++)
+        strcat(all, turns[i]);
+    for (size_t off = 0, n = strlen(all); off < n; off += 5) {
+        send_all(all + off, n - off < 5 ? n - off : 5);
+        event_base_loop(http_loop_base(loop), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    }
+    expect_turns(collect(20));
+}
+
 /* ---- output memory ---- */
 
 Test(http_framing, output_memory_is_bounded_whatever_the_reading_pattern)
